@@ -1,0 +1,176 @@
+"""One attention module for multi-head (MHA), multi-query (MQA) and grouped-query attention (GQA).
+
+n_heads query heads share n_kv_heads key/value heads; query head h reads KV head h // (n_heads / n_kv_heads):
+
+- MHA (Vaswani et al. 2017):  n_kv_heads = n_heads   (every query head has its own K and V)
+- MQA (Shazeer 2019):         n_kv_heads = 1         (one K and one V shared by all query heads)
+- GQA (Ainslie et al. 2023):  n_kv_heads = n_groups, a divisor of n_heads in between
+
+The cache holds 2 * n_kv_heads * head_dim numbers per token and layer, so it shrinks by
+n_heads / n_kv_heads against MHA, while the query side keeps all n_heads heads.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from attnlab._validate import check_divisible, check_ndim, check_positive_int
+from attnlab.attention import causal_mask, softmax
+from attnlab.kv_cache import LayerCache
+from attnlab.rope import apply_rope
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    """Shape of one attention layer.
+
+    d_model: model width; n_heads: query heads; n_kv_heads: key/value heads (None = n_heads, i.e. MHA);
+    head_dim: width of one head (None = d_model // n_heads); rope: rotate q and k by position (RoPE,
+    "halves" convention, as Llama); rope_base: RoPE's base (theta); bias: add biases to projections.
+    """
+
+    d_model: int
+    n_heads: int
+    n_kv_heads: int | None = None
+    head_dim: int | None = None
+    rope: bool = True
+    rope_base: float = 10000.0
+    bias: bool = False
+
+    def __post_init__(self) -> None:
+        check_positive_int("d_model", self.d_model)
+        check_positive_int("n_heads", self.n_heads)
+        if self.n_kv_heads is None:
+            object.__setattr__(self, "n_kv_heads", self.n_heads)
+        check_positive_int("n_kv_heads", self.n_kv_heads)
+        check_divisible("n_heads", self.n_heads, "n_kv_heads", self.n_kv_heads)
+        if self.head_dim is None:
+            check_divisible("d_model", self.d_model, "n_heads", self.n_heads)
+            object.__setattr__(self, "head_dim", self.d_model // self.n_heads)
+        check_positive_int("head_dim", self.head_dim)
+        if self.rope and self.head_dim % 2:
+            raise ValueError(f"head_dim={self.head_dim} must be even when rope=True (RoPE rotates pairs)")
+
+    @property
+    def group_size(self) -> int:
+        """Query heads per KV head: n_heads / n_kv_heads."""
+        return self.n_heads // self.n_kv_heads
+
+    @property
+    def kind(self) -> str:
+        """"mha", "mqa" or "gqa" from the head counts (n_heads = 1 counts as MHA)."""
+        if self.n_kv_heads == self.n_heads:
+            return "mha"
+        return "mqa" if self.n_kv_heads == 1 else "gqa"
+
+    def cache_elements_per_token(self) -> int:
+        """Numbers cached per token in this layer: 2 * n_kv_heads * head_dim (K and V)."""
+        return 2 * self.n_kv_heads * self.head_dim
+
+
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True,
+                      scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q k^T * scale + M) v where n_heads query heads share n_kv_heads K/V heads, without copying K/V.
+
+    q: (b, n_heads, n_q, d)   k, v: (b, n_kv_heads, n_k, d)   ->   out (b, n_heads, n_q, d), weights
+    (b, n_heads, n_q, n_k). The query heads are viewed as (n_kv_heads groups) x (r = group size), so
+    query head h = g * r + j reads KV head g, exactly as ``repeat_interleave`` would give.
+    """
+    check_ndim("q", q, 4, "(batch, n_heads, seq, head_dim)")
+    check_ndim("k", k, 4, "(batch, n_kv_heads, seq, head_dim)")
+    check_ndim("v", v, 4, "(batch, n_kv_heads, seq, head_dim)")
+    b, n_heads, n_q, d = q.shape
+    n_kv = k.shape[1]
+    check_divisible("n_heads", n_heads, "n_kv_heads", n_kv)
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    q = q.view(b, n_kv, n_heads // n_kv, n_q, d)  # (b, g, r, n_q, d)
+    scores = torch.einsum("bgrqd,bgkd->bgrqk", q, k) * scale  # (b, g, r, n_q, n_k)
+    if causal:
+        scores = scores.masked_fill(~causal_mask(n_q, k.shape[2], device=q.device), float("-inf"))
+    weights = softmax(scores, dim=-1)
+    out = torch.einsum("bgrqk,bgkd->bgrqd", weights, v)  # (b, g, r, n_q, d)
+    return out.reshape(b, n_heads, n_q, d), weights.reshape(b, n_heads, n_q, -1)
+
+
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """(b, n_kv_heads, s, d) -> (b, n_kv_heads * n_rep, s, d): KV head g serves query heads g*n_rep..(g+1)*n_rep-1.
+
+    The explicit copy that :func:`grouped_attention` avoids; kept to show what sharing means."""
+    return x.repeat_interleave(n_rep, dim=1)
+
+
+class GroupedQueryAttention(nn.Module):
+    """Causal self-attention with n_heads query heads and n_kv_heads shared K/V heads (MHA/MQA/GQA).
+
+    x: (batch, seq, d_model) -> (batch, seq, d_model). With a :class:`LayerCache`, K and V of the new
+    tokens are appended and attention runs over everything cached (positions continue from the cache).
+    """
+
+    def __init__(self, config: AttentionConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.w_q = nn.Linear(c.d_model, c.n_heads * c.head_dim, bias=c.bias)  # W^Q
+        self.w_k = nn.Linear(c.d_model, c.n_kv_heads * c.head_dim, bias=c.bias)  # W^K (n_kv_heads heads)
+        self.w_v = nn.Linear(c.d_model, c.n_kv_heads * c.head_dim, bias=c.bias)  # W^V (n_kv_heads heads)
+        self.w_o = nn.Linear(c.n_heads * c.head_dim, c.d_model, bias=c.bias)  # W^O
+
+    def project(self, x: torch.Tensor, start: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q (b, n_heads, s, d), k and v (b, n_kv_heads, s, d) for tokens at positions start..start+s-1."""
+        c = self.config
+        b, s, _ = x.shape
+        q = self.w_q(x).view(b, s, c.n_heads, c.head_dim).transpose(1, 2)
+        k = self.w_k(x).view(b, s, c.n_kv_heads, c.head_dim).transpose(1, 2)
+        v = self.w_v(x).view(b, s, c.n_kv_heads, c.head_dim).transpose(1, 2)
+        if c.rope:
+            positions = torch.arange(start, start + s, device=x.device)
+            q, k = apply_rope(q, positions, c.rope_base), apply_rope(k, positions, c.rope_base)
+        return q, k, v
+
+    def forward(self, x: torch.Tensor, cache: LayerCache | None = None,
+                return_weights: bool = False):
+        """y = concat_h(softmax(q_h K_g(h)^T / sqrt(d) + M) V_g(h)) W^O, g(h) = h // group_size."""
+        check_ndim("x", x, 3, "(batch, seq, d_model)")
+        if x.shape[-1] != self.config.d_model:
+            raise ValueError(f"x has d_model={x.shape[-1]}, this layer expects {self.config.d_model}")
+        if x.dtype != self.w_q.weight.dtype:
+            raise ValueError(f"dtype mismatch: x is {x.dtype} but the weights are {self.w_q.weight.dtype}")
+        start = 0 if cache is None else cache.seq_len
+        q, k, v = self.project(x, start)
+        if cache is not None:
+            k, v = cache.update(k=k, v=v)  # (b, n_kv_heads, start + s, d)
+        out, weights = grouped_attention(q, k, v, causal=True)  # (b, n_heads, s, d)
+        b, _, s, _ = out.shape
+        y = self.w_o(out.transpose(1, 2).reshape(b, s, -1))
+        return (y, weights) if return_weights else y
+
+
+def mha_to_gqa(module: GroupedQueryAttention, n_kv_heads: int) -> GroupedQueryAttention:
+    """Convert an attention layer to fewer KV heads by mean-pooling the K and V heads of each group.
+
+    The GQA paper's recipe (Ainslie et al. 2023, sec. 2.1): W^K_g = mean of the W^K heads in group g,
+    likewise W^V; W^Q and W^O are copied. Usually followed by a short uptraining.
+    """
+    c = module.config
+    check_positive_int("n_kv_heads", n_kv_heads)
+    check_divisible("n_kv_heads (old)", c.n_kv_heads, "n_kv_heads (new)", n_kv_heads)
+    new_config = AttentionConfig(c.d_model, c.n_heads, n_kv_heads, c.head_dim, c.rope, c.rope_base, c.bias)
+    new = GroupedQueryAttention(new_config).to(module.w_q.weight.dtype).to(module.w_q.weight.device)
+    pool = c.n_kv_heads // n_kv_heads  # old KV heads merged into one new KV head
+
+    def pooled(w: torch.Tensor) -> torch.Tensor:
+        # (n_kv_old * d, ...) -> (n_kv_new, pool, d, ...) -> mean over pool
+        return w.view(n_kv_heads, pool, c.head_dim, *w.shape[1:]).mean(dim=1).reshape(-1, *w.shape[1:])
+
+    with torch.no_grad():
+        new.w_q.load_state_dict(module.w_q.state_dict())
+        new.w_o.load_state_dict(module.w_o.state_dict())
+        for name in ("w_k", "w_v"):
+            src, dst = getattr(module, name), getattr(new, name)
+            dst.weight.copy_(pooled(src.weight))
+            if src.bias is not None:
+                dst.bias.copy_(pooled(src.bias))
+    return new

@@ -1,0 +1,188 @@
+"""A small decoder-only language model whose attention layer is pluggable.
+
+    h_0 = E[ids]
+    h_l = h_{l-1} + Attn_l(RMSNorm(h_{l-1}))          (Attn = MHA, MQA or GQA; MLA and DSA plug in later)
+    h_l = h_l + MLP_l(RMSNorm(h_l))                  (SwiGLU MLP)
+    logits = RMSNorm(h_L) E^T                        (output head tied to the embedding)
+
+Small enough to train on a laptop CPU in minutes (``python -m attnlab.train``), big enough that its
+attention maps on real text show structure and that cached generation is worth checking.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnlab._validate import check_ndim, check_non_negative_int, check_positive_int
+from attnlab.gqa import AttentionConfig, GroupedQueryAttention
+from attnlab.kv_cache import KVCache
+
+ATTENTION_KINDS = ("mha", "mqa", "gqa")
+DATA_DIR = Path(__file__).parent / "data"
+
+
+@dataclass(frozen=True)
+class TinyLMConfig:
+    """Shape of the tiny model. ``attention`` picks the layer: "mha" (n_kv_heads = n_heads), "mqa" (1) or
+    "gqa" (``n_kv_heads``, a divisor of n_heads)."""
+
+    vocab_size: int = 512
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 8
+    n_kv_heads: int = 2
+    d_ff: int = 344  # SwiGLU hidden width, about 8/3 d_model
+    max_seq_len: int = 256
+    attention: str = "gqa"
+    rope_base: float = 10000.0
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_seq_len"):
+            check_positive_int(name, getattr(self, name))
+        if self.attention not in ATTENTION_KINDS:
+            raise ValueError(f"attention={self.attention!r} must be one of {ATTENTION_KINDS}")
+        self.attention_config()  # validates the head counts
+
+    def attention_config(self) -> AttentionConfig:
+        """The :class:`AttentionConfig` of every layer, with n_kv_heads set by ``attention``."""
+        n_kv = {"mha": self.n_heads, "mqa": 1, "gqa": self.n_kv_heads}[self.attention]
+        return AttentionConfig(self.d_model, self.n_heads, n_kv, rope=True, rope_base=self.rope_base)
+
+
+class SwiGLU(nn.Module):
+    """MLP(x) = W_2 (SiLU(W_1 x) * W_3 x)  (Shazeer 2020), x: (..., d_model) -> (..., d_model)."""
+
+    def __init__(self, d_model: int, d_ff: int) -> None:
+        super().__init__()
+        self.w_1 = nn.Linear(d_model, d_ff, bias=False)
+        self.w_3 = nn.Linear(d_model, d_ff, bias=False)
+        self.w_2 = nn.Linear(d_ff, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w_2(F.silu(self.w_1(x)) * self.w_3(x))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: h += Attn(RMSNorm(h)); h += MLP(RMSNorm(h))."""
+
+    def __init__(self, config: TinyLMConfig) -> None:
+        super().__init__()
+        self.attn_norm = nn.RMSNorm(config.d_model)
+        self.attn = GroupedQueryAttention(config.attention_config())
+        self.mlp_norm = nn.RMSNorm(config.d_model)
+        self.mlp = SwiGLU(config.d_model, config.d_ff)
+
+    def forward(self, h: torch.Tensor, cache=None, return_weights: bool = False):
+        a = self.attn(self.attn_norm(h), cache=cache, return_weights=return_weights)
+        a, weights = a if return_weights else (a, None)
+        h = h + a
+        h = h + self.mlp(self.mlp_norm(h))
+        return h, weights
+
+
+class TinyLM(nn.Module):
+    """ids (batch, seq) -> logits (batch, seq, vocab). Pass a :class:`KVCache` to decode incrementally."""
+
+    def __init__(self, config: TinyLMConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)  # E
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.norm = nn.RMSNorm(config.d_model)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def new_cache(self) -> KVCache:
+        """An empty cache with one layer slot per block."""
+        return KVCache(self.config.n_layers)
+
+    def forward(self, ids: torch.Tensor, cache: KVCache | None = None, return_attention: bool = False):
+        """Logits for every position; with ``cache``, ``ids`` are the NEW tokens after those cached.
+
+        return_attention=True also returns each layer's weights (batch, n_heads, seq, seq_total)."""
+        check_ndim("ids", ids, 2, "(batch, seq)")
+        start = 0 if cache is None else cache.seq_len
+        if start + ids.shape[1] > self.config.max_seq_len:
+            raise ValueError(f"sequence length {start + ids.shape[1]} exceeds max_seq_len={self.config.max_seq_len}")
+        if ids.numel() and (ids.min() < 0 or ids.max() >= self.config.vocab_size):
+            raise ValueError(f"ids must lie in [0, vocab_size={self.config.vocab_size})")
+        h = self.embed(ids)  # (b, s, d_model)
+        maps = []
+        for i, block in enumerate(self.blocks):
+            h, weights = block(h, None if cache is None else cache[i], return_attention)
+            maps.append(weights)
+        logits = self.norm(h) @ self.embed.weight.T  # tied output head, (b, s, vocab)
+        return (logits, maps) if return_attention else logits
+
+    def loss(self, ids: torch.Tensor) -> torch.Tensor:
+        """Next-token cross-entropy: predict ids[:, 1:] from ids[:, :-1]."""
+        logits = self(ids[:, :-1])
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+
+
+@torch.no_grad()
+def generate(model: TinyLM, ids: torch.Tensor, max_new_tokens: int, use_cache: bool = True,
+             temperature: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Append ``max_new_tokens`` tokens to ``ids`` (batch, seq); greedy when temperature == 0.
+
+    use_cache=True: one prefill pass over the prompt, then one token per step through the KV cache.
+    use_cache=False: every step re-runs the whole sequence (the O(t^2) baseline). Both give the same tokens.
+    """
+    check_ndim("ids", ids, 2, "(batch, seq)")
+    check_non_negative_int("max_new_tokens", max_new_tokens)
+    if temperature < 0:
+        raise ValueError(f"temperature={temperature} must be >= 0")
+    cache = model.new_cache() if use_cache else None
+    out, step_input = ids, ids
+    for _ in range(max_new_tokens):
+        logits = model(step_input, cache=cache)[:, -1]  # (b, vocab), the last position only
+        if temperature == 0:
+            nxt = logits.argmax(dim=-1, keepdim=True)
+        else:
+            probs = torch.softmax(logits.double() / temperature, dim=-1)
+            nxt = torch.multinomial(probs, 1, generator=generator)
+        out = torch.cat([out, nxt], dim=1)
+        step_input = nxt if use_cache else out
+    return out
+
+
+def checkpoint_path(name: str) -> Path:
+    """Where the shipped checkpoint ``name`` (e.g. "tiny_gqa") lives: lib/attnlab/data/<name>.pt."""
+    return DATA_DIR / f"{name}.pt"
+
+
+def save_checkpoint(model: TinyLM, path: Path, metrics: dict | None = None) -> None:
+    """Save config, float16 weights (small enough to ship) and training metrics."""
+    state = {k: v.to(torch.float16) for k, v in model.state_dict().items()}
+    torch.save({"config": asdict(model.config), "state_dict": state, "metrics": metrics or {}}, path)
+
+
+def load_checkpoint(name_or_path: str | Path, dtype: torch.dtype = torch.float32,
+                    device: torch.device | str = "cpu") -> TinyLM:
+    """Load a shipped checkpoint by name ("tiny_gqa") or a path; returns the model in eval mode."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = checkpoint_path(str(name_or_path))
+    if not path.exists():
+        shipped = sorted(p.stem for p in DATA_DIR.glob("*.pt"))
+        raise ValueError(f"no checkpoint {str(name_or_path)!r}; shipped: {shipped}")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    model = TinyLM(TinyLMConfig(**blob["config"]))
+    model.load_state_dict({k: v.to(torch.float32) for k, v in blob["state_dict"].items()})
+    model.metrics = blob.get("metrics", {})
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def checkpoint_metrics(name: str) -> dict:
+    """The training metrics stored beside a shipped checkpoint (steps, losses, seconds)."""
+    return json.loads(json.dumps(torch.load(checkpoint_path(name), weights_only=True)["metrics"]))

@@ -1,0 +1,58 @@
+"""Plots shared by the chapters, drawn with matplotlib in one style (colours per role, defined once)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import torch
+
+#: One colour per role, shared by plots, widgets and animations.
+COLORS = {
+    "query": "#1f77b4",  # blue
+    "key": "#2ca02c",  # green
+    "value": "#ff7f0e",  # orange
+    "latent": "#9467bd",  # purple
+    "cache": "#d62728",  # red
+    "rope": "#8c564b",  # brown
+    "index": "#17becf",  # teal
+    "muted": "#7f7f7f",  # grey
+}
+
+#: Colour per attention scheme, used by every bar chart that compares them.
+SCHEME_COLORS = {"mha": "#4c72b0", "gqa": "#55a868", "mqa": "#c44e52", "mla": "#8172b2", "dsa": "#64b5cd"}
+
+
+def attention_heatmap(weights: torch.Tensor, tokens: Sequence[str] | None = None,
+                      query_tokens: Sequence[str] | None = None, ax=None, title: str | None = None,
+                      cmap: str = "Blues"):
+    """Draw an attention matrix (n_q, n_k) as a heatmap: rows are queries, columns keys, darker = more weight.
+
+    tokens label the keys (and the queries, unless query_tokens is given). Returns the Axes."""
+    w = weights.detach().to("cpu", torch.float32)
+    if w.dim() != 2:
+        raise ValueError(f"weights must be 2-D (n_q, n_k), got shape {tuple(w.shape)}")
+    if ax is None:
+        size = max(3.0, min(9.0, 0.32 * w.shape[1] + 1.5))
+        _, ax = plt.subplots(figsize=(size, size * w.shape[0] / w.shape[1] + 0.4))
+    ax.imshow(w.numpy(), cmap=cmap, vmin=0.0, vmax=float(w.max()) or 1.0, aspect="auto")
+    if tokens is not None:
+        if len(tokens) != w.shape[1]:
+            raise ValueError(f"len(tokens)={len(tokens)} must equal the number of keys n_k={w.shape[1]}")
+        ax.set_xticks(range(len(tokens)), [repr(t)[1:-1] for t in tokens], rotation=90, fontsize=8)
+        q_labels = list(query_tokens) if query_tokens is not None else list(tokens)[-w.shape[0]:]
+        ax.set_yticks(range(w.shape[0]), [repr(t)[1:-1] for t in q_labels], fontsize=8)
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query (attending)")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def figure_png(fig, dpi: int = 110) -> bytes:
+    """Render a matplotlib figure to PNG bytes (for an ``ipywidgets.Image``) and close it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()

@@ -1,0 +1,83 @@
+"""Rotary position embedding (RoPE, Su et al. 2021, arXiv 2104.09864).
+
+RoPE splits a head's d dimensions into d/2 pairs and rotates pair i of the vector at position m by the
+angle m * theta_i, with theta_i = base^(-2i/d):
+
+    [x'_a]   [cos m theta_i   -sin m theta_i] [x_a]
+    [x'_b] = [sin m theta_i    cos m theta_i] [x_b]
+
+Rotations compose, so q_m · k_n = (R_m q) · (R_n k) = q · R_(n-m) k depends on m and n only through
+m - n: attention scores see relative position.
+
+Two conventions pair the dimensions differently:
+- "halves" (Hugging Face Llama, ``rotate_half``): pair i is (i, i + d/2);
+- "interleaved" (GPT-J, DeepSeek's MLA in DeepSeek-V3 ``inference/model.py``): pair i is (2i, 2i + 1).
+They are the same rotation up to the fixed permutation :func:`interleaved_to_halves`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from attnlab._validate import check_even, check_positive_int
+
+
+def rope_frequencies(head_dim: int, base: float = 10000.0, device=None) -> torch.Tensor:
+    """theta_i = base^(-2i/d) for i = 0..d/2-1, shape (d/2,), float64 for exact angles."""
+    check_positive_int("head_dim", head_dim)
+    check_even("head_dim", head_dim)
+    if base <= 1.0:
+        raise ValueError(f"base={base} must be > 1")
+    i = torch.arange(head_dim // 2, dtype=torch.float64, device=device)
+    return base ** (-2.0 * i / head_dim)
+
+
+def rope_angles(positions: torch.Tensor, head_dim: int, base: float = 10000.0) -> torch.Tensor:
+    """Angles m * theta_i: positions (...,) -> (..., d/2), in float64."""
+    if positions.dtype.is_floating_point or positions.dtype == torch.bool:
+        raise ValueError(f"positions must be an integer tensor, got {positions.dtype}")
+    if (positions < 0).any():
+        raise ValueError("positions must be >= 0")
+    theta = rope_frequencies(head_dim, base, device=positions.device)  # (d/2,)
+    return positions.to(torch.float64).unsqueeze(-1) * theta  # (..., d/2)
+
+
+def apply_rope(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0,
+               interleaved: bool = False) -> torch.Tensor:
+    """Rotate each pair of dimensions of x by m * theta_i (see module docstring).
+
+    x: (..., seq, d)   positions: (seq,) or broadcastable to x.shape[:-1]   ->   (..., seq, d)
+    interleaved=False pairs (i, i + d/2) ("halves"); True pairs (2i, 2i+1).
+    """
+    d = x.shape[-1]
+    check_even("x.shape[-1]", d)
+    angles = rope_angles(positions, d, base)  # (..., seq, d/2)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    if interleaved:
+        x_a, x_b = x[..., 0::2], x[..., 1::2]  # pair i = (2i, 2i+1)
+    else:
+        x_a, x_b = x[..., : d // 2], x[..., d // 2 :]  # pair i = (i, i + d/2)
+    out_a = x_a * cos - x_b * sin
+    out_b = x_a * sin + x_b * cos
+    if interleaved:
+        return torch.stack([out_a, out_b], dim=-1).flatten(-2)  # back to (2i, 2i+1) order
+    return torch.cat([out_a, out_b], dim=-1)
+
+
+def interleaved_to_halves(d: int) -> torch.Tensor:
+    """Permutation p with apply_rope(x[..., p]) == apply_rope(x, interleaved=True)[..., p].
+
+    p = [0, 2, 4, ..., d-2, 1, 3, ..., d-1] moves interleaved pair (2i, 2i+1) to halves pair (i, i+d/2).
+    This is the permutation that converts DeepSeek's interleaved checkpoints to Hugging Face's layout.
+    """
+    check_positive_int("d", d)
+    check_even("d", d)
+    return torch.cat([torch.arange(0, d, 2), torch.arange(1, d, 2)])
+
+
+def rotation_matrix(position: int, head_dim: int, base: float = 10000.0,
+                    interleaved: bool = False) -> torch.Tensor:
+    """The (d, d) orthogonal matrix R_m that apply_rope multiplies by, for plotting and checks (float64)."""
+    eye = torch.eye(head_dim, dtype=torch.float64)
+    # Row r of the result is R_m applied to basis vector e_r, so transpose to get R_m itself.
+    return apply_rope(eye, torch.full((head_dim,), position), base, interleaved).T

@@ -1,0 +1,126 @@
+"""Train the tiny language model on the course corpus, on a laptop CPU in minutes.
+
+    python -m attnlab.train --attention mha                # writes lib/attnlab/data/tiny_mha.pt
+    python -m attnlab.train --attention gqa --n-kv-heads 2 --steps 600
+
+The corpus is Python's own documentation (:mod:`attnlab.corpus`), tokenized with the course's BPE
+(:func:`attnlab.tokenization.load_tokenizer`). Runs are deterministic for a given seed and thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from attnlab._validate import check_positive_int
+from attnlab.corpus import load_text
+from attnlab.model import TinyLM, TinyLMConfig, checkpoint_path, save_checkpoint
+from attnlab.tokenization import load_tokenizer
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings: AdamW, linear warm-up then cosine decay to lr/10."""
+
+    steps: int = 1200
+    batch_size: int = 16
+    seq_len: int = 128
+    lr: float = 3e-3
+    warmup: int = 50
+    weight_decay: float = 0.1
+    eval_every: int = 200
+    eval_batches: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "seq_len", "eval_every", "eval_batches"):
+            check_positive_int(name, getattr(self, name))
+
+
+def token_ids(split: str) -> torch.Tensor:
+    """The corpus split as one long tensor of BPE token ids (int64)."""
+    return torch.tensor(load_tokenizer().encode(load_text(split)), dtype=torch.long)
+
+
+def sample_batch(data: torch.Tensor, batch_size: int, seq_len: int, generator: torch.Generator) -> torch.Tensor:
+    """batch_size random windows of seq_len + 1 tokens: (batch, seq_len + 1), inputs and shifted targets."""
+    if data.numel() <= seq_len + 1:
+        raise ValueError(f"data has {data.numel()} tokens, fewer than seq_len + 2 = {seq_len + 2}")
+    starts = torch.randint(0, data.numel() - seq_len - 1, (batch_size,), generator=generator)
+    return torch.stack([data[s : s + seq_len + 1] for s in starts.tolist()])
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay from lr to lr/10 at the last step."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@torch.no_grad()
+def evaluate(model: TinyLM, data: torch.Tensor, cfg: TrainConfig) -> float:
+    """Mean next-token loss over ``eval_batches`` fixed windows of ``data`` (seeded, so comparable)."""
+    model.eval()
+    gen = torch.Generator().manual_seed(1234)
+    losses = [model.loss(sample_batch(data, cfg.batch_size, cfg.seq_len, gen)).item()
+              for _ in range(cfg.eval_batches)]
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def train(model_config: TinyLMConfig, cfg: TrainConfig = TrainConfig(), log=print,
+          model: TinyLM | None = None) -> tuple[TinyLM, dict]:
+    """Train (or keep training ``model``) and return it with metrics: the loss curves and seconds taken."""
+    torch.manual_seed(cfg.seed)
+    model = TinyLM(model_config) if model is None else model
+    train_data, val_data = token_ids("train"), token_ids("val")
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history = {"step": [], "train_loss": [], "val_loss": []}
+    start, running = time.perf_counter(), []
+    model.train()
+    for step in range(cfg.steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        loss = model.loss(sample_batch(train_data, cfg.batch_size, cfg.seq_len, gen))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        running.append(loss.item())
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            val = evaluate(model, val_data, cfg)
+            history["step"].append(step + 1)
+            history["train_loss"].append(sum(running) / len(running))
+            history["val_loss"].append(val)
+            running = []
+            log(f"step {step + 1:5d}  train {history['train_loss'][-1]:.3f}  val {val:.3f}")
+    model.eval()
+    metrics = {"train": asdict(cfg), "history": history, "val_loss": history["val_loss"][-1],
+               "seconds": time.perf_counter() - start, "n_params": sum(p.numel() for p in model.parameters())}
+    return model, metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--attention", default="mha", choices=["mha", "mqa", "gqa"])
+    parser.add_argument("--n-kv-heads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=TrainConfig.steps)
+    parser.add_argument("--name", default=None, help="checkpoint name (default tiny_<attention>)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    model, metrics = train(TinyLMConfig(attention=args.attention, n_kv_heads=args.n_kv_heads),
+                           TrainConfig(steps=args.steps))
+    path = checkpoint_path(args.name or f"tiny_{args.attention}")
+    save_checkpoint(model, path, metrics)
+    print(f"saved {path} ({path.stat().st_size / 1e6:.1f} MB), val loss {metrics['val_loss']:.3f}, "
+          f"{metrics['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""The notebooks as stored: paired with their jupytext sources, executed, error-free, deterministic.
+
+nbval (run by ``./course test``) re-executes every notebook and compares each text output; these tests
+check what nbval does not: that the .ipynb was built from the current .py, and that it is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jupytext
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+SOURCES = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
+
+
+def test_there_are_chapters():
+    assert len(SOURCES) >= 7, [p.name for p in SOURCES]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_ipynb_matches_its_jupytext_source(source: Path):
+    ipynb = source.with_suffix(".ipynb")
+    assert ipynb.exists(), f"{ipynb.name} missing: run ./course notebooks {source.relative_to(NOTEBOOKS.parent)}"
+    from_py = jupytext.read(source)
+    stored = jupytext.read(ipynb)
+    strip = lambda nb: [(c.cell_type, c.source.strip()) for c in nb.cells]
+    assert strip(from_py) == strip(stored), (
+        f"{ipynb.name} drifted from {source.name}: run ./course notebooks {source.relative_to(NOTEBOOKS.parent)}"
+    )
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_ipynb_is_stored_executed_without_errors(source: Path):
+    cells = json.loads(source.with_suffix(".ipynb").read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+    assert code, "a chapter without code"
+    assert all(c["execution_count"] is not None for c in code), "some code cells are stored unexecuted"
+    errors = [o for c in code for o in c["outputs"] if o["output_type"] == "error"]
+    assert not errors, [e["ename"] + ": " + e["evalue"] for e in errors]
+    counts = [c["execution_count"] for c in code]
+    assert counts == list(range(1, len(code) + 1)), "cells were not executed top to bottom in one run"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_no_unfinished_text(source: Path):
+    text = source.read_text()
+    assert not re.search(r"\bTODO\b|coming soon|placeholder|FIXME", text, re.I)
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_chapter_has_the_required_sections(source: Path):
+    text = source.read_text()
+    assert "What it costs" in text, "every chapter has a 'What it costs' section"
+    assert "## Exercises" in text, "every chapter ends with exercises"
+    assert re.search(r"widgets|cache_calculator|interactive", text), "every chapter has a live widget"
+    solutions = NOTEBOOKS / "solutions" / f"ch{source.stem[:2]}.py"
+    assert solutions.exists(), f"solutions for {source.stem} belong in {solutions.relative_to(NOTEBOOKS.parent)}"
