@@ -26,13 +26,13 @@ from attnlab.tokenization import load_tokenizer
 class TrainConfig:
     """Optimisation settings: AdamW, linear warm-up then cosine decay to lr/10."""
 
-    steps: int = 1200
+    steps: int = 600
     batch_size: int = 16
     seq_len: int = 128
     lr: float = 3e-3
     warmup: int = 50
     weight_decay: float = 0.1
-    eval_every: int = 200
+    eval_every: int = 100
     eval_batches: int = 8
     seed: int = 0
 
@@ -46,11 +46,13 @@ def token_ids(split: str) -> torch.Tensor:
     return torch.tensor(load_tokenizer().encode(load_text(split)), dtype=torch.long)
 
 
-def sample_batch(data: torch.Tensor, batch_size: int, seq_len: int, generator: torch.Generator) -> torch.Tensor:
+def sample_batch(data: torch.Tensor, batch_size: int, seq_len: int,
+                 generator: torch.Generator) -> torch.Tensor:
     """batch_size random windows of seq_len + 1 tokens: (batch, seq_len + 1), inputs and shifted targets."""
-    if data.numel() <= seq_len + 1:
-        raise ValueError(f"data has {data.numel()} tokens, fewer than seq_len + 2 = {seq_len + 2}")
-    starts = torch.randint(0, data.numel() - seq_len - 1, (batch_size,), generator=generator)
+    if data.numel() < seq_len + 1:
+        raise ValueError(f"data has {data.numel()} tokens, fewer than seq_len + 1 = {seq_len + 1}")
+    # a window starting at s needs s + seq_len + 1 <= n, so s ranges over 0 .. n - seq_len - 1
+    starts = torch.randint(0, data.numel() - seq_len, (batch_size,), generator=generator)
     return torch.stack([data[s : s + seq_len + 1] for s in starts.tolist()])
 
 
@@ -58,7 +60,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up over ``warmup`` steps, then cosine decay from lr to lr/10 at the last step."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    progress = (step - cfg.warmup) / max(1, cfg.steps - 1 - cfg.warmup)  # 0 after warm-up, 1 at the last step
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 

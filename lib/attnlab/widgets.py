@@ -1,0 +1,333 @@
+"""Live widgets for the notebooks.
+
+:func:`cache_calculator` is the KV-cache calculator of chapter 0: pick a model (its published shape loads
+into the sliders), or change layers, heads, head width, MLA's latent and RoPE widths, context, batch and
+dtype, and read bytes per token, the whole cache in GiB, the tokens that fit in a GPU, and a bar chart
+of MHA / MQA / GQA / MLA for the same shape. Every number comes from :mod:`attnlab.sizing`.
+
+The readout is rendered by pure functions (:func:`readout_html`, :func:`bar_chart_svg`,
+:func:`render_html`) from a frozen :class:`CalculatorState`, so tests check it without a browser; the
+chart is inline SVG (crisp on a projector, no JavaScript). Callbacks only set widget values.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import ipywidgets as widgets
+import torch
+
+from attnlab import sizing
+from attnlab._validate import check_divisible, check_non_negative_int, check_positive_int
+from attnlab.plots import SCHEME_COLORS
+from attnlab.sizing import MODELS, SCHEMES, ModelSpec
+
+#: Context lengths the context slider offers: powers of two from 1K to 1M tokens.
+CONTEXT_OPTIONS: tuple[tuple[str, int], ...] = tuple(
+    (f"{n // 1024}K" if n < 2**20 else f"{n // 2**20}M", n) for n in (2**k for k in range(10, 21))
+)
+
+#: Bar colours: the course's one colour per scheme (:data:`attnlab.plots.SCHEME_COLORS`).
+SCHEME_COLOURS = {s: SCHEME_COLORS[s] for s in SCHEMES}
+SCHEME_NAMES = {"mha": "MHA", "mqa": "MQA", "gqa": "GQA", "mla": "MLA"}
+
+
+def divisors(n: int) -> list[int]:
+    """All positive divisors of ``n``, increasing: the KV-head counts GQA allows for n query heads."""
+    check_positive_int("n", n)
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def gqa_start(spec: ModelSpec) -> int:
+    """KV heads the GQA slider starts at for ``spec``: its own n_g, except for an MLA model, whose config
+    lists n_g = n_h only because each head gets its own K and V back from the latent; there the GQA bar
+    starts at the what-if n_g = n_h / 8 (16 for DeepSeek-V3's 128 heads, the seed summaries' figure)."""
+    if spec.attention != "mla":
+        return spec.n_kv_heads
+    return max(d for d in divisors(spec.n_heads) if d <= max(1, spec.n_heads // 8))
+
+
+@dataclass(frozen=True)
+class CalculatorState:
+    """Everything the calculator shows is a function of this.
+
+    spec: the current shape, with ``spec.attention`` the scheme whose numbers the readout shows;
+    gqa_kv_heads: the KV heads of the GQA bar; seq_len, batch: context tokens and sequences;
+    dtype: the cache's dtype; gpu_gib: the memory budget for "tokens that fit".
+    """
+
+    spec: ModelSpec
+    gqa_kv_heads: int
+    seq_len: int
+    batch: int = 1
+    dtype: torch.dtype = torch.bfloat16
+    gpu_gib: float = 80.0
+
+    def __post_init__(self) -> None:
+        check_positive_int("gqa_kv_heads", self.gqa_kv_heads)
+        check_divisible("n_heads", self.spec.n_heads, "gqa_kv_heads", self.gqa_kv_heads)
+        check_non_negative_int("seq_len", self.seq_len)
+        check_positive_int("batch", self.batch)
+
+
+def figures(state: CalculatorState) -> dict:
+    """The numbers the calculator shows, all from :mod:`attnlab.sizing`:
+    per-scheme bytes per token, the selected scheme's bytes per token, cache bytes for
+    seq_len x batch, tokens that fit in gpu_gib, and each scheme's reduction against MHA."""
+    spec = state.spec
+    per_scheme = {
+        s: sizing.bytes_per_token(spec, state.dtype, s, state.gqa_kv_heads if s == "gqa" else None)
+        for s in SCHEMES
+    }
+    selected = spec.attention
+    return {
+        "scheme": selected,
+        "elements_per_layer": sizing.kv_elements_per_token(spec, per_layer=True),
+        "formula": sizing.kv_formula(spec),
+        "bytes_per_token": sizing.bytes_per_token(spec, state.dtype),
+        "cache_bytes": sizing.kv_cache_bytes(spec, state.seq_len, state.batch, state.dtype),
+        "tokens_that_fit": sizing.tokens_that_fit(spec, state.gpu_gib, state.dtype),
+        "per_scheme": per_scheme,
+        "reduction": {s: per_scheme["mha"] / per_scheme[s] for s in SCHEMES},
+    }
+
+
+def _scheme_label(state: CalculatorState, scheme: str) -> str:
+    spec = state.spec
+    if scheme == "mha":
+        return f"MHA · {spec.n_heads} KV heads"
+    if scheme == "mqa":
+        return "MQA · 1 KV head"
+    if scheme == "gqa":
+        heads = "head" if state.gqa_kv_heads == 1 else "heads"
+        return f"GQA · {state.gqa_kv_heads} KV {heads}"
+    d_c, d_h_rope = sizing.mla_dims(spec)
+    return f"MLA · d_c {d_c} + d_h^R {d_h_rope}"
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    names = {v: k for k, v in sizing.DTYPES_BY_NAME.items()}
+    return names.get(dtype, str(dtype).removeprefix("torch."))
+
+
+def _context_label(seq_len: int) -> str:
+    for label, value in CONTEXT_OPTIONS:
+        if value == seq_len:
+            return label
+    return f"{seq_len:,}"
+
+
+def readout_html(state: CalculatorState) -> str:
+    """The calculator's numbers as a small HTML table (pure: same state, same string)."""
+    f = figures(state)
+    spec = state.spec
+    scheme = SCHEME_NAMES[f["scheme"]]
+    dtype = _dtype_name(state.dtype)
+    fit = f["tokens_that_fit"]
+    sequences = fit / state.seq_len if state.seq_len else 0.0
+    rows = [
+        (f"{scheme}: cached numbers per token per layer", html.escape(f["formula"])),
+        (f"Bytes per token ({spec.n_layers} layers, {dtype})",
+         f"{f['bytes_per_token']:,} B ({sizing.format_bytes(f['bytes_per_token'])})"),
+        (f"Cache for {_context_label(state.seq_len)} tokens × batch {state.batch}",
+         f"{sizing.gib(f['cache_bytes']):,.2f} GiB"),
+        (f"Tokens that fit in {state.gpu_gib:g} GiB (cache only)",
+         f"{fit:,} ({sequences:,.1f} sequences of {_context_label(state.seq_len)})"),
+        (f"{scheme} against MHA", f"{sizing.format_ratio(f['reduction'][f['scheme']])}× smaller"),
+    ]
+    cells = "".join(
+        f'<tr><td style="padding:2px 12px 2px 0">{html.escape(k)}</td>'
+        f'<td style="padding:2px 0;text-align:right;font-variant-numeric:tabular-nums"><b>{v}</b></td></tr>'
+        for k, v in rows
+    )
+    return f'<table style="border-collapse:collapse;font-size:14px">{cells}</table>'
+
+
+def bar_chart_svg(state: CalculatorState, width: int = 680) -> str:
+    """Inline SVG: one horizontal bar per scheme (bytes per token, linear scale, same shape and dtype),
+    labelled with its value and its reduction against MHA; the selected scheme is drawn darker."""
+    f = figures(state)
+    label_w, value_w, bar_h, gap, top = 215, 135, 26, 12, 30
+    plot_w = width - label_w - value_w
+    height = top + len(SCHEMES) * (bar_h + gap) + 4
+    largest = max(f["per_scheme"].values())
+    title = (f"Bytes per token, {state.spec.n_layers} layers, {_dtype_name(state.dtype)}"
+             f" (× = times smaller than MHA)")
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif" font-size="13">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="4" y="18" font-size="14" font-weight="bold">{html.escape(title)}</text>',
+    ]
+    for i, scheme in enumerate(SCHEMES):
+        y = top + i * (bar_h + gap)
+        value = f["per_scheme"][scheme]
+        w = max(2.0, plot_w * value / largest)
+        selected = scheme == f["scheme"]
+        weight = "bold" if selected else "normal"
+        opacity = "1" if selected else "0.55"
+        label = html.escape(_scheme_label(state, scheme))
+        text = f"{sizing.format_bytes(value)} · {sizing.format_ratio(f['reduction'][scheme])}×"
+        parts += [
+            f'<text x="{label_w - 8}" y="{y + bar_h * 0.7:.1f}" text-anchor="end" '
+            f'font-weight="{weight}">{label}</text>',
+            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{SCHEME_COLOURS[scheme]}" '
+            f'fill-opacity="{opacity}" stroke="#333333" stroke-width="{1.5 if selected else 0}"/>',
+            f'<text x="{label_w + w + 6:.1f}" y="{y + bar_h * 0.7:.1f}" font-weight="{weight}">'
+            f'{html.escape(text)}</text>',
+        ]
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_html(state: CalculatorState) -> str:
+    """Readout table and bar chart in one HTML string (what the calculator displays)."""
+    return readout_html(state) + "<br>" + bar_chart_svg(state)
+
+
+@dataclass
+class CalculatorControls:
+    """The calculator's child widgets, so a test (or a curious learner) can set them from code."""
+
+    model: widgets.Dropdown
+    scheme: widgets.Dropdown
+    n_layers: widgets.IntSlider
+    n_heads: widgets.IntSlider
+    n_kv_heads: widgets.SelectionSlider
+    head_dim: widgets.IntSlider
+    d_c: widgets.IntSlider
+    d_h_rope: widgets.IntSlider
+    seq_len: widgets.SelectionSlider
+    batch: widgets.IntSlider
+    dtype: widgets.Dropdown
+    gpu_gib: widgets.BoundedFloatText
+    readout: widgets.HTML
+    chart: widgets.HTML
+
+
+class CacheCalculator(widgets.VBox):
+    """The container :func:`cache_calculator` returns; ``.controls`` holds its child widgets."""
+
+    def __init__(self, model: str = "deepseek-v3") -> None:
+        if not isinstance(model, str) or model not in MODELS:
+            raise ValueError(f"model={model!r} must be one of {sorted(MODELS)}")
+        spec = MODELS[model]
+        style = {"description_width": "150px"}
+        layout = widgets.Layout(width="480px")
+
+        def slider(description: str, lo: int, hi: int, step: int = 1) -> widgets.IntSlider:
+            return widgets.IntSlider(min=lo, max=hi, step=step, value=lo, description=description,
+                                     continuous_update=False, style=style, layout=layout)
+
+        c = CalculatorControls(
+            model=widgets.Dropdown(options=[(m.name, k) for k, m in MODELS.items()], value=model,
+                                   description="Model", style=style, layout=layout),
+            scheme=widgets.Dropdown(options=[(SCHEME_NAMES[s], s) for s in SCHEMES], value=spec.attention,
+                                    description="Scheme shown", style=style, layout=layout),
+            n_layers=slider("Layers l", 1, 128),
+            n_heads=slider("Query heads n_h", 1, 128),
+            n_kv_heads=widgets.SelectionSlider(options=[1], value=1, description="KV heads n_g (GQA)",
+                                               continuous_update=False, style=style, layout=layout),
+            head_dim=slider("Head dim d_h", 16, 256, 16),
+            d_c=slider("Latent d_c (MLA)", 32, 2048, 32),
+            d_h_rope=slider("RoPE dim d_h^R (MLA)", 0, 256, 8),
+            seq_len=widgets.SelectionSlider(options=list(CONTEXT_OPTIONS), value=2**17,
+                                            description="Context (tokens)", continuous_update=False,
+                                            style=style, layout=layout),
+            batch=slider("Batch", 1, 256),
+            dtype=widgets.Dropdown(options=list(sizing.DTYPES_BY_NAME.items()), value=torch.bfloat16,
+                                   description="Cache dtype", style=style, layout=layout),
+            gpu_gib=widgets.BoundedFloatText(value=80.0, min=1.0, max=100_000.0, step=8.0,
+                                             description="GPU memory (GiB)", style=style, layout=layout),
+            readout=widgets.HTML(),
+            chart=widgets.HTML(),
+        )
+        self.controls = c
+        self._hidden_size = spec.hidden_size
+        self._quiet = False
+        left = widgets.VBox([c.model, c.scheme, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.d_c,
+                             c.d_h_rope])
+        right = widgets.VBox([c.seq_len, c.batch, c.dtype, c.gpu_gib, c.readout])
+        super().__init__([widgets.HBox([left, right]), c.chart])
+
+        c.model.observe(self._on_model, names="value")
+        c.n_heads.observe(self._on_n_heads, names="value")
+        for w in (c.scheme, c.n_layers, c.n_kv_heads, c.head_dim, c.d_c, c.d_h_rope, c.seq_len, c.batch,
+                  c.dtype, c.gpu_gib):
+            w.observe(self._refresh, names="value")
+        self.load(spec)
+
+    # -- state ---------------------------------------------------------------------------------------
+
+    def state(self) -> CalculatorState:
+        """The current :class:`CalculatorState` read from the controls."""
+        c = self.controls
+        scheme, n_h, n_g = c.scheme.value, c.n_heads.value, c.n_kv_heads.value
+        kv_heads = {"mha": n_h, "mqa": 1, "gqa": n_g, "mla": n_h}[scheme]
+        spec = ModelSpec(
+            name=f"{MODELS[c.model.value].name} (as set in the calculator)",
+            n_layers=c.n_layers.value, n_heads=n_h, n_kv_heads=kv_heads, head_dim=c.head_dim.value,
+            attention=scheme, hidden_size=self._hidden_size, source="attnlab.widgets.cache_calculator",
+            kv_lora_rank=c.d_c.value, qk_rope_head_dim=c.d_h_rope.value,
+        )
+        return CalculatorState(spec=spec, gqa_kv_heads=n_g, seq_len=c.seq_len.value, batch=c.batch.value,
+                               dtype=c.dtype.value, gpu_gib=float(c.gpu_gib.value))
+
+    def load(self, spec: ModelSpec) -> None:
+        """Put a model's published shape into the sliders (MLA widths: its own, else d_c = 4 d_h and
+        d_h^R = d_h / 2 for the MLA bar), then refresh once."""
+        c = self.controls
+        d_c, d_h_rope = sizing.mla_dims(spec)
+        self._quiet = True
+        try:
+            self._hidden_size = spec.hidden_size
+            c.n_layers.value = spec.n_layers
+            c.n_heads.value = spec.n_heads
+            self._set_kv_options(spec.n_heads, gqa_start(spec))
+            c.head_dim.value = spec.head_dim
+            c.d_c.value = d_c
+            c.d_h_rope.value = d_h_rope
+            c.scheme.value = spec.attention
+        finally:
+            self._quiet = False
+        self._refresh()
+
+    # -- callbacks: they only set widget values ------------------------------------------------------
+
+    def _set_kv_options(self, n_heads: int, wanted: int) -> None:
+        options = divisors(n_heads)
+        value = max(d for d in options if d <= wanted)
+        quiet, self._quiet = self._quiet, True
+        try:
+            self.controls.n_kv_heads.options = options
+            self.controls.n_kv_heads.value = value
+        finally:
+            self._quiet = quiet
+
+    def _on_model(self, change: dict) -> None:
+        self.load(MODELS[change["new"]])
+
+    def _on_n_heads(self, change: dict) -> None:
+        self._set_kv_options(change["new"], self.controls.n_kv_heads.value)
+        self._refresh()
+
+    def _refresh(self, change: dict | None = None) -> None:
+        if self._quiet:
+            return
+        state = self.state()
+        self.controls.readout.value = readout_html(state)
+        self.controls.chart.value = bar_chart_svg(state)
+
+    def __repr__(self) -> str:
+        # A short, deterministic text form (the notebook stores it as the cell's plain-text output).
+        return f"CacheCalculator(model={self.controls.model.value!r})"
+
+
+def cache_calculator(model: str = "deepseek-v3") -> CacheCalculator:
+    """Return the KV-cache calculator widget with ``model``'s published shape loaded.
+
+    The returned container's ``.controls`` (:class:`CalculatorControls`) holds the sliders and the two
+    HTML outputs; ``.state()`` gives the :class:`CalculatorState` the shown numbers are rendered from.
+    """
+    return CacheCalculator(model)

@@ -1,0 +1,363 @@
+"""KV-cache sizing: the seed figures, Table 1 of the DeepSeek-V2 paper, every published model, what-ifs,
+bad input, and chapter 0's exercises."""
+
+from __future__ import annotations
+
+import math
+import runpy
+from pathlib import Path
+
+import pytest
+import torch
+from attnlab import sizing
+from attnlab.exercises import ch00
+from attnlab.sizing import MODELS, SCHEMES, ModelSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# ----------------------------------------------------------------------------------------------------
+# The seed summaries' figures, from DeepSeek-V3's shapes in bfloat16 (reference/facts.md).
+
+
+def test_seed_figures_deepseek_v3_bytes_per_token():
+    v3 = "deepseek-v3"
+    assert sizing.bytes_per_token(v3, scheme="mha") == 3_997_696  # "4 MB per token"
+    assert sizing.bytes_per_token(v3, scheme="mqa") == 31_232  # "31 kB per token"
+    assert sizing.bytes_per_token(v3, scheme="gqa", n_kv_heads=16) == 499_712
+    assert sizing.bytes_per_token(v3) == 70_272  # MLA, as published
+    assert sizing.bytes_per_token(v3, scheme="mla") == 70_272
+    assert sizing.kv_elements_per_token(v3, per_layer=True) == 576  # a width, not a factor
+    assert sizing.format_bytes(3_997_696) == "4.00 MB"
+    assert sizing.format_bytes(31_232) == "31.2 kB"
+
+
+def test_seed_ratios_are_computed():
+    v3 = "deepseek-v3"
+    assert sizing.reduction_vs_mha(v3, "mqa") == 128.0
+    assert sizing.reduction_vs_mha(v3, "gqa", n_kv_heads=16) == 8.0
+    assert round(sizing.reduction_vs_mha(v3, "mla"), 1) == 56.9  # "57x"
+    assert round(sizing.reduction_vs_mha(v3)) == 57
+    assert sizing.format_ratio(sizing.reduction_vs_mha(v3, "mqa")) == "128"
+    assert sizing.format_ratio(sizing.reduction_vs_mha(v3, "mla")) == "56.9"
+
+
+def test_seed_128k_mla_cache_is_8_58_gib():
+    n_bytes = sizing.kv_cache_bytes("deepseek-v3", seq_len=128 * 1024, dtype=torch.bfloat16)
+    assert n_bytes == 576 * 61 * 131_072 * 2
+    assert round(sizing.gib(n_bytes), 2) == 8.58
+
+
+def test_deepseek_v3_does_not_use_gqa():
+    assert MODELS["deepseek-v3"].attention == "mla"
+    # as published, a GQA what-if keeps the config's 128 KV heads: no saving at all against MHA
+    assert sizing.reduction_vs_mha("deepseek-v3", "gqa") == 1.0
+
+
+def test_v2_against_67b_by_element_count():
+    # DeepSeek-V2's "93.3%" includes KV quantization; by element count alone the reduction is 82.2%.
+    ratio = sizing.kv_elements_per_token("deepseek-v2") / sizing.kv_elements_per_token("deepseek-67b")
+    assert round(100 * (1 - ratio), 1) == 82.2
+
+
+# ----------------------------------------------------------------------------------------------------
+# Table 1 of arXiv 2405.04434
+
+
+@pytest.mark.parametrize("n_h,d_h,l,n_g,d_c,d_h_rope", [(128, 128, 61, 16, 512, 64), (32, 64, 2, 4, 100, 6),
+                                                        (1, 2, 1, 1, 1, 0)])
+def test_table1_formulas(n_h, d_h, l, n_g, d_c, d_h_rope):
+    t = sizing.table1_elements(n_h, d_h, l, n_g, d_c, d_h_rope)
+    assert t == {"mha": 2 * n_h * d_h * l, "gqa": 2 * n_g * d_h * l, "mqa": 2 * d_h * l,
+                 "mla": (d_c + d_h_rope) * l}
+
+
+def test_table1_mla_is_gqa_with_2_25_groups():
+    d_h, l = 128, 60
+    t = sizing.table1_elements(n_h=128, d_h=d_h, l=l, n_g=1, d_c=4 * d_h, d_h_rope=d_h // 2)
+    assert t["mla"] == 9 * d_h * l // 2
+    assert t["mla"] / (2 * d_h * l) == 2.25
+
+
+def test_table1_matches_kv_elements_per_token_for_every_model():
+    for key, spec in MODELS.items():
+        d_c, d_h_rope = sizing.mla_dims(spec)
+        t = sizing.table1_elements(spec.n_heads, spec.head_dim, spec.n_layers, spec.n_kv_heads, d_c, d_h_rope)
+        for scheme in SCHEMES:
+            assert sizing.kv_elements_per_token(spec, scheme) == t[scheme], (key, scheme)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Every published model, against its config.json fields worked by hand.
+
+# config.json keys: num_hidden_layers, num_attention_heads, num_key_value_heads, hidden_size
+L, H, KV, D = "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "hidden_size"
+MLA_V3 = {"kv_lora_rank": 512, "qk_rope_head_dim": 64, "v_head_dim": 128}
+CONFIGS = {
+    # the fields of each model's config.json that the cache depends on (URLs in attnlab/sizing.py)
+    "deepseek-v2": {L: 60, H: 128, D: 5120, "kv_lora_rank": 512, "qk_rope_head_dim": 64, "v_head_dim": 128},
+    "deepseek-v3": {L: 61, H: 128, D: 7168, **MLA_V3},
+    "deepseek-v3.2": {L: 61, H: 128, D: 7168, **MLA_V3, "index_head_dim": 128},
+    "deepseek-67b": {L: 95, H: 64, KV: 8, D: 8192},
+    "llama-2-7b": {L: 32, H: 32, KV: 32, D: 4096},
+    "llama-3-8b": {L: 32, H: 32, KV: 8, D: 4096},
+    "llama-3-70b": {L: 80, H: 64, KV: 8, D: 8192},
+    "mistral-7b": {L: 32, H: 32, KV: 8, D: 4096},
+    "falcon-7b": {"n_layer": 32, "n_head": 71, "multi_query": True, D: 4544},  # Falcon's own key names
+    "qwen2.5-7b": {L: 28, H: 28, KV: 4, D: 3584},
+}
+
+
+def hand_bytes_per_token_bf16(cfg: dict) -> int:
+    """Per-token cache bytes in bf16 worked from raw config fields, without attnlab."""
+    if "kv_lora_rank" in cfg:  # MLA: latent + decoupled RoPE key, per layer
+        return (cfg["kv_lora_rank"] + cfg["qk_rope_head_dim"]) * cfg["num_hidden_layers"] * 2
+    if "n_layer" in cfg:  # Falcon's RW config: multi_query = one KV head
+        head_dim = cfg["hidden_size"] // cfg["n_head"]
+        return 2 * (1 if cfg["multi_query"] else cfg["n_head"]) * head_dim * cfg["n_layer"] * 2
+    head_dim = cfg["hidden_size"] // cfg["num_attention_heads"]
+    return 2 * cfg["num_key_value_heads"] * head_dim * cfg["num_hidden_layers"] * 2
+
+
+def test_every_model_has_a_config_here():
+    assert set(CONFIGS) == set(MODELS)
+    for key in ("deepseek-v2", "deepseek-v3", "deepseek-v3.2", "llama-2-7b", "llama-3-8b", "llama-3-70b",
+                "mistral-7b", "falcon-7b", "qwen2.5-7b"):
+        assert key in MODELS
+
+
+@pytest.mark.parametrize("key", sorted(CONFIGS))
+def test_model_bytes_per_token_against_hand_formula(key):
+    cfg, spec = CONFIGS[key], MODELS[key]
+    assert sizing.bytes_per_token(key) == hand_bytes_per_token_bf16(cfg)
+    assert sizing.kv_cache_bytes(spec, seq_len=1000, batch=3) == 3000 * hand_bytes_per_token_bf16(cfg)
+    assert spec.source.startswith("https://huggingface.co/")
+    assert spec.source.endswith("config.json")
+
+
+@pytest.mark.parametrize("key", sorted(CONFIGS))
+def test_model_spec_matches_config_fields(key):
+    cfg, spec = CONFIGS[key], MODELS[key]
+    layers = cfg.get("num_hidden_layers", cfg.get("n_layer"))
+    heads = cfg.get("num_attention_heads", cfg.get("n_head"))
+    assert (spec.n_layers, spec.n_heads, spec.hidden_size) == (layers, heads, cfg["hidden_size"])
+    if "kv_lora_rank" in cfg:
+        assert spec.attention == "mla"
+        assert (spec.kv_lora_rank, spec.qk_rope_head_dim, spec.head_dim) == (
+            cfg["kv_lora_rank"], cfg["qk_rope_head_dim"], cfg["v_head_dim"])
+        assert spec.index_head_dim == cfg.get("index_head_dim", 0)
+    else:
+        assert spec.head_dim == cfg["hidden_size"] // heads
+        kv = 1 if cfg.get("multi_query") else cfg.get("num_key_value_heads")
+        assert spec.n_kv_heads == kv
+        expected = "mha" if kv == heads else "mqa" if kv == 1 else "gqa"
+        assert spec.attention == expected
+
+
+def test_specific_published_shapes():
+    falcon = MODELS["falcon-7b"]
+    assert (falcon.n_heads, falcon.n_kv_heads, falcon.head_dim, falcon.attention) == (71, 1, 64, "mqa")
+    qwen = MODELS["qwen2.5-7b"]
+    assert (qwen.n_heads, qwen.n_kv_heads, qwen.head_dim, qwen.n_layers) == (28, 4, 128, 28)
+    v2 = MODELS["deepseek-v2"]
+    v2_shape = (v2.n_layers, v2.n_heads, v2.kv_lora_rank, v2.qk_rope_head_dim, v2.head_dim)
+    assert v2_shape == (60, 128, 512, 64, 128)
+    v32 = MODELS["deepseek-v3.2"]
+    assert (v32.index_n_heads, v32.index_head_dim, v32.index_topk) == (64, 128, 2048)
+    assert sizing.bytes_per_token("deepseek-v3.2") == sizing.bytes_per_token("deepseek-v3")
+
+
+# ----------------------------------------------------------------------------------------------------
+# What-if schemes, dtypes, memory budget
+
+
+def test_what_if_schemes_on_llama3_8b():
+    m = "llama-3-8b"  # 32 layers, 32 heads, 8 KV heads, d_h 128
+    assert sizing.bytes_per_token(m) == 2 * 8 * 128 * 32 * 2
+    assert sizing.bytes_per_token(m, scheme="mha") == 2 * 32 * 128 * 32 * 2
+    assert sizing.bytes_per_token(m, scheme="mqa") == 2 * 128 * 32 * 2
+    assert sizing.bytes_per_token(m, scheme="gqa") == sizing.bytes_per_token(m)
+    assert sizing.bytes_per_token(m, scheme="gqa", n_kv_heads=2) == 2 * 2 * 128 * 32 * 2
+    # MLA on a non-MLA model: the DeepSeek-V2 paper's d_c = 4 d_h, d_h^R = d_h / 2
+    assert sizing.mla_dims(m) == (512, 64)
+    assert sizing.bytes_per_token(m, scheme="mla") == (512 + 64) * 32 * 2
+    assert sizing.bytes_per_token("llama-2-7b") == sizing.bytes_per_token(m, scheme="mha")
+
+
+def test_n_kv_heads_with_scheme_none_on_a_gqa_model():
+    assert sizing.bytes_per_token("llama-3-8b", n_kv_heads=4) == 2 * 4 * 128 * 32 * 2
+
+
+def test_mla_what_if_uses_carried_dims_on_non_mla_spec():
+    spec = ModelSpec(name="t", n_layers=2, n_heads=4, n_kv_heads=4, head_dim=16, attention="mha",
+                     hidden_size=64, source="test", kv_lora_rank=40, qk_rope_head_dim=8)
+    assert sizing.kv_elements_per_token(spec, "mla") == (40 + 8) * 2
+
+
+def test_dtypes_and_linearity():
+    m = "deepseek-v3"
+    bf16 = sizing.kv_cache_bytes(m, 100, 2, torch.bfloat16)
+    assert sizing.kv_cache_bytes(m, 100, 2, torch.float32) == 2 * bf16
+    assert sizing.kv_cache_bytes(m, 100, 2, torch.float16) == bf16
+    assert sizing.kv_cache_bytes(m, 100, 2, "float8") == bf16 // 2
+    assert sizing.kv_cache_bytes(m, 100, 2, torch.float8_e4m3fn) == bf16 // 2
+    assert sizing.kv_cache_bytes(m, 100, 2, "bfloat16") == bf16
+    assert sizing.kv_cache_bytes(m, 200, 2) == 2 * bf16
+    assert sizing.kv_cache_bytes(m, 100, 4) == 2 * bf16
+    assert sizing.kv_cache_bytes(m, 0) == 0
+
+
+def test_tokens_that_fit():
+    per = sizing.bytes_per_token("deepseek-v3")
+    assert sizing.tokens_that_fit("deepseek-v3", 80) == 80 * 2**30 // per
+    assert sizing.tokens_that_fit("deepseek-v3", 80, scheme="mha") == 80 * 2**30 // 3_997_696
+    n = sizing.tokens_that_fit("llama-3-8b", 80, weights_dtype=torch.bfloat16)
+    assert n == (80 * 2**30 - 2 * MODELS["llama-3-8b"].n_params) // 131_072
+    # weights alone overflow the budget: nothing fits
+    assert sizing.tokens_that_fit("deepseek-v3", 80, weights_dtype="float8") == 0
+    assert sizing.weight_bytes("deepseek-v3", "float8") == 671_000_000_000
+
+
+def test_decode_arithmetic_intensity():
+    v3 = "deepseek-v3"
+    assert sizing.decode_flops_per_byte(v3, "mha") == 1.0
+    assert sizing.decode_flops_per_byte(v3, "mqa") == 128.0
+    assert sizing.decode_flops_per_byte(v3, "gqa", n_kv_heads=16) == 8.0
+    assert sizing.attention_macs_per_cached_token(v3, "mla") == 128 * (512 + 64 + 512)
+    assert math.isclose(sizing.decode_flops_per_byte(v3, "mla"), 2 * 128 * 1088 / (576 * 2))
+    # sharing KV heads saves memory, not arithmetic
+    macs = sizing.attention_macs_per_cached_token
+    assert macs(v3, "mqa") == macs(v3, "gqa", n_kv_heads=16) == macs(v3, "mha")
+
+
+def test_indexer_cache_of_v32():
+    assert sizing.indexer_elements_per_token("deepseek-v3.2") == 128 * 61
+    assert sizing.indexer_elements_per_token("deepseek-v3.2", per_layer=True) == 128
+    assert sizing.indexer_elements_per_token("deepseek-v3") == 0
+
+
+def test_kv_formula_text():
+    assert sizing.kv_formula("deepseek-v3") == "d_c + d_h^R = 512 + 64 = 576"
+    assert sizing.kv_formula("llama-3-8b") == "2 n_g d_h = 2 × 8 × 128 = 2,048"
+    assert sizing.kv_formula("falcon-7b") == "2 d_h = 2 × 64 = 128"
+
+
+def test_format_bytes():
+    assert sizing.format_bytes(576) == "576 B"
+    assert sizing.format_bytes(70_272) == "70.3 kB"
+    assert sizing.format_bytes(499_712) == "500 kB"
+    assert sizing.format_bytes(999_999) == "1.00 MB"
+    assert sizing.format_bytes(9_210_691_584) == "9.21 GB"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Bad input: ValueError naming the argument and the rule
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(seq_len=-1), "seq_len=-1 must be a non-negative integer"),
+    (dict(seq_len=1.5), "seq_len=1.5 must be a non-negative integer"),
+    (dict(batch=0), "batch=0 must be a positive integer"),
+    (dict(batch=True), "batch=True must be a positive integer"),
+    (dict(scheme="sparse"), "scheme='sparse' must be None"),
+    (dict(scheme="gqa", n_kv_heads=5), "n_heads=128 is not divisible by n_kv_heads=5"),
+    (dict(scheme="gqa", n_kv_heads=0), "n_kv_heads=0 must be a positive integer"),
+    (dict(scheme="gqa", n_kv_heads=2.0), "n_kv_heads=2.0 must be a positive integer"),
+    (dict(scheme="mha", n_kv_heads=8), "n_kv_heads=8 applies only to scheme='gqa'"),
+    (dict(dtype="int4"), "dtype='int4' must be a torch.dtype"),
+    (dict(dtype=torch.bool), "dtype=torch.bool"),
+])
+def test_kv_cache_bytes_rejects_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match.replace("(", r"\(").replace(".", r"\.")):
+        sizing.kv_cache_bytes("deepseek-v3", **kwargs)
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match="model='no-such-model' must be a ModelSpec or one of"):
+        sizing.kv_cache_bytes("no-such-model")
+    with pytest.raises(ValueError, match="model=42"):
+        sizing.bytes_per_token(42)
+
+
+def test_bad_budgets():
+    for bad in (0, -1, float("nan"), "80", True):
+        with pytest.raises(ValueError, match="gpu_gib=.* must be a positive number"):
+            sizing.tokens_that_fit("deepseek-v3", bad)
+    spec = ModelSpec(name="t", n_layers=1, n_heads=2, n_kv_heads=2, head_dim=4, attention="mha",
+                     hidden_size=8, source="test")
+    with pytest.raises(ValueError, match="n_params of model 't' is unknown"):
+        sizing.weight_bytes(spec)
+
+
+BASE = dict(name="t", n_layers=2, n_heads=12, n_kv_heads=4, head_dim=8, attention="gqa", hidden_size=96,
+            source="test")
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(n_kv_heads=5), "n_heads=12 is not divisible by n_kv_heads=5"),
+    (dict(n_layers=0), "n_layers=0 must be a positive integer"),
+    (dict(n_heads=12.0), "n_heads=12.0 must be a positive integer"),
+    (dict(head_dim=7), "head_dim=7 must be even"),
+    (dict(qk_rope_head_dim=3), "qk_rope_head_dim=3 must be even"),
+    (dict(kv_lora_rank=-1), "kv_lora_rank=-1 must be a non-negative integer"),
+    (dict(attention="flash"), "attention='flash' must be one of"),
+    (dict(attention="mha"), "attention='mha' needs n_kv_heads == n_heads"),
+    (dict(attention="mqa"), "attention='mqa' needs n_kv_heads=1"),
+    (dict(attention="mla"), "attention='mla' needs kv_lora_rank"),
+    (dict(name=""), "name='' must be a non-empty string"),
+    (dict(source=None), "source=None must be a string"),
+])
+def test_model_spec_validation(change, match):
+    with pytest.raises(ValueError, match=match.replace("(", r"\(").replace(".", r"\.")):
+        ModelSpec(**{**BASE, **change})
+
+
+def test_table1_rejects_bad_input():
+    with pytest.raises(ValueError, match="n_h=12 is not divisible by n_g=5"):
+        sizing.table1_elements(12, 8, 2, 5, 32, 4)
+    with pytest.raises(ValueError, match="d_h_rope=-2 must be a non-negative integer"):
+        sizing.table1_elements(12, 8, 2, 4, 32, -2)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Chapter 0's exercises: the worked solutions pass, wrong answers fail
+
+
+@pytest.fixture(scope="module")
+def solutions() -> dict:
+    return runpy.run_path(str(ROOT / "notebooks" / "solutions" / "ch00.py"))
+
+
+CHECKS = {
+    "answer_llama3_bytes_per_token": ch00.check_llama3_bytes_per_token,
+    "answer_kv_heads_for_8x": ch00.check_kv_heads_for_8x,
+    "answer_mla_cache_gib": ch00.check_mla_cache_gib,
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_solutions_pass(solutions, name):
+    assert CHECKS[name](solutions[name]).startswith("✓")
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_unattempted_answers_get_a_reminder(name):
+    assert "not attempted" in CHECKS[name](None)
+
+
+@pytest.mark.parametrize("name,wrong,hint", [
+    ("answer_llama3_bytes_per_token", 65_536, "key AND a value"),  # forgot K+V (or the 2 bytes)
+    ("answer_llama3_bytes_per_token", 524_288, "query heads"),  # counted all 32 query heads
+    ("answer_llama3_bytes_per_token", 4_096, "one layer"),
+    ("answer_llama3_bytes_per_token", 131_073, "not yet"),
+    ("answer_llama3_bytes_per_token", "131072", "should be a number"),
+    ("answer_kv_heads_for_8x", 8, "16× smaller"),
+    ("answer_kv_heads_for_8x", 5, "does not divide"),
+    ("answer_kv_heads_for_8x", 16.5, "whole number"),
+    ("answer_kv_heads_for_8x", True, "should be a number"),
+    ("answer_mla_cache_gib", 7.625, "latent alone"),  # forgot the RoPE key
+    ("answer_mla_cache_gib", 9.21, "GB"),  # decimal GB instead of GiB
+    ("answer_mla_cache_gib", 8.0, "not yet"),
+])
+def test_wrong_answers_fail(name, wrong, hint):
+    with pytest.raises(AssertionError, match=hint):
+        CHECKS[name](wrong)
