@@ -63,7 +63,9 @@ def check_same_device(**tensors: torch.Tensor) -> torch.device:
     first_name, first = items[0]
     for name, t in items[1:]:
         if t.device != first.device:
-            raise ValueError(f"device mismatch: {first_name} is on {first.device} but {name} is on {t.device}")
+            raise ValueError(
+                f"device mismatch: {first_name} is on {first.device} but {name} is on {t.device}"
+            )
     return first.device
 
 
@@ -71,3 +73,12 @@ def check_dim_size(name: str, tensor: torch.Tensor, dim: int, size: int, meaning
     """Raise ``ValueError`` unless ``tensor.shape[dim] == size`` (``meaning`` says what the axis is)."""
     if tensor.shape[dim] != size:
         raise ValueError(f"{name} has {meaning}={tensor.shape[dim]} (dim {dim}), expected {size}")
+
+
+def check_broadcastable(**shapes: torch.Size | tuple[int, ...]) -> torch.Size:
+    """Raise ``ValueError`` unless the named shapes broadcast together (e.g. batch dims); return theirs."""
+    try:
+        return torch.broadcast_shapes(*shapes.values())
+    except RuntimeError:
+        named = ", ".join(f"{name} {tuple(shape)}" for name, shape in shapes.items())
+        raise ValueError(f"shapes do not broadcast together: {named}") from None

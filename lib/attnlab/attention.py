@@ -19,7 +19,14 @@ import math
 
 import torch
 
-from attnlab._validate import check_dim_size, check_ndim, check_same_device, check_same_dtype
+from attnlab._validate import (
+    check_broadcastable,
+    check_dim_size,
+    check_ndim,
+    check_non_negative_int,
+    check_same_device,
+    check_same_dtype,
+)
 
 
 def softmax(scores: torch.Tensor, dim: int = -1, on_fully_masked: str = "error") -> torch.Tensor:
@@ -69,7 +76,7 @@ def attention_vector(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
     scores = torch.stack([torch.dot(q, k_i) * scale for k_i in keys])  # s_i, one per key
     weights = softmax(scores)  # a_i
     output = torch.zeros_like(values[0])
-    for a_i, v_i in zip(weights, values):
+    for a_i, v_i in zip(weights, values, strict=True):
         output = output + a_i * v_i  # o = sum_i a_i v_i
     return output, weights
 
@@ -81,6 +88,8 @@ def causal_mask(n_q: int, n_k: int, device: torch.device | str | None = None) ->
     n_q = n_k, and a decode step over a cache, n_q < n_k): query i sits at position n_k - n_q + i and
     sees keys j <= n_k - n_q + i.
     """
+    check_non_negative_int("n_q", n_q)
+    check_non_negative_int("n_k", n_k)
     if n_q > n_k:
         raise ValueError(f"n_q={n_q} must be <= n_k={n_k}: queries are the last n_q of the n_k positions")
     i = torch.arange(n_q, device=device).unsqueeze(1) + (n_k - n_q)  # absolute query positions
@@ -105,6 +114,7 @@ def attention_matrix(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: 
     check_dim_size("v", v, -2, k.shape[-2], "n_k (number of keys)")
     check_same_dtype(q=q, k=k, v=v)
     check_same_device(q=q, k=k, v=v)
+    check_broadcastable(q=q.shape[:-2], k=k.shape[:-2], v=v.shape[:-2])  # leading (batch, head) dims
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = torch.einsum("...qd,...kd->...qk", q, k) * scale  # (..., n_q, n_k)
     allowed = None
@@ -113,6 +123,10 @@ def attention_matrix(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: 
     if mask is not None:
         if mask.dtype != torch.bool:
             raise ValueError(f"mask must be a boolean tensor (True = may attend), got {mask.dtype}")
+        check_same_device(q=q, mask=mask)
+        if check_broadcastable(mask=mask.shape, scores=scores.shape) != scores.shape:
+            raise ValueError(f"mask of shape {tuple(mask.shape)} must broadcast to the scores' shape "
+                             f"(..., n_q, n_k) = {tuple(scores.shape)}")
         allowed = mask if allowed is None else allowed & mask
     if allowed is not None:
         scores = scores.masked_fill(~allowed, float("-inf"))

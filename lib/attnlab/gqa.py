@@ -18,7 +18,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attnlab._validate import check_divisible, check_ndim, check_positive_int
+from attnlab._validate import (
+    check_dim_size,
+    check_divisible,
+    check_ndim,
+    check_positive_int,
+    check_same_device,
+    check_same_dtype,
+)
 from attnlab.attention import causal_mask, softmax
 from attnlab.kv_cache import LayerCache
 from attnlab.rope import apply_rope
@@ -85,6 +92,12 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal:
     check_ndim("v", v, 4, "(batch, n_kv_heads, seq, head_dim)")
     b, n_heads, n_q, d = q.shape
     n_kv = k.shape[1]
+    check_dim_size("k", k, 0, b, "batch")
+    check_dim_size("k", k, 3, d, "head_dim")
+    if v.shape != k.shape:
+        raise ValueError(f"v has shape {tuple(v.shape)} but k has {tuple(k.shape)}: they must match")
+    check_same_dtype(q=q, k=k, v=v)
+    check_same_device(q=q, k=k, v=v)
     check_divisible("n_heads", n_heads, "n_kv_heads", n_kv)
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     q = q.view(b, n_kv, n_heads // n_kv, n_q, d)  # (b, g, r, n_q, d)
@@ -97,7 +110,8 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal:
 
 
 def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
-    """(b, n_kv_heads, s, d) -> (b, n_kv_heads * n_rep, s, d): KV head g serves query heads g*n_rep..(g+1)*n_rep-1.
+    """(b, n_kv_heads, s, d) -> (b, n_kv_heads * n_rep, s, d): KV head g serves query heads
+    g*n_rep .. (g+1)*n_rep - 1.
 
     The explicit copy that :func:`grouped_attention` avoids; kept to show what sharing means."""
     return x.repeat_interleave(n_rep, dim=1)
@@ -138,6 +152,7 @@ class GroupedQueryAttention(nn.Module):
             raise ValueError(f"x has d_model={x.shape[-1]}, this layer expects {self.config.d_model}")
         if x.dtype != self.w_q.weight.dtype:
             raise ValueError(f"dtype mismatch: x is {x.dtype} but the weights are {self.w_q.weight.dtype}")
+        check_same_device(x=x, weights=self.w_q.weight)
         start = 0 if cache is None else cache.seq_len
         q, k, v = self.project(x, start)
         if cache is not None:

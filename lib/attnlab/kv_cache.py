@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import torch
 
-from attnlab._validate import check_positive_int, check_same_dtype
+from attnlab._validate import check_positive_int, check_same_device, check_same_dtype
+
+
+def _without(shape: torch.Size, dim: int) -> list[int]:
+    """``shape`` with axis ``dim`` dropped: what must stay fixed while the cache grows along ``dim``."""
+    dims = list(shape)
+    del dims[dim]
+    return dims
 
 
 class LayerCache:
@@ -55,6 +62,12 @@ class LayerCache:
         check_same_dtype(**new)
         if self.tensors and set(new) != set(self.tensors):
             raise ValueError(f"cache holds {sorted(self.tensors)}, update got {sorted(new)}")
+        for name, cached in self.tensors.items():  # checked before anything is appended
+            t = new[name]
+            check_same_device(**{f"cached {name}": cached, f"new {name}": t})
+            if cached.dim() != t.dim() or _without(cached.shape, self.seq_dim) != _without(t.shape, self.seq_dim):
+                raise ValueError(f"cached {name} has shape {tuple(cached.shape)}, new {name} has "
+                                 f"{tuple(t.shape)}: they may differ only along seq_dim={self.seq_dim}")
         for name, t in new.items():
             old = self.tensors.get(name)
             if old is not None and old.dtype != t.dtype:

@@ -22,15 +22,17 @@ from torch import nn
 from attnlab._validate import check_ndim, check_non_negative_int, check_positive_int
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention
 from attnlab.kv_cache import KVCache
+from attnlab.mla import MLAConfig, MultiHeadLatentAttention
 
-ATTENTION_KINDS = ("mha", "mqa", "gqa")
+ATTENTION_KINDS = ("mha", "mqa", "gqa", "mla")
 DATA_DIR = Path(__file__).parent / "data"
 
 
 @dataclass(frozen=True)
 class TinyLMConfig:
-    """Shape of the tiny model. ``attention`` picks the layer: "mha" (n_kv_heads = n_heads), "mqa" (1) or
-    "gqa" (``n_kv_heads``, a divisor of n_heads)."""
+    """Shape of the tiny model. ``attention`` picks the layer: "mha" (n_kv_heads = n_heads), "mqa" (1),
+    "gqa" (``n_kv_heads``, a divisor of n_heads) or "mla" (latent ``kv_lora_rank`` = d_c and decoupled
+    RoPE key ``qk_rope_head_dim`` = d_h^R; the DeepSeek-V2 paper's choices d_c = 4 d_h, d_h^R = d_h / 2)."""
 
     vocab_size: int = 512
     d_model: int = 128
@@ -41,17 +43,36 @@ class TinyLMConfig:
     max_seq_len: int = 256
     attention: str = "gqa"
     rope_base: float = 10000.0
+    kv_lora_rank: int = 64  # d_c (MLA only)
+    qk_rope_head_dim: int = 8  # d_h^R (MLA only)
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_seq_len"):
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_seq_len",
+                     "kv_lora_rank", "qk_rope_head_dim"):
             check_positive_int(name, getattr(self, name))
         if self.attention not in ATTENTION_KINDS:
             raise ValueError(f"attention={self.attention!r} must be one of {ATTENTION_KINDS}")
         self.attention_config()  # validates the head counts
+        if self.attention == "mla":
+            self.mla_config()  # validates d_c and d_h^R against the head shape
+
+    def mla_config(self) -> MLAConfig:
+        """The :class:`MLAConfig` of every layer when attention == "mla" (per-head dims d_h = d_model / n_heads)."""
+        d_h = self.attention_config().head_dim
+        return MLAConfig(d_model=self.d_model, n_heads=self.n_heads, kv_lora_rank=self.kv_lora_rank,
+                         qk_nope_head_dim=d_h, qk_rope_head_dim=self.qk_rope_head_dim, v_head_dim=d_h,
+                         rope_base=self.rope_base)
+
+    def build_attention(self) -> nn.Module:
+        """One attention layer of the kind ``attention`` names; all share forward(x, cache, return_weights)."""
+        if self.attention == "mla":
+            return MultiHeadLatentAttention(self.mla_config())
+        return GroupedQueryAttention(self.attention_config())
 
     def attention_config(self) -> AttentionConfig:
-        """The :class:`AttentionConfig` of every layer, with n_kv_heads set by ``attention``."""
-        n_kv = {"mha": self.n_heads, "mqa": 1, "gqa": self.n_kv_heads}[self.attention]
+        """The :class:`AttentionConfig` of every layer, with n_kv_heads set by ``attention`` (MLA: the head
+        shape it re-expands to, n_kv_heads = n_heads)."""
+        n_kv = {"mha": self.n_heads, "mqa": 1, "gqa": self.n_kv_heads, "mla": self.n_heads}[self.attention]
         return AttentionConfig(self.d_model, self.n_heads, n_kv, rope=True, rope_base=self.rope_base)
 
 
@@ -74,7 +95,7 @@ class Block(nn.Module):
     def __init__(self, config: TinyLMConfig) -> None:
         super().__init__()
         self.attn_norm = nn.RMSNorm(config.d_model)
-        self.attn = GroupedQueryAttention(config.attention_config())
+        self.attn = config.build_attention()
         self.mlp_norm = nn.RMSNorm(config.d_model)
         self.mlp = SwiGLU(config.d_model, config.d_ff)
 
@@ -111,9 +132,15 @@ class TinyLM(nn.Module):
 
         return_attention=True also returns each layer's weights (batch, n_heads, seq, seq_total)."""
         check_ndim("ids", ids, 2, "(batch, seq)")
+        if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+            raise ValueError(f"ids must be an integer tensor of token ids, got {ids.dtype}")
+        if cache is not None and len(cache) != self.config.n_layers:
+            raise ValueError(f"cache has {len(cache)} layers, the model has n_layers={self.config.n_layers}")
         start = 0 if cache is None else cache.seq_len
         if start + ids.shape[1] > self.config.max_seq_len:
-            raise ValueError(f"sequence length {start + ids.shape[1]} exceeds max_seq_len={self.config.max_seq_len}")
+            raise ValueError(
+                f"sequence length {start + ids.shape[1]} exceeds max_seq_len={self.config.max_seq_len}"
+            )
         if ids.numel() and (ids.min() < 0 or ids.max() >= self.config.vocab_size):
             raise ValueError(f"ids must lie in [0, vocab_size={self.config.vocab_size})")
         h = self.embed(ids)  # (b, s, d_model)

@@ -33,13 +33,19 @@ def attention_heatmap(weights: torch.Tensor, tokens: Sequence[str] | None = None
     w = weights.detach().to("cpu", torch.float32)
     if w.dim() != 2:
         raise ValueError(f"weights must be 2-D (n_q, n_k), got shape {tuple(w.shape)}")
+    if tokens is not None:
+        if len(tokens) != w.shape[1]:
+            raise ValueError(f"len(tokens)={len(tokens)} must equal the number of keys n_k={w.shape[1]}")
+        if query_tokens is None and w.shape[0] > w.shape[1]:
+            raise ValueError(f"n_q={w.shape[0]} > n_k={w.shape[1]}: pass query_tokens to label the queries")
+        if query_tokens is not None and len(query_tokens) != w.shape[0]:
+            raise ValueError(f"len(query_tokens)={len(query_tokens)} must equal the number of queries "
+                             f"n_q={w.shape[0]}")
     if ax is None:
         size = max(3.0, min(9.0, 0.32 * w.shape[1] + 1.5))
         _, ax = plt.subplots(figsize=(size, size * w.shape[0] / w.shape[1] + 0.4))
     ax.imshow(w.numpy(), cmap=cmap, vmin=0.0, vmax=float(w.max()) or 1.0, aspect="auto")
     if tokens is not None:
-        if len(tokens) != w.shape[1]:
-            raise ValueError(f"len(tokens)={len(tokens)} must equal the number of keys n_k={w.shape[1]}")
         ax.set_xticks(range(len(tokens)), [repr(t)[1:-1] for t in tokens], rotation=90, fontsize=8)
         q_labels = list(query_tokens) if query_tokens is not None else list(tokens)[-w.shape[0]:]
         ax.set_yticks(range(w.shape[0]), [repr(t)[1:-1] for t in q_labels], fontsize=8)

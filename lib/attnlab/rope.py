@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from attnlab._validate import check_even, check_positive_int
+from attnlab._validate import check_broadcastable, check_even, check_positive_int
 
 
 def rope_frequencies(head_dim: int, base: float = 10000.0, device=None) -> torch.Tensor:
@@ -51,6 +51,7 @@ def apply_rope(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0,
     """
     d = x.shape[-1]
     check_even("x.shape[-1]", d)
+    check_broadcastable(positions=positions.shape, **{"x.shape[:-1]": x.shape[:-1]})
     angles = rope_angles(positions, d, base)  # (..., seq, d/2)
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
     if interleaved:

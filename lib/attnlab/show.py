@@ -8,7 +8,9 @@ import textwrap
 
 def source_lines(obj: object, start: str | None = None, stop: str | None = None) -> str:
     """Return the source of ``obj`` (function, class or method), cut to the lines between the first line
-    containing ``start`` and the first later line containing ``stop`` (both included) when given."""
+    containing ``start`` and the first line from there on containing ``stop`` (both included) when given.
+
+    ``stop`` may match the start line itself: ``start=stop`` shows that one line."""
     lines = textwrap.dedent(inspect.getsource(obj)).splitlines()
     if start is not None:
         idx = next((i for i, line in enumerate(lines) if start in line), None)

@@ -1,0 +1,172 @@
+"""Tests for attnlab.kv_cache: append semantics, measured bytes, argument checks."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+import torch
+from attnlab import kv_cache
+from attnlab.devices import dtype_bytes
+from attnlab.gqa import AttentionConfig, GroupedQueryAttention
+from attnlab.kv_cache import KVCache, LayerCache
+from attnlab.model import TinyLM, TinyLMConfig
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+F64 = torch.float64
+
+
+def test_doctests():
+    result = doctest.testmod(kv_cache)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_empty_layer_cache():
+    cache = LayerCache()
+    assert cache.seq_len == 0 and cache.nbytes == 0 and cache.tensors == {}
+
+
+def test_update_appends_along_seq_dim_and_returns_everything():
+    cache = LayerCache()
+    k1, v1 = torch.randn(2, 3, 4, 5), torch.randn(2, 3, 4, 5)
+    k, v = cache.update(k=k1, v=v1)
+    assert torch.equal(k, k1) and torch.equal(v, v1)
+    assert cache.seq_len == 4
+    k2, v2 = torch.randn(2, 3, 1, 5), torch.randn(2, 3, 1, 5)
+    k, v = cache.update(k=k2, v=v2)
+    assert k.shape == (2, 3, 5, 5) and cache.seq_len == 5
+    assert torch.equal(k[:, :, :4], k1) and torch.equal(k[:, :, 4:], k2)
+    assert torch.equal(v[:, :, :4], v1) and torch.equal(v[:, :, 4:], v2)
+    assert torch.equal(cache.tensors["k"], k) and torch.equal(cache.tensors["v"], v)
+
+
+def test_update_returns_in_argument_order():
+    cache = LayerCache()
+    k, v = torch.zeros(1, 1, 2, 3), torch.ones(1, 1, 2, 3)
+    cache.update(k=k, v=v)
+    first, second = cache.update(v=v, k=k)
+    assert torch.equal(first, torch.ones(1, 1, 4, 3)) and torch.equal(second, torch.zeros(1, 1, 4, 3))
+
+
+def test_custom_seq_dim_and_single_tensor():
+    """MLA caches one latent (batch, seq, d_c): seq_dim=1, a single named tensor."""
+    cache = LayerCache(seq_dim=1)
+    parts = [torch.randn(2, n, 7) for n in (3, 1, 2)]
+    for part in parts:
+        (c_kv,) = cache.update(c_kv=part)
+    assert torch.equal(c_kv, torch.cat(parts, dim=1))
+    assert cache.seq_len == 6
+    assert cache.nbytes == 2 * 6 * 7 * 4
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    steps=st.lists(st.integers(0, 4), min_size=1, max_size=5),
+    batch=st.integers(1, 3),
+    heads=st.integers(1, 3),
+    dim=st.integers(1, 5),
+    dtype=st.sampled_from([torch.float16, torch.bfloat16, torch.float32, F64]),
+)
+def test_nbytes_is_numel_times_element_size(steps, batch, heads, dim, dtype):
+    cache = LayerCache()
+    for n in steps:
+        cache.update(k=torch.zeros(batch, heads, n, dim, dtype=dtype), v=torch.zeros(batch, heads, n, dim, dtype=dtype))
+    total = sum(steps)
+    assert cache.seq_len == total
+    real = sum(t.numel() * t.element_size() for t in cache.tensors.values())
+    assert cache.nbytes == real == 2 * batch * heads * total * dim * dtype_bytes(dtype)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    n_kv_heads=st.sampled_from([1, 2, 4]),
+    head_dim=st.sampled_from([2, 4, 6]),
+    batch=st.integers(1, 3),
+    steps=st.lists(st.integers(1, 3), min_size=1, max_size=3),
+    dtype=st.sampled_from([torch.float32, torch.bfloat16, F64]),
+)
+def test_gqa_layer_cache_bytes(n_kv_heads, head_dim, batch, steps, dtype):
+    cfg = AttentionConfig(d_model=8, n_heads=4, n_kv_heads=n_kv_heads, head_dim=head_dim)
+    layer = GroupedQueryAttention(cfg).to(dtype)
+    cache = LayerCache()
+    with torch.no_grad():
+        for n in steps:
+            layer(torch.randn(batch, n, 8, dtype=dtype), cache=cache)
+    seq = sum(steps)
+    assert cache.seq_len == seq
+    assert cache.nbytes == batch * seq * 2 * n_kv_heads * head_dim * dtype_bytes(dtype)
+    assert cache.nbytes == batch * seq * cfg.cache_elements_per_token() * dtype_bytes(dtype)
+    assert cache.nbytes == sum(t.numel() * t.element_size() for t in cache.tensors.values())
+
+
+def test_kv_cache_layers_and_totals():
+    cache = KVCache(n_layers=3)
+    assert len(cache) == 3 and cache.seq_len == 0 and cache.nbytes == 0
+    assert all(isinstance(layer, LayerCache) for layer in cache.layers)
+    assert cache[0] is cache.layers[0] and cache[0] is not cache[1]
+    for i in range(3):
+        cache[i].update(k=torch.zeros(2, 1, 5, 4), v=torch.zeros(2, 1, 5, 4))
+    assert cache.seq_len == 5
+    assert cache.nbytes == 3 * 2 * (2 * 1 * 5 * 4) * 4
+    assert cache.bytes_per_token() == cache.nbytes / 5 == 3 * 2 * 2 * 1 * 4 * 4
+
+
+@pytest.mark.parametrize("attention", ["mha", "mqa", "gqa"])
+def test_bytes_per_token_of_a_model_cache(attention):
+    config = TinyLMConfig(vocab_size=32, d_model=16, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=16,
+                          max_seq_len=16, attention=attention)
+    model = TinyLM(config)
+    cache = model.new_cache()
+    batch = 3
+    with torch.no_grad():
+        model(torch.randint(0, 32, (batch, 5)), cache=cache)
+        model(torch.randint(0, 32, (batch, 1)), cache=cache)
+    n_kv = {"mha": 4, "mqa": 1, "gqa": 2}[attention]
+    assert cache.seq_len == 6
+    assert cache.bytes_per_token() == 2 * batch * 2 * n_kv * 4 * 4  # layers * batch * (K, V) * heads * d * fp32
+
+
+def test_bytes_per_token_of_empty_cache_raises():
+    with pytest.raises(ValueError, match="the cache is empty"):
+        KVCache(n_layers=2).bytes_per_token()
+
+
+@pytest.mark.parametrize("n_layers", [0, -1, 1.5, True])
+def test_kv_cache_rejects_bad_layer_count(n_layers):
+    with pytest.raises(ValueError, match="n_layers=.* must be a positive integer"):
+        KVCache(n_layers=n_layers)
+
+
+def test_update_errors():
+    cache = LayerCache()
+    with pytest.raises(ValueError, match="update\\(\\) needs at least one named tensor"):
+        cache.update()
+    with pytest.raises(ValueError, match="new tensors must add the same number of tokens"):
+        cache.update(k=torch.zeros(1, 1, 2, 4), v=torch.zeros(1, 1, 3, 4))
+    with pytest.raises(ValueError, match="dtype mismatch: k is torch.float32 but v is torch.float64"):
+        cache.update(k=torch.zeros(1, 1, 2, 4), v=torch.zeros(1, 1, 2, 4, dtype=F64))
+    assert cache.seq_len == 0 and cache.tensors == {}  # nothing stored by a failed update
+
+
+def test_update_rejects_changes_against_the_cache():
+    cache = LayerCache()
+    k, v = torch.zeros(2, 3, 4, 5), torch.zeros(2, 3, 4, 5)
+    cache.update(k=k, v=v)
+    with pytest.raises(ValueError, match=r"cache holds \['k', 'v'\], update got \['k', 'x'\]"):
+        cache.update(k=k, x=v)
+    with pytest.raises(ValueError, match=r"cache holds \['k', 'v'\], update got \['k'\]"):
+        cache.update(k=k)
+    with pytest.raises(ValueError, match="dtype mismatch: cached k is torch.float32, new k is torch.float64"):
+        cache.update(k=k.double(), v=v.double())
+    with pytest.raises(ValueError, match="may differ only along seq_dim=-2"):
+        cache.update(k=torch.zeros(1, 3, 1, 5), v=torch.zeros(1, 3, 1, 5))  # batch changed
+    with pytest.raises(ValueError, match="may differ only along seq_dim=-2"):
+        cache.update(k=torch.zeros(2, 3, 1, 5), v=torch.zeros(2, 3, 1, 6))  # v's head_dim changed
+    with pytest.raises(ValueError, match="may differ only along seq_dim=-2"):
+        cache.update(k=torch.zeros(1, 2, 3, 1, 5), v=torch.zeros(1, 2, 3, 1, 5))  # an extra dim
+    with pytest.raises(ValueError, match="device mismatch: cached k is on cpu but new k is on meta"):
+        cache.update(k=torch.zeros(2, 3, 1, 5, device="meta"), v=torch.zeros(2, 3, 1, 5, device="meta"))
+    # failed updates leave the cache as it was, with k and v still the same length
+    assert cache.seq_len == 4
+    assert cache.tensors["k"].shape == cache.tensors["v"].shape == (2, 3, 4, 5)
