@@ -11,6 +11,7 @@ unchanged sources gives an unchanged file. Prints the seconds each notebook took
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,18 @@ def strip_volatile(nb: nbformat.NotebookNode) -> None:
         cell.metadata.pop("execution", None)
 
 
+WIDGET_ID = re.compile(r"\b[0-9a-f]{32}\b")
+
+
+def stable_widget_ids(text: str) -> str:
+    """Renumber ipywidgets' random model ids (32 hex digits) in order of first appearance.
+
+    The widget state saved in the notebook keeps the widgets viewable in static exports, and the
+    renumbering keeps a rebuild of an unchanged source byte-identical."""
+    ids: dict[str, str] = {}
+    return WIDGET_ID.sub(lambda m: ids.setdefault(m.group(0), f"{len(ids) + 1:032x}"), text)
+
+
 def build(path: Path) -> float:
     """Execute one jupytext source and store it as an executed .ipynb; return seconds taken."""
     nb = jupytext.read(path)
@@ -49,7 +62,7 @@ def build(path: Path) -> float:
     # Keep cell ids stable across rebuilds: derive them from the cell position.
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{i:03d}"
-    nbformat.write(nb, path.with_suffix(".ipynb"))
+    path.with_suffix(".ipynb").write_text(stable_widget_ids(nbformat.writes(nb)) + "\n", encoding="utf-8")
     return seconds
 
 
