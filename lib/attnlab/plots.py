@@ -26,10 +26,12 @@ SCHEME_COLORS = {"mha": "#4c72b0", "gqa": "#55a868", "mqa": "#c44e52", "mla": "#
 
 def attention_heatmap(weights: torch.Tensor, tokens: Sequence[str] | None = None,
                       query_tokens: Sequence[str] | None = None, ax=None, title: str | None = None,
-                      cmap: str = "Blues"):
+                      cmap: str = "Blues", vmax: float | None = None):
     """Draw an attention matrix (n_q, n_k) as a heatmap: rows are queries, columns keys, darker = more weight.
 
-    tokens label the keys (and the queries, unless query_tokens is given). Returns the Axes."""
+    tokens label the keys (and the queries, unless query_tokens is given). vmax caps the colour scale
+    (default: the largest weight; row 0 always puts 1.0 on its only key, so pass e.g. the largest weight
+    off row 0 to make the other rows readable). Returns the Axes."""
     w = weights.detach().to("cpu", torch.float32)
     if w.dim() != 2:
         raise ValueError(f"weights must be 2-D (n_q, n_k), got shape {tuple(w.shape)}")
@@ -44,11 +46,11 @@ def attention_heatmap(weights: torch.Tensor, tokens: Sequence[str] | None = None
     if ax is None:
         size = max(3.0, min(9.0, 0.32 * w.shape[1] + 1.5))
         _, ax = plt.subplots(figsize=(size, size * w.shape[0] / w.shape[1] + 0.4))
-    ax.imshow(w.numpy(), cmap=cmap, vmin=0.0, vmax=float(w.max()) or 1.0, aspect="auto")
+    ax.imshow(w.numpy(), cmap=cmap, vmin=0.0, vmax=vmax if vmax is not None else (float(w.max()) or 1.0), aspect="auto")
     if tokens is not None:
-        ax.set_xticks(range(len(tokens)), [repr(t)[1:-1] for t in tokens], rotation=90, fontsize=8)
+        ax.set_xticks(range(len(tokens)), [repr(t)[1:-1] for t in tokens], rotation=90, fontsize=9)
         q_labels = list(query_tokens) if query_tokens is not None else list(tokens)[-w.shape[0]:]
-        ax.set_yticks(range(w.shape[0]), [repr(t)[1:-1] for t in q_labels], fontsize=8)
+        ax.set_yticks(range(w.shape[0]), [repr(t)[1:-1] for t in q_labels], fontsize=9)
     ax.set_xlabel("key (attended to)")
     ax.set_ylabel("query (attending)")
     if title:
