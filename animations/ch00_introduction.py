@@ -1,0 +1,115 @@
+"""Chapter 0 · introduction: the title, the map of the course, and the headline numbers.
+
+The headline is the KV cache one token of context costs DeepSeek-V3 (61 layers, bfloat16) under each
+scheme, with its own heads and head width: plain multi-head attention, multi-query attention, GQA with
+16 KV heads (the figure popular summaries quote) and MLA, which V3 actually uses. Every size and factor
+is computed by :mod:`attnlab.sizing` in the scene (:func:`headline_bars`).
+"""
+
+from __future__ import annotations
+
+from manim import (
+    DOWN,
+    LEFT,
+    UP,
+    FadeIn,
+    FadeOut,
+    GrowFromEdge,
+    LaggedStart,
+    RoundedRectangle,
+    VGroup,
+)
+
+from animations.ch05_mqa import BarChart, CacheBar, cache_bars
+from animations.style import (
+    BODY,
+    CACHE,
+    INK,
+    MUTED,
+    SCHEME,
+    SMALL,
+    TITLE,
+    CourseScene,
+    baseline_text,
+    centre_label,
+    text,
+    tint,
+    title,
+)
+from attnlab import sizing
+
+MODEL = "deepseek-v3"
+GQA_KV_HEADS = 16  # the "16 groups" the popular summaries quote
+
+#: (chapter, short name, colour of its part of the course)
+COURSE_MAP = (
+    (0, "Introduction", MUTED),
+    (1, "Tokenization", MUTED),
+    (2, "Vector attention", MUTED),
+    (3, "Matrix attention", MUTED),
+    (4, "KV caching", CACHE),
+    (5, "Multi-query", SCHEME["mqa"]),
+    (6, "Grouped-query", SCHEME["gqa"]),
+    (7, "Latent (MLA)", SCHEME["mla"]),
+    (8, "MLA inference", SCHEME["mla"]),
+    (9, "Decoupled RoPE", SCHEME["mla"]),
+    (10, "Sparse (DSA)", SCHEME["dsa"]),
+    (11, "DSA in FP8", SCHEME["dsa"]),
+    (12, "DSA training", SCHEME["dsa"]),
+    (13, "Fact-check", MUTED),
+    (14, "How fast, really", MUTED),
+)
+
+
+def headline_bars(model: str = MODEL) -> list[CacheBar]:
+    """DeepSeek-V3's cache per token, bfloat16, as MHA, MQA, GQA-16 and MLA (as published), with the
+    factor each saves against MHA (:func:`attnlab.sizing.bytes_per_token`, ``reduction_vs_mha``)."""
+    return cache_bars(model, ("mha", "mqa", ("gqa", GQA_KV_HEADS), "mla"))
+
+
+def course_map() -> VGroup:
+    """The chapters as chips in three columns of five, a coloured number square on each; the first chip's
+    box is centred at x = -4.62, y = 0."""
+    chips = VGroup()
+    for n, name, color in COURSE_MAP:
+        box = RoundedRectangle(corner_radius=0.08, width=4.5, height=0.56, stroke_color=tint(color, 0.6),
+                               stroke_width=2, fill_color=tint(color, 0.08), fill_opacity=1)
+        badge = RoundedRectangle(corner_radius=0.06, width=0.62, height=0.56, stroke_width=0,
+                                 fill_color=color, fill_opacity=1).align_to(box, LEFT)
+        number = centre_label(baseline_text(str(n), SMALL, color="#FFFFFF", bold=True), badge)
+        label = baseline_text(name, SMALL).next_to(badge, direction=[1, 0, 0], buff=0.15)
+        chips.add(VGroup(box, badge, number, label))
+    for k, chip in enumerate(chips):  # column k // 5, row k % 5
+        chip.shift([(k // 5 - 1) * 4.62 - chip[0].get_x(), -(k % 5) * 0.66 - chip[0].get_y(), 0])
+    return chips
+
+
+class IntroductionScene(CourseScene):
+    """Title card, the course map, then DeepSeek-V3's bytes per token under MHA, MQA, GQA-16 and MLA."""
+
+    def construct(self) -> None:
+        spec = sizing.get_model(MODEL)
+        bars = headline_bars()
+
+        big = VGroup(text("How attention got efficient", TITLE + 8, bold=True),
+                     text("KV caching · MQA · GQA · MLA · DSA", BODY, color=MUTED)).arrange(DOWN, buff=0.3)
+        self.play(FadeIn(big, shift=UP * 0.2), run_time=1.2)
+        self.wait(1.0)
+
+        heading = title("How attention got efficient")
+        chips = course_map()
+        chips.shift(UP * (heading.get_bottom()[1] - 0.25 - chips.get_top()[1]))
+        self.play(FadeOut(big), FadeIn(heading), run_time=0.8)
+        self.play(LaggedStart(*[FadeIn(chip, shift=UP * 0.1) for chip in chips],
+                              lag_ratio=0.12), run_time=2.5)
+        self.wait(1.0)
+
+        chart = BarChart(bars, x0=-2.6, y0=chips.get_bottom()[1] - 1.1, pitch=0.6, max_length=6.3, height=0.38)
+        header = text(f"{spec.name}: KV cache per token ({spec.n_layers} layers, bf16)", SMALL, color=INK)
+        header.move_to([0, chart.y0 + 0.52, 0])
+        rows = [chart.make(i) for i in range(len(bars))]
+        self.play(FadeIn(header), run_time=0.6)
+        for row in rows:
+            self.play(GrowFromEdge(row.rect, LEFT), FadeIn(row.name), run_time=0.7)
+            self.play(FadeIn(row.value), run_time=0.3)
+        self.wait(3.0)
