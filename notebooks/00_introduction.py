@@ -34,14 +34,26 @@
 # %%
 import matplotlib.pyplot as plt
 import torch
+from IPython.display import HTML, Markdown, display
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
 from attnlab import show_source, sizing
 from attnlab.exercises import ch00
 from attnlab.sizing import MODELS, SCHEMES, format_bytes, format_ratio, gib
 from attnlab.widgets import CalculatorState, cache_calculator, render_html
-from IPython.display import HTML, Markdown, display
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 _ = torch.manual_seed(0)  # nothing below is random; every chapter fixes the seed all the same
+
+# %% [markdown]
+# ### The idea, animated
+#
+# The chapter in one short animation. It plays here once the videos are rendered (`./course animations`);
+# until then, and in static exports, the last frame stands in.
+
+# %%
+from attnlab.media import show_animation
+
+show_animation("IntroductionScene")
 
 # %% [markdown]
 # ## 1. Why memory is the bottleneck
@@ -85,41 +97,32 @@ display(Markdown(
 # %% [markdown]
 # ## 2. The map of the course
 #
-# Chapters 1 to 12 follow the video's chapters (the timestamps are the video's); chapters 13 and 14 are
-# the course's own: a fact-check of the claims made about these methods, and measurements of their speed.
+# The chapters follow the video's chapters (the timestamps are the video's). The table is built from
+# the notebooks in this folder, so it lists exactly the chapters you have.
 
 # %%
-# (chapter, title, video timestamp or None, notebook, what you build)
-CHAPTERS = [
-    (0, "Introduction and map of the course", "00:00", "00_introduction",
-     "the cost of one token of context; the cache calculator"),
-    (1, "Tokenization", "00:35", "01_tokenization", "byte-pair encoding from scratch; ids to vectors"),
-    (2, "Attention (vector form)", "01:21", "02_attention_vector",
-     "one query against many keys: dot products, softmax, a weighted sum of values"),
-    (3, "Attention (matrix form)", "04:26", "03_attention_matrix",
-     "all positions at once: QKᵀ, the causal mask, multiple heads"),
-    (4, "Key-value caching", "07:07", "04_kv_caching",
-     "generation that keeps K and V instead of recomputing them"),
-    (5, "Multi-query attention (MQA)", "09:42", "05_mqa", "one key/value head shared by all query heads"),
-    (6, "Grouped-query attention (GQA)", "11:03", "06_gqa",
-     "groups of query heads share K/V; converting MHA by mean-pooling"),
-    (7, "Multi-head latent attention (MLA)", "13:32", "07_mla",
-     "cache a small latent, rebuild K and V from it"),
-    (8, "MLA at inference time", "15:37", "08_mla_inference",
-     "absorb the up-projections into the query and the output"),
-    (9, "Applying RoPE to MLA (decoupled RoPE)", "18:15", "09_decoupled_rope",
-     "a separate shared RoPE key, because rotation blocks absorption"),
-    (10, "DeepSeek Sparse Attention (DSA)", "22:18", "10_dsa",
-     "a lightning indexer picks the top-k tokens each query attends to"),
-    (11, "Quantization and rotation in DSA", "23:57", "11_dsa_quantization",
-     "a Hadamard rotation, then FP8 for the indexer"),
-    (12, "DSA training", "27:44", "12_dsa_training", "dense warm-up of the indexer, then sparse training"),
-    (13, "Fact-check", None, "13_fact_check", "the claims made about these methods against papers and code"),
-    (14, "How fast, really", None, "14_how_fast", "measured speed of each scheme"),
-]
+from pathlib import Path
 
+# (chapter, title, video timestamp, what you build); the notebook file is found by its number
+VIDEO_CHAPTERS = [
+    (0, "Introduction and map of the course", "00:00", "the cost of one token of context; the cache calculator"),
+    (1, "Tokenization", "00:35", "byte-pair encoding from scratch; ids to vectors"),
+    (2, "Attention (vector form)", "01:21", "one query against many keys: dot products, softmax, a weighted sum"),
+    (3, "Attention (matrix form)", "04:26", "all positions at once: QKᵀ, the causal mask, multiple heads"),
+    (4, "Key-value caching", "07:07", "generation that keeps K and V instead of recomputing them"),
+    (5, "Multi-query attention (MQA)", "09:42", "one key/value head shared by all query heads"),
+    (6, "Grouped-query attention (GQA)", "11:03", "groups of query heads share K/V; converting MHA by mean-pooling"),
+    (7, "Multi-head latent attention (MLA)", "13:32", "cache a small latent, rebuild K and V from it"),
+    (8, "MLA at inference time", "15:37", "fold the up-projections into the query and the output"),
+    (9, "Applying RoPE to MLA (decoupled RoPE)", "18:15", "a shared RoPE key, since rotation blocks absorption"),
+    (10, "DeepSeek Sparse Attention (DSA)", "22:18", "a lightning indexer picks the top-k tokens for each query"),
+    (11, "Quantization and rotation in DSA", "23:57", "a Hadamard rotation, then FP8 for the indexer"),
+    (12, "DSA training", "27:44", "dense warm-up of the indexer, then sparse training"),
+]
+notebooks = {int(p.name[:2]): p.stem for p in sorted(Path(".").glob("[0-9][0-9]_*.ipynb"))}
+CHAPTERS = [(n, title, stamp, notebooks[n], what) for n, title, stamp, what in VIDEO_CHAPTERS if n in notebooks]
 rows = [
-    f"| {n} | {title} | {stamp or 'course only'} | [`{stem}.ipynb`]({stem}.ipynb) | {what} |"
+    f"| {n} | {title} | {stamp} | [`{stem}.ipynb`]({stem}.ipynb) | {what} |"
     for n, title, stamp, stem, what in CHAPTERS
 ]
 header = ["| Ch. | Topic | Video | Notebook | What you build |", "|---|---|---|---|---|"]

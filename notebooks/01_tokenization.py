@@ -34,11 +34,22 @@ import sys
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
+from IPython.display import HTML, Markdown, display
+
 from attnlab import corpus, show_source, sizing, tokenization
 from attnlab.devices import dtype_bytes
 from attnlab.exercises import ch01
+
+# %% [markdown]
+# ### The idea, animated
+#
+# The chapter in one short animation. It plays here once the videos are rendered (`./course animations`);
+# until then, and in static exports, the last frame stands in.
+# %%
+from attnlab.media import show_animation
 from attnlab.tokenization import BPETokenizer, get_pair_counts, merge
-from IPython.display import HTML, Markdown, display
+
+show_animation("TokenizationScene")
 
 # %% [markdown]
 # ## 1. Characters, words, or bytes?

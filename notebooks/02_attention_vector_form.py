@@ -49,6 +49,17 @@ torch.manual_seed(0)
 plt.rcParams.update({"font.size": 11, "axes.titlesize": 12})
 
 # %% [markdown]
+# ### The idea, animated
+#
+# The chapter in one short animation. It plays here once the videos are rendered (`./course animations`);
+# until then, and in static exports, the last frame stands in.
+
+# %%
+from attnlab.media import show_animation
+
+show_animation("AttentionVectorScene")
+
+# %% [markdown]
 # ## 1. Dot products measure similarity
 #
 # Four keys and one query in the plane (d = 2), so that we can draw them. The keys are the course's

@@ -46,6 +46,17 @@ plt.rcParams.update({"font.size": 11, "axes.titlesize": 12})
 tok = load_tokenizer()
 
 # %% [markdown]
+# ### The idea, animated
+#
+# The chapter in one short animation. It plays here once the videos are rendered (`./course animations`);
+# until then, and in static exports, the last frame stands in.
+
+# %%
+from attnlab.media import show_animation
+
+show_animation("AttentionMatrixScene")
+
+# %% [markdown]
 # ## 1. Every dot product at once: $QK^\top$
 #
 # Put the n queries in the rows of a matrix $Q$ (n × d), the keys in the rows of $K$ (n × d) and the

@@ -61,6 +61,17 @@ display(Markdown(
 ))
 
 # %% [markdown]
+# ### The idea, animated
+#
+# The chapter in one short animation. It plays here once the videos are rendered (`./course animations`);
+# until then, and in static exports, the last frame stands in.
+
+# %%
+from attnlab.media import show_animation
+
+show_animation("KVCacheScene")
+
+# %% [markdown]
 # ## 1. One token at a time
 #
 # A decoder models $p(x_{t+1} \mid x_1, \dots, x_t)$. To write, it picks $x_{t+1}$ (here the most

@@ -1,4 +1,6 @@
-"""Chapter widgets, one module per idea; :mod:`attnlab.widgets` re-exports them all.
+"""Chapter widgets, one module per idea (``attention``, ``kv_cache``, ``gqa``, ``mla``, ...).
 
-Every widget's callbacks only set widget values (HTML, Image, sliders); none prints.
+The KV-cache calculator that several chapters share lives in :mod:`attnlab.widgets`. Each module here
+keeps what a widget displays in pure functions (testable without a browser) and wires them to
+ipywidgets; every callback only sets widget values (HTML, Image, sliders) and never prints.
 """

@@ -1,0 +1,756 @@
+"""DeepSeek Sparse Attention (DSA, DeepSeek-V3.2-Exp: tech report "DeepSeek-V3.2" and ``inference/model.py``).
+
+MLA (:mod:`attnlab.mla`) shrinks what each token costs to cache; every query still reads all t cached
+tokens, so a decode step costs O(t) and a prefill O(L^2). DSA keeps MLA and lets each query read only k
+of them (k = 2048 in V3.2), chosen by a small, cheap scorer, the lightning indexer. For query token t
+and an earlier token s (H^I index heads of width d^I; h_t the layer's input):
+
+    q^I_{t,j} = W^IQ_j c^Q_t           index query of head j, from MLA's query latent c^Q_t
+    k^I_s     = LayerNorm(W^IK h_s)    ONE index key per token, shared by all index heads (cached)
+    w^I_{t,j} = (W^IW h_t)_j           a per-token weight for each index head
+    I_{t,s}   = sum_j w^I_{t,j} ReLU(q^I_{t,j} · k^I_s)                          (index score)
+    S_t       = Top-k_{s <= t} I_{t,s},  |S_t| = min(k, t + 1)                   (causal top-k)
+    u_t       = MLA(h_t, {c^KV_s, k^R_s : s in S_t})                             (sparse attention)
+
+The same set S_t serves every MLA head, and the sparse attention runs in MLA's absorbed ("MQA") mode:
+every head reads the same gathered latents. DeepSeek's code also scales I by (n_heads^I)^-0.5 and by
+(d^I)^-0.5 (``weights_proj(x) * n_heads ** -0.5`` and ``softmax_scale``); ReLU instead of softmax was chosen
+for throughput. The first d^R coordinates of q^I and k^I are rotated by RoPE, with the main attention's
+frequency table, but in the "halves" pairing (i, i + d^R/2), not MLA's interleaved one.
+
+Before scoring, DeepSeek rotates q^I and k^I by an orthonormal Hadamard matrix (dot products unchanged)
+and quantizes them to FP8 e4m3 in blocks of 128 (:mod:`attnlab.quant`); the cached k^I is FP8 with one
+fp32 scale. Here FP8 is simulated (quantize, then dequantize) and off by default; Hugging Face's
+``DeepseekV32Indexer`` skips both the rotation and FP8.
+
+The indexer is trained to imitate the main attention (tech report, continued pre-training):
+
+- stage 1, dense warm-up: attention stays dense and only the indexer trains, on
+  L^I = sum_t KL(p_t || Softmax(I_t)), with p_t the main attention summed over heads and L1-normalised;
+- stage 2, sparse training: attention uses S_t; L^I = sum_t KL(p_{t,S_t} || Softmax(I_{t,S_t})); the indexer's
+  input is detached, so the indexer learns only from L^I and the rest of the model only from the LM loss.
+
+:func:`layer_cost` and :func:`crossover_context` count what that buys: the core attention drops from
+C_attn L to C_attn k per decoded token, at the price of an indexer pass C_idx L that is about 17x cheaper
+per token than MLA's absorbed attention with DeepSeek-V3.2's shapes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnlab._validate import check_ndim, check_non_negative_int, check_positive_int, check_same_device
+from attnlab.attention import causal_mask, softmax
+from attnlab.kv_cache import LayerCache
+from attnlab.mla import MLAConfig, MultiHeadLatentAttention, _rope_settings, rotate_pairs, yarn_frequencies
+from attnlab.quant import SCALE_FORMATS, fake_quantize_fp8, fwht
+from attnlab.rope import rope_frequencies
+from attnlab.sizing import MODELS, ModelSpec, attention_macs_per_cached_token, get_model
+
+#: How :class:`DeepSeekSparseAttention` runs attention over the selected tokens: "gather" copies the
+#: selected latents out of the cache (the fast path), "mask" runs dense MLA with every other key masked.
+SPARSE_IMPLS: tuple[str, ...] = ("gather", "mask")
+#: :func:`set_training_stage`'s stages: the tech report's dense warm-up and sparse training, and inference.
+TRAINING_STAGES: tuple[str, ...] = ("warmup", "sparse", "inference")
+#: Quantities :func:`crossover_context` can compare.
+COST_METRICS: tuple[str, ...] = ("decode_flops", "decode_bytes", "prefill_flops")
+
+
+def _is_power_of_two(n: int) -> bool:
+    return n >= 1 and n & (n - 1) == 0
+
+
+# ----------------------------------------------------------------------------------------------------
+# configuration
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexerConfig:
+    """Shape of one lightning indexer, in DeepSeek's names (tech report symbols in brackets).
+
+    d_model [d]: width of the hidden state h_t; q_lora_rank [d'_c]: width of the MLA query latent c^Q_t the
+    index query is projected from; None or 0 when the MLA layer has no query latent, and then the index
+    query is projected from the hidden state h_t instead. index_n_heads [H^I] (64 in V3.2); index_head_dim
+    [d^I] (128); rope_head_dim: how many leading coordinates of q^I and k^I RoPE rotates (MLA's d_h^R, 64);
+    index_topk [k] (2048); rope_base: RoPE's theta; norm_eps: the key LayerNorm's epsilon.
+    hadamard: rotate q^I and k^I by the orthonormal Hadamard matrix (d^I must be a power of two);
+    use_fp8: simulate FP8 e4m3 block quantization of q^I and k^I (off by default so float64 stays exact);
+    fp8_block: values per FP8 scale (None = min(128, d^I)); fp8_scale_format: "ue8m0" (power-of-two
+    scales, as DeepSeek-V3.2's ``config_671B_v3.2.json`` sets ``scale_fmt``) or "fp32".
+    """
+
+    d_model: int
+    q_lora_rank: int | None
+    index_n_heads: int
+    index_head_dim: int
+    rope_head_dim: int
+    index_topk: int
+    rope_base: float = 10000.0
+    norm_eps: float = 1e-6
+    hadamard: bool = True
+    use_fp8: bool = False
+    fp8_block: int | None = None
+    fp8_scale_format: str = "ue8m0"
+
+    def __post_init__(self) -> None:
+        for name in ("d_model", "index_n_heads", "index_head_dim", "index_topk"):
+            check_positive_int(name, getattr(self, name))
+        if self.q_lora_rank is not None:
+            check_non_negative_int("q_lora_rank", self.q_lora_rank)
+            if self.q_lora_rank == 0:  # DeepSeek writes "no query latent" as 0
+                object.__setattr__(self, "q_lora_rank", None)
+        check_non_negative_int("rope_head_dim", self.rope_head_dim)
+        if self.rope_head_dim % 2:
+            raise ValueError(f"rope_head_dim={self.rope_head_dim} must be even (RoPE rotates pairs of dimensions)")
+        if self.rope_head_dim > self.index_head_dim:
+            raise ValueError(f"rope_head_dim={self.rope_head_dim} must be <= index_head_dim={self.index_head_dim}")
+        base_ok = isinstance(self.rope_base, (int, float)) and not isinstance(self.rope_base, bool)
+        if not base_ok or not math.isfinite(self.rope_base) or self.rope_base <= 1:
+            raise ValueError(f"rope_base={self.rope_base!r} must be a finite number > 1")
+        if isinstance(self.norm_eps, bool) or not isinstance(self.norm_eps, (int, float)) or not self.norm_eps > 0:
+            raise ValueError(f"norm_eps={self.norm_eps!r} must be a number > 0")
+        for name in ("hadamard", "use_fp8"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be True or False")
+        if self.hadamard and not _is_power_of_two(self.index_head_dim):
+            raise ValueError(f"index_head_dim={self.index_head_dim} must be a power of two when hadamard=True "
+                             "(Sylvester's Hadamard matrices have power-of-two order)")
+        if self.fp8_block is None:
+            object.__setattr__(self, "fp8_block", min(128, self.index_head_dim))
+        check_positive_int("fp8_block", self.fp8_block)
+        if self.index_head_dim % self.fp8_block:
+            raise ValueError(f"index_head_dim={self.index_head_dim} is not divisible by fp8_block={self.fp8_block}")
+        if self.fp8_scale_format not in SCALE_FORMATS:
+            raise ValueError(f"fp8_scale_format={self.fp8_scale_format!r} must be one of {SCALE_FORMATS}")
+
+    @property
+    def q_input_dim(self) -> int:
+        """Width of what the index query is projected from: q_lora_rank (c^Q_t), or d_model (h_t) without it."""
+        return self.d_model if self.q_lora_rank is None else self.q_lora_rank
+
+    @property
+    def softmax_scale(self) -> float:
+        """(d^I)^-0.5, DeepSeek's ``Indexer.softmax_scale`` (the name is DeepSeek's; no softmax follows)."""
+        return self.index_head_dim**-0.5
+
+    @property
+    def head_weight_scale(self) -> float:
+        """(H^I)^-0.5, the factor DeepSeek puts on ``weights_proj(x)``."""
+        return self.index_n_heads**-0.5
+
+    def cache_elements_per_token(self) -> int:
+        """Numbers the indexer caches per token: one key of width d^I
+        (:func:`attnlab.sizing.indexer_elements_per_token`)."""
+        return self.index_head_dim
+
+
+def indexer_config_for(mla: MLAConfig, index_n_heads: int, index_head_dim: int, index_topk: int,
+                       **options) -> IndexerConfig:
+    """The :class:`IndexerConfig` DeepSeek pairs with an MLA layer: same d_model, query latent, RoPE width
+    (the indexer rotates its first d_h^R coordinates with the main attention's frequencies) and base.
+    ``options``: any other IndexerConfig field (hadamard, use_fp8, ...)."""
+    if not isinstance(mla, MLAConfig):
+        raise ValueError(f"mla must be an MLAConfig, got {type(mla).__name__}")
+    return IndexerConfig(d_model=mla.d_model, q_lora_rank=mla.q_lora_rank, index_n_heads=index_n_heads,
+                         index_head_dim=index_head_dim, rope_head_dim=mla.qk_rope_head_dim,
+                         index_topk=index_topk, rope_base=mla.rope_base, **options)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the lightning indexer
+
+
+class LightningIndexer(nn.Module):
+    """I_{t,s} = sum_j w^I_{t,j} ReLU(q^I_{t,j} · k^I_s) (H^I)^-0.5 (d^I)^-0.5, causal (future s -> -inf).
+
+    Parameters under DeepSeek's names in brackets: ``w_q`` [wq_b] (H^I d^I, q_input_dim), ``w_k`` [wk]
+    (d^I, d_model), ``k_norm`` [k_norm] (LayerNorm over d^I, with bias), ``w_weights`` [weights_proj]
+    (H^I, d_model). ``theta``: the RoPE frequencies (rope_head_dim / 2,) float64; None computes
+    base^(-2i/d^R) (:class:`DeepSeekSparseAttention` passes the MLA layer's, YaRN included, as DeepSeek's
+    code hands both the same ``freqs_cis``).
+
+    The key cache is a :class:`~attnlab.kv_cache.LayerCache` (seq_dim 1) holding ``index_key``
+    (batch, t, d^I): the keys after RoPE, rotation and (simulated) FP8, d^I numbers per token.
+    """
+
+    def __init__(self, config: IndexerConfig, theta: torch.Tensor | None = None) -> None:
+        super().__init__()
+        if not isinstance(config, IndexerConfig):
+            raise ValueError(f"config must be an IndexerConfig, got {type(config).__name__}")
+        self.config = c = config
+        self.w_q = nn.Linear(c.q_input_dim, c.index_n_heads * c.index_head_dim, bias=False)  # W^IQ
+        self.w_k = nn.Linear(c.d_model, c.index_head_dim, bias=False)  # W^IK
+        self.k_norm = nn.LayerNorm(c.index_head_dim, eps=c.norm_eps)
+        self.w_weights = nn.Linear(c.d_model, c.index_n_heads, bias=False)  # W^IW
+        if theta is None:
+            theta = rope_frequencies(c.rope_head_dim, c.rope_base) if c.rope_head_dim else torch.zeros(0)
+        if theta.shape != (c.rope_head_dim // 2,):
+            raise ValueError(f"theta has shape {tuple(theta.shape)}, expected (rope_head_dim / 2,) = "
+                             f"({c.rope_head_dim // 2},)")
+        self.theta = theta.to(torch.float64)  # kept outside the state dict, like MLA's
+
+    def rope(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Rotate the FIRST rope_head_dim coordinates of x (b, s, [heads,] d^I) at positions (s,) in the
+        halves pairing (i, i + d^R/2); the rest pass through.
+
+        DeepSeek's first release of V3.2-Exp rotated the indexer's pairs interleaved, like MLA; in November
+        2025 it corrected ``Indexer.forward`` to ``apply_rotary_emb(..., interleaved=False)`` ("rope in
+        indexer is not interleaved"), which vLLM and SGLang followed and Hugging Face's DeepseekV32Indexer
+        does too (``rotate_half``)."""
+        d_rope = self.config.rope_head_dim
+        if d_rope == 0:
+            return x
+        angles = positions.to("cpu", torch.float64)[:, None] * self.theta  # (s, d^R / 2)
+        angles = angles.view(angles.shape[0], *([1] * (x.dim() - 3)), angles.shape[1])  # broadcast over heads
+        x_rope, x_pass = x.split([d_rope, x.shape[-1] - d_rope], dim=-1)
+        return torch.cat([rotate_pairs(x_rope, angles, interleaved=False), x_pass], dim=-1)
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """What the FP8 kernel scores with: x -> x H / sqrt(d^I) when ``hadamard`` (dot products unchanged),
+        then dequantize(quantize_fp8(.)) per block when ``use_fp8``. x (..., d^I) -> (..., d^I)."""
+        c = self.config
+        if c.hadamard:
+            x = fwht(x)
+        if c.use_fp8:
+            x = fake_quantize_fp8(x, c.fp8_block, c.fp8_scale_format)
+        return x
+
+    def queries(self, q_input: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """q^I (b, s, H^I, d^I) from c^Q_t (or h_t without a query latent): q_input (b, s, q_input_dim)."""
+        c = self.config
+        b, s, _ = q_input.shape
+        q = self.w_q(q_input).view(b, s, c.index_n_heads, c.index_head_dim)  # q^I_{t,j} = W^IQ_j c^Q_t
+        return self.prepare(self.rope(q, positions))
+
+    def keys(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """k^I (b, s, d^I) = prepare(RoPE(LayerNorm(W^IK h_s))), one key per token shared by all index heads."""
+        return self.prepare(self.rope(self.k_norm(self.w_k(x)), positions))
+
+    def head_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """w^I (b, s, H^I) = W^IW h_t * (H^I)^-0.5 (DeepSeek: ``weights_proj(x) * n_heads ** -0.5``)."""
+        return self.w_weights(x) * self.config.head_weight_scale
+
+    def score(self, q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """I_{t,s} = sum_j w_{t,j} ReLU(q_{t,j} · k_s) * (d^I)^-0.5, with s > t set to -inf.
+
+        q (b, s, H^I, d^I), weights (b, s, H^I), k (b, t, d^I), the s queries being the last s of the t
+        positions -> I (b, s, t)."""
+        logits = torch.einsum("bsjd,btd->bsjt", q, k)  # q^I_{t,j} · k^I_s, every head against the shared key
+        scores = torch.einsum("bsj,bsjt->bst", weights, F.relu(logits)) * self.config.softmax_scale
+        allowed = causal_mask(q.shape[1], k.shape[1], device=q.device)  # (s, t)
+        return scores.masked_fill(~allowed, float("-inf"))
+
+    def forward(self, x: torch.Tensor, q_input: torch.Tensor | None = None,
+                cache: LayerCache | None = None) -> torch.Tensor:
+        """Index scores I (b, s, t) for x (b, s, d_model), causal; ``q_input`` (b, s, q_lora_rank) is MLA's
+        query latent c^Q (required when q_lora_rank is set; must be None without a query latent, where the
+        index query comes from x). With ``cache`` the new keys are appended under ``index_key`` and
+        positions continue from ``cache.seq_len``."""
+        c = self.config
+        check_ndim("x", x, 3, "(batch, seq, d_model)")
+        if x.shape[-1] != c.d_model:
+            raise ValueError(f"x has d_model={x.shape[-1]}, this indexer expects {c.d_model}")
+        if x.shape[1] == 0:
+            raise ValueError("x has seq=0: pass at least one token")
+        if c.q_lora_rank is None:
+            if q_input is not None:
+                raise ValueError("q_input must be None: this indexer has q_lora_rank=None and projects its "
+                                 "queries from x")
+            q_input = x
+        else:
+            if q_input is None:
+                raise ValueError(f"q_input is required: the index query is projected from MLA's query latent "
+                                 f"(q_lora_rank={c.q_lora_rank})")
+            check_ndim("q_input", q_input, 3, "(batch, seq, q_lora_rank)")
+            if q_input.shape[:2] != x.shape[:2] or q_input.shape[-1] != c.q_lora_rank:
+                raise ValueError(f"q_input has shape {tuple(q_input.shape)}, expected "
+                                 f"{(*x.shape[:2], c.q_lora_rank)}")
+        for name, t in (("x", x), ("q_input", q_input)):
+            if t.dtype != self.w_k.weight.dtype:
+                raise ValueError(f"dtype mismatch: {name} is {t.dtype} but the weights are {self.w_k.weight.dtype}")
+        check_same_device(x=x, q_input=q_input, weights=self.w_k.weight)
+        _check_cache(cache)
+        start = 0 if cache is None else cache.seq_len
+        positions = torch.arange(start, start + x.shape[1])
+        q, k, w = self.queries(q_input, positions), self.keys(x, positions), self.head_weights(x)
+        if cache is not None:
+            (k,) = cache.update(index_key=k)  # (b, start + s, d^I)
+        return self.score(q, w, k)
+
+
+def _check_cache(cache: LayerCache | None) -> None:
+    if cache is None:
+        return
+    if not isinstance(cache, LayerCache):
+        raise ValueError(f"cache must be a LayerCache, got {type(cache).__name__}")
+    if cache.seq_dim not in (1, -2):
+        raise ValueError(f"cache.seq_dim={cache.seq_dim} must be 1 (or -2): DSA caches (batch, seq, width)")
+
+
+# ----------------------------------------------------------------------------------------------------
+# top-k selection
+
+
+def topk_indices(scores: torch.Tensor, top_k: int) -> torch.Tensor:
+    """S_t = the min(top_k, t + 1) positions s <= t with the largest I_{t,s}, best first.
+
+    scores (b, s, t): index scores of the last s of t positions, -inf where s > t (as
+    :meth:`LightningIndexer.score` returns them) -> indices (b, s, min(top_k, t)) int64, padded with -1
+    where fewer than top_k tokens exist (query position p has p + 1). Ties go to the earlier position
+    (a stable sort), so the choice does not depend on how many queries are scored together."""
+    check_ndim("scores", scores, 3, "(batch, seq, keys)")
+    check_positive_int("top_k", top_k)
+    _, s, t = scores.shape
+    if s > t:
+        raise ValueError(f"scores has seq={s} queries but only {t} keys: queries are the last seq of the keys")
+    k = min(top_k, t)
+    order = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]  # (b, s, k)
+    visible = torch.arange(t - s, t, device=scores.device) + 1  # tokens query p may see: p + 1
+    valid = torch.arange(k, device=scores.device) < visible[:, None]  # (s, k)
+    return order.masked_fill(~valid, -1)
+
+
+def selection_mask(indices: torch.Tensor, n_keys: int) -> torch.Tensor:
+    """Boolean (b, s, n_keys), True at the selected positions: indices (b, s, k) with -1 as padding."""
+    check_ndim("indices", indices, 3, "(batch, seq, top_k)")
+    check_positive_int("n_keys", n_keys)
+    if indices.numel() and int(indices.max()) >= n_keys:
+        raise ValueError(f"indices holds position {int(indices.max())}, beyond n_keys={n_keys}")
+    mask = torch.zeros(*indices.shape[:2], n_keys + 1, dtype=torch.bool, device=indices.device)
+    mask.scatter_(-1, torch.where(indices < 0, n_keys, indices), True)  # padding lands in an extra column
+    return mask[..., :n_keys]
+
+
+# ----------------------------------------------------------------------------------------------------
+# sparse MLA
+
+
+@dataclass(frozen=True)
+class IndexSelection:
+    """What the indexer decided for a forward call: scores I (b, s, t) (-inf for future tokens) and the
+    selected positions (b, s, min(top_k, t)) padded with -1 (None during the dense warm-up)."""
+
+    scores: torch.Tensor
+    indices: torch.Tensor | None
+
+
+def gather_tokens(cached: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """out[b, s, i] = cached[b, indices[b, s, i]]: cached (b, t, width), indices (b, s, k) (-1 reads row 0,
+    to be masked by the caller) -> (b, s, k, width). A real copy of the k selected rows per query."""
+    batch = torch.arange(cached.shape[0], device=cached.device)[:, None, None]  # (b, 1, 1)
+    return cached[batch, indices.clamp_min(0)]
+
+
+def sparse_attend_absorbed(mla: MultiHeadLatentAttention, q_nope: torch.Tensor, q_rope: torch.Tensor,
+                           c_kv: torch.Tensor, k_rope: torch.Tensor,
+                           indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """MLA's absorbed attention over the gathered tokens S_t only, shared by all heads:
+
+        score_{t,i,s} = ((W^UK_i^T q^C_{t,i}) · c^KV_s + q^R_{t,i} · k^R_s) * scale,   s in S_t,
+        o_{t,i} = W^UV_i sum_{s in S_t} softmax_s(score_{t,i,s}) c^KV_s.
+
+    q_nope (b, s, h, d_h), q_rope (b, s, h, d_h^R), c_kv (b, t, d_c), k_rope (b, t, d_h^R), indices
+    (b, s, k) with -1 padding -> o (b, s, h, d_v), weights (b, s, h, k) over the gathered slots."""
+    valid = indices >= 0  # (b, s, k)
+    c_sel = gather_tokens(c_kv, indices)  # (b, s, k, d_c): each query's own k latents
+    r_sel = gather_tokens(k_rope, indices)  # (b, s, k, d_h^R)
+    q_latent = torch.einsum("bshd,hdc->bshc", q_nope, mla.w_uk)  # W^UK_i^T q^C_{t,i}
+    scores = (torch.einsum("bshc,bskc->bshk", q_latent, c_sel)
+              + torch.einsum("bshr,bskr->bshk", q_rope, r_sel)) * mla.config.softmax_scale  # (b, s, h, k)
+    weights = softmax(scores.masked_fill(~valid[:, :, None, :], float("-inf")), dim=-1)
+    o_latent = torch.einsum("bshk,bskc->bshc", weights, c_sel)
+    return torch.einsum("bshc,hvc->bshv", o_latent, mla.w_uv), weights
+
+
+def scatter_weights(weights: torch.Tensor, indices: torch.Tensor, n_keys: int) -> torch.Tensor:
+    """Sparse weights (b, s, h, k) at positions indices (b, s, k) -> dense (b, s, h, n_keys), zero elsewhere."""
+    b, s, h, k = weights.shape
+    dense = weights.new_zeros(b, s, h, n_keys)
+    index = indices.clamp_min(0)[:, :, None, :].expand(b, s, h, k)
+    return dense.scatter_add(-1, index, weights)  # padded slots carry weight 0, so adding them is harmless
+
+
+class DeepSeekSparseAttention(nn.Module):
+    """DSA: an MLA layer (:attr:`mla`) that attends, for each query, only to the top-k tokens chosen by a
+    :class:`LightningIndexer` (:attr:`indexer`). x (batch, seq, d_model) -> (batch, seq, d_model), causal.
+
+    Same call as :class:`~attnlab.mla.MultiHeadLatentAttention`, so :class:`~attnlab.model.TinyLM` can use it:
+    ``forward(x, cache=None, return_weights=False)``; ``return_index=True`` also returns an
+    :class:`IndexSelection`. The cache is one :class:`~attnlab.kv_cache.LayerCache` (seq_dim 1) holding
+    ``c_kv`` (b, t, d_c), ``k_rope`` (b, t, d_h^R) and ``index_key`` (b, t, d^I).
+
+    Training flags (set them with :func:`set_training_stage`): ``dense_attention`` runs dense MLA (stage 1;
+    the indexer is still scored), ``detach_indexer_input`` feeds the indexer detached inputs (stage 2),
+    ``keep_for_kl`` keeps the last call's weights and selection in ``kl_inputs`` for :func:`indexer_loss`.
+    """
+
+    def __init__(self, mla_config: MLAConfig, indexer_config: IndexerConfig) -> None:
+        super().__init__()
+        if not isinstance(mla_config, MLAConfig):
+            raise ValueError(f"mla_config must be an MLAConfig, got {type(mla_config).__name__}")
+        if not isinstance(indexer_config, IndexerConfig):
+            raise ValueError(f"indexer_config must be an IndexerConfig, got {type(indexer_config).__name__}")
+        m, c = mla_config, indexer_config
+        if c.d_model != m.d_model:
+            raise ValueError(f"indexer d_model={c.d_model} must equal the MLA layer's d_model={m.d_model}")
+        if c.q_lora_rank != m.q_lora_rank:
+            raise ValueError(f"indexer q_lora_rank={c.q_lora_rank} must equal the MLA layer's q_lora_rank="
+                             f"{m.q_lora_rank}: the index query is projected from MLA's query latent")
+        if c.rope_head_dim != m.qk_rope_head_dim:
+            raise ValueError(f"indexer rope_head_dim={c.rope_head_dim} must equal qk_rope_head_dim="
+                             f"{m.qk_rope_head_dim}: DeepSeek's indexer rotates with the main attention's "
+                             "frequency table")
+        self.config, self.indexer_config = m, c
+        self.mla = MultiHeadLatentAttention(m)
+        self.indexer = LightningIndexer(c, theta=self.mla.theta)
+        self.dense_attention = False
+        self.detach_indexer_input = False
+        self.keep_for_kl = False
+        self.kl_inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
+
+    def query_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the index query is projected from: MLA's query latent c^Q = RMSNorm(W^DQ h) (b, s, d'_c)
+        (DeepSeek's ``qr``), or h itself when the layer has no query latent. (MLA's :meth:`queries`
+        computes W^DQ h again; a fused kernel would share it.)"""
+        if self.config.q_lora_rank is None:
+            return x
+        return self.mla.q_norm(self.mla.w_dq(x))
+
+    def forward(self, x: torch.Tensor, cache: LayerCache | None = None, return_weights: bool = False,
+                return_index: bool = False, sparse_impl: str = "gather", top_k: int | None = None):
+        """u_t = MLA(h_t, {c^KV_s, k^R_s : s in Top-k_{s <= t} I_{t,s}}), causal; x (b, s, d_model) -> (b, s, d_model).
+
+        sparse_impl "gather" (default) copies each query's selected latents out of the cache,
+        (b, s, top_k, d_c), and runs absorbed (MQA-mode) attention on them; "mask" runs MLA's naive
+        attention over all tokens with the unselected ones masked, the reference it must equal.
+        top_k overrides the config's index_topk. Returns y, then the weights (b, n_heads, s, t) (zero off
+        the selected set) if return_weights, then an :class:`IndexSelection` if return_index."""
+        m = self.config
+        check_ndim("x", x, 3, "(batch, seq, d_model)")
+        if x.shape[-1] != m.d_model:
+            raise ValueError(f"x has d_model={x.shape[-1]}, this layer expects {m.d_model}")
+        if x.shape[1] == 0:
+            raise ValueError("x has seq=0: pass at least one token")
+        if x.dtype != self.mla.w_o.weight.dtype:
+            raise ValueError(f"dtype mismatch: x is {x.dtype} but the weights are {self.mla.w_o.weight.dtype}")
+        check_same_device(x=x, weights=self.mla.w_o.weight)
+        if sparse_impl not in SPARSE_IMPLS:
+            raise ValueError(f"sparse_impl={sparse_impl!r} must be one of {SPARSE_IMPLS}")
+        top_k = self.indexer_config.index_topk if top_k is None else check_positive_int("top_k", top_k)
+        _check_cache(cache)
+        start = 0 if cache is None else cache.seq_len
+        b, s, _ = x.shape
+        positions = torch.arange(start, start + s)
+        q_nope, q_rope = self.mla.queries(x, positions)  # (b, s, h, d_h), (b, s, h, d_h^R)
+        c_kv, k_rope = self.mla.latents(x, positions)  # (b, s, d_c), (b, s, d_h^R)
+        x_index, q_input = x, self.query_input(x)
+        if self.detach_indexer_input:  # stage 2: the indexer's KL loss must not reach the rest of the model
+            x_index, q_input = x_index.detach(), q_input.detach()
+        index_q = self.indexer.queries(q_input, positions)  # (b, s, H^I, d^I)
+        index_k = self.indexer.keys(x_index, positions)  # (b, s, d^I)
+        index_w = self.indexer.head_weights(x_index)  # (b, s, H^I)
+        if cache is not None:
+            c_kv, k_rope, index_k = cache.update(c_kv=c_kv, k_rope=k_rope, index_key=index_k)
+        t = c_kv.shape[1]
+        scores = self.indexer.score(index_q, index_w, index_k)  # I (b, s, t)
+        need_weights = return_weights or self.keep_for_kl
+        if self.dense_attention:  # stage 1: dense MLA, the indexer only watches
+            indices = None
+            o, weights = self.mla.attend_absorbed(q_nope, q_rope, c_kv, k_rope, causal_mask(s, t, device=x.device))
+        else:
+            indices = topk_indices(scores, top_k)  # (b, s, min(top_k, t)), -1 padded
+            if sparse_impl == "gather":
+                o, sparse_weights = sparse_attend_absorbed(self.mla, q_nope, q_rope, c_kv, k_rope, indices)
+                weights = scatter_weights(sparse_weights, indices, t) if need_weights else None
+            else:
+                o, weights = self._attend_masked(q_nope, q_rope, c_kv, k_rope, indices)
+        y = self.mla.w_o(o.reshape(b, s, m.n_heads * m.v_head_dim))
+        weights = None if weights is None else weights.transpose(1, 2)  # (b, h, s, t)
+        selection = IndexSelection(scores, indices)
+        if self.keep_for_kl:
+            self.kl_inputs = (weights, scores, indices)
+        out = (y,)
+        if return_weights:
+            out += (weights,)
+        if return_index:
+            out += (selection,)
+        return out[0] if len(out) == 1 else out
+
+    def _attend_masked(self, q_nope, q_rope, c_kv, k_rope, indices):
+        """Reference path: MLA's naive attention over all t tokens with mask = causal AND selected, one
+        batch row at a time (MLA's mask is shared by the batch). -> o (b, s, h, d_v), weights (b, s, h, t)."""
+        s, t = q_nope.shape[1], c_kv.shape[1]
+        allowed = causal_mask(s, t, device=c_kv.device) & selection_mask(indices, t)  # (b, s, t)
+        rows = [self.mla.attend_naive(q_nope[i : i + 1], q_rope[i : i + 1], c_kv[i : i + 1], k_rope[i : i + 1],
+                                      allowed[i]) for i in range(q_nope.shape[0])]
+        return torch.cat([o for o, _ in rows]), torch.cat([w for _, w in rows])
+
+
+# ----------------------------------------------------------------------------------------------------
+# training the indexer
+
+
+def indexer_kl_loss(attn_weights: torch.Tensor, index_scores: torch.Tensor, selected: torch.Tensor | None = None,
+                    reduction: str = "sum") -> torch.Tensor:
+    """L^I = sum_t KL(p_t || Softmax(I_t)), p_t = sum_i a_{t,i,:} / ||sum_i a_{t,i,:}||_1 (the main attention
+    summed over heads, L1-normalised; detached, so this loss trains only the indexer).
+
+    Stage 1 (``selected`` None): over every visible token (finite I_{t,s}). Stage 2 (``selected`` the
+    indices (b, s, k) of the sparse step, -1 padded): over S_t only, KL(p_{t,S_t} || Softmax(I_{t,S_t})),
+    with p renormalised over S_t. attn_weights (b, n_heads, s, t), index_scores (b, s, t) -> a scalar:
+    the sum over batch and queries ("sum") or its mean ("mean")."""
+    check_ndim("attn_weights", attn_weights, 4, "(batch, n_heads, seq, keys)")
+    check_ndim("index_scores", index_scores, 3, "(batch, seq, keys)")
+    if attn_weights.shape[:1] + attn_weights.shape[2:] != index_scores.shape:
+        raise ValueError(f"attn_weights {tuple(attn_weights.shape)} and index_scores {tuple(index_scores.shape)} "
+                         "must agree on (batch, seq, keys)")
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction={reduction!r} must be 'sum' or 'mean'")
+    allowed = torch.isfinite(index_scores)
+    if selected is not None:
+        if selected.shape[:2] != index_scores.shape[:2]:
+            raise ValueError(f"selected has shape {tuple(selected.shape)}, expected (batch, seq) = "
+                             f"{tuple(index_scores.shape[:2])} in front")
+        allowed = allowed & selection_mask(selected, index_scores.shape[-1])
+    if not allowed.any(dim=-1).all():
+        raise ValueError("some query has no allowed key (all index scores -inf or none selected)")
+    p = attn_weights.detach().to(index_scores.dtype).sum(dim=1) * allowed  # (b, s, t)
+    total = p.sum(dim=-1, keepdim=True)
+    p = p / torch.where(total > 0, total, torch.ones_like(total))
+    log_q = torch.log_softmax(index_scores.masked_fill(~allowed, float("-inf")), dim=-1)
+    kl = (torch.xlogy(p, p) - p * log_q.masked_fill(~allowed, 0.0)).sum(dim=-1)  # (b, s)
+    return kl.sum() if reduction == "sum" else kl.mean()
+
+
+def _dsa_layers(model: nn.Module) -> list[DeepSeekSparseAttention]:
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
+    layers = [m for m in model.modules() if isinstance(m, DeepSeekSparseAttention)]
+    if not layers:
+        raise ValueError(f"model ({type(model).__name__}) has no DeepSeekSparseAttention layer")
+    return layers
+
+
+def indexer_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
+    """The parameters of every :class:`LightningIndexer` inside ``model``."""
+    for module in model.modules():
+        if isinstance(module, LightningIndexer):
+            yield from module.parameters()
+
+
+def set_training_stage(model: nn.Module, stage: str) -> None:
+    """Set every DSA layer of ``model`` (a layer or a whole model) for one of the tech report's stages:
+
+    - "warmup" (stage 1, dense warm-up): dense attention; every parameter outside the indexers frozen
+      (requires_grad False); the layers keep what :func:`indexer_loss` needs;
+    - "sparse" (stage 2): top-k attention; every parameter trainable; the indexers read detached inputs,
+      so their KL loss reaches only them, and the LM loss cannot reach them (top-k is not differentiable);
+    - "inference": top-k attention, nothing kept, every parameter trainable again.
+    """
+    if stage not in TRAINING_STAGES:
+        raise ValueError(f"stage={stage!r} must be one of {TRAINING_STAGES}")
+    for layer in _dsa_layers(model):
+        layer.dense_attention = stage == "warmup"
+        layer.detach_indexer_input = stage in ("warmup", "sparse")
+        layer.keep_for_kl = stage != "inference"
+        layer.kl_inputs = None
+    indexer_ids = {id(p) for p in indexer_parameters(model)}
+    for p in model.parameters():
+        p.requires_grad_(stage != "warmup" or id(p) in indexer_ids)
+
+
+def indexer_loss(model: nn.Module, reduction: str = "sum") -> torch.Tensor:
+    """Sum over ``model``'s DSA layers of :func:`indexer_kl_loss` for their last forward call: dense
+    (stage 1) or over the selected set (stage 2). Needs :func:`set_training_stage` first."""
+    losses = []
+    for layer in _dsa_layers(model):
+        if layer.kl_inputs is None:
+            raise ValueError("no kept forward call: call set_training_stage(model, 'warmup' or 'sparse'), then "
+                             "run the model forward before indexer_loss")
+        weights, scores, indices = layer.kl_inputs
+        losses.append(indexer_kl_loss(weights, scores, indices, reduction))
+    return torch.stack(losses).sum()
+
+
+# ----------------------------------------------------------------------------------------------------
+# what it costs
+
+
+def _spec_with_indexer(spec: ModelSpec | str) -> ModelSpec:
+    spec = get_model(spec)
+    if spec.attention != "mla" or spec.index_n_heads == 0 or spec.index_head_dim == 0:
+        raise ValueError(f"model {spec.name!r} has no lightning indexer (index_n_heads, index_head_dim are 0) "
+                         "or is not an MLA model")
+    return spec
+
+
+def _selected_pairs(length: int, top_k: int) -> int:
+    """sum_{t=1}^{L} min(k, t): query-key pairs a causal top-k prefill of L tokens scores."""
+    if length <= top_k:
+        return length * (length + 1) // 2
+    return top_k * (top_k + 1) // 2 + (length - top_k) * top_k
+
+
+def layer_cost(context_len: int, top_k: int | None = None, spec: ModelSpec | str = MODELS["deepseek-v3.2"], *,
+               q_lora_rank: int = 1536, kv_bytes_per_token: int | None = None,
+               index_bytes_per_token: int | None = None, prefill_dense_mode: str = "naive",
+               per_layer: bool = True) -> dict[str, int]:
+    """FLOPs (2 per multiply-add) and bytes of dense MLA against DSA, one layer (``per_layer=False``: all).
+
+    With n_h heads, latent d_c, RoPE key d_h^R, head width d_h (= d_v), H^I index heads of width d^I,
+    hidden size d and top-k k, per (query, cached token) pair:
+
+        C_attn  = 2 n_h (2 d_c + d_h^R)       MLA absorbed ("MQA") mode: score the (d_c + d_h^R)-wide cached
+                                              vector, mix the d_c-wide latent, every head
+                                              (:func:`attnlab.sizing.attention_macs_per_cached_token`)
+        C_mha   = 2 n_h (d_h + d_h^R + d_v)   MLA naive ("MHA") mode, DeepSeek's dense prefill
+        C_idx   = 2 H^I d^I + 2 H^I           index score: H^I dot products of width d^I, then weight and sum
+        F_proj  = 2 (d'_c H^I d^I + d d^I + d H^I)   the indexer's projections, once per query token
+
+    Decoding one token with L tokens of context (the new one included):
+        dense:  C_attn L                      DSA: F_proj + C_idx L + C_attn min(k, L)
+        bytes:  B_kv L                        DSA: B_idx L + B_kv min(k, L)
+    with B_kv the MLA cache per token ((d_c + d_h^R) x 2 bytes in bf16 = 1152 for V3.2) and B_idx the
+    indexer's (d^I FP8 bytes + 4 bytes per 128-value fp32 scale = 132). Prefilling L tokens:
+        dense:  C_pre L(L+1)/2                DSA: L F_proj + C_idx L(L+1)/2 + C_attn sum_t min(k, t)
+    with C_pre = C_mha (``prefill_dense_mode="naive"``, DeepSeek's dense prefill) or C_attn ("absorbed").
+    Both sides share MLA's own projections, MLP and so on, which are left out; so are softmax and top-k.
+    q_lora_rank: the query latent width d'_c (1536 in DeepSeek-V3/V3.2; :class:`ModelSpec` does not carry it).
+    """
+    spec = _spec_with_indexer(spec)
+    check_positive_int("context_len", context_len)
+    top_k = spec.index_topk if top_k is None else top_k
+    check_positive_int("top_k", top_k)
+    check_positive_int("q_lora_rank", q_lora_rank)
+    if prefill_dense_mode not in ("naive", "absorbed"):
+        raise ValueError(f"prefill_dense_mode={prefill_dense_mode!r} must be 'naive' or 'absorbed'")
+    d_c, d_rope, d_h, n_h = spec.kv_lora_rank, spec.qk_rope_head_dim, spec.head_dim, spec.n_heads
+    h_i, d_i, d = spec.index_n_heads, spec.index_head_dim, spec.hidden_size
+    b_kv = (d_c + d_rope) * 2 if kv_bytes_per_token is None else check_positive_int("kv_bytes_per_token",
+                                                                                     kv_bytes_per_token)
+    b_idx = (d_i + 4 * math.ceil(d_i / 128) if index_bytes_per_token is None
+             else check_positive_int("index_bytes_per_token", index_bytes_per_token))
+    c_attn = 2 * attention_macs_per_cached_token(spec, "mla")  # 2 n_h (2 d_c + d_h^R)
+    c_mha = 2 * n_h * (d_h + d_rope + d_h)
+    c_pre = c_mha if prefill_dense_mode == "naive" else c_attn
+    c_idx = 2 * h_i * d_i + 2 * h_i
+    f_proj = 2 * (q_lora_rank * h_i * d_i + d * d_i + d * h_i)
+    L, k = context_len, min(top_k, context_len)
+    pairs = L * (L + 1) // 2
+    cost = {
+        "decode_flops_dense": c_attn * L,
+        "decode_flops_indexer": f_proj + c_idx * L,
+        "decode_flops_sparse": c_attn * k,
+        "decode_bytes_dense": b_kv * L,
+        "decode_bytes_indexer": b_idx * L,
+        "decode_bytes_sparse": b_kv * k,
+        "prefill_flops_dense": c_pre * pairs,
+        "prefill_flops_indexer": L * f_proj + c_idx * pairs,
+        "prefill_flops_sparse": c_attn * _selected_pairs(L, top_k),
+        "cache_bytes_dense": b_kv * L,
+        "cache_bytes_dsa": (b_kv + b_idx) * L,
+    }
+    for metric in COST_METRICS:
+        cost[f"{metric}_dsa"] = cost[f"{metric}_indexer"] + cost[f"{metric}_sparse"]
+    if not per_layer:
+        cost = {name: value * spec.n_layers for name, value in cost.items()}
+    return {"context_len": L, "top_k": top_k, "selected": k, **cost}
+
+
+def crossover_context(top_k: int | None = None, spec: ModelSpec | str = MODELS["deepseek-v3.2"],
+                      metric: str = "decode_flops", max_context: int = 2**40, **cost_options) -> int | None:
+    """The shortest context L at which DSA costs less than dense MLA in ``metric`` ("decode_flops",
+    "decode_bytes" or "prefill_flops", see :func:`layer_cost`, whose keyword options it passes on), or
+    None if that never happens up to ``max_context`` (e.g. when C_idx >= C_attn).
+
+    Below k every token is selected, so DSA pays the indexer on top of dense attention; above k the
+    difference grows with L, so the set where DSA is cheaper is [L*, inf) and bisection finds L*. For
+    decode FLOPs, L* = floor((C_attn k + F_proj) / (C_attn - C_idx)) + 1."""
+    if metric not in COST_METRICS:
+        raise ValueError(f"metric={metric!r} must be one of {COST_METRICS}")
+    check_positive_int("max_context", max_context)
+
+    def cheaper(length: int) -> bool:
+        cost = layer_cost(length, top_k, spec, **cost_options)
+        return cost[f"{metric}_dsa"] < cost[f"{metric}_dense"]
+
+    hi = max(1, layer_cost(1, top_k, spec, **cost_options)["top_k"])
+    while not cheaper(hi):
+        if hi >= max_context:
+            return None
+        hi = min(2 * hi, max_context)
+    lo = 0  # cheaper(lo) is False: at L <= k DSA also runs the indexer
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if cheaper(mid) else (mid, hi)
+    return hi
+
+
+# ----------------------------------------------------------------------------------------------------
+# Hugging Face
+
+
+def indexer_from_transformers(hf_indexer: nn.Module, hadamard: bool = False, use_fp8: bool = False) -> LightningIndexer:
+    """This course's :class:`LightningIndexer` with the weights of a transformers ``DeepseekV32Indexer``
+    (wq_b -> w_q, wk -> w_k, k_norm -> k_norm, weights_proj -> w_weights), same dtype and device.
+
+    Hugging Face skips the Hadamard rotation and FP8 (the rotation is orthogonal, FP8 only a precision
+    choice), hence the defaults; its RoPE frequencies come from ``config.rope_parameters`` (YaRN included)."""
+    cfg = getattr(hf_indexer, "config", None)
+    if cfg is None or getattr(cfg, "model_type", None) != "deepseek_v32" or not hasattr(hf_indexer, "weights_proj"):
+        raise ValueError("hf_indexer must be a transformers DeepseekV32Indexer (config.model_type 'deepseek_v32'), "
+                         f"got {type(hf_indexer).__name__}")
+    settings = _rope_settings(cfg)
+    config = IndexerConfig(d_model=cfg.hidden_size, q_lora_rank=cfg.q_lora_rank, index_n_heads=cfg.index_n_heads,
+                           index_head_dim=cfg.index_head_dim, rope_head_dim=cfg.qk_rope_head_dim,
+                           index_topk=cfg.index_topk, rope_base=settings["rope_base"],
+                           norm_eps=hf_indexer.k_norm.eps, hadamard=hadamard, use_fp8=use_fp8)
+    theta = yarn_frequencies(cfg.qk_rope_head_dim, settings["rope_base"], settings.get("rope_factor", 1.0),
+                             settings.get("original_max_position"), settings.get("beta_fast", 32.0),
+                             settings.get("beta_slow", 1.0))
+    weight = hf_indexer.wk.weight
+    module = LightningIndexer(config, theta=theta).to(device=weight.device, dtype=weight.dtype)
+    names = {"wq_b": "w_q", "wk": "w_k", "weights_proj": "w_weights"}
+    with torch.no_grad():
+        for hf_name, name in names.items():
+            getattr(module, name).weight.copy_(getattr(hf_indexer, hf_name).weight)
+        module.k_norm.weight.copy_(hf_indexer.k_norm.weight)
+        module.k_norm.bias.copy_(hf_indexer.k_norm.bias)
+    return module
+
+
+def from_transformers(hf_attention: nn.Module, hadamard: bool = False,
+                      use_fp8: bool = False) -> DeepSeekSparseAttention:
+    """This course's :class:`DeepSeekSparseAttention` with the weights of a transformers
+    ``DeepseekV32Attention`` (MLA with query latent, interleaved RoPE, plus its ``indexer``).
+
+    MLA weights: q_a_proj -> w_dq, q_a_layernorm -> q_norm, q_b_proj -> w_uq, kv_a_proj_with_mqa -> w_dkv,
+    kv_a_layernorm -> kv_norm, kv_b_proj -> w_ukv, o_proj -> w_o; the indexer as
+    :func:`indexer_from_transformers`."""
+    cfg = getattr(hf_attention, "config", None)
+    if cfg is None or getattr(cfg, "model_type", None) != "deepseek_v32" or not hasattr(hf_attention, "indexer"):
+        raise ValueError("hf_attention must be a transformers DeepseekV32Attention (config.model_type "
+                         f"'deepseek_v32'), got {type(hf_attention).__name__}")
+    if cfg.num_key_value_heads != cfg.num_attention_heads or getattr(cfg, "attention_bias", False):
+        raise ValueError("num_key_value_heads must equal num_attention_heads and attention_bias must be False")
+    eps = hf_attention.kv_a_layernorm.variance_epsilon
+    mla_config = MLAConfig(d_model=cfg.hidden_size, n_heads=cfg.num_attention_heads, q_lora_rank=cfg.q_lora_rank,
+                           kv_lora_rank=cfg.kv_lora_rank, qk_nope_head_dim=cfg.qk_nope_head_dim,
+                           qk_rope_head_dim=cfg.qk_rope_head_dim, v_head_dim=cfg.v_head_dim,
+                           rope_interleaved=True, norm_eps=eps, **_rope_settings(cfg))
+    indexer = indexer_from_transformers(hf_attention.indexer, hadamard, use_fp8)
+    weight = hf_attention.o_proj.weight
+    module = DeepSeekSparseAttention(mla_config, indexer.config).to(device=weight.device, dtype=weight.dtype)
+    names = {"q_a_proj": "w_dq", "q_a_layernorm": "q_norm", "q_b_proj": "w_uq", "kv_a_proj_with_mqa": "w_dkv",
+             "kv_a_layernorm": "kv_norm", "kv_b_proj": "w_ukv", "o_proj": "w_o"}
+    with torch.no_grad():
+        for hf_name, name in names.items():
+            getattr(module.mla, name).weight.copy_(getattr(hf_attention, hf_name).weight)
+    module.indexer.load_state_dict(indexer.state_dict())
+    return module
