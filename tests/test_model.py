@@ -7,11 +7,12 @@ from dataclasses import asdict
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from attnlab import model as model_module
 from attnlab.model import TinyLM, TinyLMConfig, checkpoint_metrics, generate, load_checkpoint, save_checkpoint
 from attnlab.train import TrainConfig, lr_at, sample_batch, train
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 F64 = torch.float64
 seeds = st.integers(0, 2**31 - 1)
@@ -19,11 +20,14 @@ seeds = st.integers(0, 2**31 - 1)
 
 @st.composite
 def tiny_configs(draw):
-    attention = draw(st.sampled_from(["mha", "mqa", "gqa", "mla"]))
+    attention = draw(st.sampled_from(["mha", "mqa", "gqa", "mla", "dsa"]))
     n_heads = draw(st.sampled_from([2, 4]))
     return TinyLMConfig(
         kv_lora_rank=draw(st.integers(2, 12)),
         qk_rope_head_dim=draw(st.sampled_from([2, 4])),
+        index_n_heads=draw(st.integers(1, 3)),
+        index_head_dim=8,
+        index_topk=draw(st.integers(1, 6)),  # smaller than the context: the sparse path really drops tokens
         vocab_size=draw(st.integers(5, 40)),
         d_model=n_heads * draw(st.sampled_from([2, 4])),
         n_layers=draw(st.integers(1, 2)),
@@ -97,7 +101,8 @@ def test_fresh_model_predicts_near_uniform():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"attention": "dsa"}, "attention='dsa' must be one of"),
+        ({"attention": "nsa"}, "attention='nsa' must be one of"),
+        ({"attention": "dsa", "index_head_dim": 7}, "index_head_dim=7"),
         ({"attention": "mla", "qk_rope_head_dim": 3}, "qk_rope_head_dim=3"),
         ({"n_heads": 6, "n_kv_heads": 4, "d_model": 48}, "n_heads=6 is not divisible by n_kv_heads=4"),
         ({"d_model": 100, "n_heads": 8}, "d_model=100 is not divisible by n_heads=8"),

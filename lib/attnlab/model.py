@@ -22,17 +22,20 @@ from torch import nn
 from attnlab._validate import check_ndim, check_non_negative_int, check_positive_int
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention
 from attnlab.kv_cache import KVCache
+from attnlab.dsa import DeepSeekSparseAttention, IndexerConfig, indexer_config_for
 from attnlab.mla import MLAConfig, MultiHeadLatentAttention
 
-ATTENTION_KINDS = ("mha", "mqa", "gqa", "mla")
+ATTENTION_KINDS = ("mha", "mqa", "gqa", "mla", "dsa")
 DATA_DIR = Path(__file__).parent / "data"
 
 
 @dataclass(frozen=True)
 class TinyLMConfig:
     """Shape of the tiny model. ``attention`` picks the layer: "mha" (n_kv_heads = n_heads), "mqa" (1),
-    "gqa" (``n_kv_heads``, a divisor of n_heads) or "mla" (latent ``kv_lora_rank`` = d_c and decoupled
-    RoPE key ``qk_rope_head_dim`` = d_h^R; the DeepSeek-V2 paper's choices d_c = 4 d_h, d_h^R = d_h / 2)."""
+    "gqa" (``n_kv_heads``, a divisor of n_heads), "mla" (latent ``kv_lora_rank`` = d_c and decoupled
+    RoPE key ``qk_rope_head_dim`` = d_h^R; the DeepSeek-V2 paper's choices d_c = 4 d_h, d_h^R = d_h / 2)
+    or "dsa" (MLA plus a lightning indexer of ``index_n_heads`` heads of width ``index_head_dim`` that
+    picks ``index_topk`` tokens per query)."""
 
     vocab_size: int = 512
     d_model: int = 128
@@ -44,17 +47,22 @@ class TinyLMConfig:
     attention: str = "gqa"
     rope_base: float = 10000.0
     kv_lora_rank: int = 64  # d_c (MLA only)
-    qk_rope_head_dim: int = 8  # d_h^R (MLA only)
+    qk_rope_head_dim: int = 8  # d_h^R (MLA and DSA)
+    index_n_heads: int = 4  # H^I (DSA only)
+    index_head_dim: int = 16  # d^I (DSA only)
+    index_topk: int = 32  # k (DSA only)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_seq_len",
-                     "kv_lora_rank", "qk_rope_head_dim"):
+                     "kv_lora_rank", "qk_rope_head_dim", "index_n_heads", "index_head_dim", "index_topk"):
             check_positive_int(name, getattr(self, name))
         if self.attention not in ATTENTION_KINDS:
             raise ValueError(f"attention={self.attention!r} must be one of {ATTENTION_KINDS}")
         self.attention_config()  # validates the head counts
-        if self.attention == "mla":
+        if self.attention in ("mla", "dsa"):
             self.mla_config()  # validates d_c and d_h^R against the head shape
+        if self.attention == "dsa":
+            self.indexer_config()
 
     def mla_config(self) -> MLAConfig:
         """The :class:`MLAConfig` of every layer when attention == "mla" (per-head dims d_h = d_model / n_heads)."""
@@ -63,16 +71,22 @@ class TinyLMConfig:
                          qk_nope_head_dim=d_h, qk_rope_head_dim=self.qk_rope_head_dim, v_head_dim=d_h,
                          rope_base=self.rope_base)
 
+    def indexer_config(self) -> IndexerConfig:
+        """The lightning indexer paired with :meth:`mla_config` when attention == "dsa"."""
+        return indexer_config_for(self.mla_config(), self.index_n_heads, self.index_head_dim, self.index_topk)
+
     def build_attention(self) -> nn.Module:
         """One attention layer of the kind ``attention`` names; all share forward(x, cache, return_weights)."""
         if self.attention == "mla":
             return MultiHeadLatentAttention(self.mla_config())
+        if self.attention == "dsa":
+            return DeepSeekSparseAttention(self.mla_config(), self.indexer_config())
         return GroupedQueryAttention(self.attention_config())
 
     def attention_config(self) -> AttentionConfig:
         """The :class:`AttentionConfig` of every layer, with n_kv_heads set by ``attention`` (MLA: the head
         shape it re-expands to, n_kv_heads = n_heads)."""
-        n_kv = {"mha": self.n_heads, "mqa": 1, "gqa": self.n_kv_heads, "mla": self.n_heads}[self.attention]
+        n_kv = {"mqa": 1, "gqa": self.n_kv_heads}.get(self.attention, self.n_heads)
         return AttentionConfig(self.d_model, self.n_heads, n_kv, rope=True, rope_base=self.rope_base)
 
 

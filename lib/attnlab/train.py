@@ -110,7 +110,7 @@ def train(model_config: TinyLMConfig, cfg: TrainConfig = TrainConfig(), log=prin
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--attention", default="mha", choices=["mha", "mqa", "gqa", "mla"])
+    parser.add_argument("--attention", default="mha", choices=["mha", "mqa", "gqa", "mla", "dsa"])
     parser.add_argument("--n-kv-heads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
     parser.add_argument("--name", default=None, help="checkpoint name (default tiny_<attention>)")
