@@ -19,6 +19,9 @@ SCENES: tuple[tuple[int, str, str], ...] = (
     (4, "ch04_kv_cache", "KVCacheScene"),
     (5, "ch05_mqa", "MQAScene"),
     (6, "ch06_gqa", "GQAScene"),
+    (7, "ch07_mla", "MLAScene"),
+    (8, "ch08_absorption", "AbsorptionScene"),
+    (9, "ch09_decoupled_rope", "DecoupledRoPEScene"),
 )
 
 #: The scenes whose last frame the tests compare against ``tests/reference_frames/<Scene>.png``.

@@ -7,10 +7,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from attnlab.attention import attention_flops, attention_matrix, attention_vector, causal_mask, softmax
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
+
+from attnlab.attention import attention_flops, attention_matrix, attention_vector, causal_mask, softmax
 
 F64 = torch.float64
 SETTINGS = settings(max_examples=25, deadline=None)

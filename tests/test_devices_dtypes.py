@@ -9,6 +9,7 @@ import copy
 
 import pytest
 import torch
+
 from attnlab.attention import attention_matrix
 from attnlab.devices import DTYPES, available_devices, default_device, dtype_bytes, supported_dtypes
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention, grouped_attention

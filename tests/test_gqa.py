@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from attnlab.attention import attention_matrix
-from attnlab.gqa import AttentionConfig, GroupedQueryAttention, grouped_attention, mha_to_gqa, repeat_kv
-from attnlab.kv_cache import LayerCache
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
+
+from attnlab.attention import attention_matrix
+from attnlab.gqa import AttentionConfig, GroupedQueryAttention, grouped_attention, mha_to_gqa, repeat_kv
+from attnlab.kv_cache import LayerCache
 
 F64 = torch.float64
 SETTINGS = settings(max_examples=25, deadline=None)

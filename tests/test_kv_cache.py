@@ -6,13 +6,14 @@ import doctest
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from attnlab import kv_cache
 from attnlab.devices import dtype_bytes
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention
 from attnlab.kv_cache import KVCache, LayerCache
 from attnlab.model import TinyLM, TinyLMConfig
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 F64 = torch.float64
 

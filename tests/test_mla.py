@@ -9,6 +9,9 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from attnlab.devices import supported_dtypes
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention
 from attnlab.kv_cache import KVCache, LayerCache
@@ -30,8 +33,6 @@ from attnlab.mla import (
 from attnlab.model import TinyLM, TinyLMConfig, generate
 from attnlab.rope import apply_rope, interleaved_to_halves, rope_frequencies
 from attnlab.sizing import ModelSpec, kv_cache_bytes
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 F64 = torch.float64
 SETTINGS = settings(max_examples=25, deadline=None)

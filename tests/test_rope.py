@@ -6,9 +6,10 @@ import math
 
 import pytest
 import torch
-from attnlab.rope import apply_rope, interleaved_to_halves, rope_angles, rope_frequencies, rotation_matrix
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from attnlab.rope import apply_rope, interleaved_to_halves, rope_angles, rope_frequencies, rotation_matrix
 
 F64 = torch.float64
 SETTINGS = settings(max_examples=30, deadline=None)

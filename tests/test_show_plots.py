@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
 from attnlab import plots, show  # noqa: E402
 from attnlab.show import show_source, source_lines  # noqa: E402
 

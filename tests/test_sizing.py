@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from attnlab import sizing
 from attnlab.exercises import ch00
 from attnlab.sizing import MODELS, SCHEMES, ModelSpec

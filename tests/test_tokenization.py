@@ -9,11 +9,12 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from attnlab import corpus, tokenization
 from attnlab.exercises import ch01
 from attnlab.tokenization import BPETokenizer, get_pair_counts, merge
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 import ipywidgets
 import pytest
 import torch
+
 from attnlab import sizing
 from attnlab.sizing import MODELS, SCHEMES
 from attnlab.widgets import (

@@ -1,0 +1,379 @@
+"""Chapters 7-9 (MLA, absorption, decoupled RoPE): the low-rank analysis is Eckart-Young, the widgets show
+what attnlab.sizing, attnlab.rope and the MLA layer compute and offer only valid values, and the exercise
+checks accept the worked solutions and reject the usual slips."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+import runpy
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from traitlets import TraitError
+
+from attnlab import lowrank, sizing
+from attnlab.exercises import ch07, ch08, ch09
+from attnlab.gqa import AttentionConfig, GroupedQueryAttention
+from attnlab.interactive import mla as ui
+from attnlab.mla import MLAConfig, MultiHeadLatentAttention, yarn_mscale
+from attnlab.model import TinyLM, TinyLMConfig
+from attnlab.rope import apply_rope, interleaved_to_halves, rotation_matrix
+from attnlab.sizing import MODELS
+
+SOLUTIONS = Path(__file__).resolve().parents[1] / "notebooks" / "solutions"
+F64 = torch.float64
+V3 = MODELS["deepseek-v3"]
+
+
+def shown_text(html_text: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html_text))
+
+
+def parse_svg(svg: str) -> ET.Element:
+    root = ET.fromstring(svg)  # well-formed XML
+    assert root.tag.endswith("svg")
+    return root
+
+
+def random_matrix(rows: int, cols: int, rank: int, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(rows, rank, generator=gen, dtype=F64) @ torch.randn(rank, cols, generator=gen, dtype=F64)
+
+
+def fake_errors(head_dim: int = 16) -> dict[int, list[float]]:
+    """Per-layer errors for every rank the chapter 7 slider reaches (two layers, decreasing in r)."""
+    ranks = sorted({ui.tiny_rank(d, head_dim) for d in ui.DC_OPTIONS})
+    top = max(ranks)
+    return {r: [1 - r / top, (1 - r / top) ** 2] for r in ranks}
+
+
+# ---------------------------------------------------------------------------------------- lowrank
+
+
+@pytest.mark.parametrize("rows,cols,rank", [(30, 12, 12), (12, 30, 5), (40, 40, 7), (64, 16, 16)])
+def test_lowrank_error_is_the_truncated_svd_error(rows, cols, rank):
+    m = random_matrix(rows, cols, rank, seed=rows + cols) + 1e-3 * random_matrix(rows, cols, min(rows, cols), seed=1)
+    for r in range(min(rows, cols) + 2):
+        approx = lowrank.lowrank_approx(m, r)
+        assert torch.linalg.matrix_rank(approx).item() <= r
+        direct = ((m - approx).norm() / m.norm()).item()
+        assert lowrank.lowrank_error(m, r)[0] == pytest.approx(direct, abs=1e-10)
+    assert lowrank.lowrank_error(m, 0) == [pytest.approx(1.0)]
+    assert lowrank.lowrank_error(m, [min(rows, cols), 10_000]) == [pytest.approx(0.0, abs=1e-12)] * 2
+
+
+def test_lowrank_error_is_best_among_random_factorisations():
+    m = random_matrix(50, 20, 20, seed=3)
+    gen = torch.Generator().manual_seed(4)
+    best = lowrank.lowrank_error(m, 5)[0]
+    for _ in range(20):
+        c = torch.randn(50, 5, generator=gen, dtype=F64)  # a random rank-5 "latent" per row
+        w_fit = torch.linalg.lstsq(c, m).solution  # the best up-projection for it, (5, 20)
+        assert ((m - c @ w_fit).norm() / m.norm()).item() >= best - 1e-12  # never beats the truncated SVD
+
+
+def test_lowrank_error_reuses_given_singular_values_and_rejects_bad_input():
+    m = random_matrix(10, 6, 4)
+    s = lowrank.singular_values(m)
+    assert lowrank.lowrank_error(m, [1, 2, 3], s=s) == lowrank.lowrank_error(m, [1, 2, 3])
+    with pytest.raises(ValueError, match="rank"):
+        lowrank.lowrank_error(m, -1)
+    with pytest.raises(ValueError, match="all zeros"):
+        lowrank.lowrank_error(torch.zeros(3, 3), 1)
+    with pytest.raises(ValueError, match="m must be 2-D|m"):
+        lowrank.singular_values(torch.zeros(3))
+
+
+def test_budget_errors_sharing_always_wins():
+    n_heads, d_h = 4, 6
+    gen = torch.Generator().manual_seed(5)
+    h = torch.randn(200, 16, generator=gen, dtype=F64)  # K and V are both linear in the same hidden state
+    k = h @ torch.randn(16, n_heads * d_h, generator=gen, dtype=F64)
+    v = h @ torch.randn(16, n_heads * d_h, generator=gen, dtype=F64)
+    ranks = [8, 16, 24, 32, 48]
+    out = lowrank.budget_errors(k, v, n_heads, ranks)
+    assert out["shared"] == pytest.approx(lowrank.lowrank_error(lowrank.joint_kv(k, v), ranks))
+    for shared, split, per_head in zip(out["shared"], out["per K and V"], out["per head"], strict=True):
+        assert shared <= split + 1e-12 <= per_head + 2e-12
+    assert out["shared"][ranks.index(16)] == pytest.approx(0.0, abs=1e-10)  # [K, V] has rank 16 = width of h
+    with pytest.raises(ValueError, match="multiple of 2 \\* n_heads"):
+        lowrank.budget_errors(k, v, n_heads, [4])
+    with pytest.raises(ValueError, match="n_heads"):
+        lowrank.budget_errors(k, v, 5, [10])
+
+
+def test_joint_kv_scales_each_part_to_unit_norm():
+    k, v = random_matrix(20, 8, 3), 100 * random_matrix(20, 5, 2, seed=2)
+    j = lowrank.joint_kv(k, v)
+    assert j.shape == (20, 13)
+    assert j[:, :8].norm().item() == pytest.approx(1.0) and j[:, 8:].norm().item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="rows"):
+        lowrank.joint_kv(k, v[:5])
+
+
+def test_kv_matrices_of_real_layers():
+    torch.manual_seed(0)
+    x = torch.randn(2, 9, 32, dtype=F64)
+    gqa = GroupedQueryAttention(AttentionConfig(d_model=32, n_heads=4, n_kv_heads=2)).double()
+    k, v = lowrank.kv_matrices(gqa, x)
+    torch.testing.assert_close(k, gqa.w_k(x).reshape(18, -1))
+    torch.testing.assert_close(v, gqa.w_v(x).reshape(18, -1))
+    mla = MultiHeadLatentAttention(MLAConfig(d_model=32, n_heads=4, kv_lora_rank=5, qk_nope_head_dim=8,
+                                             qk_rope_head_dim=4, v_head_dim=6)).double()
+    k, v = lowrank.kv_matrices(mla, x)
+    assert k.shape == (18, 32) and v.shape == (18, 24)
+    assert torch.linalg.matrix_rank(k).item() <= 5 and torch.linalg.matrix_rank(v).item() <= 5  # rank <= d_c
+    with pytest.raises(ValueError, match="GroupedQueryAttention or MultiHeadLatentAttention"):
+        lowrank.kv_matrices(torch.nn.Linear(32, 32), x)
+
+
+def test_attention_inputs_captures_every_layer_and_removes_its_hooks():
+    torch.manual_seed(0)
+    model = TinyLM(TinyLMConfig(d_model=32, n_layers=3, n_heads=4, d_ff=40, vocab_size=50, attention="mla",
+                                kv_lora_rank=8, qk_rope_head_dim=4)).eval()
+    ids = torch.randint(0, 50, (2, 7))
+    inputs = lowrank.attention_inputs(model, ids)
+    assert [tuple(x.shape) for x in inputs] == [(2, 7, 32)] * 3
+    torch.testing.assert_close(inputs[0], model.blocks[0].attn_norm(model.embed(ids)))
+    assert all(not block.attn._forward_pre_hooks for block in model.blocks)
+
+
+# ---------------------------------------------------------------------------------------- chapter 7 widget
+
+
+def test_latent_figures_match_sizing_for_deepseek_v3():
+    f = ui.latent_figures(512, 64)
+    assert f["mla_bytes_per_token"] == sizing.bytes_per_token(V3) == 70_272
+    assert f["mha_bytes_per_token"] == sizing.bytes_per_token(V3, scheme="mha") == 3_997_696
+    assert f["ratio_vs_mha"] == pytest.approx(56.89, abs=0.01)
+    assert f["elements_per_layer"] == 576 and f["gqa_groups"] == 2.25
+
+
+def test_latent_options_are_valid_and_the_sliders_offer_only_them():
+    assert all(d > 0 for d in ui.DC_OPTIONS) and all(r % 2 == 0 and r >= 0 for r in ui.ROPE_OPTIONS)
+    assert 512 in ui.DC_OPTIONS and 64 in ui.ROPE_OPTIONS
+    w = ui.latent_explorer(fake_errors())
+    assert list(w.d_c.options) == list(ui.DC_OPTIONS)
+    assert list(w.d_h_rope.options) == list(ui.ROPE_OPTIONS)
+    with pytest.raises(TraitError):  # a SelectionSlider refuses values it does not offer
+        w.d_h_rope.value = 63
+    with pytest.raises(ValueError, match="d_h_rope"):
+        ui.latent_spec(512, 63)
+    with pytest.raises(ValueError, match="d_h_rope"):
+        ui.latent_explorer(fake_errors(), d_h_rope=63)
+
+
+@pytest.mark.parametrize("d_c,d_h_rope", [(64, 0), (256, 32), (512, 64), (1024, 128)])
+def test_moving_the_sliders_shows_what_sizing_gives(d_c, d_h_rope, capsys):
+    w = ui.latent_explorer(fake_errors())
+    w.d_c.value, w.d_h_rope.value = d_c, d_h_rope
+    spec = dataclasses.replace(V3, kv_lora_rank=d_c, qk_rope_head_dim=d_h_rope)
+    mla, mha = sizing.bytes_per_token(spec), sizing.bytes_per_token(spec, scheme="mha")
+    text = shown_text(w.readout.value)
+    assert f"{mla:,} B" in text
+    assert f"{sizing.format_ratio(mha / mla)}× smaller" in text
+    assert f"{(d_c + d_h_rope) / 256:g} groups" in text
+    rank = ui.tiny_rank(d_c, 16)
+    assert f"rank {rank} of its [K, V]" in text
+    assert w.chart.value == ui.latent_svg(d_c, d_h_rope, fake_errors())
+    parse_svg(w.chart.value)
+    assert capsys.readouterr().out == ""  # callbacks never print
+    assert repr(w) == f"LatentExplorer(d_c={d_c}, d_h_rope={d_h_rope})"
+
+
+def test_tiny_rank_keeps_the_ratio_to_the_head_width():
+    assert ui.tiny_rank(512, 16) == 64  # DeepSeek-V3's d_c = 4 d_h, like the tiny MLA model's 64 = 4 x 16
+    assert [ui.tiny_rank(d, 16) for d in ui.DC_OPTIONS] == list(range(8, 129, 8))
+    with pytest.raises(ValueError, match="whole rank"):
+        ui.tiny_rank(100, 16)
+
+
+def test_latent_explorer_needs_every_rank_it_can_reach():
+    errors = fake_errors()
+    del errors[64]
+    with pytest.raises(ValueError, match="64"):
+        ui.latent_explorer(errors)
+
+
+def test_latent_diagram_is_valid_svg_with_one_key_and_value_per_head():
+    svg = ui.latent_diagram_svg(n_heads=4, total_heads=128)
+    texts = [e.text for e in parse_svg(svg).iter() if e.tag.endswith("text")]
+    assert {"k0", "v0", "k3", "v3"} <= set(texts)
+    assert any("576 numbers per token" in (t or "") for t in texts)
+    with pytest.raises(ValueError, match="at most 8"):
+        ui.latent_diagram_svg(n_heads=9)
+
+
+# ---------------------------------------------------------------------------------------- chapter 8 widget
+
+
+@pytest.mark.parametrize("n_heads,t", [(2, 5), (4, 37), (8, 64)])
+def test_decode_step_costs_count_exactly_what_the_layer_computes(n_heads, t):
+    """The FLOP formulas against torch's own FLOP counter on the library's two attention paths."""
+    c = MLAConfig(d_model=32, n_heads=n_heads, kv_lora_rank=24, qk_nope_head_dim=8, qk_rope_head_dim=6, v_head_dim=10)
+    layer = MultiHeadLatentAttention(c).double()
+    gen = torch.Generator().manual_seed(t)
+    q_nope = torch.randn(1, 1, n_heads, 8, generator=gen, dtype=F64)
+    q_rope = torch.randn(1, 1, n_heads, 6, generator=gen, dtype=F64)
+    c_kv, k_rope = torch.randn(1, t, 24, generator=gen, dtype=F64), torch.randn(1, t, 6, generator=gen, dtype=F64)
+    mask = torch.ones(1, t, dtype=torch.bool)
+    costs = ui.decode_step_costs(n_heads, t, d_c=24, d_h=8, d_v=10, d_h_rope=6)
+    outputs = {}
+    for mode, attend in (("naive", layer.attend_naive), ("absorbed", layer.attend_absorbed)):
+        with FlopCounterMode(display=False) as counter:
+            outputs[mode] = attend(q_nope, q_rope, c_kv, k_rope, mask)[0]
+        assert counter.get_total_flops() == costs[mode]["flops"] == 2 * costs[mode]["macs"]
+    torch.testing.assert_close(outputs["naive"], outputs["absorbed"])
+
+
+def test_decode_step_costs_agree_with_sizing_and_the_formulas():
+    h, t, d_c, d_h, d_v, d_r = V3.n_heads, 4096, 512, 128, 128, 64
+    costs = ui.decode_step_costs(h, t)
+    assert costs["naive"]["parts"]["re-expand K, V"] == h * (d_h + d_v) * d_c * t
+    assert costs["absorbed"]["parts"]["fold W^UK, W^UV"] == h * d_c * (d_h + d_v)
+    assert costs["absorbed"]["macs"] == h * d_c * (d_h + d_v) + h * t * (d_c + d_r) + h * t * d_c
+    per_cached = (costs["absorbed"]["macs"] - costs["absorbed"]["parts"]["fold W^UK, W^UV"]) // t
+    assert per_cached == sizing.attention_macs_per_cached_token(V3, "mla")
+    assert costs["absorbed"]["cache_bytes"] == t * sizing.bytes_per_token(V3) // V3.n_layers
+    assert costs["expanded"]["cache_bytes"] == t * h * (d_h + d_r + d_v) * 2
+    assert costs["absorbed"]["extra_bytes"] == 0 < costs["naive"]["extra_bytes"]
+
+
+def test_absorption_explorer_offers_valid_values_and_follows_its_sliders(capsys):
+    w = ui.absorption_explorer()
+    assert list(w.n_heads.options) == list(ui.HEAD_OPTIONS)
+    assert [v for _, v in w.seq_len.options] == [n for _, n in ui.CONTEXT_OPTIONS]
+    before = w.chart.value
+    w.n_heads.value, w.seq_len.value = 16, 32768
+    assert w.chart.value != before and w.chart.value == ui.decode_costs_svg(16, 32768)
+    costs = ui.decode_step_costs(16, 32768)
+    assert f"{costs['naive']['flops'] / costs['absorbed']['flops']:.1f}× the FLOPs" in shown_text(w.readout.value)
+    parse_svg(w.chart.value)
+    assert capsys.readouterr().out == ""
+    assert repr(w) == "AbsorptionExplorer(seq_len=32768, n_heads=16)"
+    with pytest.raises(ValueError, match="n_heads"):
+        ui.absorption_explorer(n_heads=3)
+
+
+# ---------------------------------------------------------------------------------------- chapter 9 widget
+
+
+def test_rope_pair_state_matches_apply_rope_and_depends_on_m_minus_n_only():
+    gen = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 16, generator=gen, dtype=F64)
+    for m, n, pair in itertools.product((0, 3, 20), (0, 7), (0, 5)):
+        s = ui.rope_pair_state(q, k, m, n, pair)
+        q_m, k_n = apply_rope(q[None], torch.tensor([m]))[0], apply_rope(k[None], torch.tensor([n]))[0]
+        assert s["score"] == pytest.approx(float(q_m @ k_n))
+        assert s["q_rot"] == pytest.approx((float(q_m[pair]), float(q_m[pair + 8])))
+        assert sum(ui.rope_pair_state(q, k, m, n, p)["pair_score"] for p in range(8)) == pytest.approx(s["score"])
+        for shift in (1, 64, 960):
+            shifted = ui.rope_pair_state(q, k, m, n, pair, shift=shift)
+            assert shifted["score"] == pytest.approx(s["score"], abs=1e-9)
+            assert shifted["m"] - shifted["n"] == m - n
+    with pytest.raises(ValueError, match="pair"):
+        ui.rope_pair_state(q, k, 1, 1, 8)
+    with pytest.raises(ValueError, match="even"):
+        ui.rope_pair_state(q[:5], k[:5], 1, 1, 0)
+
+
+def test_rope_explorer_sliders_and_callbacks(capsys):
+    gen = torch.Generator().manual_seed(1)
+    q, k = torch.randn(2, 16, generator=gen, dtype=F64)
+    w = ui.rope_explorer(q, k, m=5, n=2)
+    assert (w.pair.min, w.pair.max) == (0, 7)  # only the 8 pairs of a 16-wide vector
+    assert w.m.max == w.n.max == ui.POSITION_MAX and w.shift.max == ui.SHIFT_MAX
+    score = f"{ui.rope_pair_state(q, k, 5, 2, 0)['score']:+.4f}"
+    chart = w.chart.value
+    w.shift.value = 64  # both vectors turn, the score does not change
+    assert w.chart.value != chart
+    assert score in shown_text(w.chart.value) and "the same" in shown_text(w.readout.value)
+    w.n.value = 3  # m - n changes, so does the score
+    assert f"{ui.rope_pair_state(q, k, 5, 3, 0, shift=64)['score']:+.4f}" in shown_text(w.chart.value)
+    parse_svg(w.chart.value)
+    assert capsys.readouterr().out == ""
+    assert repr(w) == "RoPEExplorer(m=5, n=3, shift=64, pair=0)"
+
+
+# ---------------------------------------------------------------------------------------- exercises
+
+
+@pytest.fixture(scope="module")
+def solutions() -> dict[str, dict]:
+    return {ch: runpy.run_path(str(SOLUTIONS / f"{ch}.py")) for ch in ("ch07", "ch08", "ch09")}
+
+
+CHECKS = [
+    (ch07.check_v2_bytes_per_token, "ch07", "answer_v2_bytes_per_token"),
+    (ch07.check_gqa_groups, "ch07", "answer_gqa_groups"),
+    (ch07.check_lowrank_error, "ch07", "answer_lowrank_error"),
+    (ch08.check_absorbed_scores, "ch08", "answer_absorbed_scores"),
+    (ch08.check_absorbed_query_width, "ch08", "answer_absorbed_query_width"),
+    (ch08.check_absorbed_step_macs, "ch08", "answer_absorbed_step_macs"),
+    (ch09.check_rope, "ch09", "answer_rope"),
+    (ch09.check_permutation, "ch09", "answer_permutation"),
+    (ch09.check_v3_softmax_scale, "ch09", "answer_v3_softmax_scale"),
+]
+
+
+@pytest.mark.parametrize("check,chapter,name", CHECKS, ids=[c[2] for c in CHECKS])
+def test_solutions_pass_and_none_is_not_attempted(solutions, check, chapter, name):
+    assert check(solutions[chapter][name]).startswith("✓")
+    assert "not attempted" in check(None)
+
+
+def _svd_error(m, r, shift=0, square=False):
+    s = torch.linalg.svdvals(m)
+    e = s[max(r - shift, 0):].square().sum() / s.square().sum()
+    return float(e if square else e.sqrt())
+
+
+WRONG = [
+    (ch07.check_v2_bytes_per_token, 512 * 60 * 2, "RoPE key"),
+    (ch07.check_v2_bytes_per_token, 576 * 60 * 2 * 128, "shared by all"),
+    (ch07.check_v2_bytes_per_token, 576 * 2, "one layer"),
+    (ch07.check_v2_bytes_per_token, 576 * 60, "bytes"),
+    (ch07.check_v2_bytes_per_token, 70_272, "not yet"),  # DeepSeek-V3's 61 layers
+    (ch07.check_v2_bytes_per_token, "69120", "number"),
+    (ch07.check_gqa_groups, 2.0, "RoPE key"),
+    (ch07.check_gqa_groups, 4.5, "2 d_h"),
+    (ch07.check_gqa_groups, 128 / 2.25, "times smaller"),
+    (ch07.check_gqa_groups, 3, "not yet"),
+    (ch07.check_lowrank_error, lambda m, r: _svd_error(m, r, square=True), "square root"),
+    (ch07.check_lowrank_error, lambda m, r: _svd_error(m, r, shift=1), "off by one"),
+    (ch07.check_lowrank_error, lambda m, r: 0.0, "expected"),
+    (ch07.check_lowrank_error, 0.5, "function"),
+    (ch08.check_absorbed_scores, lambda q, w, c: torch.einsum("bshd,hdc,btc->bsht", q, w.flip(0), c), "own W^UK"),
+    (ch08.check_absorbed_scores, lambda q, w, c: torch.einsum("bshd,hdc,btc->bsth", q, w, c), "shape"),
+    (ch08.check_absorbed_scores, lambda q, w, c: torch.einsum("bshd,hdc,btc->bsht", q, w, c) * 2, "fold first"),
+    (ch08.check_absorbed_scores, lambda q, w, c: torch.einsum("bshc,btc->bsht", q, c), "raised"),
+    (ch08.check_absorbed_query_width, 192, "WITHOUT absorption"),
+    (ch08.check_absorbed_query_width, 512, "RoPE part"),
+    (ch08.check_absorbed_query_width, 576 * 128, "all heads"),
+    (ch08.check_absorbed_query_width, 575.5, "whole number"),
+    (ch08.check_absorbed_step_macs, 587_202_560 - 16_777_216, "fold"),
+    (ch08.check_absorbed_step_macs, 587_202_560 - 128 * 4096 * 64, "RoPE part"),
+    (ch08.check_absorbed_step_macs, 2 * 587_202_560, "FLOPs"),
+    (ch09.check_rope, lambda x, m, base: apply_rope(x[None], torch.tensor([m]), base, interleaved=True)[0],
+     "interleaved"),
+    (ch09.check_rope, lambda x, m, base: rotation_matrix(m, x.shape[0], base).T @ x, "-m θ_i"),
+    (ch09.check_rope, lambda x, m, base: apply_rope(x[None], torch.tensor([m]), 10000.0)[0], "base"),
+    (ch09.check_permutation, torch.argsort(interleaved_to_halves(8)).tolist(), "inverse"),
+    (ch09.check_permutation, [0, 1, 2, 3, 4, 5, 6, 7], "in that order"),
+    (ch09.check_permutation, [0, 2, 4, 6, 1, 3, 5, 5], "every index once"),
+    (ch09.check_permutation, 7, "list"),
+    (ch09.check_v3_softmax_scale, 192**-0.5 * yarn_mscale(40.0), "square m"),
+    (ch09.check_v3_softmax_scale, 128**-0.5 * yarn_mscale(40.0) ** 2, "192"),
+    (ch09.check_v3_softmax_scale, 192**-0.5, "without YaRN"),
+]
+
+
+@pytest.mark.parametrize("check,answer,hint", WRONG, ids=[f"{c.__name__}-{i}" for i, (c, _, _) in enumerate(WRONG)])
+def test_wrong_answers_fail_with_a_hint(check, answer, hint):
+    with pytest.raises(AssertionError, match=re.escape(hint)):
+        check(answer)
