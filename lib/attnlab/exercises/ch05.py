@@ -1,0 +1,148 @@
+"""Checks for chapter 5, Multi-query attention.
+
+    from attnlab.exercises import ch05
+    print(ch05.check_falcon_bytes_per_token(answer_falcon_bytes_per_token))  # an int, bytes
+    print(ch05.check_mqa_attention(answer_mqa_attention))                    # a function (q, k, v) -> out
+    print(ch05.check_cache_dominates(answer_cache_dominates))                # a pair of ints, batch sizes
+
+Each check compares the answer with :mod:`attnlab.sizing` or :mod:`attnlab.gqa`: ``None`` returns a
+reminder, a right answer "✓ ...", a wrong one raises ``AssertionError`` with a hint aimed at the usual slip.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+from attnlab import sizing
+from attnlab.exercises._common import run_check
+from attnlab.gqa import grouped_attention
+
+
+def _number(answer: object, what: str) -> float:
+    assert isinstance(answer, numbers.Real) and not isinstance(answer, bool), (
+        f"{what} should be a number, got {type(answer).__name__} {answer!r}"
+    )
+    return float(answer)
+
+
+def check_falcon_bytes_per_token(answer: object) -> str:
+    """Exercise 1: bytes one token adds to Falcon-7B's KV cache in bfloat16, all layers.
+
+    Falcon-7B uses MQA (config.json: multi_query true), so per token and layer it caches one key and one
+    value of width d_h = hidden_size / n_head. Expected: 2 x d_h x l x 2 bytes.
+    """
+    spec = sizing.MODELS["falcon-7b"]
+    expected = sizing.bytes_per_token(spec, "bfloat16")
+
+    def check(a: object) -> str:
+        value = _number(a, "bytes per token")
+        assert value != expected * spec.n_heads, (
+            f"that caches a K and a V for each of the {spec.n_heads} query heads: that is MHA. "
+            "With MQA all query heads share ONE key head and ONE value head"
+        )
+        assert value != expected // 2, "half the answer: the cache holds a key AND a value per token and layer"
+        assert value != expected // spec.n_layers, f"that is one layer; Falcon-7B has {spec.n_layers}"
+        assert value != expected * 2, "that is float32 (4 bytes a number); bfloat16 takes 2"
+        assert value == expected, (
+            "not yet: 2 (K and V) x 1 KV head x head dim x layers x 2 bytes; head dim = hidden_size / n_head"
+        )
+        return (f"{expected:,} bytes per token (2 × 1 × {spec.head_dim} × {spec.n_layers} × 2), "
+                f"{spec.n_heads}× less than MHA would cache")
+
+    return run_check("Falcon-7B bytes per token", answer, check)
+
+
+def _cases() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Random float64 (q, k, v) with one K/V head: (b, h, n, d) and (b, 1, n, d)."""
+    gen = torch.Generator().manual_seed(5)
+    shapes = [(1, 4, 5, 8), (2, 8, 7, 4), (3, 3, 1, 6), (2, 6, 11, 16)]
+    return [(torch.randn(b, h, n, d, generator=gen, dtype=torch.float64),
+             torch.randn(b, 1, n, d, generator=gen, dtype=torch.float64),
+             torch.randn(b, 1, n, d, generator=gen, dtype=torch.float64)) for b, h, n, d in shapes]
+
+
+def check_mqa_attention(answer: object) -> str:
+    """Exercise 2: a function ``(q, k, v) -> out`` for causal multi-query attention.
+
+    q: (batch, n_heads, seq, d); k, v: (batch, 1, seq, d), ONE key/value head shared by every query head;
+    out: (batch, n_heads, seq, d) = softmax(q K^T / sqrt(d) + M) V per head. Compared with
+    :func:`attnlab.gqa.grouped_attention` on random float64 inputs. A returned ``(out, weights)`` pair is
+    accepted too.
+    """
+
+    def check(fn: object) -> str:
+        assert callable(fn), f"answer should be a function (q, k, v) -> out, got {type(fn).__name__}"
+        cases = _cases()
+        for q, k, v in cases:
+            try:
+                got = fn(q.clone(), k.clone(), v.clone())
+            except Exception as err:  # a learner's bug: report it with the shapes that broke it
+                raise AssertionError(f"with q {tuple(q.shape)} and k, v {tuple(k.shape)} your function raised "
+                                     f"{type(err).__name__}: {err}") from err
+            if isinstance(got, tuple):
+                got = got[0]
+            assert isinstance(got, torch.Tensor), f"expected a tensor, got {type(got).__name__}"
+            assert got.shape == q.shape, (
+                f"with q {tuple(q.shape)} and k, v {tuple(k.shape)} the output should have q's shape "
+                f"{tuple(q.shape)} (every query head gets its own output), got {tuple(got.shape)}"
+            )
+            want = grouped_attention(q, k, v, causal=True)[0]
+            if torch.allclose(got.double(), want, atol=1e-6):
+                continue
+            if q.shape[2] > 1 and torch.allclose(got.double(), grouped_attention(q, k, v, causal=False)[0], atol=1e-6):
+                raise AssertionError("that attends to future tokens too: mask keys j > i with -inf before softmax")
+            if torch.allclose(got.double(), grouped_attention(q, k, v, causal=True, scale=1.0)[0], atol=1e-6):
+                raise AssertionError("the scores need the factor 1 / sqrt(d) before softmax")
+            raise AssertionError(f"with q {tuple(q.shape)} the output differs from causal attention with one "
+                                 "shared K/V head (softmax over the key axis, then weights @ v)")
+        return (f"matches grouped_attention with n_kv_heads = 1 on {len(cases)} random shapes; broadcasting "
+                "one K/V head over all query heads is all MQA needs")
+
+    return run_check("multi-query attention", answer, check)
+
+
+MODEL_DOMINATES = "llama-2-7b"  # the dense MHA model exercise 3 is about
+SEQ_LEN_DOMINATES = 4096  # tokens of context per sequence in exercise 3
+
+
+def expected_cache_dominates() -> tuple[int, int]:
+    """(MHA batch, MQA batch): the smallest batch at which one decode step of Llama-2-7B at 4096 tokens
+    reads at least as many bytes of K/V cache as of weights (bfloat16), from :mod:`attnlab.sizing`."""
+    weights = sizing.weight_bytes(MODEL_DOMINATES, "bfloat16")
+    per_seq = {s: sizing.kv_cache_bytes(MODEL_DOMINATES, SEQ_LEN_DOMINATES, 1, "bfloat16", s) for s in ("mha", "mqa")}
+    return math.ceil(weights / per_seq["mha"]), math.ceil(weights / per_seq["mqa"])
+
+
+def check_cache_dominates(answer: object) -> str:
+    """Exercise 3: a pair ``(mha_batch, mqa_batch)``, the smallest batch at which a decode step of
+    Llama-2-7B (bfloat16, 4096 tokens per sequence) reads at least as many bytes of K/V cache
+    (batch x 4096 x bytes per token) as of weights (n_params x 2 bytes), with MHA and with MQA.
+    """
+    mha, mqa = expected_cache_dominates()
+
+    def check(a: object) -> str:
+        assert isinstance(a, (tuple, list)) and len(a) == 2, (
+            f"answer should be a pair (mha_batch, mqa_batch), got {type(a).__name__} {a!r}"
+        )
+        values = [_number(x, "a batch size") for x in a]
+        assert all(x == int(x) and x > 0 for x in values), "batch sizes are positive whole numbers"
+        got = tuple(int(x) for x in values)
+        assert got != (mqa, mha), "swapped: MHA's big cache dominates at a SMALLER batch than MQA's"
+        assert got != (mha - 1, mqa - 1), (
+            "one short: at that batch the cache is still a little smaller than the weights; round up"
+        )
+        assert got[0] == mha, (
+            f"MHA: {got[0]} is not it; batch >= weights / (4096 x bytes per token), bytes per token = "
+            "2 x 32 heads x 128 x 32 layers x 2 B"
+        )
+        assert got[1] == mqa, (
+            f"MQA: {got[1]} is not it; MQA caches one K/V head, so one sequence's cache is 32x smaller "
+            "than MHA's"
+        )
+        return (f"MHA from batch {mha}, MQA only from batch {mqa}: with one K/V head the weights stay the "
+                f"bigger read up to batch {mqa - 1}")
+
+    return run_check("batch where the cache outweighs the weights", answer, check)

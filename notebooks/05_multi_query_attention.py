@@ -1,0 +1,528 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 5 · Multi-query attention
+#
+# *Video chapter at 09:42.*
+#
+# Chapter 4 kept the keys and values of every earlier token in a cache, so each new token costs one
+# forward step instead of a whole re-run. The price is memory: with multi-head attention (MHA) every
+# layer stores a key and a value **for each of the n_h heads** of every token, and every decode step
+# reads all of it back. Generation waits on that read, not on arithmetic.
+#
+# In 2019 Noam Shazeer asked how much of that is needed ("Fast Transformer Decoding: One Write-Head is
+# All You Need", arXiv 1911.02150). His answer, **multi-query attention (MQA)**: keep all n_h query
+# heads, but give them **one** key head and **one** value head, shared. The cache shrinks by a factor of
+# n_h, and in his experiments the quality barely moved. This chapter builds it from the course library,
+# measures the cache, checks the claim against a wrong description of it, and weighs what it costs.
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from IPython.display import HTML, Markdown, display
+from matplotlib.patches import Patch
+
+from attnlab import corpus, show_source, sizing
+from attnlab.attention import attention_matrix
+from attnlab.exercises import ch05
+from attnlab.gqa import AttentionConfig, GroupedQueryAttention, grouped_attention, repeat_kv
+from attnlab.interactive import gqa as gqa_widgets
+from attnlab.model import load_checkpoint
+from attnlab.plots import COLORS, SCHEME_COLORS, attention_heatmap
+from attnlab.sizing import MODELS, format_bytes, format_ratio
+from attnlab.tokenization import load_tokenizer, render_token
+
+_ = torch.manual_seed(0)
+# One thread: the same float rounding on every machine, so every printed number below is reproducible.
+torch.set_num_threads(1)
+
+# %% [markdown]
+# ### The idea, animated
+#
+# The chapter in one short animation. It plays here once the videos are rendered (`./course animations`);
+# until then, and in static exports, the last frame stands in.
+
+# %%
+from attnlab.media import show_animation
+
+show_animation("MQAScene")
+
+# %% [markdown]
+# ## 1. The picture
+#
+# Below, each blue box is a query head and each green/orange pair is one cached key head and value head.
+# On the left, MHA: every query head reads its own K and V. On the right, MQA: all query heads fan into
+# the same single K and V. The query side is untouched, so the model still has n_h different ways of
+# *looking*; only what it *remembers* per token is shared.
+
+# %%
+n_heads = 8
+display(HTML(
+    '<div style="display:flex;flex-wrap:wrap;gap:8px">'
+    + gqa_widgets.sharing_svg(n_heads, n_heads, width=470, title=f"MHA: {n_heads} query heads, {n_heads} K/V heads")
+    + gqa_widgets.sharing_svg(n_heads, 1, width=470, title=f"MQA: {n_heads} query heads, 1 K/V head")
+    + "</div>"
+))
+
+# %% [markdown]
+# ## 2. The math
+#
+# For a sequence $X \in \mathbb{R}^{n \times d_{model}}$, MHA gives each head $h = 1, \dots, n_h$ its own
+# projections:
+#
+# $$Q_h = X W^Q_h,\quad K_h = X W^K_h,\quad V_h = X W^V_h,\qquad
+# O_h = \operatorname{softmax}\!\left(\frac{Q_h K_h^\top}{\sqrt{d_h}} + M\right) V_h ,$$
+#
+# with $W^Q_h, W^K_h, W^V_h \in \mathbb{R}^{d_{model} \times d_h}$ and $M$ the causal mask. MQA keeps
+# the $n_h$ query projections and drops the head index from the other two:
+#
+# $$K = X W^K,\quad V = X W^V,\qquad O_h = \operatorname{softmax}\!\left(\frac{Q_h K^\top}{\sqrt{d_h}}
+# + M\right) V \qquad (h = 1, \dots, n_h).$$
+#
+# The outputs are concatenated and projected by $W^O$ as before. Per token and layer the cache holds
+#
+# $$\underbrace{2\, n_h\, d_h}_{\text{MHA}} \;\longrightarrow\; \underbrace{2\, d_h}_{\text{MQA}}
+# \quad\text{numbers: } n_h \text{ times fewer.}$$
+
+# %% [markdown]
+# ## 3. The code: the same module with `n_kv_heads = 1`
+#
+# `attnlab` has one attention module for MHA, MQA and GQA (chapter 6): `GroupedQueryAttention`, with
+# `n_heads` query heads and `n_kv_heads` key/value heads. MQA is `n_kv_heads=1`. The projections shrink
+# accordingly:
+
+# %%
+mqa_config = AttentionConfig(d_model=128, n_heads=8, n_kv_heads=1)
+mha_config = AttentionConfig(d_model=128, n_heads=8)  # n_kv_heads defaults to n_heads
+for config in (mha_config, mqa_config):
+    layer = GroupedQueryAttention(config)
+    print(f"{config.kind}: n_kv_heads={config.n_kv_heads}, group size {config.group_size}, "
+          f"W^Q {tuple(layer.w_q.weight.T.shape)}, W^K {tuple(layer.w_k.weight.T.shape)}, "
+          f"W^V {tuple(layer.w_v.weight.T.shape)}, cached numbers per token {config.cache_elements_per_token()}")
+
+# %% [markdown]
+# The attention itself is `grouped_attention`. It views the query heads as `(n_kv_heads groups) x
+# (r heads per group)` and lets an einsum pair each group with its K/V head. With one K/V head there is
+# one group of all r = n_h query heads; the shared `k` and `v` are never copied:
+
+# %%
+show_source(grouped_attention, start="q = q.view", stop="out = torch.einsum")
+
+# %% [markdown]
+# Three checks, in float64 on random tensors. MQA must give the same output as
+#
+# 1. PyTorch's own `scaled_dot_product_attention` with `enable_gqa=True` (which accepts fewer K/V heads
+#    than query heads);
+# 2. plain MHA (`attention_matrix` from chapter 3) whose n_h key heads are all **the same** key head, and
+#    whose value heads are all the same value head (`repeat_kv` makes those copies);
+# 3. a whole MHA *layer* whose weight matrices $W^K_h$ are n_h copies of MQA's one $W^K$ (likewise $W^V$).
+#
+# So MQA is exactly MHA with its K/V heads tied together, computed without the copies.
+
+# %%
+gen = torch.Generator().manual_seed(0)
+b, n, d = 2, 10, 16
+q = torch.randn(b, n_heads, n, d, generator=gen, dtype=torch.float64)  # (batch, n_heads, seq, d_h)
+k = torch.randn(b, 1, n, d, generator=gen, dtype=torch.float64)  # (batch, 1 KV head, seq, d_h)
+v = torch.randn(b, 1, n, d, generator=gen, dtype=torch.float64)
+
+out_mqa, _ = grouped_attention(q, k, v, causal=True)  # (b, n_heads, n, d)
+out_sdpa = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+out_mha_tied, _ = attention_matrix(q, repeat_kv(k, n_heads), repeat_kv(v, n_heads), causal=True)
+print("output shape", tuple(out_mqa.shape))
+print("MQA == SDPA(enable_gqa=True):      ", torch.allclose(out_mqa, out_sdpa, atol=1e-12))
+print("MQA == MHA with K/V heads all equal:", torch.allclose(out_mqa, out_mha_tied, atol=1e-12))
+
+mqa_layer = GroupedQueryAttention(mqa_config).double()
+mha_layer = GroupedQueryAttention(mha_config).double()
+with torch.no_grad():
+    mha_layer.w_q.weight.copy_(mqa_layer.w_q.weight)
+    mha_layer.w_o.weight.copy_(mqa_layer.w_o.weight)
+    mha_layer.w_k.weight.copy_(mqa_layer.w_k.weight.repeat(n_heads, 1))  # W^K_h = W^K for every head h
+    mha_layer.w_v.weight.copy_(mqa_layer.w_v.weight.repeat(n_heads, 1))
+x = torch.randn(b, n, 128, generator=gen, dtype=torch.float64)
+print("MQA layer == MHA layer with tied W^K, W^V:", torch.allclose(mqa_layer(x), mha_layer(x), atol=1e-12))
+
+# %% [markdown]
+# Sharing keys does **not** make the heads alike: each head still has its own query, so each head still
+# attends differently. Here are four heads of the last layer of `tiny_mqa`, the course's small language
+# model trained with MQA, on a line of Python documentation. All four score the very same keys.
+
+# %%
+tokenizer = load_tokenizer()
+tiny = {name: load_checkpoint(f"tiny_{name}") for name in ("mha", "gqa", "mqa")}
+text = "The return statement leaves the current function call with the expression list"
+ids = torch.tensor([tokenizer.encode(text)])
+with torch.no_grad():
+    _, maps = tiny["mqa"](ids, return_attention=True)  # per layer (1, n_heads, seq, seq)
+labels = [render_token(tokenizer.vocab[i]) for i in ids[0].tolist()]
+fig, axes = plt.subplots(1, 4, figsize=(15, 4.6))
+for head, ax in enumerate(axes):
+    attention_heatmap(maps[-1][0, head], labels, ax=ax, title=f"head {head}")
+    ax.tick_params(labelsize=7)
+    if head:
+        ax.set_ylabel("")
+        ax.set_yticklabels([])
+mqa_attn = tiny["mqa"].config.attention_config()
+fig.suptitle(f"tiny_mqa ({tiny['mqa'].config.n_layers} layers, {mqa_attn.n_heads} query heads, "
+             f"{mqa_attn.n_kv_heads} K/V head), last layer: four query heads, one shared set of keys", y=1.0)
+fig.tight_layout()
+plt.show()
+
+# %%
+last = maps[-1][0]  # (n_heads, seq, seq)
+# total variation distance between two heads' attention rows: the share of weight that sits elsewhere
+spread = max(0.5 * (last[i] - last[j]).abs().sum(-1).mean().item() for i in range(4) for j in range(i))
+display(Markdown(
+    f"The heads differ: for the two most different of the four heads above, on average **{spread:.0%}** of a "
+    f"query's attention weight lands on different keys (total variation distance, mean over the "
+    f"{ids.shape[1]} queries), although every head reads the same single key per token."
+))
+
+# %% [markdown]
+# ## 4. A wrong description, checked
+#
+# A summary of the video that circulates online says: *"In traditional multi-query attention, each head
+# gets its own set of keys and values."* That is the definition of **multi-head** attention, the thing
+# MQA replaces. The library classifies each reading from its head counts:
+
+# %%
+claim = AttentionConfig(d_model=128, n_heads=8, n_kv_heads=8)  # "each head its own keys and values"
+display(Markdown(
+    f"**Wrong.** Each of the {claim.n_heads} heads with its own K/V means n_kv_heads = {claim.n_kv_heads}, "
+    f"which `AttentionConfig` calls `{claim.kind!r}` and which caches {claim.cache_elements_per_token()} "
+    f"numbers per token and layer; MQA is n_kv_heads = {mqa_config.n_kv_heads} (`{mqa_config.kind!r}`), "
+    f"{mqa_config.cache_elements_per_token()} numbers: "
+    f"{claim.cache_elements_per_token() // mqa_config.cache_elements_per_token()}× fewer. The other summary's "
+    f"line, *\"share a single key and value vector across many query heads\"*, is the right one."
+))
+
+# %% [markdown]
+# ## 5. The cache shrinks by n_h
+#
+# ### Measured on the tiny models
+#
+# We feed the same 64-token prompt through `tiny_mha`, `tiny_gqa` (2 K/V heads, chapter 6) and
+# `tiny_mqa` with a `KVCache`, then generate 64 more tokens one at a time, and read `KVCache.nbytes`
+# after every step.
+
+# %%
+prompt = torch.tensor([tokenizer.encode(corpus.load_text("val"))[:64]])  # (1, 64)
+growth, caches = {}, {}
+with torch.no_grad():
+    for name, model in tiny.items():
+        cache = caches[name] = model.new_cache()
+        logits = model(prompt, cache=cache)
+        sizes = [(cache.seq_len, cache.nbytes)]
+        for _ in range(64):
+            nxt = logits[:, -1:].argmax(-1)  # greedy next token, (1, 1)
+            logits = model(nxt, cache=cache)
+            sizes.append((cache.seq_len, cache.nbytes))
+        growth[name] = sizes
+
+rows = ["| model | K/V heads | measured bytes per token | formula 2 × n_kv × d_h × layers × 4 B |",
+        "|---|---|---|---|"]
+for name, model in tiny.items():
+    attn = model.config.attention_config()
+    formula = attn.cache_elements_per_token() * model.config.n_layers * model.embed.weight.element_size()
+    rows.append(f"| tiny_{name} | {attn.n_kv_heads} | {caches[name].bytes_per_token():,.0f} B | {formula:,} B |")
+display(Markdown("\n".join(rows)))
+
+# %%
+fig, ax = plt.subplots(figsize=(7, 3.6))
+for name, sizes in growth.items():
+    scheme = tiny[name].config.attention_config().kind
+    ax.plot([t for t, _ in sizes], [nb / 1e3 for _, nb in sizes], color=SCHEME_COLORS[scheme], lw=2.2,
+            label=f"tiny_{name} ({tiny[name].config.attention_config().n_kv_heads} K/V heads)")
+    ax.plot(*sizes[0][:1], sizes[0][1] / 1e3, "o", color=SCHEME_COLORS[scheme], ms=7)  # after the prefill
+ax.axvline(prompt.shape[1], color=COLORS["muted"], ls=":", lw=1)
+ax.set_xlim(0, growth["mha"][-1][0] + 2)
+ax.set_ylim(0, None)
+ax.text(prompt.shape[1] - 2, ax.get_ylim()[1] * 0.9, f"● after the {prompt.shape[1]}-token prefill", ha="right",
+        color=COLORS["muted"], fontsize=9)
+ax.text(prompt.shape[1] + 2, ax.get_ylim()[1] * 0.9, "decode, one token a step", color=COLORS["muted"], fontsize=9)
+ax.set(xlabel="tokens in the cache", ylabel="KVCache.nbytes (kB)",
+       title=f"Measured cache of the tiny models ({tiny['mha'].config.n_layers} layers, float32)")
+ax.legend(frameon=False)
+ax.spines[["top", "right"]].set_visible(False)
+fig.tight_layout()
+plt.show()
+
+mha_bpt, mqa_bpt = caches["mha"].bytes_per_token(), caches["mqa"].bytes_per_token()
+display(Markdown(
+    f"Measured: {mha_bpt:,.0f} bytes per token with MHA, {mqa_bpt:,.0f} with MQA, "
+    f"**{mha_bpt / mqa_bpt:g}× less**, which is n_h = {tiny['mqa'].config.n_heads}."
+))
+
+# %% [markdown]
+# ### Real models
+#
+# `attnlab.sizing` holds the published shapes of real models. **Falcon-7B** is a real MQA model (its
+# config says `multi_query: true`); for it, MHA is the what-if. **Llama-2-7B** is a real MHA model; MQA is
+# its what-if. **DeepSeek-V3** uses neither: it uses multi-head latent attention (chapter 7). Sizing it
+# as MHA and as MQA, both what-ifs, gives the figures quoted in the video's summaries.
+
+# %%
+real = ["llama-2-7b", "falcon-7b", "deepseek-v3"]
+rows = ["| model | query heads n_h | d_h | layers | published | MHA bytes/token | MQA bytes/token | MHA / MQA |",
+        "|---|---|---|---|---|---|---|---|"]
+for key in real:
+    spec = MODELS[key]
+    mha_b = sizing.bytes_per_token(spec, "bfloat16", "mha")
+    mqa_b = sizing.bytes_per_token(spec, "bfloat16", "mqa")
+    rows.append(f"| {spec.name} | {spec.n_heads} | {spec.head_dim} | {spec.n_layers} | {spec.attention.upper()} "
+                f"| {mha_b:,} ({format_bytes(mha_b)}) | {mqa_b:,} ({format_bytes(mqa_b)}) "
+                f"| {format_ratio(mha_b / mqa_b)}× |")
+display(Markdown("\n".join(rows) + "\n\nbfloat16, 2 bytes a number, all layers."))
+
+v3 = MODELS["deepseek-v3"]
+v3_mha = sizing.bytes_per_token(v3, "bfloat16", "mha")
+v3_mqa = sizing.bytes_per_token(v3, "bfloat16", "mqa")
+display(Markdown(
+    f"**The summary's \"4 MB → 31 kB per token, 128×\" checks out as arithmetic**: DeepSeek-V3's shape "
+    f"({v3.n_heads} heads of d_h = {v3.head_dim}, {v3.n_layers} layers, bfloat16) gives "
+    f"{v3_mha:,} B = {format_bytes(v3_mha)} per token as MHA and {v3_mqa:,} B = {format_bytes(v3_mqa)} as "
+    f"MQA, {format_ratio(v3_mha / v3_mqa)}× less, which is n_h = {v3.n_heads}. **Both are what-ifs**: "
+    f"DeepSeek-V3 ships MLA, which caches {format_bytes(sizing.bytes_per_token(v3))} per token (chapter 7)."
+))
+
+# %%
+fig, ax = plt.subplots(figsize=(8, 3.4))
+width = 0.38
+for i, key in enumerate(real):
+    spec = MODELS[key]
+    for j, scheme in enumerate(("mha", "mqa")):
+        value = sizing.bytes_per_token(spec, "bfloat16", scheme)
+        published = spec.attention == scheme
+        ax.barh(i + (j - 0.5) * width, value, height=width * 0.92, color=SCHEME_COLORS[scheme],
+                alpha=1.0 if published else 0.45, hatch=None if published else "//", edgecolor="white")
+        ax.text(value * 1.15, i + (j - 0.5) * width, format_bytes(value) + ("" if published else " (what-if)"),
+                va="center", fontsize=9)
+ax.set_xscale("log")
+ax.set_xlim(5e3, 4e7)
+ax.set_yticks(range(len(real)), [MODELS[k].name for k in real])
+ax.invert_yaxis()
+ax.set_xlabel("KV-cache bytes per token (all layers, bfloat16, log scale)")
+ax.set_title("MHA against MQA, per token of context")
+ax.legend(handles=[Patch(color=SCHEME_COLORS["mha"], label="MHA"), Patch(color=SCHEME_COLORS["mqa"], label="MQA"),
+                   Patch(facecolor=COLORS["muted"], alpha=0.45, hatch="//", edgecolor="white", label="what-if")],
+          frameon=False, loc="upper right")
+ax.spines[["top", "right"]].set_visible(False)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 6. Why it is faster at decode: bytes read per generated token
+#
+# A decode step does little arithmetic per byte it reads. Every step reads each weight once (shared by
+# all sequences of the batch) and **every sequence's whole cache**:
+#
+# $$\text{bytes read per step} = \underbrace{P \cdot 2}_{\text{weights}} \;+\;
+# \underbrace{B \cdot t \cdot 2\, n_{kv}\, d_h\, l \cdot 2}_{\text{K/V cache}}$$
+#
+# for P parameters, batch B, context t, bfloat16. MQA leaves the weight term alone and divides the
+# cache term by n_h. The arithmetic does not change: each query head still scores every cached key
+# (`sizing.attention_macs_per_cached_token`), so MQA does the same work on n_h times fewer bytes.
+
+# %%
+llama2 = MODELS["llama-2-7b"]
+macs = {s: sizing.attention_macs_per_cached_token(llama2, s) for s in ("mha", "mqa")}
+intensity = {s: sizing.decode_flops_per_byte(llama2, s) for s in ("mha", "mqa")}
+display(Markdown(
+    f"{llama2.name}, per layer and cached token: {macs['mha']:,} multiply-adds with MHA, {macs['mqa']:,} "
+    f"with MQA (the same); arithmetic intensity of decoding attention {intensity['mha']:g} FLOP per byte "
+    f"with MHA and {intensity['mqa']:g} with MQA. A GPU needs hundreds of FLOP per byte to be busy (chapter 4), "
+    f"so both are memory-bound, and the time of the attention read falls with its bytes."
+))
+
+contexts = [2**k for k in range(8, 18)]
+batch = 8
+fig, ax = plt.subplots(figsize=(7.5, 3.8))
+for scheme in ("mha", "mqa"):
+    reads = [gqa_widgets.decode_read_bytes(llama2, t, batch, scheme)["total"] / 1e9 for t in contexts]
+    ax.plot(contexts, reads, "o-", color=SCHEME_COLORS[scheme], lw=2, ms=4, label=f"{scheme.upper()}: weights + cache")
+weights_gb = sizing.weight_bytes(llama2) / 1e9
+ax.axhline(weights_gb, color=COLORS["muted"], ls="--", lw=1.2, label="weights alone")
+ax.set_xscale("log", base=2)
+ax.set_xticks(contexts, [f"{t // 1024}K" if t >= 1024 else str(t) for t in contexts])
+ax.set(xlabel="context length t (tokens per sequence)", ylabel="GB read per decode step",
+       title=f"Bytes read per decode step: {llama2.name} shape, batch {batch}, bfloat16")
+ax.legend(frameon=False)
+ax.spines[["top", "right"]].set_visible(False)
+fig.tight_layout()
+plt.show()
+
+# %%
+t_long = 32 * 1024
+long_mha = gqa_widgets.decode_read_bytes(llama2, t_long, batch, "mha")
+long_mqa = gqa_widgets.decode_read_bytes(llama2, t_long, batch, "mqa")
+paper_mha_us, paper_mqa_us = 46, 3.8  # arXiv 1911.02150, WMT14 EN-DE, incremental decoder, per token
+display(Markdown(
+    f"At {t_long:,} tokens and batch {batch}, a step of the MHA model reads {format_bytes(long_mha['total'])}, "
+    f"{long_mha['cache'] / long_mha['total']:.0%} of it cache; with MQA it reads "
+    f"{format_bytes(long_mqa['total'])}, **{format_ratio(long_mha['total'] / long_mqa['total'])}× less**. "
+    f"Shazeer measured the same effect on his translation model: the incremental decoder took "
+    f"{paper_mha_us} µs per token with MHA and {paper_mqa_us} µs with MQA "
+    f"({paper_mha_us / paper_mqa_us:.1f}× faster; arXiv 1911.02150, WMT14 English-German)."
+))
+
+# %% [markdown]
+# ### Live: bytes read per decode step
+#
+# Pick a dense model, a context length and a batch. Grey is the weights (read once per step whatever the
+# batch), red the K/V cache of all sequences. Watch the cache take over as the batch or the context grows,
+# and MQA push that point far out.
+
+# %%
+gqa_widgets.mqa_decode_explorer("llama-2-7b", seq_len=4096, batch=8)
+
+# %% [markdown]
+# ## 7. The quality cost
+#
+# Sharing one K/V head removes parameters and forces every head to read the same summary of each token,
+# so some quality is expected to go. In the paper (WMT14 English-German translation) the loss was small:
+
+# %%
+paper_bleu = {"mha": 26.7, "mqa": 26.5}  # arXiv 1911.02150, WMT14 EN-DE, BLEU
+display(Markdown(
+    f"Shazeer's Transformer: BLEU **{paper_bleu['mha']}** with MHA and **{paper_bleu['mqa']}** with MQA "
+    f"({paper_bleu['mha'] - paper_bleu['mqa']:.1f} BLEU lower), while decoding "
+    f"{paper_mha_us / paper_mqa_us:.1f}× faster per token."
+))
+
+# %% [markdown]
+# The tiny models' training metrics travel with their checkpoints (`model.metrics`): the settings, the
+# loss curve and the final validation loss.
+
+# %%
+same_recipe = all(m.metrics["train"] == tiny["mha"].metrics["train"] for m in tiny.values())
+recipe = tiny["mha"].metrics["train"]
+display(Markdown(
+    f"All three were trained with {'the same' if same_recipe else '**different**'} settings "
+    f"({recipe['steps']:,} steps of {recipe['batch_size']} × {recipe['seq_len']} tokens, seed {recipe['seed']}"
+    f"{'' if same_recipe else ' for tiny_mha'}), so only the attention differs."
+))
+
+fig, ax = plt.subplots(figsize=(7, 3.6))
+for name, model in tiny.items():
+    history = model.metrics["history"]
+    scheme = model.config.attention_config().kind
+    ax.plot(history["step"], history["val_loss"], "o-", ms=4, lw=2, color=SCHEME_COLORS[scheme],
+            label=f"tiny_{name} ({model.config.attention_config().n_kv_heads} K/V heads)")
+ax.set(xlabel="training step", ylabel="validation loss (nats per token)", title="Validation loss while training")
+ax.legend(frameon=False)
+ax.spines[["top", "right"]].set_visible(False)
+fig.tight_layout()
+plt.show()
+
+rows = ["| model | K/V heads | parameters | final validation loss | cache bytes per token |", "|---|---|---|---|---|"]
+for name, model in tiny.items():
+    attn = model.config.attention_config()
+    n_params = sum(p.numel() for p in model.parameters())
+    per_token = attn.cache_elements_per_token() * model.config.n_layers * model.embed.weight.element_size()
+    rows.append(f"| tiny_{name} | {attn.n_kv_heads} | {n_params:,} | {model.metrics['val_loss']:.3f} "
+                f"| {per_token:,} B |")
+display(Markdown("\n".join(rows)))
+
+loss = {name: model.metrics["val_loss"] for name, model in tiny.items()}
+gap = loss["mqa"] - loss["mha"]
+display(Markdown(
+    f"MQA's validation loss is {abs(gap):.3f} nats per token {'higher' if gap > 0 else 'lower'} than MHA's "
+    f"({loss['mqa']:.3f} against {loss['mha']:.3f}, {100 * gap / loss['mha']:+.1f}%), for a cache "
+    f"{mha_bpt / mqa_bpt:g}× smaller; GQA with 2 K/V heads lands at {loss['gqa']:.3f}. In the paper the BLEU "
+    f"score moved by {100 * (paper_bleu['mqa'] - paper_bleu['mha']) / paper_bleu['mha']:+.1f}%. Each tiny "
+    f"model is one training run, so read small differences as a single sample, not a law."
+))
+
+# %% [markdown]
+# ## 8. What it costs
+#
+# | | MHA | MQA |
+# |---|---|---|
+# | cached numbers per token and layer | $2 n_h d_h$ | $2 d_h$ ($n_h$× fewer) |
+# | cache bytes read per decode step | $B\,t\,2 n_h d_h\, l$ bytes(dtype) | $n_h$× fewer |
+# | attention multiply-adds per cached token | $2 n_h d_h$ | the same |
+# | parameters in $W^K, W^V$ | $2\, d_{model}\, n_h d_h$ | $n_h$× fewer |
+# | quality | reference | slightly lower |
+#
+# The numbers for the models of this chapter:
+
+# %%
+tiny_mha, tiny_mqa = tiny["mha"], tiny["mqa"]
+kv_params = {name: sum(p.numel() for blk in tiny[name].blocks for p in (blk.attn.w_k.weight, blk.attn.w_v.weight))
+             for name in ("mha", "mqa")}
+rows = ["| | MHA | MQA | MQA against MHA |", "|---|---|---|---|"]
+rows.append(f"| tiny model: cache bytes per token (float32) | {mha_bpt:,.0f} | {mqa_bpt:,.0f} | "
+            f"{mha_bpt / mqa_bpt:g}× less |")
+rows.append(f"| tiny model: W^K and W^V parameters | {kv_params['mha']:,} | {kv_params['mqa']:,} | "
+            f"{kv_params['mha'] / kv_params['mqa']:g}× fewer |")
+rows.append(f"| tiny model: validation loss | {loss['mha']:.3f} | {loss['mqa']:.3f} | {gap:+.3f} |")
+for key in ("llama-2-7b", "falcon-7b"):
+    spec = MODELS[key]
+    a, c = (sizing.bytes_per_token(spec, "bfloat16", s) for s in ("mha", "mqa"))
+    rows.append(f"| {spec.name}: cache bytes per token (bfloat16) | {a:,} | {c:,} | {format_ratio(a / c)}× less |")
+rows.append(f"| {llama2.name}: bytes read per step, {t_long // 1024}K tokens × batch {batch} | "
+            f"{format_bytes(long_mha['total'])} | {format_bytes(long_mqa['total'])} | "
+            f"{format_ratio(long_mha['total'] / long_mqa['total'])}× less |")
+rows.append(f"| {llama2.name}: attention multiply-adds per cached token per layer | {macs['mha']:,} | "
+            f"{macs['mqa']:,} | the same |")
+rows.append(f"| paper (WMT14 EN-DE): BLEU | {paper_bleu['mha']} | {paper_bleu['mqa']} | "
+            f"{paper_bleu['mqa'] - paper_bleu['mha']:+.1f} |")
+rows.append(f"| paper: decoder time per token | {paper_mha_us} µs | {paper_mqa_us} µs | "
+            f"{paper_mha_us / paper_mqa_us:.1f}× faster |")
+display(Markdown("\n".join(rows)))
+
+# %% [markdown]
+# MQA is all or nothing: n_h query heads and one K/V head. Chapter 6 makes the number of K/V heads a
+# dial between MHA and MQA, and shows how to convert a trained MHA model instead of training again.
+
+# %% [markdown]
+# ## Exercises
+#
+# Replace each `None` with your answer and run the check below it. Worked solutions are in
+# `notebooks/solutions/ch05.py`.
+#
+# **Exercise 1.** Falcon-7B's config (`huggingface.co/tiiuae/falcon-7b`) has `n_layer` 32, `n_head` 71,
+# `hidden_size` 4544 and `multi_query: true`. How many bytes does one token add to its KV cache in
+# bfloat16, over all layers? Work it out by hand (an int).
+
+# %%
+answer_falcon_bytes_per_token = None
+
+# %%
+print(ch05.check_falcon_bytes_per_token(answer_falcon_bytes_per_token))
+
+# %% [markdown]
+# **Exercise 2.** Write causal multi-query attention as a function `(q, k, v) -> out` with
+# `q` of shape (batch, n_heads, seq, d) and `k`, `v` of shape (batch, 1, seq, d). Hint: you do not need
+# to copy `k` and `v` n_heads times; broadcasting does it.
+
+# %%
+answer_mqa_attention = None  # a function (q, k, v) -> out of shape (batch, n_heads, seq, d)
+
+# %%
+print(ch05.check_mqa_attention(answer_mqa_attention))
+
+# %% [markdown]
+# **Exercise 3.** Take Llama-2-7B (6.738 billion parameters, 32 layers, 32 heads of width 128, MHA) in
+# bfloat16, with 4096 tokens of context per sequence. From which batch size on does one decode step read
+# at least as many bytes of K/V cache as of weights? Answer for MHA and for an MQA version of the same
+# model, as a pair `(mha_batch, mqa_batch)`.
+
+# %%
+answer_cache_dominates = None  # (mha_batch, mqa_batch)
+
+# %%
+print(ch05.check_cache_dominates(answer_cache_dominates))
