@@ -22,6 +22,9 @@ SCENES: tuple[tuple[int, str, str], ...] = (
     (7, "ch07_mla", "MLAScene"),
     (8, "ch08_absorption", "AbsorptionScene"),
     (9, "ch09_decoupled_rope", "DecoupledRoPEScene"),
+    (10, "ch10_dsa", "DSAScene"),
+    (11, "ch11_hadamard_fp8", "HadamardFP8Scene"),
+    (12, "ch12_dsa_training", "DSATrainingScene"),
 )
 
 #: The scenes whose last frame the tests compare against ``tests/reference_frames/<Scene>.png``.
