@@ -20,7 +20,6 @@ only set widget values.
 from __future__ import annotations
 
 import functools
-import html
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,33 +30,14 @@ from matplotlib.patches import Rectangle
 
 from attnlab._validate import check_ndim, check_non_negative_int, check_positive_int
 from attnlab.dsa import DeepSeekSparseAttention, LightningIndexer, crossover_context, layer_cost
+from attnlab.interactive.svg import html_table as _table
+from attnlab.interactive.svg import svg_open as _svg_open
+from attnlab.interactive.svg import svg_text as _text
 from attnlab.mla import rotate_pairs
 from attnlab.model import TinyLM, checkpoint_path, load_checkpoint
 from attnlab.plots import COLORS, SCHEME_COLORS, attention_heatmap
 from attnlab.quant import FP8_E4M3_MAX, SCALE_FORMATS, fake_quantize_fp8, fwht
 from attnlab.sizing import MODELS, ModelSpec, format_bytes, get_model
-
-_FONT = 'font-family="DejaVu Sans, Arial, sans-serif"'
-
-
-def _svg_open(width: int, height: int, font_size: int = 13) -> list[str]:
-    return [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" {_FONT} font-size="{font_size}">',
-            f'<rect width="{width}" height="{height}" fill="white"/>']
-
-
-def _text(x: float, y: float, text: str, **attrs: object) -> str:
-    extra = "".join(f' {k.replace("_", "-")}="{v}"' for k, v in attrs.items())
-    return f'<text x="{x:.1f}" y="{y:.1f}"{extra}>{html.escape(text)}</text>'
-
-
-def _table(rows: Sequence[tuple[str, str]]) -> str:
-    cells = "".join(
-        f'<tr><td style="padding:2px 12px 2px 0">{html.escape(k)}</td>'
-        f'<td style="padding:2px 0;font-variant-numeric:tabular-nums"><b>{html.escape(v)}</b></td></tr>'
-        for k, v in rows
-    )
-    return f'<table style="border-collapse:collapse;font-size:14px">{cells}</table>'
 
 
 def format_flops(flops: int | float) -> str:

@@ -27,6 +27,7 @@ from attnlab._validate import check_non_negative_int, check_positive_int
 from attnlab.gqa import AttentionConfig
 from attnlab.plots import COLORS, SCHEME_COLORS
 from attnlab.sizing import MODELS, ModelSpec
+from attnlab.widgets import divisors, gqa_start
 
 #: Context lengths the decode widget offers (label, tokens).
 CONTEXT_OPTIONS: tuple[tuple[str, int], ...] = tuple((f"{n // 1024}K", n) for n in (2**k for k in range(10, 18)))
@@ -55,11 +56,9 @@ def _attention_config(n_heads: int, n_kv_heads: int) -> AttentionConfig:
     return AttentionConfig(d_model=n_heads, n_heads=n_heads, n_kv_heads=n_kv_heads, head_dim=1, rope=False)
 
 
-def kv_head_options(n_heads: int) -> list[int]:
-    """The KV-head counts n_g that GQA allows for ``n_heads`` query heads: every divisor of n_heads,
-    increasing (1 is MQA, n_heads is MHA). 12 heads -> [1, 2, 3, 4, 6, 12]."""
-    check_positive_int("n_heads", n_heads)
-    return [n for n in range(1, n_heads + 1) if n_heads % n == 0]
+#: The KV-head counts n_g that GQA allows for n query heads: every divisor, increasing (1 is MQA, n is
+#: MHA); 12 heads -> [1, 2, 3, 4, 6, 12]. The same function the cache calculator offers its slider from.
+kv_head_options = divisors
 
 
 def kv_head_of(n_heads: int, n_kv_heads: int) -> list[int]:
@@ -149,10 +148,7 @@ def sharing_svg(n_heads: int, n_kv_heads: int, width: int = 720, title: str | No
 def start_kv_heads(model: ModelSpec | str) -> int:
     """The KV-head count the GQA explorer starts at: the model's own, except for an MLA model (which
     does not use GQA), where it starts at the what-if n_g = n_h / 8 (16 for DeepSeek-V3's 128 heads)."""
-    spec = sizing.get_model(model)
-    if spec.attention != "mla":
-        return spec.n_kv_heads
-    return max(d for d in kv_head_options(spec.n_heads) if d <= max(1, spec.n_heads // 8))
+    return gqa_start(sizing.get_model(model))
 
 
 def gqa_figures(model: ModelSpec | str, n_kv_heads: int, dtype: torch.dtype | str = torch.bfloat16) -> dict:

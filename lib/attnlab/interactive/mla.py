@@ -18,7 +18,6 @@ containers whose sliders offer only valid values and whose callbacks only set wi
 from __future__ import annotations
 
 import dataclasses
-import html
 import math
 from collections.abc import Mapping, Sequence
 
@@ -27,32 +26,12 @@ import torch
 
 from attnlab import sizing
 from attnlab._validate import check_even, check_non_negative_int, check_positive_int
+from attnlab.interactive.svg import html_table as _table
+from attnlab.interactive.svg import svg_open as _svg_open
+from attnlab.interactive.svg import svg_text as _text
 from attnlab.plots import COLORS, SCHEME_COLORS
 from attnlab.rope import apply_rope, rope_frequencies
 from attnlab.sizing import ModelSpec
-
-_FONT = 'font-family="DejaVu Sans, Arial, sans-serif"'
-
-
-def _svg_open(width: int, height: int, font_size: int = 13) -> list[str]:
-    return [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" {_FONT} font-size="{font_size}">',
-            f'<rect width="{width}" height="{height}" fill="white"/>']
-
-
-def _text(x: float, y: float, text: str, **attrs: object) -> str:
-    extra = "".join(f' {k.replace("_", "-")}="{v}"' for k, v in attrs.items())
-    return f'<text x="{x:.1f}" y="{y:.1f}"{extra}>{html.escape(text)}</text>'
-
-
-def _table(rows: Sequence[tuple[str, str]]) -> str:
-    cells = "".join(
-        f'<tr><td style="padding:2px 12px 2px 0">{html.escape(k)}</td>'
-        f'<td style="padding:2px 0;font-variant-numeric:tabular-nums"><b>{html.escape(v)}</b></td></tr>'
-        for k, v in rows
-    )
-    return f'<table style="border-collapse:collapse;font-size:14px">{cells}</table>'
-
 
 # ----------------------------------------------------------------------------------------------------
 # chapter 7: the latent's width against the cache and against the error on real keys and values
