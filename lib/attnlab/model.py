@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnlab._validate import check_ndim, check_non_negative_int, check_positive_int
+from attnlab.dsa import DeepSeekSparseAttention, IndexerConfig, indexer_config_for
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention
 from attnlab.kv_cache import KVCache
-from attnlab.dsa import DeepSeekSparseAttention, IndexerConfig, indexer_config_for
 from attnlab.mla import MLAConfig, MultiHeadLatentAttention
 
 ATTENTION_KINDS = ("mha", "mqa", "gqa", "mla", "dsa")
