@@ -11,6 +11,7 @@ unchanged sources gives an unchanged file. Prints the seconds each notebook took
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -37,16 +38,34 @@ def strip_volatile(nb: nbformat.NotebookNode) -> None:
         cell.metadata.pop("execution", None)
 
 
-WIDGET_ID = re.compile(r"\b[0-9a-f]{32}\b")
+WIDGET_ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
 
 
-def stable_widget_ids(text: str) -> str:
-    """Renumber ipywidgets' random model ids (32 hex digits) in order of first appearance.
+def stable_widget_ids(nb: nbformat.NotebookNode) -> str:
+    """The notebook as JSON text, with ipywidgets' random model ids (32 hex digits) renumbered.
 
+    Ids are numbered in a fixed order: the widgets the cells display, in cell order, then those their
+    state refers to (children, layouts, styles), breadth first; any left over by their masked state.
     The widget state saved in the notebook keeps the widgets viewable in static exports, and the
     renumbering keeps a rebuild of an unchanged source byte-identical."""
-    ids: dict[str, str] = {}
-    return WIDGET_ID.sub(lambda m: ids.setdefault(m.group(0), f"{len(ids) + 1:032x}"), text)
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    order: list[str] = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get("application/vnd.jupyter.widget-view+json")
+            if view and view.get("model_id") not in order:
+                order.append(view["model_id"])
+    i = 0
+    while i < len(order):  # breadth first through the references in each widget's state
+        refs = WIDGET_ID.findall(json.dumps(state.get(order[i], {}), sort_keys=True))
+        order.extend(r for r in dict.fromkeys(refs) if r not in order)
+        i += 1
+    masked = {k: WIDGET_ID.sub("ID", json.dumps(v, sort_keys=True)) for k, v in state.items()}
+    order.extend(sorted((k for k in state if k not in order), key=lambda k: (masked[k], k)))
+    text = nbformat.writes(nb)
+    ids = {old: f"{n + 1:032x}" for n, old in enumerate(order)}
+    text = WIDGET_ID.sub(lambda m: ids.get(m.group(0), m.group(0)), text)
+    return json.dumps(json.loads(text), indent=1, sort_keys=True, ensure_ascii=False)
 
 
 def build(path: Path) -> float:
@@ -62,7 +81,7 @@ def build(path: Path) -> float:
     # Keep cell ids stable across rebuilds: derive them from the cell position.
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{i:03d}"
-    path.with_suffix(".ipynb").write_text(stable_widget_ids(nbformat.writes(nb)) + "\n", encoding="utf-8")
+    path.with_suffix(".ipynb").write_text(stable_widget_ids(nb) + "\n", encoding="utf-8")
     return seconds
 
 
