@@ -105,6 +105,10 @@ CONFIGS = {
     "mistral-7b": {L: 32, H: 32, KV: 8, D: 4096},
     "falcon-7b": {"n_layer": 32, "n_head": 71, "multi_query": True, D: 4544},  # Falcon's own key names
     "qwen2.5-7b": {L: 28, H: 28, KV: 4, D: 3584},
+    "llama-3.1-405b": {L: 126, H: 128, KV: 8, D: 16384},
+    "mixtral-8x7b": {L: 32, H: 32, KV: 8, D: 4096},
+    "gemma-2-9b": {L: 42, H: 16, KV: 8, D: 3584, "head_dim": 256},  # head_dim given, not D / H
+    "deepseek-v2-lite": {L: 27, H: 16, D: 2048, "kv_lora_rank": 512, "qk_rope_head_dim": 64, "v_head_dim": 128},
 }
 
 
@@ -115,7 +119,7 @@ def hand_bytes_per_token_bf16(cfg: dict) -> int:
     if "n_layer" in cfg:  # Falcon's RW config: multi_query = one KV head
         head_dim = cfg["hidden_size"] // cfg["n_head"]
         return 2 * (1 if cfg["multi_query"] else cfg["n_head"]) * head_dim * cfg["n_layer"] * 2
-    head_dim = cfg["hidden_size"] // cfg["num_attention_heads"]
+    head_dim = cfg.get("head_dim", cfg["hidden_size"] // cfg["num_attention_heads"])
     return 2 * cfg["num_key_value_heads"] * head_dim * cfg["num_hidden_layers"] * 2
 
 
@@ -147,7 +151,7 @@ def test_model_spec_matches_config_fields(key):
             cfg["kv_lora_rank"], cfg["qk_rope_head_dim"], cfg["v_head_dim"])
         assert spec.index_head_dim == cfg.get("index_head_dim", 0)
     else:
-        assert spec.head_dim == cfg["hidden_size"] // heads
+        assert spec.head_dim == cfg.get("head_dim", cfg["hidden_size"] // heads)
         kv = 1 if cfg.get("multi_query") else cfg.get("num_key_value_heads")
         assert spec.n_kv_heads == kv
         expected = "mha" if kv == heads else "mqa" if kv == 1 else "gqa"

@@ -173,6 +173,35 @@ MODELS: dict[str, ModelSpec] = {
         "Qwen2.5-7B", "https://huggingface.co/Qwen/Qwen2.5-7B/blob/main/config.json",
         n_layers=28, n_heads=28, n_kv_heads=4, head_dim=128, attention="gqa", hidden_size=3584,
         n_params=7_615_000_000, max_context=131_072),
+    # https://huggingface.co/meta-llama/Llama-3.1-405B/blob/main/config.json: num_hidden_layers 126,
+    # num_attention_heads 128, num_key_value_heads 8, hidden_size 16384 (head_dim 128),
+    # max_position_embeddings 131072; 405B parameters (model card).
+    "llama-3.1-405b": _spec(
+        "Llama-3.1-405B", "https://huggingface.co/meta-llama/Llama-3.1-405B/blob/main/config.json",
+        n_layers=126, n_heads=128, n_kv_heads=8, head_dim=128, attention="gqa", hidden_size=16384,
+        n_params=405_000_000_000, max_context=131_072),
+    # https://huggingface.co/mistralai/Mixtral-8x7B-v0.1/blob/main/config.json: num_hidden_layers 32,
+    # num_attention_heads 32, num_key_value_heads 8, hidden_size 4096 (head_dim 128),
+    # max_position_embeddings 32768; 46.7B parameters in all (8 experts per MLP, 2 active per token).
+    "mixtral-8x7b": _spec(
+        "Mixtral-8x7B", "https://huggingface.co/mistralai/Mixtral-8x7B-v0.1/blob/main/config.json",
+        n_layers=32, n_heads=32, n_kv_heads=8, head_dim=128, attention="gqa", hidden_size=4096,
+        n_params=46_700_000_000, max_context=32_768),
+    # https://huggingface.co/google/gemma-2-9b/blob/main/config.json: num_hidden_layers 42,
+    # num_attention_heads 16, num_key_value_heads 8, head_dim 256 (set explicitly: NOT hidden_size 3584 / 16
+    # = 224), max_position_embeddings 8192; 9.24B parameters. Every other layer uses a 4096-token sliding
+    # window, which a rolling cache could exploit; sized here as a full cache on every layer.
+    "gemma-2-9b": _spec(
+        "Gemma-2-9B", "https://huggingface.co/google/gemma-2-9b/blob/main/config.json",
+        n_layers=42, n_heads=16, n_kv_heads=8, head_dim=256, attention="gqa", hidden_size=3584,
+        n_params=9_240_000_000, max_context=8192),
+    # https://huggingface.co/deepseek-ai/DeepSeek-V2-Lite/blob/main/config.json: num_hidden_layers 27,
+    # num_attention_heads 16, kv_lora_rank 512, qk_rope_head_dim 64, qk_nope_head_dim 128,
+    # v_head_dim 128, hidden_size 2048, max_position_embeddings 163840; 15.7B parameters (2.4B active).
+    "deepseek-v2-lite": _spec(
+        "DeepSeek-V2-Lite", "https://huggingface.co/deepseek-ai/DeepSeek-V2-Lite/blob/main/config.json",
+        n_layers=27, n_heads=16, n_kv_heads=16, head_dim=128, attention="mla", hidden_size=2048,
+        kv_lora_rank=512, qk_rope_head_dim=64, n_params=15_700_000_000, max_context=163_840),
 }
 
 
