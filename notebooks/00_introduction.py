@@ -349,7 +349,7 @@ display(Markdown(
     f"{flashmla_bytes_per_s / 1e9:,.0f} GB/s, balance at {flashmla_flops / flashmla_bytes_per_s:.0f} FLOPs "
     f"per byte. MHA decoding, at {sizing.decode_flops_per_byte(v3, 'mha'):.0f}, leaves the arithmetic "
     f"units idle while it waits on memory; MLA, at {sizing.decode_flops_per_byte(v3, 'mla'):.0f}, is where "
-    "arithmetic, not memory, starts to set the pace. Chapter 14 measures what that means in practice."
+    "arithmetic, not memory, starts to set the pace. Chapter 8 counts both sides for MLA's absorbed decode."
 ))
 
 # %% [markdown]
