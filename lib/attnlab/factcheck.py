@@ -1,0 +1,414 @@
+"""Chapter 13: every checkable claim in the video's description and two summaries of it, with a verdict.
+
+Each claim is one :class:`Claim`. Where arithmetic can decide a verdict, a small builder function
+computes it from :mod:`attnlab.sizing`, :mod:`attnlab.dsa` or the shipped tiny checkpoints and passes
+the deciding condition to :func:`_verdict`; its inputs default to the seed's own figures, so a test (or
+a learner) can change an input and watch the verdict change. Claims that arithmetic cannot settle carry
+the figures and the primary source the verdict rests on.
+
+Verdicts: "right" (the figure or statement holds as written), "wrong" (it does not), "needs context"
+(it holds only with a qualification the seed leaves out).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+
+import torch
+
+from attnlab import dsa, sizing
+from attnlab.attention import attention_matrix, softmax
+from attnlab.model import load_checkpoint
+from attnlab.sizing import MODELS, format_bytes, format_ratio
+
+VIDEO = "video description"
+SUMMARY_A = "summary A (Noiz notes)"
+SUMMARY_B = "summary B"
+SOURCES: tuple[str, ...] = (VIDEO, SUMMARY_A, SUMMARY_B)
+VERDICTS: tuple[str, ...] = ("right", "wrong", "needs context")
+
+V2_PAPER = "DeepSeek-V2, arXiv 2405.04434"
+V3_CONFIG = "DeepSeek-V3 inference/configs/config_671B.json"
+DSA_NEWS = "DeepSeek API news, 29 September 2025 (DeepSeek-V3.2-Exp)"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim from a seed file and its check.
+
+    key: a short id; text: the claim as the seed states it; source: which seed says it (one of
+    :data:`SOURCES`); verdict: one of :data:`VERDICTS`; computation: the attnlab call that decides it;
+    evidence: the computed figures, as text; primary_source: the paper or code the figures rest on.
+    """
+
+    key: str
+    text: str
+    source: str
+    verdict: str
+    computation: str
+    evidence: str
+    primary_source: str
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"source={self.source!r} must be one of {SOURCES}")
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict={self.verdict!r} must be one of {VERDICTS}")
+
+
+def _verdict(condition: bool, if_true: str = "right", if_false: str = "wrong") -> str:
+    """The verdict a computed ``condition`` gives: ``if_true`` when it holds, else ``if_false``."""
+    if if_true not in VERDICTS or if_false not in VERDICTS:
+        raise ValueError(f"verdicts must be among {VERDICTS}, got {if_true!r} and {if_false!r}")
+    return if_true if bool(condition) else if_false
+
+
+def arxiv_year_month(arxiv_id: str) -> tuple[int, int]:
+    """(year, month) an arXiv identifier YYMM.NNNNN encodes: "1706.03762" -> (2017, 6)."""
+    if not isinstance(arxiv_id, str) or len(arxiv_id.split(".")[0]) != 4 or not arxiv_id[:4].isdigit():
+        raise ValueError(f"arxiv_id={arxiv_id!r} must look like 'YYMM.NNNNN'")
+    return 2000 + int(arxiv_id[:2]), int(arxiv_id[2:4])
+
+
+def val_loss(name: str) -> float:
+    """Held-out loss (nats per token) stored with a shipped tiny checkpoint, e.g. "tiny_mla"."""
+    return float(load_checkpoint(name).metrics["val_loss"])
+
+
+# ----------------------------------------------------------------------------------------------------
+# the builders, one per claim whose verdict is computed; defaults are the seeds' own figures
+
+
+def mqa_ratio_claim(claimed: float = 128, model: str = "deepseek-v3") -> Claim:
+    """"MQA achieves 128x memory reduction": MHA / MQA bytes per token, 2 n_h d_h / 2 d_h = n_h."""
+    mha, mqa = sizing.bytes_per_token(model, scheme="mha"), sizing.bytes_per_token(model, scheme="mqa")
+    ratio = mha / mqa
+    return Claim("mqa_128x", f"MQA achieves {claimed:g}x memory reduction", SUMMARY_A,
+                 _verdict(ratio == claimed), f'bytes_per_token("{model}", scheme="mha") / (scheme="mqa")',
+                 f"{mha:,} / {mqa:,} = {format_ratio(ratio)}", f"MQA, arXiv 1911.02150; {V3_CONFIG}")
+
+
+def bytes_per_token_claim(claimed_mha_mb: float = 4, claimed_mqa_kb: float = 31, model: str = "deepseek-v3") -> Claim:
+    """"4MB per token -> 31kB per token": V3's shapes with d_h = 128, bfloat16, MHA then MQA."""
+    mha, mqa = sizing.bytes_per_token(model, "bfloat16", "mha"), sizing.bytes_per_token(model, "bfloat16", "mqa")
+    ok = round(mha / 1e6) == claimed_mha_mb and math.floor(mqa / 1e3) == claimed_mqa_kb
+    return Claim("kv_4mb_31kb", f"KV cache {claimed_mha_mb:g}MB per token -> {claimed_mqa_kb:g}kB per token",
+                 SUMMARY_A, _verdict(ok), f'bytes_per_token("{model}", "bfloat16", "mha" / "mqa")',
+                 f"{mha:,} B ({format_bytes(mha)}) and {mqa:,} B ({format_bytes(mqa)}), d_h = "
+                 f"{MODELS[model].head_dim}", f"{V2_PAPER}, Table 1; {V3_CONFIG}")
+
+
+def gqa_ratio_claim(claimed: float = 8, n_kv_heads: int = 16, model: str = "deepseek-v3") -> Claim:
+    """"GQA: 8-fold memory reduction vs MHA", with 16 KV heads: n_h / n_g."""
+    ratio = sizing.reduction_vs_mha(model, "gqa", n_kv_heads)
+    return Claim("gqa_8x", f"GQA gives a {claimed:g}-fold memory reduction vs MHA", SUMMARY_A,
+                 _verdict(ratio == claimed), f'reduction_vs_mha("{model}", "gqa", n_kv_heads={n_kv_heads})',
+                 f"{MODELS[model].n_heads} / {n_kv_heads} = {format_ratio(ratio)} (arithmetic holds for "
+                 f"{n_kv_heads} KV heads)", f"GQA, arXiv 2305.13245; {V2_PAPER}, Table 1")
+
+
+def gqa_in_deepseek_claim(model: str = "deepseek-v3") -> Claim:
+    """"16 groups in DeepSeek V3/R1": right only if the model's published attention is GQA."""
+    attention = MODELS[model].attention
+    return Claim("gqa_16_groups_v3", f"GQA uses 16 groups in {MODELS[model].name}/R1", SUMMARY_A,
+                 _verdict(attention == "gqa"), f'MODELS["{model}"].attention',
+                 f'"{attention}": V3/R1 cache an MLA latent, not grouped K/V; 16 groups is a what-if',
+                 V3_CONFIG)
+
+
+def mla_ratio_claim(claimed: float = 57, model: str = "deepseek-v3") -> Claim:
+    """"MLA: 57-fold reduction vs MHA": 2 n_h d_h / (d_c + d_h^R) = 32,768 / 576."""
+    ratio = sizing.reduction_vs_mha(model, "mla")
+    return Claim("mla_57x", f"MLA gives a {claimed:g}-fold reduction vs MHA", SUMMARY_A,
+                 _verdict(round(ratio) == claimed), f'reduction_vs_mha("{model}", "mla")',
+                 f"{sizing.kv_elements_per_token(model, 'mha', per_layer=True):,} / "
+                 f"{sizing.kv_elements_per_token(model, 'mla', per_layer=True)} = {format_ratio(ratio)}, "
+                 f"rounds to {round(ratio)}", f"{V2_PAPER}, Table 1; {V3_CONFIG}")
+
+
+def mla_width_claim(claimed: int = 576, model: str = "deepseek-v3") -> Claim:
+    """"576-dimensional compressed vector": the cached width is d_c + d_h^R, two parts."""
+    d_c, d_h_rope = sizing.mla_dims(model)
+    width = sizing.kv_elements_per_token(model, per_layer=True)
+    verdict = _verdict(width == claimed, "needs context", "wrong")
+    return Claim("mla_576_dim", f"MLA caches a {claimed}-dimensional compressed vector in DeepSeek V3/R1",
+                 SUMMARY_A, verdict, f'kv_elements_per_token("{model}", per_layer=True), mla_dims("{model}")',
+                 f"{width} = {d_c} latent c^KV + {d_h_rope} decoupled RoPE key k^R: only {d_c} is the "
+                 "compressed vector", f"{V2_PAPER}, §2.1.3; {V3_CONFIG}")
+
+
+def mla_576_times_claim(claimed: float = 576, model: str = "deepseek-v3") -> Claim:
+    """"reduces cache size by 576 times": the factor is 2 n_h d_h / (d_c + d_h^R), 576 is the width."""
+    ratio = sizing.reduction_vs_mha(model)
+    return Claim("mla_576_times", f"MLA reduces the cache size by {claimed:g} times per token", SUMMARY_B,
+                 _verdict(round(ratio) == claimed), f'reduction_vs_mha("{model}")',
+                 f"factor {format_ratio(ratio)}; {sizing.kv_elements_per_token(model, per_layer=True)} is "
+                 "the cached width per layer", f"{V2_PAPER}, Table 1")
+
+
+def speedup_claim(claimed: float = 6, reported: float = 5.76) -> Claim:
+    """"six times faster": DeepSeek-V2 reported up to 5.76x generation throughput against DeepSeek 67B."""
+    v2, base = sizing.kv_elements_per_token("deepseek-v2"), sizing.kv_elements_per_token("deepseek-67b")
+    verdict = _verdict(round(reported) == claimed, "needs context", "wrong")
+    return Claim("six_times_faster", f"MLA generates tokens {claimed:g} times faster than traditional "
+                 "Transformers", SUMMARY_B, verdict,
+                 'kv_elements_per_token("deepseek-v2") / kv_elements_per_token("deepseek-67b")',
+                 f"reported up to {reported}x throughput, V2 vs dense DeepSeek 67B (GQA, 8 KV heads), with "
+                 f"KV quantization and MoE; by element count the cache shrinks {1 - v2 / base:.1%}, "
+                 "not MLA alone", f"{V2_PAPER}, §1 and §3.2.3")
+
+
+def mqa_misreading_claim(kv_heads_described: str = "own") -> Claim:
+    """Summary B: "in multi-query attention, each head gets its own set of keys and values" (that is MHA)."""
+    mqa_kv = sizing.table1_elements(8, 64, 1, 1, 256, 32)["mqa"]
+    per_head = 2 * 64
+    described = per_head * 8 if kv_heads_described == "own" else per_head
+    return Claim("mqa_own_kv", "In multi-query attention each head gets its own set of keys and values",
+                 SUMMARY_B, _verdict(described == mqa_kv),
+                 "table1_elements(n_h=8, d_h=64, l=1, ...)['mqa']",
+                 f"MQA caches 2 d_h = {mqa_kv} numbers (one K and one V for all heads); own K/V per head "
+                 f"would be 2 n_h d_h = {per_head * 8}: that is MHA", "MQA, arXiv 1911.02150")
+
+
+def dsa_date_claim(claimed: tuple[int, int] = (2025, 9)) -> Claim:
+    """"DSA released in September 2025": DeepSeek-V3.2-Exp was announced on 29 September 2025."""
+    announced = date(2025, 9, 29)
+    return Claim("dsa_september_2025", "DeepSeek Sparse Attention was released in September 2025", SUMMARY_A,
+                 _verdict((announced.year, announced.month) == tuple(claimed)), "date(2025, 9, 29)",
+                 f"announced {announced.isoformat()}", DSA_NEWS)
+
+
+def dsa_price_claim(claimed_cut: float = 0.50, announced_cut_over: float = 0.50) -> Claim:
+    """"cut API pricing by 50%": the announcement cut prices by more than 50%."""
+    return Claim("dsa_price_50", "DSA cut API pricing by 50%", SUMMARY_A,
+                 _verdict(claimed_cut <= announced_cut_over), "announced cut vs claimed cut",
+                 f"announced: more than {announced_cut_over:.0%}; claimed {claimed_cut:.0%} is a lower bound",
+                 DSA_NEWS)
+
+
+def dsa_compute_claim(context_len: int = 131_072, claimed_cut: float = 0.50) -> Claim:
+    """"cut compute costs by 50%": DSA's saving depends on the context; below the crossover it costs more."""
+    cost = dsa.layer_cost(context_len)
+    crossover = dsa.crossover_context()
+    saved = 1 - cost["decode_flops_dsa"] / cost["decode_flops_dense"]
+    prefill_saved = 1 - cost["prefill_flops_dsa"] / cost["prefill_flops_dense"]
+    verdict = _verdict(crossover is not None and context_len >= crossover, "needs context", "wrong")
+    return Claim("dsa_compute_50", f"DSA cut compute costs by {claimed_cut:.0%}", SUMMARY_A, verdict,
+                 f"dsa.crossover_context(), dsa.layer_cost({context_len})",
+                 f"attention decode FLOPs saved at {context_len // 1024}K: {saved:.1%}, prefill: "
+                 f"{prefill_saved:.1%}; below {crossover:,} tokens of context DSA costs more than dense MLA",
+                 "DeepSeek-V3.2-Exp tech report and inference/model.py")
+
+
+def mla_quality_claim(reported_better_in_paper: bool = True) -> Claim:
+    """"slight performance improvement" of MLA: the V2 paper's ablation; the tiny models here disagree."""
+    mha, mla = val_loss("tiny_mha"), val_loss("tiny_mla")
+    tiny_better = mla < mha
+    verdict = _verdict(reported_better_in_paper == tiny_better, "right", "needs context")
+    return Claim("mla_slightly_better", "MLA brings a slight performance improvement over MHA", SUMMARY_A,
+                 verdict, 'load_checkpoint("tiny_mha" / "tiny_mla").metrics["val_loss"]',
+                 f"V2 paper (Appendix D): MLA beats MHA on its benchmarks; tiny models here: MHA "
+                 f"{mha:.3f}, MLA {mla:.3f} nats ({'MLA' if tiny_better else 'MHA'} better)",
+                 f"{V2_PAPER}, Appendix D")
+
+
+def mqa_quality_claim() -> Claim:
+    """"at the cost of reduced expressive power": MQA loses a little quality (papers; tiny models)."""
+    mha, mqa = val_loss("tiny_mha"), val_loss("tiny_mqa")
+    bleu_mha, bleu_mqa = 26.7, 26.5
+    return Claim("mqa_quality", "MQA costs some expressive power (quality)", SUMMARY_A,
+                 _verdict(mqa > mha and bleu_mqa < bleu_mha),
+                 'load_checkpoint("tiny_mha" / "tiny_mqa").metrics["val_loss"]',
+                 f"tiny models: MHA {mha:.3f}, MQA {mqa:.3f} nats; MQA paper BLEU {bleu_mha} vs {bleu_mqa}",
+                 "MQA, arXiv 1911.02150, Table 1")
+
+
+def gqa_quality_claim() -> Claim:
+    """"GQA preserves quality better than MQA": GQA paper (T5-XXL 47.1 vs 46.6) and the tiny models."""
+    gqa, mqa = val_loss("tiny_gqa"), val_loss("tiny_mqa")
+    t5_gqa, t5_mqa = 47.1, 46.6
+    return Claim("gqa_quality", "GQA preserves model quality better than MQA", SUMMARY_A,
+                 _verdict(gqa < mqa and t5_gqa > t5_mqa),
+                 'load_checkpoint("tiny_gqa" / "tiny_mqa").metrics["val_loss"]',
+                 f"tiny models: GQA {gqa:.3f}, MQA {mqa:.3f} nats; GQA paper T5-XXL {t5_gqa} vs {t5_mqa}",
+                 "GQA, arXiv 2305.13245, Table 1")
+
+
+def attention_claim(seed: int = 0) -> Claim:
+    """"dot products between query and key vectors, then softmax": attention_matrix against the formula."""
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(4, 8, generator=gen, dtype=torch.float64) for _ in range(3))
+    out, weights = attention_matrix(q, k, v)
+    by_hand = softmax(q @ k.T / math.sqrt(8)) @ v
+    ok = torch.allclose(out, by_hand) and torch.allclose(weights.sum(-1), torch.ones(4, dtype=torch.float64))
+    return Claim("attention_softmax", "Attention scores are query-key dot products, normalised by softmax",
+                 SUMMARY_A, _verdict(ok), "attention_matrix(q, k, v) vs softmax(q k^T / sqrt(d)) v",
+                 "same output to float64 rounding; every row of weights sums to 1 (scaled by 1/sqrt(d))",
+                 "Attention Is All You Need, arXiv 1706.03762, eq. 1")
+
+
+def memory_bound_claim(model: str = "deepseek-v3") -> Claim:
+    """"attention needs a lot of memory bandwidth, making generation slow": MHA decoding does 1 FLOP per byte."""
+    intensity = sizing.decode_flops_per_byte(model, "mha")
+    h100_ridge = 989e12 / 3.35e12  # bf16 dense FLOP/s over HBM bytes/s, H100 SXM datasheet
+    return Claim("memory_bandwidth", "Attention needs a lot of memory bandwidth, making generation slow",
+                 SUMMARY_B, _verdict(intensity < h100_ridge), f'decode_flops_per_byte("{model}", "mha")',
+                 f"{intensity:g} FLOP per cache byte against about {h100_ridge:.0f} an H100 can feed: memory-bound",
+                 "MQA, arXiv 1911.02150 (performance analysis); NVIDIA H100 SXM datasheet")
+
+
+def absorb_compute_claim(model: str = "deepseek-v3") -> Claim:
+    """"computing attention directly from the latent avoids additional compute": absorbed MLA reads far fewer
+    bytes but does more multiply-adds per cached token than MHA."""
+    mla = sizing.attention_macs_per_cached_token(model, "mla")
+    mha = sizing.attention_macs_per_cached_token(model, "mha")
+    return Claim("absorb_no_extra_compute", "Computing attention directly from the latent cache avoids "
+                 "additional compute at inference", SUMMARY_B, _verdict(mla <= mha, "right", "needs context"),
+                 f'attention_macs_per_cached_token("{model}", "mla" / "mha")',
+                 f"absorbed MLA: {mla:,} multiply-adds per cached token and layer, MHA {mha:,} "
+                 f"({mla / mha:.2f}x): it avoids re-expanding K and V, not arithmetic",
+                 "DeepSeek-V3 inference/model.py (absorb mode)")
+
+
+def shared_projections_claim() -> Claim:
+    """Summary B: heads "share these projections", "the same matrices are used by different heads". The
+    latent (and W^DKV) is shared; each head's up-projection W^UK_i differs (trained tiny_mla)."""
+    w_uk = load_checkpoint("tiny_mla").blocks[0].attn.w_uk.detach()  # (n_heads, d_h, d_c)
+    flat = torch.nn.functional.normalize(w_uk.reshape(w_uk.shape[0], -1), dim=1)
+    cos = flat @ flat.T
+    top = cos[~torch.eye(len(cos), dtype=torch.bool)].max().item()
+    return Claim("shared_projections", "MLA shares the same projection matrices across all heads", SUMMARY_B,
+                 _verdict(top > 0.999, "right", "needs context"),
+                 'load_checkpoint("tiny_mla").blocks[0].attn.w_uk: cosine between heads',
+                 f"one latent and one W^DKV serve all heads; the per-head W^UK_i differ (largest cosine "
+                 f"{top:.2f})", f"{V2_PAPER}, eqs. 41-45")
+
+
+def fewer_parameters_claim(model: str = "deepseek-v3") -> Claim:
+    """"fewer parameters are needed": K/V projection weights of V3's shapes, MHA against MLA."""
+    s = MODELS[model]
+    d_c, d_h_rope = sizing.mla_dims(s)
+    mha = 2 * s.hidden_size * s.n_heads * s.head_dim
+    mla = s.hidden_size * (d_c + d_h_rope) + d_c * s.n_heads * 2 * s.head_dim
+    tiny_mha, tiny_mla = (load_checkpoint(n).metrics["n_params"] for n in ("tiny_mha", "tiny_mla"))
+    verdict = _verdict(mla < mha and tiny_mla < tiny_mha, "right", "needs context")
+    return Claim("fewer_parameters", "MLA needs fewer parameters", SUMMARY_B, verdict,
+                 f'K/V projection weights from MODELS["{model}"]; tiny checkpoints\' n_params',
+                 f"V3 K/V projections per layer: MHA {mha:,}, MLA {mla:,}; tiny models: MHA {tiny_mha:,}, "
+                 f"MLA {tiny_mla:,} parameters", f"{V2_PAPER}, §2.1.2; {V3_CONFIG}")
+
+
+def query_latent_claim(model_q_lora_rank: int = 1536, model: str = "deepseek-v3") -> Claim:
+    """"compress query/key/value into a lower-dimensional latent": K and V share one cached latent; the
+    query has its own, wider, uncached latent (q_lora_rank)."""
+    d_c, _ = sizing.mla_dims(model)
+    return Claim("qkv_one_latent", "MLA compresses queries, keys and values into a lower-dimensional latent",
+                 SUMMARY_A, _verdict(model_q_lora_rank == d_c, "right", "needs context"),
+                 f'mla_dims("{model}") and q_lora_rank', f"K and V: one cached latent of {d_c}; Q: its own "
+                 f"latent of {model_q_lora_rank}, never cached", f"{V2_PAPER}, §2.1.2; {V3_CONFIG}")
+
+
+def timeline_claim() -> Claim:
+    """The video walks "what happened after" 2017's MHA in order: the arXiv ids of its references."""
+    refs = {"MHA": "1706.03762", "MQA": "1911.02150", "GQA": "2305.13245", "MLA": "2405.04434"}
+    dates = [arxiv_year_month(i) for i in refs.values()] + [(2025, 9)]  # + DSA's announcement
+    mha_year = arxiv_year_month(refs["MHA"])[0]
+    return Claim("mha_2017_timeline", "Multi-head attention is from the 2017 Transformer paper; MQA, GQA, MLA "
+                 "and DSA came after it, in that order", VIDEO, _verdict(mha_year == 2017 and dates == sorted(dates)),
+                 "arxiv_year_month(...) for the description's references",
+                 ", ".join(f"{k} {y}-{m:02d}" for k, (y, m) in zip([*refs, "DSA"], dates, strict=True)),
+                 "arXiv 1706.03762, 1911.02150, 2305.13245, 2405.04434; " + DSA_NEWS)
+
+
+def mla_reference_claim(arxiv_id: str = "2405.04434") -> Claim:
+    """The description cites arXiv 2405.04434 for MLA: the DeepSeek-V2 paper (May 2024), where MLA appears."""
+    year, month = arxiv_year_month(arxiv_id)
+    return Claim("mla_reference", f"MLA's reference is arXiv {arxiv_id}", VIDEO,
+                 _verdict(arxiv_id == V2_PAPER.split()[-1]), "arxiv_year_month and the V2 paper's id",
+                 f"{arxiv_id} = DeepSeek-V2 ({year}-{month:02d}), which introduces MLA", V2_PAPER)
+
+
+def claims() -> list[Claim]:
+    """Every checkable claim in the three seed files, one :class:`Claim` each, video description first."""
+    return [
+        timeline_claim(),
+        mla_reference_claim(),
+        attention_claim(),
+        Claim("embeddings_cluster", "Tokens map to IDs and d-dimensional embeddings in which semantically "
+              "similar words cluster", SUMMARY_A, "needs context", "none: a property of training",
+              "IDs and vectors: yes; clustering holds for trained embeddings, not for the random "
+              "initial ones", "Mikolov et al., arXiv 1301.3781"),
+        mqa_ratio_claim(),
+        bytes_per_token_claim(),
+        mqa_quality_claim(),
+        gqa_ratio_claim(),
+        gqa_in_deepseek_claim(),
+        gqa_quality_claim(),
+        query_latent_claim(),
+        mla_width_claim(),
+        mla_ratio_claim(),
+        mla_quality_claim(),
+        dsa_date_claim(),
+        dsa_price_claim(),
+        dsa_compute_claim(),
+        memory_bound_claim(),
+        mqa_misreading_claim(),
+        shared_projections_claim(),
+        fewer_parameters_claim(),
+        absorb_compute_claim(),
+        mla_576_times_claim(),
+        speedup_claim(),
+    ]
+
+
+def markdown_table(rows: list[Claim]) -> str:
+    """The claims as one Markdown table: claim, source, verdict, computation, evidence, primary source."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| claim | source | verdict | computation | evidence | primary source |", "|---|---|---|---|---|---|"]
+    lines += [f"| {cell(c.text)} | {c.source} | **{c.verdict}** | `{cell(c.computation)}` | {cell(c.evidence)} "
+              f"| {cell(c.primary_source)} |" for c in rows]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------
+# what a wrong calculator costs
+
+
+def gpus_needed(model: str, batch: int, seq_len: int, gpu_gib: float = 80, per_token_bytes: int | None = None,
+                weights_dtype: torch.dtype | str = torch.bfloat16) -> int:
+    """GPUs of ``gpu_gib`` GiB that hold the model's weights plus the KV cache of ``batch`` sequences of
+    ``seq_len`` tokens: ceil((weights + batch x seq_len x bytes per token) / (gpu_gib x 2^30)).
+
+    ``per_token_bytes`` None uses :func:`attnlab.sizing.bytes_per_token` (bf16, as published); pass another
+    figure to see what a calculator that gets it wrong would provision. Ignores activations and overheads."""
+    if per_token_bytes is None:
+        per_token_bytes = sizing.bytes_per_token(model)
+    total = sizing.weight_bytes(model, weights_dtype) + batch * seq_len * per_token_bytes
+    return math.ceil(total / (gpu_gib * sizing.GIB))
+
+
+def common_mistakes() -> dict[str, dict]:
+    """Three mistakes public KV-cache calculators make, each as {"model", "right", "wrong", "ratio", "how"}
+    (bytes per token in bf16): head_dim taken as hidden_size / n_heads (Gemma-2-9B sets head_dim 256,
+    not 3584 / 16 = 224), query heads counted instead of KV heads (Llama-3-8B: 32, not 8), and MLA's
+    decoupled RoPE key forgotten (DeepSeek-V3: 512 instead of 512 + 64 per layer)."""
+    gemma, llama, v3 = MODELS["gemma-2-9b"], MODELS["llama-3-8b"], MODELS["deepseek-v3"]
+    d_c, _ = sizing.mla_dims(v3)
+    cases = {
+        "head_dim": ("gemma-2-9b", 2 * gemma.n_kv_heads * (gemma.hidden_size // gemma.n_heads) * gemma.n_layers * 2,
+                     f"head_dim = hidden_size / n_heads = {gemma.hidden_size} / {gemma.n_heads} = "
+                     f"{gemma.hidden_size // gemma.n_heads} instead of the config's {gemma.head_dim}"),
+        "query_heads": ("llama-3-8b", sizing.bytes_per_token(llama, scheme="mha"),
+                        f"n_heads = {llama.n_heads} query heads instead of {llama.n_kv_heads} KV heads"),
+        "rope_key": ("deepseek-v3", d_c * v3.n_layers * 2,
+                     f"the latent d_c = {d_c} alone instead of d_c + d_h^R = {sum(sizing.mla_dims(v3))}"),
+    }
+    out = {}
+    for name, (model, wrong, how) in cases.items():
+        right = sizing.bytes_per_token(model)
+        out[name] = {"model": model, "right": right, "wrong": wrong, "ratio": wrong / right, "how": how}
+    return out
