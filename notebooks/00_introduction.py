@@ -97,8 +97,9 @@ display(Markdown(
 # %% [markdown]
 # ## 2. The map of the course
 #
-# The chapters follow the video's chapters (the timestamps are the video's). The table is built from
-# the notebooks in this folder, so it lists exactly the chapters you have.
+# The chapters follow the video's chapters (the timestamps are the video's); "course" marks a chapter
+# the course adds. The table is built from the notebooks in this folder, so it lists exactly the
+# chapters you have.
 
 # %%
 from pathlib import Path
@@ -118,6 +119,7 @@ VIDEO_CHAPTERS = [
     (10, "DeepSeek Sparse Attention (DSA)", "22:18", "a lightning indexer picks the top-k tokens for each query"),
     (11, "Quantization and rotation in DSA", "23:57", "a Hadamard rotation, then FP8 for the indexer"),
     (12, "DSA training", "27:44", "dense warm-up of the indexer, then sparse training"),
+    (13, "Fact-check", "course", "every claim about these methods, checked by computation"),
 ]
 notebooks = {int(p.name[:2]): p.stem for p in sorted(Path(".").glob("[0-9][0-9]_*.ipynb"))}
 CHAPTERS = [(n, title, stamp, notebooks[n], what) for n, title, stamp, what in VIDEO_CHAPTERS if n in notebooks]
