@@ -120,6 +120,7 @@ VIDEO_CHAPTERS = [
     (11, "Quantization and rotation in DSA", "23:57", "a Hadamard rotation, then FP8 for the indexer"),
     (12, "DSA training", "27:44", "dense warm-up of the indexer, then sparse training"),
     (13, "Fact-check", "course", "every claim about these methods, checked by computation"),
+    (14, "How fast, really", "course", "measured decode time, the roofline, quality against cache size"),
 ]
 notebooks = {int(p.name[:2]): p.stem for p in sorted(Path(".").glob("[0-9][0-9]_*.ipynb"))}
 CHAPTERS = [(n, title, stamp, notebooks[n], what) for n, title, stamp, what in VIDEO_CHAPTERS if n in notebooks]

@@ -1,0 +1,256 @@
+"""The widget of chapter 14 (how fast, really) and the pure functions behind it.
+
+A benchmark report is the dict :func:`attnlab.bench.run_benchmark` returns (and ``python -m attnlab.bench
+--out`` writes as JSON); the committed CPU run lives in ``attnlab/data/bench_cpu.json``. Everything shown is
+computed from a report by pure functions, so tests check it without a browser:
+
+- :func:`load_results` reads a report, :func:`report_label` names its device and date;
+- :func:`select_rows` joins the timing and roofline entries of some schemes at one context;
+- :func:`cache_matches_formula`, :func:`ratios_vs_mha`, :func:`peer_ratios` summarise it;
+- :func:`time_figure`, :func:`peer_figure`, :func:`roofline_figure` draw it (matplotlib figures);
+- :func:`readout_html` is the widget's table.
+
+:func:`bench_explorer` wraps them in an ipywidgets container whose controls offer only the report's schemes
+and contexts and whose callbacks only set widget values.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+
+from attnlab.bench import roofline_bound
+from attnlab.interactive.svg import html_table as _table
+from attnlab.plots import SCHEME_COLORS, figure_png
+from attnlab.sizing import format_bytes
+
+#: The committed CPU run.
+CPU_RESULTS = Path(__file__).resolve().parents[1] / "data" / "bench_cpu.json"
+
+#: Colour and marker per benchmarked scheme (the two MLA forms share MLA's colour, told apart by marker).
+SCHEME_STYLE: dict[str, tuple[str, str]] = {
+    "mha": (SCHEME_COLORS["mha"], "o"), "gqa": (SCHEME_COLORS["gqa"], "s"), "mqa": (SCHEME_COLORS["mqa"], "^"),
+    "mla_naive": (SCHEME_COLORS["mla"], "x"), "mla_absorbed": (SCHEME_COLORS["mla"], "D"),
+    "dsa": (SCHEME_COLORS["dsa"], "v"),
+}
+
+#: Readable names for the schemes.
+SCHEME_LABELS: dict[str, str] = {"mha": "MHA", "gqa": "GQA", "mqa": "MQA", "mla_naive": "MLA naive",
+                                 "mla_absorbed": "MLA absorbed", "dsa": "DSA"}
+
+
+def load_results(path: str | Path | None = None) -> dict:
+    """Read a benchmark report (JSON written by ``python -m attnlab.bench --out``); None reads the committed
+    CPU run :data:`CPU_RESULTS`. Raises ValueError when the file lacks the report's keys."""
+    path = CPU_RESULTS if path is None else Path(path)
+    report = json.loads(path.read_text(encoding="utf-8"))
+    keys = {"device", "date", "dtype", "contexts", "schemes", "machine", "results", "roofline", "peers"}
+    missing = keys - set(report)
+    if missing:
+        raise ValueError(f"path={str(path)!r} is not a benchmark report: it lacks {sorted(missing)}")
+    return report
+
+
+def report_label(report: dict) -> str:
+    """"cpu (Intel(R) Xeon(R) Processor, 2 CPUs, 1 thread), float32, 2026-11-23": where and when it ran."""
+    dev = report["device"]
+    threads = dev.get("torch_threads")
+    extra = f", {threads} thread{'s' if threads != 1 else ''}" if threads is not None else ""
+    cpus = f", {dev['cpu_count']} CPUs" if "cpu_count" in dev else ""
+    return f"{dev['type']} ({dev.get('name', '?')}{cpus}{extra}), {report['dtype']}, {report['date'][:10]}"
+
+
+def _check_context(report: dict, context: object) -> int:
+    if context not in report["contexts"]:
+        raise ValueError(f"context={context!r} must be one of the report's contexts {report['contexts']}")
+    return context
+
+
+def _check_schemes(report: dict, schemes: Sequence[str]) -> tuple[str, ...]:
+    schemes = tuple(schemes)
+    if not schemes:
+        raise ValueError("schemes must name at least one scheme")
+    for s in schemes:
+        if s not in report["schemes"]:
+            raise ValueError(f"scheme={s!r} must be one of the report's schemes {report['schemes']}")
+    return schemes
+
+
+def select_rows(report: dict, schemes: Sequence[str], context: int) -> list[dict]:
+    """One dict per scheme at ``context`` (in the order given): the timing entry of ``report["results"]``
+    (time_s, time_min_s, cache_bytes_measured, cache_bytes_formula, time_vs_mha, cache_vs_mha) merged with
+    the roofline entry (flops, bytes, intensity, bound, achieved_flops, bandwidth_fraction, ...)."""
+    context = _check_context(report, context)
+    schemes = _check_schemes(report, schemes)
+    timing = {(r["scheme"], r["context"]): r for r in report["results"]}
+    roof = {(r["scheme"], r["context"]): r for r in report["roofline"]}
+    return [{**timing[(s, context)], **roof[(s, context)]} for s in schemes]
+
+
+def cache_matches_formula(report: dict) -> bool:
+    """True when every measured cache size equals :func:`attnlab.bench.cache_bytes`' formula."""
+    return all(r["cache_bytes_measured"] == r["cache_bytes_formula"] for r in report["results"])
+
+
+def ratios_vs_mha(report: dict, context: int) -> dict[str, dict[str, float]]:
+    """{scheme: {"time": step time / MHA's, "cache": cache bytes / MHA's}} at ``context``."""
+    rows = select_rows(report, report["schemes"], context)
+    return {r["scheme"]: {"time": r["time_vs_mha"], "cache": r["cache_vs_mha"]} for r in rows}
+
+
+def peer_ratios(report: dict) -> dict[str, dict[int, float]]:
+    """Median-time ratios against the peers, by context: {"sdpa_<scheme>": grouped_attention / SDPA, ...,
+    "hf_over_absorbed": Hugging Face DeepseekV3Attention / attnlab absorbed MLA} (the last one only when
+    the report ran the Hugging Face peer)."""
+    out: dict[str, dict[int, float]] = {}
+    for r in report["peers"]["sdpa"]:
+        out.setdefault(f"sdpa_{r['scheme']}", {})[r["context"]] = r["ratio_grouped_attention_over_sdpa"]
+    for r in report["peers"].get("hf_deepseek_v3", []):
+        out.setdefault("hf_over_absorbed", {})[r["context"]] = r["ratio_hf_over_attnlab_absorbed"]
+    return out
+
+
+def time_figure(report: dict):
+    """Median decode-step time (ms) against the context, one line per scheme, log-log axes."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for s in report["schemes"]:
+        rows = [r for r in report["results"] if r["scheme"] == s]
+        color, marker = SCHEME_STYLE.get(s, ("#333333", "o"))
+        ax.plot([r["context"] for r in rows], [r["time_s"] * 1e3 for r in rows], marker=marker, color=color,
+                label=SCHEME_LABELS.get(s, s))
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(report["contexts"], [f"{c:,}" for c in report["contexts"]])
+    ax.set_yscale("log")
+    ax.set_xlabel("context L (cached tokens)")
+    ax.set_ylabel("decode step, median (ms)")
+    ax.set_title(f"One layer, batch 1 · {report_label(report)}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def peer_figure(report: dict):
+    """The peers' median-time ratios against the context: grouped_attention / SDPA per dense scheme, and
+    Hugging Face DeepseekV3Attention / attnlab absorbed MLA; a dashed line at 1 (equal speed)."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    ratios = peer_ratios(report)
+    for key, by_ctx in ratios.items():
+        ctx = sorted(by_ctx)
+        if key == "hf_over_absorbed":
+            color, marker, label = SCHEME_STYLE["mla_absorbed"][0], "D", "HF DeepseekV3Attention / attnlab MLA"
+        else:
+            s = key.removeprefix("sdpa_")
+            color, marker = SCHEME_STYLE[s]
+            label = f"grouped_attention / SDPA, {SCHEME_LABELS[s]}"
+        ax.plot(ctx, [by_ctx[c] for c in ctx], marker=marker, color=color, label=label)
+    ax.axhline(1.0, color="#777777", linestyle="--", linewidth=1)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(report["contexts"], [f"{c:,}" for c in report["contexts"]])
+    ax.set_yscale("log")
+    ax.set_xlabel("context L (cached tokens)")
+    ax.set_ylabel("time ratio (> 1: the first is slower)")
+    ax.set_title(f"Against the peers · {report_label(report)}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def roofline_figure(report: dict, schemes: Sequence[str] | None = None, context: int | None = None):
+    """Log-log roofline of the report's machine: attainable FLOP/s = min(bandwidth x intensity, matmul rate),
+    the balance point marked; each scheme's decode step at ``context`` (default: the largest) placed at its
+    formula intensity and its achieved FLOP/s (formula FLOPs / median time)."""
+    schemes = _check_schemes(report, report["schemes"] if schemes is None else schemes)
+    context = max(report["contexts"]) if context is None else _check_context(report, context)
+    m = report["machine"]
+    bw, peak, balance = m["copy_bandwidth"], m["matmul_rate"], m["balance_flops_per_byte"]
+    rows = select_rows(report, schemes, context)
+    lo = min([r["intensity"] for r in rows] + [balance]) / 4
+    hi = max([r["intensity"] for r in rows] + [balance]) * 4
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    xs = [lo, balance, hi]
+    ax.plot(xs, [min(bw * x, peak) for x in xs], color="#333333", linewidth=2)
+    ax.axvline(balance, color="#999999", linestyle=":", linewidth=1)
+    y_lo = min(r["achieved_flops"] for r in rows) / 4
+    ax.text(balance / 1.1, y_lo * 1.3, f"balance {balance:.1f} FLOP/B", fontsize=8, color="#555555", ha="right")
+    ax.text(lo * 1.2, bw * lo * 0.35, f"copy bandwidth {bw / 1e9:.1f} GB/s", fontsize=8, color="#555555")
+    ax.text(balance * 1.3, peak * 1.25, f"matmul {peak / 1e9:.0f} GFLOP/s", fontsize=8, color="#555555")
+    for r in rows:
+        color, marker = SCHEME_STYLE.get(r["scheme"], ("#333333", "o"))
+        ax.scatter([r["intensity"]], [r["achieved_flops"]], color=color, marker=marker, s=60, zorder=3,
+                   label=f"{SCHEME_LABELS.get(r['scheme'], r['scheme'])} ({r['intensity']:.2f} FLOP/B)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylim(y_lo, peak * 2.5)
+    ax.set_xlabel("arithmetic intensity (FLOP per byte)")
+    ax.set_ylabel("FLOP/s (achieved: formula FLOPs / median time)")
+    ax.set_title(f"Roofline at L = {context:,} · {report_label(report)}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def readout_html(report: dict, schemes: Sequence[str], context: int) -> str:
+    """An HTML table, one block of rows per scheme at ``context``: median time, cache bytes measured and by
+    the formula, intensity, bound (against the report's balance) and the fraction of copy bandwidth used."""
+    rows = select_rows(report, schemes, context)
+    balance = report["machine"]["balance_flops_per_byte"]
+    cells: list[tuple[str, str]] = [("run", report_label(report)), ("context L", f"{context:,} tokens"),
+                                    ("machine balance", f"{balance:.1f} FLOP/byte")]
+    for r in rows:
+        name = SCHEME_LABELS.get(r["scheme"], r["scheme"])
+        same = "= formula" if r["cache_bytes_measured"] == r["cache_bytes_formula"] else "≠ formula!"
+        cells += [
+            (f"{name}: step time", f"{r['time_s'] * 1e3:.3f} ms (median), {r['time_vs_mha']:.2f}× MHA"),
+            (f"{name}: cache", f"{format_bytes(r['cache_bytes_measured'])} measured {same}, "
+                               f"{r['cache_vs_mha']:.4g}× MHA"),
+            (f"{name}: roofline", f"{r['intensity']:.2f} FLOP/byte, {roofline_bound(r['intensity'], balance)}-"
+                                  f"bound, {r['bandwidth_fraction']:.0%} of copy bandwidth"),
+        ]
+    return _table(cells)
+
+
+class BenchExplorer(widgets.VBox):
+    """The container :func:`bench_explorer` returns: ``.schemes`` (a SelectMultiple over the report's
+    schemes), ``.context`` (a SelectionSlider over its contexts), ``.image`` (the roofline, PNG) and
+    ``.readout`` (HTML)."""
+
+    def __init__(self, report: dict, schemes: Sequence[str], context: int) -> None:
+        self.report = report
+        schemes, context = _check_schemes(report, schemes), _check_context(report, context)
+        self.schemes = widgets.SelectMultiple(
+            options=[(SCHEME_LABELS.get(s, s), s) for s in report["schemes"]], value=schemes,
+            description="schemes", rows=len(report["schemes"]), layout=widgets.Layout(width="260px"))
+        self.context = widgets.SelectionSlider(
+            options=[(f"{c:,}", c) for c in report["contexts"]], value=context, description="context L",
+            layout=widgets.Layout(width="380px"))
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        self.readout = widgets.HTML()
+        for control in (self.schemes, self.context):
+            control.observe(self._refresh, names="value")
+        super().__init__([widgets.HBox([self.schemes, self.context]), self.image, self.readout])
+        self._refresh()
+
+    def _refresh(self, change: dict | None = None) -> None:
+        # A callback: it only sets the Image and HTML widgets' values (an empty selection keeps the last view).
+        if not self.schemes.value:
+            return
+        self.image.value = figure_png(roofline_figure(self.report, self.schemes.value, self.context.value), dpi=80)
+        self.readout.value = readout_html(self.report, self.schemes.value, self.context.value)
+
+    def __repr__(self) -> str:
+        # A short, deterministic text form (the notebook stores it as the cell's plain-text output).
+        return f"BenchExplorer(schemes={list(self.schemes.value)}, context={self.context.value})"
+
+
+def bench_explorer(report: dict | None = None, schemes: Sequence[str] = ("mha", "mqa", "mla_absorbed", "dsa"),
+                   context: int | None = None) -> BenchExplorer:
+    """Return chapter 14's widget over ``report`` (default: the committed CPU run): pick schemes and one of
+    the report's contexts (default: the largest) and see the measured step time, cache bytes and the
+    roofline position."""
+    report = load_results() if report is None else report
+    context = max(report["contexts"]) if context is None else context
+    return BenchExplorer(report, schemes, context)

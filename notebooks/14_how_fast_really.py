@@ -1,0 +1,309 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 14 · How fast, really
+#
+# *Course chapter (not in the video).*
+#
+# The earlier chapters counted bytes and FLOPs on paper. This one runs the clock. One attention layer, batch
+# 1, decodes one new token against a cache of $L$ tokens, for every scheme of the course: MHA, GQA, MQA,
+# MLA (naive and absorbed) and DSA. We look at the step time, check the cache against the formula, place
+# each scheme on a roofline, compare with PyTorch's and Hugging Face's implementations, and finally set
+# the cache each tiny model keeps against the validation loss it reached.
+#
+# Every timing here was taken on **this course's CPU**, not on a GPU: the numbers say how the schemes
+# behave on a small memory-bound machine. `python -m attnlab.bench --device cuda --dtype bfloat16`
+# produces the same tables on a GPU.
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import Markdown, display
+
+from attnlab import bench, show_source
+from attnlab.exercises import ch14
+from attnlab.interactive import bench as bench_ui
+from attnlab.model import load_checkpoint
+from attnlab.sizing import format_bytes
+
+_ = torch.manual_seed(0)
+# One thread: the live run below measures one core, like the committed run.
+torch.set_num_threads(1)
+
+# %% [markdown]
+# ## 1. The committed CPU run
+#
+# `python -m attnlab.bench --threads 1 --repeats 15 --out lib/attnlab/data/bench_cpu.json` wrote this file.
+# The layer is `bench.DEFAULT_SHAPE`: $d = 1024$, 16 query heads of 64; GQA keeps 4 K/V heads, MQA one; MLA
+# caches a latent of $d_c = 256$ plus a RoPE key of $d_h^R = 32$; DSA adds a 4-head indexer of width 64 and
+# attends to the top $k = 256$ tokens only.
+
+# %%
+report = bench_ui.load_results()
+shape = bench.BenchShape(**report["shape"])
+contexts = report["contexts"]
+display(Markdown(
+    f"**Run:** {bench_ui.report_label(report)}, torch {report['torch_version']}, median of {report['repeats']} "
+    f"timed steps per point, contexts {', '.join(f'{c:,}' for c in contexts)} tokens, "
+    f"schemes {', '.join(bench_ui.SCHEME_LABELS[s] for s in report['schemes'])}."
+))
+
+# %%
+fig = bench_ui.time_figure(report)
+plt.show()
+
+# %%
+big, small = max(contexts), min(contexts)
+r_big = bench_ui.ratios_vs_mha(report, big)
+r_small = bench_ui.ratios_vs_mha(report, small)
+display(Markdown(
+    f"At {big:,} cached tokens MHA needs {bench_ui.select_rows(report, ['mha'], big)[0]['time_s'] * 1e3:.1f} ms "
+    f"per step; MQA {r_big['mqa']['time']:.2f}× that, GQA {r_big['gqa']['time']:.2f}×, absorbed MLA "
+    f"{r_big['mla_absorbed']['time']:.2f}× and DSA {r_big['dsa']['time']:.2f}×. Naive MLA, which rebuilds every "
+    f"key and value each step, takes {r_big['mla_naive']['time']:.1f}× MHA's time. At {small:,} tokens the "
+    f"weights still weigh in and the spread is narrower: MQA {r_small['mqa']['time']:.2f}×, absorbed MLA "
+    f"{r_small['mla_absorbed']['time']:.2f}×."
+))
+
+# %% [markdown]
+# ### Cache bytes: measured against the formula
+#
+# The benchmark fills each cache with real tensors and reads `LayerCache.nbytes`; `bench.cache_bytes`
+# predicts $b\,L$ times $2 n_{kv} d_h$ (dense), $d_c + d_h^R$ (MLA) or $d_c + d_h^R + d^I$ (DSA, which also
+# caches the indexer's key).
+
+# %%
+show_source(bench.cache_elements_per_token, start="if scheme in DENSE_SCHEMES", stop="return mla +")
+
+# %%
+rows = ["| scheme | measured | formula | equal | × MHA |", "|---|---:|---:|:---:|---:|"]
+for r in bench_ui.select_rows(report, report["schemes"], big):
+    rows.append(f"| {bench_ui.SCHEME_LABELS[r['scheme']]} | {r['cache_bytes_measured']:,} | "
+                f"{r['cache_bytes_formula']:,} | {r['cache_bytes_measured'] == r['cache_bytes_formula']} | "
+                f"{r['cache_vs_mha']:.4g} |")
+display(Markdown(f"Cache bytes at L = {big:,}, {report['dtype']}, one layer:\n\n" + "\n".join(rows)))
+display(Markdown(f"Every measured cache, every context, equals its formula: "
+                 f"**{bench_ui.cache_matches_formula(report)}**."))
+
+# %% [markdown]
+# ### Against the peers
+#
+# Two comparisons run in the same benchmark. For the dense schemes, the attention core of one step:
+# `attnlab.gqa.grouped_attention` (plain einsums) against PyTorch's fused
+# `scaled_dot_product_attention(..., enable_gqa=True)`. For MLA, Hugging Face's `DeepseekV3Attention`, which
+# re-expands keys and values from the latent every step, against this library's absorbed decode with the
+# same weights and the same cached latents (their outputs agree to float32 rounding).
+
+# %%
+fig = bench_ui.peer_figure(report)
+plt.show()
+
+# %%
+peers = bench_ui.peer_ratios(report)
+hf = peers["hf_over_absorbed"]
+hf_diff = max(r["max_abs_diff"] for r in report["peers"]["hf_deepseek_v3"])
+display(Markdown(
+    f"Hugging Face's MLA step takes {hf[small]:.1f}× the absorbed step at {small:,} tokens and {hf[big]:.1f}× at "
+    f"{big:,}: its cost grows with the re-expansion, $n_h (d_h + d_v) d_c$ multiply-adds per cached token, while "
+    f"the absorbed form reads each latent once (largest output difference {hf_diff:.1e}). Against SDPA the plain "
+    f"einsums take {peers['sdpa_mha'][small]:.2f}× SDPA's time for MHA at {small:,} tokens and "
+    f"{peers['sdpa_mha'][big]:.2f}× at {big:,}; for MQA at {big:,} the ratio is {peers['sdpa_mqa'][big]:.2f}: "
+    "on this CPU build the fused kernel loses to the einsum once few K/V heads are shared by many query heads."
+))
+
+# %% [markdown]
+# ## 2. The roofline
+#
+# A decode step does $F$ FLOPs and moves $B$ bytes; its **arithmetic intensity** is $I = F / B$. A machine
+# streams $\beta$ bytes/s and computes $\pi$ FLOP/s, so the step can go no faster than
+# $\min(\beta I, \pi)$ FLOP/s. Below the **balance point** $\pi / \beta$ the step is memory-bound: the
+# bytes set the time. The benchmark measures $\beta$ with a large copy and $\pi$ with a GEMM.
+
+# %%
+show_source(bench.attention_flops, start="if scheme in DENSE_SCHEMES", stop="hi, di = s.index_n_heads")
+
+# %%
+fig = bench_ui.roofline_figure(report, context=big)
+plt.show()
+
+# %%
+m = report["machine"]
+rows_big = {r["scheme"]: r for r in bench_ui.select_rows(report, report["schemes"], big)}
+i_small = {r["scheme"]: r["intensity"] for r in bench_ui.select_rows(report, report["schemes"], small)}
+display(Markdown(
+    f"This machine: copy bandwidth {m['copy_bandwidth'] / 1e9:.1f} GB/s, matmul {m['matmul_rate'] / 1e9:.0f} "
+    f"GFLOP/s, balance **{m['balance_flops_per_byte']:.1f} FLOP/byte**. At {big:,} tokens MHA sits at "
+    f"{rows_big['mha']['intensity']:.2f} FLOP/byte (each cached number is read once for one multiply-add), MQA "
+    f"at {rows_big['mqa']['intensity']:.2f}, absorbed MLA at {rows_big['mla_absorbed']['intensity']:.2f} and "
+    f"DSA at {rows_big['dsa']['intensity']:.2f}; naive MLA, at {rows_big['mla_naive']['intensity']:.1f}, is "
+    f"{rows_big['mla_naive']['bound']}-bound and slow for it: all that arithmetic is wasted rebuilding keys."
+))
+
+# %% [markdown]
+# **Why absorbed MLA moves right.** After absorption all $n_h$ heads score and mix the *same* cached latent
+# (chapter 8's MQA view): each cached number, read once, feeds $n_h$ multiply-adds instead of one. So its
+# intensity grows with $L$ towards $n_h (2 d_c + d_h^R) / (d_c + d_h^R)$ multiply-adds per number, far
+# right of MHA's fixed 0.5 FLOP/byte in float32. On a GPU, whose balance is in the hundreds, it is still
+# memory-bound, but it uses each byte many times.
+#
+# **Why DSA moves left.** DSA reads only the indexer keys ($d^I$ per token) for every token and the full
+# latents for $k$ tokens only. Its bytes per step grow slowly with $L$, but its FLOPs grow more slowly
+# still: the indexer does a few multiply-adds per byte, so the intensity falls back below MQA's. DSA wins by
+# moving fewer bytes, not by using them better.
+
+# %%
+display(Markdown(
+    f"From {small:,} to {big:,} tokens absorbed MLA moves from {i_small['mla_absorbed']:.2f} to "
+    f"{rows_big['mla_absorbed']['intensity']:.2f} FLOP/byte; DSA stays between {i_small['dsa']:.2f} and "
+    f"{rows_big['dsa']['intensity']:.2f}, while its bytes per step at {big:,} tokens are "
+    f"{rows_big['dsa']['bytes'] / rows_big['mla_absorbed']['bytes']:.2f}× absorbed MLA's "
+    f"({format_bytes(rows_big['dsa']['bytes'])} against {format_bytes(rows_big['mla_absorbed']['bytes'])}, "
+    "weights included)."
+))
+
+# %% [markdown]
+# ## 3. A live run, here and now
+#
+# The same code, on the small `QUICK_SHAPE` ($d = 128$, 4 heads of 32), contexts 64, 128 and 256, three
+# repeats, without the Hugging Face peer. It takes a second or two.
+
+# %%
+live = bench.run_benchmark("cpu", "float32", contexts=(64, 128, 256), repeats=3, shape=bench.QUICK_SHAPE,
+                           copy_bytes=2**23, gemm_n=256, hf_peer=False)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# Timings change from run to run and machine to machine; the next cell checks only what cannot change.
+print(bench.format_report(live))
+
+# %%
+display(Markdown(
+    f"Schemes measured: {', '.join(sorted(live['schemes']))}; contexts {live['contexts']}. Every cache equals "
+    f"its formula: **{bench_ui.cache_matches_formula(live)}**."
+))
+
+# %% [markdown]
+# ## 4. The quality side
+#
+# Speed is half the story. The tiny models of the course were trained on the same budget (600 steps, batch
+# 16, sequences of 128, seed 0), each with its own attention. Measure the cache each keeps per token (all
+# four layers, float32) by running it on a few tokens, and set it against its validation loss.
+
+# %%
+names = ["mha", "gqa", "mqa", "mla", "dsa"]
+quality = {}
+for name in names:
+    model = load_checkpoint(f"tiny_{name}")
+    cache = model.new_cache()
+    with torch.no_grad():
+        model(torch.arange(8)[None], cache=cache)  # 8 tokens, (1, 8)
+    loss = model.metrics["val_loss"]["dsa_sparse"] if name == "dsa" else model.metrics["val_loss"]
+    quality[name] = {"bytes": cache.bytes_per_token(), "val_loss": loss, "metrics": model.metrics}
+
+# %%
+fig, ax = plt.subplots(figsize=(6.0, 3.8))
+for name, q in quality.items():
+    ax.scatter(q["bytes"], q["val_loss"], s=70, color=bench_ui.SCHEME_COLORS[name], zorder=3)
+    ax.annotate(name.upper() + (" (sparse)" if name == "dsa" else ""), (q["bytes"], q["val_loss"]),
+                textcoords="offset points", xytext=(7, 4), fontsize=9)
+ax.set_xscale("log", base=2)
+ax.set_xlabel("cache bytes per token (4 layers, float32, measured)")
+ax.set_ylabel("validation loss (nats / token)")
+ax.set_title("Tiny models: cache against quality (one seed each)", fontsize=10)
+ax.grid(True, which="both", alpha=0.3)
+plt.show()
+
+# %%
+dsa_m = quality["dsa"]["metrics"]
+extra = dsa_m["dsa_train"]["warmup_steps"] + dsa_m["dsa_train"]["sparse_steps"]
+spread = max(q["val_loss"] for q in quality.values()) - min(q["val_loss"] for q in quality.values())
+rows = ["| model | cache B/token | × MHA | val loss |", "|---|---:|---:|---:|"]
+for name, q in quality.items():
+    rows.append(f"| {name.upper()} | {q['bytes']:,.0f} | {q['bytes'] / quality['mha']['bytes']:.3g} | "
+                f"{q['val_loss']:.3f} |")
+display(Markdown("\n".join(rows)))
+display(Markdown(
+    f"All five losses lie within {spread:.3f} nats of each other, while the caches differ "
+    f"{quality['mha']['bytes'] / quality['mqa']['bytes']:.0f}-fold. Read this with care: each model is one seed, "
+    f"and differences of a few hundredths are within what another seed could move. The DSA model is not on the "
+    f"same budget: it started from the trained MLA model and had {extra} more steps "
+    f"({dsa_m['dsa_train']['warmup_steps']} indexer warm-up, {dsa_m['dsa_train']['sparse_steps']} sparse), and "
+    f"its own evaluation scores the dense MLA it started from at {dsa_m['val_loss']['mla_dense']:.3f}, not the "
+    f"{quality['mla']['val_loss']:.3f} of MLA's own: evaluation batches alone move the loss by "
+    f"{abs(dsa_m['val_loss']['mla_dense'] - quality['mla']['val_loss']):.3f}. Against that same evaluation, "
+    f"sparse attention to the top {dsa_m['dsa_train']['top_k']} tokens ends at "
+    f"{dsa_m['val_loss']['dsa_sparse']:.3f}. The plot shows that shrinking the cache cost these tiny models "
+    "little; it does not rank the schemes."
+))
+
+# %% [markdown]
+# ## 5. Explore the run
+#
+# Pick schemes and one of the run's context lengths: the widget shows each scheme's measured step time,
+# its cache (measured, checked against the formula) and where it sits on this machine's roofline.
+
+# %%
+explorer = bench_ui.bench_explorer(report, schemes=("mha", "mqa", "mla_absorbed", "dsa"), context=big)
+explorer
+
+# %% [markdown]
+# ## What it costs
+#
+# Per decoded token, one layer of `DEFAULT_SHAPE`, float32, from the formulas the benchmark checks against
+# (FLOPs: 2 per multiply-add; bytes: weights plus the cache read once).
+
+# %%
+rows = ["| scheme | cache / token | FLOPs at L = " + " | ".join(f"{c:,}" for c in contexts) +
+        " | bytes at L = " + f"{big:,} |", "|---|---:|" + "---:|" * len(contexts) + "---:|"]
+for s in bench.SCHEMES:
+    rows.append(f"| {bench_ui.SCHEME_LABELS[s]} | {bench.cache_bytes(s, shape, 1, 'float32'):,} B | "
+                + " | ".join(f"{bench.flops_per_token(s, shape, c) / 1e6:.1f} M" for c in contexts)
+                + f" | {format_bytes(bench.bytes_per_token(s, shape, big, 'float32'))} |")
+display(Markdown("\n".join(rows)))
+display(Markdown(
+    f"Per cached token MHA holds {bench.cache_bytes('mha', shape, 1, 'float32'):,} bytes, absorbed MLA "
+    f"{bench.cache_bytes('mla_absorbed', shape, 1, 'float32'):,} and DSA "
+    f"{bench.cache_bytes('dsa', shape, 1, 'float32'):,}. Naive MLA does "
+    f"{bench.flops_per_token('mla_naive', shape, big) / bench.flops_per_token('mla_absorbed', shape, big):.0f}× "
+    f"absorbed MLA's FLOPs at {big:,} tokens for the same cache; DSA's FLOPs barely grow with L."
+))
+
+# %% [markdown]
+# ## Exercises
+#
+# Use `attnlab.bench`'s formulas or your own arithmetic; solutions are in `notebooks/solutions/ch14.py`.
+#
+# **1.** One MQA decode step at `ch14.CONTEXT` = 8192 cached tokens, `DEFAULT_SHAPE`, float32: what is its
+# arithmetic intensity in FLOP per byte, weights included?
+
+# %%
+answer_mqa_intensity = None  # a float
+print(ch14.check_mqa_intensity(answer_mqa_intensity))
+
+# %% [markdown]
+# **2.** A machine has a balance of `ch14.BALANCE` = 4 FLOP/byte. At 8192 tokens, float32, which schemes'
+# decode steps are memory-bound and which compute-bound? Answer with a dict from every name in
+# `bench.SCHEMES` to `"memory"` or `"compute"`.
+
+# %%
+answer_bounds = None  # {"mha": "memory", ...}
+print(ch14.check_bounds(answer_bounds))
+
+# %% [markdown]
+# **3.** On the same machine, from how many cached tokens $L$ on is absorbed MLA compute-bound? Give the
+# smallest such $L$.
+
+# %%
+answer_crossover = None  # an int
+print(ch14.check_crossover_context(answer_crossover))

@@ -1,0 +1,177 @@
+"""Chapter 14 (how fast, really): the benchmark report loaders, the widget and the exercise checks."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import pytest
+
+from attnlab import bench
+from attnlab.exercises import ch14
+from attnlab.interactive import bench as ui
+
+SOLUTIONS = Path(__file__).resolve().parents[1] / "notebooks" / "solutions"
+
+
+@pytest.fixture(scope="module")
+def report():
+    return ui.load_results()
+
+
+@pytest.fixture(scope="module")
+def raw():
+    return json.loads(ui.CPU_RESULTS.read_text())
+
+
+# ------------------------------------------------------------------------------------------- loaders
+
+
+def test_load_results_reads_the_committed_cpu_run(report, raw):
+    assert report == raw
+    assert report["device"]["type"] == "cpu"
+    assert report["schemes"] == list(bench.SCHEMES)
+    label = ui.report_label(report)
+    assert report["date"][:10] in label and report["dtype"] in label and report["device"]["name"] in label
+
+
+def test_load_results_rejects_a_file_that_is_not_a_report(tmp_path):
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"device": {}}))
+    with pytest.raises(ValueError, match="not a benchmark report"):
+        ui.load_results(path)
+
+
+def test_select_rows_joins_the_json_entries(report, raw):
+    for context in raw["contexts"]:
+        rows = ui.select_rows(report, ["dsa", "mha"], context)
+        assert [r["scheme"] for r in rows] == ["dsa", "mha"]
+        for row in rows:
+            timing = next(r for r in raw["results"] if (r["scheme"], r["context"]) == (row["scheme"], context))
+            roof = next(r for r in raw["roofline"] if (r["scheme"], r["context"]) == (row["scheme"], context))
+            assert row["time_s"] == timing["time_s"] and row["intensity"] == roof["intensity"]
+            assert row["cache_bytes_measured"] == timing["cache_bytes_measured"]
+
+
+def test_select_rows_validates(report):
+    with pytest.raises(ValueError, match="context"):
+        ui.select_rows(report, ["mha"], 1000)
+    with pytest.raises(ValueError, match="scheme"):
+        ui.select_rows(report, ["mla"], report["contexts"][0])
+    with pytest.raises(ValueError, match="at least one"):
+        ui.select_rows(report, [], report["contexts"][0])
+
+
+def test_committed_caches_match_the_formula_and_the_ratios_follow(report):
+    assert ui.cache_matches_formula(report)
+    shape = bench.BenchShape(**report["shape"])
+    for r in report["results"]:
+        assert r["cache_bytes_formula"] == bench.cache_bytes(r["scheme"], shape, r["context"], report["dtype"])
+    big = max(report["contexts"])
+    ratios = ui.ratios_vs_mha(report, big)
+    assert ratios["mha"] == {"time": 1.0, "cache": 1.0}
+    assert ratios["mqa"]["cache"] == 1 / shape.n_heads
+    broken = json.loads(json.dumps(report))
+    broken["results"][0]["cache_bytes_measured"] += 1
+    assert not ui.cache_matches_formula(broken)
+
+
+def test_peer_ratios_and_roofline_entries_match_the_formulas(report):
+    peers = ui.peer_ratios(report)
+    assert set(peers) == {"sdpa_mha", "sdpa_gqa", "sdpa_mqa", "hf_over_absorbed"}
+    assert sorted(peers["hf_over_absorbed"]) == report["contexts"]
+    shape = bench.BenchShape(**report["shape"])
+    for r in report["roofline"]:
+        assert r["intensity"] == pytest.approx(bench.arithmetic_intensity(r["scheme"], shape, r["context"],
+                                                                          report["dtype"]))
+
+
+def test_figures_draw(report):
+    import matplotlib.pyplot as plt
+
+    for fig in (ui.time_figure(report), ui.peer_figure(report), ui.roofline_figure(report, ["mha"], 1024)):
+        assert fig.axes
+        plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------- widget
+
+
+def test_widget_offers_only_the_reports_values_and_follows_its_controls(report, capsys):
+    w = ui.bench_explorer(report, schemes=("mha",), context=min(report["contexts"]))
+    assert [v for _, v in w.context.options] == report["contexts"]
+    assert [v for _, v in w.schemes.options] == report["schemes"]
+    before_html, before_png = w.readout.value, w.image.value
+    assert before_png[:4] == b"\x89PNG"
+    big = max(report["contexts"])
+    w.context.value = big
+    w.schemes.value = ("mqa", "mla_absorbed")
+    assert w.readout.value != before_html and w.image.value != before_png
+    assert w.readout.value == ui.readout_html(report, ("mqa", "mla_absorbed"), big)
+    rows = ui.select_rows(report, ["mqa", "mla_absorbed"], big)
+    for r in rows:
+        assert f"{r['time_s'] * 1e3:.3f} ms" in w.readout.value
+        assert f"{r['intensity']:.2f} FLOP/byte" in w.readout.value
+    assert "MHA: step time" not in w.readout.value
+    assert capsys.readouterr().out == ""
+    assert repr(w) == f"BenchExplorer(schemes=['mqa', 'mla_absorbed'], context={big})"
+
+
+def test_widget_rejects_invalid_starting_values(report):
+    with pytest.raises(ValueError, match="context"):
+        ui.bench_explorer(report, context=3000)
+    with pytest.raises(ValueError, match="scheme"):
+        ui.bench_explorer(report, schemes=("mla",))
+
+
+# ------------------------------------------------------------------------------------------- exercises
+
+
+@pytest.fixture(scope="module")
+def solutions():
+    return runpy.run_path(str(SOLUTIONS / "ch14.py"))
+
+
+@pytest.mark.parametrize("check, name", [
+    (ch14.check_mqa_intensity, "answer_mqa_intensity"),
+    (ch14.check_bounds, "answer_bounds"),
+    (ch14.check_crossover_context, "answer_crossover"),
+])
+def test_solutions_pass(solutions, check, name):
+    assert check(solutions[name]).startswith("✓")
+    assert check(None).startswith("…")
+
+
+def test_expected_answers_are_what_the_formulas_say():
+    assert ch14.expected_bounds() == {"mha": "memory", "gqa": "memory", "mqa": "memory", "mla_naive": "compute",
+                                      "mla_absorbed": "compute", "dsa": "memory"}
+    L = ch14.crossover_context()
+    assert bench.arithmetic_intensity("mla_absorbed", ch14.SHAPE, L, "float32") >= ch14.BALANCE
+    assert bench.arithmetic_intensity("mla_absorbed", ch14.SHAPE, L - 1, "float32") < ch14.BALANCE
+
+
+_RIGHT = bench.arithmetic_intensity("mqa", bench.DEFAULT_SHAPE, 8192, "float32")
+_BOUNDS = {"mha": "memory", "gqa": "memory", "mqa": "memory", "mla_naive": "compute", "mla_absorbed": "compute",
+           "dsa": "memory"}
+
+
+@pytest.mark.parametrize("check, answer, hint", [
+    (ch14.check_mqa_intensity, 2 * _RIGHT, "bfloat16"),
+    (ch14.check_mqa_intensity, 1 / _RIGHT, "FLOPs per byte"),
+    (ch14.check_mqa_intensity, 8.0, "attention core alone"),
+    (ch14.check_mqa_intensity, 2.8, "not yet"),
+    (ch14.check_mqa_intensity, "2.9", "number"),
+    (ch14.check_bounds, {k: ("compute" if v == "memory" else "memory") for k, v in _BOUNDS.items()}, "swapped"),
+    (ch14.check_bounds, {**_BOUNDS, "mla_absorbed": "memory"}, "mla_absorbed"),
+    (ch14.check_bounds, {**_BOUNDS, "mha": "compute"}, "not yet"),
+    (ch14.check_bounds, {"mha": "memory"}, "keys"),
+    (ch14.check_bounds, {**_BOUNDS, "dsa": "slow"}, "'memory' or 'compute'"),
+    (ch14.check_crossover_context, 3764, "one too many"),
+    (ch14.check_crossover_context, 3762, "one short"),
+    (ch14.check_crossover_context, 4096, "not yet"),
+    (ch14.check_crossover_context, 3763.5, "whole number"),
+])
+def test_wrong_answers_fail_with_a_hint(check, answer, hint):
+    with pytest.raises(AssertionError, match=hint):
+        check(answer)
