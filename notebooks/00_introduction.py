@@ -11,7 +11,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 0 · Introduction and map of the course
 #
 # *Video chapter at 00:00.*
@@ -31,7 +31,7 @@
 # It then lays out the map of the course, computes the headline numbers that the rest of the course
 # explains, and gives you a calculator to play with.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import HTML, Markdown, display
@@ -44,18 +44,18 @@ from attnlab.widgets import CalculatorState, cache_calculator, render_html
 
 _ = torch.manual_seed(0)  # nothing below is random; every chapter fixes the seed all the same
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The idea, animated
 #
 # The chapter in one short animation. It plays here once the videos are rendered (`./course animations`);
 # until then, and in static exports, the last frame stands in.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 from attnlab.media import show_animation
 
 show_animation("IntroductionScene")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Why memory is the bottleneck
 #
 # A language model writes one token at a time. To produce the next token, every layer turns the newest
@@ -74,7 +74,7 @@ show_animation("IntroductionScene")
 # and every method in this course attacks the first factor (MQA, GQA, MLA) or the second (DSA).
 # Here is the size of that read for DeepSeek-V3, whose shape is loaded from its published config:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 v3 = MODELS["deepseek-v3"]
 context = 128 * 1024  # tokens ("128K")
 mla_read = sizing.kv_cache_bytes(v3, seq_len=context)  # MLA, as published, bfloat16
@@ -94,14 +94,14 @@ display(Markdown(
     "from bytes alone."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. The map of the course
 #
 # The chapters follow the video's chapters (the timestamps are the video's); "course" marks a chapter
 # the course adds. The table is built from the notebooks in this folder, so it lists exactly the
 # chapters you have.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 from pathlib import Path
 
 # (chapter, title, video timestamp, what you build); the notebook file is found by its number
@@ -131,7 +131,7 @@ rows = [
 header = ["| Ch. | Topic | Video | Notebook | What you build |", "|---|---|---|---|---|"]
 display(Markdown("\n".join(header + rows)))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. The headline numbers
 #
 # How many numbers does the cache keep per token and per layer? The DeepSeek-V2 paper
@@ -148,16 +148,16 @@ display(Markdown("\n".join(header + rows)))
 #
 # `attnlab.sizing` implements exactly that:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(sizing.kv_elements_per_token, start="d_h = spec.head_dim", stop="return per if")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # DeepSeek-V3 caches MLA. To compare, we ask what the *same* model would cache with each scheme, with
 # its own layers, query heads and head width $d_h$ (the value width: the wider query/key head, which
 # includes the RoPE part, is never cached in MLA's form), in bfloat16. For GQA we take the number of KV
 # groups the seed summaries quote.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 gqa_heads = 16  # the seed summaries' "16 groups"
 display(Markdown(
     f"{v3.name}: {v3.n_layers} layers, {v3.n_heads} query heads, $d_h$ = {v3.head_dim}, "
@@ -175,13 +175,13 @@ for s in SCHEMES:
                  f"{per_scheme[s]:,} ({format_bytes(per_scheme[s])}) | {format_ratio(ratio[s])}× |")
 display(Markdown("\n".join(lines)))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### What the seed summaries got right, and wrong
 #
 # The summaries of the video that this course started from quote these figures. Each verdict below is
 # computed from the published shapes, not typed in:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 d_c, d_h_rope = sizing.mla_dims(v3)
 width = sizing.kv_elements_per_token(v3, per_layer=True)
 v2, dense67 = MODELS["deepseek-v2"], MODELS["deepseek-67b"]
@@ -212,7 +212,7 @@ verdicts = [
 display(Markdown("\n".join(["| claim | verdict | computed |", "|---|---|---|",
                             *[f"| {c} | {v} | {why} |" for c, v, why in verdicts]])))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Play with it: the KV-cache calculator
 #
 # Pick a model: its published shape loads into the sliders. Then change anything: the number of layers,
@@ -225,29 +225,29 @@ display(Markdown("\n".join(["| claim | verdict | computed |", "|---|---|---|",
 # * Llama-3-70B at 128K context: does one 80 GiB GPU hold one sequence's cache? With MLA?
 # * Switch the dtype to float8: everything halves against bfloat16.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 calc = cache_calculator("deepseek-v3")
 calc
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The calculator draws its readout with a pure function of its state, so the same view can be rendered
 # without a live kernel. Here it is for Llama-3-70B serving a batch of sequences as long as its published
 # context window, in bfloat16:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 llama70 = MODELS["llama-3-70b"]
 state = CalculatorState(spec=llama70, gqa_kv_heads=llama70.n_kv_heads, seq_len=llama70.max_context, batch=16)
 display(Markdown(f"{llama70.name}: batch {state.batch} × {state.seq_len:,} tokens"))
 display(HTML(render_html(state)))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Cache size against context length
 #
 # The cache grows linearly with the context, with a slope set by the scheme. Each line is a real model's
 # cache for one sequence in bfloat16, solid up to its published context window (`max_position_embeddings`)
 # and dotted beyond it. The grey dashed line is DeepSeek-V3's shape with plain MHA.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 lengths = [2**k for k in range(10, 21)]  # 1K ... 1M tokens
 shown = ["llama-2-7b", "llama-3-70b", "llama-3-8b", "deepseek-v3", "qwen2.5-7b", "falcon-7b"]
 shown.sort(key=lambda k: -sizing.bytes_per_token(k))  # legend from largest to smallest
@@ -284,7 +284,7 @@ ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=Fals
 fig.tight_layout()
 plt.show()
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 at = 128 * 1024
 sizes = {key: gib(sizing.kv_cache_bytes(key, at)) for key in shown}
 display(Markdown(
@@ -296,13 +296,13 @@ display(Markdown(
     f"({format_bytes(sizing.bytes_per_token('mistral-7b'))} per token), so its line is the same."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. What it costs
 #
 # **Memory beside the weights.** The cache shares the GPU with the model's weights. What is left over
 # decides how many tokens, and so how many users, one GPU serves at once.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 l8 = MODELS["llama-3-8b"]
 weights = sizing.weight_bytes(l8, torch.bfloat16)
 fit = sizing.tokens_that_fit(l8, gpu_gib, weights_dtype=torch.bfloat16)
@@ -319,11 +319,11 @@ display(Markdown(
     "(A rough bound: activations and the serving framework take their share too.)"
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Bandwidth per generated token.** Each new token reads the whole cache, so the time per token grows
 # with the context. Reading DeepSeek-V3's cache for one sequence once, at FlashMLA's 3000 GB/s:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 lines = ["| scheme | cache at 8K | cache at 128K | read time per token at 128K |", "|---|---:|---:|---:|"]
 for s in SCHEMES:
     n_kv = gqa_heads if s == "gqa" else None
@@ -332,13 +332,13 @@ for s in SCHEMES:
                  f"{1e3 * c128 / flashmla_bytes_per_s:.1f} ms |")
 display(Markdown("\n".join(lines)))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Arithmetic per byte.** Sharing keys and values saves memory, not arithmetic: every query head still
 # scores every cached token. MLA even spends *more* arithmetic per cached token: in its absorbed form
 # (chapter 8) each head scores the whole $d_c + d_h^R$ wide vector and mixes the $d_c$ wide latent.
 # What matters for decoding is the ratio, FLOPs per byte read:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 lines = ["| scheme | multiply-adds per cached token and layer | FLOPs per byte of cache read |",
          "|---|---:|---:|"]
 for s in SCHEMES:
@@ -355,11 +355,11 @@ display(Markdown(
     "arithmetic, not memory, starts to set the pace. Chapter 8 counts both sides for MLA's absorbed decode."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What DSA adds.** DeepSeek-V3.2 keeps V3's MLA cache and adds, per token and layer, one key for its
 # lightning indexer. In return, the main attention reads only the top-k selected tokens:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 v32 = MODELS["deepseek-v3.2"]
 index_extra = sizing.indexer_elements_per_token(v32) / sizing.kv_elements_per_token(v32)
 display(Markdown(
@@ -370,7 +370,7 @@ display(Markdown(
     "(chapters 10 to 12)."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
 # Each exercise has an answer cell (replace `None`) and a check cell. Work the answers out by hand from
@@ -381,33 +381,33 @@ display(Markdown(
 # `num_key_value_heads` 8, `hidden_size` 4096. How many bytes does one token add to its KV cache in
 # bfloat16, over all layers? (An integer.)
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_llama3_bytes_per_token = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch00.check_llama3_bytes_per_token(answer_llama3_bytes_per_token))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 2.** Take DeepSeek-V3's attention shape (128 query heads of width 128) and give it GQA
 # instead of MLA. How many KV heads make its cache 8× smaller than with MHA?
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_kv_heads_for_8x = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch00.check_kv_heads_for_8x(answer_kv_heads_for_8x))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 3.** DeepSeek-V3 caches $d_c$ = 512 latent numbers and a $d_h^R$ = 64 wide RoPE key per
 # token and layer, in 61 layers. How many GiB ($2^{30}$ bytes) does its cache take for one sequence of
 # 128K = 131,072 tokens in bfloat16? (To 0.01 GiB.)
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_mla_cache_gib = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch00.check_mla_cache_gib(answer_mla_cache_gib))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Next, chapter 1: where the tokens come from, and why their number is the length every cost here
 # multiplies.

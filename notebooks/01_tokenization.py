@@ -11,7 +11,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 1 · Tokenization
 #
 # *Video chapter at 00:35.*
@@ -28,7 +28,7 @@
 # with Hugging Face's production implementation, what the vocabulary size costs, and finally the step from
 # ids to vectors.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 import sys
 
 import ipywidgets as widgets
@@ -40,18 +40,18 @@ from attnlab import corpus, show_source, sizing, tokenization
 from attnlab.devices import dtype_bytes
 from attnlab.exercises import ch01
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The idea, animated
 #
 # The chapter in one short animation. It plays here once the videos are rendered (`./course animations`);
 # until then, and in static exports, the last frame stands in.
-# %%
+# %% slideshow={"slide_type": "-"}
 from attnlab.media import show_animation
 from attnlab.tokenization import BPETokenizer, get_pair_counts, merge
 
 show_animation("TokenizationScene")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Characters, words, or bytes?
 #
 # Three obvious ways to turn text into integers:
@@ -67,7 +67,7 @@ show_animation("TokenizationScene")
 # Here is a sentence with English, accents, Chinese and an emoji, and the bytes of some of its
 # characters:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 sample = "Attention is all you need: naïve café, 注意力 🙂"
 utf8 = sample.encode("utf-8")
 
@@ -83,20 +83,20 @@ display(Markdown(
     f"`{bytes(list(utf8)).decode() == sample}`."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Bytes solve the vocabulary problem but make sequences long: every letter is a position, and attention
 # cost grows with the *square* of the length. **BPE** keeps the byte alphabet as a safety net and adds
 # new ids for byte sequences that occur often: common words become one token, rare text falls back to
 # bytes.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. BPE by hand
 #
 # Training repeats one step: **count every adjacent pair of ids, and replace the most frequent pair by a
 # new id.** The classic example is the string `aaabdaaabac`. We name the new ids `Z`, `Y`, `X`, like the
 # Wikipedia article on byte-pair encoding.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 ids = list(b"aaabdaaabac")
 names = {i: chr(i) for i in range(256)} | {256: "Z", 257: "Y", 258: "X"}
 
@@ -116,26 +116,26 @@ for new_id in (256, 257, 258):
                 f"| `{spell(ids)}` ({len(ids)} ids) |")
 display(Markdown("\n".join(rows)))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Two details matter. Pairs are counted *overlapping* (`aaa` holds `aa` twice), but a merge scans left
 # to right and never overlaps (`aaa` becomes `Za`). And when two pairs tie, we take the smaller pair of
 # ids, so training is deterministic: in step 2, `ab` = (97, 98) beats `Za` = (256, 97). The two
 # functions are a few lines each:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(get_pair_counts)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 show_source(merge)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # A trainer is just this loop: count, pick, merge, record `pair -> new_id`, repeat until the vocabulary
 # is full.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(tokenization.train_merges_naive, start="chunks = ")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Chunks: merges never cross a word
 #
 # That loop counts pairs inside **chunks**. Before training, a regular expression (GPT-2's, rewritten for
@@ -143,11 +143,11 @@ show_source(tokenization.train_merges_naive, start="chunks = ")
 # punctuation and whitespace. No token can then glue the end of one word to the start of the next, and
 # ` dog.`, ` dog!` and ` dog,` all reuse the token ` dog` instead of each needing its own.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(tokenization.SPLIT_PATTERN)
 print(tokenization.split_chunks("The method __init__() isn't called twice, 42 times  over."))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 train_text, val_text = corpus.load_text("train"), corpus.load_text("val")
 chunks = tokenization.split_chunks(train_text)
 display(Markdown(
@@ -161,14 +161,14 @@ display(Markdown(
 ))
 show_source(tokenization.train_merges, start="for w in sorted(where.pop(pair))", stop="words[w] = new_ids")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Training on the course text
 #
 # We train to a vocabulary of 1024 ids. BPE is greedy, so any smaller vocabulary is a prefix of the same
 # merge list; in particular the first merges are exactly the course tokenizer of 512 ids that ships
 # with the library (`load_tokenizer()`).
 
-# %%
+# %% slideshow={"slide_type": "-"}
 big = BPETokenizer().train(train_text, vocab_size=1024)
 tok = tokenization.load_tokenizer()
 display(Markdown(
@@ -177,7 +177,7 @@ display(Markdown(
 ))
 
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def merge_table(tokenizer, ids):
     rows = ["| id | pair | token |", "|---|---|---|"]
     for i in ids:
@@ -193,7 +193,7 @@ display(Markdown("**The first merges** (`·` is a space, `↵` a newline)\n\n" +
 display(Markdown(f"**The longest tokens of the {tok.vocab_size} vocabulary**\n\n"
                  + merge_table(tok, longest)))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 domain = [" statement", " exception", " attribute"]
 single = [w for w in domain if len(tok.encode(w)) == 1]
 display(Markdown(
@@ -202,17 +202,17 @@ display(Markdown(
     + ", ".join(f"`{w}` → {tok.encode(w)}" for w in single) + "."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Encoding and decoding
 #
 # To **encode**, split into chunks, turn each chunk into bytes and replay the merges, always applying
 # the earliest-learned pair present first (the lowest id). That reproduces exactly what training did.
 # **Decoding** concatenates each id's bytes and decodes UTF-8.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(BPETokenizer._encode_chunk)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 sentence = 'The "with" statement calls __enter__(); naïve 🙂'
 ids = tok.encode(sentence)
 display(HTML(tokenization.tokens_html(tok, sentence)))
@@ -226,13 +226,13 @@ display(Markdown(
     f"character is not valid UTF-8."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Compression as the vocabulary grows
 #
 # The measure of a tokenizer is **bytes per token**: how much text one position carries. Raw bytes give
 # 1.0. Each merge saves some positions, but the most frequent pairs go first, so the gains shrink.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 sizes = list(range(256, 1025, 64))
 bpt_train, bpt_val = [], []
 for v in sizes:
@@ -270,13 +270,13 @@ display(Markdown(
     "learned on, a small case of overfitting."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Try it
 #
 # Type anything and move the slider: the tokens are recoloured live (hover for the id). Try a word from
 # the documentation (` statement`), a name it never saw, another language, or digits.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 text_box = widgets.Textarea(value="Exceptions are raised with the raise statement. Ausnahmen! 例外 2024",
                             layout=widgets.Layout(width="95%", height="60px"))
 vocab_slider = widgets.IntSlider(value=512, min=256, max=1024, step=64, description="vocabulary",
@@ -305,13 +305,13 @@ vocab_slider.observe(show_tokens, names="value")
 show_tokens()
 display(widgets.VBox([text_box, vocab_slider, summary, tokens_view]))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Against a production tokenizer
 #
 # Hugging Face's `tokenizers` library (written in Rust) implements the same byte-level BPE. We train it
 # in memory on the same text, to the same vocabulary size, and count tokens on the validation text.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 rows = ["| vocabulary | our tokens | HF tokens | our bytes/token | HF bytes/token |", "|---|---|---|---|---|"]
 reports = [tokenization.compare_with_hf(train_text, val_text, v) for v in (512, 1024)]
 for r in reports:
@@ -320,7 +320,7 @@ for r in reports:
                 f"| {r['hf_bytes_per_token']:.3f} |")
 display(Markdown("\n".join(rows)))
 
-# %%
+# %% slideshow={"slide_type": "-"}
 gap = max(abs(r["ours_tokens"] / r["hf_tokens"] - 1) for r in reports)
 display(Markdown(
     f"The token counts differ by at most {100 * gap:.2f}%. What difference remains comes from tie-breaking "
@@ -328,7 +328,7 @@ display(Markdown(
     "`\\p{L}`, ours with `[^\\W\\d_]`, which disagree on a few rare characters."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 9. What it costs
 #
 # The vocabulary size is a trade. **A larger vocabulary means fewer tokens** for the same text, and
@@ -342,7 +342,7 @@ display(Markdown(
 # earlier ones, `n(n+1)/2` pairs, each worth `sizing.attention_macs_per_cached_token` multiply-adds
 # per layer.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 model = sizing.MODELS["llama-3-8b"]
 elem_bytes = dtype_bytes(torch.bfloat16)
 macs_per_pair = sizing.attention_macs_per_cached_token(model, per_layer=False)  # all layers
@@ -370,18 +370,18 @@ display(Markdown(
     f"output layer when the two are not shared."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # A table that size is paid for once per model; the KV cache is paid for every token of every request.
 # That is why real tokenizers grew to tens or hundreds of thousands of ids, and why the rest of this
 # course attacks the KV cache and the `n²` directly.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 10. From ids to vectors
 #
 # The model's first layer, `nn.Embedding(vocab_size, d_model)`, is the table itself: id `i` selects row
 # `i`. It is the same as multiplying a one-hot vector by the table, without ever building the one-hot.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 torch.manual_seed(0)
 d = 64
 embedding = torch.nn.Embedding(tok.vocab_size, d)
@@ -394,12 +394,12 @@ display(Markdown(
     f"`{torch.allclose(vectors, one_hot @ embedding.weight)}`."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # You will often read that "semantically similar words cluster" in embedding space. That is true of a
 # **trained** model: words used in similar contexts get similar gradients and drift together. A freshly
 # initialised table is random noise, as the cosine similarities of a few single-token words show:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 words = [" class", " def", " function", " method", " the", " and"]
 word_ids = [tok.encode(w) for w in words]
 assert all(len(i) == 1 for i in word_ids)  # each word is one token in the course vocabulary
@@ -418,7 +418,7 @@ display(Markdown(
     f"directions in {d} dimensions. Structure appears only through training."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
 # Each exercise has an answer cell (replace `None`) and a check cell. The checks compare your answer with
@@ -428,33 +428,33 @@ display(Markdown(
 # (without calling it). `[1, 2, 3, 1, 2]` gives `{(1, 2): 2, (2, 3): 1, (3, 1): 1}`; mind runs like
 # `[7, 7, 7]`. Assign the function itself, e.g. `answer_pair_counts = my_pair_counts`.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_pair_counts = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch01.check_pair_counts(answer_pair_counts))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 2.** Write a function `(ids, pair, new_id) -> list` that replaces every occurrence of `pair`
 # by `new_id`, left to right, like `merge`. `([1, 2, 3, 1, 2], (1, 2), 4)` gives `[4, 3, 4]`.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_merge = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch01.check_merge(answer_merge))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 3.** Encode the validation text `corpus.load_text("val")` with the course tokenizer
 # `tokenization.load_tokenizer()` and compute its compression: UTF-8 bytes divided by the number of tokens.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_bytes_per_token = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch01.check_bytes_per_token(answer_bytes_per_token))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * Models read integer ids; byte-level BPE maps *any* text to ids from a fixed vocabulary, with raw

@@ -11,7 +11,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 2 · Attention in vector form
 #
 # *Video chapter at 01:21.*
@@ -28,7 +28,7 @@
 # computation inside one head of a trained language model, and what it costs. Chapter 3 stacks all the
 # queries into matrices.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 import math
 
 import matplotlib.pyplot as plt
@@ -48,30 +48,30 @@ from attnlab.tokenization import load_tokenizer
 torch.manual_seed(0)
 plt.rcParams.update({"font.size": 11, "axes.titlesize": 12})
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The idea, animated
 #
 # The chapter in one short animation. It plays here once the videos are rendered (`./course animations`);
 # until then, and in static exports, the last frame stands in.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 from attnlab.media import show_animation
 
 show_animation("AttentionVectorScene")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Dot products measure similarity
 #
 # Four keys and one query in the plane (d = 2), so that we can draw them. The keys are the course's
 # hand-made example (`ia.TOY_KEYS`, listed in the table below); the widget of section 7 uses them too.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 keys = torch.tensor(ia.TOY_KEYS)  # k₁..k₄, (n, d) = (4, 2)
 labels = list(ia.TOY_LABELS)
 q = torch.tensor([1.5, 0.8])  # the query, (d,)
 n, d = keys.shape
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The score of key $k_i$ is its dot product with the query:
 #
 # $$q \cdot k_i = \sum_{j=1}^{d} q_j\, k_{i,j} = \lVert q\rVert\, \lVert k_i\rVert \cos\theta_i .$$
@@ -79,7 +79,7 @@ n, d = keys.shape
 # It is large when $k_i$ points the same way as $q$ (small angle $\theta_i$), zero when they are
 # perpendicular, negative when they point apart, and it grows with the lengths of both vectors.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 dots = keys @ q  # q · k_i for every key at once, (n,)
 cos = dots / (q.norm() * keys.norm(dim=1))
 rows = ["| key | kᵢ | ‖kᵢ‖ | angle to q | q · kᵢ |", "|---|---|---|---|---|"]
@@ -102,7 +102,7 @@ display(Markdown(
     f"is still {dots[1]:+.2f}: its length ({keys[1].norm():.2f}) counts too."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Why divide by √d
 #
 # In a real model q and k have d = 64 or 128 components, not 2. If their components are independent with
@@ -113,7 +113,7 @@ display(Markdown(
 # The wider the head, the larger the scores. Dividing by $\sqrt d$ brings the spread back to 1 for every
 # width. Measured on random vectors:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 gen = torch.Generator().manual_seed(0)
 widths = [2, 8, 32, 128, 512, 2048]
 n_pairs, n_keys = 1000, 8
@@ -157,7 +157,7 @@ display(Markdown(
     f"attention, which is why Vaswani et al. (2017) divide by $\\sqrt{{d}}$."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Softmax, without overflow
 #
 # The scaled scores $s_i = q \cdot k_i / \sqrt d$ become weights that are positive and sum to 1:
@@ -168,7 +168,7 @@ display(Markdown(
 # The second form multiplies top and bottom by $e^{-m}$, so it is the same number. With $m = \max_j s_j$
 # every exponent is at most 0, which matters on a computer: float32 cannot hold $e^{89}$.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 big = torch.tensor([90.0, 95.0, 100.0])  # float32 scores, as an unscaled wide head can produce
 naive = torch.exp(big) / torch.exp(big).sum()
 safe = softmax(big)
@@ -181,15 +181,15 @@ display(Markdown(
     f"{(big - big.max()).tolist()}: {torch.equal(safe, softmax(big - big.max()))}."
 ))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 show_source(softmax, start="row_max = ", stop="return exp /")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The library's version also handles a row whose every score is $-\infty$ (every key hidden by a mask,
 # chapter 3): there the softmax is undefined, and it raises an error by default instead of returning NaN.
 # Back to our four keys, with $d = 2$:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 state = ia.VectorState(angle_deg=math.degrees(math.atan2(q[1], q[0])), length=float(q.norm()),
                        keys=tuple(map(tuple, keys.tolist())), labels=tuple(labels))
 fig = ia.vector_figure(state)
@@ -202,7 +202,7 @@ display(Markdown(
     f"{labels[worst]} only {weights[worst]:.1%}. No key gets exactly 0: softmax is a *soft* argmax."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. The weighted sum of values
 #
 # The output is the average of the values, weighted by the attention:
@@ -212,7 +212,7 @@ display(Markdown(
 # The values need not have the width of the keys. To see the mixing, let each value be a colour, three
 # numbers (red, green, blue); the output is then a blend of the four colours.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 values = torch.tensor([[0.85, 0.15, 0.10],   # v₁ red
                        [0.10, 0.60, 0.20],   # v₂ green
                        [0.15, 0.30, 0.85],   # v₃ blue
@@ -235,15 +235,15 @@ display(Markdown(
     f"always lies between them."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. The library's `attention_vector`
 #
 # The three steps together, written as a loop over the keys, as in the equations:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(attention_vector, start="scale = 1.0", stop="return output")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 out, w = attention_vector(q, keys, values)
 sdpa = F.scaled_dot_product_attention(q[None], keys, values)[0]  # PyTorch's fused kernel, (d_v,)
 gen = torch.Generator().manual_seed(1)
@@ -258,12 +258,12 @@ display(Markdown(
     f"**{diff64 < 1e-12}**."
 ))
 
-# %%
+# %% slideshow={"slide_type": "-"}
 # NBVAL_IGNORE_OUTPUT
 # The last bits of a float sum depend on the CPU's vector instructions, so these numbers vary by machine.
 print(f"largest |difference| from SDPA: float32 {diff32:.1e}, float64 {diff64:.1e}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. One head of a trained model
 #
 # The course's tiny language model (`tiny_mha`: 4 layers of 8 heads, `d_model` = 128, trained on
@@ -272,7 +272,7 @@ print(f"largest |difference| from SDPA: float32 {diff32:.1e}, float64 {diff64:.1
 # own projections. Each head works in its own 16-dimensional space. (The model also rotates q and k by
 # their positions, RoPE, a later chapter; the rotated vectors are what the dot products see.)
 
-# %%
+# %% slideshow={"slide_type": "-"}
 model = load_checkpoint("tiny_mha").requires_grad_(False)  # inference only: no gradients
 tok = load_tokenizer()
 sentence = "The return statement leaves the current function call with the expression list as return value."
@@ -303,12 +303,12 @@ display(Markdown(
     f"**{diff_model < 1e-6}**."
 ))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 # NBVAL_IGNORE_OUTPUT
 # The last bits of a float sum depend on the CPU's vector instructions, so this number varies by machine.
 print(f"largest |difference| from the model's own weights: {diff_model:.1e}")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 fig, ax = plt.subplots(figsize=(10.5, 3.6))
 ax.bar(range(t + 1), w_t.tolist(), color=COLORS["query"])
 ax.set_xticks(range(t + 1), tokens[: t + 1], rotation=60, ha="right", rotation_mode="anchor", fontsize=10)
@@ -324,18 +324,18 @@ display(Markdown(
     "blend of those keys' values, which the layer passes on."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Try it
 #
 # Turn the query with the angle slider and watch the weights follow the key it points at. Shrink its
 # length to 0: every score is 0 and the weights are uniform. Stretch it, or lower the temperature T
 # (which divides the scores), and the softmax sharpens toward a single key; raise T and it flattens.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 explorer = ia.vector_explorer(keys, labels, angle_deg=30, length=1.5)
 explorer
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. What it costs
 #
 # One query against $n$ keys costs $n \cdot d$ multiply-adds for the scores and $n \cdot d_v$ for the
@@ -343,7 +343,7 @@ explorer
 # read once**, so the memory traffic grows exactly as fast as the work. The table counts one head with
 # $d = d_v = 128$, the keys and values stored in bfloat16.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 d_head = 128
 elem = dtype_bytes(torch.bfloat16)
 rows = ["| keys n | multiply-adds n·d + n·d_v | FLOPs (2 per multiply-add) | K and V read | FLOPs per byte |",
@@ -364,7 +364,7 @@ display(Markdown(
     "course is about."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
 # Each exercise has a cell to fill in and a check cell that tests your function on many inputs.
@@ -374,7 +374,7 @@ display(Markdown(
 # finite weights for `torch.tensor([1000.0, 1001.0, 1002.0])` in float32, and zeros where a score is
 # `-inf`. Do not call `torch.softmax` or the library's `softmax`.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def my_softmax(scores):
     """scores: (n,) tensor -> weights (n,), positive, summing to 1."""
     ...
@@ -382,15 +382,15 @@ def my_softmax(scores):
 
 answer_softmax = None  # when my_softmax works: answer_softmax = my_softmax
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch02.check_softmax(answer_softmax))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 2.** Write the scaled scores of one query against n keys, $s_i = q \cdot k_i / \sqrt d$,
 # for `q` of shape `(d,)` and `keys` of shape `(n, d)`, returning shape `(n,)`. One matrix-vector
 # product does all the dot products.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def my_scaled_scores(q, keys):
     """q: (d,), keys: (n, d) -> scores (n,)."""
     ...
@@ -398,14 +398,14 @@ def my_scaled_scores(q, keys):
 
 answer_scaled_scores = None  # when it works: answer_scaled_scores = my_scaled_scores
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch02.check_scaled_scores(answer_scaled_scores))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 3.** Put it together: the attention output $o = \sum_i a_i v_i$ for one query, with
 # `values` of shape `(n, d_v)`, returning shape `(d_v,)`. Your two functions above are allowed.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def my_attend(q, keys, values):
     """q: (d,), keys: (n, d), values: (n, d_v) -> output (d_v,)."""
     ...
@@ -413,10 +413,10 @@ def my_attend(q, keys, values):
 
 answer_attend = None  # when it works: answer_attend = my_attend
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch02.check_attend(answer_attend))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * A query scores each key with a dot product: alignment times length.

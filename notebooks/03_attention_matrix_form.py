@@ -11,7 +11,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 3 · Attention in matrix form
 #
 # *Video chapter at 04:26.*
@@ -23,7 +23,7 @@
 # future, splits the work into **heads**, looks at what the heads of a trained model attend to, and
 # meets the price: the n × n score matrix, the quadratic wall that the rest of the course works around.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 import math
 
 import matplotlib.pyplot as plt
@@ -45,18 +45,18 @@ torch.manual_seed(0)
 plt.rcParams.update({"font.size": 11, "axes.titlesize": 12})
 tok = load_tokenizer()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The idea, animated
 #
 # The chapter in one short animation. It plays here once the videos are rendered (`./course animations`);
 # until then, and in static exports, the last frame stands in.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 from attnlab.media import show_animation
 
 show_animation("AttentionMatrixScene")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Every dot product at once: $QK^\top$
 #
 # Put the n queries in the rows of a matrix $Q$ (n × d), the keys in the rows of $K$ (n × d) and the
@@ -70,7 +70,7 @@ show_animation("AttentionMatrixScene")
 # its output. $M$ is the mask of section 2. A five-token example, with random vectors standing in for what
 # a trained layer would compute:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 phrase = "The value is returned"
 labels = ia.token_labels(tok, tok.encode(phrase))
 n, d = len(labels), 4
@@ -85,7 +85,7 @@ display(Markdown(
     f"**{torch.allclose(S, loop, atol=1e-6)}**."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. The causal mask
 #
 # A language model is trained to predict every next token of a text **in one pass**: position i
@@ -97,7 +97,7 @@ display(Markdown(
 # $$M_{ij} = \begin{cases} 0 & j \le i \\ -\infty & j > i \end{cases}\qquad
 # e^{-\infty} = 0 \;\Rightarrow\; A_{ij} = 0 \text{ for every } j > i .$$
 
-# %%
+# %% slideshow={"slide_type": "-"}
 mask = causal_mask(n, n)  # (n, n) boolean, True = may attend
 masked = S.masked_fill(~mask, float("-inf"))
 A = softmax(masked)  # row-wise: each row sums to 1
@@ -140,11 +140,11 @@ display(Markdown(
     f"weight is {float(A[0, 0]):.1f}."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The mask really does cut the future off. Change the key and value of the last token, and compare every
 # output before it, with and without the mask:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 K2, V2 = K.clone(), V.clone()
 K2[-1], V2[-1] = torch.randn(d, generator=gen), torch.randn(d, generator=gen)  # a different last token
 for causal in (True, False):
@@ -154,26 +154,26 @@ for causal in (True, False):
     display(Markdown(f"`causal={causal}`: largest change in the outputs of the first {n - 1} tokens: "
                      f"**{float(change):.3g}**"))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. The library's `attention_matrix`
 #
 # Two `einsum`s and a masked softmax. The `...` in the index strings lets the same code take any leading
 # dimensions, such as (batch, heads). The scores:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(attention_matrix, start="scale = 1.0", stop="scores = torch.einsum")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # and, after the causal mask (and an optional mask of the caller's) has been combined into `allowed`:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(attention_matrix, start="if allowed is not None", stop='return torch.einsum("...qk')
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # It must agree with the loop of chapter 2 (`attention_vector` for each query, over keys 0..i) and with
 # PyTorch's fused `scaled_dot_product_attention`, on random inputs with a batch of 2 and 4 heads:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 gen = torch.Generator().manual_seed(1)
 tolerance = {torch.float32: 1e-5, torch.float64: 1e-12}
 rows = ["| dtype | tolerance | equals the loop of chapter 2 | equals PyTorch SDPA (is_causal=True) |",
@@ -193,14 +193,14 @@ for dtype, tol in tolerance.items():
     rows.append(f"| {str(dtype).removeprefix('torch.')} | {tol:g} | **{d_loop < tol}** | **{d_sdpa < tol}** |")
 display(Markdown("\n".join(rows)))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 # NBVAL_IGNORE_OUTPUT
 # The last bits of a float sum depend on the CPU's vector instructions, so these numbers vary by machine.
 for dtype, d_loop, d_sdpa in diffs:
     name = str(dtype).removeprefix("torch.")
     print(f"{name}: largest |difference| from the loop {d_loop:.1e}, from SDPA {d_sdpa:.1e}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Multi-head attention
 #
 # One attention pattern per layer is limiting: a token may need the previous word for grammar and a
@@ -215,18 +215,18 @@ for dtype, d_loop, d_sdpa in diffs:
 # is a separate (n × d_h) problem. The course's layer (which also handles the shared-KV variants of later
 # chapters; here `n_kv_heads = n_heads`):
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(GroupedQueryAttention.project, start="b, s, _ = x.shape", stop="v = self.w_v(x)")
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(GroupedQueryAttention.forward, start="out, weights = grouped_attention", stop="y = self.w_o")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The course's tiny language model, `tiny_mha`, trained on Python's documentation. We rebuild one of its
 # attention layers by hand from `project`, `attention_matrix` and $W^O$, and compare with the layer
 # itself. (`project` also rotates q and k by position, RoPE, which a later chapter explains.)
 
-# %%
+# %% slideshow={"slide_type": "-"}
 model = load_checkpoint("tiny_mha").requires_grad_(False)  # inference only: no gradients
 cfg = model.config
 sentence = "If the class has an __init__ method, it is called with the arguments passed to the class."
@@ -253,19 +253,19 @@ display(Markdown(
     f"layer {layer} matches the model's own output to within 1e-5: **{diff_layer < 1e-5}**."
 ))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 # NBVAL_IGNORE_OUTPUT
 # The last bits of a float sum depend on the CPU's vector instructions, so this number varies by machine.
 print(f"largest |difference| from the model's layer: {diff_layer:.1e}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. What the heads of a trained model do
 #
 # Nothing tells a head what to look for; training finds it. We measure three simple patterns for every
 # head, as the mean weight a query puts on **the previous token**, on **the first token**, and on
 # **itself** (queries 1..n-1; query 0 has no choice), averaged over four sentences:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 SENTENCES = {
     "class __init__": sentence,
     "return statement": "The return statement leaves the current function call with the expression list as "
@@ -313,12 +313,12 @@ display(Markdown(
        "The previous-token pattern is not the clearest one in this small model.")
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The three heads on a shorter sentence, darker = more weight (the percentages are for this sentence).
 # Each row is a query, each column a key; the upper triangle is empty because of the causal mask. Heads
 # that score low on all three patterns are doing something else: look for it in the widget below.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 chosen = []  # the best head for each pattern, skipping a head already chosen for another pattern
 for p in ("previous", "first", "self"):
     lay, h, _ = next(r for r in ranked[p] if r[:2] not in [c[:2] for c in chosen])
@@ -335,17 +335,17 @@ for ax, (lay, h, p) in zip(axes, chosen, strict=True):
 fig.tight_layout()
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Try it
 #
 # Pick a sentence, a layer and a head. The repeated `a b c d e f` is worth a look: in its second half,
 # does any head look back at the *earlier copy* of the current letter, or at the letter after it?
 
-# %%
+# %% slideshow={"slide_type": "-"}
 explorer = ia.attention_map_explorer(model, tok, SENTENCES, layer=prev[0], head=prev[1])
 explorer
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. What it costs
 #
 # For one head and n tokens, $QK^\top$ is $n \cdot n \cdot d$ multiply-adds and $AV$ another
@@ -353,7 +353,7 @@ explorer
 # algorithm stores the n × n scores: **$n^2$ numbers per head**, against $3nd$ for Q, K and V. Both grow
 # with the square of the sequence length. For a head of width d = 128 in float32:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 d_head, elem = 128, dtype_bytes(torch.float32)
 gpu_gib = 80  # the memory of a large data-centre GPU
 lengths = [2**k for k in range(10, 21)]  # 1K .. 1M tokens
@@ -391,7 +391,7 @@ display(Markdown(
     f"course builds toward: never storing the scores whole, and not comparing every query with every key."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
 # Each exercise has a cell to fill in and a check cell. Worked solutions are in
@@ -400,7 +400,7 @@ display(Markdown(
 # **Exercise 1.** Write the causal mask: a function of `n` returning an `(n, n)` boolean tensor that is
 # `True` where query i may attend to key j. Do not call `causal_mask`.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def my_causal_mask(n):
     """n -> (n, n) bool tensor, True where key j is not in query i's future."""
     ...
@@ -408,15 +408,15 @@ def my_causal_mask(n):
 
 answer_causal_mask = None  # when it works: answer_causal_mask = my_causal_mask
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch03.check_causal_mask(answer_causal_mask))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 2.** Split a projected tensor into heads: `x` of shape `(batch, seq, d_model)` and `n_heads`
 # give `(batch, n_heads, seq, d_h)` with $d_h = d_\text{model} / n_\text{heads}$, head h holding columns
 # $h \cdot d_h$ to $(h+1) \cdot d_h - 1$ of x, as `GroupedQueryAttention.project` does.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def my_split_heads(x, n_heads):
     """(batch, seq, d_model) -> (batch, n_heads, seq, d_model // n_heads)."""
     ...
@@ -424,26 +424,26 @@ def my_split_heads(x, n_heads):
 
 answer_split_heads = None  # when it works: answer_split_heads = my_split_heads
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch03.check_split_heads(answer_split_heads))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 3.** The quadratic wall, by hand (the cell below states the numbers).
 
-# %%
+# %% slideshow={"slide_type": "-"}
 display(Markdown(
     f"A layer has {ch03.SCORE_HEADS} heads and the sequence is {ch03.SCORE_SEQ_LEN:,} tokens long. How many "
     f"GiB ($2^{{30}}$ bytes) do that layer's score matrices take in {str(ch03.SCORE_DTYPE).removeprefix('torch.')}"
     f" ({dtype_bytes(ch03.SCORE_DTYPE)} bytes per number)?"
 ))
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_score_gib = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch03.check_score_gib(answer_score_gib))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * $QK^\top$ computes every query-key score at once; row i of softmax$(QK^\top/\sqrt d + M)\,V$ is

@@ -11,7 +11,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 4 · Key-Value caching
 #
 # *Video chapter at 07:07.*
@@ -27,7 +27,7 @@
 # for real models, and the fact that every generated token must read all of it, is what the following
 # chapters (MQA, GQA, MLA) attack.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 import time
 
 import matplotlib.pyplot as plt
@@ -60,18 +60,18 @@ display(Markdown(
     f"{cfg.max_seq_len} tokens."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The idea, animated
 #
 # The chapter in one short animation. It plays here once the videos are rendered (`./course animations`);
 # until then, and in static exports, the last frame stands in.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 from attnlab.media import show_animation
 
 show_animation("KVCacheScene")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. One token at a time
 #
 # A decoder models $p(x_{t+1} \mid x_1, \dots, x_t)$. To write, it picks $x_{t+1}$ (here the most
@@ -95,7 +95,7 @@ show_animation("KVCacheScene")
 # We can watch that: the logits at the first $n$ positions are the same whether the model sees $n$
 # tokens or $n + 1$.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 prompt = 'The "for" statement is used to iterate over the elements of a sequence'
 prompt_ids = torch.tensor([tok.encode(prompt)])  # (1, P)
 P = prompt_ids.shape[1]
@@ -112,15 +112,15 @@ display(Markdown(
     "keys and values included, can be kept."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Without a cache: recompute everything
 #
 # The plain loop feeds the whole sequence at every step and keeps only the last position's logits:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(generate, start="cache = model.new_cache()", stop="step_input = nxt if use_cache else out")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # With `use_cache=False`, `step_input` is `out`, all tokens so far. Step $t$ projects $t$ tokens to
 # keys and values in each of the $L$ layers, although $t - 1$ of them were projected, with the same
 # result, at the step before. With the $W^K$ and $W^V$ products costing
@@ -147,20 +147,20 @@ show_source(generate, start="cache = model.new_cache()", stop="step_input = nxt 
 # ends (that is where RoPE rotates them), the new $k$ and $v$ are appended, and attention runs over the
 # full cached $K$ and $V$.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(GroupedQueryAttention.forward, start="start = 0 if cache", stop="out, weights = grouped_attention")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The cache of one layer is a dictionary of tensors that grow along the sequence axis; `update` appends
 # and hands back the whole thing. A model's `KVCache` is one `LayerCache` per layer.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(LayerCache.update, start="for name, t in new.items():", stop="return tuple")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Here is the cache filling up: a prefill of the prompt, then three decode steps, each feeding one token.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 cache = KVCache(cfg.n_layers)  # what model.new_cache() returns: one LayerCache per layer
 rows = ["| step | tokens fed | layer-0 cached K, shape (batch, heads, tokens, d_h) | predicted next token |",
         "|---|---|---|---|"]
@@ -175,13 +175,13 @@ with torch.no_grad():
         step_input = nxt
 display(Markdown("\n".join(rows)))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Proof: the cache changes the work, not the result
 #
 # Caching is exact, not an approximation. We generate from the same prompt with and without the cache
 # and compare the tokens, and then the logits of every step.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 N_NEW = 48
 with torch.no_grad():
     cached_ids = generate(model, prompt_ids, N_NEW, use_cache=True)
@@ -195,7 +195,7 @@ display(Markdown(
 ))
 
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 @torch.no_grad()
 def step_logits(model, ids, n_new, use_cache):
     """Last-position logits of every greedy step, (n_new, vocab), with or without a KVCache."""
@@ -229,19 +229,19 @@ display(Markdown(
     "with the precision, as rounding does; an approximation would not."
 ))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 # NBVAL_IGNORE_OUTPUT
 # The last bits of a floating-point sum depend on the CPU's vector instructions, so these vary by machine.
 print(f"largest |logit difference| over {N_NEW} steps: float32 {max_diff:.1e}, float64 {max_diff_f64:.1e}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Counting the work
 #
 # Instead of trusting the formulas we count: a forward hook on every linear layer adds
 # $2 \times \text{rows} \times \text{in} \times \text{out}$ FLOPs each time it runs, and a hook on the
 # model starts a new step at every call. Then we generate with and without the cache.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def count_linear_flops(model, ids, n_new, use_cache):
     """Per generation step: FLOPs of the W^K and W^V products, and of every linear layer."""
     steps = []
@@ -305,7 +305,7 @@ display(Markdown(
     f"{all_total[True] / 1e9:.3f} GFLOP ({all_total[False] / all_total[True]:.0f}×)."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Measuring the cache
 #
 # The price is memory. Per token and layer the cache holds a key and a value for each KV head:
@@ -314,7 +314,7 @@ display(Markdown(
 #
 # We read the real `KVCache.nbytes` after every step of a generation and compare.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def measure_cache(model, ids, n_new):
     """(tokens cached, KVCache.nbytes) after the prefill and after each decode step, and the cache."""
     cache, points = model.new_cache(), []
@@ -360,7 +360,7 @@ display(Markdown(
     f"next to {n_params * elem / 1e6:.2f} MB of float32 weights."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Step through a generation
 #
 # Move the slider (or press play) to walk through a cached generation of the prompt above. Each chip is
@@ -369,11 +369,11 @@ display(Markdown(
 # section 1, in the chosen layer and head; the dashed chip is the token the step predicts. Step 0 is the
 # prefill; every later step computes one new token's K and V and reads the rest.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 stepper = kv_widgets.decode_stepper(model, tok, prompt, n_new=24)
 stepper
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 stepper.step.value = 10
 f10 = kv_widgets.step_figures(stepper.trace, 10)
 display(Markdown(
@@ -384,13 +384,13 @@ display(Markdown(
     f"{f10['kv_projections_uncached']}."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Real models
 #
 # The tiny model's cache is small because the model is tiny. `attnlab.sizing` holds the published
 # shapes of real models; the same formula gives their caches in bfloat16.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 llamas = ["llama-2-7b", "llama-3-8b"]
 l2, l3 = (sizing.MODELS[key] for key in llamas)
 assert (l2.n_layers, l2.hidden_size) == (l3.n_layers, l3.hidden_size)
@@ -418,7 +418,7 @@ for key in llamas:
                 f"| {sizing.gib(weights):.1f} GiB | " + " | ".join(cells) + " |")
 display(Markdown("\n".join(rows) + "\n\nBold: the cache is larger than the model's own weights."))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 seq = [2**k for k in range(10, 18)]
 fig, ax = plt.subplots(figsize=(7.5, 4))
 styles = {"llama-2-7b": COLORS["cache"], "llama-3-8b": COLORS["key"]}
@@ -450,7 +450,7 @@ display(Markdown(
     "tokens. That is grouped-query attention, chapter 6."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 9. Decode is memory-bound
 #
 # A decode step for one sequence at context $t$ reads **the whole cache**, $t$ keys and values in every
@@ -466,7 +466,7 @@ display(Markdown(
 # hundreds of FLOPs in the time it reads one byte from memory, so a decode step waits on memory, not on
 # arithmetic.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 # NVIDIA H100 SXM datasheet: 989 TFLOP/s dense bfloat16 tensor-core throughput, 3.35 TB/s of HBM3 bandwidth.
 H100_FLOPS, H100_BYTES_PER_S = 989e12, 3.35e12
 ridge = H100_FLOPS / H100_BYTES_PER_S
@@ -500,7 +500,7 @@ display(Markdown(
     "tokens."
 ))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 fig, ax = plt.subplots(figsize=(7, 2.8))
 names = ["tiny_mha (float32)"] + [sizing.MODELS[k].name for k in llamas]
 values = [tiny_flops / tiny_read] + [intensity[k] for k in llamas]
@@ -516,13 +516,13 @@ ax.grid(alpha=0.3, axis="x", which="both")
 fig.tight_layout()
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 10. What it costs
 #
 # The cache trades memory for arithmetic. Each cached token costs its bytes once and saves its K and V
 # projections at every later step.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 rows = ["| model | cache per token | K/V FLOPs one cached token saves per later step | cache at max context |",
         "|---|---|---|---|"]
 tiny_saved = 2 * cfg.d_model * attn_cfg.cache_elements_per_token() * cfg.n_layers
@@ -543,10 +543,10 @@ display(Markdown(
     "and every step must read all of it."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # On a laptop the difference is visible in wall-clock time too:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 # NBVAL_IGNORE_OUTPUT
 # Wall-clock timings vary from machine to machine and run to run, so this output is not checked.
 N_TIME = 200
@@ -556,7 +556,7 @@ for use in (False, True):
     seconds = time.perf_counter() - start
     print(f"use_cache={use!s:5}: {N_TIME} tokens in {seconds:.2f} s ({seconds / N_TIME * 1e3:.1f} ms per token)")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
 # Each exercise has an answer cell (replace `None`) and a check cell. Worked solutions are in
@@ -566,20 +566,20 @@ for use in (False, True):
 # and keeps its cache in float16. How many **bytes** does its KV cache take for a batch of 4 sequences
 # of 8,192 tokens each? Give an int.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_cache_bytes = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch04.check_cache_bytes(answer_cache_bytes))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 2.** Write the decode loop yourself. Fill in `decode_with_cache(layer, x)`: for an attention
 # layer (`GroupedQueryAttention`) and inputs `x` of shape `(batch, seq, d_model)`, feed the tokens **one
 # at a time** through the layer with a single `LayerCache`, and return all outputs, shape
 # `(batch, seq, d_model)`. The result must equal `layer(x)`, the full causal forward. Then set
 # `answer_decode_loop = decode_with_cache`.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def decode_with_cache(layer, x):
     """x (batch, seq, d_model) -> (batch, seq, d_model), one token per call of the layer."""
     outputs = []  # one (batch, 1, d_model) output per step
@@ -589,28 +589,28 @@ def decode_with_cache(layer, x):
 
 answer_decode_loop = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch04.check_decode_loop(answer_decode_loop))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 3.** A 24 GiB GPU holds Llama-3-8B's weights in bfloat16, and its KV cache, also in
 # bfloat16, takes the rest. How many tokens of cache fit (summed over all sequences)? Use the shape
 # below; give an int.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 spec = sizing.MODELS["llama-3-8b"]
 display(Markdown(
     f"{spec.name}: {spec.n_layers} layers, {spec.n_heads} query heads, {spec.n_kv_heads} KV heads, "
     f"head_dim {spec.head_dim}, {spec.n_params:,} parameters."
 ))
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_tokens_in_24gib = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch04.check_llama3_tokens_in_24gib(answer_tokens_in_24gib))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * Generation is sequential. Each step needs the new token's query and the keys and values of **all**

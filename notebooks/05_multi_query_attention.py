@@ -11,7 +11,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 5 · Multi-query attention
 #
 # *Video chapter at 09:42.*
@@ -27,7 +27,7 @@
 # n_h, and in his experiments the quality barely moved. This chapter builds it from the course library,
 # measures the cache, checks the claim against a wrong description of it, and weighs what it costs.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
@@ -48,18 +48,18 @@ _ = torch.manual_seed(0)
 # One thread: the same float rounding on every machine, so every printed number below is reproducible.
 torch.set_num_threads(1)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The idea, animated
 #
 # The chapter in one short animation. It plays here once the videos are rendered (`./course animations`);
 # until then, and in static exports, the last frame stands in.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 from attnlab.media import show_animation
 
 show_animation("MQAScene")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The picture
 #
 # Below, each blue box is a query head and each green/orange pair is one cached key head and value head.
@@ -67,7 +67,7 @@ show_animation("MQAScene")
 # the same single K and V. The query side is untouched, so the model still has n_h different ways of
 # *looking*; only what it *remembers* per token is shared.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 n_heads = 8
 display(HTML(
     '<div style="display:flex;flex-wrap:wrap;gap:8px">'
@@ -76,7 +76,7 @@ display(HTML(
     + "</div>"
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. The math
 #
 # For a sequence $X \in \mathbb{R}^{n \times d_{model}}$, MHA gives each head $h = 1, \dots, n_h$ its own
@@ -96,14 +96,14 @@ display(HTML(
 # $$\underbrace{2\, n_h\, d_h}_{\text{MHA}} \;\longrightarrow\; \underbrace{2\, d_h}_{\text{MQA}}
 # \quad\text{numbers: } n_h \text{ times fewer.}$$
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. The code: the same module with `n_kv_heads = 1`
 #
 # `attnlab` has one attention module for MHA, MQA and GQA (chapter 6): `GroupedQueryAttention`, with
 # `n_heads` query heads and `n_kv_heads` key/value heads. MQA is `n_kv_heads=1`. The projections shrink
 # accordingly:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 mqa_config = AttentionConfig(d_model=128, n_heads=8, n_kv_heads=1)
 mha_config = AttentionConfig(d_model=128, n_heads=8)  # n_kv_heads defaults to n_heads
 for config in (mha_config, mqa_config):
@@ -112,15 +112,15 @@ for config in (mha_config, mqa_config):
           f"W^Q {tuple(layer.w_q.weight.T.shape)}, W^K {tuple(layer.w_k.weight.T.shape)}, "
           f"W^V {tuple(layer.w_v.weight.T.shape)}, cached numbers per token {config.cache_elements_per_token()}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # The attention itself is `grouped_attention`. It views the query heads as `(n_kv_heads groups) x
 # (r heads per group)` and lets an einsum pair each group with its K/V head. With one K/V head there is
 # one group of all r = n_h query heads; the shared `k` and `v` are never copied:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(grouped_attention, start="q = q.view", stop="out = torch.einsum")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Three checks, in float64 on random tensors. MQA must give the same output as
 #
 # 1. PyTorch's own `scaled_dot_product_attention` with `enable_gqa=True` (which accepts fewer K/V heads
@@ -131,7 +131,7 @@ show_source(grouped_attention, start="q = q.view", stop="out = torch.einsum")
 #
 # So MQA is exactly MHA with its K/V heads tied together, computed without the copies.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 gen = torch.Generator().manual_seed(0)
 b, n, d = 2, 10, 16
 q = torch.randn(b, n_heads, n, d, generator=gen, dtype=torch.float64)  # (batch, n_heads, seq, d_h)
@@ -155,12 +155,12 @@ with torch.no_grad():
 x = torch.randn(b, n, 128, generator=gen, dtype=torch.float64)
 print("MQA layer == MHA layer with tied W^K, W^V:", torch.allclose(mqa_layer(x), mha_layer(x), atol=1e-12))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Sharing keys does **not** make the heads alike: each head still has its own query, so each head still
 # attends differently. Here are four heads of the last layer of `tiny_mqa`, the course's small language
 # model trained with MQA, on a line of Python documentation. All four score the very same keys.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 tokenizer = load_tokenizer()
 tiny = {name: load_checkpoint(f"tiny_{name}") for name in ("mha", "gqa", "mqa")}
 text = "The return statement leaves the current function call with the expression list"
@@ -181,7 +181,7 @@ fig.suptitle(f"tiny_mqa ({tiny['mqa'].config.n_layers} layers, {mqa_attn.n_heads
 fig.tight_layout()
 plt.show()
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 last = maps[-1][0]  # (n_heads, seq, seq)
 # total variation distance between two heads' attention rows: the share of weight that sits elsewhere
 spread = max(0.5 * (last[i] - last[j]).abs().sum(-1).mean().item() for i in range(4) for j in range(i))
@@ -191,14 +191,14 @@ display(Markdown(
     f"{ids.shape[1]} queries), although every head reads the same single key per token."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. A wrong description, checked
 #
 # A summary of the video that circulates online says: *"In traditional multi-query attention, each head
 # gets its own set of keys and values."* That is the definition of **multi-head** attention, the thing
 # MQA replaces. The library classifies each reading from its head counts:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 claim = AttentionConfig(d_model=128, n_heads=8, n_kv_heads=8)  # "each head its own keys and values"
 display(Markdown(
     f"**Wrong.** Each of the {claim.n_heads} heads with its own K/V means n_kv_heads = {claim.n_kv_heads}, "
@@ -209,7 +209,7 @@ display(Markdown(
     f"line, *\"share a single key and value vector across many query heads\"*, is the right one."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. The cache shrinks by n_h
 #
 # ### Measured on the tiny models
@@ -218,7 +218,7 @@ display(Markdown(
 # `tiny_mqa` with a `KVCache`, then generate 64 more tokens one at a time, and read `KVCache.nbytes`
 # after every step.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 prompt = torch.tensor([tokenizer.encode(corpus.load_text("val"))[:64]])  # (1, 64)
 growth, caches = {}, {}
 with torch.no_grad():
@@ -240,7 +240,7 @@ for name, model in tiny.items():
     rows.append(f"| tiny_{name} | {attn.n_kv_heads} | {caches[name].bytes_per_token():,.0f} B | {formula:,} B |")
 display(Markdown("\n".join(rows)))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 fig, ax = plt.subplots(figsize=(7, 3.6))
 for name, sizes in growth.items():
     scheme = tiny[name].config.attention_config().kind
@@ -266,7 +266,7 @@ display(Markdown(
     f"**{mha_bpt / mqa_bpt:g}× less**, which is n_h = {tiny['mqa'].config.n_heads}."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Real models
 #
 # `attnlab.sizing` holds the published shapes of real models. **Falcon-7B** is a real MQA model (its
@@ -274,7 +274,7 @@ display(Markdown(
 # its what-if. **DeepSeek-V3** uses neither: it uses multi-head latent attention (chapter 7). Sizing it
 # as MHA and as MQA, both what-ifs, gives the figures quoted in the video's summaries.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 real = ["llama-2-7b", "falcon-7b", "deepseek-v3"]
 rows = ["| model | query heads n_h | d_h | layers | published | MHA bytes/token | MQA bytes/token | MHA / MQA |",
         "|---|---|---|---|---|---|---|---|"]
@@ -298,7 +298,7 @@ display(Markdown(
     f"DeepSeek-V3 ships MLA, which caches {format_bytes(sizing.bytes_per_token(v3))} per token (chapter 7)."
 ))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 fig, ax = plt.subplots(figsize=(8, 3.4))
 width = 0.38
 for i, key in enumerate(real):
@@ -323,7 +323,7 @@ ax.spines[["top", "right"]].set_visible(False)
 fig.tight_layout()
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Why it is faster at decode: bytes read per generated token
 #
 # A decode step does little arithmetic per byte it reads. Every step reads each weight once (shared by
@@ -336,7 +336,7 @@ plt.show()
 # cache term by n_h. The arithmetic does not change: each query head still scores every cached key
 # (`sizing.attention_macs_per_cached_token`), so MQA does the same work on n_h times fewer bytes.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 llama2 = MODELS["llama-2-7b"]
 macs = {s: sizing.attention_macs_per_cached_token(llama2, s) for s in ("mha", "mqa")}
 intensity = {s: sizing.decode_flops_per_byte(llama2, s) for s in ("mha", "mqa")}
@@ -364,7 +364,7 @@ ax.spines[["top", "right"]].set_visible(False)
 fig.tight_layout()
 plt.show()
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 t_long = 32 * 1024
 long_mha = gqa_widgets.decode_read_bytes(llama2, t_long, batch, "mha")
 long_mqa = gqa_widgets.decode_read_bytes(llama2, t_long, batch, "mqa")
@@ -378,23 +378,23 @@ display(Markdown(
     f"({paper_mha_us / paper_mqa_us:.1f}× faster; arXiv 1911.02150, WMT14 English-German)."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Live: bytes read per decode step
 #
 # Pick a dense model, a context length and a batch. Grey is the weights (read once per step whatever the
 # batch), red the K/V cache of all sequences. Watch the cache take over as the batch or the context grows,
 # and MQA push that point far out.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 gqa_widgets.mqa_decode_explorer("llama-2-7b", seq_len=4096, batch=8)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. The quality cost
 #
 # Sharing one K/V head removes parameters and forces every head to read the same summary of each token,
 # so some quality is expected to go. In the paper (WMT14 English-German translation) the loss was small:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 paper_bleu = {"mha": 26.7, "mqa": 26.5}  # arXiv 1911.02150, WMT14 EN-DE, BLEU
 display(Markdown(
     f"Shazeer's Transformer: BLEU **{paper_bleu['mha']}** with MHA and **{paper_bleu['mqa']}** with MQA "
@@ -402,11 +402,11 @@ display(Markdown(
     f"{paper_mha_us / paper_mqa_us:.1f}× faster per token."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The tiny models' training metrics travel with their checkpoints (`model.metrics`): the settings, the
 # loss curve and the final validation loss.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 same_recipe = all(m.metrics["train"] == tiny["mha"].metrics["train"] for m in tiny.values())
 recipe = tiny["mha"].metrics["train"]
 display(Markdown(
@@ -446,7 +446,7 @@ display(Markdown(
     f"model is one training run, so read small differences as a single sample, not a law."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. What it costs
 #
 # | | MHA | MQA |
@@ -459,7 +459,7 @@ display(Markdown(
 #
 # The numbers for the models of this chapter:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 tiny_mha, tiny_mqa = tiny["mha"], tiny["mqa"]
 kv_params = {name: sum(p.numel() for blk in tiny[name].blocks for p in (blk.attn.w_k.weight, blk.attn.w_v.weight))
              for name in ("mha", "mqa")}
@@ -484,11 +484,11 @@ rows.append(f"| paper: decoder time per token | {paper_mha_us} µs | {paper_mqa_
             f"{paper_mha_us / paper_mqa_us:.1f}× faster |")
 display(Markdown("\n".join(rows)))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # MQA is all or nothing: n_h query heads and one K/V head. Chapter 6 makes the number of K/V heads a
 # dial between MHA and MQA, and shows how to convert a trained MHA model instead of training again.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
 # Replace each `None` with your answer and run the check below it. Worked solutions are in
@@ -498,31 +498,31 @@ display(Markdown("\n".join(rows)))
 # `hidden_size` 4544 and `multi_query: true`. How many bytes does one token add to its KV cache in
 # bfloat16, over all layers? Work it out by hand (an int).
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_falcon_bytes_per_token = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch05.check_falcon_bytes_per_token(answer_falcon_bytes_per_token))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 2.** Write causal multi-query attention as a function `(q, k, v) -> out` with
 # `q` of shape (batch, n_heads, seq, d) and `k`, `v` of shape (batch, 1, seq, d). Hint: you do not need
 # to copy `k` and `v` n_heads times; broadcasting does it.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_mqa_attention = None  # a function (q, k, v) -> out of shape (batch, n_heads, seq, d)
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch05.check_mqa_attention(answer_mqa_attention))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 3.** Take Llama-2-7B (6.738 billion parameters, 32 layers, 32 heads of width 128, MHA) in
 # bfloat16, with 4096 tokens of context per sequence. From which batch size on does one decode step read
 # at least as many bytes of K/V cache as of weights? Answer for MHA and for an MQA version of the same
 # model, as a pair `(mha_batch, mqa_batch)`.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_cache_dominates = None  # (mha_batch, mqa_batch)
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch05.check_cache_dominates(answer_cache_dominates))

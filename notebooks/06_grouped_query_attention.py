@@ -11,7 +11,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 6 · Grouped-query attention
 #
 # *Video chapter at 11:03.*
@@ -28,7 +28,7 @@
 # briefly. This chapter builds GQA from the course library, converts the course's tiny MHA model that
 # way, and looks at what real models chose.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 import dataclasses
 import time
 
@@ -51,24 +51,24 @@ _ = torch.manual_seed(0)
 # One thread: the same float rounding on every machine, so every printed loss below is reproducible.
 torch.set_num_threads(1)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The idea, animated
 #
 # The chapter in one short animation. It plays here once the videos are rendered (`./course animations`);
 # until then, and in static exports, the last frame stands in.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 from attnlab.media import show_animation
 
 show_animation("GQAScene")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Groups between the two extremes
 #
 # With n_h = 8 query heads, n_g can be 8 (MHA), 4, 2 or 1 (MQA). Each K/V head serves a **group** of
 # r = n_h / n_g neighbouring query heads:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 n_heads = 8
 display(HTML(
     '<div style="display:flex;flex-wrap:wrap;gap:6px">'
@@ -76,7 +76,7 @@ display(HTML(
     + "</div>"
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. The math
 #
 # Query head $h \in \{0, \dots, n_h - 1\}$ reads K/V head
@@ -89,47 +89,47 @@ display(HTML(
 # Per token and layer the cache holds $2\, n_g\, d_h$ numbers, $r$ times fewer than MHA's $2\, n_h d_h$.
 # $n_g = n_h$ gives $r = 1$ and $g(h) = h$: MHA. $n_g = 1$ gives $r = n_h$ and $g(h) = 0$: MQA.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 for n_kv in (8, 4, 2, 1):
     config = AttentionConfig(d_model=128, n_heads=n_heads, n_kv_heads=n_kv)
     owner = gqa_widgets.kv_head_of(n_heads, n_kv)
     print(f"n_kv_heads={n_kv}: kind={config.kind!r:6} r={config.group_size}  g(h) for h=0..7: {owner}  "
           f"cached numbers per token and layer: {config.cache_elements_per_token()}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. `n_kv_heads` must divide `n_heads`
 #
 # Every group has the same size, so r must be a whole number. Ask for 5 K/V heads on 12 query heads and
 # the library refuses before torch sees a tensor:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 try:
     AttentionConfig(d_model=768, n_heads=12, n_kv_heads=5)
 except ValueError as err:
     print(f"ValueError: {err}")
 
-# %%
+# %% slideshow={"slide_type": "-"}
 valid_12 = gqa_widgets.kv_head_options(12)
 display(Markdown(
     f"For 12 query heads the valid choices are n_kv_heads ∈ {valid_12}: the divisors of 12. Falcon-7B's 71 "
     f"heads (a prime) allow only {gqa_widgets.kv_head_options(71)}: MQA or MHA, nothing in between."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. The code
 #
 # `grouped_attention` implements $g(h)$ without copying K and V: it views the n_h query heads as
 # (n_g groups) × (r heads per group), and the einsum pairs group g with K/V head g:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(grouped_attention, start="q = q.view", stop="out = torch.einsum")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Checks in float64 on random tensors: at n_kv = n_h it is plain MHA (`attention_matrix` of chapter 3,
 # head by head), at n_kv = 1 it is MQA (one K/V head broadcast to every query head), and at any n_kv it
 # equals MHA on `repeat_kv`'s explicit copies and PyTorch's `scaled_dot_product_attention(enable_gqa=True)`.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 gen = torch.Generator().manual_seed(0)
 b, n, d = 2, 10, 16
 q = torch.randn(b, n_heads, n, d, generator=gen, dtype=torch.float64)  # (batch, n_heads, seq, d_h)
@@ -148,11 +148,11 @@ for n_kv in (8, 4, 2, 1):
         line += f", == MQA by broadcasting {torch.allclose(out, attention_matrix(q, k, v, causal=True)[0], atol=1e-12)}"
     print(line)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # (For n_kv = 1, `attention_matrix(q, k, v)` with `k` of shape (b, 1, n, d) broadcasts the single K/V head
 # over the 8 query heads: that *is* MQA.)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Converting a trained MHA model
 #
 # Training a model from scratch for every n_g would be expensive. The GQA paper converts an MHA
@@ -167,16 +167,16 @@ for n_kv in (8, 4, 2, 1):
 # steps (the paper used 5% of the pre-training compute) so the model adapts to the shared heads. In
 # `attnlab` the pooling is `mha_to_gqa`:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(mha_to_gqa, start="pool = ", stop="return new")
 
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # We convert every attention layer of `tiny_mha`, the course model trained with MHA, keep the rest of its
 # weights, and measure the validation loss on the same fixed windows of held-out text for
 # every model in this chapter.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def converted(mha_model: TinyLM, n_kv: int) -> TinyLM:
     """A copy of mha_model whose attention layers are mean-pooled to n_kv K/V heads (mha_to_gqa)."""
     kind = "mha" if n_kv == mha_model.config.n_heads else "mqa" if n_kv == 1 else "gqa"
@@ -217,7 +217,7 @@ display(Markdown(
     f"with each other.)"
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### A short uptraining, live
 #
 # The course also ships `tiny_gqa`: the same model with GQA, **trained from scratch**. We take the
@@ -225,7 +225,7 @@ display(Markdown(
 # `attnlab.train.train`, which accepts an existing model. The run is seeded, so it gives the same numbers
 # every time.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 UPTRAIN = TrainConfig(steps=60, batch_size=8, seq_len=64, lr=2e-3, warmup=5, eval_every=60, eval_batches=1, seed=0)
 tiny_gqa = load_checkpoint("tiny_gqa")
 n_g = tiny_gqa.config.attention_config().n_kv_heads  # the K/V heads of the from-scratch GQA model
@@ -250,12 +250,12 @@ display(Markdown(
     f"| tiny_gqa, trained from scratch ({tiny_gqa.metrics['train']['steps']:,} steps) | {n_g} | {scratch_loss:.3f} |"
 ))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 # NBVAL_IGNORE_OUTPUT
 # Seconds depend on the machine and its load, so this line is not compared when the notebook is tested.
 print(f"the uptraining took {uptrain_seconds:.1f} s on this machine")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 # The GQA paper (arXiv 2305.13245), T5-XXL: (average score, inference time in s); MQA and GQA-8 were
 # converted from the MHA model and uptrained with 5% of the pre-training compute.
 t5 = {"MHA": (47.2, 1.51), "GQA-8": (47.1, 0.28), "MQA": (46.6, 0.24)}
@@ -308,13 +308,13 @@ ax.spines[["top", "right"]].set_visible(False)
 fig.tight_layout()
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Real models use GQA
 #
 # Many open models ship GQA. Here are some, with an MQA and an MHA model for comparison, from their
 # published configs (`attnlab.sizing.MODELS`), in bfloat16, all layers:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 rows = ["| model | query heads n_h | K/V heads n_g | group size r | bytes per token | as MHA (what-if) | saved |",
         "|---|---|---|---|---|---|---|"]
 for key in ("llama-3-8b", "llama-3-70b", "mistral-7b", "qwen2.5-7b", "deepseek-67b", "falcon-7b", "llama-2-7b"):
@@ -325,14 +325,14 @@ for key in ("llama-3-8b", "llama-3-70b", "mistral-7b", "qwen2.5-7b", "deepseek-6
                 f"| {own:,} ({format_bytes(own)}) | {format_bytes(mha)} | {format_ratio(mha / own)}× |")
 display(Markdown("\n".join(rows)))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### DeepSeek-V3 does not use GQA
 #
 # One summary of the video says GQA uses *"16 groups in DeepSeek V3/R1"* for an *"8-fold memory
 # reduction"*. The arithmetic is right, the attribution is not: DeepSeek-V3 (and R1, built on it) uses
 # multi-head latent attention (from chapter 7 on). 16 K/V heads on its 128 query heads is a **what-if**:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 v3 = MODELS["deepseek-v3"]
 what_if = sizing.bytes_per_token(v3, scheme="gqa", n_kv_heads=16)
 v3_mha = sizing.bytes_per_token(v3, scheme="mha")
@@ -347,17 +347,17 @@ display(Markdown(
     f"{sizing.kv_elements_per_token(v3) / sizing.kv_elements_per_token(v3, 'gqa', 1):.2f} K/V heads."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Live: which query heads share which K/V head
 #
 # Pick a model; the slider offers **only** the K/V-head counts its query heads allow (the divisors of
 # n_h). The diagram shows the groups; the table shows what one token costs in the cache, from
 # `attnlab.sizing`. Try Falcon-7B (71 heads, a prime) and DeepSeek-V3 (a what-if throughout).
 
-# %%
+# %% slideshow={"slide_type": "-"}
 gqa_widgets.gqa_explorer("llama-3-8b")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. What it costs
 #
 # GQA trades cache for quality, one factor of r at a time. The arithmetic stays the same: every query
@@ -365,7 +365,7 @@ gqa_widgets.gqa_explorer("llama-3-8b")
 # validation loss against the cache bytes per token, for the mean-pooled conversions (no uptraining),
 # the uptrained conversion, and the three models trained from scratch.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 scratch = {"tiny_mha": tiny_mha, "tiny_gqa": tiny_gqa, "tiny_mqa": load_checkpoint("tiny_mqa")}
 scratch_losses = {name: (mha_loss if name == "tiny_mha" else scratch_loss if name == "tiny_gqa"
                          else evaluate(model, val_data, EVAL)) for name, model in scratch.items()}
@@ -400,12 +400,12 @@ ax.spines[["top", "right"]].set_visible(False)
 fig.tight_layout()
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # At scale, the GQA paper measured the same trade on T5-XXL: the MHA model against MQA and GQA versions
 # converted from it and uptrained with 5% of the pre-training compute (average score over the paper's
 # tasks, and inference time in seconds, as the paper reports them):
 
-# %%
+# %% slideshow={"slide_type": "-"}
 rows = ["| T5-XXL | average score | inference time (s) | time against MHA |", "|---|---|---|---|"]
 for name, (score, seconds) in t5.items():
     speed = "reference" if name == "MHA" else f"{t5['MHA'][1] / seconds:.1f}× faster"
@@ -417,7 +417,7 @@ display(Markdown(
     f"({t5['MHA'][1] / t5['MQA'][1]:.1f}×) and lost {t5['MHA'][0] - t5['MQA'][0]:.1f} points."
 ))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 rows = ["| K/V heads n_g | group size r | tiny: cache bytes/token | tiny: loss after pooling | "
         "Llama-3-70B shape: bytes/token | vs MHA |", "|---|---|---|---|---|---|"]
 llama70 = MODELS["llama-3-70b"]
@@ -432,7 +432,7 @@ display(Markdown(
     + "\n".join(rows)
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
 # Replace each `None` with your answer and run the check below it. Worked solutions are in
@@ -443,28 +443,28 @@ display(Markdown(
 # h·d_h … (h+1)·d_h − 1 belong to head h, and returns the mean-pooled weight of shape
 # (n_kv_heads · d_h, d_model). The check compares it with `mha_to_gqa`.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_mean_pool = None  # a function (w, n_heads, n_kv_heads) -> tensor
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch06.check_mean_pool(answer_mean_pool))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 2.** List every number of K/V heads that GQA allows for a model with 12 query heads.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_valid_kv_heads = None  # a list of ints
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch06.check_valid_kv_heads(answer_valid_kv_heads))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 3.** Qwen2.5-7B's config (`huggingface.co/Qwen/Qwen2.5-7B`) has 28 layers, 28 attention
 # heads, 4 key/value heads and `hidden_size` 3584. How many bytes does one token add to its KV cache in
 # bfloat16, over all layers? Work it out by hand (an int).
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_qwen_bytes_per_token = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch06.check_qwen_bytes_per_token(answer_qwen_bytes_per_token))

@@ -11,7 +11,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 7 · Multi-head latent attention (MLA)
 #
 # *Video chapter at 13:32.*
@@ -26,7 +26,7 @@
 # the keys and values of a trained model to see why a latent can work at all, and computes the numbers
 # that summaries of the video quote, with a verdict on each.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import HTML, Markdown, display
@@ -44,18 +44,18 @@ _ = torch.manual_seed(0)
 # One thread: the same float rounding on every machine, so every printed number below is reproducible.
 torch.set_num_threads(1)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The idea, animated
 #
 # The chapter in one short animation. It plays here once the videos are rendered (`./course animations`);
 # until then, and in static exports, the last frame stands in.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 from attnlab.media import show_animation
 
 show_animation("MLAScene")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea: cache a latent, rebuild K and V
 #
 # For token $t$ with hidden state $h_t \in \mathbb{R}^d$, MLA computes one **down-projection** and caches
@@ -76,7 +76,7 @@ show_animation("MLAScene")
 # $d_h^R$, shared by all heads; chapter 9 explains why. Here is the path for one token, with
 # DeepSeek-V3's widths:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 v3 = MODELS["deepseek-v3"]
 d_c, d_h_rope = sizing.mla_dims(v3)
 display(HTML(mla_widgets.latent_diagram_svg(n_heads=4, d_model=v3.hidden_size, d_c=d_c, d_h=v3.head_dim,
@@ -87,28 +87,28 @@ display(Markdown(
     f"would be $2 n_h d_h$ = 2 × {v3.n_heads} × {v3.head_dim} = **{2 * v3.n_heads * v3.head_dim:,}**."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. The code
 #
 # `attnlab.mla.MultiHeadLatentAttention` follows DeepSeek's checkpoints: `w_dkv` holds $W^{DKV}$ and the
 # RoPE key's $W^{KR}$ in one matrix, `kv_norm` is the RMSNorm, and `w_ukv` holds every head's
 # $[W^{UK}_i; W^{UV}_i]$. What the cache stores for each new token:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(MultiHeadLatentAttention.latents, start="c_kv, k_rope =", stop="return")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # and how the plain ("naive") form rebuilds every head's keys and values from the cached latents, one
 # einsum each (`c` is the latent index, `h` the head, `d` and `v` the key and value widths):
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(MultiHeadLatentAttention.attend_naive, start="k_nope = torch.einsum", stop="v = torch.einsum")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The course's tiny language model comes in an MLA version, `tiny_mla`, trained on the same text with the
 # same recipe as `tiny_mha` (chapter 3). Its layer shapes, read off the loaded weights:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 tiny_mla = load_checkpoint("tiny_mla")
 tiny_mha = load_checkpoint("tiny_mha")
 layer = tiny_mla.blocks[0].attn
@@ -126,12 +126,12 @@ rows += [
 ]
 display(Markdown("\n".join(rows)))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # One claim in a summary of the video says MLA "shares these projections across all heads", so that "the
 # same matrices are used repeatedly by different heads". The **latent** is shared; the **up-projections
 # are not**. Compare every pair of heads' $W^{UK}_i$ in the trained model:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 w_uk = layer.w_uk.detach()  # (n_heads, d_h, d_c)
 n_h = w_uk.shape[0]
 flat = torch.nn.functional.normalize(w_uk.reshape(n_h, -1), dim=1)
@@ -145,13 +145,13 @@ display(Markdown(
     "*multi-head*: the heads do not see the same keys."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. What is cached, measured
 #
 # Run the same 64-token prompt through `tiny_mla` and `tiny_mha` with a `KVCache`, decode 32 more tokens,
 # and look at what the cache holds.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 tokenizer = load_tokenizer()
 val_ids = tokenizer.encode(corpus.load_text("val"))
 prompt = torch.tensor([val_ids[:64]])
@@ -168,7 +168,7 @@ shapes = ", ".join(f"`{k}` {tuple(v.shape)}" for k, v in mla_cache[0].tensors.it
 display(Markdown(f"After {mla_cache.seq_len} tokens, layer 0 of `tiny_mla` caches {shapes}: "
                  "(batch, tokens, width). No per-head key or value is stored anywhere."))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 c_mla, c_mha = tiny_mla.config, tiny_mha.config
 element_bytes = tiny_mla.embed.weight.element_size()  # float32: 4
 # The tiny models' shape, as sizing describes real models (head_dim = d_model / n_heads)
@@ -193,7 +193,7 @@ display(Markdown(
     f"$d_c$ = 4 $d_h$ = {c_mla.kv_lora_rank} against $2 n_h d_h$ = {2 * tiny_spec.n_heads * tiny_spec.head_dim}."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Why a latent can work: the keys and values of a trained model
 #
 # A latent of width $d_c$ can only produce keys (and values) that lie in a $d_c$-dimensional subspace. Do
@@ -205,10 +205,10 @@ display(Markdown(
 #
 # $$\frac{\lVert K - K_r \rVert_F}{\lVert K \rVert_F} = \sqrt{\frac{\sum_{j>r} s_j^2}{\sum_j s_j^2}} .$$
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(lowrank.lowrank_error, start="energy = s.square()", stop="return")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 window = c_mha.max_seq_len
 text_ids = torch.tensor(val_ids[: 8 * window]).view(8, window)  # 8 windows of real text, (8, 256)
 # float64 copies for the analysis, so that "zero" singular values show as float64 rounding (~1e-16)
@@ -249,7 +249,7 @@ fig.tight_layout()
 plt.show()
 
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def rank_for(curve, tolerance):
     """Smallest rank in `ranks` whose error is at most `tolerance`."""
     return next(r for r, e in zip(ranks, curve, strict=True) if e <= tolerance)
@@ -269,12 +269,12 @@ display(Markdown(
     f"although it is twice as wide."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # This is an intuition, not a proof: the MHA model was trained without a bottleneck, and the best rank-$r$
 # fit is found after the fact. MLA learns its down- and up-projections *with* the bottleneck from the
 # start, so the model arranges itself to fit through it (section 8 compares the trained models).
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Not just "low-rank K and V"
 #
 # Many descriptions stop at "MLA compresses K and V to a low rank". Four details make it what it is:
@@ -293,10 +293,10 @@ display(Markdown(
 # per token and layer and spend it three ways: one latent shared by K, V and all heads (MLA); one latent
 # of $r/2$ for K and another for V; or a separate latent of $r / (2 n_h)$ for each head's K and each head's V.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(lowrank.budget_errors, start="out: dict", stop='out["per head"].append')
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 budget_ranks = list(range(2 * c_mha.n_heads, width + 1, 2 * c_mha.n_heads))  # multiples of 2 n_h
 budgets = [lowrank.budget_errors(k, v, c_mha.n_heads, budget_ranks) for k, v in kv_mha]
 ways = {"shared": "one latent for K, V and all heads (MLA)", "per K and V": "one for K, one for V",
@@ -321,7 +321,7 @@ display(Markdown(
     "shared latent is the best one. That is the point of MLA's *joint* compression."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The DeepSeek-V2 paper's Table 1
 #
 # The paper compares the cache per token of the four schemes, in elements, for $l$ layers:
@@ -330,10 +330,10 @@ display(Markdown(
 # groups". `sizing.table1_elements` computes the table; here with DeepSeek-V3's shape and, for GQA, the
 # 16 groups one summary quotes (a what-if: DeepSeek-V3 does not use GQA).
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(sizing.table1_elements, start="return {", stop="}")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 n_g = 16  # the seed summaries' "16 groups": a what-if comparison
 table1 = sizing.table1_elements(n_h=v3.n_heads, d_h=v3.head_dim, l=v3.n_layers, n_g=n_g, d_c=d_c, d_h_rope=d_h_rope)
 unit = v3.head_dim * v3.n_layers  # d_h l
@@ -350,12 +350,12 @@ display(Markdown(
     "while every one of its heads gets its own keys and values."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. The 57× figure, and the claims around it
 #
 # In bytes (bfloat16, 2 bytes per element), per token over all layers, from DeepSeek-V3's config:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 per_token = {s: sizing.bytes_per_token(v3, "bfloat16", s, n_g if s == "gqa" else None) for s in sizing.SCHEMES}
 ratio_mla = per_token["mha"] / per_token["mla"]
 display(Markdown(
@@ -364,7 +364,7 @@ display(Markdown(
     f"{ratio_mla:.1f}×**."
 ))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 v2, dense67 = MODELS["deepseek-v2"], MODELS["deepseek-67b"]
 v2_cut = 1 - sizing.kv_elements_per_token(v2) / sizing.kv_elements_per_token(dense67)
 kv_params_mha = 2 * v3.hidden_size * v3.n_heads * v3.head_dim  # W^K and W^V of MHA, one layer
@@ -390,14 +390,14 @@ verdicts = [
 display(Markdown("\n".join(["| claim | verdict | computed |", "|---|---|---|",
                             *[f"| {c} | {v} | {why} |" for c, v, why in verdicts]])))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. The tiny models: does the latent cost quality?
 #
 # `tiny_mla` and `tiny_mha` carry their training metrics (`model.metrics`). The DeepSeek-V2 paper reports
 # that, at its scale, MLA even scores better than MHA (§2.1, Table 1 and Appendix D). One tiny training run per
 # model is a single sample, not a law, but it shows the size of the effect here:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 same_recipe = tiny_mla.metrics["train"] == tiny_mha.metrics["train"]
 recipe = tiny_mha.metrics["train"]
 n_params = {name: sum(p.numel() for p in m.parameters()) for name, m in (("mha", tiny_mha), ("mla", tiny_mla))}
@@ -423,7 +423,7 @@ display(Markdown(
     f"cache {measured['mha'] / measured['mla']:.2f}× smaller."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 9. Try it: the latent's width
 #
 # Slide the latent width $d_c$ and the RoPE key width $d_h^R$ (even only: RoPE rotates pairs). The top
@@ -432,7 +432,7 @@ display(Markdown(
 # tiny heads are 16 wide): the error a latent of that relative size would leave. DeepSeek's $d_c = 4 d_h$
 # lands at rank 64. The singular values were computed once above; the widget only looks them up.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 widget_ranks = sorted({mla_widgets.tiny_rank(d, tiny_spec.head_dim) for d in mla_widgets.DC_OPTIONS})
 joint = [lowrank.joint_kv(k, v) for k, v in kv_mha]
 joint_s = [lowrank.singular_values(j) for j in joint]  # the SVD, once per layer
@@ -441,7 +441,7 @@ widget_errors = {r: [lowrank.lowrank_error(j, r, s=s)[0] for j, s in zip(joint, 
 explorer = mla_widgets.latent_explorer(widget_errors, tiny_head_dim=tiny_spec.head_dim, d_c=d_c, d_h_rope=d_h_rope)
 explorer
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 10. What it costs
 #
 # | | MHA | MLA |
@@ -453,7 +453,7 @@ explorer
 #
 # The numbers, for DeepSeek-V3's shape and for the tiny models:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 # multiply-adds per cached token and decode step, one layer (chapter 8 derives these counts)
 macs_attend = sizing.attention_macs_per_cached_token(v3, "mha")  # MHA: score one key, mix one value per head
 macs_naive = mla_widgets.decode_step_costs(v3.n_heads, seq_len=1, d_c=d_c, d_h=v3.head_dim, d_v=v3.head_dim,
@@ -485,7 +485,7 @@ display(Markdown(
     "into the query and the output, and chapter 9 shows what position encoding needs for that to work."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
 # Each exercise has an answer cell (replace `None`) and a check cell. Solutions are in
@@ -495,34 +495,34 @@ display(Markdown(
 # `num_hidden_layers` 60. How many bytes does one token add to its MLA cache in bfloat16, over all layers?
 # Work it out by hand. (An integer.)
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_v2_bytes_per_token = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch07.check_v2_bytes_per_token(answer_v2_bytes_per_token))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 2.** With DeepSeek-V3's widths ($d_c$ = 512, $d_h^R$ = 64, $d_h$ = 128), how many K/V groups
 # $n_g$ would GQA need to cache exactly as many numbers per token as MLA?
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_gqa_groups = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch07.check_gqa_groups(answer_gqa_groups))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 3.** Write a function `(matrix, r) -> float` that returns the relative error
 # $\lVert M - M_r \rVert_F / \lVert M \rVert_F$ of the best rank-$r$ approximation of a 2-D tensor, using
 # `torch.linalg.svdvals` (without calling `attnlab.lowrank`). Assign the function itself.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_lowrank_error = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch07.check_lowrank_error(answer_lowrank_error))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * MLA caches one RMS-normed latent $c^{KV}_t$ of width $d_c$ per token and layer (plus a shared RoPE key

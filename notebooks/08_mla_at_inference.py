@@ -11,7 +11,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 8 · MLA at inference time
 #
 # *Video chapter at 15:37.*
@@ -27,7 +27,7 @@
 # proves it exact on the trained tiny model, counts and times the work, and checks the layer against
 # Hugging Face's implementation.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 import functools
 import math
 import time
@@ -50,18 +50,18 @@ _ = torch.manual_seed(0)
 # One thread: the same float rounding on every machine, so every printed number below is reproducible.
 torch.set_num_threads(1)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The idea, animated
 #
 # The chapter in one short animation. It plays here once the videos are rendered (`./course animations`);
 # until then, and in static exports, the last frame stands in.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 from attnlab.media import show_animation
 
 show_animation("AbsorptionScene")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Absorption, step by step
 #
 # Take head $i$, a query token $t$ and a cached token $s$, and leave the RoPE part aside (chapter 9 puts it
@@ -90,31 +90,31 @@ show_animation("AbsorptionScene")
 # mixes the *same* $c^{KV}_s$: it is multi-query attention with one shared key of width $d_c + d_h^R$ and
 # one shared value of width $d_c$, and $n_h$ query heads of width $d_c + d_h^R$.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. The code, both ways
 #
 # `MultiHeadLatentAttention` has both forms; `forward(x, cache, mode=...)` picks one. The plain ("naive")
 # form rebuilds keys and values from the latents, then runs ordinary multi-head attention:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(MultiHeadLatentAttention.attend_naive, start="k_nope = torch.einsum", stop="return torch.einsum")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # The absorbed form folds $W^{UK}_i$ into the query (`hdc`: head, key width, latent), scores against the
 # cached latents (`btc`), mixes the latents, and applies $W^{UV}_i$ last. No tensor with a per-head key
 # or value axis for the cached tokens appears:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(MultiHeadLatentAttention.attend_absorbed, start="q_latent = torch.einsum", stop="return torch.einsum")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Proof: the same numbers
 #
 # Take the trained `tiny_mla` in float64, run 64 tokens of held-out text through it, and feed each layer
 # its real input: a 48-token prefill into a `LayerCache`, then 16 decode steps of one token each, once in
 # each mode. The two caches hold the same latents; the outputs must agree to rounding.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 tokenizer = load_tokenizer()
 text_ids = torch.tensor([tokenizer.encode(corpus.load_text("val"))[:64]])  # (1, 64)
 model64 = load_checkpoint("tiny_mla", dtype=torch.float64)
@@ -133,7 +133,7 @@ with torch.no_grad():
         full_diffs.append((outputs["absorbed"] - block.attn(x)).abs().max().item())  # against one uncached pass
 scale = max(o.abs().max().item() for o in outputs.values())
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 # NBVAL_IGNORE_OUTPUT
 # The last bits of float64 rounding depend on the CPU's kernels, so these exact differences may change
 # from machine to machine; the cell after this one checks them against a bound.
@@ -143,7 +143,7 @@ display(Markdown(
     + f". Cached against one uncached pass: {max(full_diffs):.1e}. Outputs are of size up to {scale:.2f}."
 ))
 
-# %%
+# %% slideshow={"slide_type": "-"}
 tolerance = 1e-12
 display(Markdown(
     f"Every layer, all {x.shape[1]} positions: naive and absorbed agree to within {tolerance:g} "
@@ -152,11 +152,11 @@ display(Markdown(
     "products in a different order."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The whole model, too. `TinyLM` calls each layer's `forward` with the default mode; binding `mode`
 # switches all four layers at once. Greedy generation through the cache picks the same tokens:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def use_mode(model, mode):
     """Make every MLA layer of `model` run in `mode` ("naive" or "absorbed")."""
     for block in model.blocks:
@@ -180,7 +180,7 @@ display(Markdown(
     f"`{tokenizer.decode(generated['absorbed'][0, prompt.shape[1]:].tolist())!r}`."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Counting the work of one decode step
 #
 # One new token, $t$ cached tokens, one layer, $n_h$ heads. Leave out the new token's own projections
@@ -200,10 +200,10 @@ display(Markdown(
 # and values, `"absorb"` is the default); Hugging Face runs the second (section 7).
 # `attnlab.interactive.mla.decode_step_costs` implements the table:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(mla_widgets.decode_step_costs, start="attend_mha = {", stop="}")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 v3 = MODELS["deepseek-v3"]
 d_c, d_h_rope = sizing.mla_dims(v3)
 widths = dict(d_c=d_c, d_h=v3.head_dim, d_v=v3.head_dim, d_h_rope=d_h_rope)
@@ -216,7 +216,7 @@ for t in (1024, 4096, 32768, 131072):
 display(Markdown(f"{v3.name}, one layer, one decode step, bfloat16 (bytes: the cache read, plus the "
                  "rebuilt keys and values the naive form writes and reads back):\n\n" + "\n".join(rows)))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 c4k = mla_widgets.decode_step_costs(v3.n_heads, 4096, **widths)
 bytes_ratio = c4k["expanded"]["cache_bytes"] / c4k["absorbed"]["cache_bytes"]
 display(Markdown(
@@ -228,13 +228,13 @@ display(Markdown(
     "subject of section 6."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Timing it on this CPU
 #
 # A layer with DeepSeek's head widths but 8 heads, so that it runs quickly on a laptop: time the
 # attention of one decode step in each form, for a few context lengths.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 bench_config = MLAConfig(d_model=1024, n_heads=8, kv_lora_rank=d_c, qk_nope_head_dim=v3.head_dim,
                          qk_rope_head_dim=d_h_rope, v_head_dim=v3.head_dim)
 bench = MultiHeadLatentAttention(bench_config).requires_grad_(False)
@@ -262,7 +262,7 @@ for t in contexts:
     for mode, attend in (("naive", bench.attend_naive), ("absorbed", bench.attend_absorbed)):
         measured[mode].append(best_ms(lambda a=attend, c=c_kv, k=k_rope, m=mask: a(q_nope, q_rope, c, k, m)))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 # NBVAL_IGNORE_OUTPUT
 # Wall-clock times change from machine to machine and run to run.
 predicted = {t: mla_widgets.decode_step_costs(bench_config.n_heads, t, **widths) for t in contexts}
@@ -273,7 +273,7 @@ for i, t in enumerate(contexts):
                 f"{predicted[t]['naive']['flops'] / predicted[t]['absorbed']['flops']:.0f}× |")
 display(Markdown("\n".join(rows)))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 flop_ratios = [predicted[t]["naive"]["flops"] / predicted[t]["absorbed"]["flops"] for t in contexts]
 one_token = mla_widgets.decode_step_costs(bench_config.n_heads, 1, **widths)  # the work per cached token
 per_cached = {s: sum(v for k, v in one_token[s]["parts"].items() if k != "fold W^UK, W^UV") for s in one_token}
@@ -286,7 +286,7 @@ display(Markdown(
     "the rebuild is paid for every cached token, the fold only once."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Memory against arithmetic: why absorbed decode becomes compute-bound
 #
 # A decode step reads every cached byte once and does a fixed amount of arithmetic with it. The ratio,
@@ -295,7 +295,7 @@ display(Markdown(
 # decode kernel, reports up to 3000 GB/s when memory-bound and 580-660 TFLOPS when compute-bound on an
 # H800 ([github.com/deepseek-ai/FlashMLA](https://github.com/deepseek-ai/FlashMLA)).
 
-# %%
+# %% slideshow={"slide_type": "-"}
 flashmla_bw, flashmla_tflops = 3000e9, (580e12, 660e12)  # FlashMLA on H800: bytes/s, FLOP/s
 ridge = [f / flashmla_bw for f in flashmla_tflops]
 t_long = 65536  # long enough that the once-per-step fold is negligible
@@ -331,7 +331,7 @@ ax.spines[["top", "right"]].set_visible(False)
 fig.tight_layout()
 plt.show()
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 i_v3 = intensity(v3.n_heads, "absorbed")
 heads_at_ridge = [r / intensity(1, "absorbed") for r in ridge]  # intensity grows in proportion to n_h
 display(Markdown(
@@ -345,13 +345,13 @@ display(Markdown(
     f"{intensity(v3.n_heads, 'expanded'):.1f} FLOP per byte whatever $n_h$: memory-bound, like every MHA decode."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Against Hugging Face
 #
 # Hugging Face's `DeepseekV3Attention` (transformers 5.x) caches the latent too, then rebuilds keys and
 # values from it at every step, the naive form of section 4:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 from transformers import DeepseekV3Config
 from transformers.cache_utils import DynamicCache
 from transformers.models.deepseek_v3 import modeling_deepseek_v3 as hf_modeling
@@ -359,12 +359,12 @@ from transformers.models.deepseek_v3 import modeling_deepseek_v3 as hf_modeling
 show_source(hf_modeling.DeepseekV3Attention.forward, start="if past_key_values is not None",
             stop="key_states, value_states = self.expand_kv")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Build a small random one, offline, copy its weights with `attnlab.mla.from_transformers`, and run the
 # same prefill and decode steps through both. Hugging Face computes its RMSNorm in float32, so the two
 # agree to float32 rounding.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 hf_config = DeepseekV3Config(hidden_size=64, num_attention_heads=4, num_key_value_heads=4, q_lora_rank=24,
                              kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8,
                              max_position_embeddings=64, num_hidden_layers=1)
@@ -399,7 +399,7 @@ display(Markdown(
     "cache, same output; only the work per step differs."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Try it: naive against absorbed, per decode step
 #
 # Slide the context length and the number of heads ($d_c$, $d_h$, $d_v$, $d_h^R$ are DeepSeek-V3's). The
@@ -407,10 +407,10 @@ display(Markdown(
 # keys and values the naive form builds and reads back). Watch the naive FLOPs grow with $t \cdot n_h$,
 # and the absorbed FLOPs per byte grow with $n_h$ alone.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 mla_widgets.absorption_explorer(seq_len=4096, n_heads=v3.n_heads, **widths)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 9. What it costs
 #
 # Absorption is exact and removes the rebuild, but it moves work around:
@@ -423,7 +423,7 @@ mla_widgets.absorption_explorer(seq_len=4096, n_heads=v3.n_heads, **widths)
 #   queries, so rebuilding its key and value once is amortised, while absorbed attention pays its wider
 #   vectors for every one of the $s(s+1)/2$ pairs.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def prefill_macs(s, strategy, n_h=v3.n_heads, d_c=d_c, d_h=v3.head_dim, d_v=v3.head_dim, d_r=d_h_rope):
     """Multiply-adds of attention in a causal prefill of s tokens, one layer (projections of x left out)."""
     pairs = s * (s + 1) // 2
@@ -451,7 +451,7 @@ display(Markdown(
     "cache read dominates. Both forms read and write the same small cache."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
 # Each exercise has an answer cell (replace `None`) and a check cell. Solutions are in
@@ -461,34 +461,34 @@ display(Markdown(
 # $d_h$), `w_uk` (heads, $d_h$, $d_c$) and `c_kv` (batch, tokens, $d_c$), returning (batch, queries, heads,
 # tokens) with `scores[b, s, h, t]` $= q \cdot (W^{UK}_h c_t)$, without building any key: two einsums.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_absorbed_scores = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch08.check_absorbed_scores(answer_absorbed_scores))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 2.** In absorbed mode, how many numbers wide is one head's query in DeepSeek-V3
 # ($d_c$ = 512, $d_h$ = 128, $d_h^R$ = 64)?
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_absorbed_query_width = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch08.check_absorbed_query_width(answer_absorbed_query_width))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 3.** How many multiply-adds does one absorbed decode step of one DeepSeek-V3 layer
 # ($n_h$ = 128, $d_c$ = 512, $d_h$ = $d_v$ = 128, $d_h^R$ = 64) spend with $t$ = 4,096 cached tokens?
 # Count the fold, the scores and the weighted sum; leave out the new token's own projections.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_absorbed_step_macs = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch08.check_absorbed_step_macs(answer_absorbed_step_macs))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * $q^\top (W^{UK}_i c) = (W^{UK\top}_i q)^\top c$: fold $W^{UK}_i$ into the query and $W^{UV}_i$ into the

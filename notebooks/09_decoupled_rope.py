@@ -11,7 +11,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 9 · Applying RoPE to MLA (decoupled RoPE)
 #
 # *Video chapter at 18:15.*
@@ -26,7 +26,7 @@
 # DeepSeek's fix: a small, separate **decoupled** RoPE part of the query and one shared RoPE key per token,
 # the $d_h^R$ in MLA's cache.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
@@ -46,18 +46,18 @@ _ = torch.manual_seed(0)
 # One thread: the same float rounding on every machine, so every printed number below is reproducible.
 torch.set_num_threads(1)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The idea, animated
 #
 # The chapter in one short animation. It plays here once the videos are rendered (`./course animations`);
 # until then, and in static exports, the last frame stands in.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 from attnlab.media import show_animation
 
 show_animation("DecoupledRoPEScene")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. RoPE from scratch
 #
 # Split a head's $d$ dimensions into $d/2$ **pairs**. At position $m$, rotate pair $i$ by the angle
@@ -69,15 +69,15 @@ show_animation("DecoupledRoPEScene")
 #
 # That is all of it. `attnlab.rope.apply_rope` does it for whole tensors:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(apply_rope, start="angles = rope_angles", stop="out_b = x_a * sin")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The first pairs turn fast (pair 0 by one radian per position), the last ones barely move: a clock
 # with $d/2$ hands. The wavelength $2\pi / \theta_i$ is how many positions pair $i$ needs for one full
 # turn. DeepSeek-V3's RoPE part has $d_h^R$ = 64 dimensions, so 32 pairs:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 d_rope = MODELS["deepseek-v3"].qk_rope_head_dim  # 64
 theta = rope_frequencies(d_rope)  # (32,)
 i = torch.arange(d_rope // 2)
@@ -100,11 +100,11 @@ display(Markdown(
     f"{d_rope // 2} pairs never complete a turn: they carry coarse, long-range position."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Here is one pair of a key vector at positions 0 to 23, for four frequencies. Each dot is the same 2-D
 # pair after rotation by $m\,\theta_i$; the colour is the position $m$.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 positions = torch.arange(24)
 pair = torch.tensor([1.0, 0.3], dtype=torch.float64)  # one 2-D pair (x_a, x_b)
 shown_pairs = [0, 4, 8, 16]
@@ -123,7 +123,7 @@ fig.colorbar(dots, ax=axes, shrink=0.85, label="position m")
 fig.suptitle("One 2-D pair of a key at positions 0 to 23 (ringed: position 0); fast pairs wrap, slow ones creep")
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Why rotate?** Rotations compose and are orthogonal: $R_m^\top R_n = R_{n-m}$. So for a query at
 # position $m$ and a key at position $n$,
 #
@@ -132,7 +132,7 @@ plt.show()
 # which depends on the positions only through $m - n$. Checked numerically: the score of the same $q$
 # and $k$ at every pair of positions from 0 to 63 is constant along each diagonal.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 gen = torch.Generator().manual_seed(0)
 q, k = torch.randn(2, d_rope, generator=gen, dtype=torch.float64)
 n_pos = 64
@@ -156,7 +156,7 @@ display(Markdown(
     f"**{spread < 1e-12}**."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Two conventions, one rotation
 #
 # Which dimensions form a pair is a convention. Hugging Face's Llama code rotates **halves**, pairs
@@ -164,7 +164,7 @@ display(Markdown(
 # rotation matrices $R_m$ of both, for $d$ = 8 at position $m$ = 1: the same 2×2 rotations, placed
 # differently.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 d_small = 8
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
 for ax, interleaved in zip(axes, (False, True), strict=True):
@@ -181,12 +181,12 @@ fig.suptitle(f"R_1 for d = {d_small}: cos θ_i on the diagonal, ±sin θ_i off i
 fig.tight_layout()
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # A fixed permutation of the dimensions turns one into the other: gather the even dimensions, then the
 # odd ones. That is how DeepSeek's interleaved checkpoints can run in a halves implementation
 # (`attnlab.mla.rope_to_halves` permutes the rows of $W^{QR}$ and $W^{KR}$).
 
-# %%
+# %% slideshow={"slide_type": "-"}
 p = interleaved_to_halves(d_small)
 x = torch.randn(5, d_small, generator=gen, dtype=torch.float64)
 pos5 = torch.tensor([0, 1, 2, 50, 999])
@@ -200,7 +200,7 @@ display(Markdown(
     f"**{same_matrix}**. And $q^\\top k$ is unchanged when the same permutation hits both."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Why RoPE breaks absorption
 #
 # Put RoPE on MLA's keys the obvious way, on the keys rebuilt from the latent. For a query at position $t$
@@ -218,10 +218,10 @@ display(Markdown(
 # computes the correct scores; in "absorbed" mode it folds $W^{UK}_i$ into the rotated query anyway, and
 # so silently drops $R_s$:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(rope_on_latent_keys, start='if mode == "naive":', stop="scores = torch.einsum(\"bshc,btc->bsht\"")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 tokenizer = load_tokenizer()
 text_ids = torch.tensor([tokenizer.encode(corpus.load_text("val"))[:32]])  # (1, 32), real text
 model64 = load_checkpoint("tiny_mla", dtype=torch.float64)
@@ -247,7 +247,7 @@ display(Markdown(
     "rotation is the identity."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. The fix: decouple position from content
 #
 # DeepSeek-V2 (§2.1.3) keeps the latent path **position-free** and carries position in a separate, small
@@ -265,24 +265,24 @@ display(Markdown(
 # for the position part. The softmax scale covers the whole head, $(d_h + d_h^R)^{-1/2}$. In the library,
 # the cached RoPE key is computed with the latent and the absorbed scores add the two terms:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(MultiHeadLatentAttention.latents, start="c_kv, k_rope =", stop="return")
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(MultiHeadLatentAttention.attend_absorbed, start="scores = (torch.einsum", stop="* c.softmax_scale")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 # NBVAL_IGNORE_OUTPUT
 # The last bits of float64 rounding depend on the CPU's kernels; the next cell checks them against a bound.
 display(Markdown(f"Decoupled RoPE, same layer and input: largest |absorbed − naive| = {right.max():.1e}."))
 
-# %%
+# %% slideshow={"slide_type": "-"}
 display(Markdown(
     f"With the decoupled RoPE key, absorbed and naive agree to within 1e-12 at every position: "
     f"**{right.max().item() < 1e-12}**, against errors up to {per_position.max():.3f} without it."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. What it adds to the cache, and YaRN's scale
 #
 # The cache now holds $d_c + d_h^R$ numbers per token and layer: the latent and the one rotated RoPE key.
@@ -290,7 +290,7 @@ display(Markdown(
 # 512, `qk_nope_head_dim` 128, `qk_rope_head_dim` 64, `v_head_dim` 128, YaRN with factor 40 over an
 # original 4,096-token context, `mscale` 1.0):
 
-# %%
+# %% slideshow={"slide_type": "-"}
 v3 = MODELS["deepseek-v3"]
 v3_config = MLAConfig(d_model=v3.hidden_size, n_heads=v3.n_heads, q_lora_rank=1536, kv_lora_rank=v3.kv_lora_rank,
                       qk_nope_head_dim=v3.head_dim, qk_rope_head_dim=v3.qk_rope_head_dim, v_head_dim=v3.head_dim,
@@ -309,14 +309,14 @@ display(Markdown(
     "factor.**"
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **YaRN.** DeepSeek-V3 was pre-trained with 4,096-token contexts and extended to 128K with YaRN (Peng et
 # al., [arXiv 2309.00071](https://arxiv.org/abs/2309.00071)). YaRN slows the slow pairs down by the factor
 # $s$ = 40 (so that positions beyond the original context fall on angles the model has seen), leaves the
 # fast pairs alone, and ramps between them. It also sharpens the softmax: the scale is multiplied by $m^2$
 # with $m = 0.1 \cdot \texttt{mscale} \cdot \ln s + 1$, one factor $m$ for the query side and one for the key.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 theta_yarn = yarn_frequencies(d_rope, v3_config.rope_base, v3_config.rope_factor, v3_config.original_max_position,
                               v3_config.beta_fast, v3_config.beta_slow)
 fig, ax = plt.subplots(figsize=(8, 3.8))
@@ -342,19 +342,19 @@ display(Markdown(
     f"instead of {plain_scale:.4f} (`MLAConfig.softmax_scale`, as DeepSeek's `inference/model.py` computes it)."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Try it: positions, rotations and the score
 #
 # A random query and key of width 16, so 8 pairs. Move the query position $m$ and the key position $n$, and
 # pick the pair $i$ to draw. Then move **shift both by**: both vectors turn (watch the pair rotate), but
 # the score $q_m \cdot k_n$ stays put, because $m - n$ does.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 gen = torch.Generator().manual_seed(3)
 q16, k16 = torch.randn(2, 16, generator=gen, dtype=torch.float64)
 mla_widgets.rope_explorer(q16, k16, m=5, n=2, pair=0)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 shifts = (0, 8, 64, 960)
 scores_shifted = [mla_widgets.rope_pair_state(q16, k16, 5, 2, 0, shift=s)["score"] for s in shifts]
 display(Markdown(
@@ -362,7 +362,7 @@ display(Markdown(
     + ", ".join(f"{s:+.6f}" for s in scores_shifted) + "."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. What it costs
 #
 # * **Cache**: $d_h^R$ more numbers per token and layer, one rotated key shared by all heads.
@@ -372,7 +372,7 @@ display(Markdown(
 # * **Expressiveness**: all heads share one positional key, as in MQA; only the query side of position is
 #   per head.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 c = v3_config
 bytes_rope = sizing.bytes_per_token(v3) * c.qk_rope_head_dim // width  # bf16, all layers
 absorbed = mla_widgets.decode_step_costs(c.n_heads, 1, c.kv_lora_rank, c.qk_nope_head_dim, c.v_head_dim,
@@ -395,7 +395,7 @@ display(Markdown(
     "more attention arithmetic, MLA keeps both its small cache and its absorbed decode."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
 # Each exercise has an answer cell (replace `None`) and a check cell. Solutions are in
@@ -405,33 +405,33 @@ display(Markdown(
 # to a vector `x` of even width $d$ at position `m`: pair $i$ = `(x[i], x[i + d/2])` turns by $m\,\theta_i$,
 # $\theta_i$ = `base ** (-2 i / d)`. Do not call `attnlab.rope`.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_rope = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch09.check_rope(answer_rope))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 2.** For $d$ = 8, give the permutation `p` (a list of 8 integers) with
 # `apply_rope(x[..., p]) == apply_rope(x, interleaved=True)[..., p]`, without calling `interleaved_to_halves`.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_permutation = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch09.check_permutation(answer_permutation))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 3.** DeepSeek-V3's query and key heads are $d_h + d_h^R$ = 128 + 64 wide, and YaRN extends its
 # context by a factor of 40 with `mscale` 1.0. What is its softmax scale? (A float.)
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_v3_softmax_scale = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch09.check_v3_softmax_scale(answer_v3_softmax_scale))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * RoPE rotates pairs of dimensions by position-proportional angles; scores then depend only on $m - n$.

@@ -11,7 +11,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 10 · DeepSeek Sparse Attention (DSA)
 #
 # *Video chapter at 22:18.*
@@ -28,7 +28,7 @@
 # restricted to them, and counts where the savings start and how large they get, to judge a popular
 # summary of DSA: that it "cut compute costs and API pricing by 50%".
 
-# %%
+# %% slideshow={"slide_type": "-"}
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
@@ -68,18 +68,18 @@ display(Markdown(
     f"per query. {v32.name} has H^I = {v32.index_n_heads}, d^I = {v32.index_head_dim}, k = {v32.index_topk:,}."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The idea, animated
 #
 # The chapter in one short animation. It plays here once the videos are rendered (`./course animations`);
 # until then, and in static exports, the last frame stands in.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 from attnlab.media import show_animation
 
 show_animation("DSAScene")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The problem: every query still reads every token
 #
 # In MLA's absorbed form (chapter 8) a decoded token $t$ scores each cached latent $c^{KV}_s$ and RoPE
@@ -94,7 +94,7 @@ show_animation("DSAScene")
 # $$S_t = \operatorname*{Top-}k_{\,s \le t}\; I_{t,s}, \qquad |S_t| = \min(k,\, t + 1), \qquad
 #   u_t = \operatorname{MLA}\bigl(h_t,\ \{c^{KV}_s, k^R_s : s \in S_t\}\bigr).$$
 
-# %%
+# %% slideshow={"slide_type": "-"}
 L128k = 131_072
 c128 = layer_cost(L128k)  # one layer of DeepSeek-V3.2, top-k 2048; FLOPs count 2 per multiply-add
 display(Markdown(
@@ -106,7 +106,7 @@ display(Markdown(
     f"attention. With DSA, attention reads {c128['selected']:,} tokens per query instead of {L128k:,}."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. The lightning indexer
 #
 # The indexer must be much cheaper than the attention it prunes, or nothing is gained. Its score for
@@ -130,17 +130,17 @@ display(Markdown(
 # DeepSeek's code also scales $I$ by $(H^I)^{-1/2}$ (on the weights) and $(d^I)^{-1/2}$. The library's
 # `score` is the formula in two einsums:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(LightningIndexer.score, start="logits = ", stop="scores = torch.einsum")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The keys are projected, normalized, rotated by RoPE and then passed through `prepare` (the Hadamard
 # rotation and FP8 of chapter 11):
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(LightningIndexer.keys, start='"""k^I', stop="return self.prepare")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### RoPE in the indexer: halves, not interleaved
 #
 # The first $d_h^R$ coordinates of $q^I$ and $k^I$ are rotated with the main attention's RoPE frequencies,
@@ -150,10 +150,10 @@ show_source(LightningIndexer.keys, start='"""k^I', stop="return self.prepare")
 # interleaved"), and vLLM and SGLang followed. The two pairings rotate different coordinates together,
 # so a model trained with one and run with the other scores with the wrong geometry.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(LightningIndexer.rope, start="x_rope, x_pass = ", stop="return torch.cat")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 val_ids = tok.encode(corpus.load_text("val"))
 windows = torch.tensor([val_ids[i : i + cfg.max_seq_len] for i in (0, 4000, 8000, 12000)])  # (4, 256)
 K_MODEL = cfg.index_topk
@@ -176,7 +176,7 @@ display(Markdown(
     f"queries from position {K_MODEL} on, which must drop tokens); the rest of each selection changes."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### How the indexer is trained
 #
 # DeepSeek-V3.2-Exp was not trained from scratch: it is DeepSeek-V3.1-Terminus with an indexer added to
@@ -192,7 +192,7 @@ display(Markdown(
 #
 # The course's `attnlab.dsa_training` runs the same two stages on the tiny model, scaled down to minutes.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 record = getattr(model, "metrics", {})
 losses, recall = record.get("val_loss", {}), record.get("recall", {})
 steps = record.get("dsa_train", {})
@@ -210,22 +210,22 @@ if trained and needed <= set(losses) and {"untrained", "after_sparse"} <= set(re
 else:
     display(Markdown("This model's indexers have not been trained, so it carries no training record."))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Top-k selection on real text
 #
 # Each query keeps the $\min(k, t + 1)$ highest-scoring tokens among those it may see; future tokens have
 # score $-\infty$ and are never chosen. Early queries see fewer than $k$ tokens and keep all of them, so
 # DSA equals dense attention there.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(topk_indices, start="k = min(top_k, t)", stop="return order.masked_fill")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Here is one layer of the tiny model on a sentence from the validation text, with $k = 8$ so that the
 # choice is visible. Left: the layer's dense attention (mean over heads), with the tokens the indexer
 # selects for each query outlined. Right: what DSA computes, attention over the selected tokens only.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 text = corpus.load_text("val")
 sentence = text[text.index("Assert statements are"):][:400]
 ids = torch.tensor([tok.encode(sentence)[:36]])  # (1, 36)
@@ -252,7 +252,7 @@ for ax in axes:
 fig.tight_layout()
 plt.show()
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 captured_here = dsa_widgets.attention_captured(dense_w[0], selected)[K_SHOW:]  # queries that had to choose
 recent_here = dsa_widgets.attention_captured(dense_w[0], dsa_widgets.recent_selection(T, K_SHOW))[K_SHOW:]
 display(Markdown(
@@ -262,13 +262,13 @@ display(Markdown(
     f"would hold {recent_here.mean():.0%}."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # One sentence is a small sample. Over the 4 validation windows of section 2, with the model's own
 # $k = $ `index_topk`, we measure for every layer the share of each query's dense attention that its
 # selected tokens hold, against two simple rules: the $k$ most recent tokens, and $k$ tokens drawn at
 # random (which hold $k / (t + 1)$ on average).
 
-# %%
+# %% slideshow={"slide_type": "-"}
 share = {"indexer": [], "recent": [], "random": []}
 S = windows.shape[1]
 later = torch.arange(S) >= K_MODEL  # queries that see more than k tokens
@@ -313,19 +313,19 @@ display(Markdown(
        "give, the baseline a trained indexer has to beat.")
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Sparse MLA over the gathered tokens
 #
 # Once $S_t$ is chosen, DSA runs MLA's absorbed attention, but each query first **gathers** its own $k$
 # latents and RoPE keys out of the cache, a real copy of $k$ rows instead of a read of all $t$:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(gather_tokens, start="batch = torch.arange", stop="return cached[batch")
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(sparse_attend_absorbed, start="valid = indices >= 0", stop="weights = softmax(")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The same set $S_t$ serves every MLA head, and the softmax runs over the $k$ gathered slots only. Two
 # checks, in float64 on the real layer inputs:
 #
@@ -333,7 +333,7 @@ show_source(sparse_attend_absorbed, start="valid = indices >= 0", stop="weights 
 #    masked out (`sparse_impl="mask"`);
 # 2. with $k \ge$ the sequence length every token is selected, and DSA equals dense MLA.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 model64, _ = dsa_widgets.tiny_dsa_model(dtype=torch.float64)
 attn64 = model64.blocks[LAYER].attn
 with torch.no_grad():
@@ -358,12 +358,12 @@ display(Markdown(
     f"(largest difference from dense MLA {sparse_vs_dense:.2g}): the dropped tokens are gone."
 ))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 # NBVAL_IGNORE_OUTPUT
 # The last bits of float64 sums depend on the CPU's vector instructions, so these vary by machine.
 print(f"max |gather - mask| = {gather_vs_mask:.1e}, max |DSA(top-k = {T}) - MLA| = {topk_all_vs_mla:.1e}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Cost over context length
 #
 # Per decoded token and layer, `layer_cost` counts (2 FLOPs per multiply-add) the attention itself,
@@ -376,7 +376,7 @@ print(f"max |gather - mask| = {gather_vs_mask:.1e}, max |DSA(top-k = {T}) - MLA|
 # $L$ tokens, against the FP8 index keys (132 bytes) for all $L$ plus the MLA cache of the $k$ selected.
 # Both sides share MLA's projections, the MLP and the rest of the model, which are left out here.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 lengths = [2**p for p in range(8, 18)] + [v32.max_context]
 costs = [layer_cost(n) for n in lengths]
 c_attn = layer_cost(1)["decode_flops_dense"]  # FLOPs per cached token read by MLA's attention
@@ -405,7 +405,7 @@ axes[1].set_title(f"{v32.name}: bytes read per decoded token")
 fig.tight_layout()
 plt.show()
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 rows = ["| context | decode FLOPs, dense / DSA | decode bytes, dense / DSA | prefill FLOPs, dense / DSA |",
         "|---|---|---|---|"]
 for n in (1024, 4096, 32_768, L128k):
@@ -426,7 +426,7 @@ display(Markdown(
     "dense decoding at about 3,000 tokens of context."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Explore: context length and top-k
 #
 # Slide the context length and $k$. The bars show what one decoded token costs in one layer of
@@ -434,11 +434,11 @@ display(Markdown(
 # scale; the table adds the prefill and the crossover for the chosen $k$. Every value comes from
 # `layer_cost`.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 explorer = dsa_widgets.cost_explorer(context_len=L128k, top_k=v32.index_topk)
 explorer
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 explorer.context.value, explorer.top_k.value = 8192, 4096
 f = dsa_widgets.decode_cost_figures(8192, 4096)
 display(Markdown(
@@ -448,13 +448,13 @@ display(Markdown(
 ))
 explorer.context.value, explorer.top_k.value = L128k, v32.index_topk
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. The claim: "cut compute costs and API pricing by 50%"
 #
 # A summary that circulates: *DSA, released in September 2025, cut compute costs and API pricing by 50%.*
 # Two halves, two verdicts.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 # DeepSeek-V3's model card: 671B parameters, 37B activated per token; V3.2 is the same model plus the indexers
 ACTIVE_PARAMS = 37e9
 weights_flops = 2 * ACTIVE_PARAMS  # one multiply-add per activated weight and token: a rough floor
@@ -480,13 +480,13 @@ display(Markdown(
     "depend on kernels, batching and hardware; \"50%\" is a price, not a measurement of compute."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. What it costs
 #
 # DSA adds one index key per token and layer to the cache, on top of MLA's latent and RoPE key. We measure
 # the tiny model's cache after a prefill, then size DeepSeek-V3.2's.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 cache = model.new_cache()
 with torch.no_grad():
     model(windows[:1], cache=cache)
@@ -500,7 +500,7 @@ display(Markdown(
     f"per token in float32, of which the index key is {4 * cfg.index_head_dim}."
 ))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 mla_elems = sizing.kv_elements_per_token(v32, per_layer=True)  # d_c + d_h^R = 576
 idx_elems = sizing.indexer_elements_per_token(v32, per_layer=True)  # d^I = 128
 mla_bytes = 2 * mla_elems  # bfloat16
@@ -523,7 +523,7 @@ display(Markdown(
     "token must stay cached, because a later query may select it."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
 # Each exercise has an answer cell (replace `None`) and a check cell. Worked solutions are in
@@ -533,19 +533,19 @@ display(Markdown(
 # does the sparse attention score in one layer (and one head)? Query $t$ (counting from 1) sees $t$ tokens,
 # itself included. Give an int.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_prefill_pairs = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch10.check_prefill_pairs(answer_prefill_pairs))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 2.** Write the indexer's score. `index_scores(q, w, k)` takes index queries `q` of shape
 # `(T, H, d)`, head weights `w` of shape `(T, H)` and index keys `k` of shape `(S, d)`, and returns
 # $I[t, s] = \sum_j w[t, j]\, \operatorname{ReLU}(q[t, j] \cdot k[s])$ of shape `(T, S)`, without the
 # $(d^I)^{-1/2}$ factor and without a mask. Then set `answer_index_scores = index_scores`.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def index_scores(q, w, k):
     """q (T, H, d), w (T, H), k (S, d) -> I (T, S)."""
     logits = torch.einsum("tjd,sd->tjs", q, k)  # q[t, j] · k[s], shape (T, H, S)
@@ -554,27 +554,27 @@ def index_scores(q, w, k):
 
 answer_index_scores = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch10.check_index_scores(answer_index_scores))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 3.** With DeepSeek-V3.2's shapes and $k = 1024$, at what context length does DSA first need
 # fewer FLOPs per decoded token than dense MLA? Use the per-layer costs of section 5 with the constants
 # below, and give the smallest whole $L$ with $C_\text{attn} L > F_\text{proj} + C_\text{idx} L +
 # C_\text{attn} k$.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 constants = ch10.exercise_3_constants()
 display(Markdown(", ".join(f"{name} = {value:,}" for name, value in constants.items())
                  + f" (FLOPs), k = {ch10.EXERCISE_3['top_k']:,}."))
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_crossover = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch10.check_crossover(answer_crossover))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * MLA made each cached token small; DSA makes each query read few of them: the top $k$ of a cheap

@@ -11,7 +11,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 11 · Quantization and rotation
 #
 # *Video chapter at 23:57.*
@@ -29,7 +29,7 @@
 # queries and keys with outlier channels, when the rotation actually helps the indexer pick the right
 # tokens, and when it does not.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 import math
 
 import matplotlib.pyplot as plt
@@ -67,18 +67,18 @@ display(Markdown(
     f"{sizing.format_bytes(cost['decode_bytes_indexer'])} of index keys per layer. FP8 makes both cheaper."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The idea, animated
 #
 # The chapter in one short animation. It plays here once the videos are rendered (`./course animations`);
 # until then, and in static exports, the last frame stands in.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 from attnlab.media import show_animation
 
 show_animation("HadamardFP8Scene")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. FP8 e4m3 by hand
 #
 # The FP8 format DeepSeek uses is **e4m3**: 1 sign bit $s$, 4 exponent bits $e$ and 3 mantissa bits $m$.
@@ -95,7 +95,7 @@ show_animation("HadamardFP8Scene")
 #
 # We decode all 256 bit patterns by the formula and compare with what PyTorch reads from the same bytes.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 bits = torch.arange(256, dtype=torch.uint8)
 from_torch = bits.view(torch.float8_e4m3fn).double()  # PyTorch's reading of each byte
 
@@ -123,7 +123,7 @@ display(Markdown(
     f"2^{math.log2(float(positive.min())):.0f}."
 ))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 samples = torch.tensor([0.1, 0.3, 1.0, 1.1, math.pi, 10.0, 100.0, 300.0, 447.0, 0.01, 0.001])
 round_trip = samples.to(torch.float8_e4m3fn).to(torch.float32)
 rows = ["| value | as float8_e4m3fn | relative error |", "|---|---|---|"]
@@ -140,7 +140,7 @@ display(Markdown(
     "the library does so before converting.)"
 ))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 gaps = (positive[1:] - positive[:-1]) / positive[:-1]  # relative distance to the next value
 fig, ax = plt.subplots(figsize=(8, 3.4))
 ax.step(positive[:-1].numpy(), gaps.numpy(), where="post", color=COLORS["query"])
@@ -158,7 +158,7 @@ ax.grid(alpha=0.3, which="both")
 fig.tight_layout()
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Block quantization: one scale per 128 values
 #
 # Activations are not conveniently sized between $2^{-6}$ and 448, so every **block** of $B = 128$
@@ -172,13 +172,13 @@ plt.show()
 # multiplying by it exact. Rounding up keeps every $|x_i / s| \le 448$. Here are the two lines that pick
 # the scale and the lines that quantize:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(block_scales, start="amax = blocks.abs()", stop="scale = torch.exp2")
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(quantize_fp8_blocks, start="scales = block_scales", stop="x_fp8 = blocks.clamp")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 g = torch.Generator().manual_seed(1)
 x = torch.randn(4, 256, generator=g, dtype=torch.float64)  # 4 vectors of 2 blocks each
 x[:, 128:] *= 20  # the second block of every vector is 20 times larger
@@ -207,7 +207,7 @@ display(Markdown(
     "the range: overflow above 448 and the subnormals below 2^-6."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Outliers: what one large channel costs
 #
 # Trained transformers are known for a few feature dimensions that are much larger than the rest in most
@@ -220,7 +220,7 @@ display(Markdown(
 # of 128 standard normal values, channel 5 set to an outlier $M$, and the error of the **other 127
 # channels** after quantization.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def int8_round_trip(x: torch.Tensor, block: int = 128) -> torch.Tensor:
     """For comparison only: symmetric INT8 with one scale amax / 127 per block."""
     blocks = x.reshape(*x.shape[:-1], -1, block)
@@ -272,7 +272,7 @@ display(Markdown(
     "term that does not average out. Section 6 measures what that does to the indexer's choices."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. The Hadamard transform
 #
 # A **Hadamard matrix** has entries $\pm 1$ and orthogonal rows. Sylvester's construction doubles it:
@@ -284,10 +284,10 @@ display(Markdown(
 # of $\mathbb{R}^n$. Every entry has the same magnitude $1/\sqrt n$, so each output coordinate is an equal
 # mix of *all* input coordinates.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(hadamard_matrix, start="h = torch.ones", stop="return h")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 H = hadamard_matrix(128)  # normalized, float64
 identity_err = float((H @ H.T - torch.eye(128, dtype=torch.float64)).abs().max())
 assert identity_err < 1e-12 and torch.equal(H, H.T)
@@ -308,15 +308,15 @@ display(Markdown(
     "$H_8$, the bottom-right one negated."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Multiplying by $H_n$ costs $n^2$ multiply-adds, but the recursion factors it into $\log_2 n$ stages of
 # **butterflies**: $(a, b) \mapsto (a + b,\ a - b)$. That is the **fast Walsh-Hadamard transform**,
 # $n \log_2 n$ additions and no multiplications until the final $1/\sqrt n$:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(fwht, start="h = 1", stop="return x * n**-0.5")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 g = torch.Generator().manual_seed(3)
 x = torch.randn(1000, 128, generator=g, dtype=torch.float64)
 fast_err = float((fwht(x) - x @ H).abs().max())
@@ -331,7 +331,7 @@ display(Markdown(
     f"{128 * 128:,} multiply-adds."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A rotation spreads an outlier over every channel
 #
 # Rotate a vector with one outlier. Coordinate $j$ of $x \tilde H$ is
@@ -339,7 +339,7 @@ display(Markdown(
 # in *every* coordinate at $1/\sqrt n$ of its size, while the ordinary values, mixed with random signs,
 # keep their typical size (an orthonormal map keeps the norm).
 
-# %%
+# %% slideshow={"slide_type": "-"}
 g = torch.Generator().manual_seed(4)
 v = torch.randn(128, generator=g, dtype=torch.float64)
 v[5] = 50.0
@@ -363,7 +363,7 @@ display(Markdown(
     "exchange, every coordinate now carries a share of the outlier."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Dot products are unchanged, and what rotation does to the indexer
 #
 # The indexer only needs dot products $q \cdot k$, and an orthonormal rotation keeps them:
@@ -374,10 +374,10 @@ display(Markdown(
 # changes what FP8 has to round. In the library the indexer does exactly that in `prepare`, which queries
 # and keys both pass through:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(LightningIndexer.prepare, start="c = self.config", stop="return x")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 g = torch.Generator().manual_seed(5)
 q = torch.randn(64, 128, generator=g, dtype=torch.float64)
 k = torch.randn(2048, 128, generator=g, dtype=torch.float64)
@@ -392,13 +392,13 @@ display(Markdown(
     "the rotation: without FP8 it would change nothing."
 ))
 
-# %%
+# %% slideshow={"slide_type": "-"}
 # NBVAL_IGNORE_OUTPUT
 # The last bits of float64 sums depend on the CPU's vector instructions, so these vary by machine.
 print(f"|H H^T - I| <= {identity_err:.1e}, |fwht(x) - x @ H| <= {fast_err:.1e}, "
       f"|(qH)·(kH) - q·k| <= {dot_err:.1e}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Now the experiment that matters: does the rotation help the indexer **pick the right tokens** after
 # FP8? `dsa_widgets.outlier_inputs` draws 32 queries and 2,048 keys of width 128 with standard normal
 # entries and adds $M$ to the same 4 channels of every query and key, a stylised version of the outlier
@@ -406,10 +406,10 @@ print(f"|H H^T - I| <= {identity_err:.1e}, |fwht(x) - x @ H| <= {fast_err:.1e}, 
 # without the rotation first, and compares the top-64 keys by the FP8 scores with the top-64 by exact
 # float64 scores:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(dsa_widgets.rotation_experiment, start="for name, rotate in", stop='"overlap": topk_overlap')
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 sweep = {fmt: [dsa_widgets.rotation_experiment(M, 128, fmt) for M in dsa_widgets.OUTLIER_OPTIONS]
          for fmt in ("fp32", "ue8m0")}
 xs = range(len(dsa_widgets.OUTLIER_OPTIONS))
@@ -428,7 +428,7 @@ axes[0].legend(loc="upper right")
 fig.tight_layout()
 plt.show()
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def describe(fmt: str) -> str:
     """Where the rotation helps (more than 1 point of overlap), where it hurts, and by how much."""
     runs = sweep[fmt]
@@ -471,7 +471,7 @@ display(Markdown(
     "The rotation is a good bet for moderate outliers, not a guarantee; it is cheap, as section 8 shows."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Explore: outlier size, block size and scale format
 #
 # Move the outlier size and switch the block size and the scale format. The curve shows the top-64
@@ -480,11 +480,11 @@ display(Markdown(
 # keys) and the overlap at the chosen size. Try blocks of 32 with fp32 scales: each outlier channel then
 # sits in its own block as that block's largest value, and plain FP8 stores it exactly.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 explorer = dsa_widgets.rotation_explorer(outlier=20, block=128, scale_format="ue8m0")
 explorer
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 explorer.outlier.value = 50
 explorer.block.value = 32
 explorer.scale_format.value = "fp32"
@@ -498,7 +498,7 @@ display(Markdown(
 ))
 explorer.outlier.value, explorer.block.value, explorer.scale_format.value = 20, 128, "ue8m0"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. What it costs
 #
 # **Bytes.** One index key is $d^I = 128$ numbers per token and layer. In bfloat16 that is 256 bytes; in
@@ -506,7 +506,7 @@ explorer.outlier.value, explorer.block.value, explorer.scale_format.value = 20, 
 # cache in FP8 too: the 512-wide latent in FP8 with one float32 scale per 128 values, and the 64-wide
 # RoPE key kept in bfloat16.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 d_i = sizing.indexer_elements_per_token(v32, per_layer=True)  # 128
 d_c, d_rope = sizing.mla_dims(v32)  # 512, 64
 index_bf16, index_fp8 = 2 * d_i, d_i + 4 * math.ceil(d_i / 128)
@@ -525,7 +525,7 @@ rows = ["| per token and layer | bfloat16 | FP8 | saved |", "|---|---|---|---|",
         f"{sizing.gib((index_fp8 + mla_fp8) * v32.n_layers * L128k):.2f} GiB | |"]
 display(Markdown("\n".join(rows)))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 per_query = (v32.index_n_heads + 1) * fwht_additions(d_i)  # the query's 64 heads and its own key
 score_flops = cost["decode_flops_indexer"]
 display(Markdown(
@@ -537,7 +537,7 @@ display(Markdown(
     f"{L128k:,} of them in every layer ({sizing.format_bytes(cost['decode_bytes_indexer'])} per layer)."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
 # Each exercise has an answer cell (replace `None`) and a check cell. Worked solutions are in
@@ -546,23 +546,23 @@ display(Markdown(
 # **Exercise 1.** Here is a block of 128 values. What scale does the **ue8m0** format give it? Give a
 # float (a power of two).
 
-# %%
+# %% slideshow={"slide_type": "-"}
 block = ch11.exercise_1_block()
 display(Markdown(f"The block: {block.numel()} values from {block[0].item():g} to {block[-1].item():g}, evenly spaced."))
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_ue8m0_scale = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch11.check_ue8m0_scale(answer_ue8m0_scale))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 2.** Write the fast Walsh-Hadamard transform yourself: `my_fwht(x)` takes `x` of shape
 # `(..., n)`, `n` a power of two, and returns `x @ H_n / sqrt(n)` (Sylvester's $H_n$) along the last axis,
 # without building the $n \times n$ matrix: $\log_2 n$ stages of butterflies $(a, b) \mapsto (a + b, a - b)$.
 # Then set `answer_fwht = my_fwht`.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def my_fwht(x):
     """x (..., n) -> x H_n / sqrt(n), same shape."""
     n = x.shape[-1]
@@ -573,21 +573,21 @@ def my_fwht(x):
 
 answer_fwht = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch11.check_fwht(answer_fwht))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 3.** DeepSeek-V3.2 with FlashMLA's FP8 MLA cache (656 bytes per token and layer, as in
 # section 8) and FP8 index keys (128 values plus one float32 scale): how many **bytes** does one token of
 # context take over all 61 layers? Give an int.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_fp8_cache_bytes = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch11.check_fp8_cache_bytes(answer_fp8_cache_bytes))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * FP8 e4m3 has 3 mantissa bits and reaches ±448: every normal value is stored within 6.25% of itself;

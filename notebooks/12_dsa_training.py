@@ -11,7 +11,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 12 · DSA training
 #
 # *Video chapter at 27:44.*
@@ -30,7 +30,7 @@
 # indexer selects, writes out both losses, runs both stages live at a small scale, and then reads the
 # results of the full-length run shipped as `tiny_dsa`.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
@@ -67,28 +67,28 @@ display(Markdown(
     f"{mla_model.metrics['val_loss']:.2f}."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The idea, animated
 #
 # The chapter in one short animation. It plays here once the videos are rendered (`./course animations`);
 # until then, and in static exports, the last frame stands in.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 from attnlab.media import show_animation
 
 show_animation("DSATrainingScene")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. A new indexer chooses at random
 #
 # `dsa_from_mla` builds a `TinyLM(attention="dsa")` and copies every weight of the MLA model into it:
 # block $i$'s attention weights go to `blocks.i.attn.mla`, the embedding, norms and MLPs keep their
 # names. Only the indexers are new, drawn from the model's usual random initialisation.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(dt.dsa_from_mla, start="state = {}", stop="missing, unexpected")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # With dense attention the DSA model *is* the MLA model: the indexer runs, but nothing reads its scores.
 # With sparse attention, each query past position $k - 1$ reads only the $k$ tokens the indexer scores
 # highest, and a random indexer scores them at random. We measure its choice with **top-$k$ recall**: for
@@ -97,7 +97,7 @@ show_source(dt.dsa_from_mla, start="state = {}", stop="missing, unexpected")
 # must drop tokens and over the layers. A selection drawn uniformly at random finds $k / (t + 1)$ of $T_t$
 # on average.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 LIVE = dt.DSATrainConfig(warmup_steps=40, sparse_steps=12, batch_size=4, eval_every=10, eval_batches=2)
 K = LIVE.top_k
 untrained = dt.dsa_from_mla(mla_model, index_topk=K, seed=LIVE.seed)
@@ -122,7 +122,7 @@ display(Markdown(
     f"loss from {val_mla:.3f} (dense) to **{val_untrained:.3f}** (sparse), on the same weights."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Stage 1: dense warm-up
 #
 # The indexer should keep the tokens the attention would have weighed most. So its target is the main
@@ -141,21 +141,21 @@ display(Markdown(
 # The target is detached: this loss moves the indexer towards the attention, never the attention
 # towards the indexer.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(indexer_kl_loss, start="p = attn_weights.detach()", stop="kl = ")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # In stage 1 the attention stays **dense**, so the model computes exactly what the MLA model computed,
 # and every parameter outside the indexers is **frozen**. DeepSeek ran 1,000 steps at learning rate
 # $10^{-3}$. `set_training_stage(model, "warmup")` sets both switches:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(set_training_stage, start="for layer in _dsa_layers(model):", stop="p.requires_grad_(")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Here is the warm-up, live and small: a few dozen steps of 4 windows, from the same untrained indexers.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 model = dt.dsa_from_mla(mla_model, index_topk=K, seed=LIVE.seed)
 before = {name: p.detach().clone() for name, p in model.named_parameters()}
 warm = dt.warmup_indexer(model, LIVE)
@@ -194,7 +194,7 @@ display(Markdown(
     f"from {warm['recall'][0]:.0%} to **{warm['recall'][-1]:.0%}**."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Stage 2: sparse training
 #
 # Now the selection is switched on: query $t$ attends only to $S_t = \text{Top-}k_{s \le t}\, I_{t,s}$.
@@ -215,14 +215,14 @@ display(Markdown(
 # are kept, and top-$k$ has no gradient, so the indexer is never trained to please the LM loss through
 # its choice. DeepSeek ran 15,000 steps at learning rate $7.3 \times 10^{-6}$.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(DeepSeekSparseAttention.forward, start="x_index, q_input = x, self.query_input(x)",
             stop="index_w = self.indexer.head_weights")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # We can check where each loss goes: one batch in stage 2, and the gradient of each loss separately.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 set_training_stage(model, "sparse")
 batch = sample_batch(token_ids("train"), 2, LIVE.seq_len, torch.Generator().manual_seed(0))
 lm_loss, kl_loss = dt.sparse_losses(model, batch)
@@ -252,12 +252,12 @@ rows += [f"| {g} | {'yes' if reach[('LM loss', g)] else 'none'} | {'yes' if reac
          for g in groups]
 display(Markdown("\n".join(rows)))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Because the two losses reach disjoint parameters, one backward pass of their sum trains each part on
 # its own loss. `train_sparse` does that (and clips the two parts' gradients separately). Here it is,
 # live, continuing from the warmed-up model above:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 sparse_live = dt.train_sparse(model, LIVE)
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.4))
 ax1.plot(sparse_live["step"], sparse_live["lm_loss"], "o-", color=SCHEME_COLORS["dsa"], ms=3)
@@ -276,14 +276,14 @@ display(Markdown(
     "full-length run."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. The full-length run
 #
 # `python -m attnlab.dsa_training` runs both stages at the scale in `DSATrainConfig`'s defaults and ships
 # the result as `tiny_dsa`, with its curves and measurements in the checkpoint's metrics. (It takes a
 # few minutes of CPU, too long to repeat here.)
 
-# %%
+# %% slideshow={"slide_type": "-"}
 dsa_model = load_checkpoint("tiny_dsa")
 full = checkpoint_metrics("tiny_dsa")
 FULL = dt.DSATrainConfig(**full["dsa_train"])
@@ -316,7 +316,7 @@ for ax in axes:
 fig.tight_layout()
 plt.show()
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 r, v = full["recall"], full["val_loss"]
 rows = [
     "| model | attention | validation loss |", "|---|---|---|",
@@ -347,12 +347,12 @@ display(Markdown(
     "the validation split tells how well the model predicts text it has not seen.)"
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Scale.** DeepSeek's stages read sequences of 128K tokens (131,072). The tiny run keeps the shape of
 # the recipe (a short warm-up, a longer sparse stage at a much lower learning rate) at a scale a laptop
 # runs in minutes.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 CONTEXT_128K = 128 * 1024
 deepseek = {"stage 1": (1_000, 16, CONTEXT_128K, 1e-3), "stage 2": (15_000, 480, CONTEXT_128K, 7.3e-6)}
 tiny = {"stage 1": (FULL.warmup_steps, FULL.batch_size, FULL.seq_len, FULL.warmup_lr),
@@ -373,7 +373,7 @@ display(Markdown(
     "is already there; the sparse stage must let the whole model get used to reading only k tokens."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Explore: what the indexer keeps
 #
 # Pick a layer and a query position in a real passage from the validation split (text the model never
@@ -382,7 +382,7 @@ display(Markdown(
 # attention's own top-$k$. Switch between the untrained indexer and the trained one (`tiny_dsa`), and
 # move the query past position $k - 1$, where the choice starts to matter.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 passage = '''The simple form, "assert expression", is equivalent to
 
    if __debug__:
@@ -397,11 +397,11 @@ untrained_full = dt.dsa_from_mla(mla_model, index_topk=FULL.top_k, seed=FULL.see
 explorer = dsa_widgets.indexer_explorer({untrained_name: untrained_full, trained_name: dsa_model}, tok, passage)
 explorer
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The same two indexers over every query of the passage: recall at each position, averaged over the
 # layers.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 fig, ax = plt.subplots(figsize=(11, 3.4))
 for name, colour in ((untrained_name, COLORS["muted"]), (trained_name, COLORS["index"])):
     curve = dsa_widgets.recall_curve(explorer.probes[name])
@@ -425,13 +425,13 @@ display(Markdown(
     f"**{tail[trained_name]:.0%}**."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## What it costs
 #
 # **Training.** The indexer is small next to the model it serves. We count its parameters in the tiny
 # model and in DeepSeek-V3.2 (built on PyTorch's `meta` device: shapes without memory).
 
-# %%
+# %% slideshow={"slide_type": "-"}
 spec = sizing.MODELS["deepseek-v3.2"]
 Q_LORA_RANK = 1536  # DeepSeek-V3's query latent d'_c (config_671B.json, q_lora_rank)
 v32_mla = MLAConfig(d_model=spec.hidden_size, n_heads=spec.n_heads, kv_lora_rank=spec.kv_lora_rank,
@@ -454,12 +454,12 @@ display(Markdown(
     f"tokens go: {ds2 / 1e9:.1f}B of the {(ds1 + ds2) / 1e9:.1f}B, {ds2 / (ds1 + ds2):.1%}."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Memory at inference.** The indexer caches one key of width $d^I$ per token and layer, shared by all
 # index heads (`attnlab.sizing.indexer_elements_per_token`), next to MLA's latent and RoPE key. DeepSeek
 # stores it in FP8 with one fp32 scale per 128 values (chapter 11).
 
-# %%
+# %% slideshow={"slide_type": "-"}
 idx_elems = sizing.indexer_elements_per_token(spec, per_layer=True)
 mla_elems = sizing.kv_elements_per_token(spec, per_layer=True)
 cost_128k = layer_cost(CONTEXT_128K, spec=spec, per_layer=False)
@@ -475,7 +475,7 @@ display(Markdown(
     "cache; it shrinks how much of it each query reads."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
 # Each exercise has a check: replace `None` with your answer and run the check cell. A wrong answer raises
@@ -490,7 +490,7 @@ display(Markdown(
 # `selected` into a boolean mask; `torch.xlogy(p, p)` computes $p \log p$ with $0 \log 0 = 0$. Then set
 # `answer_selected_kl = selected_kl`.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 def selected_kl(attn_weights, index_scores, selected):
     """sum_t KL(p_{t,S_t} || Softmax(I_{t,S_t})) as a 0-dim tensor."""
     # allowed = visible and selected; p = summed attention on allowed keys, renormalised, detached;
@@ -500,40 +500,40 @@ def selected_kl(attn_weights, index_scores, selected):
 
 answer_selected_kl = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch12.check_selected_kl(answer_selected_kl))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 2.** What the detach prevents. Take `ch12.exercise_model()` (a two-layer DSA model), put it in
 # stage 2 with `set_training_stage(model, "sparse")`, then undo the detach in every layer
 # (`block.attn.detach_indexer_input = False`). Run it on `ch12.exercise_ids()`, back-propagate
 # `attnlab.dsa.indexer_loss(model)` alone, and collect the names of the parameters whose gradient is not
 # zero. Which parts of the model would the indexer's KL train without the detach? Give a set of names.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_kl_reach = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch12.check_kl_reach(answer_kl_reach))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 3.** How many **bytes** does DeepSeek-V3.2's indexer key cache take for one sequence of 128K
 # tokens (131,072), over all its layers, with the keys in FP8 (one byte per number) and one fp32 scale per
 # block of 128 numbers? Use the shape below; give an int.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 display(Markdown(
     f"{spec.name}: {spec.n_layers} layers, {spec.index_n_heads} index heads, index_head_dim "
     f"{spec.index_head_dim}, top-k {spec.index_topk}."
 ))
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_index_cache_bytes = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch12.check_index_cache_bytes(answer_index_cache_bytes))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * A new indexer starts with random weights, and sparse attention with a random selection drops tokens

@@ -11,7 +11,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 13 · Fact-check
 #
 # The video's description and two summaries of the video quote figures: 128×, 8×, 57×, "576", "4 MB per
@@ -20,7 +20,7 @@
 # course library doing the arithmetic, and then turns the same arithmetic on real models, where public
 # KV-cache calculators often slip.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 import torch
 from IPython.display import Markdown, display
 
@@ -32,23 +32,23 @@ from attnlab.sizing import MODELS, format_bytes, format_ratio
 _ = torch.manual_seed(0)
 torch.set_num_threads(1)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Every claim, one row
 #
 # Each row is built by `attnlab.factcheck.claims()`. Where arithmetic decides the verdict, the row's
 # builder computes the deciding condition and hands it to a tiny helper, so no verdict is typed by hand:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(factcheck._verdict)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 rows = factcheck.claims()
 display(Markdown(factcheck.markdown_table(rows)))
 counts = {v: sum(c.verdict == v for c in rows) for v in factcheck.VERDICTS}
 display(Markdown(f"{len(rows)} claims: **{counts['right']}** right, **{counts['wrong']}** wrong, "
                  f"**{counts['needs context']}** right only with context."))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. The arithmetic behind the notable ones
 #
 # ### 128×, "4 MB → 31 kB", 8× and 57×
@@ -56,7 +56,7 @@ display(Markdown(f"{len(rows)} claims: **{counts['right']}** right, **{counts['w
 # All four follow from DeepSeek-V3's published shapes (61 layers, 128 heads, $d_h$ = 128, $d_c$ = 512,
 # $d_h^R$ = 64) in bfloat16, with the per-layer formulas of the DeepSeek-V2 paper's Table 1:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 v3 = MODELS["deepseek-v3"]
 lines = ["| scheme | per layer (numbers) | per token, all layers (bf16) | vs MHA |", "|---|---|---:|---:|"]
 for scheme, n_kv in (("mha", None), ("gqa", 16), ("mqa", None), ("mla", None)):
@@ -66,13 +66,13 @@ for scheme, n_kv in (("mha", None), ("gqa", 16), ("mqa", None), ("mla", None)):
                  f"{format_ratio(sizing.reduction_vs_mha(v3, scheme, n_kv))}× |")
 display(Markdown("\n".join(lines)))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### "16 groups in DeepSeek V3/R1" and "576"
 #
 # The 8× figure is sound arithmetic for a GQA model with 16 KV heads, but DeepSeek-V3 is not one. And 576
 # is a width, not a factor: it is two vectors side by side.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 d_c, d_h_rope = sizing.mla_dims(v3)
 width = sizing.kv_elements_per_token(v3, per_layer=True)
 display(Markdown(
@@ -82,14 +82,14 @@ display(Markdown(
     f"not {width}×."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### "Six times faster"
 #
 # DeepSeek-V2 reported up to 5.76× the generation throughput of DeepSeek 67B, a dense GQA model, with
 # a 93.3% smaller KV cache; that comparison includes KV quantization and a different model. Counting
 # cached numbers alone:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 v2_elems, base_elems = sizing.kv_elements_per_token("deepseek-v2"), sizing.kv_elements_per_token("deepseek-67b")
 display(Markdown(
     f"DeepSeek-V2 caches {v2_elems:,} numbers per token, DeepSeek 67B {base_elems:,}: "
@@ -97,13 +97,13 @@ display(Markdown(
     "the 57× that the same MLA shape gives against MHA."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### DSA: "50%"
 #
 # The API price cut (more than 50%) is a business figure. Compute is not one number: the lightning indexer
 # still looks at every token, so below a crossover context DSA costs *more* than dense MLA.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 crossover = dsa.crossover_context()
 lines = ["| context | dense MLA decode FLOPs (one layer) | DSA | saved |", "|---:|---:|---:|---:|"]
 for n in (1024, 4096, 32768, 131072):
@@ -113,25 +113,25 @@ for n in (1024, 4096, 32768, 131072):
 display(Markdown("\n".join(lines)))
 display(Markdown(f"DSA decodes with fewer FLOPs from **{crossover:,}** tokens of context on."))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### "A slight performance improvement"
 #
 # The DeepSeek-V2 paper's ablation found MLA ahead of MHA on its benchmarks. The course's tiny models,
 # trained with one recipe, show the opposite, which is why the row says "needs context":
 
-# %%
+# %% slideshow={"slide_type": "-"}
 losses = {name: factcheck.val_loss(name) for name in ("tiny_mha", "tiny_gqa", "tiny_mqa", "tiny_mla")}
 display(Markdown(" · ".join(f"{name}: **{loss:.3f}** nats" for name, loss in losses.items())
                  + f". MLA − MHA = {losses['tiny_mla'] - losses['tiny_mha']:+.3f} nats on held-out text."))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Real models: a cache explorer that gets the shapes right
 #
 # `attnlab.interactive.factcheck.model_table` sizes every model in `attnlab.sizing.MODELS` from its
 # published config.json. It gets head_dim, KV heads and MLA's RoPE key right where public calculators
 # get them wrong. As published, bfloat16, with the weights (bf16) beside the cache on one 80 GiB GPU:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 table = fc_widgets.model_table()
 lines = ["| model | scheme | bytes per token | cache at 4K | at 32K | at 128K | tokens beside the weights (80 GiB) |",
          "|---|---|---:|---:|---:|---:|---:|"]
@@ -142,10 +142,10 @@ for r in table:
                      + " | ".join(format_bytes(b) for b in r["cache_bytes"].values()) + f" | {fit} |")
 display(Markdown("\n".join(lines)))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Three mistakes, each computed:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 mistakes = factcheck.common_mistakes()
 lines = ["| mistake | model | right bytes per token | wrong | error |", "|---|---|---:|---:|---:|"]
 for m in mistakes.values():
@@ -153,21 +153,21 @@ for m in mistakes.values():
                  f"{m['ratio'] - 1:+.1%} |")
 display(Markdown("\n".join(lines)))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Pick a model, a context, the GPU memory and the cache dtype: the table compares the published scheme
 # with what-if MHA, GQA, MQA and MLA versions of the same model.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 explorer = fc_widgets.model_cache_explorer("deepseek-v3", seq_len=131072, gpu_gib=80)
 explorer
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. What it costs
 #
 # A wrong calculator provisions the wrong number of GPUs. Serving DeepSeek-V3 (bf16 weights) to 32
 # sequences of 128K tokens on 80 GiB GPUs, counting weights and KV cache only:
 
-# %%
+# %% slideshow={"slide_type": "-"}
 batch, seq_len = ch13.BATCH, ch13.SEQ_LEN
 right = factcheck.gpus_needed("deepseek-v3", batch, seq_len)
 no_rope = factcheck.gpus_needed("deepseek-v3", batch, seq_len, per_token_bytes=mistakes["rope_key"]["wrong"])
@@ -183,7 +183,7 @@ display(Markdown(
     f"of {llama.n_kv_heads} KV heads asks for {llama_wrong}."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
 # Replace `None` with your answer and run the check. Worked solutions: `notebooks/solutions/ch13.py`.
@@ -191,33 +191,33 @@ display(Markdown(
 # **1.** How many bytes does one token add to Llama-3-70B's cache in bfloat16 (80 layers, 64 query heads,
 # 8 KV heads, head_dim 128)?
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_llama3_70b_bytes = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch13.check_llama3_70b_bytes(answer_llama3_70b_bytes))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **2.** Gemma-2-9B's config.json: 42 layers, 16 query heads, 8 KV heads, hidden_size 3584, head_dim 256.
 # Bytes per token in bfloat16?
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_gemma2_bytes = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch13.check_gemma2_bytes(answer_gemma2_bytes))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **3.** How many 80 GiB GPUs hold DeepSeek-V3's weights in bfloat16 (671B parameters) plus the MLA cache
 # of 32 sequences of 131,072 tokens?
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_gpus_needed = None
 
-# %%
+# %% slideshow={"slide_type": "-"}
 print(ch13.check_gpus_needed(answer_gpus_needed))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # - The ratios in the summaries (128×, 8×, 57×) are right for DeepSeek-V3's shapes; the 8× needs a GQA

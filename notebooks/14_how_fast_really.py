@@ -11,7 +11,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 14 · How fast, really
 #
 # *Course chapter (not in the video).*
@@ -26,7 +26,7 @@
 # behave on a small memory-bound machine. `python -m attnlab.bench --device cuda --dtype bfloat16`
 # produces the same tables on a GPU.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
@@ -41,7 +41,7 @@ _ = torch.manual_seed(0)
 # One thread: the live run below measures one core, like the committed run.
 torch.set_num_threads(1)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The committed CPU run
 #
 # `python -m attnlab.bench --threads 1 --repeats 15 --out lib/attnlab/data/bench_cpu.json` wrote this file.
@@ -49,7 +49,7 @@ torch.set_num_threads(1)
 # caches a latent of $d_c = 256$ plus a RoPE key of $d_h^R = 32$; DSA adds a 4-head indexer of width 64 and
 # attends to the top $k = 256$ tokens only.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 report = bench_ui.load_results()
 shape = bench.BenchShape(**report["shape"])
 contexts = report["contexts"]
@@ -59,11 +59,11 @@ display(Markdown(
     f"schemes {', '.join(bench_ui.SCHEME_LABELS[s] for s in report['schemes'])}."
 ))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 fig = bench_ui.time_figure(report)
 plt.show()
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 big, small = max(contexts), min(contexts)
 r_big = bench_ui.ratios_vs_mha(report, big)
 r_small = bench_ui.ratios_vs_mha(report, small)
@@ -76,17 +76,17 @@ display(Markdown(
     f"{r_small['mla_absorbed']['time']:.2f}×."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Cache bytes: measured against the formula
 #
 # The benchmark fills each cache with real tensors and reads `LayerCache.nbytes`; `bench.cache_bytes`
 # predicts $b\,L$ times $2 n_{kv} d_h$ (dense), $d_c + d_h^R$ (MLA) or $d_c + d_h^R + d^I$ (DSA, which also
 # caches the indexer's key).
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(bench.cache_elements_per_token, start="if scheme in DENSE_SCHEMES", stop="return mla +")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 rows = ["| scheme | measured | formula | equal | × MHA |", "|---|---:|---:|:---:|---:|"]
 for r in bench_ui.select_rows(report, report["schemes"], big):
     rows.append(f"| {bench_ui.SCHEME_LABELS[r['scheme']]} | {r['cache_bytes_measured']:,} | "
@@ -96,7 +96,7 @@ display(Markdown(f"Cache bytes at L = {big:,}, {report['dtype']}, one layer:\n\n
 display(Markdown(f"Every measured cache, every context, equals its formula: "
                  f"**{bench_ui.cache_matches_formula(report)}**."))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Against the peers
 #
 # Two comparisons run in the same benchmark. For the dense schemes, the attention core of one step:
@@ -105,11 +105,11 @@ display(Markdown(f"Every measured cache, every context, equals its formula: "
 # re-expands keys and values from the latent every step, against this library's absorbed decode with the
 # same weights and the same cached latents (their outputs agree to float32 rounding).
 
-# %%
+# %% slideshow={"slide_type": "-"}
 fig = bench_ui.peer_figure(report)
 plt.show()
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 peers = bench_ui.peer_ratios(report)
 hf = peers["hf_over_absorbed"]
 hf_diff = max(r["max_abs_diff"] for r in report["peers"]["hf_deepseek_v3"])
@@ -122,7 +122,7 @@ display(Markdown(
     "on this CPU build the fused kernel loses to the einsum once few K/V heads are shared by many query heads."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. The roofline
 #
 # A decode step does $F$ FLOPs and moves $B$ bytes; its **arithmetic intensity** is $I = F / B$. A machine
@@ -130,14 +130,14 @@ display(Markdown(
 # $\min(\beta I, \pi)$ FLOP/s. Below the **balance point** $\pi / \beta$ the step is memory-bound: the
 # bytes set the time. The benchmark measures $\beta$ with a large copy and $\pi$ with a GEMM.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 show_source(bench.attention_flops, start="if scheme in DENSE_SCHEMES", stop="hi, di = s.index_n_heads")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 fig = bench_ui.roofline_figure(report, context=big)
 plt.show()
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 m = report["machine"]
 rows_big = {r["scheme"]: r for r in bench_ui.select_rows(report, report["schemes"], big)}
 i_small = {r["scheme"]: r["intensity"] for r in bench_ui.select_rows(report, report["schemes"], small)}
@@ -150,7 +150,7 @@ display(Markdown(
     f"{rows_big['mla_naive']['bound']}-bound and slow for it: all that arithmetic is wasted rebuilding keys."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Why absorbed MLA moves right.** After absorption all $n_h$ heads score and mix the *same* cached latent
 # (chapter 8's MQA view): each cached number, read once, feeds $n_h$ multiply-adds instead of one. So its
 # intensity grows with $L$ towards $n_h (2 d_c + d_h^R) / (d_c + d_h^R)$ multiply-adds per number, far
@@ -162,7 +162,7 @@ display(Markdown(
 # still: the indexer does a few multiply-adds per byte, so the intensity falls back below MQA's. DSA wins by
 # moving fewer bytes, not by using them better.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 display(Markdown(
     f"From {small:,} to {big:,} tokens absorbed MLA moves from {i_small['mla_absorbed']:.2f} to "
     f"{rows_big['mla_absorbed']['intensity']:.2f} FLOP/byte; DSA stays between {i_small['dsa']:.2f} and "
@@ -172,35 +172,35 @@ display(Markdown(
     "weights included)."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. A live run, here and now
 #
 # The same code, on the small `QUICK_SHAPE` ($d = 128$, 4 heads of 32), contexts 64, 128 and 256, three
 # repeats, without the Hugging Face peer. It takes a second or two.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 live = bench.run_benchmark("cpu", "float32", contexts=(64, 128, 256), repeats=3, shape=bench.QUICK_SHAPE,
                            copy_bytes=2**23, gemm_n=256, hf_peer=False)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 # NBVAL_IGNORE_OUTPUT
 # Timings change from run to run and machine to machine; the next cell checks only what cannot change.
 print(bench.format_report(live))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 display(Markdown(
     f"Schemes measured: {', '.join(sorted(live['schemes']))}; contexts {live['contexts']}. Every cache equals "
     f"its formula: **{bench_ui.cache_matches_formula(live)}**."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. The quality side
 #
 # Speed is half the story. The tiny models of the course were trained on the same budget (600 steps, batch
 # 16, sequences of 128, seed 0), each with its own attention. Measure the cache each keeps per token (all
 # four layers, float32) by running it on a few tokens, and set it against its validation loss.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 names = ["mha", "gqa", "mqa", "mla", "dsa"]
 quality = {}
 for name in names:
@@ -211,7 +211,7 @@ for name in names:
     loss = model.metrics["val_loss"]["dsa_sparse"] if name == "dsa" else model.metrics["val_loss"]
     quality[name] = {"bytes": cache.bytes_per_token(), "val_loss": loss, "metrics": model.metrics}
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 fig, ax = plt.subplots(figsize=(6.0, 3.8))
 for name, q in quality.items():
     ax.scatter(q["bytes"], q["val_loss"], s=70, color=bench_ui.SCHEME_COLORS[name], zorder=3)
@@ -224,7 +224,7 @@ ax.set_title("Tiny models: cache against quality (one seed each)", fontsize=10)
 ax.grid(True, which="both", alpha=0.3)
 plt.show()
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 dsa_m = quality["dsa"]["metrics"]
 extra = dsa_m["dsa_train"]["warmup_steps"] + dsa_m["dsa_train"]["sparse_steps"]
 spread = max(q["val_loss"] for q in quality.values()) - min(q["val_loss"] for q in quality.values())
@@ -247,23 +247,23 @@ display(Markdown(
     "little; it does not rank the schemes."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Explore the run
 #
 # Pick schemes and one of the run's context lengths: the widget shows each scheme's measured step time,
 # its cache (measured, checked against the formula) and where it sits on this machine's roofline.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 explorer = bench_ui.bench_explorer(report, schemes=("mha", "mqa", "mla_absorbed", "dsa"), context=big)
 explorer
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## What it costs
 #
 # Per decoded token, one layer of `DEFAULT_SHAPE`, float32, from the formulas the benchmark checks against
 # (FLOPs: 2 per multiply-add; bytes: weights plus the cache read once).
 
-# %%
+# %% slideshow={"slide_type": "-"}
 rows = ["| scheme | cache / token | FLOPs at L = " + " | ".join(f"{c:,}" for c in contexts) +
         " | bytes at L = " + f"{big:,} |", "|---|---:|" + "---:|" * len(contexts) + "---:|"]
 for s in bench.SCHEMES:
@@ -279,7 +279,7 @@ display(Markdown(
     f"absorbed MLA's FLOPs at {big:,} tokens for the same cache; DSA's FLOPs barely grow with L."
 ))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
 # Use `attnlab.bench`'s formulas or your own arithmetic; solutions are in `notebooks/solutions/ch14.py`.
@@ -287,23 +287,23 @@ display(Markdown(
 # **1.** One MQA decode step at `ch14.CONTEXT` = 8192 cached tokens, `DEFAULT_SHAPE`, float32: what is its
 # arithmetic intensity in FLOP per byte, weights included?
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_mqa_intensity = None  # a float
 print(ch14.check_mqa_intensity(answer_mqa_intensity))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "-"}
 # **2.** A machine has a balance of `ch14.BALANCE` = 4 FLOP/byte. At 8192 tokens, float32, which schemes'
 # decode steps are memory-bound and which compute-bound? Answer with a dict from every name in
 # `bench.SCHEMES` to `"memory"` or `"compute"`.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_bounds = None  # {"mha": "memory", ...}
 print(ch14.check_bounds(answer_bounds))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **3.** On the same machine, from how many cached tokens $L$ on is absorbed MLA compute-bound? Give the
 # smallest such $L$.
 
-# %%
+# %% slideshow={"slide_type": "-"}
 answer_crossover = None  # an int
 print(ch14.check_crossover_context(answer_crossover))

@@ -21,6 +21,8 @@ import jupytext
 import nbformat
 from nbclient import NotebookClient
 
+from slides import RISE
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 
@@ -73,6 +75,7 @@ def build(path: Path) -> float:
     nb = jupytext.read(path)
     nb.metadata.setdefault("jupytext", {})["formats"] = "ipynb,py:percent"
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb.metadata["rise"] = dict(RISE)  # every chapter presents as a slideshow (scripts/slides.py)
     start = time.perf_counter()
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
                    record_timing=False).execute()

@@ -27,7 +27,7 @@ def test_ipynb_matches_its_jupytext_source(source: Path):
     assert ipynb.exists(), f"{ipynb.name} missing: run ./course notebooks {source.relative_to(NOTEBOOKS.parent)}"
     from_py = jupytext.read(source)
     stored = jupytext.read(ipynb)
-    strip = lambda nb: [(c.cell_type, c.source.strip()) for c in nb.cells]
+    strip = lambda nb: [(c.cell_type, c.source.strip(), c.metadata.get("slideshow")) for c in nb.cells]
     assert strip(from_py) == strip(stored), (
         f"{ipynb.name} drifted from {source.name}: run ./course notebooks {source.relative_to(NOTEBOOKS.parent)}"
     )

@@ -33,6 +33,15 @@ SCHEME_COLOURS = {s: SCHEME_COLORS[s] for s in SCHEMES}
 SCHEME_NAMES = {"mha": "MHA", "mqa": "MQA", "gqa": "GQA", "mla": "MLA"}
 
 
+def row(*children: widgets.Widget) -> widgets.HBox:
+    """Controls side by side that wrap onto the next line when the page is narrow (a projector at
+    1024 px, a laptop with the file browser open), instead of squeezing each other until the sliders'
+    readouts are clipped. Each child keeps its own width."""
+    for child in children:
+        child.layout.flex = "0 0 auto"
+    return widgets.HBox(list(children), layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start"))
+
+
 def divisors(n: int) -> list[int]:
     """All positive divisors of ``n``, increasing: the KV-head counts GQA allows for n query heads."""
     check_positive_int("n", n)
@@ -249,7 +258,7 @@ class CacheCalculator(widgets.VBox):
         left = widgets.VBox([c.model, c.scheme, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.d_c,
                              c.d_h_rope])
         right = widgets.VBox([c.seq_len, c.batch, c.dtype, c.gpu_gib, c.readout])
-        super().__init__([widgets.HBox([left, right]), c.chart])
+        super().__init__([row(left, right), c.chart])
 
         c.model.observe(self._on_model, names="value")
         c.n_heads.observe(self._on_n_heads, names="value")

@@ -31,6 +31,7 @@ from attnlab.attention import attention_vector
 from attnlab.model import TinyLM
 from attnlab.plots import COLORS, attention_heatmap, figure_png
 from attnlab.tokenization import BPETokenizer, render_token
+from attnlab.widgets import row
 
 #: Smallest font in every figure of this module, readable when projected.
 FONT_SIZE = 10
@@ -196,7 +197,7 @@ class VectorExplorer(widgets.VBox):
             image=widgets.Image(format="png", layout=widgets.Layout(max_width="100%")),
             readout=widgets.HTML(),
         )
-        super().__init__([widgets.HBox([widgets.VBox([c.angle, c.length, c.temperature]), c.readout]), c.image])
+        super().__init__([row(widgets.VBox([c.angle, c.length, c.temperature]), c.readout), c.image])
         for w in (c.angle, c.length, c.temperature):
             w.observe(self._refresh, names="value")
         self._refresh()
@@ -404,8 +405,8 @@ class AttentionMapExplorer(widgets.VBox):
             image=widgets.Image(format="png", layout=widgets.Layout(max_width="100%")),
             readout=widgets.HTML(),
         )
-        super().__init__([widgets.HBox([c.sentence, c.layer, c.head]),
-                          widgets.HBox([c.image, c.readout])])
+        super().__init__([row(c.sentence, c.layer, c.head),
+                          row(c.image, c.readout)])
         for w in (c.sentence, c.layer, c.head):
             w.observe(self._refresh, names="value")
         self._refresh()

@@ -27,6 +27,7 @@ from attnlab.bench import roofline_bound
 from attnlab.interactive.svg import html_table as _table
 from attnlab.plots import SCHEME_COLORS, figure_png
 from attnlab.sizing import format_bytes
+from attnlab.widgets import row
 
 #: The committed CPU run.
 CPU_RESULTS = Path(__file__).resolve().parents[1] / "data" / "bench_cpu.json"
@@ -231,7 +232,7 @@ class BenchExplorer(widgets.VBox):
         self.readout = widgets.HTML()
         for control in (self.schemes, self.context):
             control.observe(self._refresh, names="value")
-        super().__init__([widgets.HBox([self.schemes, self.context]), self.image, self.readout])
+        super().__init__([row(self.schemes, self.context), self.image, self.readout])
         self._refresh()
 
     def _refresh(self, change: dict | None = None) -> None:

@@ -31,6 +31,7 @@ from attnlab.dsa_training import attention_mode
 from attnlab.model import TinyLM
 from attnlab.plots import COLORS, figure_png
 from attnlab.tokenization import BPETokenizer, render_token
+from attnlab.widgets import row
 
 #: Bars of keys outside the indexer's top-k.
 _UNSELECTED = "#c8c8c8"
@@ -235,7 +236,7 @@ class IndexerExplorer(widgets.VBox):
         self.readout = widgets.HTML()
         for control in (self.indexer, self.layer, self.position):
             control.observe(self._refresh, names="value")
-        super().__init__([widgets.HBox([self.indexer, self.layer]), self.position, self.image, self.readout])
+        super().__init__([row(self.indexer, self.layer), self.position, self.image, self.readout])
         self._refresh()
 
     @property

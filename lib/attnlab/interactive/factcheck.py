@@ -14,7 +14,7 @@ from attnlab._validate import check_positive_int
 from attnlab.interactive.svg import html_table, svg_open, svg_text
 from attnlab.plots import SCHEME_COLORS
 from attnlab.sizing import MODELS, SCHEMES, format_bytes
-from attnlab.widgets import CONTEXT_OPTIONS, gqa_start
+from attnlab.widgets import CONTEXT_OPTIONS, gqa_start, row
 
 SCHEME_NAMES = {"mha": "MHA", "mqa": "MQA", "gqa": "GQA", "mla": "MLA"}
 
@@ -122,8 +122,8 @@ class ModelCacheExplorer(widgets.VBox):
         self.chart = widgets.HTML()
         for control in (self.model, self.seq_len, self.gpu_gib, self.dtype):
             control.observe(self._refresh, names="value")
-        super().__init__([widgets.HBox([widgets.VBox([self.model, self.seq_len]),
-                                        widgets.VBox([self.gpu_gib, self.dtype])]), self.table, self.chart])
+        super().__init__([row(widgets.VBox([self.model, self.seq_len]),
+                                        widgets.VBox([self.gpu_gib, self.dtype])), self.table, self.chart])
         self._refresh()
 
     def _refresh(self, change: dict | None = None) -> None:

@@ -27,7 +27,7 @@ from attnlab._validate import check_non_negative_int, check_positive_int
 from attnlab.gqa import AttentionConfig
 from attnlab.plots import COLORS, SCHEME_COLORS
 from attnlab.sizing import MODELS, ModelSpec
-from attnlab.widgets import divisors, gqa_start
+from attnlab.widgets import divisors, gqa_start, row
 
 #: Context lengths the decode widget offers (label, tokens).
 CONTEXT_OPTIONS: tuple[tuple[str, int], ...] = tuple((f"{n // 1024}K", n) for n in (2**k for k in range(10, 18)))
@@ -229,7 +229,7 @@ class GQAExplorer(widgets.VBox):
         self._switching = False
         self.model.observe(self._on_model, names="value")
         self.n_kv_heads.observe(self._refresh, names="value")
-        super().__init__([widgets.HBox([self.model, self.n_kv_heads]), self.diagram, self.readout])
+        super().__init__([row(self.model, self.n_kv_heads), self.diagram, self.readout])
         self._refresh()
 
     def _on_model(self, change: dict | None = None) -> None:
@@ -374,7 +374,7 @@ class MQADecodeExplorer(widgets.VBox):
         self.readout = widgets.HTML()
         for control in (self.model, self.seq_len, self.batch):
             control.observe(self._refresh, names="value")
-        super().__init__([self.model, widgets.HBox([self.seq_len, self.batch]), self.chart, self.readout])
+        super().__init__([self.model, row(self.seq_len, self.batch), self.chart, self.readout])
         self._refresh()
 
     def _refresh(self, change: dict | None = None) -> None:

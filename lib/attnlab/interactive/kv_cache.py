@@ -22,6 +22,7 @@ import torch
 from attnlab._validate import check_ndim, check_non_negative_int
 from attnlab.plots import COLORS
 from attnlab.tokenization import BPETokenizer, render_token
+from attnlab.widgets import row
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,7 @@ class DecodeStepper(widgets.VBox):
         self.view = widgets.HTML()
         for control in (self.step, self.layer, self.head):
             control.observe(self._refresh, names="value")
-        super().__init__([widgets.HBox([self.play, self.step, self.layer, self.head]), self.view])
+        super().__init__([row(self.play, self.step, self.layer, self.head), self.view])
         self._refresh()
 
     def _refresh(self, change: dict | None = None) -> None:

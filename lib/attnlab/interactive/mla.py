@@ -32,6 +32,7 @@ from attnlab.interactive.svg import svg_text as _text
 from attnlab.plots import COLORS, SCHEME_COLORS
 from attnlab.rope import apply_rope, rope_frequencies
 from attnlab.sizing import ModelSpec
+from attnlab.widgets import row
 
 # ----------------------------------------------------------------------------------------------------
 # chapter 7: the latent's width against the cache and against the error on real keys and values
@@ -435,7 +436,7 @@ class AbsorptionExplorer(widgets.VBox):
         self.readout = widgets.HTML()
         for control in (self.seq_len, self.n_heads):
             control.observe(self._refresh, names="value")
-        super().__init__([widgets.HBox([self.seq_len, self.n_heads]), self.chart, self.readout])
+        super().__init__([row(self.seq_len, self.n_heads), self.chart, self.readout])
         self._refresh()
 
     def _refresh(self, change: dict | None = None) -> None:
@@ -595,7 +596,7 @@ class RoPEExplorer(widgets.VBox):
         self.readout = widgets.HTML()
         for control in (self.m, self.n, self.shift, self.pair):
             control.observe(self._refresh, names="value")
-        super().__init__([widgets.HBox([widgets.VBox([self.m, self.n]), widgets.VBox([self.shift, self.pair])]),
+        super().__init__([row(widgets.VBox([self.m, self.n]), widgets.VBox([self.shift, self.pair])),
                           self.chart, self.readout])
         self._refresh()
 

@@ -1,0 +1,119 @@
+"""The course as a learner meets it: JupyterLab in a real (headless) Chromium.
+
+Each test opens a notebook in JupyterLab, clears its outputs, runs every cell from the Run menu, waits
+for the kernel, and checks that no cell shows an error. Two tests then move the live widgets' sliders
+with the keyboard, as a learner would, and check that the numbers shown are exactly the ones
+:mod:`attnlab.sizing` computes for the new setting. A screenshot of each test's page is saved under
+``artifacts/browser/``.
+
+Needs the ``playwright`` Python package and Debian's ``chromium`` at /usr/bin/chromium (no browser is
+downloaded); without them the module is skipped.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+
+pytest.importorskip("playwright.sync_api", reason="the browser tests need the playwright package (pip)")
+if not CHROMIUM.exists():
+    pytest.skip(f"the browser tests need Chromium at {CHROMIUM} (Debian package chromium)",
+                allow_module_level=True)
+
+import torch  # noqa: E402
+from jlab import expect_text, explorer_rows, press, readout_cell, run_notebook, slider, widget_output  # noqa: E402
+
+from attnlab import sizing  # noqa: E402
+from attnlab.sizing import MODELS, format_bytes, format_ratio  # noqa: E402
+from attnlab.widgets import CONTEXT_OPTIONS  # noqa: E402
+
+# -- chapter 0: the KV-cache calculator ------------------------------------------------------------------
+
+def _context_label(seq_len: int) -> str:
+    return next(label for label, value in CONTEXT_OPTIONS if value == seq_len)
+
+
+def _calculator_cache(seq_len: int) -> tuple[str, str]:
+    """(row label, value) of the calculator's cache row for DeepSeek-V3 (MLA as published, batch 1,
+    bfloat16), formatted as the widget's readout formats it."""
+    cache = sizing.kv_cache_bytes(MODELS["deepseek-v3"], seq_len, 1, torch.bfloat16)
+    return f"Cache for {_context_label(seq_len)} tokens × batch 1", f"{sizing.gib(cache):,.2f} GiB"
+
+
+def _calculator_gqa_bar(n_kv_heads: int) -> tuple[str, str]:
+    """(label, value) of the calculator's GQA bar for DeepSeek-V3's shape with ``n_kv_heads``."""
+    v3 = MODELS["deepseek-v3"]
+    gqa = sizing.bytes_per_token(v3, torch.bfloat16, "gqa", n_kv_heads)
+    mha = sizing.bytes_per_token(v3, torch.bfloat16, "mha")
+    heads = "head" if n_kv_heads == 1 else "heads"
+    return f"GQA · {n_kv_heads} KV {heads}", f"{format_bytes(gqa)} · {format_ratio(mha / gqa)}×"
+
+
+def _svg_text(scope, text: str):
+    return scope.locator("svg text").filter(has_text=re.compile(f"^{re.escape(text)}$"))
+
+
+def test_introduction_calculator(page, lab):
+    run_notebook(page, lab, "00_introduction.ipynb")
+    calc = widget_output(page, "KV heads n_g (GQA)")
+    kv = slider(calc, "KV heads n_g (GQA)")
+    context = slider(calc, "Context (tokens)")
+    readout = calc.locator(".widget-html")
+    options = [value for _, value in CONTEXT_OPTIONS]
+
+    # As loaded: DeepSeek-V3, GQA what-if at 16 KV heads, 128K tokens.
+    label, value = _calculator_cache(2**17)
+    expect_text(readout_cell(readout, label), value)
+    expect_text(kv.locator(".widget-readout"), "16")
+    for text in _calculator_gqa_bar(16):
+        assert _svg_text(calc, text).count() == 1, text
+
+    # Context: one step right (256K), then two left (64K).
+    for key, times, seq_len in (("ArrowRight", 1, 2**18), ("ArrowLeft", 2, 2**16)):
+        press(page, context, key, times)
+        expect_text(context.locator(".widget-readout"), _context_label(seq_len))
+        label, value = _calculator_cache(seq_len)
+        expect_text(readout_cell(readout, label), value)
+        assert seq_len in options
+
+    # KV heads: the slider offers the divisors of 128; right to 32, then left twice to 8.
+    for key, times, n_kv in (("ArrowRight", 1, 32), ("ArrowLeft", 2, 8)):
+        press(page, kv, key, times)
+        expect_text(kv.locator(".widget-readout"), str(n_kv))
+        for text in _calculator_gqa_bar(n_kv):
+            expect_text(_svg_text(calc, text), text)
+    # The readout describes MLA as published, so the KV-heads slider leaves the cache row as it was.
+    label, value = _calculator_cache(2**16)
+    expect_text(readout_cell(readout, label), value)
+    kv.scroll_into_view_if_needed()
+
+
+# -- chapter 6: the GQA explorer -------------------------------------------------------------------------
+
+def test_gqa_explorer(page, lab):
+    run_notebook(page, lab, "06_grouped_query_attention.ipynb")
+    explorer = widget_output(page, "KV heads n_g")
+    kv = slider(explorer, "KV heads n_g")
+    readout = explorer.locator(".widget-html")
+
+    # As loaded: Llama-3-8B as published, 8 KV heads; then right to 16, then left twice to 4.
+    for key, times, n_kv in ((None, 0, 8), ("ArrowRight", 1, 16), ("ArrowLeft", 2, 4)):
+        if key:
+            press(page, kv, key, times)
+        expect_text(kv.locator(".widget-readout"), str(n_kv))
+        for label, value in explorer_rows(n_kv).items():
+            expect_text(readout_cell(readout, label), value)
+    kv.scroll_into_view_if_needed()
+
+
+# -- every chapter -----------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")))
+def test_notebook_runs_in_browser(page, lab, name):
+    run_notebook(page, lab, name)
