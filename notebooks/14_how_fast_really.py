@@ -44,7 +44,8 @@ torch.set_num_threads(1)
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The committed CPU run
 #
-# `python -m attnlab.bench --threads 1 --repeats 15 --out lib/attnlab/data/bench_cpu.json` wrote this file.
+# `python -m attnlab.bench --threads 1 --out lib/attnlab/data/bench_cpu.json` wrote this file (the default repeat count;
+# the line below reads it from the file).
 # The layer is `bench.DEFAULT_SHAPE`: $d = 1024$, 16 query heads of 64; GQA keeps 4 K/V heads, MQA one; MLA
 # caches a latent of $d_c = 256$ plus a RoPE key of $d_h^R = 32$; DSA adds a 4-head indexer of width 64 and
 # attends to the top $k = 256$ tokens only.

@@ -110,6 +110,20 @@ def press(page, control, key: str, times: int = 1) -> None:
         page.keyboard.press(key)
 
 
+def drag_slider(page, control, index: int, n_options: int) -> None:
+    """Drag the slider's handle to where option ``index`` of ``n_options`` sits, as a presenter with a
+    mouse would (in a slideshow the arrow keys belong to the slides)."""
+    track, handle = control.locator(".noUi-target"), control.locator(".noUi-handle")
+    track.scroll_into_view_if_needed()
+    box, grip = track.bounding_box(), handle.bounding_box()
+    assert box is not None and grip is not None, "the slider is not on screen"
+    y = grip["y"] + grip["height"] / 2
+    page.mouse.move(grip["x"] + grip["width"] / 2, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * index / (n_options - 1), y, steps=8)
+    page.mouse.up()
+
+
 def readout_cell(scope, row_label: str):
     """The bold value next to ``row_label`` in a readout table inside ``scope``."""
     row = scope.locator("tr").filter(has=scope.page.locator("td", has_text=re.compile(f"^{re.escape(row_label)}$")))

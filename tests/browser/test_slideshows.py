@@ -22,8 +22,19 @@ if not CHROMIUM.exists():
     pytest.skip(f"the browser tests need Chromium at {CHROMIUM} (Debian package chromium)",
                 allow_module_level=True)
 
-from jlab import run_notebook, save_notebook  # noqa: E402
+from jlab import (  # noqa: E402
+    drag_slider,
+    expect_text,
+    explorer_rows,
+    readout_cell,
+    run_notebook,
+    save_notebook,
+    slider,
+)
 from playwright.sync_api import expect  # noqa: E402
+
+from attnlab.sizing import MODELS  # noqa: E402
+from attnlab.widgets import divisors  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import slides  # noqa: E402
@@ -66,9 +77,9 @@ def shot(page, folder: Path, name: str) -> None:
 def test_rise_slideshow(page, lab, artifacts):
     """Chapter 6 as a teacher presents it: Run All in JupyterLab and save, then the RISE slideshow of
     the same notebook: the title slide, one reveal.js section per slide, typeset math, the arrow keys
-    reaching the widget's slide, and a cell run from the slideshow on the same kernel. (jupyterlab-rise
-    0.43 shows ipywidgets 8 widgets in their text form, an upstream limitation: test_jupyterlab.py
-    tests the live widgets.) A copy of the chapter in build/ is saved, not the course's own."""
+    reaching the widget's slide, and there the GQA explorer run from the slideshow on the same kernel:
+    its slider, dragged with the mouse, updates the readout to what attnlab.sizing computes. A copy of
+    the chapter in build/ is saved, not the course's own."""
     nb = nbformat.read(CHAPTER, as_version=4)
     n_slides = max(h for h, _ in slide_starts(nb)) + 1
     scratch = ROOT / "build" / "browser-test"
@@ -97,11 +108,25 @@ def test_rise_slideshow(page, lab, artifacts):
         present = show.locator(".reveal section.present")
         cell = present.locator(".jp-CodeCell").first
         expect(cell.locator(".jp-InputArea-editor")).to_contain_text('gqa_widgets.gqa_explorer("llama-3-8b")')
-        # A cell run from the slideshow runs on the kernel Run All used: its count follows the last one.
+        # Run the widget's cell from the slideshow, in place (Shift+Enter would also advance the slide):
+        # it runs on the kernel Run All used, so its count follows the last one, and the widget is live.
         n_code = sum(c.cell_type == "code" for c in nb.cells)
         cell.locator(".jp-InputArea-editor").click()
-        show.keyboard.press("Control+Enter")  # run in place (Shift+Enter would also advance the slide)
+        show.keyboard.press("Control+Enter")
         expect(cell.locator(".jp-InputArea-prompt")).to_have_text(f"[{n_code + 1}]:", timeout=60_000)
+        kv = slider(cell, "KV heads n_g")
+        expect(kv).to_have_count(1, timeout=60_000)
+        readout = cell.locator(".widget-html")
+        options = divisors(MODELS["llama-3-8b"].n_heads)  # what the slider offers
+        for n_kv in (8, 16, 2):
+            if n_kv != 8:
+                drag_slider(show, kv, options.index(n_kv), len(options))
+            expect_text(kv.locator(".widget-readout"), str(n_kv))
+            for label, value in explorer_rows(n_kv).items():
+                expect_text(readout_cell(readout, label), value)
+        # dragging the slider left the slideshow on the widget's slide
+        assert deck.locator(":scope > section").evaluate_all(
+            "s => s.findIndex(x => x.classList.contains('present'))") == target
         shot(show, artifacts, "rise_widget_slide")
     finally:
         shot(show, artifacts, "rise_last_seen")  # what the slideshow showed last, pass or fail
