@@ -38,10 +38,10 @@ def _context_label(seq_len: int) -> str:
     return next(label for label, value in CONTEXT_OPTIONS if value == seq_len)
 
 
-def _calculator_cache(seq_len: int) -> tuple[str, str]:
-    """(row label, value) of the calculator's cache row for DeepSeek-V3 (MLA as published, batch 1,
-    bfloat16), formatted as the widget's readout formats it."""
-    cache = sizing.kv_cache_bytes(MODELS["deepseek-v3"], seq_len, 1, torch.bfloat16)
+def _calculator_cache(seq_len: int, scheme: str | None = None, n_kv_heads: int | None = None) -> tuple[str, str]:
+    """(row label, value) of the calculator's cache row for DeepSeek-V3's shape (batch 1, bfloat16; MLA
+    as published unless ``scheme`` says otherwise), formatted as the widget's readout formats it."""
+    cache = sizing.kv_cache_bytes(MODELS["deepseek-v3"], seq_len, 1, torch.bfloat16, scheme, n_kv_heads)
     return f"Cache for {_context_label(seq_len)} tokens × batch 1", f"{sizing.gib(cache):,.2f} GiB"
 
 
@@ -90,6 +90,16 @@ def test_introduction_calculator(page, lab):
     # The readout describes MLA as published, so the KV-heads slider leaves the cache row as it was.
     label, value = _calculator_cache(2**16)
     expect_text(readout_cell(readout, label), value)
+
+    # Scheme shown: GQA. Now the KV-heads slider sets the cache row itself: 8, then 1, then 128 heads.
+    scheme = calc.locator(".widget-dropdown", has=page.locator(".widget-label", has_text="Scheme shown"))
+    scheme.locator("select").select_option(label="GQA")
+    for key, times, n_kv in ((None, 0, 8), ("ArrowLeft", 3, 1), ("End", 1, 128)):
+        if key:
+            press(page, kv, key, times)
+        expect_text(kv.locator(".widget-readout"), str(n_kv))
+        label, value = _calculator_cache(2**16, "gqa", n_kv)
+        expect_text(readout_cell(readout, label), value)
     kv.scroll_into_view_if_needed()
 
 
