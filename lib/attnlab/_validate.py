@@ -69,6 +69,22 @@ def check_same_device(**tensors: torch.Tensor) -> torch.device:
     return first.device
 
 
+def check_hidden_states(x: torch.Tensor, d_model: int, weight: torch.Tensor | None = None, *,
+                        nonempty: bool = True, owner: str = "layer") -> None:
+    """Raise ``ValueError`` unless ``x`` is the input a module of width ``d_model`` takes: (batch, seq,
+    d_model), at least one token when ``nonempty``, and, given the module's ``weight``, on its dtype and
+    device. ``owner`` names the module in the message ("layer", "indexer")."""
+    check_ndim("x", x, 3, "(batch, seq, d_model)")
+    if x.shape[-1] != d_model:
+        raise ValueError(f"x has d_model={x.shape[-1]}, this {owner} expects {d_model}")
+    if nonempty and x.shape[1] == 0:
+        raise ValueError("x has seq=0: pass at least one token")
+    if weight is not None:
+        if x.dtype != weight.dtype:
+            raise ValueError(f"dtype mismatch: x is {x.dtype} but the weights are {weight.dtype}")
+        check_same_device(x=x, weights=weight)
+
+
 def check_dim_size(name: str, tensor: torch.Tensor, dim: int, size: int, meaning: str) -> None:
     """Raise ``ValueError`` unless ``tensor.shape[dim] == size`` (``meaning`` says what the axis is)."""
     if tensor.shape[dim] != size:

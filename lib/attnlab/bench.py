@@ -375,22 +375,25 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed_call(fn: Callable[[], object], device: torch.device, reset: Callable[[], None] | None = None) -> float:
+    """Seconds one call of ``fn`` takes on ``device`` (synchronized before and after); ``reset`` runs
+    first, outside the timed region."""
+    if reset is not None:
+        reset()
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
 def time_calls(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 2,
                reset: Callable[[], None] | None = None) -> list[float]:
     """Seconds per call of ``fn`` for ``repeats`` calls after ``warmup`` untimed ones; ``reset`` runs
     before every call, outside the timed region."""
     check_positive_int("repeats", repeats)
-    times = []
-    for i in range(warmup + repeats):
-        if reset is not None:
-            reset()
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return times
+    times = [timed_call(fn, device, reset) for _ in range(warmup + repeats)]
+    return times[warmup:]
 
 
 def time_pair(fn_a: Callable[[], object], fn_b: Callable[[], object], device: torch.device, repeats: int,
@@ -404,14 +407,9 @@ def time_pair(fn_a: Callable[[], object], fn_b: Callable[[], object], device: to
     for i in range(warmup + repeats):
         for name in ("a", "b") if i % 2 == 0 else ("b", "a"):
             fn, reset = calls[name]
-            if reset is not None:
-                reset()
-            synchronize(device)
-            start = time.perf_counter()
-            fn()
-            synchronize(device)
+            seconds = timed_call(fn, device, reset)
             if i >= warmup:
-                times[name].append(time.perf_counter() - start)
+                times[name].append(seconds)
     return times["a"], times["b"]
 
 

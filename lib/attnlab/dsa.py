@@ -45,7 +45,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnlab._validate import check_ndim, check_non_negative_int, check_positive_int, check_same_device
+from attnlab._validate import (
+    check_hidden_states,
+    check_ndim,
+    check_non_negative_int,
+    check_positive_int,
+    check_same_device,
+)
 from attnlab.attention import causal_mask, softmax
 from attnlab.kv_cache import LayerCache
 from attnlab.mla import MLAConfig, MultiHeadLatentAttention, _rope_settings, rotate_pairs, yarn_frequencies
@@ -253,11 +259,7 @@ class LightningIndexer(nn.Module):
         index query comes from x). With ``cache`` the new keys are appended under ``index_key`` and
         positions continue from ``cache.seq_len``."""
         c = self.config
-        check_ndim("x", x, 3, "(batch, seq, d_model)")
-        if x.shape[-1] != c.d_model:
-            raise ValueError(f"x has d_model={x.shape[-1]}, this indexer expects {c.d_model}")
-        if x.shape[1] == 0:
-            raise ValueError("x has seq=0: pass at least one token")
+        check_hidden_states(x, c.d_model, owner="indexer")
         if c.q_lora_rank is None:
             if q_input is not None:
                 raise ValueError("q_input must be None: this indexer has q_lora_rank=None and projects its "
@@ -432,14 +434,7 @@ class DeepSeekSparseAttention(nn.Module):
         top_k overrides the config's index_topk. Returns y, then the weights (b, n_heads, s, t) (zero off
         the selected set) if return_weights, then an :class:`IndexSelection` if return_index."""
         m = self.config
-        check_ndim("x", x, 3, "(batch, seq, d_model)")
-        if x.shape[-1] != m.d_model:
-            raise ValueError(f"x has d_model={x.shape[-1]}, this layer expects {m.d_model}")
-        if x.shape[1] == 0:
-            raise ValueError("x has seq=0: pass at least one token")
-        if x.dtype != self.mla.w_o.weight.dtype:
-            raise ValueError(f"dtype mismatch: x is {x.dtype} but the weights are {self.mla.w_o.weight.dtype}")
-        check_same_device(x=x, weights=self.mla.w_o.weight)
+        check_hidden_states(x, m.d_model, self.mla.w_o.weight)
         if sparse_impl not in SPARSE_IMPLS:
             raise ValueError(f"sparse_impl={sparse_impl!r} must be one of {SPARSE_IMPLS}")
         top_k = self.indexer_config.index_topk if top_k is None else check_positive_int("top_k", top_k)

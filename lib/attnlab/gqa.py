@@ -21,6 +21,7 @@ from torch import nn
 from attnlab._validate import (
     check_dim_size,
     check_divisible,
+    check_hidden_states,
     check_ndim,
     check_positive_int,
     check_same_device,
@@ -147,12 +148,7 @@ class GroupedQueryAttention(nn.Module):
     def forward(self, x: torch.Tensor, cache: LayerCache | None = None,
                 return_weights: bool = False):
         """y = concat_h(softmax(q_h K_g(h)^T / sqrt(d) + M) V_g(h)) W^O, g(h) = h // group_size."""
-        check_ndim("x", x, 3, "(batch, seq, d_model)")
-        if x.shape[-1] != self.config.d_model:
-            raise ValueError(f"x has d_model={x.shape[-1]}, this layer expects {self.config.d_model}")
-        if x.dtype != self.w_q.weight.dtype:
-            raise ValueError(f"dtype mismatch: x is {x.dtype} but the weights are {self.w_q.weight.dtype}")
-        check_same_device(x=x, weights=self.w_q.weight)
+        check_hidden_states(x, self.config.d_model, self.w_q.weight, nonempty=False)
         start = 0 if cache is None else cache.seq_len
         q, k, v = self.project(x, start)
         if cache is not None:

@@ -49,10 +49,9 @@ from torch import nn
 
 from attnlab._validate import (
     check_even,
-    check_ndim,
+    check_hidden_states,
     check_non_negative_int,
     check_positive_int,
-    check_same_device,
 )
 from attnlab.attention import causal_mask, softmax
 from attnlab.kv_cache import LayerCache
@@ -368,14 +367,7 @@ class MultiHeadLatentAttention(nn.Module):
         mode "absorbed" (default) or "naive" give the same result; return_weights=True also returns the
         attention weights (b, n_heads, s, cached + s)."""
         c = self.config
-        check_ndim("x", x, 3, "(batch, seq, d_model)")
-        if x.shape[-1] != c.d_model:
-            raise ValueError(f"x has d_model={x.shape[-1]}, this layer expects {c.d_model}")
-        if x.shape[1] == 0:
-            raise ValueError("x has seq=0: pass at least one token")
-        if x.dtype != self.w_o.weight.dtype:
-            raise ValueError(f"dtype mismatch: x is {x.dtype} but the weights are {self.w_o.weight.dtype}")
-        check_same_device(x=x, weights=self.w_o.weight)
+        check_hidden_states(x, c.d_model, self.w_o.weight)
         if mode not in MODES:
             raise ValueError(f"mode={mode!r} must be one of {MODES}")
         if cache is not None and cache.seq_dim not in (1, -2):
@@ -412,9 +404,7 @@ def rope_on_latent_keys(module: MultiHeadLatentAttention, x: torch.Tensor, mode:
     x (b, s, d_model) -> (b, s, d_model).
     """
     c = module.config
-    check_ndim("x", x, 3, "(batch, seq, d_model)")
-    if x.shape[-1] != c.d_model:
-        raise ValueError(f"x has d_model={x.shape[-1]}, this layer expects {c.d_model}")
+    check_hidden_states(x, c.d_model, nonempty=False)
     check_even("qk_nope_head_dim", c.qk_nope_head_dim)
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} must be one of {MODES}")

@@ -399,17 +399,23 @@ def indexer_elements_per_token(model: ModelSpec | str, *, per_layer: bool = Fals
     return spec.index_head_dim if per_layer else spec.index_head_dim * spec.n_layers
 
 
-def format_bytes(n_bytes: int | float) -> str:
-    """Decimal units, three significant digits: 3,997,696 -> "4.00 MB", 31,232 -> "31.2 kB"."""
-    value = float(n_bytes)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(value) < 999.5 or unit == "TB":
+def format_si(value: int | float, units: tuple[str, ...]) -> str:
+    """``value`` in decimal (SI) steps of 1000 through ``units`` (the first is the base unit, shown as a
+    whole number), three significant digits: 3,997,696 with ("B", "kB", "MB", ...) -> "4.00 MB"."""
+    value = float(value)
+    for unit in units:
+        if abs(value) < 999.5 or unit == units[-1]:
             break
         value /= 1000
-    if unit == "B":
-        return f"{int(value)} B"
+    if unit == units[0]:
+        return f"{int(value)} {unit}"
     decimals = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
     return f"{value:.{decimals}f} {unit}"
+
+
+def format_bytes(n_bytes: int | float) -> str:
+    """Decimal units, three significant digits: 3,997,696 -> "4.00 MB", 31,232 -> "31.2 kB"."""
+    return format_si(n_bytes, ("B", "kB", "MB", "GB", "TB"))
 
 
 def format_ratio(ratio: float) -> str:

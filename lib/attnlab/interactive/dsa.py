@@ -37,20 +37,12 @@ from attnlab.mla import rotate_pairs
 from attnlab.model import TinyLM, checkpoint_path, load_checkpoint
 from attnlab.plots import COLORS, SCHEME_COLORS, attention_heatmap
 from attnlab.quant import FP8_E4M3_MAX, SCALE_FORMATS, fake_quantize_fp8, fwht
-from attnlab.sizing import MODELS, ModelSpec, format_bytes, get_model
+from attnlab.sizing import MODELS, ModelSpec, format_bytes, format_si, get_model
 
 
 def format_flops(flops: int | float) -> str:
     """FLOPs in decimal units, three significant digits: 36,507,222,016 -> "36.5 GFLOP"."""
-    value = float(flops)
-    for unit in ("FLOP", "kFLOP", "MFLOP", "GFLOP", "TFLOP", "PFLOP"):
-        if abs(value) < 999.5 or unit == "PFLOP":
-            break
-        value /= 1000
-    if unit == "FLOP":
-        return f"{int(value)} FLOP"
-    decimals = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
-    return f"{value:.{decimals}f} {unit}"
+    return format_si(flops, ("FLOP", "kFLOP", "MFLOP", "GFLOP", "TFLOP", "PFLOP"))
 
 
 def format_times(ratio: float) -> str:
