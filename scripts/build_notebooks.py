@@ -40,6 +40,27 @@ def strip_volatile(nb: nbformat.NotebookNode) -> None:
         cell.metadata.pop("execution", None)
 
 
+def drop_default_widget_state(nb: nbformat.NotebookNode) -> None:
+    """Leave out of the saved widget state every attribute still at its default, as ipywidgets'
+    ``get_state(drop_defaults=True)`` does (the widget renderers fill defaults in): the stored notebooks
+    keep only what the course set. The ``_model_*``/``_view_*`` names stay, so any reader can tell the
+    widget's kind from its state alone."""
+    from ipywidgets.widgets.widget import _registry  # ipywidgets 8: (module, version, name, ...) -> class
+
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    for model in state.values():
+        values = model["state"]
+        names = [values.get(k) for k in ("_model_module", "_model_module_version", "_model_name", "_view_module",
+                                          "_view_module_version", "_view_name")]
+        try:
+            traits = _registry.get(*names).class_traits(sync=True)
+        except KeyError:
+            continue  # not an ipywidgets class: keep its state whole
+        for key in [k for k in values if k in traits and not k.startswith("_")]:
+            if values[key] == traits[key].default_value:
+                del values[key]
+
+
 WIDGET_ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
 
 
@@ -81,6 +102,7 @@ def build(path: Path) -> float:
                    record_timing=False).execute()
     seconds = time.perf_counter() - start
     strip_volatile(nb)
+    drop_default_widget_state(nb)
     # Keep cell ids stable across rebuilds: derive them from the cell position.
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{i:03d}"
