@@ -12,19 +12,11 @@ Each check compares the answer with :mod:`attnlab.sizing`: ``None`` returns a re
 from __future__ import annotations
 
 import math
-import numbers
 
 from attnlab import sizing
-from attnlab.exercises._common import run_check
+from attnlab.exercises._common import as_number, run_check
 
 GIB_PER_GB = sizing.GIB / 1e9  # a size in GiB times this is the same size in GB
-
-
-def _number(answer: object, what: str) -> float:
-    assert isinstance(answer, numbers.Real) and not isinstance(answer, bool), (
-        f"{what} should be a number, got {type(answer).__name__} {answer!r}"
-    )
-    return float(answer)
 
 
 def check_llama3_bytes_per_token(answer: object) -> str:
@@ -36,7 +28,7 @@ def check_llama3_bytes_per_token(answer: object) -> str:
     expected = sizing.bytes_per_token(spec, "bfloat16")
 
     def check(a: object) -> str:
-        value = _number(a, "bytes per token")
+        value = as_number(a, "bytes per token")
         assert value != expected // 2, (
             "half the answer: the cache holds a key AND a value per KV head, "
             "and bfloat16 takes 2 bytes a number"
@@ -64,7 +56,7 @@ def check_kv_heads_for_8x(answer: object) -> str:
     expected = spec.n_heads // 8
 
     def check(a: object) -> str:
-        value = _number(a, "the number of KV heads")
+        value = as_number(a, "the number of KV heads")
         assert value == int(value) and value > 0, "a head count is a positive whole number"
         value = int(value)
         assert spec.n_heads % value == 0, (
@@ -92,7 +84,7 @@ def check_mla_cache_gib(answer: object) -> str:
     latent_only = spec.kv_lora_rank * spec.n_layers * seq_len * 2 / sizing.GIB
 
     def check(a: object) -> str:
-        value = _number(a, "the cache size in GiB")
+        value = as_number(a, "the cache size in GiB")
         assert not math.isclose(value, latent_only, abs_tol=0.01), (
             "that is the latent alone: MLA also caches the decoupled RoPE key k^R (d_h^R wide) per token"
         )

@@ -12,13 +12,11 @@ aimed at the usual slip.
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
 from attnlab import sizing
 from attnlab.devices import dtype_bytes
-from attnlab.exercises._common import run_check
+from attnlab.exercises._common import as_number, run_check
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention
 from attnlab.kv_cache import LayerCache
 
@@ -28,13 +26,6 @@ EXERCISE_1 = {"config": AttentionConfig(d_model=2048, n_heads=16, n_kv_heads=4),
 
 #: Exercise 3: the model, the memory (GiB) and the dtype of both its weights and its cache.
 EXERCISE_3 = {"model": "llama-3-8b", "gpu_gib": 24, "dtype": "bfloat16"}
-
-
-def _number(answer: object, what: str) -> float:
-    assert isinstance(answer, numbers.Real) and not isinstance(answer, bool), (
-        f"{what} should be a number, got {type(answer).__name__} {answer!r}"
-    )
-    return float(answer)
 
 
 def expected_cache_bytes() -> int:
@@ -51,7 +42,7 @@ def check_cache_bytes(answer: object) -> str:
     expected = expected_cache_bytes()
 
     def check(a: object) -> str:
-        value = _number(a, "the cache size in bytes")
+        value = as_number(a, "the cache size in bytes")
         assert value != expected * c.group_size, (
             f"that caches all {c.n_heads} query heads; only the {c.n_kv_heads} KV heads have keys and values"
         )
@@ -178,7 +169,7 @@ def check_llama3_tokens_in_24gib(answer: object) -> str:
         return abs(value - target) <= 1
 
     def check(a: object) -> str:
-        value = _number(a, "the number of tokens")
+        value = as_number(a, "the number of tokens")
         assert not close(value, no_weights), (
             f"that fills all {e['gpu_gib']} GiB with cache; the {sizing.format_bytes(weights)} of weights "
             "sit in the same memory first"

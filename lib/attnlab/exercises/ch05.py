@@ -12,20 +12,12 @@ reminder, a right answer "✓ ...", a wrong one raises ``AssertionError`` with a
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
 from attnlab import sizing
-from attnlab.exercises._common import run_check
+from attnlab.exercises._common import as_number, run_check
 from attnlab.gqa import grouped_attention
-
-
-def _number(answer: object, what: str) -> float:
-    assert isinstance(answer, numbers.Real) and not isinstance(answer, bool), (
-        f"{what} should be a number, got {type(answer).__name__} {answer!r}"
-    )
-    return float(answer)
 
 
 def check_falcon_bytes_per_token(answer: object) -> str:
@@ -38,7 +30,7 @@ def check_falcon_bytes_per_token(answer: object) -> str:
     expected = sizing.bytes_per_token(spec, "bfloat16")
 
     def check(a: object) -> str:
-        value = _number(a, "bytes per token")
+        value = as_number(a, "bytes per token")
         assert value != expected * spec.n_heads, (
             f"that caches a K and a V for each of the {spec.n_heads} query heads: that is MHA. "
             "With MQA all query heads share ONE key head and ONE value head"
@@ -127,7 +119,7 @@ def check_cache_dominates(answer: object) -> str:
         assert isinstance(a, (tuple, list)) and len(a) == 2, (
             f"answer should be a pair (mha_batch, mqa_batch), got {type(a).__name__} {a!r}"
         )
-        values = [_number(x, "a batch size") for x in a]
+        values = [as_number(x, "a batch size") for x in a]
         assert all(x == int(x) and x > 0 for x in values), "batch sizes are positive whole numbers"
         got = tuple(int(x) for x in values)
         assert got != (mqa, mha), "swapped: MHA's big cache dominates at a SMALLER batch than MQA's"

@@ -11,21 +11,11 @@ reminder, a right answer "✓ ...", a wrong one raises ``AssertionError`` with a
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
 from attnlab import sizing
-from attnlab.exercises._common import run_check
+from attnlab.exercises._common import as_number, run_check
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention, mha_to_gqa
-
-
-def _number(answer: object, what: str) -> float:
-    assert isinstance(answer, numbers.Real) and not isinstance(answer, bool), (
-        f"{what} should be a number, got {type(answer).__name__} {answer!r}"
-    )
-    return float(answer)
-
 
 #: (d_model, n_heads, n_kv_heads) the mean-pool check converts.
 POOL_CASES: tuple[tuple[int, int, int], ...] = (
@@ -107,7 +97,7 @@ def check_valid_kv_heads(answer: object) -> str:
         assert isinstance(a, (list, tuple, set, frozenset, range)), (
             f"answer should be a list of head counts, got {type(a).__name__} {a!r}"
         )
-        values = [_number(x, "a head count") for x in a]
+        values = [as_number(x, "a head count") for x in a]
         assert all(x == int(x) for x in values), "head counts are whole numbers"
         got = sorted({int(x) for x in values})
         wrong = [n for n in got if n not in expected]
@@ -135,7 +125,7 @@ def check_qwen_bytes_per_token(answer: object) -> str:
     expected = sizing.bytes_per_token(spec, "bfloat16")
 
     def check(a: object) -> str:
-        value = _number(a, "bytes per token")
+        value = as_number(a, "bytes per token")
         assert value != expected * spec.group_size, (
             f"that counts all {spec.n_heads} query heads (MHA); GQA caches only the {spec.n_kv_heads} KV heads"
         )

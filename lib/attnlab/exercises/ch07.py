@@ -12,19 +12,11 @@ reminder, a right answer "✓ ...", a wrong one raises ``AssertionError`` with a
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
 from attnlab import lowrank, sizing
-from attnlab.exercises._common import run_check
-
-
-def _number(answer: object, what: str) -> float:
-    assert isinstance(answer, numbers.Real) and not isinstance(answer, bool), (
-        f"{what} should be a number, got {type(answer).__name__} {answer!r}"
-    )
-    return float(answer)
+from attnlab.exercises._common import as_number, run_check
 
 
 def check_v2_bytes_per_token(answer: object) -> str:
@@ -37,7 +29,7 @@ def check_v2_bytes_per_token(answer: object) -> str:
     d_c, d_h_rope = sizing.mla_dims(spec)
 
     def check(a: object) -> str:
-        value = _number(a, "bytes per token")
+        value = as_number(a, "bytes per token")
         assert value != d_c * spec.n_layers * 2, (
             "that is the latent alone: MLA also caches the decoupled RoPE key k^R (d_h^R numbers) per token and layer"
         )
@@ -66,7 +58,7 @@ def check_gqa_groups(answer: object) -> str:
     expected = (d_c + d_h_rope) / (2 * spec.head_dim)
 
     def check(a: object) -> str:
-        value = _number(a, "the number of groups")
+        value = as_number(a, "the number of groups")
         assert not math.isclose(value, d_c / (2 * spec.head_dim)), (
             "that leaves out the RoPE key: MLA caches d_c + d_h^R numbers per token and layer"
         )

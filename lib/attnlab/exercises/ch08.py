@@ -12,24 +12,14 @@ wrong one raises ``AssertionError`` with a hint aimed at the usual slip.
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
 from attnlab import sizing
-from attnlab.exercises._common import run_check
+from attnlab.exercises._common import as_integer, run_check
 from attnlab.interactive.mla import decode_step_costs
 
 #: The context length of exercise 3.
 STEP_CONTEXT = 4096
-
-
-def _integer(answer: object, what: str) -> int:
-    assert isinstance(answer, numbers.Real) and not isinstance(answer, bool), (
-        f"{what} should be a number, got {type(answer).__name__} {answer!r}"
-    )
-    assert float(answer) == int(answer), f"{what} is a whole number, got {answer!r}"
-    return int(answer)
 
 
 def _score_cases() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -84,7 +74,7 @@ def check_absorbed_query_width(answer: object) -> str:
     expected = d_c + d_h_rope
 
     def check(a: object) -> str:
-        value = _integer(a, "the query width")
+        value = as_integer(a, "the query width")
         assert value != spec.head_dim + d_h_rope, (
             f"{value} = d_h + d_h^R is the query width WITHOUT absorption; folding W^UK_i into the query maps its "
             f"{spec.head_dim} content numbers to the latent's width"
@@ -108,7 +98,7 @@ def check_absorbed_step_macs(answer: object) -> str:
     expected, parts = costs["macs"], costs["parts"]
 
     def check(a: object) -> str:
-        value = _integer(a, "the number of multiply-adds")
+        value = as_integer(a, "the number of multiply-adds")
         assert value != expected - parts["fold W^UK, W^UV"], (
             "add the fold: W^UK_i^T q and W^UV_i after the weighted sum cost n_h d_c (d_h + d_v), once per step"
         )

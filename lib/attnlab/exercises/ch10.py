@@ -11,12 +11,10 @@ Each check compares the answer with :mod:`attnlab.dsa`: ``None`` returns a remin
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
 from attnlab.dsa import IndexerConfig, LightningIndexer, crossover_context, layer_cost
-from attnlab.exercises._common import run_check
+from attnlab.exercises._common import as_number, run_check
 from attnlab.sizing import MODELS, attention_macs_per_cached_token
 
 #: Exercise 1: a causal prefill of this many tokens, each query attending to its top-k.
@@ -24,13 +22,6 @@ EXERCISE_1 = {"length": 8192, "top_k": 2048}
 
 #: Exercise 3: DeepSeek-V3.2's shapes with this top-k; the query latent d'_c is 1536.
 EXERCISE_3 = {"model": "deepseek-v3.2", "top_k": 1024, "q_lora_rank": 1536}
-
-
-def _number(answer: object, what: str) -> float:
-    assert isinstance(answer, numbers.Real) and not isinstance(answer, bool), (
-        f"{what} should be a number, got {type(answer).__name__} {answer!r}"
-    )
-    return float(answer)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -50,7 +41,7 @@ def check_prefill_pairs(answer: object) -> str:
     expected = expected_prefill_pairs()
 
     def check(a: object) -> str:
-        value = _number(a, "the number of pairs")
+        value = as_number(a, "the number of pairs")
         assert value != L * k, (
             f"L × k counts {k:,} keys for every query, but the first queries see fewer than {k:,} tokens: "
             "query t keeps min(k, t) of the t tokens it can see"
@@ -180,7 +171,7 @@ def check_crossover(answer: object) -> str:
     no_proj = c["C_attn"] * k // (c["C_attn"] - c["C_idx"]) + 1
 
     def check(a: object) -> str:
-        value = _number(a, "the context length")
+        value = as_number(a, "the context length")
         assert value != k, (
             f"at L = k = {k:,} DSA attends to every token, like dense MLA, and pays for the indexer on top"
         )

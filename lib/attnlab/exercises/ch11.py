@@ -12,24 +12,16 @@ reminder, a right answer "✓ ...", a wrong one raises ``AssertionError`` with a
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
-from attnlab.exercises._common import run_check
+from attnlab.exercises._common import as_number, run_check
 from attnlab.quant import FP8_E4M3_MAX, block_scales, fwht
 from attnlab.sizing import MODELS, indexer_elements_per_token, kv_elements_per_token
 
 #: Exercise 3: FlashMLA's FP8 MLA cache per token and layer: 512 FP8 latent values, 4 fp32 scales (one per
 #: 128 values), the 64-wide RoPE key in bf16 (deepseek-ai/FlashMLA); the index key in FP8 with one fp32 scale.
 EXERCISE_3 = {"model": "deepseek-v3.2", "mla_fp8_bytes": 512 + 4 * 4 + 64 * 2}
-
-
-def _number(answer: object, what: str) -> float:
-    assert isinstance(answer, numbers.Real) and not isinstance(answer, bool), (
-        f"{what} should be a number, got {type(answer).__name__} {answer!r}"
-    )
-    return float(answer)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -57,7 +49,7 @@ def check_ue8m0_scale(answer: object) -> str:
         return math.isclose(value, target, rel_tol=1e-6)
 
     def check(a: object) -> str:
-        value = _number(a, "the scale")
+        value = as_number(a, "the scale")
         assert not close(value, fp32), (
             f"{fp32:.6g} = amax / 448 is the fp32 scale; ue8m0 rounds it UP to a power of two"
         )
@@ -153,7 +145,7 @@ def check_fp8_cache_bytes(answer: object) -> str:
     index_fp8 = d_i + 4 * math.ceil(d_i / 128)
 
     def check(a: object) -> str:
-        value = _number(a, "the bytes per token")
+        value = as_number(a, "the bytes per token")
         assert value != expected // layers, f"that is one layer; DeepSeek-V3.2 has {layers}"
         assert value != mla_fp8 * layers, "the lightning indexer caches a key per token and layer too"
         assert value != (mla_bf16 + index_fp8) * layers, (

@@ -13,13 +13,12 @@ one raises ``AssertionError`` with a hint aimed at the usual slip.
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
 from attnlab import sizing
 from attnlab.dsa import indexer_kl_loss, indexer_loss, selection_mask, set_training_stage, topk_indices
-from attnlab.exercises._common import run_check
+from attnlab.exercises._common import as_number, run_check
 from attnlab.model import TinyLM, TinyLMConfig
 
 #: Exercise 2's model: a two-layer DSA TinyLM, seeded (its weights do not matter, only who reaches whom).
@@ -31,13 +30,6 @@ EXERCISE_2 = {"config": TinyLMConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64,
 #: Exercise 3: DeepSeek-V3.2's indexer key cache for one sequence of 128K tokens, FP8 keys with one fp32
 #: scale per block of 128 values (DeepSeek-V3.2-Exp ``inference/model.py``).
 EXERCISE_3 = {"model": "deepseek-v3.2", "tokens": 128 * 1024, "fp8_bytes": 1, "scale_bytes": 4, "block": 128}
-
-
-def _number(answer: object, what: str) -> float:
-    assert isinstance(answer, numbers.Real) and not isinstance(answer, bool), (
-        f"{what} should be a number, got {type(answer).__name__} {answer!r}"
-    )
-    return float(answer)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -231,7 +223,7 @@ def check_index_cache_bytes(answer: object) -> str:
     d_i, n_layers, tokens = spec.index_head_dim, spec.n_layers, e["tokens"]
 
     def check(a: object) -> str:
-        value = _number(a, "the cache size in bytes")
+        value = as_number(a, "the cache size in bytes")
         assert value != n_layers * tokens * d_i, (
             "that leaves out the scales: every block of 128 FP8 values carries one fp32 scale (4 bytes)"
         )

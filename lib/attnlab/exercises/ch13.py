@@ -11,18 +11,8 @@ reminder, a right answer "✓ ...", a wrong one raises ``AssertionError`` with a
 
 from __future__ import annotations
 
-import numbers
-
 from attnlab import factcheck, sizing
-from attnlab.exercises._common import run_check
-
-
-def _integer(answer: object, what: str) -> int:
-    assert isinstance(answer, numbers.Real) and not isinstance(answer, bool), (
-        f"{what} should be a number, got {type(answer).__name__} {answer!r}"
-    )
-    assert float(answer) == int(answer), f"{what} should be a whole number, got {answer!r}"
-    return int(answer)
+from attnlab.exercises._common import as_integer, run_check
 
 
 def check_llama3_70b_bytes(answer: object) -> str:
@@ -31,7 +21,7 @@ def check_llama3_70b_bytes(answer: object) -> str:
     expected = sizing.bytes_per_token(spec)
 
     def check(a: object) -> str:
-        value = _integer(a, "bytes per token")
+        value = as_integer(a, "bytes per token")
         assert value != sizing.bytes_per_token(spec, scheme="mha"), (
             f"that counts the {spec.n_heads} query heads; only the {spec.n_kv_heads} KV heads are cached"
         )
@@ -51,7 +41,7 @@ def check_gemma2_bytes(answer: object) -> str:
     mistakes = factcheck.common_mistakes()
 
     def check(a: object) -> str:
-        value = _integer(a, "bytes per token")
+        value = as_integer(a, "bytes per token")
         assert value != mistakes["head_dim"]["wrong"], (
             f"that uses hidden_size / n_heads = {spec.hidden_size // spec.n_heads}; Gemma-2's config.json sets "
             f"head_dim = {spec.head_dim}"
@@ -75,7 +65,7 @@ def check_gpus_needed(answer: object) -> str:
     no_rope = factcheck.common_mistakes()["rope_key"]["wrong"]
 
     def check(a: object) -> str:
-        value = _integer(a, "the number of GPUs")
+        value = as_integer(a, "the number of GPUs")
         assert value != factcheck.gpus_needed("deepseek-v3", BATCH, SEQ_LEN, GPU_GIB, no_rope), (
             "that leaves out MLA's decoupled RoPE key: the cache holds d_c + d_h^R = 576 numbers per token and layer"
         )

@@ -14,10 +14,9 @@ aimed at the usual slip.
 from __future__ import annotations
 
 import math
-import numbers
 
 from attnlab import bench
-from attnlab.exercises._common import run_check
+from attnlab.exercises._common import as_number, run_check
 
 #: The context of exercises 1 and 2 (cached tokens L; the step attends to T = L + 1 keys).
 CONTEXT = 8192
@@ -26,15 +25,6 @@ BALANCE = 4.0
 #: The shape and dtype of every exercise.
 SHAPE = bench.DEFAULT_SHAPE
 DTYPE = "float32"
-
-
-def _number(answer: object, what: str) -> float:
-    assert isinstance(answer, numbers.Real) and not isinstance(answer, bool), (
-        f"{what} should be a number, got {type(answer).__name__} {answer!r}"
-    )
-    value = float(answer)
-    assert math.isfinite(value), f"{what} should be finite, got {answer!r}"
-    return value
 
 
 def _close(a: float, b: float) -> bool:
@@ -49,7 +39,7 @@ def check_mqa_intensity(answer: object) -> str:
     expected = flops / n_bytes
 
     def check(a: object) -> str:
-        value = _number(a, "the intensity")
+        value = as_number(a, "the intensity")
         s, t = SHAPE, CONTEXT + 1
         w = bench.weight_elements("mqa", s)
         assert not _close(value, 2 * expected), "the cache is float32: 4 bytes per number, not 2 (bfloat16)"
@@ -122,7 +112,7 @@ def check_crossover_context(answer: object) -> str:
     expected = crossover_context()
 
     def check(a: object) -> str:
-        value = _number(a, "the context")
+        value = as_number(a, "the context")
         assert value == int(value), f"a context is a whole number of tokens, got {a!r}"
         value = int(value)
         assert value != expected + 1, "one too many: the step attends to T = L + 1 keys, so solve for L = T - 1"
