@@ -115,6 +115,18 @@ def peer_ratios(report: dict) -> dict[str, dict[int, float]]:
     return out
 
 
+def _context_axes(ax, report: dict, ylabel: str, title: str, legend_size: int) -> None:
+    """Log-log axes against the report's contexts (ticks at each measured context), titled with the run."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(report["contexts"], [f"{c:,}" for c in report["contexts"]])
+    ax.set_yscale("log")
+    ax.set_xlabel("context L (cached tokens)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title} · {report_label(report)}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=legend_size)
+
+
 def time_figure(report: dict):
     """Median decode-step time (ms) against the context, one line per scheme, log-log axes."""
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
@@ -123,14 +135,7 @@ def time_figure(report: dict):
         color, marker = SCHEME_STYLE.get(s, ("#333333", "o"))
         ax.plot([r["context"] for r in rows], [r["time_s"] * 1e3 for r in rows], marker=marker, color=color,
                 label=SCHEME_LABELS.get(s, s))
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(report["contexts"], [f"{c:,}" for c in report["contexts"]])
-    ax.set_yscale("log")
-    ax.set_xlabel("context L (cached tokens)")
-    ax.set_ylabel("decode step, median (ms)")
-    ax.set_title(f"One layer, batch 1 · {report_label(report)}", fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    _context_axes(ax, report, "decode step, median (ms)", "One layer, batch 1", legend_size=8)
     return fig
 
 
@@ -149,14 +154,7 @@ def peer_figure(report: dict):
             label = f"grouped_attention / SDPA, {SCHEME_LABELS[s]}"
         ax.plot(ctx, [by_ctx[c] for c in ctx], marker=marker, color=color, label=label)
     ax.axhline(1.0, color="#777777", linestyle="--", linewidth=1)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(report["contexts"], [f"{c:,}" for c in report["contexts"]])
-    ax.set_yscale("log")
-    ax.set_xlabel("context L (cached tokens)")
-    ax.set_ylabel("time ratio (> 1: the first is slower)")
-    ax.set_title(f"Against the peers · {report_label(report)}", fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    _context_axes(ax, report, "time ratio (> 1: the first is slower)", "Against the peers", legend_size=7)
     return fig
 
 
