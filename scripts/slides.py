@@ -166,7 +166,7 @@ def main(argv: list[str]) -> int:
     index = write_index(pages, out)
     videos = copy_videos(out)
     for page, _ in pages:
-        print(f"{page.relative_to(out.parent) if out.is_relative_to(out.parent) else page}")
+        print(page.relative_to(out.parent))
     print(f"{len(pages)} chapters, {videos} videos; open {index}")
     return 0
 

@@ -43,31 +43,21 @@ CHAPTER = ROOT / "notebooks" / "06_grouped_query_attention.ipynb"
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
-def slide_starts(nb) -> list[tuple[int, int]]:
-    """(horizontal, vertical) reveal.js index of every (sub)slide, in order, with the index of its first
-    cell: what the deck should contain."""
-    starts, h, v = [], -1, 0
+def horizontal_slide(nb) -> list[int]:
+    """For each cell, the reveal.js index of the (top-level) slide it shows on: a "slide" cell opens
+    the next one, every other cell stays on the current one."""
+    index, h = [], -1
     for cell in nb.cells:
-        kind = cell.metadata.get("slideshow", {}).get("slide_type", "-")
-        if kind == "slide" or (h < 0 and kind != "skip"):
-            h, v = h + 1, 0
-            starts.append((h, v))
-        elif kind == "subslide":
-            v += 1
-            starts.append((h, v))
-    return starts
+        if cell.metadata.get("slideshow", {}).get("slide_type") == "slide":
+            h += 1
+        index.append(h)
+    return index
 
 
 def widget_slide(nb) -> int:
-    """The horizontal index of the slide that holds the chapter's first live widget."""
-    h = -1
-    for cell in nb.cells:
-        kind = cell.metadata.get("slideshow", {}).get("slide_type", "-")
-        if kind == "slide" or (h < 0 and kind != "skip"):
-            h += 1
-        if any(WIDGET in o.get("data", {}) for o in cell.get("outputs", [])):
-            return h
-    raise AssertionError("no widget in the chapter")
+    """The index of the slide that holds the chapter's first live widget."""
+    return next(h for h, cell in zip(horizontal_slide(nb), nb.cells, strict=True)
+                if any(WIDGET in o.get("data", {}) for o in cell.get("outputs", [])))
 
 
 def shot(page, folder: Path, name: str) -> None:
@@ -81,7 +71,7 @@ def test_rise_slideshow(page, lab, artifacts):
     its slider, dragged with the mouse, updates the readout to what attnlab.sizing computes. A copy of
     the chapter in build/ is saved, not the course's own."""
     nb = nbformat.read(CHAPTER, as_version=4)
-    n_slides = max(h for h, _ in slide_starts(nb)) + 1
+    n_slides = horizontal_slide(nb)[-1] + 1
     scratch = ROOT / "build" / "browser-test"
     scratch.mkdir(parents=True, exist_ok=True)
     shutil.copy2(CHAPTER, scratch / CHAPTER.name)
@@ -142,7 +132,7 @@ def test_static_slides_work_offline(browser, tmp_path, artifacts):
     slides.copy_vendor(tmp_path)
     html_path = slides.export(CHAPTER, tmp_path)
     nb = nbformat.read(CHAPTER, as_version=4)
-    n_slides = max(h for h, _ in slide_starts(nb)) + 1
+    n_slides = horizontal_slide(nb)[-1] + 1
 
     page = browser.new_page()
     page.set_viewport_size({"width": 1280, "height": 720})
