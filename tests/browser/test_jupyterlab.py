@@ -13,18 +13,22 @@ downloaded); without them the module is skipped.
 from __future__ import annotations
 
 import re
+import shutil
+import time
 from pathlib import Path
 
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
 
 pytest.importorskip("playwright.sync_api", reason="the browser tests need the playwright package (pip)")
 if not CHROMIUM.exists():
     pytest.skip(f"the browser tests need Chromium at {CHROMIUM} (Debian package chromium)",
                 allow_module_level=True)
 
+import nbformat  # noqa: E402
 import torch  # noqa: E402
 from jlab import expect_text, explorer_rows, press, readout_cell, run_notebook, slider, widget_output  # noqa: E402
 
@@ -127,3 +131,29 @@ def test_gqa_explorer(page, lab):
 @pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")))
 def test_notebook_runs_in_browser(page, lab, name):
     run_notebook(page, lab, name)
+
+
+# -- the harness itself ------------------------------------------------------------------------------------
+
+def test_a_failing_cell_fails_the_run_at_once(page, lab):
+    """A notebook whose second cell raises, followed by a cell that would run for ten minutes: the run
+    stops at the error and the failure names that cell and its error, well before the run timeout."""
+    scratch = ROOT / "build" / "browser-fail-fast"
+    scratch.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell("raise ValueError('the cell the test must name')"),
+        nbformat.v4.new_code_cell("import time\ntime.sleep(600)"),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, scratch / "failing.ipynb")
+    started = time.monotonic()
+    try:
+        with pytest.raises(AssertionError) as failure:
+            run_notebook(page, lab, "failing.ipynb", folder=scratch.relative_to(ROOT).as_posix())
+    finally:
+        lab.shutdown_kernels()
+        shutil.rmtree(scratch, ignore_errors=True)
+    message = str(failure.value)
+    assert "code cell 1 of failing.ipynb" in message and "the cell the test must name" in message, message
+    assert time.monotonic() - started < 120, "the run waited on a page that had already failed"
