@@ -38,6 +38,7 @@ from IPython.display import Markdown, display
 
 from attnlab import corpus, lowrank, show_source, sizing
 from attnlab.exercises import ch08
+from attnlab.huggingface import attention_forward
 from attnlab.interactive import mla as mla_widgets
 from attnlab.kv_cache import LayerCache
 from attnlab.mla import MLAConfig, MultiHeadLatentAttention, from_transformers
@@ -356,7 +357,7 @@ from transformers import DeepseekV3Config
 from transformers.cache_utils import DynamicCache
 from transformers.models.deepseek_v3 import modeling_deepseek_v3 as hf_modeling
 
-show_source(hf_modeling.DeepseekV3Attention.forward, start="if past_key_values is not None",
+show_source(hf_modeling.DeepseekV3Attention.forward, start="# Cache read / write",
             stop="key_states, value_states = self.expand_kv")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -385,7 +386,7 @@ with torch.no_grad():
         n = end - start
         cos, sin = rotary(x, torch.arange(start, end)[None].expand(2, -1))
         mask = torch.full((n, end), -math.inf).triu(start + 1)[None, None]
-        y_hf, _ = hf_attention(x[:, start:end], (cos, sin), mask, past_key_values=hf_cache)
+        y_hf, _ = attention_forward(hf_attention, x[:, start:end], (cos, sin), mask, hf_cache)
         y_ours = ours(x[:, start:end], cache=our_cache)  # absorbed, the default
         worst = max(worst, (y_hf - y_ours).abs().max().item())
 

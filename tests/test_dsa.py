@@ -33,6 +33,7 @@ from attnlab.dsa import (
     sparse_attend_absorbed,
     topk_indices,
 )
+from attnlab.huggingface import attention_forward
 from attnlab.kv_cache import LayerCache
 from attnlab.mla import MLAConfig
 from attnlab.model import TinyLM, TinyLMConfig, generate
@@ -481,11 +482,23 @@ def hf():
     return transformers.DeepseekV32Config, modeling, DynamicCache
 
 
-def hf_attention(hf, dtype, seed=0, index_topk=4):
+# YaRN as Hugging Face reads it. With mscale set and mscale_all_dim unset, transformers multiplies the
+# cos/sin that the MLA layer AND the indexer share by 0.1 ln(factor) + 1 (1.37 at factor 40); with both set
+# (DeepSeek-V3.2's own config) by m(mscale) / m(mscale_all_dim).
+YARN = {"rope_type": "yarn", "rope_theta": 500.0, "factor": 40.0, "original_max_position_embeddings": 4,
+        "beta_fast": 32, "beta_slow": 1}
+ROPE_VARIANTS = {"default": None, "yarn-mscale-only": YARN | {"mscale": 1.0},
+                 "yarn-both-mscales": YARN | {"mscale": 1.0, "mscale_all_dim": 0.707},
+                 "yarn-no-mscale": YARN}
+
+
+def hf_attention(hf, dtype, seed=0, index_topk=4, rope_parameters=None):
     config_cls, modeling, _ = hf
+    kwargs = {} if rope_parameters is None else {"rope_parameters": rope_parameters}
     config = config_cls(hidden_size=32, num_attention_heads=3, num_key_value_heads=3, q_lora_rank=12,
                         kv_lora_rank=8, qk_nope_head_dim=6, qk_rope_head_dim=8, v_head_dim=5, index_n_heads=8,
-                        index_head_dim=16, index_topk=index_topk, max_position_embeddings=64, num_hidden_layers=1)
+                        index_head_dim=16, index_topk=index_topk, max_position_embeddings=64, num_hidden_layers=1,
+                        **kwargs)
     config._attn_implementation = "eager"
     torch.manual_seed(seed)
     attention = modeling.DeepseekV32Attention(config, layer_idx=0).to(dtype)
@@ -508,12 +521,14 @@ def boundary_gap(scores, k):
     return torch.where(torch.isfinite(top[..., k]), gap, torch.full_like(gap, math.inf))
 
 
+@pytest.mark.parametrize("rope", list(ROPE_VARIANTS))
 @pytest.mark.parametrize("hadamard", [False, True])
-def test_matches_hugging_face_deepseek_v32_indexer(hf, hadamard):
+def test_matches_hugging_face_deepseek_v32_indexer(hf, hadamard, rope):
     """Same weights -> the same top-k set as transformers' DeepseekV32Indexer, which scores in float32 and
     skips the Hadamard rotation and FP8. HF returns min(index_topk, t) positions, future ones included for
-    early queries (its attention mask removes them); we pad those slots with -1 instead."""
-    attention, rotary = hf_attention(hf, torch.float32, seed=11, index_topk=5)
+    early queries (its attention mask removes them); we pad those slots with -1 instead. Under YaRN the
+    indexer rotates with Hugging Face's scaled cos/sin too."""
+    attention, rotary = hf_attention(hf, torch.float32, seed=11, index_topk=5, rope_parameters=ROPE_VARIANTS[rope])
     hf_indexer = attention.indexer
     indexer = indexer_from_transformers(hf_indexer, hadamard=hadamard).double()
     assert not indexer.config.use_fp8 and indexer.config.rope_head_dim == 8
@@ -524,6 +539,7 @@ def test_matches_hugging_face_deepseek_v32_indexer(hf, hadamard):
     mask = causal_additive_mask(14, 14, torch.float32)[:, 0].expand(2, -1, -1)
     theirs = hf_indexer(x, q_resid, (cos, sin), mask, positions).long()  # (2, 14, 5)
     scores = indexer(x.double(), q_resid.detach().double())
+    assert indexer.rope_amplitude == pytest.approx(rotary.attention_scaling, rel=1e-12)
     ours = topk_indices(scores, 5)
     assert theirs.shape == ours.shape == (2, 14, 5)
     gap = boundary_gap(scores, 5)
@@ -536,12 +552,15 @@ def test_matches_hugging_face_deepseek_v32_indexer(hf, hadamard):
                 assert mine == hf_set, (b, t)
 
 
-def test_matches_hugging_face_deepseek_v32_attention_prefill_and_decode(hf):
+@pytest.mark.parametrize("rope", list(ROPE_VARIANTS))
+def test_matches_hugging_face_deepseek_v32_attention_prefill_and_decode(hf, rope):
     """transformers' DeepseekV32Attention (eager: the indexer's top-k folded into the attention mask) and
-    this layer (gather) agree on the output, prefill then decode, and on the cached index keys."""
+    this layer (gather) agree on the output, prefill then decode, and on the cached index keys, with and
+    without YaRN (the index keys carry Hugging Face's cos/sin amplitude)."""
     _, _, dynamic_cache = hf
-    attention, rotary = hf_attention(hf, F64, seed=12)
+    attention, rotary = hf_attention(hf, F64, seed=12, rope_parameters=ROPE_VARIANTS[rope])
     layer = from_transformers(attention)
+    assert layer.indexer.rope_amplitude == pytest.approx(rotary.attention_scaling, rel=1e-12)
     assert layer.mla.config.rope_interleaved and not layer.indexer_config.rope_head_dim % 2
     x = torch.randn(2, 12, 32, dtype=F64)
     theirs, ours = dynamic_cache(config=attention.config), LayerCache(seq_dim=1)
@@ -550,7 +569,7 @@ def test_matches_hugging_face_deepseek_v32_attention_prefill_and_decode(hf):
         positions = torch.arange(start, end)[None].expand(2, -1)
         cos, sin = rotary(x, positions)
         mask = causal_additive_mask(end - start, end, F64).expand(2, 1, -1, -1)
-        y_hf, _ = attention(x[:, start:end], (cos, sin), mask, past_key_values=theirs)
+        y_hf, _ = attention_forward(attention, x[:, start:end], (cos, sin), mask, theirs)
         y, selection = layer(x[:, start:end], cache=ours, return_index=True)
         assert (boundary_gap(selection.scores, 4) > 1e-4).all()  # no near-tie: the sets must agree
         torch.testing.assert_close(y, y_hf, rtol=1e-5, atol=1e-5)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from attnlab.devices import supported_dtypes
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention
+from attnlab.huggingface import attention_forward
 from attnlab.kv_cache import KVCache, LayerCache
 from attnlab.mla import (
     DeepSeekArgs,
@@ -450,7 +451,7 @@ def test_matches_hugging_face_deepseek_v3(hf, dtype, interleave, q_lora_rank, ya
         cos, sin = rotary(x, positions)
         n = end - start
         mask = torch.full((n, end), -math.inf, dtype=dtype).triu(start + 1)[None, None]
-        y_hf, w_hf = attention(x[:, start:end], (cos, sin), mask, past_key_values=theirs)
+        y_hf, w_hf = attention_forward(attention, x[:, start:end], (cos, sin), mask, theirs)
         y, w = layer(x[:, start:end], cache=ours, return_weights=True)
         torch.testing.assert_close(y, y_hf, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(w, w_hf, rtol=1e-5, atol=1e-6)

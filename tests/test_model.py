@@ -188,7 +188,7 @@ def test_generate_edge_cases_and_errors():
     assert torch.equal(generate(model, ids, 0), ids)
     with pytest.raises(ValueError, match="max_new_tokens=-1 must be a non-negative integer"):
         generate(model, ids, -1)
-    with pytest.raises(ValueError, match="temperature=-0.5 must be >= 0"):
+    with pytest.raises(ValueError, match="temperature=-0.5 must be a finite number >= 0"):
         generate(model, ids, 2, temperature=-0.5)
     with pytest.raises(ValueError, match=r"ids must have 2 dims"):
         generate(model, ids[0], 2)

@@ -170,13 +170,13 @@ def test_errors():
         apply_rope(x, torch.tensor([0, 1, -1, 2]))
     with pytest.raises(ValueError, match="shapes do not broadcast together"):
         apply_rope(x, torch.arange(5))
-    with pytest.raises(ValueError, match="base=1.0 must be > 1"):
+    with pytest.raises(ValueError, match="base=1.0 must be a finite number > 1"):
         apply_rope(x, torch.arange(4), base=1.0)
     with pytest.raises(ValueError, match="head_dim=3 must be even"):
         rope_frequencies(3)
     with pytest.raises(ValueError, match="head_dim=0 must be a positive integer"):
         rope_frequencies(0)
-    with pytest.raises(ValueError, match="positions must be >= 0"):
+    with pytest.raises(ValueError, match="position=-1 must be a non-negative integer"):
         rotation_matrix(-1, 4)
-    with pytest.raises(ValueError, match="positions must be an integer tensor"):
+    with pytest.raises(ValueError, match="position=1.5 must be a non-negative integer"):
         rotation_matrix(1.5, 4)

@@ -20,13 +20,26 @@ import math
 import torch
 
 from attnlab._validate import (
+    check_bool,
     check_broadcastable,
+    check_device,
+    check_dim,
     check_dim_size,
+    check_floating,
     check_ndim,
     check_non_negative_int,
+    check_positive_int,
+    check_real,
     check_same_device,
     check_same_dtype,
+    check_tensor,
 )
+
+
+def _check_scale(scale: object) -> None:
+    """``scale`` multiplies the scores: None (1/sqrt(d)) or a finite number (NaN would make every weight NaN)."""
+    if scale is not None:
+        check_real("scale", scale)
 
 
 def softmax(scores: torch.Tensor, dim: int = -1, on_fully_masked: str = "error") -> torch.Tensor:
@@ -39,8 +52,10 @@ def softmax(scores: torch.Tensor, dim: int = -1, on_fully_masked: str = "error")
     ``torch.softmax`` returns NaN there. ``on_fully_masked="error"`` (default) raises ``ValueError``;
     ``"zeros"`` returns an all-zero row (the query attends to nothing, as FlashAttention does).
     """
-    if on_fully_masked not in ("error", "zeros"):
+    if not isinstance(on_fully_masked, str) or on_fully_masked not in ("error", "zeros"):
         raise ValueError(f"on_fully_masked={on_fully_masked!r} must be 'error' or 'zeros'")
+    check_floating("scores", scores)
+    check_dim("dim", dim, scores.dim())
     row_max = scores.amax(dim=dim, keepdim=True)  # max_j s_j, -inf on fully masked rows
     fully_masked = torch.isneginf(row_max)
     if fully_masked.any():
@@ -66,12 +81,14 @@ def attention_vector(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
     check_ndim("q", q, 1, "(d,)")
     check_ndim("keys", keys, 2, "(n, d)")
     check_ndim("values", values, 2, "(n, d_v)")
+    check_floating("q", q)
     check_dim_size("keys", keys, 1, q.shape[0], "d (query width)")
     check_dim_size("values", values, 0, keys.shape[0], "n (number of keys)")
     check_same_dtype(q=q, keys=keys, values=values)
     check_same_device(q=q, keys=keys, values=values)
     if keys.shape[0] == 0:
         raise ValueError("keys has n=0 rows: a query needs at least one key to attend to")
+    _check_scale(scale)
     scale = 1.0 / math.sqrt(q.shape[0]) if scale is None else scale
     scores = torch.stack([torch.dot(q, k_i) * scale for k_i in keys])  # s_i, one per key
     weights = softmax(scores)  # a_i
@@ -90,6 +107,7 @@ def causal_mask(n_q: int, n_k: int, device: torch.device | str | None = None) ->
     """
     check_non_negative_int("n_q", n_q)
     check_non_negative_int("n_k", n_k)
+    check_device("device", device)
     if n_q > n_k:
         raise ValueError(f"n_q={n_q} must be <= n_k={n_k}: queries are the last n_q of the n_k positions")
     i = torch.arange(n_q, device=device).unsqueeze(1) + (n_k - n_q)  # absolute query positions
@@ -108,6 +126,7 @@ def attention_matrix(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: 
     Returns (output (..., n_q, d_v), weights (..., n_q, n_k)).
     """
     for name, t in (("q", q), ("k", k), ("v", v)):
+        check_floating(name, t)
         if t.dim() < 2:
             raise ValueError(f"{name} must have at least 2 dims (..., seq, dim), got shape {tuple(t.shape)}")
     check_dim_size("k", k, -1, q.shape[-1], "d (query width)")
@@ -115,18 +134,18 @@ def attention_matrix(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: 
     check_same_dtype(q=q, k=k, v=v)
     check_same_device(q=q, k=k, v=v)
     check_broadcastable(q=q.shape[:-2], k=k.shape[:-2], v=v.shape[:-2])  # leading (batch, head) dims
+    check_bool("causal", causal)
+    _check_scale(scale)
+    if mask is not None:
+        _check_mask(mask, q, torch.broadcast_shapes(q.shape[:-2], k.shape[:-2]) + (q.shape[-2], k.shape[-2]))
+    if not isinstance(on_fully_masked, str) or on_fully_masked not in ("error", "zeros"):
+        raise ValueError(f"on_fully_masked={on_fully_masked!r} must be 'error' or 'zeros'")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = torch.einsum("...qd,...kd->...qk", q, k) * scale  # (..., n_q, n_k)
     allowed = None
     if causal:
         allowed = causal_mask(q.shape[-2], k.shape[-2], device=q.device)
     if mask is not None:
-        if mask.dtype != torch.bool:
-            raise ValueError(f"mask must be a boolean tensor (True = may attend), got {mask.dtype}")
-        check_same_device(q=q, mask=mask)
-        if check_broadcastable(mask=mask.shape, scores=scores.shape) != scores.shape:
-            raise ValueError(f"mask of shape {tuple(mask.shape)} must broadcast to the scores' shape "
-                             f"(..., n_q, n_k) = {tuple(scores.shape)}")
         allowed = mask if allowed is None else allowed & mask
     if allowed is not None:
         scores = scores.masked_fill(~allowed, float("-inf"))
@@ -134,9 +153,24 @@ def attention_matrix(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: 
     return torch.einsum("...qk,...kd->...qd", weights, v), weights
 
 
+def _check_mask(mask: object, q: torch.Tensor, scores_shape: torch.Size) -> None:
+    """A boolean tensor on q's device that broadcasts to the scores' shape (..., n_q, n_k)."""
+    check_tensor("mask", mask)
+    if mask.dtype != torch.bool:
+        raise ValueError(f"mask must be a boolean tensor (True = may attend), got {mask.dtype}")
+    check_same_device(q=q, mask=mask)
+    if check_broadcastable(mask=mask.shape, scores=scores_shape) != scores_shape:
+        raise ValueError(f"mask of shape {tuple(mask.shape)} must broadcast to the scores' shape "
+                         f"(..., n_q, n_k) = {tuple(scores_shape)}")
+
+
 def attention_flops(n_q: int, n_k: int, d: int, d_v: int | None = None, n_heads: int = 1) -> int:
     """Multiply-add FLOPs (2 per MAC) of Q K^T and A V for one sequence: 2 n_q n_k (d + d_v) per head.
 
     Softmax and scaling are O(n_q n_k) and left out, as in the usual 4 n^2 d count."""
-    d_v = d if d_v is None else d_v
+    check_non_negative_int("n_q", n_q)
+    check_non_negative_int("n_k", n_k)
+    check_positive_int("d", d)
+    d_v = d if d_v is None else check_positive_int("d_v", d_v)
+    check_positive_int("n_heads", n_heads)
     return 2 * n_q * n_k * (d + d_v) * n_heads

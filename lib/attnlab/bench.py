@@ -73,6 +73,7 @@ from attnlab._validate import check_positive_int
 from attnlab.devices import dtype_bytes
 from attnlab.dsa import DeepSeekSparseAttention, indexer_config_for
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention, grouped_attention
+from attnlab.huggingface import attention_forward
 from attnlab.kv_cache import LayerCache
 from attnlab.mla import MLAConfig, MultiHeadLatentAttention, from_transformers
 from attnlab.sizing import ModelSpec
@@ -541,7 +542,7 @@ def bench_hf_mla(shape: BenchShape, context: int, device: torch.device, dtype: t
             end = min(start + chunk, context)
             cos, sin = rotary(x, torch.arange(start, end, device=device)[None])
             mask = torch.full((end - start, end), -math.inf, device=device, dtype=dtype).triu(start + 1)
-            attention(x[:, start:end], (cos, sin), mask[None, None], past_key_values=theirs)
+            attention_forward(attention, x[:, start:end], (cos, sin), mask[None, None], theirs)
         layer = theirs.layers[0]
         saved_hf = (layer.keys, layer.values)  # (1, 1, L, d_c) normed latents, (1, 1, L, d_h^R) rotated keys
         cache = LayerCache(seq_dim=1)
@@ -557,7 +558,7 @@ def bench_hf_mla(shape: BenchShape, context: int, device: torch.device, dtype: t
             cache.tensors = dict(saved_ours)
 
         def step_hf() -> torch.Tensor:
-            return attention(x_new, (cos, sin), None, past_key_values=theirs)[0]
+            return attention_forward(attention, x_new, (cos, sin), None, theirs)[0]
 
         def step_ours() -> torch.Tensor:
             return ours(x_new, cache, mode="absorbed")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from attnlab._validate import check_device, check_sized_dtype, check_type
+
 #: dtypes every module supports; MPS has no float64, so :func:`supported_dtypes` drops it there.
 DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.bfloat16, torch.float64)
 
@@ -30,12 +32,15 @@ def default_device() -> torch.device:
 
 def supported_dtypes(device: torch.device | str) -> list[torch.dtype]:
     """Return the dtypes of :data:`DTYPES` that ``device`` supports (MPS lacks float64)."""
+    check_type("device", device, (str, torch.device), "a torch.device or a device string such as 'cpu'")
+    check_device("device", device, present=False)
     device = torch.device(device)
     return [d for d in DTYPES if not (device.type == "mps" and d == torch.float64)]
 
 
 def dtype_bytes(dtype: torch.dtype) -> int:
     """Return bytes per element of ``dtype`` (2 for bfloat16, 1 for float8), via ``torch.finfo``/``iinfo``."""
+    check_sized_dtype("dtype", dtype)
     if dtype.is_floating_point:
         return torch.finfo(dtype).bits // 8
     return torch.iinfo(dtype).bits // 8

@@ -46,11 +46,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnlab._validate import (
+    check_bool,
+    check_cache,
+    check_floating,
     check_hidden_states,
+    check_indices,
     check_ndim,
     check_non_negative_int,
+    check_positions,
     check_positive_int,
+    check_real,
     check_same_device,
+    check_type,
 )
 from attnlab.attention import causal_mask, softmax
 from attnlab.kv_cache import LayerCache
@@ -116,14 +123,10 @@ class IndexerConfig:
             raise ValueError(f"rope_head_dim={self.rope_head_dim} must be even (RoPE rotates pairs of dimensions)")
         if self.rope_head_dim > self.index_head_dim:
             raise ValueError(f"rope_head_dim={self.rope_head_dim} must be <= index_head_dim={self.index_head_dim}")
-        base_ok = isinstance(self.rope_base, (int, float)) and not isinstance(self.rope_base, bool)
-        if not base_ok or not math.isfinite(self.rope_base) or self.rope_base <= 1:
-            raise ValueError(f"rope_base={self.rope_base!r} must be a finite number > 1")
-        if isinstance(self.norm_eps, bool) or not isinstance(self.norm_eps, (int, float)) or not self.norm_eps > 0:
-            raise ValueError(f"norm_eps={self.norm_eps!r} must be a number > 0")
+        check_real("rope_base", self.rope_base, 1.0, strict=True)
+        check_real("norm_eps", self.norm_eps, 0.0, strict=True)
         for name in ("hadamard", "use_fp8"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name}={getattr(self, name)!r} must be True or False")
+            check_bool(name, getattr(self, name))
         if self.hadamard and not _is_power_of_two(self.index_head_dim):
             raise ValueError(f"index_head_dim={self.index_head_dim} must be a power of two when hadamard=True "
                              "(Sylvester's Hadamard matrices have power-of-two order)")
@@ -132,7 +135,7 @@ class IndexerConfig:
         check_positive_int("fp8_block", self.fp8_block)
         if self.index_head_dim % self.fp8_block:
             raise ValueError(f"index_head_dim={self.index_head_dim} is not divisible by fp8_block={self.fp8_block}")
-        if self.fp8_scale_format not in SCALE_FORMATS:
+        if not isinstance(self.fp8_scale_format, str) or self.fp8_scale_format not in SCALE_FORMATS:
             raise ValueError(f"fp8_scale_format={self.fp8_scale_format!r} must be one of {SCALE_FORMATS}")
 
     @property
@@ -161,8 +164,7 @@ def indexer_config_for(mla: MLAConfig, index_n_heads: int, index_head_dim: int, 
     """The :class:`IndexerConfig` DeepSeek pairs with an MLA layer: same d_model, query latent, RoPE width
     (the indexer rotates its first d_h^R coordinates with the main attention's frequencies) and base.
     ``options``: any other IndexerConfig field (hadamard, use_fp8, ...)."""
-    if not isinstance(mla, MLAConfig):
-        raise ValueError(f"mla must be an MLAConfig, got {type(mla).__name__}")
+    check_type("mla", mla, MLAConfig, "an MLAConfig")
     return IndexerConfig(d_model=mla.d_model, q_lora_rank=mla.q_lora_rank, index_n_heads=index_n_heads,
                          index_head_dim=index_head_dim, rope_head_dim=mla.qk_rope_head_dim,
                          index_topk=index_topk, rope_base=mla.rope_base, **options)
@@ -179,16 +181,18 @@ class LightningIndexer(nn.Module):
     (d^I, d_model), ``k_norm`` [k_norm] (LayerNorm over d^I, with bias), ``w_weights`` [weights_proj]
     (H^I, d_model). ``theta``: the RoPE frequencies (rope_head_dim / 2,) float64; None computes
     base^(-2i/d^R) (:class:`DeepSeekSparseAttention` passes the MLA layer's, YaRN included, as DeepSeek's
-    code hands both the same ``freqs_cis``).
+    code hands both the same ``freqs_cis``). ``rope_amplitude``: the factor on the rotated coordinates,
+    :attr:`MLAConfig.rope_amplitude` (Hugging Face's YaRN ``attention_scaling``, which multiplies the
+    cos/sin that the MLA layer and the indexer share); 1 for DeepSeek's own code and without YaRN.
 
     The key cache is a :class:`~attnlab.kv_cache.LayerCache` (seq_dim 1) holding ``index_key``
     (batch, t, d^I): the keys after RoPE, rotation and (simulated) FP8, d^I numbers per token.
     """
 
-    def __init__(self, config: IndexerConfig, theta: torch.Tensor | None = None) -> None:
+    def __init__(self, config: IndexerConfig, theta: torch.Tensor | None = None, rope_amplitude: float = 1.0) -> None:
         super().__init__()
-        if not isinstance(config, IndexerConfig):
-            raise ValueError(f"config must be an IndexerConfig, got {type(config).__name__}")
+        check_type("config", config, IndexerConfig)
+        check_real("rope_amplitude", rope_amplitude, 0.0, strict=True)
         self.config = c = config
         self.w_q = nn.Linear(c.q_input_dim, c.index_n_heads * c.index_head_dim, bias=False)  # W^IQ
         self.w_k = nn.Linear(c.d_model, c.index_head_dim, bias=False)  # W^IK
@@ -196,10 +200,12 @@ class LightningIndexer(nn.Module):
         self.w_weights = nn.Linear(c.d_model, c.index_n_heads, bias=False)  # W^IW
         if theta is None:
             theta = rope_frequencies(c.rope_head_dim, c.rope_base) if c.rope_head_dim else torch.zeros(0)
+        check_floating("theta", theta)
         if theta.shape != (c.rope_head_dim // 2,):
             raise ValueError(f"theta has shape {tuple(theta.shape)}, expected (rope_head_dim / 2,) = "
                              f"({c.rope_head_dim // 2},)")
         self.theta = theta.to(torch.float64)  # kept outside the state dict, like MLA's
+        self.rope_amplitude = float(rope_amplitude)
 
     def rope(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Rotate the FIRST rope_head_dim coordinates of x (b, s, [heads,] d^I) at positions (s,) in the
@@ -209,13 +215,20 @@ class LightningIndexer(nn.Module):
         2025 it corrected ``Indexer.forward`` to ``apply_rotary_emb(..., interleaved=False)`` ("rope in
         indexer is not interleaved"), which vLLM and SGLang followed and Hugging Face's DeepseekV32Indexer
         does too (``rotate_half``)."""
+        check_floating("x", x)
+        if x.dim() not in (3, 4):
+            raise ValueError(f"x must have 3 or 4 dims (batch, seq, [heads,] d^I), got shape {tuple(x.shape)}")
+        check_positions(positions, x.shape[1])
         d_rope = self.config.rope_head_dim
         if d_rope == 0:
             return x
         angles = positions.to("cpu", torch.float64)[:, None] * self.theta  # (s, d^R / 2)
         angles = angles.view(angles.shape[0], *([1] * (x.dim() - 3)), angles.shape[1])  # broadcast over heads
         x_rope, x_pass = x.split([d_rope, x.shape[-1] - d_rope], dim=-1)
-        return torch.cat([rotate_pairs(x_rope, angles, interleaved=False), x_pass], dim=-1)
+        x_rope = rotate_pairs(x_rope, angles, interleaved=False)
+        if self.rope_amplitude != 1.0:
+            x_rope = x_rope * self.rope_amplitude  # Hugging Face's YaRN scales the shared cos/sin
+        return torch.cat([x_rope, x_pass], dim=-1)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """What the FP8 kernel scores with: x -> x H / sqrt(d^I) when ``hadamard`` (dot products unchanged),
@@ -230,6 +243,9 @@ class LightningIndexer(nn.Module):
     def queries(self, q_input: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """q^I (b, s, H^I, d^I) from c^Q_t (or h_t without a query latent): q_input (b, s, q_input_dim)."""
         c = self.config
+        check_ndim("q_input", q_input, 3, "(batch, seq, q_input_dim)")
+        if q_input.shape[-1] != c.q_input_dim:
+            raise ValueError(f"q_input has width {q_input.shape[-1]}, this indexer expects q_input_dim={c.q_input_dim}")
         b, s, _ = q_input.shape
         q = self.w_q(q_input).view(b, s, c.index_n_heads, c.index_head_dim)  # q^I_{t,j} = W^IQ_j c^Q_t
         return self.prepare(self.rope(q, positions))
@@ -240,6 +256,7 @@ class LightningIndexer(nn.Module):
 
     def head_weights(self, x: torch.Tensor) -> torch.Tensor:
         """w^I (b, s, H^I) = W^IW h_t * (H^I)^-0.5 (DeepSeek: ``weights_proj(x) * n_heads ** -0.5``)."""
+        check_hidden_states(x, self.config.d_model, self.w_weights.weight, nonempty=False, owner="indexer")
         return self.w_weights(x) * self.config.head_weight_scale
 
     def score(self, q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -247,6 +264,19 @@ class LightningIndexer(nn.Module):
 
         q (b, s, H^I, d^I), weights (b, s, H^I), k (b, t, d^I), the s queries being the last s of the t
         positions -> I (b, s, t)."""
+        c = self.config
+        check_ndim("q", q, 4, "(batch, seq, index_n_heads, index_head_dim)")
+        check_ndim("weights", weights, 3, "(batch, seq, index_n_heads)")
+        check_ndim("k", k, 3, "(batch, tokens, index_head_dim)")
+        b, s = q.shape[:2]
+        for name, tensor, want in (("q", q, (b, s, c.index_n_heads, c.index_head_dim)),
+                                   ("weights", weights, (b, s, c.index_n_heads)),
+                                   ("k", k, (b, k.shape[1], c.index_head_dim))):
+            if tuple(tensor.shape) != want:
+                raise ValueError(f"{name} has shape {tuple(tensor.shape)}, expected {want}")
+        check_floating("q", q)
+        if weights.dtype != q.dtype or k.dtype != q.dtype:
+            raise ValueError(f"dtype mismatch: q is {q.dtype}, weights {weights.dtype}, k {k.dtype}")
         logits = torch.einsum("bsjd,btd->bsjt", q, k)  # q^I_{t,j} · k^I_s, every head against the shared key
         scores = torch.einsum("bsj,bsjt->bst", weights, F.relu(logits)) * self.config.softmax_scale
         allowed = causal_mask(q.shape[1], k.shape[1], device=q.device)  # (s, t)
@@ -277,22 +307,13 @@ class LightningIndexer(nn.Module):
             if t.dtype != self.w_k.weight.dtype:
                 raise ValueError(f"dtype mismatch: {name} is {t.dtype} but the weights are {self.w_k.weight.dtype}")
         check_same_device(x=x, q_input=q_input, weights=self.w_k.weight)
-        _check_cache(cache)
+        check_cache(cache, (1, -2), "DSA", "(batch, seq, width)")
         start = 0 if cache is None else cache.seq_len
         positions = torch.arange(start, start + x.shape[1])
         q, k, w = self.queries(q_input, positions), self.keys(x, positions), self.head_weights(x)
         if cache is not None:
             (k,) = cache.update(index_key=k)  # (b, start + s, d^I)
         return self.score(q, w, k)
-
-
-def _check_cache(cache: LayerCache | None) -> None:
-    if cache is None:
-        return
-    if not isinstance(cache, LayerCache):
-        raise ValueError(f"cache must be a LayerCache, got {type(cache).__name__}")
-    if cache.seq_dim not in (1, -2):
-        raise ValueError(f"cache.seq_dim={cache.seq_dim} must be 1 (or -2): DSA caches (batch, seq, width)")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -307,6 +328,7 @@ def topk_indices(scores: torch.Tensor, top_k: int) -> torch.Tensor:
     where fewer than top_k tokens exist (query position p has p + 1). Ties go to the earlier position
     (a stable sort), so the choice does not depend on how many queries are scored together."""
     check_ndim("scores", scores, 3, "(batch, seq, keys)")
+    check_floating("scores", scores)
     check_positive_int("top_k", top_k)
     _, s, t = scores.shape
     if s > t:
@@ -322,8 +344,7 @@ def selection_mask(indices: torch.Tensor, n_keys: int) -> torch.Tensor:
     """Boolean (b, s, n_keys), True at the selected positions: indices (b, s, k) with -1 as padding."""
     check_ndim("indices", indices, 3, "(batch, seq, top_k)")
     check_positive_int("n_keys", n_keys)
-    if indices.numel() and int(indices.max()) >= n_keys:
-        raise ValueError(f"indices holds position {int(indices.max())}, beyond n_keys={n_keys}")
+    check_indices("indices", indices, n_keys, "n_keys", padding=True)
     mask = torch.zeros(*indices.shape[:2], n_keys + 1, dtype=torch.bool, device=indices.device)
     mask.scatter_(-1, torch.where(indices < 0, n_keys, indices), True)  # padding lands in an extra column
     return mask[..., :n_keys]
@@ -345,6 +366,12 @@ class IndexSelection:
 def gather_tokens(cached: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     """out[b, s, i] = cached[b, indices[b, s, i]]: cached (b, t, width), indices (b, s, k) (-1 reads row 0,
     to be masked by the caller) -> (b, s, k, width). A real copy of the k selected rows per query."""
+    check_ndim("cached", cached, 3, "(batch, tokens, width)")
+    check_ndim("indices", indices, 3, "(batch, seq, top_k)")
+    if indices.shape[0] != cached.shape[0]:
+        raise ValueError(f"indices has batch={indices.shape[0]}, cached has batch={cached.shape[0]}")
+    check_same_device(cached=cached, indices=indices)
+    check_indices("indices", indices, cached.shape[1], "cached.shape[1]", padding=True)
     batch = torch.arange(cached.shape[0], device=cached.device)[:, None, None]  # (b, 1, 1)
     return cached[batch, indices.clamp_min(0)]
 
@@ -359,6 +386,26 @@ def sparse_attend_absorbed(mla: MultiHeadLatentAttention, q_nope: torch.Tensor, 
 
     q_nope (b, s, h, d_h), q_rope (b, s, h, d_h^R), c_kv (b, t, d_c), k_rope (b, t, d_h^R), indices
     (b, s, k) with -1 padding -> o (b, s, h, d_v), weights (b, s, h, k) over the gathered slots."""
+    check_type("mla", mla, MultiHeadLatentAttention)
+    m = mla.config
+    check_ndim("q_nope", q_nope, 4, "(batch, seq, n_heads, qk_nope_head_dim)")
+    check_ndim("q_rope", q_rope, 4, "(batch, seq, n_heads, qk_rope_head_dim)")
+    check_ndim("c_kv", c_kv, 3, "(batch, tokens, kv_lora_rank)")
+    check_ndim("k_rope", k_rope, 3, "(batch, tokens, qk_rope_head_dim)")
+    check_ndim("indices", indices, 3, "(batch, seq, top_k)")
+    b, s = q_nope.shape[:2]
+    for name, t, want in (("q_nope", q_nope, (b, s, m.n_heads, m.qk_nope_head_dim)),
+                          ("q_rope", q_rope, (b, s, m.n_heads, m.qk_rope_head_dim)),
+                          ("c_kv", c_kv, (b, c_kv.shape[1], m.kv_lora_rank)),
+                          ("k_rope", k_rope, (b, c_kv.shape[1], m.qk_rope_head_dim)),
+                          ("indices", indices, (b, s, indices.shape[2]))):
+        if tuple(t.shape) != want:
+            raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {want}")
+    for name, t in (("q_nope", q_nope), ("q_rope", q_rope), ("c_kv", c_kv), ("k_rope", k_rope)):
+        if t.dtype != mla.w_o.weight.dtype:
+            raise ValueError(f"dtype mismatch: {name} is {t.dtype} but the weights are {mla.w_o.weight.dtype}")
+        check_same_device(**{name: t, "weights": mla.w_o.weight})
+    check_indices("indices", indices, c_kv.shape[1], "c_kv.shape[1]", padding=True)
     valid = indices >= 0  # (b, s, k)
     c_sel = gather_tokens(c_kv, indices)  # (b, s, k, d_c): each query's own k latents
     r_sel = gather_tokens(k_rope, indices)  # (b, s, k, d_h^R)
@@ -372,6 +419,15 @@ def sparse_attend_absorbed(mla: MultiHeadLatentAttention, q_nope: torch.Tensor, 
 
 def scatter_weights(weights: torch.Tensor, indices: torch.Tensor, n_keys: int) -> torch.Tensor:
     """Sparse weights (b, s, h, k) at positions indices (b, s, k) -> dense (b, s, h, n_keys), zero elsewhere."""
+    check_ndim("weights", weights, 4, "(batch, seq, heads, top_k)")
+    check_floating("weights", weights)
+    check_ndim("indices", indices, 3, "(batch, seq, top_k)")
+    if indices.shape != weights.shape[:2] + weights.shape[3:]:
+        raise ValueError(f"indices has shape {tuple(indices.shape)}, expected (batch, seq, top_k) = "
+                         f"{tuple(weights.shape[:2] + weights.shape[3:])} from weights")
+    check_same_device(weights=weights, indices=indices)
+    check_positive_int("n_keys", n_keys)
+    check_indices("indices", indices, n_keys, "n_keys", padding=True)
     b, s, h, k = weights.shape
     dense = weights.new_zeros(b, s, h, n_keys)
     index = indices.clamp_min(0)[:, :, None, :].expand(b, s, h, k)
@@ -394,10 +450,8 @@ class DeepSeekSparseAttention(nn.Module):
 
     def __init__(self, mla_config: MLAConfig, indexer_config: IndexerConfig) -> None:
         super().__init__()
-        if not isinstance(mla_config, MLAConfig):
-            raise ValueError(f"mla_config must be an MLAConfig, got {type(mla_config).__name__}")
-        if not isinstance(indexer_config, IndexerConfig):
-            raise ValueError(f"indexer_config must be an IndexerConfig, got {type(indexer_config).__name__}")
+        check_type("mla_config", mla_config, MLAConfig, "an MLAConfig")
+        check_type("indexer_config", indexer_config, IndexerConfig)
         m, c = mla_config, indexer_config
         if c.d_model != m.d_model:
             raise ValueError(f"indexer d_model={c.d_model} must equal the MLA layer's d_model={m.d_model}")
@@ -410,7 +464,7 @@ class DeepSeekSparseAttention(nn.Module):
                              "frequency table")
         self.config, self.indexer_config = m, c
         self.mla = MultiHeadLatentAttention(m)
-        self.indexer = LightningIndexer(c, theta=self.mla.theta)
+        self.indexer = LightningIndexer(c, theta=self.mla.theta, rope_amplitude=m.rope_amplitude)
         self.dense_attention = False
         self.detach_indexer_input = False
         self.keep_for_kl = False
@@ -420,6 +474,7 @@ class DeepSeekSparseAttention(nn.Module):
         """What the index query is projected from: MLA's query latent c^Q = RMSNorm(W^DQ h) (b, s, d'_c)
         (DeepSeek's ``qr``), or h itself when the layer has no query latent. (MLA's :meth:`queries`
         computes W^DQ h again; a fused kernel would share it.)"""
+        check_hidden_states(x, self.config.d_model, self.mla.w_o.weight, nonempty=False)
         if self.config.q_lora_rank is None:
             return x
         return self.mla.q_norm(self.mla.w_dq(x))
@@ -438,7 +493,9 @@ class DeepSeekSparseAttention(nn.Module):
         if sparse_impl not in SPARSE_IMPLS:
             raise ValueError(f"sparse_impl={sparse_impl!r} must be one of {SPARSE_IMPLS}")
         top_k = self.indexer_config.index_topk if top_k is None else check_positive_int("top_k", top_k)
-        _check_cache(cache)
+        check_cache(cache, (1, -2), "DSA", "(batch, seq, width)")
+        check_bool("return_weights", return_weights)
+        check_bool("return_index", return_index)
         start = 0 if cache is None else cache.seq_len
         b, s, _ = x.shape
         positions = torch.arange(start, start + s)
@@ -502,13 +559,17 @@ def indexer_kl_loss(attn_weights: torch.Tensor, index_scores: torch.Tensor, sele
     the sum over batch and queries ("sum") or its mean ("mean")."""
     check_ndim("attn_weights", attn_weights, 4, "(batch, n_heads, seq, keys)")
     check_ndim("index_scores", index_scores, 3, "(batch, seq, keys)")
+    check_floating("attn_weights", attn_weights)
+    check_floating("index_scores", index_scores)
     if attn_weights.shape[:1] + attn_weights.shape[2:] != index_scores.shape:
         raise ValueError(f"attn_weights {tuple(attn_weights.shape)} and index_scores {tuple(index_scores.shape)} "
                          "must agree on (batch, seq, keys)")
-    if reduction not in ("sum", "mean"):
-        raise ValueError(f"reduction={reduction!r} must be 'sum' or 'mean'")
+    _check_reduction(reduction)
+    check_same_device(attn_weights=attn_weights, index_scores=index_scores)
     allowed = torch.isfinite(index_scores)
     if selected is not None:
+        check_ndim("selected", selected, 3, "(batch, seq, top_k)")
+        check_indices("selected", selected, index_scores.shape[-1], "keys", padding=True)
         if selected.shape[:2] != index_scores.shape[:2]:
             raise ValueError(f"selected has shape {tuple(selected.shape)}, expected (batch, seq) = "
                              f"{tuple(index_scores.shape[:2])} in front")
@@ -523,9 +584,13 @@ def indexer_kl_loss(attn_weights: torch.Tensor, index_scores: torch.Tensor, sele
     return kl.sum() if reduction == "sum" else kl.mean()
 
 
+def _check_reduction(reduction: object) -> None:
+    if not isinstance(reduction, str) or reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction={reduction!r} must be 'sum' or 'mean'")
+
+
 def _dsa_layers(model: nn.Module) -> list[DeepSeekSparseAttention]:
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_type("model", model, nn.Module, "an nn.Module")
     layers = [m for m in model.modules() if isinstance(m, DeepSeekSparseAttention)]
     if not layers:
         raise ValueError(f"model ({type(model).__name__}) has no DeepSeekSparseAttention layer")
@@ -534,9 +599,8 @@ def _dsa_layers(model: nn.Module) -> list[DeepSeekSparseAttention]:
 
 def indexer_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
     """The parameters of every :class:`LightningIndexer` inside ``model``."""
-    for module in model.modules():
-        if isinstance(module, LightningIndexer):
-            yield from module.parameters()
+    check_type("model", model, nn.Module, "an nn.Module")  # here, not in the generator: checked on the call
+    return (p for module in model.modules() if isinstance(module, LightningIndexer) for p in module.parameters())
 
 
 def set_training_stage(model: nn.Module, stage: str) -> None:
@@ -548,7 +612,7 @@ def set_training_stage(model: nn.Module, stage: str) -> None:
       so their KL loss reaches only them, and the LM loss cannot reach them (top-k is not differentiable);
     - "inference": top-k attention, nothing kept, every parameter trainable again.
     """
-    if stage not in TRAINING_STAGES:
+    if not isinstance(stage, str) or stage not in TRAINING_STAGES:
         raise ValueError(f"stage={stage!r} must be one of {TRAINING_STAGES}")
     for layer in _dsa_layers(model):
         layer.dense_attention = stage == "warmup"
@@ -563,6 +627,7 @@ def set_training_stage(model: nn.Module, stage: str) -> None:
 def indexer_loss(model: nn.Module, reduction: str = "sum") -> torch.Tensor:
     """Sum over ``model``'s DSA layers of :func:`indexer_kl_loss` for their last forward call: dense
     (stage 1) or over the selected set (stage 2). Needs :func:`set_training_stage` first."""
+    _check_reduction(reduction)
     losses = []
     for layer in _dsa_layers(model):
         if layer.kl_inputs is None:
@@ -623,7 +688,8 @@ def layer_cost(context_len: int, top_k: int | None = None, spec: ModelSpec | str
     top_k = spec.index_topk if top_k is None else top_k
     check_positive_int("top_k", top_k)
     check_positive_int("q_lora_rank", q_lora_rank)
-    if prefill_dense_mode not in ("naive", "absorbed"):
+    check_bool("per_layer", per_layer)
+    if not isinstance(prefill_dense_mode, str) or prefill_dense_mode not in ("naive", "absorbed"):
         raise ValueError(f"prefill_dense_mode={prefill_dense_mode!r} must be 'naive' or 'absorbed'")
     d_c, d_rope, d_h, n_h = spec.kv_lora_rank, spec.qk_rope_head_dim, spec.head_dim, spec.n_heads
     h_i, d_i, d = spec.index_n_heads, spec.index_head_dim, spec.hidden_size
@@ -667,7 +733,7 @@ def crossover_context(top_k: int | None = None, spec: ModelSpec | str = MODELS["
     Below k every token is selected, so DSA pays the indexer on top of dense attention; above k the
     difference grows with L, so the set where DSA is cheaper is [L*, inf) and bisection finds L*. For
     decode FLOPs, L* = floor((C_attn k + F_proj) / (C_attn - C_idx)) + 1."""
-    if metric not in COST_METRICS:
+    if not isinstance(metric, str) or metric not in COST_METRICS:
         raise ValueError(f"metric={metric!r} must be one of {COST_METRICS}")
     check_positive_int("max_context", max_context)
 
@@ -706,11 +772,14 @@ def indexer_from_transformers(hf_indexer: nn.Module, hadamard: bool = False, use
                            index_head_dim=cfg.index_head_dim, rope_head_dim=cfg.qk_rope_head_dim,
                            index_topk=cfg.index_topk, rope_base=settings["rope_base"],
                            norm_eps=hf_indexer.k_norm.eps, hadamard=hadamard, use_fp8=use_fp8)
-    theta = yarn_frequencies(cfg.qk_rope_head_dim, settings["rope_base"], settings.get("rope_factor", 1.0),
-                             settings.get("original_max_position"), settings.get("beta_fast", 32.0),
-                             settings.get("beta_slow", 1.0))
+    # The frequencies and the cos/sin amplitude of the MLA layer the indexer sits in (same rotary table)
+    rope = MLAConfig(d_model=1, n_heads=1, kv_lora_rank=1, qk_nope_head_dim=1, qk_rope_head_dim=cfg.qk_rope_head_dim,
+                     **settings)
+    theta = yarn_frequencies(rope.qk_rope_head_dim, rope.rope_base, rope.rope_factor, rope.original_max_position,
+                             rope.beta_fast, rope.beta_slow)
     weight = hf_indexer.wk.weight
-    module = LightningIndexer(config, theta=theta).to(device=weight.device, dtype=weight.dtype)
+    module = LightningIndexer(config, theta=theta, rope_amplitude=rope.rope_amplitude)
+    module = module.to(device=weight.device, dtype=weight.dtype)
     names = {"wq_b": "w_q", "wk": "w_k", "weights_proj": "w_weights"}
     with torch.no_grad():
         for hf_name, name in names.items():

@@ -19,13 +19,19 @@ import torch
 from torch import nn
 
 from attnlab._validate import (
+    check_bool,
+    check_cache,
     check_dim_size,
     check_divisible,
+    check_floating,
     check_hidden_states,
     check_ndim,
+    check_non_negative_int,
     check_positive_int,
+    check_real,
     check_same_device,
     check_same_dtype,
+    check_type,
 )
 from attnlab.attention import causal_mask, softmax
 from attnlab.kv_cache import LayerCache
@@ -60,6 +66,9 @@ class AttentionConfig:
             check_divisible("d_model", self.d_model, "n_heads", self.n_heads)
             object.__setattr__(self, "head_dim", self.d_model // self.n_heads)
         check_positive_int("head_dim", self.head_dim)
+        check_bool("rope", self.rope)
+        check_real("rope_base", self.rope_base, 1.0, strict=True)
+        check_bool("bias", self.bias)
         if self.rope and self.head_dim % 2:
             raise ValueError(f"head_dim={self.head_dim} must be even when rope=True (RoPE rotates pairs)")
 
@@ -91,6 +100,7 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal:
     check_ndim("q", q, 4, "(batch, n_heads, seq, head_dim)")
     check_ndim("k", k, 4, "(batch, n_kv_heads, seq, head_dim)")
     check_ndim("v", v, 4, "(batch, n_kv_heads, seq, head_dim)")
+    check_floating("q", q)
     b, n_heads, n_q, d = q.shape
     n_kv = k.shape[1]
     check_dim_size("k", k, 0, b, "batch")
@@ -99,7 +109,11 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal:
         raise ValueError(f"v has shape {tuple(v.shape)} but k has {tuple(k.shape)}: they must match")
     check_same_dtype(q=q, k=k, v=v)
     check_same_device(q=q, k=k, v=v)
+    check_positive_int("n_kv_heads (k.shape[1])", n_kv)
     check_divisible("n_heads", n_heads, "n_kv_heads", n_kv)
+    check_bool("causal", causal)
+    if scale is not None:
+        check_real("scale", scale)
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     q = q.view(b, n_kv, n_heads // n_kv, n_q, d)  # (b, g, r, n_q, d)
     scores = torch.einsum("bgrqd,bgkd->bgrqk", q, k) * scale  # (b, g, r, n_q, n_k)
@@ -115,6 +129,8 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     g*n_rep .. (g+1)*n_rep - 1.
 
     The explicit copy that :func:`grouped_attention` avoids; kept to show what sharing means."""
+    check_ndim("x", x, 4, "(batch, n_kv_heads, seq, head_dim)")
+    check_positive_int("n_rep", n_rep)
     return x.repeat_interleave(n_rep, dim=1)
 
 
@@ -127,6 +143,7 @@ class GroupedQueryAttention(nn.Module):
 
     def __init__(self, config: AttentionConfig) -> None:
         super().__init__()
+        check_type("config", config, AttentionConfig)
         self.config = c = config
         self.w_q = nn.Linear(c.d_model, c.n_heads * c.head_dim, bias=c.bias)  # W^Q
         self.w_k = nn.Linear(c.d_model, c.n_kv_heads * c.head_dim, bias=c.bias)  # W^K (n_kv_heads heads)
@@ -136,6 +153,8 @@ class GroupedQueryAttention(nn.Module):
     def project(self, x: torch.Tensor, start: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q (b, n_heads, s, d), k and v (b, n_kv_heads, s, d) for tokens at positions start..start+s-1."""
         c = self.config
+        check_hidden_states(x, c.d_model, self.w_q.weight, nonempty=False)
+        check_non_negative_int("start", start)
         b, s, _ = x.shape
         q = self.w_q(x).view(b, s, c.n_heads, c.head_dim).transpose(1, 2)
         k = self.w_k(x).view(b, s, c.n_kv_heads, c.head_dim).transpose(1, 2)
@@ -149,6 +168,8 @@ class GroupedQueryAttention(nn.Module):
                 return_weights: bool = False):
         """y = concat_h(softmax(q_h K_g(h)^T / sqrt(d) + M) V_g(h)) W^O, g(h) = h // group_size."""
         check_hidden_states(x, self.config.d_model, self.w_q.weight, nonempty=False)
+        check_cache(cache, (2, -2), "GQA", "(batch, n_kv_heads, seq, head_dim)")
+        check_bool("return_weights", return_weights)
         start = 0 if cache is None else cache.seq_len
         q, k, v = self.project(x, start)
         if cache is not None:
@@ -165,6 +186,7 @@ def mha_to_gqa(module: GroupedQueryAttention, n_kv_heads: int) -> GroupedQueryAt
     The GQA paper's recipe (Ainslie et al. 2023, sec. 2.1): W^K_g = mean of the W^K heads in group g,
     likewise W^V; W^Q and W^O are copied. Usually followed by a short uptraining.
     """
+    check_type("module", module, GroupedQueryAttention)
     c = module.config
     check_positive_int("n_kv_heads", n_kv_heads)
     check_divisible("n_kv_heads (old)", c.n_kv_heads, "n_kv_heads (new)", n_kv_heads)

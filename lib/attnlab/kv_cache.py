@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from attnlab._validate import check_positive_int, check_same_device, check_same_dtype
+from attnlab._validate import check_int, check_positive_int, check_same_device, check_same_dtype, check_tensor
 
 
 def _without(shape: torch.Size, dim: int) -> list[int]:
@@ -33,7 +33,7 @@ class LayerCache:
     """
 
     def __init__(self, seq_dim: int = -2) -> None:
-        self.seq_dim = seq_dim
+        self.seq_dim = check_int("seq_dim", seq_dim)
         self.tensors: dict[str, torch.Tensor] = {}
 
     @property
@@ -56,6 +56,10 @@ class LayerCache:
         """
         if not new:
             raise ValueError("update() needs at least one named tensor, e.g. update(k=k_new, v=v_new)")
+        for key, value in new.items():  # tensors, each with an axis seq_dim
+            check_tensor(key, value)
+            if not -value.dim() <= self.seq_dim < value.dim():
+                raise ValueError(f"seq_dim={self.seq_dim} is not an axis of {key}, of shape {tuple(value.shape)}")
         lengths = {name: t.shape[self.seq_dim] for name, t in new.items()}
         if len(set(lengths.values())) != 1:
             raise ValueError(f"new tensors must add the same number of tokens, got {lengths}")
@@ -86,6 +90,7 @@ class KVCache:
 
     def __init__(self, n_layers: int, seq_dim: int = -2) -> None:
         check_positive_int("n_layers", n_layers)
+        check_int("seq_dim", seq_dim)
         self.layers = [LayerCache(seq_dim) for _ in range(n_layers)]
 
     def __getitem__(self, layer: int) -> LayerCache:

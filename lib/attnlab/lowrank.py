@@ -25,7 +25,17 @@ from collections.abc import Iterable
 
 import torch
 
-from attnlab._validate import check_ndim, check_non_negative_int
+from attnlab._validate import (
+    ArgumentTypeError,
+    check_finite,
+    check_hidden_states,
+    check_integer_tensor,
+    check_ndim,
+    check_non_negative_int,
+    check_positive_int,
+    check_tensor,
+    check_type,
+)
 from attnlab.gqa import GroupedQueryAttention
 from attnlab.mla import MultiHeadLatentAttention
 from attnlab.model import TinyLM
@@ -36,7 +46,9 @@ def attention_inputs(model: TinyLM, ids: torch.Tensor) -> list[torch.Tensor]:
     """The input x = RMSNorm(h) of every layer's attention for one forward pass of ``ids`` (batch, seq).
 
     Returns one tensor (batch, seq, d_model) per layer, in the model's dtype (forward hooks, removed again)."""
+    check_type("model", model, TinyLM)
     check_ndim("ids", ids, 2, "(batch, seq)")
+    check_integer_tensor("ids", ids)
     captured: list[torch.Tensor] = []
     hooks = [block.attn.register_forward_pre_hook(lambda _m, args, kwargs: captured.append(args[0]),
                                                   with_kwargs=True) for block in model.blocks]
@@ -56,7 +68,9 @@ def kv_matrices(attn: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, t
     For a :class:`~attnlab.gqa.GroupedQueryAttention` layer, K = x W^K^T before RoPE (the content part that
     MLA compresses; RoPE is chapter 9). For a :class:`~attnlab.mla.MultiHeadLatentAttention` layer, the
     per-head keys k^C_{t,i} = W^UK_i c^KV_t and values W^UV_i c^KV_t rebuilt from its latent (eqs. 42, 45)."""
-    check_ndim("x", x, 3, "(batch, seq, d_model)")
+    check_type("attn", attn, (GroupedQueryAttention, MultiHeadLatentAttention),
+               "a GroupedQueryAttention or MultiHeadLatentAttention")
+    check_hidden_states(x, attn.config.d_model, attn.w_o.weight, nonempty=False)
     if isinstance(attn, MultiHeadLatentAttention):
         positions = torch.arange(x.shape[1])
         c_kv, _ = attn.latents(x, positions)  # (b, s, d_c)
@@ -70,12 +84,13 @@ def kv_matrices(attn: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 def _matrix(name: str, m: torch.Tensor) -> torch.Tensor:
-    if not isinstance(m, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(m).__name__}")
+    check_tensor(name, m)
     check_ndim(name, m, 2, "(rows, columns)")
     if m.numel() == 0:
         raise ValueError(f"{name} is empty: shape {tuple(m.shape)}")
-    return m.detach().to("cpu", torch.float64)
+    if m.dtype.is_complex or m.dtype == torch.bool:
+        raise ValueError(f"{name} must be a real-valued tensor, got {m.dtype}")
+    return check_finite(name, m.detach().to("cpu", torch.float64))  # the SVD fails on NaN or inf
 
 
 def singular_values(m: torch.Tensor) -> torch.Tensor:
@@ -90,9 +105,12 @@ def lowrank_error(m: torch.Tensor, ranks: Iterable[int] | int, s: torch.Tensor |
 
     0 for r >= rank(M), 1 for r = 0. ``s``: the singular values of ``m`` if already computed (the widget of
     chapter 7 computes them once). Returns a list of floats, one per rank."""
-    ranks = [ranks] if isinstance(ranks, int) else list(ranks)
+    ranks = [ranks] if isinstance(ranks, int) else _rank_list(ranks)
     for r in ranks:
         check_non_negative_int("rank", r)
+    if s is not None:
+        check_ndim("s", s, 1, "(min(rows, cols),)")
+        check_finite("s", s)
     s = singular_values(m) if s is None else s.detach().to("cpu", torch.float64)
     energy = s.square()
     total = float(energy.sum())
@@ -100,6 +118,13 @@ def lowrank_error(m: torch.Tensor, ranks: Iterable[int] | int, s: torch.Tensor |
         raise ValueError("m is all zeros: a relative error is undefined")
     tail = torch.cat([energy.flip(0).cumsum(0).flip(0), energy.new_zeros(1)])  # tail[r] = sum_{j >= r} s_j^2
     return [float(tail[min(r, s.numel())].clamp_min(0.0) / total) ** 0.5 for r in ranks]
+
+
+def _rank_list(ranks: object) -> list:
+    """``ranks`` as a list: an int or an iterable of ints (a str or a tensor is neither)."""
+    if isinstance(ranks, (str, bytes, torch.Tensor)) or not isinstance(ranks, Iterable):
+        raise ArgumentTypeError(f"ranks={ranks!r} must be an int or an iterable of ints")
+    return list(ranks)
 
 
 def lowrank_approx(m: torch.Tensor, rank: int) -> torch.Tensor:
@@ -141,14 +166,12 @@ def budget_errors(k: torch.Tensor, v: torch.Tensor, n_heads: int, ranks: Iterabl
     Each error is ||J - J_approx||_F / ||J||_F. Every split is itself a rank-r approximation of J, so by
     Eckart-Young "shared" <= "per K and V" <= "per head" for every r. k and v: (tokens, n_heads * d_h);
     each r must be a multiple of 2 * n_heads."""
-    check_non_negative_int("n_heads", n_heads)
-    if n_heads == 0:
-        raise ValueError("n_heads=0 must be a positive integer")
+    check_positive_int("n_heads", n_heads)
     k, v = _matrix("k", k), _matrix("v", v)
     for name, m in (("k", k), ("v", v)):
         if m.shape[1] % n_heads:
             raise ValueError(f"{name} has {m.shape[1]} columns, not divisible by n_heads={n_heads}")
-    ranks = list(ranks)
+    ranks = _rank_list(ranks)
     for r in ranks:
         check_non_negative_int("rank", r)
         if r % (2 * n_heads):

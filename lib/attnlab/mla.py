@@ -48,10 +48,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnlab._validate import (
+    check_bool,
+    check_broadcastable,
+    check_cache,
+    check_choice,
     check_even,
+    check_floating,
     check_hidden_states,
+    check_ndim,
     check_non_negative_int,
+    check_positions,
     check_positive_int,
+    check_real,
+    check_tensor,
+    check_type,
 )
 from attnlab.attention import causal_mask, softmax
 from attnlab.kv_cache import LayerCache
@@ -59,15 +69,6 @@ from attnlab.rope import interleaved_to_halves, rope_frequencies
 
 #: The two ways :class:`MultiHeadLatentAttention` can compute attention from its latent cache.
 MODES: tuple[str, ...] = ("absorbed", "naive")
-
-
-def _check_real(name: str, value: object, minimum: float, strict: bool = False) -> float:
-    """Return ``value`` as a float if it is a finite real number >= ``minimum`` (> when ``strict``)."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    if not ok or value < minimum or (strict and value == minimum):
-        rule = f"> {minimum}" if strict else f">= {minimum}"
-        raise ValueError(f"{name}={value!r} must be a finite number {rule}")
-    return float(value)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -121,11 +122,11 @@ class MLAConfig:
             check_non_negative_int("q_lora_rank", self.q_lora_rank)
             if self.q_lora_rank == 0:  # DeepSeek's code writes "no query latent" as 0, Hugging Face as None
                 object.__setattr__(self, "q_lora_rank", None)
-        _check_real("rope_base", self.rope_base, 1.0, strict=True)
+        check_real("rope_base", self.rope_base, 1.0, strict=True)
         if not isinstance(self.rope_interleaved, bool):
             raise ValueError(f"rope_interleaved={self.rope_interleaved!r} must be True or False")
-        _check_real("norm_eps", self.norm_eps, 0.0, strict=True)
-        _check_real("rope_factor", self.rope_factor, 1.0)
+        check_real("norm_eps", self.norm_eps, 0.0, strict=True)
+        check_real("rope_factor", self.rope_factor, 1.0)
         if self.rope_factor > 1.0:
             if self.original_max_position is None:
                 raise ValueError(f"rope_factor={self.rope_factor} > 1 turns YaRN on: it needs "
@@ -133,14 +134,14 @@ class MLAConfig:
             check_positive_int("original_max_position", self.original_max_position)
         elif self.original_max_position is not None:
             check_positive_int("original_max_position", self.original_max_position)
-        _check_real("beta_slow", self.beta_slow, 0.0, strict=True)
-        _check_real("beta_fast", self.beta_fast, 0.0, strict=True)
+        check_real("beta_slow", self.beta_slow, 0.0, strict=True)
+        check_real("beta_fast", self.beta_fast, 0.0, strict=True)
         if self.beta_fast <= self.beta_slow:
             raise ValueError(f"beta_fast={self.beta_fast} must be > beta_slow={self.beta_slow} "
                              "(fast-rotating pairs keep their frequency, slow ones are interpolated)")
-        _check_real("mscale", self.mscale, 0.0)
+        check_real("mscale", self.mscale, 0.0)
         if self.mscale_all_dim is not None:
-            _check_real("mscale_all_dim", self.mscale_all_dim, 0.0)
+            check_real("mscale_all_dim", self.mscale_all_dim, 0.0)
 
     @property
     def qk_head_dim(self) -> int:
@@ -181,8 +182,8 @@ def yarn_mscale(factor: float, mscale: float = 1.0) -> float:
 
     DeepSeek-V2 §3.1.4 writes it sqrt(t) = 0.0707 ln s + 1 (mscale = 0.707); the softmax scale is
     multiplied by m^2 because both the query and the key side carry one factor m."""
-    _check_real("factor", factor, 0.0, strict=True)
-    _check_real("mscale", mscale, 0.0)
+    check_real("factor", factor, 0.0, strict=True)
+    check_real("mscale", mscale, 0.0)
     return 0.1 * mscale * math.log(factor) + 1.0 if factor > 1.0 else 1.0
 
 
@@ -204,10 +205,14 @@ def yarn_frequencies(head_dim: int, base: float = 10000.0, factor: float = 1.0,
     ``_compute_yarn_parameters``, in float64 here.
     """
     theta = rope_frequencies(head_dim, base)  # (d/2,) float64
-    _check_real("factor", factor, 1.0)
+    check_real("factor", factor, 1.0)
     if factor == 1.0:
         return theta
     check_positive_int("original_max_position", original_max_position)
+    check_real("beta_slow", beta_slow, 0.0, strict=True)
+    check_real("beta_fast", beta_fast, 0.0, strict=True)
+    if beta_fast <= beta_slow:
+        raise ValueError(f"beta_fast={beta_fast} must be > beta_slow={beta_slow}")
 
     def pair_index(rotations: float) -> float:  # i at which pair i turns `rotations` times over L
         return head_dim * math.log(original_max_position / (rotations * 2 * math.pi)) / (2 * math.log(base))
@@ -229,10 +234,19 @@ def rotate_pairs(x: torch.Tensor, angles: torch.Tensor, interleaved: bool = True
     interleaved=True pairs (2i, 2i+1) (DeepSeek), False pairs (i, i + d/2) (Llama's ``rotate_half``);
     with angles m * theta_i this is :func:`attnlab.rope.apply_rope`.
     """
+    check_floating("x", x)
+    if x.dim() == 0:
+        raise ValueError("x must have at least 1 dim (..., d), got a scalar")
+    check_floating("angles", angles)
+    check_bool("interleaved", interleaved)
     d = x.shape[-1]
     check_even("x.shape[-1]", d)
-    if angles.shape[-1] != d // 2:
-        raise ValueError(f"angles has {angles.shape[-1]} pairs in its last axis, x has d/2 = {d // 2}")
+    if angles.dim() == 0 or angles.shape[-1] != d // 2:
+        raise ValueError(f"angles has {angles.shape[-1] if angles.dim() else 0} pairs in its last axis, x has "
+                         f"d/2 = {d // 2}")
+    if check_broadcastable(angles=angles.shape, x=x.shape[:-1] + (d // 2,)) != x.shape[:-1] + (d // 2,):
+        raise ValueError(f"angles of shape {tuple(angles.shape)} must broadcast to x.shape[:-1] + (d/2,) = "
+                         f"{tuple(x.shape[:-1]) + (d // 2,)}")
     cos = angles.cos().to(device=x.device, dtype=x.dtype)
     sin = angles.sin().to(device=x.device, dtype=x.dtype)
     if interleaved:
@@ -244,6 +258,14 @@ def rotate_pairs(x: torch.Tensor, angles: torch.Tensor, interleaved: bool = True
     if interleaved:
         return torch.stack([out_a, out_b], dim=-1).flatten(-2)
     return torch.cat([out_a, out_b], dim=-1)
+
+
+def _check_rope_input(x: torch.Tensor, positions: torch.Tensor) -> None:
+    """x (b, s, [heads,] d) in floating point and positions (s,) integer, one per token of x."""
+    check_floating("x", x)
+    if x.dim() not in (3, 4):
+        raise ValueError(f"x must have 3 or 4 dims (batch, seq, [heads,] width), got shape {tuple(x.shape)}")
+    check_positions(positions, x.shape[1])
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -268,8 +290,7 @@ class MultiHeadLatentAttention(nn.Module):
 
     def __init__(self, config: MLAConfig) -> None:
         super().__init__()
-        if not isinstance(config, MLAConfig):
-            raise ValueError(f"config must be an MLAConfig, got {type(config).__name__}")
+        check_type("config", config, MLAConfig, "an MLAConfig")
         self.config = c = config
         h, d_qk = c.n_heads, c.qk_head_dim
         if c.q_lora_rank is None:
@@ -303,6 +324,7 @@ class MultiHeadLatentAttention(nn.Module):
     def rope(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """RoPE(x) for x (b, s, d_h^R) or (b, s, heads, d_h^R) at positions (s,): rotate pair i by
         positions * theta_i (YaRN-corrected), times :attr:`MLAConfig.rope_amplitude` when it is not 1."""
+        _check_rope_input(x, positions)
         angles = positions.to("cpu", torch.float64)[:, None] * self.theta  # (s, d_h^R / 2)
         angles = angles.view(angles.shape[0], *([1] * (x.dim() - 3)), angles.shape[1])  # broadcast over heads
         out = rotate_pairs(x, angles, self.config.rope_interleaved)
@@ -313,6 +335,8 @@ class MultiHeadLatentAttention(nn.Module):
         """q^C (b, s, n_h, d_h) and the rotated q^R (b, s, n_h, d_h^R) (eqs. 37-39):
         c^Q = RMSNorm(W^DQ h), [q^C_i; q^R_i] = W^UQ/W^QR c^Q (or W^Q h without a query latent)."""
         c = self.config
+        check_hidden_states(x, c.d_model, self.w_o.weight, nonempty=False)
+        check_positions(positions, x.shape[1])
         b, s, _ = x.shape
         if c.q_lora_rank is None:
             q = self.w_q(x)
@@ -326,6 +350,8 @@ class MultiHeadLatentAttention(nn.Module):
         """What the cache stores for each new token (eqs. 41, 43): c^KV = RMSNorm(W^DKV h) (b, s, d_c) and
         the shared rotated key k^R = RoPE(W^KR h) (b, s, d_h^R)."""
         c = self.config
+        check_hidden_states(x, c.d_model, self.w_o.weight, nonempty=False)
+        check_positions(positions, x.shape[1])
         c_kv, k_rope = self.w_dkv(x).split([c.kv_lora_rank, c.qk_rope_head_dim], dim=-1)
         return self.kv_norm(c_kv), self.rope(k_rope, positions)
 
@@ -335,6 +361,7 @@ class MultiHeadLatentAttention(nn.Module):
 
         q_nope (b, s, h, d_h), q_rope (b, s, h, d_h^R), c_kv (b, t, d_c), k_rope (b, t, d_h^R),
         mask (s, t) -> o (b, s, h, d_v), weights (b, s, h, t)."""
+        self._check_attend_inputs(q_nope, q_rope, c_kv, k_rope, mask)
         c = self.config
         k_nope = torch.einsum("btc,hdc->bthd", c_kv, self.w_uk)  # k^C_{t,i} = W^UK_i c^KV_t  (42)
         v = torch.einsum("btc,hvc->bthv", c_kv, self.w_uv)  # v^C_{t,i} = W^UV_i c^KV_t  (45)
@@ -352,6 +379,7 @@ class MultiHeadLatentAttention(nn.Module):
             o_{s,i} = W^UV_i sum_t a_{s,t,i} c^KV_t.
 
         Shapes as :meth:`attend_naive`; no per-head key or value is ever built."""
+        self._check_attend_inputs(q_nope, q_rope, c_kv, k_rope, mask)
         c = self.config
         q_latent = torch.einsum("bshd,hdc->bshc", q_nope, self.w_uk)  # q~_{s,i} = W^UK_i^T q^C_{s,i}
         scores = (torch.einsum("bshc,btc->bsht", q_latent, c_kv)
@@ -359,6 +387,27 @@ class MultiHeadLatentAttention(nn.Module):
         weights = softmax(scores.masked_fill(~mask[None, :, None, :], float("-inf")), dim=-1)
         o_latent = torch.einsum("bsht,btc->bshc", weights, c_kv)  # sum_t a_t c^KV_t, in latent space
         return torch.einsum("bshc,hvc->bshv", o_latent, self.w_uv), weights  # W^UV_i applied once
+
+    def _check_attend_inputs(self, q_nope, q_rope, c_kv, k_rope, mask) -> None:
+        """The shapes :meth:`attend_naive` and :meth:`attend_absorbed` document, in the layer's dtype."""
+        c = self.config
+        check_ndim("q_nope", q_nope, 4, "(batch, seq, n_heads, qk_nope_head_dim)")
+        check_ndim("c_kv", c_kv, 3, "(batch, tokens, kv_lora_rank)")
+        (b, s), t = q_nope.shape[:2], c_kv.shape[1]
+        for name, tensor, want in (("q_nope", q_nope, (b, s, c.n_heads, c.qk_nope_head_dim)),
+                                   ("q_rope", q_rope, (b, s, c.n_heads, c.qk_rope_head_dim)),
+                                   ("c_kv", c_kv, (b, t, c.kv_lora_rank)),
+                                   ("k_rope", k_rope, (b, t, c.qk_rope_head_dim))):
+            check_tensor(name, tensor)
+            if tuple(tensor.shape) != want:
+                raise ValueError(f"{name} has shape {tuple(tensor.shape)}, expected {want}")
+            weight = self.w_o.weight
+            if tensor.dtype != weight.dtype:
+                raise ValueError(f"dtype mismatch: {name} is {tensor.dtype} but the weights are {weight.dtype}")
+        check_tensor("mask", mask)
+        if mask.dtype != torch.bool or tuple(mask.shape) != (s, t):
+            raise ValueError(f"mask must be a boolean (seq, tokens) = {(s, t)} tensor, got {mask.dtype} "
+                             f"{tuple(mask.shape)}")
 
     def forward(self, x: torch.Tensor, cache: LayerCache | None = None, mode: str = "absorbed",
                 return_weights: bool = False):
@@ -370,8 +419,8 @@ class MultiHeadLatentAttention(nn.Module):
         check_hidden_states(x, c.d_model, self.w_o.weight)
         if mode not in MODES:
             raise ValueError(f"mode={mode!r} must be one of {MODES}")
-        if cache is not None and cache.seq_dim not in (1, -2):
-            raise ValueError(f"cache.seq_dim={cache.seq_dim} must be 1 (or -2): MLA caches (batch, seq, width)")
+        check_cache(cache, (1, -2), "MLA", "(batch, seq, width)")
+        check_bool("return_weights", return_weights)
         start = 0 if cache is None else cache.seq_len
         b, s, _ = x.shape
         positions = torch.arange(start, start + s)
@@ -403,8 +452,9 @@ def rope_on_latent_keys(module: MultiHeadLatentAttention, x: torch.Tensor, mode:
     (R_0 = I) come out right, so only the first token's output matches "naive" (see the tests).
     x (b, s, d_model) -> (b, s, d_model).
     """
+    check_type("module", module, MultiHeadLatentAttention)
     c = module.config
-    check_hidden_states(x, c.d_model, nonempty=False)
+    check_hidden_states(x, c.d_model, module.w_o.weight, nonempty=False)
     check_even("qk_nope_head_dim", c.qk_nope_head_dim)
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} must be one of {MODES}")
@@ -440,6 +490,7 @@ def rope_to_halves(module: MultiHeadLatentAttention) -> MultiHeadLatentAttention
     RoPE_interleaved(x), and q^R · k^R is unchanged because the same permutation hits both. Outputs
     are equal; the cached k^R comes out permuted (new k_rope = old k_rope[..., p]).
     """
+    check_type("module", module, MultiHeadLatentAttention)
     c = module.config
     if not c.rope_interleaved:
         raise ValueError("rope_to_halves needs a module with rope_interleaved=True; this one already uses halves")
@@ -552,6 +603,20 @@ class DeepSeekArgs:
     beta_slow: float = 1.0
     mscale: float = 1.0
 
+    def __post_init__(self) -> None:
+        for name in ("dim", "n_heads", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
+                     "max_seq_len", "original_seq_len"):
+            check_positive_int(name, getattr(self, name))
+        check_non_negative_int("q_lora_rank", self.q_lora_rank)
+        check_even("qk_rope_head_dim", self.qk_rope_head_dim)
+        check_real("rope_theta", self.rope_theta, 1.0, strict=True)
+        check_real("rope_factor", self.rope_factor, 0.0, strict=True)
+        check_real("beta_slow", self.beta_slow, 0.0, strict=True)
+        check_real("beta_fast", self.beta_fast, 0.0, strict=True)
+        if self.beta_fast <= self.beta_slow:
+            raise ValueError(f"beta_fast={self.beta_fast} must be > beta_slow={self.beta_slow}")
+        check_real("mscale", self.mscale, 0.0)
+
     @property
     def softmax_scale(self) -> float:
         """qk_head_dim^-0.5, times mscale'^2 with mscale' = 0.1 mscale ln(rope_factor) + 1 when
@@ -566,6 +631,7 @@ class DeepSeekArgs:
 def deepseek_args(config: MLAConfig, max_seq_len: int) -> DeepSeekArgs:
     """DeepSeek's ``ModelArgs`` for an interleaved :class:`MLAConfig`; YaRN on iff config.rope_factor > 1
     (then original_seq_len = config.original_max_position and max_seq_len must exceed it)."""
+    check_type("config", config, MLAConfig, "an MLAConfig")
     if not config.rope_interleaved:
         raise ValueError("DeepSeek's code rotates interleaved pairs: config needs rope_interleaved=True")
     if config.mscale_all_dim is not None and config.mscale_all_dim != config.mscale:
@@ -585,6 +651,7 @@ def deepseek_args(config: MLAConfig, max_seq_len: int) -> DeepSeekArgs:
 
 def deepseek_weights(module: MultiHeadLatentAttention) -> dict[str, torch.Tensor]:
     """``module``'s weights under DeepSeek's names: wq or (wq_a, q_norm, wq_b), wkv_a, kv_norm, wkv_b, wo."""
+    check_type("module", module, MultiHeadLatentAttention)
     names = {"w_dkv": "wkv_a", "kv_norm": "kv_norm", "w_ukv": "wkv_b", "w_o": "wo"}
     if module.config.q_lora_rank is None:
         names["w_q"] = "wq"
@@ -596,6 +663,8 @@ def deepseek_weights(module: MultiHeadLatentAttention) -> dict[str, torch.Tensor
 def deepseek_freqs_cis(args: DeepSeekArgs, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """``precompute_freqs_cis``: e^{i m theta_i} for m < max_seq_len, (max_seq_len, d_h^R / 2) complex,
     with YaRN's frequency ramp when max_seq_len > original_seq_len (DeepSeek computes in float32)."""
+    check_type("args", args, DeepSeekArgs)
+    check_choice("dtype", dtype, (torch.float32, torch.float64))
     d, base = args.qk_rope_head_dim, args.rope_theta
     freqs = 1.0 / (base ** (torch.arange(0, d, 2, dtype=dtype) / d))
     if args.max_seq_len > args.original_seq_len:
@@ -614,9 +683,22 @@ def deepseek_apply_rotary_emb(x: torch.Tensor, freqs_cis: torch.Tensor) -> torch
     """``apply_rotary_emb``: read pairs (2i, 2i+1) as complex numbers and multiply by e^{i m theta_i}.
 
     x (b, s, heads, d) with freqs_cis (s, d/2) -> (b, s, heads, d)."""
+    check_ndim("x", x, 4, "(batch, seq, heads, d)")
+    check_floating("x", x)
+    check_even("x.shape[-1]", x.shape[-1])
+    _check_freqs_cis(freqs_cis, x.shape[1], x.shape[-1] // 2)
     z = torch.view_as_complex(x.to(freqs_cis.real.dtype).reshape(*x.shape[:-1], -1, 2).contiguous())
     z = z * freqs_cis.view(1, x.shape[1], 1, z.shape[-1])
     return torch.view_as_real(z).flatten(3).to(x.dtype)
+
+
+def _check_freqs_cis(freqs_cis: object, seq: int, pairs: int) -> None:
+    """freqs_cis: complex (seq, pairs), the rows of :func:`deepseek_freqs_cis` for the tokens at hand."""
+    check_ndim("freqs_cis", freqs_cis, 2, "(seq, d/2)")
+    if not freqs_cis.dtype.is_complex:
+        raise ValueError(f"freqs_cis must be a complex tensor (e^{{i m theta}}), got {freqs_cis.dtype}")
+    if tuple(freqs_cis.shape) != (seq, pairs):
+        raise ValueError(f"freqs_cis has shape {tuple(freqs_cis.shape)}, expected (seq, d/2) = ({seq}, {pairs})")
 
 
 def deepseek_mla(x: torch.Tensor, weights: dict[str, torch.Tensor], args: DeepSeekArgs, start_pos: int,
@@ -635,11 +717,34 @@ def deepseek_mla(x: torch.Tensor, weights: dict[str, torch.Tensor], args: DeepSe
     the causal mask also covers a multi-token call at start_pos > 0, and softmax runs in x's dtype
     when that is float64 (DeepSeek's runs in float32).
     """
-    if attn_impl not in ("absorb", "naive"):
+    if not isinstance(attn_impl, str) or attn_impl not in ("absorb", "naive"):
         raise ValueError(f"attn_impl={attn_impl!r} must be 'absorb' or 'naive'")
+    check_type("args", args, DeepSeekArgs)
     check_non_negative_int("start_pos", start_pos)
     if (start_pos == 0) != (cache is None):
         raise ValueError("pass cache=None exactly when start_pos == 0")
+    check_ndim("x", x, 3, "(batch, seq, dim)")
+    check_floating("x", x)
+    if x.shape[-1] != args.dim:
+        raise ValueError(f"x has dim={x.shape[-1]}, args.dim={args.dim}")
+    check_type("weights", weights, dict)
+    wanted = ["wkv_a", "kv_norm", "wkv_b", "wo"] + (["wq"] if args.q_lora_rank == 0 else ["wq_a", "q_norm", "wq_b"])
+    missing = [name for name in wanted if name not in weights]
+    if missing:
+        raise ValueError(f"weights lacks {missing}: pass deepseek_weights(module)")
+    for name in wanted:
+        check_tensor(f"weights[{name!r}]", weights[name])
+        if weights[name].dtype != x.dtype:
+            raise ValueError(f"dtype mismatch: x is {x.dtype} but weights[{name!r}] is {weights[name].dtype}")
+    _check_freqs_cis(freqs_cis, x.shape[1], args.qk_rope_head_dim // 2)
+    if cache is not None:
+        check_type("cache", cache, tuple, "a tuple (the cache an earlier call returned)")
+        if len(cache) != 2 or not all(isinstance(t, torch.Tensor) for t in cache):
+            raise ValueError("cache must be the pair of tensors an earlier call returned")
+        if cache[0].shape[:2] != (x.shape[0], start_pos):
+            raise ValueError(f"cache holds {tuple(cache[0].shape[:2])} (batch, tokens), expected "
+                             f"({x.shape[0]}, start_pos={start_pos})")
+    check_real("eps", eps, 0.0, strict=True)
     bsz, seqlen, _ = x.shape
     h, d_nope, d_rope, d_c = args.n_heads, args.qk_nope_head_dim, args.qk_rope_head_dim, args.kv_lora_rank
     if args.q_lora_rank == 0:

@@ -19,7 +19,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnlab._validate import check_ndim, check_non_negative_int, check_positive_int
+from attnlab._validate import (
+    check_bool,
+    check_device,
+    check_dtype,
+    check_floating,
+    check_hidden_states,
+    check_integer_tensor,
+    check_ndim,
+    check_non_negative_int,
+    check_path,
+    check_positive_int,
+    check_real,
+    check_type,
+)
 from attnlab.dsa import DeepSeekSparseAttention, IndexerConfig, indexer_config_for
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention
 from attnlab.kv_cache import KVCache
@@ -56,7 +69,7 @@ class TinyLMConfig:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_seq_len",
                      "kv_lora_rank", "qk_rope_head_dim", "index_n_heads", "index_head_dim", "index_topk"):
             check_positive_int(name, getattr(self, name))
-        if self.attention not in ATTENTION_KINDS:
+        if not isinstance(self.attention, str) or self.attention not in ATTENTION_KINDS:
             raise ValueError(f"attention={self.attention!r} must be one of {ATTENTION_KINDS}")
         self.attention_config()  # validates the head counts
         if self.attention in ("mla", "dsa"):
@@ -95,11 +108,16 @@ class SwiGLU(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int) -> None:
         super().__init__()
+        check_positive_int("d_model", d_model)
+        check_positive_int("d_ff", d_ff)
         self.w_1 = nn.Linear(d_model, d_ff, bias=False)
         self.w_3 = nn.Linear(d_model, d_ff, bias=False)
         self.w_2 = nn.Linear(d_ff, d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_floating("x", x)
+        if x.dim() == 0 or x.shape[-1] != self.w_1.in_features:
+            raise ValueError(f"x must have shape (..., d_model={self.w_1.in_features}), got {tuple(x.shape)}")
         return self.w_2(F.silu(self.w_1(x)) * self.w_3(x))
 
 
@@ -108,12 +126,15 @@ class Block(nn.Module):
 
     def __init__(self, config: TinyLMConfig) -> None:
         super().__init__()
+        check_type("config", config, TinyLMConfig)
         self.attn_norm = nn.RMSNorm(config.d_model)
         self.attn = config.build_attention()
         self.mlp_norm = nn.RMSNorm(config.d_model)
         self.mlp = SwiGLU(config.d_model, config.d_ff)
 
     def forward(self, h: torch.Tensor, cache=None, return_weights: bool = False):
+        check_hidden_states(h, self.mlp.w_1.in_features, self.mlp.w_1.weight, nonempty=False, owner="block", name="h")
+        check_bool("return_weights", return_weights)
         a = self.attn(self.attn_norm(h), cache=cache, return_weights=return_weights)
         a, weights = a if return_weights else (a, None)
         h = h + a
@@ -126,6 +147,7 @@ class TinyLM(nn.Module):
 
     def __init__(self, config: TinyLMConfig) -> None:
         super().__init__()
+        check_type("config", config, TinyLMConfig)
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.d_model)  # E
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
@@ -148,6 +170,9 @@ class TinyLM(nn.Module):
         check_ndim("ids", ids, 2, "(batch, seq)")
         if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
             raise ValueError(f"ids must be an integer tensor of token ids, got {ids.dtype}")
+        if cache is not None:
+            check_type("cache", cache, KVCache, "a KVCache (model.new_cache())")
+        check_bool("return_attention", return_attention)
         if cache is not None and len(cache) != self.config.n_layers:
             raise ValueError(f"cache has {len(cache)} layers, the model has n_layers={self.config.n_layers}")
         start = 0 if cache is None else cache.seq_len
@@ -167,6 +192,9 @@ class TinyLM(nn.Module):
 
     def loss(self, ids: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy: predict ids[:, 1:] from ids[:, :-1]."""
+        check_ndim("ids", ids, 2, "(batch, seq)")
+        if ids.shape[1] < 2:
+            raise ValueError(f"ids has seq={ids.shape[1]}: the loss needs at least 2 tokens (an input and a target)")
         logits = self(ids[:, :-1])
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
 
@@ -179,10 +207,18 @@ def generate(model: TinyLM, ids: torch.Tensor, max_new_tokens: int, use_cache: b
     use_cache=True: one prefill pass over the prompt, then one token per step through the KV cache.
     use_cache=False: every step re-runs the whole sequence (the O(t^2) baseline). Both give the same tokens.
     """
+    check_type("model", model, TinyLM)
     check_ndim("ids", ids, 2, "(batch, seq)")
+    check_integer_tensor("ids", ids)
     check_non_negative_int("max_new_tokens", max_new_tokens)
-    if temperature < 0:
-        raise ValueError(f"temperature={temperature} must be >= 0")
+    check_bool("use_cache", use_cache)
+    check_real("temperature", temperature, 0.0)
+    if generator is not None:
+        check_type("generator", generator, torch.Generator)
+    longest = ids.shape[1] + max_new_tokens - 1  # the last new token is predicted from all the others
+    if max_new_tokens and longest > model.config.max_seq_len:
+        raise ValueError(f"sequence length {longest} exceeds max_seq_len={model.config.max_seq_len}: ids holds "
+                         f"{ids.shape[1]} tokens and max_new_tokens={max_new_tokens} more are generated")
     cache = model.new_cache() if use_cache else None
     out, step_input = ids, ids
     for _ in range(max_new_tokens):
@@ -199,11 +235,16 @@ def generate(model: TinyLM, ids: torch.Tensor, max_new_tokens: int, use_cache: b
 
 def checkpoint_path(name: str) -> Path:
     """Where the shipped checkpoint ``name`` (e.g. "tiny_gqa") lives: lib/attnlab/data/<name>.pt."""
+    check_type("name", name, str)
     return DATA_DIR / f"{name}.pt"
 
 
 def save_checkpoint(model: TinyLM, path: Path, metrics: dict | None = None) -> None:
     """Save config, float16 weights (small enough to ship) and training metrics."""
+    check_type("model", model, TinyLM)
+    check_path("path", path)
+    if metrics is not None:
+        check_type("metrics", metrics, dict)
     state = {k: v.to(torch.float16) for k, v in model.state_dict().items()}
     torch.save({"config": asdict(model.config), "state_dict": state, "metrics": metrics or {}}, path)
 
@@ -211,6 +252,9 @@ def save_checkpoint(model: TinyLM, path: Path, metrics: dict | None = None) -> N
 def load_checkpoint(name_or_path: str | Path, dtype: torch.dtype = torch.float32,
                     device: torch.device | str = "cpu") -> TinyLM:
     """Load a shipped checkpoint by name ("tiny_gqa") or a path; returns the model in eval mode."""
+    check_path("name_or_path", name_or_path)
+    check_dtype("dtype", dtype, floating=True)
+    check_device("device", device)
     path = Path(name_or_path)
     if not path.suffix:
         path = checkpoint_path(str(name_or_path))
@@ -226,4 +270,8 @@ def load_checkpoint(name_or_path: str | Path, dtype: torch.dtype = torch.float32
 
 def checkpoint_metrics(name: str) -> dict:
     """The training metrics stored beside a shipped checkpoint (steps, losses, seconds)."""
-    return json.loads(json.dumps(torch.load(checkpoint_path(name), weights_only=True)["metrics"]))
+    path = checkpoint_path(name)
+    if not path.exists():
+        shipped = sorted(p.stem for p in DATA_DIR.glob("*.pt"))
+        raise ValueError(f"no checkpoint name={name!r}; shipped: {shipped}")
+    return json.loads(json.dumps(torch.load(path, weights_only=True)["metrics"]))

@@ -32,7 +32,15 @@ import math
 
 import torch
 
-from attnlab._validate import check_positive_int
+from attnlab._validate import (
+    ArgumentTypeError,
+    check_bool,
+    check_device,
+    check_dtype,
+    check_floating,
+    check_positive_int,
+    check_tensor,
+)
 
 #: Largest finite float8_e4m3fn value: 1.75 x 2^8.
 FP8_E4M3_MAX: float = float(torch.finfo(torch.float8_e4m3fn).max)  # 448.0
@@ -48,8 +56,7 @@ SCALE_FORMATS: tuple[str, ...] = ("fp32", "ue8m0")
 
 def _check_blocks(name: str, x: torch.Tensor, block: int) -> int:
     """Return the number of blocks along x's last axis; ValueError unless ``block`` divides it."""
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    check_tensor(name, x)
     if x.dim() == 0:
         raise ValueError(f"{name} must have at least 1 dim (..., n), got a scalar")
     check_positive_int("block", block)
@@ -65,7 +72,7 @@ def block_scales(x: torch.Tensor, block: int = 128, scale_format: str = "fp32") 
 
     x (..., n) float, n divisible by block -> scales (..., n / block), float32."""
     n_blocks = _check_blocks("x", x, block)
-    if scale_format not in SCALE_FORMATS:
+    if not isinstance(scale_format, str) or scale_format not in SCALE_FORMATS:
         raise ValueError(f"scale_format={scale_format!r} must be one of {SCALE_FORMATS}")
     if not x.dtype.is_floating_point:
         raise ValueError(f"x must be a floating-point tensor, got {x.dtype}")
@@ -93,6 +100,8 @@ def quantize_fp8_blocks(x: torch.Tensor, block: int = 128,
 def dequantize_fp8_blocks(x_fp8: torch.Tensor, scales: torch.Tensor,
                           dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """x ~ s * x_fp8 per block: x_fp8 (..., n) float8_e4m3fn, scales (..., n / B) -> (..., n) in ``dtype``."""
+    check_tensor("x_fp8", x_fp8)
+    check_tensor("scales", scales)
     if not isinstance(x_fp8, torch.Tensor) or x_fp8.dtype != torch.float8_e4m3fn:
         raise ValueError(f"x_fp8 must be a torch.float8_e4m3fn tensor, got {getattr(x_fp8, 'dtype', type(x_fp8))}")
     if not isinstance(scales, torch.Tensor) or scales.dim() != x_fp8.dim() or scales.shape[:-1] != x_fp8.shape[:-1]:
@@ -101,6 +110,8 @@ def dequantize_fp8_blocks(x_fp8: torch.Tensor, scales: torch.Tensor,
     n, n_blocks = x_fp8.shape[-1], scales.shape[-1]
     if n_blocks == 0 or n % n_blocks != 0:
         raise ValueError(f"scales has {n_blocks} blocks, which do not divide x_fp8.shape[-1]={n}")
+    check_floating("scales", scales)
+    check_dtype("dtype", dtype, floating=True)
     work = torch.promote_types(dtype, torch.float32)
     blocks = x_fp8.to(work).reshape(*x_fp8.shape[:-1], n_blocks, n // n_blocks)
     return (blocks * scales.to(work).unsqueeze(-1)).reshape(x_fp8.shape).to(dtype)
@@ -120,7 +131,9 @@ def fake_quantize_fp8(x: torch.Tensor, block: int = 128, scale_format: str = "fp
 
 
 def _check_power_of_two(name: str, n: object) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n & (n - 1):
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ArgumentTypeError(f"{name}={n!r} must be a power of two (1, 2, 4, 8, ...)")
+    if n < 1 or n & (n - 1):
         raise ValueError(f"{name}={n!r} must be a power of two (1, 2, 4, 8, ...)")
     return n
 
@@ -130,6 +143,12 @@ def hadamard_matrix(n: int, normalized: bool = True, dtype: torch.dtype = torch.
     """Sylvester's Hadamard matrix H_1 = [1], H_2n = [[H_n, H_n], [H_n, -H_n]] of order n (a power of two),
     times n^-0.5 when ``normalized`` (then H H^T = I; H is also symmetric). -> (n, n)."""
     _check_power_of_two("n", n)
+    check_bool("normalized", normalized)
+    check_dtype("dtype", dtype)
+    if dtype.is_complex or not dtype.is_signed or (normalized and not dtype.is_floating_point):
+        raise ValueError(f"dtype={dtype} cannot hold a{' normalized' if normalized else ''} Hadamard matrix: "
+                         f"use a floating-point dtype{'' if normalized else ' or a signed integer one'}")
+    check_device("device", device)
     h = torch.ones(1, 1, dtype=dtype, device=device)
     while h.shape[0] < n:
         h = torch.cat([torch.cat([h, h], dim=1), torch.cat([h, -h], dim=1)], dim=0)
@@ -144,8 +163,10 @@ def fwht(x: torch.Tensor) -> torch.Tensor:
     replaces (a, b) by (a + b, a - b). That is n additions per stage, n log2 n in all, against n^2 for the
     matrix product, and the stages commute, so their order does not matter. The final n^-0.5 makes the
     transform orthonormal (DeepSeek's ``hadamard_transform(x, scale=n ** -0.5)``)."""
-    if not isinstance(x, torch.Tensor) or x.dim() == 0:
+    check_tensor("x", x)
+    if x.dim() == 0:
         raise ValueError("x must be a torch.Tensor with at least 1 dim (..., n)")
+    check_floating("x", x)
     n = _check_power_of_two("x.shape[-1]", x.shape[-1])
     lead = x.shape[:-1]
     h = 1

@@ -19,23 +19,33 @@ from __future__ import annotations
 
 import torch
 
-from attnlab._validate import check_broadcastable, check_even, check_positive_int
+from attnlab._validate import (
+    check_bool,
+    check_broadcastable,
+    check_device,
+    check_even,
+    check_floating,
+    check_integer_tensor,
+    check_non_negative_int,
+    check_positive_int,
+    check_real,
+    check_same_device,
+)
 
 
 def rope_frequencies(head_dim: int, base: float = 10000.0, device=None) -> torch.Tensor:
     """theta_i = base^(-2i/d) for i = 0..d/2-1, shape (d/2,), float64 for exact angles."""
     check_positive_int("head_dim", head_dim)
     check_even("head_dim", head_dim)
-    if base <= 1.0:
-        raise ValueError(f"base={base} must be > 1")
+    check_real("base", base, 1.0, strict=True)
+    check_device("device", device)
     i = torch.arange(head_dim // 2, dtype=torch.float64, device=device)
     return base ** (-2.0 * i / head_dim)
 
 
 def rope_angles(positions: torch.Tensor, head_dim: int, base: float = 10000.0) -> torch.Tensor:
     """Angles m * theta_i: positions (...,) -> (..., d/2), in float64."""
-    if positions.dtype.is_floating_point or positions.dtype == torch.bool:
-        raise ValueError(f"positions must be an integer tensor, got {positions.dtype}")
+    check_integer_tensor("positions", positions)
     if (positions < 0).any():
         raise ValueError("positions must be >= 0")
     theta = rope_frequencies(head_dim, base, device=positions.device)  # (d/2,)
@@ -49,6 +59,12 @@ def apply_rope(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0,
     x: (..., seq, d)   positions: (seq,) or broadcastable to x.shape[:-1]   ->   (..., seq, d)
     interleaved=False pairs (i, i + d/2) ("halves"); True pairs (2i, 2i+1).
     """
+    check_floating("x", x)
+    if x.dim() == 0:
+        raise ValueError("x must have at least 1 dim (..., seq, d), got a scalar")
+    check_integer_tensor("positions", positions)
+    check_same_device(x=x, positions=positions)
+    check_bool("interleaved", interleaved)
     d = x.shape[-1]
     check_even("x.shape[-1]", d)
     check_broadcastable(positions=positions.shape, **{"x.shape[:-1]": x.shape[:-1]})
@@ -79,6 +95,9 @@ def interleaved_to_halves(d: int) -> torch.Tensor:
 def rotation_matrix(position: int, head_dim: int, base: float = 10000.0,
                     interleaved: bool = False) -> torch.Tensor:
     """The (d, d) orthogonal matrix R_m that apply_rope multiplies by, for plotting and checks (float64)."""
+    check_non_negative_int("position", position)
+    check_positive_int("head_dim", head_dim)
+    check_even("head_dim", head_dim)
     eye = torch.eye(head_dim, dtype=torch.float64)
     # Row r of the result is R_m applied to basis vector e_r, so transpose to get R_m itself.
     return apply_rope(eye, torch.full((head_dim,), position), base, interleaved).T

@@ -18,12 +18,20 @@ MHA/MQA/GQA comparisons use; the query/key head is 192 wide (128 + 64) but that 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-from attnlab._validate import check_divisible, check_even, check_non_negative_int, check_positive_int
+from attnlab._validate import (
+    ArgumentTypeError,
+    check_bool,
+    check_divisible,
+    check_even,
+    check_non_negative_int,
+    check_positive_int,
+    check_real,
+    check_sized_dtype,
+)
 from attnlab.devices import dtype_bytes
 
 #: The attention schemes the sizing knows, in the course's order.
@@ -70,7 +78,9 @@ class ModelSpec:
     index_topk: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
+        if not isinstance(self.name, str):
+            raise ArgumentTypeError(f"name={self.name!r} must be a non-empty string")
+        if not self.name:
             raise ValueError(f"name={self.name!r} must be a non-empty string")
         for field in ("n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden_size"):
             check_positive_int(field, getattr(self, field))
@@ -80,7 +90,7 @@ class ModelSpec:
         check_divisible("n_heads", self.n_heads, "n_kv_heads", self.n_kv_heads)
         check_even("head_dim", self.head_dim)
         check_even("qk_rope_head_dim", self.qk_rope_head_dim)
-        if self.attention not in SCHEMES:
+        if not isinstance(self.attention, str) or self.attention not in SCHEMES:
             raise ValueError(f"attention={self.attention!r} must be one of {SCHEMES}")
         if self.attention == "mha" and self.n_kv_heads != self.n_heads:
             raise ValueError(f"attention='mha' needs n_kv_heads == n_heads, got n_kv_heads={self.n_kv_heads} "
@@ -90,7 +100,7 @@ class ModelSpec:
         if self.attention == "mla" and self.kv_lora_rank == 0:
             raise ValueError("attention='mla' needs kv_lora_rank (d_c) > 0, got kv_lora_rank=0")
         if not isinstance(self.source, str):
-            raise ValueError(f"source={self.source!r} must be a string (a URL or citation)")
+            raise ArgumentTypeError(f"source={self.source!r} must be a string (a URL or citation)")
 
     @property
     def group_size(self) -> int:
@@ -215,7 +225,8 @@ def get_model(model: ModelSpec | str) -> ModelSpec:
         return model
     if isinstance(model, str) and model in MODELS:
         return MODELS[model]
-    raise ValueError(f"model={model!r} must be a ModelSpec or one of {sorted(MODELS)}")
+    error = ValueError if isinstance(model, str) else ArgumentTypeError
+    raise error(f"model={model!r} must be a ModelSpec or one of {sorted(MODELS)}")
 
 
 def get_dtype(dtype: torch.dtype | str) -> torch.dtype:
@@ -223,17 +234,18 @@ def get_dtype(dtype: torch.dtype | str) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         if dtype == torch.bool:
             raise ValueError("dtype=torch.bool cannot hold keys or values")
-        return dtype
+        return check_sized_dtype("dtype", dtype)
     if isinstance(dtype, str) and dtype in DTYPES_BY_NAME:
         return DTYPES_BY_NAME[dtype]
-    raise ValueError(f"dtype={dtype!r} must be a torch.dtype or one of {sorted(DTYPES_BY_NAME)}")
+    error = ValueError if isinstance(dtype, str) else ArgumentTypeError
+    raise error(f"dtype={dtype!r} must be a torch.dtype or one of {sorted(DTYPES_BY_NAME)}")
 
 
 def _check_scheme(spec: ModelSpec, scheme: str | None, n_kv_heads: int | None) -> tuple[str, int]:
     """Resolve ``scheme`` (None = as published) and the KV-head count a GQA sizing uses."""
     if scheme is None:
         scheme = spec.attention
-    if scheme not in SCHEMES:
+    if not isinstance(scheme, str) or scheme not in SCHEMES:
         raise ValueError(f"scheme={scheme!r} must be None (as published) or one of {SCHEMES}")
     if n_kv_heads is None:
         return scheme, spec.n_kv_heads
@@ -242,14 +254,6 @@ def _check_scheme(spec: ModelSpec, scheme: str | None, n_kv_heads: int | None) -
     check_positive_int("n_kv_heads", n_kv_heads)
     check_divisible("n_heads", spec.n_heads, "n_kv_heads", n_kv_heads)
     return scheme, n_kv_heads
-
-
-def _check_real(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name}={value!r} must be a positive number")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name}={value!r} must be a positive number")
-    return float(value)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -294,6 +298,7 @@ def kv_elements_per_token(model: ModelSpec | str, scheme: str | None = None, n_k
     """
     spec = get_model(model)
     scheme, n_g = _check_scheme(spec, scheme, n_kv_heads)
+    check_bool("per_layer", per_layer)
     d_h = spec.head_dim
     if scheme == "mha":
         per = 2 * spec.n_heads * d_h
@@ -348,6 +353,7 @@ def attention_macs_per_cached_token(model: ModelSpec | str, scheme: str | None =
     """
     spec = get_model(model)
     scheme, _ = _check_scheme(spec, scheme, n_kv_heads)
+    check_bool("per_layer", per_layer)
     if scheme == "mla":
         d_c, d_h_rope = mla_dims(spec)
         per = spec.n_heads * (2 * d_c + d_h_rope)
@@ -367,6 +373,7 @@ def decode_flops_per_byte(model: ModelSpec | str, scheme: str | None = None, n_k
 
 def gib(n_bytes: int | float) -> float:
     """Bytes -> GiB (2^30 bytes)."""
+    check_real("n_bytes", n_bytes)
     return n_bytes / GIB
 
 
@@ -376,7 +383,7 @@ def tokens_that_fit(model: ModelSpec | str, gpu_gib: float, dtype: torch.dtype |
     """How many tokens of cache (summed over all sequences of a batch) fit in ``gpu_gib`` GiB:
     floor((gpu_gib x 2^30 - weights) / bytes_per_token). ``weights_dtype`` given: the model's weights
     (n_params x bytes) sit in the same memory first; 0 when they alone do not fit."""
-    budget = int(_check_real("gpu_gib", gpu_gib) * GIB)
+    budget = int(check_real("gpu_gib", gpu_gib, 0.0, strict=True) * GIB)
     if weights_dtype is not None:
         budget -= weight_bytes(model, weights_dtype)
     per_token = bytes_per_token(model, dtype, scheme, n_kv_heads)
@@ -396,13 +403,16 @@ def indexer_elements_per_token(model: ModelSpec | str, *, per_layer: bool = Fals
     index_head_dim (128 in V3.2), shared by all index heads, per layer; 0 for models without DSA.
     (DeepSeek's code stores it in FP8 with one fp32 scale per 128 values.)"""
     spec = get_model(model)
+    check_bool("per_layer", per_layer)
     return spec.index_head_dim if per_layer else spec.index_head_dim * spec.n_layers
 
 
 def format_si(value: int | float, units: tuple[str, ...]) -> str:
     """``value`` in decimal (SI) steps of 1000 through ``units`` (the first is the base unit, shown as a
     whole number), three significant digits: 3,997,696 with ("B", "kB", "MB", ...) -> "4.00 MB"."""
-    value = float(value)
+    value = check_real("value", value)
+    if not isinstance(units, tuple) or not units or not all(isinstance(unit, str) for unit in units):
+        raise ArgumentTypeError(f"units={units!r} must be a non-empty tuple of unit names, e.g. ('B', 'kB')")
     for unit in units:
         if abs(value) < 999.5 or unit == units[-1]:
             break
@@ -415,11 +425,13 @@ def format_si(value: int | float, units: tuple[str, ...]) -> str:
 
 def format_bytes(n_bytes: int | float) -> str:
     """Decimal units, three significant digits: 3,997,696 -> "4.00 MB", 31,232 -> "31.2 kB"."""
+    check_real("n_bytes", n_bytes)
     return format_si(n_bytes, ("B", "kB", "MB", "GB", "TB"))
 
 
 def format_ratio(ratio: float) -> str:
     """A reduction factor with at most one decimal and no trailing zero: 128.0 -> "128", 56.89 -> "56.9"."""
+    check_real("ratio", ratio, 0.0, strict=True)
     text = f"{ratio:.1f}"
     return text[:-2] if text.endswith(".0") else text
 

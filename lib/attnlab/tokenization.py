@@ -31,6 +31,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from attnlab import corpus
+from attnlab._validate import ArgumentTypeError, check_bool, check_path, check_type
 
 Pair = tuple[int, int]
 
@@ -107,6 +108,7 @@ def most_frequent_pair(counts: dict[Pair, int]) -> Pair:
         >>> most_frequent_pair({(5, 6): 3, (1, 9): 3, (0, 0): 1})
         (1, 9)
     """
+    check_type("counts", counts, dict)
     if not counts:
         raise ValueError("counts is empty: there is no pair to choose (the text has no two adjacent bytes)")
     return max(counts, key=lambda p: (counts[p], -p[0], -p[1]))
@@ -126,13 +128,40 @@ def split_chunks(text: str, pattern: str = SPLIT_PATTERN) -> list[str]:
         ['a', ' ', ' b']
     """
     _check_text("text", text)
+    _check_pattern(pattern)
     return re.findall(pattern, text)
 
 
 def _check_text(name: str, text: object) -> str:
     if not isinstance(text, str):
-        raise ValueError(f"{name} must be a str, got {type(text).__name__}")
+        raise ArgumentTypeError(f"{name} must be a str, got {type(text).__name__}")
     return text
+
+
+def _check_pattern(pattern: object) -> str:
+    """A regular expression (a str) that ``re`` compiles."""
+    _check_text("pattern", pattern)
+    try:
+        re.compile(pattern)
+    except re.error as err:
+        raise ValueError(f"pattern={pattern!r} is not a valid regular expression: {err}") from None
+    return pattern
+
+
+def _check_merges(merges: object) -> dict[Pair, int]:
+    """``{(a, b): new_id}`` in training order: merge number r creates id 256 + r from two smaller ids."""
+    check_type("merges", merges, dict)
+    for rank, (pair, new_id) in enumerate(merges.items()):
+        if (not isinstance(pair, tuple) or len(pair) != 2
+                or not all(isinstance(i, int) and not isinstance(i, bool) for i in (*pair, new_id))):
+            raise ArgumentTypeError(f"merges[{rank}]={pair!r} -> {new_id!r} must map a pair of int ids to an int id")
+        a, b = pair
+        if new_id != 256 + rank or not (0 <= a < new_id and 0 <= b < new_id):
+            raise ValueError(
+                f"merges[{rank}]=({a}, {b}) -> {new_id} is invalid: merge number {rank} must create "
+                f"id {256 + rank} from two smaller ids"
+            )
+    return merges
 
 
 def _utf8(text: str, name: str = "text") -> bytes:
@@ -147,7 +176,8 @@ def _utf8(text: str, name: str = "text") -> bytes:
 
 def _check_vocab_size(vocab_size: object) -> int:
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 256:
-        raise ValueError(
+        error = ValueError if isinstance(vocab_size, int) and not isinstance(vocab_size, bool) else ArgumentTypeError
+        raise error(
             f"vocab_size={vocab_size!r} must be an integer >= 256 (the 256 byte values come first, "
             "merges add ids 256, 257, ...)"
         )
@@ -197,6 +227,7 @@ def train_merges(text: str, vocab_size: int, verbose: bool = False) -> dict[Pair
     """
     _check_text("text", text)
     _check_vocab_size(vocab_size)
+    check_bool("verbose", verbose)
     chunk_freq = Counter(split_chunks(text))
     words = [list(_utf8(chunk)) for chunk in chunk_freq]  # unique chunks as byte ids
     weights = list(chunk_freq.values())  # how often each occurs
@@ -238,6 +269,7 @@ def vocab_from_merges(merges: dict[Pair, int]) -> dict[int, bytes]:
         >>> vocab_from_merges({(104, 105): 256})[256]
         b'hi'
     """
+    _check_merges(merges)
     vocab = {i: bytes([i]) for i in range(256)}
     for (a, b), new_id in merges.items():
         vocab[new_id] = vocab[a] + vocab[b]
@@ -264,13 +296,8 @@ class BPETokenizer:
     """
 
     def __init__(self, merges: dict[Pair, int] | None = None, pattern: str = SPLIT_PATTERN) -> None:
-        merges = dict(merges or {})
-        for rank, ((a, b), new_id) in enumerate(merges.items()):
-            if new_id != 256 + rank or not (0 <= a < new_id and 0 <= b < new_id):
-                raise ValueError(
-                    f"merges[{rank}]=({a}, {b}) -> {new_id} is invalid: merge number {rank} must create "
-                    f"id {256 + rank} from two smaller ids"
-                )
+        merges = _check_merges({} if merges is None else merges).copy()
+        _check_pattern(pattern)
         self.pattern = pattern
         self._regex = re.compile(pattern)
         self._set_merges(merges)
@@ -383,6 +410,8 @@ class BPETokenizer:
         ``{"id": 256, "pair": [32, 116], "token": " t"}``: ``token`` is the merged bytes shown as text
         (bytes that are not valid UTF-8 on their own appear as ``\\xNN``), for reading only.
         """
+        if metadata is not None:
+            check_type("metadata", metadata, dict)
         header = {"format": FORMAT, "vocab_size": self.vocab_size, "pattern": self.pattern}
         if metadata:
             header["metadata"] = metadata
@@ -398,15 +427,22 @@ class BPETokenizer:
 
     def save(self, path: str | Path, metadata: dict | None = None) -> None:
         """Write :meth:`to_json` to ``path`` (UTF-8)."""
+        check_path("path", path)
         Path(path).write_text(self.to_json(metadata), encoding="utf-8")
 
     @classmethod
     def from_json(cls, text: str) -> BPETokenizer:
         """Rebuild a tokenizer from :meth:`to_json` text (each merge's ``token`` is for reading only)."""
+        _check_text("text", text)
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"text must hold a JSON object, got {type(data).__name__}")
         if data.get("format") != FORMAT:
             raise ValueError(f"format={data.get('format')!r} must be {FORMAT!r}")
-        merges = {(int(m["pair"][0]), int(m["pair"][1])): int(m["id"]) for m in data["merges"]}
+        try:
+            merges = {(int(m["pair"][0]), int(m["pair"][1])): int(m["id"]) for m in data["merges"]}
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise ValueError('text must hold "merges": a list of {"id": ..., "pair": [a, b]} entries') from None
         if len(merges) != len(data["merges"]):
             raise ValueError("merges must not repeat a pair")
         tok = cls(merges, data.get("pattern", SPLIT_PATTERN))
@@ -419,6 +455,7 @@ class BPETokenizer:
     @classmethod
     def load(cls, path: str | Path) -> BPETokenizer:
         """Read a tokenizer written by :meth:`save`."""
+        check_path("path", path)
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
     def __repr__(self) -> str:
@@ -468,6 +505,8 @@ def bytes_per_token(text: str, ids: Sequence[int]) -> float:
         2.0
     """
     _check_text("text", text)
+    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__"):
+        raise ArgumentTypeError(f"ids must be a sequence of token ids, got {type(ids).__name__}")
     if len(ids) == 0:
         raise ValueError("ids must hold at least one token to measure bytes per token")
     return len(_utf8(text)) / len(ids)
@@ -481,6 +520,7 @@ def render_token(token: bytes) -> str:
         >>> render_token("é".encode()[:1])
         '\\\\xc3'
     """
+    check_type("token", token, bytes)
     return token.decode("utf-8", errors="backslashreplace")
 
 
@@ -492,6 +532,8 @@ def tokens_html(tokenizer: BPETokenizer, text: str) -> str:
 
     Spaces stay visible as ``·`` and newlines as ``↵`` so that the chunk boundaries can be seen.
     """
+    check_type("tokenizer", tokenizer, BPETokenizer)
+    _check_text("text", text)
     spans = []
     for k, t in enumerate(tokenizer.encode(text)):
         shown = render_token(tokenizer.vocab[t]).replace(" ", "·").replace("\n", "↵")
@@ -511,14 +553,13 @@ def compare_with_hf(train_text: str, eval_text: str, vocab_size: int) -> dict:
     "hf_bytes_per_token", "hf_vocab_size", "hf_roundtrip"}``. Both use GPT-2's split pattern (ours in
     :data:`SPLIT_PATTERN`, theirs inside ``pre_tokenizers.ByteLevel``) and start from the 256 bytes.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
     _check_text("train_text", train_text)
     _check_text("eval_text", eval_text)
     _check_vocab_size(vocab_size)
     eval_bytes = len(_utf8(eval_text, "eval_text"))
     if eval_bytes == 0:
         raise ValueError("eval_text must not be empty")
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     ours = BPETokenizer().train(train_text, vocab_size)
     ours_tokens = len(ours.encode(eval_text))
@@ -548,6 +589,7 @@ def write_course_tokenizer(path: str | Path = COURSE_TOKENIZER_PATH) -> BPEToken
 
     ``python -m attnlab.tokenization`` runs this and rewrites the shipped ``data/bpe_512.json``.
     """
+    check_path("path", path)
     tok = train_course_tokenizer()
     tok.save(path, metadata=course_metadata())
     return tok

@@ -16,7 +16,16 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from attnlab._validate import check_positive_int
+from attnlab._validate import (
+    ArgumentTypeError,
+    check_int,
+    check_integer_tensor,
+    check_ndim,
+    check_non_negative_int,
+    check_positive_int,
+    check_real,
+    check_type,
+)
 from attnlab.corpus import load_text
 from attnlab.model import TinyLM, TinyLMConfig, checkpoint_path, save_checkpoint
 from attnlab.tokenization import load_tokenizer
@@ -39,6 +48,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "seq_len", "eval_every", "eval_batches"):
             check_positive_int(name, getattr(self, name))
+        check_real("lr", self.lr, 0.0, strict=True)
+        check_non_negative_int("warmup", self.warmup)
+        check_real("weight_decay", self.weight_decay, 0.0)
+        check_int("seed", self.seed)
 
 
 def token_ids(split: str) -> torch.Tensor:
@@ -49,6 +62,11 @@ def token_ids(split: str) -> torch.Tensor:
 def sample_batch(data: torch.Tensor, batch_size: int, seq_len: int,
                  generator: torch.Generator) -> torch.Tensor:
     """batch_size random windows of seq_len + 1 tokens: (batch, seq_len + 1), inputs and shifted targets."""
+    check_ndim("data", data, 1, "(tokens,)")
+    check_integer_tensor("data", data)
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("seq_len", seq_len)
+    check_type("generator", generator, torch.Generator)
     if data.numel() < seq_len + 1:
         raise ValueError(f"data has {data.numel()} tokens, fewer than seq_len + 1 = {seq_len + 1}")
     # a window starting at s needs s + seq_len + 1 <= n, so s ranges over 0 .. n - seq_len - 1
@@ -58,6 +76,8 @@ def sample_batch(data: torch.Tensor, batch_size: int, seq_len: int,
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up over ``warmup`` steps, then cosine decay from lr to lr/10 at the last step."""
+    check_non_negative_int("step", step)
+    check_type("cfg", cfg, TrainConfig)
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = (step - cfg.warmup) / max(1, cfg.steps - 1 - cfg.warmup)  # 0 after warm-up, 1 at the last step
@@ -67,6 +87,8 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 @torch.no_grad()
 def evaluate(model: TinyLM, data: torch.Tensor, cfg: TrainConfig) -> float:
     """Mean next-token loss over ``eval_batches`` fixed windows of ``data`` (seeded, so comparable)."""
+    check_type("model", model, TinyLM)
+    check_type("cfg", cfg, TrainConfig)
     model.eval()
     gen = torch.Generator().manual_seed(1234)
     losses = [model.loss(sample_batch(data, cfg.batch_size, cfg.seq_len, gen)).item()
@@ -78,6 +100,12 @@ def evaluate(model: TinyLM, data: torch.Tensor, cfg: TrainConfig) -> float:
 def train(model_config: TinyLMConfig, cfg: TrainConfig = TrainConfig(), log=print,
           model: TinyLM | None = None) -> tuple[TinyLM, dict]:
     """Train (or keep training ``model``) and return it with metrics: the loss curves and seconds taken."""
+    check_type("model_config", model_config, TinyLMConfig)
+    check_type("cfg", cfg, TrainConfig)
+    if not callable(log):
+        raise ArgumentTypeError(f"log must be callable (e.g. print), got {type(log).__name__}")
+    if model is not None:
+        check_type("model", model, TinyLM)
     torch.manual_seed(cfg.seed)
     model = TinyLM(model_config) if model is None else model
     train_data, val_data = token_ids("train"), token_ids("val")
@@ -109,6 +137,8 @@ def train(model_config: TinyLMConfig, cfg: TrainConfig = TrainConfig(), log=prin
 
 
 def main(argv: list[str] | None = None) -> None:
+    if argv is not None and (not isinstance(argv, (list, tuple)) or not all(isinstance(arg, str) for arg in argv)):
+        raise ArgumentTypeError(f"argv={argv!r} must be None or a list of str, e.g. ['--attention', 'gqa']")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--attention", default="mha", choices=["mha", "mqa", "gqa", "mla", "dsa"])
     parser.add_argument("--n-kv-heads", type=int, default=2)

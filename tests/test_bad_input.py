@@ -1,0 +1,680 @@
+"""Bad input never reaches torch: every public function and layer of attnlab refuses it with a ``ValueError``
+(a ``TypeError`` for an argument of the wrong Python type) whose message names the argument, raised by the
+library's own checks before torch sees the input.
+
+One table, :data:`CASES`: a readable id, the public object a case exercises, a zero-argument call with one bad
+argument, the exception expected and the argument name its message must contain. :func:`test_public_api_is_covered`
+walks the public API of the core modules, so every new public function or class needs a row here (or a place,
+with its reason, in :data:`NO_CHECKABLE_INPUT`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+import torch
+
+import attnlab
+from attnlab import (
+    attention,
+    devices,
+    dsa,
+    gqa,
+    kv_cache,
+    lowrank,
+    mla,
+    quant,
+    rope,
+    sizing,
+    tokenization,
+    train,
+)
+from attnlab import model as lm
+
+NAN, INF = float("nan"), float("inf")
+LIBRARY = Path(attnlab.__file__).resolve().parent
+
+
+class Case(NamedTuple):
+    id: str
+    target: Any  # the public function or class the call exercises
+    call: Any  # zero-argument callable: one public call with exactly one bad argument
+    error: type[Exception]
+    arg: str  # the message must name this argument
+
+
+# --- small, valid objects the cases start from ---------------------------------------------------------
+
+GQA_CONFIG = gqa.AttentionConfig(d_model=8, n_heads=2, n_kv_heads=1)
+GQA_LAYER = gqa.GroupedQueryAttention(GQA_CONFIG)
+X8 = torch.randn(1, 3, 8)
+Q4 = torch.randn(1, 2, 3, 4)  # (batch, heads, seq, head_dim)
+KV4 = torch.randn(1, 1, 3, 4)
+
+MLA_CONFIG = mla.MLAConfig(d_model=12, n_heads=3, kv_lora_rank=5, qk_nope_head_dim=4, qk_rope_head_dim=4,
+                           v_head_dim=3, q_lora_rank=6)
+MLA_LAYER = mla.MultiHeadLatentAttention(MLA_CONFIG)
+X12 = torch.randn(1, 3, 12)
+DS_ARGS = mla.deepseek_args(MLA_CONFIG, max_seq_len=8)
+FREQS = mla.deepseek_freqs_cis(DS_ARGS)  # (8, 2) complex
+DS_WEIGHTS = mla.deepseek_weights(MLA_LAYER)
+
+INDEXER_CONFIG = dsa.indexer_config_for(MLA_CONFIG, 2, 8, 3)
+DSA_LAYER = dsa.DeepSeekSparseAttention(MLA_CONFIG, INDEXER_CONFIG)
+Q_INPUT = torch.randn(1, 3, 6)  # MLA's query latent c^Q for X12
+INDICES = torch.tensor([[[0, -1], [1, 0], [2, 1]]])  # (batch 1, seq 3, top_k 2), -1 = padding
+SPARSE_WEIGHTS = torch.rand(1, 3, 2, 2)  # (batch, seq, heads, top_k)
+ATTN_WEIGHTS = torch.full((1, 2, 3, 4), 0.25)  # (batch, heads, seq, keys)
+INDEX_SCORES = torch.zeros(1, 3, 4)
+
+TINY_CONFIG = lm.TinyLMConfig(vocab_size=32, d_model=16, n_layers=1, n_heads=2, n_kv_heads=1, d_ff=24,
+                              max_seq_len=12)
+TINY = lm.TinyLM(TINY_CONFIG)
+IDS = torch.randint(0, 32, (1, 4))
+
+TOKENIZER = tokenization.BPETokenizer().train("aaabdaaabac", vocab_size=259)
+SPEC = "llama-3-8b"
+M = torch.randn(6, 4, dtype=torch.float64)  # a matrix for the low-rank analysis
+
+
+def mla_fields(**change) -> dict:
+    fields = {"d_model": 12, "n_heads": 3, "kv_lora_rank": 5, "qk_nope_head_dim": 4, "qk_rope_head_dim": 4}
+    return fields | change
+
+
+def indexer_fields(**change) -> dict:
+    fields = {"d_model": 12, "q_lora_rank": 6, "index_n_heads": 2, "index_head_dim": 8, "rope_head_dim": 4,
+              "index_topk": 3}
+    return fields | change
+
+
+def spec_fields(**change) -> dict:
+    fields = {"name": "t", "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "head_dim": 8, "attention": "gqa",
+              "hidden_size": 32, "source": "test"}
+    return fields | change
+
+
+def ds_args_fields(**change) -> dict:
+    fields = {"dim": 12, "n_heads": 3, "q_lora_rank": 6, "kv_lora_rank": 5, "qk_nope_head_dim": 4,
+              "qk_rope_head_dim": 4, "v_head_dim": 3, "max_seq_len": 8}
+    return fields | change
+
+
+def mla_cache() -> kv_cache.LayerCache:
+    return kv_cache.LayerCache(seq_dim=1)
+
+
+# --- the table -------------------------------------------------------------------------------------------
+
+CASES: list[Case] = [
+    # attention
+    Case("softmax: scores is a list", attention.softmax, lambda: attention.softmax([1.0, 2.0]), TypeError, "scores"),
+    Case("softmax: integer scores", attention.softmax, lambda: attention.softmax(torch.tensor([[1, 2]])),
+         ValueError, "scores"),
+    Case("softmax: dim beyond the tensor", attention.softmax, lambda: attention.softmax(torch.zeros(2, 3), dim=2),
+         ValueError, "dim"),
+    Case("softmax: dim is a float", attention.softmax, lambda: attention.softmax(torch.zeros(2, 3), dim=1.0),
+         TypeError, "dim"),
+    Case("softmax: unknown on_fully_masked", attention.softmax,
+         lambda: attention.softmax(torch.zeros(2, 3), on_fully_masked="nan"), ValueError, "on_fully_masked"),
+    Case("attention_vector: q is a str", attention.attention_vector,
+         lambda: attention.attention_vector("q", torch.zeros(3, 2), torch.zeros(3, 2)), TypeError, "q"),
+    Case("attention_vector: integer tensors", attention.attention_vector,
+         lambda: attention.attention_vector(torch.ones(2, dtype=torch.long), torch.ones(3, 2, dtype=torch.long),
+                                            torch.ones(3, 2, dtype=torch.long)), ValueError, "q"),
+    Case("attention_vector: NaN scale", attention.attention_vector,
+         lambda: attention.attention_vector(torch.zeros(2), torch.zeros(3, 2), torch.zeros(3, 2), scale=NAN),
+         ValueError, "scale"),
+    Case("causal_mask: unknown device", attention.causal_mask, lambda: attention.causal_mask(2, 2, device="gpu"),
+         ValueError, "device"),
+    Case("causal_mask: n_q is a float", attention.causal_mask, lambda: attention.causal_mask(2.5, 3),
+         TypeError, "n_q"),
+    Case("attention_matrix: q is a list", attention.attention_matrix,
+         lambda: attention.attention_matrix([[1.0]], torch.zeros(1, 1), torch.zeros(1, 1)), TypeError, "q"),
+    Case("attention_matrix: float mask", attention.attention_matrix,
+         lambda: attention.attention_matrix(torch.zeros(3, 2), torch.zeros(3, 2), torch.zeros(3, 2),
+                                            mask=torch.ones(3, 3)), ValueError, "mask"),
+    Case("attention_matrix: mask of the wrong shape", attention.attention_matrix,
+         lambda: attention.attention_matrix(torch.zeros(3, 2), torch.zeros(3, 2), torch.zeros(3, 2),
+                                            mask=torch.ones(4, 4, dtype=torch.bool)), ValueError, "mask"),
+    Case("attention_matrix: mask is a list", attention.attention_matrix,
+         lambda: attention.attention_matrix(torch.zeros(3, 2), torch.zeros(3, 2), torch.zeros(3, 2),
+                                            mask=[[True] * 3] * 3), TypeError, "mask"),
+    Case("attention_matrix: causal is a str", attention.attention_matrix,
+         lambda: attention.attention_matrix(torch.zeros(3, 2), torch.zeros(3, 2), torch.zeros(3, 2), causal="yes"),
+         TypeError, "causal"),
+    Case("attention_matrix: mask on another device", attention.attention_matrix,
+         lambda: attention.attention_matrix(torch.zeros(3, 2), torch.zeros(3, 2), torch.zeros(3, 2),
+                                            mask=torch.ones(3, 3, dtype=torch.bool, device="meta")),
+         ValueError, "mask"),
+    Case("attention_matrix: infinite scale", attention.attention_matrix,
+         lambda: attention.attention_matrix(torch.zeros(3, 2), torch.zeros(3, 2), torch.zeros(3, 2), scale=INF),
+         ValueError, "scale"),
+    Case("attention_flops: negative n_q", attention.attention_flops, lambda: attention.attention_flops(-1, 4, 8),
+         ValueError, "n_q"),
+    Case("attention_flops: d_v = 0", attention.attention_flops, lambda: attention.attention_flops(1, 4, 8, d_v=0),
+         ValueError, "d_v"),
+    # devices
+    Case("dtype_bytes: complex dtype", devices.dtype_bytes, lambda: devices.dtype_bytes(torch.complex64), ValueError,
+         "dtype"),
+    Case("dtype_bytes: dtype is a str", devices.dtype_bytes, lambda: devices.dtype_bytes("float32"), TypeError,
+         "dtype"),
+    Case("supported_dtypes: unknown device", devices.supported_dtypes, lambda: devices.supported_dtypes("gpu"),
+         ValueError, "device"),
+    Case("supported_dtypes: device is None", devices.supported_dtypes, lambda: devices.supported_dtypes(None),
+         TypeError, "device"),
+    # kv_cache
+    Case("LayerCache: seq_dim is a str", kv_cache.LayerCache, lambda: kv_cache.LayerCache(seq_dim="1"),
+         TypeError, "seq_dim"),
+    Case("LayerCache.update: a list instead of a tensor", kv_cache.LayerCache,
+         lambda: kv_cache.LayerCache().update(k=[1.0, 2.0]), TypeError, "k"),
+    Case("LayerCache.update: seq_dim beyond the tensor", kv_cache.LayerCache,
+         lambda: kv_cache.LayerCache(seq_dim=5).update(k=torch.zeros(2, 3)), ValueError, "seq_dim"),
+    Case("KVCache: n_layers = 0", kv_cache.KVCache, lambda: kv_cache.KVCache(0), ValueError, "n_layers"),
+    Case("KVCache: seq_dim is a float", kv_cache.KVCache, lambda: kv_cache.KVCache(2, seq_dim=1.5),
+         TypeError, "seq_dim"),
+    # gqa
+    Case("AttentionConfig: NaN rope_base", gqa.AttentionConfig,
+         lambda: gqa.AttentionConfig(8, 2, rope_base=NAN), ValueError, "rope_base"),
+    Case("AttentionConfig: rope is a str", gqa.AttentionConfig, lambda: gqa.AttentionConfig(8, 2, rope="yes"),
+         TypeError, "rope"),
+    Case("AttentionConfig: bias is an int", gqa.AttentionConfig, lambda: gqa.AttentionConfig(8, 2, bias=1),
+         TypeError, "bias"),
+    Case("AttentionConfig: n_kv_heads does not divide n_heads", gqa.AttentionConfig,
+         lambda: gqa.AttentionConfig(768, 12, n_kv_heads=5), ValueError, "n_kv_heads"),
+    Case("grouped_attention: integer tensors", gqa.grouped_attention,
+         lambda: gqa.grouped_attention(Q4.long(), KV4.long(), KV4.long()), ValueError, "q"),
+    Case("grouped_attention: NaN scale", gqa.grouped_attention,
+         lambda: gqa.grouped_attention(Q4, KV4, KV4, scale=NAN), ValueError, "scale"),
+    Case("grouped_attention: no K/V heads", gqa.grouped_attention,
+         lambda: gqa.grouped_attention(Q4, KV4[:, :0], KV4[:, :0]), ValueError, "n_kv_heads"),
+    Case("repeat_kv: n_rep = 0", gqa.repeat_kv, lambda: gqa.repeat_kv(KV4, 0), ValueError, "n_rep"),
+    Case("repeat_kv: x with 3 dims", gqa.repeat_kv, lambda: gqa.repeat_kv(KV4[0], 2), ValueError, "x"),
+    Case("GroupedQueryAttention: config is a dict", gqa.GroupedQueryAttention,
+         lambda: gqa.GroupedQueryAttention({"d_model": 8, "n_heads": 2}), TypeError, "config"),
+    Case("GroupedQueryAttention: cache is a dict", gqa.GroupedQueryAttention, lambda: GQA_LAYER(X8, cache={}),
+         TypeError, "cache"),
+    Case("GroupedQueryAttention: cache with seq_dim 1", gqa.GroupedQueryAttention,
+         lambda: GQA_LAYER(X8, cache=kv_cache.LayerCache(seq_dim=1)), ValueError, "cache"),
+    Case("GroupedQueryAttention: return_weights is a str", gqa.GroupedQueryAttention,
+         lambda: GQA_LAYER(X8, return_weights="no"), TypeError, "return_weights"),
+    Case("GroupedQueryAttention.project: negative start", gqa.GroupedQueryAttention,
+         lambda: GQA_LAYER.project(X8, start=-1), ValueError, "start"),
+    Case("mha_to_gqa: module is an MLA layer", gqa.mha_to_gqa, lambda: gqa.mha_to_gqa(MLA_LAYER, 1),
+         TypeError, "module"),
+    Case("mha_to_gqa: n_kv_heads does not divide", gqa.mha_to_gqa, lambda: gqa.mha_to_gqa(GQA_LAYER, 2),
+         ValueError, "n_kv_heads"),
+    # rope
+    Case("rope_frequencies: NaN base", rope.rope_frequencies, lambda: rope.rope_frequencies(8, NAN),
+         ValueError, "base"),
+    Case("rope_frequencies: base is a str", rope.rope_frequencies, lambda: rope.rope_frequencies(8, "1e4"),
+         TypeError, "base"),
+    Case("rope_frequencies: unknown device", rope.rope_frequencies,
+         lambda: rope.rope_frequencies(8, device="tpu0"), ValueError, "device"),
+    Case("rope_angles: positions is a list", rope.rope_angles, lambda: rope.rope_angles([0, 1], 8),
+         TypeError, "positions"),
+    Case("rope_angles: complex positions", rope.rope_angles,
+         lambda: rope.rope_angles(torch.zeros(2, dtype=torch.complex64), 8), ValueError, "positions"),
+    Case("apply_rope: integer x", rope.apply_rope,
+         lambda: rope.apply_rope(torch.ones(3, 4, dtype=torch.long), torch.arange(3)), ValueError, "x"),
+    Case("apply_rope: float positions", rope.apply_rope,
+         lambda: rope.apply_rope(torch.zeros(3, 4), torch.arange(3.0)), ValueError, "positions"),
+    Case("apply_rope: x and positions on different devices", rope.apply_rope,
+         lambda: rope.apply_rope(torch.zeros(3, 4, device="meta"), torch.arange(3)), ValueError, "positions"),
+    Case("apply_rope: interleaved is a str", rope.apply_rope,
+         lambda: rope.apply_rope(torch.zeros(3, 4), torch.arange(3), interleaved="no"), TypeError, "interleaved"),
+    Case("apply_rope: NaN base", rope.apply_rope,
+         lambda: rope.apply_rope(torch.zeros(3, 4), torch.arange(3), base=NAN), ValueError, "base"),
+    Case("interleaved_to_halves: odd d", rope.interleaved_to_halves, lambda: rope.interleaved_to_halves(5),
+         ValueError, "d"),
+    Case("rotation_matrix: position is a str", rope.rotation_matrix, lambda: rope.rotation_matrix("3", 4),
+         TypeError, "position"),
+    Case("rotation_matrix: odd head_dim", rope.rotation_matrix, lambda: rope.rotation_matrix(3, 5),
+         ValueError, "head_dim"),
+    # mla
+    Case("MLAConfig: NaN rope_base", mla.MLAConfig, lambda: mla.MLAConfig(**mla_fields(rope_base=NAN)),
+         ValueError, "rope_base"),
+    Case("MLAConfig: infinite norm_eps", mla.MLAConfig, lambda: mla.MLAConfig(**mla_fields(norm_eps=INF)),
+         ValueError, "norm_eps"),
+    Case("MLAConfig: d_model is a str", mla.MLAConfig, lambda: mla.MLAConfig(**mla_fields(d_model="12")),
+         TypeError, "d_model"),
+    Case("yarn_mscale: NaN factor", mla.yarn_mscale, lambda: mla.yarn_mscale(NAN), ValueError, "factor"),
+    Case("yarn_frequencies: NaN beta_fast", mla.yarn_frequencies,
+         lambda: mla.yarn_frequencies(8, factor=2.0, original_max_position=16, beta_fast=NAN),
+         ValueError, "beta_fast"),
+    Case("yarn_frequencies: beta_fast <= beta_slow", mla.yarn_frequencies,
+         lambda: mla.yarn_frequencies(8, factor=2.0, original_max_position=16, beta_fast=1.0, beta_slow=2.0),
+         ValueError, "beta_fast"),
+    Case("rotate_pairs: integer x", mla.rotate_pairs,
+         lambda: mla.rotate_pairs(torch.ones(3, 4, dtype=torch.long), torch.zeros(3, 2)), ValueError, "x"),
+    Case("rotate_pairs: angles of the wrong shape", mla.rotate_pairs,
+         lambda: mla.rotate_pairs(torch.zeros(2, 3, 4), torch.zeros(5, 2)), ValueError, "angles"),
+    Case("rotate_pairs: angles is a list", mla.rotate_pairs,
+         lambda: mla.rotate_pairs(torch.zeros(3, 4), [[0.0, 0.0]] * 3), TypeError, "angles"),
+    Case("rotate_pairs: interleaved is a str", mla.rotate_pairs,
+         lambda: mla.rotate_pairs(torch.zeros(3, 4), torch.zeros(3, 2), interleaved="yes"), TypeError,
+         "interleaved"),
+    Case("MultiHeadLatentAttention: config is a dict", mla.MultiHeadLatentAttention,
+         lambda: mla.MultiHeadLatentAttention(mla_fields()), TypeError, "config"),
+    Case("MultiHeadLatentAttention: cache is a tuple", mla.MultiHeadLatentAttention,
+         lambda: MLA_LAYER(X12, cache=(torch.zeros(1, 2, 5), torch.zeros(1, 2, 4))), TypeError, "cache"),
+    Case("MultiHeadLatentAttention: cache with seq_dim 0", mla.MultiHeadLatentAttention,
+         lambda: MLA_LAYER(X12, cache=kv_cache.LayerCache(seq_dim=0)), ValueError, "cache"),
+    Case("MultiHeadLatentAttention: unknown mode", mla.MultiHeadLatentAttention,
+         lambda: MLA_LAYER(X12, mode="absorb"), ValueError, "mode"),
+    Case("MultiHeadLatentAttention.rope: float positions", mla.MultiHeadLatentAttention,
+         lambda: MLA_LAYER.rope(torch.zeros(1, 3, 4), torch.arange(3.0)), ValueError, "positions"),
+    Case("MultiHeadLatentAttention.queries: x of the wrong width", mla.MultiHeadLatentAttention,
+         lambda: MLA_LAYER.queries(X8, torch.arange(3)), ValueError, "x"),
+    Case("MultiHeadLatentAttention.latents: one position too few", mla.MultiHeadLatentAttention,
+         lambda: MLA_LAYER.latents(X12, torch.arange(2)), ValueError, "positions"),
+    Case("MultiHeadLatentAttention.attend_naive: float mask", mla.MultiHeadLatentAttention,
+         lambda: MLA_LAYER.attend_naive(*MLA_LAYER.queries(X12, torch.arange(3)),
+                                        *MLA_LAYER.latents(X12, torch.arange(3)), torch.ones(3, 3)),
+         ValueError, "mask"),
+    Case("MultiHeadLatentAttention.attend_absorbed: c_kv of the wrong width", mla.MultiHeadLatentAttention,
+         lambda: MLA_LAYER.attend_absorbed(*MLA_LAYER.queries(X12, torch.arange(3)), torch.zeros(1, 3, 4),
+                                           torch.zeros(1, 3, 4), attention.causal_mask(3, 3)), ValueError, "c_kv"),
+    Case("rope_on_latent_keys: module is a GQA layer", mla.rope_on_latent_keys,
+         lambda: mla.rope_on_latent_keys(GQA_LAYER, X8), TypeError, "module"),
+    Case("rope_to_halves: module is a GQA layer", mla.rope_to_halves, lambda: mla.rope_to_halves(GQA_LAYER),
+         TypeError, "module"),
+    Case("mla.from_transformers: not a Hugging Face layer", mla.from_transformers,
+         lambda: mla.from_transformers(GQA_LAYER), ValueError, "hf_attention"),
+    Case("DeepSeekArgs: dim = 0", mla.DeepSeekArgs, lambda: mla.DeepSeekArgs(**ds_args_fields(dim=0)),
+         ValueError, "dim"),
+    Case("DeepSeekArgs: NaN rope_theta", mla.DeepSeekArgs,
+         lambda: mla.DeepSeekArgs(**ds_args_fields(rope_theta=NAN)), ValueError, "rope_theta"),
+    Case("deepseek_args: config is a dict", mla.deepseek_args, lambda: mla.deepseek_args(mla_fields(), 8),
+         TypeError, "config"),
+    Case("deepseek_weights: module is a GQA layer", mla.deepseek_weights, lambda: mla.deepseek_weights(GQA_LAYER),
+         TypeError, "module"),
+    Case("deepseek_freqs_cis: bfloat16", mla.deepseek_freqs_cis,
+         lambda: mla.deepseek_freqs_cis(DS_ARGS, dtype=torch.bfloat16), ValueError, "dtype"),
+    Case("deepseek_freqs_cis: args is an MLAConfig", mla.deepseek_freqs_cis,
+         lambda: mla.deepseek_freqs_cis(MLA_CONFIG), TypeError, "args"),
+    Case("deepseek_apply_rotary_emb: real freqs_cis", mla.deepseek_apply_rotary_emb,
+         lambda: mla.deepseek_apply_rotary_emb(torch.zeros(1, 3, 2, 4), torch.zeros(3, 2)), ValueError, "freqs_cis"),
+    Case("deepseek_apply_rotary_emb: x with 3 dims", mla.deepseek_apply_rotary_emb,
+         lambda: mla.deepseek_apply_rotary_emb(torch.zeros(1, 3, 4), FREQS[:3]), ValueError, "x"),
+    Case("deepseek_mla: NaN eps", mla.deepseek_mla,
+         lambda: mla.deepseek_mla(X12, DS_WEIGHTS, DS_ARGS, 0, FREQS[:3], eps=NAN), ValueError, "eps"),
+    Case("deepseek_mla: weights without wo", mla.deepseek_mla,
+         lambda: mla.deepseek_mla(X12, {k: v for k, v in DS_WEIGHTS.items() if k != "wo"}, DS_ARGS, 0, FREQS[:3]),
+         ValueError, "weights"),
+    Case("deepseek_mla: freqs_cis rows for another length", mla.deepseek_mla,
+         lambda: mla.deepseek_mla(X12, DS_WEIGHTS, DS_ARGS, 0, FREQS[:2]), ValueError, "freqs_cis"),
+    Case("deepseek_mla: x of the wrong width", mla.deepseek_mla,
+         lambda: mla.deepseek_mla(X8, DS_WEIGHTS, DS_ARGS, 0, FREQS[:3]), ValueError, "x"),
+    # dsa
+    Case("IndexerConfig: infinite norm_eps", dsa.IndexerConfig,
+         lambda: dsa.IndexerConfig(**indexer_fields(norm_eps=INF)), ValueError, "norm_eps"),
+    Case("IndexerConfig: NaN rope_base", dsa.IndexerConfig,
+         lambda: dsa.IndexerConfig(**indexer_fields(rope_base=NAN)), ValueError, "rope_base"),
+    Case("IndexerConfig: hadamard is an int", dsa.IndexerConfig,
+         lambda: dsa.IndexerConfig(**indexer_fields(hadamard=1)), TypeError, "hadamard"),
+    Case("indexer_config_for: mla is a dict", dsa.indexer_config_for,
+         lambda: dsa.indexer_config_for(mla_fields(), 2, 8, 3), TypeError, "mla"),
+    Case("LightningIndexer: config is an MLAConfig", dsa.LightningIndexer,
+         lambda: dsa.LightningIndexer(MLA_CONFIG), TypeError, "config"),
+    Case("LightningIndexer: theta is a list", dsa.LightningIndexer,
+         lambda: dsa.LightningIndexer(INDEXER_CONFIG, theta=[1.0, 0.1]), TypeError, "theta"),
+    Case("LightningIndexer: NaN rope_amplitude", dsa.LightningIndexer,
+         lambda: dsa.LightningIndexer(INDEXER_CONFIG, rope_amplitude=NAN), ValueError, "rope_amplitude"),
+    Case("LightningIndexer: cache is a dict", dsa.LightningIndexer,
+         lambda: DSA_LAYER.indexer(X12, Q_INPUT, cache={}), TypeError, "cache"),
+    Case("LightningIndexer: cache with seq_dim 2", dsa.LightningIndexer,
+         lambda: DSA_LAYER.indexer(X12, Q_INPUT, cache=kv_cache.LayerCache(seq_dim=2)), ValueError, "cache"),
+    Case("LightningIndexer.queries: q_input of the wrong width", dsa.LightningIndexer,
+         lambda: DSA_LAYER.indexer.queries(X12, torch.arange(3)), ValueError, "q_input"),
+    Case("LightningIndexer.rope: float positions", dsa.LightningIndexer,
+         lambda: DSA_LAYER.indexer.rope(torch.zeros(1, 3, 8), torch.arange(3.0)), ValueError, "positions"),
+    Case("LightningIndexer.head_weights: x of the wrong width", dsa.LightningIndexer,
+         lambda: DSA_LAYER.indexer.head_weights(X8), ValueError, "x"),
+    Case("LightningIndexer.score: k of the wrong width", dsa.LightningIndexer,
+         lambda: DSA_LAYER.indexer.score(torch.zeros(1, 3, 2, 8), torch.zeros(1, 3, 2), torch.zeros(1, 3, 4)),
+         ValueError, "k"),
+    Case("topk_indices: integer scores", dsa.topk_indices,
+         lambda: dsa.topk_indices(torch.zeros(1, 2, 3, dtype=torch.long), 2), ValueError, "scores"),
+    Case("topk_indices: top_k is a float", dsa.topk_indices, lambda: dsa.topk_indices(INDEX_SCORES, 2.0),
+         TypeError, "top_k"),
+    Case("selection_mask: float indices", dsa.selection_mask,
+         lambda: dsa.selection_mask(INDICES.float(), 4), ValueError, "indices"),
+    Case("selection_mask: index below the -1 padding", dsa.selection_mask,
+         lambda: dsa.selection_mask(torch.tensor([[[0, -2]]]), 4), ValueError, "indices"),
+    Case("selection_mask: index beyond n_keys", dsa.selection_mask,
+         lambda: dsa.selection_mask(torch.tensor([[[0, 4]]]), 4), ValueError, "indices"),
+    Case("selection_mask: n_keys = 0", dsa.selection_mask, lambda: dsa.selection_mask(INDICES, 0),
+         ValueError, "n_keys"),
+    Case("gather_tokens: float indices", dsa.gather_tokens,
+         lambda: dsa.gather_tokens(torch.zeros(1, 4, 5), INDICES.float()), ValueError, "indices"),
+    Case("gather_tokens: index beyond the cached tokens", dsa.gather_tokens,
+         lambda: dsa.gather_tokens(torch.zeros(1, 2, 5), INDICES), ValueError, "indices"),
+    Case("gather_tokens: batch sizes differ", dsa.gather_tokens,
+         lambda: dsa.gather_tokens(torch.zeros(2, 4, 5), INDICES), ValueError, "indices"),
+    Case("sparse_attend_absorbed: mla is a GQA layer", dsa.sparse_attend_absorbed,
+         lambda: dsa.sparse_attend_absorbed(GQA_LAYER, torch.zeros(1, 3, 3, 4), torch.zeros(1, 3, 3, 4),
+                                            torch.zeros(1, 3, 5), torch.zeros(1, 3, 4), INDICES), TypeError, "mla"),
+    Case("sparse_attend_absorbed: c_kv of the wrong width", dsa.sparse_attend_absorbed,
+         lambda: dsa.sparse_attend_absorbed(MLA_LAYER, torch.zeros(1, 3, 3, 4), torch.zeros(1, 3, 3, 4),
+                                            torch.zeros(1, 3, 6), torch.zeros(1, 3, 4), INDICES), ValueError, "c_kv"),
+    Case("scatter_weights: index beyond n_keys", dsa.scatter_weights,
+         lambda: dsa.scatter_weights(SPARSE_WEIGHTS, INDICES, 2), ValueError, "indices"),
+    Case("scatter_weights: n_keys = 0", dsa.scatter_weights, lambda: dsa.scatter_weights(SPARSE_WEIGHTS, INDICES, 0),
+         ValueError, "n_keys"),
+    Case("scatter_weights: float indices", dsa.scatter_weights,
+         lambda: dsa.scatter_weights(SPARSE_WEIGHTS, INDICES.float(), 4), ValueError, "indices"),
+    Case("DeepSeekSparseAttention: mla_config is an IndexerConfig", dsa.DeepSeekSparseAttention,
+         lambda: dsa.DeepSeekSparseAttention(INDEXER_CONFIG, INDEXER_CONFIG), TypeError, "mla_config"),
+    Case("DeepSeekSparseAttention: cache with seq_dim 0", dsa.DeepSeekSparseAttention,
+         lambda: DSA_LAYER(X12, cache=kv_cache.LayerCache(seq_dim=0)), ValueError, "cache"),
+    Case("DeepSeekSparseAttention: return_index is a str", dsa.DeepSeekSparseAttention,
+         lambda: DSA_LAYER(X12, return_index="yes"), TypeError, "return_index"),
+    Case("DeepSeekSparseAttention: top_k = 0", dsa.DeepSeekSparseAttention, lambda: DSA_LAYER(X12, top_k=0),
+         ValueError, "top_k"),
+    Case("indexer_kl_loss: float selected", dsa.indexer_kl_loss,
+         lambda: dsa.indexer_kl_loss(ATTN_WEIGHTS, INDEX_SCORES, INDICES.float()), ValueError, "selected"),
+    Case("indexer_kl_loss: selected is a list", dsa.indexer_kl_loss,
+         lambda: dsa.indexer_kl_loss(ATTN_WEIGHTS, INDEX_SCORES, [[[0]]]), TypeError, "selected"),
+    Case("indexer_kl_loss: unknown reduction", dsa.indexer_kl_loss,
+         lambda: dsa.indexer_kl_loss(ATTN_WEIGHTS, INDEX_SCORES, reduction="none"), ValueError, "reduction"),
+    Case("indexer_parameters: model is a str", dsa.indexer_parameters, lambda: dsa.indexer_parameters("model"),
+         TypeError, "model"),
+    Case("set_training_stage: unknown stage", dsa.set_training_stage,
+         lambda: dsa.set_training_stage(DSA_LAYER, "pretrain"), ValueError, "stage"),
+    Case("set_training_stage: model is a config", dsa.set_training_stage,
+         lambda: dsa.set_training_stage(MLA_CONFIG, "sparse"), TypeError, "model"),
+    Case("indexer_loss: unknown reduction", dsa.indexer_loss, lambda: dsa.indexer_loss(DSA_LAYER, "max"),
+         ValueError, "reduction"),
+    Case("layer_cost: per_layer is a str", dsa.layer_cost, lambda: dsa.layer_cost(100, per_layer="no"),
+         TypeError, "per_layer"),
+    Case("layer_cost: context_len = 0", dsa.layer_cost, lambda: dsa.layer_cost(0), ValueError, "context_len"),
+    Case("crossover_context: max_context = 0", dsa.crossover_context, lambda: dsa.crossover_context(max_context=0),
+         ValueError, "max_context"),
+    Case("indexer_from_transformers: not a Hugging Face indexer", dsa.indexer_from_transformers,
+         lambda: dsa.indexer_from_transformers(torch.nn.Linear(2, 2)), ValueError, "hf_indexer"),
+    Case("dsa.from_transformers: not a Hugging Face layer", dsa.from_transformers,
+         lambda: dsa.from_transformers(MLA_LAYER), ValueError, "hf_attention"),
+    # quant
+    Case("block_scales: x is a list", quant.block_scales, lambda: quant.block_scales([1.0] * 128), TypeError, "x"),
+    Case("block_scales: integer x", quant.block_scales,
+         lambda: quant.block_scales(torch.zeros(2, 128, dtype=torch.long)), ValueError, "x"),
+    Case("quantize_fp8_blocks: block = 0", quant.quantize_fp8_blocks,
+         lambda: quant.quantize_fp8_blocks(torch.zeros(2, 128), block=0), ValueError, "block"),
+    Case("dequantize_fp8_blocks: dtype is a str", quant.dequantize_fp8_blocks,
+         lambda: quant.dequantize_fp8_blocks(*quant.quantize_fp8_blocks(torch.zeros(128)), dtype="float32"),
+         TypeError, "dtype"),
+    Case("dequantize_fp8_blocks: integer dtype", quant.dequantize_fp8_blocks,
+         lambda: quant.dequantize_fp8_blocks(*quant.quantize_fp8_blocks(torch.zeros(128)), dtype=torch.int32),
+         ValueError, "dtype"),
+    Case("dequantize_fp8_blocks: x_fp8 in float32", quant.dequantize_fp8_blocks,
+         lambda: quant.dequantize_fp8_blocks(torch.zeros(128), torch.ones(1)), ValueError, "x_fp8"),
+    Case("fake_quantize_fp8: unknown scale_format", quant.fake_quantize_fp8,
+         lambda: quant.fake_quantize_fp8(torch.zeros(128), scale_format="e8m0"), ValueError, "scale_format"),
+    Case("hadamard_matrix: dtype is a str", quant.hadamard_matrix,
+         lambda: quant.hadamard_matrix(4, dtype="float64"), TypeError, "dtype"),
+    Case("hadamard_matrix: normalized in an integer dtype", quant.hadamard_matrix,
+         lambda: quant.hadamard_matrix(4, dtype=torch.int64), ValueError, "dtype"),
+    Case("hadamard_matrix: n is a float", quant.hadamard_matrix, lambda: quant.hadamard_matrix(4.0),
+         TypeError, "n"),
+    Case("fwht: integer x", quant.fwht, lambda: quant.fwht(torch.ones(2, 4, dtype=torch.long)), ValueError, "x"),
+    Case("fwht: last dim not a power of two", quant.fwht, lambda: quant.fwht(torch.zeros(2, 12)),
+         ValueError, "x.shape[-1]"),
+    Case("fwht: x is a list", quant.fwht, lambda: quant.fwht([1.0, 2.0]), TypeError, "x"),
+    Case("fwht_additions: n = 0", quant.fwht_additions, lambda: quant.fwht_additions(0), ValueError, "n"),
+    # sizing
+    Case("ModelSpec: name is an int", sizing.ModelSpec, lambda: sizing.ModelSpec(**spec_fields(name=7)),
+         TypeError, "name"),
+    Case("ModelSpec: head_dim is a float", sizing.ModelSpec, lambda: sizing.ModelSpec(**spec_fields(head_dim=8.0)),
+         TypeError, "head_dim"),
+    Case("get_model: model is an int", sizing.get_model, lambda: sizing.get_model(42), TypeError, "model"),
+    Case("get_dtype: complex dtype", sizing.get_dtype, lambda: sizing.get_dtype(torch.complex64), ValueError,
+         "dtype"),
+    Case("get_dtype: unknown dtype name", sizing.get_dtype, lambda: sizing.get_dtype("fp8"), ValueError, "dtype"),
+    Case("mla_dims: unknown model", sizing.mla_dims, lambda: sizing.mla_dims("gpt-5"), ValueError, "model"),
+    Case("table1_elements: n_h = 0", sizing.table1_elements, lambda: sizing.table1_elements(0, 8, 2, 1, 32, 4),
+         ValueError, "n_h"),
+    Case("kv_elements_per_token: per_layer is a str", sizing.kv_elements_per_token,
+         lambda: sizing.kv_elements_per_token(SPEC, per_layer="no"), TypeError, "per_layer"),
+    Case("bytes_per_token: complex dtype", sizing.bytes_per_token,
+         lambda: sizing.bytes_per_token(SPEC, torch.complex64), ValueError, "dtype"),
+    Case("kv_cache_bytes: negative seq_len", sizing.kv_cache_bytes, lambda: sizing.kv_cache_bytes(SPEC, -1),
+         ValueError, "seq_len"),
+    Case("reduction_vs_mha: unknown scheme", sizing.reduction_vs_mha,
+         lambda: sizing.reduction_vs_mha(SPEC, "sparse"), ValueError, "scheme"),
+    Case("attention_macs_per_cached_token: per_layer is an int", sizing.attention_macs_per_cached_token,
+         lambda: sizing.attention_macs_per_cached_token(SPEC, per_layer=0), TypeError, "per_layer"),
+    Case("decode_flops_per_byte: quantized dtype", sizing.decode_flops_per_byte,
+         lambda: sizing.decode_flops_per_byte(SPEC, dtype=torch.qint8), ValueError, "dtype"),
+    Case("gib: NaN bytes", sizing.gib, lambda: sizing.gib(NAN), ValueError, "n_bytes"),
+    Case("gib: bytes as a str", sizing.gib, lambda: sizing.gib("1024"), TypeError, "n_bytes"),
+    Case("tokens_that_fit: NaN gpu_gib", sizing.tokens_that_fit, lambda: sizing.tokens_that_fit(SPEC, NAN),
+         ValueError, "gpu_gib"),
+    Case("weight_bytes: unknown dtype name", sizing.weight_bytes, lambda: sizing.weight_bytes(SPEC, "int4"),
+         ValueError, "dtype"),
+    Case("indexer_elements_per_token: per_layer is an int", sizing.indexer_elements_per_token,
+         lambda: sizing.indexer_elements_per_token("deepseek-v3.2", per_layer=1), TypeError, "per_layer"),
+    Case("format_si: NaN value", sizing.format_si, lambda: sizing.format_si(NAN, ("B", "kB")), ValueError, "value"),
+    Case("format_si: no units", sizing.format_si, lambda: sizing.format_si(5, ()), TypeError, "units"),
+    Case("format_bytes: bytes as a str", sizing.format_bytes, lambda: sizing.format_bytes("5 MB"), TypeError,
+         "n_bytes"),
+    Case("format_ratio: NaN ratio", sizing.format_ratio, lambda: sizing.format_ratio(NAN), ValueError, "ratio"),
+    Case("kv_formula: n_kv_heads without scheme gqa", sizing.kv_formula,
+         lambda: sizing.kv_formula(SPEC, "mha", n_kv_heads=8), ValueError, "n_kv_heads"),
+    # lowrank
+    Case("attention_inputs: model is a layer", lowrank.attention_inputs,
+         lambda: lowrank.attention_inputs(GQA_LAYER, IDS), TypeError, "model"),
+    Case("attention_inputs: float ids", lowrank.attention_inputs,
+         lambda: lowrank.attention_inputs(TINY, IDS.float()), ValueError, "ids"),
+    Case("kv_matrices: attn is a Linear", lowrank.kv_matrices,
+         lambda: lowrank.kv_matrices(torch.nn.Linear(8, 8), X8), TypeError, "attn"),
+    Case("kv_matrices: x of the wrong width", lowrank.kv_matrices, lambda: lowrank.kv_matrices(GQA_LAYER, X12),
+         ValueError, "x"),
+    Case("singular_values: NaN entry", lowrank.singular_values,
+         lambda: lowrank.singular_values(torch.tensor([[1.0, NAN], [0.0, 1.0]])), ValueError, "m"),
+    Case("singular_values: m is a list", lowrank.singular_values, lambda: lowrank.singular_values([[1.0]]),
+         TypeError, "m"),
+    Case("lowrank_error: ranks is a str", lowrank.lowrank_error, lambda: lowrank.lowrank_error(M, "12"),
+         TypeError, "ranks"),
+    Case("lowrank_error: s with 2 dims", lowrank.lowrank_error,
+         lambda: lowrank.lowrank_error(M, [1], s=torch.ones(2, 2)), ValueError, "s"),
+    Case("lowrank_approx: negative rank", lowrank.lowrank_approx, lambda: lowrank.lowrank_approx(M, -1),
+         ValueError, "rank"),
+    Case("joint_kv: row counts differ", lowrank.joint_kv, lambda: lowrank.joint_kv(M, M[:3]), ValueError, "v"),
+    Case("budget_errors: n_heads = 0", lowrank.budget_errors, lambda: lowrank.budget_errors(M, M, 0, [4]),
+         ValueError, "n_heads"),
+    Case("budget_errors: ranks is a tensor", lowrank.budget_errors,
+         lambda: lowrank.budget_errors(M, M, 1, torch.tensor([2, 4])), TypeError, "ranks"),
+    # model
+    Case("TinyLMConfig: NaN rope_base", lm.TinyLMConfig, lambda: lm.TinyLMConfig(rope_base=NAN), ValueError,
+         "rope_base"),
+    Case("TinyLMConfig: unknown attention", lm.TinyLMConfig, lambda: lm.TinyLMConfig(attention="nsa"), ValueError,
+         "attention"),
+    Case("SwiGLU: d_ff = 0", lm.SwiGLU, lambda: lm.SwiGLU(16, 0), ValueError, "d_ff"),
+    Case("SwiGLU: x of the wrong width", lm.SwiGLU, lambda: lm.SwiGLU(16, 24)(X8), ValueError, "x"),
+    Case("Block: config is an AttentionConfig", lm.Block, lambda: lm.Block(GQA_CONFIG), TypeError, "config"),
+    Case("Block: h with 2 dims", lm.Block, lambda: TINY.blocks[0](torch.zeros(3, 16)), ValueError, "h"),
+    Case("TinyLM: config is a dict", lm.TinyLM, lambda: lm.TinyLM({"vocab_size": 32}), TypeError, "config"),
+    Case("TinyLM: cache is a dict", lm.TinyLM, lambda: TINY(IDS, cache={0: None}), TypeError, "cache"),
+    Case("TinyLM: return_attention is a str", lm.TinyLM, lambda: TINY(IDS, return_attention="yes"), TypeError,
+         "return_attention"),
+    Case("TinyLM.loss: a single token", lm.TinyLM, lambda: TINY.loss(IDS[:, :1]), ValueError, "ids"),
+    Case("generate: NaN temperature", lm.generate, lambda: lm.generate(TINY, IDS, 2, temperature=NAN), ValueError,
+         "temperature"),
+    Case("generate: model is a layer", lm.generate, lambda: lm.generate(GQA_LAYER, IDS, 2), TypeError, "model"),
+    Case("generate: generator is a seed", lm.generate,
+         lambda: lm.generate(TINY, IDS, 2, temperature=1.0, generator=0), TypeError, "generator"),
+    Case("generate: use_cache is a str", lm.generate, lambda: lm.generate(TINY, IDS, 2, use_cache="no"), TypeError,
+         "use_cache"),
+    Case("generate: max_new_tokens is a float", lm.generate, lambda: lm.generate(TINY, IDS, 2.0), TypeError,
+         "max_new_tokens"),
+    Case("generate: longer than max_seq_len", lm.generate, lambda: lm.generate(TINY, IDS, 10), ValueError,
+         "max_new_tokens"),
+    Case("checkpoint_path: name is an int", lm.checkpoint_path, lambda: lm.checkpoint_path(3), TypeError, "name"),
+    Case("save_checkpoint: path is an int", lm.save_checkpoint, lambda: lm.save_checkpoint(TINY, 3), TypeError,
+         "path"),
+    Case("load_checkpoint: integer dtype", lm.load_checkpoint,
+         lambda: lm.load_checkpoint("tiny_gqa", dtype=torch.int64), ValueError, "dtype"),
+    Case("load_checkpoint: unknown device", lm.load_checkpoint,
+         lambda: lm.load_checkpoint("tiny_gqa", device="gpu"), ValueError, "device"),
+    Case("checkpoint_metrics: no such checkpoint", lm.checkpoint_metrics,
+         lambda: lm.checkpoint_metrics("no_such_model"), ValueError, "name"),
+    # tokenization
+    Case("most_frequent_pair: counts is a list", tokenization.most_frequent_pair,
+         lambda: tokenization.most_frequent_pair([((1, 2), 3)]), TypeError, "counts"),
+    Case("split_chunks: pattern is not a regular expression", tokenization.split_chunks,
+         lambda: tokenization.split_chunks("abc", pattern="(["), ValueError, "pattern"),
+    Case("split_chunks: text is bytes", tokenization.split_chunks, lambda: tokenization.split_chunks(b"abc"),
+         TypeError, "text"),
+    Case("train_merges_naive: vocab_size is a float", tokenization.train_merges_naive,
+         lambda: tokenization.train_merges_naive("aaab", 300.0), TypeError, "vocab_size"),
+    Case("train_merges: vocab_size below 256", tokenization.train_merges,
+         lambda: tokenization.train_merges("aaab", 100), ValueError, "vocab_size"),
+    Case("train_merges: verbose is a str", tokenization.train_merges,
+         lambda: tokenization.train_merges("aaab", 260, verbose="yes"), TypeError, "verbose"),
+    Case("vocab_from_merges: merges is a list", tokenization.vocab_from_merges,
+         lambda: tokenization.vocab_from_merges([((104, 105), 256)]), TypeError, "merges"),
+    Case("vocab_from_merges: a merge of one id", tokenization.vocab_from_merges,
+         lambda: tokenization.vocab_from_merges({(104,): 256}), TypeError, "merges"),
+    Case("BPETokenizer: pattern is an int", tokenization.BPETokenizer,
+         lambda: tokenization.BPETokenizer(pattern=5), TypeError, "pattern"),
+    Case("BPETokenizer: merge skips an id", tokenization.BPETokenizer,
+         lambda: tokenization.BPETokenizer({(1, 2): 300}), ValueError, "merges"),
+    Case("BPETokenizer.decode: id out of range", tokenization.BPETokenizer, lambda: TOKENIZER.decode([0, 259]),
+         ValueError, "ids"),
+    Case("BPETokenizer.token_bytes: id is a str", tokenization.BPETokenizer, lambda: TOKENIZER.token_bytes("a"),
+         ValueError, "id"),
+    Case("BPETokenizer.to_json: metadata is a list", tokenization.BPETokenizer,
+         lambda: TOKENIZER.to_json(metadata=["course"]), TypeError, "metadata"),
+    Case("BPETokenizer.from_json: a JSON list", tokenization.BPETokenizer,
+         lambda: tokenization.BPETokenizer.from_json("[1, 2]"), ValueError, "text"),
+    Case("BPETokenizer.save: path is an int", tokenization.BPETokenizer, lambda: TOKENIZER.save(3), TypeError,
+         "path"),
+    Case("bytes_per_token: ids is an int", tokenization.bytes_per_token,
+         lambda: tokenization.bytes_per_token("abc", 3), TypeError, "ids"),
+    Case("render_token: token is a str", tokenization.render_token, lambda: tokenization.render_token("the"),
+         TypeError, "token"),
+    Case("tokens_html: tokenizer is a str", tokenization.tokens_html,
+         lambda: tokenization.tokens_html("bpe", "some text"), TypeError, "tokenizer"),
+    Case("compare_with_hf: vocab_size below 256", tokenization.compare_with_hf,
+         lambda: tokenization.compare_with_hf("aaab", "ab", 100), ValueError, "vocab_size"),
+    Case("write_course_tokenizer: path is an int", tokenization.write_course_tokenizer,
+         lambda: tokenization.write_course_tokenizer(3), TypeError, "path"),
+    # train
+    Case("TrainConfig: NaN lr", train.TrainConfig, lambda: train.TrainConfig(lr=NAN), ValueError, "lr"),
+    Case("TrainConfig: negative warmup", train.TrainConfig, lambda: train.TrainConfig(warmup=-1), ValueError,
+         "warmup"),
+    Case("TrainConfig: infinite weight_decay", train.TrainConfig, lambda: train.TrainConfig(weight_decay=INF),
+         ValueError, "weight_decay"),
+    Case("TrainConfig: seed is a float", train.TrainConfig, lambda: train.TrainConfig(seed=0.5), TypeError, "seed"),
+    Case("token_ids: unknown split", train.token_ids, lambda: train.token_ids("test"), ValueError, "split"),
+    Case("sample_batch: float data", train.sample_batch,
+         lambda: train.sample_batch(torch.arange(20.0), 2, 4, torch.Generator()), ValueError, "data"),
+    Case("lr_at: negative step", train.lr_at, lambda: train.lr_at(-1, train.TrainConfig()), ValueError, "step"),
+    Case("evaluate: cfg is a dict", train.evaluate, lambda: train.evaluate(TINY, torch.arange(20), {}), TypeError,
+         "cfg"),
+    Case("train: model_config is a dict", train.train, lambda: train.train({"attention": "mha"}), TypeError,
+         "model_config"),
+    Case("main: argv is a str", train.main, lambda: train.main("--steps 1"), TypeError, "argv"),
+]
+
+# Public names of the core modules that take no input a check could refuse, with the reason. Everything else
+# public in those modules needs at least one case above.
+NO_CHECKABLE_INPUT: dict[Any, str] = {
+    # No arguments at all.
+    devices.available_devices: "no arguments",
+    devices.default_device: "no arguments",
+    # A frozen record of what a DSA forward call decided; it stores what the layer hands it and computes nothing.
+    dsa.IndexSelection: "a plain record, filled by DeepSeekSparseAttention.forward",
+    # No arguments at all, either.
+    tokenization.course_metadata: "no arguments",
+    tokenization.train_course_tokenizer: "no arguments",
+    tokenization.load_tokenizer: "no arguments",
+    tokenization.shipped_metadata: "no arguments",
+    # Pure-Python BPE primitives whose whole source chapter 1 shows verbatim (show_source), so an added check
+    # would change a stored notebook output; they never reach torch, and everything public that calls them
+    # (train_merges, BPETokenizer, ...) checks its input first.
+    tokenization.get_pair_counts: "source shown verbatim in notebook 01; pure Python, no torch",
+    tokenization.merge: "source shown verbatim in notebook 01; pure Python, no torch",
+}
+
+CORE_MODULES = (attention, kv_cache, gqa, mla, dsa, rope, quant, sizing, lowrank, lm, tokenization, train, devices)
+
+
+def public_api(module) -> list:
+    """The public callables (functions and classes) ``module`` defines: its ``__all__`` if it has one, else
+    every name not starting with ``_`` whose object was defined in that module (not imported into it)."""
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [name for name in vars(module) if not name.startswith("_")]
+    objects = [getattr(module, name) for name in names]
+    return [obj for obj in objects if (inspect.isfunction(obj) or inspect.isclass(obj))
+            and obj.__module__ == module.__name__]
+
+
+def _entered(target, calls: set[tuple[str, str]]) -> bool:
+    """Whether the traced ``calls`` (module, qualified name) ran ``target``'s own code: the function itself, or
+    any method of the class."""
+    if inspect.isclass(target):
+        return any(module == target.__module__ and name.startswith(target.__qualname__ + ".")
+                   for module, name in calls)
+    return (target.__module__, target.__qualname__) in calls
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, id=case.id) for case in CASES])
+def test_bad_input_is_refused_by_the_library(case: Case):
+    calls: set[tuple[str, str]] = set()
+
+    def trace(frame, event, _arg):
+        if event == "call":
+            calls.add((frame.f_globals.get("__name__", ""), frame.f_code.co_qualname))
+
+    sys.setprofile(trace)
+    try:
+        with pytest.raises(case.error) as excinfo:
+            case.call()
+    finally:
+        sys.setprofile(None)
+    message = str(excinfo.value)
+    named = re.search(rf"(?<![\w.]){re.escape(case.arg)}(?![\w])", message)  # the name as a word, not "h" in "shape"
+    assert named, f"the message does not name {case.arg!r}: {message!r}"
+    assert isinstance(excinfo.value, ValueError), "every refusal is a ValueError (wrong types: also a TypeError)"
+    tb = excinfo.tb
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    origin = Path(tb.tb_frame.f_code.co_filename).resolve()
+    assert origin.is_relative_to(LIBRARY), f"raised in {origin}, not by attnlab's own checks: {message!r}"
+    assert _entered(case.target, calls), f"the call never ran {case.target.__qualname__}"
+
+
+def test_table_is_well_formed():
+    ids = [case.id for case in CASES]
+    assert len(ids) == len(set(ids)), "case ids must be unique"
+    assert len(CASES) >= 80
+    for case in CASES:
+        assert callable(case.call) and issubclass(case.error, Exception) and case.arg, case.id
+
+
+@pytest.mark.parametrize("module", CORE_MODULES, ids=lambda module: module.__name__.split(".")[-1])
+def test_public_api_is_covered(module):
+    covered = {case.target for case in CASES} | set(NO_CHECKABLE_INPUT)
+    missing = [obj.__qualname__ for obj in public_api(module) if obj not in covered]
+    assert not missing, f"{module.__name__}: public names without a bad-input case: {missing}"
+
+
+def test_allow_list_names_only_public_api():
+    public = {obj for module in CORE_MODULES for obj in public_api(module)}
+    stale = [obj.__qualname__ for obj in NO_CHECKABLE_INPUT if obj not in public]
+    assert not stale, f"NO_CHECKABLE_INPUT lists names that are no longer public API: {stale}"
+    overlap = [obj.__qualname__ for obj in NO_CHECKABLE_INPUT if obj in {case.target for case in CASES}]
+    assert not overlap, f"allow-listed yet covered by a case, drop them from NO_CHECKABLE_INPUT: {overlap}"
+
+
+def test_nan_fails_every_comparison():  # why check_real exists: a plain `value <= 0` lets NaN through
+    assert not NAN <= 0 and not NAN > 0 and math.isnan(NAN)
