@@ -20,7 +20,7 @@ from manim import (
     VGroup,
 )
 
-from animations.ch05_mqa import BarChart, CacheBar, cache_bars
+from animations.components import BarChart, CacheBar, cache_bars
 from animations.style import (
     BODY,
     CACHE,
@@ -37,39 +37,29 @@ from animations.style import (
     title,
 )
 from attnlab import sizing
+from attnlab.chapters import CHAPTERS
 
 MODEL = "deepseek-v3"
 GQA_KV_HEADS = 16  # the "16 groups" the popular summaries quote
 
-#: (chapter, short name, colour of its part of the course)
-COURSE_MAP = (
-    (0, "Introduction", MUTED),
-    (1, "Tokenization", MUTED),
-    (2, "Vector attention", MUTED),
-    (3, "Matrix attention", MUTED),
-    (4, "KV caching", CACHE),
-    (5, "Multi-query", SCHEME["mqa"]),
-    (6, "Grouped-query", SCHEME["gqa"]),
-    (7, "Latent (MLA)", SCHEME["mla"]),
-    (8, "MLA inference", SCHEME["mla"]),
-    (9, "Decoupled RoPE", SCHEME["mla"]),
-    (10, "Sparse (DSA)", SCHEME["dsa"]),
-    (11, "DSA in FP8", SCHEME["dsa"]),
-    (12, "DSA training", SCHEME["dsa"]),
-    (13, "Fact-check", MUTED),
-    (14, "How fast, really", MUTED),
-)
+#: The colour of a chapter's part of the course, by chapter number; the others are MUTED.
+PART_COLOURS = {4: CACHE, 5: SCHEME["mqa"], 6: SCHEME["gqa"], 7: SCHEME["mla"], 8: SCHEME["mla"], 9: SCHEME["mla"],
+                10: SCHEME["dsa"], 11: SCHEME["dsa"], 12: SCHEME["dsa"]}
+MAP_COLUMNS = 3
+
+#: (chapter, short name, colour of its part of the course), from the course's chapter list.
+COURSE_MAP = tuple((c.number, c.short, PART_COLOURS.get(c.number, MUTED)) for c in CHAPTERS)
 
 
 def headline_bars(model: str = MODEL) -> list[CacheBar]:
     """DeepSeek-V3's cache per token, bfloat16, as MHA, MQA, GQA-16 and MLA (as published), with the
-    factor each saves against MHA (:func:`attnlab.sizing.bytes_per_token`, ``reduction_vs_mha``)."""
+    factor each saves against MHA (:func:`attnlab.sizing.cache_bytes_per_token`, ``reduction_vs_mha``)."""
     return cache_bars(model, ("mha", "mqa", ("gqa", GQA_KV_HEADS), "mla"))
 
 
 def course_map() -> VGroup:
-    """The chapters as chips in three columns of five, a coloured number square on each; the first chip's
-    box is centred at x = -4.62, y = 0."""
+    """The chapters as chips in three columns (of five, for 15 chapters), filled column by column, a coloured
+    number square on each; the first chip's box is centred at x = -4.62, y = 0."""
     chips = VGroup()
     for n, name, color in COURSE_MAP:
         box = RoundedRectangle(corner_radius=0.08, width=4.5, height=0.56, stroke_color=tint(color, 0.6),
@@ -79,8 +69,10 @@ def course_map() -> VGroup:
         number = centre_label(baseline_text(str(n), SMALL, color="#FFFFFF", bold=True), badge)
         label = baseline_text(name, SMALL).next_to(badge, direction=[1, 0, 0], buff=0.15)
         chips.add(VGroup(box, badge, number, label))
-    for k, chip in enumerate(chips):  # column k // 5, row k % 5
-        chip.shift([(k // 5 - 1) * 4.62 - chip[0].get_x(), -(k % 5) * 0.66 - chip[0].get_y(), 0])
+    rows = -(-len(chips) // MAP_COLUMNS)
+    for k, chip in enumerate(chips):  # column k // rows, row k % rows
+        column, row = k // rows - (MAP_COLUMNS - 1) / 2, k % rows  # column -1, 0, 1 from the centre
+        chip.shift([column * 4.62 - chip[0].get_x(), -row * 0.66 - chip[0].get_y(), 0])
     return chips
 
 

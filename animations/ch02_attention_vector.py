@@ -4,15 +4,12 @@ weights, and the output is the weighted sum of the values.
     s_i = q · k_i / sqrt(d),   a = softmax(s),   o = sum_i a_i v_i
 
 The vectors are small random ones (seed fixed); the scores, weights and output shown are computed by
-:func:`attnlab.attention.attention_vector` and :func:`attnlab.attention.softmax` in the scene.
+:func:`attnlab.attention.attention_vector` and :func:`attnlab.attention.softmax`
+(:func:`animations.components.attention_data`, shared with chapter 3).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
-import torch
 from manim import (
     DOWN,
     LEFT,
@@ -28,6 +25,7 @@ from manim import (
     VGroup,
 )
 
+from animations.components import attention_data
 from animations.style import (
     BODY,
     INK,
@@ -42,38 +40,6 @@ from animations.style import (
     text,
     title,
 )
-from attnlab.attention import attention_vector, softmax
-
-TOKENS = ("The", "cat", "sat", "on", "the")  # the query belongs to the last token
-D = 4  # width of q, k, v
-SEED = 4
-
-
-@dataclass(frozen=True)
-class VectorAttention:
-    """What the scene shows: q (d,), keys and values (n, d), scores s (n,), weights a (n,), output o (d,)."""
-
-    tokens: tuple[str, ...]
-    q: torch.Tensor
-    keys: torch.Tensor
-    values: torch.Tensor
-    scores: torch.Tensor
-    weights: torch.Tensor
-    output: torch.Tensor
-
-
-def attention_data(seed: int = SEED) -> VectorAttention:
-    """Random q, K, V (float64, ``seed``), then s = K q / sqrt(d), a = softmax(s) and o = sum_i a_i v_i
-    from :mod:`attnlab.attention`."""
-    g = torch.Generator().manual_seed(seed)
-    q = torch.randn(D, generator=g, dtype=torch.float64)  # (d,)
-    keys = torch.randn(len(TOKENS), D, generator=g, dtype=torch.float64)  # (n, d)
-    values = torch.randn(len(TOKENS), D, generator=g, dtype=torch.float64)  # (n, d)
-    scores = keys @ q / math.sqrt(D)  # s_i = q · k_i / sqrt(d), (n,)
-    output, weights = attention_vector(q, keys, values)  # (d,), (n,)
-    if not torch.allclose(weights, softmax(scores)):
-        raise RuntimeError("attention_vector's weights differ from softmax(q K^T / sqrt(d))")
-    return VectorAttention(TOKENS, q, keys, values, scores, weights, output)
 
 
 class AttentionVectorScene(CourseScene):

@@ -27,7 +27,7 @@ from manim import (
     VGroup,
 )
 
-from animations.ch02_attention_vector import TOKENS, attention_data
+from animations.components import VECTOR_TOKENS, attention_data
 from animations.style import (
     CELL,
     FAINT,
@@ -111,7 +111,7 @@ class AttentionMatrixScene(CourseScene):
             mathtex("O", color=VALUE).next_to(o_mat, UP, buff=0.2),
         )
         words = VGroup(*[text(t, SMALL, color=MUTED).next_to(kt_mat[0][j], UP, buff=0.12)
-                         for j, t in enumerate(TOKENS)])
+                         for j, t in enumerate(VECTOR_TOKENS)])
 
         self.add(heading)
         self.play(FadeIn(formula), FadeIn(q_mat), FadeIn(kt_mat), FadeIn(labels[:2]), FadeIn(words),

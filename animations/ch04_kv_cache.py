@@ -78,7 +78,7 @@ def cache_counts(model: str = MODEL, n_tokens: int = len(PROMPT) + len(GENERATED
     cache_elements_per_token x n_layers x 2 B, totals from :func:`attnlab.sizing.kv_cache_bytes`."""
     spec = sizing.get_model(model)
     per_token = layer_config(model).cache_elements_per_token() * spec.n_layers * dtype_bytes(torch.bfloat16)
-    if per_token != sizing.bytes_per_token(spec):
+    if per_token != sizing.cache_bytes_per_token(spec):
         raise RuntimeError("AttentionConfig and attnlab.sizing disagree on the bytes per token")
     return [CacheCount(t, per_token, sizing.kv_cache_bytes(spec, seq_len=t)) for t in range(1, n_tokens + 1)]
 

@@ -3,20 +3,22 @@ one key head and one value head, between MHA (a group per head) and MQA (one gro
 
 Llama-3-8B, as published: 32 query heads in 8 groups of 4. Converting MHA to GQA mean-pools the K/V
 heads of each group (:func:`attnlab.gqa.mha_to_gqa`), drawn here as the heads of a group merging. The
-bars are the cache per token (all layers, bfloat16) from :func:`attnlab.sizing.bytes_per_token`.
+bars are the cache per token (all layers, bfloat16) from :func:`attnlab.sizing.cache_bytes_per_token`.
 """
 
 from __future__ import annotations
 
 from manim import LEFT, UP, FadeIn, ReplacementTransform, Transform
 
-from animations.ch05_mqa import MODEL, BarChart, HeadsDiagram, cache_bars
+from animations.components import HEADS_MODEL, BarChart, HeadsDiagram, cache_bars
 from animations.style import INK, MUTED, QUERY, SMALL, CourseScene, text, title
 from attnlab import sizing
 
+MODEL = HEADS_MODEL
+
 
 def gqa_bars(model: str = MODEL):
-    """MHA, the model's GQA and MQA bars (see :func:`animations.ch05_mqa.cache_bars`)."""
+    """MHA, the model's GQA and MQA bars (see :func:`animations.components.cache_bars`)."""
     return cache_bars(model, ("mha", "gqa", "mqa"))
 
 

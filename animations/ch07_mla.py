@@ -3,7 +3,7 @@ into one small latent c^KV_t, the only thing the cache keeps; every head's key a
 from it by that head's up-projections W^UK_i and W^UV_i (DeepSeek-V2 paper, eqs. 41, 42, 45).
 
 The widths are DeepSeek-V3's, as published (hidden 7168, d_c = 512, 128 heads); the bars are its cache
-per token (61 layers, bfloat16) from :func:`attnlab.sizing.bytes_per_token`, as plain MHA and as MLA,
+per token (61 layers, bfloat16) from :func:`attnlab.sizing.cache_bytes_per_token`, as plain MHA and as MLA,
 and the factor between them from :func:`attnlab.sizing.reduction_vs_mha`. MLA's d_c + d_h^R counts
 the decoupled RoPE key too (chapter 9).
 """
@@ -30,7 +30,7 @@ from manim import (
     VGroup,
 )
 
-from animations.ch05_mqa import BarChart, CacheBar, cache_bars
+from animations.components import MLA_MODEL, BarChart, CacheBar, cache_bars, layer_config, per_layer_elements
 from animations.style import (
     CACHE,
     INK,
@@ -47,36 +47,16 @@ from animations.style import (
     title,
 )
 from attnlab import sizing
-from attnlab.mla import MLAConfig
 
-MODEL = "deepseek-v3"
+MODEL = MLA_MODEL
 HEAD_XS = (0.7, 1.6, 2.5, 4.3)  # where heads 1, 2, 3 and the last one are drawn
 DOTS_X = 3.4  # the "..." between them
 SEED = 7
 
 
-def layer_config(model: str = MODEL) -> MLAConfig:
-    """One MLA layer of ``model`` as an :class:`~attnlab.mla.MLAConfig` (published widths; the query
-    latent is left out, it does not change what is cached)."""
-    spec = sizing.get_model(model)
-    d_c, d_h_rope = sizing.mla_dims(spec)
-    return MLAConfig(d_model=spec.hidden_size, n_heads=spec.n_heads, kv_lora_rank=d_c,
-                     qk_nope_head_dim=spec.head_dim, qk_rope_head_dim=d_h_rope, v_head_dim=spec.head_dim)
-
-
 def mla_bars(model: str = MODEL) -> list[CacheBar]:
     """``model``'s cache per token (all layers, bf16) as MHA and as MLA, with MLA's factor against MHA."""
     return cache_bars(model, ("mha", "mla"))
-
-
-def per_layer_elements(model: str = MODEL) -> tuple[int, int]:
-    """Numbers cached per token and layer, (MHA: 2 n_h d_h, MLA: d_c + d_h^R), from
-    :func:`attnlab.sizing.kv_elements_per_token`; MLA's is checked against :class:`MLAConfig`."""
-    mha = sizing.kv_elements_per_token(model, "mha", per_layer=True)
-    mla = sizing.kv_elements_per_token(model, "mla", per_layer=True)
-    if mla != layer_config(model).cache_elements_per_token():
-        raise RuntimeError("MLAConfig and attnlab.sizing disagree on MLA's cache per token")
-    return mha, mla
 
 
 def per_layer_tex(model: str = MODEL) -> str:

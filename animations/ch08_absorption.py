@@ -18,7 +18,6 @@ from manim import (
     LEFT,
     PI,
     RIGHT,
-    UP,
     Create,
     FadeIn,
     FadeOut,
@@ -31,7 +30,7 @@ from manim import (
     VGroup,
 )
 
-from animations.ch07_mla import MODEL, layer_config
+from animations.components import MLA_MODEL, layer_config, swap_caption
 from animations.style import (
     CACHE,
     HIGHLIGHT,
@@ -54,6 +53,7 @@ from animations.style import (
 HEADS_DRAWN = 8  # query heads drawn: seven, "...", the last
 TOKENS_DRAWN = 6  # cached latents drawn
 SEED = 8
+MODEL = MLA_MODEL
 
 
 class QueryHeads(VGroup):
@@ -85,11 +85,6 @@ def latent_cache(n_tokens: int, x: float, y: float, seed: int = SEED) -> VGroup:
     group = VGroup(cols, box)
     group.box = box
     return group
-
-
-def swap_caption(old: VGroup, new: VGroup) -> list:
-    """Animations that replace the caption ``old`` by ``new``: one fades out upwards as the other fades in."""
-    return [FadeOut(old, shift=UP * 0.15), FadeIn(new, shift=UP * 0.15)]
 
 
 def score_parts() -> tuple[list[str], list[str]]:

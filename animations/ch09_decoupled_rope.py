@@ -38,8 +38,7 @@ from manim import (
     there_and_back,
 )
 
-from animations.ch07_mla import MODEL, layer_config, per_layer_elements
-from animations.ch08_absorption import swap_caption
+from animations.components import MLA_MODEL, layer_config, per_layer_elements, swap_caption
 from animations.style import (
     BODY,
     CACHE,
@@ -68,6 +67,7 @@ POSITIONS = (1, 2, 3)  # the positions m the drawn pair turns through
 START_ANGLE = 0.35  # the pair's direction at m = 0, radians
 HEADS_DRAWN = 6  # query heads drawn: five, "...", the last
 SEED = 9
+MODEL = MLA_MODEL
 
 
 @dataclass(frozen=True)

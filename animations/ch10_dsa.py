@@ -109,7 +109,7 @@ def cost_counter(model: str = MODEL) -> CostCounter:
     """k and the decode-FLOPs crossover (:func:`attnlab.dsa.crossover_context`, which compares
     :func:`attnlab.dsa.layer_cost`'s dense and DSA FLOPs) for ``model``."""
     spec = sizing.get_model(model)
-    return CostCounter(spec.name, spec.index_topk, dsa.crossover_context(spec.index_topk, spec))
+    return CostCounter(spec.name, spec.index_topk, dsa.crossover_context(spec, spec.index_topk))
 
 
 def _times(w: float) -> str:

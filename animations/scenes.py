@@ -1,8 +1,10 @@
-"""The registry of the course's animations: one ``Scene`` per chapter.
+"""The registry of the course's animations: one ``Scene`` per chapter that has one.
 
-:data:`SCENES` lists ``(chapter, module, scene class name)``; ``scripts/render_animations.py``, the tests
-and :func:`attnlab.media.show_animation` read it. This file imports nothing heavy (no manim), so the
-library can read it without rendering anything; :func:`load_scene` imports the scene class itself.
+:data:`SCENES` lists ``(chapter, module, scene class name)``, read from the course's chapter list
+:data:`attnlab.chapters.CHAPTERS` (each chapter's ``scene`` and ``animation`` module); add a scene there,
+not here. ``scripts/render_animations.py`` and the tests read this registry, and
+:func:`attnlab.media.show_animation` reads the same chapter list. This file does not import manim, so it
+can be read without rendering anything; :func:`load_scene` imports the scene class itself.
 """
 
 from __future__ import annotations
@@ -10,22 +12,10 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-#: (chapter, module in animations/, scene class), in course order.
-SCENES: tuple[tuple[int, str, str], ...] = (
-    (0, "ch00_introduction", "IntroductionScene"),
-    (1, "ch01_tokenization", "TokenizationScene"),
-    (2, "ch02_attention_vector", "AttentionVectorScene"),
-    (3, "ch03_attention_matrix", "AttentionMatrixScene"),
-    (4, "ch04_kv_cache", "KVCacheScene"),
-    (5, "ch05_mqa", "MQAScene"),
-    (6, "ch06_gqa", "GQAScene"),
-    (7, "ch07_mla", "MLAScene"),
-    (8, "ch08_absorption", "AbsorptionScene"),
-    (9, "ch09_decoupled_rope", "DecoupledRoPEScene"),
-    (10, "ch10_dsa", "DSAScene"),
-    (11, "ch11_hadamard_fp8", "HadamardFP8Scene"),
-    (12, "ch12_dsa_training", "DSATrainingScene"),
-)
+from attnlab.chapters import with_scenes
+
+#: (chapter, module in animations/, scene class), in course order: the chapters that have a scene.
+SCENES: tuple[tuple[int, str, str], ...] = tuple((c.number, c.animation, c.scene) for c in with_scenes())
 
 #: The scenes whose last frame the tests compare against ``tests/reference_frames/<Scene>.png``.
 REFERENCE_SCENES: tuple[str, ...] = ("AttentionVectorScene", "KVCacheScene", "GQAScene")

@@ -37,7 +37,7 @@ import torch
 from IPython.display import HTML, Markdown, display
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from attnlab import show_source, sizing
+from attnlab import schemes, show_source, sizing
 from attnlab.exercises import ch00
 from attnlab.sizing import MODELS, SCHEMES, format_bytes, format_ratio, gib
 from attnlab.widgets import CalculatorState, cache_calculator, render_html
@@ -98,35 +98,18 @@ display(Markdown(
 # ## 2. The map of the course
 #
 # The chapters follow the video's chapters (the timestamps are the video's); "course" marks a chapter
-# the course adds. The table is built from the notebooks in this folder, so it lists exactly the
-# chapters you have.
+# the course adds. The table is built from the course's chapter list, `attnlab.chapters`, and lists the
+# chapters whose notebook is in this folder.
 
 # %% slideshow={"slide_type": "-"}
 from pathlib import Path
 
-# (chapter, title, video timestamp, what you build); the notebook file is found by its number
-VIDEO_CHAPTERS = [
-    (0, "Introduction and map of the course", "00:00", "the cost of one token of context; the cache calculator"),
-    (1, "Tokenization", "00:35", "byte-pair encoding from scratch; ids to vectors"),
-    (2, "Attention (vector form)", "01:21", "one query against many keys: dot products, softmax, a weighted sum"),
-    (3, "Attention (matrix form)", "04:26", "all positions at once: QKᵀ, the causal mask, multiple heads"),
-    (4, "Key-value caching", "07:07", "generation that keeps K and V instead of recomputing them"),
-    (5, "Multi-query attention (MQA)", "09:42", "one key/value head shared by all query heads"),
-    (6, "Grouped-query attention (GQA)", "11:03", "groups of query heads share K/V; converting MHA by mean-pooling"),
-    (7, "Multi-head latent attention (MLA)", "13:32", "cache a small latent, rebuild K and V from it"),
-    (8, "MLA at inference time", "15:37", "fold the up-projections into the query and the output"),
-    (9, "Applying RoPE to MLA (decoupled RoPE)", "18:15", "a shared RoPE key, since rotation blocks absorption"),
-    (10, "DeepSeek Sparse Attention (DSA)", "22:18", "a lightning indexer picks the top-k tokens for each query"),
-    (11, "Quantization and rotation in DSA", "23:57", "a Hadamard rotation, then FP8 for the indexer"),
-    (12, "DSA training", "27:44", "dense warm-up of the indexer, then sparse training"),
-    (13, "Fact-check", "course", "every claim about these methods, checked by computation"),
-    (14, "How fast, really", "course", "measured decode time, the roofline, quality against cache size"),
-]
-notebooks = {int(p.name[:2]): p.stem for p in sorted(Path(".").glob("[0-9][0-9]_*.ipynb"))}
-CHAPTERS = [(n, title, stamp, notebooks[n], what) for n, title, stamp, what in VIDEO_CHAPTERS if n in notebooks]
+from attnlab.chapters import CHAPTERS  # the course's one chapter list: number, title, video timestamp, ...
+
+here = [c for c in CHAPTERS if Path(c.notebook).is_file()]  # the chapters whose notebook is in this folder
 rows = [
-    f"| {n} | {title} | {stamp} | [`{stem}.ipynb`]({stem}.ipynb) | {what} |"
-    for n, title, stamp, stem, what in CHAPTERS
+    f"| {c.number} | {c.title} | {c.video_label} | [`{c.notebook}`]({c.notebook}) | {c.builds} |"
+    for c in here
 ]
 header = ["| Ch. | Topic | Video | Notebook | What you build |", "|---|---|---|---|---|"]
 display(Markdown("\n".join(header + rows)))
@@ -146,10 +129,11 @@ display(Markdown("\n".join(header + rows)))
 # | MQA | $2\,d_h$ (one for all heads) |
 # | MLA | $d_c + d_h^R$ (the latent $c^{KV}$ plus one RoPE key $k^R$) |
 #
-# `attnlab.sizing` implements exactly that:
+# `attnlab.schemes` writes exactly that, one rule per scheme, naming the tensors each layer caches;
+# `attnlab.sizing` applies the rules to published models:
 
 # %% slideshow={"slide_type": "-"}
-show_source(sizing.kv_elements_per_token, start="d_h = spec.head_dim", stop="return per if")
+show_source(schemes, start="def _mha_cache", stop='return {"c_kv"')
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # DeepSeek-V3 caches MLA. To compare, we ask what the *same* model would cache with each scheme, with
@@ -164,7 +148,7 @@ display(Markdown(
     f"$d_c$ = {v3.kv_lora_rank}, $d_h^R$ = {v3.qk_rope_head_dim} (from [its config.json]({v3.source})); "
     f"GQA what-if with {gqa_heads} KV heads."
 ))
-per_scheme = {s: sizing.bytes_per_token(v3, scheme=s, n_kv_heads=gqa_heads if s == "gqa" else None)
+per_scheme = {s: sizing.cache_bytes_per_token(v3, scheme=s, n_kv_heads=gqa_heads if s == "gqa" else None)
               for s in SCHEMES}
 ratio = {s: per_scheme["mha"] / per_scheme[s] for s in SCHEMES}
 lines = [f"| scheme | per token and layer | bytes per token ({v3.n_layers} layers, bf16) | vs MHA |",
@@ -250,7 +234,7 @@ display(HTML(render_html(state)))
 # %% slideshow={"slide_type": "-"}
 lengths = [2**k for k in range(10, 21)]  # 1K ... 1M tokens
 shown = ["llama-2-7b", "llama-3-70b", "llama-3-8b", "deepseek-v3", "qwen2.5-7b", "falcon-7b"]
-shown.sort(key=lambda k: -sizing.bytes_per_token(k))  # legend from largest to smallest
+shown.sort(key=lambda k: -sizing.cache_bytes_per_token(k))  # legend from largest to smallest
 colors = plt.get_cmap("tab10").colors
 
 fig, ax = plt.subplots(figsize=(10.5, 5.2))
@@ -261,7 +245,7 @@ for i, key in enumerate(shown):
     inside = [n for n in lengths if n <= spec.max_context] + [spec.max_context]
     inside = sorted(set(inside))
     beyond = [spec.max_context] + [n for n in lengths if n > spec.max_context]
-    label = f"{spec.name} ({spec.attention.upper()}, {format_bytes(sizing.bytes_per_token(spec))}/token)"
+    label = f"{spec.name} ({spec.attention.upper()}, {format_bytes(sizing.cache_bytes_per_token(spec))}/token)"
     ax.plot(inside, [gib(sizing.kv_cache_bytes(spec, n)) for n in inside], color=colors[i], linewidth=2.2,
             label=label)
     if len(beyond) > 1:
@@ -293,7 +277,7 @@ display(Markdown(
     f"parameters, needs {sizes['deepseek-v3']:.2f} GiB with MLA, close to the "
     f"{sizes['qwen2.5-7b']:.2f} GiB of Qwen2.5-7B with GQA. "
     "Mistral-7B has the same cache shape as Llama-3-8B "
-    f"({format_bytes(sizing.bytes_per_token('mistral-7b'))} per token), so its line is the same."
+    f"({format_bytes(sizing.cache_bytes_per_token('mistral-7b'))} per token), so its line is the same."
 ))
 
 # %% [markdown] slideshow={"slide_type": "slide"}

@@ -182,7 +182,7 @@ def merge_table(tokenizer, ids):
     rows = ["| id | pair | token |", "|---|---|---|"]
     for i in ids:
         pair = next(p for p, j in tokenizer.merges.items() if j == i)
-        token = tokenization.render_token(tokenizer.vocab[i]).replace(" ", "·").replace("\n", "↵")
+        token = tokenization.visible_token(tokenizer.vocab[i])
         rows.append(f"| {i} | {pair} | `{token}` |")
     return "\n".join(rows)
 
@@ -237,8 +237,8 @@ sizes = list(range(256, 1025, 64))
 bpt_train, bpt_val = [], []
 for v in sizes:
     t = big.truncated(v)
-    bpt_train.append(tokenization.bytes_per_token(train_text, t.encode(train_text)))
-    bpt_val.append(tokenization.bytes_per_token(val_text, t.encode(val_text)))
+    bpt_train.append(tokenization.utf8_bytes_per_token(train_text, t.encode(train_text)))
+    bpt_val.append(tokenization.utf8_bytes_per_token(val_text, t.encode(val_text)))
 
 lengths = {v: [len(big.vocab[i]) for i in big.truncated(v).encode(val_text)] for v in (512, 1024)}
 
@@ -316,8 +316,8 @@ rows = ["| vocabulary | our tokens | HF tokens | our bytes/token | HF bytes/toke
 reports = [tokenization.compare_with_hf(train_text, val_text, v) for v in (512, 1024)]
 for r in reports:
     v = r["vocab_size"]
-    rows.append(f"| {v} | {r['ours_tokens']:,} | {r['hf_tokens']:,} | {r['ours_bytes_per_token']:.3f} "
-                f"| {r['hf_bytes_per_token']:.3f} |")
+    rows.append(f"| {v} | {r['ours_tokens']:,} | {r['hf_tokens']:,} | {r['ours_utf8_bytes_per_token']:.3f} "
+                f"| {r['hf_utf8_bytes_per_token']:.3f} |")
 display(Markdown("\n".join(rows)))
 
 # %% slideshow={"slide_type": "-"}

@@ -241,7 +241,7 @@ o, w = attention_matrix(q, k, v, causal=True)  # o (b, H, n, d_h), w (b, H, n, n
 concat = o.transpose(1, 2).reshape(1, ids.shape[1], cfg.d_model)  # (b, n, H * d_h): heads side by side
 y = attn.w_o(concat)  # (b, n, d_model)
 
-y_layer = attn(x)  # the layer itself, (b, n, d_model)
+y_layer = attn(x).output  # the layer itself, (b, n, d_model)
 shapes = [("X (layer input)", x), ("Q, K, V, split into heads", q), ("scores and weights A", w),
           ("O = AV per head", o), ("concat of the heads", concat), ("output, after W^O", y)]
 rows = ["| tensor | shape |", "|---|---|"] + [f"| {name} | `{tuple(t.shape)}` |" for name, t in shapes]

@@ -40,7 +40,7 @@ from attnlab.devices import dtype_bytes
 from attnlab.exercises import ch04
 from attnlab.gqa import GroupedQueryAttention
 from attnlab.interactive import kv_cache as kv_widgets
-from attnlab.kv_cache import KVCache, LayerCache
+from attnlab.kv_cache import ConcatCache, KVCache, LayerCache  # noqa: F401 (LayerCache: for exercise 2)
 from attnlab.model import generate, load_checkpoint
 from attnlab.plots import COLORS
 from attnlab.tokenization import load_tokenizer
@@ -145,17 +145,21 @@ show_source(generate, start="cache = model.new_cache()", stop="step_input = nxt 
 #
 # Inside the attention layer it takes three steps: the position of the new tokens starts where the cache
 # ends (that is where RoPE rotates them), the new $k$ and $v$ are appended, and attention runs over the
-# full cached $K$ and $V$.
+# full cached $K$ and $V$. (A cache made with a `window` $W$ keeps only the last $W$ tokens, and each
+# query then sees only those: sliding-window attention. This course's caches keep every token.)
 
 # %% slideshow={"slide_type": "-"}
 show_source(GroupedQueryAttention.forward, start="start = 0 if cache", stop="out, weights = grouped_attention")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # The cache of one layer is a dictionary of tensors that grow along the sequence axis; `update` appends
-# and hands back the whole thing. A model's `KVCache` is one `LayerCache` per layer.
+# and hands back the whole thing. In its simplest form, `ConcatCache`, appending is a `torch.cat`, which
+# copies everything cached at every step. The `LayerCache` the model uses does the same into
+# preallocated storage, doubled when full, so a step writes only the new token. A model's `KVCache` is
+# one `LayerCache` per layer.
 
 # %% slideshow={"slide_type": "-"}
-show_source(LayerCache.update, start="for name, t in new.items():", stop="return tuple")
+show_source(ConcatCache.update, start="for name, t in new.items():", stop="return tuple")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Here is the cache filling up: a prefill of the prompt, then three decode steps, each feeding one token.
@@ -329,17 +333,17 @@ def measure_cache(model, ids, n_new):
 
 points, cache = measure_cache(model, prompt_ids, N_COUNT)
 elem = dtype_bytes(model.embed.weight.dtype)
-bytes_per_token = 2 * cfg.n_layers * attn_cfg.n_kv_heads * attn_cfg.head_dim * elem
-assert all(nbytes == bytes_per_token * n for n, nbytes in points)
-assert cache.bytes_per_token() == bytes_per_token
+cache_bytes_per_token = 2 * cfg.n_layers * attn_cfg.n_kv_heads * attn_cfg.head_dim * elem
+assert all(nbytes == cache_bytes_per_token * n for n, nbytes in points)
+assert cache.bytes_per_token() == cache_bytes_per_token
 
 model_bf16 = load_checkpoint("tiny_mha", dtype=torch.bfloat16)
 _, cache_bf16 = measure_cache(model_bf16, prompt_ids, 0)
 
 tokens, measured = zip(*points, strict=True)
 fig, ax = plt.subplots(figsize=(6.5, 3.6))
-ax.plot([0, cfg.max_seq_len], [0, bytes_per_token * cfg.max_seq_len / 1e3], "--", color=COLORS["muted"],
-        label=f"formula: {bytes_per_token:,} B × tokens")
+ax.plot([0, cfg.max_seq_len], [0, cache_bytes_per_token * cfg.max_seq_len / 1e3], "--", color=COLORS["muted"],
+        label=f"formula: {cache_bytes_per_token:,} B × tokens")
 ax.plot(tokens[::8], [b / 1e3 for b in measured[::8]], "o", ms=4, color=COLORS["cache"],
         label="KVCache.nbytes (every 8th step)")
 ax.annotate("prefill", (tokens[0], measured[0] / 1e3), xytext=(6, -12), textcoords="offset points",
@@ -354,9 +358,9 @@ plt.show()
 display(Markdown(
     f"At every one of the {len(points)} steps the measured size equals the formula: 2 × {cfg.n_layers} "
     f"layers × {attn_cfg.n_kv_heads} KV heads × {attn_cfg.head_dim} × {elem} B = "
-    f"**{bytes_per_token:,} B per token** in float32; `KVCache.bytes_per_token()` measures the same. "
+    f"**{cache_bytes_per_token:,} B per token** in float32; `KVCache.bytes_per_token()` measures the same. "
     f"The same model loaded in bfloat16 holds {cache_bf16.bytes_per_token():,.0f} B per token. "
-    f"A full context of {cfg.max_seq_len} tokens takes {bytes_per_token * cfg.max_seq_len / 1e6:.2f} MB, "
+    f"A full context of {cfg.max_seq_len} tokens takes {cache_bytes_per_token * cfg.max_seq_len / 1e6:.2f} MB, "
     f"next to {n_params * elem / 1e6:.2f} MB of float32 weights."
 ))
 
@@ -379,7 +383,7 @@ f10 = kv_widgets.step_figures(stepper.trace, 10)
 display(Markdown(
     f"At step 10 the widget shows {f10['n_tokens']} tokens in the cache ({f10['n_cached']} read, "
     f"{f10['n_new']} computed) and {f10['cache_bytes']:,} B, the formula's "
-    f"{bytes_per_token:,} B × {f10['n_tokens']} tokens. That step ran {f10['kv_projections']} K/V "
+    f"{cache_bytes_per_token:,} B × {f10['n_tokens']} tokens. That step ran {f10['kv_projections']} K/V "
     f"projections (one token in each of {cfg.n_layers} layers); without a cache it would have run "
     f"{f10['kv_projections_uncached']}."
 ))
@@ -414,7 +418,7 @@ for key in llamas:
             cache_bytes = sizing.kv_cache_bytes(spec, n, b, "bfloat16")
             text = f"{sizing.gib(cache_bytes):,.1f} GiB"
             cells.append(f"**{text}**" if cache_bytes > weights else text)
-    rows.append(f"| {spec.name} | {spec.n_kv_heads} | {sizing.format_bytes(sizing.bytes_per_token(spec))} "
+    rows.append(f"| {spec.name} | {spec.n_kv_heads} | {sizing.format_bytes(sizing.cache_bytes_per_token(spec))} "
                 f"| {sizing.gib(weights):.1f} GiB | " + " | ".join(cells) + " |")
 display(Markdown("\n".join(rows) + "\n\nBold: the cache is larger than the model's own weights."))
 
@@ -438,10 +442,10 @@ ax.legend(fontsize=8, loc="upper left")
 fig.tight_layout()
 plt.show()
 
-cross = {key: sizing.weight_bytes(key) // sizing.bytes_per_token(key) for key in llamas}
+cross = {key: sizing.weight_bytes(key) // sizing.cache_bytes_per_token(key) for key in llamas}
 busy = batches[-1] * contexts["4K"]  # tokens cached for a batch of 4K-token conversations
 display(Markdown(
-    f"One token of {l2.name}'s cache is {sizing.format_bytes(sizing.bytes_per_token(l2))}, so its cache "
+    f"One token of {l2.name}'s cache is {sizing.format_bytes(sizing.cache_bytes_per_token(l2))}, so its cache "
     f"outgrows its {sizing.gib(sizing.weight_bytes(l2)):.1f} GiB of weights at {cross['llama-2-7b']:,} "
     f"tokens, counted over all sequences of a batch: {batches[-1]} conversations of {contexts['4K']:,} "
     f"tokens hold {busy:,}, {'past' if busy > cross['llama-2-7b'] else 'short of'} that. {l3.name}'s "
@@ -485,7 +489,7 @@ for key in llamas:
     assert flops / read == intensity[key]
     rows.append(f"| {spec.name} | {intensity[key]:g} | {sizing.gib(read):.1f} GiB | {flops / 1e9:,.0f} GFLOP "
                 f"| {read / H100_BYTES_PER_S * 1e3:.1f} ms | {flops / H100_FLOPS * 1e3:.3f} ms |")
-tiny_read = bytes_per_token * cfg.max_seq_len
+tiny_read = cache_bytes_per_token * cfg.max_seq_len
 tiny_flops = attention_flops(1, cfg.max_seq_len, attn_cfg.head_dim, n_heads=attn_cfg.n_heads) * cfg.n_layers
 display(Markdown(
     f"One decode step at {t_tok // 1024}K tokens of context, batch {batch}, bfloat16:\n\n" + "\n".join(rows)
@@ -526,12 +530,12 @@ plt.show()
 rows = ["| model | cache per token | K/V FLOPs one cached token saves per later step | cache at max context |",
         "|---|---|---|---|"]
 tiny_saved = 2 * cfg.d_model * attn_cfg.cache_elements_per_token() * cfg.n_layers
-rows.append(f"| tiny_mha (float32) | {bytes_per_token:,} B | {tiny_saved / 1e6:.2f} MFLOP | "
-            f"{sizing.format_bytes(bytes_per_token * cfg.max_seq_len)} at {cfg.max_seq_len} tokens |")
+rows.append(f"| tiny_mha (float32) | {cache_bytes_per_token:,} B | {tiny_saved / 1e6:.2f} MFLOP | "
+            f"{sizing.format_bytes(cache_bytes_per_token * cfg.max_seq_len)} at {cfg.max_seq_len} tokens |")
 for key in llamas:
     spec = sizing.MODELS[key]
     saved = 2 * spec.hidden_size * sizing.kv_elements_per_token(spec)  # W^K and W^V of one token, all layers
-    rows.append(f"| {spec.name} (bfloat16) | {sizing.format_bytes(sizing.bytes_per_token(spec))} | "
+    rows.append(f"| {spec.name} (bfloat16) | {sizing.format_bytes(sizing.cache_bytes_per_token(spec))} | "
                 f"{saved / 1e6:,.0f} MFLOP | {sizing.gib(sizing.kv_cache_bytes(spec, spec.max_context)):.1f} "
                 f"GiB at {spec.max_context:,} tokens |")
 display(Markdown("\n".join(rows)))
@@ -576,14 +580,14 @@ print(ch04.check_cache_bytes(answer_cache_bytes))
 # **Exercise 2.** Write the decode loop yourself. Fill in `decode_with_cache(layer, x)`: for an attention
 # layer (`GroupedQueryAttention`) and inputs `x` of shape `(batch, seq, d_model)`, feed the tokens **one
 # at a time** through the layer with a single `LayerCache`, and return all outputs, shape
-# `(batch, seq, d_model)`. The result must equal `layer(x)`, the full causal forward. Then set
-# `answer_decode_loop = decode_with_cache`.
+# `(batch, seq, d_model)`. The result must equal `layer(x).output`, the full causal forward (a layer
+# returns an `AttentionOutput`; its `.output` is the tensor). Then set `answer_decode_loop = decode_with_cache`.
 
 # %% slideshow={"slide_type": "-"}
 def decode_with_cache(layer, x):
     """x (batch, seq, d_model) -> (batch, seq, d_model), one token per call of the layer."""
     outputs = []  # one (batch, 1, d_model) output per step
-    # make one LayerCache; for each t, call the layer on x[:, t:t+1] with cache=... and keep the output
+    # make one LayerCache; for each t, call the layer on x[:, t:t+1] with cache=... and keep its .output
     return torch.cat(outputs, dim=1)
 
 

@@ -153,7 +153,8 @@ with torch.no_grad():
     mha_layer.w_k.weight.copy_(mqa_layer.w_k.weight.repeat(n_heads, 1))  # W^K_h = W^K for every head h
     mha_layer.w_v.weight.copy_(mqa_layer.w_v.weight.repeat(n_heads, 1))
 x = torch.randn(b, n, 128, generator=gen, dtype=torch.float64)
-print("MQA layer == MHA layer with tied W^K, W^V:", torch.allclose(mqa_layer(x), mha_layer(x), atol=1e-12))
+y_mqa, y_mha = mqa_layer(x).output, mha_layer(x).output  # each layer returns an AttentionOutput
+print("MQA layer == MHA layer with tied W^K, W^V:", torch.allclose(y_mqa, y_mha, atol=1e-12))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Sharing keys does **not** make the heads alike: each head still has its own query, so each head still
@@ -280,22 +281,22 @@ rows = ["| model | query heads n_h | d_h | layers | published | MHA bytes/token 
         "|---|---|---|---|---|---|---|---|"]
 for key in real:
     spec = MODELS[key]
-    mha_b = sizing.bytes_per_token(spec, "bfloat16", "mha")
-    mqa_b = sizing.bytes_per_token(spec, "bfloat16", "mqa")
+    mha_b = sizing.cache_bytes_per_token(spec, "bfloat16", "mha")
+    mqa_b = sizing.cache_bytes_per_token(spec, "bfloat16", "mqa")
     rows.append(f"| {spec.name} | {spec.n_heads} | {spec.head_dim} | {spec.n_layers} | {spec.attention.upper()} "
                 f"| {mha_b:,} ({format_bytes(mha_b)}) | {mqa_b:,} ({format_bytes(mqa_b)}) "
                 f"| {format_ratio(mha_b / mqa_b)}× |")
 display(Markdown("\n".join(rows) + "\n\nbfloat16, 2 bytes a number, all layers."))
 
 v3 = MODELS["deepseek-v3"]
-v3_mha = sizing.bytes_per_token(v3, "bfloat16", "mha")
-v3_mqa = sizing.bytes_per_token(v3, "bfloat16", "mqa")
+v3_mha = sizing.cache_bytes_per_token(v3, "bfloat16", "mha")
+v3_mqa = sizing.cache_bytes_per_token(v3, "bfloat16", "mqa")
 display(Markdown(
     f"**The summary's \"4 MB → 31 kB per token, 128×\" checks out as arithmetic**: DeepSeek-V3's shape "
     f"({v3.n_heads} heads of d_h = {v3.head_dim}, {v3.n_layers} layers, bfloat16) gives "
     f"{v3_mha:,} B = {format_bytes(v3_mha)} per token as MHA and {v3_mqa:,} B = {format_bytes(v3_mqa)} as "
     f"MQA, {format_ratio(v3_mha / v3_mqa)}× less, which is n_h = {v3.n_heads}. **Both are what-ifs**: "
-    f"DeepSeek-V3 ships MLA, which caches {format_bytes(sizing.bytes_per_token(v3))} per token (chapter 7)."
+    f"DeepSeek-V3 ships MLA, which caches {format_bytes(sizing.cache_bytes_per_token(v3))} per token (chapter 7)."
 ))
 
 # %% slideshow={"slide_type": "subslide"}
@@ -304,7 +305,7 @@ width = 0.38
 for i, key in enumerate(real):
     spec = MODELS[key]
     for j, scheme in enumerate(("mha", "mqa")):
-        value = sizing.bytes_per_token(spec, "bfloat16", scheme)
+        value = sizing.cache_bytes_per_token(spec, "bfloat16", scheme)
         published = spec.attention == scheme
         ax.barh(i + (j - 0.5) * width, value, height=width * 0.92, color=SCHEME_COLORS[scheme],
                 alpha=1.0 if published else 0.45, hatch=None if published else "//", edgecolor="white")
@@ -471,7 +472,7 @@ rows.append(f"| tiny model: W^K and W^V parameters | {kv_params['mha']:,} | {kv_
 rows.append(f"| tiny model: validation loss | {loss['mha']:.3f} | {loss['mqa']:.3f} | {gap:+.3f} |")
 for key in ("llama-2-7b", "falcon-7b"):
     spec = MODELS[key]
-    a, c = (sizing.bytes_per_token(spec, "bfloat16", s) for s in ("mha", "mqa"))
+    a, c = (sizing.cache_bytes_per_token(spec, "bfloat16", s) for s in ("mha", "mqa"))
     rows.append(f"| {spec.name}: cache bytes per token (bfloat16) | {a:,} | {c:,} | {format_ratio(a / c)}× less |")
 rows.append(f"| {llama2.name}: bytes read per step, {t_long // 1024}K tokens × batch {batch} | "
             f"{format_bytes(long_mha['total'])} | {format_bytes(long_mqa['total'])} | "

@@ -319,8 +319,8 @@ rows = ["| model | query heads n_h | K/V heads n_g | group size r | bytes per to
         "|---|---|---|---|---|---|---|"]
 for key in ("llama-3-8b", "llama-3-70b", "mistral-7b", "qwen2.5-7b", "deepseek-67b", "falcon-7b", "llama-2-7b"):
     spec = MODELS[key]
-    own = sizing.bytes_per_token(spec)
-    mha = sizing.bytes_per_token(spec, scheme="mha")
+    own = sizing.cache_bytes_per_token(spec)
+    mha = sizing.cache_bytes_per_token(spec, scheme="mha")
     rows.append(f"| {spec.name} ({spec.attention.upper()}) | {spec.n_heads} | {spec.n_kv_heads} | {spec.group_size} "
                 f"| {own:,} ({format_bytes(own)}) | {format_bytes(mha)} | {format_ratio(mha / own)}× |")
 display(Markdown("\n".join(rows)))
@@ -334,9 +334,9 @@ display(Markdown("\n".join(rows)))
 
 # %% slideshow={"slide_type": "-"}
 v3 = MODELS["deepseek-v3"]
-what_if = sizing.bytes_per_token(v3, scheme="gqa", n_kv_heads=16)
-v3_mha = sizing.bytes_per_token(v3, scheme="mha")
-v3_mla = sizing.bytes_per_token(v3)
+what_if = sizing.cache_bytes_per_token(v3, scheme="gqa", n_kv_heads=16)
+v3_mha = sizing.cache_bytes_per_token(v3, scheme="mha")
+v3_mla = sizing.cache_bytes_per_token(v3)
 display(Markdown(
     f"**What-if, not DeepSeek-V3's design:** {v3.name}'s shape with GQA and 16 K/V heads caches "
     f"{sizing.kv_formula(v3, 'gqa', 16)} numbers per token and layer, {what_if:,} B ({format_bytes(what_if)}) "
@@ -371,14 +371,14 @@ scratch_losses = {name: (mha_loss if name == "tiny_mha" else scratch_loss if nam
                          else evaluate(model, val_data, EVAL)) for name, model in scratch.items()}
 
 
-def tiny_bytes_per_token(model: TinyLM) -> int:
+def tiny_cache_bytes_per_token(model: TinyLM) -> int:
     """2 x n_kv_heads x head_dim x layers x bytes per number (4 in float32)."""
     attn = model.config.attention_config()
     return attn.cache_elements_per_token() * model.config.n_layers * model.embed.weight.element_size()
 
 
 fig, ax = plt.subplots(figsize=(10, 4))
-xs = [tiny_bytes_per_token(conversions[n]) for n in kv_options]
+xs = [tiny_cache_bytes_per_token(conversions[n]) for n in kv_options]
 ax.plot(xs, [conv_loss[n] for n in kv_options], "o--", color=COLORS["muted"], lw=1.5,
         label="tiny_mha mean-pooled, no uptraining")
 for n, x in zip(kv_options, xs, strict=True):
@@ -386,9 +386,9 @@ for n, x in zip(kv_options, xs, strict=True):
                 color=COLORS["muted"])
 for name, model in scratch.items():
     scheme = model.config.attention_config().kind
-    ax.plot(tiny_bytes_per_token(model), scratch_losses[name], "s", ms=9, color=SCHEME_COLORS[scheme],
+    ax.plot(tiny_cache_bytes_per_token(model), scratch_losses[name], "s", ms=9, color=SCHEME_COLORS[scheme],
             label=f"{name}, trained from scratch")
-ax.plot(tiny_bytes_per_token(student), uptrained_loss, "*", ms=15, color=SCHEME_COLORS["gqa"], mec="black",
+ax.plot(tiny_cache_bytes_per_token(student), uptrained_loss, "*", ms=15, color=SCHEME_COLORS["gqa"], mec="black",
         label=f"n_g = {n_g} conversion + {UPTRAIN.steps} steps uptraining")
 ax.set_xscale("log", base=2)
 ax.set_xticks(xs, [f"{x:,} B" for x in xs])
@@ -422,9 +422,10 @@ rows = ["| K/V heads n_g | group size r | tiny: cache bytes/token | tiny: loss a
         "Llama-3-70B shape: bytes/token | vs MHA |", "|---|---|---|---|---|---|"]
 llama70 = MODELS["llama-3-70b"]
 for n in kv_options:
-    big = sizing.bytes_per_token(llama70, scheme="gqa", n_kv_heads=llama70.n_heads // (tiny_mha.config.n_heads // n))
-    saved = sizing.bytes_per_token(llama70, scheme="mha") / big
-    rows.append(f"| {n} | {tiny_mha.config.n_heads // n} | {tiny_bytes_per_token(conversions[n]):,} B "
+    n_kv = llama70.n_heads // (tiny_mha.config.n_heads // n)
+    big = sizing.cache_bytes_per_token(llama70, scheme="gqa", n_kv_heads=n_kv)
+    saved = sizing.cache_bytes_per_token(llama70, scheme="mha") / big
+    rows.append(f"| {n} | {tiny_mha.config.n_heads // n} | {tiny_cache_bytes_per_token(conversions[n]):,} B "
                 f"| {conv_loss[n]:.3f} | {format_bytes(big)} | {format_ratio(saved)}× |")
 display(Markdown(
     f"The same group sizes r on the tiny model and on {llama70.name}'s shape ({llama70.n_heads} query heads; "

@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import HTML, Markdown, display
 
-from attnlab import corpus, lowrank, show_source, sizing
+from attnlab import corpus, costs, lowrank, show_source, sizing
 from attnlab.exercises import ch07
 from attnlab.interactive import mla as mla_widgets
 from attnlab.mla import MultiHeadLatentAttention
@@ -178,9 +178,10 @@ tiny_spec = sizing.ModelSpec(name="tiny_mla", source="attnlab.model.TinyLMConfig
                              qk_rope_head_dim=c_mla.qk_rope_head_dim)
 measured = {name: cache.bytes_per_token() for name, cache in caches.items()}
 formula = (c_mla.kv_lora_rank + c_mla.qk_rope_head_dim) * c_mla.n_layers * element_bytes
-predicted = {"mla": sizing.bytes_per_token(tiny_spec, torch.float32),
-             "mha": sizing.bytes_per_token(tiny_spec, torch.float32, scheme="mha")}
-rows = ["| model | measured `KVCache` bytes per token | formula | `sizing.bytes_per_token` |", "|---|---:|---|---:|"]
+predicted = {"mla": sizing.cache_bytes_per_token(tiny_spec, torch.float32),
+             "mha": sizing.cache_bytes_per_token(tiny_spec, torch.float32, scheme="mha")}
+rows = ["| model | measured `KVCache` bytes per token | formula | `sizing.cache_bytes_per_token` |",
+        "|---|---:|---|---:|"]
 rows.append(f"| tiny_mla | {measured['mla']:,.0f} | ($d_c$ + $d_h^R$) × layers × 4 B = ({c_mla.kv_lora_rank} + "
             f"{c_mla.qk_rope_head_dim}) × {c_mla.n_layers} × {element_bytes} = {formula:,} | {predicted['mla']:,} |")
 rows.append(f"| tiny_mha | {measured['mha']:,.0f} | 2 $n_h d_h$ × layers × 4 B = 2 × {c_mha.n_heads} × "
@@ -327,11 +328,12 @@ display(Markdown(
 # The paper compares the cache per token of the four schemes, in elements, for $l$ layers:
 # MHA $2 n_h d_h l$, GQA $2 n_g d_h l$, MQA $2 d_h l$, MLA $(d_c + d_h^R) l$. With its choice
 # $d_c = 4 d_h$ and $d_h^R = d_h / 2$, MLA's entry is $\frac{9}{2} d_h l$, "equal to GQA with only 2.25
-# groups". `sizing.table1_elements` computes the table; here with DeepSeek-V3's shape and, for GQA, the
-# 16 groups one summary quotes (a what-if: DeepSeek-V3 does not use GQA).
+# groups". `sizing.table1_elements` computes the table from the paper's symbols, with each scheme's rule
+# (`attnlab.schemes`, chapter 0); here with DeepSeek-V3's shape and, for GQA, the 16 groups one summary
+# quotes (a what-if: DeepSeek-V3 does not use GQA).
 
 # %% slideshow={"slide_type": "-"}
-show_source(sizing.table1_elements, start="return {", stop="}")
+show_source(sizing.table1_elements, start="shape = AttentionShape", stop="return {")
 
 # %% slideshow={"slide_type": "subslide"}
 n_g = 16  # the seed summaries' "16 groups": a what-if comparison
@@ -356,7 +358,7 @@ display(Markdown(
 # In bytes (bfloat16, 2 bytes per element), per token over all layers, from DeepSeek-V3's config:
 
 # %% slideshow={"slide_type": "-"}
-per_token = {s: sizing.bytes_per_token(v3, "bfloat16", s, n_g if s == "gqa" else None) for s in sizing.SCHEMES}
+per_token = {s: sizing.cache_bytes_per_token(v3, "bfloat16", s, n_g if s == "gqa" else None) for s in sizing.SCHEMES}
 ratio_mla = per_token["mha"] / per_token["mla"]
 display(Markdown(
     f"MHA: {per_token['mha']:,} bytes per token ({format_bytes(per_token['mha'])}); MLA: {per_token['mla']:,} "
@@ -456,8 +458,7 @@ explorer
 # %% slideshow={"slide_type": "-"}
 # multiply-adds per cached token and decode step, one layer (chapter 8 derives these counts)
 macs_attend = sizing.attention_macs_per_cached_token(v3, "mha")  # MHA: score one key, mix one value per head
-macs_naive = mla_widgets.decode_step_costs(v3.n_heads, seq_len=1, d_c=d_c, d_h=v3.head_dim, d_v=v3.head_dim,
-                                           d_h_rope=d_h_rope)["naive"]["macs"]  # rebuild K, V of 1 token, attend
+macs_naive = costs.macs_per_cached_token("mla_naive", v3.attention_shape())  # rebuild K, V of 1 token, attend
 tiny_kv_params = {
     "mha": sum(p.numel() for b in tiny_mha.blocks for p in (b.attn.w_k.weight, b.attn.w_v.weight)),
     "mla": sum(p.numel() for b in tiny_mla.blocks for p in (b.attn.w_dkv.weight, b.attn.w_ukv.weight,

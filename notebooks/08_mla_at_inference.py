@@ -28,7 +28,6 @@
 # Hugging Face's implementation.
 
 # %% slideshow={"slide_type": "skip"}
-import functools
 import math
 import time
 
@@ -36,7 +35,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from attnlab import corpus, lowrank, show_source, sizing
+from attnlab import corpus, costs, lowrank, show_source, sizing
 from attnlab.exercises import ch08
 from attnlab.huggingface import attention_forward
 from attnlab.interactive import mla as mla_widgets
@@ -94,8 +93,9 @@ show_animation("AbsorptionScene")
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. The code, both ways
 #
-# `MultiHeadLatentAttention` has both forms; `forward(x, cache, mode=...)` picks one. The plain ("naive")
-# form rebuilds keys and values from the latents, then runs ordinary multi-head attention:
+# `MultiHeadLatentAttention` has both forms; `layer.use("naive")` or `layer.use("absorbed")` (the default)
+# picks the one its `forward` runs. The plain ("naive") form rebuilds keys and values from the latents,
+# then runs ordinary multi-head attention:
 
 # %% slideshow={"slide_type": "-"}
 show_source(MultiHeadLatentAttention.attend_naive, start="k_nope = torch.einsum", stop="return torch.einsum")
@@ -127,11 +127,12 @@ with torch.no_grad():
         outputs = {}
         for mode in ("naive", "absorbed"):
             cache = LayerCache(seq_dim=1)
-            steps = [block.attn(x[:, :n_prefill], cache=cache, mode=mode)]  # prefill
-            steps += [block.attn(x[:, t : t + 1], cache=cache, mode=mode) for t in range(n_prefill, x.shape[1])]
+            with block.attn.using(mode):  # this mode inside the block, the default (absorbed) after it
+                steps = [block.attn(x[:, :n_prefill], cache=cache).output]  # prefill
+                steps += [block.attn(x[:, t : t + 1], cache=cache).output for t in range(n_prefill, x.shape[1])]
             outputs[mode] = torch.cat(steps, dim=1)  # (1, 64, d_model)
         diffs.append((outputs["naive"] - outputs["absorbed"]).abs().max().item())
-        full_diffs.append((outputs["absorbed"] - block.attn(x)).abs().max().item())  # against one uncached pass
+        full_diffs.append((outputs["absorbed"] - block.attn(x).output).abs().max().item())  # one uncached pass
 scale = max(o.abs().max().item() for o in outputs.values())
 
 # %% slideshow={"slide_type": "subslide"}
@@ -154,14 +155,14 @@ display(Markdown(
 ))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# The whole model, too. `TinyLM` calls each layer's `forward` with the default mode; binding `mode`
-# switches all four layers at once. Greedy generation through the cache picks the same tokens:
+# The whole model, too. Each layer keeps its form as a setting, so `use` on every block switches all four
+# layers at once; `TinyLM` just calls them. Greedy generation through the cache picks the same tokens:
 
 # %% slideshow={"slide_type": "-"}
 def use_mode(model, mode):
     """Make every MLA layer of `model` run in `mode` ("naive" or "absorbed")."""
     for block in model.blocks:
-        block.attn.forward = functools.partial(MultiHeadLatentAttention.forward, block.attn, mode=mode)
+        block.attn.use(mode)
 
 
 prompt = text_ids[:, :16]
@@ -199,26 +200,34 @@ display(Markdown(
 #
 # DeepSeek's reference code offers the first and the third (`attn_impl="naive"` caches expanded keys
 # and values, `"absorb"` is the default); Hugging Face runs the second (section 7).
-# `attnlab.interactive.mla.decode_step_costs` implements the table:
+# `attnlab.costs.mla_decode_step_costs` implements the table, from the counts per cached token of
+# `costs.macs_per_cached_token_parts`:
 
 # %% slideshow={"slide_type": "-"}
-show_source(mla_widgets.decode_step_costs, start="attend_mha = {", stop="}")
+show_source(costs.mla_decode_step_costs, start="naive = {step", stop="extra = {")
 
 # %% slideshow={"slide_type": "subslide"}
 v3 = MODELS["deepseek-v3"]
 d_c, d_h_rope = sizing.mla_dims(v3)
 widths = dict(d_c=d_c, d_h=v3.head_dim, d_v=v3.head_dim, d_h_rope=d_h_rope)
-labels = mla_widgets.STRATEGIES
+labels = costs.MLA_STRATEGIES
+
+
+def step_costs(n_heads, t):
+    """One decode step of one MLA layer with n_heads heads and DeepSeek-V3's widths, t cached tokens."""
+    return costs.mla_decode_step_costs(mla_widgets.step_shape(n_heads, **widths), t)
+
+
 rows = ["| context $t$ | FLOPs: expanded | naive | absorbed | bytes: expanded | naive | absorbed |", "|---:" * 7 + "|"]
 for t in (1024, 4096, 32768, 131072):
-    c = mla_widgets.decode_step_costs(v3.n_heads, t, **widths)
+    c = step_costs(v3.n_heads, t)
     rows.append(f"| {t:,} | " + " | ".join(f"{c[s]['flops']:.3g}" for s in labels) + " | " +
                 " | ".join(format_bytes(c[s]["cache_bytes"] + c[s]["extra_bytes"]) for s in labels) + " |")
 display(Markdown(f"{v3.name}, one layer, one decode step, bfloat16 (bytes: the cache read, plus the "
                  "rebuilt keys and values the naive form writes and reads back):\n\n" + "\n".join(rows)))
 
 # %% slideshow={"slide_type": "subslide"}
-c4k = mla_widgets.decode_step_costs(v3.n_heads, 4096, **widths)
+c4k = step_costs(v3.n_heads, 4096)
 bytes_ratio = c4k["expanded"]["cache_bytes"] / c4k["absorbed"]["cache_bytes"]
 display(Markdown(
     f"At 4,096 tokens, rebuilding costs {c4k['naive']['flops'] / c4k['absorbed']['flops']:.0f}× the FLOPs of "
@@ -266,7 +275,7 @@ for t in contexts:
 # %% slideshow={"slide_type": "subslide"}
 # NBVAL_IGNORE_OUTPUT
 # Wall-clock times change from machine to machine and run to run.
-predicted = {t: mla_widgets.decode_step_costs(bench_config.n_heads, t, **widths) for t in contexts}
+predicted = {t: step_costs(bench_config.n_heads, t) for t in contexts}
 rows = ["| context | naive (ms) | absorbed (ms) | measured ratio | FLOP ratio |", "|---:|---:|---:|---:|---:|"]
 for i, t in enumerate(contexts):
     rows.append(f"| {t:,} | {measured['naive'][i]:.2f} | {measured['absorbed'][i]:.2f} | "
@@ -276,7 +285,7 @@ display(Markdown("\n".join(rows)))
 
 # %% slideshow={"slide_type": "subslide"}
 flop_ratios = [predicted[t]["naive"]["flops"] / predicted[t]["absorbed"]["flops"] for t in contexts]
-one_token = mla_widgets.decode_step_costs(bench_config.n_heads, 1, **widths)  # the work per cached token
+one_token = step_costs(bench_config.n_heads, 1)  # the work per cached token
 per_cached = {s: sum(v for k, v in one_token[s]["parts"].items() if k != "fold W^UK, W^UV") for s in one_token}
 display(Markdown(
     f"The FLOP count predicts the naive form to cost {flop_ratios[0]:.0f}× to {flop_ratios[-1]:.0f}× the "
@@ -303,10 +312,10 @@ t_long = 65536  # long enough that the once-per-step fold is negligible
 fp8_bytes = d_c * 1 + (d_c // 128) * 4 + d_h_rope * 2  # FlashMLA's FP8 cache: 512 fp8, 4 fp32 scales, 64 bf16
 
 
-def intensity(n_heads, strategy, bytes_per_token=None):
-    """FLOPs per cache byte of one decode step at t_long tokens (bf16 cache unless bytes_per_token is given)."""
-    c = mla_widgets.decode_step_costs(n_heads, t_long, **widths)[strategy]
-    n_bytes = c["cache_bytes"] if bytes_per_token is None else bytes_per_token * t_long
+def intensity(n_heads, strategy, cache_bytes_per_token=None):
+    """FLOPs per cache byte of one decode step at t_long tokens (bf16 cache unless cache_bytes_per_token is given)."""
+    c = step_costs(n_heads, t_long)[strategy]
+    n_bytes = c["cache_bytes"] if cache_bytes_per_token is None else cache_bytes_per_token * t_long
     return c["flops"] / n_bytes
 
 
@@ -387,7 +396,7 @@ with torch.no_grad():
         cos, sin = rotary(x, torch.arange(start, end)[None].expand(2, -1))
         mask = torch.full((n, end), -math.inf).triu(start + 1)[None, None]
         y_hf, _ = attention_forward(hf_attention, x[:, start:end], (cos, sin), mask, hf_cache)
-        y_ours = ours(x[:, start:end], cache=our_cache)  # absorbed, the default
+        y_ours = ours(x[:, start:end], cache=our_cache).output  # absorbed, the default
         worst = max(worst, (y_hf - y_ours).abs().max().item())
 
 hf_keys = hf_cache.layers[0].keys
@@ -425,15 +434,19 @@ mla_widgets.absorption_explorer(seq_len=4096, n_heads=v3.n_heads, **widths)
 #   vectors for every one of the $s(s+1)/2$ pairs.
 
 # %% slideshow={"slide_type": "-"}
-def prefill_macs(s, strategy, n_h=v3.n_heads, d_c=d_c, d_h=v3.head_dim, d_v=v3.head_dim, d_r=d_h_rope):
-    """Multiply-adds of attention in a causal prefill of s tokens, one layer (projections of x left out)."""
-    pairs = s * (s + 1) // 2
-    if strategy == "naive":  # rebuild K and V once per token, then attention on them
-        return s * n_h * (d_h + d_v) * d_c + pairs * n_h * (d_h + d_r + d_v)
-    return s * n_h * d_c * (d_h + d_v) + pairs * n_h * (2 * d_c + d_r)  # fold per query token, latent attention
+v3_layer = mla_widgets.step_shape(v3.n_heads, **widths)
 
 
-c1 = mla_widgets.decode_step_costs(v3.n_heads, 1, **widths)  # per cached token (t = 1, fold left out below)
+def prefill_macs(s, strategy, shape=v3_layer):
+    """Multiply-adds of attention in a causal prefill of s tokens, one layer (projections of x left out): the
+    s(s+1)/2 query-key pairs of `costs.prefill_flops`, plus, once per token, rebuilding its K and V (naive) or
+    folding W^UK and W^UV into its query (absorbed)."""
+    once = (costs.macs_per_cached_token_parts("mla_naive", shape)["re-expand K, V"] if strategy == "naive"
+            else costs.mla_absorption_fold_macs(shape))
+    return s * once + costs.prefill_flops(f"mla_{strategy}", shape, s) // 2  # FLOPs are 2 per multiply-add
+
+
+c1 = step_costs(v3.n_heads, 1)  # per cached token (t = 1, fold left out below)
 per_token = {s: c1[s]["parts"] for s in labels}
 rows = ["| | expanded | naive | absorbed |", "|---|---:|---:|---:|"]
 rows.append("| cache bytes per token and layer (bf16) | " +

@@ -32,13 +32,13 @@ import torch
 from IPython.display import Markdown, display
 from matplotlib.colors import TwoSlopeNorm
 
-from attnlab import corpus, lowrank, show_source, sizing
+from attnlab import corpus, costs, lowrank, show_source, sizing
 from attnlab.exercises import ch09
 from attnlab.interactive import mla as mla_widgets
 from attnlab.mla import MLAConfig, MultiHeadLatentAttention, rope_on_latent_keys, yarn_frequencies, yarn_mscale
 from attnlab.model import load_checkpoint
 from attnlab.plots import COLORS
-from attnlab.rope import apply_rope, interleaved_to_halves, rope_frequencies, rotation_matrix
+from attnlab.rope import apply_rope, interleaved_to_halves, rope_frequencies, rotate_pairs, rotation_matrix
 from attnlab.sizing import MODELS
 from attnlab.tokenization import load_tokenizer
 
@@ -67,10 +67,11 @@ show_animation("DecoupledRoPEScene")
 # \begin{pmatrix} \cos m\theta_i & -\sin m\theta_i \\ \sin m\theta_i & \cos m\theta_i \end{pmatrix}
 # \begin{pmatrix} x_a \\ x_b \end{pmatrix}, \qquad R_m = \operatorname{diag}(\text{those } 2\times 2 \text{ blocks}).$$
 #
-# That is all of it. `attnlab.rope.apply_rope` does it for whole tensors:
+# That is all of it. `attnlab.rope.apply_rope` does it for whole tensors: it computes the angles
+# $m\,\theta_i$ for every position and hands them to `rotate_pairs`, which rotates:
 
 # %% slideshow={"slide_type": "-"}
-show_source(apply_rope, start="angles = rope_angles", stop="out_b = x_a * sin")
+show_source(rotate_pairs, start="cos = angles.cos()", stop="out_b = x_a * sin")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # The first pairs turn fast (pair 0 by one radian per position), the last ones barely move: a clock
@@ -229,7 +230,9 @@ layer = model64.blocks[0].attn
 x = lowrank.attention_inputs(model64, text_ids)[0]  # what layer 0's attention receives, (1, 32, d_model)
 with torch.no_grad():
     wrong = (rope_on_latent_keys(layer, x, mode="absorbed") - rope_on_latent_keys(layer, x, mode="naive")).abs()
-    right = (layer(x, mode="absorbed") - layer(x, mode="naive")).abs()
+    with layer.using("naive"):
+        naive = layer(x).output
+    right = (layer(x).output - naive).abs()  # the layer's default form, absorbed, against naive
 per_position = wrong.amax(dim=-1)[0]  # (32,), largest error of each query position's output
 out_size = rope_on_latent_keys(layer, x, mode="naive").abs().max().item()
 
@@ -374,16 +377,14 @@ display(Markdown(
 
 # %% slideshow={"slide_type": "-"}
 c = v3_config
-bytes_rope = sizing.bytes_per_token(v3) * c.qk_rope_head_dim // width  # bf16, all layers
-absorbed = mla_widgets.decode_step_costs(c.n_heads, 1, c.kv_lora_rank, c.qk_nope_head_dim, c.v_head_dim,
-                                         c.qk_rope_head_dim)["absorbed"]["parts"]
+bytes_rope = sizing.cache_bytes_per_token(v3) * c.qk_rope_head_dim // width  # bf16, all layers
 rope_macs = c.n_heads * c.qk_rope_head_dim  # per cached token: q^R_i · k^R for every head
-attend_macs = absorbed["scores"] + absorbed["weighted sum"]  # all absorbed attention per cached token
+attend_macs = costs.macs_per_cached_token("mla", v3.attention_shape())  # all absorbed attention per cached token
 params = {"W^QR": c.q_lora_rank * c.n_heads * c.qk_rope_head_dim, "W^KR": c.d_model * c.qk_rope_head_dim}
 rows = ["| what | per layer | share |", "|---|---:|---|"]
 rows.append(f"| cache: numbers per token | {c.qk_rope_head_dim} | {c.qk_rope_head_dim} of {width} "
-            f"({100 * c.qk_rope_head_dim / width:.1f}%); {bytes_rope:,} of {sizing.bytes_per_token(v3):,} bytes per "
-            f"token over {v3.n_layers} layers |")
+            f"({100 * c.qk_rope_head_dim / width:.1f}%); {bytes_rope:,} of {sizing.cache_bytes_per_token(v3):,} "
+            f"bytes per token over {v3.n_layers} layers |")
 rows.append(f"| decode: multiply-adds per cached token | {rope_macs:,} | of {attend_macs:,} absorbed "
             f"({100 * rope_macs / attend_macs:.1f}%) |")
 rows.append(f"| parameters $W^{{QR}}$ | {params['W^QR']:,} | {c.q_lora_rank} × {c.n_heads} × {c.qk_rope_head_dim} |")

@@ -96,7 +96,7 @@ show_animation("DSAScene")
 
 # %% slideshow={"slide_type": "-"}
 L128k = 131_072
-c128 = layer_cost(L128k)  # one layer of DeepSeek-V3.2, top-k 2048; FLOPs count 2 per multiply-add
+c128 = layer_cost(v32, L128k)  # one layer of DeepSeek-V3.2, top-k 2048; FLOPs count 2 per multiply-add
 display(Markdown(
     f"For {v32.name}, one decoded token at {L128k:,} tokens of context costs dense MLA "
     f"**{c128['decode_flops_dense'] / 1e9:.1f} GFLOP and {sizing.format_bytes(c128['decode_bytes_dense'])} of "
@@ -235,10 +235,12 @@ labels = token_labels(tok, ids[0].tolist())
 with torch.no_grad():
     attn = model.blocks[LAYER].attn
     x = layer_input(model, ids, LAYER)  # (1, T, d_model)
-    _, dense_w = attn(x, return_weights=True, top_k=T)  # every token selected: dense MLA
-    _, sparse_w, selection = attn(x, return_weights=True, return_index=True, top_k=K_SHOW)
-selected = selection_mask(selection.indices, T)[0]  # (T, T) boolean
-dense_mean, sparse_mean = dense_w[0].mean(dim=0), sparse_w[0].mean(dim=0)  # (T, T)
+    with attn.using(top_k=T):  # every token selected: dense MLA
+        dense_w = attn(x, return_weights=True).weights
+    with attn.using(top_k=K_SHOW):
+        sparse = attn(x, return_weights=True)  # .weights: zero off the selected set; .selection: the choice
+selected = selection_mask(sparse.selection.indices, T)[0]  # (T, T) boolean
+dense_mean, sparse_mean = dense_w[0].mean(dim=0), sparse.weights[0].mean(dim=0)  # (T, T)
 assert torch.equal(selected.sum(-1), torch.clamp(torch.arange(T) + 1, max=K_SHOW))
 
 fig, axes = plt.subplots(1, 2, figsize=(14, 7.2))
@@ -276,9 +278,10 @@ with torch.no_grad():
     for layer in range(cfg.n_layers):
         attn = model.blocks[layer].attn
         x = layer_input(model, windows, layer)
-        _, dense_w = attn(x, return_weights=True, top_k=S)  # (4, h, S, S)
-        _, _, sel = attn(x, return_weights=True, return_index=True, top_k=K_MODEL)
-        chosen = selection_mask(sel.indices, S)  # (4, S, S)
+        with attn.using(top_k=S):
+            dense_w = attn(x, return_weights=True).weights  # (4, h, S, S)
+        with attn.using(top_k=K_MODEL):
+            chosen = selection_mask(attn(x).selection.indices, S)  # (4, S, S)
         share["indexer"].append(float(torch.stack([dsa_widgets.attention_captured(dense_w[b], chosen[b])[later]
                                                    for b in range(4)]).mean()))
         share["recent"].append(float(torch.stack([dsa_widgets.attention_captured(
@@ -330,7 +333,7 @@ show_source(sparse_attend_absorbed, start="valid = indices >= 0", stop="weights 
 # checks, in float64 on the real layer inputs:
 #
 # 1. the gather path equals the reference path that runs MLA over all tokens with the unselected ones
-#    masked out (`sparse_impl="mask"`);
+#    masked out (`attn.use("mask")`);
 # 2. with $k \ge$ the sequence length every token is selected, and DSA equals dense MLA.
 
 # %% slideshow={"slide_type": "-"}
@@ -338,13 +341,16 @@ model64, _ = dsa_widgets.tiny_dsa_model(dtype=torch.float64)
 attn64 = model64.blocks[LAYER].attn
 with torch.no_grad():
     x64 = layer_input(model64, ids, LAYER)  # (1, T, d_model) float64
-    y_gather = attn64(x64, top_k=K_SHOW, sparse_impl="gather")
-    y_mask = attn64(x64, top_k=K_SHOW, sparse_impl="mask")
-    y_all = attn64(x64, top_k=T)
-    y_mla = attn64.mla(x64)  # the layer's MLA with no indexer at all
+    with attn64.using("gather", top_k=K_SHOW):
+        gather = attn64(x64)  # .output, and .selection: the indexer's choice
+    with attn64.using("mask", top_k=K_SHOW):
+        y_mask = attn64(x64).output
+    with attn64.using(top_k=T):
+        y_all = attn64(x64).output
+    y_gather = gather.output
+    y_mla = attn64.mla(x64).output  # the layer's MLA with no indexer at all
     c_kv, _ = attn64.mla.latents(x64, torch.arange(T))
-    _, sel64 = attn64(x64, return_index=True, top_k=K_SHOW)
-    gathered = gather_tokens(c_kv, sel64.indices)
+    gathered = gather_tokens(c_kv, gather.selection.indices)
 gather_vs_mask = float((y_gather - y_mask).abs().max())
 topk_all_vs_mla = float((y_all - y_mla).abs().max())
 sparse_vs_dense = float((y_gather - y_mla).abs().max())
@@ -378,11 +384,11 @@ print(f"max |gather - mask| = {gather_vs_mask:.1e}, max |DSA(top-k = {T}) - MLA|
 
 # %% slideshow={"slide_type": "-"}
 lengths = [2**p for p in range(8, 18)] + [v32.max_context]
-costs = [layer_cost(n) for n in lengths]
-c_attn = layer_cost(1)["decode_flops_dense"]  # FLOPs per cached token read by MLA's attention
-c_idx = layer_cost(2)["decode_flops_indexer"] - layer_cost(1)["decode_flops_indexer"]  # per token scored
-c_pre = layer_cost(1)["prefill_flops_dense"]  # FLOPs per query-key pair of the dense (naive) prefill
-cross = {m: crossover_context(metric=m) for m in ("decode_flops", "decode_bytes", "prefill_flops")}
+costs = [layer_cost(v32, n) for n in lengths]
+c_attn = layer_cost(v32, 1)["decode_flops_dense"]  # FLOPs per cached token read by MLA's attention
+c_idx = layer_cost(v32, 2)["decode_flops_indexer"] - layer_cost(v32, 1)["decode_flops_indexer"]  # per token scored
+c_pre = layer_cost(v32, 1)["prefill_flops_dense"]  # FLOPs per query-key pair of the dense (naive) prefill
+cross = {m: crossover_context(v32, metric=m) for m in ("decode_flops", "decode_bytes", "prefill_flops")}
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
 for ax, key, unit, scale in ((axes[0], "decode_flops", "GFLOP", 1e9), (axes[1], "decode_bytes", "MB", 1e6)):
     ax.plot(lengths, [c[f"{key}_dense"] / scale for c in costs], "o-", ms=3, color=SCHEME_COLORS["mla"],
@@ -409,7 +415,7 @@ plt.show()
 rows = ["| context | decode FLOPs, dense / DSA | decode bytes, dense / DSA | prefill FLOPs, dense / DSA |",
         "|---|---|---|---|"]
 for n in (1024, 4096, 32_768, L128k):
-    c = layer_cost(n)
+    c = layer_cost(v32, n)
     rows.append(f"| {n:,} | {c['decode_flops_dense'] / c['decode_flops_dsa']:.2f}× | "
                 f"{c['decode_bytes_dense'] / c['decode_bytes_dsa']:.2f}× | "
                 f"{c['prefill_flops_dense'] / c['prefill_flops_dsa']:.2f}× |")
@@ -461,7 +467,7 @@ weights_flops = 2 * ACTIVE_PARAMS  # one multiply-add per activated weight and t
 rows = ["| context | attention, dense / DSA | + the weights' ≈ 74 GFLOP, dense / DSA |", "|---|---|---|"]
 whole = {}
 for n in (4096, 32_768, L128k):
-    c = layer_cost(n, per_layer=False)  # all 61 layers
+    c = layer_cost(v32, n, per_layer=False)  # all 61 layers
     whole[n] = (c["decode_flops_dense"] + weights_flops) / (c["decode_flops_dsa"] + weights_flops)
     rows.append(f"| {n:,} | {c['decode_flops_dense'] / c['decode_flops_dsa']:.2f}× | {whole[n]:.2f}× |")
 display(Markdown("FLOPs per decoded token, whole model:\n\n" + "\n".join(rows)))

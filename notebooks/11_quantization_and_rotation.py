@@ -57,7 +57,7 @@ torch.manual_seed(0)
 torch.set_num_threads(1)  # the tensors here are small; one thread keeps runs fast and repeatable
 
 v32 = sizing.MODELS["deepseek-v3.2"]
-cost = layer_cost(131_072)  # one decoded token at 128K context, one layer, top-k 2048
+cost = layer_cost(v32, 131_072)  # one decoded token at 128K context, one layer, top-k 2048
 share = cost["decode_flops_indexer"] / cost["decode_flops_dsa"]
 display(Markdown(
     f"In {v32.name}, decoding one token at 131,072 tokens of context costs DSA "

@@ -462,7 +462,7 @@ display(Markdown(
 # %% slideshow={"slide_type": "-"}
 idx_elems = sizing.indexer_elements_per_token(spec, per_layer=True)
 mla_elems = sizing.kv_elements_per_token(spec, per_layer=True)
-cost_128k = layer_cost(CONTEXT_128K, spec=spec, per_layer=False)
+cost_128k = layer_cost(spec, CONTEXT_128K, per_layer=False)
 tiny_idx, tiny_mla_elems = dsa_model.config.indexer_config().cache_elements_per_token(), \
     dsa_model.config.mla_config().cache_elements_per_token()
 display(Markdown(

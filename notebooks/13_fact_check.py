@@ -60,7 +60,7 @@ display(Markdown(f"{len(rows)} claims: **{counts['right']}** right, **{counts['w
 v3 = MODELS["deepseek-v3"]
 lines = ["| scheme | per layer (numbers) | per token, all layers (bf16) | vs MHA |", "|---|---|---:|---:|"]
 for scheme, n_kv in (("mha", None), ("gqa", 16), ("mqa", None), ("mla", None)):
-    per = sizing.bytes_per_token(v3, scheme=scheme, n_kv_heads=n_kv)
+    per = sizing.cache_bytes_per_token(v3, scheme=scheme, n_kv_heads=n_kv)
     lines.append(f"| {scheme.upper()}{' (16 KV heads, what-if)' if n_kv else ''} | "
                  f"{sizing.kv_formula(v3, scheme, n_kv)} | {per:,} B ({format_bytes(per)}) | "
                  f"{format_ratio(sizing.reduction_vs_mha(v3, scheme, n_kv))}× |")
@@ -104,10 +104,11 @@ display(Markdown(
 # still looks at every token, so below a crossover context DSA costs *more* than dense MLA.
 
 # %% slideshow={"slide_type": "-"}
-crossover = dsa.crossover_context()
+v32 = MODELS["deepseek-v3.2"]
+crossover = dsa.crossover_context(v32)
 lines = ["| context | dense MLA decode FLOPs (one layer) | DSA | saved |", "|---:|---:|---:|---:|"]
 for n in (1024, 4096, 32768, 131072):
-    c = dsa.layer_cost(n)
+    c = dsa.layer_cost(v32, n)
     lines.append(f"| {n:,} | {c['decode_flops_dense']:,} | {c['decode_flops_dsa']:,} | "
                  f"{1 - c['decode_flops_dsa'] / c['decode_flops_dense']:.1%} |")
 display(Markdown("\n".join(lines)))
@@ -171,12 +172,13 @@ explorer
 batch, seq_len = ch13.BATCH, ch13.SEQ_LEN
 right = factcheck.gpus_needed("deepseek-v3", batch, seq_len)
 no_rope = factcheck.gpus_needed("deepseek-v3", batch, seq_len, per_token_bytes=mistakes["rope_key"]["wrong"])
-as_mha = factcheck.gpus_needed("deepseek-v3", batch, seq_len, per_token_bytes=sizing.bytes_per_token(v3, scheme="mha"))
+as_mha = factcheck.gpus_needed("deepseek-v3", batch, seq_len,
+                               per_token_bytes=sizing.cache_bytes_per_token(v3, scheme="mha"))
 llama = MODELS["llama-3-8b"]
 llama_right = factcheck.gpus_needed("llama-3-8b", 64, 32768)
 llama_wrong = factcheck.gpus_needed("llama-3-8b", 64, 32768, per_token_bytes=mistakes["query_heads"]["wrong"])
 display(Markdown(
-    f"- With the right cache ({format_bytes(sizing.bytes_per_token(v3))} per token): **{right}** GPUs.\n"
+    f"- With the right cache ({format_bytes(sizing.cache_bytes_per_token(v3))} per token): **{right}** GPUs.\n"
     f"- Forgetting the RoPE key: {no_rope} GPUs, {right - no_rope} too few: the deployment runs out of memory.\n"
     f"- Sizing the cache as MHA (the \"4 MB per token\" figure): {as_mha} GPUs, {as_mha - right} wasted.\n"
     f"- Llama-3-8B, 64 sequences of 32K: {llama_right} GPUs; counting its {llama.n_heads} query heads instead "

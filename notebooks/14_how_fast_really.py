@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from attnlab import bench, show_source
+from attnlab import bench, costs, schemes, show_source
 from attnlab.exercises import ch14
 from attnlab.interactive import bench as bench_ui
 from attnlab.model import load_checkpoint
@@ -80,12 +80,12 @@ display(Markdown(
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Cache bytes: measured against the formula
 #
-# The benchmark fills each cache with real tensors and reads `LayerCache.nbytes`; `bench.cache_bytes`
+# The benchmark fills each cache with real tensors and reads `LayerCache.nbytes`; `costs.cache_bytes`
 # predicts $b\,L$ times $2 n_{kv} d_h$ (dense), $d_c + d_h^R$ (MLA) or $d_c + d_h^R + d^I$ (DSA, which also
-# caches the indexer's key).
+# caches the indexer's key), each scheme's rule in `attnlab.schemes`:
 
 # %% slideshow={"slide_type": "-"}
-show_source(bench.cache_elements_per_token, start="if scheme in DENSE_SCHEMES", stop="return mla +")
+show_source(schemes, start="def _mha_cache", stop='return {**_mla_cache(s), "index_key"')
 
 # %% slideshow={"slide_type": "subslide"}
 rows = ["| scheme | measured | formula | equal | × MHA |", "|---|---:|---:|:---:|---:|"]
@@ -132,7 +132,8 @@ display(Markdown(
 # bytes set the time. The benchmark measures $\beta$ with a large copy and $\pi$ with a GEMM.
 
 # %% slideshow={"slide_type": "-"}
-show_source(bench.attention_flops, start="if scheme in DENSE_SCHEMES", stop="hi, di = s.index_n_heads")
+display(show_source(costs.macs_per_cached_token_parts, start="h = s.n_heads"))
+show_source(costs.decode_attention_flops, start="t = _context(context)")
 
 # %% slideshow={"slide_type": "subslide"}
 fig = bench_ui.roofline_figure(report, context=big)
@@ -215,7 +216,7 @@ for name in names:
 # %% slideshow={"slide_type": "subslide"}
 fig, ax = plt.subplots(figsize=(6.0, 3.8))
 for name, q in quality.items():
-    ax.scatter(q["bytes"], q["val_loss"], s=70, color=bench_ui.SCHEME_COLORS[name], zorder=3)
+    ax.scatter(q["bytes"], q["val_loss"], s=70, color=schemes.get_scheme(name).color, zorder=3)
     ax.annotate(name.upper() + (" (sparse)" if name == "dsa" else ""), (q["bytes"], q["val_loss"]),
                 textcoords="offset points", xytext=(7, 4), fontsize=9)
 ax.set_xscale("log", base=2)
@@ -268,22 +269,22 @@ explorer
 rows = ["| scheme | cache / token | FLOPs at L = " + " | ".join(f"{c:,}" for c in contexts) +
         " | bytes at L = " + f"{big:,} |", "|---|---:|" + "---:|" * len(contexts) + "---:|"]
 for s in bench.SCHEMES:
-    rows.append(f"| {bench_ui.SCHEME_LABELS[s]} | {bench.cache_bytes(s, shape, 1, 'float32'):,} B | "
-                + " | ".join(f"{bench.flops_per_token(s, shape, c) / 1e6:.1f} M" for c in contexts)
-                + f" | {format_bytes(bench.bytes_per_token(s, shape, big, 'float32'))} |")
+    rows.append(f"| {bench_ui.SCHEME_LABELS[s]} | {costs.cache_bytes(s, shape, 1, 'float32'):,} B | "
+                + " | ".join(f"{costs.decode_flops(s, shape, c) / 1e6:.1f} M" for c in contexts)
+                + f" | {format_bytes(costs.decode_bytes_read(s, shape, big, 'float32'))} |")
 display(Markdown("\n".join(rows)))
 display(Markdown(
-    f"Per cached token MHA holds {bench.cache_bytes('mha', shape, 1, 'float32'):,} bytes, absorbed MLA "
-    f"{bench.cache_bytes('mla_absorbed', shape, 1, 'float32'):,} and DSA "
-    f"{bench.cache_bytes('dsa', shape, 1, 'float32'):,}. Naive MLA does "
-    f"{bench.flops_per_token('mla_naive', shape, big) / bench.flops_per_token('mla_absorbed', shape, big):.0f}× "
+    f"Per cached token MHA holds {costs.cache_bytes('mha', shape, 1, 'float32'):,} bytes, absorbed MLA "
+    f"{costs.cache_bytes('mla_absorbed', shape, 1, 'float32'):,} and DSA "
+    f"{costs.cache_bytes('dsa', shape, 1, 'float32'):,}. Naive MLA does "
+    f"{costs.decode_flops('mla_naive', shape, big) / costs.decode_flops('mla_absorbed', shape, big):.0f}× "
     f"absorbed MLA's FLOPs at {big:,} tokens for the same cache; DSA's FLOPs barely grow with L."
 ))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
-# Use `attnlab.bench`'s formulas or your own arithmetic; solutions are in `notebooks/solutions/ch14.py`.
+# Use `attnlab.costs`' formulas or your own arithmetic; solutions are in `notebooks/solutions/ch14.py`.
 #
 # **1.** One MQA decode step at `ch14.CONTEXT` = 8192 cached tokens, `DEFAULT_SHAPE`, float32: what is its
 # arithmetic intensity in FLOP per byte, weights included?

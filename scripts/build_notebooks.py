@@ -1,6 +1,6 @@
 """Re-execute the course notebooks from their jupytext sources.
 
-    python scripts/build_notebooks.py                  # every notebooks/NN_*.py
+    python scripts/build_notebooks.py                  # every chapter's notebooks/NN_*.py (attnlab.chapters)
     python scripts/build_notebooks.py notebooks/04_kv_caching.py
 
 Each ``notebooks/NN_topic.py`` (py:percent, the file you edit) is read, executed top to bottom in a fresh
@@ -21,6 +21,7 @@ import jupytext
 import nbformat
 from nbclient import NotebookClient
 
+from attnlab.chapters import CHAPTERS
 from slides import RISE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,10 +29,10 @@ NOTEBOOKS = ROOT / "notebooks"
 
 
 def sources(args: list[str]) -> list[Path]:
-    """The .py sources to build: the arguments, or every numbered chapter."""
+    """The .py sources to build: the arguments, or every chapter of :data:`attnlab.chapters.CHAPTERS`."""
     if args:
         return [Path(a).resolve().with_suffix(".py") for a in args]
-    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
+    return [NOTEBOOKS / c.source for c in CHAPTERS]
 
 
 def strip_volatile(nb: nbformat.NotebookNode) -> None:

@@ -1,4 +1,4 @@
-"""Render the course's Manim animations (``animations/scenes.py`` lists them).
+"""Render the course's Manim animations (``animations/scenes.py`` lists them, from ``attnlab.chapters``).
 
     python scripts/render_animations.py                        # every scene, low quality (480p, 15 fps)
     python scripts/render_animations.py KVCacheScene GQAScene  # only these

@@ -26,6 +26,8 @@ import nbformat
 from nbconvert import SlidesExporter
 from traitlets.config import Config
 
+from attnlab.chapters import CHAPTERS
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 NODE_MODULES = ROOT / "slides" / "node_modules"
@@ -158,7 +160,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("notebooks", nargs="*", type=Path, help="chapters to export (default: all)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
     args = parser.parse_args(argv)
-    notebooks = [p.with_suffix(".ipynb") for p in args.notebooks] or sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    notebooks = [p.with_suffix(".ipynb") for p in args.notebooks] or [NOTEBOOKS / c.notebook for c in CHAPTERS]
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     copy_vendor(out)

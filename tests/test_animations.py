@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from attnlab import attention, media, sizing, tokenization
+from attnlab.chapters import CHAPTERS
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -70,6 +71,7 @@ def rendered(tmp_path_factory):
 def test_registry_lists_every_chapter_module():
     chapters = [chapter for chapter, _, _ in registry.SCENES]
     assert chapters == sorted(chapters) == list(range(len(chapters)))
+    assert registry.SCENES == tuple((c.number, c.animation, c.scene) for c in CHAPTERS if c.scene is not None)
     for _, module, name in registry.SCENES:
         assert (ROOT / "animations" / f"{module}.py").is_file()
         assert name.endswith("Scene")
@@ -182,6 +184,21 @@ def test_frame_comparison_allows_antialiasing_but_not_a_changed_label():
     assert not _passes(np.asarray(changed).astype(int), ref)
 
 
+def test_scene_modules_import_no_other_scene_module():
+    """A piece two chapters' scenes share lives in ``animations/components.py``; a scene module imports
+    ``animations.style`` and ``animations.components`` only, and those two import no scene module."""
+    import ast
+
+    shared = {"animations.style", "animations.components"}
+    for path in sorted((ROOT / "animations").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        ours = {name for name in imported if name == "animations" or name.startswith("animations.")}
+        allowed = {"animations.style"} if path.stem == "components" else set() if path.stem == "style" else shared
+        assert ours <= allowed, f"{path.name} imports {sorted(ours - allowed)}: move the shared piece to components.py"
+
+
 # --------------------------------------------------------------------------------------------------
 # the numbers the scenes show come from attnlab
 
@@ -192,7 +209,7 @@ def test_introduction_bars_are_sizing_numbers():
     bars = {b.name: b for b in ch00.headline_bars()}
     assert list(bars) == ["MHA", "MQA", f"GQA-{ch00.GQA_KV_HEADS}", "MLA"]
     for b in bars.values():
-        assert b.bytes_per_token == sizing.bytes_per_token(v3, scheme=b.scheme, n_kv_heads=b.n_kv_heads)
+        assert b.bytes_per_token == sizing.cache_bytes_per_token(v3, scheme=b.scheme, n_kv_heads=b.n_kv_heads)
         assert b.ratio == pytest.approx(bars["MHA"].bytes_per_token / b.bytes_per_token)
     d_c, d_h_rope = sizing.mla_dims(v3)
     assert bars["MQA"].ratio == v3.n_heads
@@ -200,7 +217,7 @@ def test_introduction_bars_are_sizing_numbers():
     assert bars["MLA"].ratio == pytest.approx(2 * v3.n_heads * v3.head_dim / (d_c + d_h_rope))
     assert bars["MLA"].value_label() == (f"{sizing.format_bytes(bars['MLA'].bytes_per_token)} · "
                                          f"{sizing.format_ratio(bars['MLA'].ratio)}× less")
-    assert len(ch00.COURSE_MAP) == 15 and [n for n, _, _ in ch00.COURSE_MAP] == list(range(15))
+    assert [(n, name) for n, name, _ in ch00.COURSE_MAP] == [(c.number, c.short) for c in CHAPTERS]
 
 
 def test_tokenization_replays_the_real_merges():
@@ -244,7 +261,7 @@ def test_kv_cache_counter_comes_from_sizing():
     assert [c.tokens for c in counts] == list(range(1, len(ch04.PROMPT) + len(ch04.GENERATED) + 1))
     assert ch04.layer_config().cache_elements_per_token() == sizing.kv_elements_per_token(spec, per_layer=True)
     for c in counts:
-        assert c.bytes_per_token == sizing.bytes_per_token(spec)
+        assert c.bytes_per_token == sizing.cache_bytes_per_token(spec)
         assert c.total == sizing.kv_cache_bytes(spec, seq_len=c.tokens)
         assert sizing.format_bytes(c.total) in c.label()
 
@@ -253,11 +270,11 @@ def test_kv_cache_counter_comes_from_sizing():
 def test_head_sharing_bars_come_from_sizing(module, schemes):
     mod = _module(module)
     spec = sizing.get_model(mod.MODEL)
-    bars = mod.gqa_bars() if module == "ch06_gqa" else mod.cache_bars(mod.MODEL, ("mha", "mqa"))
+    bars = mod.gqa_bars() if module == "ch06_gqa" else _module("components").cache_bars(mod.MODEL, ("mha", "mqa"))
     assert [b.scheme for b in bars] == list(schemes)
     for b in bars:
         n_kv = spec.n_kv_heads if b.scheme == "gqa" else None
-        assert b.bytes_per_token == sizing.bytes_per_token(spec, scheme=b.scheme, n_kv_heads=n_kv)
+        assert b.bytes_per_token == sizing.cache_bytes_per_token(spec, scheme=b.scheme, n_kv_heads=n_kv)
         assert b.ratio == sizing.reduction_vs_mha(spec, scheme=b.scheme, n_kv_heads=n_kv)
     if module == "ch06_gqa":
         assert bars[1].name == f"GQA-{spec.n_kv_heads}" and bars[1].ratio == spec.group_size

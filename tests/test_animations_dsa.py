@@ -77,8 +77,8 @@ def test_index_scores_leave_the_global_generator_alone():
 def test_cost_counter_is_deepseek_v32s_crossover():
     counter = ch10.cost_counter()
     assert counter.top_k == V32.index_topk == 2048
-    assert counter.crossover == dsa.crossover_context(V32.index_topk, V32)
-    before, at = dsa.layer_cost(counter.crossover - 1), dsa.layer_cost(counter.crossover)
+    assert counter.crossover == dsa.crossover_context(V32, V32.index_topk)
+    before, at = dsa.layer_cost(V32, counter.crossover - 1), dsa.layer_cost(V32, counter.crossover)
     assert before["decode_flops_dsa"] >= before["decode_flops_dense"]
     assert at["decode_flops_dsa"] < at["decode_flops_dense"]
     assert counter.label() == (f"{V32.name}, k = {V32.index_topk:,}: fewer FLOPs per token from "
@@ -183,7 +183,8 @@ def test_warmup_snapshot_is_the_layers_attention_and_index(toy):
     dsa.set_training_stage(layer, "warmup")
     try:
         with torch.no_grad():
-            _, weights, selection = layer(x, return_weights=True, return_index=True)  # dense: (1, h, s, t)
+            out = layer(x, return_weights=True)
+        weights, selection = out.weights, out.selection  # dense: (1, h, s, t)
         p = weights[0, :, -1].sum(0)
         last = toy.warmup[-1]
         torch.testing.assert_close(last.p, p / p.sum())
@@ -196,7 +197,8 @@ def test_warmup_snapshot_is_the_layers_attention_and_index(toy):
 def test_sparse_stage_selects_top_k_and_detaches_the_indexer(toy):
     layer, x, sparse = toy.layer, toy.x, toy.sparse
     dsa.set_training_stage(layer, "sparse")
-    _, weights, selection = layer(x, return_weights=True, return_index=True)
+    out = layer(x, return_weights=True)
+    weights, selection = out.weights, out.selection
     chosen = dsa.topk_indices(selection.scores, ch12.TOP_K)[0, -1]
     assert sparse.selected == tuple(sorted(chosen.tolist()))
     off = torch.ones(ch12.N_TOKENS, dtype=torch.bool)

@@ -44,9 +44,9 @@ def test_mla_bars_are_deepseek_v3_sizing_numbers():
     mha, mla = ch07.mla_bars()
     assert (mha.name, mla.name) == ("MHA", "MLA")
     bf16 = 2  # bytes per number
-    assert mha.bytes_per_token == sizing.bytes_per_token(V3, scheme="mha") == 2 * V3.n_heads * V3.head_dim * (
+    assert mha.bytes_per_token == sizing.cache_bytes_per_token(V3, scheme="mha") == 2 * V3.n_heads * V3.head_dim * (
         V3.n_layers * bf16)
-    assert mla.bytes_per_token == sizing.bytes_per_token(V3) == (V3.kv_lora_rank + V3.qk_rope_head_dim) * (
+    assert mla.bytes_per_token == sizing.cache_bytes_per_token(V3) == (V3.kv_lora_rank + V3.qk_rope_head_dim) * (
         V3.n_layers * bf16)
     assert mla.ratio == pytest.approx(mha.bytes_per_token / mla.bytes_per_token)
     assert sizing.format_ratio(mla.ratio) == "56.9"

@@ -10,6 +10,7 @@ with its reason, in :data:`NO_CHECKABLE_INPUT`).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import re
@@ -23,6 +24,7 @@ import torch
 import attnlab
 from attnlab import (
     attention,
+    costs,
     devices,
     dsa,
     gqa,
@@ -31,6 +33,7 @@ from attnlab import (
     mla,
     quant,
     rope,
+    schemes,
     sizing,
     tokenization,
     train,
@@ -61,9 +64,6 @@ MLA_CONFIG = mla.MLAConfig(d_model=12, n_heads=3, kv_lora_rank=5, qk_nope_head_d
                            v_head_dim=3, q_lora_rank=6)
 MLA_LAYER = mla.MultiHeadLatentAttention(MLA_CONFIG)
 X12 = torch.randn(1, 3, 12)
-DS_ARGS = mla.deepseek_args(MLA_CONFIG, max_seq_len=8)
-FREQS = mla.deepseek_freqs_cis(DS_ARGS)  # (8, 2) complex
-DS_WEIGHTS = mla.deepseek_weights(MLA_LAYER)
 
 INDEXER_CONFIG = dsa.indexer_config_for(MLA_CONFIG, 2, 8, 3)
 DSA_LAYER = dsa.DeepSeekSparseAttention(MLA_CONFIG, INDEXER_CONFIG)
@@ -80,6 +80,10 @@ IDS = torch.randint(0, 32, (1, 4))
 
 TOKENIZER = tokenization.BPETokenizer().train("aaabdaaabac", vocab_size=259)
 SPEC = "llama-3-8b"
+V32 = sizing.MODELS["deepseek-v3.2"]
+SHAPE = costs.AttentionShape(d_model=16, n_heads=4, head_dim=4, n_kv_heads=2, kv_lora_rank=8, qk_rope_head_dim=2,
+                             index_n_heads=2, index_head_dim=4, index_topk=3, n_layers=2)
+DENSE_SHAPE = costs.AttentionShape(d_model=16, n_heads=4, head_dim=4)  # no latent, no indexer
 M = torch.randn(6, 4, dtype=torch.float64)  # a matrix for the low-rank analysis
 
 
@@ -100,14 +104,15 @@ def spec_fields(**change) -> dict:
     return fields | change
 
 
-def ds_args_fields(**change) -> dict:
-    fields = {"dim": 12, "n_heads": 3, "q_lora_rank": 6, "kv_lora_rank": 5, "qk_nope_head_dim": 4,
-              "qk_rope_head_dim": 4, "v_head_dim": 3, "max_seq_len": 8}
-    return fields | change
-
-
 def mla_cache() -> kv_cache.LayerCache:
     return kv_cache.LayerCache(seq_dim=1)
+
+
+def filled_cache(window: int | None = None) -> kv_cache.LayerCache:
+    """A cache that has seen 4 tokens of k and v (holding the last ``window`` of them)."""
+    cache = kv_cache.LayerCache(window=window)
+    cache.update(k=torch.zeros(1, 1, 4, 2), v=torch.zeros(1, 1, 4, 2))
+    return cache
 
 
 # --- the table -------------------------------------------------------------------------------------------
@@ -135,6 +140,12 @@ CASES: list[Case] = [
          ValueError, "device"),
     Case("causal_mask: n_q is a float", attention.causal_mask, lambda: attention.causal_mask(2.5, 3),
          TypeError, "n_q"),
+    Case("causal_mask: window = 0", attention.causal_mask, lambda: attention.causal_mask(2, 3, window=0),
+         ValueError, "window"),
+    Case("AttentionLayer.use: unknown implementation", attention.AttentionLayer, lambda: GQA_LAYER.use("fast"),
+         ValueError, "implementation"),
+    Case("AttentionLayer.use: implementation is not a str", attention.AttentionLayer, lambda: GQA_LAYER.use(1),
+         ValueError, "implementation"),
     Case("attention_matrix: q is a list", attention.attention_matrix,
          lambda: attention.attention_matrix([[1.0]], torch.zeros(1, 1), torch.zeros(1, 1)), TypeError, "q"),
     Case("attention_matrix: float mask", attention.attention_matrix,
@@ -176,7 +187,28 @@ CASES: list[Case] = [
          lambda: kv_cache.LayerCache().update(k=[1.0, 2.0]), TypeError, "k"),
     Case("LayerCache.update: seq_dim beyond the tensor", kv_cache.LayerCache,
          lambda: kv_cache.LayerCache(seq_dim=5).update(k=torch.zeros(2, 3)), ValueError, "seq_dim"),
+    Case("LayerCache: window = 0", kv_cache.LayerCache, lambda: kv_cache.LayerCache(window=0), ValueError,
+         "window"),
+    Case("LayerCache: window is a float", kv_cache.LayerCache, lambda: kv_cache.LayerCache(window=4.0), TypeError,
+         "window"),
+    Case("LayerCache: negative capacity", kv_cache.LayerCache, lambda: kv_cache.LayerCache(capacity=-1), ValueError,
+         "capacity"),
+    Case("LayerCache.update: no tensors", kv_cache.LayerCache, lambda: kv_cache.LayerCache(window=2).update(),
+         ValueError, "update"),
+    Case("LayerCache.crop: beyond the tokens seen", kv_cache.LayerCache,
+         lambda: filled_cache().crop(5), ValueError, "seq_len"),
+    Case("LayerCache.crop: before the window", kv_cache.LayerCache,
+         lambda: filled_cache(window=2).crop(0), ValueError, "seq_len"),
+    Case("LayerCache.crop: seq_len is a float", kv_cache.LayerCache, lambda: filled_cache().crop(1.0), TypeError,
+         "seq_len"),
+    Case("ConcatCache: seq_dim is a str", kv_cache.ConcatCache, lambda: kv_cache.ConcatCache(seq_dim="1"),
+         TypeError, "seq_dim"),
+    Case("ConcatCache.update: a list instead of a tensor", kv_cache.ConcatCache,
+         lambda: kv_cache.ConcatCache().update(k=[1.0, 2.0]), TypeError, "k"),
     Case("KVCache: n_layers = 0", kv_cache.KVCache, lambda: kv_cache.KVCache(0), ValueError, "n_layers"),
+    Case("KVCache: window = -1", kv_cache.KVCache, lambda: kv_cache.KVCache(2, window=-1), ValueError, "window"),
+    Case("KVCache.crop: beyond the tokens seen", kv_cache.KVCache, lambda: kv_cache.KVCache(2).crop(1), ValueError,
+         "seq_len"),
     Case("KVCache: seq_dim is a float", kv_cache.KVCache, lambda: kv_cache.KVCache(2, seq_dim=1.5),
          TypeError, "seq_dim"),
     # gqa
@@ -192,6 +224,10 @@ CASES: list[Case] = [
          lambda: gqa.grouped_attention(Q4.long(), KV4.long(), KV4.long()), ValueError, "q"),
     Case("grouped_attention: NaN scale", gqa.grouped_attention,
          lambda: gqa.grouped_attention(Q4, KV4, KV4, scale=NAN), ValueError, "scale"),
+    Case("grouped_attention: window = 0", gqa.grouped_attention,
+         lambda: gqa.grouped_attention(Q4, KV4, KV4, window=0), ValueError, "window"),
+    Case("grouped_attention: window without causal", gqa.grouped_attention,
+         lambda: gqa.grouped_attention(Q4, KV4, KV4, causal=False, window=2), ValueError, "window"),
     Case("grouped_attention: no K/V heads", gqa.grouped_attention,
          lambda: gqa.grouped_attention(Q4, KV4[:, :0], KV4[:, :0]), ValueError, "n_kv_heads"),
     Case("repeat_kv: n_rep = 0", gqa.repeat_kv, lambda: gqa.repeat_kv(KV4, 0), ValueError, "n_rep"),
@@ -231,6 +267,17 @@ CASES: list[Case] = [
          lambda: rope.apply_rope(torch.zeros(3, 4), torch.arange(3), interleaved="no"), TypeError, "interleaved"),
     Case("apply_rope: NaN base", rope.apply_rope,
          lambda: rope.apply_rope(torch.zeros(3, 4), torch.arange(3), base=NAN), ValueError, "base"),
+    Case("apply_rope: positions broadcast beyond x", rope.apply_rope,
+         lambda: rope.apply_rope(torch.zeros(3, 4), torch.zeros(2, 3, dtype=torch.long)), ValueError, "positions"),
+    Case("rotate_pairs: integer x", rope.rotate_pairs,
+         lambda: rope.rotate_pairs(torch.ones(3, 4, dtype=torch.long), torch.zeros(3, 2)), ValueError, "x"),
+    Case("rotate_pairs: angles of the wrong shape", rope.rotate_pairs,
+         lambda: rope.rotate_pairs(torch.zeros(2, 3, 4), torch.zeros(5, 2)), ValueError, "angles"),
+    Case("rotate_pairs: angles is a list", rope.rotate_pairs,
+         lambda: rope.rotate_pairs(torch.zeros(3, 4), [[0.0, 0.0]] * 3), TypeError, "angles"),
+    Case("rotate_pairs: interleaved is a str", rope.rotate_pairs,
+         lambda: rope.rotate_pairs(torch.zeros(3, 4), torch.zeros(3, 2), interleaved="yes"), TypeError,
+         "interleaved"),
     Case("interleaved_to_halves: odd d", rope.interleaved_to_halves, lambda: rope.interleaved_to_halves(5),
          ValueError, "d"),
     Case("rotation_matrix: position is a str", rope.rotation_matrix, lambda: rope.rotation_matrix("3", 4),
@@ -251,23 +298,18 @@ CASES: list[Case] = [
     Case("yarn_frequencies: beta_fast <= beta_slow", mla.yarn_frequencies,
          lambda: mla.yarn_frequencies(8, factor=2.0, original_max_position=16, beta_fast=1.0, beta_slow=2.0),
          ValueError, "beta_fast"),
-    Case("rotate_pairs: integer x", mla.rotate_pairs,
-         lambda: mla.rotate_pairs(torch.ones(3, 4, dtype=torch.long), torch.zeros(3, 2)), ValueError, "x"),
-    Case("rotate_pairs: angles of the wrong shape", mla.rotate_pairs,
-         lambda: mla.rotate_pairs(torch.zeros(2, 3, 4), torch.zeros(5, 2)), ValueError, "angles"),
-    Case("rotate_pairs: angles is a list", mla.rotate_pairs,
-         lambda: mla.rotate_pairs(torch.zeros(3, 4), [[0.0, 0.0]] * 3), TypeError, "angles"),
-    Case("rotate_pairs: interleaved is a str", mla.rotate_pairs,
-         lambda: mla.rotate_pairs(torch.zeros(3, 4), torch.zeros(3, 2), interleaved="yes"), TypeError,
-         "interleaved"),
     Case("MultiHeadLatentAttention: config is a dict", mla.MultiHeadLatentAttention,
          lambda: mla.MultiHeadLatentAttention(mla_fields()), TypeError, "config"),
     Case("MultiHeadLatentAttention: cache is a tuple", mla.MultiHeadLatentAttention,
          lambda: MLA_LAYER(X12, cache=(torch.zeros(1, 2, 5), torch.zeros(1, 2, 4))), TypeError, "cache"),
     Case("MultiHeadLatentAttention: cache with seq_dim 0", mla.MultiHeadLatentAttention,
          lambda: MLA_LAYER(X12, cache=kv_cache.LayerCache(seq_dim=0)), ValueError, "cache"),
-    Case("MultiHeadLatentAttention: unknown mode", mla.MultiHeadLatentAttention,
-         lambda: MLA_LAYER(X12, mode="absorb"), ValueError, "mode"),
+    Case("AttentionLayer.use: MLA with DeepSeek's name 'absorb'", attention.AttentionLayer,
+         lambda: MLA_LAYER.use("absorb"), ValueError, "implementation"),
+    Case("AttentionLayer.using: unknown MLA implementation", attention.AttentionLayer,
+         lambda: MLA_LAYER.using("fast").__enter__(), ValueError, "implementation"),
+    Case("MultiHeadLatentAttention: windowed cache of the wrong layout", mla.MultiHeadLatentAttention,
+         lambda: MLA_LAYER(X12, cache=kv_cache.LayerCache(seq_dim=0, window=2)), ValueError, "cache"),
     Case("MultiHeadLatentAttention.rope: float positions", mla.MultiHeadLatentAttention,
          lambda: MLA_LAYER.rope(torch.zeros(1, 3, 4), torch.arange(3.0)), ValueError, "positions"),
     Case("MultiHeadLatentAttention.queries: x of the wrong width", mla.MultiHeadLatentAttention,
@@ -287,31 +329,6 @@ CASES: list[Case] = [
          TypeError, "module"),
     Case("mla.from_transformers: not a Hugging Face layer", mla.from_transformers,
          lambda: mla.from_transformers(GQA_LAYER), ValueError, "hf_attention"),
-    Case("DeepSeekArgs: dim = 0", mla.DeepSeekArgs, lambda: mla.DeepSeekArgs(**ds_args_fields(dim=0)),
-         ValueError, "dim"),
-    Case("DeepSeekArgs: NaN rope_theta", mla.DeepSeekArgs,
-         lambda: mla.DeepSeekArgs(**ds_args_fields(rope_theta=NAN)), ValueError, "rope_theta"),
-    Case("deepseek_args: config is a dict", mla.deepseek_args, lambda: mla.deepseek_args(mla_fields(), 8),
-         TypeError, "config"),
-    Case("deepseek_weights: module is a GQA layer", mla.deepseek_weights, lambda: mla.deepseek_weights(GQA_LAYER),
-         TypeError, "module"),
-    Case("deepseek_freqs_cis: bfloat16", mla.deepseek_freqs_cis,
-         lambda: mla.deepseek_freqs_cis(DS_ARGS, dtype=torch.bfloat16), ValueError, "dtype"),
-    Case("deepseek_freqs_cis: args is an MLAConfig", mla.deepseek_freqs_cis,
-         lambda: mla.deepseek_freqs_cis(MLA_CONFIG), TypeError, "args"),
-    Case("deepseek_apply_rotary_emb: real freqs_cis", mla.deepseek_apply_rotary_emb,
-         lambda: mla.deepseek_apply_rotary_emb(torch.zeros(1, 3, 2, 4), torch.zeros(3, 2)), ValueError, "freqs_cis"),
-    Case("deepseek_apply_rotary_emb: x with 3 dims", mla.deepseek_apply_rotary_emb,
-         lambda: mla.deepseek_apply_rotary_emb(torch.zeros(1, 3, 4), FREQS[:3]), ValueError, "x"),
-    Case("deepseek_mla: NaN eps", mla.deepseek_mla,
-         lambda: mla.deepseek_mla(X12, DS_WEIGHTS, DS_ARGS, 0, FREQS[:3], eps=NAN), ValueError, "eps"),
-    Case("deepseek_mla: weights without wo", mla.deepseek_mla,
-         lambda: mla.deepseek_mla(X12, {k: v for k, v in DS_WEIGHTS.items() if k != "wo"}, DS_ARGS, 0, FREQS[:3]),
-         ValueError, "weights"),
-    Case("deepseek_mla: freqs_cis rows for another length", mla.deepseek_mla,
-         lambda: mla.deepseek_mla(X12, DS_WEIGHTS, DS_ARGS, 0, FREQS[:2]), ValueError, "freqs_cis"),
-    Case("deepseek_mla: x of the wrong width", mla.deepseek_mla,
-         lambda: mla.deepseek_mla(X8, DS_WEIGHTS, DS_ARGS, 0, FREQS[:3]), ValueError, "x"),
     # dsa
     Case("IndexerConfig: infinite norm_eps", dsa.IndexerConfig,
          lambda: dsa.IndexerConfig(**indexer_fields(norm_eps=INF)), ValueError, "norm_eps"),
@@ -374,10 +391,18 @@ CASES: list[Case] = [
          lambda: dsa.DeepSeekSparseAttention(INDEXER_CONFIG, INDEXER_CONFIG), TypeError, "mla_config"),
     Case("DeepSeekSparseAttention: cache with seq_dim 0", dsa.DeepSeekSparseAttention,
          lambda: DSA_LAYER(X12, cache=kv_cache.LayerCache(seq_dim=0)), ValueError, "cache"),
-    Case("DeepSeekSparseAttention: return_index is a str", dsa.DeepSeekSparseAttention,
-         lambda: DSA_LAYER(X12, return_index="yes"), TypeError, "return_index"),
-    Case("DeepSeekSparseAttention: top_k = 0", dsa.DeepSeekSparseAttention, lambda: DSA_LAYER(X12, top_k=0),
+    Case("DeepSeekSparseAttention: return_weights is a str", dsa.DeepSeekSparseAttention,
+         lambda: DSA_LAYER(X12, return_weights="yes"), TypeError, "return_weights"),
+    Case("DeepSeekSparseAttention: windowed cache", dsa.DeepSeekSparseAttention,
+         lambda: DSA_LAYER(X12, cache=kv_cache.LayerCache(seq_dim=1, window=2)), ValueError, "window"),
+    Case("DeepSeekSparseAttention.use: top_k = 0", dsa.DeepSeekSparseAttention, lambda: DSA_LAYER.use(top_k=0),
          ValueError, "top_k"),
+    Case("DeepSeekSparseAttention.use: top_k is a float", dsa.DeepSeekSparseAttention,
+         lambda: DSA_LAYER.use(top_k=2.0), TypeError, "top_k"),
+    Case("DeepSeekSparseAttention.use: unknown implementation", dsa.DeepSeekSparseAttention,
+         lambda: DSA_LAYER.use("sparse"), ValueError, "implementation"),
+    Case("DeepSeekSparseAttention.using: unknown implementation", dsa.DeepSeekSparseAttention,
+         lambda: DSA_LAYER.using("sparse").__enter__(), ValueError, "implementation"),
     Case("indexer_kl_loss: float selected", dsa.indexer_kl_loss,
          lambda: dsa.indexer_kl_loss(ATTN_WEIGHTS, INDEX_SCORES, INDICES.float()), ValueError, "selected"),
     Case("indexer_kl_loss: selected is a list", dsa.indexer_kl_loss,
@@ -392,10 +417,13 @@ CASES: list[Case] = [
          lambda: dsa.set_training_stage(MLA_CONFIG, "sparse"), TypeError, "model"),
     Case("indexer_loss: unknown reduction", dsa.indexer_loss, lambda: dsa.indexer_loss(DSA_LAYER, "max"),
          ValueError, "reduction"),
-    Case("layer_cost: per_layer is a str", dsa.layer_cost, lambda: dsa.layer_cost(100, per_layer="no"),
+    Case("layer_cost: per_layer is a str", dsa.layer_cost, lambda: dsa.layer_cost(V32, 100, per_layer="no"),
          TypeError, "per_layer"),
-    Case("layer_cost: context_len = 0", dsa.layer_cost, lambda: dsa.layer_cost(0), ValueError, "context_len"),
-    Case("crossover_context: max_context = 0", dsa.crossover_context, lambda: dsa.crossover_context(max_context=0),
+    Case("layer_cost: context_len = 0", dsa.layer_cost, lambda: dsa.layer_cost(V32, 0), ValueError, "context_len"),
+    Case("layer_cost: spec is a model name", dsa.layer_cost, lambda: dsa.layer_cost("deepseek-v3.2", 10), TypeError,
+         "spec"),
+    Case("crossover_context: max_context = 0", dsa.crossover_context,
+         lambda: dsa.crossover_context(V32, max_context=0),
          ValueError, "max_context"),
     Case("indexer_from_transformers: not a Hugging Face indexer", dsa.indexer_from_transformers,
          lambda: dsa.indexer_from_transformers(torch.nn.Linear(2, 2)), ValueError, "hf_indexer"),
@@ -442,8 +470,8 @@ CASES: list[Case] = [
          ValueError, "n_h"),
     Case("kv_elements_per_token: per_layer is a str", sizing.kv_elements_per_token,
          lambda: sizing.kv_elements_per_token(SPEC, per_layer="no"), TypeError, "per_layer"),
-    Case("bytes_per_token: complex dtype", sizing.bytes_per_token,
-         lambda: sizing.bytes_per_token(SPEC, torch.complex64), ValueError, "dtype"),
+    Case("cache_bytes_per_token: complex dtype", sizing.cache_bytes_per_token,
+         lambda: sizing.cache_bytes_per_token(SPEC, torch.complex64), ValueError, "dtype"),
     Case("kv_cache_bytes: negative seq_len", sizing.kv_cache_bytes, lambda: sizing.kv_cache_bytes(SPEC, -1),
          ValueError, "seq_len"),
     Case("reduction_vs_mha: unknown scheme", sizing.reduction_vs_mha,
@@ -467,6 +495,67 @@ CASES: list[Case] = [
     Case("format_ratio: NaN ratio", sizing.format_ratio, lambda: sizing.format_ratio(NAN), ValueError, "ratio"),
     Case("kv_formula: n_kv_heads without scheme gqa", sizing.kv_formula,
          lambda: sizing.kv_formula(SPEC, "mha", n_kv_heads=8), ValueError, "n_kv_heads"),
+    # costs
+    Case("AttentionShape: d_model = 0", costs.AttentionShape,
+         lambda: costs.AttentionShape(d_model=0, n_heads=2, head_dim=4), ValueError, "d_model"),
+    Case("AttentionShape: n_kv_heads does not divide n_heads", costs.AttentionShape,
+         lambda: costs.AttentionShape(d_model=8, n_heads=4, head_dim=2, n_kv_heads=3), ValueError, "n_kv_heads"),
+    Case("as_shape: shape is a model name", costs.as_shape, lambda: costs.as_shape("deepseek-v3"), TypeError,
+         "shape"),
+    Case("cache_widths: unknown scheme", costs.cache_widths, lambda: costs.cache_widths("sparse", SHAPE),
+         ValueError, "scheme"),
+    Case("cache_elements_per_token: per_layer is a str", costs.cache_elements_per_token,
+         lambda: costs.cache_elements_per_token("mha", SHAPE, per_layer="no"), TypeError, "per_layer"),
+    Case("costs.cache_bytes_per_token: complex dtype", costs.cache_bytes_per_token,
+         lambda: costs.cache_bytes_per_token("mha", SHAPE, torch.complex64), ValueError, "dtype"),
+    Case("cache_bytes: negative context", costs.cache_bytes, lambda: costs.cache_bytes("mha", SHAPE, -1),
+         ValueError, "context"),
+    Case("costs.indexer_elements_per_token: per_layer is an int", costs.indexer_elements_per_token,
+         lambda: costs.indexer_elements_per_token(SHAPE, per_layer=1), TypeError, "per_layer"),
+    Case("indexer_cache_bytes_per_token: no indexer", costs.indexer_cache_bytes_per_token,
+         lambda: costs.indexer_cache_bytes_per_token(DENSE_SHAPE), ValueError, "index_head_dim"),
+    Case("expanded_kv_elements_per_token: shape is a dict", costs.expanded_kv_elements_per_token,
+         lambda: costs.expanded_kv_elements_per_token({"n_heads": 4}), TypeError, "shape"),
+    Case("macs_per_cached_token_parts: MLA without a latent", costs.macs_per_cached_token_parts,
+         lambda: costs.macs_per_cached_token_parts("mla", DENSE_SHAPE), ValueError, "kv_lora_rank"),
+    Case("macs_per_cached_token: per_layer is an int", costs.macs_per_cached_token,
+         lambda: costs.macs_per_cached_token("mha", SHAPE, per_layer=0), TypeError, "per_layer"),
+    Case("indexer_macs_per_cached_token: shape is an int", costs.indexer_macs_per_cached_token,
+         lambda: costs.indexer_macs_per_cached_token(3), TypeError, "shape"),
+    Case("indexer_projection_macs: shape is None", costs.indexer_projection_macs,
+         lambda: costs.indexer_projection_macs(None), TypeError, "shape"),
+    Case("weight_elements: scheme is an int", costs.weight_elements, lambda: costs.weight_elements(7, SHAPE),
+         TypeError, "scheme"),
+    Case("projection_flops: DSA without an indexer", costs.projection_flops,
+         lambda: costs.projection_flops("dsa", costs.AttentionShape(d_model=8, n_heads=2, head_dim=4,
+                                                                    kv_lora_rank=4)), ValueError, "index_n_heads"),
+    Case("decode_attention_flops: negative context", costs.decode_attention_flops,
+         lambda: costs.decode_attention_flops("mha", SHAPE, -1), ValueError, "context"),
+    Case("decode_flops: context is a float", costs.decode_flops, lambda: costs.decode_flops("mha", SHAPE, 1.5),
+         TypeError, "context"),
+    Case("decode_bytes_read: unknown dtype name", costs.decode_bytes_read,
+         lambda: costs.decode_bytes_read("mha", SHAPE, 4, "int4"), ValueError, "dtype"),
+    Case("arithmetic_intensity: bool dtype", costs.arithmetic_intensity,
+         lambda: costs.arithmetic_intensity("mqa", SHAPE, 4, torch.bool), ValueError, "dtype"),
+    Case("attention_intensity: DSA", costs.attention_intensity, lambda: costs.attention_intensity("dsa", SHAPE),
+         ValueError, "scheme"),
+    Case("selected_pairs: top_k = 0", costs.selected_pairs, lambda: costs.selected_pairs(10, 0), ValueError,
+         "top_k"),
+    Case("prefill_flops: negative length", costs.prefill_flops, lambda: costs.prefill_flops("mha", SHAPE, -2),
+         ValueError, "length"),
+    Case("mla_absorption_fold_macs: no latent", costs.mla_absorption_fold_macs,
+         lambda: costs.mla_absorption_fold_macs(DENSE_SHAPE), ValueError, "kv_lora_rank"),
+    Case("mla_decode_step_costs: negative seq_len", costs.mla_decode_step_costs,
+         lambda: costs.mla_decode_step_costs(SHAPE, -1), ValueError, "seq_len"),
+    Case("dsa_layer_cost: context_len = 0", costs.dsa_layer_cost, lambda: costs.dsa_layer_cost(SHAPE, 0),
+         ValueError, "context_len"),
+    Case("dsa_crossover_context: unknown metric", costs.dsa_crossover_context,
+         lambda: costs.dsa_crossover_context(SHAPE, metric="flops"), ValueError, "metric"),
+    # schemes
+    Case("Scheme: colour is a name", schemes.Scheme, lambda: dataclasses.replace(schemes.MHA, color="blue"),
+         ValueError, "color"),
+    Case("get_scheme: key is an int", schemes.get_scheme, lambda: schemes.get_scheme(3), TypeError, "key"),
+    Case("variants: unknown key", schemes.variants, lambda: schemes.variants("flash"), ValueError, "key"),
     # lowrank
     Case("attention_inputs: model is a layer", lowrank.attention_inputs,
          lambda: lowrank.attention_inputs(GQA_LAYER, IDS), TypeError, "model"),
@@ -556,8 +645,10 @@ CASES: list[Case] = [
          lambda: tokenization.BPETokenizer.from_json("[1, 2]"), ValueError, "text"),
     Case("BPETokenizer.save: path is an int", tokenization.BPETokenizer, lambda: TOKENIZER.save(3), TypeError,
          "path"),
-    Case("bytes_per_token: ids is an int", tokenization.bytes_per_token,
-         lambda: tokenization.bytes_per_token("abc", 3), TypeError, "ids"),
+    Case("utf8_bytes_per_token: ids is an int", tokenization.utf8_bytes_per_token,
+         lambda: tokenization.utf8_bytes_per_token("abc", 3), TypeError, "ids"),
+    Case("visible_token: token is a str", tokenization.visible_token, lambda: tokenization.visible_token("the"),
+         TypeError, "token"),
     Case("render_token: token is a str", tokenization.render_token, lambda: tokenization.render_token("the"),
          TypeError, "token"),
     Case("tokens_html: tokenizer is a str", tokenization.tokens_html,
@@ -590,8 +681,10 @@ NO_CHECKABLE_INPUT: dict[Any, str] = {
     # No arguments at all.
     devices.available_devices: "no arguments",
     devices.default_device: "no arguments",
-    # A frozen record of what a DSA forward call decided; it stores what the layer hands it and computes nothing.
+    # Frozen records of what a forward call returned or decided; they store what the layer hands them and
+    # compute nothing.
     dsa.IndexSelection: "a plain record, filled by DeepSeekSparseAttention.forward",
+    attention.AttentionOutput: "a plain record, filled by every attention layer's forward",
     # No arguments at all, either.
     tokenization.course_metadata: "no arguments",
     tokenization.train_course_tokenizer: "no arguments",
@@ -604,7 +697,8 @@ NO_CHECKABLE_INPUT: dict[Any, str] = {
     tokenization.merge: "source shown verbatim in notebook 01; pure Python, no torch",
 }
 
-CORE_MODULES = (attention, kv_cache, gqa, mla, dsa, rope, quant, sizing, lowrank, lm, tokenization, train, devices)
+CORE_MODULES = (attention, kv_cache, gqa, mla, dsa, rope, quant, sizing, lowrank, lm, tokenization, train, devices,
+                costs, schemes)
 
 
 def public_api(module) -> list:

@@ -1,5 +1,6 @@
-"""attnlab.bench: the formulas against hand-computed values, attnlab.sizing and LayerCache.nbytes; a quick
-in-process run whose JSON has every scheme and field; bad arguments. No timing is asserted (timings vary)."""
+"""attnlab.bench: the formulas it reports (attnlab.costs) against hand-computed values, attnlab.sizing and
+LayerCache.nbytes; a quick in-process run whose JSON has every scheme and field; bad arguments. No timing is
+asserted (timings vary)."""
 
 from __future__ import annotations
 
@@ -9,24 +10,25 @@ import time
 import pytest
 import torch
 
-from attnlab import bench
+from attnlab import bench, costs
 from attnlab.bench import (
     DEFAULT_SHAPE,
     QUICK_SHAPE,
     SCHEMES,
     BenchShape,
-    attention_flops,
-    bytes_per_token,
+    filled_cache,
+    roofline_bound,
+)
+from attnlab.costs import (
     cache_bytes,
     cache_elements_per_token,
-    filled_cache,
-    flops_per_token,
-    model_spec,
-    roofline_bound,
+    decode_attention_flops,
+    decode_bytes_read,
+    decode_flops,
     weight_elements,
 )
 from attnlab.dsa import layer_cost
-from attnlab.sizing import attention_macs_per_cached_token, kv_elements_per_token
+from attnlab.sizing import ModelSpec, attention_macs_per_cached_token, kv_elements_per_token
 
 # d = 8, n_h = 4 heads of d_h = 2, GQA n_kv = 2, d_c = 4, d_h^R = 2, H^I = 2 x d^I = 4, k = 3
 TINY = BenchShape(d_model=8, n_heads=4, head_dim=2, n_groups=2, kv_lora_rank=4, qk_rope_head_dim=2,
@@ -43,21 +45,21 @@ def test_formulas_by_hand():
     # MHA 2*256 + 4*4*2*10 = 832; MQA 2*160 + 320 = 640
     # absorbed 2*304 + 2*4*(2*4 + 2)*10 = 1408; naive 2*(304 - 64) + 2*4*4*4*10 + 2*4*6*10 = 2240
     # DSA 2*(428 - 4 - 8) + (2*2*4 + 2*2)*10 + 2*4*10*min(3, 10) = 832 + 200 + 240 = 1272
-    assert flops_per_token("mha", TINY, 9) == 832
-    assert flops_per_token("mqa", TINY, 9) == 640
-    assert flops_per_token("mla_absorbed", TINY, 9) == 1408
-    assert flops_per_token("mla_naive", TINY, 9) == 2240
-    assert flops_per_token("dsa", TINY, 9) == 1272
+    assert decode_flops("mha", TINY, 9) == 832
+    assert decode_flops("mqa", TINY, 9) == 640
+    assert decode_flops("mla_absorbed", TINY, 9) == 1408
+    assert decode_flops("mla_naive", TINY, 9) == 2240
+    assert decode_flops("dsa", TINY, 9) == 1272
     # float32: MHA 4*(256 + 160) ; GQA 4*(192 + 80); absorbed 4*(308 + 60); naive 4*(308 + 60 + 2*4*6*10);
     # DSA 4*(428 + 4*10 + 6*3)
-    assert bytes_per_token("mha", TINY, 9, torch.float32) == 1664
-    assert bytes_per_token("gqa", TINY, 9, "float32") == 1088
-    assert bytes_per_token("mla_absorbed", TINY, 9, torch.float32) == 1472
-    assert bytes_per_token("mla_naive", TINY, 9, torch.float32) == 3392
-    assert bytes_per_token("dsa", TINY, 9, torch.float32) == 1944
-    assert bytes_per_token("mha", TINY, 9, torch.bfloat16) == 832
+    assert decode_bytes_read("mha", TINY, 9, torch.float32) == 1664
+    assert decode_bytes_read("gqa", TINY, 9, "float32") == 1088
+    assert decode_bytes_read("mla_absorbed", TINY, 9, torch.float32) == 1472
+    assert decode_bytes_read("mla_naive", TINY, 9, torch.float32) == 3392
+    assert decode_bytes_read("dsa", TINY, 9, torch.float32) == 1944
+    assert decode_bytes_read("mha", TINY, 9, torch.bfloat16) == 832
     assert cache_bytes("mha", TINY, 9, torch.bfloat16) == 9 * 16 * 2
-    assert bench.arithmetic_intensity("mha", TINY, 9, torch.float32) == pytest.approx(832 / 1664)
+    assert costs.arithmetic_intensity("mha", TINY, 9, torch.float32) == pytest.approx(832 / 1664)
 
 
 def test_roofline_bound():
@@ -71,19 +73,25 @@ def test_roofline_bound():
 
 @pytest.mark.parametrize("shape", [TINY, QUICK_SHAPE, DEFAULT_SHAPE], ids=["tiny", "quick", "default"])
 def test_formulas_match_sizing_and_dsa_layer_cost(shape):
-    spec = model_spec(shape)
-    for scheme, sizing_scheme, n_kv in (("mha", "mha", None), ("gqa", "gqa", shape.n_groups), ("mqa", "mqa", None),
-                                        ("mla_absorbed", "mla", None)):
+    spec = ModelSpec(name="bench", n_layers=1, n_heads=shape.n_heads, n_kv_heads=shape.n_kv_heads,
+                     head_dim=shape.head_dim, attention="mla", hidden_size=shape.d_model, source="attnlab.bench",
+                     kv_lora_rank=shape.kv_lora_rank, qk_rope_head_dim=shape.qk_rope_head_dim,
+                     index_n_heads=shape.index_n_heads, index_head_dim=shape.index_head_dim,
+                     index_topk=shape.index_topk)
+    assert spec.attention_shape() == shape  # the same layer, as sizing sees a published model
+    for scheme, sizing_scheme, n_kv in (("mha", "mha", None), ("gqa", "gqa", shape.n_kv_heads),
+                                        ("mqa", "mqa", None), ("mla_absorbed", "mla", None)):
         assert cache_elements_per_token(scheme, shape) == kv_elements_per_token(spec, sizing_scheme, n_kv,
                                                                                 per_layer=True)
         for context in (1, 100, 5000):
             macs = attention_macs_per_cached_token(spec, sizing_scheme, n_kv)
-            assert attention_flops(scheme, shape, context) == 2 * macs * (context + 1)
+            assert decode_attention_flops(scheme, shape, context) == 2 * macs * (context + 1)
     for context in (1, shape.index_topk, 3 * shape.index_topk):
-        cost = layer_cost(context + 1, shape.index_topk, spec, q_lora_rank=shape.d_model)
-        assert attention_flops("mla_absorbed", shape, context) == cost["decode_flops_dense"]
-        dsa_extra = flops_per_token("dsa", shape, context) - bench.projection_flops("mla_absorbed", shape)
-        assert dsa_extra == cost["decode_flops_dsa"]
+        for by in (spec, shape):
+            cost = layer_cost(by, context + 1, shape.index_topk, q_lora_rank=shape.d_model)
+            assert decode_attention_flops("mla_absorbed", shape, context) == cost["decode_flops_dense"]
+            dsa_extra = decode_flops("dsa", shape, context) - costs.projection_flops("mla_absorbed", shape)
+            assert dsa_extra == cost["decode_flops_dsa"]
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
@@ -109,7 +117,8 @@ def test_quick_main_writes_complete_json(tmp_path, capsys):
     assert report["schemes"] == list(SCHEMES) and report["contexts"] == [64, 128]
     assert report["dtype"] == "float32" and report["device"]["type"] == "cpu"
     assert report["torch_version"] == torch.__version__ and report["date"][:4].isdigit()
-    assert report["shape"] == bench.asdict(QUICK_SHAPE)
+    assert report["shape"] == bench.shape_arguments(QUICK_SHAPE)
+    assert BenchShape(**report["shape"]) == QUICK_SHAPE
     assert {(r["scheme"], r["context"]) for r in report["results"]} == {(s, c) for s in SCHEMES for c in (64, 128)}
     for r in report["results"]:
         assert r["time_s"] > 0 and r["time_min_s"] > 0 and all(t > 0 for t in r["times_s"])
@@ -121,8 +130,8 @@ def test_quick_main_writes_complete_json(tmp_path, capsys):
     assert machine["balance_flops_per_byte"] == pytest.approx(machine["matmul_rate"] / machine["copy_bandwidth"])
     assert len(report["roofline"]) == len(report["results"])
     for r in report["roofline"]:
-        assert r["flops"] == flops_per_token(r["scheme"], QUICK_SHAPE, r["context"])
-        assert r["bytes"] == bytes_per_token(r["scheme"], QUICK_SHAPE, r["context"], torch.float32)
+        assert r["flops"] == decode_flops(r["scheme"], QUICK_SHAPE, r["context"])
+        assert r["bytes"] == decode_bytes_read(r["scheme"], QUICK_SHAPE, r["context"], torch.float32)
         assert r["bound"] in ("memory", "compute")
         for field in ("intensity", "achieved_bandwidth", "bandwidth_fraction", "achieved_flops", "flops_fraction"):
             assert r[field] > 0
@@ -140,12 +149,12 @@ def test_quick_main_writes_complete_json(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: flops_per_token("sliding", TINY, 8), "scheme='sliding'"),
-    (lambda: bytes_per_token("mla", TINY, 8, torch.float32), "scheme='mla'"),
+    (lambda: decode_flops("sliding", TINY, 8), "scheme='sliding'"),
+    (lambda: bench.check_scheme("mla"), "scheme='mla'"),
     (lambda: cache_bytes("mha", TINY, 8, "float64"), "dtype='float64'"),
     (lambda: bench.parse_dtype(torch.int8), "dtype="),
-    (lambda: flops_per_token("mha", TINY, 0), "context=0"),
-    (lambda: bytes_per_token("mha", TINY, -4, "float32"), "context=-4"),
+    (lambda: decode_flops("mha", TINY, -1), "context=-1"),
+    (lambda: decode_bytes_read("mha", TINY, -4, "float32"), "context=-4"),
     (lambda: bench.parse_device("tpu"), "device='tpu'"),
     (lambda: bench.parse_contexts("64,0"), "context=0"),
     (lambda: bench.parse_contexts("64,abc"), "comma-separated"),
@@ -153,6 +162,7 @@ def test_quick_main_writes_complete_json(tmp_path, capsys):
     (lambda: bench.run_benchmark("cpu", "float32", [64], 0, QUICK_SHAPE), "repeats=0"),
     (lambda: BenchShape(n_heads=16, n_groups=3), "n_groups=3"),
     (lambda: bench.n_kv_heads("dsa", TINY), "K/V heads"),
+    (lambda: bench.run_benchmark("cpu", "float32", [64], 1, {"d_model": 8}), "shape must be an AttentionShape"),
 ])
 def test_bad_arguments_raise_value_error(call, match):
     with pytest.raises(ValueError, match=match):

@@ -13,7 +13,7 @@ from attnlab.gqa import AttentionConfig, GroupedQueryAttention
 from attnlab.interactive import kv_cache as kv_widgets
 from attnlab.kv_cache import LayerCache
 from attnlab.model import TinyLM, TinyLMConfig, generate
-from attnlab.tokenization import load_tokenizer
+from attnlab.tokenization import load_tokenizer, visible_token
 
 SOLUTIONS = Path(__file__).resolve().parents[1] / "notebooks" / "solutions" / "ch04.py"
 PROMPT = 'The "for" statement <iterates> & loops'
@@ -68,7 +68,7 @@ def test_trace_steps_prefill_then_one_token_each(model, tok):
     assert (trace.steps[0].n_cached, trace.steps[0].n_new) == (0, p)
     for s in trace.steps[1:]:
         assert (s.n_cached, s.n_new) == (p + s.step - 1, 1)
-        assert s.cache_bytes == expected_bytes(model, s.n_tokens) == trace.bytes_per_token * s.n_tokens
+        assert s.cache_bytes == expected_bytes(model, s.n_tokens) == trace.cache_bytes_per_token * s.n_tokens
 
 
 def test_attention_rows_are_distributions_over_the_cache(model, tok):
@@ -154,8 +154,8 @@ def test_cached_and_new_tokens_are_marked(stepper):
 
 
 def test_invisible_tokens_are_shown():
-    assert kv_widgets._shown(b" if\n\t\x0c") == "·if↵⇥\\x0c"
-    assert kv_widgets._shown("é".encode()[:1]) == "\\xc3"
+    assert visible_token(b" if\n\t\x0c") == "·if↵⇥\\x0c"
+    assert visible_token("é".encode()[:1]) == "\\xc3"
 
 
 def test_step_figures_count_the_projections(stepper, model):
@@ -233,41 +233,46 @@ def test_cache_bytes_rejects_non_numbers():
 
 
 def _no_cache(layer, x):  # the O(T^2) loop: recompute the prefix every step
-    return torch.cat([layer(x[:, : t + 1])[:, -1:] for t in range(x.shape[1])], dim=1)
+    return torch.cat([layer(x[:, : t + 1]).output[:, -1:] for t in range(x.shape[1])], dim=1)
 
 
 def _whole_sequence(layer, x):  # right numbers, but no decode loop at all
-    return layer(x, cache=LayerCache())
+    return layer(x, cache=LayerCache()).output
 
 
 def _fresh_cache_each_step(layer, x):
-    return torch.cat([layer(x[:, t : t + 1], cache=LayerCache()) for t in range(x.shape[1])], dim=1)
+    return torch.cat([layer(x[:, t : t + 1], cache=LayerCache()).output for t in range(x.shape[1])], dim=1)
 
 
 def _without_cache_argument(layer, x):
-    return torch.cat([layer(x[:, t : t + 1]) for t in range(x.shape[1])], dim=1)
+    return torch.cat([layer(x[:, t : t + 1]).output for t in range(x.shape[1])], dim=1)
 
 
 def _reversed_outputs(layer, x):
     cache = LayerCache()
-    outs = [layer(x[:, t : t + 1], cache=cache) for t in range(x.shape[1])]
+    outs = [layer(x[:, t : t + 1], cache=cache).output for t in range(x.shape[1])]
     return torch.cat(outs[::-1], dim=1)
 
 
 def _stacked_wrong_axis(layer, x):
     cache = LayerCache()
-    return torch.cat([layer(x[:, t : t + 1], cache=cache) for t in range(x.shape[1])], dim=0)
+    return torch.cat([layer(x[:, t : t + 1], cache=cache).output for t in range(x.shape[1])], dim=0)
 
 
 def _tokens_twice(layer, x):
     cache = LayerCache()
-    outs = [layer(x[:, t : t + 1], cache=cache) for t in [0, *range(x.shape[1] - 1)]]
+    outs = [layer(x[:, t : t + 1], cache=cache).output for t in [0, *range(x.shape[1] - 1)]]
     return torch.cat(outs, dim=1)
 
 
 def _positional_cache(layer, x):  # passing the cache positionally is fine
     cache = LayerCache()
-    return torch.cat([layer(x[:, t : t + 1], cache) for t in range(x.shape[1])], dim=1)
+    return torch.cat([layer(x[:, t : t + 1], cache).output for t in range(x.shape[1])], dim=1)
+
+
+def _forgets_output(layer, x):  # concatenates the AttentionOutputs themselves
+    cache = LayerCache()
+    return torch.cat([layer(x[:, t : t + 1], cache=cache) for t in range(x.shape[1])], dim=1)
 
 
 def _crashes(layer, x):
@@ -283,6 +288,7 @@ def _crashes(layer, x):
     (_stacked_wrong_axis, "concatenate"),
     (_tokens_twice, "feed token t"),
     (_crashes, "raised RuntimeError: boom"),
+    (_forgets_output, "keep its .output"),
     (lambda layer, x: None, "never called the layer"),
     (42, "should be a function"),
 ])
@@ -317,7 +323,7 @@ def test_wrong_token_counts_fail():
 
     right = ch04.expected_tokens_in_24gib()
     no_weights = sizing.tokens_that_fit("llama-3-8b", 24, "bfloat16")
-    per_token = sizing.bytes_per_token("llama-3-8b")
+    per_token = sizing.cache_bytes_per_token("llama-3-8b")
     in_gb = (24 * 10**9 - sizing.weight_bytes("llama-3-8b")) // per_token
     as_mha = sizing.tokens_that_fit("llama-3-8b", 24, "bfloat16", scheme="mha", weights_dtype="bfloat16")
     assert ch04.check_llama3_tokens_in_24gib(right + 1).startswith("✓")  # rounding up is accepted

@@ -101,7 +101,7 @@ def test_gqa_figures_come_from_sizing(key):
     spec = MODELS[key]
     for n_kv in ui.kv_head_options(spec.n_heads):
         f = ui.gqa_figures(spec, n_kv)
-        assert f["bytes_per_token"] == sizing.bytes_per_token(spec, "bfloat16", "gqa", n_kv)
+        assert f["bytes_per_token"] == sizing.cache_bytes_per_token(spec, "bfloat16", "gqa", n_kv)
         assert f["bytes_per_token"] == 2 * n_kv * spec.head_dim * spec.n_layers * 2
         assert f["reduction_vs_mha"] == spec.n_heads / n_kv
         assert f["cache_bytes"] == sizing.kv_cache_bytes(spec, ui.READOUT_CONTEXT, 1, "bfloat16", "gqa", n_kv)
@@ -151,7 +151,7 @@ def test_moving_the_slider_changes_diagram_and_bytes_to_what_sizing_gives(explor
     seen = set()
     for n_kv in explorer.n_kv_heads.options:
         explorer.n_kv_heads.value = n_kv
-        expected = sizing.bytes_per_token(spec, "bfloat16", "gqa", n_kv)
+        expected = sizing.cache_bytes_per_token(spec, "bfloat16", "gqa", n_kv)
         assert f"{expected:,} B" in explorer.readout.value
         key_boxes = [r for r in rects(explorer.diagram.value) if r.get("fill") == ui.COLORS["key"]]
         assert len(key_boxes) == n_kv
@@ -162,9 +162,9 @@ def test_moving_the_slider_changes_diagram_and_bytes_to_what_sizing_gives(explor
 def test_switching_model_then_sliding(explorer):
     explorer.model.value = "deepseek-v3"
     explorer.n_kv_heads.value = 128
-    assert f"{sizing.bytes_per_token('deepseek-v3', 'bfloat16', 'mha'):,} B" in explorer.readout.value
+    assert f"{sizing.cache_bytes_per_token('deepseek-v3', 'bfloat16', 'mha'):,} B" in explorer.readout.value
     explorer.n_kv_heads.value = 1
-    assert f"{sizing.bytes_per_token('deepseek-v3', 'bfloat16', 'mqa'):,} B" in explorer.readout.value
+    assert f"{sizing.cache_bytes_per_token('deepseek-v3', 'bfloat16', 'mqa'):,} B" in explorer.readout.value
     explorer.model.value = "falcon-7b"
     assert list(explorer.n_kv_heads.options) == [1, 71]  # 71 is prime: only MQA or MHA
     assert explorer.n_kv_heads.value == 1
@@ -182,7 +182,7 @@ def test_callbacks_do_not_print(explorer, capsys):
 def test_decode_read_bytes_adds_weights_and_cache():
     r = ui.decode_read_bytes("llama-2-7b", 4096, 8, "mha")
     assert r["weights"] == sizing.weight_bytes("llama-2-7b")
-    assert r["cache"] == 8 * 4096 * sizing.bytes_per_token("llama-2-7b", "bfloat16", "mha")
+    assert r["cache"] == 8 * 4096 * sizing.cache_bytes_per_token("llama-2-7b", "bfloat16", "mha")
     assert r["total"] == r["weights"] + r["cache"] and r["per_token"] == r["total"] / 8
     mqa = ui.decode_read_bytes("llama-2-7b", 4096, 8, "mqa")
     assert r["cache"] == 32 * mqa["cache"] and r["weights"] == mqa["weights"]

@@ -17,6 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from traitlets import TraitError
 
 from attnlab import lowrank, sizing
+from attnlab.costs import mla_decode_step_costs
 from attnlab.exercises import ch07, ch08, ch09
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention
 from attnlab.interactive import mla as ui
@@ -148,8 +149,8 @@ def test_attention_inputs_captures_every_layer_and_removes_its_hooks():
 
 def test_latent_figures_match_sizing_for_deepseek_v3():
     f = ui.latent_figures(512, 64)
-    assert f["mla_bytes_per_token"] == sizing.bytes_per_token(V3) == 70_272
-    assert f["mha_bytes_per_token"] == sizing.bytes_per_token(V3, scheme="mha") == 3_997_696
+    assert f["mla_bytes_per_token"] == sizing.cache_bytes_per_token(V3) == 70_272
+    assert f["mha_bytes_per_token"] == sizing.cache_bytes_per_token(V3, scheme="mha") == 3_997_696
     assert f["ratio_vs_mha"] == pytest.approx(56.89, abs=0.01)
     assert f["elements_per_layer"] == 576 and f["gqa_groups"] == 2.25
 
@@ -173,7 +174,7 @@ def test_moving_the_sliders_shows_what_sizing_gives(d_c, d_h_rope, capsys):
     w = ui.latent_explorer(fake_errors())
     w.d_c.value, w.d_h_rope.value = d_c, d_h_rope
     spec = dataclasses.replace(V3, kv_lora_rank=d_c, qk_rope_head_dim=d_h_rope)
-    mla, mha = sizing.bytes_per_token(spec), sizing.bytes_per_token(spec, scheme="mha")
+    mla, mha = sizing.cache_bytes_per_token(spec), sizing.cache_bytes_per_token(spec, scheme="mha")
     text = shown_text(w.readout.value)
     assert f"{mla:,} B" in text
     assert f"{sizing.format_ratio(mha / mla)}× smaller" in text
@@ -213,7 +214,7 @@ def test_latent_diagram_is_valid_svg_with_one_key_and_value_per_head():
 
 
 @pytest.mark.parametrize("n_heads,t", [(2, 5), (4, 37), (8, 64)])
-def test_decode_step_costs_count_exactly_what_the_layer_computes(n_heads, t):
+def test_mla_decode_step_costs_count_exactly_what_the_layer_computes(n_heads, t):
     """The FLOP formulas against torch's own FLOP counter on the library's two attention paths."""
     c = MLAConfig(d_model=32, n_heads=n_heads, kv_lora_rank=24, qk_nope_head_dim=8, qk_rope_head_dim=6, v_head_dim=10)
     layer = MultiHeadLatentAttention(c).double()
@@ -222,7 +223,7 @@ def test_decode_step_costs_count_exactly_what_the_layer_computes(n_heads, t):
     q_rope = torch.randn(1, 1, n_heads, 6, generator=gen, dtype=F64)
     c_kv, k_rope = torch.randn(1, t, 24, generator=gen, dtype=F64), torch.randn(1, t, 6, generator=gen, dtype=F64)
     mask = torch.ones(1, t, dtype=torch.bool)
-    costs = ui.decode_step_costs(n_heads, t, d_c=24, d_h=8, d_v=10, d_h_rope=6)
+    costs = mla_decode_step_costs(ui.step_shape(n_heads, d_c=24, d_h=8, d_v=10, d_h_rope=6), t)
     outputs = {}
     for mode, attend in (("naive", layer.attend_naive), ("absorbed", layer.attend_absorbed)):
         with FlopCounterMode(display=False) as counter:
@@ -231,15 +232,16 @@ def test_decode_step_costs_count_exactly_what_the_layer_computes(n_heads, t):
     torch.testing.assert_close(outputs["naive"], outputs["absorbed"])
 
 
-def test_decode_step_costs_agree_with_sizing_and_the_formulas():
+def test_mla_decode_step_costs_agree_with_sizing_and_the_formulas():
     h, t, d_c, d_h, d_v, d_r = V3.n_heads, 4096, 512, 128, 128, 64
-    costs = ui.decode_step_costs(h, t)
+    costs = mla_decode_step_costs(V3.attention_shape(), t)
+    assert costs == mla_decode_step_costs(ui.step_shape(h), t)  # the widget's defaults are DeepSeek-V3's widths
     assert costs["naive"]["parts"]["re-expand K, V"] == h * (d_h + d_v) * d_c * t
     assert costs["absorbed"]["parts"]["fold W^UK, W^UV"] == h * d_c * (d_h + d_v)
     assert costs["absorbed"]["macs"] == h * d_c * (d_h + d_v) + h * t * (d_c + d_r) + h * t * d_c
     per_cached = (costs["absorbed"]["macs"] - costs["absorbed"]["parts"]["fold W^UK, W^UV"]) // t
     assert per_cached == sizing.attention_macs_per_cached_token(V3, "mla")
-    assert costs["absorbed"]["cache_bytes"] == t * sizing.bytes_per_token(V3) // V3.n_layers
+    assert costs["absorbed"]["cache_bytes"] == t * sizing.cache_bytes_per_token(V3) // V3.n_layers
     assert costs["expanded"]["cache_bytes"] == t * h * (d_h + d_r + d_v) * 2
     assert costs["absorbed"]["extra_bytes"] == 0 < costs["naive"]["extra_bytes"]
 
@@ -251,7 +253,7 @@ def test_absorption_explorer_offers_valid_values_and_follows_its_sliders(capsys)
     before = w.chart.value
     w.n_heads.value, w.seq_len.value = 16, 32768
     assert w.chart.value != before and w.chart.value == ui.decode_costs_svg(16, 32768)
-    costs = ui.decode_step_costs(16, 32768)
+    costs = mla_decode_step_costs(ui.step_shape(16), 32768)
     assert f"{costs['naive']['flops'] / costs['absorbed']['flops']:.1f}× the FLOPs" in shown_text(w.readout.value)
     parse_svg(w.chart.value)
     assert capsys.readouterr().out == ""

@@ -32,6 +32,7 @@ from attnlab.quant import SCALE_FORMATS, fake_quantize_fp8, fwht  # noqa: E402
 from attnlab.sizing import MODELS, format_bytes  # noqa: E402
 
 SOLUTIONS = Path(__file__).resolve().parents[1] / "notebooks" / "solutions"
+V32 = MODELS["deepseek-v3.2"]  # the model the chapter 10 widget and exercise count for
 
 
 def load_solutions(chapter: str):
@@ -70,28 +71,28 @@ def test_cost_explorer_offers_only_valid_values(cost_widget):
 def test_decode_cost_figures_are_layer_cost(cost_widget):
     for n, k in [(1024, 2048), (131_072, 2048), (8192, 512), (163_840, 8192)]:
         f = W.decode_cost_figures(n, k)
-        c = layer_cost(n, k)
+        c = layer_cost(V32, n, k)
         assert f["flops_dense"] == c["decode_flops_dense"] and f["flops_dsa"] == c["decode_flops_dsa"]
         assert f["flops_indexer"] + f["flops_sparse"] == f["flops_dsa"]
         assert f["bytes_dense"] == c["decode_bytes_dense"] and f["bytes_dsa"] == c["decode_bytes_dsa"]
         assert f["flops_ratio"] == c["decode_flops_dense"] / c["decode_flops_dsa"]
         assert f["prefill_ratio"] == c["prefill_flops_dense"] / c["prefill_flops_dsa"]
         assert f["selected"] == min(n, k)
-        assert f["crossover_flops"] == crossover_context(k, metric="decode_flops")
-        assert f["crossover_bytes"] == crossover_context(k, metric="decode_bytes")
+        assert f["crossover_flops"] == crossover_context(V32, k, metric="decode_flops")
+        assert f["crossover_bytes"] == crossover_context(V32, k, metric="decode_bytes")
 
 
 @pytest.mark.parametrize("n, k", [(131_072, 2048), (1024, 2048), (16_384, 256), (4096, 8192)])
 def test_moving_the_sliders_shows_layer_cost_numbers(cost_widget, n, k):
     cost_widget.context.value, cost_widget.top_k.value = n, k
-    c = layer_cost(n, k)
+    c = layer_cost(V32, n, k)
     shown = cost_widget.chart.value + cost_widget.readout.value
     assert W.format_flops(c["decode_flops_dense"]) in shown
     assert W.format_flops(c["decode_flops_dsa"]) in shown
     assert format_bytes(c["decode_bytes_dense"]) in shown
     assert format_bytes(c["decode_bytes_dsa"]) in shown
     assert f"{c['decode_flops_dense'] / c['decode_flops_dsa']:.2f}×" in cost_widget.readout.value
-    assert f"L = {crossover_context(k):,}" in cost_widget.readout.value
+    assert f"L = {crossover_context(V32, k):,}" in cost_widget.readout.value
     assert f"context L = {n:,}" in cost_widget.chart.value
     assert cost_widget.chart.value == W.cost_svg(n, k)
     assert cost_widget.readout.value == W.cost_readout_html(n, k)
@@ -103,10 +104,10 @@ def test_slider_change_changes_the_shown_numbers(cost_widget):
     cost_widget.context.value = 4096
     after = cost_widget.readout.value
     assert before != after
-    assert W.format_flops(layer_cost(4096)["decode_flops_dense"]) in after
-    assert W.format_flops(layer_cost(4096)["decode_flops_dense"]) not in before
+    assert W.format_flops(layer_cost(V32, 4096)["decode_flops_dense"]) in after
+    assert W.format_flops(layer_cost(V32, 4096)["decode_flops_dense"]) not in before
     cost_widget.top_k.value = 512
-    assert f"L = {crossover_context(512):,}" in cost_widget.readout.value
+    assert f"L = {crossover_context(V32, 512):,}" in cost_widget.readout.value
 
 
 def test_cost_chart_says_which_side_is_cheaper():
@@ -392,15 +393,15 @@ def test_unattempted_exercises_say_so():
 
 
 def test_expected_answers_agree_with_the_library():
-    from attnlab.dsa import _selected_pairs
+    from attnlab.costs import selected_pairs
 
     e = ch10.EXERCISE_1
-    assert ch10.expected_prefill_pairs() == _selected_pairs(e["length"], e["top_k"])
+    assert ch10.expected_prefill_pairs() == selected_pairs(e["length"], e["top_k"])
     c = ch10.exercise_3_constants()
     k = ch10.EXERCISE_3["top_k"]
     assert ch10.expected_crossover() == (c["C_attn"] * k + c["F_proj"]) // (c["C_attn"] - c["C_idx"]) + 1
-    at = layer_cost(ch10.expected_crossover(), k)
-    before = layer_cost(ch10.expected_crossover() - 1, k)
+    at = layer_cost(V32, ch10.expected_crossover(), k)
+    before = layer_cost(V32, ch10.expected_crossover() - 1, k)
     assert at["decode_flops_dsa"] < at["decode_flops_dense"]
     assert before["decode_flops_dsa"] >= before["decode_flops_dense"]
     assert ch11.expected_ue8m0_scale() == 2.0**-6

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from attnlab import bench
+from attnlab import bench, costs
 from attnlab.exercises import ch14
 from attnlab.interactive import bench as ui
 
@@ -67,7 +67,7 @@ def test_committed_caches_match_the_formula_and_the_ratios_follow(report):
     assert ui.cache_matches_formula(report)
     shape = bench.BenchShape(**report["shape"])
     for r in report["results"]:
-        assert r["cache_bytes_formula"] == bench.cache_bytes(r["scheme"], shape, r["context"], report["dtype"])
+        assert r["cache_bytes_formula"] == costs.cache_bytes(r["scheme"], shape, r["context"], report["dtype"])
     big = max(report["contexts"])
     ratios = ui.ratios_vs_mha(report, big)
     assert ratios["mha"] == {"time": 1.0, "cache": 1.0}
@@ -83,7 +83,7 @@ def test_peer_ratios_and_roofline_entries_match_the_formulas(report):
     assert sorted(peers["hf_over_absorbed"]) == report["contexts"]
     shape = bench.BenchShape(**report["shape"])
     for r in report["roofline"]:
-        assert r["intensity"] == pytest.approx(bench.arithmetic_intensity(r["scheme"], shape, r["context"],
+        assert r["intensity"] == pytest.approx(costs.arithmetic_intensity(r["scheme"], shape, r["context"],
                                                                           report["dtype"]))
 
 
@@ -147,11 +147,11 @@ def test_expected_answers_are_what_the_formulas_say():
     assert ch14.expected_bounds() == {"mha": "memory", "gqa": "memory", "mqa": "memory", "mla_naive": "compute",
                                       "mla_absorbed": "compute", "dsa": "memory"}
     L = ch14.crossover_context()
-    assert bench.arithmetic_intensity("mla_absorbed", ch14.SHAPE, L, "float32") >= ch14.BALANCE
-    assert bench.arithmetic_intensity("mla_absorbed", ch14.SHAPE, L - 1, "float32") < ch14.BALANCE
+    assert costs.arithmetic_intensity("mla_absorbed", ch14.SHAPE, L, "float32") >= ch14.BALANCE
+    assert costs.arithmetic_intensity("mla_absorbed", ch14.SHAPE, L - 1, "float32") < ch14.BALANCE
 
 
-_RIGHT = bench.arithmetic_intensity("mqa", bench.DEFAULT_SHAPE, 8192, "float32")
+_RIGHT = costs.arithmetic_intensity("mqa", bench.DEFAULT_SHAPE, 8192, "float32")
 _BOUNDS = {"mha": "memory", "gqa": "memory", "mqa": "memory", "mla_naive": "compute", "mla_absorbed": "compute",
            "dsa": "memory"}
 

@@ -84,11 +84,11 @@ def test_grouped_query_attention_module_with_cache(device, dtype, n_kv_heads):
     layer = copy.deepcopy(ref_layer).to(device=device, dtype=dtype)
     x = randn(2, 7, 16)
     with torch.no_grad():
-        ref = ref_layer(x)
-        full = layer(to(x, device, dtype))
+        ref = ref_layer(x).output
+        full = layer(to(x, device, dtype)).output
         cache = LayerCache()
-        steps = [layer(to(x[:, :4], device, dtype), cache=cache)]
-        steps += [layer(to(x[:, t : t + 1], device, dtype), cache=cache) for t in range(4, 7)]
+        steps = [layer(to(x[:, :4], device, dtype), cache=cache).output]
+        steps += [layer(to(x[:, t : t + 1], device, dtype), cache=cache).output for t in range(4, 7)]
     check(full, ref, device, dtype)
     check(torch.cat(steps, dim=1), ref, device, dtype)
     for t in cache.tensors.values():

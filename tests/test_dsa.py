@@ -42,6 +42,7 @@ from attnlab.rope import apply_rope
 from attnlab.sizing import MODELS, ModelSpec, attention_macs_per_cached_token, indexer_elements_per_token
 
 F64 = torch.float64
+V32 = MODELS["deepseek-v3.2"]  # the shape the cost model is checked on
 SETTINGS = settings(max_examples=15, deadline=None)
 seeds = st.integers(0, 2**31 - 1)
 
@@ -65,10 +66,16 @@ def make_dsa(config: MLAConfig | None = None, seed: int = 0, dtype=F64, index_n_
     return layer
 
 
-def run_in_chunks(layer, x, bounds, **kwargs):
+def call(layer, x, implementation=None, top_k=None, **kwargs):
+    """layer(x, **kwargs) with ``implementation`` and ``top_k`` set for this call (None: the layer's own)."""
+    with layer.using(implementation, top_k=top_k):
+        return layer(x, **kwargs)
+
+
+def run_in_chunks(layer, x, bounds, implementation=None):
     """Feed x through one cache in the chunks x[:, a:b] for consecutive (a, b) in bounds."""
     cache = LayerCache(seq_dim=1)
-    return torch.cat([layer(x[:, a:b], cache=cache, **kwargs) for a, b in bounds], dim=1), cache
+    return torch.cat([call(layer, x[:, a:b], implementation, cache=cache).output for a, b in bounds], dim=1), cache
 
 
 def bounds_of(cuts, seq):
@@ -95,10 +102,10 @@ def test_top_k_covering_the_context_gives_dense_mla(case, seed):
     config, options, batch, seq, cuts = case
     layer = make_dsa(config, seed % 1000, index_topk=seq, **options)
     x = torch.randn(batch, seq, config.d_model, dtype=F64, generator=torch.Generator().manual_seed(seed))
-    dense = layer.mla(x)
-    for impl in ("gather", "mask"):
-        torch.testing.assert_close(layer(x, sparse_impl=impl), dense, rtol=1e-10, atol=1e-10)
-        y, _ = run_in_chunks(layer, x, bounds_of(cuts, seq), sparse_impl=impl)  # prefill, then decode
+    dense = layer.mla(x).output
+    for impl in ("gather", "mask", "dense"):
+        torch.testing.assert_close(call(layer, x, impl).output, dense, rtol=1e-10, atol=1e-10)
+        y, _ = run_in_chunks(layer, x, bounds_of(cuts, seq), impl)  # prefill, then decode
         torch.testing.assert_close(y, dense, rtol=1e-10, atol=1e-10)
 
 
@@ -108,7 +115,8 @@ def test_top_k_covering_the_context_gives_dense_mla(case, seed):
 def test_selected_set_is_exactly_the_top_k_of_the_index_scores():
     layer = make_dsa(seed=1, index_topk=4)
     x = torch.randn(2, 11, 12, dtype=F64)
-    _, weights, selection = layer(x, return_weights=True, return_index=True)
+    out = layer(x, return_weights=True)
+    weights, selection = out.weights, out.selection
     scores, indices = selection.scores, selection.indices
     assert isinstance(selection, IndexSelection) and indices.shape == (2, 11, 4) and scores.shape == (2, 11, 11)
     for b in range(2):
@@ -152,21 +160,23 @@ def test_no_future_token_is_ever_selected(batch, n_keys, data, seed):
     # and through a layer: selected positions never exceed the query's own
     layer = make_dsa(seed=seed % 1000, index_topk=top_k)
     x = torch.randn(batch, n_keys, 12, dtype=F64, generator=g)
-    got = layer(x, return_index=True)[1].indices
+    got = layer(x).selection.indices
     assert (got <= torch.arange(n_keys)[None, :, None]).all()
 
 
 def test_cached_decode_equals_prefill_with_tokens_dropped():
     layer = make_dsa(seed=2, index_topk=3)
     x = torch.randn(2, 12, 12, dtype=F64)
-    prefill, selection = layer(x, return_index=True)
+    out = layer(x)
+    prefill, selection = out.output, out.selection
     dropped = (torch.arange(12) + 1 - 3).clamp_min(0)  # tokens each query cannot attend to
     assert dropped.sum() > 0 and selection.indices.shape[-1] == 3
-    assert (prefill - layer.mla(x)).abs().max() > 1e-3  # the sparse output really differs from dense MLA
+    assert (prefill - layer.mla(x).output).abs().max() > 1e-3  # the sparse output really differs from dense MLA
     for bounds in ([(t, t + 1) for t in range(12)], [(0, 5), (5, 6), (6, 12)]):
         cache = LayerCache(seq_dim=1)
-        outs, chosen = zip(*[layer(x[:, a:b], cache=cache, return_index=True) for a, b in bounds], strict=True)
-        torch.testing.assert_close(torch.cat(outs, 1), prefill, rtol=1e-10, atol=1e-10)
+        steps = [layer(x[:, a:b], cache=cache) for a, b in bounds]
+        chosen = [step.selection for step in steps]
+        torch.testing.assert_close(torch.cat([step.output for step in steps], 1), prefill, rtol=1e-10, atol=1e-10)
         # a step with t < top_k tokens returns min(top_k, t) slots; pad to compare with the prefill's
         steps = [torch.nn.functional.pad(c.indices, (0, 3 - c.indices.shape[-1]), value=-1) for c in chosen]
         torch.testing.assert_close(torch.cat(steps, 1), selection.indices, rtol=0, atol=0)
@@ -179,8 +189,8 @@ def test_gather_path_equals_dense_masked_reference(case, top_k, seed):
     config, options, batch, seq, cuts = case
     layer = make_dsa(config, seed % 1000, index_topk=top_k, **options)
     x = torch.randn(batch, seq, config.d_model, dtype=F64, generator=torch.Generator().manual_seed(seed))
-    y_gather, w_gather = layer(x, return_weights=True)
-    y_mask, w_mask = layer(x, return_weights=True, sparse_impl="mask")
+    gather, mask = layer(x, return_weights=True), call(layer, x, "mask", return_weights=True)
+    (y_gather, w_gather), (y_mask, w_mask) = (gather.output, gather.weights), (mask.output, mask.weights)
     torch.testing.assert_close(y_gather, y_mask, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(w_gather, w_mask, rtol=1e-10, atol=1e-12)
     y_cached, _ = run_in_chunks(layer, x, bounds_of(cuts, seq))
@@ -194,7 +204,7 @@ def test_gather_reads_only_the_selected_latents():
     x = torch.randn(1, 6, 12, dtype=F64)
     cache = LayerCache(seq_dim=1)
     layer(x[:, :5], cache=cache)
-    _, selection = layer(x[:, 5:], cache=cache, return_index=True)
+    selection = layer(x[:, 5:], cache=cache).selection
     indices = selection.indices  # (1, 1, 2)
     c_kv, k_rope = cache.tensors["c_kv"].clone(), cache.tensors["k_rope"].clone()
     gathered = gather_tokens(c_kv, indices)
@@ -261,9 +271,9 @@ def test_hadamard_rotation_leaves_scores_unchanged_and_fp8_stays_close():
     rotated = make_dsa(seed=5, index_head_dim=16, hadamard=True)
     fp8 = make_dsa(seed=5, index_head_dim=16, hadamard=True, use_fp8=True)
     x = torch.randn(2, 20, 12, dtype=F64)
-    s_exact, s_rot = exact(x, return_index=True)[1].scores, rotated(x, return_index=True)[1].scores
+    s_exact, s_rot = exact(x).selection.scores, rotated(x).selection.scores
     cache = LayerCache(seq_dim=1)
-    s_fp8 = fp8(x, cache=cache, return_index=True)[1].scores
+    s_fp8 = fp8(x, cache=cache).selection.scores
     torch.testing.assert_close(s_rot, s_exact, rtol=1e-10, atol=1e-10)
     visible = torch.isfinite(s_exact)
     error = (s_fp8 - s_exact)[visible].abs().mean() / s_exact[visible].abs().mean()
@@ -357,8 +367,9 @@ def test_training_stages_route_the_gradients():
     x = torch.randn(2, 7, 12, dtype=F64)
     # stage 1: dense attention, only the indexer trains, on the KL to the dense attention
     set_training_stage(layer, "warmup")
-    y = layer(x)
-    torch.testing.assert_close(y, layer.mla(x), rtol=1e-10, atol=1e-10)
+    assert layer.implementation == "dense"
+    y = layer(x).output
+    torch.testing.assert_close(y, layer.mla(x).output, rtol=1e-10, atol=1e-10)
     assert all(p.requires_grad == name.startswith("indexer.") for name, p in layer.named_parameters())
     loss = indexer_loss(layer)
     assert loss.item() > 0 and layer.kl_inputs[2] is None
@@ -367,9 +378,11 @@ def test_training_stages_route_the_gradients():
     # stage 2: sparse attention; the LM-side loss reaches only the model, the KL only the indexer
     set_training_stage(layer, "sparse")
     layer.zero_grad(set_to_none=True)
-    y, selection = layer(x, return_index=True)
+    assert layer.implementation == "gather"
+    out = layer(x)
+    y, selection = out.output, out.selection
     assert all(p.requires_grad for p in layer.parameters())
-    torch.testing.assert_close(y, layer(x, sparse_impl="mask"), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(y, call(layer, x, "mask").output, rtol=1e-10, atol=1e-10)
     y.square().sum().backward(retain_graph=True)
     assert all((g is None) == name.startswith("indexer.") for name, g in grads(layer).items())
     layer.zero_grad(set_to_none=True)
@@ -381,7 +394,7 @@ def test_training_stages_route_the_gradients():
     # inference: nothing kept
     set_training_stage(layer, "inference")
     layer(x)
-    assert layer.kl_inputs is None and not layer.dense_attention and not layer.detach_indexer_input
+    assert layer.kl_inputs is None and layer.implementation == "gather" and not layer.detach_indexer_input
 
 
 def test_without_detaching_the_kl_would_reach_the_model():
@@ -429,7 +442,7 @@ def test_plugs_into_the_tiny_model_and_its_cache():
 
 
 def test_cost_model_by_hand_for_deepseek_v32():
-    cost = layer_cost(4096)  # DeepSeek-V3.2: 128 heads, d_c 512, d_h^R 64, 64 index heads of 128, k 2048
+    cost = layer_cost(V32, 4096)  # DeepSeek-V3.2: 128 heads, d_c 512, d_h^R 64, 64 index heads of 128, k 2048
     c_attn = 2 * 128 * (2 * 512 + 64)  # 278,528 FLOPs per cached token, absorbed MLA
     c_idx = 2 * 64 * 128 + 2 * 64  # 16,512
     f_proj = 2 * (1536 * 64 * 128 + 7168 * 128 + 7168 * 64)  # 27,918,336
@@ -441,33 +454,33 @@ def test_cost_model_by_hand_for_deepseek_v32():
     assert cost["prefill_flops_dense"] == 2 * 128 * (128 + 64 + 128) * 4096 * 4097 // 2
     assert cost["prefill_flops_sparse"] == c_attn * (2048 * 2049 // 2 + 2048 * 2048)
     assert cost["cache_bytes_dsa"] - cost["cache_bytes_dense"] == 132 * 4096
-    assert layer_cost(4096, per_layer=False)["decode_flops_dsa"] == 61 * cost["decode_flops_dsa"]
-    short = layer_cost(1000)  # below k every token is selected: DSA only adds the indexer
+    assert layer_cost(V32, 4096, per_layer=False)["decode_flops_dsa"] == 61 * cost["decode_flops_dsa"]
+    short = layer_cost(V32, 1000)  # below k every token is selected: DSA only adds the indexer
     assert short["decode_flops_sparse"] == short["decode_flops_dense"] and short["selected"] == 1000
     assert short["decode_flops_dsa"] > short["decode_flops_dense"]
-    fp8 = layer_cost(4096, kv_bytes_per_token=656)  # FlashMLA's FP8 cache format
+    fp8 = layer_cost(V32, 4096, kv_bytes_per_token=656)  # FlashMLA's FP8 cache format
     assert fp8["decode_bytes_dense"] == 656 * 4096
 
 
 def test_crossover_context():
     c_attn, c_idx, f_proj = 278_528, 16_512, 27_918_336
     expected = (c_attn * 2048 + f_proj) // (c_attn - c_idx) + 1
-    assert crossover_context() == expected == 2284
+    assert crossover_context(V32) == expected == 2284
     for metric in ("decode_flops", "decode_bytes", "prefill_flops"):
         for mode in ("naive", "absorbed"):
-            at = crossover_context(metric=metric, prefill_dense_mode=mode)
-            before, after = (layer_cost(n, prefill_dense_mode=mode) for n in (at - 1, at))
+            at = crossover_context(V32, metric=metric, prefill_dense_mode=mode)
+            before, after = (layer_cost(V32, n, prefill_dense_mode=mode) for n in (at - 1, at))
             assert after[f"{metric}_dsa"] < after[f"{metric}_dense"]
             assert before[f"{metric}_dsa"] >= before[f"{metric}_dense"]
-    assert crossover_context(metric="decode_bytes") == 1152 * 2048 // (1152 - 132) + 1
+    assert crossover_context(V32, metric="decode_bytes") == 1152 * 2048 // (1152 - 132) + 1
     # DeepSeek's dense prefill runs the cheaper MHA mode, so sparse prefill pays off only later
-    assert crossover_context(metric="prefill_flops") > crossover_context(metric="prefill_flops",
+    assert crossover_context(V32, metric="prefill_flops") > crossover_context(V32, metric="prefill_flops",
                                                                          prefill_dense_mode="absorbed")
-    assert crossover_context(top_k=512) < crossover_context(top_k=2048)
+    assert crossover_context(V32, top_k=512) < crossover_context(V32, top_k=2048)
     heavy = ModelSpec(name="heavy-indexer", source="test", n_layers=1, n_heads=2, n_kv_heads=2, head_dim=8,
                       attention="mla", hidden_size=16, kv_lora_rank=8, qk_rope_head_dim=4, index_n_heads=64,
                       index_head_dim=128, index_topk=4)
-    assert crossover_context(spec=heavy, max_context=2**20) is None  # C_idx > C_attn: never cheaper
+    assert crossover_context(heavy, max_context=2**20) is None  # C_idx > C_attn: never cheaper
 
 
 # --- Hugging Face ---------------------------------------------------------------------------------------
@@ -570,7 +583,8 @@ def test_matches_hugging_face_deepseek_v32_attention_prefill_and_decode(hf, rope
         cos, sin = rotary(x, positions)
         mask = causal_additive_mask(end - start, end, F64).expand(2, 1, -1, -1)
         y_hf, _ = attention_forward(attention, x[:, start:end], (cos, sin), mask, theirs)
-        y, selection = layer(x[:, start:end], cache=ours, return_index=True)
+        out = layer(x[:, start:end], cache=ours)
+        y, selection = out.output, out.selection
         assert (boundary_gap(selection.scores, 4) > 1e-4).all()  # no near-tie: the sets must agree
         torch.testing.assert_close(y, y_hf, rtol=1e-5, atol=1e-5)
         dropped += int((torch.arange(start, end) + 1 > 4).sum())
@@ -591,17 +605,17 @@ def test_from_transformers_rejects_other_modules(hf):
 def test_runs_on_every_device_and_dtype(device):
     reference_layer = make_dsa(seed=13, index_topk=16, use_fp8=True)
     x64 = torch.randn(2, 7, 12, dtype=F64)
-    reference = reference_layer.mla(x64)
+    reference = reference_layer.mla(x64).output
     for dtype in supported_dtypes(device):
         layer = copy.deepcopy(reference_layer).to(device=device, dtype=dtype)
         x = x64.to(device=device, dtype=dtype)
         cache = LayerCache(seq_dim=1)
-        y = torch.cat([layer(x[:, :4], cache=cache), layer(x[:, 4:], cache=cache)], dim=1)
+        y = torch.cat([layer(x[:, :4], cache=cache).output, layer(x[:, 4:], cache=cache).output], dim=1)
         assert y.shape == (2, 7, 12) and y.dtype == dtype and y.device.type == device.type
         tol = {torch.bfloat16: 0.15, torch.float32: 1e-4, F64: 1e-10}[dtype]
         assert (y.cpu().double() - reference).abs().max().item() <= tol * reference.abs().max().item()
-        y_sparse, selection = layer(x, top_k=2, return_index=True)
-        assert torch.isfinite(y_sparse).all() and selection.indices.device.type == device.type
+        sparse = call(layer, x, top_k=2)
+        assert torch.isfinite(sparse.output).all() and sparse.selection.indices.device.type == device.type
 
 
 # --- argument checks ------------------------------------------------------------------------------------
@@ -663,10 +677,13 @@ def test_layer_rejects_mismatched_configs_and_bad_input():
         layer(x.float())
     with pytest.raises(ValueError, match="seq=0"):
         layer(x[:, :0])
-    with pytest.raises(ValueError, match="sparse_impl='dense'"):
-        layer(x, sparse_impl="dense")
+    with pytest.raises(ValueError, match="implementation='sparse' must be one of"):
+        layer.use("sparse")
     with pytest.raises(ValueError, match="top_k=0"):
-        layer(x, top_k=0)
+        layer.use("mask", top_k=0)
+    assert layer.settings() == {"implementation": "gather", "top_k": 4}  # refused settings change nothing
+    with pytest.raises(ValueError, match="window=4"):
+        layer(x, cache=LayerCache(seq_dim=1, window=4))  # DSA selects among all earlier tokens
     with pytest.raises(ValueError, match="seq_dim=2"):
         layer(x, cache=LayerCache(seq_dim=2))
     with pytest.raises(ValueError, match="cache must be a LayerCache"):
@@ -728,14 +745,16 @@ def test_selection_and_losses_reject_bad_input():
 
 def test_cost_model_rejects_bad_input():
     with pytest.raises(ValueError, match="context_len=0"):
-        layer_cost(0)
+        layer_cost(V32, 0)
     with pytest.raises(ValueError, match="top_k=-1"):
-        layer_cost(10, top_k=-1)
+        layer_cost(V32, 10, top_k=-1)
     with pytest.raises(ValueError, match="has no lightning indexer"):
-        layer_cost(10, spec="deepseek-v3")
+        layer_cost(MODELS["deepseek-v3"], 10)
+    with pytest.raises(TypeError, match="spec must be an AttentionShape or a ModelSpec"):
+        layer_cost("deepseek-v3.2", 10)  # the layer module does not know the model catalogue
     with pytest.raises(ValueError, match="prefill_dense_mode"):
-        layer_cost(10, prefill_dense_mode="mha")
+        layer_cost(V32, 10, prefill_dense_mode="mha")
     with pytest.raises(ValueError, match="kv_bytes_per_token=0"):
-        layer_cost(10, kv_bytes_per_token=0)
+        layer_cost(V32, 10, kv_bytes_per_token=0)
     with pytest.raises(ValueError, match="metric='flops'"):
-        crossover_context(metric="flops")
+        crossover_context(V32, metric="flops")

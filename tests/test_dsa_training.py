@@ -217,7 +217,7 @@ def test_train_sparse_lowers_the_lm_loss(mla):
     assert m["val_loss_sparse"][-1] == pytest.approx(dt.validation_loss(model, True, CFG))
     assert sum(m["lm_loss"][-2:]) < sum(m["lm_loss"][:2])
     assert not model.training and all(p.requires_grad for p in model.parameters())
-    assert all(layer.kl_inputs is None and not layer.dense_attention for layer in dt._dsa_layers(model))
+    assert all(layer.kl_inputs is None and layer.implementation == "gather" for layer in dt._dsa_layers(model))
 
 
 # -- measuring -------------------------------------------------------------------------------------------
@@ -244,7 +244,7 @@ def test_recall_leaves_the_model_as_it_was(mla, probe_ids):
     model.train()
     dt.topk_recall(model, probe_ids, 4)
     layers = dt._dsa_layers(model)
-    assert model.training and all(not layer.dense_attention and layer.keep_for_kl for layer in layers)
+    assert model.training and all(layer.implementation == "gather" and layer.keep_for_kl for layer in layers)
     assert all(layer.kl_inputs is None for layer in layers)
 
 
@@ -496,6 +496,7 @@ def test_wrong_index_cache_bytes_fail():
 
 def test_exercise_3_agrees_with_the_cost_model():
     from attnlab.dsa import layer_cost
+    from attnlab.sizing import MODELS
 
-    cost = layer_cost(131_072, per_layer=False)
+    cost = layer_cost(MODELS["deepseek-v3.2"], 131_072, per_layer=False)
     assert cost["decode_bytes_indexer"] == ch12.expected_index_cache_bytes()

@@ -63,7 +63,7 @@ def test_verdicts(claims, key, verdict):
 
 
 def test_mqa_128x_is_exact_and_flips():
-    per = {s: sizing.bytes_per_token("deepseek-v3", scheme=s) for s in ("mha", "mqa")}
+    per = {s: sizing.cache_bytes_per_token("deepseek-v3", scheme=s) for s in ("mha", "mqa")}
     assert per["mha"] / per["mqa"] == 128
     assert factcheck.mqa_ratio_claim(128).verdict == "right"
     assert factcheck.mqa_ratio_claim(64).verdict == "wrong"
@@ -103,7 +103,7 @@ def test_other_computed_rows_flip():
     assert factcheck.dsa_date_claim((2025, 3)).verdict == "wrong"
     assert factcheck.dsa_price_claim(0.5).verdict == "right"
     assert factcheck.dsa_price_claim(0.75).verdict == "wrong"
-    crossover = dsa.crossover_context()
+    crossover = dsa.crossover_context(MODELS["deepseek-v3.2"])
     assert factcheck.dsa_compute_claim(131_072).verdict == "needs context"
     assert factcheck.dsa_compute_claim(crossover - 1).verdict == "wrong"
     assert factcheck.mla_quality_claim(True).verdict == "needs context"  # tiny MLA is behind tiny MHA
@@ -159,7 +159,7 @@ def test_model_table_covers_every_model_and_scheme_and_agrees_with_sizing():
     for r in rows:
         spec = MODELS[r["model"]]
         assert r["published"] == (r["scheme"] == spec.attention)
-        assert r["bytes_per_token"] == sizing.bytes_per_token(spec, "bfloat16", r["scheme"], r["n_kv_heads"])
+        assert r["bytes_per_token"] == sizing.cache_bytes_per_token(spec, "bfloat16", r["scheme"], r["n_kv_heads"])
         for n, b in r["cache_bytes"].items():
             assert b == n * r["bytes_per_token"]
         assert r["weight_bytes"] == 2 * spec.n_params
@@ -210,7 +210,7 @@ def test_setting_model_and_context_shows_what_sizing_gives(explorer, key):
     text = shown_text(explorer.table.value)
     for scheme in SCHEMES:
         n_kv = ui.gqa_start(MODELS[key]) if scheme == "gqa" else None
-        per = sizing.bytes_per_token(key, scheme=scheme, n_kv_heads=n_kv)
+        per = sizing.cache_bytes_per_token(key, scheme=scheme, n_kv_heads=n_kv)
         assert f"{per:,}" in text
         assert sizing.format_bytes(sizing.kv_cache_bytes(key, 32768, scheme=scheme, n_kv_heads=n_kv)) in text
     assert explorer.table.value == ui.table_html(key, 32768, 80.0, torch.bfloat16)
@@ -224,7 +224,7 @@ def test_gpu_and_dtype_change_the_readout(explorer):
     fit = sizing.tokens_that_fit("llama-3-8b", 160.0, weights_dtype=torch.bfloat16)
     assert f"{fit:,}" in shown_text(explorer.table.value)
     explorer.dtype.value = torch.float8_e4m3fn
-    assert f"{sizing.bytes_per_token('llama-3-8b', 'float8'):,}" in shown_text(explorer.table.value)
+    assert f"{sizing.cache_bytes_per_token('llama-3-8b', 'float8'):,}" in shown_text(explorer.table.value)
     explorer.model.value = "deepseek-v3"
     assert "weights alone exceed 160 GiB" in shown_text(explorer.table.value)
 

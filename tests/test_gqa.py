@@ -154,7 +154,8 @@ def test_mha_equals_torch_multihead_attention(n_heads, head_dim, batch, seq, see
     x = torch.randn(batch, seq, d_model, dtype=F64, generator=torch.Generator().manual_seed(seed))
     future = torch.ones(seq, seq, dtype=torch.bool).triu(diagonal=1)  # True = may NOT attend, in torch
     expected, expected_weights = ref(x, x, x, attn_mask=future, need_weights=True, average_attn_weights=False)
-    y, weights = ours(x, return_weights=True)
+    out = ours(x, return_weights=True)
+    y, weights = out.output, out.weights
     torch.testing.assert_close(y, expected, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(weights, expected_weights, rtol=1e-10, atol=1e-12)
 
@@ -168,11 +169,11 @@ def test_mha_equals_torch_multihead_attention(n_heads, head_dim, batch, seq, see
 def test_cached_decode_equals_full_forward(config, batch, prefill, new, seed):
     layer = make_layer(config, seed)
     x = torch.randn(batch, prefill + new, config.d_model, dtype=F64, generator=torch.Generator().manual_seed(seed))
-    full = layer(x)
+    full = layer(x).output
     cache = LayerCache()
-    steps = [layer(x[:, :prefill], cache=cache)]  # prefill
+    steps = [layer(x[:, :prefill], cache=cache).output]  # prefill
     for t in range(prefill, prefill + new):  # then one token at a time
-        steps.append(layer(x[:, t : t + 1], cache=cache))
+        steps.append(layer(x[:, t : t + 1], cache=cache).output)
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-10, atol=1e-12)
     assert cache.seq_len == prefill + new
     assert cache.tensors["k"].shape == (batch, config.n_kv_heads, prefill + new, config.head_dim)
@@ -185,10 +186,12 @@ def test_cached_decode_in_uneven_chunks(kind):
     assert config.kind == kind
     layer = make_layer(config, 3)
     x = torch.randn(2, 9, 8, dtype=F64)
-    full, full_weights = layer(x, return_weights=True)
+    full_out = layer(x, return_weights=True)
+    full, full_weights = full_out.output, full_out.weights
     cache, outs, start = LayerCache(), [], 0
     for size in (4, 1, 3, 1):
-        y, weights = layer(x[:, start : start + size], cache=cache, return_weights=True)
+        out = layer(x[:, start : start + size], cache=cache, return_weights=True)
+        y, weights = out.output, out.weights
         assert weights.shape == (2, 4, size, start + size)
         torch.testing.assert_close(weights, full_weights[:, :, start : start + size, : start + size])
         outs.append(y)
@@ -200,13 +203,13 @@ def test_rope_makes_the_layer_position_dependent():
     """Without the cache's offset, a decode step would rotate the new token as position 0: check it matters."""
     layer = make_layer(AttentionConfig(d_model=8, n_heads=2, n_kv_heads=1), 0)
     x = torch.randn(1, 4, 8, dtype=F64)
-    full = layer(x)
+    full = layer(x).output
     cache = LayerCache()
     layer(x[:, :3], cache=cache)
     q, k, _ = layer.project(x[:, 3:], start=0)
     q_right, k_right, _ = layer.project(x[:, 3:], start=3)
     assert not torch.allclose(q, q_right) and not torch.allclose(k, k_right)
-    torch.testing.assert_close(layer(x[:, 3:], cache=cache), full[:, 3:])
+    torch.testing.assert_close(layer(x[:, 3:], cache=cache).output, full[:, 3:])
 
 
 # --- mha_to_gqa -----------------------------------------------------------------------------------------
@@ -253,7 +256,7 @@ def test_mha_to_gqa_to_the_same_heads_is_the_identity():
     for (name, p_old), (name_new, p_new) in zip(old.state_dict().items(), new.state_dict().items(), strict=True):
         assert name == name_new and torch.equal(p_old, p_new)
     x = torch.randn(2, 5, 8, dtype=F64)
-    assert torch.equal(new(x), old(x))
+    assert torch.equal(new(x).output, old(x).output)
 
 
 @pytest.mark.parametrize(("n_kv_old", "n_kv_new"), [(8, 2), (8, 1), (4, 2)])
@@ -268,14 +271,14 @@ def test_mha_to_gqa_keeps_outputs_when_heads_in_a_group_are_identical(n_kv_old, 
                 heads.copy_(heads[:, :1].expand_as(heads).clone())
     new = mha_to_gqa(old, n_kv_new)
     x = torch.randn(2, 6, 16, dtype=F64)
-    torch.testing.assert_close(new(x), old(x), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(new(x).output, old(x).output, rtol=1e-10, atol=1e-12)
 
 
 def test_mha_to_gqa_changes_outputs_of_a_generic_layer():
     """The converse of the test above: pooling distinct heads is lossy (why GQA needs uptraining)."""
     old = make_layer(AttentionConfig(d_model=16, n_heads=8), 2)
     x = torch.randn(2, 6, 16, dtype=F64)
-    assert not torch.allclose(mha_to_gqa(old, 2)(x), old(x))
+    assert not torch.allclose(mha_to_gqa(old, 2)(x).output, old(x).output)
 
 
 def test_mha_to_gqa_errors():

@@ -171,3 +171,140 @@ def test_update_rejects_changes_against_the_cache():
     # failed updates leave the cache as it was, with k and v still the same length
     assert cache.seq_len == 4
     assert cache.tensors["k"].shape == cache.tensors["v"].shape == (2, 3, 4, 5)
+
+
+# --- preallocated storage -----------------------------------------------------------------------------------
+
+
+def test_storage_doubles_when_full_and_keeps_the_data():
+    cache = LayerCache()
+    parts = [torch.randn(2, 3, n, 4) for n in (3, 1, 1, 1, 2, 5)]
+    capacities, pointers = [], []
+    for i, part in enumerate(parts):
+        (k,) = cache.update(k=part)
+        capacities.append(cache.capacity)
+        pointers.append(k.data_ptr())
+        assert torch.equal(k, torch.cat(parts[: i + 1], dim=2))  # every token kept, in order
+        assert cache.nbytes == k.numel() * 4 <= cache.capacity_nbytes == 2 * 3 * cache.capacity * 4 * 4
+    # the first 3 tokens get room for 3; the 4th doubles it to 6, where the 5th and 6th fit; 8 needs 12, 13 needs 24
+    assert capacities == [3, 6, 6, 6, 12, 24]
+    assert pointers[1] == pointers[2] == pointers[3]  # no reallocation between doublings
+
+
+def test_appends_write_in_place_amortised_constant():
+    """One token per step for 1000 steps: the storage is reallocated only log2(1000) times, and a step
+    between two growths writes into the same buffer (the returned view starts at the same address)."""
+    cache = LayerCache(seq_dim=1)
+    growths, last_ptr = 0, None
+    for t in range(1000):
+        (c_kv,) = cache.update(c_kv=torch.full((1, 1, 2), float(t)))
+        if c_kv.data_ptr() != last_ptr:
+            growths, last_ptr = growths + 1, c_kv.data_ptr()
+    assert growths <= 11 and cache.capacity == 1024
+    assert torch.equal(cache.tensors["c_kv"][0, :, 0], torch.arange(1000.0))
+
+
+def test_capacity_preallocates_and_no_step_reallocates():
+    cache = LayerCache(capacity=8)
+    (k,) = cache.update(k=torch.zeros(1, 1, 2, 3))
+    ptr = k.data_ptr()
+    for _ in range(6):
+        (k,) = cache.update(k=torch.ones(1, 1, 1, 3))
+        assert k.data_ptr() == ptr
+    assert cache.capacity == 8 and cache.seq_len == cache.n_tokens == 8
+    assert cache.capacity_nbytes == cache.nbytes == 8 * 3 * 4
+    cache.update(k=torch.ones(1, 1, 1, 3))  # the 9th token doubles the storage
+    assert cache.capacity == 16 and cache.nbytes == 9 * 3 * 4 < cache.capacity_nbytes
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=st.lists(st.integers(0, 5), min_size=1, max_size=8), seq_dim=st.sampled_from([0, 1, 2, -1, -2]),
+       capacity=st.sampled_from([None, 1, 4, 32]))
+def test_same_tensors_as_the_concatenating_cache(steps, seq_dim, capacity):
+    """LayerCache returns, at every update, exactly what the torch.cat version returns, for any axis."""
+    ours, reference = LayerCache(seq_dim=seq_dim, capacity=capacity), kv_cache.ConcatCache(seq_dim=seq_dim)
+    g = torch.Generator().manual_seed(len(steps))
+    for n in steps:
+        shape = [2, 3, 2]
+        shape[seq_dim] = n
+        new = {"k": torch.randn(*shape, generator=g, dtype=F64), "v": torch.randn(*shape, generator=g, dtype=F64)}
+        got, want = ours.update(**new), reference.update(**new)
+        assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+        assert ours.seq_len == ours.n_tokens == reference.seq_len == reference.n_tokens
+        assert ours.nbytes == reference.nbytes
+    assert all(torch.equal(ours.tensors[name], reference.tensors[name]) for name in ("k", "v"))
+
+
+def test_crop_forgets_the_last_tokens_and_keeps_the_storage():
+    cache = LayerCache()
+    k = torch.randn(1, 2, 6, 4)
+    cache.update(k=k)
+    cache.update(k=torch.randn(1, 2, 1, 4))
+    capacity = cache.capacity
+    cache.crop(6)
+    assert cache.seq_len == cache.n_tokens == 6 and cache.capacity == capacity
+    assert torch.equal(cache.tensors["k"], k)
+    (again,) = cache.update(k=torch.zeros(1, 2, 1, 4))  # the next step overwrites the dropped token
+    assert torch.equal(again[:, :, :6], k) and torch.equal(again[:, :, 6:], torch.zeros(1, 2, 1, 4))
+    with pytest.raises(ValueError, match="seq_len=8 must lie between first_position=0 and the cache's seq_len=7"):
+        cache.crop(8)
+
+
+def test_repr_and_model_cache_totals():
+    cache = KVCache(n_layers=2, window=3, capacity=4)
+    assert cache.window == 3 and cache.n_tokens == 0 and cache.capacity_nbytes == 0
+    for layer in cache.layers:
+        layer.update(k=torch.zeros(1, 1, 5, 2), v=torch.zeros(1, 1, 5, 2))
+    assert cache.seq_len == 5 and cache.n_tokens == 3
+    assert cache.nbytes == 2 * 2 * 3 * 2 * 4 and cache.bytes_per_token() == cache.nbytes / 3
+    assert cache.capacity_nbytes >= cache.nbytes
+    cache.crop(4)
+    assert cache.seq_len == 4 and cache.n_tokens == 2
+    assert repr(cache[0]) == "LayerCache(seq_len=4, n_tokens=2, capacity=5, window=3, names=['k', 'v'])"
+
+
+# --- a sliding window ---------------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(window=st.integers(1, 6), steps=st.lists(st.integers(1, 7), min_size=1, max_size=12),
+       capacity=st.sampled_from([None, 1, 8]))
+def test_window_holds_exactly_the_last_w_tokens(window, steps, capacity):
+    """After every update the cache holds the last min(W, seen) tokens, in order; positions keep counting
+    every token seen; the update returns the W - 1 tokens before the new ones and the new ones; and the
+    storage stays bounded (compaction instead of growth)."""
+    cache = LayerCache(seq_dim=1, window=window, capacity=capacity)
+    stream = torch.arange(float(sum(steps)))[None, :, None].expand(2, -1, 3)  # token t holds the number t
+    seen = 0
+    for n in steps:
+        (returned,) = cache.update(x=stream[:, seen : seen + n])
+        seen += n
+        assert cache.seq_len == seen and cache.n_tokens == min(window, seen)
+        assert cache.first_position == seen - cache.n_tokens
+        assert torch.equal(cache.tensors["x"], stream[:, seen - cache.n_tokens : seen])
+        reach = min(window - 1 + n, seen)
+        assert torch.equal(returned, stream[:, seen - reach : seen])
+        assert cache.nbytes == 2 * cache.n_tokens * 3 * 4
+        assert cache.capacity <= max(capacity or 0, 4 * (window + max(steps)))
+
+
+def test_window_compacts_in_place_after_the_buffer_fills():
+    """With W = 4 and one token per step, the buffer reaches twice the tokens it must hold and then stays:
+    the held tokens move back to its front (one copy of W tokens) instead of growing it."""
+    cache = LayerCache(seq_dim=1, window=4)
+    pointers = set()
+    for t in range(100):
+        (x,) = cache.update(x=torch.full((1, 1, 1), float(t)))
+        pointers.add(cache.tensors["x"].untyped_storage().data_ptr())
+        assert x.shape == (1, min(t + 1, 4), 1)  # a decode step attends to the last W tokens
+    assert cache.capacity <= 16 and len(pointers) <= 5
+    assert cache.tensors["x"].flatten().tolist() == [96.0, 97.0, 98.0, 99.0]
+
+
+def test_crop_within_the_window():
+    cache = LayerCache(seq_dim=1, window=3)
+    cache.update(x=torch.arange(5.0)[None, :, None])
+    cache.crop(4)
+    assert cache.seq_len == 4 and cache.n_tokens == 2 and cache.tensors["x"].flatten().tolist() == [2.0, 3.0]
+    (x,) = cache.update(x=torch.tensor([[[9.0]]]))
+    assert x.flatten().tolist() == [2.0, 3.0, 9.0] and cache.first_position == 2

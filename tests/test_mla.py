@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from deepseek_reference import DeepSeekArgs, deepseek_args, deepseek_freqs_cis, deepseek_mla, deepseek_weights
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,28 +18,28 @@ from attnlab.gqa import AttentionConfig, GroupedQueryAttention
 from attnlab.huggingface import attention_forward
 from attnlab.kv_cache import KVCache, LayerCache
 from attnlab.mla import (
-    DeepSeekArgs,
     MLAConfig,
     MultiHeadLatentAttention,
-    deepseek_args,
-    deepseek_freqs_cis,
-    deepseek_mla,
-    deepseek_weights,
     from_transformers,
     rope_on_latent_keys,
     rope_to_halves,
-    rotate_pairs,
     yarn_frequencies,
     yarn_mscale,
 )
 from attnlab.model import TinyLM, TinyLMConfig, generate
-from attnlab.rope import apply_rope, interleaved_to_halves, rope_frequencies
+from attnlab.rope import apply_rope, interleaved_to_halves, rope_frequencies, rotate_pairs
 from attnlab.sizing import ModelSpec, kv_cache_bytes
 
 F64 = torch.float64
 SETTINGS = settings(max_examples=25, deadline=None)
 seeds = st.integers(0, 2**31 - 1)
 YARN = {"rope_factor": 4.0, "original_max_position": 8, "rope_base": 500.0, "mscale": 0.707}
+
+
+def run(layer: MultiHeadLatentAttention, x: torch.Tensor, mode: str = "absorbed", **kwargs) -> torch.Tensor:
+    """The layer's output for x, computed in ``mode`` ("absorbed", the default, or "naive")."""
+    with layer.using(mode):
+        return layer(x, **kwargs).output
 
 
 def make_layer(config: MLAConfig, seed: int = 0, dtype: torch.dtype = F64) -> MultiHeadLatentAttention:
@@ -111,7 +112,7 @@ def paper_mla(layer: MultiHeadLatentAttention, x: torch.Tensor) -> torch.Tensor:
 def test_matches_the_papers_equations(q_lora_rank, interleaved, mode):
     layer = make_layer(small_config(q_lora_rank, interleaved), seed=1)
     x = torch.randn(2, 5, 12, dtype=F64)
-    torch.testing.assert_close(layer(x, mode=mode), paper_mla(layer, x), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(run(layer, x, mode), paper_mla(layer, x), rtol=1e-10, atol=1e-12)
 
 
 # --- absorbed == naive, cached decode == full forward ------------------------------------------------
@@ -122,13 +123,13 @@ def test_matches_the_papers_equations(q_lora_rank, interleaved, mode):
 def test_absorbed_equals_naive_prefill_and_cached_decode(config, batch, seq, data, seed):
     layer = make_layer(config, seed % 1000)
     x = torch.randn(batch, seq, config.d_model, generator=torch.Generator().manual_seed(seed), dtype=F64)
-    full = layer(x, mode="naive")
-    torch.testing.assert_close(layer(x, mode="absorbed"), full, rtol=1e-10, atol=1e-10)
+    full = run(layer, x, "naive")
+    torch.testing.assert_close(run(layer, x, "absorbed"), full, rtol=1e-10, atol=1e-10)
     prefill = data.draw(st.integers(1, seq), label="prefill")
     for mode in ("absorbed", "naive"):
         cache = LayerCache(seq_dim=1)
-        steps = [layer(x[:, :prefill], cache=cache, mode=mode)]
-        steps += [layer(x[:, t : t + 1], cache=cache, mode=mode) for t in range(prefill, seq)]  # one token each
+        steps = [run(layer, x[:, :prefill], mode, cache=cache)]
+        steps += [run(layer, x[:, t : t + 1], mode, cache=cache) for t in range(prefill, seq)]  # one token each
         torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-10, atol=1e-10)
         assert cache.seq_len == seq
 
@@ -139,27 +140,30 @@ def test_modes_can_be_mixed_on_one_cache():
     x = torch.randn(1, 6, 12, dtype=F64)
     caches = {mode: LayerCache(seq_dim=1) for mode in ("absorbed", "naive")}
     for mode, cache in caches.items():
-        layer(x[:, :4], cache=cache, mode=mode)
+        run(layer, x[:, :4], mode, cache=cache)
     for name in ("c_kv", "k_rope"):
         torch.testing.assert_close(caches["absorbed"].tensors[name], caches["naive"].tensors[name], rtol=1e-12,
                                    atol=1e-12)
-    y = torch.cat([layer(x[:, t : t + 1], cache=caches["absorbed"], mode="naive") for t in (4, 5)], dim=1)
-    torch.testing.assert_close(y, layer(x)[:, 4:], rtol=1e-10, atol=1e-10)
+    y = torch.cat([run(layer, x[:, t : t + 1], "naive", cache=caches["absorbed"]) for t in (4, 5)], dim=1)
+    torch.testing.assert_close(y, layer(x).output[:, 4:], rtol=1e-10, atol=1e-10)
 
 
 def test_attention_weights_are_causal_and_normalised():
     layer = make_layer(small_config(), seed=3)
     x = torch.randn(2, 5, 12, dtype=F64)
-    y, weights = layer(x, return_weights=True)
-    assert y.shape == (2, 5, 12) and weights.shape == (2, 3, 5, 5)
+    out = layer(x, return_weights=True)
+    y, weights = out.output, out.weights
+    assert y.shape == (2, 5, 12) and weights.shape == (2, 3, 5, 5) and out.selection is None
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3, 5, dtype=F64))
     allowed = torch.ones(5, 5, dtype=torch.bool).tril()
     assert torch.all(weights[..., ~allowed] == 0) and torch.all(weights[..., allowed] > 0)
-    _, naive = layer(x, mode="naive", return_weights=True)
+    with layer.using("naive"):
+        naive = layer(x, return_weights=True).weights
     torch.testing.assert_close(weights, naive, rtol=1e-10, atol=1e-12)
+    assert layer(x).weights is None  # only when asked for
     cache = LayerCache(seq_dim=1)
     layer(x[:, :4], cache=cache)
-    _, last = layer(x[:, 4:], cache=cache, return_weights=True)
+    last = layer(x[:, 4:], cache=cache, return_weights=True).weights
     assert last.shape == (2, 3, 1, 5)
     torch.testing.assert_close(last, weights[:, :, 4:], rtol=1e-10, atol=1e-12)
 
@@ -183,9 +187,9 @@ def test_cache_holds_exactly_the_latent_and_the_rope_key(dtype, q_lora_rank):
     x = torch.randn(3, 7, 12, dtype=F64).to(dtype)
     for mode in ("absorbed", "naive"):
         cache = LayerCache(seq_dim=1)
-        layer(x[:, :4], cache=cache, mode=mode)
-        layer(x[:, 4:5], cache=cache, mode=mode)
-        layer(x[:, 5:], cache=cache, mode=mode)
+        run(layer, x[:, :4], mode, cache=cache)
+        run(layer, x[:, 4:5], mode, cache=cache)
+        run(layer, x[:, 5:], mode, cache=cache)
         assert sorted(cache.tensors) == ["c_kv", "k_rope"]
         assert cache.tensors["c_kv"].shape == (3, 7, 6) and cache.tensors["k_rope"].shape == (3, 7, 4)
         per_token = config.cache_elements_per_token()
@@ -255,7 +259,7 @@ def test_rope_on_latent_keys_does_not_absorb_but_decoupled_rope_does(interleaved
     # only the first token is right: it sees the key at t = 0 alone, and R_0 = I
     torch.testing.assert_close(folded[:, 0], naive[:, 0], rtol=1e-10, atol=1e-12)
     # MLA's decoupled RoPE absorbs exactly
-    decoupled = (layer(x, mode="absorbed") - layer(x, mode="naive")).abs().max()
+    decoupled = (run(layer, x, "absorbed") - run(layer, x, "naive")).abs().max()
     assert decoupled < 1e-10
 
 
@@ -326,7 +330,7 @@ def test_forward_uses_the_yarn_softmax_scale():
     config = small_config(yarn=True)
     layer = make_layer(config, seed=11)
     x = torch.randn(1, 6, 12, dtype=F64)
-    _, weights = layer(x, return_weights=True)
+    weights = layer(x, return_weights=True).weights
     q_nope, q_rope = layer.queries(x, torch.arange(6))
     c_kv, k_rope = layer.latents(x, torch.arange(6))
     k_nope = torch.einsum("btc,hdc->bthd", c_kv, layer.w_uk)
@@ -349,7 +353,8 @@ def test_rope_to_halves_is_a_permutation(q_lora_rank):
     assert halves.config.rope_interleaved is False
     x = torch.randn(2, 5, 12, dtype=F64)
     caches = LayerCache(seq_dim=1), LayerCache(seq_dim=1)
-    torch.testing.assert_close(halves(x, cache=caches[1]), layer(x, cache=caches[0]), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(halves(x, cache=caches[1]).output, layer(x, cache=caches[0]).output, rtol=1e-10,
+                               atol=1e-12)
     p = interleaved_to_halves(6)
     torch.testing.assert_close(caches[1].tensors["k_rope"], caches[0].tensors["k_rope"][..., p])
     torch.testing.assert_close(caches[1].tensors["c_kv"], caches[0].tensors["c_kv"])
@@ -372,7 +377,7 @@ def test_matches_deepseeks_reference_formulas(q_lora_rank, yarn, attn_impl):
     x = torch.randn(2, 7, 12, dtype=F64)
     ours, theirs = LayerCache(seq_dim=1), None
     for start, end in ((0, 4), (4, 5), (5, 6), (6, 7)):  # prefill, then one token at a time
-        y = layer(x[:, start:end], cache=ours)
+        y = layer(x[:, start:end], cache=ours).output
         y_ds, theirs = deepseek_mla(x[:, start:end], deepseek_weights(layer), args, start, freqs_cis[start:end],
                                     theirs, attn_impl)
         torch.testing.assert_close(y, y_ds, rtol=1e-10, atol=1e-12)
@@ -452,7 +457,8 @@ def test_matches_hugging_face_deepseek_v3(hf, dtype, interleave, q_lora_rank, ya
         n = end - start
         mask = torch.full((n, end), -math.inf, dtype=dtype).triu(start + 1)[None, None]
         y_hf, w_hf = attention_forward(attention, x[:, start:end], (cos, sin), mask, theirs)
-        y, w = layer(x[:, start:end], cache=ours, return_weights=True)
+        out = layer(x[:, start:end], cache=ours, return_weights=True)
+        y, w = out.output, out.weights
         torch.testing.assert_close(y, y_hf, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(w, w_hf, rtol=1e-5, atol=1e-6)
     # transformers 5 caches the latent too: keys = RMS-normed c^KV, values = rotated k^R, each (b, 1, t, .);
@@ -474,7 +480,7 @@ def test_hugging_face_yarn_mscale_variants(hf, mscales):
     x = torch.randn(1, 5, 24, dtype=F64)
     cos, sin = rotary(x, torch.arange(5)[None])
     mask = torch.full((5, 5), -math.inf, dtype=F64).triu(1)[None, None]
-    torch.testing.assert_close(layer(x), attention(x, (cos, sin), mask)[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(layer(x).output, attention(x, (cos, sin), mask)[0], rtol=1e-5, atol=1e-5)
 
 
 def test_from_transformers_rejects_what_it_cannot_copy(hf):
@@ -494,17 +500,17 @@ def test_runs_on_every_device_and_dtype(device):
     config = small_config(6, yarn=True)
     reference_layer = make_layer(config, seed=14)
     x64 = torch.randn(2, 5, 12, dtype=F64)
-    reference = reference_layer(x64)
+    reference = reference_layer(x64).output
     for dtype in supported_dtypes(device):
         layer = copy.deepcopy(reference_layer).to(device=device, dtype=dtype)
         x = x64.to(device=device, dtype=dtype)
         cache = LayerCache(seq_dim=1)
-        y = torch.cat([layer(x[:, :3], cache=cache), layer(x[:, 3:], cache=cache)], dim=1)
+        y = torch.cat([layer(x[:, :3], cache=cache).output, layer(x[:, 3:], cache=cache).output], dim=1)
         assert y.shape == (2, 5, 12) and y.dtype == dtype and y.device.type == device.type
         tol = {torch.bfloat16: 0.15, torch.float32: 1e-4, F64: 1e-10}[dtype]
         scale = reference.abs().max().item()
         assert (y.cpu().double() - reference).abs().max().item() <= tol * scale
-        assert (layer(x, mode="naive").cpu().double() - reference).abs().max().item() <= tol * scale
+        assert (run(layer, x, "naive").cpu().double() - reference).abs().max().item() <= tol * scale
 
 
 # --- argument checks ------------------------------------------------------------------------------------
@@ -551,8 +557,11 @@ def test_forward_rejects_bad_input():
         layer(x.float())
     with pytest.raises(ValueError, match="seq=0"):
         layer(x[:, :0])
-    with pytest.raises(ValueError, match="mode='absorb' must be one of"):
-        layer(x, mode="absorb")
+    with pytest.raises(ValueError, match="implementation='absorb' must be one of"):
+        layer.use("absorb")
+    assert layer.implementation == "absorbed"  # a refused choice changes nothing
+    with pytest.raises(TypeError, match="mode"):
+        layer(x, mode="naive")  # the form is the layer's setting, not a call argument
     with pytest.raises(ValueError, match="seq_dim=2"):
         layer(x, cache=LayerCache(seq_dim=2))
     gqa_cache = LayerCache()

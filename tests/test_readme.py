@@ -1,5 +1,6 @@
-"""The README shows the course as it is: its pictures exist and are current, its chapter table lists
-every chapter with the video timestamp the chapter itself gives, and its commands exist."""
+"""The README shows the course as it is: its pictures exist and are current, its chapter table is the
+course's chapter list (:data:`attnlab.chapters.CHAPTERS`: number, notebook, topic, video timestamp), and
+its commands exist. The chapter list is the source; README's table is checked against it."""
 
 from __future__ import annotations
 
@@ -8,15 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from attnlab.chapters import CHAPTERS, numbers
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import readme_figures  # noqa: E402
-
-CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
 
 
 def test_every_picture_exists():
@@ -28,7 +27,7 @@ def test_every_picture_exists():
 
 def test_a_picture_per_chapter():
     labels = [int(n) for n in re.findall(r"<br>(\d+) · ", README)]
-    assert labels == list(range(len(CHAPTERS)))
+    assert labels == numbers()
 
 
 def test_fact_check_figure_is_current():
@@ -40,13 +39,13 @@ def test_bench_figure_is_a_png():
     assert (ROOT / "docs" / "figures" / "14_how_fast_really.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("source", CHAPTERS, ids=lambda p: p.stem)
-def test_chapter_table_row(source):
-    number = int(source.stem[:2])
-    row = re.search(rf"^\| {number} \| `{source.stem}` \| [^|]+ \| ([^|]+) \|$", README, re.M)
-    assert row, f"README's chapter table has no row for {source.stem}"
-    said = re.search(r"\*Video chapter at (\d\d:\d\d)\.\*", source.read_text(encoding="utf-8"))
-    assert row.group(1).strip() == (said.group(1) if said else "course"), source.stem
+def test_chapter_table_is_the_chapter_list():
+    """README's table, row for row, is :data:`attnlab.chapters.CHAPTERS`: | number | `slug` | topic | video |
+    (the video column: the video chapter's timestamp, "course" for a chapter the course adds)."""
+    table = README[README.index("| # | notebook | topic | video |"):].split("\n\n")[0].splitlines()
+    assert table[1] == "|---|---|---|---|"
+    expected = [f"| {c.number} | `{c.slug}` | {c.topic} | {c.video_label} |" for c in CHAPTERS]
+    assert table[2:] == expected, "README's chapter table differs from attnlab.chapters.CHAPTERS"
 
 
 def test_commands_exist():

@@ -22,11 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_seed_figures_deepseek_v3_bytes_per_token():
     v3 = "deepseek-v3"
-    assert sizing.bytes_per_token(v3, scheme="mha") == 3_997_696  # "4 MB per token"
-    assert sizing.bytes_per_token(v3, scheme="mqa") == 31_232  # "31 kB per token"
-    assert sizing.bytes_per_token(v3, scheme="gqa", n_kv_heads=16) == 499_712
-    assert sizing.bytes_per_token(v3) == 70_272  # MLA, as published
-    assert sizing.bytes_per_token(v3, scheme="mla") == 70_272
+    assert sizing.cache_bytes_per_token(v3, scheme="mha") == 3_997_696  # "4 MB per token"
+    assert sizing.cache_bytes_per_token(v3, scheme="mqa") == 31_232  # "31 kB per token"
+    assert sizing.cache_bytes_per_token(v3, scheme="gqa", n_kv_heads=16) == 499_712
+    assert sizing.cache_bytes_per_token(v3) == 70_272  # MLA, as published
+    assert sizing.cache_bytes_per_token(v3, scheme="mla") == 70_272
     assert sizing.kv_elements_per_token(v3, per_layer=True) == 576  # a width, not a factor
     assert sizing.format_bytes(3_997_696) == "4.00 MB"
     assert sizing.format_bytes(31_232) == "31.2 kB"
@@ -133,7 +133,7 @@ def test_every_model_has_a_config_here():
 @pytest.mark.parametrize("key", sorted(CONFIGS))
 def test_model_bytes_per_token_against_hand_formula(key):
     cfg, spec = CONFIGS[key], MODELS[key]
-    assert sizing.bytes_per_token(key) == hand_bytes_per_token_bf16(cfg)
+    assert sizing.cache_bytes_per_token(key) == hand_bytes_per_token_bf16(cfg)
     assert sizing.kv_cache_bytes(spec, seq_len=1000, batch=3) == 3000 * hand_bytes_per_token_bf16(cfg)
     assert spec.source.startswith("https://huggingface.co/")
     assert spec.source.endswith("config.json")
@@ -168,7 +168,7 @@ def test_specific_published_shapes():
     assert v2_shape == (60, 128, 512, 64, 128)
     v32 = MODELS["deepseek-v3.2"]
     assert (v32.index_n_heads, v32.index_head_dim, v32.index_topk) == (64, 128, 2048)
-    assert sizing.bytes_per_token("deepseek-v3.2") == sizing.bytes_per_token("deepseek-v3")
+    assert sizing.cache_bytes_per_token("deepseek-v3.2") == sizing.cache_bytes_per_token("deepseek-v3")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -177,19 +177,19 @@ def test_specific_published_shapes():
 
 def test_what_if_schemes_on_llama3_8b():
     m = "llama-3-8b"  # 32 layers, 32 heads, 8 KV heads, d_h 128
-    assert sizing.bytes_per_token(m) == 2 * 8 * 128 * 32 * 2
-    assert sizing.bytes_per_token(m, scheme="mha") == 2 * 32 * 128 * 32 * 2
-    assert sizing.bytes_per_token(m, scheme="mqa") == 2 * 128 * 32 * 2
-    assert sizing.bytes_per_token(m, scheme="gqa") == sizing.bytes_per_token(m)
-    assert sizing.bytes_per_token(m, scheme="gqa", n_kv_heads=2) == 2 * 2 * 128 * 32 * 2
+    assert sizing.cache_bytes_per_token(m) == 2 * 8 * 128 * 32 * 2
+    assert sizing.cache_bytes_per_token(m, scheme="mha") == 2 * 32 * 128 * 32 * 2
+    assert sizing.cache_bytes_per_token(m, scheme="mqa") == 2 * 128 * 32 * 2
+    assert sizing.cache_bytes_per_token(m, scheme="gqa") == sizing.cache_bytes_per_token(m)
+    assert sizing.cache_bytes_per_token(m, scheme="gqa", n_kv_heads=2) == 2 * 2 * 128 * 32 * 2
     # MLA on a non-MLA model: the DeepSeek-V2 paper's d_c = 4 d_h, d_h^R = d_h / 2
     assert sizing.mla_dims(m) == (512, 64)
-    assert sizing.bytes_per_token(m, scheme="mla") == (512 + 64) * 32 * 2
-    assert sizing.bytes_per_token("llama-2-7b") == sizing.bytes_per_token(m, scheme="mha")
+    assert sizing.cache_bytes_per_token(m, scheme="mla") == (512 + 64) * 32 * 2
+    assert sizing.cache_bytes_per_token("llama-2-7b") == sizing.cache_bytes_per_token(m, scheme="mha")
 
 
 def test_n_kv_heads_with_scheme_none_on_a_gqa_model():
-    assert sizing.bytes_per_token("llama-3-8b", n_kv_heads=4) == 2 * 4 * 128 * 32 * 2
+    assert sizing.cache_bytes_per_token("llama-3-8b", n_kv_heads=4) == 2 * 4 * 128 * 32 * 2
 
 
 def test_mla_what_if_uses_carried_dims_on_non_mla_spec():
@@ -212,7 +212,7 @@ def test_dtypes_and_linearity():
 
 
 def test_tokens_that_fit():
-    per = sizing.bytes_per_token("deepseek-v3")
+    per = sizing.cache_bytes_per_token("deepseek-v3")
     assert sizing.tokens_that_fit("deepseek-v3", 80) == 80 * 2**30 // per
     assert sizing.tokens_that_fit("deepseek-v3", 80, scheme="mha") == 80 * 2**30 // 3_997_696
     n = sizing.tokens_that_fit("llama-3-8b", 80, weights_dtype=torch.bfloat16)
@@ -280,7 +280,7 @@ def test_unknown_model_name():
     with pytest.raises(ValueError, match="model='no-such-model' must be a ModelSpec or one of"):
         sizing.kv_cache_bytes("no-such-model")
     with pytest.raises(ValueError, match="model=42"):
-        sizing.bytes_per_token(42)
+        sizing.cache_bytes_per_token(42)
 
 
 def test_bad_budgets():

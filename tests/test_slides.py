@@ -15,12 +15,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from attnlab.chapters import CHAPTERS
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import slides  # noqa: E402
 
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = [ROOT / "notebooks" / c.notebook for c in CHAPTERS]
 SLIDE_TYPES = {"slide", "subslide", "fragment", "-", "skip", "notes"}
 STARTS = {"slide", "subslide"}
 WIDGET = "application/vnd.jupyter.widget-view+json"

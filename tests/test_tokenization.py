@@ -250,17 +250,17 @@ def test_shipped_file_is_reproducible():
 def test_compression_close_to_hugging_face_tokenizers():
     report = tokenization.compare_with_hf(corpus.load_text("train"), corpus.load_text("val"), 512)
     print(
-        f"\nbytes per token on val, vocab 512: ours {report['ours_bytes_per_token']:.4f}, "
-        f"HF tokenizers {report['hf_bytes_per_token']:.4f}"
+        f"\nbytes per token on val, vocab 512: ours {report['ours_utf8_bytes_per_token']:.4f}, "
+        f"HF tokenizers {report['hf_utf8_bytes_per_token']:.4f}"
     )
     assert report["hf_vocab_size"] == 512 and report["hf_roundtrip"]
-    assert 1.5 < report["ours_bytes_per_token"] < 4
-    assert abs(report["ours_bytes_per_token"] / report["hf_bytes_per_token"] - 1) < 0.10
+    assert 1.5 < report["ours_utf8_bytes_per_token"] < 4
+    assert abs(report["ours_utf8_bytes_per_token"] / report["hf_utf8_bytes_per_token"] - 1) < 0.10
 
 
 def test_compression_grows_with_vocab(small_tok):
     text = corpus.load_text("val")[:10_000]
-    bpt = [tokenization.bytes_per_token(text, small_tok.truncated(v).encode(text)) for v in (256, 290, 330)]
+    bpt = [tokenization.utf8_bytes_per_token(text, small_tok.truncated(v).encode(text)) for v in (256, 290, 330)]
     assert bpt[0] == 1.0 and bpt[0] < bpt[1] < bpt[2]
 
 
@@ -294,7 +294,7 @@ def test_other_bad_input(course_tok):
     with pytest.raises(ValueError, match=r"vocab_size=600 must be <= this tokenizer's vocab_size=512"):
         course_tok.truncated(600)
     with pytest.raises(ValueError, match="ids must hold at least one token"):
-        tokenization.bytes_per_token("abc", [])
+        tokenization.utf8_bytes_per_token("abc", [])
     with pytest.raises(ValueError, match=r"merges\[0\]=\(1, 2\) -> 300 is invalid"):
         BPETokenizer({(1, 2): 300})
     with pytest.raises(ValueError, match="format=None must be 'attnlab-bpe-v1'"):

@@ -69,8 +69,8 @@ def test_model_dropdown_loads_shapes(calc, key):
         assert c.n_kv_heads.value == spec.n_kv_heads
     assert (c.d_c.value, c.d_h_rope.value) == sizing.mla_dims(spec)
     state = calc.state()
-    assert figures(state)["bytes_per_token"] == sizing.bytes_per_token(key)
-    assert f"{sizing.bytes_per_token(key):,} B" in c.readout.value
+    assert figures(state)["bytes_per_token"] == sizing.cache_bytes_per_token(key)
+    assert f"{sizing.cache_bytes_per_token(key):,} B" in c.readout.value
 
 
 @pytest.mark.parametrize("n_heads", [1, 24, 71, 96, 128])
@@ -93,7 +93,7 @@ def test_moving_kv_heads_changes_shown_values(calc):
     c.model.value = "llama-3-8b"
     before = c.readout.value
     c.n_kv_heads.value = 2
-    expected = sizing.bytes_per_token("llama-3-8b", scheme="gqa", n_kv_heads=2)
+    expected = sizing.cache_bytes_per_token("llama-3-8b", scheme="gqa", n_kv_heads=2)
     assert expected == 2 * 2 * 128 * 32 * 2
     assert c.readout.value != before
     assert f"{expected:,} B" in c.readout.value
@@ -105,9 +105,9 @@ def test_moving_kv_heads_changes_shown_values(calc):
 def test_moving_kv_heads_changes_the_gqa_bar_on_an_mla_model(calc):
     c = calc.controls
     c.n_kv_heads.value = 64
-    assert figures(calc.state())["per_scheme"]["gqa"] == sizing.bytes_per_token(
+    assert figures(calc.state())["per_scheme"]["gqa"] == sizing.cache_bytes_per_token(
         "deepseek-v3", scheme="gqa", n_kv_heads=64)
-    gqa_64 = sizing.bytes_per_token("deepseek-v3", scheme="gqa", n_kv_heads=64)
+    gqa_64 = sizing.cache_bytes_per_token("deepseek-v3", scheme="gqa", n_kv_heads=64)
     assert sizing.format_bytes(gqa_64) in c.chart.value
 
 

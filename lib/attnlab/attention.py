@@ -11,13 +11,23 @@ Matrix form (all queries at once, Vaswani et al. 2017, eq. 1):
     Attention(Q, K, V) = softmax(Q K^T / sqrt(d) + M) V
 
 with M = 0 where a query may look and -inf where it may not (the causal mask hides the future).
+
+Every attention layer of the library (:class:`~attnlab.gqa.GroupedQueryAttention` for MHA, GQA and MQA,
+:class:`~attnlab.mla.MultiHeadLatentAttention`, :class:`~attnlab.dsa.DeepSeekSparseAttention`) is an
+:class:`AttentionLayer`: ``layer(x, cache=None, return_weights=False)`` returns an :class:`AttentionOutput`,
+and ``layer.use(name)`` picks how the layer computes (e.g. MLA's "naive" or "absorbed" form).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from attnlab._validate import (
     check_bool,
@@ -34,6 +44,9 @@ from attnlab._validate import (
     check_same_dtype,
     check_tensor,
 )
+
+if TYPE_CHECKING:
+    from attnlab.dsa import IndexSelection
 
 
 def _check_scale(scale: object) -> None:
@@ -98,21 +111,76 @@ def attention_vector(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
     return output, weights
 
 
-def causal_mask(n_q: int, n_k: int, device: torch.device | str | None = None) -> torch.Tensor:
+def causal_mask(n_q: int, n_k: int, device: torch.device | str | None = None,
+                window: int | None = None) -> torch.Tensor:
     """Boolean mask (n_q, n_k), True where query i may attend to key j.
 
     The n_q queries are the LAST n_q positions of the n_k keys (so the same mask serves a full forward,
     n_q = n_k, and a decode step over a cache, n_q < n_k): query i sits at position n_k - n_q + i and
-    sees keys j <= n_k - n_q + i.
+    sees keys j <= n_k - n_q + i. With a ``window`` W (sliding-window attention, as a windowed
+    :class:`~attnlab.kv_cache.LayerCache` keeps it), query i sees only the last W of those keys.
     """
     check_non_negative_int("n_q", n_q)
     check_non_negative_int("n_k", n_k)
     check_device("device", device)
+    if window is not None:
+        check_positive_int("window", window)
     if n_q > n_k:
         raise ValueError(f"n_q={n_q} must be <= n_k={n_k}: queries are the last n_q of the n_k positions")
     i = torch.arange(n_q, device=device).unsqueeze(1) + (n_k - n_q)  # absolute query positions
     j = torch.arange(n_k, device=device).unsqueeze(0)
+    if window is not None:
+        return (j <= i) & (j > i - window)
     return j <= i
+
+
+@dataclass(frozen=True)
+class AttentionOutput:
+    """What every attention layer's forward returns.
+
+    output: the layer's output (batch, seq, d_model); weights: the attention weights (batch, n_heads, seq,
+    keys) when the call asked for them (``return_weights=True``), else None; selection: what a
+    :class:`~attnlab.dsa.DeepSeekSparseAttention` layer's indexer chose (an
+    :class:`~attnlab.dsa.IndexSelection`), None for the dense layers."""
+
+    output: torch.Tensor
+    weights: torch.Tensor | None = None
+    selection: IndexSelection | None = None
+
+
+class AttentionLayer(nn.Module):
+    """The interface every attention layer shares: ``forward(x, cache=None, return_weights=False)`` ->
+    :class:`AttentionOutput`, and a choice of implementation among :attr:`IMPLEMENTATIONS` (the first is
+    the default), kept in :attr:`implementation` and set with :meth:`use`, or for a ``with`` block with
+    :meth:`using`."""
+
+    #: The ways the layer can compute the same attention; the first is the default.
+    IMPLEMENTATIONS: tuple[str, ...] = ("default",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.implementation = self.IMPLEMENTATIONS[0]
+
+    def use(self, implementation: str) -> AttentionLayer:
+        """Compute with ``implementation`` (one of :attr:`IMPLEMENTATIONS`) from now on; returns the layer."""
+        if not isinstance(implementation, str) or implementation not in self.IMPLEMENTATIONS:
+            raise ValueError(f"implementation={implementation!r} must be one of {self.IMPLEMENTATIONS}")
+        self.implementation = implementation
+        return self
+
+    def settings(self) -> dict[str, object]:
+        """What :meth:`use` has set, as keyword arguments that :meth:`use` takes back."""
+        return {"implementation": self.implementation}
+
+    @contextlib.contextmanager
+    def using(self, *args, **kwargs) -> Iterator[AttentionLayer]:
+        """``with layer.using("naive"):`` runs the block with :meth:`use`'s settings, then restores the old ones."""
+        saved = self.settings()
+        self.use(*args, **kwargs)
+        try:
+            yield self
+        finally:
+            self.use(**saved)
 
 
 def attention_matrix(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,

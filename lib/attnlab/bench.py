@@ -17,29 +17,24 @@ prefill), its measured size (:attr:`LayerCache.nbytes`) is checked against :func
 decode step is timed (warm-up, then the median of the repeats; the cache is restored to L tokens before
 every call, outside the timed region; CUDA is synchronized around every call).
 
-The formulas (pure functions, 2 FLOPs per multiply-add, b = bytes per element, T = L + 1, k' = min(k, T)):
+The counts come from :mod:`attnlab.costs` (2 FLOPs per multiply-add, b = bytes per element, T = L + 1,
+k' = min(k, T); derivations in each function's docstring):
 
-    weights W (elements, :func:`weight_elements`):
-        dense   d n_h d_h + 2 d n_kv d_h + n_h d_h d                     (W^Q, W^K, W^V, W^O)
-        MLA     d n_h (d_h + d_h^R) + d (d_c + d_h^R) + d_c n_h (d_h + d_v) + n_h d_v d + d_c
-                (W^Q, [W^DKV; W^KR], [W^UK; W^UV], W^O, the latent's RMSNorm)
-        DSA     MLA + q_in H^I d^I + d d^I + 2 d^I + d H^I                (indexer W^IQ, W^IK, LayerNorm, W^IW)
-    FLOPs per decoded token (:func:`flops_per_token` = :func:`projection_flops` + :func:`attention_flops`):
-        dense          2 W  +  4 n_h d_h T                        (score and mix, every query head)
-        MLA absorbed   2 W  +  2 n_h (2 d_c + d_h^R) T            (the latent read once, all heads attend to it)
-        MLA naive      2 (W - d_c n_h (d_h + d_v))  +  2 n_h (d_h + d_v) d_c T  +  2 n_h (d_h + d_h^R + d_v) T
-                       (re-expand K and V for every cached token, then MHA with (d_h + d_h^R)-wide keys)
-        DSA            2 W  +  2 H^I d^I T + 2 H^I T  +  2 n_h (2 d_c + d_h^R) k'
-    bytes per decoded token (:func:`bytes_per_token`), each read once:
-        dense          b (W + 2 n_kv d_h T)
-        MLA absorbed   b (W + (d_c + d_h^R) T)
-        MLA naive      b (W + (d_c + d_h^R) T + 2 n_h (d_h + d_h^R + d_v) T)   (expanded K, V written and read)
-        DSA            b (W + d^I T + (d_c + d_h^R) k')
-    cache bytes (:func:`cache_bytes`): b L x (dense 2 n_kv d_h, MLA d_c + d_h^R, DSA d_c + d_h^R + d^I).
+    weights W        :func:`~attnlab.costs.weight_elements` (W^Q, W^K, W^V, W^O; MLA's [W^DKV; W^KR], [W^UK; W^UV],
+                     W^O, the latent's RMSNorm; DSA adds the indexer's W^IQ, W^IK, LayerNorm, W^IW)
+    FLOPs per step   :func:`~attnlab.costs.decode_flops` = :func:`~attnlab.costs.projection_flops` (2 W, less what
+                     MLA naive applies per cached token) + :func:`~attnlab.costs.decode_attention_flops`
+                     (dense 4 n_h d_h T, MLA absorbed 2 n_h (2 d_c + d_h^R) T, MLA naive 2 n_h (d_h + d_v) d_c T
+                     + 2 n_h (d_h + d_h^R + d_v) T, DSA 2 (H^I d^I + H^I) T + 2 n_h (2 d_c + d_h^R) k')
+    bytes per step   :func:`~attnlab.costs.decode_bytes_read`: b (W + the cache the step reads; MLA naive also
+                     writes and reads the expanded K and V, DSA reads every index key and k' latents)
+    cache bytes      :func:`~attnlab.costs.cache_bytes`: b L x (dense 2 n_kv d_h, MLA d_c + d_h^R, DSA + d^I)
 
 RoPE, norms, softmax and top-k sorting are left out of the FLOPs. The formulas count an ideal cache that is
-read in place; :class:`~attnlab.kv_cache.LayerCache` appends with ``torch.cat``, which also reads and writes
-the whole cache once per step, so achieved bandwidths below are "useful bytes / time".
+read in place, as :class:`~attnlab.kv_cache.LayerCache` does: it writes the new token into preallocated
+storage (room for L + 1 tokens here) and hands back views, so no step copies the cache. (Its teaching
+twin :class:`~attnlab.kv_cache.ConcatCache` appends with ``torch.cat``, reading and writing the whole cache
+once more per step.) Achieved bandwidths below are "useful bytes / time".
 
 Roofline: the script measures the machine's copy bandwidth (``dst.copy_(src)``, 2 x nbytes moved / time)
 and matmul rate (an n x n GEMM in the chosen dtype, 2 n^3 / time); the balance point is rate / bandwidth
@@ -57,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import inspect
 import json
 import math
 import os
@@ -64,24 +60,25 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
-from attnlab._validate import check_positive_int
+from attnlab._validate import check_positive_int, check_type
+from attnlab.attention import AttentionLayer
+from attnlab.costs import AttentionShape, cache_bytes, decode_bytes_read, decode_flops
 from attnlab.devices import dtype_bytes
 from attnlab.dsa import DeepSeekSparseAttention, indexer_config_for
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention, grouped_attention
 from attnlab.huggingface import attention_forward
 from attnlab.kv_cache import LayerCache
 from attnlab.mla import MLAConfig, MultiHeadLatentAttention, from_transformers
-from attnlab.sizing import ModelSpec
+from attnlab.schemes import BENCH_SCHEMES, get_scheme
 
-#: The schemes benchmarked, in the table's order.
-SCHEMES: tuple[str, ...] = ("mha", "gqa", "mqa", "mla_naive", "mla_absorbed", "dsa")
-#: The dense schemes (GroupedQueryAttention with n_kv = n_heads / n_groups / 1).
-DENSE_SCHEMES: tuple[str, ...] = ("mha", "gqa", "mqa")
+#: The schemes benchmarked, in the table's order (:data:`attnlab.schemes.BENCH_SCHEMES`).
+SCHEMES: tuple[str, ...] = BENCH_SCHEMES
+#: The dense ones (GroupedQueryAttention with n_kv = n_heads / n_groups / 1), in the same order.
+DENSE_SCHEMES: tuple[str, ...] = tuple(key for key in SCHEMES if get_scheme(key).dense)
 #: dtypes the benchmark accepts, by name.
 BENCH_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 #: device types the benchmark accepts.
@@ -90,35 +87,37 @@ DEFAULT_CONTEXTS: tuple[int, ...] = (1024, 2048, 4096, 8192)
 QUICK_CONTEXTS: tuple[int, ...] = (64, 128)
 
 
-@dataclass(frozen=True)
-class BenchShape:
-    """One layer's shape for every scheme: d_model [d], n_heads [n_h] of head_dim [d_h] (also MLA's d_h and
-    d_v), n_groups: GQA's KV heads [n_kv]; MLA's kv_lora_rank [d_c] and qk_rope_head_dim [d_h^R] (no query
-    latent); DSA's index_n_heads [H^I], index_head_dim [d^I, a power of two] and index_topk [k]."""
+def BenchShape(d_model: int = 1024, n_heads: int = 16, head_dim: int = 64, n_groups: int = 4,
+               kv_lora_rank: int = 256, qk_rope_head_dim: int = 32, index_n_heads: int = 4, index_head_dim: int = 64,
+               index_topk: int = 256) -> AttentionShape:
+    """One layer's :class:`~attnlab.costs.AttentionShape` for every scheme: d_model [d], n_heads [n_h] of
+    head_dim [d_h] (also MLA's d_h and d_v), n_groups: GQA's KV heads [n_kv]; MLA's kv_lora_rank [d_c] and
+    qk_rope_head_dim [d_h^R] (no query latent); DSA's index_n_heads [H^I], index_head_dim [d^I, a power of
+    two] and index_topk [k]; one layer. :func:`shape_arguments` gives the keywords back."""
+    arguments = dict(locals())
+    for name, value in arguments.items():
+        check_positive_int(name, value)
+    if n_heads % n_groups:
+        raise ValueError(f"n_heads={n_heads} is not divisible by n_groups={n_groups}")
+    for name in ("head_dim", "qk_rope_head_dim"):
+        if arguments[name] % 2:
+            raise ValueError(f"{name}={arguments[name]} must be even (RoPE rotates pairs)")
+    if index_head_dim & (index_head_dim - 1):
+        raise ValueError(f"index_head_dim={index_head_dim} must be a power of two (Hadamard rotation)")
+    if qk_rope_head_dim > index_head_dim:
+        raise ValueError(f"qk_rope_head_dim={qk_rope_head_dim} must be <= index_head_dim={index_head_dim} "
+                         "(the indexer rotates its first d_h^R coordinates)")
+    return AttentionShape(d_model=d_model, n_heads=n_heads, head_dim=head_dim, n_kv_heads=n_groups,
+                          kv_lora_rank=kv_lora_rank, qk_rope_head_dim=qk_rope_head_dim, index_n_heads=index_n_heads,
+                          index_head_dim=index_head_dim, index_topk=index_topk)
 
-    d_model: int = 1024
-    n_heads: int = 16
-    head_dim: int = 64
-    n_groups: int = 4
-    kv_lora_rank: int = 256
-    qk_rope_head_dim: int = 32
-    index_n_heads: int = 4
-    index_head_dim: int = 64
-    index_topk: int = 256
 
-    def __post_init__(self) -> None:
-        for name in self.__dataclass_fields__:
-            check_positive_int(name, getattr(self, name))
-        if self.n_heads % self.n_groups:
-            raise ValueError(f"n_heads={self.n_heads} is not divisible by n_groups={self.n_groups}")
-        for name in ("head_dim", "qk_rope_head_dim"):
-            if getattr(self, name) % 2:
-                raise ValueError(f"{name}={getattr(self, name)} must be even (RoPE rotates pairs)")
-        if self.index_head_dim & (self.index_head_dim - 1):
-            raise ValueError(f"index_head_dim={self.index_head_dim} must be a power of two (Hadamard rotation)")
-        if self.qk_rope_head_dim > self.index_head_dim:
-            raise ValueError(f"qk_rope_head_dim={self.qk_rope_head_dim} must be <= index_head_dim="
-                             f"{self.index_head_dim} (the indexer rotates its first d_h^R coordinates)")
+def shape_arguments(shape: AttentionShape) -> dict[str, int]:
+    """The :func:`BenchShape` keywords that build ``shape`` (what a report stores under "shape", so
+    ``BenchShape(**report["shape"])`` rebuilds it): its fields, with n_groups for n_kv_heads."""
+    check_type("shape", shape, AttentionShape, "an AttentionShape (attnlab.bench.BenchShape(...))")
+    return {name: getattr(shape, "n_kv_heads" if name == "n_groups" else name)
+            for name in inspect.signature(BenchShape).parameters}
 
 
 DEFAULT_SHAPE = BenchShape()
@@ -132,9 +131,7 @@ QUICK_SHAPE = BenchShape(d_model=128, n_heads=4, head_dim=32, n_groups=2, kv_lor
 
 def check_scheme(scheme: object) -> str:
     """Return ``scheme`` if it is one of :data:`SCHEMES`, else raise ValueError."""
-    if scheme not in SCHEMES:
-        raise ValueError(f"scheme={scheme!r} must be one of {SCHEMES}")
-    return scheme
+    return get_scheme(scheme, "scheme", SCHEMES).key
 
 
 def check_context(context: object, name: str = "context") -> int:
@@ -178,109 +175,15 @@ def parse_contexts(contexts: str | Sequence[int]) -> tuple[int, ...]:
 
 
 # ----------------------------------------------------------------------------------------------------
-# the formulas (pure functions)
+# the formulas: attnlab.costs; here what only the benchmark needs
 
 
-def n_kv_heads(scheme: str, shape: BenchShape) -> int:
-    """K/V heads of a dense scheme: MHA n_h, GQA n_groups, MQA 1."""
-    scheme = check_scheme(scheme)
-    if scheme not in DENSE_SCHEMES:
+def n_kv_heads(scheme: str, shape: AttentionShape) -> int:
+    """K/V heads of a dense scheme: MHA n_h, GQA n_groups, MQA 1 (:attr:`attnlab.schemes.Scheme.kv_heads`)."""
+    record = get_scheme(scheme, "scheme", SCHEMES)
+    if not record.dense:
         raise ValueError(f"scheme={scheme!r} has no K/V heads: use one of {DENSE_SCHEMES}")
-    return {"mha": shape.n_heads, "gqa": shape.n_groups, "mqa": 1}[scheme]
-
-
-def cache_elements_per_token(scheme: str, shape: BenchShape) -> int:
-    """Numbers cached per token: dense 2 n_kv d_h; MLA d_c + d_h^R; DSA d_c + d_h^R + d^I (indexer key)."""
-    scheme = check_scheme(scheme)
-    s = shape
-    if scheme in DENSE_SCHEMES:
-        return 2 * n_kv_heads(scheme, s) * s.head_dim
-    mla = s.kv_lora_rank + s.qk_rope_head_dim
-    return mla + s.index_head_dim if scheme == "dsa" else mla
-
-
-def cache_bytes(scheme: str, shape: BenchShape, context: int, dtype: torch.dtype | str) -> int:
-    """Cache bytes after ``context`` tokens, batch 1: context x :func:`cache_elements_per_token` x b."""
-    check_context(context)
-    return context * cache_elements_per_token(scheme, shape) * dtype_bytes(parse_dtype(dtype))
-
-
-def weight_elements(scheme: str, shape: BenchShape) -> int:
-    """Parameters of the layer (see the module docstring): dense d n_h d_h + 2 d n_kv d_h + n_h d_h d;
-    MLA d n_h (d_h + d_h^R) + d (d_c + d_h^R) + d_c n_h (d_h + d_v) + n_h d_v d + d_c; DSA adds the
-    indexer's q_in H^I d^I + d d^I + 2 d^I + d H^I (q_in = d: no query latent)."""
-    scheme = check_scheme(scheme)
-    s = shape
-    d, h, dh, dc, dr = s.d_model, s.n_heads, s.head_dim, s.kv_lora_rank, s.qk_rope_head_dim
-    if scheme in DENSE_SCHEMES:
-        return d * h * dh + 2 * d * n_kv_heads(scheme, s) * dh + h * dh * d
-    mla = d * h * (dh + dr) + d * (dc + dr) + dc * h * (dh + dh) + h * dh * d + dc
-    if scheme != "dsa":
-        return mla
-    hi, di = s.index_n_heads, s.index_head_dim
-    return mla + d * hi * di + d * di + 2 * di + d * hi
-
-
-def projection_flops(scheme: str, shape: BenchShape) -> int:
-    """FLOPs per decoded token that do not depend on the context: 2 x the weights applied once (norm
-    weights excluded); MLA naive applies W^UK, W^UV per cached token instead, so they are left out here."""
-    scheme = check_scheme(scheme)
-    s = shape
-    linear = weight_elements(scheme, s) - (0 if scheme in DENSE_SCHEMES else s.kv_lora_rank)
-    if scheme == "dsa":
-        linear -= 2 * s.index_head_dim  # the indexer's LayerNorm
-    if scheme == "mla_naive":
-        linear -= s.kv_lora_rank * s.n_heads * 2 * s.head_dim  # [W^UK; W^UV], counted per cached token
-    return 2 * linear
-
-
-def attention_flops(scheme: str, shape: BenchShape, context: int) -> int:
-    """FLOPs per decoded token that grow with the context (T = context + 1 keys, k' = min(k, T)):
-    dense 4 n_h d_h T; MLA absorbed 2 n_h (2 d_c + d_h^R) T; MLA naive 2 n_h (d_h + d_v) d_c T (re-expansion)
-    + 2 n_h (d_h + d_h^R + d_v) T; DSA 2 H^I d^I T + 2 H^I T + 2 n_h (2 d_c + d_h^R) k'."""
-    scheme = check_scheme(scheme)
-    t = check_context(context) + 1
-    s = shape
-    h, dh, dc, dr = s.n_heads, s.head_dim, s.kv_lora_rank, s.qk_rope_head_dim
-    if scheme in DENSE_SCHEMES:
-        return 4 * h * dh * t
-    absorbed = 2 * h * (2 * dc + dr)
-    if scheme == "mla_absorbed":
-        return absorbed * t
-    if scheme == "mla_naive":
-        return 2 * h * (dh + dh) * dc * t + 2 * h * (dh + dr + dh) * t
-    hi, di = s.index_n_heads, s.index_head_dim
-    return (2 * hi * di + 2 * hi) * t + absorbed * min(s.index_topk, t)
-
-
-def flops_per_token(scheme: str, shape: BenchShape, context: int) -> int:
-    """FLOPs to decode one token against ``context`` cached tokens, one layer, batch 1:
-    :func:`projection_flops` + :func:`attention_flops` (formulas in the module docstring)."""
-    return projection_flops(scheme, shape) + attention_flops(scheme, shape, context)
-
-
-def bytes_per_token(scheme: str, shape: BenchShape, context: int, dtype: torch.dtype | str) -> int:
-    """Bytes read to decode one token (T = context + 1, k' = min(k, T)), each read once, b bytes each:
-    dense b (W + 2 n_kv d_h T); MLA absorbed b (W + (d_c + d_h^R) T); MLA naive that + b 2 n_h (d_h + d_h^R
-    + d_v) T for the expanded K and V written and read; DSA b (W + d^I T + (d_c + d_h^R) k')."""
-    scheme = check_scheme(scheme)
-    t = check_context(context) + 1
-    b = dtype_bytes(parse_dtype(dtype))
-    s = shape
-    w = weight_elements(scheme, s)
-    latent = s.kv_lora_rank + s.qk_rope_head_dim
-    if scheme in DENSE_SCHEMES:
-        return b * (w + 2 * n_kv_heads(scheme, s) * s.head_dim * t)
-    if scheme == "mla_absorbed":
-        return b * (w + latent * t)
-    if scheme == "mla_naive":
-        return b * (w + latent * t + 2 * s.n_heads * (2 * s.head_dim + s.qk_rope_head_dim) * t)
-    return b * (w + s.index_head_dim * t + latent * min(s.index_topk, t))
-
-
-def arithmetic_intensity(scheme: str, shape: BenchShape, context: int, dtype: torch.dtype | str) -> float:
-    """FLOPs per byte: :func:`flops_per_token` / :func:`bytes_per_token`."""
-    return flops_per_token(scheme, shape, context) / bytes_per_token(scheme, shape, context, dtype)
+    return record.kv_heads(shape)
 
 
 def roofline_bound(intensity: float, balance: float) -> str:
@@ -295,28 +198,18 @@ def attainable_flops(intensity: float, bandwidth: float, peak_flops: float) -> f
     return min(peak_flops, intensity * bandwidth)
 
 
-def model_spec(shape: BenchShape) -> ModelSpec:
-    """The shape as a one-layer MLA :class:`~attnlab.sizing.ModelSpec` with an indexer, so
-    :mod:`attnlab.sizing` and :func:`attnlab.dsa.layer_cost` can size it (n_kv_heads = n_groups)."""
-    s = shape
-    return ModelSpec(name="bench", n_layers=1, n_heads=s.n_heads, n_kv_heads=s.n_groups, head_dim=s.head_dim,
-                     attention="mla", hidden_size=s.d_model, source="attnlab.bench", kv_lora_rank=s.kv_lora_rank,
-                     qk_rope_head_dim=s.qk_rope_head_dim, index_n_heads=s.index_n_heads,
-                     index_head_dim=s.index_head_dim, index_topk=s.index_topk)
-
-
 # ----------------------------------------------------------------------------------------------------
 # layers and caches
 
 
-def mla_config(shape: BenchShape) -> MLAConfig:
+def mla_config(shape: AttentionShape) -> MLAConfig:
     """The MLA layer of the shape: no query latent, d_h = d_v = head_dim, halves RoPE."""
     s = shape
     return MLAConfig(d_model=s.d_model, n_heads=s.n_heads, kv_lora_rank=s.kv_lora_rank, qk_nope_head_dim=s.head_dim,
                      qk_rope_head_dim=s.qk_rope_head_dim, v_head_dim=s.head_dim, rope_interleaved=False)
 
 
-def build_layer(scheme: str, shape: BenchShape, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+def build_layer(scheme: str, shape: AttentionShape, device: torch.device, dtype: torch.dtype) -> AttentionLayer:
     """A randomly initialised layer of ``scheme`` on ``device`` in ``dtype`` (eval mode)."""
     scheme = check_scheme(scheme)
     if scheme in DENSE_SCHEMES:
@@ -331,7 +224,7 @@ def build_layer(scheme: str, shape: BenchShape, device: torch.device, dtype: tor
     return layer.to(device=device, dtype=dtype).eval()
 
 
-def filled_cache(scheme: str, shape: BenchShape, context: int, device: torch.device,
+def filled_cache(scheme: str, shape: AttentionShape, context: int, device: torch.device,
                  dtype: torch.dtype) -> LayerCache:
     """A :class:`LayerCache` holding ``context`` tokens of random entries in the layout ``scheme`` uses:
     dense k, v (1, n_kv, L, d_h); MLA c_kv (1, L, d_c), k_rope (1, L, d_h^R); DSA adds index_key (1, L, d^I)."""
@@ -343,11 +236,11 @@ def filled_cache(scheme: str, shape: BenchShape, context: int, device: torch.dev
         return torch.randn(*size, device=device, dtype=dtype)
 
     if scheme in DENSE_SCHEMES:
-        cache = LayerCache(seq_dim=-2)
+        cache = LayerCache(seq_dim=-2, capacity=context + 1)  # room for the decoded token: no growth when timed
         g = n_kv_heads(scheme, s)
         cache.update(k=rand(1, g, context, s.head_dim), v=rand(1, g, context, s.head_dim))
         return cache
-    cache = LayerCache(seq_dim=1)
+    cache = LayerCache(seq_dim=1, capacity=context + 1)
     tensors = {"c_kv": rand(1, context, s.kv_lora_rank), "k_rope": rand(1, context, s.qk_rope_head_dim)}
     if scheme == "dsa":
         tensors["index_key"] = rand(1, context, s.index_head_dim)
@@ -355,15 +248,15 @@ def filled_cache(scheme: str, shape: BenchShape, context: int, device: torch.dev
     return cache
 
 
-def decode_call(scheme: str, layer: torch.nn.Module, x: torch.Tensor, cache: LayerCache) -> Callable[[], torch.Tensor]:
-    """A zero-argument function running one decode step of ``layer`` on x (1, 1, d) with ``cache``."""
+def decode_call(scheme: str, layer: AttentionLayer, x: torch.Tensor, cache: LayerCache) -> Callable[[], torch.Tensor]:
+    """A zero-argument function running one decode step of ``layer`` on x (1, 1, d) with ``cache``, in the
+    implementation ``scheme`` names (MLA "naive" or "absorbed", DSA "gather"); returns the output."""
     scheme = check_scheme(scheme)
-    if scheme in DENSE_SCHEMES:
-        return lambda: layer(x, cache)
     if scheme == "dsa":
-        return lambda: layer(x, cache, sparse_impl="gather")
-    mode = "naive" if scheme == "mla_naive" else "absorbed"
-    return lambda: layer(x, cache, mode=mode)
+        layer.use("gather")
+    elif scheme not in DENSE_SCHEMES:
+        layer.use("naive" if scheme == "mla_naive" else "absorbed")
+    return lambda: layer(x, cache).output
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -458,7 +351,7 @@ def _cpu_model_name() -> str:
 # the benchmark
 
 
-def bench_scheme(scheme: str, shape: BenchShape, context: int, device: torch.device, dtype: torch.dtype,
+def bench_scheme(scheme: str, shape: AttentionShape, context: int, device: torch.device, dtype: torch.dtype,
                  repeats: int) -> dict:
     """Time one decode step of ``scheme`` against a cache of ``context`` tokens; check the cache size.
 
@@ -468,11 +361,10 @@ def bench_scheme(scheme: str, shape: BenchShape, context: int, device: torch.dev
     measured, expected = cache.nbytes, cache_bytes(scheme, shape, context, dtype)
     if measured != expected:
         raise AssertionError(f"{scheme}: LayerCache.nbytes={measured} but the formula gives {expected}")
-    saved = dict(cache.tensors)
     x = torch.randn(1, 1, shape.d_model, device=device, dtype=dtype)
 
     def reset() -> None:
-        cache.tensors = dict(saved)  # back to `context` tokens; the saved tensors are never modified
+        cache.crop(context)  # back to `context` tokens; the next step overwrites the decoded one
 
     with torch.inference_mode():
         times = time_calls(decode_call(scheme, layer, x, cache), device, repeats, reset=reset)
@@ -481,7 +373,7 @@ def bench_scheme(scheme: str, shape: BenchShape, context: int, device: torch.dev
             "cache_bytes_measured": measured, "cache_bytes_formula": expected}
 
 
-def bench_sdpa(scheme: str, shape: BenchShape, context: int, device: torch.device, dtype: torch.dtype,
+def bench_sdpa(scheme: str, shape: AttentionShape, context: int, device: torch.device, dtype: torch.dtype,
                repeats: int) -> dict:
     """The dense attention core of one decode step: q (1, n_h, 1, d_h) against k, v (1, n_kv, T, d_h),
     :func:`grouped_attention` against ``F.scaled_dot_product_attention(..., enable_gqa=True)``."""
@@ -507,7 +399,7 @@ def _pair_stats(name_a: str, times_a: list[float], name_b: str, times_b: list[fl
             f"ratio_{name_a}_over_{name_b}_min": min(times_a) / min(times_b)}
 
 
-def hf_attention(shape: BenchShape, max_positions: int, device: torch.device, dtype: torch.dtype):
+def hf_attention(shape: AttentionShape, max_positions: int, device: torch.device, dtype: torch.dtype):
     """A randomly initialised transformers ``DeepseekV3Attention`` of the shape (built offline, SDPA
     backend, halves RoPE) and its rotary embedding; returns (attention, rotary, DynamicCache class)."""
     import transformers
@@ -526,7 +418,7 @@ def hf_attention(shape: BenchShape, max_positions: int, device: torch.device, dt
     return attention, rotary, DynamicCache
 
 
-def bench_hf_mla(shape: BenchShape, context: int, device: torch.device, dtype: torch.dtype, repeats: int,
+def bench_hf_mla(shape: AttentionShape, context: int, device: torch.device, dtype: torch.dtype, repeats: int,
                  chunk: int = 512) -> dict:
     """Hugging Face ``DeepseekV3Attention`` decode (DynamicCache filled by a prefill of ``context`` random
     tokens in chunks of ``chunk``) against :class:`MultiHeadLatentAttention` absorbed decode with the same
@@ -545,9 +437,9 @@ def bench_hf_mla(shape: BenchShape, context: int, device: torch.device, dtype: t
             attention_forward(attention, x[:, start:end], (cos, sin), mask[None, None], theirs)
         layer = theirs.layers[0]
         saved_hf = (layer.keys, layer.values)  # (1, 1, L, d_c) normed latents, (1, 1, L, d_h^R) rotated keys
-        cache = LayerCache(seq_dim=1)
+        cache = LayerCache(seq_dim=1, capacity=context + 1)
         cache.update(c_kv=layer.keys[:, 0].contiguous(), k_rope=layer.values[:, 0].contiguous())
-        saved_ours = dict(cache.tensors)
+        ours.use("absorbed")
         x_new = torch.randn(1, 1, shape.d_model, device=device, dtype=dtype)
         cos, sin = rotary(x_new, torch.tensor([[context]], device=device))
 
@@ -555,13 +447,13 @@ def bench_hf_mla(shape: BenchShape, context: int, device: torch.device, dtype: t
             layer.keys, layer.values = saved_hf
 
         def reset_ours() -> None:
-            cache.tensors = dict(saved_ours)
+            cache.crop(context)
 
         def step_hf() -> torch.Tensor:
             return attention_forward(attention, x_new, (cos, sin), None, theirs)[0]
 
         def step_ours() -> torch.Tensor:
-            return ours(x_new, cache, mode="absorbed")
+            return ours(x_new, cache).output
 
         hf_times, our_times = time_pair(step_hf, step_ours, device, repeats, reset_a=reset_hf, reset_b=reset_ours)
         reset_hf()
@@ -570,11 +462,11 @@ def bench_hf_mla(shape: BenchShape, context: int, device: torch.device, dtype: t
     return {"context": context, **_pair_stats("hf", hf_times, "attnlab_absorbed", our_times), "max_abs_diff": diff}
 
 
-def roofline_entry(scheme: str, shape: BenchShape, context: int, dtype: torch.dtype, seconds: float,
+def roofline_entry(scheme: str, shape: AttentionShape, context: int, dtype: torch.dtype, seconds: float,
                    bandwidth: float, matmul_rate: float) -> dict:
     """Formula FLOPs and bytes of one decode step, intensity, bound, and what the measured time achieved."""
-    flops = flops_per_token(scheme, shape, context)
-    n_bytes = bytes_per_token(scheme, shape, context, dtype)
+    flops = decode_flops(scheme, shape, context)
+    n_bytes = decode_bytes_read(scheme, shape, context, dtype)
     intensity = flops / n_bytes
     balance = matmul_rate / bandwidth
     achieved_bw = n_bytes / seconds
@@ -588,7 +480,7 @@ def roofline_entry(scheme: str, shape: BenchShape, context: int, dtype: torch.dt
 
 def run_benchmark(device: torch.device | str = "cpu", dtype: torch.dtype | str = "float32",
                   contexts: Sequence[int] | str = DEFAULT_CONTEXTS, repeats: int = 7,
-                  shape: BenchShape = DEFAULT_SHAPE, copy_bytes: int | None = None, gemm_n: int | None = None,
+                  shape: AttentionShape = DEFAULT_SHAPE, copy_bytes: int | None = None, gemm_n: int | None = None,
                   hf_peer: bool = True) -> dict:
     """Every scheme at every context, the peers and the roofline; returns the JSON-ready result dict.
 
@@ -597,8 +489,7 @@ def run_benchmark(device: torch.device | str = "cpu", dtype: torch.dtype | str =
     device, dtype = parse_device(device), parse_dtype(dtype)
     contexts = parse_contexts(contexts)
     check_positive_int("repeats", repeats)
-    if not isinstance(shape, BenchShape):
-        raise ValueError(f"shape must be a BenchShape, got {type(shape).__name__}")
+    check_type("shape", shape, AttentionShape, "an AttentionShape (attnlab.bench.BenchShape(...))")
     if min(contexts) <= shape.index_topk:
         raise ValueError(f"every context must exceed index_topk={shape.index_topk} (DSA must select), "
                          f"got contexts={contexts}")
@@ -630,7 +521,7 @@ def run_benchmark(device: torch.device | str = "cpu", dtype: torch.dtype | str =
         "batch": 1,
         "repeats": repeats,
         "contexts": list(contexts),
-        "shape": asdict(shape),
+        "shape": shape_arguments(shape),
         "schemes": list(SCHEMES),
         "machine": {"copy_bandwidth": bandwidth, "copy_bytes": copy_bytes, "matmul_rate": matmul_rate,
                     "gemm_n": gemm_n, "balance_flops_per_byte": matmul_rate / bandwidth},
@@ -638,7 +529,7 @@ def run_benchmark(device: torch.device | str = "cpu", dtype: torch.dtype | str =
         "roofline": roofline,
         "peers": {"sdpa": sdpa, "hf_deepseek_v3": hf},
         "notes": ("T = context + 1 keys per decode step; formulas in attnlab.bench's docstring count each byte "
-                  "once; LayerCache appends by torch.cat, which copies the cache once more per step."),
+                  "once; LayerCache writes each new token into preallocated storage, so no step copies the cache."),
     }
 
 

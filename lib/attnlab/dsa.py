@@ -37,14 +37,15 @@ per token than MLA's absorbed attention with DeepSeek-V3.2's shapes.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attnlab import costs
 from attnlab._validate import (
     check_bool,
     check_cache,
@@ -59,20 +60,26 @@ from attnlab._validate import (
     check_same_device,
     check_type,
 )
-from attnlab.attention import causal_mask, softmax
+from attnlab.attention import AttentionLayer, AttentionOutput, causal_mask, softmax
+from attnlab.costs import AttentionShape
 from attnlab.kv_cache import LayerCache
-from attnlab.mla import MLAConfig, MultiHeadLatentAttention, _rope_settings, rotate_pairs, yarn_frequencies
+from attnlab.mla import MLAConfig, MultiHeadLatentAttention, _rope_settings, yarn_frequencies
 from attnlab.quant import SCALE_FORMATS, fake_quantize_fp8, fwht
-from attnlab.rope import rope_frequencies
-from attnlab.sizing import MODELS, ModelSpec, attention_macs_per_cached_token, get_model
+from attnlab.rope import rope_frequencies, rotate_pairs
+
+if TYPE_CHECKING:
+    from attnlab.sizing import ModelSpec
 
 #: How :class:`DeepSeekSparseAttention` runs attention over the selected tokens: "gather" copies the
 #: selected latents out of the cache (the fast path), "mask" runs dense MLA with every other key masked.
 SPARSE_IMPLS: tuple[str, ...] = ("gather", "mask")
+#: :class:`DeepSeekSparseAttention`'s implementations: the two sparse ones, and "dense", MLA over every
+#: token with the indexer still scoring (the tech report's dense warm-up). "gather" is the default.
+DSA_IMPLEMENTATIONS: tuple[str, ...] = (*SPARSE_IMPLS, "dense")
 #: :func:`set_training_stage`'s stages: the tech report's dense warm-up and sparse training, and inference.
 TRAINING_STAGES: tuple[str, ...] = ("warmup", "sparse", "inference")
 #: Quantities :func:`crossover_context` can compare.
-COST_METRICS: tuple[str, ...] = ("decode_flops", "decode_bytes", "prefill_flops")
+COST_METRICS: tuple[str, ...] = costs.COST_METRICS
 
 
 def _is_power_of_two(n: int) -> bool:
@@ -308,12 +315,20 @@ class LightningIndexer(nn.Module):
                 raise ValueError(f"dtype mismatch: {name} is {t.dtype} but the weights are {self.w_k.weight.dtype}")
         check_same_device(x=x, q_input=q_input, weights=self.w_k.weight)
         check_cache(cache, (1, -2), "DSA", "(batch, seq, width)")
+        _check_no_window(cache)
         start = 0 if cache is None else cache.seq_len
         positions = torch.arange(start, start + x.shape[1])
         q, k, w = self.queries(q_input, positions), self.keys(x, positions), self.head_weights(x)
         if cache is not None:
             (k,) = cache.update(index_key=k)  # (b, start + s, d^I)
         return self.score(q, w, k)
+
+
+def _check_no_window(cache: LayerCache | None) -> None:
+    """DSA selects among all earlier tokens: a sliding-window cache, which drops some, is refused."""
+    if cache is not None and cache.window is not None:
+        raise ValueError(f"cache has window={cache.window}: DSA's indexer selects among all earlier tokens, so "
+                         "its cache keeps every token (make it without a window)")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -434,19 +449,27 @@ def scatter_weights(weights: torch.Tensor, indices: torch.Tensor, n_keys: int) -
     return dense.scatter_add(-1, index, weights)  # padded slots carry weight 0, so adding them is harmless
 
 
-class DeepSeekSparseAttention(nn.Module):
+class DeepSeekSparseAttention(AttentionLayer):
     """DSA: an MLA layer (:attr:`mla`) that attends, for each query, only to the top-k tokens chosen by a
     :class:`LightningIndexer` (:attr:`indexer`). x (batch, seq, d_model) -> (batch, seq, d_model), causal.
 
-    Same call as :class:`~attnlab.mla.MultiHeadLatentAttention`, so :class:`~attnlab.model.TinyLM` can use it:
-    ``forward(x, cache=None, return_weights=False)``; ``return_index=True`` also returns an
-    :class:`IndexSelection`. The cache is one :class:`~attnlab.kv_cache.LayerCache` (seq_dim 1) holding
-    ``c_kv`` (b, t, d_c), ``k_rope`` (b, t, d_h^R) and ``index_key`` (b, t, d^I).
+    The same interface as every attention layer (:class:`~attnlab.attention.AttentionLayer`), so
+    :class:`~attnlab.model.TinyLM` can use it: ``forward(x, cache=None, return_weights=False)`` returns an
+    :class:`~attnlab.attention.AttentionOutput` whose ``selection`` is the :class:`IndexSelection`. The cache
+    is one :class:`~attnlab.kv_cache.LayerCache` (seq_dim 1, no window) holding ``c_kv`` (b, t, d_c),
+    ``k_rope`` (b, t, d_h^R) and ``index_key`` (b, t, d^I).
 
-    Training flags (set them with :func:`set_training_stage`): ``dense_attention`` runs dense MLA (stage 1;
-    the indexer is still scored), ``detach_indexer_input`` feeds the indexer detached inputs (stage 2),
-    ``keep_for_kl`` keeps the last call's weights and selection in ``kl_inputs`` for :func:`indexer_loss`.
+    Implementations (:data:`DSA_IMPLEMENTATIONS`), chosen with :meth:`use`: "gather" (default) and "mask"
+    attend to the selected tokens only (see :meth:`forward`); "dense" runs dense MLA while the indexer still
+    scores (stage 1 of training). :meth:`use` also sets :attr:`top_k`, the tokens selected per query
+    (the config's index_topk at first): ``with layer.using(top_k=8): ...``.
+
+    Training flags (set them with :func:`set_training_stage`): ``detach_indexer_input`` feeds the indexer
+    detached inputs (stage 2), ``keep_for_kl`` keeps the last call's weights and selection in ``kl_inputs``
+    for :func:`indexer_loss`.
     """
+
+    IMPLEMENTATIONS = DSA_IMPLEMENTATIONS
 
     def __init__(self, mla_config: MLAConfig, indexer_config: IndexerConfig) -> None:
         super().__init__()
@@ -465,10 +488,26 @@ class DeepSeekSparseAttention(nn.Module):
         self.config, self.indexer_config = m, c
         self.mla = MultiHeadLatentAttention(m)
         self.indexer = LightningIndexer(c, theta=self.mla.theta, rope_amplitude=m.rope_amplitude)
-        self.dense_attention = False
+        self.top_k = c.index_topk
         self.detach_indexer_input = False
         self.keep_for_kl = False
         self.kl_inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
+
+    def use(self, implementation: str | None = None, top_k: int | None = None) -> DeepSeekSparseAttention:
+        """Compute with ``implementation`` ("gather", "mask" or "dense"; None keeps the current one) and
+        select ``top_k`` tokens per query (None keeps the current number); returns the layer."""
+        if implementation is not None and (not isinstance(implementation, str)
+                                           or implementation not in self.IMPLEMENTATIONS):
+            raise ValueError(f"implementation={implementation!r} must be one of {self.IMPLEMENTATIONS}")
+        if top_k is not None:
+            self.top_k = check_positive_int("top_k", top_k)
+        if implementation is not None:
+            self.implementation = implementation
+        return self
+
+    def settings(self) -> dict[str, object]:
+        """The implementation and top_k, as keyword arguments that :meth:`use` takes back."""
+        return {"implementation": self.implementation, "top_k": self.top_k}
 
     def query_input(self, x: torch.Tensor) -> torch.Tensor:
         """What the index query is projected from: MLA's query latent c^Q = RMSNorm(W^DQ h) (b, s, d'_c)
@@ -479,23 +518,22 @@ class DeepSeekSparseAttention(nn.Module):
             return x
         return self.mla.q_norm(self.mla.w_dq(x))
 
-    def forward(self, x: torch.Tensor, cache: LayerCache | None = None, return_weights: bool = False,
-                return_index: bool = False, sparse_impl: str = "gather", top_k: int | None = None):
-        """u_t = MLA(h_t, {c^KV_s, k^R_s : s in Top-k_{s <= t} I_{t,s}}), causal; x (b, s, d_model) -> (b, s, d_model).
+    def forward(self, x: torch.Tensor, cache: LayerCache | None = None,
+                return_weights: bool = False) -> AttentionOutput:
+        """u_t = MLA(h_t, {c^KV_s, k^R_s : s in Top-k_{s <= t} I_{t,s}}), causal; x (b, s, d_model) -> output
+        (b, s, d_model), with k = :attr:`top_k`.
 
-        sparse_impl "gather" (default) copies each query's selected latents out of the cache,
+        Implementation "gather" (default) copies each query's selected latents out of the cache,
         (b, s, top_k, d_c), and runs absorbed (MQA-mode) attention on them; "mask" runs MLA's naive
-        attention over all tokens with the unselected ones masked, the reference it must equal.
-        top_k overrides the config's index_topk. Returns y, then the weights (b, n_heads, s, t) (zero off
-        the selected set) if return_weights, then an :class:`IndexSelection` if return_index."""
+        attention over all tokens with the unselected ones masked, the reference it must equal; "dense"
+        attends to every token (the indexer still scores, nothing is selected). Returns the output, the
+        weights (b, n_heads, s, t) (zero off the selected set) if return_weights, and always the
+        :class:`IndexSelection` as ``selection``."""
         m = self.config
         check_hidden_states(x, m.d_model, self.mla.w_o.weight)
-        if sparse_impl not in SPARSE_IMPLS:
-            raise ValueError(f"sparse_impl={sparse_impl!r} must be one of {SPARSE_IMPLS}")
-        top_k = self.indexer_config.index_topk if top_k is None else check_positive_int("top_k", top_k)
         check_cache(cache, (1, -2), "DSA", "(batch, seq, width)")
+        _check_no_window(cache)
         check_bool("return_weights", return_weights)
-        check_bool("return_index", return_index)
         start = 0 if cache is None else cache.seq_len
         b, s, _ = x.shape
         positions = torch.arange(start, start + s)
@@ -512,27 +550,21 @@ class DeepSeekSparseAttention(nn.Module):
         t = c_kv.shape[1]
         scores = self.indexer.score(index_q, index_w, index_k)  # I (b, s, t)
         need_weights = return_weights or self.keep_for_kl
-        if self.dense_attention:  # stage 1: dense MLA, the indexer only watches
+        if self.implementation == "dense":  # stage 1: dense MLA, the indexer only watches
             indices = None
             o, weights = self.mla.attend_absorbed(q_nope, q_rope, c_kv, k_rope, causal_mask(s, t, device=x.device))
         else:
-            indices = topk_indices(scores, top_k)  # (b, s, min(top_k, t)), -1 padded
-            if sparse_impl == "gather":
+            indices = topk_indices(scores, self.top_k)  # (b, s, min(top_k, t)), -1 padded
+            if self.implementation == "gather":
                 o, sparse_weights = sparse_attend_absorbed(self.mla, q_nope, q_rope, c_kv, k_rope, indices)
                 weights = scatter_weights(sparse_weights, indices, t) if need_weights else None
             else:
                 o, weights = self._attend_masked(q_nope, q_rope, c_kv, k_rope, indices)
         y = self.mla.w_o(o.reshape(b, s, m.n_heads * m.v_head_dim))
         weights = None if weights is None else weights.transpose(1, 2)  # (b, h, s, t)
-        selection = IndexSelection(scores, indices)
         if self.keep_for_kl:
             self.kl_inputs = (weights, scores, indices)
-        out = (y,)
-        if return_weights:
-            out += (weights,)
-        if return_index:
-            out += (selection,)
-        return out[0] if len(out) == 1 else out
+        return AttentionOutput(y, weights if return_weights else None, IndexSelection(scores, indices))
 
     def _attend_masked(self, q_nope, q_rope, c_kv, k_rope, indices):
         """Reference path: MLA's naive attention over all t tokens with mask = causal AND selected, one
@@ -606,16 +638,17 @@ def indexer_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
 def set_training_stage(model: nn.Module, stage: str) -> None:
     """Set every DSA layer of ``model`` (a layer or a whole model) for one of the tech report's stages:
 
-    - "warmup" (stage 1, dense warm-up): dense attention; every parameter outside the indexers frozen
-      (requires_grad False); the layers keep what :func:`indexer_loss` needs;
-    - "sparse" (stage 2): top-k attention; every parameter trainable; the indexers read detached inputs,
-      so their KL loss reaches only them, and the LM loss cannot reach them (top-k is not differentiable);
-    - "inference": top-k attention, nothing kept, every parameter trainable again.
+    - "warmup" (stage 1, dense warm-up): dense attention (implementation "dense"); every parameter outside
+      the indexers frozen (requires_grad False); the layers keep what :func:`indexer_loss` needs;
+    - "sparse" (stage 2): top-k attention ("gather"); every parameter trainable; the indexers read detached
+      inputs, so their KL loss reaches only them, and the LM loss cannot reach them (top-k is not
+      differentiable);
+    - "inference": top-k attention ("gather"), nothing kept, every parameter trainable again.
     """
     if not isinstance(stage, str) or stage not in TRAINING_STAGES:
         raise ValueError(f"stage={stage!r} must be one of {TRAINING_STAGES}")
     for layer in _dsa_layers(model):
-        layer.dense_attention = stage == "warmup"
+        layer.use("dense" if stage == "warmup" else "gather")
         layer.detach_indexer_input = stage in ("warmup", "sparse")
         layer.keep_for_kl = stage != "inference"
         layer.kl_inputs = None
@@ -642,115 +675,22 @@ def indexer_loss(model: nn.Module, reduction: str = "sum") -> torch.Tensor:
 # what it costs
 
 
-def _spec_with_indexer(spec: ModelSpec | str) -> ModelSpec:
-    spec = get_model(spec)
-    if spec.attention != "mla" or spec.index_n_heads == 0 or spec.index_head_dim == 0:
-        raise ValueError(f"model {spec.name!r} has no lightning indexer (index_n_heads, index_head_dim are 0) "
-                         "or is not an MLA model")
-    return spec
+def layer_cost(spec: AttentionShape | ModelSpec, context_len: int, top_k: int | None = None,
+               **options) -> dict[str, int]:
+    """FLOPs and bytes of one layer of ``spec`` with dense MLA against DSA, for one decoded token at
+    ``context_len`` tokens of context and for a prefill of that many: :func:`attnlab.costs.dsa_layer_cost`,
+    where the counts are derived. ``spec``: an :class:`~attnlab.costs.AttentionShape` or a model with an
+    indexer (``attnlab.sizing.MODELS["deepseek-v3.2"]``); top_k None: the model's k; ``options``:
+    q_lora_rank, kv_bytes_per_token, index_bytes_per_token, prefill_dense_mode, per_layer."""
+    return costs.dsa_layer_cost(spec, context_len, top_k, **options)
 
 
-def _selected_pairs(length: int, top_k: int) -> int:
-    """sum_{t=1}^{L} min(k, t): query-key pairs a causal top-k prefill of L tokens scores."""
-    if length <= top_k:
-        return length * (length + 1) // 2
-    return top_k * (top_k + 1) // 2 + (length - top_k) * top_k
-
-
-def layer_cost(context_len: int, top_k: int | None = None, spec: ModelSpec | str = MODELS["deepseek-v3.2"], *,
-               q_lora_rank: int = 1536, kv_bytes_per_token: int | None = None,
-               index_bytes_per_token: int | None = None, prefill_dense_mode: str = "naive",
-               per_layer: bool = True) -> dict[str, int]:
-    """FLOPs (2 per multiply-add) and bytes of dense MLA against DSA, one layer (``per_layer=False``: all).
-
-    With n_h heads, latent d_c, RoPE key d_h^R, head width d_h (= d_v), H^I index heads of width d^I,
-    hidden size d and top-k k, per (query, cached token) pair:
-
-        C_attn  = 2 n_h (2 d_c + d_h^R)       MLA absorbed ("MQA") mode: score the (d_c + d_h^R)-wide cached
-                                              vector, mix the d_c-wide latent, every head
-                                              (:func:`attnlab.sizing.attention_macs_per_cached_token`)
-        C_mha   = 2 n_h (d_h + d_h^R + d_v)   MLA naive ("MHA") mode, DeepSeek's dense prefill
-        C_idx   = 2 H^I d^I + 2 H^I           index score: H^I dot products of width d^I, then weight and sum
-        F_proj  = 2 (d'_c H^I d^I + d d^I + d H^I)   the indexer's projections, once per query token
-
-    Decoding one token with L tokens of context (the new one included):
-        dense:  C_attn L                      DSA: F_proj + C_idx L + C_attn min(k, L)
-        bytes:  B_kv L                        DSA: B_idx L + B_kv min(k, L)
-    with B_kv the MLA cache per token ((d_c + d_h^R) x 2 bytes in bf16 = 1152 for V3.2) and B_idx the
-    indexer's (d^I FP8 bytes + 4 bytes per 128-value fp32 scale = 132). Prefilling L tokens:
-        dense:  C_pre L(L+1)/2                DSA: L F_proj + C_idx L(L+1)/2 + C_attn sum_t min(k, t)
-    with C_pre = C_mha (``prefill_dense_mode="naive"``, DeepSeek's dense prefill) or C_attn ("absorbed").
-    Both sides share MLA's own projections, MLP and so on, which are left out; so are softmax and top-k.
-    q_lora_rank: the query latent width d'_c (1536 in DeepSeek-V3/V3.2; :class:`ModelSpec` does not carry it).
-    """
-    spec = _spec_with_indexer(spec)
-    check_positive_int("context_len", context_len)
-    top_k = spec.index_topk if top_k is None else top_k
-    check_positive_int("top_k", top_k)
-    check_positive_int("q_lora_rank", q_lora_rank)
-    check_bool("per_layer", per_layer)
-    if not isinstance(prefill_dense_mode, str) or prefill_dense_mode not in ("naive", "absorbed"):
-        raise ValueError(f"prefill_dense_mode={prefill_dense_mode!r} must be 'naive' or 'absorbed'")
-    d_c, d_rope, d_h, n_h = spec.kv_lora_rank, spec.qk_rope_head_dim, spec.head_dim, spec.n_heads
-    h_i, d_i, d = spec.index_n_heads, spec.index_head_dim, spec.hidden_size
-    b_kv = (d_c + d_rope) * 2 if kv_bytes_per_token is None else check_positive_int("kv_bytes_per_token",
-                                                                                     kv_bytes_per_token)
-    b_idx = (d_i + 4 * math.ceil(d_i / 128) if index_bytes_per_token is None
-             else check_positive_int("index_bytes_per_token", index_bytes_per_token))
-    c_attn = 2 * attention_macs_per_cached_token(spec, "mla")  # 2 n_h (2 d_c + d_h^R)
-    c_mha = 2 * n_h * (d_h + d_rope + d_h)
-    c_pre = c_mha if prefill_dense_mode == "naive" else c_attn
-    c_idx = 2 * h_i * d_i + 2 * h_i
-    f_proj = 2 * (q_lora_rank * h_i * d_i + d * d_i + d * h_i)
-    L, k = context_len, min(top_k, context_len)
-    pairs = L * (L + 1) // 2
-    cost = {
-        "decode_flops_dense": c_attn * L,
-        "decode_flops_indexer": f_proj + c_idx * L,
-        "decode_flops_sparse": c_attn * k,
-        "decode_bytes_dense": b_kv * L,
-        "decode_bytes_indexer": b_idx * L,
-        "decode_bytes_sparse": b_kv * k,
-        "prefill_flops_dense": c_pre * pairs,
-        "prefill_flops_indexer": L * f_proj + c_idx * pairs,
-        "prefill_flops_sparse": c_attn * _selected_pairs(L, top_k),
-        "cache_bytes_dense": b_kv * L,
-        "cache_bytes_dsa": (b_kv + b_idx) * L,
-    }
-    for metric in COST_METRICS:
-        cost[f"{metric}_dsa"] = cost[f"{metric}_indexer"] + cost[f"{metric}_sparse"]
-    if not per_layer:
-        cost = {name: value * spec.n_layers for name, value in cost.items()}
-    return {"context_len": L, "top_k": top_k, "selected": k, **cost}
-
-
-def crossover_context(top_k: int | None = None, spec: ModelSpec | str = MODELS["deepseek-v3.2"],
-                      metric: str = "decode_flops", max_context: int = 2**40, **cost_options) -> int | None:
-    """The shortest context L at which DSA costs less than dense MLA in ``metric`` ("decode_flops",
-    "decode_bytes" or "prefill_flops", see :func:`layer_cost`, whose keyword options it passes on), or
-    None if that never happens up to ``max_context`` (e.g. when C_idx >= C_attn).
-
-    Below k every token is selected, so DSA pays the indexer on top of dense attention; above k the
-    difference grows with L, so the set where DSA is cheaper is [L*, inf) and bisection finds L*. For
-    decode FLOPs, L* = floor((C_attn k + F_proj) / (C_attn - C_idx)) + 1."""
-    if not isinstance(metric, str) or metric not in COST_METRICS:
-        raise ValueError(f"metric={metric!r} must be one of {COST_METRICS}")
-    check_positive_int("max_context", max_context)
-
-    def cheaper(length: int) -> bool:
-        cost = layer_cost(length, top_k, spec, **cost_options)
-        return cost[f"{metric}_dsa"] < cost[f"{metric}_dense"]
-
-    hi = max(1, layer_cost(1, top_k, spec, **cost_options)["top_k"])
-    while not cheaper(hi):
-        if hi >= max_context:
-            return None
-        hi = min(2 * hi, max_context)
-    lo = 0  # cheaper(lo) is False: at L <= k DSA also runs the indexer
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if cheaper(mid) else (mid, hi)
-    return hi
+def crossover_context(spec: AttentionShape | ModelSpec, top_k: int | None = None, metric: str = "decode_flops",
+                      max_context: int = 2**40, **options) -> int | None:
+    """The shortest context at which DSA costs less than dense MLA in ``metric`` ("decode_flops",
+    "decode_bytes" or "prefill_flops") for ``spec``, or None up to ``max_context``:
+    :func:`attnlab.costs.dsa_crossover_context` (2284 tokens of decode FLOPs for DeepSeek-V3.2)."""
+    return costs.dsa_crossover_context(spec, top_k, metric, max_context, **options)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -156,18 +156,20 @@ def probe_ids(cfg: DSATrainConfig, batch_size: int = 4) -> torch.Tensor:
 @contextlib.contextmanager
 def attention_mode(model: TinyLM, dense: bool, keep: bool = False) -> Iterator[list[DeepSeekSparseAttention]]:
     """Run ``model``'s DSA layers with dense (``dense=True``) or top-k attention inside the block, keeping
-    each layer's weights and index scores in ``kl_inputs`` when ``keep``; everything (flags, kept inputs,
-    train/eval mode) is restored on exit. Yields the DSA layers (none for an MLA model)."""
+    each layer's weights and index scores in ``kl_inputs`` when ``keep``; everything (implementation, flags,
+    kept inputs, train/eval mode) is restored on exit. Yields the DSA layers (none for an MLA model)."""
     layers = _dsa_layers(model)
-    saved = [(layer.dense_attention, layer.keep_for_kl, layer.kl_inputs) for layer in layers]
+    saved = [(layer.implementation, layer.keep_for_kl, layer.kl_inputs) for layer in layers]
     was_training = model.training
     try:
         for layer in layers:
-            layer.dense_attention, layer.keep_for_kl, layer.kl_inputs = dense, keep, None
+            layer.use("dense" if dense else "gather")
+            layer.keep_for_kl, layer.kl_inputs = keep, None
         yield layers
     finally:
-        for layer, (dense_flag, keep_flag, kept) in zip(layers, saved, strict=True):
-            layer.dense_attention, layer.keep_for_kl, layer.kl_inputs = dense_flag, keep_flag, kept
+        for layer, (implementation, keep_flag, kept) in zip(layers, saved, strict=True):
+            layer.use(implementation)
+            layer.keep_for_kl, layer.kl_inputs = keep_flag, kept
         model.train(was_training)
 
 

@@ -83,19 +83,19 @@ def val_loss(name: str) -> float:
 
 def mqa_ratio_claim(claimed: float = 128, model: str = "deepseek-v3") -> Claim:
     """"MQA achieves 128x memory reduction": MHA / MQA bytes per token, 2 n_h d_h / 2 d_h = n_h."""
-    mha, mqa = sizing.bytes_per_token(model, scheme="mha"), sizing.bytes_per_token(model, scheme="mqa")
+    mha, mqa = sizing.cache_bytes_per_token(model, scheme="mha"), sizing.cache_bytes_per_token(model, scheme="mqa")
     ratio = mha / mqa
     return Claim("mqa_128x", f"MQA achieves {claimed:g}x memory reduction", SUMMARY_A,
-                 _verdict(ratio == claimed), f'bytes_per_token("{model}", scheme="mha") / (scheme="mqa")',
+                 _verdict(ratio == claimed), f'cache_bytes_per_token("{model}", scheme="mha") / (scheme="mqa")',
                  f"{mha:,} / {mqa:,} = {format_ratio(ratio)}", f"MQA, arXiv 1911.02150; {V3_CONFIG}")
 
 
 def bytes_per_token_claim(claimed_mha_mb: float = 4, claimed_mqa_kb: float = 31, model: str = "deepseek-v3") -> Claim:
     """"4MB per token -> 31kB per token": V3's shapes with d_h = 128, bfloat16, MHA then MQA."""
-    mha, mqa = sizing.bytes_per_token(model, "bfloat16", "mha"), sizing.bytes_per_token(model, "bfloat16", "mqa")
+    mha, mqa = (sizing.cache_bytes_per_token(model, "bfloat16", scheme) for scheme in ("mha", "mqa"))
     ok = round(mha / 1e6) == claimed_mha_mb and math.floor(mqa / 1e3) == claimed_mqa_kb
     return Claim("kv_4mb_31kb", f"KV cache {claimed_mha_mb:g}MB per token -> {claimed_mqa_kb:g}kB per token",
-                 SUMMARY_A, _verdict(ok), f'bytes_per_token("{model}", "bfloat16", "mha" / "mqa")',
+                 SUMMARY_A, _verdict(ok), f'cache_bytes_per_token("{model}", "bfloat16", "mha" / "mqa")',
                  f"{mha:,} B ({format_bytes(mha)}) and {mqa:,} B ({format_bytes(mqa)}), d_h = "
                  f"{MODELS[model].head_dim}", f"{V2_PAPER}, Table 1; {V3_CONFIG}")
 
@@ -188,15 +188,16 @@ def dsa_price_claim(claimed_cut: float = 0.50, announced_cut_over: float = 0.50)
                  DSA_NEWS)
 
 
-def dsa_compute_claim(context_len: int = 131_072, claimed_cut: float = 0.50) -> Claim:
+def dsa_compute_claim(context_len: int = 131_072, claimed_cut: float = 0.50, model: str = "deepseek-v3.2") -> Claim:
     """"cut compute costs by 50%": DSA's saving depends on the context; below the crossover it costs more."""
-    cost = dsa.layer_cost(context_len)
-    crossover = dsa.crossover_context()
+    spec = MODELS[model]
+    cost = dsa.layer_cost(spec, context_len)
+    crossover = dsa.crossover_context(spec)
     saved = 1 - cost["decode_flops_dsa"] / cost["decode_flops_dense"]
     prefill_saved = 1 - cost["prefill_flops_dsa"] / cost["prefill_flops_dense"]
     verdict = _verdict(crossover is not None and context_len >= crossover, "needs context", "wrong")
     return Claim("dsa_compute_50", f"DSA cut compute costs by {claimed_cut:.0%}", SUMMARY_A, verdict,
-                 f"dsa.crossover_context(), dsa.layer_cost({context_len})",
+                 f'dsa.crossover_context(MODELS["{model}"]), dsa.layer_cost(MODELS["{model}"], {context_len})',
                  f"attention decode FLOPs saved at {context_len // 1024}K: {saved:.1%}, prefill: "
                  f"{prefill_saved:.1%}; below {crossover:,} tokens of context DSA costs more than dense MLA",
                  "DeepSeek-V3.2-Exp tech report and inference/model.py")
@@ -383,10 +384,11 @@ def gpus_needed(model: str, batch: int, seq_len: int, gpu_gib: float = 80, per_t
     """GPUs of ``gpu_gib`` GiB that hold the model's weights plus the KV cache of ``batch`` sequences of
     ``seq_len`` tokens: ceil((weights + batch x seq_len x bytes per token) / (gpu_gib x 2^30)).
 
-    ``per_token_bytes`` None uses :func:`attnlab.sizing.bytes_per_token` (bf16, as published); pass another
-    figure to see what a calculator that gets it wrong would provision. Ignores activations and overheads."""
+    ``per_token_bytes`` None uses :func:`attnlab.sizing.cache_bytes_per_token` (bf16, as published); pass
+    another figure to see what a calculator that gets it wrong would provision. Ignores activations and
+    overheads."""
     if per_token_bytes is None:
-        per_token_bytes = sizing.bytes_per_token(model)
+        per_token_bytes = sizing.cache_bytes_per_token(model)
     total = sizing.weight_bytes(model, weights_dtype) + batch * seq_len * per_token_bytes
     return math.ceil(total / (gpu_gib * sizing.GIB))
 
@@ -402,13 +404,13 @@ def common_mistakes() -> dict[str, dict]:
         "head_dim": ("gemma-2-9b", 2 * gemma.n_kv_heads * (gemma.hidden_size // gemma.n_heads) * gemma.n_layers * 2,
                      f"head_dim = hidden_size / n_heads = {gemma.hidden_size} / {gemma.n_heads} = "
                      f"{gemma.hidden_size // gemma.n_heads} instead of the config's {gemma.head_dim}"),
-        "query_heads": ("llama-3-8b", sizing.bytes_per_token(llama, scheme="mha"),
+        "query_heads": ("llama-3-8b", sizing.cache_bytes_per_token(llama, scheme="mha"),
                         f"n_heads = {llama.n_heads} query heads instead of {llama.n_kv_heads} KV heads"),
         "rope_key": ("deepseek-v3", d_c * v3.n_layers * 2,
                      f"the latent d_c = {d_c} alone instead of d_c + d_h^R = {sum(sizing.mla_dims(v3))}"),
     }
     out = {}
     for name, (model, wrong, how) in cases.items():
-        right = sizing.bytes_per_token(model)
+        right = sizing.cache_bytes_per_token(model)
         out[name] = {"model": model, "right": right, "wrong": wrong, "ratio": wrong / right, "how": how}
     return out

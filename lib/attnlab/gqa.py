@@ -33,7 +33,7 @@ from attnlab._validate import (
     check_same_dtype,
     check_type,
 )
-from attnlab.attention import causal_mask, softmax
+from attnlab.attention import AttentionLayer, AttentionOutput, causal_mask, softmax
 from attnlab.kv_cache import LayerCache
 from attnlab.rope import apply_rope
 
@@ -90,12 +90,13 @@ class AttentionConfig:
 
 
 def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True,
-                      scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                      scale: float | None = None, window: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """softmax(q k^T * scale + M) v where n_heads query heads share n_kv_heads K/V heads, without copying K/V.
 
     q: (b, n_heads, n_q, d)   k, v: (b, n_kv_heads, n_k, d)   ->   out (b, n_heads, n_q, d), weights
     (b, n_heads, n_q, n_k). The query heads are viewed as (n_kv_heads groups) x (r = group size), so
-    query head h = g * r + j reads KV head g, exactly as ``repeat_interleave`` would give.
+    query head h = g * r + j reads KV head g, exactly as ``repeat_interleave`` would give. ``window`` W
+    (with ``causal``): each query sees only its last W keys (:func:`~attnlab.attention.causal_mask`).
     """
     check_ndim("q", q, 4, "(batch, n_heads, seq, head_dim)")
     check_ndim("k", k, 4, "(batch, n_kv_heads, seq, head_dim)")
@@ -114,11 +115,15 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal:
     check_bool("causal", causal)
     if scale is not None:
         check_real("scale", scale)
+    if window is not None:
+        check_positive_int("window", window)
+        if not causal:
+            raise ValueError(f"window={window} needs causal=True: the window is the last W keys up to each query")
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     q = q.view(b, n_kv, n_heads // n_kv, n_q, d)  # (b, g, r, n_q, d)
     scores = torch.einsum("bgrqd,bgkd->bgrqk", q, k) * scale  # (b, g, r, n_q, n_k)
     if causal:
-        scores = scores.masked_fill(~causal_mask(n_q, k.shape[2], device=q.device), float("-inf"))
+        scores = scores.masked_fill(~causal_mask(n_q, k.shape[2], device=q.device, window=window), float("-inf"))
     weights = softmax(scores, dim=-1)
     out = torch.einsum("bgrqk,bgkd->bgrqd", weights, v)  # (b, g, r, n_q, d)
     return out.reshape(b, n_heads, n_q, d), weights.reshape(b, n_heads, n_q, -1)
@@ -134,12 +139,16 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     return x.repeat_interleave(n_rep, dim=1)
 
 
-class GroupedQueryAttention(nn.Module):
+class GroupedQueryAttention(AttentionLayer):
     """Causal self-attention with n_heads query heads and n_kv_heads shared K/V heads (MHA/MQA/GQA).
 
-    x: (batch, seq, d_model) -> (batch, seq, d_model). With a :class:`LayerCache`, K and V of the new
-    tokens are appended and attention runs over everything cached (positions continue from the cache).
+    x: (batch, seq, d_model) -> :class:`~attnlab.attention.AttentionOutput` with output (batch, seq,
+    d_model). With a :class:`LayerCache`, K and V of the new tokens are appended and attention runs over
+    everything cached (positions continue from the cache); a cache with a window W limits each query to
+    its last W keys. One implementation, "grouped" (:func:`grouped_attention`).
     """
+
+    IMPLEMENTATIONS = ("grouped",)
 
     def __init__(self, config: AttentionConfig) -> None:
         super().__init__()
@@ -165,19 +174,22 @@ class GroupedQueryAttention(nn.Module):
         return q, k, v
 
     def forward(self, x: torch.Tensor, cache: LayerCache | None = None,
-                return_weights: bool = False):
-        """y = concat_h(softmax(q_h K_g(h)^T / sqrt(d) + M) V_g(h)) W^O, g(h) = h // group_size."""
+                return_weights: bool = False) -> AttentionOutput:
+        """y = concat_h(softmax(q_h K_g(h)^T / sqrt(d) + M) V_g(h)) W^O, g(h) = h // group_size.
+
+        Returns y (b, s, d_model) and, with return_weights, the weights (b, n_heads, s, keys)."""
         check_hidden_states(x, self.config.d_model, self.w_q.weight, nonempty=False)
         check_cache(cache, (2, -2), "GQA", "(batch, n_kv_heads, seq, head_dim)")
         check_bool("return_weights", return_weights)
         start = 0 if cache is None else cache.seq_len
         q, k, v = self.project(x, start)
         if cache is not None:
-            k, v = cache.update(k=k, v=v)  # (b, n_kv_heads, start + s, d)
-        out, weights = grouped_attention(q, k, v, causal=True)  # (b, n_heads, s, d)
+            k, v = cache.update(k=k, v=v)  # (b, n_kv_heads, cached + s, d)
+        window = None if cache is None else cache.window  # a windowed cache: each query sees its last W keys
+        out, weights = grouped_attention(q, k, v, causal=True, window=window)  # (b, n_heads, s, d)
         b, _, s, _ = out.shape
         y = self.w_o(out.transpose(1, 2).reshape(b, s, -1))
-        return (y, weights) if return_weights else y
+        return AttentionOutput(y, weights if return_weights else None)
 
 
 def mha_to_gqa(module: GroupedQueryAttention, n_kv_heads: int) -> GroupedQueryAttention:

@@ -6,14 +6,25 @@ appends them, and reads the rest. The price is memory: per token and layer, the 
 2 * n_kv_heads * head_dim numbers for MHA/MQA/GQA, or d_c + d_h^R for MLA.
 
 :class:`LayerCache` holds any named tensors that grow along one sequence axis, so the same class
-stores K/V (MHA, GQA, MQA), MLA's latent and RoPE key, or DSA's indexer keys.
+stores K/V (MHA, GQA, MQA), MLA's latent and RoPE key, or DSA's indexer keys. It writes into
+preallocated storage and doubles the storage when it is full, so appending a token costs O(1)
+amortised; with a ``window`` it keeps only the last W tokens (sliding-window attention).
+:class:`ConcatCache` is the same idea in its simplest form, growing by ``torch.cat``: every append
+copies the whole cache, O(L) per decode step and O(L^2) per generation. Chapter 4 shows it.
 """
 
 from __future__ import annotations
 
 import torch
 
-from attnlab._validate import check_int, check_positive_int, check_same_device, check_same_dtype, check_tensor
+from attnlab._validate import (
+    check_int,
+    check_non_negative_int,
+    check_positive_int,
+    check_same_device,
+    check_same_dtype,
+    check_tensor,
+)
 
 
 def _without(shape: torch.Size, dim: int) -> list[int]:
@@ -23,14 +34,44 @@ def _without(shape: torch.Size, dim: int) -> list[int]:
     return dims
 
 
-class LayerCache:
-    """One layer's cache: named tensors that grow along the sequence axis ``seq_dim``.
+def _check_update(seq_dim: int, cached: dict[str, torch.Tensor], new: dict[str, torch.Tensor]) -> None:
+    """Refuse an update that cannot be appended to ``cached`` (the tensors held, by name): no tensors, a
+    tensor without axis ``seq_dim``, different token counts or dtypes, other names, devices or shapes."""
+    if not new:
+        raise ValueError("update() needs at least one named tensor, e.g. update(k=k_new, v=v_new)")
+    for key, value in new.items():  # tensors, each with an axis seq_dim
+        check_tensor(key, value)
+        if not -value.dim() <= seq_dim < value.dim():
+            raise ValueError(f"seq_dim={seq_dim} is not an axis of {key}, of shape {tuple(value.shape)}")
+    lengths = {name: t.shape[seq_dim] for name, t in new.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"new tensors must add the same number of tokens, got {lengths}")
+    check_same_dtype(**new)
+    if cached and set(new) != set(cached):
+        raise ValueError(f"cache holds {sorted(cached)}, update got {sorted(new)}")
+    for name, old in cached.items():  # checked before anything is appended
+        t = new[name]
+        check_same_device(**{f"cached {name}": old, f"new {name}": t})
+        if old.dim() != t.dim() or _without(old.shape, seq_dim) != _without(t.shape, seq_dim):
+            raise ValueError(f"cached {name} has shape {tuple(old.shape)}, new {name} has "
+                             f"{tuple(t.shape)}: they may differ only along seq_dim={seq_dim}")
+        if old.dtype != t.dtype:
+            raise ValueError(f"dtype mismatch: cached {name} is {old.dtype}, new {name} is {t.dtype}")
 
-    >>> cache = LayerCache()
+
+class ConcatCache:
+    """The simplest KV cache, for teaching: named tensors that grow along ``seq_dim`` by ``torch.cat``.
+
+    Each update copies everything cached into a new tensor, so a decode step costs O(L) copying and a
+    generation O(L^2); :class:`LayerCache` appends in place instead. Layers accept either.
+
+    >>> cache = ConcatCache()
     >>> k, v = cache.update(k=torch.zeros(1, 2, 3, 4), v=torch.zeros(1, 2, 3, 4))  # (b, heads, seq, d)
     >>> cache.seq_len, cache.nbytes
     (3, 192)
     """
+
+    window: int | None = None  # no sliding window: every token is kept
 
     def __init__(self, seq_dim: int = -2) -> None:
         self.seq_dim = check_int("seq_dim", seq_dim)
@@ -44,6 +85,11 @@ class LayerCache:
         return next(iter(self.tensors.values())).shape[self.seq_dim]
 
     @property
+    def n_tokens(self) -> int:
+        """Tokens held: all of them, the same as :attr:`seq_len`."""
+        return self.seq_len
+
+    @property
     def nbytes(self) -> int:
         """Bytes actually held by the cached tensors: sum of numel * element_size."""
         return sum(t.numel() * t.element_size() for t in self.tensors.values())
@@ -54,24 +100,7 @@ class LayerCache:
         The first call fixes the names; later calls must pass the same names, dtypes and the same
         length along ``seq_dim`` for every tensor.
         """
-        if not new:
-            raise ValueError("update() needs at least one named tensor, e.g. update(k=k_new, v=v_new)")
-        for key, value in new.items():  # tensors, each with an axis seq_dim
-            check_tensor(key, value)
-            if not -value.dim() <= self.seq_dim < value.dim():
-                raise ValueError(f"seq_dim={self.seq_dim} is not an axis of {key}, of shape {tuple(value.shape)}")
-        lengths = {name: t.shape[self.seq_dim] for name, t in new.items()}
-        if len(set(lengths.values())) != 1:
-            raise ValueError(f"new tensors must add the same number of tokens, got {lengths}")
-        check_same_dtype(**new)
-        if self.tensors and set(new) != set(self.tensors):
-            raise ValueError(f"cache holds {sorted(self.tensors)}, update got {sorted(new)}")
-        for name, cached in self.tensors.items():  # checked before anything is appended
-            t = new[name]
-            check_same_device(**{f"cached {name}": cached, f"new {name}": t})
-            if cached.dim() != t.dim() or _without(cached.shape, self.seq_dim) != _without(t.shape, self.seq_dim):
-                raise ValueError(f"cached {name} has shape {tuple(cached.shape)}, new {name} has "
-                                 f"{tuple(t.shape)}: they may differ only along seq_dim={self.seq_dim}")
+        _check_update(self.seq_dim, self.tensors, new)
         for name, t in new.items():
             old = self.tensors.get(name)
             if old is not None and old.dtype != t.dtype:
@@ -80,18 +109,167 @@ class LayerCache:
         return tuple(self.tensors[name] for name in new)
 
 
+class LayerCache:
+    """One layer's cache: named tensors that grow along the sequence axis ``seq_dim``, in preallocated storage.
+
+    Each name gets one buffer with room for :attr:`capacity` tokens; an update copies the new tokens in
+    at the write position and returns views of the filled part. A full buffer is replaced by one of twice
+    the size (the held tokens copied once), so appending costs O(1) per token amortised, against
+    :class:`ConcatCache`'s O(L). ``capacity`` preallocates room for that many tokens at the first update
+    (None: just what the first update brings).
+
+    ``window`` W keeps only the last W tokens (sliding-window attention): older ones are dropped, and the
+    held tokens move back to the front of the buffer when the write position reaches its end (a copy of
+    at most W tokens after at least W appends, O(1) amortised). Positions keep counting every token
+    seen: :attr:`seq_len` is the next token's position (where RoPE rotates it), :attr:`n_tokens` the tokens
+    held, min(seq_len, W).
+
+    >>> cache = LayerCache()
+    >>> k, v = cache.update(k=torch.zeros(1, 2, 3, 4), v=torch.zeros(1, 2, 3, 4))  # (b, heads, seq, d)
+    >>> cache.seq_len, cache.nbytes
+    (3, 192)
+    >>> cache = LayerCache(window=4)
+    >>> for _ in range(6):
+    ...     k, v = cache.update(k=torch.zeros(1, 2, 1, 4), v=torch.zeros(1, 2, 1, 4))
+    >>> cache.seq_len, cache.n_tokens, cache.first_position
+    (6, 4, 2)
+    """
+
+    def __init__(self, seq_dim: int = -2, window: int | None = None, capacity: int | None = None) -> None:
+        self.seq_dim = check_int("seq_dim", seq_dim)
+        self.window = None if window is None else check_positive_int("window", window)
+        self._initial_capacity = 0 if capacity is None else check_positive_int("capacity", capacity)
+        self._buffers: dict[str, torch.Tensor] = {}  # name -> storage with room for `capacity` tokens
+        self._dims: dict[str, int] = {}  # name -> the buffer's sequence axis, counted from the front
+        self._start = 0  # buffer index of the oldest held token
+        self._end = 0  # buffer index one past the newest held token (the write position)
+        self._seen = 0  # tokens appended since the cache was made (dropped ones included)
+
+    def __repr__(self) -> str:
+        window = "" if self.window is None else f", window={self.window}"
+        return (f"LayerCache(seq_len={self.seq_len}, n_tokens={self.n_tokens}, capacity={self.capacity}"
+                f"{window}, names={list(self._buffers)})")
+
+    @property
+    def seq_len(self) -> int:
+        """Tokens seen so far (0 when empty): the position of the next token. Without a window, all are held."""
+        return self._seen
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens held now: :attr:`seq_len`, or at most ``window`` of them."""
+        return self._end - self._start
+
+    @property
+    def first_position(self) -> int:
+        """Position of the oldest held token: seq_len - n_tokens (0 without a window)."""
+        return self._seen - self.n_tokens
+
+    @property
+    def capacity(self) -> int:
+        """Tokens the buffers have room for before they must grow (or, with a window, be compacted)."""
+        if not self._buffers:
+            return 0
+        name, buffer = next(iter(self._buffers.items()))
+        return buffer.shape[self._dims[name]]
+
+    @property
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The held tokens of each named tensor, in order: views of the buffers (valid until the next
+        update, which may move them), shaped like the tensors passed to :meth:`update` with n_tokens along
+        ``seq_dim``."""
+        n = self.n_tokens
+        return {name: buffer.narrow(self._dims[name], self._start, n) for name, buffer in self._buffers.items()}
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes holding tokens: sum over the held tensors of numel * element_size."""
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+    @property
+    def capacity_nbytes(self) -> int:
+        """Bytes allocated: the whole buffers, empty room included (nbytes <= capacity_nbytes)."""
+        return sum(b.numel() * b.element_size() for b in self._buffers.values())
+
+    def update(self, **new: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Append each new tensor along ``seq_dim``; return the cached tensors in argument order.
+
+        The first call fixes the names; later calls must pass the same names, dtypes, devices and shapes
+        (but for the length along ``seq_dim``), and the same length for every tensor. Returns views holding
+        every token the new ones attend to: all tokens cached, or with a window the W - 1 before the new s
+        tokens and those s (W - 1 + s in all; a layer masks each query to its own last W).
+        """
+        _check_update(self.seq_dim, self.tensors, new)
+        s = next(iter(new.values())).shape[self.seq_dim]
+        if not self._buffers:
+            self._allocate(new, max(self._initial_capacity, s))
+        elif self._end + s > self.capacity:
+            self._make_room(s)
+        for name, t in new.items():
+            self._buffers[name].narrow(self._dims[name], self._end, s).copy_(t)
+        self._end += s
+        self._seen += s
+        reach = self._end - self._start  # everything held, plus the new tokens
+        if self.window is not None:
+            reach = min(reach, self.window - 1 + s)
+            self._start = max(self._start, self._end - self.window)  # drop all but the last W
+        return tuple(self._buffers[name].narrow(self._dims[name], self._end - reach, reach) for name in new)
+
+    def crop(self, seq_len: int) -> None:
+        """Forget the tokens from position ``seq_len`` on, keeping the storage (e.g. to time a decode step
+        again from the same cache). ``seq_len`` must lie between :attr:`first_position` and :attr:`seq_len`."""
+        check_non_negative_int("seq_len", seq_len)
+        if not self.first_position <= seq_len <= self._seen:
+            raise ValueError(f"seq_len={seq_len} must lie between first_position={self.first_position} and the "
+                             f"cache's seq_len={self._seen}")
+        self._end -= self._seen - seq_len
+        self._seen = seq_len
+
+    def _allocate(self, new: dict[str, torch.Tensor], capacity: int) -> None:
+        """Empty buffers shaped like the new tensors, with room for ``capacity`` tokens."""
+        for name, t in new.items():
+            dim = self.seq_dim % t.dim()
+            shape = list(t.shape)
+            shape[dim] = capacity
+            self._buffers[name] = torch.empty(shape, dtype=t.dtype, device=t.device)
+            self._dims[name] = dim
+
+    def _make_room(self, s: int) -> None:
+        """Room for ``s`` more tokens after the write position. With a window, when the held tokens and
+        the new ones fill at most half the buffer, move the held ones to its front (they do not overlap
+        the front, since the write position is past the middle); otherwise grow: twice the capacity, at
+        least enough (with a window, twice enough), the held tokens copied to the front."""
+        held, capacity = self.n_tokens, self.capacity
+        needed = held + s
+        if self.window is not None and 2 * needed <= capacity:
+            for name, buffer in self._buffers.items():
+                dim = self._dims[name]
+                buffer.narrow(dim, 0, held).copy_(buffer.narrow(dim, self._start, held))
+        else:
+            new_capacity = max(2 * capacity, needed if self.window is None else 2 * needed)
+            for name, buffer in self._buffers.items():
+                dim = self._dims[name]
+                shape = list(buffer.shape)
+                shape[dim] = new_capacity
+                grown = buffer.new_empty(shape)
+                grown.narrow(dim, 0, held).copy_(buffer.narrow(dim, self._start, held))
+                self._buffers[name] = grown
+        self._start, self._end = 0, held
+
+
 class KVCache:
-    """A model's cache: one :class:`LayerCache` per layer.
+    """A model's cache: one :class:`LayerCache` per layer (``seq_dim``, ``window`` and ``capacity`` as there).
 
     >>> cache = KVCache(n_layers=2)
     >>> cache.nbytes, cache.seq_len
     (0, 0)
     """
 
-    def __init__(self, n_layers: int, seq_dim: int = -2) -> None:
+    def __init__(self, n_layers: int, seq_dim: int = -2, window: int | None = None,
+                 capacity: int | None = None) -> None:
         check_positive_int("n_layers", n_layers)
         check_int("seq_dim", seq_dim)
-        self.layers = [LayerCache(seq_dim) for _ in range(n_layers)]
+        self.layers = [LayerCache(seq_dim, window, capacity) for _ in range(n_layers)]
 
     def __getitem__(self, layer: int) -> LayerCache:
         return self.layers[layer]
@@ -100,17 +278,37 @@ class KVCache:
         return len(self.layers)
 
     @property
+    def window(self) -> int | None:
+        """The layers' sliding window (None: every token is kept)."""
+        return self.layers[0].window
+
+    @property
     def seq_len(self) -> int:
-        """Tokens cached (the same in every layer)."""
+        """Tokens seen (the same in every layer): the next token's position."""
         return self.layers[0].seq_len
 
     @property
+    def n_tokens(self) -> int:
+        """Tokens held per layer: seq_len, or at most the window."""
+        return self.layers[0].n_tokens
+
+    @property
     def nbytes(self) -> int:
-        """Total bytes held by all layers' cached tensors."""
+        """Total bytes holding tokens, all layers."""
         return sum(layer.nbytes for layer in self.layers)
 
+    @property
+    def capacity_nbytes(self) -> int:
+        """Total bytes allocated, all layers (empty room included)."""
+        return sum(layer.capacity_nbytes for layer in self.layers)
+
     def bytes_per_token(self) -> float:
-        """nbytes / seq_len: the measured cost of one more token of context (all layers, whole batch)."""
-        if self.seq_len == 0:
+        """nbytes / n_tokens: the measured cost of one more token of context (all layers, whole batch)."""
+        if self.n_tokens == 0:
             raise ValueError("the cache is empty: bytes_per_token needs at least one cached token")
-        return self.nbytes / self.seq_len
+        return self.nbytes / self.n_tokens
+
+    def crop(self, seq_len: int) -> None:
+        """Forget the tokens from position ``seq_len`` on, in every layer (:meth:`LayerCache.crop`)."""
+        for layer in self.layers:
+            layer.crop(seq_len)

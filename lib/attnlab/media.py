@@ -1,9 +1,10 @@
 """Show a chapter's animation inside a notebook.
 
-The course's Manim scenes live in ``animations/`` at the repository root (``animations/scenes.py``
-lists them). ``./course animations`` (``python scripts/render_animations.py``) renders each one to
-``media/videos/<SceneName>.mp4``; a still of its last frame, the poster, is committed as
-``animations/posters/<SceneName>.png`` so that a notebook shows something before anything is rendered.
+The course's Manim scenes live in ``animations/`` at the repository root; the chapter list
+:data:`attnlab.chapters.CHAPTERS` names each chapter's scene. ``./course animations`` (``python
+scripts/render_animations.py``) renders each one to ``media/videos/<SceneName>.mp4``; a still of its
+last frame, the poster, is committed as ``animations/posters/<SceneName>.png`` so that a notebook shows
+something before anything is rendered.
 
     >>> from attnlab.media import show_animation
     >>> show_animation("KVCacheScene")  # doctest: +SKIP
@@ -17,11 +18,12 @@ shows the poster before that, with a caption saying how to render it.
 
 from __future__ import annotations
 
-import ast
 import base64
 import html
 import os
 from pathlib import Path
+
+from attnlab.chapters import with_scenes
 
 #: The repository root: this file is ``<root>/lib/attnlab/media.py``.
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,17 +35,9 @@ RENDER_COMMAND = "./course animations"
 
 
 def registered_scenes() -> dict[str, int]:
-    """Scene class name -> chapter, read from ``animations/scenes.py`` (parsed, not imported, so that
-    neither manim nor the scenes are loaded)."""
-    registry = ANIMATIONS_DIR / "scenes.py"
-    if not registry.is_file():
-        raise FileNotFoundError(f"{registry} is missing: the animations are not next to this attnlab")
-    for node in ast.parse(registry.read_text(encoding="utf-8")).body:
-        target = node.target if isinstance(node, ast.AnnAssign) else (
-            node.targets[0] if isinstance(node, ast.Assign) else None)
-        if isinstance(target, ast.Name) and target.id == "SCENES":
-            return {name: chapter for chapter, _module, name in ast.literal_eval(node.value)}
-    raise ValueError(f"{registry} defines no SCENES")
+    """Scene class name -> chapter, in course order, from the chapter list :data:`attnlab.chapters.CHAPTERS`
+    (neither manim nor the scenes are loaded)."""
+    return {c.scene: c.number for c in with_scenes()}
 
 
 def video_path(scene_name: str) -> Path:
@@ -107,7 +101,7 @@ class Animation:
 
 
 def show_animation(scene_name: str) -> Animation:
-    """The animation ``scene_name`` (a class listed in ``animations/scenes.py``, e.g. "KVCacheScene") as a
+    """The animation ``scene_name`` (a chapter's scene in :mod:`attnlab.chapters`, e.g. "KVCacheScene") as a
     notebook display object: it plays ``media/videos/<SceneName>.mp4`` once rendered (``./course
     animations``) with the committed poster ``animations/posters/<SceneName>.png`` shown before, and its
     text form is the same either way (see :class:`Animation`).

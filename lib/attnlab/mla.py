@@ -40,18 +40,16 @@ separate, shared k^R_t.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from attnlab._validate import (
     check_bool,
-    check_broadcastable,
     check_cache,
-    check_choice,
     check_even,
     check_floating,
     check_hidden_states,
@@ -63,11 +61,12 @@ from attnlab._validate import (
     check_tensor,
     check_type,
 )
-from attnlab.attention import causal_mask, softmax
+from attnlab.attention import AttentionLayer, AttentionOutput, causal_mask, softmax
 from attnlab.kv_cache import LayerCache
-from attnlab.rope import interleaved_to_halves, rope_frequencies
+from attnlab.rope import interleaved_to_halves, rope_frequencies, rotate_pairs
 
-#: The two ways :class:`MultiHeadLatentAttention` can compute attention from its latent cache.
+#: The two ways :class:`MultiHeadLatentAttention` can compute attention from its latent cache (its
+#: :attr:`~attnlab.attention.AttentionLayer.IMPLEMENTATIONS`; "absorbed" is the default).
 MODES: tuple[str, ...] = ("absorbed", "naive")
 
 
@@ -226,40 +225,6 @@ def yarn_frequencies(head_dim: int, base: float = 10000.0, factor: float = 1.0,
     return theta * (1 - ramp) + theta / factor * ramp
 
 
-def rotate_pairs(x: torch.Tensor, angles: torch.Tensor, interleaved: bool = True) -> torch.Tensor:
-    """R_m x: rotate pair i of the last axis of x by the angle angles[..., i] (RoPE's 2x2 rotations).
-
-    x: (..., d)   angles: broadcastable to x.shape[:-1] + (d/2,), any float dtype (float64 keeps the
-    angles exact; cos and sin are cast to x's dtype and device) -> (..., d).
-    interleaved=True pairs (2i, 2i+1) (DeepSeek), False pairs (i, i + d/2) (Llama's ``rotate_half``);
-    with angles m * theta_i this is :func:`attnlab.rope.apply_rope`.
-    """
-    check_floating("x", x)
-    if x.dim() == 0:
-        raise ValueError("x must have at least 1 dim (..., d), got a scalar")
-    check_floating("angles", angles)
-    check_bool("interleaved", interleaved)
-    d = x.shape[-1]
-    check_even("x.shape[-1]", d)
-    if angles.dim() == 0 or angles.shape[-1] != d // 2:
-        raise ValueError(f"angles has {angles.shape[-1] if angles.dim() else 0} pairs in its last axis, x has "
-                         f"d/2 = {d // 2}")
-    if check_broadcastable(angles=angles.shape, x=x.shape[:-1] + (d // 2,)) != x.shape[:-1] + (d // 2,):
-        raise ValueError(f"angles of shape {tuple(angles.shape)} must broadcast to x.shape[:-1] + (d/2,) = "
-                         f"{tuple(x.shape[:-1]) + (d // 2,)}")
-    cos = angles.cos().to(device=x.device, dtype=x.dtype)
-    sin = angles.sin().to(device=x.device, dtype=x.dtype)
-    if interleaved:
-        x_a, x_b = x[..., 0::2], x[..., 1::2]  # pair i = (2i, 2i+1)
-    else:
-        x_a, x_b = x[..., : d // 2], x[..., d // 2 :]  # pair i = (i, i + d/2)
-    out_a = x_a * cos - x_b * sin
-    out_b = x_a * sin + x_b * cos
-    if interleaved:
-        return torch.stack([out_a, out_b], dim=-1).flatten(-2)
-    return torch.cat([out_a, out_b], dim=-1)
-
-
 def _check_rope_input(x: torch.Tensor, positions: torch.Tensor) -> None:
     """x (b, s, [heads,] d) in floating point and positions (s,) integer, one per token of x."""
     check_floating("x", x)
@@ -272,8 +237,12 @@ def _check_rope_input(x: torch.Tensor, positions: torch.Tensor) -> None:
 # the layer
 
 
-class MultiHeadLatentAttention(nn.Module):
-    """Causal MLA (eqs. 37-47): x (batch, seq, d_model) -> (batch, seq, d_model).
+class MultiHeadLatentAttention(AttentionLayer):
+    """Causal MLA (eqs. 37-47): x (batch, seq, d_model) -> an :class:`~attnlab.attention.AttentionOutput`
+    with output (batch, seq, d_model).
+
+    Two implementations (:data:`MODES`), chosen with :meth:`use` (``layer.use("naive")``): "absorbed" (the
+    default, :meth:`attend_absorbed`) and "naive" (:meth:`attend_naive`); they give the same result.
 
     Parameters, as DeepSeek's checkpoints lay them out (``nn.Linear`` weights are (out, in)):
 
@@ -285,8 +254,11 @@ class MultiHeadLatentAttention(nn.Module):
 
     With a :class:`~attnlab.kv_cache.LayerCache` (``seq_dim`` 1 or -2) the layer appends the new tokens'
     c^KV (batch, seq, d_c) and k^R (batch, seq, d_h^R) under the names ``c_kv`` and ``k_rope``, in both
-    modes, and positions continue from ``cache.seq_len``.
+    modes, and positions continue from ``cache.seq_len``; a cache with a window W limits each query to its
+    last W tokens.
     """
+
+    IMPLEMENTATIONS = MODES
 
     def __init__(self, config: MLAConfig) -> None:
         super().__init__()
@@ -409,16 +381,14 @@ class MultiHeadLatentAttention(nn.Module):
             raise ValueError(f"mask must be a boolean (seq, tokens) = {(s, t)} tensor, got {mask.dtype} "
                              f"{tuple(mask.shape)}")
 
-    def forward(self, x: torch.Tensor, cache: LayerCache | None = None, mode: str = "absorbed",
-                return_weights: bool = False):
-        """u = W^O [o_1; ...; o_{n_h}] (eqs. 37-47), causal; x (b, s, d_model) -> (b, s, d_model).
+    def forward(self, x: torch.Tensor, cache: LayerCache | None = None,
+                return_weights: bool = False) -> AttentionOutput:
+        """u = W^O [o_1; ...; o_{n_h}] (eqs. 37-47), causal; x (b, s, d_model) -> output (b, s, d_model).
 
-        mode "absorbed" (default) or "naive" give the same result; return_weights=True also returns the
-        attention weights (b, n_heads, s, cached + s)."""
+        Computed the way :attr:`implementation` says ("absorbed" or "naive", the same result);
+        return_weights=True also returns the attention weights (b, n_heads, s, cached + s)."""
         c = self.config
         check_hidden_states(x, c.d_model, self.w_o.weight)
-        if mode not in MODES:
-            raise ValueError(f"mode={mode!r} must be one of {MODES}")
         check_cache(cache, (1, -2), "MLA", "(batch, seq, width)")
         check_bool("return_weights", return_weights)
         start = 0 if cache is None else cache.seq_len
@@ -428,11 +398,12 @@ class MultiHeadLatentAttention(nn.Module):
         c_kv, k_rope = self.latents(x, positions)
         if cache is not None:
             c_kv, k_rope = cache.update(c_kv=c_kv, k_rope=k_rope)  # (b, start + s, d_c), (b, start + s, d_h^R)
-        mask = causal_mask(s, c_kv.shape[1], device=x.device)  # (s, t)
-        attend = self.attend_absorbed if mode == "absorbed" else self.attend_naive
+        window = None if cache is None else cache.window  # a windowed cache: each query sees its last W tokens
+        mask = causal_mask(s, c_kv.shape[1], device=x.device, window=window)  # (s, t)
+        attend = self.attend_absorbed if self.implementation == "absorbed" else self.attend_naive
         o, weights = attend(q_nope, q_rope, c_kv, k_rope, mask)  # (b, s, h, d_v), (b, s, h, t)
         y = self.w_o(o.reshape(b, s, c.n_heads * c.v_head_dim))
-        return (y, weights.transpose(1, 2)) if return_weights else y
+        return AttentionOutput(y, weights.transpose(1, 2) if return_weights else None)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -494,7 +465,7 @@ def rope_to_halves(module: MultiHeadLatentAttention) -> MultiHeadLatentAttention
     c = module.config
     if not c.rope_interleaved:
         raise ValueError("rope_to_halves needs a module with rope_interleaved=True; this one already uses halves")
-    new = MultiHeadLatentAttention(_replace(c, rope_interleaved=False))
+    new = MultiHeadLatentAttention(dataclasses.replace(c, rope_interleaved=False)).use(module.implementation)
     new = new.to(device=module.w_o.weight.device, dtype=module.w_o.weight.dtype)
     new.load_state_dict(module.state_dict())
     p = interleaved_to_halves(c.qk_rope_head_dim)
@@ -504,11 +475,6 @@ def rope_to_halves(module: MultiHeadLatentAttention) -> MultiHeadLatentAttention
         per_head[:, c.qk_nope_head_dim :] = per_head[:, c.qk_nope_head_dim :][:, p].clone()  # W^QR_i rows
         new.w_dkv.weight[c.kv_lora_rank :] = new.w_dkv.weight[c.kv_lora_rank :][p].clone()  # W^KR rows
     return new
-
-
-def _replace(config: MLAConfig, **changes) -> MLAConfig:
-    fields = {name: getattr(config, name) for name in config.__dataclass_fields__}
-    return MLAConfig(**{**fields, **changes})
 
 
 def from_transformers(hf_attention: nn.Module) -> MultiHeadLatentAttention:
@@ -576,214 +542,3 @@ def _rope_settings(cfg) -> dict:
                     beta_fast=float(rp.get("beta_fast") or 32), beta_slow=float(rp.get("beta_slow") or 1),
                     mscale=float(mscale), mscale_all_dim=float(mscale_all_dim))
     return settings
-
-
-# ----------------------------------------------------------------------------------------------------
-# DeepSeek's reference formulas (DeepSeek-V3 inference/model.py), as pure functions
-
-
-@dataclass(frozen=True, kw_only=True)
-class DeepSeekArgs:
-    """The MLA fields of DeepSeek-V3's ``ModelArgs`` (``inference/model.py``), in its names.
-
-    q_lora_rank 0 = no query latent; YaRN applies when max_seq_len > original_seq_len."""
-
-    dim: int
-    n_heads: int
-    q_lora_rank: int
-    kv_lora_rank: int
-    qk_nope_head_dim: int
-    qk_rope_head_dim: int
-    v_head_dim: int
-    max_seq_len: int
-    original_seq_len: int = 4096
-    rope_theta: float = 10000.0
-    rope_factor: float = 40.0
-    beta_fast: float = 32.0
-    beta_slow: float = 1.0
-    mscale: float = 1.0
-
-    def __post_init__(self) -> None:
-        for name in ("dim", "n_heads", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
-                     "max_seq_len", "original_seq_len"):
-            check_positive_int(name, getattr(self, name))
-        check_non_negative_int("q_lora_rank", self.q_lora_rank)
-        check_even("qk_rope_head_dim", self.qk_rope_head_dim)
-        check_real("rope_theta", self.rope_theta, 1.0, strict=True)
-        check_real("rope_factor", self.rope_factor, 0.0, strict=True)
-        check_real("beta_slow", self.beta_slow, 0.0, strict=True)
-        check_real("beta_fast", self.beta_fast, 0.0, strict=True)
-        if self.beta_fast <= self.beta_slow:
-            raise ValueError(f"beta_fast={self.beta_fast} must be > beta_slow={self.beta_slow}")
-        check_real("mscale", self.mscale, 0.0)
-
-    @property
-    def softmax_scale(self) -> float:
-        """qk_head_dim^-0.5, times mscale'^2 with mscale' = 0.1 mscale ln(rope_factor) + 1 when
-        max_seq_len > original_seq_len (``MLA.__init__``)."""
-        scale = (self.qk_nope_head_dim + self.qk_rope_head_dim) ** -0.5
-        if self.max_seq_len > self.original_seq_len:
-            m = 0.1 * self.mscale * math.log(self.rope_factor) + 1.0
-            scale = scale * m * m
-        return scale
-
-
-def deepseek_args(config: MLAConfig, max_seq_len: int) -> DeepSeekArgs:
-    """DeepSeek's ``ModelArgs`` for an interleaved :class:`MLAConfig`; YaRN on iff config.rope_factor > 1
-    (then original_seq_len = config.original_max_position and max_seq_len must exceed it)."""
-    check_type("config", config, MLAConfig, "an MLAConfig")
-    if not config.rope_interleaved:
-        raise ValueError("DeepSeek's code rotates interleaved pairs: config needs rope_interleaved=True")
-    if config.mscale_all_dim is not None and config.mscale_all_dim != config.mscale:
-        raise ValueError("DeepSeek's code has one mscale: config needs mscale_all_dim None or == mscale")
-    check_positive_int("max_seq_len", max_seq_len)
-    original = config.original_max_position if config.yarn else max_seq_len
-    if config.yarn and max_seq_len <= original:
-        raise ValueError(f"max_seq_len={max_seq_len} must exceed original_max_position={original} "
-                         "for DeepSeek's code to apply YaRN")
-    return DeepSeekArgs(dim=config.d_model, n_heads=config.n_heads, q_lora_rank=config.q_lora_rank or 0,
-                        kv_lora_rank=config.kv_lora_rank, qk_nope_head_dim=config.qk_nope_head_dim,
-                        qk_rope_head_dim=config.qk_rope_head_dim, v_head_dim=config.v_head_dim,
-                        max_seq_len=max_seq_len, original_seq_len=original, rope_theta=config.rope_base,
-                        rope_factor=config.rope_factor, beta_fast=config.beta_fast, beta_slow=config.beta_slow,
-                        mscale=config.mscale)
-
-
-def deepseek_weights(module: MultiHeadLatentAttention) -> dict[str, torch.Tensor]:
-    """``module``'s weights under DeepSeek's names: wq or (wq_a, q_norm, wq_b), wkv_a, kv_norm, wkv_b, wo."""
-    check_type("module", module, MultiHeadLatentAttention)
-    names = {"w_dkv": "wkv_a", "kv_norm": "kv_norm", "w_ukv": "wkv_b", "w_o": "wo"}
-    if module.config.q_lora_rank is None:
-        names["w_q"] = "wq"
-    else:
-        names.update(w_dq="wq_a", q_norm="q_norm", w_uq="wq_b")
-    return {ds: getattr(module, ours).weight for ours, ds in names.items()}
-
-
-def deepseek_freqs_cis(args: DeepSeekArgs, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """``precompute_freqs_cis``: e^{i m theta_i} for m < max_seq_len, (max_seq_len, d_h^R / 2) complex,
-    with YaRN's frequency ramp when max_seq_len > original_seq_len (DeepSeek computes in float32)."""
-    check_type("args", args, DeepSeekArgs)
-    check_choice("dtype", dtype, (torch.float32, torch.float64))
-    d, base = args.qk_rope_head_dim, args.rope_theta
-    freqs = 1.0 / (base ** (torch.arange(0, d, 2, dtype=dtype) / d))
-    if args.max_seq_len > args.original_seq_len:
-        def correction_dim(rotations):
-            return d * math.log(args.original_seq_len / (rotations * 2 * math.pi)) / (2 * math.log(base))
-        low = max(math.floor(correction_dim(args.beta_fast)), 0)
-        high = min(math.ceil(correction_dim(args.beta_slow)), d - 1)
-        high = high + 0.001 if low == high else high
-        smooth = 1 - ((torch.arange(d // 2, dtype=dtype) - low) / (high - low)).clamp(0, 1)
-        freqs = freqs / args.rope_factor * (1 - smooth) + freqs * smooth
-    angles = torch.outer(torch.arange(args.max_seq_len, dtype=dtype), freqs)
-    return torch.polar(torch.ones_like(angles), angles)
-
-
-def deepseek_apply_rotary_emb(x: torch.Tensor, freqs_cis: torch.Tensor) -> torch.Tensor:
-    """``apply_rotary_emb``: read pairs (2i, 2i+1) as complex numbers and multiply by e^{i m theta_i}.
-
-    x (b, s, heads, d) with freqs_cis (s, d/2) -> (b, s, heads, d)."""
-    check_ndim("x", x, 4, "(batch, seq, heads, d)")
-    check_floating("x", x)
-    check_even("x.shape[-1]", x.shape[-1])
-    _check_freqs_cis(freqs_cis, x.shape[1], x.shape[-1] // 2)
-    z = torch.view_as_complex(x.to(freqs_cis.real.dtype).reshape(*x.shape[:-1], -1, 2).contiguous())
-    z = z * freqs_cis.view(1, x.shape[1], 1, z.shape[-1])
-    return torch.view_as_real(z).flatten(3).to(x.dtype)
-
-
-def _check_freqs_cis(freqs_cis: object, seq: int, pairs: int) -> None:
-    """freqs_cis: complex (seq, pairs), the rows of :func:`deepseek_freqs_cis` for the tokens at hand."""
-    check_ndim("freqs_cis", freqs_cis, 2, "(seq, d/2)")
-    if not freqs_cis.dtype.is_complex:
-        raise ValueError(f"freqs_cis must be a complex tensor (e^{{i m theta}}), got {freqs_cis.dtype}")
-    if tuple(freqs_cis.shape) != (seq, pairs):
-        raise ValueError(f"freqs_cis has shape {tuple(freqs_cis.shape)}, expected (seq, d/2) = ({seq}, {pairs})")
-
-
-def deepseek_mla(x: torch.Tensor, weights: dict[str, torch.Tensor], args: DeepSeekArgs, start_pos: int,
-                 freqs_cis: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 attn_impl: str = "absorb", eps: float = 1e-6):
-    """``MLA.forward`` of DeepSeek-V3 ``inference/model.py`` as a pure function.
-
-    x (b, s, dim); freqs_cis: the rows start_pos..start_pos+s-1 of :func:`deepseek_freqs_cis`; cache:
-    what earlier calls returned (None at start_pos 0). attn_impl="absorb" (DeepSeek's default) caches
-    kv = RMSNorm latent (b, t, d_c) and pe = rotated shared key (b, t, d_h^R) and scores
-
-        (einsum("bshc,btc->bsht", q_nope W^UK, kv) + einsum("bshr,btr->bsht", q_pe, pe)) * softmax_scale;
-
-    "naive" caches per-head k (b, t, h, d_h + d_h^R) and v (b, t, h, d_v). Returns (out (b, s, dim),
-    cache). Differences from the original: caches grow by concatenation instead of preallocated buffers,
-    the causal mask also covers a multi-token call at start_pos > 0, and softmax runs in x's dtype
-    when that is float64 (DeepSeek's runs in float32).
-    """
-    if not isinstance(attn_impl, str) or attn_impl not in ("absorb", "naive"):
-        raise ValueError(f"attn_impl={attn_impl!r} must be 'absorb' or 'naive'")
-    check_type("args", args, DeepSeekArgs)
-    check_non_negative_int("start_pos", start_pos)
-    if (start_pos == 0) != (cache is None):
-        raise ValueError("pass cache=None exactly when start_pos == 0")
-    check_ndim("x", x, 3, "(batch, seq, dim)")
-    check_floating("x", x)
-    if x.shape[-1] != args.dim:
-        raise ValueError(f"x has dim={x.shape[-1]}, args.dim={args.dim}")
-    check_type("weights", weights, dict)
-    wanted = ["wkv_a", "kv_norm", "wkv_b", "wo"] + (["wq"] if args.q_lora_rank == 0 else ["wq_a", "q_norm", "wq_b"])
-    missing = [name for name in wanted if name not in weights]
-    if missing:
-        raise ValueError(f"weights lacks {missing}: pass deepseek_weights(module)")
-    for name in wanted:
-        check_tensor(f"weights[{name!r}]", weights[name])
-        if weights[name].dtype != x.dtype:
-            raise ValueError(f"dtype mismatch: x is {x.dtype} but weights[{name!r}] is {weights[name].dtype}")
-    _check_freqs_cis(freqs_cis, x.shape[1], args.qk_rope_head_dim // 2)
-    if cache is not None:
-        check_type("cache", cache, tuple, "a tuple (the cache an earlier call returned)")
-        if len(cache) != 2 or not all(isinstance(t, torch.Tensor) for t in cache):
-            raise ValueError("cache must be the pair of tensors an earlier call returned")
-        if cache[0].shape[:2] != (x.shape[0], start_pos):
-            raise ValueError(f"cache holds {tuple(cache[0].shape[:2])} (batch, tokens), expected "
-                             f"({x.shape[0]}, start_pos={start_pos})")
-    check_real("eps", eps, 0.0, strict=True)
-    bsz, seqlen, _ = x.shape
-    h, d_nope, d_rope, d_c = args.n_heads, args.qk_nope_head_dim, args.qk_rope_head_dim, args.kv_lora_rank
-    if args.q_lora_rank == 0:
-        q = F.linear(x, weights["wq"])
-    else:
-        q = F.linear(F.rms_norm(F.linear(x, weights["wq_a"]), (args.q_lora_rank,), weights["q_norm"], eps),
-                     weights["wq_b"])
-    q = q.view(bsz, seqlen, h, d_nope + d_rope)
-    q_nope, q_pe = torch.split(q, [d_nope, d_rope], dim=-1)
-    q_pe = deepseek_apply_rotary_emb(q_pe, freqs_cis)
-    kv = F.linear(x, weights["wkv_a"])
-    kv, k_pe = torch.split(kv, [d_c, d_rope], dim=-1)
-    k_pe = deepseek_apply_rotary_emb(k_pe.unsqueeze(2), freqs_cis)  # (b, s, 1, d_rope)
-    kv_norm = F.rms_norm(kv, (d_c,), weights["kv_norm"], eps)
-    if attn_impl == "naive":
-        q = torch.cat([q_nope, q_pe], dim=-1)
-        kv = F.linear(kv_norm, weights["wkv_b"]).view(bsz, seqlen, h, d_nope + args.v_head_dim)
-        k_nope, v = torch.split(kv, [d_nope, args.v_head_dim], dim=-1)
-        k = torch.cat([k_nope, k_pe.expand(-1, -1, h, -1)], dim=-1)
-        k_cache, v_cache = (k, v) if cache is None else (torch.cat([cache[0], k], 1), torch.cat([cache[1], v], 1))
-        scores = torch.einsum("bshd,bthd->bsht", q, k_cache) * args.softmax_scale
-        cache = (k_cache, v_cache)
-    else:
-        wkv_b = weights["wkv_b"].view(h, -1, d_c)
-        q_nope = torch.einsum("bshd,hdc->bshc", q_nope, wkv_b[:, :d_nope])
-        pe = k_pe.squeeze(2)
-        kv_cache, pe_cache = (kv_norm, pe) if cache is None else (torch.cat([cache[0], kv_norm], 1),
-                                                                    torch.cat([cache[1], pe], 1))
-        scores = (torch.einsum("bshc,btc->bsht", q_nope, kv_cache)
-                  + torch.einsum("bshr,btr->bsht", q_pe, pe_cache)) * args.softmax_scale
-        cache = (kv_cache, pe_cache)
-    end_pos = start_pos + seqlen
-    if seqlen > 1:  # DeepSeek: torch.full((seqlen, seqlen), -inf).triu_(1), written for start_pos = 0
-        mask = torch.full((seqlen, end_pos), float("-inf"), device=x.device).triu_(start_pos + 1)
-        scores = scores + mask.unsqueeze(1).to(scores.dtype)
-    scores = scores.softmax(dim=-1, dtype=torch.promote_types(x.dtype, torch.float32)).type_as(x)
-    if attn_impl == "naive":
-        out = torch.einsum("bsht,bthd->bshd", scores, cache[1])
-    else:
-        out = torch.einsum("bsht,btc->bshc", scores, cache[0])
-        out = torch.einsum("bshc,hdc->bshd", out, wkv_b[:, -args.v_head_dim :])
-    return F.linear(out.flatten(2), weights["wo"]), cache

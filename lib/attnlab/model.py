@@ -33,12 +33,14 @@ from attnlab._validate import (
     check_real,
     check_type,
 )
+from attnlab.attention import AttentionLayer
 from attnlab.dsa import DeepSeekSparseAttention, IndexerConfig, indexer_config_for
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention
 from attnlab.kv_cache import KVCache
 from attnlab.mla import MLAConfig, MultiHeadLatentAttention
+from attnlab.schemes import SCHEMES
 
-ATTENTION_KINDS = ("mha", "mqa", "gqa", "mla", "dsa")
+ATTENTION_KINDS: tuple[str, ...] = tuple(SCHEMES)  # the course's schemes, attnlab.schemes.SCHEMES
 DATA_DIR = Path(__file__).parent / "data"
 
 
@@ -88,8 +90,9 @@ class TinyLMConfig:
         """The lightning indexer paired with :meth:`mla_config` when attention == "dsa"."""
         return indexer_config_for(self.mla_config(), self.index_n_heads, self.index_head_dim, self.index_topk)
 
-    def build_attention(self) -> nn.Module:
-        """One attention layer of the kind ``attention`` names; all share forward(x, cache, return_weights)."""
+    def build_attention(self) -> AttentionLayer:
+        """One attention layer of the kind ``attention`` names; all share forward(x, cache, return_weights)
+        -> :class:`~attnlab.attention.AttentionOutput`."""
         if self.attention == "mla":
             return MultiHeadLatentAttention(self.mla_config())
         if self.attention == "dsa":
@@ -136,10 +139,9 @@ class Block(nn.Module):
         check_hidden_states(h, self.mlp.w_1.in_features, self.mlp.w_1.weight, nonempty=False, owner="block", name="h")
         check_bool("return_weights", return_weights)
         a = self.attn(self.attn_norm(h), cache=cache, return_weights=return_weights)
-        a, weights = a if return_weights else (a, None)
-        h = h + a
+        h = h + a.output
         h = h + self.mlp(self.mlp_norm(h))
-        return h, weights
+        return h, a.weights
 
 
 class TinyLM(nn.Module):
@@ -159,9 +161,10 @@ class TinyLM(nn.Module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=0.02)
 
-    def new_cache(self) -> KVCache:
-        """An empty cache with one layer slot per block."""
-        return KVCache(self.config.n_layers)
+    def new_cache(self, window: int | None = None) -> KVCache:
+        """An empty cache with one layer slot per block, room for max_seq_len tokens allocated at the first
+        call; ``window`` W keeps only each layer's last W tokens (sliding-window attention; not for DSA)."""
+        return KVCache(self.config.n_layers, window=window, capacity=self.config.max_seq_len)
 
     def forward(self, ids: torch.Tensor, cache: KVCache | None = None, return_attention: bool = False):
         """Logits for every position; with ``cache``, ``ids`` are the NEW tokens after those cached.

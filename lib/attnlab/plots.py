@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import torch
 
+from attnlab.schemes import SCHEMES
+
 #: One colour per role, shared by plots, widgets and animations.
 COLORS = {
     "query": "#1f77b4",  # blue
@@ -20,8 +22,8 @@ COLORS = {
     "muted": "#7f7f7f",  # grey
 }
 
-#: Colour per attention scheme, used by every bar chart that compares them.
-SCHEME_COLORS = {"mha": "#4c72b0", "gqa": "#55a868", "mqa": "#c44e52", "mla": "#8172b2", "dsa": "#64b5cd"}
+#: Colour per attention scheme, used by every bar chart that compares them (:attr:`attnlab.schemes.Scheme.color`).
+SCHEME_COLORS = {key: scheme.color for key, scheme in SCHEMES.items()}
 
 
 def attention_heatmap(weights: torch.Tensor, tokens: Sequence[str] | None = None,

@@ -57,7 +57,8 @@ def apply_rope(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0,
     """Rotate each pair of dimensions of x by m * theta_i (see module docstring).
 
     x: (..., seq, d)   positions: (seq,) or broadcastable to x.shape[:-1]   ->   (..., seq, d)
-    interleaved=False pairs (i, i + d/2) ("halves"); True pairs (2i, 2i+1).
+    interleaved=False pairs (i, i + d/2) ("halves"); True pairs (2i, 2i+1). The angles m * theta_i come
+    from :func:`rope_angles`, the rotation from :func:`rotate_pairs`.
     """
     check_floating("x", x)
     if x.dim() == 0:
@@ -67,9 +68,37 @@ def apply_rope(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0,
     check_bool("interleaved", interleaved)
     d = x.shape[-1]
     check_even("x.shape[-1]", d)
-    check_broadcastable(positions=positions.shape, **{"x.shape[:-1]": x.shape[:-1]})
+    if check_broadcastable(positions=positions.shape, **{"x.shape[:-1]": x.shape[:-1]}) != x.shape[:-1]:
+        raise ValueError(f"positions of shape {tuple(positions.shape)} must broadcast to x.shape[:-1] = "
+                         f"{tuple(x.shape[:-1])}")
     angles = rope_angles(positions, d, base)  # (..., seq, d/2)
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    return rotate_pairs(x, angles, interleaved)
+
+
+def rotate_pairs(x: torch.Tensor, angles: torch.Tensor, interleaved: bool = True) -> torch.Tensor:
+    """R_m x: rotate pair i of the last axis of x by the angle angles[..., i] (RoPE's 2x2 rotations).
+
+    x: (..., d)   angles: broadcastable to x.shape[:-1] + (d/2,), any float dtype (float64 keeps the
+    angles exact; cos and sin are cast to x's dtype and device) -> (..., d).
+    interleaved=True pairs (2i, 2i+1) (DeepSeek), False pairs (i, i + d/2) (Llama's ``rotate_half``);
+    with angles m * theta_i this is :func:`apply_rope`. MLA's YaRN-corrected frequencies
+    (:func:`attnlab.mla.yarn_frequencies`) rotate through it too.
+    """
+    check_floating("x", x)
+    if x.dim() == 0:
+        raise ValueError("x must have at least 1 dim (..., d), got a scalar")
+    check_floating("angles", angles)
+    check_bool("interleaved", interleaved)
+    d = x.shape[-1]
+    check_even("x.shape[-1]", d)
+    if angles.dim() == 0 or angles.shape[-1] != d // 2:
+        raise ValueError(f"angles has {angles.shape[-1] if angles.dim() else 0} pairs in its last axis, x has "
+                         f"d/2 = {d // 2}")
+    if check_broadcastable(angles=angles.shape, x=x.shape[:-1] + (d // 2,)) != x.shape[:-1] + (d // 2,):
+        raise ValueError(f"angles of shape {tuple(angles.shape)} must broadcast to x.shape[:-1] + (d/2,) = "
+                         f"{tuple(x.shape[:-1]) + (d // 2,)}")
+    cos = angles.cos().to(device=x.device, dtype=x.dtype)
+    sin = angles.sin().to(device=x.device, dtype=x.dtype)
     if interleaved:
         x_a, x_b = x[..., 0::2], x[..., 1::2]  # pair i = (2i, 2i+1)
     else:

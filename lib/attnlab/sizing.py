@@ -12,6 +12,11 @@ arXiv 2405.04434, Table 1; n_h query heads, n_g KV heads, d_h head width, l laye
 numbers, times l for the whole model. :func:`kv_cache_bytes` multiplies that by the context length,
 the batch and the bytes of the dtype; :data:`MODELS` holds the published shapes of real models.
 
+The counts themselves live in :mod:`attnlab.costs` (one function per quantity, over an
+:class:`~attnlab.costs.AttentionShape`) and what each scheme caches in :mod:`attnlab.schemes`; this module
+applies them to published models, by name, as published or "what if it used scheme X"
+(:meth:`ModelSpec.attention_shape` gives the shape a sizing uses).
+
 For MLA models ``head_dim`` is the per-head value (and non-RoPE key) width d_h = 128, which is what the
 MHA/MQA/GQA comparisons use; the query/key head is 192 wide (128 + 64) but that is not what is cached.
 """
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
+from attnlab import costs
 from attnlab._validate import (
     ArgumentTypeError,
     check_bool,
@@ -30,20 +36,15 @@ from attnlab._validate import (
     check_non_negative_int,
     check_positive_int,
     check_real,
-    check_sized_dtype,
 )
+from attnlab.costs import DTYPES_BY_NAME, AttentionShape, get_dtype  # noqa: F401 (DTYPES_BY_NAME: re-exported)
 from attnlab.devices import dtype_bytes
+from attnlab.schemes import TABLE1_SCHEMES, get_scheme
 
-#: The attention schemes the sizing knows, in the course's order.
-SCHEMES: tuple[str, ...] = ("mha", "mqa", "gqa", "mla")
-
-#: Names the calculator and learners may use for a dtype; the values are what torch stores.
-DTYPES_BY_NAME: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-    "float8": torch.float8_e4m3fn,
-}
+#: The attention schemes the sizing compares, in the course's order: the DeepSeek-V2 paper's Table 1
+#: (:data:`attnlab.schemes.TABLE1_SCHEMES`). DSA caches MLA's entries plus an index key
+#: (:func:`indexer_elements_per_token`).
+SCHEMES: tuple[str, ...] = TABLE1_SCHEMES
 
 GIB = 2**30  # bytes in one GiB (the unit GPU memory is sold in)
 
@@ -58,7 +59,8 @@ class ModelSpec:
     MLA's decoupled RoPE key width d_h^R. A non-MLA model may carry d_c and d_h^R too: they are then
     the shape a what-if ``scheme="mla"`` uses (0 means the DeepSeek-V2 paper's d_c = 4 d_h,
     d_h^R = d_h / 2). n_params: total parameters (0 when unknown); max_context: the published
-    ``max_position_embeddings``; index_*: DeepSeek Sparse Attention's lightning indexer (V3.2 only).
+    ``max_position_embeddings``; q_lora_rank: MLA's query latent d'_c (0: none); index_*: DeepSeek Sparse
+    Attention's lightning indexer (V3.2 only).
     """
 
     name: str
@@ -71,6 +73,7 @@ class ModelSpec:
     source: str
     kv_lora_rank: int = 0
     qk_rope_head_dim: int = 0
+    q_lora_rank: int = 0
     n_params: int = 0
     max_context: int = 0
     index_n_heads: int = 0
@@ -84,7 +87,7 @@ class ModelSpec:
             raise ValueError(f"name={self.name!r} must be a non-empty string")
         for field in ("n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden_size"):
             check_positive_int(field, getattr(self, field))
-        for field in ("kv_lora_rank", "qk_rope_head_dim", "n_params", "max_context",
+        for field in ("kv_lora_rank", "qk_rope_head_dim", "q_lora_rank", "n_params", "max_context",
                       "index_n_heads", "index_head_dim", "index_topk"):
             check_non_negative_int(field, getattr(self, field))
         check_divisible("n_heads", self.n_heads, "n_kv_heads", self.n_kv_heads)
@@ -107,6 +110,17 @@ class ModelSpec:
         """Query heads per KV head: n_h / n_g."""
         return self.n_heads // self.n_kv_heads
 
+    def attention_shape(self, n_kv_heads: int | None = None) -> AttentionShape:
+        """The :class:`~attnlab.costs.AttentionShape` this model's sizings use: its own widths, MLA's from
+        :func:`mla_dims` (the paper's d_c = 4 d_h, d_h^R = d_h / 2 on a model without them), and
+        ``n_kv_heads`` KV heads for a GQA what-if (None: its own)."""
+        d_c, d_h_rope = mla_dims(self)
+        return AttentionShape(
+            d_model=self.hidden_size, n_layers=self.n_layers, n_heads=self.n_heads, head_dim=self.head_dim,
+            n_kv_heads=self.n_kv_heads if n_kv_heads is None else n_kv_heads, kv_lora_rank=d_c,
+            qk_rope_head_dim=d_h_rope, q_lora_rank=self.q_lora_rank, index_n_heads=self.index_n_heads,
+            index_head_dim=self.index_head_dim, index_topk=self.index_topk)
+
 
 def _spec(name: str, source: str, **shape) -> ModelSpec:
     return ModelSpec(name=name, source=source, **shape)
@@ -116,26 +130,27 @@ def _spec(name: str, source: str, **shape) -> ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     # https://huggingface.co/deepseek-ai/DeepSeek-V2/blob/main/config.json and arXiv 2405.04434 §2.1:
     # num_hidden_layers 60, num_attention_heads 128, kv_lora_rank 512, qk_rope_head_dim 64,
-    # qk_nope_head_dim 128, v_head_dim 128, hidden_size 5120; 236B parameters (21B active per token).
+    # qk_nope_head_dim 128, v_head_dim 128, q_lora_rank 1536, hidden_size 5120; 236B parameters (21B active).
     "deepseek-v2": _spec(
         "DeepSeek-V2", "https://huggingface.co/deepseek-ai/DeepSeek-V2/blob/main/config.json",
         n_layers=60, n_heads=128, n_kv_heads=128, head_dim=128, attention="mla", hidden_size=5120,
-        kv_lora_rank=512, qk_rope_head_dim=64, n_params=236_000_000_000, max_context=163_840),
+        kv_lora_rank=512, qk_rope_head_dim=64, q_lora_rank=1536, n_params=236_000_000_000, max_context=163_840),
     # https://huggingface.co/deepseek-ai/DeepSeek-V3/blob/main/config.json (and inference/configs/
     # config_671B.json in github.com/deepseek-ai/DeepSeek-V3): num_hidden_layers 61,
-    # num_attention_heads 128, kv_lora_rank 512, qk_rope_head_dim 64, v_head_dim 128, hidden_size 7168;
+    # num_attention_heads 128, kv_lora_rank 512, qk_rope_head_dim 64, v_head_dim 128, q_lora_rank 1536,
+    # hidden_size 7168;
     # 671B parameters (37B active), arXiv 2412.19437.
     "deepseek-v3": _spec(
         "DeepSeek-V3", "https://huggingface.co/deepseek-ai/DeepSeek-V3/blob/main/config.json",
         n_layers=61, n_heads=128, n_kv_heads=128, head_dim=128, attention="mla", hidden_size=7168,
-        kv_lora_rank=512, qk_rope_head_dim=64, n_params=671_000_000_000, max_context=163_840),
+        kv_lora_rank=512, qk_rope_head_dim=64, q_lora_rank=1536, n_params=671_000_000_000, max_context=163_840),
     # https://huggingface.co/deepseek-ai/DeepSeek-V3.2-Exp/blob/main/config.json (inference/configs/
     # config_671B_v3.2.json): V3's MLA shape plus the lightning indexer: index_n_heads 64,
     # index_head_dim 128, index_topk 2048.
     "deepseek-v3.2": _spec(
         "DeepSeek-V3.2", "https://huggingface.co/deepseek-ai/DeepSeek-V3.2-Exp/blob/main/config.json",
         n_layers=61, n_heads=128, n_kv_heads=128, head_dim=128, attention="mla", hidden_size=7168,
-        kv_lora_rank=512, qk_rope_head_dim=64, n_params=671_000_000_000, max_context=163_840,
+        kv_lora_rank=512, qk_rope_head_dim=64, q_lora_rank=1536, n_params=671_000_000_000, max_context=163_840,
         index_n_heads=64, index_head_dim=128, index_topk=2048),
     # https://huggingface.co/deepseek-ai/deepseek-llm-67b-base/blob/main/config.json: 95 layers,
     # 64 heads, num_key_value_heads 8, hidden_size 8192. The dense model DeepSeek-V2's "KV cache
@@ -207,7 +222,8 @@ MODELS: dict[str, ModelSpec] = {
         n_params=9_240_000_000, max_context=8192),
     # https://huggingface.co/deepseek-ai/DeepSeek-V2-Lite/blob/main/config.json: num_hidden_layers 27,
     # num_attention_heads 16, kv_lora_rank 512, qk_rope_head_dim 64, qk_nope_head_dim 128,
-    # v_head_dim 128, hidden_size 2048, max_position_embeddings 163840; 15.7B parameters (2.4B active).
+    # v_head_dim 128, hidden_size 2048, max_position_embeddings 163840, q_lora_rank null (no query latent);
+    # 15.7B parameters (2.4B active).
     "deepseek-v2-lite": _spec(
         "DeepSeek-V2-Lite", "https://huggingface.co/deepseek-ai/DeepSeek-V2-Lite/blob/main/config.json",
         n_layers=27, n_heads=16, n_kv_heads=16, head_dim=128, attention="mla", hidden_size=2048,
@@ -227,18 +243,6 @@ def get_model(model: ModelSpec | str) -> ModelSpec:
         return MODELS[model]
     error = ValueError if isinstance(model, str) else ArgumentTypeError
     raise error(f"model={model!r} must be a ModelSpec or one of {sorted(MODELS)}")
-
-
-def get_dtype(dtype: torch.dtype | str) -> torch.dtype:
-    """Return a torch dtype for ``dtype`` (a ``torch.dtype`` or a name in :data:`DTYPES_BY_NAME`)."""
-    if isinstance(dtype, torch.dtype):
-        if dtype == torch.bool:
-            raise ValueError("dtype=torch.bool cannot hold keys or values")
-        return check_sized_dtype("dtype", dtype)
-    if isinstance(dtype, str) and dtype in DTYPES_BY_NAME:
-        return DTYPES_BY_NAME[dtype]
-    error = ValueError if isinstance(dtype, str) else ArgumentTypeError
-    raise error(f"dtype={dtype!r} must be a torch.dtype or one of {sorted(DTYPES_BY_NAME)}")
 
 
 def _check_scheme(spec: ModelSpec, scheme: str | None, n_kv_heads: int | None) -> tuple[str, int]:
@@ -280,12 +284,9 @@ def table1_elements(n_h: int, d_h: int, l: int, n_g: int, d_c: int, d_h_rope: in
         check_positive_int(name, value)
     check_non_negative_int("d_h_rope", d_h_rope)
     check_divisible("n_h", n_h, "n_g", n_g)
-    return {
-        "mha": 2 * n_h * d_h * l,
-        "mqa": 2 * d_h * l,
-        "gqa": 2 * n_g * d_h * l,
-        "mla": (d_c + d_h_rope) * l,
-    }
+    shape = AttentionShape(d_model=n_h * d_h, n_layers=l, n_heads=n_h, n_kv_heads=n_g, head_dim=d_h,
+                           kv_lora_rank=d_c, qk_rope_head_dim=d_h_rope)
+    return {scheme: costs.cache_elements_per_token(scheme, shape) for scheme in SCHEMES}
 
 
 def kv_elements_per_token(model: ModelSpec | str, scheme: str | None = None, n_kv_heads: int | None = None,
@@ -299,24 +300,16 @@ def kv_elements_per_token(model: ModelSpec | str, scheme: str | None = None, n_k
     spec = get_model(model)
     scheme, n_g = _check_scheme(spec, scheme, n_kv_heads)
     check_bool("per_layer", per_layer)
-    d_h = spec.head_dim
-    if scheme == "mha":
-        per = 2 * spec.n_heads * d_h
-    elif scheme == "mqa":
-        per = 2 * d_h
-    elif scheme == "gqa":
-        per = 2 * n_g * d_h
-    else:  # "mla": the latent c^KV and the decoupled RoPE key k^R, both shared by all heads
-        d_c, d_h_rope = mla_dims(spec)
-        per = d_c + d_h_rope
-    return per if per_layer else per * spec.n_layers
+    return costs.cache_elements_per_token(scheme, spec.attention_shape(n_g), per_layer=per_layer)
 
 
-def bytes_per_token(model: ModelSpec | str, dtype: torch.dtype | str = torch.bfloat16,
-                    scheme: str | None = None, n_kv_heads: int | None = None) -> int:
+def cache_bytes_per_token(model: ModelSpec | str, dtype: torch.dtype | str = torch.bfloat16,
+                          scheme: str | None = None, n_kv_heads: int | None = None) -> int:
     """Bytes one more token of context adds to the cache: elements per token (all layers) x bytes per
-    element of ``dtype`` (bf16: 2, fp8: 1)."""
-    return kv_elements_per_token(model, scheme, n_kv_heads) * dtype_bytes(get_dtype(dtype))
+    element of ``dtype`` (bf16: 2, fp8: 1); :func:`attnlab.costs.cache_bytes_per_token` for ``model``."""
+    spec = get_model(model)
+    scheme, n_g = _check_scheme(spec, scheme, n_kv_heads)
+    return costs.cache_bytes_per_token(scheme, spec.attention_shape(n_g), get_dtype(dtype))
 
 
 def kv_cache_bytes(model: ModelSpec | str, seq_len: int = 1, batch: int = 1,
@@ -331,7 +324,7 @@ def kv_cache_bytes(model: ModelSpec | str, seq_len: int = 1, batch: int = 1,
     """
     check_non_negative_int("seq_len", seq_len)
     check_positive_int("batch", batch)
-    return batch * seq_len * bytes_per_token(model, dtype, scheme, n_kv_heads)
+    return batch * seq_len * cache_bytes_per_token(model, dtype, scheme, n_kv_heads)
 
 
 def reduction_vs_mha(model: ModelSpec | str, scheme: str | None = None,
@@ -343,7 +336,8 @@ def reduction_vs_mha(model: ModelSpec | str, scheme: str | None = None,
 
 def attention_macs_per_cached_token(model: ModelSpec | str, scheme: str | None = None,
                                     n_kv_heads: int | None = None, *, per_layer: bool = True) -> int:
-    """Multiply-adds one query token spends on one cached token while decoding (one layer by default).
+    """Multiply-adds one query token spends on one cached token while decoding (one layer by default),
+    :func:`attnlab.costs.macs_per_cached_token` for ``model``.
 
     MHA, GQA, MQA: every query head scores a d_h-wide key and mixes a d_h-wide value, 2 n_h d_h,
     whatever the number of KV heads (sharing saves memory, not arithmetic).
@@ -352,23 +346,18 @@ def attention_macs_per_cached_token(model: ModelSpec | str, scheme: str | None =
     d_c-wide latent, n_h (2 d_c + d_h^R).
     """
     spec = get_model(model)
-    scheme, _ = _check_scheme(spec, scheme, n_kv_heads)
-    check_bool("per_layer", per_layer)
-    if scheme == "mla":
-        d_c, d_h_rope = mla_dims(spec)
-        per = spec.n_heads * (2 * d_c + d_h_rope)
-    else:
-        per = 2 * spec.n_heads * spec.head_dim
-    return per if per_layer else per * spec.n_layers
+    scheme, n_g = _check_scheme(spec, scheme, n_kv_heads)
+    return costs.macs_per_cached_token(scheme, spec.attention_shape(n_g), per_layer=per_layer)
 
 
 def decode_flops_per_byte(model: ModelSpec | str, scheme: str | None = None, n_kv_heads: int | None = None,
                           dtype: torch.dtype | str = torch.bfloat16) -> float:
     """Arithmetic intensity of decoding attention: FLOPs (2 per multiply-add) per byte of cache read,
-    2 x :func:`attention_macs_per_cached_token` / (elements per token per layer x bytes(dtype))."""
-    macs = attention_macs_per_cached_token(model, scheme, n_kv_heads)
-    n_bytes = kv_elements_per_token(model, scheme, n_kv_heads, per_layer=True) * dtype_bytes(get_dtype(dtype))
-    return 2 * macs / n_bytes
+    2 x :func:`attention_macs_per_cached_token` / (elements per token per layer x bytes(dtype));
+    :func:`attnlab.costs.attention_intensity` for ``model``."""
+    spec = get_model(model)
+    scheme, n_g = _check_scheme(spec, scheme, n_kv_heads)
+    return costs.attention_intensity(scheme, spec.attention_shape(n_g), get_dtype(dtype))
 
 
 def gib(n_bytes: int | float) -> float:
@@ -381,12 +370,12 @@ def tokens_that_fit(model: ModelSpec | str, gpu_gib: float, dtype: torch.dtype |
                     scheme: str | None = None, n_kv_heads: int | None = None,
                     weights_dtype: torch.dtype | str | None = None) -> int:
     """How many tokens of cache (summed over all sequences of a batch) fit in ``gpu_gib`` GiB:
-    floor((gpu_gib x 2^30 - weights) / bytes_per_token). ``weights_dtype`` given: the model's weights
+    floor((gpu_gib x 2^30 - weights) / cache_bytes_per_token). ``weights_dtype`` given: the model's weights
     (n_params x bytes) sit in the same memory first; 0 when they alone do not fit."""
     budget = int(check_real("gpu_gib", gpu_gib, 0.0, strict=True) * GIB)
     if weights_dtype is not None:
         budget -= weight_bytes(model, weights_dtype)
-    per_token = bytes_per_token(model, dtype, scheme, n_kv_heads)
+    per_token = cache_bytes_per_token(model, dtype, scheme, n_kv_heads)
     return max(budget, 0) // per_token
 
 
@@ -402,9 +391,7 @@ def indexer_elements_per_token(model: ModelSpec | str, *, per_layer: bool = Fals
     """Numbers DeepSeek Sparse Attention's lightning indexer caches per token: one index key of width
     index_head_dim (128 in V3.2), shared by all index heads, per layer; 0 for models without DSA.
     (DeepSeek's code stores it in FP8 with one fp32 scale per 128 values.)"""
-    spec = get_model(model)
-    check_bool("per_layer", per_layer)
-    return spec.index_head_dim if per_layer else spec.index_head_dim * spec.n_layers
+    return costs.indexer_elements_per_token(get_model(model).attention_shape(), per_layer=per_layer)
 
 
 def format_si(value: int | float, units: tuple[str, ...]) -> str:
@@ -437,18 +424,11 @@ def format_ratio(ratio: float) -> str:
 
 
 def kv_formula(model: ModelSpec | str, scheme: str | None = None, n_kv_heads: int | None = None) -> str:
-    """The per-layer Table 1 formula with this model's numbers filled in, e.g. "2 x 8 x 128 = 2,048"."""
+    """The per-layer Table 1 formula with this model's numbers filled in, e.g. "2 n_g d_h = 2 × 8 × 128 =
+    2,048": the scheme's :attr:`~attnlab.schemes.Scheme.formula` on the model's shape."""
     spec = get_model(model)
     scheme, n_g = _check_scheme(spec, scheme, n_kv_heads)
-    per = kv_elements_per_token(spec, scheme, n_kv_heads, per_layer=True)
-    d_h = spec.head_dim
-    if scheme == "mha":
-        text = f"2 n_h d_h = 2 × {spec.n_heads} × {d_h}"
-    elif scheme == "mqa":
-        text = f"2 d_h = 2 × {d_h}"
-    elif scheme == "gqa":
-        text = f"2 n_g d_h = 2 × {n_g} × {d_h}"
-    else:
-        d_c, d_h_rope = mla_dims(spec)
-        text = f"d_c + d_h^R = {d_c} + {d_h_rope}"
+    shape = spec.attention_shape(n_g)
+    per = costs.cache_elements_per_token(scheme, shape, per_layer=True)
+    text = get_scheme(scheme).formula.format(**vars(shape))
     return f"{text} = {per:,}"

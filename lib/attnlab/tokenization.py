@@ -496,12 +496,13 @@ def shipped_metadata() -> dict:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def bytes_per_token(text: str, ids: Sequence[int]) -> float:
+def utf8_bytes_per_token(text: str, ids: Sequence[int]) -> float:
     """Compression of a tokenization: UTF-8 bytes of ``text`` divided by the number of tokens ``len(ids)``.
 
-    1.0 for raw bytes; higher is better (fewer tokens for the same text).
+    1.0 for raw bytes; higher is better (fewer tokens for the same text). (Not the KV cache's bytes per
+    token: that is :func:`attnlab.costs.cache_bytes_per_token`.)
 
-        >>> bytes_per_token("héllo", [0, 1, 2])
+        >>> utf8_bytes_per_token("héllo", [0, 1, 2])
         2.0
     """
     _check_text("text", text)
@@ -524,19 +525,31 @@ def render_token(token: bytes) -> str:
     return token.decode("utf-8", errors="backslashreplace")
 
 
+def visible_token(token: bytes) -> str:
+    """:func:`render_token` with its whitespace made visible, for token lists, tables and heatmap labels: spaces
+    as ``·``, newlines as ``↵``, tabs as ``⇥``, other control characters as ``\\xNN``.
+
+        >>> visible_token(b" if\\n")
+        '·if↵'
+    """
+    text = render_token(token).replace(" ", "·").replace("\n", "↵").replace("\t", "⇥")
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
 _PALETTE = ("#fde2e4", "#cde7f0", "#d8f3dc", "#fff1c1", "#e2d9f3", "#ffd8be")
 
 
 def tokens_html(tokenizer: BPETokenizer, text: str) -> str:
     """Return HTML showing ``text`` cut into its tokens, each on a coloured background (id on hover).
 
-    Spaces stay visible as ``·`` and newlines as ``↵`` so that the chunk boundaries can be seen.
+    Spaces stay visible as ``·`` and newlines as ``↵`` (:func:`visible_token`) so that the chunk boundaries
+    can be seen.
     """
     check_type("tokenizer", tokenizer, BPETokenizer)
     _check_text("text", text)
     spans = []
     for k, t in enumerate(tokenizer.encode(text)):
-        shown = render_token(tokenizer.vocab[t]).replace(" ", "·").replace("\n", "↵")
+        shown = visible_token(tokenizer.vocab[t])
         spans.append(
             f'<span title="id {t}" style="background:{_PALETTE[k % len(_PALETTE)]};padding:1px 0;'
             f'margin-right:1px;border-radius:3px">{html.escape(shown)}</span>'
@@ -549,8 +562,8 @@ def compare_with_hf(train_text: str, eval_text: str, vocab_size: int) -> dict:
     """Train our BPE and Hugging Face ``tokenizers``' byte-level BPE on ``train_text`` with the same
     ``vocab_size`` (in memory, nothing downloaded) and measure both on ``eval_text``.
 
-    Returns ``{"vocab_size", "eval_bytes", "ours_tokens", "hf_tokens", "ours_bytes_per_token",
-    "hf_bytes_per_token", "hf_vocab_size", "hf_roundtrip"}``. Both use GPT-2's split pattern (ours in
+    Returns ``{"vocab_size", "eval_bytes", "ours_tokens", "hf_tokens", "ours_utf8_bytes_per_token",
+    "hf_utf8_bytes_per_token", "hf_vocab_size", "hf_roundtrip"}``. Both use GPT-2's split pattern (ours in
     :data:`SPLIT_PATTERN`, theirs inside ``pre_tokenizers.ByteLevel``) and start from the 256 bytes.
     """
     _check_text("train_text", train_text)
@@ -577,8 +590,8 @@ def compare_with_hf(train_text: str, eval_text: str, vocab_size: int) -> dict:
         "eval_bytes": eval_bytes,
         "ours_tokens": ours_tokens,
         "hf_tokens": len(hf_ids),
-        "ours_bytes_per_token": eval_bytes / ours_tokens,
-        "hf_bytes_per_token": eval_bytes / len(hf_ids),
+        "ours_utf8_bytes_per_token": eval_bytes / ours_tokens,
+        "hf_utf8_bytes_per_token": eval_bytes / len(hf_ids),
         "hf_vocab_size": hf.get_vocab_size(),
         "hf_roundtrip": hf.decode(hf_ids) == eval_text,
     }

@@ -2,6 +2,7 @@
 
     python -m attnlab.train --attention mha                # writes lib/attnlab/data/tiny_mha.pt
     python -m attnlab.train --attention gqa --n-kv-heads 2 --steps 600
+    python -m attnlab.train --list                         # the schemes trained here from scratch
 
 The corpus is Python's own documentation (:mod:`attnlab.corpus`), tokenized with the course's BPE
 (:func:`attnlab.tokenization.load_tokenizer`). Runs are deterministic for a given seed and thread count.
@@ -28,6 +29,7 @@ from attnlab._validate import (
 )
 from attnlab.corpus import load_text
 from attnlab.model import TinyLM, TinyLMConfig, checkpoint_path, save_checkpoint
+from attnlab.schemes import SCHEMES
 from attnlab.tokenization import load_tokenizer
 
 
@@ -140,11 +142,16 @@ def main(argv: list[str] | None = None) -> None:
     if argv is not None and (not isinstance(argv, (list, tuple)) or not all(isinstance(arg, str) for arg in argv)):
         raise ArgumentTypeError(f"argv={argv!r} must be None or a list of str, e.g. ['--attention', 'gqa']")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--attention", default="mha", choices=["mha", "mqa", "gqa", "mla", "dsa"])
+    parser.add_argument("--attention", default="mha", choices=list(SCHEMES))
     parser.add_argument("--n-kv-heads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
     parser.add_argument("--name", default=None, help="checkpoint name (default tiny_<attention>)")
+    parser.add_argument("--list", action="store_true",
+                        help="print the schemes whose shipped checkpoint this module trains, and exit")
     args = parser.parse_args(argv)
+    if args.list:
+        print(" ".join(key for key, scheme in SCHEMES.items() if scheme.trainer == "attnlab.train"))
+        return
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model, metrics = train(TinyLMConfig(attention=args.attention, n_kv_heads=args.n_kv_heads),
                            TrainConfig(steps=args.steps))

@@ -20,17 +20,22 @@ import torch
 
 from attnlab import sizing
 from attnlab._validate import check_divisible, check_non_negative_int, check_positive_int
-from attnlab.plots import SCHEME_COLORS
+from attnlab.costs import AttentionShape
+from attnlab.schemes import get_scheme
 from attnlab.sizing import MODELS, SCHEMES, ModelSpec
 
-#: Context lengths the context slider offers: powers of two from 1K to 1M tokens.
-CONTEXT_OPTIONS: tuple[tuple[str, int], ...] = tuple(
-    (f"{n // 1024}K" if n < 2**20 else f"{n // 2**20}M", n) for n in (2**k for k in range(10, 21))
-)
 
-#: Bar colours: the course's one colour per scheme (:data:`attnlab.plots.SCHEME_COLORS`).
-SCHEME_COLOURS = {s: SCHEME_COLORS[s] for s in SCHEMES}
-SCHEME_NAMES = {"mha": "MHA", "mqa": "MQA", "gqa": "GQA", "mla": "MLA"}
+def context_options(longest: int = 2**20) -> tuple[tuple[str, int], ...]:
+    """(label, tokens) for a context slider: the powers of two from 1K up to ``longest`` tokens, labelled
+    "1K", "2K", ..., "512K", "1M". Every widget's context slider offers these (or, for DeepSeek-V3.2's cost
+    explorer, these and its longest context)."""
+    check_positive_int("longest", longest)
+    return tuple((f"{n // 1024}K" if n < 2**20 else f"{n // 2**20}M", n)
+                 for n in (2**k for k in range(10, 21)) if n <= longest)
+
+
+#: Context lengths the calculator's slider offers: powers of two from 1K to 1M tokens.
+CONTEXT_OPTIONS: tuple[tuple[str, int], ...] = context_options()
 
 
 def row(*children: widgets.Widget) -> widgets.HBox:
@@ -86,7 +91,7 @@ def figures(state: CalculatorState) -> dict:
     seq_len x batch, tokens that fit in gpu_gib, and each scheme's reduction against MHA."""
     spec = state.spec
     per_scheme = {
-        s: sizing.bytes_per_token(spec, state.dtype, s, state.gqa_kv_heads if s == "gqa" else None)
+        s: sizing.cache_bytes_per_token(spec, state.dtype, s, state.gqa_kv_heads if s == "gqa" else None)
         for s in SCHEMES
     }
     selected = spec.attention
@@ -94,7 +99,7 @@ def figures(state: CalculatorState) -> dict:
         "scheme": selected,
         "elements_per_layer": sizing.kv_elements_per_token(spec, per_layer=True),
         "formula": sizing.kv_formula(spec),
-        "bytes_per_token": sizing.bytes_per_token(spec, state.dtype),
+        "bytes_per_token": sizing.cache_bytes_per_token(spec, state.dtype),
         "cache_bytes": sizing.kv_cache_bytes(spec, state.seq_len, state.batch, state.dtype),
         "tokens_that_fit": sizing.tokens_that_fit(spec, state.gpu_gib, state.dtype),
         "per_scheme": per_scheme,
@@ -103,16 +108,9 @@ def figures(state: CalculatorState) -> dict:
 
 
 def _scheme_label(state: CalculatorState, scheme: str) -> str:
-    spec = state.spec
-    if scheme == "mha":
-        return f"MHA · {spec.n_heads} KV heads"
-    if scheme == "mqa":
-        return "MQA · 1 KV head"
-    if scheme == "gqa":
-        heads = "head" if state.gqa_kv_heads == 1 else "heads"
-        return f"GQA · {state.gqa_kv_heads} KV {heads}"
-    d_c, d_h_rope = sizing.mla_dims(spec)
-    return f"MLA · d_c {d_c} + d_h^R {d_h_rope}"
+    """"GQA · 8 KV heads", "MLA · d_c 512 + d_h^R 64": the scheme's label and what it keeps per token."""
+    record = get_scheme(scheme)
+    return f"{record.label} · {record.describe(state.spec.attention_shape(state.gqa_kv_heads))}"
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -131,7 +129,7 @@ def readout_html(state: CalculatorState) -> str:
     """The calculator's numbers as a small HTML table (pure: same state, same string)."""
     f = figures(state)
     spec = state.spec
-    scheme = SCHEME_NAMES[f["scheme"]]
+    scheme = get_scheme(f["scheme"]).label
     dtype = _dtype_name(state.dtype)
     fit = f["tokens_that_fit"]
     sequences = fit / state.seq_len if state.seq_len else 0.0
@@ -181,7 +179,7 @@ def bar_chart_svg(state: CalculatorState, width: int = 680) -> str:
         parts += [
             f'<text x="{label_w - 8}" y="{y + bar_h * 0.7:.1f}" text-anchor="end" '
             f'font-weight="{weight}">{label}</text>',
-            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{SCHEME_COLOURS[scheme]}" '
+            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{get_scheme(scheme).color}" '
             f'fill-opacity="{opacity}" stroke="#333333" stroke-width="{1.5 if selected else 0}"/>',
             f'<text x="{label_w + w + 6:.1f}" y="{y + bar_h * 0.7:.1f}" font-weight="{weight}">'
             f'{html.escape(text)}</text>',
@@ -232,7 +230,7 @@ class CacheCalculator(widgets.VBox):
         c = CalculatorControls(
             model=widgets.Dropdown(options=[(m.name, k) for k, m in MODELS.items()], value=model,
                                    description="Model", style=style, layout=layout),
-            scheme=widgets.Dropdown(options=[(SCHEME_NAMES[s], s) for s in SCHEMES], value=spec.attention,
+            scheme=widgets.Dropdown(options=[(get_scheme(s).label, s) for s in SCHEMES], value=spec.attention,
                                     description="Scheme shown", style=style, layout=layout),
             n_layers=slider("Layers l", 1, 128),
             n_heads=slider("Query heads n_h", 1, 128),
@@ -273,7 +271,9 @@ class CacheCalculator(widgets.VBox):
         """The current :class:`CalculatorState` read from the controls."""
         c = self.controls
         scheme, n_h, n_g = c.scheme.value, c.n_heads.value, c.n_kv_heads.value
-        kv_heads = {"mha": n_h, "mqa": 1, "gqa": n_g, "mla": n_h}[scheme]
+        record = get_scheme(scheme)  # KV heads as a config lists them: MHA n_h, MQA 1, GQA n_g; MLA n_h
+        heads = AttentionShape(d_model=self._hidden_size, n_heads=n_h, n_kv_heads=n_g, head_dim=c.head_dim.value)
+        kv_heads = record.kv_heads(heads) if record.dense else n_h
         spec = ModelSpec(
             name=f"{MODELS[c.model.value].name} (as set in the calculator)",
             n_layers=c.n_layers.value, n_heads=n_h, n_kv_heads=kv_heads, head_dim=c.head_dim.value,

@@ -20,13 +20,14 @@ answer_cache_bytes = 2 * 4 * 128 * 24 * 2 * 8192 * 4  # 1,610,612,736 bytes = 1.
 # Exercise 2. One LayerCache for the whole loop, created before it. Step t feeds only token t,
 # x[:, t:t+1] of shape (batch, 1, d_model); inside forward, the layer projects q, k, v of that token,
 # rotates them at position cache.seq_len = t, appends k and v to the cache and attends over all t + 1
-# cached keys. Causality makes each step's output the same as row t of the full forward.
+# cached keys; it returns an AttentionOutput, whose .output is the (batch, 1, d_model) tensor. Causality
+# makes each step's output the same as row t of the full forward.
 def answer_decode_loop(layer, x: torch.Tensor) -> torch.Tensor:
     """(batch, seq, d_model) -> (batch, seq, d_model), one token per call through a LayerCache."""
     cache = LayerCache()
     outputs = []
     for t in range(x.shape[1]):
-        outputs.append(layer(x[:, t : t + 1], cache=cache))  # (batch, 1, d_model)
+        outputs.append(layer(x[:, t : t + 1], cache=cache).output)  # (batch, 1, d_model)
     return torch.cat(outputs, dim=1)
 
 

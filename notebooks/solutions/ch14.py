@@ -6,7 +6,7 @@ Each name matches an answer cell in ``notebooks/14_how_fast_really.ipynb``; for 
 
 from __future__ import annotations
 
-from attnlab import bench
+from attnlab import bench, costs
 
 shape, context, b = bench.DEFAULT_SHAPE, 8192, 4  # float32: 4 bytes per number
 d, n_h, d_h = shape.d_model, shape.n_heads, shape.head_dim
@@ -21,13 +21,13 @@ answer_mqa_intensity = flops / n_bytes  # about 2.90 FLOP/byte
 # Exercise 2. Compare each scheme's FLOPs / bytes with the balance, 4 FLOP/byte.
 balance = 4.0
 answer_bounds = {
-    s: "memory" if bench.arithmetic_intensity(s, shape, context, "float32") < balance else "compute"
+    s: "memory" if costs.arithmetic_intensity(s, shape, context, "float32") < balance else "compute"
     for s in bench.SCHEMES
 }  # MLA naive (45 FLOP/B) and MLA absorbed (6.4 FLOP/B) are compute-bound; MHA, GQA, MQA and DSA are not
 
 # Exercise 3. Absorbed MLA's intensity grows with L (every head reads the same latent): walk L up until it
 # reaches the balance. (Solving the linear inequality for T gives the same number.)
 L = 1
-while bench.arithmetic_intensity("mla_absorbed", shape, L, "float32") < balance:
+while costs.arithmetic_intensity("mla_absorbed", shape, L, "float32") < balance:
     L += 1
 answer_crossover = L  # 3,763

@@ -171,7 +171,7 @@ def expect_text(locator, text: str, timeout_s: float = 30) -> None:
 def explorer_rows(n_kv_heads: int) -> dict[str, str]:
     """The rows of the GQA explorer's readout for Llama-3-8B (bfloat16) at ``n_kv_heads``."""
     spec = MODELS["llama-3-8b"]
-    per_token = sizing.bytes_per_token(spec, torch.bfloat16, "gqa", n_kv_heads)
+    per_token = sizing.cache_bytes_per_token(spec, torch.bfloat16, "gqa", n_kv_heads)
     cache = sizing.kv_cache_bytes(spec, READOUT_CONTEXT, 1, torch.bfloat16, "gqa", n_kv_heads)
     return {
         f"Bytes per token ({spec.n_layers} layers, bfloat16)": f"{per_token:,} B ({format_bytes(per_token)})",

@@ -32,7 +32,7 @@ import nbformat  # noqa: E402
 import torch  # noqa: E402
 from jlab import expect_text, explorer_rows, press, readout_cell, run_notebook, slider, widget_output  # noqa: E402
 
-from attnlab import sizing  # noqa: E402
+from attnlab import chapters, sizing  # noqa: E402
 from attnlab.sizing import MODELS, format_bytes, format_ratio  # noqa: E402
 from attnlab.widgets import CONTEXT_OPTIONS  # noqa: E402
 
@@ -52,8 +52,8 @@ def _calculator_cache(seq_len: int, scheme: str | None = None, n_kv_heads: int |
 def _calculator_gqa_bar(n_kv_heads: int) -> tuple[str, str]:
     """(label, value) of the calculator's GQA bar for DeepSeek-V3's shape with ``n_kv_heads``."""
     v3 = MODELS["deepseek-v3"]
-    gqa = sizing.bytes_per_token(v3, torch.bfloat16, "gqa", n_kv_heads)
-    mha = sizing.bytes_per_token(v3, torch.bfloat16, "mha")
+    gqa = sizing.cache_bytes_per_token(v3, torch.bfloat16, "gqa", n_kv_heads)
+    mha = sizing.cache_bytes_per_token(v3, torch.bfloat16, "mha")
     heads = "head" if n_kv_heads == 1 else "heads"
     return f"GQA · {n_kv_heads} KV {heads}", f"{format_bytes(gqa)} · {format_ratio(mha / gqa)}×"
 
@@ -128,7 +128,7 @@ def test_gqa_explorer(page, lab):
 # -- every chapter -----------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")))
+@pytest.mark.parametrize("name", [c.notebook for c in chapters.CHAPTERS])
 def test_notebook_runs_in_browser(page, lab, name):
     run_notebook(page, lab, name)
 

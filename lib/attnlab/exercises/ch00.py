@@ -25,7 +25,7 @@ def check_llama3_bytes_per_token(answer: object) -> str:
     Expected: 2 (K and V) x n_g x d_h x l x 2 bytes, from its config.json.
     """
     spec = sizing.MODELS["llama-3-8b"]
-    expected = sizing.bytes_per_token(spec, "bfloat16")
+    expected = sizing.cache_bytes_per_token(spec, "bfloat16")
 
     def check(a: object) -> str:
         value = as_number(a, "bytes per token")

@@ -89,7 +89,7 @@ def check_merge(answer: object) -> str:
 def expected_bytes_per_token() -> float:
     """Bytes per token of the course tokenizer on the validation text (the value the last check wants)."""
     val = corpus.load_text("val")
-    return tokenization.bytes_per_token(val, tokenization.load_tokenizer().encode(val))
+    return tokenization.utf8_bytes_per_token(val, tokenization.load_tokenizer().encode(val))
 
 
 def check_bytes_per_token(answer: object) -> str:

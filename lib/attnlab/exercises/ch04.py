@@ -94,7 +94,7 @@ def _decode_cases() -> list[tuple[GroupedQueryAttention, torch.Tensor]]:
 
 def check_decode_loop(answer: object) -> str:
     """Exercise 2: a function ``(layer, x) -> y`` that runs ``layer`` one token at a time through a
-    :class:`LayerCache` and returns the outputs of all positions, equal to ``layer(x)``.
+    :class:`LayerCache` and returns the outputs of all positions, equal to ``layer(x).output``.
 
     Verified on random MHA, GQA and MQA layers in float64: every call feeds exactly one token, passes
     one cache to every call, and the result matches the full causal forward."""
@@ -110,13 +110,15 @@ def check_decode_loop(answer: object) -> str:
             except AssertionError:
                 raise
             except Exception as err:  # a learner's bug: report it as a failed check
+                hint = ("; the layer returns an AttentionOutput: keep its .output, the (batch, 1, d_model) tensor"
+                        if "AttentionOutput" in str(err) else "")
                 raise AssertionError(
-                    f"calling your function on x of shape {tuple(x.shape)} raised {type(err).__name__}: {err}"
+                    f"calling your function on x of shape {tuple(x.shape)} raised {type(err).__name__}: {err}{hint}"
                 ) from err
             finally:
                 log.handle.remove()
             with torch.no_grad():
-                want = layer(x)
+                want = layer(x).output
             b, n, _ = x.shape
             assert log.calls, "your function never called the layer"
             seqs = [s for s, _ in log.calls]
@@ -138,7 +140,7 @@ def check_decode_loop(answer: object) -> str:
                 "per-step outputs along the sequence axis, torch.cat(outputs, dim=1)"
             )
             assert torch.allclose(got, want, atol=1e-10, rtol=0), (
-                f"the outputs differ from layer(x) by up to {float((got - want).abs().max()):.2e}: "
+                f"the outputs differ from layer(x).output by up to {float((got - want).abs().max()):.2e}: "
                 "feed token t, x[:, t:t+1], at step t and keep each step's output in order"
             )
         return (f"one token per call, one growing LayerCache, and the outputs equal the full forward on "
@@ -159,7 +161,7 @@ def check_llama3_tokens_in_24gib(answer: object) -> str:
     e = EXERCISE_3
     spec = sizing.get_model(e["model"])
     expected = expected_tokens_in_24gib()
-    per_token = sizing.bytes_per_token(spec, e["dtype"])
+    per_token = sizing.cache_bytes_per_token(spec, e["dtype"])
     weights = sizing.weight_bytes(spec, e["dtype"])
     no_weights = sizing.tokens_that_fit(spec, e["gpu_gib"], e["dtype"])
     in_gb = (e["gpu_gib"] * 10**9 - weights) // per_token

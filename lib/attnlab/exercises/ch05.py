@@ -27,7 +27,7 @@ def check_falcon_bytes_per_token(answer: object) -> str:
     value of width d_h = hidden_size / n_head. Expected: 2 x d_h x l x 2 bytes.
     """
     spec = sizing.MODELS["falcon-7b"]
-    expected = sizing.bytes_per_token(spec, "bfloat16")
+    expected = sizing.cache_bytes_per_token(spec, "bfloat16")
 
     def check(a: object) -> str:
         value = as_number(a, "bytes per token")

@@ -122,7 +122,7 @@ def check_qwen_bytes_per_token(answer: object) -> str:
     2 x n_g x d_h x l x 2 bytes with d_h = hidden_size / n_heads.
     """
     spec = sizing.MODELS["qwen2.5-7b"]
-    expected = sizing.bytes_per_token(spec, "bfloat16")
+    expected = sizing.cache_bytes_per_token(spec, "bfloat16")
 
     def check(a: object) -> str:
         value = as_number(a, "bytes per token")

@@ -25,7 +25,7 @@ def check_v2_bytes_per_token(answer: object) -> str:
     Expected (d_c + d_h^R) x l x 2 bytes = (512 + 64) x 60 x 2, from its config.json.
     """
     spec = sizing.MODELS["deepseek-v2"]
-    expected = sizing.bytes_per_token(spec, "bfloat16")
+    expected = sizing.cache_bytes_per_token(spec, "bfloat16")
     d_c, d_h_rope = sizing.mla_dims(spec)
 
     def check(a: object) -> str:

@@ -6,7 +6,7 @@
     print(ch08.check_absorbed_step_macs(answer_absorbed_step_macs))  # an int, multiply-adds
 
 Each check compares the answer with the plain computation (keys rebuilt from the latent) or with
-:func:`attnlab.interactive.mla.decode_step_costs`: ``None`` returns a reminder, a right answer "✓ ...", a
+:func:`attnlab.costs.mla_decode_step_costs`: ``None`` returns a reminder, a right answer "✓ ...", a
 wrong one raises ``AssertionError`` with a hint aimed at the usual slip.
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 
 from attnlab import sizing
+from attnlab.costs import mla_decode_step_costs
 from attnlab.exercises._common import as_integer, run_check
-from attnlab.interactive.mla import decode_step_costs
 
 #: The context length of exercise 3.
 STEP_CONTEXT = 4096
@@ -94,7 +94,7 @@ def check_absorbed_step_macs(answer: object) -> str:
     weighted sum n_h t d_c."""
     spec = sizing.MODELS["deepseek-v3"]
     d_c, d_h_rope = sizing.mla_dims(spec)
-    costs = decode_step_costs(spec.n_heads, STEP_CONTEXT, d_c, spec.head_dim, spec.head_dim, d_h_rope)["absorbed"]
+    costs = mla_decode_step_costs(spec.attention_shape(), STEP_CONTEXT)["absorbed"]
     expected, parts = costs["macs"], costs["parts"]
 
     def check(a: object) -> str:

@@ -11,11 +11,14 @@ Each check compares the answer with :mod:`attnlab.dsa`: ``None`` returns a remin
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
+from attnlab import costs
 from attnlab.dsa import IndexerConfig, LightningIndexer, crossover_context, layer_cost
 from attnlab.exercises._common import as_number, run_check
-from attnlab.sizing import MODELS, attention_macs_per_cached_token
+from attnlab.sizing import MODELS
 
 #: Exercise 1: a causal prefill of this many tokens, each query attending to its top-k.
 EXERCISE_1 = {"length": 8192, "top_k": 2048}
@@ -30,8 +33,7 @@ EXERCISE_3 = {"model": "deepseek-v3.2", "top_k": 1024, "q_lora_rank": 1536}
 
 def expected_prefill_pairs() -> int:
     """sum_{t=1}^{L} min(k, t): query t (counting from 1) sees t tokens, itself included, and keeps k."""
-    L, k = EXERCISE_1["length"], EXERCISE_1["top_k"]
-    return sum(min(k, t) for t in range(1, L + 1))
+    return costs.selected_pairs(EXERCISE_1["length"], EXERCISE_1["top_k"])
 
 
 def check_prefill_pairs(answer: object) -> str:
@@ -145,20 +147,19 @@ def check_index_scores(answer: object) -> str:
 
 
 def exercise_3_constants() -> dict[str, int]:
-    """C_attn, C_idx and F_proj (FLOPs) of :func:`attnlab.dsa.layer_cost` for DeepSeek-V3.2's shapes."""
-    spec = MODELS[EXERCISE_3["model"]]
-    d_rank = EXERCISE_3["q_lora_rank"]
-    h_i, d_i, d = spec.index_n_heads, spec.index_head_dim, spec.hidden_size
+    """C_attn, C_idx and F_proj (FLOPs) of :func:`attnlab.dsa.layer_cost` for DeepSeek-V3.2's shapes, from
+    :mod:`attnlab.costs`: 2 n_h (2 d_c + d_h^R), 2 H^I d^I + 2 H^I and 2 (d'_c H^I d^I + d d^I + d H^I)."""
+    shape = dataclasses.replace(MODELS[EXERCISE_3["model"]].attention_shape(), q_lora_rank=EXERCISE_3["q_lora_rank"])
     return {
-        "C_attn": 2 * attention_macs_per_cached_token(spec, "mla"),
-        "C_idx": 2 * h_i * d_i + 2 * h_i,
-        "F_proj": 2 * (d_rank * h_i * d_i + d * d_i + d * h_i),
+        "C_attn": 2 * costs.macs_per_cached_token("mla", shape),
+        "C_idx": 2 * costs.indexer_macs_per_cached_token(shape),
+        "F_proj": 2 * costs.indexer_projection_macs(shape),
     }
 
 
 def expected_crossover() -> int:
     """The shortest context L at which DSA's decode FLOPs are below dense MLA's (top-k of EXERCISE_3)."""
-    return crossover_context(EXERCISE_3["top_k"], EXERCISE_3["model"], "decode_flops",
+    return crossover_context(MODELS[EXERCISE_3["model"]], EXERCISE_3["top_k"], "decode_flops",
                              q_lora_rank=EXERCISE_3["q_lora_rank"])
 
 
@@ -185,7 +186,7 @@ def check_crossover(answer: object) -> str:
         assert value == expected, (
             "not yet: solve C_attn L > F_proj + C_idx L + C_attn k for the smallest whole L"
         )
-        cost = layer_cost(expected, k, EXERCISE_3["model"])
+        cost = layer_cost(MODELS[EXERCISE_3["model"]], expected, k)
         return (f"L* = {expected:,} tokens: there dense MLA spends {cost['decode_flops_dense']:,} FLOPs per decoded "
                 f"token and DSA {cost['decode_flops_dsa']:,}")
 

@@ -18,11 +18,11 @@ from attnlab.exercises._common import as_integer, run_check
 def check_llama3_70b_bytes(answer: object) -> str:
     """Exercise 1: bytes one token adds to Llama-3-70B's cache in bfloat16, all layers: 2 n_g d_h l x 2."""
     spec = sizing.MODELS["llama-3-70b"]
-    expected = sizing.bytes_per_token(spec)
+    expected = sizing.cache_bytes_per_token(spec)
 
     def check(a: object) -> str:
         value = as_integer(a, "bytes per token")
-        assert value != sizing.bytes_per_token(spec, scheme="mha"), (
+        assert value != sizing.cache_bytes_per_token(spec, scheme="mha"), (
             f"that counts the {spec.n_heads} query heads; only the {spec.n_kv_heads} KV heads are cached"
         )
         assert value != expected // spec.n_layers, f"that is one layer; Llama-3-70B has {spec.n_layers}"
@@ -37,7 +37,7 @@ def check_llama3_70b_bytes(answer: object) -> str:
 def check_gemma2_bytes(answer: object) -> str:
     """Exercise 2: bytes per token for Gemma-2-9B in bfloat16, whose config sets head_dim 256 explicitly."""
     spec = sizing.MODELS["gemma-2-9b"]
-    expected = sizing.bytes_per_token(spec)
+    expected = sizing.cache_bytes_per_token(spec)
     mistakes = factcheck.common_mistakes()
 
     def check(a: object) -> str:
@@ -46,7 +46,7 @@ def check_gemma2_bytes(answer: object) -> str:
             f"that uses hidden_size / n_heads = {spec.hidden_size // spec.n_heads}; Gemma-2's config.json sets "
             f"head_dim = {spec.head_dim}"
         )
-        assert value != sizing.bytes_per_token(spec, scheme="mha"), (
+        assert value != sizing.cache_bytes_per_token(spec, scheme="mha"), (
             f"that counts {spec.n_heads} query heads; {spec.n_kv_heads} KV heads are cached"
         )
         assert value == expected, "not yet: 2 x n_g x head_dim x layers x 2 bytes"
@@ -73,7 +73,7 @@ def check_gpus_needed(answer: object) -> str:
             "that is the weights alone: add the cache, batch x tokens x bytes per token"
         )
         assert value != factcheck.gpus_needed("deepseek-v3", BATCH, SEQ_LEN, GPU_GIB,
-                                              sizing.bytes_per_token("deepseek-v3", scheme="mha")), (
+                                              sizing.cache_bytes_per_token("deepseek-v3", scheme="mha")), (
             "that sizes the cache as MHA; DeepSeek-V3 caches MLA's latent"
         )
         assert value == expected, "not yet: ceil((weights + 32 x 131,072 x bytes per token) / (80 x 2^30))"

@@ -5,17 +5,17 @@
     print(ch14.check_bounds(answer_bounds))                    # a dict scheme -> "memory" or "compute"
     print(ch14.check_crossover_context(answer_crossover))      # an int, cached tokens
 
-Each check compares the answer with the formulas of :mod:`attnlab.bench` (:func:`~attnlab.bench.flops_per_token`,
-:func:`~attnlab.bench.bytes_per_token`, :func:`~attnlab.bench.roofline_bound`) at :data:`attnlab.bench.DEFAULT_SHAPE`
-in float32: ``None`` returns a reminder, a right answer "✓ ...", a wrong one raises ``AssertionError`` with a hint
-aimed at the usual slip.
+Each check compares the answer with the formulas of :mod:`attnlab.costs` (:func:`~attnlab.costs.decode_flops`,
+:func:`~attnlab.costs.decode_bytes_read`) and :func:`attnlab.bench.roofline_bound` at
+:data:`attnlab.bench.DEFAULT_SHAPE` in float32: ``None`` returns a reminder, a right answer "✓ ...", a wrong one
+raises ``AssertionError`` with a hint aimed at the usual slip.
 """
 
 from __future__ import annotations
 
 import math
 
-from attnlab import bench
+from attnlab import bench, costs
 from attnlab.exercises._common import as_number, run_check
 
 #: The context of exercises 1 and 2 (cached tokens L; the step attends to T = L + 1 keys).
@@ -34,14 +34,14 @@ def _close(a: float, b: float) -> bool:
 def check_mqa_intensity(answer: object) -> str:
     """Exercise 1: arithmetic intensity (FLOPs / bytes) of one MQA decode step at :data:`CONTEXT` cached tokens,
     :data:`SHAPE`, float32, weights included: (2 W + 4 n_h d_h T) / (4 (W + 2 d_h T)) with T = L + 1."""
-    flops = bench.flops_per_token("mqa", SHAPE, CONTEXT)
-    n_bytes = bench.bytes_per_token("mqa", SHAPE, CONTEXT, DTYPE)
+    flops = costs.decode_flops("mqa", SHAPE, CONTEXT)
+    n_bytes = costs.decode_bytes_read("mqa", SHAPE, CONTEXT, DTYPE)
     expected = flops / n_bytes
 
     def check(a: object) -> str:
         value = as_number(a, "the intensity")
         s, t = SHAPE, CONTEXT + 1
-        w = bench.weight_elements("mqa", s)
+        w = costs.weight_elements("mqa", s)
         assert not _close(value, 2 * expected), "the cache is float32: 4 bytes per number, not 2 (bfloat16)"
         assert not _close(value, expected / 2), "count 2 FLOPs per multiply-add, and 4 bytes per float32 number"
         assert not _close(value, 4 * s.n_heads * s.head_dim * t / (4 * 2 * s.head_dim * t)), (
@@ -63,7 +63,7 @@ def check_mqa_intensity(answer: object) -> str:
 
 def expected_bounds() -> dict[str, str]:
     """Every scheme's bound at :data:`CONTEXT`, :data:`SHAPE`, float32, on a machine of balance :data:`BALANCE`."""
-    return {s: bench.roofline_bound(bench.arithmetic_intensity(s, SHAPE, CONTEXT, DTYPE), BALANCE)
+    return {s: bench.roofline_bound(costs.arithmetic_intensity(s, SHAPE, CONTEXT, DTYPE), BALANCE)
             for s in bench.SCHEMES}
 
 
@@ -82,7 +82,7 @@ def check_bounds(answer: object) -> str:
         assert flipped != expected, "swapped: below the balance (few FLOPs per byte) is MEMORY-bound"
         for s in ("mla_absorbed", "dsa", "mla_naive"):
             if a[s] != expected[s]:
-                i = bench.arithmetic_intensity(s, SHAPE, CONTEXT, DTYPE)
+                i = costs.arithmetic_intensity(s, SHAPE, CONTEXT, DTYPE)
                 raise AssertionError(f"look again at {s}: its intensity at L = {CONTEXT} is {i:.2f} FLOP/byte "
                                      f"against a balance of {BALANCE}")
         assert a == expected, "not yet: compare each scheme's FLOPs / bytes with the balance"
@@ -95,11 +95,11 @@ def check_bounds(answer: object) -> str:
 def crossover_context() -> int:
     """The smallest context L at which absorbed MLA's decode step is compute-bound at balance :data:`BALANCE`."""
     lo, hi = 1, 1
-    while bench.arithmetic_intensity("mla_absorbed", SHAPE, hi, DTYPE) < BALANCE:
+    while costs.arithmetic_intensity("mla_absorbed", SHAPE, hi, DTYPE) < BALANCE:
         lo, hi = hi, hi * 2
     while lo < hi:  # the intensity grows with L: bisect for the first L at or above the balance
         mid = (lo + hi) // 2
-        if bench.arithmetic_intensity("mla_absorbed", SHAPE, mid, DTYPE) < BALANCE:
+        if costs.arithmetic_intensity("mla_absorbed", SHAPE, mid, DTYPE) < BALANCE:
             lo = mid + 1
         else:
             hi = mid
@@ -118,7 +118,7 @@ def check_crossover_context(answer: object) -> str:
         assert value != expected + 1, "one too many: the step attends to T = L + 1 keys, so solve for L = T - 1"
         assert value != expected - 1, (
             f"one short: at L = {expected - 1} the intensity is "
-            f"{bench.arithmetic_intensity('mla_absorbed', SHAPE, expected - 1, DTYPE):.5f}, still below {BALANCE}"
+            f"{costs.arithmetic_intensity('mla_absorbed', SHAPE, expected - 1, DTYPE):.5f}, still below {BALANCE}"
         )
         assert value == expected, (
             "not yet: intensity(L) = (2 W' + 2 n_h (2 d_c + d_h^R) T) / (4 (W + (d_c + d_h^R) T)); find the first L "

@@ -30,7 +30,7 @@ from attnlab._validate import check_ndim, check_non_negative_int
 from attnlab.attention import attention_vector
 from attnlab.model import TinyLM
 from attnlab.plots import COLORS, attention_heatmap, figure_png
-from attnlab.tokenization import BPETokenizer, render_token
+from attnlab.tokenization import BPETokenizer, visible_token
 from attnlab.widgets import row
 
 #: Smallest font in every figure of this module, readable when projected.
@@ -311,8 +311,9 @@ def rank_heads(sentence_maps: Sequence[Sequence[torch.Tensor]], pattern: str) ->
 
 
 def token_labels(tokenizer: BPETokenizer, ids: Sequence[int]) -> list[str]:
-    """One printable label per token: its text with spaces as ``·`` and newlines as ``↵``."""
-    return [render_token(tokenizer.token_bytes(int(t))).replace(" ", "·").replace("\n", "↵") for t in ids]
+    """One printable label per token: its text with spaces as ``·`` and newlines as ``↵``
+    (:func:`attnlab.tokenization.visible_token`)."""
+    return [visible_token(tokenizer.token_bytes(int(t))) for t in ids]
 
 
 @dataclass(frozen=True)

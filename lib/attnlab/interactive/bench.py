@@ -25,23 +25,21 @@ import matplotlib.pyplot as plt
 
 from attnlab.bench import roofline_bound
 from attnlab.interactive.svg import html_table as _table
-from attnlab.plots import SCHEME_COLORS, figure_png
+from attnlab.plots import figure_png
+from attnlab.schemes import BENCH_SCHEMES, get_scheme
 from attnlab.sizing import format_bytes
 from attnlab.widgets import row
 
 #: The committed CPU run.
 CPU_RESULTS = Path(__file__).resolve().parents[1] / "data" / "bench_cpu.json"
 
-#: Colour and marker per benchmarked scheme (the two MLA forms share MLA's colour, told apart by marker).
-SCHEME_STYLE: dict[str, tuple[str, str]] = {
-    "mha": (SCHEME_COLORS["mha"], "o"), "gqa": (SCHEME_COLORS["gqa"], "s"), "mqa": (SCHEME_COLORS["mqa"], "^"),
-    "mla_naive": (SCHEME_COLORS["mla"], "x"), "mla_absorbed": (SCHEME_COLORS["mla"], "D"),
-    "dsa": (SCHEME_COLORS["dsa"], "v"),
-}
+#: Colour and marker per benchmarked scheme, from :mod:`attnlab.schemes` (the two MLA forms share MLA's
+#: colour, told apart by marker).
+SCHEME_STYLE: dict[str, tuple[str, str]] = {key: (get_scheme(key).color, get_scheme(key).marker)
+                                            for key in BENCH_SCHEMES}
 
-#: Readable names for the schemes.
-SCHEME_LABELS: dict[str, str] = {"mha": "MHA", "gqa": "GQA", "mqa": "MQA", "mla_naive": "MLA naive",
-                                 "mla_absorbed": "MLA absorbed", "dsa": "DSA"}
+#: Readable names for the benchmarked schemes (:attr:`attnlab.schemes.Scheme.label`).
+SCHEME_LABELS: dict[str, str] = {key: get_scheme(key).label for key in BENCH_SCHEMES}
 
 
 def load_results(path: str | Path | None = None) -> dict:
@@ -147,7 +145,7 @@ def peer_figure(report: dict):
     for key, by_ctx in ratios.items():
         ctx = sorted(by_ctx)
         if key == "hf_over_absorbed":
-            color, marker, label = SCHEME_STYLE["mla_absorbed"][0], "D", "HF DeepseekV3Attention / attnlab MLA"
+            (color, marker), label = SCHEME_STYLE["mla_absorbed"], "HF DeepseekV3Attention / attnlab MLA"
         else:
             s = key.removeprefix("sdpa_")
             color, marker = SCHEME_STYLE[s]

@@ -33,11 +33,12 @@ from attnlab.dsa import DeepSeekSparseAttention, LightningIndexer, crossover_con
 from attnlab.interactive.svg import html_table as _table
 from attnlab.interactive.svg import svg_open as _svg_open
 from attnlab.interactive.svg import svg_text as _text
-from attnlab.mla import rotate_pairs
 from attnlab.model import TinyLM, checkpoint_path, load_checkpoint
 from attnlab.plots import COLORS, SCHEME_COLORS, attention_heatmap
 from attnlab.quant import FP8_E4M3_MAX, SCALE_FORMATS, fake_quantize_fp8, fwht
+from attnlab.rope import rotate_pairs
 from attnlab.sizing import MODELS, ModelSpec, format_bytes, format_si, get_model
+from attnlab.widgets import context_options
 
 
 def format_flops(flops: int | float) -> str:
@@ -141,8 +142,8 @@ def draw_selection(ax, weights: torch.Tensor, selected: torch.Tensor, tokens: Se
 # chapter 10: what one decoded token costs, dense MLA against DSA
 
 
-#: Context lengths the cost explorer offers (DeepSeek-V3.2 reads at most 163,840 tokens).
-CONTEXT_OPTIONS: tuple[int, ...] = (1024, 2048, 4096, 8192, 16_384, 32_768, 65_536, 131_072, 163_840)
+#: Context lengths the cost explorer offers: the sliders' 1K to 128K, and DeepSeek-V3.2's longest, 163,840.
+CONTEXT_OPTIONS: tuple[int, ...] = (*(n for _, n in context_options(2**17)), 163_840)
 #: Top-k values the explorer offers (DeepSeek-V3.2 uses 2048).
 TOPK_OPTIONS: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192)
 
@@ -156,7 +157,8 @@ def _check_context(spec: ModelSpec, context_len: object) -> int:
 
 @functools.lru_cache(maxsize=256)
 def _crossovers(top_k: int, model: str) -> dict[str, int | None]:
-    return {metric: crossover_context(top_k, model, metric) for metric in ("decode_flops", "decode_bytes")}
+    spec = get_model(model)
+    return {metric: crossover_context(spec, top_k, metric) for metric in ("decode_flops", "decode_bytes")}
 
 
 def decode_cost_figures(context_len: int, top_k: int, model: str = "deepseek-v3.2") -> dict:
@@ -166,7 +168,7 @@ def decode_cost_figures(context_len: int, top_k: int, model: str = "deepseek-v3.
     spec = get_model(model)
     _check_context(spec, context_len)
     check_positive_int("top_k", top_k)
-    cost = layer_cost(context_len, top_k, spec)
+    cost = layer_cost(spec, context_len, top_k)
     cross = _crossovers(top_k, model)
     return {
         "context_len": context_len, "top_k": top_k, "selected": cost["selected"], "model": spec.name,

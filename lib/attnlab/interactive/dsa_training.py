@@ -30,7 +30,7 @@ from attnlab.dsa import selection_mask, topk_indices
 from attnlab.dsa_training import attention_mode
 from attnlab.model import TinyLM
 from attnlab.plots import COLORS, figure_png
-from attnlab.tokenization import BPETokenizer, render_token
+from attnlab.tokenization import BPETokenizer, visible_token
 from attnlab.widgets import row
 
 #: Bars of keys outside the indexer's top-k.
@@ -63,12 +63,6 @@ class IndexerProbe:
         return self.attention.shape[1]
 
 
-def shown_token(token: bytes) -> str:
-    """A token's text with spaces as ``·`` and newlines as ``↵``, control characters as ``\\xNN``."""
-    text = render_token(token).replace(" ", "·").replace("\n", "↵").replace("\t", "⇥")
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
-
-
 @torch.no_grad()
 def probe_indexer(model: TinyLM, tokenizer: BPETokenizer, text: str | Sequence[int], top_k: int | None = None,
                   name: str = "") -> IndexerProbe:
@@ -96,7 +90,7 @@ def probe_indexer(model: TinyLM, tokenizer: BPETokenizer, text: str | Sequence[i
             q_rows.append(torch.softmax(scores.double(), dim=-1)[0].float())
             sel_rows.append(topk_indices(scores, k)[0])
             top_rows.append(topk_indices(p.masked_fill(~visible, float("-inf")), k)[0])
-    return IndexerProbe(tokens=tuple(shown_token(tokenizer.vocab[i]) for i in ids), ids=tuple(ids), top_k=k,
+    return IndexerProbe(tokens=tuple(visible_token(tokenizer.vocab[i]) for i in ids), ids=tuple(ids), top_k=k,
                         attention=torch.stack(p_rows).cpu(), index_dist=torch.stack(q_rows).cpu(),
                         selected=torch.stack(sel_rows).cpu(), true_top=torch.stack(top_rows).cpu(), name=name)
 

@@ -13,10 +13,9 @@ from attnlab import sizing
 from attnlab._validate import check_positive_int
 from attnlab.interactive.svg import html_table, svg_open, svg_text
 from attnlab.plots import SCHEME_COLORS
+from attnlab.schemes import get_scheme
 from attnlab.sizing import MODELS, SCHEMES, format_bytes
 from attnlab.widgets import CONTEXT_OPTIONS, gqa_start, row
-
-SCHEME_NAMES = {"mha": "MHA", "mqa": "MQA", "gqa": "GQA", "mla": "MLA"}
 
 
 def model_table(context_lens: tuple[int, ...] = (4096, 32768, 131072), gpu_gib: float = 80,
@@ -36,7 +35,7 @@ def model_table(context_lens: tuple[int, ...] = (4096, 32768, 131072), gpu_gib: 
         fit = weights <= int(float(gpu_gib) * sizing.GIB)
         for scheme in SCHEMES:
             n_kv = gqa_start(spec) if scheme == "gqa" else None
-            per = sizing.bytes_per_token(spec, dtype, scheme, n_kv)
+            per = sizing.cache_bytes_per_token(spec, dtype, scheme, n_kv)
             rows.append({
                 "model": key, "name": spec.name, "scheme": scheme, "published": scheme == spec.attention,
                 "n_kv_heads": n_kv, "bytes_per_token": per,
@@ -49,7 +48,7 @@ def model_table(context_lens: tuple[int, ...] = (4096, 32768, 131072), gpu_gib: 
 
 
 def _label(row: dict) -> str:
-    name = SCHEME_NAMES[row["scheme"]]
+    name = get_scheme(row["scheme"]).label
     if row["scheme"] == "gqa":
         name += f" ({row['n_kv_heads']} KV heads)"
     return name + (" — published" if row["published"] else " — what-if")

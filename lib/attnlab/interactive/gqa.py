@@ -25,12 +25,13 @@ import torch
 from attnlab import sizing
 from attnlab._validate import check_non_negative_int, check_positive_int
 from attnlab.gqa import AttentionConfig
-from attnlab.plots import COLORS, SCHEME_COLORS
+from attnlab.plots import COLORS
+from attnlab.schemes import get_scheme
 from attnlab.sizing import MODELS, ModelSpec
-from attnlab.widgets import divisors, gqa_start, row
+from attnlab.widgets import context_options, divisors, gqa_start, row
 
-#: Context lengths the decode widget offers (label, tokens).
-CONTEXT_OPTIONS: tuple[tuple[str, int], ...] = tuple((f"{n // 1024}K", n) for n in (2**k for k in range(10, 18)))
+#: Context lengths the decode widget offers (label, tokens): 1K to 128K.
+CONTEXT_OPTIONS: tuple[tuple[str, int], ...] = context_options(2**17)
 
 #: Batch sizes the decode widget offers: powers of two from 1 to 256.
 BATCH_OPTIONS: tuple[int, ...] = tuple(2**k for k in range(9))
@@ -40,8 +41,6 @@ READOUT_CONTEXT = 32_768
 
 #: Group colours of the sharing diagram (Okabe-Ito, distinguishable with colour blindness), cycled.
 GROUP_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000")
-
-_SCHEME_NAMES = {"mha": "MHA", "mqa": "MQA", "gqa": "GQA", "mla": "MLA"}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -87,7 +86,7 @@ def sharing_svg(n_heads: int, n_kv_heads: int, width: int = 720, title: str | No
     kv_slot = plot_w / n_kv_heads
     kv_w = max(3.0, min(kv_slot * 0.86, max(q_w * r * 0.8, 14.0), 150.0))
     if title is None:
-        kind = _SCHEME_NAMES[config.kind]
+        kind = get_scheme(config.kind).label
         q_word = "query head" if n_heads == 1 else "query heads"
         kv_word = "KV head" if n_kv_heads == 1 else "KV heads"
         title = f"{n_heads} {q_word} → {n_kv_heads} {kv_word} · group size r = {r} · {kind}"
@@ -158,7 +157,7 @@ def gqa_figures(model: ModelSpec | str, n_kv_heads: int, dtype: torch.dtype | st
     per token as published, and whether this setting is the published one."""
     spec = sizing.get_model(model)
     config = _attention_config(spec.n_heads, n_kv_heads)
-    per_token = sizing.bytes_per_token(spec, dtype, "gqa", n_kv_heads)
+    per_token = sizing.cache_bytes_per_token(spec, dtype, "gqa", n_kv_heads)
     return {
         "model": spec.name,
         "n_heads": spec.n_heads,
@@ -170,7 +169,7 @@ def gqa_figures(model: ModelSpec | str, n_kv_heads: int, dtype: torch.dtype | st
         "cache_bytes": sizing.kv_cache_bytes(spec, READOUT_CONTEXT, 1, dtype, "gqa", n_kv_heads),
         "reduction_vs_mha": sizing.reduction_vs_mha(spec, "gqa", n_kv_heads),
         "published_scheme": spec.attention,
-        "published_bytes_per_token": sizing.bytes_per_token(spec, dtype),
+        "published_bytes_per_token": sizing.cache_bytes_per_token(spec, dtype),
         "is_published": spec.attention != "mla" and n_kv_heads == spec.n_kv_heads,
     }
 
@@ -183,7 +182,7 @@ def gqa_readout_html(model: ModelSpec | str, n_kv_heads: int, dtype: torch.dtype
     dtype_name = str(sizing.get_dtype(dtype)).removeprefix("torch.")
     rows = [
         ("Query heads n_h / KV heads n_g", f"{f['n_heads']} / {f['n_kv_heads']} (group size r = {f['group_size']}, "
-                                           f"{_SCHEME_NAMES[f['kind']]})"),
+                                           f"{get_scheme(f['kind']).label})"),
         ("Cached numbers per token per layer", f["formula"]),
         (f"Bytes per token ({spec.n_layers} layers, {dtype_name})",
          f"{f['bytes_per_token']:,} B ({sizing.format_bytes(f['bytes_per_token'])})"),
@@ -200,10 +199,10 @@ def gqa_readout_html(model: ModelSpec | str, n_kv_heads: int, dtype: torch.dtype
         note = (f"{spec.name} does not use GQA: it uses MLA (chapter 7), {published} per token as published. "
                 f"Every GQA setting here is a what-if.")
     elif f["is_published"]:
-        note = f"This is {spec.name} as published ({_SCHEME_NAMES[spec.attention]}, {spec.n_kv_heads} KV heads)."
+        note = f"This is {spec.name} as published ({get_scheme(spec.attention).label}, {spec.n_kv_heads} KV heads)."
     else:
         note = (f"What-if: {spec.name} as published has {spec.n_kv_heads} KV heads "
-                f"({_SCHEME_NAMES[spec.attention]}, {published} per token).")
+                f"({get_scheme(spec.attention).label}, {published} per token).")
     return (f'<div style="font-size:14px"><table style="border-collapse:collapse">{cells}</table>'
             f'<div style="margin-top:4px;color:#444">{html.escape(note)}</div></div>')
 
@@ -272,7 +271,7 @@ def decode_read_bytes(model: ModelSpec | str, seq_len: int, batch: int = 1, sche
     """Bytes one decode step reads from memory: every weight once (shared by the batch) plus every
     sequence's whole K/V cache (each new token attends to all ``seq_len`` cached ones).
 
-        weights = n_params x bytes(dtype)      cache = batch x seq_len x bytes_per_token(scheme)
+        weights = n_params x bytes(dtype)      cache = batch x seq_len x cache_bytes_per_token(scheme)
 
     Returns {"weights", "cache", "total", "per_token" (total / batch)} in bytes. Only dense models
     (n_params all read each step); a mixture-of-experts model reads only its active experts."""
@@ -311,14 +310,14 @@ def decode_svg(model: ModelSpec | str, seq_len: int, batch: int = 1,
         r = rows[scheme]
         w_weights = plot_w * r["weights"] / largest
         w_cache = max(1.0, plot_w * r["cache"] / largest) if r["cache"] else 0.0
-        heads = spec.n_heads if scheme == "mha" else 1
+        record = get_scheme(scheme)
         published = " (published)" if spec.attention == scheme else ""
-        label = f"{_SCHEME_NAMES[scheme]} · {heads} KV head{'s' if heads > 1 else ''}{published}"
+        label = f"{record.label} · {record.describe(spec.attention_shape())}{published}"
         share = r["cache"] / r["total"]
         text = f"{sizing.format_bytes(r['total'])} · cache {share:.0%}"
         parts += [
             f'<text x="{label_w - 8}" y="{y + bar_h * 0.68:.1f}" text-anchor="end" '
-            f'fill="{SCHEME_COLORS[scheme]}" font-weight="bold">{html.escape(label)}</text>',
+            f'fill="{record.color}" font-weight="bold">{html.escape(label)}</text>',
             f'<rect x="{label_w}" y="{y}" width="{w_weights:.1f}" height="{bar_h}" fill="{COLORS["muted"]}"/>',
             f'<rect x="{label_w + w_weights:.1f}" y="{y}" width="{w_cache:.1f}" height="{bar_h}" '
             f'fill="{COLORS["cache"]}"/>',

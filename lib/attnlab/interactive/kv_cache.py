@@ -19,9 +19,11 @@ from dataclasses import dataclass
 import ipywidgets as widgets
 import torch
 
+from attnlab import costs
 from attnlab._validate import check_ndim, check_non_negative_int
+from attnlab.costs import AttentionShape
 from attnlab.plots import COLORS
-from attnlab.tokenization import BPETokenizer, render_token
+from attnlab.tokenization import BPETokenizer, visible_token
 from attnlab.widgets import row
 
 
@@ -67,16 +69,12 @@ class DecodeTrace:
     steps: tuple[DecodeStep, ...]
 
     @property
-    def bytes_per_token(self) -> int:
-        """2 (K and V) x layers x n_kv_heads x head_dim x bytes per number: the cost of one token."""
-        return 2 * self.n_layers * self.n_kv_heads * self.head_dim * self.element_size
-
-
-def _shown(token: bytes) -> str:
-    """A token's text with spaces as ``·``, newlines as ``↵``, tabs as ``⇥`` and other control characters
-    as ``\\xNN``, so that whitespace and invisible tokens still show."""
-    text = render_token(token).replace(" ", "·").replace("\n", "↵").replace("\t", "⇥")
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    def cache_bytes_per_token(self) -> int:
+        """2 (K and V) x layers x n_kv_heads x head_dim x bytes per number: the cost of one token
+        (:func:`attnlab.costs.cache_elements_per_token` of the model's shape, times the bytes per number)."""
+        shape = AttentionShape(d_model=self.n_heads * self.head_dim, n_heads=self.n_heads, head_dim=self.head_dim,
+                               n_kv_heads=self.n_kv_heads, n_layers=self.n_layers)
+        return costs.cache_elements_per_token("gqa", shape) * self.element_size
 
 
 @torch.no_grad()
@@ -112,8 +110,8 @@ def trace_decode(model, tokenizer: BPETokenizer, ids: torch.Tensor | list[int], 
             step_input = torch.tensor([[next_id]], device=ids.device)
     return DecodeTrace(
         ids=tuple(fed),
-        tokens=tuple(_shown(tokenizer.vocab[i]) for i in fed),
-        next_token=_shown(tokenizer.vocab[steps[-1].next_id]),
+        tokens=tuple(visible_token(tokenizer.vocab[i]) for i in fed),
+        next_token=visible_token(tokenizer.vocab[steps[-1].next_id]),
         prompt_len=ids.shape[1],
         n_layers=config.n_layers,
         n_heads=attn.n_heads,
@@ -154,7 +152,7 @@ def step_figures(trace: DecodeTrace, step: int) -> dict:
         "n_new": s.n_new,
         "n_tokens": s.n_tokens,
         "cache_bytes": s.cache_bytes,
-        "formula_bytes": trace.bytes_per_token * s.n_tokens,
+        "formula_bytes": trace.cache_bytes_per_token * s.n_tokens,
         "kv_projections": s.n_new * trace.n_layers,
         "kv_projections_uncached": s.n_tokens * trace.n_layers,
     }

@@ -6,8 +6,8 @@ Everything a widget shows is rendered by a pure function, so tests check it with
   :mod:`attnlab.sizing`), :func:`tiny_rank` and :func:`latent_svg` / :func:`latent_readout_html` (the same
   ratio d_c / d_h applied to the tiny MHA model's real keys and values, whose rank-r errors are computed
   once by :mod:`attnlab.lowrank`), :func:`latent_diagram_svg` (what is cached and what is rebuilt);
-- chapter 8: :func:`decode_step_costs` (multiply-adds and bytes of one decode step for three ways to run
-  MLA), :func:`decode_costs_svg`, :func:`decode_readout_html`;
+- chapter 8: :func:`decode_costs_svg` and :func:`decode_readout_html` (multiply-adds and bytes of one decode
+  step for three ways to run MLA, from :func:`attnlab.costs.mla_decode_step_costs`);
 - chapter 9: :func:`rope_pair_state` (one RoPE pair of a query at position m and a key at position n),
   :func:`rope_pair_svg`, :func:`rope_readout_html`.
 
@@ -26,13 +26,14 @@ import torch
 
 from attnlab import sizing
 from attnlab._validate import check_even, check_non_negative_int, check_positive_int
+from attnlab.costs import MLA_STRATEGIES, AttentionShape, mla_decode_step_costs
 from attnlab.interactive.svg import html_table as _table
 from attnlab.interactive.svg import svg_open as _svg_open
 from attnlab.interactive.svg import svg_text as _text
 from attnlab.plots import COLORS, SCHEME_COLORS
 from attnlab.rope import apply_rope, rope_frequencies
 from attnlab.sizing import ModelSpec
-from attnlab.widgets import row
+from attnlab.widgets import context_options, row
 
 # ----------------------------------------------------------------------------------------------------
 # chapter 7: the latent's width against the cache and against the error on real keys and values
@@ -61,8 +62,8 @@ def latent_figures(d_c: int, d_h_rope: int, model: ModelSpec | str = "deepseek-v
     :mod:`attnlab.sizing`: numbers per token and layer (d_c + d_h^R), bytes per token (all layers) with MLA
     and with MHA, their ratio, and the GQA group count with the same cache, (d_c + d_h^R) / (2 d_h)."""
     spec = latent_spec(d_c, d_h_rope, model)
-    mla = sizing.bytes_per_token(spec, dtype)
-    mha = sizing.bytes_per_token(spec, dtype, "mha")
+    mla = sizing.cache_bytes_per_token(spec, dtype)
+    mha = sizing.cache_bytes_per_token(spec, dtype, "mha")
     per_layer = sizing.kv_elements_per_token(spec, per_layer=True)
     return {"d_c": d_c, "d_h_rope": d_h_rope, "n_layers": spec.n_layers, "head_dim": spec.head_dim,
             "elements_per_layer": per_layer, "mla_bytes_per_token": mla, "mha_bytes_per_token": mha,
@@ -296,57 +297,23 @@ def latent_diagram_svg(n_heads: int = 4, d_model: int = 7168, d_c: int = 512, d_
 # chapter 8: one decode step, three ways to run MLA
 
 #: The three ways to run MLA that chapter 8 compares, in display order, with their labels.
-STRATEGIES: dict[str, str] = {
-    "expanded": "cache per-head K, V",
-    "naive": "cache latent, re-expand",
-    "absorbed": "cache latent, absorb",
-}
+STRATEGIES: dict[str, str] = MLA_STRATEGIES
 
-#: Context lengths the chapter 8 slider offers (label, tokens).
-CONTEXT_OPTIONS: tuple[tuple[str, int], ...] = tuple((f"{n // 1024}K", n) for n in (2**k for k in range(10, 18)))
+#: Context lengths the chapter 8 slider offers (label, tokens): 1K to 128K.
+CONTEXT_OPTIONS: tuple[tuple[str, int], ...] = context_options(2**17)
 
 #: Head counts the chapter 8 slider offers (DeepSeek-V3 has 128).
 HEAD_OPTIONS: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
-def decode_step_costs(n_heads: int, seq_len: int, d_c: int = 512, d_h: int = 128, d_v: int = 128,
-                      d_h_rope: int = 64, dtype_bytes: int = 2) -> dict:
-    """Multiply-adds (MACs) and bytes of one decode step of one MLA layer: one new query token against
-    ``seq_len`` cached tokens, n_h heads; the projections of the new token itself, the same in every
-    strategy, are left out. Defaults: DeepSeek-V3's widths in bfloat16.
-
-    - "expanded": the cache holds every head's rotated key (d_h + d_h^R) and value (d_v), as DeepSeek's
-      reference code does with ``attn_impl="naive"``; MACs n_h t (d_h + d_h^R + d_v).
-    - "naive": the cache holds the latent and the RoPE key (d_c + d_h^R per token); every step rebuilds
-      K^C and V of all t tokens, t n_h (d_h + d_v) d_c MACs, then attends, n_h t (d_h + d_h^R + d_v).
-    - "absorbed": the same cache; fold W^UK_i into the query and W^UV_i after the weighted sum, once per
-      step, n_h d_c (d_h + d_v) MACs, then attend in latent space: scores n_h t (d_c + d_h^R), weighted sum
-      n_h t d_c.
-
-    Returns {strategy: {"macs", "flops" (2 x MACs), "cache_bytes" (cache read), "extra_bytes" (K and V the
-    naive strategy builds in memory, t n_h (d_h + d_v) x bytes; 0 otherwise), "parts" (MACs by step)}}."""
-    for name, value in (("n_heads", n_heads), ("d_c", d_c), ("d_h", d_h), ("d_v", d_v),
-                        ("dtype_bytes", dtype_bytes)):
+def step_shape(n_heads: int, d_c: int = 512, d_h: int = 128, d_v: int = 128, d_h_rope: int = 64) -> AttentionShape:
+    """The MLA layer the chapter 8 widget counts: n_h heads, latent d_c, key d_h, value d_v, RoPE key d_h^R
+    (defaults: DeepSeek-V3's widths). d_model does not enter the counts; it is set to n_h d_h."""
+    for name, value in (("n_heads", n_heads), ("d_c", d_c), ("d_h", d_h), ("d_v", d_v)):
         check_positive_int(name, value)
-    check_non_negative_int("seq_len", seq_len)
     check_non_negative_int("d_h_rope", d_h_rope)
-    h, t = n_heads, seq_len
-    attend_mha = {"scores": h * t * (d_h + d_h_rope), "weighted sum": h * t * d_v}
-    parts = {
-        "expanded": dict(attend_mha),
-        "naive": {"re-expand K, V": t * h * (d_h + d_v) * d_c, **attend_mha},
-        "absorbed": {"fold W^UK, W^UV": h * d_c * (d_h + d_v), "scores": h * t * (d_c + d_h_rope),
-                     "weighted sum": h * t * d_c},
-    }
-    cache = {"expanded": t * h * (d_h + d_h_rope + d_v) * dtype_bytes,
-             "naive": t * (d_c + d_h_rope) * dtype_bytes, "absorbed": t * (d_c + d_h_rope) * dtype_bytes}
-    extra = {"expanded": 0, "naive": t * h * (d_h + d_v) * dtype_bytes, "absorbed": 0}
-    out = {}
-    for s in STRATEGIES:
-        macs = sum(parts[s].values())
-        out[s] = {"macs": macs, "flops": 2 * macs, "cache_bytes": cache[s], "extra_bytes": extra[s],
-                  "parts": parts[s]}
-    return out
+    return AttentionShape(d_model=n_heads * d_h, n_heads=n_heads, head_dim=d_h, v_head_dim=d_v, kv_lora_rank=d_c,
+                          qk_rope_head_dim=d_h_rope)
 
 
 def _si(n: float) -> str:
@@ -360,9 +327,9 @@ def _si(n: float) -> str:
 
 def decode_costs_svg(n_heads: int, seq_len: int, d_c: int = 512, d_h: int = 128, d_v: int = 128,
                      d_h_rope: int = 64, width: int = 720) -> str:
-    """Inline SVG: FLOPs and bytes of one decode step of one layer (:func:`decode_step_costs`, bfloat16),
-    one bar per strategy in each panel, on linear scales. Pure: same arguments, same string."""
-    costs = decode_step_costs(n_heads, seq_len, d_c, d_h, d_v, d_h_rope)
+    """Inline SVG: FLOPs and bytes of one decode step of one layer (:func:`attnlab.costs.mla_decode_step_costs`,
+    bfloat16), one bar per strategy in each panel, on linear scales. Pure: same arguments, same string."""
+    costs = mla_decode_step_costs(step_shape(n_heads, d_c, d_h, d_v, d_h_rope), seq_len)
     colours = {"expanded": SCHEME_COLORS["mha"], "naive": COLORS["muted"], "absorbed": SCHEME_COLORS["mla"]}
     label_w, value_w, bar_h, gap = 190, 110, 22, 8
     plot_w = width - label_w - value_w
@@ -403,7 +370,7 @@ def decode_readout_html(n_heads: int, seq_len: int, d_c: int = 512, d_h: int = 1
                         d_h_rope: int = 64) -> str:
     """The numbers of :func:`decode_costs_svg` as an HTML table: FLOPs, bytes and FLOPs per byte of each
     strategy. Pure."""
-    costs = decode_step_costs(n_heads, seq_len, d_c, d_h, d_v, d_h_rope)
+    costs = mla_decode_step_costs(step_shape(n_heads, d_c, d_h, d_v, d_h_rope), seq_len)
     rows = []
     for s, label in STRATEGIES.items():
         c = costs[s]
@@ -426,7 +393,7 @@ class AbsorptionExplorer(widgets.VBox):
         if n_heads not in HEAD_OPTIONS:
             raise ValueError(f"n_heads={n_heads!r} must be one of {list(HEAD_OPTIONS)}")
         self.widths = (d_c, d_h, d_v, d_h_rope)
-        decode_step_costs(n_heads, seq_len, *self.widths)  # validates the widths
+        step_shape(n_heads, *self.widths)  # validates the widths
         style = {"description_width": "110px"}
         self.seq_len = widgets.SelectionSlider(options=list(CONTEXT_OPTIONS), value=seq_len, description="context",
                                                style=style, layout=widgets.Layout(width="420px"))
@@ -453,7 +420,7 @@ class AbsorptionExplorer(widgets.VBox):
 def absorption_explorer(seq_len: int = 4096, n_heads: int = 128, d_c: int = 512, d_h: int = 128, d_v: int = 128,
                         d_h_rope: int = 64) -> AbsorptionExplorer:
     """Return chapter 8's widget: slide the context length and the number of heads and compare the FLOPs
-    and bytes of one decode step for the three ways to run MLA (:func:`decode_step_costs`)."""
+    and bytes of one decode step for the three ways to run MLA (:func:`attnlab.costs.mla_decode_step_costs`)."""
     return AbsorptionExplorer(seq_len, n_heads, d_c, d_h, d_v, d_h_rope)
 
 

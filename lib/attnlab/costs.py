@@ -1,0 +1,551 @@
+"""What attention costs: every count the course uses, written once, as pure functions of one shape.
+
+Each function takes a scheme (a key of :mod:`attnlab.schemes`: "mha", "mqa", "gqa", "mla", "dsa", or one of
+MLA's decode forms "mla_naive", "mla_absorbed"; plain "mla" decodes absorbed, as DeepSeek's code does by
+default) and an :class:`AttentionShape`. Symbols (DeepSeek-V2 paper, arXiv 2405.04434, §2; DeepSeek-V3.2
+tech report for the indexer):
+
+    d       d_model            n_h   n_heads          d_h   head_dim (MLA: the no-RoPE key width)
+    n_g     n_kv_heads (GQA)   d_v   v_head_dim       d_c   kv_lora_rank (latent)     d_h^R  qk_rope_head_dim
+    d'_c    q_lora_rank (0: no query latent)          H^I   index_n_heads    d^I  index_head_dim    k  index_topk
+    l       n_layers           b     bytes per element of the dtype
+
+Conventions, the same in every function:
+
+- 2 FLOPs per multiply-add (MAC); softmax, RoPE, norms and the top-k sort are left out of the FLOPs.
+- Decoding appends one token to a cache of ``context`` tokens; it attends to T = context + 1 keys (its own
+  key included); DSA's attention reads k' = min(k, T) of them.
+- Cache sizes (``*_per_token``) count all l layers unless ``per_layer=True``; the work of a step (FLOPs,
+  bytes read) counts one layer.
+
+What each scheme caches is its record's rule (:attr:`attnlab.schemes.Scheme.cache`); the arithmetic of the
+three kinds, dense (MHA, MQA, GQA), latent (MLA, its decode forms) and sparse (DSA), is written below.
+:mod:`attnlab.sizing` applies these to published models, :mod:`attnlab.bench` to the benchmark's layer,
+:mod:`attnlab.dsa`'s cost comparison and the widgets to theirs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+
+from attnlab._validate import (
+    ArgumentTypeError,
+    check_bool,
+    check_divisible,
+    check_even,
+    check_non_negative_int,
+    check_positive_int,
+    check_sized_dtype,
+)
+from attnlab.devices import dtype_bytes
+from attnlab.schemes import Scheme, get_scheme
+
+#: Names a dtype may be given by; the values are what torch stores.
+DTYPES_BY_NAME: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "float8": torch.float8_e4m3fn,
+}
+
+#: Quantities :func:`dsa_crossover_context` can compare.
+COST_METRICS: tuple[str, ...] = ("decode_flops", "decode_bytes", "prefill_flops")
+
+
+# ----------------------------------------------------------------------------------------------------
+# the shape
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttentionShape:
+    """The widths of one attention layer, and the number of layers, in the names DeepSeek's configs use.
+
+    One shape serves every scheme: a dense scheme reads d_model, n_heads, head_dim, v_head_dim and (GQA)
+    n_kv_heads; MLA reads the latent widths kv_lora_rank (d_c), qk_rope_head_dim (d_h^R) and q_lora_rank
+    (d'_c, 0 when queries come straight from h_t); DSA adds the indexer's index_n_heads (H^I),
+    index_head_dim (d^I) and index_topk (k). n_kv_heads None means n_heads, v_head_dim None means head_dim;
+    0 marks a width the shape does not have. :meth:`attnlab.sizing.ModelSpec.attention_shape` gives a
+    published model's shape, :func:`attnlab.bench.BenchShape` the benchmark's layer.
+    """
+
+    d_model: int
+    n_heads: int
+    head_dim: int
+    n_kv_heads: int | None = None
+    v_head_dim: int | None = None
+    kv_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    q_lora_rank: int = 0
+    index_n_heads: int = 0
+    index_head_dim: int = 0
+    index_topk: int = 0
+    n_layers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.n_kv_heads is None:
+            object.__setattr__(self, "n_kv_heads", self.n_heads)
+        if self.v_head_dim is None:
+            object.__setattr__(self, "v_head_dim", self.head_dim)
+        for name in ("d_model", "n_heads", "head_dim", "n_kv_heads", "v_head_dim", "n_layers"):
+            check_positive_int(name, getattr(self, name))
+        for name in ("kv_lora_rank", "qk_rope_head_dim", "q_lora_rank", "index_n_heads", "index_head_dim",
+                     "index_topk"):
+            check_non_negative_int(name, getattr(self, name))
+        check_divisible("n_heads", self.n_heads, "n_kv_heads", self.n_kv_heads)
+        check_even("qk_rope_head_dim", self.qk_rope_head_dim)
+
+    @property
+    def q_input_dim(self) -> int:
+        """Width the queries (and the index queries) are projected from: d'_c with a query latent, else d."""
+        return self.q_lora_rank or self.d_model
+
+
+def as_shape(shape: object, name: str = "shape") -> AttentionShape:
+    """``shape`` itself if it is an :class:`AttentionShape`, else its ``attention_shape()`` (a
+    :class:`attnlab.sizing.ModelSpec` has one); anything else raises ArgumentTypeError naming ``name``."""
+    if isinstance(shape, AttentionShape):
+        return shape
+    method = getattr(shape, "attention_shape", None)
+    if callable(method):
+        return method()
+    raise ArgumentTypeError(f"{name} must be an AttentionShape or a ModelSpec, got {type(shape).__name__}")
+
+
+def get_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """Return a torch dtype for ``dtype`` (a ``torch.dtype`` or a name in :data:`DTYPES_BY_NAME`)."""
+    if isinstance(dtype, torch.dtype):
+        if dtype == torch.bool:
+            raise ValueError("dtype=torch.bool cannot hold keys or values")
+        return check_sized_dtype("dtype", dtype)
+    if isinstance(dtype, str) and dtype in DTYPES_BY_NAME:
+        return DTYPES_BY_NAME[dtype]
+    error = ValueError if isinstance(dtype, str) else ArgumentTypeError
+    raise error(f"dtype={dtype!r} must be a torch.dtype or one of {sorted(DTYPES_BY_NAME)}")
+
+
+def _element_bytes(dtype: torch.dtype | str) -> int:
+    return dtype_bytes(get_dtype(dtype))
+
+
+def _fitting(scheme: object, shape: object) -> tuple[Scheme, AttentionShape]:
+    """The record of ``scheme`` and the shape, after checking the shape has the widths the scheme needs."""
+    record = get_scheme(scheme, "scheme")
+    s = as_shape(shape)
+    if not record.dense and s.kv_lora_rank == 0:
+        raise ValueError(f"scheme={record.key!r} needs a latent: the shape has kv_lora_rank=0 (d_c)")
+    if record.indexer:
+        for name in ("index_n_heads", "index_head_dim", "index_topk"):
+            if getattr(s, name) == 0:
+                raise ValueError(f"scheme={record.key!r} needs a lightning indexer: the shape has {name}=0")
+    return record, s
+
+
+def _layers(s: AttentionShape, per_layer: bool) -> int:
+    return 1 if check_bool("per_layer", per_layer) else s.n_layers
+
+
+def _context(context: object) -> int:
+    """T = context + 1: the keys a decoded token attends to."""
+    return check_non_negative_int("context", context) + 1
+
+
+# ----------------------------------------------------------------------------------------------------
+# what is cached
+
+
+def cache_widths(scheme: str, shape: AttentionShape) -> dict[str, int]:
+    """Numbers each cached tensor holds per token and layer, by the names the layers use: MHA {"k": n_h d_h,
+    "v": n_h d_v}, GQA n_g instead of n_h, MQA 1; MLA {"c_kv": d_c, "k_rope": d_h^R}; DSA adds {"index_key":
+    d^I}. The scheme's own rule, :attr:`attnlab.schemes.Scheme.cache`."""
+    record, s = _fitting(scheme, shape)
+    return dict(record.cache(s))
+
+
+def cache_elements_per_token(scheme: str, shape: AttentionShape, *, per_layer: bool = False) -> int:
+    """Numbers one token adds to the cache (DeepSeek-V2 paper, Table 1), over all l layers or, with
+    ``per_layer=True``, in one: MHA 2 n_h d_h, GQA 2 n_g d_h, MQA 2 d_h, MLA d_c + d_h^R (the latent c^KV_t of
+    eq. 41 and the RoPE key k^R_t of eq. 43, both shared by all heads), DSA d_c + d_h^R + d^I (plus the
+    indexer's key k^I_t). DeepSeek-V3: MHA 2 x 128 x 128 = 32,768, MLA 512 + 64 = 576 per layer."""
+    record, s = _fitting(scheme, shape)
+    return sum(record.cache(s).values()) * _layers(s, per_layer)
+
+
+def cache_bytes_per_token(scheme: str, shape: AttentionShape, dtype: torch.dtype | str = torch.bfloat16, *,
+                          per_layer: bool = False) -> int:
+    """Bytes one more token of context adds to the cache: :func:`cache_elements_per_token` x b. DeepSeek-V3 in
+    bf16, 61 layers: MLA 576 x 61 x 2 = 70,272 B; the same shape with MHA 32,768 x 61 x 2 = 3,997,696 B."""
+    return cache_elements_per_token(scheme, shape, per_layer=per_layer) * _element_bytes(dtype)
+
+
+def cache_bytes(scheme: str, shape: AttentionShape, context: int, dtype: torch.dtype | str = torch.bfloat16, *,
+                batch: int = 1, per_layer: bool = False) -> int:
+    """Size of the cache holding ``batch`` sequences of ``context`` tokens:
+    batch x context x :func:`cache_bytes_per_token`."""
+    check_non_negative_int("context", context)
+    check_positive_int("batch", batch)
+    return batch * context * cache_bytes_per_token(scheme, shape, dtype, per_layer=per_layer)
+
+
+def indexer_elements_per_token(shape: AttentionShape, *, per_layer: bool = False) -> int:
+    """Numbers DeepSeek Sparse Attention's lightning indexer caches per token: one index key k^I_t of width d^I,
+    shared by all H^I index heads, per layer (128 in DeepSeek-V3.2); 0 for a shape without an indexer."""
+    s = as_shape(shape)
+    return s.index_head_dim * _layers(s, per_layer)
+
+
+def indexer_cache_bytes_per_token(shape: AttentionShape, *, per_layer: bool = False) -> int:
+    """Bytes of the index keys as DeepSeek-V3.2 stores them (``inference/model.py``): d^I FP8 (e4m3) values and
+    one fp32 scale per block of 128, d^I + 4 ceil(d^I / 128) per layer (132 for d^I = 128)."""
+    s = as_shape(shape)
+    if s.index_head_dim == 0:
+        raise ValueError("shape has index_head_dim=0: it has no lightning indexer")
+    return (s.index_head_dim + 4 * math.ceil(s.index_head_dim / 128)) * _layers(s, per_layer)
+
+
+def expanded_kv_elements_per_token(shape: AttentionShape) -> int:
+    """Numbers of the per-head keys and values MLA rebuilds from one cached latent (eqs. 42-45): n_h (d_h +
+    d_h^R + d_v), each head's key [k^C; k^R] and value v^C. What a cache of expanded keys would hold per
+    layer (DeepSeek's ``attn_impl="naive"``), and what MLA's naive decode writes per token and step."""
+    s = as_shape(shape)
+    return s.n_heads * (s.head_dim + s.qk_rope_head_dim + s.v_head_dim)
+
+
+# ----------------------------------------------------------------------------------------------------
+# work per attended token
+
+
+def macs_per_cached_token_parts(scheme: str, shape: AttentionShape) -> dict[str, int]:
+    """Multiply-adds one query token spends on each cached token it attends to, one layer, by step:
+
+    - dense: "scores" n_h d_h (every query head dots its group's key), "weighted sum" n_h d_v. Sharing K/V
+      heads saves memory, not arithmetic.
+    - MLA naive (``mla_naive``): "re-expand K, V" n_h (d_h + d_v) d_c (k^C = W^UK c^KV, v^C = W^UV c^KV, eqs.
+      42 and 45, for every cached token at every step), then "scores" n_h (d_h + d_h^R) and "weighted sum"
+      n_h d_v on the expanded heads.
+    - MLA absorbed (``mla``, ``mla_absorbed``; DSA on each selected token): W^UK folded into the query and W^UV
+      applied after the sum (DeepSeek-V3 ``inference/model.py``, ``attn_impl="absorb"``), so each head
+      "scores" the (d_c + d_h^R)-wide cached [c^KV; k^R] and mixes the d_c-wide latent, "weighted sum" n_h d_c.
+    """
+    record, s = _fitting(scheme, shape)
+    h = s.n_heads
+    if record.dense:
+        return {"scores": h * s.head_dim, "weighted sum": h * s.v_head_dim}
+    if record.mode == "naive":
+        return {"re-expand K, V": h * (s.head_dim + s.v_head_dim) * s.kv_lora_rank,
+                "scores": h * (s.head_dim + s.qk_rope_head_dim), "weighted sum": h * s.v_head_dim}
+    return {"scores": h * (s.kv_lora_rank + s.qk_rope_head_dim), "weighted sum": h * s.kv_lora_rank}
+
+
+def macs_per_cached_token(scheme: str, shape: AttentionShape, *, per_layer: bool = True) -> int:
+    """Multiply-adds one query token spends on one cached token while decoding, the sum of
+    :func:`macs_per_cached_token_parts`: dense 2 n_h d_h (with d_v = d_h), MLA absorbed n_h (2 d_c + d_h^R),
+    MLA naive n_h (d_h + d_v) d_c + n_h (d_h + d_h^R + d_v). One layer, or all l with ``per_layer=False``.
+    DeepSeek-V3: MHA 32,768, MLA absorbed 128 x (2 x 512 + 64) = 139,264."""
+    _, s = _fitting(scheme, shape)
+    return sum(macs_per_cached_token_parts(scheme, s).values()) * _layers(s, per_layer)
+
+
+def indexer_macs_per_cached_token(shape: AttentionShape) -> int:
+    """Multiply-adds of one index score I_{t,s} = sum_j w^I_{t,j} ReLU(q^I_{t,j} · k^I_s) (DeepSeek-V3.2 tech
+    report, eq. 1): H^I dot products of width d^I, then H^I weighted terms, H^I d^I + H^I."""
+    s = as_shape(shape)
+    return s.index_n_heads * s.index_head_dim + s.index_n_heads
+
+
+def indexer_projection_macs(shape: AttentionShape) -> int:
+    """Multiply-adds of the indexer's projections for one token, once per query: the index queries
+    W^IQ (from d'_c, or from d without a query latent: q_in H^I d^I), the index key W^IK (d d^I) and the head
+    weights W^IW (d H^I)."""
+    s = as_shape(shape)
+    return s.q_input_dim * s.index_n_heads * s.index_head_dim + s.d_model * s.index_head_dim \
+        + s.d_model * s.index_n_heads
+
+
+# ----------------------------------------------------------------------------------------------------
+# one decode step of one layer
+
+
+def weight_elements(scheme: str, shape: AttentionShape) -> int:
+    """Parameters of one layer:
+
+        dense   d n_h d_h + d n_kv (d_h + d_v) + n_h d_v d               (W^Q, W^K, W^V, W^O)
+        MLA     queries + d (d_c + d_h^R) + d_c n_h (d_h + d_v) + n_h d_v d + d_c
+                ([W^DKV; W^KR], [W^UK; W^UV], W^O, the latent's RMSNorm), the queries being
+                d n_h (d_h + d_h^R) without a query latent, else d d'_c + d'_c + d'_c n_h (d_h + d_h^R)
+        DSA     MLA + q_in H^I d^I + d d^I + 2 d^I + d H^I             (W^IQ, W^IK, its LayerNorm, W^IW)
+    """
+    record, s = _fitting(scheme, shape)
+    d, h, dh, dv = s.d_model, s.n_heads, s.head_dim, s.v_head_dim
+    if record.dense:
+        return d * h * dh + d * record.kv_heads(s) * (dh + dv) + h * dv * d
+    dc, dr, dq = s.kv_lora_rank, s.qk_rope_head_dim, s.q_lora_rank
+    queries = d * h * (dh + dr) if dq == 0 else d * dq + dq + dq * h * (dh + dr)
+    mla = queries + d * (dc + dr) + dc * h * (dh + dv) + h * dv * d + dc
+    if not record.indexer:
+        return mla
+    return mla + indexer_projection_macs(s) + 2 * s.index_head_dim
+
+
+def projection_flops(scheme: str, shape: AttentionShape) -> int:
+    """FLOPs of one decoded token that do not grow with the context: 2 x every weight applied once (norm
+    weights excluded). MLA naive applies W^UK and W^UV to every cached token instead (counted in
+    :func:`decode_attention_flops`); absorbed, they are applied once, to the query and to the output."""
+    record, s = _fitting(scheme, shape)
+    linear = weight_elements(record.key, s)
+    if not record.dense:
+        linear -= s.kv_lora_rank + s.q_lora_rank  # the latents' RMSNorms
+    if record.indexer:
+        linear -= 2 * s.index_head_dim  # the index key's LayerNorm
+    if record.mode == "naive":
+        linear -= s.kv_lora_rank * s.n_heads * (s.head_dim + s.v_head_dim)  # [W^UK; W^UV]
+    return 2 * linear
+
+
+def decode_attention_flops(scheme: str, shape: AttentionShape, context: int) -> int:
+    """FLOPs of one decoded token that grow with the context (T = context + 1 keys, k' = min(k, T)):
+    2 x :func:`macs_per_cached_token` x T, i.e. dense 4 n_h d_h T, MLA absorbed 2 n_h (2 d_c + d_h^R) T, MLA naive
+    2 n_h (d_h + d_v) d_c T + 2 n_h (d_h + d_h^R + d_v) T; DSA scores every key with the indexer and attends
+    to the k' it selects, 2 (H^I d^I + H^I) T + 2 n_h (2 d_c + d_h^R) k'. (For n_q queries against n_k keys
+    of one head, :func:`attnlab.attention.attention_flops` counts the same core.)"""
+    record, s = _fitting(scheme, shape)
+    t = _context(context)
+    if not record.indexer:
+        return 2 * macs_per_cached_token(record.key, s) * t
+    return 2 * indexer_macs_per_cached_token(s) * t + 2 * macs_per_cached_token(record.key, s) * min(s.index_topk, t)
+
+
+def decode_flops(scheme: str, shape: AttentionShape, context: int) -> int:
+    """FLOPs to decode one token against ``context`` cached tokens, one layer, batch 1:
+    :func:`projection_flops` + :func:`decode_attention_flops`."""
+    return projection_flops(scheme, shape) + decode_attention_flops(scheme, shape, context)
+
+
+def decode_bytes_read(scheme: str, shape: AttentionShape, context: int, dtype: torch.dtype | str) -> int:
+    """Bytes one decode step reads from memory (T = context + 1, k' = min(k, T)), each once, b bytes each:
+    the layer's weights W (:func:`weight_elements`) and the cache it attends to:
+
+        dense          b (W + 2 n_kv d_h T)
+        MLA absorbed   b (W + (d_c + d_h^R) T)
+        MLA naive      b (W + (d_c + d_h^R) T + 2 n_h (d_h + d_h^R + d_v) T)   (expanded K, V written and read)
+        DSA            b (W + d^I T + (d_c + d_h^R) k')                    (every index key, k' latents)
+    """
+    record, s = _fitting(scheme, shape)
+    t = _context(context)
+    b = _element_bytes(dtype)
+    w = weight_elements(record.key, s)
+    if record.dense:
+        return b * (w + cache_elements_per_token(record.key, s, per_layer=True) * t)
+    latent = cache_elements_per_token("mla", s, per_layer=True)
+    if record.indexer:
+        return b * (w + s.index_head_dim * t + latent * min(s.index_topk, t))
+    if record.mode == "naive":
+        return b * (w + latent * t + 2 * expanded_kv_elements_per_token(s) * t)
+    return b * (w + latent * t)
+
+
+def arithmetic_intensity(scheme: str, shape: AttentionShape, context: int, dtype: torch.dtype | str) -> float:
+    """FLOPs per byte read of one decode step: :func:`decode_flops` / :func:`decode_bytes_read`. Below the
+    machine's balance point (peak FLOP/s / bandwidth) the step is memory-bound."""
+    return decode_flops(scheme, shape, context) / decode_bytes_read(scheme, shape, context, dtype)
+
+
+def attention_intensity(scheme: str, shape: AttentionShape, dtype: torch.dtype | str = torch.bfloat16) -> float:
+    """FLOPs per byte of cache the attention core reads while decoding, 2 x :func:`macs_per_cached_token` /
+    (:func:`cache_bytes_per_token`, one layer): what :func:`arithmetic_intensity` tends to as the context
+    grows and the weights' share vanishes. DeepSeek-V3 in bf16: MHA 1, GQA with 16 groups 8, MQA 128, MLA
+    absorbed 2 x 139,264 / 1,152 = 241.8. Not defined for DSA, whose attention reads only k of the cached
+    tokens (see :func:`dsa_layer_cost`)."""
+    record, s = _fitting(scheme, shape)
+    if record.indexer:
+        raise ValueError(f"scheme={record.key!r} reads only its top-k tokens: use dsa_layer_cost")
+    return 2 * macs_per_cached_token(record.key, s) / cache_bytes_per_token(record.key, s, dtype, per_layer=True)
+
+
+# ----------------------------------------------------------------------------------------------------
+# prefill
+
+
+def selected_pairs(length: int, top_k: int) -> int:
+    """sum_{t=1}^{L} min(k, t): query-key pairs a causal top-k prefill of L tokens scores (query t sees t
+    tokens, itself included, and keeps k of them)."""
+    check_non_negative_int("length", length)
+    check_positive_int("top_k", top_k)
+    if length <= top_k:
+        return length * (length + 1) // 2
+    return top_k * (top_k + 1) // 2 + (length - top_k) * top_k
+
+
+def prefill_flops(scheme: str, shape: AttentionShape, length: int) -> int:
+    """FLOPs of the attention core of a causal prefill of ``length`` tokens (L(L+1)/2 query-key pairs), one
+    layer; projections left out. Per pair: dense 2 (n_h d_h + n_h d_v); MLA naive 2 n_h (d_h + d_h^R + d_v)
+    (K and V are expanded once per token, a projection, not once per pair: DeepSeek's dense prefill); MLA
+    absorbed 2 n_h (2 d_c + d_h^R). DSA: the indexer's projections L x 2 (q_in H^I d^I + d d^I + d H^I), its
+    scores 2 (H^I d^I + H^I) per pair, and absorbed attention on :func:`selected_pairs` pairs."""
+    record, s = _fitting(scheme, shape)
+    check_non_negative_int("length", length)
+    pairs = length * (length + 1) // 2
+    if record.indexer:
+        indexer = length * 2 * indexer_projection_macs(s) + 2 * indexer_macs_per_cached_token(s) * pairs
+        return indexer + 2 * macs_per_cached_token(record.key, s) * selected_pairs(length, s.index_topk)
+    parts = macs_per_cached_token_parts(record.key, s)
+    parts.pop("re-expand K, V", None)  # once per token in a prefill, with the projections
+    return 2 * sum(parts.values()) * pairs
+
+
+# ----------------------------------------------------------------------------------------------------
+# chapter 8: one decode step of MLA, three ways
+
+
+#: The three ways to run MLA's decode step that chapter 8 compares, in display order, with their labels.
+MLA_STRATEGIES: dict[str, str] = {
+    "expanded": "cache per-head K, V",
+    "naive": "cache latent, re-expand",
+    "absorbed": "cache latent, absorb",
+}
+
+
+def mla_absorption_fold_macs(shape: AttentionShape) -> int:
+    """Multiply-adds of MLA's absorption for one query token, once per step: W^UK_i^T folded into each head's
+    query (n_h d_h d_c) and W^UV_i applied to each head's latent output (n_h d_v d_c), n_h d_c (d_h + d_v)."""
+    _, s = _fitting("mla", shape)
+    return s.n_heads * s.kv_lora_rank * (s.head_dim + s.v_head_dim)
+
+
+def mla_decode_step_costs(shape: AttentionShape, seq_len: int, dtype: torch.dtype | str = torch.bfloat16) -> dict:
+    """Multiply-adds (MACs) and bytes of one decode step of one MLA layer: one new query token attending to
+    ``seq_len`` (t) cached tokens, n_h heads; the new token's own projections, the same in every strategy, are
+    left out. From :func:`macs_per_cached_token_parts` and the cache widths:
+
+    - "expanded": the cache holds every head's rotated key (d_h + d_h^R) and value (d_v), as DeepSeek's
+      reference code does with ``attn_impl="naive"``; MACs n_h t (d_h + d_h^R + d_v).
+    - "naive": the cache holds the latent and the RoPE key (d_c + d_h^R per token); every step rebuilds
+      K^C and V of all t tokens, t n_h (d_h + d_v) d_c MACs, then attends, n_h t (d_h + d_h^R + d_v).
+    - "absorbed": the same cache; fold W^UK_i into the query and W^UV_i after the weighted sum, once per
+      step, n_h d_c (d_h + d_v) MACs, then attend in latent space: scores n_h t (d_c + d_h^R), weighted sum
+      n_h t d_c.
+
+    Returns {strategy: {"macs", "flops" (2 x MACs), "cache_bytes" (cache read), "extra_bytes" (K and V the
+    naive strategy builds in memory, t n_h (d_h + d_v) x b; 0 otherwise), "parts" (MACs by step)}}."""
+    _, s = _fitting("mla", shape)
+    t = check_non_negative_int("seq_len", seq_len)
+    b = _element_bytes(dtype)
+    naive = {step: macs * t for step, macs in macs_per_cached_token_parts("mla_naive", s).items()}
+    attend = {step: macs for step, macs in naive.items() if step != "re-expand K, V"}
+    absorbed = {"fold W^UK, W^UV": mla_absorption_fold_macs(s),  # once per step
+                **{step: macs * t for step, macs in macs_per_cached_token_parts("mla_absorbed", s).items()}}
+    parts = {"expanded": attend, "naive": naive, "absorbed": absorbed}
+    latent = cache_bytes_per_token("mla", s, dtype, per_layer=True)
+    cache = {"expanded": t * expanded_kv_elements_per_token(s) * b, "naive": t * latent, "absorbed": t * latent}
+    extra = {"expanded": 0, "naive": t * s.n_heads * (s.head_dim + s.v_head_dim) * b, "absorbed": 0}
+    out = {}
+    for strategy in MLA_STRATEGIES:
+        macs = sum(parts[strategy].values())
+        out[strategy] = {"macs": macs, "flops": 2 * macs, "cache_bytes": cache[strategy],
+                         "extra_bytes": extra[strategy], "parts": parts[strategy]}
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# chapter 10: DSA against dense MLA
+
+
+def _dsa_shape(shape: object, top_k: object, q_lora_rank: object) -> AttentionShape:
+    s = as_shape(shape, "spec")
+    if s.kv_lora_rank == 0 or s.index_n_heads == 0 or s.index_head_dim == 0:
+        raise ValueError(f"spec has no lightning indexer (index_n_heads={s.index_n_heads}, index_head_dim="
+                         f"{s.index_head_dim}) or no MLA latent (kv_lora_rank={s.kv_lora_rank})")
+    top_k = s.index_topk if top_k is None else check_positive_int("top_k", top_k)
+    check_positive_int("top_k", top_k)
+    q_lora_rank = s.q_lora_rank if q_lora_rank is None else check_positive_int("q_lora_rank", q_lora_rank)
+    return dataclasses.replace(s, index_topk=top_k, q_lora_rank=q_lora_rank)
+
+
+def dsa_layer_cost(spec: AttentionShape, context_len: int, top_k: int | None = None, *,
+                   q_lora_rank: int | None = None, kv_bytes_per_token: int | None = None,
+                   index_bytes_per_token: int | None = None, prefill_dense_mode: str = "naive",
+                   per_layer: bool = True) -> dict[str, int]:
+    """FLOPs (2 per multiply-add) and bytes of dense MLA against DSA, one layer (``per_layer=False``: all l).
+
+    ``spec``: an :class:`AttentionShape` or a :class:`~attnlab.sizing.ModelSpec` with an indexer (e.g.
+    DeepSeek-V3.2); top_k None: its k; q_lora_rank None: its d'_c (d without a query latent). Per (query,
+    cached token) pair, with the functions above:
+
+        C_attn  = 2 n_h (2 d_c + d_h^R)       MLA absorbed ("MQA") mode, 2 x :func:`macs_per_cached_token`
+        C_mha   = 2 n_h (d_h + d_h^R + d_v)   MLA naive ("MHA") mode on expanded heads, DeepSeek's dense prefill
+        C_idx   = 2 H^I d^I + 2 H^I           2 x :func:`indexer_macs_per_cached_token`
+        F_proj  = 2 (q_in H^I d^I + d d^I + d H^I)   2 x :func:`indexer_projection_macs`, once per query token
+
+    Decoding one token with L = ``context_len`` tokens of context (the new one included):
+        dense:  C_attn L                      DSA: F_proj + C_idx L + C_attn min(k, L)
+        bytes:  B_kv L                        DSA: B_idx L + B_kv min(k, L)
+    with B_kv the MLA cache per token and layer (:func:`cache_bytes_per_token` in bf16, 1152 for V3.2, unless
+    ``kv_bytes_per_token``) and B_idx the indexer's (:func:`indexer_cache_bytes_per_token`, 132, unless
+    ``index_bytes_per_token``). Prefilling L tokens (:func:`prefill_flops`):
+        dense:  C_pre L(L+1)/2                DSA: L F_proj + C_idx L(L+1)/2 + C_attn sum_t min(k, t)
+    with C_pre = C_mha (``prefill_dense_mode="naive"``, DeepSeek's dense prefill) or C_attn ("absorbed").
+    Both sides share MLA's own projections, MLP and so on, which are left out; so are softmax and top-k.
+    """
+    s = _dsa_shape(spec, top_k, q_lora_rank)
+    L = check_positive_int("context_len", context_len)
+    check_bool("per_layer", per_layer)
+    if not isinstance(prefill_dense_mode, str) or prefill_dense_mode not in ("naive", "absorbed"):
+        raise ValueError(f"prefill_dense_mode={prefill_dense_mode!r} must be 'naive' or 'absorbed'")
+    b_kv = (cache_bytes_per_token("mla", s, torch.bfloat16, per_layer=True) if kv_bytes_per_token is None
+            else check_positive_int("kv_bytes_per_token", kv_bytes_per_token))
+    b_idx = (indexer_cache_bytes_per_token(s, per_layer=True) if index_bytes_per_token is None
+             else check_positive_int("index_bytes_per_token", index_bytes_per_token))
+    c_attn = 2 * macs_per_cached_token("mla_absorbed", s)
+    c_idx, f_proj = 2 * indexer_macs_per_cached_token(s), 2 * indexer_projection_macs(s)
+    k = min(s.index_topk, L)
+    pairs = L * (L + 1) // 2
+    cost = {
+        "decode_flops_dense": decode_attention_flops("mla_absorbed", s, L - 1),
+        "decode_flops_indexer": f_proj + c_idx * L,
+        "decode_flops_sparse": c_attn * k,
+        "decode_bytes_dense": b_kv * L,
+        "decode_bytes_indexer": b_idx * L,
+        "decode_bytes_sparse": b_kv * k,
+        "prefill_flops_dense": prefill_flops(f"mla_{prefill_dense_mode}", s, L),
+        "prefill_flops_indexer": L * f_proj + c_idx * pairs,
+        "prefill_flops_sparse": c_attn * selected_pairs(L, s.index_topk),
+        "cache_bytes_dense": b_kv * L,
+        "cache_bytes_dsa": (b_kv + b_idx) * L,
+    }
+    for metric in COST_METRICS:
+        cost[f"{metric}_dsa"] = cost[f"{metric}_indexer"] + cost[f"{metric}_sparse"]
+    if not per_layer:
+        cost = {name: value * s.n_layers for name, value in cost.items()}
+    return {"context_len": L, "top_k": s.index_topk, "selected": k, **cost}
+
+
+def dsa_crossover_context(spec: AttentionShape, top_k: int | None = None, metric: str = "decode_flops",
+                          max_context: int = 2**40, **cost_options) -> int | None:
+    """The shortest context L at which DSA costs less than dense MLA in ``metric`` ("decode_flops",
+    "decode_bytes" or "prefill_flops", see :func:`dsa_layer_cost`, whose keyword options it passes on), or
+    None if that never happens up to ``max_context`` (e.g. when C_idx >= C_attn).
+
+    Below k every token is selected, so DSA pays the indexer on top of dense attention; above k the
+    difference grows with L, so the set where DSA is cheaper is [L*, inf) and bisection finds L*. For
+    decode FLOPs, L* = floor((C_attn k + F_proj) / (C_attn - C_idx)) + 1 (2284 for DeepSeek-V3.2)."""
+    if not isinstance(metric, str) or metric not in COST_METRICS:
+        raise ValueError(f"metric={metric!r} must be one of {COST_METRICS}")
+    check_positive_int("max_context", max_context)
+
+    def cheaper(length: int) -> bool:
+        cost = dsa_layer_cost(spec, length, top_k, **cost_options)
+        return cost[f"{metric}_dsa"] < cost[f"{metric}_dense"]
+
+    hi = max(1, dsa_layer_cost(spec, 1, top_k, **cost_options)["top_k"])
+    while not cheaper(hi):
+        if hi >= max_context:
+            return None
+        hi = min(2 * hi, max_context)
+    lo = 0  # cheaper(lo) is False: at L <= k DSA also runs the indexer
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if cheaper(mid) else (mid, hi)
+    return hi

@@ -1,0 +1,168 @@
+"""attnlab.costs: every count against values worked by hand from the papers' equations and DeepSeek's configs,
+against torch's own FLOP counter on the library's layers, and against the modules that use it."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from attnlab import bench, costs, dsa, sizing
+from attnlab.costs import AttentionShape
+from attnlab.schemes import BENCH_SCHEMES, SCHEMES, TABLE1_SCHEMES, get_scheme
+
+MODELS = sizing.MODELS
+V3 = MODELS["deepseek-v3"].attention_shape()  # 61 layers, 128 heads, d_h 128, d_c 512, d_h^R 64, d'_c 1536
+V32 = MODELS["deepseek-v3.2"].attention_shape()  # V3 + an indexer of 64 heads x 128, top-k 2048
+
+
+def test_the_shape_of_deepseek_v3():
+    assert V3 == AttentionShape(d_model=7168, n_layers=61, n_heads=128, n_kv_heads=128, head_dim=128,
+                                v_head_dim=128, kv_lora_rank=512, qk_rope_head_dim=64, q_lora_rank=1536)
+    assert V3.q_input_dim == 1536 and AttentionShape(d_model=8, n_heads=2, head_dim=4).q_input_dim == 8
+    assert costs.as_shape(MODELS["deepseek-v3"]) == V3 and costs.as_shape(V3) is V3
+
+
+def test_cache_per_token_of_deepseek_v3_by_hand():
+    """DeepSeek-V2 paper, Table 1, with V3's config (bf16, 2 bytes a number, 61 layers)."""
+    assert costs.cache_widths("mla", V3) == {"c_kv": 512, "k_rope": 64}
+    assert costs.cache_elements_per_token("mla", V3, per_layer=True) == 512 + 64 == 576
+    assert costs.cache_elements_per_token("mha", V3, per_layer=True) == 2 * 128 * 128 == 32_768
+    assert costs.cache_bytes_per_token("mla", V3) == 576 * 61 * 2 == 70_272  # "70 kB per token"
+    assert costs.cache_bytes_per_token("mha", V3) == 32_768 * 61 * 2 == 3_997_696  # "4 MB per token"
+    assert costs.cache_bytes_per_token("mqa", V3) == 2 * 128 * 61 * 2 == 31_232  # "31 kB per token"
+    assert costs.cache_bytes_per_token("gqa", dataclasses.replace(V3, n_kv_heads=16)) == 2 * 16 * 128 * 61 * 2
+    assert costs.cache_bytes_per_token("mla", V3, "float8") == 35_136
+    assert costs.cache_bytes_per_token("mla", V3, torch.float32, per_layer=True) == 576 * 4
+    assert costs.cache_bytes("mla", V3, 131_072, batch=2) == 2 * 131_072 * 70_272
+    # DSA keeps MLA's cache and adds one 128-wide index key per token and layer
+    assert costs.cache_widths("dsa", V32) == {"c_kv": 512, "k_rope": 64, "index_key": 128}
+    assert costs.indexer_elements_per_token(V32) == 128 * 61 and costs.indexer_elements_per_token(V3) == 0
+    assert costs.indexer_cache_bytes_per_token(V32, per_layer=True) == 128 + 4  # FP8 values + one fp32 scale
+    assert costs.expanded_kv_elements_per_token(V3) == 128 * (128 + 64 + 128) == 40_960
+
+
+def test_work_per_cached_token_of_deepseek_v3_by_hand():
+    assert costs.macs_per_cached_token("mha", V3) == 2 * 128 * 128 == 32_768
+    assert costs.macs_per_cached_token("mqa", V3) == costs.macs_per_cached_token("mha", V3)  # sharing saves bytes
+    assert costs.macs_per_cached_token("mla", V3) == 128 * (2 * 512 + 64) == 139_264  # absorbed: MQA-like
+    assert costs.macs_per_cached_token("mla_absorbed", V3) == 139_264
+    assert costs.macs_per_cached_token_parts("mla_naive", V3) == {
+        "re-expand K, V": 128 * (128 + 128) * 512, "scores": 128 * (128 + 64), "weighted sum": 128 * 128}
+    assert costs.macs_per_cached_token("mla", V3, per_layer=False) == 61 * 139_264
+    assert costs.mla_absorption_fold_macs(V3) == 128 * 512 * 256
+    # FLOPs per byte of bf16 cache: MHA 1, GQA-16 8, MQA 128, MLA 2 x 139,264 / 1,152
+    assert costs.attention_intensity("mha", V3) == 1.0
+    assert costs.attention_intensity("gqa", dataclasses.replace(V3, n_kv_heads=16)) == 8.0
+    assert costs.attention_intensity("mqa", V3) == 128.0
+    assert math.isclose(costs.attention_intensity("mla", V3), 2 * 139_264 / 1152)
+
+
+def test_indexer_of_deepseek_v32_by_hand():
+    """DeepSeek-V3.2 tech report: C_idx = 2 H^I d^I + 2 H^I, F_proj = 2 (d'_c H^I d^I + d d^I + d H^I)."""
+    assert 2 * costs.indexer_macs_per_cached_token(V32) == 2 * 64 * 128 + 2 * 64 == 16_512
+    assert 2 * costs.indexer_projection_macs(V32) == 2 * (1536 * 64 * 128 + 7168 * 128 + 7168 * 64) == 27_918_336
+    t = 4096
+    assert costs.decode_attention_flops("dsa", V32, t - 1) == 16_512 * t + 278_528 * 2048
+    assert costs.dsa_layer_cost(V32, t)["decode_flops_dsa"] == 27_918_336 + 16_512 * t + 278_528 * 2048
+    assert costs.dsa_crossover_context(V32) == (278_528 * 2048 + 27_918_336) // (278_528 - 16_512) + 1 == 2284
+    assert costs.dsa_crossover_context(V32, metric="decode_bytes") == 1152 * 2048 // (1152 - 132) + 1
+    assert costs.dsa_crossover_context(MODELS["deepseek-v3.2"]) == 2284  # a ModelSpec serves as the shape
+
+
+def test_decode_step_of_the_benchmark_layer_by_hand():
+    s = bench.DEFAULT_SHAPE  # d 1024, 16 heads of 64, GQA 4, d_c 256, d_h^R 32, indexer 4 x 64, k 256
+    assert costs.weight_elements("mha", s) == 4 * 1024 * 1024
+    assert costs.weight_elements("mqa", s) == 2 * 1024 * 1024 + 2 * 1024 * 64
+    t = 8192 + 1
+    assert costs.decode_flops("mha", s, 8192) == 2 * 4 * 1024 * 1024 + 4 * 16 * 64 * t
+    assert costs.decode_bytes_read("mqa", s, 8192, "float32") == 4 * (costs.weight_elements("mqa", s) + 2 * 64 * t)
+    assert costs.arithmetic_intensity("mha", s, 8192, "bfloat16") == pytest.approx(
+        costs.decode_flops("mha", s, 8192) / (2 * (4 * 1024 * 1024 + 2 * 16 * 64 * t)))
+    # the long-context limit of the step's intensity is the attention core's
+    assert costs.arithmetic_intensity("mqa", s, 10**9, "bfloat16") == pytest.approx(
+        costs.attention_intensity("mqa", s), rel=1e-3)
+
+
+def test_prefill_and_the_selected_pairs():
+    assert costs.selected_pairs(8192, 2048) == 2048 * 2049 // 2 + (8192 - 2048) * 2048
+    assert costs.selected_pairs(100, 2048) == 100 * 101 // 2
+    assert costs.prefill_flops("mha", V3, 10) == 2 * 32_768 * 55
+    assert costs.prefill_flops("mla_naive", V3, 10) == 2 * 128 * (128 + 64 + 128) * 55  # expansion: a projection
+    assert costs.prefill_flops("mla_absorbed", V3, 10) == costs.prefill_flops("mla", V3, 10) == 2 * 139_264 * 55
+    for n in (1, 1000, 4096):
+        c = costs.dsa_layer_cost(V32, n)
+        assert costs.prefill_flops("dsa", V32, n) == c["prefill_flops_dsa"]
+        assert costs.prefill_flops("mla_naive", V32, n) == c["prefill_flops_dense"]
+
+
+def test_mla_decode_step_costs_from_the_per_token_counts():
+    t = 4096
+    step = costs.mla_decode_step_costs(V3, t)
+    naive = costs.macs_per_cached_token_parts("mla_naive", V3)
+    assert step["naive"]["parts"] == {k: v * t for k, v in naive.items()}
+    assert step["expanded"]["macs"] == t * (naive["scores"] + naive["weighted sum"])
+    assert step["absorbed"]["macs"] == costs.mla_absorption_fold_macs(V3) + t * 139_264
+    assert step["absorbed"]["cache_bytes"] == t * 1152 and step["expanded"]["cache_bytes"] == t * 40_960 * 2
+    assert step["naive"]["extra_bytes"] == t * 128 * 256 * 2
+    assert all(c["flops"] == 2 * c["macs"] for c in step.values())
+
+
+@pytest.mark.parametrize("scheme", BENCH_SCHEMES)
+def test_decode_flops_equal_torchs_flop_counter(scheme):
+    """One decode step of the real layer (QUICK_SHAPE, 40 cached tokens): torch counts the matmuls, the same
+    multiply-adds the formula counts (norms, RoPE, softmax and top-k are not matmuls)."""
+    shape, context = bench.QUICK_SHAPE, 40
+    record = get_scheme(scheme)
+    layer = record.build_layer(shape).double().eval()
+    if record.mode is not None and record.base is not None:
+        layer.use(record.mode)
+    cache = bench.filled_cache(scheme, shape, context, torch.device("cpu"), torch.float64)
+    x = torch.randn(1, 1, shape.d_model, dtype=torch.float64)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        layer(x, cache=cache)
+    assert counter.get_total_flops() == costs.decode_flops(scheme, shape, context)
+
+
+@pytest.mark.parametrize("scheme", BENCH_SCHEMES)
+@pytest.mark.parametrize("q_lora_rank", [0, 24])
+def test_weight_elements_equal_the_layers_parameters(scheme, q_lora_rank):
+    shape = dataclasses.replace(bench.QUICK_SHAPE, q_lora_rank=q_lora_rank)
+    if get_scheme(scheme).dense and q_lora_rank:
+        return  # a dense layer has no query latent
+    layer = get_scheme(scheme).build_layer(shape)
+    assert sum(p.numel() for p in layer.parameters()) == costs.weight_elements(scheme, shape)
+
+
+@pytest.mark.parametrize("key", sorted(MODELS))
+def test_sizing_applies_the_same_counts_to_every_model(key):
+    spec = MODELS[key]
+    for scheme in TABLE1_SCHEMES:
+        shape = spec.attention_shape()
+        assert sizing.cache_bytes_per_token(spec, "bfloat16", scheme) == costs.cache_bytes_per_token(scheme, shape)
+        assert sizing.kv_elements_per_token(spec, scheme, per_layer=True) == costs.cache_elements_per_token(
+            scheme, shape, per_layer=True)
+        assert sizing.attention_macs_per_cached_token(spec, scheme) == costs.macs_per_cached_token(scheme, shape)
+        assert sizing.decode_flops_per_byte(spec, scheme) == costs.attention_intensity(scheme, shape)
+    assert sizing.indexer_elements_per_token(spec) == costs.indexer_elements_per_token(spec.attention_shape())
+
+
+def test_dsa_layer_cost_takes_the_shape_from_its_caller():
+    v32 = MODELS["deepseek-v3.2"]
+    assert dsa.layer_cost(v32, 4096) == costs.dsa_layer_cost(V32, 4096)
+    assert dsa.crossover_context(v32, 512) == costs.dsa_crossover_context(V32, 512)
+    with pytest.raises(ValueError, match="has no lightning indexer"):
+        costs.dsa_layer_cost(V3, 4096)
+
+
+def test_every_scheme_has_every_count():
+    shape = dataclasses.replace(V32, n_kv_heads=8)
+    for scheme in (*SCHEMES, "mla_naive", "mla_absorbed"):
+        assert costs.cache_elements_per_token(scheme, shape) > 0
+        assert costs.macs_per_cached_token(scheme, shape) > 0
+        assert costs.decode_flops(scheme, shape, 100) > costs.projection_flops(scheme, shape) > 0
+        assert costs.decode_bytes_read(scheme, shape, 100, "bfloat16") > 0
+        assert costs.prefill_flops(scheme, shape, 100) > 0
