@@ -68,11 +68,10 @@ from attnlab._validate import check_positive_int, check_type
 from attnlab.attention import AttentionLayer
 from attnlab.costs import AttentionShape, cache_bytes, decode_bytes_read, decode_flops
 from attnlab.devices import dtype_bytes
-from attnlab.dsa import DeepSeekSparseAttention, indexer_config_for
-from attnlab.gqa import AttentionConfig, GroupedQueryAttention, grouped_attention
+from attnlab.gqa import grouped_attention
 from attnlab.huggingface import attention_forward
 from attnlab.kv_cache import LayerCache
-from attnlab.mla import MLAConfig, MultiHeadLatentAttention, from_transformers
+from attnlab.mla import from_transformers
 from attnlab.schemes import BENCH_SCHEMES, get_scheme
 
 #: The schemes benchmarked, in the table's order (:data:`attnlab.schemes.BENCH_SCHEMES`).
@@ -202,60 +201,40 @@ def attainable_flops(intensity: float, bandwidth: float, peak_flops: float) -> f
 # layers and caches
 
 
-def mla_config(shape: AttentionShape) -> MLAConfig:
-    """The MLA layer of the shape: no query latent, d_h = d_v = head_dim, halves RoPE."""
-    s = shape
-    return MLAConfig(d_model=s.d_model, n_heads=s.n_heads, kv_lora_rank=s.kv_lora_rank, qk_nope_head_dim=s.head_dim,
-                     qk_rope_head_dim=s.qk_rope_head_dim, v_head_dim=s.head_dim, rope_interleaved=False)
-
-
 def build_layer(scheme: str, shape: AttentionShape, device: torch.device, dtype: torch.dtype) -> AttentionLayer:
-    """A randomly initialised layer of ``scheme`` on ``device`` in ``dtype`` (eval mode)."""
-    scheme = check_scheme(scheme)
-    if scheme in DENSE_SCHEMES:
-        layer = GroupedQueryAttention(AttentionConfig(shape.d_model, shape.n_heads, n_kv_heads(scheme, shape),
-                                                      shape.head_dim))
-    elif scheme == "dsa":
-        m = mla_config(shape)
-        layer = DeepSeekSparseAttention(m, indexer_config_for(m, shape.index_n_heads, shape.index_head_dim,
-                                                              shape.index_topk))
-    else:
-        layer = MultiHeadLatentAttention(mla_config(shape))
-    return layer.to(device=device, dtype=dtype).eval()
+    """A randomly initialised layer of ``scheme`` on ``device`` in ``dtype`` (eval mode), built by the scheme's
+    record (:mod:`attnlab.schemes`); latent layers rotate RoPE in halves, like Hugging Face's peer."""
+    record = get_scheme(check_scheme(scheme), "scheme")
+    options = {} if record.dense else {"rope_interleaved": False}
+    return record.build_layer(shape, **options).to(device=device, dtype=dtype).eval()
 
 
 def filled_cache(scheme: str, shape: AttentionShape, context: int, device: torch.device,
                  dtype: torch.dtype) -> LayerCache:
-    """A :class:`LayerCache` holding ``context`` tokens of random entries in the layout ``scheme`` uses:
-    dense k, v (1, n_kv, L, d_h); MLA c_kv (1, L, d_c), k_rope (1, L, d_h^R); DSA adds index_key (1, L, d^I)."""
-    scheme = check_scheme(scheme)
+    """A :class:`LayerCache` holding ``context`` tokens of random entries in the layout ``scheme`` uses, one
+    tensor per name and width of its record's cache rule: dense k, v (1, n_kv, L, d_h); latent c_kv
+    (1, L, d_c), k_rope (1, L, d_h^R), and DSA's index_key (1, L, d^I)."""
+    record = get_scheme(check_scheme(scheme), "scheme")
     check_context(context)
-    s = shape
-
-    def rand(*size: int) -> torch.Tensor:
-        return torch.randn(*size, device=device, dtype=dtype)
-
-    if scheme in DENSE_SCHEMES:
-        cache = LayerCache(seq_dim=-2, capacity=context + 1)  # room for the decoded token: no growth when timed
-        g = n_kv_heads(scheme, s)
-        cache.update(k=rand(1, g, context, s.head_dim), v=rand(1, g, context, s.head_dim))
-        return cache
-    cache = LayerCache(seq_dim=1, capacity=context + 1)
-    tensors = {"c_kv": rand(1, context, s.kv_lora_rank), "k_rope": rand(1, context, s.qk_rope_head_dim)}
-    if scheme == "dsa":
-        tensors["index_key"] = rand(1, context, s.index_head_dim)
-    cache.update(**tensors)
+    widths = record.cache(shape)  # {cached tensor: numbers per token}
+    if record.dense:  # (batch, n_kv, tokens, width / n_kv): one slice per K/V head
+        g = record.kv_heads(shape)
+        sizes = {name: (1, g, context, width // g) for name, width in widths.items()}
+    else:  # (batch, tokens, width)
+        sizes = {name: (1, context, width) for name, width in widths.items()}
+    cache = LayerCache(seq_dim=2 if record.dense else 1, capacity=context + 1)  # no growth when timed
+    cache.update(**{name: torch.randn(*size, device=device, dtype=dtype) for name, size in sizes.items()})
     return cache
 
 
 def decode_call(scheme: str, layer: AttentionLayer, x: torch.Tensor, cache: LayerCache) -> Callable[[], torch.Tensor]:
     """A zero-argument function running one decode step of ``layer`` on x (1, 1, d) with ``cache``, in the
-    implementation ``scheme`` names (MLA "naive" or "absorbed", DSA "gather"); returns the output."""
-    scheme = check_scheme(scheme)
-    if scheme == "dsa":
+    implementation the scheme's record names (MLA "naive" or "absorbed"; DSA gathers its top-k)."""
+    record = get_scheme(check_scheme(scheme), "scheme")
+    if record.indexer:
         layer.use("gather")
-    elif scheme not in DENSE_SCHEMES:
-        layer.use("naive" if scheme == "mla_naive" else "absorbed")
+    elif not record.dense:
+        layer.use(record.mode)
     return lambda: layer(x, cache).output
 
 

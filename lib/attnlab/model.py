@@ -22,6 +22,7 @@ from torch import nn
 from attnlab._validate import (
     check_bool,
     check_device,
+    check_divisible,
     check_dtype,
     check_floating,
     check_hidden_states,
@@ -34,11 +35,12 @@ from attnlab._validate import (
     check_type,
 )
 from attnlab.attention import AttentionLayer
-from attnlab.dsa import DeepSeekSparseAttention, IndexerConfig, indexer_config_for
-from attnlab.gqa import AttentionConfig, GroupedQueryAttention
+from attnlab.costs import AttentionShape
+from attnlab.dsa import IndexerConfig
+from attnlab.gqa import AttentionConfig
 from attnlab.kv_cache import KVCache
-from attnlab.mla import MLAConfig, MultiHeadLatentAttention
-from attnlab.schemes import SCHEMES
+from attnlab.mla import MLAConfig
+from attnlab.schemes import DSA, MHA, MLA, SCHEMES
 
 ATTENTION_KINDS: tuple[str, ...] = tuple(SCHEMES)  # the course's schemes, attnlab.schemes.SCHEMES
 DATA_DIR = Path(__file__).parent / "data"
@@ -79,31 +81,41 @@ class TinyLMConfig:
         if self.attention == "dsa":
             self.indexer_config()
 
+    def attention_shape(self) -> AttentionShape:
+        """Every layer's widths as an :class:`~attnlab.costs.AttentionShape` (per-head d_h = d_model / n_heads;
+        the scheme's record decides how many of ``n_kv_heads`` it uses: MHA all, MQA one, GQA n_kv_heads)."""
+        check_divisible("d_model", self.d_model, "n_heads", self.n_heads)
+        return AttentionShape(d_model=self.d_model, n_heads=self.n_heads, head_dim=self.d_model // self.n_heads,
+                              n_kv_heads=self.n_kv_heads, kv_lora_rank=self.kv_lora_rank,
+                              qk_rope_head_dim=self.qk_rope_head_dim, index_n_heads=self.index_n_heads,
+                              index_head_dim=self.index_head_dim, index_topk=self.index_topk,
+                              n_layers=self.n_layers)
+
+    def _layer_options(self) -> dict:
+        """What the tiny model sets on top of the shape: RoPE on the dense layers' q and k, its base."""
+        return {"rope": True, "rope_base": self.rope_base} if SCHEMES[self.attention].dense else \
+            {"rope_base": self.rope_base}
+
     def mla_config(self) -> MLAConfig:
         """The :class:`MLAConfig` of every layer when attention == "mla" (per-head dims d_h = d_model / n_heads)."""
-        d_h = self.attention_config().head_dim
-        return MLAConfig(d_model=self.d_model, n_heads=self.n_heads, kv_lora_rank=self.kv_lora_rank,
-                         qk_nope_head_dim=d_h, qk_rope_head_dim=self.qk_rope_head_dim, v_head_dim=d_h,
-                         rope_base=self.rope_base)
+        return MLA.layer_config(self.attention_shape(), rope_base=self.rope_base)
 
     def indexer_config(self) -> IndexerConfig:
         """The lightning indexer paired with :meth:`mla_config` when attention == "dsa"."""
-        return indexer_config_for(self.mla_config(), self.index_n_heads, self.index_head_dim, self.index_topk)
+        return DSA.layer_config(self.attention_shape(), rope_base=self.rope_base)[1]
 
     def build_attention(self) -> AttentionLayer:
-        """One attention layer of the kind ``attention`` names; all share forward(x, cache, return_weights)
-        -> :class:`~attnlab.attention.AttentionOutput`."""
-        if self.attention == "mla":
-            return MultiHeadLatentAttention(self.mla_config())
-        if self.attention == "dsa":
-            return DeepSeekSparseAttention(self.mla_config(), self.indexer_config())
-        return GroupedQueryAttention(self.attention_config())
+        """One attention layer of the kind ``attention`` names, built by its record in :mod:`attnlab.schemes`;
+        all share forward(x, cache, return_weights) -> :class:`~attnlab.attention.AttentionOutput`."""
+        return SCHEMES[self.attention].build_layer(self.attention_shape(), **self._layer_options())
 
     def attention_config(self) -> AttentionConfig:
         """The :class:`AttentionConfig` of every layer, with n_kv_heads set by ``attention`` (MLA: the head
         shape it re-expands to, n_kv_heads = n_heads)."""
-        n_kv = {"mqa": 1, "gqa": self.n_kv_heads}.get(self.attention, self.n_heads)
-        return AttentionConfig(self.d_model, self.n_heads, n_kv, rope=True, rope_base=self.rope_base)
+        record = SCHEMES[self.attention]
+        if not record.dense:
+            return MHA.layer_config(self.attention_shape(), rope=True, rope_base=self.rope_base)
+        return record.layer_config(self.attention_shape(), **self._layer_options())
 
 
 class SwiGLU(nn.Module):
