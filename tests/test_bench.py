@@ -163,6 +163,8 @@ def test_quick_main_writes_complete_json(tmp_path, capsys):
     (lambda: BenchShape(n_heads=16, n_groups=3), "n_groups=3"),
     (lambda: bench.n_kv_heads("dsa", TINY), "K/V heads"),
     (lambda: bench.run_benchmark("cpu", "float32", [64], 1, {"d_model": 8}), "shape must be an AttentionShape"),
+    (lambda: bench.run_benchmark("cpu", "float32", [64], 1, QUICK_SHAPE, progress="yes"), "progress='yes'"),
+    (lambda: bench.run_benchmark("cpu", "float32", [64], 1, QUICK_SHAPE, on_table="print"), "on_table must be"),
 ])
 def test_bad_arguments_raise_value_error(call, match):
     with pytest.raises(ValueError, match=match):
@@ -182,3 +184,38 @@ def test_main_rejects_bad_arguments():
 def test_cuda_without_gpu_raises():
     with pytest.raises(ValueError, match="needs CUDA"):
         bench.parse_device("cuda")
+
+
+# --- progress: tables as they are measured, a bar on the terminal -------------------------------------
+
+
+def test_tables_arrive_as_measured_and_match_the_report():
+    """on_table receives each section as soon as its numbers exist: the header, one decode table per
+    context, the roofline, the SDPA peer; each is what format_report shows for those numbers."""
+    tables = []
+    report = bench.run_benchmark("cpu", "float32", [40, 48], 1, QUICK_SHAPE, copy_bytes=2**20, gemm_n=64,
+                                 hf_peer=False, on_table=tables.append)
+    assert [t.split()[0] for t in tables] == ["device", "Decode", "Decode", "Roofline:", "Attention"]
+    results = report["results"]
+    assert tables[0] == bench.format_header(report)
+    assert tables[1] == bench.format_decode_table([r for r in results if r["context"] == 40])
+    assert tables[2] == bench.format_decode_table([r for r in results if r["context"] == 48])
+    assert tables[3] == bench.format_roofline_table(report["machine"], report["roofline"])
+    assert tables[4] == bench.format_sdpa_table(report["peers"]["sdpa"])
+    assert all(table in bench.format_report(report) for table in (tables[0], tables[3], tables[4]))
+
+
+def test_command_line_shows_a_bar_and_prints_each_table_before_the_next_is_measured():
+    """python -m attnlab.bench --quick: the tables on stdout in the order measured, a tqdm bar on stderr
+    naming what it measures."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "attnlab.bench", "--quick", "--contexts", "40", "--repeats", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out, err = run.stdout, run.stderr.replace("\r", "\n")
+    order = [out.index(title) for title in ("device cpu", "Decode step", "Roofline:", "Attention core", "MLA decode")]
+    assert order == sorted(order)
+    assert "benchmark:" in err and "%|" in err, err[-1000:]
+    assert "mla_absorbed at 40 tokens" in err and "Hugging Face peer at 40 tokens" in err

@@ -58,13 +58,15 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
-from attnlab._validate import check_positive_int, check_type
+from attnlab._validate import ArgumentTypeError, check_bool, check_positive_int, check_type
 from attnlab.attention import AttentionLayer
 from attnlab.costs import AttentionShape, cache_bytes, decode_bytes_read, decode_flops
 from attnlab.devices import dtype_bytes
@@ -460,11 +462,15 @@ def roofline_entry(scheme: str, shape: AttentionShape, context: int, dtype: torc
 def run_benchmark(device: torch.device | str = "cpu", dtype: torch.dtype | str = "float32",
                   contexts: Sequence[int] | str = DEFAULT_CONTEXTS, repeats: int = 7,
                   shape: AttentionShape = DEFAULT_SHAPE, copy_bytes: int | None = None, gemm_n: int | None = None,
-                  hf_peer: bool = True) -> dict:
+                  hf_peer: bool = True, progress: bool = False,
+                  on_table: Callable[[str], None] | None = None) -> dict:
     """Every scheme at every context, the peers and the roofline; returns the JSON-ready result dict.
 
     copy_bytes / gemm_n size the bandwidth and matmul probes (None: 128 MiB and 1024 on CPU, 1 GiB and 8192
-    on CUDA). Every context must exceed the DSA top-k, so the sparse path really selects."""
+    on CUDA). Every context must exceed the DSA top-k, so the sparse path really selects. ``progress`` shows
+    a bar (on stderr) over every measurement; ``on_table`` receives each table of the report as text as
+    soon as its numbers are measured (the command line prints them), the same text
+    :func:`format_report` gives at the end."""
     device, dtype = parse_device(device), parse_dtype(dtype)
     contexts = parse_contexts(contexts)
     check_positive_int("repeats", repeats)
@@ -475,35 +481,70 @@ def run_benchmark(device: torch.device | str = "cpu", dtype: torch.dtype | str =
     cuda = device.type == "cuda"
     copy_bytes = (2**30 if cuda else 2**27) if copy_bytes is None else check_positive_int("copy_bytes", copy_bytes)
     gemm_n = (8192 if cuda else 1024) if gemm_n is None else check_positive_int("gemm_n", gemm_n)
+    check_bool("progress", progress)
+    if on_table is not None and not callable(on_table):
+        raise ArgumentTypeError(f"on_table must be None or callable (e.g. print), got {type(on_table).__name__}")
+    show = on_table or (lambda text: None)
+    steps = 2 + len(contexts) * (len(SCHEMES) + len(DENSE_SCHEMES) + (1 if hf_peer else 0))
+    bar = tqdm(total=steps, desc="benchmark", unit="run", disable=not progress, file=sys.stderr, leave=False)
+
+    def advance(what: str) -> None:
+        bar.set_postfix_str(what)
+        bar.update()
+
     torch.manual_seed(0)
+    bar.set_postfix_str("copy bandwidth")
     bandwidth = measure_copy_bandwidth(device, dtype, copy_bytes, repeats)
+    advance("matmul rate")
     matmul_rate = measure_matmul_rate(device, dtype, gemm_n, repeats)
+    advance("decode steps")
+    machine = {"copy_bandwidth": bandwidth, "copy_bytes": copy_bytes, "matmul_rate": matmul_rate,
+               "gemm_n": gemm_n, "balance_flops_per_byte": matmul_rate / bandwidth}
+    header = {"device": device_info(device), "dtype": str(dtype).removeprefix("torch."),
+              "torch_version": torch.__version__,
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "shape": shape_arguments(shape), "machine": machine}
+    show(format_header(header))
     results, roofline = [], []
     for context in contexts:
         for scheme in SCHEMES:
+            bar.set_postfix_str(f"{scheme} at {context:,} tokens")
             entry = bench_scheme(scheme, shape, context, device, dtype, repeats)
             results.append(entry)
             roofline.append(roofline_entry(scheme, shape, context, dtype, entry["time_s"], bandwidth, matmul_rate))
-    by_key = {(r["scheme"], r["context"]): r for r in results}
-    for r in results:
-        mha = by_key[("mha", r["context"])]
-        r["time_vs_mha"] = r["time_s"] / mha["time_s"]
-        r["cache_vs_mha"] = r["cache_bytes_measured"] / mha["cache_bytes_measured"]
-    sdpa = [bench_sdpa(scheme, shape, context, device, dtype, repeats)
-            for context in contexts for scheme in DENSE_SCHEMES]
-    hf = [bench_hf_mla(shape, context, device, dtype, repeats) for context in contexts] if hf_peer else []
+            advance(f"{scheme} at {context:,} tokens")
+        mha = next(r for r in results if r["scheme"] == "mha" and r["context"] == context)
+        for r in results[-len(SCHEMES):]:
+            r["time_vs_mha"] = r["time_s"] / mha["time_s"]
+            r["cache_vs_mha"] = r["cache_bytes_measured"] / mha["cache_bytes_measured"]
+        show(format_decode_table(results[-len(SCHEMES):]))
+    show(format_roofline_table(machine, roofline))
+    sdpa = []
+    for context in contexts:
+        for scheme in DENSE_SCHEMES:
+            bar.set_postfix_str(f"SDPA peer: {scheme} at {context:,} tokens")
+            sdpa.append(bench_sdpa(scheme, shape, context, device, dtype, repeats))
+            advance(f"SDPA peer: {scheme} at {context:,} tokens")
+    show(format_sdpa_table(sdpa))
+    hf = []
+    for context in contexts if hf_peer else ():
+        bar.set_postfix_str(f"Hugging Face peer at {context:,} tokens")
+        hf.append(bench_hf_mla(shape, context, device, dtype, repeats))
+        advance(f"Hugging Face peer at {context:,} tokens")
+    if hf:
+        show(format_hf_table(hf))
+    bar.close()
     return {
         "device": device_info(device),
         "dtype": str(dtype).removeprefix("torch."),
         "torch_version": torch.__version__,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": header["date"],
         "batch": 1,
         "repeats": repeats,
         "contexts": list(contexts),
         "shape": shape_arguments(shape),
         "schemes": list(SCHEMES),
-        "machine": {"copy_bandwidth": bandwidth, "copy_bytes": copy_bytes, "matmul_rate": matmul_rate,
-                    "gemm_n": gemm_n, "balance_flops_per_byte": matmul_rate / bandwidth},
+        "machine": machine,
         "results": results,
         "roofline": roofline,
         "peers": {"sdpa": sdpa, "hf_deepseek_v3": hf},
@@ -525,38 +566,67 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     return "\n".join(lines)
 
 
-def format_report(report: dict) -> str:
-    """The result dict of :func:`run_benchmark` as plain-text tables."""
-    m, dev = report["machine"], report["device"]
-    out = [f"device {dev['type']} ({dev['name']}, {dev['cpu_count']} CPUs), dtype {report['dtype']}, "
-           f"torch {report['torch_version']}, {report['date']}",
-           f"shape {report['shape']}", ""]
+def format_header(report: dict) -> str:
+    """The machine, the dtype and the layer's shape: the report's first lines."""
+    dev = report["device"]
+    return (f"device {dev['type']} ({dev['name']}, {dev['cpu_count']} CPUs), dtype {report['dtype']}, "
+            f"torch {report['torch_version']}, {report['date']}\nshape {report['shape']}\n")
+
+
+def format_decode_table(results: Sequence[dict]) -> str:
+    """The decode-step table: time and measured cache bytes of each scheme (one row per scheme and context)."""
     rows = [[r["scheme"], r["context"], f"{r['time_s'] * 1e3:.3f}", f"{r['time_min_s'] * 1e3:.3f}",
              r["cache_bytes_measured"], r["cache_bytes_formula"], f"{r['time_vs_mha']:.2f}", f"{r['cache_vs_mha']:.4f}"]
-            for r in report["results"]]
-    out += ["Decode step (one layer, batch 1; median and min of the repeats)",
-            format_table(["scheme", "context", "median ms", "min ms", "cache B (measured)", "cache B (formula)",
-                          "time/MHA", "cache/MHA"], rows), ""]
-    out.append(f"Roofline: copy bandwidth {m['copy_bandwidth'] / 1e9:.2f} GB/s, matmul {m['matmul_rate'] / 1e9:.1f} "
-               f"GFLOP/s, balance {m['balance_flops_per_byte']:.1f} FLOP/byte")
+            for r in results]
+    return "\n".join(["Decode step (one layer, batch 1; median and min of the repeats)",
+                      format_table(["scheme", "context", "median ms", "min ms", "cache B (measured)",
+                                    "cache B (formula)", "time/MHA", "cache/MHA"], rows), ""])
+
+
+def format_roofline_table(machine: dict, roofline: Sequence[dict]) -> str:
+    """Each scheme on the roofline of the measured copy bandwidth and matmul rate."""
+    m = machine
     rows = [[r["scheme"], r["context"], f"{r['flops'] / 1e6:.2f}", f"{r['bytes'] / 1e6:.3f}", f"{r['intensity']:.2f}",
              r["bound"], f"{r['achieved_bandwidth'] / 1e9:.2f}", f"{r['bandwidth_fraction']:.2f}",
-             f"{r['flops_fraction']:.3f}"] for r in report["roofline"]]
-    out += [format_table(["scheme", "context", "MFLOP", "MB", "FLOP/B", "bound", "GB/s", "of copy BW",
-                          "of matmul"], rows), ""]
+             f"{r['flops_fraction']:.3f}"] for r in roofline]
+    return "\n".join([f"Roofline: copy bandwidth {m['copy_bandwidth'] / 1e9:.2f} GB/s, matmul "
+                      f"{m['matmul_rate'] / 1e9:.1f} GFLOP/s, balance {m['balance_flops_per_byte']:.1f} FLOP/byte",
+                      format_table(["scheme", "context", "MFLOP", "MB", "FLOP/B", "bound", "GB/s", "of copy BW",
+                                    "of matmul"], rows), ""])
+
+
+def format_sdpa_table(sdpa: Sequence[dict]) -> str:
+    """The attention core against torch's scaled_dot_product_attention."""
     rows = [[r["scheme"], r["context"], f"{r['grouped_attention_s'] * 1e3:.3f}", f"{r['sdpa_s'] * 1e3:.3f}",
              f"{r['ratio_grouped_attention_over_sdpa']:.2f}", f"{r['ratio_grouped_attention_over_sdpa_min']:.2f}",
-             f"{r['max_abs_diff']:.1e}"] for r in report["peers"]["sdpa"]]
-    out += ["Attention core: attnlab grouped_attention vs torch scaled_dot_product_attention(enable_gqa=True)",
-            format_table(["scheme", "context", "grouped ms", "sdpa ms", "grouped/sdpa", "(min/min)", "max|diff|"],
-                         rows), ""]
+             f"{r['max_abs_diff']:.1e}"] for r in sdpa]
+    title = "Attention core: attnlab grouped_attention vs torch scaled_dot_product_attention(enable_gqa=True)"
+    return "\n".join([title,
+                      format_table(["scheme", "context", "grouped ms", "sdpa ms", "grouped/sdpa", "(min/min)",
+                                    "max|diff|"], rows), ""])
+
+
+def format_hf_table(hf: Sequence[dict]) -> str:
+    """Hugging Face's DeepseekV3Attention against the library's absorbed MLA."""
+    rows = [[r["context"], f"{r['hf_s'] * 1e3:.3f}", f"{r['attnlab_absorbed_s'] * 1e3:.3f}",
+             f"{r['ratio_hf_over_attnlab_absorbed']:.2f}", f"{r['ratio_hf_over_attnlab_absorbed_min']:.2f}",
+             f"{r['max_abs_diff']:.1e}"] for r in hf]
+    return "\n".join(["MLA decode: transformers DeepseekV3Attention vs attnlab absorbed (same weights, same cache)",
+                      format_table(["context", "HF ms", "attnlab ms", "HF/attnlab", "(min/min)", "max|diff|"], rows)])
+
+
+def format_report(report: dict) -> str:
+    """The result dict of :func:`run_benchmark` as plain-text tables (the sections, in the order measured)."""
+    out = [format_header(report), format_decode_table(report["results"]),
+           format_roofline_table(report["machine"], report["roofline"]), format_sdpa_table(report["peers"]["sdpa"])]
     if report["peers"]["hf_deepseek_v3"]:
-        rows = [[r["context"], f"{r['hf_s'] * 1e3:.3f}", f"{r['attnlab_absorbed_s'] * 1e3:.3f}",
-                 f"{r['ratio_hf_over_attnlab_absorbed']:.2f}", f"{r['ratio_hf_over_attnlab_absorbed_min']:.2f}",
-                 f"{r['max_abs_diff']:.1e}"] for r in report["peers"]["hf_deepseek_v3"]]
-        out += ["MLA decode: transformers DeepseekV3Attention vs attnlab absorbed (same weights, same cache)",
-                format_table(["context", "HF ms", "attnlab ms", "HF/attnlab", "(min/min)", "max|diff|"], rows)]
+        out.append(format_hf_table(report["peers"]["hf_deepseek_v3"]))
     return "\n".join(out)
+
+
+def _print_now(text: str) -> None:
+    tqdm.write(text, file=sys.stdout)  # above the progress bar, which tqdm redraws below it
+    sys.stdout.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -576,12 +646,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.quick:
         contexts = QUICK_CONTEXTS if args.contexts is None else args.contexts
         repeats = 2 if args.repeats is None else args.repeats
-        report = run_benchmark(args.device, args.dtype, contexts, repeats, QUICK_SHAPE, copy_bytes=2**23, gemm_n=256)
+        report = run_benchmark(args.device, args.dtype, contexts, repeats, QUICK_SHAPE, copy_bytes=2**23, gemm_n=256,
+                               progress=True, on_table=_print_now)
     else:
         contexts = DEFAULT_CONTEXTS if args.contexts is None else args.contexts
         repeats = 7 if args.repeats is None else args.repeats
-        report = run_benchmark(args.device, args.dtype, contexts, repeats)
-    print(format_report(report))
+        report = run_benchmark(args.device, args.dtype, contexts, repeats, progress=True, on_table=_print_now)
     if args.out is not None:
         with open(args.out, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=1)
