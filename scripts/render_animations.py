@@ -4,6 +4,7 @@
     python scripts/render_animations.py KVCacheScene GQAScene  # only these
     python scripts/render_animations.py --quality high         # 1080p, 60 fps
     python scripts/render_animations.py --posters --no-video   # refresh the committed stills only
+    python scripts/render_animations.py --no-video --media-dir /tmp/m MQAScene   # try it, outside media/
 
 For each scene, manim renders into ``media/`` (git-ignored, its ``--media_dir``); the video is then
 copied to the stable path ``media/videos/<SceneName>.mp4`` (what ``attnlab.media.show_animation``
@@ -13,6 +14,10 @@ plays) and the last frame, rendered at 480p (``-s -ql``), to ``media/videos/<Sce
 last frame quantised to a small palette, under ~60 KB) and, for the scenes the tests compare,
 ``tests/reference_frames/<SceneName>.png`` (the exact 480p frame). Prints a table of the scenes, the
 seconds each took and the files written.
+
+Progress: a line when each scene starts ("[7/13] GQAScene (chapter 6) ...") and one when it is done, with its
+seconds; while the video renders, manim's own progress bar (on stderr). The last-frame render stays quiet
+(manim's output is shown only if it fails).
 """
 
 from __future__ import annotations
@@ -40,16 +45,21 @@ POSTER_MAX_BYTES = 60_000
 
 
 def manim(module: str, scene: str, media_dir: Path, quality: str, still: bool) -> None:
-    """Run ``python -m manim render`` on ``animations/<module>.py`` for ``scene`` (``still``: last frame only)."""
+    """Run ``python -m manim render`` on ``animations/<module>.py`` for ``scene`` (``still``: last frame only).
+
+    The video render shows manim's progress bar and anything it prints straight on the terminal; the still
+    render is quiet, its output captured and shown only if it fails."""
     cmd = [sys.executable, "-m", "manim", "render", f"-q{QUALITY[quality][0]}", "--disable_caching",
-           "--media_dir", str(media_dir), "--progress_bar", "none", "-v", "WARNING"]
+           "--media_dir", str(media_dir), "--progress_bar", "none" if still else "display", "-v", "WARNING"]
     if still:
         cmd.append("-s")
     cmd += [str(Path("animations") / f"{module}.py"), scene]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    sys.stdout.flush()
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=still, text=True)
     if result.returncode != 0:
-        sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
+        if still:
+            sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
         raise SystemExit(f"manim failed on {scene} (exit {result.returncode}): {' '.join(cmd)}")
 
 
@@ -75,22 +85,23 @@ def save_exact_png(src: Path, dst: Path) -> int:
     return dst.stat().st_size
 
 
-def render(scene: str, quality: str, video: bool, posters: bool) -> dict:
-    """Render one scene; returns the row of the summary table."""
+def render(scene: str, quality: str, video: bool, posters: bool, media: Path = MEDIA) -> dict:
+    """Render one scene into ``media`` (default ``media/``); returns the row of the summary table."""
     _, module, _ = entry(scene)
     start = time.perf_counter()
-    VIDEOS.mkdir(parents=True, exist_ok=True)
+    videos = media / "videos"
+    videos.mkdir(parents=True, exist_ok=True)
     outputs = []
     if video:
-        manim(module, scene, MEDIA, quality, still=False)
-        rendered = MEDIA / "videos" / module / QUALITY[quality][1] / f"{scene}.mp4"
-        shutil.copyfile(rendered, VIDEOS / f"{scene}.mp4")
-        outputs.append(VIDEOS / f"{scene}.mp4")
+        manim(module, scene, media, quality, still=False)
+        rendered = media / "videos" / module / QUALITY[quality][1] / f"{scene}.mp4"
+        shutil.copyfile(rendered, videos / f"{scene}.mp4")
+        outputs.append(videos / f"{scene}.mp4")
     with tempfile.TemporaryDirectory() as tmp:  # the poster: always the 480p last frame
         manim(module, scene, Path(tmp), "low", still=True)
         frame = next(Path(tmp, "images").rglob(f"{scene}*.png"))
-        shutil.copyfile(frame, VIDEOS / f"{scene}.png")
-        outputs.append(VIDEOS / f"{scene}.png")
+        shutil.copyfile(frame, videos / f"{scene}.png")
+        outputs.append(videos / f"{scene}.png")
         if posters:
             POSTERS.mkdir(parents=True, exist_ok=True)
             size = optimise_png(frame, POSTERS / f"{scene}.png")
@@ -100,7 +111,8 @@ def render(scene: str, quality: str, video: bool, posters: bool) -> dict:
                 size = save_exact_png(frame, REFERENCE_FRAMES / f"{scene}.png")
                 outputs.append(f"{(REFERENCE_FRAMES / f'{scene}.png').relative_to(ROOT)} ({size / 1000:.1f} kB)")
     seconds = time.perf_counter() - start
-    shown = [str(p.relative_to(ROOT)) if isinstance(p, Path) else p for p in outputs]
+    shown = [(str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)) if isinstance(p, Path) else p
+             for p in outputs]
     return {"scene": scene, "seconds": seconds, "outputs": shown}
 
 
@@ -114,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--posters", action="store_true",
                         help="also rewrite the committed posters and the tests' reference frames")
     parser.add_argument("--no-video", dest="video", action="store_false", help="render the last frames only")
+    parser.add_argument("--media-dir", type=Path, default=MEDIA,
+                        help="where manim renders and the videos and stills are copied (default media/, "
+                             "which the notebooks play from)")
     args = parser.parse_args(argv)
     for scene in args.scenes:
         try:
@@ -123,9 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     chosen = args.scenes or [name for _, _, name in SCENES]
 
     rows = []
-    for scene in chosen:
-        rows.append(render(scene, args.quality, args.video, args.posters))
-        print(f"rendered {scene} in {rows[-1]['seconds']:.1f} s", flush=True)
+    for i, scene in enumerate(chosen, 1):
+        chapter, _, _ = entry(scene)
+        what = "video and last frame" if args.video else "last frame"
+        print(f"[{i}/{len(chosen)}] {scene} (chapter {chapter}) ... {what}", flush=True)
+        rows.append(render(scene, args.quality, args.video, args.posters, args.media_dir.resolve()))
+        print(f"[{i}/{len(chosen)}] {scene} done in {rows[-1]['seconds']:.1f} s", flush=True)
     width = max(len(r["scene"]) for r in rows)
     print(f"\n{'scene':<{width}}  {'seconds':>7}  outputs")
     for r in rows:

@@ -27,6 +27,7 @@ from attnlab import (
     costs,
     devices,
     dsa,
+    dsa_training,
     gqa,
     kv_cache,
     lowrank,
@@ -77,6 +78,12 @@ TINY_CONFIG = lm.TinyLMConfig(vocab_size=32, d_model=16, n_layers=1, n_heads=2, 
                               max_seq_len=12)
 TINY = lm.TinyLM(TINY_CONFIG)
 IDS = torch.randint(0, 32, (1, 4))
+
+TINY_MLA = lm.TinyLM(dataclasses.replace(TINY_CONFIG, n_kv_heads=2, attention="mla", kv_lora_rank=8,
+                                         qk_rope_head_dim=4, index_n_heads=2, index_head_dim=4, index_topk=3))
+TINY_DSA = dsa_training.dsa_from_mla(TINY_MLA)
+DSA_TRAIN = dsa_training.DSATrainConfig(warmup_steps=1, sparse_steps=1, batch_size=1, seq_len=8, top_k=3,
+                                        eval_every=1, eval_batches=1)
 
 TOKENIZER = tokenization.BPETokenizer().train("aaabdaaabac", vocab_size=259)
 SPEC = "llama-3-8b"
@@ -673,6 +680,15 @@ CASES: list[Case] = [
     Case("train: model_config is a dict", train.train, lambda: train.train({"attention": "mha"}), TypeError,
          "model_config"),
     Case("main: argv is a str", train.main, lambda: train.main("--steps 1"), TypeError, "argv"),
+    Case("train: progress is a str", train.train, lambda: train.train(TINY_CONFIG, progress="yes"), TypeError,
+         "progress"),
+    # dsa_training: the progress flag of the training loops
+    Case("warmup_indexer: progress is a str", dsa_training.warmup_indexer,
+         lambda: dsa_training.warmup_indexer(TINY_DSA, DSA_TRAIN, progress="yes"), TypeError, "progress"),
+    Case("train_sparse: progress is an int", dsa_training.train_sparse,
+         lambda: dsa_training.train_sparse(TINY_DSA, DSA_TRAIN, progress=1), TypeError, "progress"),
+    Case("dsa_training.run: progress is a str", dsa_training.run,
+         lambda: dsa_training.run(TINY_MLA, DSA_TRAIN, progress="yes"), TypeError, "progress"),
 ]
 
 # Public names of the core modules that take no input a check could refuse, with the reason. Everything else

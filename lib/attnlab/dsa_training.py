@@ -28,6 +28,10 @@ tokens (2.1B tokens), stage 2 at lr 7.3e-6 for 15000 steps of 480 x 128K tokens 
 :class:`DSATrainConfig` holds scaled-down analogues that run on a laptop CPU in minutes:
 
     python -m attnlab.dsa_training          # reads lib/attnlab/data/tiny_mla.pt, writes tiny_dsa.pt
+    python -m attnlab.dsa_training --quick --out /tmp/dsa.pt   # a few small steps, to try the command
+
+On the command line each stage shows a progress bar on stderr with its losses (means of the last steps) and
+tokens per second; the functions show it only when called with ``progress=True``, so notebooks stay silent.
 
 Runs are deterministic for a given seed and thread count. The KL is averaged over queries and layers
 instead of summed (a constant factor, which AdamW's per-parameter step size does not see), so the curves
@@ -48,7 +52,7 @@ from pathlib import Path
 
 import torch
 
-from attnlab._validate import check_ndim, check_positive_int
+from attnlab._validate import check_bool, check_ndim, check_positive_int
 from attnlab.dsa import (
     DeepSeekSparseAttention,
     indexer_loss,
@@ -57,8 +61,8 @@ from attnlab.dsa import (
     set_training_stage,
     topk_indices,
 )
-from attnlab.model import TinyLM, checkpoint_path, load_checkpoint, save_checkpoint
-from attnlab.train import TrainConfig, evaluate, sample_batch, token_ids
+from attnlab.model import DATA_DIR, TinyLM, checkpoint_path, load_checkpoint, save_checkpoint
+from attnlab.train import TrainConfig, _Progress, evaluate, sample_batch, token_ids
 
 #: Seed of the fixed validation windows that recall and validation loss are measured on (as
 #: :func:`attnlab.train.evaluate` uses).
@@ -115,6 +119,11 @@ class DSATrainConfig:
     def eval_config(self) -> TrainConfig:
         """The :class:`~attnlab.train.TrainConfig` whose evaluation windows :func:`validation_loss` reads."""
         return TrainConfig(batch_size=self.batch_size, seq_len=self.seq_len, eval_batches=self.eval_batches)
+
+
+#: ``--quick``: both stages in a few small steps, seconds instead of minutes, to try the command.
+QUICK = DSATrainConfig(warmup_steps=4, sparse_steps=4, batch_size=4, seq_len=64, top_k=16, eval_every=2,
+                       eval_batches=1)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -302,7 +311,7 @@ def validation_loss(model: TinyLM, sparse: bool, cfg: DSATrainConfig | None = No
 
 
 def warmup_indexer(model: TinyLM, cfg: DSATrainConfig = DSATrainConfig(),
-                   log: Callable[[str], None] | None = None) -> dict:
+                   log: Callable[[str], None] | None = None, progress: bool = False) -> dict:
     """Stage 1, dense warm-up: cfg.warmup_steps AdamW steps at cfg.warmup_lr on
 
         L^I = mean_t KL(p_t || Softmax(I_t)),   p_t = sum_i a_{t,i,:} / ||sum_i a_{t,i,:}||_1,
@@ -311,7 +320,10 @@ def warmup_indexer(model: TinyLM, cfg: DSATrainConfig = DSATrainConfig(),
     (:func:`attnlab.dsa.set_training_stage` "warmup"), so the model's outputs do not change. Returns
     metrics: "step" and "kl" (each step's training loss), "eval_step" and "recall" (top-k recall on
     :func:`probe_ids`, step 0 = before training), "seconds". Leaves the model in stage "inference", eval mode.
+    ``log`` (if given) gets a line at every measurement; ``progress=True`` shows a progress bar on stderr with
+    the KL (mean of the last 20 steps) and tokens per second.
     """
+    check_bool("progress", progress)
     _check_dsa_model(model, cfg)
     train_data, probe = _corpus("train"), probe_ids(cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -321,27 +333,30 @@ def warmup_indexer(model: TinyLM, cfg: DSATrainConfig = DSATrainConfig(),
     params = list(indexer_parameters(model))
     opt = _adamw(params, cfg.warmup_lr, cfg)
     model.train()
-    for step in range(cfg.warmup_steps):
-        ids = sample_batch(train_data, cfg.batch_size, cfg.seq_len, gen)[:, :-1]  # (b, seq_len)
-        loss = warmup_loss(model, ids)  # dense attention; the indexers imitate it
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        history["step"].append(step + 1)
-        history["kl"].append(loss.item())
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.warmup_steps:
-            history["eval_step"].append(step + 1)
-            history["recall"].append(topk_recall(model, probe, cfg.top_k))
-            if log is not None:
-                log(f"warm-up {step + 1:5d}  KL {loss.item():.3f}  recall@{cfg.top_k} {history['recall'][-1]:.3f}")
+    with _Progress(progress, cfg.warmup_steps, "indexer warm-up", cfg.batch_size * cfg.seq_len) as bar:
+        for step in range(cfg.warmup_steps):
+            ids = sample_batch(train_data, cfg.batch_size, cfg.seq_len, gen)[:, :-1]  # (b, seq_len)
+            loss = warmup_loss(model, ids)  # dense attention; the indexers imitate it
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            history["step"].append(step + 1)
+            history["kl"].append(loss.item())
+            bar.step(KL_loss=history["kl"][-1])
+            if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.warmup_steps:
+                history["eval_step"].append(step + 1)
+                history["recall"].append(topk_recall(model, probe, cfg.top_k))
+                if log is not None:
+                    bar.log(log, f"warm-up {step + 1:5d}  KL {loss.item():.3f}  "
+                                 f"recall@{cfg.top_k} {history['recall'][-1]:.3f}")
     set_training_stage(model, "inference")
     model.eval()
     return {**history, "seconds": time.perf_counter() - start}
 
 
 def train_sparse(model: TinyLM, cfg: DSATrainConfig = DSATrainConfig(),
-                 log: Callable[[str], None] | None = None) -> dict:
+                 log: Callable[[str], None] | None = None, progress: bool = False) -> dict:
     """Stage 2, sparse training: cfg.sparse_steps AdamW steps at cfg.sparse_lr on
 
         L = L_LM + L^I,   L^I = mean_t KL(p_{t,S_t} || Softmax(I_{t,S_t}))   (averaged over layers),
@@ -351,7 +366,10 @@ def train_sparse(model: TinyLM, cfg: DSATrainConfig = DSATrainConfig(),
     top-k choice has no gradient) and L^I only the indexers, so the one backward pass trains each part on
     its own loss. Gradients are clipped separately for the two parts. Returns metrics: "step", "lm_loss"
     and "kl" per step, "eval_step" and "val_loss_sparse" (step 0 = before training) and "recall",
-    "seconds". Leaves the model in stage "inference", eval mode."""
+    "seconds". Leaves the model in stage "inference", eval mode. ``log`` (if given) gets a line at every
+    measurement; ``progress=True`` shows a progress bar on stderr with the LM loss and the KL (means of the
+    last 20 steps) and tokens per second."""
+    check_bool("progress", progress)
     _check_dsa_model(model, cfg)
     train_data, probe = _corpus("train"), probe_ids(cfg)
     gen = torch.Generator().manual_seed(cfg.seed + 1)  # other windows than stage 1's
@@ -364,24 +382,26 @@ def train_sparse(model: TinyLM, cfg: DSATrainConfig = DSATrainConfig(),
     rest = [p for p in model.parameters() if id(p) not in indexer_ids]
     opt = _adamw([{"params": rest}, {"params": indexer}], cfg.sparse_lr, cfg)
     model.train()
-    for step in range(cfg.sparse_steps):
-        lm, kl = sparse_losses(model, sample_batch(train_data, cfg.batch_size, cfg.seq_len, gen))
-        opt.zero_grad(set_to_none=True)
-        (lm + kl).backward()
-        torch.nn.utils.clip_grad_norm_(rest, 1.0)
-        torch.nn.utils.clip_grad_norm_(indexer, 1.0)
-        opt.step()
-        history["step"].append(step + 1)
-        history["lm_loss"].append(lm.item())
-        history["kl"].append(kl.item())
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.sparse_steps:
-            history["eval_step"].append(step + 1)
-            history["val_loss_sparse"].append(validation_loss(model, True, cfg))
-            history["recall"].append(topk_recall(model, probe, cfg.top_k))
-            model.train()
-            if log is not None:
-                log(f"sparse  {step + 1:5d}  LM {lm.item():.3f}  KL {kl.item():.3f}  "
-                    f"val (sparse) {history['val_loss_sparse'][-1]:.3f}")
+    with _Progress(progress, cfg.sparse_steps, "sparse training", cfg.batch_size * cfg.seq_len) as bar:
+        for step in range(cfg.sparse_steps):
+            lm, kl = sparse_losses(model, sample_batch(train_data, cfg.batch_size, cfg.seq_len, gen))
+            opt.zero_grad(set_to_none=True)
+            (lm + kl).backward()
+            torch.nn.utils.clip_grad_norm_(rest, 1.0)
+            torch.nn.utils.clip_grad_norm_(indexer, 1.0)
+            opt.step()
+            history["step"].append(step + 1)
+            history["lm_loss"].append(lm.item())
+            history["kl"].append(kl.item())
+            bar.step(loss=history["lm_loss"][-1], KL=history["kl"][-1])
+            if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.sparse_steps:
+                history["eval_step"].append(step + 1)
+                history["val_loss_sparse"].append(validation_loss(model, True, cfg))
+                history["recall"].append(topk_recall(model, probe, cfg.top_k))
+                model.train()
+                if log is not None:
+                    bar.log(log, f"sparse  {step + 1:5d}  LM {lm.item():.3f}  KL {kl.item():.3f}  "
+                                 f"val (sparse) {history['val_loss_sparse'][-1]:.3f}")
     set_training_stage(model, "inference")
     model.eval()
     return {**history, "seconds": time.perf_counter() - start}
@@ -392,11 +412,13 @@ def train_sparse(model: TinyLM, cfg: DSATrainConfig = DSATrainConfig(),
 
 
 def run(mla_model: TinyLM, cfg: DSATrainConfig = DSATrainConfig(), source: str = "tiny_mla",
-        log: Callable[[str], None] | None = None) -> tuple[TinyLM, dict]:
+        log: Callable[[str], None] | None = None, progress: bool = False) -> tuple[TinyLM, dict]:
     """Both stages from ``mla_model``: the DSA model and metrics with the curves of both stages
     ("warmup", "sparse"), top-k recall on :func:`probe_ids` before and after warm-up and after sparse
     training ("recall"), and validation losses ("val_loss"): the MLA model (dense), the DSA model sparse
-    with its untrained indexer and after warm-up, and after both stages dense and sparse."""
+    with its untrained indexer and after warm-up, and after both stages dense and sparse. ``log`` and
+    ``progress`` go to both stages (:func:`warmup_indexer`, :func:`train_sparse`): one progress bar each."""
+    check_bool("progress", progress)
     if not isinstance(cfg, DSATrainConfig):
         raise ValueError(f"cfg must be a DSATrainConfig, got {type(cfg).__name__}")
     model = dsa_from_mla(mla_model, index_topk=cfg.top_k, seed=cfg.seed)
@@ -404,11 +426,11 @@ def run(mla_model: TinyLM, cfg: DSATrainConfig = DSATrainConfig(), source: str =
     val = {"mla_dense": validation_loss(mla_model, False, cfg),
            "dsa_sparse_untrained": validation_loss(model, True, cfg)}
     recall = {"untrained": topk_recall(model, probe, cfg.top_k)}
-    warmup = warmup_indexer(model, cfg, log)
+    warmup = warmup_indexer(model, cfg, log, progress=progress)
     recall["after_warmup"] = topk_recall(model, probe, cfg.top_k)
     val["dsa_dense_after_warmup"] = validation_loss(model, False, cfg)
     val["dsa_sparse_after_warmup"] = validation_loss(model, True, cfg)
-    sparse = train_sparse(model, cfg, log)
+    sparse = train_sparse(model, cfg, log, progress=progress)
     recall["after_sparse"] = topk_recall(model, probe, cfg.top_k)
     val["dsa_dense"] = validation_loss(model, False, cfg)
     val["dsa_sparse"] = validation_loss(model, True, cfg)
@@ -424,25 +446,42 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", default="tiny_mla", help="MLA checkpoint name or path (default tiny_mla)")
     parser.add_argument("--out", default=None, help="output path (default lib/attnlab/data/tiny_dsa.pt)")
-    parser.add_argument("--warmup-steps", type=int, default=DSATrainConfig.warmup_steps)
-    parser.add_argument("--sparse-steps", type=int, default=DSATrainConfig.sparse_steps)
+    parser.add_argument("--warmup-steps", type=int, default=None,
+                        help=f"stage 1 steps (default {DSATrainConfig.warmup_steps}, "
+                             f"with --quick {QUICK.warmup_steps})")
+    parser.add_argument("--sparse-steps", type=int, default=None,
+                        help=f"stage 2 steps (default {DSATrainConfig.sparse_steps}, "
+                             f"with --quick {QUICK.sparse_steps})")
     parser.add_argument("--seed", type=int, default=DSATrainConfig.seed)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: the tiny model's matrices gain little from more)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a tiny run to try the command ({QUICK.warmup_steps} + {QUICK.sparse_steps} steps of "
+                             f"{QUICK.batch_size} x {QUICK.seq_len} tokens, seconds): writes a checkpoint only to "
+                             "--out, never to lib/attnlab/data")
     args = parser.parse_args(argv)
+    if args.quick and args.out and Path(args.out).resolve().is_relative_to(DATA_DIR.resolve()):
+        parser.error(f"--quick must not write into {DATA_DIR} (the shipped checkpoints); choose another --out")
     torch.set_num_threads(check_positive_int("threads", args.threads))
-    cfg = DSATrainConfig(warmup_steps=args.warmup_steps, sparse_steps=args.sparse_steps, seed=args.seed)
+    base = QUICK if args.quick else DSATrainConfig()
+    steps = {name: getattr(base, name) if value is None else value
+             for name, value in (("warmup_steps", args.warmup_steps), ("sparse_steps", args.sparse_steps))}
+    cfg = dataclasses.replace(base, seed=args.seed, **steps)
     mla_model = load_checkpoint(args.source)
-    model, metrics = run(mla_model, cfg, source=str(args.source), log=print)
+    model, metrics = run(mla_model, cfg, source=str(args.source), log=print, progress=True)
     metrics["threads"] = torch.get_num_threads()  # the run is reproducible for this seed and thread count
-    path = Path(args.out) if args.out else checkpoint_path("tiny_dsa")
-    save_checkpoint(model, path, metrics)
+    path = Path(args.out) if args.out else None if args.quick else checkpoint_path("tiny_dsa")
+    if path is not None:
+        save_checkpoint(model, path, metrics)
     r, v = metrics["recall"], metrics["val_loss"]
     print(f"recall@{cfg.top_k}: untrained {r['untrained']:.3f}, after warm-up {r['after_warmup']:.3f}, "
           f"after sparse training {r['after_sparse']:.3f}")
     print(f"val loss: MLA dense {v['mla_dense']:.3f}, DSA dense {v['dsa_dense']:.3f}, "
           f"DSA sparse {v['dsa_sparse']:.3f} (untrained indexer {v['dsa_sparse_untrained']:.3f})")
-    print(f"saved {path} ({path.stat().st_size / 1e6:.1f} MB), {metrics['seconds']:.0f} s of training")
+    if path is None:
+        print(f"quick run: {metrics['seconds']:.1f} s of training; no checkpoint written (--out PATH writes one)")
+    else:
+        print(f"saved {path} ({path.stat().st_size / 1e6:.1f} MB), {metrics['seconds']:.1f} s of training")
 
 
 if __name__ == "__main__":
