@@ -29,6 +29,7 @@
 # ids to vectors.
 
 # %% slideshow={"slide_type": "skip"}
+import math
 import sys
 
 import ipywidgets as widgets
@@ -47,6 +48,7 @@ from attnlab.exercises import ch01
 # until then, and in static exports, the last frame stands in.
 # %% slideshow={"slide_type": "-"}
 from attnlab.media import show_animation
+from attnlab.model import load_checkpoint
 from attnlab.tokenization import BPETokenizer, get_pair_counts, merge
 
 show_animation("TokenizationScene")
@@ -411,11 +413,37 @@ for w, row in zip(words, cos.tolist(), strict=True):
 display(Markdown("\n".join(rows)))
 off_diagonal = ~torch.eye(len(words), dtype=torch.bool)
 i, j = divmod(int(torch.where(off_diagonal, cos, -2.0).argmax()), len(words))
+expected_abs_cos = math.sqrt(2 / (math.pi * d))  # E|cos| of two random directions in d dims, for large d
 display(Markdown(
     f"The most similar pair is `{words[i].strip()}` / `{words[j].strip()}` ({cos[i, j]:+.2f}), "
     f"while `function` / `method` scores {cos[2, 3]:+.2f}. The mean |cosine| off the diagonal is "
-    f"{cos[off_diagonal].abs().mean():.2f}, about the 1/√d = {d ** -0.5:.2f} expected of random "
-    f"directions in {d} dimensions. Structure appears only through training."
+    f"{cos[off_diagonal].abs().mean():.2f}, about the √(2/(π d)) = {expected_abs_cos:.2f} expected of random "
+    f"directions in {d} dimensions (the cosine of two random directions has mean 0 and standard deviation "
+    f"1/√d = {d ** -0.5:.2f}; its absolute value averages √(2/π) ≈ {math.sqrt(2 / math.pi):.2f} of that). "
+    "Structure appears only through training."
+))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# The course ships a tiny model trained on this corpus (chapter 3 meets it): its embedding table, for the
+# same words, and each word's nearest neighbours among all the vocabulary's tokens:
+
+# %% slideshow={"slide_type": "-"}
+trained = load_checkpoint("tiny_mha").embed.weight.detach()  # (vocab, d_model), after training
+T = torch.nn.functional.normalize(trained, dim=-1)
+cos_trained = T[[i[0] for i in word_ids]] @ T[[i[0] for i in word_ids]].T
+rows = ["| | " + " | ".join(f"`{w.strip()}`" for w in words) + " |", "|---" * (len(words) + 1) + "|"]
+for w, row in zip(words, cos_trained.tolist(), strict=True):
+    rows.append(f"| `{w.strip()}` | " + " | ".join(f"{c:+.2f}" for c in row) + " |")
+display(Markdown("\n".join(rows)))
+all_cos = T @ T.T  # (vocab, vocab)
+neighbours = {w: [tok.decode([t]) for t in all_cos[i[0]].topk(4).indices.tolist()[1:]]
+              for w, i in zip(words, word_ids, strict=True)}
+display(Markdown(
+    f"Trained, `function` / `method` score {cos_trained[2, 3]:+.2f} and `function` / `class` "
+    f"{cos_trained[0, 2]:+.2f}, against `function` / `the` at {cos_trained[2, 4]:+.2f}. Nearest neighbours: "
+    + "; ".join(f"`{w.strip()}` → " + ", ".join(f"`{n!r}`" for n in ns) for w, ns in neighbours.items())
+    + ". Words used alike (Python's nouns, English articles) now sit together; `def`, which is followed by "
+    "a name, has no such company in a model this small."
 ))
 
 # %% [markdown] slideshow={"slide_type": "slide"}

@@ -21,7 +21,9 @@
 # a position pull information from the others. The current position asks a question, the **query** `q`;
 # every position advertises what it holds with a **key** `kᵢ` and offers its content as a **value** `vᵢ`.
 # The query is compared with every key, the comparisons become weights, and the answer is the weighted
-# average of the values.
+# average of the values. In a model, `q`, `kᵢ` and `vᵢ` are not the token vectors themselves but three
+# learned linear maps of them, $q = W^Q x$, $k_i = W^K x_i$, $v_i = W^V x_i$ (section 6 reads them out of a
+# trained model; chapter 3 builds the maps); here they are given, so the mechanism can be seen alone.
 #
 # This chapter does it for **one query**, with vectors small enough to draw: dot products as similarity,
 # why the scores are divided by √d, a softmax that cannot overflow, and the weighted sum. Then the same
@@ -98,8 +100,11 @@ best, worst = int(dots.argmax()), int(dots.argmin())
 display(Markdown(
     f"{labels[best]} points closest to q and scores highest ({dots[best]:+.2f}); {labels[worst]} points "
     f"away and scores {dots[worst]:+.2f}. {labels[1]} is {math.degrees(math.acos(cos[1])):.0f}° away "
-    f"from q, much further than {labels[0]} ({math.degrees(math.acos(cos[0])):.0f}°), yet its score "
-    f"is still {dots[1]:+.2f}: its length ({keys[1].norm():.2f}) counts too."
+    f"from q, much further than {labels[0]} ({math.degrees(math.acos(cos[0])):.0f}°), and scores "
+    f"{dots[1]:+.2f} against {dots[0]:+.2f}. Both keys are {keys[0].norm():.2f} and {keys[1].norm():.2f} "
+    f"long, so the whole drop is the angle: ‖q‖ ‖k‖ cos θ = {q.norm():.2f} × {keys[1].norm():.2f} × "
+    f"{cos[1]:.2f} against {q.norm():.2f} × {keys[0].norm():.2f} × {cos[0]:.2f}. A longer key would "
+    "score higher at the same angle; section 7's widget stretches the query to show it."
 ))
 
 # %% [markdown] slideshow={"slide_type": "slide"}

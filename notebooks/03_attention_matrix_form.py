@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
 
-from attnlab import show_source
+from attnlab import show_source, sizing
 from attnlab.attention import attention_flops, attention_matrix, attention_vector, causal_mask, softmax
 from attnlab.devices import dtype_bytes
 from attnlab.exercises import ch03
@@ -204,8 +204,9 @@ for dtype, d_loop, d_sdpa in diffs:
 # ## 4. Multi-head attention
 #
 # One attention pattern per layer is limiting: a token may need the previous word for grammar and a
-# name ten tokens back for meaning. **Multi-head attention** runs H attentions side by side, each on its
-# own slice of the model width, $d_h = d_\text{model} / H$, with its own projections, and joins them:
+# name ten tokens back for meaning. **Multi-head attention** runs H attentions side by side, each in its
+# own space of width $d_h$ with its own projections, and joins them (the original Transformer, and this
+# course's tiny model, choose $d_h = d_\text{model} / H$; section 4's last cell shows that real models need not):
 #
 # $$\text{head}_h = \operatorname{Attention}(X W^Q_h,\; X W^K_h,\; X W^V_h),\qquad
 # \operatorname{MultiHead}(X) = \operatorname{Concat}(\text{head}_1, \dots, \text{head}_H)\, W^O .$$
@@ -257,6 +258,21 @@ display(Markdown(
 # NBVAL_IGNORE_OUTPUT
 # The last bits of a float sum depend on the CPU's vector instructions, so this number varies by machine.
 print(f"largest |difference| from the model's layer: {diff_layer:.1e}")
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# $d_h = d_\text{model}/H$ is a choice, not part of the definition: $W^Q$ maps $d_\text{model}$ to
+# $H d_h$, whatever the two are. Published configurations (`attnlab.sizing.MODELS`, each citing its
+# config file):
+
+# %% slideshow={"slide_type": "-"}
+rows = ["| model | $d_\\text{model}$ | H | $d_h$ | H × $d_h$ | H × $d_h$ / $d_\\text{model}$ |",
+        "|---|---:|---:|---:|---:|---:|"]
+for key in ("llama-3-8b", "gemma-2-9b", "deepseek-v3"):
+    spec = sizing.MODELS[key]
+    width = spec.n_heads * spec.head_dim
+    rows.append(f"| {spec.name} | {spec.hidden_size:,} | {spec.n_heads} | {spec.head_dim} | {width:,} | "
+                f"{width / spec.hidden_size:.2f} |")
+display(Markdown("\n".join(rows)))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. What the heads of a trained model do
@@ -387,8 +403,10 @@ display(Markdown(
     f"{lengths[-1]:,} tokens the scores are {score_bytes[-1] / qkv_bytes[-1]:,.0f}× larger than Q, K and "
     f"V together. One head's scores alone fill {gpu_gib} GiB at n ≈ {wall:,} tokens. The tiny model "
     f"never feels it: at its full context of {cfg.max_seq_len} tokens, all {cfg.n_layers * cfg.n_heads} "
-    f"of its score matrices take {tiny / 2**20:.0f} MiB. Long contexts need both fixes the rest of the "
-    f"course builds toward: never storing the scores whole, and not comparing every query with every key."
+    f"of its score matrices take {tiny / 2**20:.0f} MiB. Long contexts need two fixes: not comparing every "
+    f"query with every key (the sparse attention of chapters 10-12), and never storing the scores whole, "
+    f"which is how every production kernel computes attention (FlashAttention: the scores are made and "
+    f"used tile by tile, with a running softmax)."
 ))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -451,6 +469,7 @@ print(ch03.check_score_gib(answer_score_gib))
 # * The causal mask puts $-\infty$ on the future so its softmax weights are exactly 0: a language model
 #   trains on every position in one pass without seeing the token it must predict.
 # * Multi-head attention cuts $d_\text{model}$ into H heads with their own patterns, then concatenates
-#   them and mixes with $W^O$. A trained model's heads specialise: some read the previous token, some
-#   park on the first token.
+#   them and mixes with $W^O$. A trained model's heads specialise: in the tiny model some read the
+#   previous token; none parks on the first token (section 5 measured it), a habit of large models that
+#   the "attention sinks" of long-context models put to use.
 # * The cost is quadratic: $4n^2d$ FLOPs and an n × n score matrix per head.
