@@ -410,10 +410,15 @@ display(Markdown(
 # %% slideshow={"slide_type": "-"}
 same_recipe = all(m.metrics["train"] == tiny["mha"].metrics["train"] for m in tiny.values())
 recipe = tiny["mha"].metrics["train"]
+n_params = {name: sum(p.numel() for p in model.parameters()) for name, model in tiny.items()}
 display(Markdown(
     f"All three were trained with {'the same' if same_recipe else '**different**'} settings "
     f"({recipe['steps']:,} steps of {recipe['batch_size']} × {recipe['seq_len']} tokens, seed {recipe['seed']}"
-    f"{'' if same_recipe else ' for tiny_mha'}), so only the attention differs."
+    f"{'' if same_recipe else ' for tiny_mha'}) and the same width, depth and MLP, so the attention is the "
+    f"only design difference; but sharing K/V heads also removes parameters: tiny_mqa has "
+    f"{n_params['mqa']:,}, {1 - n_params['mqa'] / n_params['mha']:.0%} fewer than tiny_mha's "
+    f"{n_params['mha']:,}, so part of any quality gap is plain capacity (Shazeer's MQA paper widened the "
+    f"feed-forward layers to make up for it)."
 ))
 
 fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -431,9 +436,8 @@ plt.show()
 rows = ["| model | K/V heads | parameters | final validation loss | cache bytes per token |", "|---|---|---|---|---|"]
 for name, model in tiny.items():
     attn = model.config.attention_config()
-    n_params = sum(p.numel() for p in model.parameters())
     per_token = attn.cache_elements_per_token() * model.config.n_layers * model.embed.weight.element_size()
-    rows.append(f"| tiny_{name} | {attn.n_kv_heads} | {n_params:,} | {model.metrics['val_loss']:.3f} "
+    rows.append(f"| tiny_{name} | {attn.n_kv_heads} | {n_params[name]:,} | {model.metrics['val_loss']:.3f} "
                 f"| {per_token:,} B |")
 display(Markdown("\n".join(rows)))
 
