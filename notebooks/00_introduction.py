@@ -206,7 +206,9 @@ display(Markdown("\n".join(["| claim | verdict | computed |", "|---|---|---|",
 # compares all four for the same shape. A few things to try:
 #
 # * DeepSeek-V3: slide KV heads to 1 and to 128, and watch the GQA bar reach the MQA and MHA bars.
-# * Llama-3-70B at 128K context: does one 80 GiB GPU hold one sequence's cache? With MLA?
+# * Llama-3-70B at 128K context (longer than the window of the original Llama-3 config the calculator
+#   loads; Llama-3.1 kept the same attention shape and reached 128K): does one 80 GiB GPU hold one
+#   sequence's cache? With MLA?
 # * Switch the dtype to float8: everything halves against bfloat16.
 
 # %% slideshow={"slide_type": "-"}
