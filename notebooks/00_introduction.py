@@ -37,7 +37,7 @@ import torch
 from IPython.display import HTML, Markdown, display
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from attnlab import schemes, show_source, sizing
+from attnlab import costs, schemes, show_source, sizing
 from attnlab.exercises import ch00
 from attnlab.sizing import MODELS, SCHEMES, format_bytes, format_ratio, gib
 from attnlab.widgets import CalculatorState, cache_calculator, render_html
@@ -348,9 +348,13 @@ display(Markdown(
 # %% slideshow={"slide_type": "-"}
 v32 = MODELS["deepseek-v3.2"]
 index_extra = sizing.indexer_elements_per_token(v32) / sizing.kv_elements_per_token(v32)
+index_bytes = costs.indexer_cache_bytes_per_token(v32, per_layer=True)  # FP8 values + fp32 block scales
+mla_bytes = costs.cache_bytes_per_token("mla", v32, torch.bfloat16, per_layer=True)
 display(Markdown(
     f"{v32.name} caches {sizing.indexer_elements_per_token(v32, per_layer=True)} more numbers per token "
-    f"and layer for the indexer ({100 * index_extra:.0f}% on top of MLA's {width}). At {at:,} tokens of "
+    f"and layer for the indexer: {100 * index_extra:.0f}% more **numbers** than MLA's {width}. Counted in "
+    f"**bytes** as DeepSeek stores the index keys (FP8 with a scale, {index_bytes} B) beside a bfloat16 MLA "
+    f"cache ({mla_bytes:,} B), it is {100 * index_bytes / mla_bytes:.1f}% more. At {at:,} tokens of "
     f"context, attention then reads the cache of only {v32.index_topk:,} selected tokens, "
     f"{100 * v32.index_topk / at:.1f}% of it, while the cheap indexer still scans every index key "
     "(chapters 10 to 12)."
