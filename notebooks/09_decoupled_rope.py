@@ -272,7 +272,7 @@ display(Markdown(
 show_source(MultiHeadLatentAttention.latents, start="c_kv, k_rope =", stop="return")
 
 # %% slideshow={"slide_type": "-"}
-show_source(MultiHeadLatentAttention.attend_absorbed, start="scores = (torch.einsum", stop="* c.softmax_scale")
+show_source(MultiHeadLatentAttention.attend_absorbed, start="q = torch.cat", stop="scores = torch.baddbmm")
 
 # %% slideshow={"slide_type": "subslide"}
 # NBVAL_IGNORE_OUTPUT

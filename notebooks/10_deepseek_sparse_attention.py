@@ -128,7 +128,8 @@ display(Markdown(
 #   no normalization over $s$; negative matches are simply cut to zero.
 #
 # DeepSeek's code also scales $I$ by $(H^I)^{-1/2}$ (on the weights) and $(d^I)^{-1/2}$. The library's
-# `score` is the formula in two einsums:
+# `score` is the formula as one matmul (every index head's query against the shared keys) and a weighted
+# sum over the heads:
 
 # %% slideshow={"slide_type": "-"}
 show_source(LightningIndexer.score, start="logits = ", stop="scores = torch.einsum")

@@ -124,7 +124,12 @@ def test_decode_flops_equal_torchs_flop_counter(scheme):
     x = torch.randn(1, 1, shape.d_model, dtype=torch.float64)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         layer(x, cache=cache)
-    assert counter.get_total_flops() == costs.decode_flops(scheme, shape, context)
+    counted = counter.get_total_flops()
+    if record.indexer and layer.indexer_config.hadamard:
+        # The library rotates the new token's H^I index queries and its index key with a (d^I x d^I) Hadamard
+        # matmul; the cost model, like DeepSeek's kernel (a fast transform, O(d log d)), leaves it out.
+        counted -= 2 * (shape.index_n_heads + 1) * shape.index_head_dim**2
+    assert counted == costs.decode_flops(scheme, shape, context)
 
 
 @pytest.mark.parametrize("scheme", BENCH_SCHEMES)

@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from attnlab import costs
@@ -270,7 +269,9 @@ class LightningIndexer(nn.Module):
         """I_{t,s} = sum_j w_{t,j} ReLU(q_{t,j} · k_s) * (d^I)^-0.5, with s > t set to -inf.
 
         q (b, s, H^I, d^I), weights (b, s, H^I), k (b, t, d^I), the s queries being the last s of the t
-        positions -> I (b, s, t)."""
+        positions -> I (b, s, t). Two matmuls: the keys against every query head, (b, t, s H^I) (the keys, the
+        bulk of what is read, stream through in their stored order), then the weighted sum over the heads; a
+        single query at the end of the keys (a decode step) sees them all, so no causal mask is built for it."""
         c = self.config
         check_ndim("q", q, 4, "(batch, seq, index_n_heads, index_head_dim)")
         check_ndim("weights", weights, 3, "(batch, seq, index_n_heads)")
@@ -284,10 +285,15 @@ class LightningIndexer(nn.Module):
         check_floating("q", q)
         if weights.dtype != q.dtype or k.dtype != q.dtype:
             raise ValueError(f"dtype mismatch: q is {q.dtype}, weights {weights.dtype}, k {k.dtype}")
-        logits = torch.einsum("bsjd,btd->bsjt", q, k)  # q^I_{t,j} · k^I_s, every head against the shared key
-        scores = torch.einsum("bsj,bsjt->bst", weights, F.relu(logits)) * self.config.softmax_scale
-        allowed = causal_mask(q.shape[1], k.shape[1], device=q.device)  # (s, t)
-        return scores.masked_fill(~allowed, float("-inf"))
+        h, t = c.index_n_heads, k.shape[1]
+        if s > t:
+            raise ValueError(f"q has seq={s} queries but k only {t} tokens: the queries are the last seq of them")
+        logits = k @ q.reshape(b, s * h, -1).mT  # k^I_s · q^I_{t,j}: the shared keys against every head, one matmul
+        weights = weights * c.softmax_scale  # (d^I)^-0.5 on the H^I weights rather than on the t scores
+        scores = torch.einsum("btsj,bsj->bst", logits.relu_().view(b, t, s, h), weights)  # a batched matmul
+        if s == 1:  # one query, the last position: it sees every key
+            return scores
+        return scores.masked_fill_(~causal_mask(s, t, device=q.device), float("-inf"))
 
     def forward(self, x: torch.Tensor, q_input: torch.Tensor | None = None,
                 cache: LayerCache | None = None) -> torch.Tensor:
@@ -348,11 +354,46 @@ def topk_indices(scores: torch.Tensor, top_k: int) -> torch.Tensor:
     _, s, t = scores.shape
     if s > t:
         raise ValueError(f"scores has seq={s} queries but only {t} keys: queries are the last seq of the keys")
+    if top_k < t:  # a real selection: torch.topk, with ties resolved as the stable sort below resolves them
+        order = _stable_topk(scores, top_k)
+        if order is not None:
+            return _pad_invisible(order, s, t)
     k = min(top_k, t)
     order = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]  # (b, s, k)
     visible = torch.arange(t - s, t, device=scores.device) + 1  # tokens query p may see: p + 1
     valid = torch.arange(k, device=scores.device) < visible[:, None]  # (s, k)
     return order.masked_fill(~valid, -1)
+
+
+def _stable_topk(scores: torch.Tensor, k: int) -> torch.Tensor | None:
+    """``torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]`` without sorting all t
+    scores; None when a row holds NaN (the sort's place for NaN is left to the sort). scores (b, s, t), k < t.
+
+    torch.topk finds the k-th largest value v of each row (its values are determined; only which of several
+    equal scores it returns is not). The stable sort's first k are every score above v, then the first
+    positions scoring exactly v, up to k in all; sorted by score, ties by position, as the sort orders them.
+    When no row has more than k scores >= v, topk's k positions are exactly those."""
+    b, s, _ = scores.shape
+    values, found = torch.topk(scores, k, dim=-1, sorted=False)
+    kth = values.amin(dim=-1, keepdim=True)  # v, (b, s, 1)
+    if torch.isnan(kth).any():  # topk ranks NaN above everything: a row holds NaN
+        return None
+    if int((scores >= kth).sum()) != b * s * k:  # scores tied at v beyond the k found: the first positions win
+        above, tied = scores > kth, scores == kth
+        keep = above | (tied & (tied.cumsum(dim=-1) <= k - above.sum(dim=-1, keepdim=True)))  # k per row
+        found = keep.nonzero()[:, -1].view(b, s, k)
+    positions = found.sort(dim=-1).values  # ascending, so the stable sort below puts ties in position order
+    best = torch.sort(scores.gather(-1, positions), dim=-1, descending=True, stable=True).indices
+    return positions.gather(-1, best)
+
+
+def _pad_invisible(order: torch.Tensor, s: int, t: int) -> torch.Tensor:
+    """order (b, s, k) with -1 in the slots beyond the p + 1 tokens query position p may see."""
+    k = order.shape[-1]
+    if t - s + 1 >= k:  # every query sees at least k tokens: nothing to pad
+        return order
+    visible = torch.arange(t - s, t, device=order.device) + 1  # tokens query p may see: p + 1
+    return order.masked_fill(torch.arange(k, device=order.device) >= visible[:, None], -1)
 
 
 def selection_mask(indices: torch.Tensor, n_keys: int) -> torch.Tensor:
@@ -387,6 +428,9 @@ def gather_tokens(cached: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"indices has batch={indices.shape[0]}, cached has batch={cached.shape[0]}")
     check_same_device(cached=cached, indices=indices)
     check_indices("indices", indices, cached.shape[1], "cached.shape[1]", padding=True)
+    if cached.shape[0] == 1:  # one sequence (a decode step): a plain row gather, faster than the indexing below
+        rows = cached[0].index_select(0, indices.reshape(-1).clamp_min(0))  # (s k, width)
+        return rows.view(1, *indices.shape[1:], cached.shape[-1])
     batch = torch.arange(cached.shape[0], device=cached.device)[:, None, None]  # (b, 1, 1)
     return cached[batch, indices.clamp_min(0)]
 
@@ -552,7 +596,8 @@ class DeepSeekSparseAttention(AttentionLayer):
         need_weights = return_weights or self.keep_for_kl
         if self.implementation == "dense":  # stage 1: dense MLA, the indexer only watches
             indices = None
-            o, weights = self.mla.attend_absorbed(q_nope, q_rope, c_kv, k_rope, causal_mask(s, t, device=x.device))
+            mask = None if s == 1 else causal_mask(s, t, device=x.device)  # one query sees every key: no mask
+            o, weights = self.mla.attend_absorbed(q_nope, q_rope, c_kv, k_rope, mask)
         else:
             indices = topk_indices(scores, self.top_k)  # (b, s, min(top_k, t)), -1 padded
             if self.implementation == "gather":

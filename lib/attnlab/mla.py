@@ -344,24 +344,35 @@ class MultiHeadLatentAttention(AttentionLayer):
         return torch.einsum("bsht,bthv->bshv", weights, v), weights  # (46)
 
     def attend_absorbed(self, q_nope: torch.Tensor, q_rope: torch.Tensor, c_kv: torch.Tensor,
-                        k_rope: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                        k_rope: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The same attention with W^UK folded into the query and W^UV applied after the weighted sum:
 
-            score_{s,t,i} = ((W^UK_i^T q^C_{s,i}) · c^KV_t + q^R_{s,i} · k^R_t) * scale,
+            score_{s,t,i} = [W^UK_i^T q^C_{s,i}; q^R_{s,i}] · [c^KV_t; k^R_t] * scale
+                          = ((W^UK_i^T q^C_{s,i}) · c^KV_t + q^R_{s,i} · k^R_t) * scale,
             o_{s,i} = W^UV_i sum_t a_{s,t,i} c^KV_t.
 
-        Shapes as :meth:`attend_naive`; no per-head key or value is ever built."""
-        self._check_attend_inputs(q_nope, q_rope, c_kv, k_rope, mask)
+        Shapes as :meth:`attend_naive`; no per-head key or value is ever built. Every head reads the same
+        keys (MQA), so the s h queries are the rows of one matrix, scored against the cached c^KV and k^R
+        (stored apart) by one matmul and one fused multiply-add onto it (``baddbmm``). ``mask`` None: every
+        query sees every key (a decode step's single query at the end of the keys), and no mask is applied."""
+        self._check_attend_inputs(q_nope, q_rope, c_kv, k_rope, mask, allow_no_mask=True)
         c = self.config
+        b, s, h, t = *q_nope.shape[:3], c_kv.shape[1]
         q_latent = torch.einsum("bshd,hdc->bshc", q_nope, self.w_uk)  # q~_{s,i} = W^UK_i^T q^C_{s,i}
-        scores = (torch.einsum("bshc,btc->bsht", q_latent, c_kv)
-                  + torch.einsum("bshr,btr->bsht", q_rope, k_rope)) * c.softmax_scale  # (b, s, h, t)
-        weights = softmax(scores.masked_fill(~mask[None, :, None, :], float("-inf")), dim=-1)
-        o_latent = torch.einsum("bsht,btc->bshc", weights, c_kv)  # sum_t a_t c^KV_t, in latent space
+        q = torch.cat([q_latent, q_rope], dim=-1).view(b, s * h, -1) * c.softmax_scale  # [q~; q^R], a row per head
+        q_c, q_r = q.split([c.kv_lora_rank, c.qk_rope_head_dim], dim=-1)  # the parts facing c^KV and k^R
+        scores = torch.baddbmm(q_c @ c_kv.mT, q_r, k_rope.mT)  # q~ · c^KV_t + q^R · k^R_t: (b, s h, t)
+        if mask is None:
+            weights = torch.softmax(scores, dim=-1)
+        else:
+            weights = softmax(scores.view(b, s, h, t).masked_fill_(~mask[None, :, None, :], float("-inf")), dim=-1)
+        o_latent = weights.view(b, s * h, t) @ c_kv  # sum_t a_t c^KV_t, in latent space
+        o_latent, weights = o_latent.view(b, s, h, -1), weights.view(b, s, h, t)
         return torch.einsum("bshc,hvc->bshv", o_latent, self.w_uv), weights  # W^UV_i applied once
 
-    def _check_attend_inputs(self, q_nope, q_rope, c_kv, k_rope, mask) -> None:
-        """The shapes :meth:`attend_naive` and :meth:`attend_absorbed` document, in the layer's dtype."""
+    def _check_attend_inputs(self, q_nope, q_rope, c_kv, k_rope, mask, allow_no_mask: bool = False) -> None:
+        """The shapes :meth:`attend_naive` and :meth:`attend_absorbed` document, in the layer's dtype; mask
+        may be None only with ``allow_no_mask``."""
         c = self.config
         check_ndim("q_nope", q_nope, 4, "(batch, seq, n_heads, qk_nope_head_dim)")
         check_ndim("c_kv", c_kv, 3, "(batch, tokens, kv_lora_rank)")
@@ -376,6 +387,8 @@ class MultiHeadLatentAttention(AttentionLayer):
             weight = self.w_o.weight
             if tensor.dtype != weight.dtype:
                 raise ValueError(f"dtype mismatch: {name} is {tensor.dtype} but the weights are {weight.dtype}")
+        if mask is None and allow_no_mask:
+            return
         check_tensor("mask", mask)
         if mask.dtype != torch.bool or tuple(mask.shape) != (s, t):
             raise ValueError(f"mask must be a boolean (seq, tokens) = {(s, t)} tensor, got {mask.dtype} "
@@ -399,8 +412,12 @@ class MultiHeadLatentAttention(AttentionLayer):
         if cache is not None:
             c_kv, k_rope = cache.update(c_kv=c_kv, k_rope=k_rope)  # (b, start + s, d_c), (b, start + s, d_h^R)
         window = None if cache is None else cache.window  # a windowed cache: each query sees its last W tokens
-        mask = causal_mask(s, c_kv.shape[1], device=x.device, window=window)  # (s, t)
-        attend = self.attend_absorbed if self.implementation == "absorbed" else self.attend_naive
+        t, absorbed = c_kv.shape[1], self.implementation == "absorbed"
+        if absorbed and s == 1 and (window is None or window >= t):
+            mask = None  # one query at the end of the keys sees them all: the absorbed path skips the mask
+        else:
+            mask = causal_mask(s, t, device=x.device, window=window)  # (s, t)
+        attend = self.attend_absorbed if absorbed else self.attend_naive
         o, weights = attend(q_nope, q_rope, c_kv, k_rope, mask)  # (b, s, h, d_v), (b, s, h, t)
         y = self.w_o(o.reshape(b, s, c.n_heads * c.v_head_dim))
         return AttentionOutput(y, weights.transpose(1, 2) if return_weights else None)
