@@ -51,7 +51,7 @@ def test_every_seed_claim_is_listed_once(claims):
 
 
 @pytest.mark.parametrize("key,verdict", [
-    ("mqa_128x", "right"), ("kv_4mb_31kb", "right"), ("gqa_8x", "right"), ("gqa_16_groups_v3", "wrong"),
+    ("mqa_128x", "needs context"), ("kv_4mb_31kb", "right"), ("gqa_8x", "needs context"), ("gqa_16_groups_v3", "wrong"),
     ("mla_57x", "right"), ("mla_576_dim", "needs context"), ("mla_576_times", "wrong"),
     ("six_times_faster", "needs context"), ("mqa_own_kv", "wrong"), ("dsa_september_2025", "right"),
     ("dsa_price_50", "right"), ("dsa_compute_50", "needs context"), ("mla_slightly_better", "needs context"),
@@ -65,9 +65,10 @@ def test_verdicts(claims, key, verdict):
 def test_mqa_128x_is_exact_and_flips():
     per = {s: sizing.cache_bytes_per_token("deepseek-v3", scheme=s) for s in ("mha", "mqa")}
     assert per["mha"] / per["mqa"] == 128
-    assert factcheck.mqa_ratio_claim(128).verdict == "right"
+    assert factcheck.mqa_ratio_claim(128).verdict == "needs context"  # V3 uses MLA: MQA there is a what-if
+    assert "what-if" in factcheck.mqa_ratio_claim(128).evidence
     assert factcheck.mqa_ratio_claim(64).verdict == "wrong"
-    assert factcheck.mqa_ratio_claim(71, model="falcon-7b").verdict == "right"  # n_h for any model
+    assert factcheck.mqa_ratio_claim(71, model="falcon-7b").verdict == "right"  # Falcon-7B does use MQA: n_h = 71
 
 
 def test_bytes_per_token_figures_and_flip():
@@ -78,8 +79,10 @@ def test_bytes_per_token_figures_and_flip():
 
 
 def test_gqa_rows_flip():
-    assert factcheck.gqa_ratio_claim(8, 16).verdict == "right"
+    assert factcheck.gqa_ratio_claim(8, 16).verdict == "needs context"  # a what-if on V3's shape
     assert factcheck.gqa_ratio_claim(8, 32).verdict == "wrong"
+    assert factcheck.gqa_ratio_claim(4, 8, model="llama-3-8b").verdict == "right"  # 32 heads, 8 KV heads: GQA
+    assert factcheck.gqa_ratio_claim(2, 16, model="llama-3-8b").verdict == "needs context"  # not its 8 KV heads
     assert factcheck.gqa_in_deepseek_claim("deepseek-v3").verdict == "wrong"
     assert factcheck.gqa_in_deepseek_claim("llama-3-8b").verdict == "right"
 

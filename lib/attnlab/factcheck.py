@@ -81,13 +81,28 @@ def val_loss(name: str) -> float:
 # the builders, one per claim whose verdict is computed; defaults are the seeds' own figures
 
 
+def _what_if(model: str, scheme: str, holds: bool) -> tuple[str, str]:
+    """The verdict of a ratio computed for ``scheme`` on ``model``'s shape: "right" when the arithmetic holds
+    and the model really uses the scheme, "needs context" when it holds only as a what-if (the model uses
+    another scheme), "wrong" when it does not hold; and the note saying which."""
+    spec = MODELS[model]
+    if not holds:
+        return "wrong", ""
+    if spec.attention == scheme:
+        return "right", f" ({spec.name} uses {scheme.upper()})"
+    return "needs context", (f": a what-if, {spec.name} uses {spec.attention.upper()}, and the ratio is this "
+                             "shape's own, not a property of the scheme")
+
+
 def mqa_ratio_claim(claimed: float = 128, model: str = "deepseek-v3") -> Claim:
-    """"MQA achieves 128x memory reduction": MHA / MQA bytes per token, 2 n_h d_h / 2 d_h = n_h."""
+    """"MQA achieves 128x memory reduction": MHA / MQA bytes per token, 2 n_h d_h / 2 d_h = n_h. Right for a
+    model that uses MQA; for another model's shape (DeepSeek-V3's 128 heads) only a what-if."""
     mha, mqa = sizing.cache_bytes_per_token(model, scheme="mha"), sizing.cache_bytes_per_token(model, scheme="mqa")
     ratio = mha / mqa
+    verdict, note = _what_if(model, "mqa", ratio == claimed)
     return Claim("mqa_128x", f"MQA achieves {claimed:g}x memory reduction", SUMMARY_A,
-                 _verdict(ratio == claimed), f'cache_bytes_per_token("{model}", scheme="mha") / (scheme="mqa")',
-                 f"{mha:,} / {mqa:,} = {format_ratio(ratio)}", f"MQA, arXiv 1911.02150; {V3_CONFIG}")
+                 verdict, f'cache_bytes_per_token("{model}", scheme="mha") / (scheme="mqa")',
+                 f"{mha:,} / {mqa:,} = {format_ratio(ratio)}, n_h{note}", f"MQA, arXiv 1911.02150; {V3_CONFIG}")
 
 
 def bytes_per_token_claim(claimed_mha_mb: float = 4, claimed_mqa_kb: float = 31, model: str = "deepseek-v3") -> Claim:
@@ -101,12 +116,17 @@ def bytes_per_token_claim(claimed_mha_mb: float = 4, claimed_mqa_kb: float = 31,
 
 
 def gqa_ratio_claim(claimed: float = 8, n_kv_heads: int = 16, model: str = "deepseek-v3") -> Claim:
-    """"GQA: 8-fold memory reduction vs MHA", with 16 KV heads: n_h / n_g."""
+    """"GQA: 8-fold memory reduction vs MHA", with 16 KV heads: n_h / n_g. Right for a GQA model with that
+    many KV heads; on another model's shape only a what-if."""
     ratio = sizing.reduction_vs_mha(model, "gqa", n_kv_heads)
+    verdict, note = _what_if(model, "gqa", ratio == claimed)
+    spec = MODELS[model]
+    if verdict == "right" and spec.n_kv_heads != n_kv_heads:
+        verdict, note = "needs context", f": {spec.name} has {spec.n_kv_heads} KV heads, not {n_kv_heads}"
     return Claim("gqa_8x", f"GQA gives a {claimed:g}-fold memory reduction vs MHA", SUMMARY_A,
-                 _verdict(ratio == claimed), f'reduction_vs_mha("{model}", "gqa", n_kv_heads={n_kv_heads})',
+                 verdict, f'reduction_vs_mha("{model}", "gqa", n_kv_heads={n_kv_heads})',
                  f"{MODELS[model].n_heads} / {n_kv_heads} = {format_ratio(ratio)} (arithmetic holds for "
-                 f"{n_kv_heads} KV heads)", f"GQA, arXiv 2305.13245; {V2_PAPER}, Table 1")
+                 f"{n_kv_heads} KV heads){note}", f"GQA, arXiv 2305.13245; {V2_PAPER}, Table 1")
 
 
 def gqa_in_deepseek_claim(model: str = "deepseek-v3") -> Claim:
