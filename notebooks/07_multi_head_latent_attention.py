@@ -87,6 +87,25 @@ display(Markdown(
     f"would be $2 n_h d_h$ = 2 × {v3.n_heads} × {v3.head_dim} = **{2 * v3.n_heads * v3.head_dim:,}**."
 ))
 
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# The **queries get a latent too** (DeepSeek-V2, eqs. 37-39): $c^Q_t = W^{DQ} h_t \in \mathbb{R}^{d'_c}$,
+# then every head's $q^C_{t,i} = W^{UQ}_i c^Q_t$ and its RoPE part $q^R_{t,i} = W^{QR}_i c^Q_t$. This latent
+# is **not cached**: queries are used once, by their own token. DeepSeek-V2 (§2.1.2) compresses them "to
+# reduce the activation memory during training", which the latent's smaller width does, and it shrinks the
+# query projection's weights too. Chapters 8 to 12 use it (DeepSeek's configs call $d'_c$ `q_lora_rank`);
+# the course's tiny models, like DeepSeek-V2-Lite, project queries straight from $h_t$.
+
+# %% slideshow={"slide_type": "-"}
+d_q = v3.q_lora_rank  # d'_c
+q_width = v3.n_heads * (v3.head_dim + d_h_rope)  # n_h (d_h + d_h^R): every head's [q^C; q^R]
+direct, factored = v3.hidden_size * q_width, v3.hidden_size * d_q + d_q * q_width
+display(Markdown(
+    f"{v3.name}: $d'_c$ = {d_q:,}. A direct query projection would be $d \\times n_h (d_h + d_h^R)$ = "
+    f"{v3.hidden_size:,} × {q_width:,} = {direct / 1e6:.0f}M weights per layer; through the latent, "
+    f"$W^{{DQ}}$ and $W^{{UQ}}$ (with $W^{{QR}}$) together hold {factored / 1e6:.1f}M, {direct / factored:.1f}× "
+    "fewer. The cache does not change: it never held queries."
+))
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. The code
 #
