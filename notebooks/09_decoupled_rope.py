@@ -300,14 +300,16 @@ v3_config = MLAConfig(d_model=v3.hidden_size, n_heads=v3.n_heads, q_lora_rank=15
                       rope_factor=40.0, original_max_position=4096, mscale=1.0)
 width = v3_config.cache_elements_per_token()
 sizing_width = sizing.kv_elements_per_token(v3, per_layer=True)
-rotated_keys = v3_config.n_heads * v3_config.qk_head_dim + v3_config.kv_lora_rank  # RoPE'd per-head keys + latent
+# without a decoupled RoPE part, a head's key is the rebuilt k^C alone, d_h wide: RoPE'd per-head keys + latent
+rotated_keys = v3_config.n_heads * v3_config.qk_nope_head_dim + v3_config.kv_lora_rank
 display(Markdown(
     f"`MLAConfig.cache_elements_per_token()` = $d_c + d_h^R$ = {v3_config.kv_lora_rank} + "
     f"{v3_config.qk_rope_head_dim} = **{width}** per token and layer, the same as `sizing` "
     f"({sizing_width}: **{width == sizing_width}**). "
     f"The RoPE key is {100 * v3_config.qk_rope_head_dim / width:.1f}% of it. Had position been put on the "
     f"rebuilt keys, a fast decoder would have to cache the {v3_config.n_heads} rotated keys of width "
-    f"{v3_config.qk_head_dim} per token (plus the latent for the values), {rotated_keys:,} numbers: "
+    f"$d_h$ = {v3_config.qk_nope_head_dim} per token (with no decoupled part, a key is $k^C$ alone; plus the "
+    f"latent for the values), {rotated_keys:,} numbers: "
     f"{rotated_keys / width:.0f}× more. **576 is this width, the latent plus the RoPE key, not a reduction "
     "factor.**"
 ))
