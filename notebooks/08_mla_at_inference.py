@@ -344,6 +344,7 @@ plt.show()
 
 # %% slideshow={"slide_type": "subslide"}
 i_v3 = intensity(v3.n_heads, "absorbed")
+tp, mtp = 4, 2  # DeepSeek-V3's decode attention: TP4 (V3 report §3.4.2); MTP verifies one extra token per step
 heads_at_ridge = [r / intensity(1, "absorbed") for r in ridge]  # intensity grows in proportion to n_h
 display(Markdown(
     f"Absorbed, {v3.name}'s {v3.n_heads} heads do **{i_v3:.0f} FLOPs per byte** of bf16 cache "
@@ -353,7 +354,18 @@ display(Markdown(
     f"H800's balance point, so absorbed MLA decode is limited by arithmetic, not memory, from about "
     f"{heads_at_ridge[0]:.0f} to {heads_at_ridge[1]:.0f} heads on; with FlashMLA's {fp8_bytes}-byte FP8 cache it does "
     f"{intensity(v3.n_heads, 'absorbed', fp8_bytes):.0f}. The expanded form stays near "
-    f"{intensity(v3.n_heads, 'expanded'):.1f} FLOP per byte whatever $n_h$: memory-bound, like every MHA decode."
+    f"{intensity(v3.n_heads, 'expanded'):.1f} FLOP per byte whatever $n_h$: memory-bound, like every MHA decode.\n\n"
+    f"The condition is **query rows per GPU**, not the model: the cache a GPU reads meets the query heads that "
+    f"GPU holds, times the query tokens it decodes at once. All {v3.n_heads} heads on one GPU, one token: "
+    f"{i_v3:.0f}. Tensor parallelism divides the heads while every GPU reads the whole latent cache: "
+    f"DeepSeek-V3's decoding deployment splits attention {tp} ways (TP{tp} with data parallelism, V3 report "
+    f"§3.4.2), so each GPU's {v3.n_heads // tp} heads do {intensity(v3.n_heads // tp, 'absorbed'):.0f} per "
+    f"token, below the balance point (over 8 GPUs, {intensity(v3.n_heads // 8, 'absorbed'):.0f}). Decoding "
+    f"{mtp} tokens per step (multi-token prediction's draft checked with the next token) multiplies the rows "
+    f"by {mtp}: {mtp * intensity(v3.n_heads // tp, 'absorbed'):.0f}. Other sequences of a batch do not help: "
+    "each reads its own cache. So \"compute-bound on an H800\" holds for about "
+    f"{heads_at_ridge[0]:.0f} or more head-token rows per GPU per step, such as all {v3.n_heads} heads of one "
+    "token on one GPU; it is a property of the deployment as much as of the model."
 ))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
