@@ -554,9 +554,10 @@ print(ch10.check_prefill_pairs(answer_prefill_pairs))
 
 # %% slideshow={"slide_type": "-"}
 def index_scores(q, w, k):
-    """q (T, H, d), w (T, H), k (S, d) -> I (T, S)."""
+    """q (T, H, d), w (T, H), k (S, d) -> I (T, S). A first draft: the dot products are right, but the
+    ReLU and the head weights w are still missing (the check says which slip it sees)."""
     logits = torch.einsum("tjd,sd->tjs", q, k)  # q[t, j] · k[s], shape (T, H, S)
-    return logits.sum(dim=1)  # combine the heads as the formula says
+    return logits.sum(dim=1)  # sums the heads as they are: no ReLU, no weights yet
 
 
 answer_index_scores = None
