@@ -20,9 +20,11 @@ from attnlab.bench import (
     roofline_bound,
 )
 from attnlab.costs import (
+    cache_append_bytes,
     cache_bytes,
     cache_elements_per_token,
     decode_attention_flops,
+    decode_bytes_moved,
     decode_bytes_read,
     decode_flops,
     weight_elements,
@@ -60,6 +62,13 @@ def test_formulas_by_hand():
     assert decode_bytes_read("mha", TINY, 9, torch.bfloat16) == 832
     assert cache_bytes("mha", TINY, 9, torch.bfloat16) == 9 * 16 * 2
     assert costs.arithmetic_intensity("mha", TINY, 9, torch.float32) == pytest.approx(832 / 1664)
+    # the appended token: b x the cache's numbers per token (16 / 8 / 6 / 10 above), whatever the context
+    assert [cache_append_bytes(s, TINY, torch.float32) for s in ("mha", "gqa", "mla_absorbed", "dsa")] == [
+        64, 32, 24, 40]
+    assert cache_append_bytes("mha", TINY, torch.bfloat16) == 32
+    assert decode_bytes_moved("mha", TINY, 9, torch.float32) == 1664 + 64
+    assert decode_bytes_moved("dsa", TINY, 9, "float32") == 1944 + 40
+    assert costs.arithmetic_intensity("mha", TINY, 9, "float32", cache_append=True) == pytest.approx(832 / 1728)
 
 
 def test_roofline_bound():
@@ -120,20 +129,37 @@ def test_quick_main_writes_complete_json(tmp_path, capsys):
     assert report["shape"] == bench.shape_arguments(QUICK_SHAPE)
     assert BenchShape(**report["shape"]) == QUICK_SHAPE
     assert {(r["scheme"], r["context"]) for r in report["results"]} == {(s, c) for s in SCHEMES for c in (64, 128)}
+    assert report["repeats"] == 1 and report["warmup"] == bench.DEFAULT_WARMUP and report["hf_repeats"] == 1
     for r in report["results"]:
         assert r["time_s"] > 0 and r["time_min_s"] > 0 and all(t > 0 for t in r["times_s"])
+        assert len(r["times_s"]) == 1 and r["spread"] == 0.0  # one timed round
+        assert r["faults_per_call"] >= 0 and r["faults_max"] >= r["faults_per_call"]  # page faults per call
         assert r["cache_bytes_measured"] == r["cache_bytes_formula"] == cache_bytes(
             r["scheme"], QUICK_SHAPE, r["context"], torch.float32)
         assert r["time_vs_mha"] > 0 and r["cache_vs_mha"] > 0
     machine = report["machine"]
-    assert machine["copy_bandwidth"] > 0 and machine["matmul_rate"] > 0
+    for probe in ("copy_bandwidth", "read_bandwidth", "matmul_rate", "decode_matmul_rate"):
+        assert machine[probe] > 0, probe
     assert machine["balance_flops_per_byte"] == pytest.approx(machine["matmul_rate"] / machine["copy_bandwidth"])
+    assert machine["decode_matmul_shape"] == [4, 64 + 16, 1024]  # n_h x (d_c + d_h^R) @ (d_c + d_h^R) x N
+    assert (machine["roofline_bandwidth"], machine["roofline_flops"]) == (machine["read_bandwidth"],
+                                                                          machine["decode_matmul_rate"])
+    assert machine["roofline_balance"] == pytest.approx(machine["decode_matmul_rate"] / machine["read_bandwidth"])
     assert len(report["roofline"]) == len(report["results"])
     for r in report["roofline"]:
         assert r["flops"] == decode_flops(r["scheme"], QUICK_SHAPE, r["context"])
-        assert r["bytes"] == decode_bytes_read(r["scheme"], QUICK_SHAPE, r["context"], torch.float32)
-        assert r["bound"] in ("memory", "compute")
-        for field in ("intensity", "achieved_bandwidth", "bandwidth_fraction", "achieved_flops", "flops_fraction"):
+        assert r["bytes_read"] == decode_bytes_read(r["scheme"], QUICK_SHAPE, r["context"], torch.float32)
+        assert r["bytes_appended"] == cache_append_bytes(r["scheme"], QUICK_SHAPE, torch.float32)
+        assert r["bytes"] == r["bytes_read"] + r["bytes_appended"] == decode_bytes_moved(
+            r["scheme"], QUICK_SHAPE, r["context"], torch.float32)
+        assert r["intensity"] == pytest.approx(costs.arithmetic_intensity(r["scheme"], QUICK_SHAPE, r["context"],
+                                                                          torch.float32, cache_append=True))
+        assert r["bound"] == roofline_bound(r["intensity"], machine["roofline_balance"])
+        assert r["attainable_flops"] == min(machine["decode_matmul_rate"],
+                                            r["intensity"] * machine["read_bandwidth"])
+        assert r["roofline_fraction"] == pytest.approx(r["achieved_flops"] / r["attainable_flops"])
+        for field in ("intensity", "achieved_bandwidth", "bandwidth_fraction", "copy_bandwidth_fraction",
+                      "achieved_flops", "flops_fraction"):
             assert r[field] > 0
     sdpa = report["peers"]["sdpa"]
     assert {(r["scheme"], r["context"]) for r in sdpa} == {(s, c) for s in bench.DENSE_SCHEMES for c in (64, 128)}
@@ -141,11 +167,23 @@ def test_quick_main_writes_complete_json(tmp_path, capsys):
                and r["max_abs_diff"] < 1e-4 for r in sdpa)
     hf = report["peers"]["hf_deepseek_v3"]
     assert [r["context"] for r in hf] == [64, 128]
-    assert all(r["ratio_hf_over_attnlab_absorbed"] > 0 and r["ratio_hf_over_attnlab_absorbed_min"] > 0
-               and r["hf_s"] > 0 and r["attnlab_absorbed_s"] > 0 and r["max_abs_diff"] < 1e-4 for r in hf)
+    for r in hf:  # Hugging Face against the library's naive and absorbed MLA, same weights, same cache
+        for name in ("hf", "attnlab_naive", "attnlab_absorbed"):
+            assert r[f"{name}_s"] > 0 and r[f"{name}_min_s"] > 0 and r[f"{name}_faults_per_call"] >= 0
+        for ours in ("attnlab_absorbed", "attnlab_naive"):
+            assert r[f"ratio_hf_over_{ours}"] == pytest.approx(r["hf_s"] / r[f"{ours}_s"])
+            assert r[f"ratio_hf_over_{ours}_min"] > 0
+        assert r["max_abs_diff"] < 1e-4 and r["max_abs_diff_naive"] < 1e-4
+    targets = report["targets"]
+    assert [t["key"] for t in targets] == [t["key"] for t in bench.TARGETS]
+    for t in targets:
+        assert t["context"] == 128 and t["goal"] > 0 and t["measured"] > 0 and t["met"] == (t["measured"] >= t["goal"])
+    run = report["run"]
+    assert 0 < run["wall_s"] < 60 and run["peak_rss_bytes"] > 2**20 and run["minor_page_faults"] > 0
     assert returned["results"] == report["results"]
     printed = capsys.readouterr().out
-    assert "Roofline" in printed and "grouped/sdpa" in printed and "HF/attnlab" in printed
+    assert "Roofline" in printed and "grouped/sdpa" in printed and "HF/absorbed" in printed
+    assert "Targets at L = 128 tokens: goal vs measured" in printed and "Run: " in printed
 
 
 @pytest.mark.parametrize("call, match", [
@@ -195,14 +233,19 @@ def test_tables_arrive_as_measured_and_match_the_report():
     tables = []
     report = bench.run_benchmark("cpu", "float32", [40, 48], 1, QUICK_SHAPE, copy_bytes=2**20, gemm_n=64,
                                  hf_peer=False, on_table=tables.append)
-    assert [t.split()[0] for t in tables] == ["device", "Decode", "Decode", "Roofline:", "Attention"]
+    assert [t.split()[0] for t in tables] == ["device", "Decode", "Decode", "Roofline:", "Attention", "Targets",
+                                              "Run:"]
     results = report["results"]
     assert tables[0] == bench.format_header(report)
     assert tables[1] == bench.format_decode_table([r for r in results if r["context"] == 40])
     assert tables[2] == bench.format_decode_table([r for r in results if r["context"] == 48])
     assert tables[3] == bench.format_roofline_table(report["machine"], report["roofline"])
     assert tables[4] == bench.format_sdpa_table(report["peers"]["sdpa"])
-    assert all(table in bench.format_report(report) for table in (tables[0], tables[3], tables[4]))
+    assert tables[5] == bench.format_targets_table(report["targets"])
+    assert tables[6] == bench.format_run(report["run"])
+    assert "\n".join(tables) == bench.format_report(report)
+    hf_target = report["targets"][-1]  # no Hugging Face peer in this run: measured None, met None
+    assert hf_target["measured"] is None and hf_target["met"] is None
 
 
 def test_command_line_shows_a_bar_and_prints_each_table_before_the_next_is_measured():
@@ -215,7 +258,192 @@ def test_command_line_shows_a_bar_and_prints_each_table_before_the_next_is_measu
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     out, err = run.stdout, run.stderr.replace("\r", "\n")
-    order = [out.index(title) for title in ("device cpu", "Decode step", "Roofline:", "Attention core", "MLA decode")]
+    order = [out.index(title) for title in ("device cpu", "Decode step", "Roofline:", "Attention core", "MLA decode",
+                                            "Targets at", "Run: ")]
     assert order == sorted(order)
     assert "benchmark:" in err and "%|" in err, err[-1000:]
     assert "mla_absorbed at 40 tokens" in err and "Hugging Face peer at 40 tokens" in err
+
+
+# --- timing that measures attention: interleaved rounds, spread, page faults ---------------------------
+
+
+def test_time_interleaved_runs_every_function_once_per_round_in_a_rotating_order():
+    calls, resets = [], []
+    fns = {name: (lambda n=name: calls.append(n)) for name in ("a", "b", "c")}
+    timings = bench.time_interleaved(fns, torch.device("cpu"), repeats=4, warmup=2,
+                                     resets={"b": lambda: resets.append("b")})
+    rounds = [calls[i:i + 3] for i in range(0, len(calls), 3)]
+    assert len(rounds) == 6 and all(sorted(r) == ["a", "b", "c"] for r in rounds)  # every function, every round
+    assert [r[0] for r in rounds] == ["a", "b", "c", "a", "b", "c"]  # each starts a round in turn
+    assert resets == ["b"] * 6
+    for name in fns:
+        assert len(timings[name]["times_s"]) == len(timings[name]["faults"]) == 4  # warm-up rounds dropped
+        assert all(t >= 0 for t in timings[name]["times_s"]) and all(f >= 0 for f in timings[name]["faults"])
+
+
+def test_a_context_interleaves_every_scheme_each_round():
+    visits = []
+    entries = bench.bench_context(QUICK_SHAPE, 40, torch.device("cpu"), torch.float32, repeats=3, warmup=1,
+                                  before=visits.append)
+    rounds = [visits[i:i + len(SCHEMES)] for i in range(0, len(visits), len(SCHEMES))]
+    assert len(rounds) == 4 and all(sorted(r) == sorted(SCHEMES) for r in rounds)
+    assert [e["scheme"] for e in entries] == list(SCHEMES)
+    for e in entries:
+        assert len(e["times_s"]) == 3 and e["time_s"] == sorted(e["times_s"])[1]
+        assert e["spread"] >= 0 and e["faults_per_call"] >= 0 and e["cache_bytes_measured"] == e["cache_bytes_formula"]
+
+
+def test_middle_spread_ignores_the_outer_quarters():
+    assert bench.middle_spread([1.0]) == 0.0
+    assert bench.middle_spread([10.0, 1.0, 1.0, 1.1, 1.0, 1.05, 1.0, 0.1]) == pytest.approx(0.05)  # 1.0 .. 1.05
+    summary = bench.timing_summary({"times_s": [2.0, 1.0, 3.0], "faults": [4, 0, 2]}, prefix="x_")
+    assert summary == {"x_time_s": 2.0, "x_time_min_s": 1.0, "x_times_s": [2.0, 1.0, 3.0],
+                       "x_spread": pytest.approx(1.0), "x_faults_per_call": 2.0, "x_faults_max": 4}
+
+
+def test_page_faults_are_counted_per_call():
+    """A call that touches fresh memory page-faults it in (64 MiB: mapped afresh by glibc every time); one that
+    reuses a buffer does not."""
+    buffer = torch.empty(2**22)
+    buffer.fill_(1.0)
+    timings = bench.time_interleaved({"fresh": lambda: torch.ones(2**24), "reuse": lambda: buffer.fill_(2.0)},
+                                     torch.device("cpu"), repeats=3, warmup=1)
+    assert min(timings["fresh"]["faults"]) >= 16  # 16,384 pages of 4 KiB, or 32 huge pages of 2 MiB
+    assert max(timings["reuse"]["faults"]) < 16
+
+
+def test_allocator_info_says_which_pages_a_run_used():
+    info = bench.allocator_info()
+    assert set(info) == {bench.HUGE_PAGES_VARIABLE, "transparent_hugepage", "huge_pages"}
+    assert isinstance(info["huge_pages"], bool)
+
+
+def test_the_command_line_asks_for_huge_pages_before_torch_allocates():
+    """In a fresh process request_huge_pages() turns huge pages on wherever the kernel allows them (THP
+    "always" or "madvise")."""
+    import os
+    import subprocess
+    import sys
+
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled", encoding="utf-8") as f:
+            allowed = "[never]" not in f.read()
+    except OSError:
+        pytest.skip("no transparent huge pages here")
+    env = {k: v for k, v in os.environ.items() if k != bench.HUGE_PAGES_VARIABLE}
+    code = "from attnlab import bench; print(bench.request_huge_pages(), bench.allocator_info()['huge_pages'])"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert run.stdout.split() == [str(allowed)] * 2, run.stderr[-2000:]
+
+
+def test_probes_return_positive_rates():
+    cpu = torch.device("cpu")
+    assert bench.measure_copy_bandwidth(cpu, torch.float32, 2**22, 2) > 0
+    assert bench.measure_read_bandwidth(cpu, torch.float32, 2**22, 2) > 0
+    assert bench.measure_matmul_rate(cpu, torch.float32, 64, 2) > 0
+    rows, width, tokens = bench.decode_matmul_shape(DEFAULT_SHAPE, 256)
+    assert (rows, width, tokens) == (16, 256 + 32, 256)
+    assert bench.measure_decode_matmul_rate(cpu, torch.float32, rows, width, tokens, 2) > 0
+
+
+# --- the Hugging Face peer: its cache filled directly -----------------------------------------------------
+
+
+def test_hf_cache_filled_directly_is_what_a_prefill_caches():
+    """DeepseekV3Attention's prefill caches (1, 1, L, d_c) latents and (1, 1, L, d_h^R) rotated keys; filling a
+    DynamicCache with those tensors directly gives the same cache, the same next step, and the library's naive
+    and absorbed MLA agree with it on the same latents."""
+    import math
+
+    from attnlab.huggingface import attention_forward
+    from attnlab.kv_cache import LayerCache
+    from attnlab.mla import from_transformers
+
+    shape, context, cpu = QUICK_SHAPE, 40, torch.device("cpu")
+    torch.manual_seed(0)
+    attention, rotary, dynamic_cache = bench.hf_attention(shape, context + 1, cpu, torch.float32)
+    with torch.inference_mode():
+        prefilled = dynamic_cache(config=attention.config)
+        x = torch.randn(1, context, shape.d_model)
+        cos, sin = rotary(x, torch.arange(context)[None])
+        mask = torch.full((context, context), -math.inf).triu(1)
+        attention_forward(attention, x, (cos, sin), mask[None, None], prefilled)
+        keys, values = prefilled.layers[0].keys, prefilled.layers[0].values
+        assert keys.shape == (1, 1, context, shape.kv_lora_rank)
+        assert values.shape == (1, 1, context, shape.qk_rope_head_dim)
+        direct = bench.hf_filled_cache(attention, keys[:, 0], values[:, 0])
+        assert type(direct.layers[0]) is type(prefilled.layers[0])
+        assert torch.equal(direct.layers[0].keys, keys) and torch.equal(direct.layers[0].values, values)
+        assert direct.get_seq_length() == prefilled.get_seq_length() == context
+        x_new = torch.randn(1, 1, shape.d_model)
+        cos, sin = rotary(x_new, torch.tensor([[context]]))
+        out_prefilled = attention_forward(attention, x_new, (cos, sin), None, prefilled)[0]
+        out_direct = attention_forward(attention, x_new, (cos, sin), None, direct)[0]
+        assert torch.equal(out_prefilled, out_direct)
+        for mode in ("naive", "absorbed"):
+            cache = LayerCache(seq_dim=1, capacity=context + 1)
+            cache.update(c_kv=keys[:, 0], k_rope=values[:, 0])
+            ours = from_transformers(attention).eval().use(mode)(x_new, cache).output
+            torch.testing.assert_close(ours, out_direct, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="c_kv"):
+        bench.hf_filled_cache(attention, keys[:, 0, :, :8], values[:, 0])
+
+
+# --- targets ---------------------------------------------------------------------------------------------
+
+
+def _fake_report(dsa_ms=2.0, absorbed_ms=12.0, mha_ms=20.0, hf_ms=60.0):
+    """A report with the fields measure_targets reads, at contexts 1024 and 32768."""
+    big = 32768
+    results = [{"scheme": s, "context": c, "time_s": t / 1e3} for c in (1024, big)
+               for s, t in (("mha", mha_ms), ("mla_absorbed", absorbed_ms), ("dsa", dsa_ms))]
+    roofline = [{"scheme": "mha", "context": big, "bytes_read": 300e6},
+                {"scheme": "mla_absorbed", "context": big, "roofline_fraction": 0.55, "achieved_flops": 44e9,
+                 "attainable_flops": 80e9, "intensity": 11.0, "bound": "compute"}]
+    hf = [{"context": big, "hf_s": hf_ms / 1e3, "attnlab_absorbed_s": absorbed_ms / 1e3, "attnlab_naive_s": 0.4,
+           "ratio_hf_over_attnlab_absorbed": hf_ms / absorbed_ms, "ratio_hf_over_attnlab_naive": hf_ms / 400}]
+    return {"contexts": [1024, big], "results": results, "roofline": roofline, "peers": {"hf_deepseek_v3": hf},
+            "machine": {"copy_bandwidth": 20e9, "read_bandwidth": 25e9}}
+
+
+def test_targets_compare_the_largest_context_with_the_goals():
+    targets = bench.measure_targets(_fake_report())
+    by_key = {t["key"]: t for t in targets}
+    assert list(by_key) == ["dsa_speedup_over_mla_absorbed", "mha_copy_bandwidth_fraction",
+                            "mla_absorbed_roofline_fraction", "hf_slowdown_over_mla_absorbed"]
+    assert [t["goal"] for t in targets] == [5.0, 0.5, 0.4, 3.0]
+    assert all(t["context"] == 32768 for t in targets)
+    assert by_key["dsa_speedup_over_mla_absorbed"]["measured"] == pytest.approx(6.0)
+    assert by_key["mha_copy_bandwidth_fraction"]["measured"] == pytest.approx(300e6 / 0.020 / 20e9)  # 0.75
+    assert by_key["mla_absorbed_roofline_fraction"]["measured"] == 0.55
+    assert by_key["hf_slowdown_over_mla_absorbed"]["measured"] == pytest.approx(5.0)
+    assert all(t["met"] for t in targets)
+    missed = {t["key"]: t["met"] for t in bench.measure_targets(_fake_report(dsa_ms=6.0, hf_ms=24.0))}
+    assert missed["dsa_speedup_over_mla_absorbed"] is False and missed["hf_slowdown_over_mla_absorbed"] is False
+    table = bench.format_targets_table(targets)
+    assert table.startswith("Targets at L = 32,768 tokens: goal vs measured")
+    for row, goal, measured in (("DSA at least 5x", ">= 5.00x", "6.00x"), ("MHA at least 50%", ">= 50%", "75%"),
+                                ("absorbed MLA at least 40%", ">= 40%", "55%"), ("HF Deepseek", ">= 3.00x", "5.00x")):
+        line = next(line for line in table.splitlines() if row in line)
+        assert goal in line and measured in line and " yes " in line
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: bench.time_interleaved({}, torch.device("cpu"), 1), "calls must be"),
+    (lambda: bench.time_interleaved({"a": lambda: None}, torch.device("cpu"), 0), "repeats=0"),
+    (lambda: bench.time_interleaved({"a": lambda: None}, torch.device("cpu"), 1, warmup=-1), "warmup=-1"),
+    (lambda: bench.time_interleaved({"a": lambda: None}, torch.device("cpu"), 1, resets={"b": print}), "resets"),
+    (lambda: bench.middle_spread([]), "times"),
+    (lambda: bench.decode_matmul_shape(TINY, 0), "tokens=0"),
+    (lambda: bench.measure_decode_matmul_rate(torch.device("cpu"), torch.float32, 0, 8, 8, 1), "rows=0"),
+    (lambda: bench.run_benchmark("cpu", "float32", [64], 1, QUICK_SHAPE, warmup=-1), "warmup=-1"),
+    (lambda: bench.run_benchmark("cpu", "float32", [64], 1, QUICK_SHAPE, hf_repeats=0), "hf_repeats=0"),
+    (lambda: bench.run_benchmark("cpu", "float32", [64], 1, QUICK_SHAPE, decode_tokens=0), "decode_tokens=0"),
+    (lambda: bench.run_benchmark("cpu", "float32", [64], 1, QUICK_SHAPE, hf_peer="no"), "hf_peer='no'"),
+    (lambda: costs.cache_append_bytes("mha", TINY, "int4"), "dtype='int4'"),
+    (lambda: costs.arithmetic_intensity("mha", TINY, 8, "float32", cache_append="yes"), "cache_append='yes'"),
+])
+def test_new_arguments_are_checked(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -79,12 +79,47 @@ def test_committed_caches_match_the_formula_and_the_ratios_follow(report):
 
 def test_peer_ratios_and_roofline_entries_match_the_formulas(report):
     peers = ui.peer_ratios(report)
-    assert set(peers) == {"sdpa_mha", "sdpa_gqa", "sdpa_mqa", "hf_over_absorbed"}
-    assert sorted(peers["hf_over_absorbed"]) == report["contexts"]
+    assert set(peers) == {"sdpa_mha", "sdpa_gqa", "sdpa_mqa", "hf_over_absorbed", "hf_over_naive"}
+    assert sorted(peers["hf_over_absorbed"]) == sorted(peers["hf_over_naive"]) == report["contexts"]
     shape = bench.BenchShape(**report["shape"])
-    for r in report["roofline"]:
+    for r in report["roofline"]:  # bytes: read + the token appended to the cache
+        assert r["bytes"] == costs.decode_bytes_moved(r["scheme"], shape, r["context"], report["dtype"])
         assert r["intensity"] == pytest.approx(costs.arithmetic_intensity(r["scheme"], shape, r["context"],
-                                                                          report["dtype"]))
+                                                                          report["dtype"], cache_append=True))
+        assert r["bound"] == bench.roofline_bound(r["intensity"], report["machine"]["roofline_balance"])
+
+
+def test_the_committed_run_names_its_cpu_and_its_roofline(report):
+    dev, m = report["device"], report["machine"]
+    description = ui.cpu_description(report)
+    assert description.startswith(dev["cpu_name"]) and f"{dev['cpu_count']} CPUs" in description
+    assert dev["cpu_capability"] in description
+    roof = ui.roofline_machine(report)
+    assert (roof["bandwidth"], roof["peak"]) == (m["read_bandwidth"], m["decode_matmul_rate"])
+    assert roof["balance"] == pytest.approx(m["decode_matmul_rate"] / m["read_bandwidth"])
+    assert m["balance_flops_per_byte"] == pytest.approx(m["matmul_rate"] / m["copy_bandwidth"])  # the old one
+    old = json.loads(json.dumps(report))
+    for key in ("roofline_bandwidth", "roofline_flops", "roofline_balance"):
+        del old["machine"][key]
+    assert ui.roofline_machine(old)["bandwidth"] == m["copy_bandwidth"]  # older reports: copy bandwidth, GEMM
+
+
+def test_the_committed_run_has_its_targets_and_its_cost(report):
+    table = ui.targets_markdown(report)
+    lines = table.splitlines()
+    assert len(lines) == 2 + len(bench.TARGETS)
+    for target, line in zip(report["targets"], lines[2:], strict=True):
+        assert line.startswith(f"| {target['target']} |")
+        assert target["context"] == max(report["contexts"]) and target["measured"] is not None
+        assert target["met"] == (target["measured"] >= target["goal"])
+    assert bench.measure_targets(report) == report["targets"]  # recomputed from the stored numbers
+    cost = ui.run_cost(report)
+    assert 0 < cost["wall_s"] < 60 and 0 < cost["peak_gib"] < 1.5
+    assert set(cost["sections_s"]) == {"probes", "decode", "sdpa_peer", "hf_peer"}
+    for r in report["results"]:  # the timing of every point: its rounds, spread and page faults
+        assert len(r["times_s"]) == report["repeats"] and r["spread"] >= 0 and r["faults_per_call"] >= 0
+    with pytest.raises(ValueError, match="no targets"):
+        ui.targets_markdown({k: v for k, v in report.items() if k != "targets"})
 
 
 def test_figures_draw(report):

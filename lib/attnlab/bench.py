@@ -1,7 +1,7 @@
-"""Decode benchmark: step time, cache bytes and a roofline for MHA, GQA, MQA, MLA (naive, absorbed) and DSA.
+"""Decode benchmark: step time, cache bytes, a roofline and goals for MHA, GQA, MQA, MLA (naive, absorbed) and DSA.
 
-Run ``python -m attnlab.bench [--device cpu|cuda] [--dtype float32|bfloat16] [--contexts 1024,2048,4096,8192]
-[--repeats N] [--out results.json] [--quick] [--threads N]``.
+Run ``python -m attnlab.bench [--device cpu|cuda] [--dtype float32|bfloat16] [--contexts 1024,...,32768]
+[--repeats N] [--warmup N] [--out results.json] [--quick] [--threads N] [--huge-pages]``.
 
 One attention layer, batch 1, one new token decoded against a cache of L tokens (so it attends to
 T = L + 1 keys). The default shape (:data:`DEFAULT_SHAPE`) is a moderate layer:
@@ -10,12 +10,29 @@ T = L + 1 keys). The default shape (:data:`DEFAULT_SHAPE`) is a moderate layer:
     MLA: d_c = 256 latent + d_h^R = 32 RoPE key, d_h = d_v = 64, no query latent (q = W^Q h)
     DSA: that MLA layer + a lightning indexer of H^I = 4 heads x d^I = 64, top-k k = 256 (gather path)
 
-``--quick`` uses :data:`QUICK_SHAPE` (d = 128, 4 heads of 32, ...) with tiny contexts, for tests.
+The default contexts are 1K to 32K tokens (:data:`DEFAULT_CONTEXTS`); ``--quick`` uses :data:`QUICK_SHAPE`
+(d = 128, 4 heads of 32, ...) with tiny contexts, for tests.
 
 For each scheme the cache is filled directly with random tensors of the right shape (no token-by-token
-prefill), its measured size (:attr:`LayerCache.nbytes`) is checked against :func:`cache_bytes`, and one
-decode step is timed (warm-up, then the median of the repeats; the cache is restored to L tokens before
-every call, outside the timed region; CUDA is synchronized around every call).
+prefill) and its measured size (:attr:`LayerCache.nbytes`) is checked against :func:`cache_bytes`.
+
+Timing (:func:`time_interleaved`): at one context every scheme's layer and cache exist side by side, and
+each round runs every scheme's step once, in an order that rotates from round to round, so that a busy
+spell on a shared machine hits all schemes alike; ``warmup`` rounds are left out, then ``repeats`` rounds
+are timed. Before every call the cache is restored to L tokens (``cache.crop``, outside the timed region;
+no step copies the cache, see below); CUDA is synchronized around every call; Python's garbage collector
+is paused. Each entry reports the median, the minimum, every time, the spread ((max - min) / median of the
+middle half of the calls) and the minor page faults per call (``getrusage().ru_minflt`` around each call).
+A page fault is fresh memory mapped in on first touch. No cache is ever re-allocated, and the schemes
+that read the cache in place fault nothing; but PyTorch's CPU allocator (glibc's malloc) returns every
+large freed block to the system and maps the next one afresh, so a step with hundreds of MB of
+temporaries (naive MLA and Hugging Face's MLA, which rebuild every key and value, at 32K tokens) faults
+them in 4 KiB page by page on every call, about a third of its time: that is part of what such a step
+costs in PyTorch on a CPU, and the faults column says how much. ``--huge-pages`` asks PyTorch for
+transparent huge pages (:func:`request_huge_pages`: ``THP_MEM_ALLOC_ENABLE=1``), 512 times fewer faults
+for the same memory, but where the kernel compacts memory on demand (THP defrag "madvise") some calls then
+stall for hundreds of ms, so the default keeps 4 KiB pages. The report records which was in effect
+(``"allocator"``).
 
 The counts come from :mod:`attnlab.costs` (2 FLOPs per multiply-add, b = bytes per element, T = L + 1,
 k' = min(k, T); derivations in each function's docstring):
@@ -26,8 +43,10 @@ k' = min(k, T); derivations in each function's docstring):
                      MLA naive applies per cached token) + :func:`~attnlab.costs.decode_attention_flops`
                      (dense 4 n_h d_h T, MLA absorbed 2 n_h (2 d_c + d_h^R) T, MLA naive 2 n_h (d_h + d_v) d_c T
                      + 2 n_h (d_h + d_h^R + d_v) T, DSA 2 (H^I d^I + H^I) T + 2 n_h (2 d_c + d_h^R) k')
-    bytes per step   :func:`~attnlab.costs.decode_bytes_read`: b (W + the cache the step reads; MLA naive also
-                     writes and reads the expanded K and V, DSA reads every index key and k' latents)
+    bytes per step   :func:`~attnlab.costs.decode_bytes_moved` = :func:`~attnlab.costs.decode_bytes_read`
+                     (b (W + the cache the step reads; MLA naive also writes and reads the expanded K and V,
+                     DSA reads every index key and k' latents)) + :func:`~attnlab.costs.cache_append_bytes`
+                     (the new token written into each cached tensor: b x the cache's numbers per token)
     cache bytes      :func:`~attnlab.costs.cache_bytes`: b L x (dense 2 n_kv d_h, MLA d_c + d_h^R, DSA + d^I)
 
 RoPE, norms, softmax and top-k sorting are left out of the FLOPs. The formulas count an ideal cache that is
@@ -36,39 +55,59 @@ storage (room for L + 1 tokens here) and hands back views, so no step copies the
 twin :class:`~attnlab.kv_cache.ConcatCache` appends with ``torch.cat``, reading and writing the whole cache
 once more per step.) Achieved bandwidths below are "useful bytes / time".
 
-Roofline: the script measures the machine's copy bandwidth (``dst.copy_(src)``, 2 x nbytes moved / time)
-and matmul rate (an n x n GEMM in the chosen dtype, 2 n^3 / time); the balance point is rate / bandwidth
-(FLOP/byte). A scheme whose arithmetic intensity (FLOPs / bytes) is below it is memory-bound, and its
-achieved bandwidth (bytes / median step time) is reported as a fraction of the copy bandwidth.
+Machine probes: copy bandwidth (``dst.copy_(src)``, 2 x nbytes / time), read bandwidth (``x.sum()`` over a
+buffer larger than the caches, nbytes / time), an n x n GEMM rate (2 n^3 / time) and a decode-shaped matmul
+ceiling: (n_h x w) @ (w x N) with w = d_c + d_h^R, the shape of absorbed MLA's scores, N = 1024 tokens on a
+CPU (the operands fit in L2, so it measures the arithmetic of a 16-row matmul, not memory). The roofline
+uses the read bandwidth and the decode-shaped ceiling: attainable FLOP/s = min(ceiling, intensity x read
+bandwidth), balance = ceiling / read bandwidth; the old GEMM / copy balance stays in the JSON too.
 
 Peers, in the same run: PyTorch's ``scaled_dot_product_attention(..., enable_gqa=True)`` against
 :func:`attnlab.gqa.grouped_attention` for the dense schemes' attention core, and Hugging Face's
-``DeepseekV3Attention`` (random weights, a DynamicCache filled by a chunked prefill of the same context,
-K/V re-expanded from the latent every step) against this library's absorbed MLA decode with identical
-weights (:func:`attnlab.mla.from_transformers`) and the very same cached latents.
+``DeepseekV3Attention`` (random weights, its DynamicCache filled directly with the same random latents the
+library's cache holds, K/V re-expanded from the latent every step) against this library's naive and
+absorbed MLA decode with identical weights (:func:`attnlab.mla.from_transformers`).
+
+Goals (:data:`TARGETS`), checked at the largest context and printed as a goal-vs-measured table at the end:
+DSA >= 5x faster than absorbed MLA; MHA reads >= 50% of the copy bandwidth; absorbed MLA >= 40% of its
+roofline bound; Hugging Face >= 3x slower than absorbed MLA. The report also records the run's wall time
+and peak memory (``getrusage().ru_maxrss``).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import inspect
 import json
-import math
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from attnlab._validate import ArgumentTypeError, check_bool, check_positive_int, check_type
+from attnlab._validate import (
+    ArgumentTypeError,
+    check_bool,
+    check_non_negative_int,
+    check_positive_int,
+    check_type,
+)
 from attnlab.attention import AttentionLayer
-from attnlab.costs import AttentionShape, cache_bytes, decode_bytes_read, decode_flops
+from attnlab.costs import (
+    AttentionShape,
+    cache_append_bytes,
+    cache_bytes,
+    decode_bytes_read,
+    decode_flops,
+)
 from attnlab.devices import dtype_bytes
 from attnlab.gqa import grouped_attention
 from attnlab.huggingface import attention_forward
@@ -84,8 +123,31 @@ DENSE_SCHEMES: tuple[str, ...] = tuple(key for key in SCHEMES if get_scheme(key)
 BENCH_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 #: device types the benchmark accepts.
 BENCH_DEVICES: tuple[str, ...] = ("cpu", "cuda")
-DEFAULT_CONTEXTS: tuple[int, ...] = (1024, 2048, 4096, 8192)
+#: The contexts of a full run: 1K to 32K cached tokens.
+DEFAULT_CONTEXTS: tuple[int, ...] = (1024, 2048, 4096, 8192, 16384, 32768)
 QUICK_CONTEXTS: tuple[int, ...] = (64, 128)
+#: Timed rounds per context (every scheme once per round), and the untimed rounds before them.
+DEFAULT_REPEATS = 9
+DEFAULT_WARMUP = 2
+#: Timed rounds of the Hugging Face peer (its step is the slowest of the run; three implementations per round).
+DEFAULT_HF_REPEATS = 4
+#: Columns N of the decode-shaped matmul probe, (n_h x w) @ (w x N), on a CPU (operands in L2) and on CUDA.
+DECODE_MATMUL_TOKENS = {"cpu": 1024, "cuda": 32768}
+
+#: The goals a run is held to, at its largest context (32K tokens in a full run): what is compared, the goal
+#: (a lower bound on "measured") and how "measured" is computed from the run.
+TARGETS: tuple[dict[str, object], ...] = (
+    {"key": "dsa_speedup_over_mla_absorbed", "target": "DSA at least 5x faster than absorbed MLA", "goal": 5.0,
+     "unit": "x", "measured_as": "absorbed MLA's median step time / DSA's"},
+    {"key": "mha_copy_bandwidth_fraction", "target": "MHA at least 50% of the copy bandwidth", "goal": 0.5,
+     "unit": "%", "measured_as": "bytes MHA must read per step (weights + cache) / median step time / copy bandwidth"},
+    {"key": "mla_absorbed_roofline_fraction", "target": "absorbed MLA at least 40% of its roofline bound",
+     "goal": 0.4, "unit": "%", "measured_as": "formula FLOPs / median step time / min(decode matmul ceiling, "
+                                              "intensity x read bandwidth)"},
+    {"key": "hf_slowdown_over_mla_absorbed", "target": "HF DeepseekV3Attention at least 3x slower than absorbed "
+     "MLA", "goal": 3.0, "unit": "x", "measured_as": "Hugging Face's median step time / attnlab absorbed MLA's "
+                                                     "(same weights, same cached latents)"},
+)
 
 
 def BenchShape(d_model: int = 1024, n_heads: int = 16, head_dim: int = 64, n_groups: int = 4,
@@ -250,42 +312,128 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed_call(fn: Callable[[], object], device: torch.device, reset: Callable[[], None] | None = None) -> float:
-    """Seconds one call of ``fn`` takes on ``device`` (synchronized before and after); ``reset`` runs
-    first, outside the timed region."""
-    if reset is not None:
-        reset()
-    synchronize(device)
-    start = time.perf_counter()
-    fn()
-    synchronize(device)
-    return time.perf_counter() - start
+def minor_page_faults() -> int:
+    """Minor page faults of this process so far (``getrusage(RUSAGE_SELF).ru_minflt``): each one is a page of
+    fresh memory the kernel mapped in on first touch."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def time_calls(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 2,
+def time_calls(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = DEFAULT_WARMUP,
                reset: Callable[[], None] | None = None) -> list[float]:
     """Seconds per call of ``fn`` for ``repeats`` calls after ``warmup`` untimed ones; ``reset`` runs
-    before every call, outside the timed region."""
-    check_positive_int("repeats", repeats)
-    times = [timed_call(fn, device, reset) for _ in range(warmup + repeats)]
-    return times[warmup:]
+    before every call, outside the timed region. (One function: :func:`time_interleaved` for several.)"""
+    timings = time_interleaved({"fn": fn}, device, repeats, warmup, None if reset is None else {"fn": reset})
+    return timings["fn"]["times_s"]
 
 
-def time_pair(fn_a: Callable[[], object], fn_b: Callable[[], object], device: torch.device, repeats: int,
-              warmup: int = 2, reset_a: Callable[[], None] | None = None,
-              reset_b: Callable[[], None] | None = None) -> tuple[list[float], list[float]]:
-    """Seconds per call of ``fn_a`` and ``fn_b``, timed alternately (a, b, then b, a, ...) so that a busy spell
-    on a shared machine hits both alike; ``reset_*`` run before each call, outside the timed region."""
+def time_interleaved(calls: Mapping[str, Callable[[], object]], device: torch.device, repeats: int,
+                     warmup: int = DEFAULT_WARMUP, resets: Mapping[str, Callable[[], None]] | None = None,
+                     before: Callable[[str], None] | None = None) -> dict[str, dict[str, list]]:
+    """Time several functions interleaved: ``warmup + repeats`` rounds, each calling every function of
+    ``calls`` once, round i starting at the (i mod n)-th name (so each takes every place in the order);
+    the first ``warmup`` rounds are not kept. Before each call ``before(name)`` (progress) and
+    ``resets[name]`` run, outside the timed region; CUDA is synchronized around each call, Python's garbage
+    collector is paused throughout. Returns {name: {"times_s": seconds per timed call, "faults": minor page
+    faults per timed call}}, each list ``repeats`` long, in round order."""
     check_positive_int("repeats", repeats)
-    times: dict[str, list[float]] = {"a": [], "b": []}
-    calls = {"a": (fn_a, reset_a), "b": (fn_b, reset_b)}
-    for i in range(warmup + repeats):
-        for name in ("a", "b") if i % 2 == 0 else ("b", "a"):
-            fn, reset = calls[name]
-            seconds = timed_call(fn, device, reset)
-            if i >= warmup:
-                times[name].append(seconds)
-    return times["a"], times["b"]
+    check_non_negative_int("warmup", warmup)
+    if not isinstance(calls, Mapping) or not calls:
+        raise ValueError(f"calls must be a non-empty mapping name -> function, got {calls!r}")
+    resets = {} if resets is None else resets
+    unknown = set(resets) - set(calls)
+    if unknown:
+        raise ValueError(f"resets names {sorted(unknown)}, which calls lacks")
+    names = list(calls)
+    out: dict[str, dict[str, list]] = {name: {"times_s": [], "faults": []} for name in names}
+    collecting = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        for i in range(warmup + repeats):
+            k = i % len(names)
+            for name in names[k:] + names[:k]:
+                if before is not None:
+                    before(name)
+                if name in resets:
+                    resets[name]()
+                fn = calls[name]
+                synchronize(device)
+                faults = minor_page_faults()
+                start = time.perf_counter()
+                fn()
+                synchronize(device)
+                seconds = time.perf_counter() - start
+                faults = minor_page_faults() - faults
+                if i >= warmup:
+                    out[name]["times_s"].append(seconds)
+                    out[name]["faults"].append(faults)
+    finally:
+        if collecting:
+            gc.enable()
+    return out
+
+
+def middle_spread(times: Sequence[float]) -> float:
+    """(max - min) / median of the middle half of ``times`` (the fastest and the slowest quarter left out):
+    how far the typical calls stray. 0 for a single time."""
+    ordered = sorted(times)
+    if not ordered:
+        raise ValueError("times must hold at least one time")
+    cut = len(ordered) // 4
+    middle = ordered[cut:len(ordered) - cut]
+    return (middle[-1] - middle[0]) / statistics.median(ordered)
+
+
+def timing_summary(timing: Mapping[str, list], prefix: str = "") -> dict:
+    """One function's timing (an entry of :func:`time_interleaved`) as report fields: ``time_s`` (median),
+    ``time_min_s``, ``times_s``, ``spread`` (:func:`middle_spread`), ``faults_per_call`` (mean minor page
+    faults) and ``faults_max``, each name after ``prefix`` (e.g. "hf_" gives "hf_time_s")."""
+    times, faults = timing["times_s"], timing["faults"]
+    return {f"{prefix}time_s": statistics.median(times), f"{prefix}time_min_s": min(times),
+            f"{prefix}times_s": list(times), f"{prefix}spread": middle_spread(times),
+            f"{prefix}faults_per_call": statistics.fmean(faults), f"{prefix}faults_max": max(faults)}
+
+
+#: The environment variable that makes PyTorch's CPU allocator ask for transparent huge pages (c10/core/alloc_cpu.cpp:
+#: blocks of 2 MiB or more are madvise(MADV_HUGEPAGE)d). PyTorch reads it once, at its first CPU allocation.
+HUGE_PAGES_VARIABLE = "THP_MEM_ALLOC_ENABLE"
+_THP_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled"
+
+
+def request_huge_pages() -> bool:
+    """Set ``THP_MEM_ALLOC_ENABLE=1`` (:data:`HUGE_PAGES_VARIABLE`) unless the environment already sets it,
+    so that PyTorch backs each CPU block of 2 MiB or more with transparent huge pages: a fresh 100 MB
+    temporary then faults in as about 50 pages of 2 MiB instead of 25,000 of 4 KiB. It only takes effect
+    before the process's first CPU tensor is allocated (``--huge-pages`` calls it first thing) and where
+    the kernel's THP setting is "always" or "madvise". Returns :func:`huge_pages_in_effect`."""
+    os.environ.setdefault(HUGE_PAGES_VARIABLE, "1")
+    return huge_pages_in_effect()
+
+
+def huge_pages_in_effect() -> bool:
+    """Whether a fresh 64 MiB CPU tensor faults in as huge pages: True when filling it takes fewer than a
+    quarter of the 16,384 minor page faults that 4 KiB pages would."""
+    x = torch.empty(2**26, dtype=torch.uint8)
+    faults = minor_page_faults()
+    x.fill_(1)
+    return minor_page_faults() - faults < 2**26 // 4096 // 4
+
+
+def allocator_info() -> dict:
+    """The memory settings a run ran with: the huge-page variable as set (or None), the kernel's THP setting
+    (the bracketed choice of /sys/kernel/mm/transparent_hugepage/enabled, or None) and whether huge pages
+    were in effect (:func:`huge_pages_in_effect`)."""
+    try:
+        with open(_THP_SETTING, encoding="utf-8") as f:
+            setting = f.read().split("[", 1)[1].split("]", 1)[0]
+    except (OSError, IndexError):
+        setting = None
+    return {HUGE_PAGES_VARIABLE: os.environ.get(HUGE_PAGES_VARIABLE), "transparent_hugepage": setting,
+            "huge_pages": huge_pages_in_effect()}
+
+
+# ----------------------------------------------------------------------------------------------------
+# the machine
 
 
 def measure_copy_bandwidth(device: torch.device, dtype: torch.dtype, n_bytes: int, repeats: int) -> float:
@@ -297,6 +445,15 @@ def measure_copy_bandwidth(device: torch.device, dtype: torch.dtype, n_bytes: in
     return 2 * src.numel() * src.element_size() / seconds
 
 
+def measure_read_bandwidth(device: torch.device, dtype: torch.dtype, n_bytes: int, repeats: int) -> float:
+    """Bytes per second read by ``x.sum()`` over a tensor of about n_bytes (what a decode step mostly does:
+    stream the cache and the weights once, writing almost nothing): nbytes / median time."""
+    n = max(1, n_bytes // dtype_bytes(dtype))
+    x = torch.randn(n, device=device, dtype=dtype)
+    seconds = statistics.median(time_calls(lambda: x.sum(), device, repeats))
+    return x.numel() * x.element_size() / seconds
+
+
 def measure_matmul_rate(device: torch.device, dtype: torch.dtype, n: int, repeats: int) -> float:
     """FLOP/s of an n x n by n x n matmul in ``dtype``: 2 n^3 / median time."""
     a = torch.randn(n, n, device=device, dtype=dtype)
@@ -305,79 +462,160 @@ def measure_matmul_rate(device: torch.device, dtype: torch.dtype, n: int, repeat
     return 2 * n**3 / seconds
 
 
+def decode_matmul_shape(shape: AttentionShape, tokens: int) -> tuple[int, int, int]:
+    """(rows, width, columns) of the decode-shaped matmul probe: absorbed MLA's scores, n_h query rows of width
+    w = d_c + d_h^R against ``tokens`` cached [c^KV; k^R] columns (a decode step's matmuls all have as few
+    rows: one token's heads)."""
+    check_type("shape", shape, AttentionShape, "an AttentionShape (attnlab.bench.BenchShape(...))")
+    return shape.n_heads, shape.kv_lora_rank + shape.qk_rope_head_dim, check_positive_int("tokens", tokens)
+
+
+def measure_decode_matmul_rate(device: torch.device, dtype: torch.dtype, rows: int, width: int, tokens: int,
+                               repeats: int) -> float:
+    """FLOP/s of a (rows x width) @ (width x tokens) matmul, the skinny shape of a decode step's scores and
+    weighted sums: 2 rows width tokens / median time. With operands that fit in cache it is the arithmetic
+    ceiling a decode step can reach, lower than a square GEMM's (too few rows to reuse each loaded column)."""
+    a = torch.randn(check_positive_int("rows", rows), check_positive_int("width", width), device=device, dtype=dtype)
+    b = torch.randn(width, check_positive_int("tokens", tokens), device=device, dtype=dtype)
+    seconds = statistics.median(time_calls(lambda: a @ b, device, repeats))
+    return 2 * rows * width * tokens / seconds
+
+
 def device_info(device: torch.device) -> dict:
-    """Device name (the GPU's on CUDA, else the CPU's), CPU count, threads and platform."""
+    """Device name (the GPU's on CUDA, else the CPU's), CPU count, threads, platform, and the CPU's details
+    (model name, family and model numbers, the vector ISA torch uses, cache sizes) where Linux gives them."""
     info = {"type": device.type, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "platform": platform.platform()}
+    cpu = _cpu_details()
     if device.type == "cuda":
         info["name"] = torch.cuda.get_device_name(device)
     else:
-        info["name"] = platform.processor() or _cpu_model_name() or platform.machine()
-    return info
+        info["name"] = platform.processor() or cpu.get("cpu_name") or platform.machine()
+    return {**info, **cpu}
 
 
-def _cpu_model_name() -> str:
-    """The CPU's "model name" from /proc/cpuinfo (Linux), or "" where there is none."""
+def _cpu_details() -> dict:
+    """What /proc/cpuinfo and /sys say about CPU 0 (Linux; fewer keys elsewhere): "cpu_name", "cpu_family",
+    "cpu_model", "cpu_capability" (torch's vector ISA, e.g. "AVX512") and "cpu_caches" {"L1d": "48K", ...}."""
+    details: dict = {}
+    fields = {"model name": "cpu_name", "cpu family": "cpu_family", "model": "cpu_model"}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                name = fields.get(key.strip())
+                if name and name not in details:
+                    details[name] = value.strip()
+                if not line.strip() and details:
+                    break  # the first processor only
     except OSError:
         pass
-    return ""
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", None)
+    if capability is not None:
+        details["cpu_capability"] = capability()
+    caches = {}
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for index in sorted(os.listdir(base)):
+            if not index.startswith("index"):
+                continue
+            fields = {}
+            for name in ("type", "level", "size"):
+                with open(os.path.join(base, index, name), encoding="utf-8") as f:
+                    fields[name] = f.read().strip()
+            label = f"L{fields['level']}" + {"Data": "d", "Instruction": "i"}.get(fields["type"], "")
+            caches[label] = fields["size"]
+    except OSError:
+        pass
+    if caches:
+        details["cpu_caches"] = caches
+    return details
+
+
+def process_wall_seconds() -> float | None:
+    """Seconds since this process started (Linux: /proc), or None where that is unknown."""
+    try:
+        with open("/proc/self/stat", encoding="utf-8") as f:
+            started = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22: start time in clock ticks
+        with open("/proc/uptime", encoding="utf-8") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - started / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def peak_rss_bytes() -> int:
+    """The most memory this process has held resident so far (``getrusage(RUSAGE_SELF).ru_maxrss``: KiB on
+    Linux, bytes on macOS), in bytes."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else 1024 * peak
 
 
 # ----------------------------------------------------------------------------------------------------
 # the benchmark
 
 
-def bench_scheme(scheme: str, shape: AttentionShape, context: int, device: torch.device, dtype: torch.dtype,
-                 repeats: int) -> dict:
-    """Time one decode step of ``scheme`` against a cache of ``context`` tokens; check the cache size.
+def bench_context(shape: AttentionShape, context: int, device: torch.device, dtype: torch.dtype, repeats: int,
+                  warmup: int = DEFAULT_WARMUP, schemes: Sequence[str] = SCHEMES,
+                  before: Callable[[str], None] | None = None) -> list[dict]:
+    """One decode step of every scheme against a cache of ``context`` tokens, timed interleaved
+    (:func:`time_interleaved`; ``before(scheme)`` runs before each call); checks each cache's size.
 
-    Returns the median and all times (seconds) and the measured and formula cache bytes (which must agree)."""
-    layer = build_layer(scheme, shape, device, dtype)
-    cache = filled_cache(scheme, shape, context, device, dtype)
-    measured, expected = cache.nbytes, cache_bytes(scheme, shape, context, dtype)
-    if measured != expected:
-        raise AssertionError(f"{scheme}: LayerCache.nbytes={measured} but the formula gives {expected}")
+    Returns one entry per scheme: the :func:`timing_summary` fields (median, minimum, all times, spread,
+    page faults per call) and the measured and formula cache bytes (which must agree)."""
+    schemes = tuple(check_scheme(s) for s in schemes)
+    check_context(context)
     x = torch.randn(1, 1, shape.d_model, device=device, dtype=dtype)
-
-    def reset() -> None:
-        cache.crop(context)  # back to `context` tokens; the next step overwrites the decoded one
-
+    calls, resets, sizes = {}, {}, {}
+    for scheme in schemes:
+        layer = build_layer(scheme, shape, device, dtype)
+        cache = filled_cache(scheme, shape, context, device, dtype)
+        measured, expected = cache.nbytes, cache_bytes(scheme, shape, context, dtype)
+        if measured != expected:
+            raise AssertionError(f"{scheme}: LayerCache.nbytes={measured} but the formula gives {expected}")
+        sizes[scheme] = (measured, expected)
+        calls[scheme] = decode_call(scheme, layer, x, cache)
+        resets[scheme] = (lambda c: lambda: c.crop(context))(cache)  # back to `context` tokens
     with torch.inference_mode():
-        times = time_calls(decode_call(scheme, layer, x, cache), device, repeats, reset=reset)
-    return {"scheme": scheme, "context": context, "time_s": statistics.median(times), "time_min_s": min(times),
-            "times_s": times,
-            "cache_bytes_measured": measured, "cache_bytes_formula": expected}
+        timings = time_interleaved(calls, device, repeats, warmup, resets, before)
+    return [{"scheme": scheme, "context": context, **timing_summary(timings[scheme]),
+             "cache_bytes_measured": sizes[scheme][0], "cache_bytes_formula": sizes[scheme][1]}
+            for scheme in schemes]
 
 
 def bench_sdpa(scheme: str, shape: AttentionShape, context: int, device: torch.device, dtype: torch.dtype,
-               repeats: int) -> dict:
+               repeats: int, warmup: int = DEFAULT_WARMUP, before: Callable[[str], None] | None = None) -> dict:
     """The dense attention core of one decode step: q (1, n_h, 1, d_h) against k, v (1, n_kv, T, d_h),
-    :func:`grouped_attention` against ``F.scaled_dot_product_attention(..., enable_gqa=True)``."""
+    :func:`grouped_attention` against ``F.scaled_dot_product_attention(..., enable_gqa=True)``, interleaved."""
     t = check_context(context) + 1
     g = n_kv_heads(scheme, shape)
     q = torch.randn(1, shape.n_heads, 1, shape.head_dim, device=device, dtype=dtype)
     k = torch.randn(1, g, t, shape.head_dim, device=device, dtype=dtype)
     v = torch.randn(1, g, t, shape.head_dim, device=device, dtype=dtype)
+    calls = {"grouped_attention": lambda: grouped_attention(q, k, v, causal=True),
+             "sdpa": lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)}
     with torch.inference_mode():
-        ours, theirs = time_pair(lambda: grouped_attention(q, k, v, causal=True),
-                                 lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True), device, repeats)
+        timings = time_interleaved(calls, device, repeats, warmup, before=before)
         diff = (grouped_attention(q, k, v)[0].float() - F.scaled_dot_product_attention(
             q, k, v, enable_gqa=True).float()).abs().max().item()
-    return {"scheme": scheme, "context": context, **_pair_stats("grouped_attention", ours, "sdpa", theirs),
-            "max_abs_diff": diff}
+    return {"scheme": scheme, "context": context,
+            **_peer_stats(timings, [("grouped_attention", "sdpa")]), "max_abs_diff": diff}
 
 
-def _pair_stats(name_a: str, times_a: list[float], name_b: str, times_b: list[float]) -> dict:
-    """Medians, minima and the ratios a / b of both (the minimum is the least disturbed on a shared machine)."""
-    med_a, med_b = statistics.median(times_a), statistics.median(times_b)
-    return {f"{name_a}_s": med_a, f"{name_b}_s": med_b, f"{name_a}_min_s": min(times_a),
-            f"{name_b}_min_s": min(times_b), f"ratio_{name_a}_over_{name_b}": med_a / med_b,
-            f"ratio_{name_a}_over_{name_b}_min": min(times_a) / min(times_b)}
+def _peer_stats(timings: Mapping[str, Mapping[str, list]], ratios: Sequence[tuple[str, str]]) -> dict:
+    """Per function: median ``<name>_s``, minimum ``<name>_min_s``, every time ``<name>_times_s``,
+    ``<name>_spread`` and ``<name>_faults_per_call``; per pair (a, b): ``ratio_a_over_b`` of the medians and
+    ``ratio_a_over_b_min`` of the minima (the minimum is the least disturbed on a shared machine)."""
+    out: dict = {}
+    for name, timing in timings.items():
+        summary = timing_summary(timing)
+        out.update({f"{name}_s": summary["time_s"], f"{name}_min_s": summary["time_min_s"],
+                    f"{name}_times_s": summary["times_s"], f"{name}_spread": summary["spread"],
+                    f"{name}_faults_per_call": summary["faults_per_call"]})
+    for a, b in ratios:
+        out[f"ratio_{a}_over_{b}"] = out[f"{a}_s"] / out[f"{b}_s"]
+        out[f"ratio_{a}_over_{b}_min"] = out[f"{a}_min_s"] / out[f"{b}_min_s"]
+    return out
 
 
 def hf_attention(shape: AttentionShape, max_positions: int, device: torch.device, dtype: torch.dtype):
@@ -399,28 +637,46 @@ def hf_attention(shape: AttentionShape, max_positions: int, device: torch.device
     return attention, rotary, DynamicCache
 
 
+def hf_filled_cache(attention, c_kv: torch.Tensor, k_rope: torch.Tensor):
+    """A transformers ``DynamicCache`` for ``attention`` (a ``DeepseekV3Attention``) holding the latents
+    c_kv (1, L, d_c) and RoPE keys k_rope (1, L, d_h^R) exactly as its prefill would have cached them: the
+    layer calls ``cache.update(kv_nope, k_rot, layer_idx)`` with the normed latent and the rotated key
+    viewed as single-head 4-D tensors, so its layer holds keys (1, 1, L, d_c) and values (1, 1, L, d_h^R).
+    Filling it directly skips a prefill that would cost far more than the decode step being measured."""
+    from transformers.cache_utils import DynamicCache
+
+    check_type("c_kv", c_kv, torch.Tensor)
+    check_type("k_rope", k_rope, torch.Tensor)
+    config = attention.config
+    if (c_kv.ndim != 3 or k_rope.ndim != 3 or c_kv.shape[:2] != k_rope.shape[:2]
+            or c_kv.shape[-1] != config.kv_lora_rank or k_rope.shape[-1] != config.qk_rope_head_dim):
+        raise ValueError(f"c_kv {tuple(c_kv.shape)} and k_rope {tuple(k_rope.shape)} must be (batch, L, "
+                         f"{config.kv_lora_rank}) and (batch, L, {config.qk_rope_head_dim})")
+    cache = DynamicCache(config=config)
+    cache.update(c_kv[:, None], k_rope[:, None], attention.layer_idx)
+    return cache
+
+
 def bench_hf_mla(shape: AttentionShape, context: int, device: torch.device, dtype: torch.dtype, repeats: int,
-                 chunk: int = 512) -> dict:
-    """Hugging Face ``DeepseekV3Attention`` decode (DynamicCache filled by a prefill of ``context`` random
-    tokens in chunks of ``chunk``) against :class:`MultiHeadLatentAttention` absorbed decode with the same
-    weights and the same cached latents. cos/sin are computed outside the timed region (Hugging Face
-    computes them once per model, not per layer)."""
+                 warmup: int = DEFAULT_WARMUP, before: Callable[[str], None] | None = None) -> dict:
+    """Hugging Face ``DeepseekV3Attention`` decode against :class:`MultiHeadLatentAttention` naive and absorbed
+    decode with the same weights and the same cached latents, interleaved. Both caches are filled directly
+    with the same ``context`` random latents and RoPE keys (:func:`hf_filled_cache`, a :class:`LayerCache`);
+    cos/sin are computed outside the timed region (Hugging Face computes them once per model, not per
+    layer). Hugging Face's DynamicCache appends by ``torch.cat``, part of its step as it is in use."""
     check_context(context)
-    attention, rotary, dynamic_cache = hf_attention(shape, context + 1, device, dtype)
-    ours = from_transformers(attention).eval()
-    theirs = dynamic_cache(config=attention.config)
+    attention, rotary, _ = hf_attention(shape, context + 1, device, dtype)
+    naive = from_transformers(attention).eval().use("naive")
+    absorbed = from_transformers(attention).eval().use("absorbed")
     with torch.inference_mode():
-        x = torch.randn(1, context, shape.d_model, device=device, dtype=dtype)
-        for start in range(0, context, chunk):
-            end = min(start + chunk, context)
-            cos, sin = rotary(x, torch.arange(start, end, device=device)[None])
-            mask = torch.full((end - start, end), -math.inf, device=device, dtype=dtype).triu(start + 1)
-            attention_forward(attention, x[:, start:end], (cos, sin), mask[None, None], theirs)
-        layer = theirs.layers[0]
-        saved_hf = (layer.keys, layer.values)  # (1, 1, L, d_c) normed latents, (1, 1, L, d_h^R) rotated keys
+        c_kv = torch.randn(1, context, shape.kv_lora_rank, device=device, dtype=dtype)
+        k_rope = torch.randn(1, context, shape.qk_rope_head_dim, device=device, dtype=dtype)
+        theirs = hf_filled_cache(attention, c_kv, k_rope)
         cache = LayerCache(seq_dim=1, capacity=context + 1)
-        cache.update(c_kv=layer.keys[:, 0].contiguous(), k_rope=layer.values[:, 0].contiguous())
-        ours.use("absorbed")
+        cache.update(c_kv=c_kv, k_rope=k_rope)
+        del c_kv, k_rope
+        layer = theirs.layers[attention.layer_idx]
+        saved_hf = (layer.keys, layer.values)
         x_new = torch.randn(1, 1, shape.d_model, device=device, dtype=dtype)
         cos, sin = rotary(x_new, torch.tensor([[context]], device=device))
 
@@ -430,50 +686,103 @@ def bench_hf_mla(shape: AttentionShape, context: int, device: torch.device, dtyp
         def reset_ours() -> None:
             cache.crop(context)
 
-        def step_hf() -> torch.Tensor:
-            return attention_forward(attention, x_new, (cos, sin), None, theirs)[0]
-
-        def step_ours() -> torch.Tensor:
-            return ours(x_new, cache).output
-
-        hf_times, our_times = time_pair(step_hf, step_ours, device, repeats, reset_a=reset_hf, reset_b=reset_ours)
+        calls = {"hf": lambda: attention_forward(attention, x_new, (cos, sin), None, theirs)[0],
+                 "attnlab_naive": lambda: naive(x_new, cache).output,
+                 "attnlab_absorbed": lambda: absorbed(x_new, cache).output}
+        resets = {"hf": reset_hf, "attnlab_naive": reset_ours, "attnlab_absorbed": reset_ours}
+        timings = time_interleaved(calls, device, repeats, warmup, resets, before)
+        outputs = {}
+        for name, fn in calls.items():
+            resets[name]()
+            outputs[name] = fn().float()
         reset_hf()
         reset_ours()
-        diff = (step_hf().float() - step_ours().float()).abs().max().item()
-    return {"context": context, **_pair_stats("hf", hf_times, "attnlab_absorbed", our_times), "max_abs_diff": diff}
+    return {"context": context,
+            **_peer_stats(timings, [("hf", "attnlab_absorbed"), ("hf", "attnlab_naive")]),
+            "max_abs_diff": (outputs["hf"] - outputs["attnlab_absorbed"]).abs().max().item(),
+            "max_abs_diff_naive": (outputs["hf"] - outputs["attnlab_naive"]).abs().max().item()}
 
 
 def roofline_entry(scheme: str, shape: AttentionShape, context: int, dtype: torch.dtype, seconds: float,
-                   bandwidth: float, matmul_rate: float) -> dict:
-    """Formula FLOPs and bytes of one decode step, intensity, bound, and what the measured time achieved."""
+                   machine: Mapping[str, float]) -> dict:
+    """Formula FLOPs and bytes of one decode step (bytes read + the token appended), intensity, bound, and
+    what the measured time achieved, against the machine's roofline (``machine["roofline_bandwidth"]``,
+    ``machine["roofline_flops"]``: read bandwidth and decode matmul ceiling) and its copy bandwidth."""
     flops = decode_flops(scheme, shape, context)
-    n_bytes = decode_bytes_read(scheme, shape, context, dtype)
+    bytes_read = decode_bytes_read(scheme, shape, context, dtype)
+    appended = cache_append_bytes(scheme, shape, dtype)
+    n_bytes = bytes_read + appended
     intensity = flops / n_bytes
-    balance = matmul_rate / bandwidth
+    bandwidth, peak = machine["roofline_bandwidth"], machine["roofline_flops"]
     achieved_bw = n_bytes / seconds
     achieved_flops = flops / seconds
-    return {"scheme": scheme, "context": context, "flops": flops, "bytes": n_bytes, "intensity": intensity,
-            "bound": roofline_bound(intensity, balance), "achieved_bandwidth": achieved_bw,
-            "bandwidth_fraction": achieved_bw / bandwidth, "achieved_flops": achieved_flops,
-            "flops_fraction": achieved_flops / matmul_rate,
-            "attainable_flops": attainable_flops(intensity, bandwidth, matmul_rate)}
+    attainable = attainable_flops(intensity, bandwidth, peak)
+    return {"scheme": scheme, "context": context, "flops": flops, "bytes": n_bytes, "bytes_read": bytes_read,
+            "bytes_appended": appended, "intensity": intensity, "bound": roofline_bound(intensity, peak / bandwidth),
+            "achieved_bandwidth": achieved_bw, "bandwidth_fraction": achieved_bw / bandwidth,
+            "copy_bandwidth_fraction": achieved_bw / machine["copy_bandwidth"], "achieved_flops": achieved_flops,
+            "flops_fraction": achieved_flops / peak, "attainable_flops": attainable,
+            "roofline_fraction": achieved_flops / attainable}
+
+
+def measure_targets(report: Mapping) -> list[dict]:
+    """:data:`TARGETS` against a report (the dict :func:`run_benchmark` returns), at its largest context:
+    one dict per target, its fields plus "context", "measured" (None where the run lacks the peer) and
+    "met" (measured >= goal; None when not measured), and "detail" (the numbers behind it)."""
+    context = max(report["contexts"])
+    timing = {r["scheme"]: r for r in report["results"] if r["context"] == context}
+    roof = {r["scheme"]: r for r in report["roofline"] if r["context"] == context}
+    machine = report["machine"]
+    hf = next((r for r in report["peers"].get("hf_deepseek_v3", []) if r["context"] == context), None)
+    measured: dict[str, tuple[float | None, str]] = {}
+    if "dsa" in timing and "mla_absorbed" in timing:
+        dsa, mla = timing["dsa"]["time_s"], timing["mla_absorbed"]["time_s"]
+        measured["dsa_speedup_over_mla_absorbed"] = (mla / dsa, f"{mla * 1e3:.3f} ms / {dsa * 1e3:.3f} ms")
+    if "mha" in timing:
+        rate = roof["mha"]["bytes_read"] / timing["mha"]["time_s"]
+        measured["mha_copy_bandwidth_fraction"] = (
+            rate / machine["copy_bandwidth"], f"{rate / 1e9:.2f} GB/s of {machine['copy_bandwidth'] / 1e9:.2f} "
+            f"(read bandwidth {machine['read_bandwidth'] / 1e9:.2f}: {rate / machine['read_bandwidth']:.0%})")
+    if "mla_absorbed" in roof:
+        r = roof["mla_absorbed"]
+        measured["mla_absorbed_roofline_fraction"] = (
+            r["roofline_fraction"], f"{r['achieved_flops'] / 1e9:.1f} of {r['attainable_flops'] / 1e9:.1f} GFLOP/s "
+            f"({r['intensity']:.1f} FLOP/B, {r['bound']}-bound)")
+    if hf is not None:
+        measured["hf_slowdown_over_mla_absorbed"] = (
+            hf["ratio_hf_over_attnlab_absorbed"], f"{hf['hf_s'] * 1e3:.2f} ms / {hf['attnlab_absorbed_s'] * 1e3:.2f} "
+            f"ms (naive {hf['attnlab_naive_s'] * 1e3:.2f} ms: {hf['ratio_hf_over_attnlab_naive']:.2f}x)")
+    out = []
+    for target in TARGETS:
+        value, detail = measured.get(target["key"], (None, "not measured in this run"))
+        out.append({**target, "context": context, "measured": value,
+                    "met": None if value is None else value >= target["goal"], "detail": detail})
+    return out
 
 
 def run_benchmark(device: torch.device | str = "cpu", dtype: torch.dtype | str = "float32",
-                  contexts: Sequence[int] | str = DEFAULT_CONTEXTS, repeats: int = 7,
+                  contexts: Sequence[int] | str = DEFAULT_CONTEXTS, repeats: int = DEFAULT_REPEATS,
                   shape: AttentionShape = DEFAULT_SHAPE, copy_bytes: int | None = None, gemm_n: int | None = None,
-                  hf_peer: bool = True, progress: bool = False,
-                  on_table: Callable[[str], None] | None = None) -> dict:
-    """Every scheme at every context, the peers and the roofline; returns the JSON-ready result dict.
+                  hf_peer: bool = True, progress: bool = False, on_table: Callable[[str], None] | None = None,
+                  warmup: int = DEFAULT_WARMUP, hf_repeats: int | None = None,
+                  decode_tokens: int | None = None) -> dict:
+    """Every scheme at every context, the peers, the roofline and the targets; returns the JSON-ready dict.
 
-    copy_bytes / gemm_n size the bandwidth and matmul probes (None: 128 MiB and 1024 on CPU, 1 GiB and 8192
-    on CUDA). Every context must exceed the DSA top-k, so the sparse path really selects. ``progress`` shows
-    a bar (on stderr) over every measurement; ``on_table`` receives each table of the report as text as
-    soon as its numbers are measured (the command line prints them), the same text
-    :func:`format_report` gives at the end."""
+    ``repeats`` timed rounds after ``warmup`` untimed ones at each context (every scheme once per round,
+    :func:`time_interleaved`); the Hugging Face peer runs ``hf_repeats`` rounds (None: min(repeats,
+    :data:`DEFAULT_HF_REPEATS`)). copy_bytes sizes the copy and read probes, gemm_n the square GEMM,
+    decode_tokens the decode-shaped matmul's columns (None: 128 MiB, 1024 and 1024 on CPU; 1 GiB, 8192 and
+    32768 on CUDA). Every context must exceed the DSA top-k, so the sparse path really selects.
+    ``progress`` shows a bar (on stderr) over every timed call; ``on_table`` receives each table of the
+    report as text as soon as its numbers are measured (the command line prints them), the same text
+    :func:`format_report` gives at the end, the goal-vs-measured targets and the run's cost last."""
+    started = time.perf_counter()
     device, dtype = parse_device(device), parse_dtype(dtype)
     contexts = parse_contexts(contexts)
     check_positive_int("repeats", repeats)
+    check_non_negative_int("warmup", warmup)
+    hf_repeats = min(repeats, DEFAULT_HF_REPEATS) if hf_repeats is None else check_positive_int("hf_repeats",
+                                                                                               hf_repeats)
     check_type("shape", shape, AttentionShape, "an AttentionShape (attnlab.bench.BenchShape(...))")
     if min(contexts) <= shape.index_topk:
         raise ValueError(f"every context must exceed index_topk={shape.index_topk} (DSA must select), "
@@ -481,75 +790,121 @@ def run_benchmark(device: torch.device | str = "cpu", dtype: torch.dtype | str =
     cuda = device.type == "cuda"
     copy_bytes = (2**30 if cuda else 2**27) if copy_bytes is None else check_positive_int("copy_bytes", copy_bytes)
     gemm_n = (8192 if cuda else 1024) if gemm_n is None else check_positive_int("gemm_n", gemm_n)
+    decode_tokens = (DECODE_MATMUL_TOKENS[device.type] if decode_tokens is None
+                     else check_positive_int("decode_tokens", decode_tokens))
+    check_bool("hf_peer", hf_peer)
     check_bool("progress", progress)
     if on_table is not None and not callable(on_table):
         raise ArgumentTypeError(f"on_table must be None or callable (e.g. print), got {type(on_table).__name__}")
     show = on_table or (lambda text: None)
-    steps = 2 + len(contexts) * (len(SCHEMES) + len(DENSE_SCHEMES) + (1 if hf_peer else 0))
-    bar = tqdm(total=steps, desc="benchmark", unit="run", disable=not progress, file=sys.stderr, leave=False)
+    report = _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes, gemm_n, decode_tokens,
+                  hf_peer, progress, show)
+    report["targets"] = measure_targets(report)
+    show(format_targets_table(report["targets"]))
+    report["run"] = {"wall_s": time.perf_counter() - started, "sections_s": report.pop("sections_s"),
+                     "process_wall_s": process_wall_seconds(),
+                     "peak_rss_bytes": peak_rss_bytes(), "peak_rss_source": "getrusage(RUSAGE_SELF).ru_maxrss",
+                     "minor_page_faults": minor_page_faults()}
+    show(format_run(report["run"]))
+    return report
 
-    def advance(what: str) -> None:
+
+def _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes, gemm_n, decode_tokens, hf_peer,
+         progress, show) -> dict:
+    rounds, hf_rounds = warmup + repeats, warmup + hf_repeats
+    steps = 4 + len(contexts) * rounds * (len(SCHEMES) + 2 * len(DENSE_SCHEMES)) + (
+        len(contexts) * hf_rounds * 3 if hf_peer else 0)
+    bar = tqdm(total=steps, desc="benchmark", unit="call", disable=not progress, file=sys.stderr, leave=False)
+
+    def step(what: str) -> None:
         bar.set_postfix_str(what)
         bar.update()
 
+    sections, clock = {}, time.perf_counter()
+
+    def lap(name: str) -> None:  # seconds each part of the run took
+        nonlocal clock
+        now = time.perf_counter()
+        sections[name], clock = now - clock, now
+
     torch.manual_seed(0)
+    probe_repeats = max(repeats, 5)
     bar.set_postfix_str("copy bandwidth")
-    bandwidth = measure_copy_bandwidth(device, dtype, copy_bytes, repeats)
-    advance("matmul rate")
-    matmul_rate = measure_matmul_rate(device, dtype, gemm_n, repeats)
-    advance("decode steps")
-    machine = {"copy_bandwidth": bandwidth, "copy_bytes": copy_bytes, "matmul_rate": matmul_rate,
-               "gemm_n": gemm_n, "balance_flops_per_byte": matmul_rate / bandwidth}
+    copy_bw = measure_copy_bandwidth(device, dtype, copy_bytes, probe_repeats)
+    step("read bandwidth")
+    read_bw = measure_read_bandwidth(device, dtype, copy_bytes, probe_repeats)
+    step("matmul rate")
+    matmul_rate = measure_matmul_rate(device, dtype, gemm_n, 3 * probe_repeats)  # short calls: more of them
+    step("decode-shaped matmul")
+    rows, width, tokens = decode_matmul_shape(shape, decode_tokens)
+    decode_rate = measure_decode_matmul_rate(device, dtype, rows, width, tokens, 3 * probe_repeats)
+    step("decode steps")
+    machine = {"copy_bandwidth": copy_bw, "copy_bytes": copy_bytes, "matmul_rate": matmul_rate, "gemm_n": gemm_n,
+               "balance_flops_per_byte": matmul_rate / copy_bw,
+               "read_bandwidth": read_bw, "read_bytes": copy_bytes,
+               "decode_matmul_rate": decode_rate, "decode_matmul_shape": [rows, width, tokens],
+               "roofline_bandwidth": read_bw, "roofline_flops": decode_rate,
+               "roofline_balance": decode_rate / read_bw,
+               "roofline_uses": "read bandwidth (x.sum()) and the decode-shaped matmul ceiling"}
     header = {"device": device_info(device), "dtype": str(dtype).removeprefix("torch."),
               "torch_version": torch.__version__,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "shape": shape_arguments(shape), "machine": machine}
+              "shape": shape_arguments(shape), "machine": machine, "repeats": repeats, "warmup": warmup,
+              "allocator": allocator_info()}
+    lap("probes")
     show(format_header(header))
     results, roofline = [], []
     for context in contexts:
-        for scheme in SCHEMES:
-            bar.set_postfix_str(f"{scheme} at {context:,} tokens")
-            entry = bench_scheme(scheme, shape, context, device, dtype, repeats)
-            results.append(entry)
-            roofline.append(roofline_entry(scheme, shape, context, dtype, entry["time_s"], bandwidth, matmul_rate))
-            advance(f"{scheme} at {context:,} tokens")
-        mha = next(r for r in results if r["scheme"] == "mha" and r["context"] == context)
-        for r in results[-len(SCHEMES):]:
+        entries = bench_context(shape, context, device, dtype, repeats, warmup,
+                                before=lambda name, c=context: step(f"{name} at {c:,} tokens"))
+        mha = next(r for r in entries if r["scheme"] == "mha")
+        for r in entries:
             r["time_vs_mha"] = r["time_s"] / mha["time_s"]
             r["cache_vs_mha"] = r["cache_bytes_measured"] / mha["cache_bytes_measured"]
-        show(format_decode_table(results[-len(SCHEMES):]))
+            roofline.append(roofline_entry(r["scheme"], shape, context, dtype, r["time_s"], machine))
+        results += entries
+        show(format_decode_table(entries))
+    lap("decode")
     show(format_roofline_table(machine, roofline))
     sdpa = []
     for context in contexts:
         for scheme in DENSE_SCHEMES:
-            bar.set_postfix_str(f"SDPA peer: {scheme} at {context:,} tokens")
-            sdpa.append(bench_sdpa(scheme, shape, context, device, dtype, repeats))
-            advance(f"SDPA peer: {scheme} at {context:,} tokens")
+            sdpa.append(bench_sdpa(scheme, shape, context, device, dtype, repeats, warmup,
+                                   before=lambda name, s=scheme, c=context: step(f"SDPA peer: {s} at {c:,} tokens")))
+    lap("sdpa_peer")
     show(format_sdpa_table(sdpa))
     hf = []
     for context in contexts if hf_peer else ():
-        bar.set_postfix_str(f"Hugging Face peer at {context:,} tokens")
-        hf.append(bench_hf_mla(shape, context, device, dtype, repeats))
-        advance(f"Hugging Face peer at {context:,} tokens")
+        hf.append(bench_hf_mla(shape, context, device, dtype, hf_repeats, warmup,
+                               before=lambda name, c=context: step(f"Hugging Face peer at {c:,} tokens")))
+    lap("hf_peer")
     if hf:
         show(format_hf_table(hf))
     bar.close()
     return {
-        "device": device_info(device),
-        "dtype": str(dtype).removeprefix("torch."),
+        "device": header["device"],
+        "dtype": header["dtype"],
         "torch_version": torch.__version__,
         "date": header["date"],
         "batch": 1,
         "repeats": repeats,
+        "warmup": warmup,
+        "hf_repeats": hf_repeats if hf_peer else None,
+        "timing": ("interleaved: each round runs every scheme's step once, in an order rotating from round to "
+                   "round; warmup rounds dropped; times_s in round order; spread = (max - min) / median of the "
+                   "middle half; faults = minor page faults per timed call"),
         "contexts": list(contexts),
         "shape": shape_arguments(shape),
         "schemes": list(SCHEMES),
         "machine": machine,
+        "allocator": header["allocator"],
         "results": results,
         "roofline": roofline,
         "peers": {"sdpa": sdpa, "hf_deepseek_v3": hf},
+        "sections_s": sections,
         "notes": ("T = context + 1 keys per decode step; formulas in attnlab.bench's docstring count each byte "
-                  "once; LayerCache writes each new token into preallocated storage, so no step copies the cache."),
+                  "once; bytes = bytes read + the token appended to the cache (LayerCache writes it into "
+                  "preallocated storage, so no step copies the cache)."),
     }
 
 
@@ -567,32 +922,50 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
 
 
 def format_header(report: dict) -> str:
-    """The machine, the dtype and the layer's shape: the report's first lines."""
+    """The machine, the dtype, the layer's shape and the timing plan: the report's first lines."""
     dev = report["device"]
-    return (f"device {dev['type']} ({dev['name']}, {dev['cpu_count']} CPUs), dtype {report['dtype']}, "
-            f"torch {report['torch_version']}, {report['date']}\nshape {report['shape']}\n")
+    extra = ", ".join(str(dev[k]) for k in ("cpu_capability",) if k in dev)
+    caches = ", ".join(f"{k} {v}" for k, v in dev.get("cpu_caches", {}).items())
+    cpu = f" [{', '.join(part for part in (extra, caches) if part)}]" if extra or caches else ""
+    timing = (f"\ntiming: {report['repeats']} interleaved rounds after {report['warmup']} warm-up rounds per context"
+              if "warmup" in report else "")
+    if "allocator" in report:
+        a = report["allocator"]
+        pages = "transparent huge pages" if a["huge_pages"] else "4 KiB pages"
+        timing += (f"; memory: {pages} ({HUGE_PAGES_VARIABLE}={a[HUGE_PAGES_VARIABLE]}, kernel THP "
+                   f"{a['transparent_hugepage']})")
+    return (f"device {dev['type']} ({dev['name']}, {dev['cpu_count']} CPUs{cpu}), {dev.get('torch_threads', '?')} "
+            f"torch threads, dtype {report['dtype']}, torch {report['torch_version']}, {report['date']}\n"
+            f"shape {report['shape']}{timing}\n")
 
 
 def format_decode_table(results: Sequence[dict]) -> str:
-    """The decode-step table: time and measured cache bytes of each scheme (one row per scheme and context)."""
+    """The decode-step table: time, its spread and page faults, and the measured cache bytes of each scheme
+    (one row per scheme and context)."""
     rows = [[r["scheme"], r["context"], f"{r['time_s'] * 1e3:.3f}", f"{r['time_min_s'] * 1e3:.3f}",
-             r["cache_bytes_measured"], r["cache_bytes_formula"], f"{r['time_vs_mha']:.2f}", f"{r['cache_vs_mha']:.4f}"]
-            for r in results]
-    return "\n".join(["Decode step (one layer, batch 1; median and min of the repeats)",
-                      format_table(["scheme", "context", "median ms", "min ms", "cache B (measured)",
-                                    "cache B (formula)", "time/MHA", "cache/MHA"], rows), ""])
+             f"{r['spread']:.1%}", f"{r['faults_per_call']:.0f}", r["cache_bytes_measured"], r["cache_bytes_formula"],
+             f"{r['time_vs_mha']:.2f}", f"{r['cache_vs_mha']:.4f}"] for r in results]
+    return "\n".join(["Decode step (one layer, batch 1; median and min of the interleaved rounds)",
+                      format_table(["scheme", "context", "median ms", "min ms", "spread", "faults/call",
+                                    "cache B (measured)", "cache B (formula)", "time/MHA", "cache/MHA"], rows), ""])
 
 
 def format_roofline_table(machine: dict, roofline: Sequence[dict]) -> str:
-    """Each scheme on the roofline of the measured copy bandwidth and matmul rate."""
+    """Each scheme on the roofline of the measured read bandwidth and decode matmul ceiling."""
     m = machine
-    rows = [[r["scheme"], r["context"], f"{r['flops'] / 1e6:.2f}", f"{r['bytes'] / 1e6:.3f}", f"{r['intensity']:.2f}",
-             r["bound"], f"{r['achieved_bandwidth'] / 1e9:.2f}", f"{r['bandwidth_fraction']:.2f}",
-             f"{r['flops_fraction']:.3f}"] for r in roofline]
-    return "\n".join([f"Roofline: copy bandwidth {m['copy_bandwidth'] / 1e9:.2f} GB/s, matmul "
-                      f"{m['matmul_rate'] / 1e9:.1f} GFLOP/s, balance {m['balance_flops_per_byte']:.1f} FLOP/byte",
-                      format_table(["scheme", "context", "MFLOP", "MB", "FLOP/B", "bound", "GB/s", "of copy BW",
-                                    "of matmul"], rows), ""])
+    rows, width, tokens = m["decode_matmul_shape"]
+    table = [[r["scheme"], r["context"], f"{r['flops'] / 1e6:.2f}", f"{r['bytes'] / 1e6:.3f}", r["bytes_appended"],
+              f"{r['intensity']:.2f}", r["bound"], f"{r['achieved_bandwidth'] / 1e9:.2f}",
+              f"{r['bandwidth_fraction']:.2f}", f"{r['copy_bandwidth_fraction']:.2f}",
+              f"{r['roofline_fraction']:.2f}"] for r in roofline]
+    return "\n".join([
+        f"Roofline: read bandwidth {m['read_bandwidth'] / 1e9:.2f} GB/s (x.sum()), decode matmul "
+        f"({rows} x {width}) @ ({width} x {tokens}) {m['decode_matmul_rate'] / 1e9:.1f} GFLOP/s, balance "
+        f"{m['roofline_balance']:.1f} FLOP/byte\n          (copy bandwidth {m['copy_bandwidth'] / 1e9:.2f} GB/s, "
+        f"{m['gemm_n']}^2 GEMM {m['matmul_rate'] / 1e9:.1f} GFLOP/s, their balance "
+        f"{m['balance_flops_per_byte']:.1f} FLOP/byte)",
+        format_table(["scheme", "context", "MFLOP", "MB moved", "append B", "FLOP/B", "bound", "GB/s", "of read BW",
+                      "of copy BW", "of bound"], table), ""])
 
 
 def format_sdpa_table(sdpa: Sequence[dict]) -> str:
@@ -607,20 +980,52 @@ def format_sdpa_table(sdpa: Sequence[dict]) -> str:
 
 
 def format_hf_table(hf: Sequence[dict]) -> str:
-    """Hugging Face's DeepseekV3Attention against the library's absorbed MLA."""
-    rows = [[r["context"], f"{r['hf_s'] * 1e3:.3f}", f"{r['attnlab_absorbed_s'] * 1e3:.3f}",
+    """Hugging Face's DeepseekV3Attention against the library's naive and absorbed MLA."""
+    rows = [[r["context"], f"{r['hf_s'] * 1e3:.3f}", f"{r['attnlab_naive_s'] * 1e3:.3f}",
+             f"{r['attnlab_absorbed_s'] * 1e3:.3f}", f"{r['ratio_hf_over_attnlab_naive']:.2f}",
              f"{r['ratio_hf_over_attnlab_absorbed']:.2f}", f"{r['ratio_hf_over_attnlab_absorbed_min']:.2f}",
-             f"{r['max_abs_diff']:.1e}"] for r in hf]
-    return "\n".join(["MLA decode: transformers DeepseekV3Attention vs attnlab absorbed (same weights, same cache)",
-                      format_table(["context", "HF ms", "attnlab ms", "HF/attnlab", "(min/min)", "max|diff|"], rows)])
+             f"{r['hf_faults_per_call']:.0f}", f"{max(r['max_abs_diff'], r['max_abs_diff_naive']):.1e}"] for r in hf]
+    return "\n".join(["MLA decode: transformers DeepseekV3Attention vs attnlab naive and absorbed (same weights, "
+                      "same cache)",
+                      format_table(["context", "HF ms", "naive ms", "absorbed ms", "HF/naive", "HF/absorbed",
+                                    "(min/min)", "HF faults/call", "max|diff|"], rows), ""])
+
+
+def _format_goal(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0%}" if unit == "%" else f"{value:.2f}x"
+
+
+def format_targets_table(targets: Sequence[dict]) -> str:
+    """The goals against what the run measured (:func:`measure_targets`), one row per target."""
+    rows = [[t["target"], f">= {_format_goal(t['goal'], t['unit'])}", _format_goal(t["measured"], t["unit"]),
+             {True: "yes", False: "NO", None: "-"}[t["met"]], t["detail"]] for t in targets]
+    context = targets[0]["context"] if targets else "?"
+    return "\n".join([f"Targets at L = {context:,} tokens: goal vs measured",
+                      format_table(["target", "goal", "measured", "met", "from"], rows), ""])
+
+
+def format_run(run: dict) -> str:
+    """The run's own cost: wall time (of the benchmark, and of the whole process) and peak memory."""
+    process = "" if run.get("process_wall_s") is None else f", {run['process_wall_s']:.1f} s since the process began"
+    parts = ", ".join(f"{name.replace('_', ' ')} {seconds:.1f} s"
+                      for name, seconds in run.get("sections_s", {}).items())
+    return (f"Run: {run['wall_s']:.1f} s wall{process}" + (f" ({parts})" if parts else "") +
+            f"; peak memory {run['peak_rss_bytes'] / 2**30:.2f} GiB resident ({run['peak_rss_source']})")
 
 
 def format_report(report: dict) -> str:
     """The result dict of :func:`run_benchmark` as plain-text tables (the sections, in the order measured)."""
-    out = [format_header(report), format_decode_table(report["results"]),
+    out = [format_header(report), *(format_decode_table([r for r in report["results"] if r["context"] == c])
+                                    for c in report["contexts"]),
            format_roofline_table(report["machine"], report["roofline"]), format_sdpa_table(report["peers"]["sdpa"])]
     if report["peers"]["hf_deepseek_v3"]:
         out.append(format_hf_table(report["peers"]["hf_deepseek_v3"]))
+    if "targets" in report:
+        out.append(format_targets_table(report["targets"]))
+    if "run" in report:
+        out.append(format_run(report["run"]))
     return "\n".join(out)
 
 
@@ -634,24 +1039,31 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m attnlab.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--dtype", default="float32", help="float32 or bfloat16")
-    parser.add_argument("--contexts", default=None, help="comma-separated context lengths")
-    parser.add_argument("--repeats", type=int, default=None, help="timed calls per measurement (median)")
+    parser.add_argument("--contexts", default=None, help="comma-separated context lengths (default 1024,...,32768)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help=f"timed rounds per context (median; default {DEFAULT_REPEATS})")
+    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed rounds before them")
     parser.add_argument("--out", default=None, help="write the results as JSON to this path")
     parser.add_argument("--quick", action="store_true", help="tiny shape and contexts, for tests")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's own choice); recorded in the JSON")
+    parser.add_argument("--huge-pages", action="store_true",
+                        help=f"set {HUGE_PAGES_VARIABLE}=1: large temporaries fault in as 2 MiB pages, not 4 KiB")
     args = parser.parse_args(argv)
+    if args.huge_pages:
+        request_huge_pages()  # before the first CPU tensor, or PyTorch never reads it
     if args.threads is not None:
         torch.set_num_threads(check_positive_int("threads", args.threads))
+    options = {"warmup": args.warmup, "progress": True, "on_table": _print_now}
     if args.quick:
         contexts = QUICK_CONTEXTS if args.contexts is None else args.contexts
         repeats = 2 if args.repeats is None else args.repeats
         report = run_benchmark(args.device, args.dtype, contexts, repeats, QUICK_SHAPE, copy_bytes=2**23, gemm_n=256,
-                               progress=True, on_table=_print_now)
+                               **options)
     else:
         contexts = DEFAULT_CONTEXTS if args.contexts is None else args.contexts
-        repeats = 7 if args.repeats is None else args.repeats
-        report = run_benchmark(args.device, args.dtype, contexts, repeats, progress=True, on_table=_print_now)
+        repeats = DEFAULT_REPEATS if args.repeats is None else args.repeats
+        report = run_benchmark(args.device, args.dtype, contexts, repeats, **options)
     if args.out is not None:
         with open(args.out, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=1)

@@ -347,10 +347,32 @@ def decode_bytes_read(scheme: str, shape: AttentionShape, context: int, dtype: t
     return b * (w + latent * t)
 
 
-def arithmetic_intensity(scheme: str, shape: AttentionShape, context: int, dtype: torch.dtype | str) -> float:
-    """FLOPs per byte read of one decode step: :func:`decode_flops` / :func:`decode_bytes_read`. Below the
-    machine's balance point (peak FLOP/s / bandwidth) the step is memory-bound."""
-    return decode_flops(scheme, shape, context) / decode_bytes_read(scheme, shape, context, dtype)
+def cache_append_bytes(scheme: str, shape: AttentionShape, dtype: torch.dtype | str) -> int:
+    """Bytes one decode step writes into the cache, one layer: the new token's entry in each cached tensor,
+    b x :func:`cache_elements_per_token` (``per_layer=True``): dense b 2 n_kv d_h (its k and v), MLA
+    b (d_c + d_h^R) (c^KV_t and k^R_t), DSA b (d_c + d_h^R + d^I) (and the index key k^I_t). A cache that
+    is written in place (:class:`~attnlab.kv_cache.LayerCache`) moves only these bytes to append; one that
+    concatenates (:class:`~attnlab.kv_cache.ConcatCache`, Hugging Face's DynamicCache) also reads and writes
+    the whole cache once more. The same for every context; tiny next to the cache a step reads (DEFAULT
+    bench layer, float32: MHA 8 KiB against 256 MiB read at 32K tokens)."""
+    record, s = _fitting(scheme, shape)
+    return cache_elements_per_token(record.key, s, per_layer=True) * _element_bytes(dtype)
+
+
+def decode_bytes_moved(scheme: str, shape: AttentionShape, context: int, dtype: torch.dtype | str) -> int:
+    """Bytes one decode step moves to or from memory, one layer: what it reads,
+    :func:`decode_bytes_read` (weights and cache), plus the token it appends, :func:`cache_append_bytes`."""
+    return decode_bytes_read(scheme, shape, context, dtype) + cache_append_bytes(scheme, shape, dtype)
+
+
+def arithmetic_intensity(scheme: str, shape: AttentionShape, context: int, dtype: torch.dtype | str, *,
+                         cache_append: bool = False) -> float:
+    """FLOPs per byte read of one decode step: :func:`decode_flops` / :func:`decode_bytes_read`; with
+    ``cache_append=True`` per byte moved, appended token included (:func:`decode_bytes_moved`, what
+    :mod:`attnlab.bench` places on its roofline). Below the machine's balance point (peak FLOP/s /
+    bandwidth) the step is memory-bound."""
+    moved = decode_bytes_moved if check_bool("cache_append", cache_append) else decode_bytes_read
+    return decode_flops(scheme, shape, context) / moved(scheme, shape, context, dtype)
 
 
 def attention_intensity(scheme: str, shape: AttentionShape, dtype: torch.dtype | str = torch.bfloat16) -> float:

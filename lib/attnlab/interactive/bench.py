@@ -4,11 +4,16 @@ A benchmark report is the dict :func:`attnlab.bench.run_benchmark` returns (and 
 --out`` writes as JSON); the committed CPU run lives in ``attnlab/data/bench_cpu.json``. Everything shown is
 computed from a report by pure functions, so tests check it without a browser:
 
-- :func:`load_results` reads a report, :func:`report_label` names its device and date;
+- :func:`load_results` reads a report, :func:`report_label` names its device and date, :func:`cpu_description`
+  the processor, :func:`roofline_machine` the bandwidth and FLOP rate its roofline uses;
 - :func:`select_rows` joins the timing and roofline entries of some schemes at one context;
 - :func:`cache_matches_formula`, :func:`ratios_vs_mha`, :func:`peer_ratios` summarise it;
+- :func:`targets_markdown` and :func:`run_cost` give the goals against what was measured and what the run cost;
 - :func:`time_figure`, :func:`peer_figure`, :func:`roofline_figure` draw it (matplotlib figures);
 - :func:`readout_html` is the widget's table.
+
+Reports written before the read-bandwidth and decode-matmul probes (no ``"roofline_bandwidth"`` in
+``report["machine"]``) are drawn against their copy bandwidth and square-GEMM rate, as they were.
 
 :func:`bench_explorer` wraps them in an ipywidgets container whose controls offer only the report's schemes
 and contexts and whose callbacks only set widget values.
@@ -63,6 +68,69 @@ def report_label(report: dict) -> str:
     return f"{dev['type']} ({dev.get('name', '?')}{cpus}{extra}), {report['dtype']}, {report['date'][:10]}"
 
 
+def cpu_description(report: dict) -> str:
+    """The processor a report ran on, in words, from its device info: "AMD EPYC (family 26, model 2; AVX512;
+    L2 1024K, L3 32768K per CPU 0; 2 CPUs)"; only what the report recorded (older reports: name and count)."""
+    dev = report["device"]
+    name = (dev.get("cpu_name") or dev.get("name", "?")) if dev["type"] == "cpu" else dev.get("cpu_name", "?")
+    parts = []
+    if "cpu_family" in dev:
+        parts.append(f"family {dev['cpu_family']}, model {dev.get('cpu_model', '?')}")
+    if "cpu_capability" in dev:
+        parts.append(str(dev["cpu_capability"]))
+    caches = dev.get("cpu_caches", {})
+    if caches:
+        parts.append(", ".join(f"{level} {size}" for level, size in caches.items() if level[-1] != "i"))
+    if "cpu_count" in dev:
+        parts.append(f"{dev['cpu_count']} CPUs")
+    return f"{name} ({'; '.join(parts)})" if parts else name
+
+
+def roofline_machine(report: dict) -> dict:
+    """The roofline a report's machine is drawn with: {"bandwidth" (bytes/s), "peak" (FLOP/s), "balance"
+    (FLOP/byte), "bandwidth_probe", "peak_probe" (what measured them)}. The read bandwidth and the
+    decode-shaped matmul ceiling where the report has them, else (older reports) the copy bandwidth and the
+    square GEMM rate."""
+    m = report["machine"]
+    if "roofline_bandwidth" in m:
+        rows, width, tokens = m["decode_matmul_shape"]
+        return {"bandwidth": m["roofline_bandwidth"], "peak": m["roofline_flops"], "balance": m["roofline_balance"],
+                "bandwidth_probe": "read bandwidth (x.sum())",
+                "peak_probe": f"decode matmul ({rows} x {width}) @ ({width} x {tokens})"}
+    return {"bandwidth": m["copy_bandwidth"], "peak": m["matmul_rate"], "balance": m["balance_flops_per_byte"],
+            "bandwidth_probe": "copy bandwidth", "peak_probe": f"{m.get('gemm_n', '?')}^2 GEMM"}
+
+
+def _format_target(value: float | None, unit: str) -> str:
+    if value is None:
+        return "not measured"
+    return f"{value:.0%}" if unit == "%" else f"{value:.2f}×"
+
+
+def targets_markdown(report: dict) -> str:
+    """The report's goals against what it measured (``report["targets"]``, :func:`attnlab.bench.measure_targets`)
+    as a Markdown table: target, goal, measured, met, and how "measured" was computed. Raises ValueError
+    for a report without targets."""
+    if "targets" not in report:
+        raise ValueError("this report has no targets: it was written before attnlab.bench measured them")
+    rows = ["| target (at L = {:,}) | goal | measured | met | measured as |".format(report["targets"][0]["context"]),
+            "|---|---:|---:|:---:|---|"]
+    for t in report["targets"]:
+        met = {True: "yes", False: "**no**", None: "–"}[t["met"]]
+        rows.append(f"| {t['target']} | ≥ {_format_target(t['goal'], t['unit'])} | "
+                    f"{_format_target(t['measured'], t['unit'])} | {met} | {t['measured_as']}: {t['detail']} |")
+    return "\n".join(rows)
+
+
+def run_cost(report: dict) -> dict | None:
+    """What the run itself cost: {"wall_s", "peak_gib", "sections_s"} from ``report["run"]``, or None for an
+    older report that did not record it."""
+    run = report.get("run")
+    if run is None:
+        return None
+    return {"wall_s": run["wall_s"], "peak_gib": run["peak_rss_bytes"] / 2**30, "sections_s": run.get("sections_s", {})}
+
+
 def _check_context(report: dict, context: object) -> int:
     if context not in report["contexts"]:
         raise ValueError(f"context={context!r} must be one of the report's contexts {report['contexts']}")
@@ -103,13 +171,16 @@ def ratios_vs_mha(report: dict, context: int) -> dict[str, dict[str, float]]:
 
 def peer_ratios(report: dict) -> dict[str, dict[int, float]]:
     """Median-time ratios against the peers, by context: {"sdpa_<scheme>": grouped_attention / SDPA, ...,
-    "hf_over_absorbed": Hugging Face DeepseekV3Attention / attnlab absorbed MLA} (the last one only when
-    the report ran the Hugging Face peer)."""
+    "hf_over_absorbed": Hugging Face DeepseekV3Attention / attnlab absorbed MLA, "hf_over_naive": the same
+    over attnlab naive MLA} (the Hugging Face ones only when the report ran that peer; "hf_over_naive" only
+    in reports that timed the naive form beside it)."""
     out: dict[str, dict[int, float]] = {}
     for r in report["peers"]["sdpa"]:
         out.setdefault(f"sdpa_{r['scheme']}", {})[r["context"]] = r["ratio_grouped_attention_over_sdpa"]
     for r in report["peers"].get("hf_deepseek_v3", []):
         out.setdefault("hf_over_absorbed", {})[r["context"]] = r["ratio_hf_over_attnlab_absorbed"]
+        if "ratio_hf_over_attnlab_naive" in r:
+            out.setdefault("hf_over_naive", {})[r["context"]] = r["ratio_hf_over_attnlab_naive"]
     return out
 
 
@@ -139,31 +210,37 @@ def time_figure(report: dict):
 
 def peer_figure(report: dict):
     """The peers' median-time ratios against the context: grouped_attention / SDPA per dense scheme, and
-    Hugging Face DeepseekV3Attention / attnlab absorbed MLA; a dashed line at 1 (equal speed)."""
+    Hugging Face DeepseekV3Attention / attnlab absorbed MLA and / attnlab naive MLA (dashed); a dashed grey
+    line at 1 (equal speed)."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     ratios = peer_ratios(report)
     for key, by_ctx in ratios.items():
         ctx = sorted(by_ctx)
+        style = "-"
         if key == "hf_over_absorbed":
-            (color, marker), label = SCHEME_STYLE["mla_absorbed"], "HF DeepseekV3Attention / attnlab MLA"
+            (color, marker), label = SCHEME_STYLE["mla_absorbed"], "HF DeepseekV3Attention / attnlab MLA absorbed"
+        elif key == "hf_over_naive":
+            (color, marker), label = SCHEME_STYLE["mla_naive"], "HF DeepseekV3Attention / attnlab MLA naive"
+            style = "--"
         else:
             s = key.removeprefix("sdpa_")
             color, marker = SCHEME_STYLE[s]
             label = f"grouped_attention / SDPA, {SCHEME_LABELS[s]}"
-        ax.plot(ctx, [by_ctx[c] for c in ctx], marker=marker, color=color, label=label)
+        ax.plot(ctx, [by_ctx[c] for c in ctx], marker=marker, color=color, label=label, linestyle=style)
     ax.axhline(1.0, color="#777777", linestyle="--", linewidth=1)
     _context_axes(ax, report, "time ratio (> 1: the first is slower)", "Against the peers", legend_size=7)
     return fig
 
 
 def roofline_figure(report: dict, schemes: Sequence[str] | None = None, context: int | None = None):
-    """Log-log roofline of the report's machine: attainable FLOP/s = min(bandwidth x intensity, matmul rate),
-    the balance point marked; each scheme's decode step at ``context`` (default: the largest) placed at its
-    formula intensity and its achieved FLOP/s (formula FLOPs / median time)."""
+    """Log-log roofline of the report's machine (:func:`roofline_machine`: read bandwidth and decode-shaped
+    matmul ceiling): attainable FLOP/s = min(bandwidth x intensity, ceiling), the balance point marked; each
+    scheme's decode step at ``context`` (default: the largest) placed at its formula intensity and its
+    achieved FLOP/s (formula FLOPs / median time)."""
     schemes = _check_schemes(report, report["schemes"] if schemes is None else schemes)
     context = max(report["contexts"]) if context is None else _check_context(report, context)
-    m = report["machine"]
-    bw, peak, balance = m["copy_bandwidth"], m["matmul_rate"], m["balance_flops_per_byte"]
+    roof = roofline_machine(report)
+    bw, peak, balance = roof["bandwidth"], roof["peak"], roof["balance"]
     rows = select_rows(report, schemes, context)
     lo = min([r["intensity"] for r in rows] + [balance]) / 4
     hi = max([r["intensity"] for r in rows] + [balance]) * 4
@@ -173,8 +250,9 @@ def roofline_figure(report: dict, schemes: Sequence[str] | None = None, context:
     ax.axvline(balance, color="#999999", linestyle=":", linewidth=1)
     y_lo = min(r["achieved_flops"] for r in rows) / 4
     ax.text(balance / 1.1, y_lo * 1.3, f"balance {balance:.1f} FLOP/B", fontsize=8, color="#555555", ha="right")
-    ax.text(lo * 1.2, bw * lo * 0.35, f"copy bandwidth {bw / 1e9:.1f} GB/s", fontsize=8, color="#555555")
-    ax.text(balance * 1.3, peak * 1.25, f"matmul {peak / 1e9:.0f} GFLOP/s", fontsize=8, color="#555555")
+    ax.text(0.98, 0.04, f"{roof['bandwidth_probe']}: {bw / 1e9:.1f} GB/s\n{roof['peak_probe']}: "
+            f"{peak / 1e9:.0f} GFLOP/s", transform=ax.transAxes, fontsize=7, color="#555555", ha="right",
+            va="bottom")
     for r in rows:
         color, marker = SCHEME_STYLE.get(r["scheme"], ("#333333", "o"))
         ax.scatter([r["intensity"]], [r["achieved_flops"]], color=color, marker=marker, s=60, zorder=3,
@@ -192,9 +270,11 @@ def roofline_figure(report: dict, schemes: Sequence[str] | None = None, context:
 
 def readout_html(report: dict, schemes: Sequence[str], context: int) -> str:
     """An HTML table, one block of rows per scheme at ``context``: median time, cache bytes measured and by
-    the formula, intensity, bound (against the report's balance) and the fraction of copy bandwidth used."""
+    the formula, intensity, bound (against the report's roofline balance, :func:`roofline_machine`) and the
+    fraction of that roofline's bandwidth used."""
     rows = select_rows(report, schemes, context)
-    balance = report["machine"]["balance_flops_per_byte"]
+    roof = roofline_machine(report)
+    balance, bandwidth = roof["balance"], roof["bandwidth_probe"].split(" (")[0]
     cells: list[tuple[str, str]] = [("run", report_label(report)), ("context L", f"{context:,} tokens"),
                                     ("machine balance", f"{balance:.1f} FLOP/byte")]
     for r in rows:
@@ -205,7 +285,7 @@ def readout_html(report: dict, schemes: Sequence[str], context: int) -> str:
             (f"{name}: cache", f"{format_bytes(r['cache_bytes_measured'])} measured {same}, "
                                f"{r['cache_vs_mha']:.4g}× MHA"),
             (f"{name}: roofline", f"{r['intensity']:.2f} FLOP/byte, {roofline_bound(r['intensity'], balance)}-"
-                                  f"bound, {r['bandwidth_fraction']:.0%} of copy bandwidth"),
+                                  f"bound, {r['bandwidth_fraction']:.0%} of {bandwidth}"),
         ]
     return _table(cells)
 
