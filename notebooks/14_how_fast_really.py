@@ -213,13 +213,16 @@ display(Markdown(
 # **Why absorbed MLA moves right.** After absorption all $n_h$ heads score and mix the *same* cached latent
 # (chapter 8's MQA view): each cached number, read once, feeds $n_h$ multiply-adds instead of one. So its
 # intensity grows with $L$ towards $n_h (2 d_c + d_h^R) / (d_c + d_h^R)$ multiply-adds per number, far
-# right of MHA's fixed 0.5 FLOP/byte in float32. On a GPU, whose balance is in the hundreds, it is still
-# memory-bound, but it uses each byte many times.
+# right of MHA's fixed 0.5 FLOP/byte in float32. With this benchmark's few heads that stays below a GPU's
+# balance (hundreds of FLOP per byte), so there it is still memory-bound while using each byte many times;
+# DeepSeek-V3's 128 heads on one GPU cross it (chapter 8 states the condition).
 #
 # **Why DSA moves left.** DSA reads only the indexer keys ($d^I$ per token) for every token and the full
 # latents for $k$ tokens only. Its bytes per step grow slowly with $L$, but its FLOPs grow more slowly
-# still: the indexer does a few multiply-adds per byte, so the intensity falls back below MQA's. DSA wins by
-# moving fewer bytes, not by using them better.
+# still: in this layer the indexer does $H^I$ multiply-adds per cached index number, a handful, so the
+# intensity falls back below MQA's. DSA wins here by moving fewer bytes, not by using them better.
+# (DeepSeek-V3.2's indexer is another matter: its many index heads read one-byte FP8 keys, one multiply-add
+# per head for every byte.)
 
 # %% slideshow={"slide_type": "-"}
 display(Markdown(
