@@ -462,6 +462,10 @@ CASES: list[Case] = [
     Case("fwht: last dim not a power of two", quant.fwht, lambda: quant.fwht(torch.zeros(2, 12)),
          ValueError, "x.shape[-1]"),
     Case("fwht: x is a list", quant.fwht, lambda: quant.fwht([1.0, 2.0]), TypeError, "x"),
+    Case("hadamard_rotation: n not a power of two", quant.hadamard_rotation,
+         lambda: quant.hadamard_rotation(12, torch.float32, torch.device("cpu")), ValueError, "n"),
+    Case("hadamard_rotation: integer dtype", quant.hadamard_rotation,
+         lambda: quant.hadamard_rotation(8, torch.int32, torch.device("cpu")), ValueError, "dtype"),
     Case("fwht_additions: n = 0", quant.fwht_additions, lambda: quant.fwht_additions(0), ValueError, "n"),
     # sizing
     Case("ModelSpec: name is an int", sizing.ModelSpec, lambda: sizing.ModelSpec(**spec_fields(name=7)),

@@ -6,7 +6,7 @@ the old code as its reference.
 - :meth:`attnlab.dsa.LightningIndexer.score` (matmuls, in-place ReLU, no mask for one query) equals the old
   einsums and causal mask, values and gradients, prefill and decode;
 - :func:`attnlab.dsa.gather_tokens` (index_select for one sequence) copies exactly the old rows;
-- :func:`attnlab.quant.fwht` (a matmul with the cached Hadamard matrix up to width 256) equals the butterflies;
+- the indexer's Hadamard rotation as one matmul (:func:`attnlab.quant.hadamard_rotation`) equals the butterflies;
 - :meth:`attnlab.mla.MultiHeadLatentAttention.attend_absorbed` (one row per head, a matmul plus baddbmm, no
   mask for one query) equals the old einsums and mask, values and gradients.
 """
@@ -18,12 +18,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnlab import quant
 from attnlab.attention import causal_mask, softmax
 from attnlab.dsa import IndexerConfig, LightningIndexer, gather_tokens, topk_indices
 from attnlab.kv_cache import LayerCache
 from attnlab.mla import MLAConfig, MultiHeadLatentAttention
-from attnlab.quant import fwht
+from attnlab.quant import fwht, hadamard_rotation
 
 F64 = torch.float64
 seeds = st.integers(0, 2**31 - 1)
@@ -51,18 +50,6 @@ def old_score(softmax_scale: float, q: torch.Tensor, weights: torch.Tensor, k: t
 def old_gather_tokens(cached: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     batch = torch.arange(cached.shape[0], device=cached.device)[:, None, None]  # (b, 1, 1)
     return cached[batch, indices.clamp_min(0)]
-
-
-def old_fwht(x: torch.Tensor) -> torch.Tensor:
-    n = x.shape[-1]
-    lead = x.shape[:-1]
-    h = 1
-    while h < n:
-        pairs = x.reshape(*lead, n // (2 * h), 2, h)  # (..., blocks, 2, h): a = pairs[..., 0, :], b = [..., 1, :]
-        a, b = pairs[..., 0, :], pairs[..., 1, :]
-        x = torch.stack([a + b, a - b], dim=-2).reshape(*lead, n)
-        h *= 2
-    return x * n**-0.5
 
 
 def old_attend_absorbed(layer: MultiHeadLatentAttention, q_nope, q_rope, c_kv, k_rope, mask):
@@ -190,22 +177,32 @@ def test_gather_tokens_copies_exactly_the_old_rows(batch, n_keys, n_queries, top
 # --- the Hadamard rotation ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n", [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024])
-def test_fwht_equals_the_butterflies(n, device):
+@pytest.mark.parametrize("n", [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
+def test_hadamard_matmul_equals_the_butterflies(n, device):
+    """The indexer's one-matmul rotation, x @ hadamard_rotation(n), is quant.fwht (the butterflies)."""
     x = torch.randn(3, 5, n, dtype=F64).to(device)
-    torch.testing.assert_close(fwht(x), old_fwht(x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(x @ hadamard_rotation(n, F64, x.device), fwht(x), rtol=1e-12, atol=1e-12)
     x32 = x.float()
-    torch.testing.assert_close(fwht(x32), old_fwht(x32), rtol=1e-5, atol=1e-5)
-    assert fwht(x32).dtype == torch.float32 and fwht(x32[0, 0]).shape == (n,)
+    rotated = x32 @ hadamard_rotation(n, torch.float32, x.device)
+    torch.testing.assert_close(rotated, fwht(x32), rtol=1e-5, atol=1e-5)
+    assert rotated.dtype == torch.float32
 
 
-def test_fwht_matrix_cached_under_inference_mode_still_serves_autograd():
-    quant._cached_hadamard.cache_clear()
+def test_indexer_prepare_rotates_with_the_matmul():
+    """LightningIndexer.prepare (hadamard on, FP8 off) equals fwht of its input."""
+    indexer = LightningIndexer(IndexerConfig(d_model=16, q_lora_rank=None, index_n_heads=2, index_head_dim=32,
+                                             rope_head_dim=8, index_topk=4, hadamard=True, use_fp8=False)).double()
+    x = torch.randn(2, 3, 32, dtype=F64)
+    torch.testing.assert_close(indexer.prepare(x), fwht(x), rtol=1e-12, atol=1e-12)
+
+
+def test_hadamard_matrix_cached_under_inference_mode_still_serves_autograd():
+    hadamard_rotation.cache_clear()
     x = torch.randn(4, 64, dtype=F64)
     with torch.inference_mode():
-        fwht(x)  # builds and caches H_64 here
+        x @ hadamard_rotation(64, F64, x.device)  # builds and caches H_64 here
     x.requires_grad_(True)
-    (fwht(x) ** 2).sum().backward()  # a rotation: d/dx |x H|^2 = 2 x
+    ((x @ hadamard_rotation(64, F64, x.device)) ** 2).sum().backward()  # a rotation: d/dx |x H|^2 = 2 x
     torch.testing.assert_close(x.grad, 2 * x.detach(), rtol=1e-12, atol=1e-12)
 
 

@@ -63,7 +63,7 @@ from attnlab.attention import AttentionLayer, AttentionOutput, causal_mask, soft
 from attnlab.costs import AttentionShape
 from attnlab.kv_cache import LayerCache
 from attnlab.mla import MLAConfig, MultiHeadLatentAttention, _rope_settings, yarn_frequencies
-from attnlab.quant import SCALE_FORMATS, fake_quantize_fp8, fwht
+from attnlab.quant import SCALE_FORMATS, fake_quantize_fp8, hadamard_rotation
 from attnlab.rope import rope_frequencies, rotate_pairs
 
 if TYPE_CHECKING:
@@ -240,8 +240,8 @@ class LightningIndexer(nn.Module):
         """What the FP8 kernel scores with: x -> x H / sqrt(d^I) when ``hadamard`` (dot products unchanged),
         then dequantize(quantize_fp8(.)) per block when ``use_fp8``. x (..., d^I) -> (..., d^I)."""
         c = self.config
-        if c.hadamard:
-            x = fwht(x)
+        if c.hadamard:  # fwht as one matmul: quant.fwht's butterflies, faster at these widths
+            x = x @ hadamard_rotation(x.shape[-1], x.dtype, x.device)
         if c.use_fp8:
             x = fake_quantize_fp8(x, c.fp8_block, c.fp8_scale_format)
         return x

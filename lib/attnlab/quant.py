@@ -156,16 +156,15 @@ def hadamard_matrix(n: int, normalized: bool = True, dtype: torch.dtype = torch.
     return h * n**-0.5 if normalized else h
 
 
-#: Widths up to which :func:`fwht` multiplies by the cached matrix instead of running the butterflies: for
-#: the indexer's widths (64, 128) one matmul beats log2(n) rounds of small tensor operations (measured on CPU,
-#: 10-20x for a decode step's vectors; on a GPU it is one kernel instead of several per stage).
-_FWHT_MATMUL_MAX = 256
-
-
 @functools.lru_cache(maxsize=64)
-def _cached_hadamard(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """:func:`hadamard_matrix` (n, normalized) in ``dtype`` on ``device``, built once (in float64, then
-    rounded) and kept; an ordinary tensor even when first asked for under ``torch.inference_mode``."""
+def hadamard_rotation(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """H_n / sqrt(n), the orthonormal Hadamard matrix (:func:`hadamard_matrix`), in ``dtype`` on ``device``,
+    built once (in float64, then rounded) and kept: ``x @ hadamard_rotation(n, ...)`` is :func:`fwht` as one
+    matmul, which is what a decode step should run at the indexer's widths (one kernel instead of log2(n)
+    rounds of small tensor operations). An ordinary tensor even when first asked for under
+    ``torch.inference_mode``."""
+    _check_power_of_two("n", check_positive_int("n", n))
+    check_dtype("dtype", dtype, floating=True)
     with torch.inference_mode(False):
         return hadamard_matrix(n, device=device).to(dtype)
 
@@ -177,18 +176,14 @@ def fwht(x: torch.Tensor) -> torch.Tensor:
     H_n into log2(n) butterfly stages; stage h pairs coordinate i with i + h inside blocks of 2h and
     replaces (a, b) by (a + b, a - b). That is n additions per stage, n log2 n in all, against n^2 for the
     matrix product, and the stages commute, so their order does not matter. The final n^-0.5 makes the
-    transform orthonormal (DeepSeek's ``hadamard_transform(x, scale=n ** -0.5)``).
-
-    For n <= 256 (the indexer's widths) the product x @ H_n / sqrt(n) with the cached matrix is faster than
-    log2(n) passes of small tensor operations, so that is what runs there; it equals the butterflies to
-    within float rounding. The butterflies run for wider x."""
+    transform orthonormal (DeepSeek's ``hadamard_transform(x, scale=n ** -0.5)``). (On a CPU or GPU, for
+    the indexer's small widths, one matmul with :func:`hadamard_rotation` is faster than these passes;
+    :meth:`attnlab.dsa.LightningIndexer.prepare` runs that.)"""
     check_tensor("x", x)
     if x.dim() == 0:
         raise ValueError("x must be a torch.Tensor with at least 1 dim (..., n)")
     check_floating("x", x)
     n = _check_power_of_two("x.shape[-1]", x.shape[-1])
-    if n <= _FWHT_MATMUL_MAX:
-        return x @ _cached_hadamard(n, x.dtype, x.device)
     lead = x.shape[:-1]
     h = 1
     while h < n:
