@@ -24,6 +24,7 @@ import torch
 import attnlab
 from attnlab import (
     attention,
+    cache_formats,
     costs,
     devices,
     dsa,
@@ -697,6 +698,13 @@ CASES: list[Case] = [
          lambda: dsa_training.train_sparse(TINY_DSA, DSA_TRAIN, progress=1), TypeError, "progress"),
     Case("dsa_training.run: progress is a str", dsa_training.run,
          lambda: dsa_training.run(TINY_MLA, DSA_TRAIN, progress="yes"), TypeError, "progress"),
+    # cache_formats
+    Case("BytePart.count", cache_formats.BytePart, lambda: cache_formats.BytePart("x", 0, 8), ValueError, "count"),
+    Case("BytePart.bits", cache_formats.BytePart, lambda: cache_formats.BytePart("x", 3, 4), ValueError, "bits"),
+    Case("ByteLayout.parts", cache_formats.ByteLayout, lambda: cache_formats.ByteLayout("x", (), "s"), ValueError,
+         "parts"),
+    Case("uniform_layout.dtype", cache_formats.uniform_layout, lambda: cache_formats.uniform_layout(4, "int9"),
+         ValueError, "dtype"),
 ]
 
 # Public names of the core modules that take no input a check could refuse, with the reason. Everything else
@@ -722,7 +730,7 @@ NO_CHECKABLE_INPUT: dict[Any, str] = {
 }
 
 CORE_MODULES = (attention, kv_cache, gqa, mla, dsa, rope, quant, sizing, lowrank, lm, tokenization, train, devices,
-                costs, schemes)
+                costs, schemes, cache_formats)
 
 
 def public_api(module) -> list:
