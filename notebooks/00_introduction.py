@@ -16,6 +16,12 @@
 #
 # *Video chapter at 00:00.*
 #
+# > **What you will learn:** what one token of context costs in memory under MHA, MQA, GQA, MLA and DSA,
+# > computed from published model configs; how the chapters build on one another; how to size a cache with the
+# > calculator.
+# >
+# > **What it assumes:** Python and a little PyTorch (tensors, matrix products); nothing about transformers.
+#
 # In 2017 the Transformer gave every attention head its own keys and values. Since then, the models you
 # chat with have changed *how much they remember per token* more than almost anything else: multi-query
 # attention (MQA) shares one key and value among all heads, grouped-query attention (GQA) shares them
@@ -74,7 +80,7 @@ show_animation("IntroductionScene")
 # and every method in this course attacks the first factor (MQA, GQA, MLA) or the second (DSA).
 # Here is the size of that read for DeepSeek-V3, whose shape is loaded from its published config:
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 v3 = MODELS["deepseek-v3"]
 context = 128 * 1024  # tokens ("128K")
 mla_read = sizing.kv_cache_bytes(v3, seq_len=context)  # MLA, as published, bfloat16
@@ -101,7 +107,7 @@ display(Markdown(
 # the course adds. The table is built from the course's chapter list, `attnlab.chapters`, and lists the
 # chapters whose notebook is in this folder.
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 from pathlib import Path
 
 from attnlab.chapters import CHAPTERS  # the course's one chapter list: number, title, video timestamp, ...
@@ -165,7 +171,7 @@ display(Markdown("\n".join(lines)))
 # The summaries of the video that this course started from quote these figures. Each verdict below is
 # computed from the published shapes, not typed in:
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 d_c, d_h_rope = sizing.mla_dims(v3)
 width = sizing.kv_elements_per_token(v3, per_layer=True)
 v2, dense67 = MODELS["deepseek-v2"], MODELS["deepseek-67b"]
@@ -270,7 +276,7 @@ ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=Fals
 fig.tight_layout()
 plt.show()
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 at = 128 * 1024
 sizes = {key: gib(sizing.kv_cache_bytes(key, at)) for key in shown}
 display(Markdown(
@@ -288,7 +294,7 @@ display(Markdown(
 # **Memory beside the weights.** The cache shares the GPU with the model's weights. What is left over
 # decides how many tokens, and so how many users, one GPU serves at once.
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 l8 = MODELS["llama-3-8b"]
 weights = sizing.weight_bytes(l8, torch.bfloat16)
 fit = sizing.tokens_that_fit(l8, gpu_gib, weights_dtype=torch.bfloat16)
@@ -345,7 +351,7 @@ display(Markdown(
 # **What DSA adds.** DeepSeek-V3.2 keeps V3's MLA cache and adds, per token and layer, one key for its
 # lightning indexer. In return, the main attention reads only the top-k selected tokens:
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 v32 = MODELS["deepseek-v3.2"]
 index_extra = sizing.indexer_elements_per_token(v32) / sizing.kv_elements_per_token(v32)
 index_bytes = costs.indexer_cache_bytes_per_token(v32, per_layer=True)  # FP8 values + fp32 block scales

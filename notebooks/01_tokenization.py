@@ -16,6 +16,12 @@
 #
 # *Video chapter at 00:35.*
 #
+# > **What you will learn:** byte-level BPE written from scratch and checked against Hugging Face
+# > `tokenizers`; how token ids become vectors through an embedding table; what a trained table does and does
+# > not put close together.
+# >
+# > **What it assumes:** Python; nothing else.
+#
 # Everything later in this course (attention, the KV cache, grouped and latent attention) works on a
 # sequence of vectors, and the length of that sequence sets the bill: attention compares every position
 # with every other, and the KV cache stores one entry per position. This chapter is about where the
@@ -170,7 +176,7 @@ show_source(tokenization.train_merges, start="for w in sorted(where.pop(pair))",
 # merge list; in particular the first merges are exactly the course tokenizer of 512 ids that ships
 # with the library (`load_tokenizer()`).
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 big = BPETokenizer().train(train_text, vocab_size=1024)
 tok = tokenization.load_tokenizer()
 display(Markdown(
@@ -195,7 +201,7 @@ display(Markdown("**The first merges** (`·` is a space, `↵` a newline)\n\n" +
 display(Markdown(f"**The longest tokens of the {tok.vocab_size} vocabulary**\n\n"
                  + merge_table(tok, longest)))
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 domain = [" statement", " exception", " attribute"]
 single = [w for w in domain if len(tok.encode(w)) == 1]
 display(Markdown(
@@ -322,7 +328,7 @@ for r in reports:
                 f"| {r['hf_utf8_bytes_per_token']:.3f} |")
 display(Markdown("\n".join(rows)))
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 gap = max(abs(r["ours_tokens"] / r["hf_tokens"] - 1) for r in reports)
 display(Markdown(
     f"The token counts differ by at most {100 * gap:.2f}%. What difference remains comes from tie-breaking "

@@ -16,6 +16,12 @@
 #
 # *Video chapter at 01:21.*
 #
+# > **What you will learn:** attention for one query: dot-product scores, the 1/√d scale, a softmax that
+# > cannot overflow, the weighted sum of values; where q, k and v come from.
+# >
+# > **What it assumes:** vectors and dot products; [chapter 1](01_tokenization.ipynb) for where the vectors
+# > come from.
+#
 # After tokenization every position of a sequence holds a vector. On its own, that vector only knows its
 # own token: in `the method returns it`, the vector of `it` cannot tell what "it" is. **Attention** lets
 # a position pull information from the others. The current position asks a question, the **query** `q`;
@@ -173,7 +179,7 @@ display(Markdown(
 # The second form multiplies top and bottom by $e^{-m}$, so it is the same number. With $m = \max_j s_j$
 # every exponent is at most 0, which matters on a computer: float32 cannot hold $e^{89}$.
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 big = torch.tensor([90.0, 95.0, 100.0])  # float32 scores, as an unscaled wide head can produce
 naive = torch.exp(big) / torch.exp(big).sum()
 safe = softmax(big)
@@ -248,7 +254,7 @@ display(Markdown(
 # %% slideshow={"slide_type": "-"}
 show_source(attention_vector, start="scale = 1.0", stop="return output")
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 out, w = attention_vector(q, keys, values)
 sdpa = F.scaled_dot_product_attention(q[None], keys, values)[0]  # PyTorch's fused kernel, (d_v,)
 gen = torch.Generator().manual_seed(1)

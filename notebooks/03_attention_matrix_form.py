@@ -16,6 +16,11 @@
 #
 # *Video chapter at 04:26.*
 #
+# > **What you will learn:** attention for a whole sequence as matrix products, the causal mask, multi-head
+# > attention with its projections, and how head widths are chosen.
+# >
+# > **What it assumes:** [chapter 2](02_attention_vector_form.ipynb); matrix multiplication.
+#
 # Chapter 2 computed attention for one query with a loop over the keys. A sequence of n tokens has n
 # queries, one per position, and all of them attend at once. Stacking the vectors into matrices turns
 # n² dot products into a single matrix product, which is what GPUs are built for. This chapter writes
@@ -70,7 +75,7 @@ show_animation("AttentionMatrixScene")
 # its output. $M$ is the mask of section 2. A five-token example, with random vectors standing in for what
 # a trained layer would compute:
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 phrase = "The value is returned"
 labels = ia.token_labels(tok, tok.encode(phrase))
 n, d = len(labels), 4
@@ -227,7 +232,7 @@ show_source(GroupedQueryAttention.forward, start="out, weights = grouped_attenti
 # attention layers by hand from `project`, `attention_matrix` and $W^O$, and compare with the layer
 # itself. (`project` also rotates q and k by position, RoPE, which a later chapter explains.)
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 model = load_checkpoint("tiny_mha").requires_grad_(False)  # inference only: no gradients
 cfg = model.config
 sentence = "If the class has an __init__ method, it is called with the arguments passed to the class."
@@ -448,7 +453,7 @@ print(ch03.check_split_heads(answer_split_heads))
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 3.** The quadratic wall, by hand (the cell below states the numbers).
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 display(Markdown(
     f"A layer has {ch03.SCORE_HEADS} heads and the sequence is {ch03.SCORE_SEQ_LEN:,} tokens long. How many "
     f"GiB ($2^{{30}}$ bytes) do that layer's score matrices take in {str(ch03.SCORE_DTYPE).removeprefix('torch.')}"

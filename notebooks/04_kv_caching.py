@@ -16,6 +16,11 @@
 #
 # *Video chapter at 07:07.*
 #
+# > **What you will learn:** why generating without a cache recomputes everything, how the KV cache stores
+# > keys and values, what it costs per token, and why decoding is limited by memory reads.
+# >
+# > **What it assumes:** [chapter 3](03_attention_matrix_form.ipynb): causal multi-head attention.
+#
 # A language model writes text one token at a time: it predicts the next token, appends it, and runs
 # again. Run naively, every step pushes the *whole* text so far back through the model, so the work per
 # token grows with the length of the text and the work for a reply grows with its square. The fix used
@@ -377,7 +382,7 @@ display(Markdown(
 stepper = kv_widgets.decode_stepper(model, tok, prompt, n_new=24)
 stepper
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 stepper.step.value = 10
 f10 = kv_widgets.step_figures(stepper.trace, 10)
 display(Markdown(
@@ -601,7 +606,7 @@ print(ch04.check_decode_loop(answer_decode_loop))
 # bfloat16, takes the rest. How many tokens of cache fit (summed over all sequences)? Use the shape
 # below; give an int.
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 spec = sizing.MODELS["llama-3-8b"]
 display(Markdown(
     f"{spec.name}: {spec.n_layers} layers, {spec.n_heads} query heads, {spec.n_kv_heads} KV heads, "

@@ -16,6 +16,11 @@
 #
 # *Video chapter at 09:42.*
 #
+# > **What you will learn:** multi-query attention: one key/value head shared by every query head, the cache
+# > it saves, the bytes a decode step no longer reads, and the quality it costs.
+# >
+# > **What it assumes:** [chapter 4](04_kv_caching.ipynb): the KV cache and its size.
+#
 # Chapter 4 kept the keys and values of every earlier token in a cache, so each new token costs one
 # forward step instead of a whole re-run. The price is memory: with multi-head attention (MHA) every
 # layer stores a key and a value **for each of the n_h heads** of every token, and every decode step
@@ -113,12 +118,12 @@ for config in (mha_config, mqa_config):
           f"W^V {tuple(layer.w_v.weight.T.shape)}, cached numbers per token {config.cache_elements_per_token()}")
 
 # %% [markdown] slideshow={"slide_type": "-"}
-# The attention itself is `grouped_attention`. It views the query heads as `(n_kv_heads groups) x
-# (r heads per group)` and lets an einsum pair each group with its K/V head. With one K/V head there is
-# one group of all r = n_h query heads; the shared `k` and `v` are never copied:
+# The attention itself is `grouped_attention`. It reshapes the query heads into `(n_kv_heads groups) x
+# (r heads per group)` and multiplies each group's queries with its K/V head in one matmul. With one K/V
+# head there is one group of all r = n_h query heads; the shared `k` and `v` are never copied:
 
 # %% slideshow={"slide_type": "-"}
-show_source(grouped_attention, start="q = q.view", stop="out = torch.einsum")
+show_source(grouped_attention, start="r, n_k = ", stop="out = torch.einsum")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Three checks, in float64 on random tensors. MQA must give the same output as
@@ -182,7 +187,7 @@ fig.suptitle(f"tiny_mqa ({tiny['mqa'].config.n_layers} layers, {mqa_attn.n_heads
 fig.tight_layout()
 plt.show()
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 last = maps[-1][0]  # (n_heads, seq, seq)
 # total variation distance between two heads' attention rows: the share of weight that sits elsewhere
 spread = max(0.5 * (last[i] - last[j]).abs().sum(-1).mean().item() for i in range(4) for j in range(i))
@@ -199,7 +204,7 @@ display(Markdown(
 # gets its own set of keys and values."* That is the definition of **multi-head** attention, the thing
 # MQA replaces. The library classifies each reading from its head counts:
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 claim = AttentionConfig(d_model=128, n_heads=8, n_kv_heads=8)  # "each head its own keys and values"
 display(Markdown(
     f"**Wrong.** Each of the {claim.n_heads} heads with its own K/V means n_kv_heads = {claim.n_kv_heads}, "
@@ -365,7 +370,7 @@ ax.spines[["top", "right"]].set_visible(False)
 fig.tight_layout()
 plt.show()
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 t_long = 32 * 1024
 long_mha = gqa_widgets.decode_read_bytes(llama2, t_long, batch, "mha")
 long_mqa = gqa_widgets.decode_read_bytes(llama2, t_long, batch, "mqa")
@@ -395,7 +400,7 @@ gqa_widgets.mqa_decode_explorer("llama-2-7b", seq_len=4096, batch=8)
 # Sharing one K/V head removes parameters and forces every head to read the same summary of each token,
 # so some quality is expected to go. In the paper (WMT14 English-German translation) the loss was small:
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 paper_bleu = {"mha": 26.7, "mqa": 26.5}  # arXiv 1911.02150, WMT14 EN-DE, BLEU
 display(Markdown(
     f"Shazeer's Transformer: BLEU **{paper_bleu['mha']}** with MHA and **{paper_bleu['mqa']}** with MQA "

@@ -16,6 +16,11 @@
 #
 # *Video chapter at 11:03.*
 #
+# > **What you will learn:** grouped-query attention: groups of query heads sharing a key/value head,
+# > converting a trained MHA model by mean-pooling, and the trade-off between cache and quality.
+# >
+# > **What it assumes:** [chapters 4](04_kv_caching.ipynb) and [5](05_multi_query_attention.ipynb).
+#
 # Chapter 5 left two extremes. Multi-head attention (MHA) gives every query head its own key and value
 # head: the best quality and the biggest cache. Multi-query attention (MQA) gives all query heads one
 # shared key and value head: a cache n_h times smaller, a little quality lost. In 2023 Ainslie and
@@ -108,7 +113,7 @@ try:
 except ValueError as err:
     print(f"ValueError: {err}")
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 valid_12 = gqa_widgets.kv_head_options(12)
 display(Markdown(
     f"For 12 query heads the valid choices are n_kv_heads ∈ {valid_12}: the divisors of 12. Falcon-7B's 71 "
@@ -118,11 +123,12 @@ display(Markdown(
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. The code
 #
-# `grouped_attention` implements $g(h)$ without copying K and V: it views the n_h query heads as
-# (n_g groups) × (r heads per group), and the einsum pairs group g with K/V head g:
+# `grouped_attention` implements $g(h)$ without copying K and V: it reshapes the n_h query heads into
+# (n_g groups) × (r heads per group), and one matmul per group pairs group g's r heads with K/V head g, so
+# the group's keys are read once for all r of them:
 
 # %% slideshow={"slide_type": "-"}
-show_source(grouped_attention, start="q = q.view", stop="out = torch.einsum")
+show_source(grouped_attention, start="r, n_k = ", stop="out = torch.einsum")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Checks in float64 on random tensors: at n_kv = n_h it is plain MHA (`attention_matrix` of chapter 3,
@@ -225,7 +231,7 @@ display(Markdown(
 # `attnlab.train.train`, which accepts an existing model. The run is seeded, so it gives the same numbers
 # every time.
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 UPTRAIN = TrainConfig(steps=60, batch_size=8, seq_len=64, lr=2e-3, warmup=5, eval_every=60, eval_batches=1, seed=0)
 tiny_gqa = load_checkpoint("tiny_gqa")
 n_g = tiny_gqa.config.attention_config().n_kv_heads  # the K/V heads of the from-scratch GQA model
@@ -332,7 +338,7 @@ display(Markdown("\n".join(rows)))
 # reduction"*. The arithmetic is right, the attribution is not: DeepSeek-V3 (and R1, built on it) uses
 # multi-head latent attention (from chapter 7 on). 16 K/V heads on its 128 query heads is a **what-if**:
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 v3 = MODELS["deepseek-v3"]
 what_if = sizing.cache_bytes_per_token(v3, scheme="gqa", n_kv_heads=16)
 v3_mha = sizing.cache_bytes_per_token(v3, scheme="mha")

@@ -16,6 +16,12 @@
 #
 # *Video chapter at 22:18.*
 #
+# > **What you will learn:** DeepSeek Sparse Attention: the lightning indexer, top-k selection, sparse MLA
+# > over the selected tokens, and the context length where it starts to pay.
+# >
+# > **What it assumes:** [chapters 7 to 9](07_multi_head_latent_attention.ipynb): MLA, absorption and
+# > decoupled RoPE.
+#
 # Multi-head latent attention (chapters 7 to 9) shrank what each token leaves in the cache to 576 numbers
 # per layer. It did not change **how many** cached tokens a query reads: every decoded token still
 # attends to all $L$ tokens before it, in every layer, so a decode step costs $O(L)$ and a prefill of
@@ -94,7 +100,7 @@ show_animation("DSAScene")
 # $$S_t = \operatorname*{Top-}k_{\,s \le t}\; I_{t,s}, \qquad |S_t| = \min(k,\, t + 1), \qquad
 #   u_t = \operatorname{MLA}\bigl(h_t,\ \{c^{KV}_s, k^R_s : s \in S_t\}\bigr).$$
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 L128k = 131_072
 c128 = layer_cost(v32, L128k)  # one layer of DeepSeek-V3.2, top-k 2048; FLOPs count 2 per multiply-add
 display(Markdown(
@@ -255,7 +261,7 @@ for ax in axes:
 fig.tight_layout()
 plt.show()
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 captured_here = dsa_widgets.attention_captured(dense_w[0], selected)[K_SHOW:]  # queries that had to choose
 recent_here = dsa_widgets.attention_captured(dense_w[0], dsa_widgets.recent_selection(T, K_SHOW))[K_SHOW:]
 display(Markdown(
@@ -445,7 +451,7 @@ display(Markdown(
 explorer = dsa_widgets.cost_explorer(context_len=L128k, top_k=v32.index_topk)
 explorer
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 explorer.context.value, explorer.top_k.value = 8192, 4096
 f = dsa_widgets.decode_cost_figures(8192, 4096)
 display(Markdown(
@@ -571,7 +577,7 @@ print(ch10.check_index_scores(answer_index_scores))
 # below, and give the smallest whole $L$ with $C_\text{attn} L > F_\text{proj} + C_\text{idx} L +
 # C_\text{attn} k$.
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 constants = ch10.exercise_3_constants()
 display(Markdown(", ".join(f"{name} = {value:,}" for name, value in constants.items())
                  + f" (FLOPs), k = {ch10.EXERCISE_3['top_k']:,}."))

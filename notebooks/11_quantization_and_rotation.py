@@ -16,6 +16,12 @@
 #
 # *Video chapter at 23:57.*
 #
+# > **What you will learn:** FP8 e4m3 by hand, block quantization with scales, what an outlier channel costs,
+# > and how a Hadamard rotation spreads it out before the indexer quantizes.
+# >
+# > **What it assumes:** [chapter 10](10_deepseek_sparse_attention.ipynb): the lightning indexer; how
+# > floating-point numbers are stored (the chapter recalls it).
+#
 # Chapter 10's lightning indexer lets each query attend to only $k$ tokens, but it still *scores* every
 # cached token for every query. At long context that scoring is most of what DSA spends, so DeepSeek runs
 # it in 8-bit floating point (**FP8**): one byte per number instead of two, and on Hopper GPUs FP8 tensor
@@ -484,7 +490,7 @@ display(Markdown(
 explorer = dsa_widgets.rotation_explorer(outlier=20, block=128, scale_format="ue8m0")
 explorer
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 explorer.outlier.value = 50
 explorer.block.value = 32
 explorer.scale_format.value = "fp32"
@@ -525,7 +531,7 @@ rows = ["| per token and layer | bfloat16 | FP8 | saved |", "|---|---|---|---|",
         f"{sizing.gib((index_fp8 + mla_fp8) * v32.n_layers * L128k):.2f} GiB | |"]
 display(Markdown("\n".join(rows)))
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 per_query = (v32.index_n_heads + 1) * fwht_additions(d_i)  # the query's 64 heads and its own key
 score_flops = cost["decode_flops_indexer"]
 display(Markdown(
@@ -546,7 +552,7 @@ display(Markdown(
 # **Exercise 1.** Here is a block of 128 values. What scale does the **ue8m0** format give it? Give a
 # float (a power of two).
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 block = ch11.exercise_1_block()
 display(Markdown(f"The block: {block.numel()} values from {block[0].item():g} to {block[-1].item():g}, evenly spaced."))
 

@@ -16,6 +16,12 @@
 #
 # *Video chapter at 27:44.*
 #
+# > **What you will learn:** how DeepSeek added an indexer to a trained model: a dense warm-up that distils
+# > the attention into the indexer, then sparse training; both stages run on the tiny model.
+# >
+# > **What it assumes:** [chapters 10](10_deepseek_sparse_attention.ipynb) and
+# > [11](11_quantization_and_rotation.ipynb); a training loop (loss, gradients, optimizer).
+#
 # Chapter 10's lightning indexer decides which $k$ tokens each query may read. Its decisions are only as
 # good as its weights, and a freshly added indexer has random ones. DeepSeek did not train DeepSeek-V3.2
 # from scratch: it took the finished MLA model DeepSeek-V3.1-Terminus, added an indexer to every layer,
@@ -459,7 +465,7 @@ display(Markdown(
 # index heads (`attnlab.sizing.indexer_elements_per_token`), next to MLA's latent and RoPE key. DeepSeek
 # stores it in FP8 with one fp32 scale per 128 values (chapter 11).
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 idx_elems = sizing.indexer_elements_per_token(spec, per_layer=True)
 mla_elems = sizing.kv_elements_per_token(spec, per_layer=True)
 cost_128k = layer_cost(spec, CONTEXT_128K, per_layer=False)
@@ -521,7 +527,7 @@ print(ch12.check_kl_reach(answer_kl_reach))
 # tokens (131,072), over all its layers, with the keys in FP8 (one byte per number) and one fp32 scale per
 # block of 128 numbers? Use the shape below; give an int.
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 display(Markdown(
     f"{spec.name}: {spec.n_layers} layers, {spec.index_n_heads} index heads, index_head_dim "
     f"{spec.index_head_dim}, top-k {spec.index_topk}."

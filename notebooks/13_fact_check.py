@@ -14,6 +14,12 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 13 · Fact-check
 #
+# > **What you will learn:** to check each claim of the video and its summaries with the course's arithmetic
+# > and the papers' own evidence, and to size real models' caches without the usual slips.
+# >
+# > **What it assumes:** [chapters 0 to 12](00_introduction.ipynb); the arithmetic is redone here, so a reader
+# > who skipped some of them can still follow it.
+#
 # The video's description and two summaries of the video quote figures: 128×, 8×, 57×, "576", "4 MB per
 # token", "six times faster", "50%". Some are right, some are wrong, and some are right only with a
 # qualification the summary leaves out. This chapter checks every claim that can be checked, with the
@@ -41,7 +47,7 @@ torch.set_num_threads(1)
 # %% slideshow={"slide_type": "-"}
 show_source(factcheck._verdict)
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 rows = factcheck.claims()
 display(Markdown(factcheck.markdown_table(rows)))
 counts = {v: sum(c.verdict == v for c in rows) for v in factcheck.VERDICTS}
@@ -72,7 +78,7 @@ display(Markdown("\n".join(lines)))
 # The 8× figure is sound arithmetic for a GQA model with 16 KV heads, but DeepSeek-V3 is not one. And 576
 # is a width, not a factor: it is two vectors side by side.
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 d_c, d_h_rope = sizing.mla_dims(v3)
 width = sizing.kv_elements_per_token(v3, per_layer=True)
 display(Markdown(
@@ -89,7 +95,7 @@ display(Markdown(
 # a 93.3% smaller KV cache; that comparison includes KV quantization and a different model. Counting
 # cached numbers alone:
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 v2_elems, base_elems = sizing.kv_elements_per_token("deepseek-v2"), sizing.kv_elements_per_token("deepseek-67b")
 display(Markdown(
     f"DeepSeek-V2 caches {v2_elems:,} numbers per token, DeepSeek 67B {base_elems:,}: "
@@ -120,7 +126,7 @@ display(Markdown(f"DSA decodes with fewer FLOPs from **{crossover:,}** tokens of
 # The DeepSeek-V2 paper's ablation found MLA ahead of MHA on its benchmarks. The course's tiny models,
 # trained with one recipe, show the opposite, which is why the row says "needs context":
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 losses = {name: factcheck.val_loss(name) for name in ("tiny_mha", "tiny_gqa", "tiny_mqa", "tiny_mla")}
 display(Markdown(" · ".join(f"{name}: **{loss:.3f}** nats" for name, loss in losses.items())
                  + f". MLA − MHA = {losses['tiny_mla'] - losses['tiny_mha']:+.3f} nats on held-out text."))
@@ -168,7 +174,7 @@ explorer
 # A wrong calculator provisions the wrong number of GPUs. Serving DeepSeek-V3 (bf16 weights) to 32
 # sequences of 128K tokens on 80 GiB GPUs, counting weights and KV cache only:
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 batch, seq_len = ch13.BATCH, ch13.SEQ_LEN
 right = factcheck.gpus_needed("deepseek-v3", batch, seq_len)
 no_rope = factcheck.gpus_needed("deepseek-v3", batch, seq_len, per_token_bytes=mistakes["rope_key"]["wrong"])

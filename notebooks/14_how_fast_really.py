@@ -16,6 +16,12 @@
 #
 # *Course chapter (not in the video).*
 #
+# > **What you will learn:** to time a decode step honestly, to read a roofline, and to compare the course's
+# > layers with PyTorch's SDPA and Hugging Face's DeepSeek attention.
+# >
+# > **What it assumes:** [chapters 4 to 10](04_kv_caching.ipynb); memory bandwidth and FLOPs (the chapter
+# > explains both).
+#
 # The earlier chapters counted bytes and FLOPs on paper. This one runs the clock. One attention layer, batch
 # 1, decodes one new token against a cache of $L$ tokens, for every scheme of the course: MHA, GQA, MQA,
 # MLA (naive and absorbed) and DSA. We look at the step time, check the cache against the formula, place
@@ -59,7 +65,7 @@ torch.set_num_threads(1)
 # the timed rounds; the run also keeps every time, the spread (how far the middle half of the rounds lie
 # apart) and the page faults of each step (fresh memory the kernel had to map in).
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 report = bench_ui.load_results()
 shape = bench.BenchShape(**report["shape"])
 contexts = report["contexts"]
@@ -91,7 +97,7 @@ display(Markdown(
 fig = bench_ui.time_figure(report)
 plt.show()
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 big, small = max(contexts), min(contexts)
 r_big = bench_ui.ratios_vs_mha(report, big)
 r_small = bench_ui.ratios_vs_mha(report, small)
@@ -153,7 +159,7 @@ display(Markdown(f"Every measured cache, every context, equals its formula: "
 fig = bench_ui.peer_figure(report)
 plt.show()
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 peers = bench_ui.peer_ratios(report)
 hf = peers["hf_over_absorbed"]
 hf_naive = peers["hf_over_naive"]
@@ -195,7 +201,7 @@ show_source(costs.cache_append_bytes, start="record, s = _fitting")
 fig = bench_ui.roofline_figure(report, context=big)
 plt.show()
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 rows_big = at_big
 i_small = {s: r["intensity"] for s, r in at_small.items()}
 display(Markdown(
@@ -224,7 +230,7 @@ display(Markdown(
 # (DeepSeek-V3.2's indexer is another matter: its many index heads read one-byte FP8 keys, one multiply-add
 # per head for every byte.)
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 display(Markdown(
     f"From {small:,} to {big:,} tokens absorbed MLA moves from {i_small['mla_absorbed']:.2f} to "
     f"{rows_big['mla_absorbed']['intensity']:.2f} FLOP/byte; DSA stays between {i_small['dsa']:.2f} and "
@@ -245,7 +251,7 @@ display(Markdown(
 # table below is the run's own (`report["targets"]`): the goals, what was measured and how; a "no" is a goal
 # this CPU run missed.
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 display(Markdown(bench_ui.targets_markdown(report)))
 cost = bench_ui.run_cost(report)
 display(Markdown(
@@ -269,7 +275,7 @@ live = bench.run_benchmark("cpu", "float32", contexts=(64, 128, 256), repeats=3,
 # Timings change from run to run and machine to machine; the next cell checks only what cannot change.
 print(bench.format_report(live))
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 display(Markdown(
     f"Schemes measured: {', '.join(sorted(live['schemes']))}; contexts {live['contexts']}. Every cache equals "
     f"its formula: **{bench_ui.cache_matches_formula(live)}**."

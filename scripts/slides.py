@@ -85,6 +85,10 @@ def exporter() -> SlidesExporter:
     c.SlidesExporter.mathjax_url = "vendor/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe"
     c.SlidesExporter.widget_renderer_url = "vendor/html-manager/embed-amd.js"
     c.SlidesExporter.font_awesome_url = ""
+    # a cell that only renders computed numbers into a sentence (tagged "hide-input", its source collapsed in
+    # JupyterLab) shows its sentence on the slide, not its code
+    c.TagRemovePreprocessor.enabled = True
+    c.TagRemovePreprocessor.remove_input_tags = ("hide-input",)
     return SlidesExporter(config=c)
 
 

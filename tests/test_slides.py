@@ -7,6 +7,7 @@ most the text that introduces it; only the setup cell (the imports) may be skipp
 
 from __future__ import annotations
 
+import ast
 import html
 import re
 import sys
@@ -59,6 +60,28 @@ def groups(nb) -> list[list[int]]:
             out.append([])
         out[-1].append(i)
     return out
+
+
+def renders_prose(source: str) -> bool:
+    """A code cell whose only job is to put computed numbers into a sentence: its statements are assignments
+    and imports, plus at least one ``display(Markdown(...))``, and nothing else that shows anything."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:  # IPython magics: not a prose cell
+        return False
+    shown = False
+    for node in body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(node, (ast.For, ast.If)) and not any(isinstance(n, ast.Expr) for n in ast.walk(node)):
+            continue  # a loop or branch that only builds text
+        call = node.value if isinstance(node, ast.Expr) else None
+        if (isinstance(call, ast.Call) and getattr(call.func, "id", None) == "display" and len(call.args) == 1
+                and isinstance(call.args[0], ast.Call) and getattr(call.args[0].func, "id", None) == "Markdown"):
+            shown = True
+            continue
+        return False
+    return shown
 
 
 @pytest.fixture(scope="module", params=NOTEBOOKS, ids=lambda p: p.stem)
@@ -116,6 +139,32 @@ def test_only_silent_setup_is_skipped(nb):
 
 # -- the static export ---------------------------------------------------------------------------------------
 
+def test_chapter_opens_with_what_you_will_learn_and_assumes(nb):
+    first = next(cell for cell in nb.cells if cell.cell_type == "markdown")
+    assert "**What you will learn:**" in first.source and "**What it assumes:**" in first.source, (
+        "the chapter's first cell says what you will learn and what it assumes, after its title")
+
+
+def test_prose_cells_read_as_prose(nb):
+    """Collapsed in JupyterLab (the sentence shows, the code is one click away) and hidden in the static slides."""
+    for cell in nb.cells:
+        if cell.cell_type != "code" or not renders_prose(cell.source):
+            continue
+        assert cell.metadata.get("jupyter", {}).get("source_hidden") is True, (
+            f"collapse the source of this prose cell (jupyter={{\"source_hidden\": true}}): {cell.source[:80]!r}")
+        assert "hide-input" in cell.metadata.get("tags", []), f"tag this prose cell hide-input: {cell.source[:80]!r}"
+
+
+@pytest.mark.parametrize("source, prose", [
+    ('x = 2\ndisplay(Markdown(f"{x} heads"))', True),
+    ('display(Markdown("a"))\nplt.show()', False),
+    ('x = 2', False),
+    ('for i in range(2):\n    print(i)\ndisplay(Markdown("a"))', False),
+])
+def test_prose_cells_are_recognised(source, prose):
+    assert renders_prose(source) is prose
+
+
 def test_remote_references_are_found():
     found = slides.remote_references(
         '<script src="https://cdn.example/x.js"></script><link href="//fonts.example/a.css">'
@@ -147,6 +196,11 @@ def test_export_is_offline(tmp_path):
     n_slides = sum(slide_type(c) == "slide" for c in nb.cells)
     n_groups = len(groups(nb))
     assert text.count("<section") == n_slides + n_groups
+    hidden = [c for c in nb.cells if "hide-input" in c.metadata.get("tags", [])]
+    assert hidden, "chapter 6 has prose cells"
+    for cell in hidden:  # the sentence is on the slide, the code that wrote it is not
+        first_line = cell.source.strip().splitlines()[0]
+        assert html.escape(first_line) not in text, first_line
 
 
 @needs_npm

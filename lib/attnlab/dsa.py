@@ -269,8 +269,8 @@ class LightningIndexer(nn.Module):
         """I_{t,s} = sum_j w_{t,j} ReLU(q_{t,j} · k_s) * (d^I)^-0.5, with s > t set to -inf.
 
         q (b, s, H^I, d^I), weights (b, s, H^I), k (b, t, d^I), the s queries being the last s of the t
-        positions -> I (b, s, t). Two matmuls: the keys against every query head, (b, t, s H^I) (the keys, the
-        bulk of what is read, stream through in their stored order), then the weighted sum over the heads; a
+        positions -> I (b, s, t). Two matmuls: every query head against the keys, (b, s H^I, t) (the keys, the
+        bulk of what is read, stream through once in their stored order), then the weighted sum over the heads; a
         single query at the end of the keys (a decode step) sees them all, so no causal mask is built for it."""
         c = self.config
         check_ndim("q", q, 4, "(batch, seq, index_n_heads, index_head_dim)")
@@ -288,9 +288,9 @@ class LightningIndexer(nn.Module):
         h, t = c.index_n_heads, k.shape[1]
         if s > t:
             raise ValueError(f"q has seq={s} queries but k only {t} tokens: the queries are the last seq of them")
-        logits = k @ q.reshape(b, s * h, -1).mT  # k^I_s · q^I_{t,j}: the shared keys against every head, one matmul
+        logits = q.reshape(b, s * h, -1) @ k.mT  # q^I_{t,j} · k^I_s: every head against the shared keys, one matmul
         weights = weights * c.softmax_scale  # (d^I)^-0.5 on the H^I weights rather than on the t scores
-        scores = torch.einsum("btsj,bsj->bst", logits.relu_().view(b, t, s, h), weights)  # a batched matmul
+        scores = torch.einsum("bsj,bsjt->bst", weights, logits.relu_().view(b, s, h, t))  # a batched matmul
         if s == 1:  # one query, the last position: it sees every key
             return scores
         return scores.masked_fill_(~causal_mask(s, t, device=q.device), float("-inf"))

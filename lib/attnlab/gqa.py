@@ -120,10 +120,13 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal:
         if not causal:
             raise ValueError(f"window={window} needs causal=True: the window is the last W keys up to each query")
     scale = 1.0 / math.sqrt(d) if scale is None else scale
-    q = q.view(b, n_kv, n_heads // n_kv, n_q, d)  # (b, g, r, n_q, d)
-    scores = torch.einsum("bgrqd,bgkd->bgrqk", q, k) * scale  # (b, g, r, n_q, n_k)
-    if causal:
-        scores = scores.masked_fill(~causal_mask(n_q, k.shape[2], device=q.device, window=window), float("-inf"))
+    r, n_k = n_heads // n_kv, k.shape[2]
+    q = q.reshape(b, n_kv, r * n_q, d) * scale  # (b, g, r n_q, d): a group's r query heads share its keys
+    # s_{g,i,j} = (q_{g,i} / sqrt(d)) · k_{g,j}: one matmul per group, K Q^T, so the keys (the bulk of what a
+    # decode step reads) stream through in their stored order; transposed back as a view.
+    scores = (k @ q.mT).mT.view(b, n_kv, r, n_q, n_k)  # (b, g, r, n_q, n_k)
+    if causal and (n_q > 1 or (window is not None and window < n_k)):  # one query, no window: sees every key
+        scores = scores.masked_fill(~causal_mask(n_q, n_k, device=q.device, window=window), float("-inf"))
     weights = softmax(scores, dim=-1)
     out = torch.einsum("bgrqk,bgkd->bgrqd", weights, v)  # (b, g, r, n_q, d)
     return out.reshape(b, n_heads, n_q, d), weights.reshape(b, n_heads, n_q, -1)
