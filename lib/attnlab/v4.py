@@ -57,6 +57,7 @@ from torch import nn
 from attnlab._validate import (
     check_bool,
     check_choice,
+    check_floating,
     check_hidden_states,
     check_ndim,
     check_non_negative_int,
@@ -178,7 +179,14 @@ class V4AttentionConfig:
 def rms_norm(x: torch.Tensor, eps: float, weight: torch.Tensor | None = None) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) over the last axis, times ``weight`` when given (weightless for V4's
     per-head query norm [q_b_norm]). x (..., n) -> (..., n)."""
-    check_tensor("x", x)
+    check_floating("x", x)
+    if x.dim() == 0:
+        raise ValueError("x must have at least 1 dim (..., n), got a scalar")
+    check_real("eps", eps, 0.0, strict=True)
+    if weight is not None:
+        check_floating("weight", weight)
+        if tuple(weight.shape) != (x.shape[-1],):
+            raise ValueError(f"weight has shape {tuple(weight.shape)}, expected ({x.shape[-1]},), one per channel")
     x = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + eps)
     return x if weight is None else x * weight
 
@@ -188,11 +196,16 @@ def rope_tail(x: torch.Tensor, positions: torch.Tensor, theta: torch.Tensor, inv
     (V4's partial RoPE, Hugging Face's ``apply_rotary_pos_emb``); ``inverse`` rotates by minus the angle
     (R_t^-1, applied to the attention output). x (b, s, [heads,] width), positions (s,), theta (d^R/2,)
     float64 -> x's shape."""
-    check_tensor("x", x)
+    check_floating("x", x)
     if x.dim() not in (3, 4):
         raise ValueError(f"x must have 3 or 4 dims (batch, seq, [heads,] width), got shape {tuple(x.shape)}")
     check_positions(positions, x.shape[1])
+    check_floating("theta", theta)
+    check_ndim("theta", theta, 1, "(d^R / 2,)")
+    check_bool("inverse", inverse)
     d_rope = 2 * theta.shape[0]
+    if d_rope > x.shape[-1]:
+        raise ValueError(f"theta rotates d^R = {d_rope} coordinates, x has only {x.shape[-1]}")
     if d_rope == 0:
         return x
     angles = positions.to("cpu", torch.float64)[:, None] * theta  # (s, d^R/2)
@@ -248,6 +261,21 @@ def pool_windows(content: torch.Tensor, gate: torch.Tensor, overlap: bool,
     window w - 1; second halves of window w]; window 0's first halves come from ``previous`` (b, m, 2 c) =
     [C^a; Z^a + B^a] of the window before this call's first, or are absent (the very first window).
     -> (b, n, c), before RMSNorm and RoPE."""
+    check_floating("content", content)
+    check_ndim("content", content, 4, "(batch, windows, m, k width)")
+    check_tensor("gate", gate)
+    if gate.shape != content.shape or gate.dtype != content.dtype:
+        raise ValueError(f"gate {tuple(gate.shape)} {gate.dtype} must match content {tuple(content.shape)} "
+                         f"{content.dtype}")
+    check_bool("overlap", overlap)
+    if overlap and content.shape[-1] % 2:
+        raise ValueError(f"content has width {content.shape[-1]}: with overlap it holds two halves, so it must be even")
+    if previous is not None:
+        check_tensor("previous", previous)
+        want = (content.shape[0], content.shape[2], content.shape[3])
+        if not overlap or tuple(previous.shape) != want or previous.dtype != content.dtype:
+            raise ValueError(f"previous must be None without overlap, else (b, m, 2 c) = {want} in {content.dtype}, "
+                             f"got {tuple(previous.shape)}")
     if not overlap:
         weights = torch.softmax(gate, dim=2)  # a softmax per channel over the m slots
         return torch.einsum("bnjc,bnjc->bnc", weights, content)
@@ -278,6 +306,11 @@ class GatedPoolingCompressor(nn.Module):
         for name, value in (("d_model", d_model), ("width", width), ("rate", rate)):
             check_positive_int(name, value)
         check_bool("overlap", overlap)
+        check_floating("theta", theta)
+        check_ndim("theta", theta, 1, "(d^R / 2,)")
+        if 2 * theta.shape[0] > width:
+            raise ValueError(f"theta rotates d^R = {2 * theta.shape[0]} coordinates, more than width={width}")
+        check_real("eps", eps, 0.0, strict=True)
         k = 2 if overlap else 1
         self.width, self.rate, self.overlap = width, rate, overlap
         self.wkv = nn.Linear(d_model, k * width, bias=False)  # W^C
@@ -290,6 +323,9 @@ class GatedPoolingCompressor(nn.Module):
         """The entries completed by x (b, s, d): (b, n_new, width). Without ``state`` x must start at position
         0 and its unfinished last window is dropped; with one, x continues the stream the state has seen, the
         pending tokens are completed first and the new unfinished window is kept."""
+        check_hidden_states(x, self.wkv.in_features, self.wkv.weight, nonempty=False, owner="compressor")
+        if state is not None:
+            check_type("state", state, CompressorState)
         b, s, _ = x.shape
         projected = torch.cat([self.wkv(x), self.wgate(x)], dim=-1)  # [C_j; Z_j]: (b, s, 2 k width)
         first = 0 if state is None else state.entries  # index of the first entry this call can emit
@@ -363,6 +399,9 @@ class CompressedIndexer(nn.Module):
 
     def __init__(self, config: V4AttentionConfig, theta: torch.Tensor) -> None:
         super().__init__()
+        check_type("config", config, V4AttentionConfig)
+        if config.layer_type != "csa":
+            raise ValueError(f"config has layer_type={config.layer_type!r}: only CSA layers have an indexer")
         c = config
         self.config = c
         self.compressor = GatedPoolingCompressor(c.d_model, c.index_head_dim, c.compress_rate, True, theta, c.norm_eps)
@@ -375,7 +414,17 @@ class CompressedIndexer(nn.Module):
         """I (b, s, n) of the queries x (b, s, d) with latents c^Q (b, s, d_c) at positions (s,) against the
         index keys (b, n, c^I); no mask (the caller hides entries not yet complete)."""
         c = self.config
+        check_hidden_states(x, c.d_model, self.wq_b.weight, owner="indexer")
         b, s, _ = x.shape
+        check_tensor("q_latent", q_latent)
+        if tuple(q_latent.shape) != (b, s, c.q_lora_rank) or q_latent.dtype != x.dtype:
+            raise ValueError(f"q_latent has shape {tuple(q_latent.shape)} {q_latent.dtype}, expected "
+                             f"{(b, s, c.q_lora_rank)} {x.dtype}")
+        check_positions(positions, s)
+        check_tensor("index_keys", index_keys)
+        if index_keys.dim() != 3 or index_keys.shape[0] != b or index_keys.shape[2] != c.index_head_dim:
+            raise ValueError(f"index_keys has shape {tuple(index_keys.shape)}, expected (b, n, c^I) = "
+                             f"({b}, n, {c.index_head_dim})")
         q = self.wq_b(q_latent).view(b, s, c.index_n_heads, c.index_head_dim)  # q^I_{t,h}
         q = rope_tail(q, positions, self.theta)
         w = self.weights_proj(x) * c.index_n_heads**-0.5  # w_{t,h}: (b, s, H^I)
@@ -446,6 +495,8 @@ class DeepSeekV4Attention(AttentionLayer):
     def queries(self, x: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q (b, s, n_h, c) = RoPE_t(RMSNorm_unweighted(W^UQ c^Q_t)) and the latent c^Q (b, s, d_c)."""
         c = self.config
+        check_hidden_states(x, c.d_model, self.wkv.weight, nonempty=False)
+        check_positions(positions, x.shape[1])
         b, s, _ = x.shape
         q_latent = self.q_norm(self.wq_a(x))  # c^Q_t
         q = rms_norm(self.wq_b(q_latent).view(b, s, c.n_heads, c.head_dim), c.norm_eps)  # per head, no weight
@@ -453,12 +504,19 @@ class DeepSeekV4Attention(AttentionLayer):
 
     def key_values(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """kv (b, s, c) = RoPE_t(RMSNorm(W^KV h_t)): each token's key and value at once."""
+        check_hidden_states(x, self.config.d_model, self.wkv.weight, nonempty=False)
+        check_positions(positions, x.shape[1])
         return rope_tail(self.kv_norm(self.wkv(x)), positions, self.theta)
 
     def output(self, o: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """u = W^O_b [W^O_a,1 o_1; ...; W^O_a,g o_g] after rotating the RoPE slice back: o (b, s, n_h, c) ->
         (b, s, d). Group r's n_h / g heads are projected alone to d_g numbers (§2.3.1, grouped output)."""
         c = self.config
+        check_floating("o", o)
+        check_ndim("o", o, 4, "(batch, seq, n_heads, head_dim)")
+        if o.shape[2:] != (c.n_heads, c.head_dim) or o.dtype != self.wkv.weight.dtype:
+            raise ValueError(f"o has shape {tuple(o.shape)} {o.dtype}, expected (b, s, {c.n_heads}, {c.head_dim}) "
+                             f"in {self.wkv.weight.dtype}")
         b, s = o.shape[:2]
         o = rope_tail(o, positions, self.theta, inverse=True)  # R_t^-1: only relative positions remain
         o_groups = o.reshape(b, s, c.o_groups, -1)  # (b, s, g, n_h c / g)
