@@ -319,6 +319,7 @@ def test_matches_hugging_face_prefill(hf, layer_type, yarn):
     config = hf_config(hf, yarn)
     attention, rotary = hf_attention(hf, config, layer_type, seed=1)
     layer = from_transformers(attention)
+    assert sum(p.numel() for p in layer.parameters()) == sum(p.numel() for p in attention.parameters())  # all mapped
     assert layer.config.layer_type == layer_type and layer.config.rope_head_dim == 8
     assert layer.config.rope_base == (10000.0 if layer_type == "sliding" else 160000.0)
     x = torch.randn(2, 29, 32, dtype=F64)
@@ -358,7 +359,8 @@ def test_matches_hugging_face_token_by_token_decode(hf, layer_type):
     hf_layer = theirs.layers[HF_LAYERS[layer_type]]
     held = ours.compressed.tensors
     torch.testing.assert_close(held["kv"], hf_layer.compressed_kv["compressor"], rtol=1e-5, atol=1e-5)
-    assert ours.compressor.pending.shape[1] == hf_layer.buffer_kv["compressor"].shape[1] == 27 % layer.config.compress_rate
+    pending = 27 % layer.config.compress_rate  # tokens of the unfinished window
+    assert ours.compressor.pending.shape[1] == hf_layer.buffer_kv["compressor"].shape[1] == pending
     if layer_type == "csa":
         torch.testing.assert_close(held["index_key"], hf_layer.compressed_kv["indexer"], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(ours.compressor.previous[..., : layer.config.head_dim],

@@ -633,7 +633,8 @@ class V4Model:
 
     def layer_counts(self) -> dict[str, int]:
         """Layers of each type: {"sliding": ..., "csa": ..., "hca": ...}."""
-        return {kind: sum(V4_RATIO_TYPES[r] == kind for r in self.compress_ratios) for kind in ("sliding", "csa", "hca")}
+        types = [V4_RATIO_TYPES[r] for r in self.compress_ratios]
+        return {kind: types.count(kind) for kind in ("sliding", "csa", "hca")}
 
 
 #: DeepSeek-V4-Flash: 43 layers, [0, 0] + [4, 128] x 20 + [4]: 2 sliding, 21 CSA, 20 HCA (config.json

@@ -12,7 +12,7 @@ V4-Pro / V4-Flash ``config.json``. Symbols (Hugging Face's / DeepSeek's names in
     H^I, c^I, k   indexer heads, width, top-k [index_n_heads, index_head_dim, index_topk]
     g, d_g        output groups and their width [o_groups, o_lora_rank]
 
-Every layer (§2.3, "shared-KV MQA"):
+Every layer (§2.3; Hugging Face's "shared-KV Multi-Query Attention"):
 
     c^Q_t   = RMSNorm(W^DQ h_t)                                  query latent [q_a_proj, q_a_norm; wq_a, q_norm]
     q_{t,i} = RoPE_t(RMSNorm_unweighted(W^UQ_i c^Q_t))           per head, width c [q_b_proj, q_b_norm; wq_b]
