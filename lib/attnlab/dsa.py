@@ -383,18 +383,20 @@ def topk_indices(scores: torch.Tensor, top_k: int, visible: torch.Tensor | None 
         if s > t:
             raise ValueError(f"scores has seq={s} queries but only {t} keys: queries are the last seq of the keys")
         visible = torch.arange(t - s, t, device=scores.device) + 1  # tokens query p may see: p + 1
+        fewest = t - s + 1  # the first query's, known without reading the tensor
     else:
         check_integer_tensor("visible", visible)
         check_ndim("visible", visible, 1, "(seq,)")
         if visible.shape[0] != s or bool(((visible < 0) | (visible > t)).any()):
             raise ValueError(f"visible must hold seq={s} counts between 0 and keys={t}, got {visible.tolist()}")
         visible = visible.to(scores.device)
+        fewest = int(visible.min()) if s else 0
     if t == 0:
         return torch.empty(*scores.shape[:2], 0, dtype=torch.long, device=scores.device)
     if top_k < t:  # a real selection: torch.topk, with ties resolved as the stable sort below resolves them
         order = _stable_topk(scores, top_k)
         if order is not None:
-            return _pad_invisible(order, visible)
+            return order if fewest >= top_k else _pad_invisible(order, visible)
     k = min(top_k, t)
     order = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]  # (b, s, k)
     valid = torch.arange(k, device=scores.device) < visible[:, None]  # (s, k)
@@ -425,10 +427,7 @@ def _stable_topk(scores: torch.Tensor, k: int) -> torch.Tensor | None:
 
 def _pad_invisible(order: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
     """order (b, s, k) with -1 in the slots beyond the visible[i] keys query i may see (visible (s,))."""
-    k = order.shape[-1]
-    if int(visible.min()) >= k:  # every query sees at least k keys: nothing to pad
-        return order
-    return order.masked_fill(torch.arange(k, device=order.device) >= visible[:, None], -1)
+    return order.masked_fill(torch.arange(order.shape[-1], device=order.device) >= visible[:, None], -1)
 
 
 def selection_mask(indices: torch.Tensor, n_keys: int) -> torch.Tensor:
