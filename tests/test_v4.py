@@ -396,3 +396,20 @@ def test_config_fills_the_published_compression_rates():
     assert config("hca", compress_rate=None).compress_rate == 128
     assert dataclasses.replace(config("sliding"), window=128).compress_rate is None
     assert isinstance(make_layer(config("hca")).make_cache(), V4Cache)
+
+
+@pytest.mark.parametrize("layer_type", ["sliding", "csa", "hca"])
+@pytest.mark.parametrize("length", [3, 6, 17, 40])
+def test_cache_holds_what_the_cost_formula_counts(layer_type, length):
+    """attnlab.costs.v4_layer_cache_entries (the published comparison's arithmetic) counts what the layer's
+    cache really holds: min(W, L) window vectors, floor(L / m) entries, and as many index keys in CSA."""
+    from attnlab.costs import v4_layer_cache_entries
+
+    cfg = config(layer_type)
+    layer = make_layer(cfg, seed=12)
+    cache = layer.make_cache()
+    layer(torch.randn(1, length, 24, dtype=F64), cache=cache)
+    held = cache.compressed.tensors
+    counted = {"window": cache.window.n_tokens, "entries": held["kv"].shape[1] if held else 0,
+               "index_keys": held["index_key"].shape[1] if "index_key" in held else 0}
+    assert counted == v4_layer_cache_entries(layer_type, length, cfg.compress_rate, cfg.window)
