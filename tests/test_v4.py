@@ -69,15 +69,26 @@ def dense_reference(layer: DeepSeekV4Attention, x: torch.Tensor) -> torch.Tensor
     return layer.output(torch.einsum("bsht,btc->bshc", weights, keys), positions)
 
 
+@st.composite
+def shapes(draw, layer_type: str) -> dict:
+    """Random layer shapes: heads, groups, KV width, RoPE width (0 included), window, compression rate."""
+    n_heads = draw(st.sampled_from([1, 2, 4]))
+    head_dim = draw(st.sampled_from([4, 8, 16]))
+    return dict(n_heads=n_heads, o_groups=draw(st.sampled_from([g for g in (1, 2, 4) if n_heads % g == 0])),
+                head_dim=head_dim, rope_head_dim=draw(st.sampled_from([r for r in (0, 2, 4, 8) if r <= head_dim])),
+                window=draw(st.integers(1, 8)),
+                compress_rate=None if layer_type == "sliding" else draw(st.integers(1, 5)))
+
+
 # --- plain forms ----------------------------------------------------------------------------------------
 
 
-@settings(max_examples=15, deadline=None)
-@given(layer_type=st.sampled_from(["csa", "hca"]), seq=st.integers(1, 23), batch=st.integers(1, 2),
-       rate=st.integers(1, 5), seed=st.integers(0, 2**16))
-def test_top_k_covering_every_entry_equals_dense_attention_over_visible_entries(layer_type, seq, batch, rate, seed):
+@settings(max_examples=20, deadline=None)
+@given(data=st.data(), layer_type=st.sampled_from(["csa", "hca"]), seq=st.integers(1, 23), batch=st.integers(1, 2),
+       seed=st.integers(0, 2**16))
+def test_top_k_covering_every_entry_equals_dense_attention_over_visible_entries(data, layer_type, seq, batch, seed):
     """CSA with top-k >= the number of entries attends to every visible entry, as HCA always does."""
-    layer = make_layer(config(layer_type, compress_rate=rate, index_topk=32), seed)
+    layer = make_layer(config(layer_type, index_topk=32, **data.draw(shapes(layer_type))), seed)
     x = torch.randn(batch, seq, 24, dtype=F64)
     reference = dense_reference(layer, x)
     for impl in ("gather", "mask"):
@@ -167,13 +178,14 @@ def test_outputs_do_not_depend_on_later_tokens(layer_type):
         torch.testing.assert_close(layer(changed).output[:, : t + 1], y[:, : t + 1], rtol=1e-12, atol=1e-12)
 
 
-@settings(max_examples=12, deadline=None)
-@given(layer_type=st.sampled_from(["sliding", "csa", "hca"]), cuts=st.lists(st.integers(1, 25), max_size=4),
-       top_k=st.integers(1, 4), impl=st.sampled_from(["gather", "mask"]), seed=st.integers(0, 2**16))
-def test_cached_decode_in_any_chunks_equals_prefill(layer_type, cuts, top_k, impl, seed):
+@settings(max_examples=15, deadline=None)
+@given(data=st.data(), layer_type=st.sampled_from(["sliding", "csa", "hca"]),
+       cuts=st.lists(st.integers(1, 25), max_size=4), top_k=st.integers(1, 4), impl=st.sampled_from(["gather", "mask"]),
+       seed=st.integers(0, 2**16))
+def test_cached_decode_in_any_chunks_equals_prefill(data, layer_type, cuts, top_k, impl, seed):
     """Chunks of any length (single tokens included) through the cache give the prefill's outputs and
     selections: the window, the entries, and the compressors' unfinished windows carry over."""
-    layer = make_layer(config(layer_type, index_topk=top_k), seed).use(impl)
+    layer = make_layer(config(layer_type, index_topk=top_k, **data.draw(shapes(layer_type))), seed).use(impl)
     x = torch.randn(2, 26, 24, dtype=F64)
     prefill = layer(x)
     cache = layer.make_cache()
