@@ -34,7 +34,8 @@ The compressor (§2.3.1 for CSA, §2.3.2 for HCA): per token, content C_j = W^C 
                   C^Comp_w = sum_slots softmax_slots(Z + B) * C      (a softmax per channel over the slots)
     HCA, m = 128: the same over non-overlapping blocks of m tokens,
 
-then RMSNorm and RoPE at position w m. Query t may use entry w once its last token has arrived:
+then RMSNorm and RoPE at position w m, the first token of block w (for CSA, the block whose second halves the
+entry pools; DeepSeek's ``freqs_cis[:cutoff:ratio]``). Query t may use entry w once its last token has arrived:
 w < (t + 1) // m. CSA scores the visible entries with a lightning indexer over index keys made by its own
 compressor of width c^I (I_{t,w} = sum_h w_{t,h} ReLU(q^I_{t,h} · K^I_w), :func:`attnlab.dsa.index_scores`)
 and attends to the top-k (:func:`attnlab.dsa.topk_indices`); HCA attends to every visible entry.
