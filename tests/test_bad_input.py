@@ -39,6 +39,7 @@ from attnlab import (
     sizing,
     tokenization,
     train,
+    v4,
 )
 from attnlab import model as lm
 
@@ -57,6 +58,8 @@ class Case(NamedTuple):
 # --- small, valid objects the cases start from ---------------------------------------------------------
 
 GQA_CONFIG = gqa.AttentionConfig(d_model=8, n_heads=2, n_kv_heads=1)
+V4_FIELDS = dict(d_model=16, n_heads=2, q_lora_rank=8, o_groups=2, o_lora_rank=4, head_dim=8, rope_head_dim=4,
+                 window=4, layer_type="csa", compress_rate=2, index_n_heads=2, index_head_dim=4, index_topk=2)
 GQA_LAYER = gqa.GroupedQueryAttention(GQA_CONFIG)
 X8 = torch.randn(1, 3, 8)
 Q4 = torch.randn(1, 2, 3, 4)  # (batch, heads, seq, head_dim)
@@ -66,6 +69,8 @@ MLA_CONFIG = mla.MLAConfig(d_model=12, n_heads=3, kv_lora_rank=5, qk_nope_head_d
                            v_head_dim=3, q_lora_rank=6)
 MLA_LAYER = mla.MultiHeadLatentAttention(MLA_CONFIG)
 X12 = torch.randn(1, 3, 12)
+V4_LAYER = v4.DeepSeekV4Attention(v4.V4AttentionConfig(**V4_FIELDS))
+X16 = torch.randn(1, 3, 16)
 
 INDEXER_CONFIG = dsa.indexer_config_for(MLA_CONFIG, 2, 8, 3)
 DSA_LAYER = dsa.DeepSeekSparseAttention(MLA_CONFIG, INDEXER_CONFIG)
@@ -705,6 +710,79 @@ CASES: list[Case] = [
          "parts"),
     Case("uniform_layout.dtype", cache_formats.uniform_layout, lambda: cache_formats.uniform_layout(4, "int9"),
          ValueError, "dtype"),
+    # v4: DeepSeek-V4's attention layer
+    Case("V4AttentionConfig: unknown layer_type", v4.V4AttentionConfig,
+         lambda: v4.V4AttentionConfig(**V4_FIELDS | {"layer_type": "dense"}), ValueError, "layer_type"),
+    Case("V4AttentionConfig: o_groups does not divide n_heads", v4.V4AttentionConfig,
+         lambda: v4.V4AttentionConfig(**V4_FIELDS | {"o_groups": 3}), ValueError, "o_groups"),
+    Case("V4AttentionConfig: rope_head_dim wider than the index keys", v4.V4AttentionConfig,
+         lambda: v4.V4AttentionConfig(**V4_FIELDS | {"index_head_dim": 2}), ValueError, "rope_head_dim"),
+    Case("V4AttentionConfig: a sliding layer with a compress_rate", v4.V4AttentionConfig,
+         lambda: v4.V4AttentionConfig(**V4_FIELDS | {"layer_type": "sliding"}), ValueError, "compress_rate"),
+    Case("V4AttentionConfig: window is 0", v4.V4AttentionConfig,
+         lambda: v4.V4AttentionConfig(**V4_FIELDS | {"window": 0}), ValueError, "window"),
+    Case("rms_norm: eps = 0", v4.rms_norm, lambda: v4.rms_norm(torch.ones(2, 3), 0.0), ValueError, "eps"),
+    Case("rope_tail: float positions", v4.rope_tail,
+         lambda: v4.rope_tail(torch.zeros(1, 3, 8), torch.arange(3.0), V4_LAYER.theta), ValueError, "positions"),
+    Case("rope_tail: theta wider than x", v4.rope_tail,
+         lambda: v4.rope_tail(torch.zeros(1, 3, 2), torch.arange(3), V4_LAYER.theta), ValueError, "theta"),
+    Case("sink_softmax: one sink too few", v4.sink_softmax,
+         lambda: v4.sink_softmax(torch.zeros(1, 2, 4, 3), torch.zeros(3)), ValueError, "sinks"),
+    Case("pool_windows: gate of another shape", v4.pool_windows,
+         lambda: v4.pool_windows(torch.zeros(1, 2, 4, 6), torch.zeros(1, 2, 4, 4), True), ValueError, "gate"),
+    Case("pool_windows: previous without overlap", v4.pool_windows,
+         lambda: v4.pool_windows(torch.zeros(1, 2, 4, 6), torch.zeros(1, 2, 4, 6), False, torch.zeros(1, 4, 6)),
+         ValueError, "previous"),
+    Case("GatedPoolingCompressor: rate is 0", v4.GatedPoolingCompressor,
+         lambda: v4.GatedPoolingCompressor(8, 8, 0, True, torch.ones(2)), ValueError, "rate"),
+    Case("GatedPoolingCompressor.forward: state is a dict", v4.GatedPoolingCompressor,
+         lambda: V4_LAYER.compressor(X16, state={}), TypeError, "state"),
+    Case("V4Cache: config is a dict", v4.V4Cache, lambda: v4.V4Cache(V4_FIELDS), TypeError, "config"),
+    Case("CompressedIndexer: an HCA config", v4.CompressedIndexer,
+         lambda: v4.CompressedIndexer(v4.V4AttentionConfig(**V4_FIELDS | {"layer_type": "hca"}), V4_LAYER.theta),
+         ValueError, "layer_type"),
+    Case("CompressedIndexer.scores: index keys of another width", v4.CompressedIndexer,
+         lambda: V4_LAYER.indexer.scores(X16, torch.zeros(1, 3, 8), torch.arange(3), torch.zeros(1, 2, 5)),
+         ValueError, "index_keys"),
+    Case("DeepSeekV4Attention: config is an MLAConfig", v4.DeepSeekV4Attention,
+         lambda: v4.DeepSeekV4Attention(MLA_CONFIG), TypeError, "config"),
+    Case("DeepSeekV4Attention: x of another width", v4.DeepSeekV4Attention, lambda: V4_LAYER(X8), ValueError, "x"),
+    Case("DeepSeekV4Attention: cache is a LayerCache", v4.DeepSeekV4Attention,
+         lambda: V4_LAYER(X16, cache=kv_cache.LayerCache(seq_dim=1)), TypeError, "cache"),
+    Case("DeepSeekV4Attention: cache of another layer", v4.DeepSeekV4Attention,
+         lambda: V4_LAYER(X16, cache=v4.V4Cache(v4.V4AttentionConfig(**V4_FIELDS | {"window": 2}))), ValueError,
+         "cache"),
+    Case("DeepSeekV4Attention.use: unknown implementation", v4.DeepSeekV4Attention,
+         lambda: V4_LAYER.use("dense"), ValueError, "implementation"),
+    Case("DeepSeekV4Attention.use: top_k = 0", v4.DeepSeekV4Attention, lambda: V4_LAYER.use(top_k=0), ValueError,
+         "top_k"),
+    Case("DeepSeekV4Attention.output: o of another head width", v4.DeepSeekV4Attention,
+         lambda: V4_LAYER.output(torch.zeros(1, 3, 2, 4), torch.arange(3)), ValueError, "o"),
+    Case("DeepSeekV4Attention.queries: positions too few", v4.DeepSeekV4Attention,
+         lambda: V4_LAYER.queries(X16, torch.arange(2)), ValueError, "positions"),
+    Case("v4.from_transformers: a GQA layer", v4.from_transformers, lambda: v4.from_transformers(GQA_LAYER),
+         ValueError, "hf_attention"),
+    Case("index_scores: k of another width", dsa.index_scores,
+         lambda: dsa.index_scores(torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3), torch.zeros(1, 5, 6), 0.5),
+         ValueError, "k"),
+    Case("topk_indices: visible beyond the keys", dsa.topk_indices,
+         lambda: dsa.topk_indices(torch.zeros(1, 2, 3), 2, visible=torch.tensor([1, 4])), ValueError, "visible"),
+    # costs: DeepSeek-V4
+    Case("V4Model: a compress ratio of 8", costs.V4Model,
+         lambda: costs.V4Model(name="x", compress_ratios=(8,), d_model=8, n_heads=2, q_lora_rank=4, o_groups=1,
+                               index_topk=2, source="s"), ValueError, "compress_ratios"),
+    Case("v4_layer_cache_entries: unknown layer_type", costs.v4_layer_cache_entries,
+         lambda: costs.v4_layer_cache_entries("mla", 10), ValueError, "layer_type"),
+    Case("v4_cache_bytes: unknown model", costs.v4_cache_bytes, lambda: costs.v4_cache_bytes("deepseek-v4", 10),
+         ValueError, "model"),
+    Case("v4_cache_bytes: entry is an int", costs.v4_cache_bytes,
+         lambda: costs.v4_cache_bytes("deepseek-v4-pro", 10, entry=584), TypeError, "entry"),
+    Case("v32_cache_bytes: negative context", costs.v32_cache_bytes, lambda: costs.v32_cache_bytes(-1),
+         ValueError, "context"),
+    Case("v4_vs_v32_cache: unknown formats", costs.v4_vs_v32_cache,
+         lambda: costs.v4_vs_v32_cache("deepseek-v4-pro", 10, "fp4"), ValueError, "formats"),
+    Case("v4_decode_flops: negative context", costs.v4_decode_flops,
+         lambda: costs.v4_decode_flops("deepseek-v4-pro", "csa", -2), ValueError, "context"),
 ]
 
 # Public names of the core modules that take no input a check could refuse, with the reason. Everything else
@@ -727,10 +805,12 @@ NO_CHECKABLE_INPUT: dict[Any, str] = {
     # (train_merges, BPETokenizer, ...) checks its input first.
     tokenization.get_pair_counts: "source shown verbatim in notebook 01; pure Python, no torch",
     tokenization.merge: "source shown verbatim in notebook 01; pure Python, no torch",
+    # An empty running state, filled by GatedPoolingCompressor.forward (which checks its type).
+    v4.CompressorState: "no arguments; a record the compressor fills",
 }
 
 CORE_MODULES = (attention, kv_cache, gqa, mla, dsa, rope, quant, sizing, lowrank, lm, tokenization, train, devices,
-                costs, schemes, cache_formats)
+                costs, schemes, cache_formats, v4)
 
 
 def public_api(module) -> list:

@@ -171,3 +171,66 @@ def test_every_scheme_has_every_count():
         assert costs.decode_flops(scheme, shape, 100) > costs.projection_flops(scheme, shape) > 0
         assert costs.decode_bytes_read(scheme, shape, 100, "bfloat16") > 0
         assert costs.prefill_flops(scheme, shape, 100) > 0
+
+
+# --- DeepSeek-V4 against DeepSeek-V3.2 ------------------------------------------------------------------
+
+
+def test_v4_layer_schedules_are_the_configs():
+    """compress_ratios of the V4 config.json files (deepseek-v4.md): Flash [0, 0] + [4, 128] x 20 + [4],
+    Pro [128, 128] + [4, 128] x 29 + [4]."""
+    flash, pro = costs.V4_MODELS["deepseek-v4-flash"], costs.V4_MODELS["deepseek-v4-pro"]
+    assert (flash.n_layers, flash.layer_counts()) == (43, {"sliding": 2, "csa": 21, "hca": 20})
+    assert (pro.n_layers, pro.layer_counts()) == (61, {"sliding": 0, "csa": 30, "hca": 31})
+    assert (flash.index_topk, pro.index_topk, flash.o_groups, pro.o_groups) == (512, 1024, 8, 16)
+
+
+def test_v4_cache_is_a_tenth_of_v32s_at_a_million_tokens():
+    """The published comparison, with the arithmetic: at L = 2^20 tokens V3.2 holds 61 L (656 + 132) bytes; a V4
+    CSA layer (128 + L/4) x 584 + (L/4) x 68, an HCA layer (128 + L/128) x 584, a sliding layer 128 x 584.
+    Pro (30 CSA, 31 HCA) needs about 10% of V3.2's cache and Flash (21 CSA, 20 HCA, 2 sliding) about 7%, in
+    DeepSeek's FP8/FP4 layouts; with every number in bfloat16, Pro is about 8.7x smaller."""
+    L = 2**20
+    v32 = 61 * L * (656 + 132)
+    csa, hca, sliding = (128 + L // 4) * 584 + (L // 4) * 68, (128 + L // 128) * 584, 128 * 584
+    assert costs.v32_cache_bytes(L) == v32
+    assert costs.v4_cache_bytes("deepseek-v4-pro", L) == 30 * csa + 31 * hca
+    assert costs.v4_cache_bytes("deepseek-v4-flash", L) == 21 * csa + 20 * hca + 2 * sliding
+    pro, flash = costs.v4_vs_v32_cache("deepseek-v4-pro", L), costs.v4_vs_v32_cache("deepseek-v4-flash", L)
+    assert round(100 * pro["ratio"]) == 10 and round(100 * flash["ratio"]) == 7
+    bf16 = costs.v4_vs_v32_cache("deepseek-v4-pro", L, "bf16")
+    assert bf16["v32_bytes"] == 61 * L * (576 + 128) * 2
+    assert bf16["v4_bytes"] == 30 * ((128 + L // 4) * 1024 + (L // 4) * 256) + 31 * (128 + L // 128) * 1024
+    assert round(bf16["times_smaller"], 1) == 8.7
+    # the 10% needs the small formats on BOTH sides: V4 in FP8/FP4 against V3.2 in bfloat16 would be ~5.9%
+    mixed = costs.v4_cache_bytes("deepseek-v4-pro", L) / bf16["v32_bytes"]
+    assert mixed < 0.07
+
+
+def test_v4_cache_entries_per_layer():
+    assert costs.v4_layer_cache_entries("sliding", 1000) == {"window": 128, "entries": 0, "index_keys": 0}
+    assert costs.v4_layer_cache_entries("csa", 1000) == {"window": 128, "entries": 250, "index_keys": 250}
+    assert costs.v4_layer_cache_entries("hca", 1000) == {"window": 128, "entries": 7, "index_keys": 0}
+    assert costs.v4_layer_cache_entries("hca", 50, rate=8, window=64) == {"window": 50, "entries": 6, "index_keys": 0}
+
+
+@pytest.mark.parametrize("layer_type, context", [("sliding", 30), ("csa", 29), ("csa", 9), ("hca", 30), ("hca", 3)])
+def test_v4_decode_flops_equal_torchs_flop_counter(layer_type, context):
+    """One decode step of attnlab.v4's layer (a tiny V4, the step completing no window, so no pooling runs):
+    torch counts the matmuls, the same multiply-adds the formula counts."""
+    from attnlab.v4 import DeepSeekV4Attention, V4AttentionConfig
+
+    model = costs.V4Model(name="tiny", compress_ratios=(4,), d_model=24, n_heads=4, q_lora_rank=12, o_groups=2,
+                          index_topk=3, source="test", head_dim=16, rope_head_dim=8, o_lora_rank=6, window=6,
+                          index_n_heads=3, index_head_dim=8)
+    rate = {"sliding": None, "csa": 4, "hca": 5}[layer_type]
+    assert (context + 1) % rate != 0 if rate else True
+    layer = DeepSeekV4Attention(V4AttentionConfig(
+        d_model=24, n_heads=4, q_lora_rank=12, o_groups=2, o_lora_rank=6, head_dim=16, rope_head_dim=8, window=6,
+        layer_type=layer_type, compress_rate=rate, index_n_heads=3, index_head_dim=8, index_topk=3)).double()
+    cache = layer.make_cache()
+    with torch.no_grad():
+        layer(torch.randn(1, context, 24, dtype=torch.float64), cache=cache)
+        with FlopCounterMode(display=False) as counter:
+            layer(torch.randn(1, 1, 24, dtype=torch.float64), cache=cache)
+    assert counter.get_total_flops() == sum(costs.v4_decode_flops(model, layer_type, context, rate).values())

@@ -32,8 +32,8 @@ LIBRARY = Path(__file__).resolve().parents[1] / "lib" / "attnlab"
 WIDGETS = ("attnlab.widgets", "attnlab.interactive", "ipywidgets", "IPython")
 CATALOGUE = ("attnlab.sizing",)
 MATH_AND_COST = ("attention", "kv_cache", "gqa", "mla", "dsa", "rope", "quant", "sizing", "lowrank", "model",
-                 "tokenization", "costs", "schemes", "chapters", "_validate", "devices", "cache_formats")
-LAYERS = ("gqa", "mla", "dsa", "attention", "kv_cache", "rope", "quant", "model")
+                 "tokenization", "costs", "schemes", "chapters", "_validate", "devices", "cache_formats", "v4")
+LAYERS = ("gqa", "mla", "dsa", "attention", "kv_cache", "rope", "quant", "model", "v4")
 
 
 def _module_name(path: Path) -> str:

@@ -40,6 +40,15 @@ from attnlab._validate import (
     check_non_negative_int,
     check_positive_int,
     check_sized_dtype,
+    check_type,
+)
+from attnlab.cache_formats import (
+    DEEPSEEK_V4_FP4_INDEX_KEY,
+    DEEPSEEK_V4_FP8_ENTRY,
+    DEEPSEEK_V32_FP8_INDEX_KEY,
+    DEEPSEEK_V32_FP8_MLA,
+    ByteLayout,
+    uniform_layout,
 )
 from attnlab.devices import dtype_bytes
 from attnlab.schemes import Scheme, get_scheme
@@ -571,3 +580,183 @@ def dsa_crossover_context(spec: AttentionShape, top_k: int | None = None, metric
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if cheaper(mid) else (mid, hi)
     return hi
+
+
+# ----------------------------------------------------------------------------------------------------
+# DeepSeek-V4: a window plus compressed entries (CSA, HCA), against DeepSeek-V3.2's MLA + DSA
+#
+# A V4 layer (:mod:`attnlab.v4`; "DeepSeek-V4" report §2.3) caches, at context L, the last W raw tokens (one
+# c-wide vector each, key and value at once), one c-wide compressed entry per m tokens (CSA m = 4, HCA m = 128;
+# none in a sliding layer) and, in a CSA layer, one c^I-wide index key per entry. The running state of a
+# compressor's unfinished window (fewer than 2m tokens' projections) is a constant left out, as the published
+# comparison leaves it out. V3.2 caches one MLA entry (d_c + d_h^R = 576 numbers) and one index key (128) per
+# token in each of its 61 layers. Bytes per cached vector come from :mod:`attnlab.cache_formats`.
+
+#: The layer types of a V4 config's ``compress_ratios``: 0 sliding only, 4 CSA, 128 HCA (Hugging Face's
+#: ``_COMPRESS_RATIO_TO_LAYER_TYPE``, configuration_deepseek_v4.py).
+V4_RATIO_TYPES: dict[int, str] = {0: "sliding", 4: "csa", 128: "hca"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class V4Model:
+    """A published DeepSeek-V4 model's attention, in its config.json's names: ``compress_ratios`` per layer
+    (0 sliding, 4 CSA, 128 HCA; the multi-token-prediction layer left out), d_model [hidden_size], n_heads
+    [num_attention_heads], head_dim c (512), rope_head_dim d^R (64), q_lora_rank d_c, o_groups g,
+    o_lora_rank d_g, window W [sliding_window], index_n_heads H^I, index_head_dim c^I, index_topk k."""
+
+    name: str
+    compress_ratios: tuple[int, ...]
+    d_model: int
+    n_heads: int
+    q_lora_rank: int
+    o_groups: int
+    index_topk: int
+    source: str
+    head_dim: int = 512
+    rope_head_dim: int = 64
+    o_lora_rank: int = 1024
+    window: int = 128
+    index_n_heads: int = 64
+    index_head_dim: int = 128
+
+    def __post_init__(self) -> None:
+        if not self.compress_ratios or any(r not in V4_RATIO_TYPES for r in self.compress_ratios):
+            raise ValueError(f"compress_ratios must be a non-empty tuple of {sorted(V4_RATIO_TYPES)}, "
+                             f"got {self.compress_ratios!r}")
+        for name in ("d_model", "n_heads", "q_lora_rank", "o_groups", "index_topk", "head_dim", "o_lora_rank",
+                     "window", "index_n_heads", "index_head_dim"):
+            check_positive_int(name, getattr(self, name))
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.compress_ratios)
+
+    def layer_counts(self) -> dict[str, int]:
+        """Layers of each type: {"sliding": ..., "csa": ..., "hca": ...}."""
+        types = [V4_RATIO_TYPES[r] for r in self.compress_ratios]
+        return {kind: types.count(kind) for kind in ("sliding", "csa", "hca")}
+
+
+#: DeepSeek-V4-Flash: 43 layers, [0, 0] + [4, 128] x 20 + [4]: 2 sliding, 21 CSA, 20 HCA (config.json
+#: ``compress_ratios``, whose 44th entry is the MTP layer's).
+DEEPSEEK_V4_FLASH = V4Model(name="DeepSeek-V4-Flash", compress_ratios=(0, 0) + (4, 128) * 20 + (4,), d_model=4096,
+                            n_heads=64, q_lora_rank=1024, o_groups=8, index_topk=512,
+                            source="deepseek-ai/DeepSeek-V4-Flash config.json (compress_ratios, hidden_size, ...)")
+#: DeepSeek-V4-Pro: 61 layers, [128, 128] + [4, 128] x 29 + [4]: 31 HCA, 30 CSA (config.json).
+DEEPSEEK_V4_PRO = V4Model(name="DeepSeek-V4-Pro", compress_ratios=(128, 128) + (4, 128) * 29 + (4,), d_model=7168,
+                          n_heads=128, q_lora_rank=1536, o_groups=16, index_topk=1024,
+                          source="deepseek-ai/DeepSeek-V4-Pro config.json (compress_ratios, hidden_size, ...)")
+V4_MODELS: dict[str, V4Model] = {"deepseek-v4-flash": DEEPSEEK_V4_FLASH, "deepseek-v4-pro": DEEPSEEK_V4_PRO}
+#: DeepSeek-V3.2's layers, each caching an MLA entry and an index key per token (config.json num_hidden_layers).
+DEEPSEEK_V32_LAYERS = 61
+
+
+def _v4_model(model: object) -> V4Model:
+    if isinstance(model, str) and model in V4_MODELS:
+        return V4_MODELS[model]
+    if isinstance(model, V4Model):
+        return model
+    error = ValueError if isinstance(model, str) else ArgumentTypeError
+    raise error(f"model={model!r} must be a V4Model or one of {sorted(V4_MODELS)}")
+
+
+def v4_layer_cache_entries(layer_type: str, context: int, rate: int | None = None, window: int = 128) -> dict[str, int]:
+    """Vectors one V4 layer holds at ``context`` L tokens: "window" min(W, L) raw tokens, "entries" floor(L / m)
+    compressed ones (0 in a sliding layer), "index_keys" floor(L / m) in a CSA layer (else 0). m: ``rate``,
+    None for the release's (CSA 4, HCA 128)."""
+    if not isinstance(layer_type, str) or layer_type not in ("sliding", "csa", "hca"):
+        raise ValueError(f"layer_type={layer_type!r} must be one of ('sliding', 'csa', 'hca')")
+    check_non_negative_int("context", context)
+    check_positive_int("window", window)
+    if layer_type == "sliding":
+        return {"window": min(window, context), "entries": 0, "index_keys": 0}
+    m = check_positive_int("rate", rate) if rate is not None else (4 if layer_type == "csa" else 128)
+    entries = context // m
+    return {"window": min(window, context), "entries": entries, "index_keys": entries if layer_type == "csa" else 0}
+
+
+def v4_cache_bytes(model: V4Model | str, context: int, entry: ByteLayout = DEEPSEEK_V4_FP8_ENTRY,
+                   index_key: ByteLayout = DEEPSEEK_V4_FP4_INDEX_KEY) -> int:
+    """Bytes of one sequence's cache, every layer of ``model``, at ``context`` L tokens:
+
+        sum over layers of (min(W, L) + floor(L / m)) x entry bytes + [CSA] floor(L / m) x index-key bytes.
+
+    With DeepSeek's FP8 entries (584 B) and FP4 index keys (68 B), a CSA layer costs about 584/4 + 68/4 = 163
+    bytes per token and an HCA layer 584/128 = 4.6. ``entry``, ``index_key``: any
+    :class:`~attnlab.cache_formats.ByteLayout` (``uniform_layout(512)`` and ``uniform_layout(128)`` for bfloat16)."""
+    m = _v4_model(model)
+    check_type("entry", entry, ByteLayout)
+    check_type("index_key", index_key, ByteLayout)
+    total = 0
+    for ratio in m.compress_ratios:
+        held = v4_layer_cache_entries(V4_RATIO_TYPES[ratio], context, ratio or None, m.window)
+        total += (held["window"] + held["entries"]) * entry.bytes + held["index_keys"] * index_key.bytes
+    return total
+
+
+def v32_cache_bytes(context: int, entry: ByteLayout = DEEPSEEK_V32_FP8_MLA,
+                    index_key: ByteLayout = DEEPSEEK_V32_FP8_INDEX_KEY, n_layers: int = DEEPSEEK_V32_LAYERS) -> int:
+    """DeepSeek-V3.2's cache for one sequence at ``context`` L tokens: n_layers x L x (entry + index key) bytes,
+    61 x L x (656 + 132) in FlashMLA's FP8 layout."""
+    check_non_negative_int("context", context)
+    check_type("entry", entry, ByteLayout)
+    check_type("index_key", index_key, ByteLayout)
+    check_positive_int("n_layers", n_layers)
+    return n_layers * context * (entry.bytes + index_key.bytes)
+
+
+#: The two accountings of the published comparison: DeepSeek's serving formats (V4: FP8 entries and FP4 index
+#: keys; V3.2: FlashMLA's FP8 MLA entry and FP8 index key) and every number in bfloat16.
+V4_CACHE_FORMATS: dict[str, dict[str, ByteLayout]] = {
+    "fp8": {"v4_entry": DEEPSEEK_V4_FP8_ENTRY, "v4_index_key": DEEPSEEK_V4_FP4_INDEX_KEY,
+            "v32_entry": DEEPSEEK_V32_FP8_MLA, "v32_index_key": DEEPSEEK_V32_FP8_INDEX_KEY},
+    "bf16": {"v4_entry": uniform_layout(512), "v4_index_key": uniform_layout(128),
+             "v32_entry": uniform_layout(576), "v32_index_key": uniform_layout(128)},
+}
+
+
+def v4_vs_v32_cache(model: V4Model | str, context: int, formats: str = "fp8") -> dict[str, float]:
+    """The published comparison ("V4-Pro needs about 10%, V4-Flash about 7% of V3.2's KV cache at 1M tokens"):
+    {"v4_bytes", "v32_bytes", "ratio" = v4 / v32, "times_smaller" = v32 / v4} at ``context`` tokens, in
+    ``formats`` "fp8" (DeepSeek's serving layouts, where the 10% and 7% hold) or "bf16" (every number in
+    bfloat16, where V4-Pro is about 8.7x smaller)."""
+    if not isinstance(formats, str) or formats not in V4_CACHE_FORMATS:
+        raise ValueError(f"formats={formats!r} must be one of {tuple(V4_CACHE_FORMATS)}")
+    f = V4_CACHE_FORMATS[formats]
+    v4 = v4_cache_bytes(model, context, f["v4_entry"], f["v4_index_key"])
+    v32 = v32_cache_bytes(context, f["v32_entry"], f["v32_index_key"])
+    return {"v4_bytes": v4, "v32_bytes": v32, "ratio": v4 / v32 if v32 else math.nan,
+            "times_smaller": v32 / v4 if v4 else math.nan}
+
+
+def v4_decode_flops(model: V4Model | str, layer_type: str, context: int, rate: int | None = None) -> dict[str, int]:
+    """FLOPs (2 per MAC) of one decoded token in one V4 layer of ``model`` with ``context`` cached tokens, by
+    part (T = context + 1 positions, n_w = min(W, T) window keys, n_c = floor(T / m) complete entries,
+    k' = min(k, n_c)):
+
+        "projections"  2 (d d_c + d_c n_h c + d c + n_h c d_g + g d_g d)   W^DQ, W^UQ, W^KV, grouped W^O_a, W^O_b
+        "compressor"   2 d 2 k c (content and gate, k = 2 for CSA, 1 for HCA), CSA also 2 d 2 (2 c^I) for the
+                       indexer's compressor, 2 d_c H^I c^I for its queries and 2 d H^I for its head weights
+        "indexer"      2 (H^I c^I + H^I) n_c                 CSA: every complete entry scored
+        "attention"    2 n_h 2c (n_w + a), a = k' (CSA), n_c (HCA), 0 (sliding): scores and weighted sum over
+                       the c-wide shared vector (the value is the key)
+
+    Pooling a completed window (once per m tokens), norms, RoPE, softmaxes and the top-k are left out, as in
+    every count of this module. ``rate``: m, None for the release's."""
+    m = _v4_model(model)
+    entries = v4_layer_cache_entries(layer_type, context + 1, rate, m.window)  # T = context + 1 positions
+    d, dq, h, c, g, dg = m.d_model, m.q_lora_rank, m.n_heads, m.head_dim, m.o_groups, m.o_lora_rank
+    hi, ci = m.index_n_heads, m.index_head_dim
+    n_c, n_w = entries["entries"], entries["window"]
+    parts = {"projections": 2 * (d * dq + dq * h * c + d * c + h * c * dg + g * dg * d),
+             "compressor": 0, "indexer": 0, "attention": 0}
+    attended = 0
+    if layer_type == "csa":
+        parts["compressor"] = 2 * d * 2 * (2 * c) + 2 * d * 2 * (2 * ci) + 2 * dq * hi * ci + 2 * d * hi
+        parts["indexer"] = 2 * (hi * ci + hi) * n_c
+        attended = min(m.index_topk, n_c)
+    elif layer_type == "hca":
+        parts["compressor"] = 2 * d * 2 * c
+        attended = n_c
+    parts["attention"] = 2 * h * 2 * c * (n_w + attended)
+    return parts

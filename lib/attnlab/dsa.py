@@ -51,6 +51,7 @@ from attnlab._validate import (
     check_floating,
     check_hidden_states,
     check_indices,
+    check_integer_tensor,
     check_ndim,
     check_non_negative_int,
     check_positions,
@@ -269,9 +270,8 @@ class LightningIndexer(nn.Module):
         """I_{t,s} = sum_j w_{t,j} ReLU(q_{t,j} · k_s) * (d^I)^-0.5, with s > t set to -inf.
 
         q (b, s, H^I, d^I), weights (b, s, H^I), k (b, t, d^I), the s queries being the last s of the t
-        positions -> I (b, s, t). Two matmuls: every query head against the keys, (b, s H^I, t) (the keys, the
-        bulk of what is read, stream through once in their stored order), then the weighted sum over the heads; a
-        single query at the end of the keys (a decode step) sees them all, so no causal mask is built for it."""
+        positions -> I (b, s, t), scored by :func:`index_scores` (two matmuls); a single query at the end of the keys
+        (a decode step) sees them all, so no causal mask is built for it."""
         c = self.config
         check_ndim("q", q, 4, "(batch, seq, index_n_heads, index_head_dim)")
         check_ndim("weights", weights, 3, "(batch, seq, index_n_heads)")
@@ -285,12 +285,10 @@ class LightningIndexer(nn.Module):
         check_floating("q", q)
         if weights.dtype != q.dtype or k.dtype != q.dtype:
             raise ValueError(f"dtype mismatch: q is {q.dtype}, weights {weights.dtype}, k {k.dtype}")
-        h, t = c.index_n_heads, k.shape[1]
+        t = k.shape[1]
         if s > t:
             raise ValueError(f"q has seq={s} queries but k only {t} tokens: the queries are the last seq of them")
-        logits = q.reshape(b, s * h, -1) @ k.mT  # q^I_{t,j} · k^I_s: every head against the shared keys, one matmul
-        weights = weights * c.softmax_scale  # (d^I)^-0.5 on the H^I weights rather than on the t scores
-        scores = torch.einsum("bsj,bsjt->bst", weights, logits.relu_().view(b, s, h, t))  # a batched matmul
+        scores = index_scores(q, weights, k, c.softmax_scale)  # (b, s, t)
         if s == 1:  # one query, the last position: it sees every key
             return scores
         return scores.masked_fill_(~causal_mask(s, t, device=q.device), float("-inf"))
@@ -330,6 +328,30 @@ class LightningIndexer(nn.Module):
         return self.score(q, w, k)
 
 
+def index_scores(q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor, softmax_scale: float) -> torch.Tensor:
+    """I_{t,s} = sum_j w_{t,j} ReLU(q_{t,j} · k_s) * softmax_scale for every query t and key s, no mask.
+
+    q (b, s, H^I, d^I), weights (b, s, H^I), k (b, n, d^I) -> I (b, s, n). Two matmuls: every query head against
+    the keys, (b, s H^I, n) (the keys, the bulk of what is read, stream through once in their stored order),
+    then the weighted sum over the heads. :meth:`LightningIndexer.score` masks the future tokens after it;
+    DeepSeek-V4's indexer (:mod:`attnlab.v4`) scores its compressed entries with it."""
+    check_ndim("q", q, 4, "(batch, seq, index_n_heads, index_head_dim)")
+    check_ndim("weights", weights, 3, "(batch, seq, index_n_heads)")
+    check_ndim("k", k, 3, "(batch, keys, index_head_dim)")
+    check_floating("q", q)
+    b, s, h, d = q.shape
+    if tuple(weights.shape) != (b, s, h) or k.shape[0] != b or k.shape[2] != d:
+        raise ValueError(f"q {tuple(q.shape)}, weights {tuple(weights.shape)} and k {tuple(k.shape)} must be "
+                         "(b, s, H^I, d^I), (b, s, H^I) and (b, n, d^I)")
+    if weights.dtype != q.dtype or k.dtype != q.dtype:
+        raise ValueError(f"dtype mismatch: q is {q.dtype}, weights {weights.dtype}, k {k.dtype}")
+    check_real("softmax_scale", softmax_scale, 0.0, strict=True)
+    n = k.shape[1]
+    logits = q.reshape(b, s * h, d) @ k.mT  # q^I_{t,j} · k^I_s: every head against the shared keys, one matmul
+    weights = weights * softmax_scale  # the scale on the H^I weights rather than on the n scores
+    return torch.einsum("bsj,bsjn->bsn", weights, logits.relu_().view(b, s, h, n))  # a batched matmul
+
+
 def _check_no_window(cache: LayerCache | None) -> None:
     """DSA selects among all earlier tokens: a sliding-window cache, which drops some, is refused."""
     if cache is not None and cache.window is not None:
@@ -341,26 +363,41 @@ def _check_no_window(cache: LayerCache | None) -> None:
 # top-k selection
 
 
-def topk_indices(scores: torch.Tensor, top_k: int) -> torch.Tensor:
+def topk_indices(scores: torch.Tensor, top_k: int, visible: torch.Tensor | None = None) -> torch.Tensor:
     """S_t = the min(top_k, t + 1) positions s <= t with the largest I_{t,s}, best first.
 
     scores (b, s, t): index scores of the last s of t positions, -inf where s > t (as
     :meth:`LightningIndexer.score` returns them) -> indices (b, s, min(top_k, t)) int64, padded with -1
     where fewer than top_k tokens exist (query position p has p + 1). Ties go to the earlier position
-    (a stable sort), so the choice does not depend on how many queries are scored together."""
+    (a stable sort), so the choice does not depend on how many queries are scored together.
+
+    ``visible`` (s,) integer: how many keys each query may see, the first visible[i] of the t (their scores
+    -inf beyond), for keys that are not the queries' own tokens: DeepSeek-V4's compressed entries, of which
+    query t sees (t + 1) // m (:mod:`attnlab.v4`). None: the token-causal count p + 1 above."""
     check_ndim("scores", scores, 3, "(batch, seq, keys)")
     check_floating("scores", scores)
     check_positive_int("top_k", top_k)
     _, s, t = scores.shape
-    if s > t:
-        raise ValueError(f"scores has seq={s} queries but only {t} keys: queries are the last seq of the keys")
+    if visible is None:
+        if s > t:
+            raise ValueError(f"scores has seq={s} queries but only {t} keys: queries are the last seq of the keys")
+        visible = torch.arange(t - s, t, device=scores.device) + 1  # tokens query p may see: p + 1
+        fewest = t - s + 1  # the first query's, known without reading the tensor
+    else:
+        check_integer_tensor("visible", visible)
+        check_ndim("visible", visible, 1, "(seq,)")
+        if visible.shape[0] != s or bool(((visible < 0) | (visible > t)).any()):
+            raise ValueError(f"visible must hold seq={s} counts between 0 and keys={t}, got {visible.tolist()}")
+        visible = visible.to(scores.device)
+        fewest = int(visible.min()) if s else 0
+    if t == 0:
+        return torch.empty(*scores.shape[:2], 0, dtype=torch.long, device=scores.device)
     if top_k < t:  # a real selection: torch.topk, with ties resolved as the stable sort below resolves them
         order = _stable_topk(scores, top_k)
         if order is not None:
-            return _pad_invisible(order, s, t)
+            return order if fewest >= top_k else _pad_invisible(order, visible)
     k = min(top_k, t)
     order = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]  # (b, s, k)
-    visible = torch.arange(t - s, t, device=scores.device) + 1  # tokens query p may see: p + 1
     valid = torch.arange(k, device=scores.device) < visible[:, None]  # (s, k)
     return order.masked_fill(~valid, -1)
 
@@ -387,13 +424,9 @@ def _stable_topk(scores: torch.Tensor, k: int) -> torch.Tensor | None:
     return positions.gather(-1, best)
 
 
-def _pad_invisible(order: torch.Tensor, s: int, t: int) -> torch.Tensor:
-    """order (b, s, k) with -1 in the slots beyond the p + 1 tokens query position p may see."""
-    k = order.shape[-1]
-    if t - s + 1 >= k:  # every query sees at least k tokens: nothing to pad
-        return order
-    visible = torch.arange(t - s, t, device=order.device) + 1  # tokens query p may see: p + 1
-    return order.masked_fill(torch.arange(k, device=order.device) >= visible[:, None], -1)
+def _pad_invisible(order: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """order (b, s, k) with -1 in the slots beyond the visible[i] keys query i may see (visible (s,))."""
+    return order.masked_fill(torch.arange(order.shape[-1], device=order.device) >= visible[:, None], -1)
 
 
 def selection_mask(indices: torch.Tensor, n_keys: int) -> torch.Tensor:
