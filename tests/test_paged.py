@@ -276,3 +276,71 @@ def test_preemption_when_pages_run_out():
     res = simulate(requests, budget=40, policy="paged", block_size=4, max_len=16)
     assert res.preemptions > 0 and res.peak_running == 4
     assert res.used >= 4 * sum(4 + k for k in range(1, 13))  # recomputed tokens are held again
+
+
+# --- the chapter's exercises and widget -------------------------------------------------------------------
+
+
+def _solutions():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "solutions" / "ch16.py"
+    spec = importlib.util.spec_from_file_location("solutions_ch16", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ch16_solutions_pass_and_agree_with_the_library():
+    from attnlab.exercises import ch16
+
+    sol = _solutions()
+    assert ch16.check_locate(sol.answer_locate).startswith("✓")
+    assert ch16.check_pages(sol.answer_pages, sol.answer_waste).startswith("✓")
+    assert ch16.check_fork_prediction(sol.answer_fork_pages, sol.answer_fork_copies).startswith("✓")
+    assert sol.answer_locate == ch16.expected_locate() and (sol.answer_pages, sol.answer_waste) == ch16.expected_pages()
+    assert ch16.run_fork() == {"pages": sol.answer_fork_pages, "copies": sol.answer_fork_copies}
+    for reminder in (ch16.check_locate(None), ch16.check_pages(None, 3), ch16.check_fork_prediction(None, None)):
+        assert "not attempted" in reminder
+
+
+@pytest.mark.parametrize(("call", "slip"), [
+    (lambda c: c.check_locate((2, 5)), "LOGICAL block"),
+    (lambda c: c.check_locate((4, 5)), "ceil"),
+    (lambda c: c.check_locate((9, 21)), "p mod B"),
+    (lambda c: c.check_locate((9, 37)), "start of the page"),
+    (lambda c: c.check_pages(81, 12), "round up"),
+    (lambda c: c.check_pages(82, 4), "FILLED"),
+    (lambda c: c.check_pages(82, 2796), "maximum length"),
+    (lambda c: c.check_fork_prediction(6, 2), "last of the 2 forks"),
+    (lambda c: c.check_fork_prediction(6, 0), "copies it"),
+    (lambda c: c.check_fork_prediction(8, 1), "without sharing"),
+])
+def test_ch16_checks_name_the_slip(call, slip):
+    from attnlab.exercises import ch16
+
+    with pytest.raises(AssertionError, match=slip):
+        call(ch16)
+
+
+def test_explorer_offers_only_valid_values_and_never_prints(capsys):
+    from attnlab.interactive import paged as widget
+
+    explorer = widget.paging_explorer()
+    assert tuple(explorer.block_size.options) == widget.BLOCK_SIZES
+    assert tuple(explorer.mix.options) == tuple(MIXES)
+    assert [v for _, v in explorer.budget.options] == list(widget.BUDGETS_GIB)
+    before = explorer.table.value
+    explorer.block_size.value = 128
+    assert explorer.table.value != before and "paged, B = 128" in explorer.table.value
+    assert explorer.table.value == widget.explorer_html("chat", 4, 128)
+    explorer.budget.value = 1
+    explorer.mix.value = "long prompts"
+    assert "1 GiB" in explorer.table.value and "long prompts" in explorer.table.value
+    assert capsys.readouterr().out == ""
+    assert repr(explorer) == "PagingExplorer(mix='long prompts', gib=1, block_size=128)"
+    worst, oracle, paged_result = widget.run("long prompts", 1, 128)
+    assert f"{paged_result.mean_running:.1f}" in explorer.table.value
+    with pytest.raises(ValueError, match="block_size"):
+        widget.paging_explorer(block_size=12)

@@ -593,8 +593,8 @@ def pages_for(tokens: int, block_size: int) -> int:
 
 
 def page_slack(tokens: int, block_size: int) -> int:
-    """Empty slots in the last page: B ceil(n / B) - n, between 0 and B - 1 (§4.2: "memory wastage in
-    vLLM only happens in the last block of a sequence")."""
+    """Empty slots in the last page: B ceil(n / B) - n, between 0 and B - 1 (§4.2: a sequence's waste is
+    confined to its last block)."""
     return pages_for(tokens, block_size) * block_size - tokens
 
 
