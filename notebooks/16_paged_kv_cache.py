@@ -37,7 +37,7 @@ from attnlab.costs import AttentionShape
 from attnlab.exercises import ch16
 from attnlab.interactive import paged as paged_widgets
 from attnlab.kv_cache import LayerCache
-from attnlab.paged import MIXES, BlockPool, PagedLayerCache, PagedSequence, compare_policies, simulate
+from attnlab.paged import MIXES, BlockPool, PagedLayerCache, PagedSequence, compare_policies
 from attnlab.plots import COLORS
 from attnlab.schemes import SCHEMES, VARIANTS
 
@@ -113,7 +113,8 @@ for round_ in range(3):
     for name, seq in seqs.items():
         n = growth[name][round_]
         seq[0].update(k=torch.randn(1, 1, n, 2), v=torch.randn(1, 1, n, 2))  # (b, heads, new tokens, d)
-rows = ["| sequence | tokens | block table (logical block → page) | empty slots in its last page |", "|---|---|---|---|"]
+rows = ["| sequence | tokens | block table (logical block → page) | empty slots in its last page |",
+        "|---|---|---|---|"]
 for name, seq in seqs.items():
     table = ", ".join(f"{j} → {page}" for j, page in enumerate(seq.block_table))
     rows.append(f"| {name} | {seq.seq_len} | {table} | {costs.page_slack(seq.seq_len, pool.block_size)} |")
@@ -247,7 +248,8 @@ partial = prompt_pages[-1]  # the prompt's partly filled last page
 kept = [name for name, seq in forks.items() if partial in seq.block_table]
 display(Markdown(
     f"Pages {still_shared} are still shared by all {len(forks)}. The partly filled page {partial} was copied by each "
-    f"writer that found it shared ({share.copies} copies for {len(forks)} writers); {kept[0]}, holding it alone by then, "
+    f"writer that found it shared ({share.copies} copies for {len(forks)} writers); {kept[0]}, holding it alone by "
+    f"then, "
     f"wrote into it in place. Every sequence decoded exactly as from its own contiguous copy (largest difference "
     f"{max_diff:.1e}), with {share.n_used} pages in use instead of "
     f"{len(forks) * costs.pages_for(parent.seq_len, share.block_size)} without sharing."
@@ -308,10 +310,12 @@ display(Markdown(
     f"reserves empty and decodes {worst.mean_running:.1f} requests at once on average; even the oracle wastes "
     f"{100 * oracle.waste_fraction:.0f}% (slots held for tokens still to come) and decodes {oracle.mean_running:.1f}. "
     f"Pages of 16 tokens waste **{100 * p16.waste_fraction:.1f}%** and decode {p16.mean_running:.1f} at once: "
-    f"{p16.mean_running / worst.mean_running:.1f}× the max-length reservation, {p16.mean_running / oracle.mean_running:.2f}× "
+    f"{p16.mean_running / worst.mean_running:.1f}× the max-length reservation, "
+    f"{p16.mean_running / oracle.mean_running:.2f}× "
     f"the oracle, and the stream is served in {p16.steps:,} steps instead of {worst.steps:,}."
 ))
-rows = ["| mix | cache reserved | waste | requests at once | peak | preempted | steps |", "|---|---|---|---|---|---|---|"]
+rows = ["| mix | cache reserved | waste | requests at once | peak | preempted | steps |",
+        "|---|---|---|---|---|---|---|"]
 for mix, res in results.items():
     rows += [f"| {mix} | {r.label} | {100 * r.waste_fraction:.1f}% | {r.mean_running:.1f} | {r.peak_running} | "
              f"{r.preemptions} | {r.steps:,} |" for r in res]
@@ -347,7 +351,8 @@ plt.show()
 # need, with $B$-token pages (`costs.shared_prefix_pages`),
 #
 # $$\text{alone: } \sum_i \left\lceil \frac{P + s_i}{B} \right\rceil, \qquad
-#   \text{shared: } \left\lfloor \frac{P}{B} \right\rfloor + \sum_i \left\lceil \frac{(P \bmod B) + s_i}{B} \right\rceil,$$
+#   \text{shared: } \left\lfloor \frac{P}{B} \right\rfloor
+#   + \sum_i \left\lceil \frac{(P \bmod B) + s_i}{B} \right\rceil,$$
 #
 # the full prompt pages once, and each request's copy of the partly filled last one.
 
@@ -428,7 +433,8 @@ index_bf16 = cache_formats.uniform_layout(index_fp8.numbers, torch.bfloat16, "in
 formats = {"bfloat16": (mla_bf16, index_bf16), "FP8 (FlashMLA)": (mla_fp8, index_fp8)}
 budgets = [10, 40]  # GiB of one GPU given to the cache
 rows = ["| stored as | MLA entry | index key | one 64-token page, one layer (MLA + index) | one page in all "
-        f"{v32.n_layers} layers | " + " | ".join(f"tokens in {g} GiB" for g in budgets) + " |", "|---" * (5 + len(budgets)) + "|"]
+        f"{v32.n_layers} layers | " + " | ".join(f"tokens in {g} GiB" for g in budgets) + " |",
+        "|---" * (5 + len(budgets)) + "|"]
 for name, (mla_layout, index_layout) in formats.items():
     page = cache_formats.page_bytes(mla_layout, PAGE) + cache_formats.page_bytes(index_layout, PAGE)
     fit = [cache_formats.tokens_in_budget((mla_layout, index_layout), v32.n_layers, g * 2**30, PAGE) for g in budgets]
@@ -437,13 +443,14 @@ for name, (mla_layout, index_layout) in formats.items():
 display(Markdown("\n".join(rows)))
 fp8_fit = cache_formats.tokens_in_budget((mla_fp8, index_fp8), v32.n_layers, 40 * 2**30, PAGE)
 bf16_fit = cache_formats.tokens_in_budget((mla_bf16, index_bf16), v32.n_layers, 40 * 2**30, PAGE)
+scale_bytes = sum(p.bytes for lay in (mla_fp8, index_fp8) for p in lay.parts if p.what.startswith("scale"))
 display(Markdown(
     f"{v32.name} caches {mla_fp8.numbers} + {index_fp8.numbers} numbers per token and layer. In FP8 a page of "
     f"{PAGE} tokens across its {v32.n_layers} layers takes "
     f"{sizing.format_bytes((cache_formats.page_bytes(mla_fp8) + cache_formats.page_bytes(index_fp8)) * v32.n_layers)}, "
     f"so 40 GiB hold {fp8_fit:,} tokens, about {fp8_fit / v32.max_context:.0f} full {v32.max_context // 1024}K "
     f"contexts ({fp8_fit / bf16_fit:.2f}× the bfloat16 layout). The scales cost "
-    f"{sum(p.bytes for lay in (mla_fp8, index_fp8) for p in lay.parts if p.what.startswith('scale'))} bytes a token and "
+    f"{scale_bytes} bytes a token and "
     f"the RoPE key stays in bfloat16: the FP8 entry is "
     f"{mla_fp8.bytes / mla_bf16.bytes:.0%} of the bfloat16 one, not half."
 ))

@@ -140,7 +140,8 @@ def check_fork_prediction(pages: object, copies: object) -> str:
             f"the prompt's last page is partly filled ({rest} of {B} slots) and shared: the first write into it "
             "copies it (copy-on-write)")
         assert got_copies == ran["copies"], f"not yet: the run copied {ran['copies']} page(s)"
-        assert got_pages != N * costs.pages_for(P + s, B), "that is without sharing: the full prompt pages are held once"
+        assert got_pages != N * costs.pages_for(P + s, B), (
+            "that is without sharing: the full prompt pages are held once")
         assert got_pages == ran["pages"], (
             f"not yet: {full} full prompt page(s) held once, plus for each fork ceil(({rest} + {s}) / {B}) pages")
         return (f"{ran['pages']} pages ({full} shared + {N} × {costs.pages_for(rest + s, B)}) and {ran['copies']} "
