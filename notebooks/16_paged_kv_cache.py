@@ -326,8 +326,8 @@ display(Markdown("\n".join(rows)))
 #
 # Larger pages waste more (up to $B - 1$ slots per sequence) but give a kernel longer contiguous runs to
 # read and a shorter block table. Preemptions are the price of admitting on what a request holds *now*:
-# when the admitted requests grow past the pool, some must start over. vLLM chose $B = 16$ by default
-# after measuring block sizes 1 to 256 (§7.2). The waste of each page size, on every mix:
+# when the admitted requests grow past the pool, some must start over. vLLM's default is $B = 16$, the size
+# its ablation of block sizes found to balance the two (§7.2). The waste of each page size, on every mix:
 
 # %% slideshow={"slide_type": "-"}
 mix_colors = dict(zip(MIXES, (COLORS["query"], COLORS["value"], COLORS["latent"]), strict=True))
