@@ -150,6 +150,14 @@ def test_shared_prefix_pages_counts_the_pool(prefix, suffixes, block_size):
     assert alone == sum(costs.pages_for(prefix + s, block_size) for s in suffixes) >= pool.n_used
 
 
+def test_doctests():
+    import doctest
+
+    from attnlab import paged
+
+    assert doctest.testmod(paged).failed == 0
+
+
 def test_block_table_addressing():
     pool = BlockPool(num_blocks=6, block_size=4)
     a, b = pool.new_sequence(), pool.new_sequence()
