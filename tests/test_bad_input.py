@@ -33,6 +33,7 @@ from attnlab import (
     kv_cache,
     lowrank,
     mla,
+    paged,
     quant,
     rope,
     schemes,
@@ -783,6 +784,38 @@ CASES: list[Case] = [
          lambda: costs.v4_vs_v32_cache("deepseek-v4-pro", 10, "fp4"), ValueError, "formats"),
     Case("v4_decode_flops: negative context", costs.v4_decode_flops,
          lambda: costs.v4_decode_flops("deepseek-v4-pro", "csa", -2), ValueError, "context"),
+    Case("page_bytes.block_size", cache_formats.page_bytes,
+         lambda: cache_formats.page_bytes(cache_formats.DEEPSEEK_V32_FP8_MLA, 0), ValueError, "block_size"),
+    Case("page_spans.layout", cache_formats.page_spans, lambda: cache_formats.page_spans("656 B"), TypeError, "layout"),
+    Case("tokens_in_budget.n_layers", cache_formats.tokens_in_budget,
+         lambda: cache_formats.tokens_in_budget((cache_formats.DEEPSEEK_V32_FP8_MLA,), 0, 2**30), ValueError,
+         "n_layers"),
+    # costs: pages
+    Case("pages_for.tokens", costs.pages_for, lambda: costs.pages_for(-1, 16), ValueError, "tokens"),
+    Case("page_slack.block_size", costs.page_slack, lambda: costs.page_slack(5, 0), ValueError, "block_size"),
+    Case("waste_parts.used beyond final", costs.waste_parts, lambda: costs.waste_parts(9, 5, 16), ValueError, "used"),
+    Case("shared_prefix_pages.suffixes", costs.shared_prefix_pages,
+         lambda: costs.shared_prefix_pages(10, [], 16), ValueError, "suffixes"),
+    # paged
+    Case("BlockPool.num_blocks", paged.BlockPool, lambda: paged.BlockPool(0, 16), ValueError, "num_blocks"),
+    Case("BlockPool.release of a free page", paged.BlockPool, lambda: paged.BlockPool(2, 4).release(1), ValueError,
+         "block"),
+    Case("PagedSequence.pool", paged.PagedSequence, lambda: paged.PagedSequence("pool"), TypeError, "pool"),
+    Case("PagedSequence.locate beyond its pages", paged.PagedSequence,
+         lambda: paged.BlockPool(2, 4).new_sequence().locate(4), ValueError, "position"),
+    Case("PagedLayerCache.layer", paged.PagedLayerCache,
+         lambda: paged.PagedLayerCache(paged.BlockPool(2, 4).new_sequence(), "0"), TypeError, "layer"),
+    Case("PagedLayerCache.update: a list", paged.PagedLayerCache,
+         lambda: paged.BlockPool(2, 4).new_sequence()[0].update(k=[1.0]), TypeError, "k"),
+    Case("Request.prompt", paged.Request, lambda: paged.Request(0, 0, 5), ValueError, "prompt"),
+    Case("RequestMix.output", paged.RequestMix, lambda: paged.RequestMix("x", (1, 4), (9, 3), 20), ValueError,
+         "output"),
+    Case("request_stream.rate", paged.request_stream, lambda: paged.request_stream("chat", 5, rate=0), ValueError,
+         "rate"),
+    Case("simulate.policy", paged.simulate, lambda: paged.simulate([paged.Request(0, 2, 2)], 64, "best"), ValueError,
+         "policy"),
+    Case("compare_policies.mix", paged.compare_policies, lambda: paged.compare_policies("poetry", 2**15), ValueError,
+         "mix"),
 ]
 
 # Public names of the core modules that take no input a check could refuse, with the reason. Everything else
@@ -807,10 +840,14 @@ NO_CHECKABLE_INPUT: dict[Any, str] = {
     tokenization.merge: "source shown verbatim in notebook 01; pure Python, no torch",
     # An empty running state, filled by GatedPoolingCompressor.forward (which checks its type).
     v4.CompressorState: "no arguments; a record the compressor fills",
+    # Chapter 16: an exception type and plain records of what was measured or where bytes sit.
+    paged.OutOfBlocks: "an exception type, raised when a pool has no free page",
+    paged.SimResult: "a plain record, filled by simulate",
+    cache_formats.PageSpan: "a plain record, filled by page_spans",
 }
 
 CORE_MODULES = (attention, kv_cache, gqa, mla, dsa, rope, quant, sizing, lowrank, lm, tokenization, train, devices,
-                costs, schemes, cache_formats, v4)
+                costs, schemes, cache_formats, v4, paged)
 
 
 def public_api(module) -> list:

@@ -218,14 +218,15 @@ def check_finite(name: str, tensor: torch.Tensor) -> torch.Tensor:
 
 def check_cache(cache: object, seq_dims: tuple[int, int], owner: str, layout: str) -> None:
     """Raise unless ``cache`` is None or a :class:`~attnlab.kv_cache.LayerCache` (or the teaching
-    :class:`~attnlab.kv_cache.ConcatCache`) whose ``seq_dim`` is one of ``seq_dims`` (the same axis counted
-    from the front and from the back) for a layer that caches tensors laid out as ``layout`` ("(batch, seq,
-    width)"); ``owner`` names the layer ("MLA")."""
+    :class:`~attnlab.kv_cache.ConcatCache`, or a page-backed :class:`~attnlab.paged.PagedLayerCache`) whose
+    ``seq_dim`` is one of ``seq_dims`` (the same axis counted from the front and from the back) for a layer
+    that caches tensors laid out as ``layout`` ("(batch, seq, width)"); ``owner`` names the layer ("MLA")."""
     if cache is None:
         return
     from attnlab.kv_cache import ConcatCache, LayerCache  # kv_cache imports this module
+    from attnlab.paged import PagedLayerCache  # a layer's view of a paged cache (chapter 16)
 
-    check_type("cache", cache, (LayerCache, ConcatCache), "a LayerCache")
+    check_type("cache", cache, (LayerCache, ConcatCache, PagedLayerCache), "a LayerCache")
     if cache.seq_dim not in seq_dims:
         raise ValueError(f"cache.seq_dim={cache.seq_dim} must be {seq_dims[0]} (or {seq_dims[1]}): {owner} caches "
                          f"{layout}")

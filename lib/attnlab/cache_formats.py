@@ -140,3 +140,56 @@ LAYOUTS: dict[str, ByteLayout] = {
     layout.name: layout
     for layout in (DEEPSEEK_V32_FP8_MLA, DEEPSEEK_V32_FP8_INDEX_KEY, DEEPSEEK_V4_FP8_ENTRY, DEEPSEEK_V4_FP4_INDEX_KEY)
 }
+
+
+# ----------------------------------------------------------------------------------------------------
+# pages: a block of tokens as bytes (chapter 16)
+
+#: Tokens per page of FlashMLA's paged cache: "Paged kvcache with block size of 64" (FlashMLA README); its
+#: sparse decoding addresses a cached token as page * 64 + slot.
+FLASHMLA_PAGE_TOKENS = 64
+
+
+@dataclass(frozen=True)
+class PageSpan:
+    """One run of bytes in a page: part ``what`` of token ``token``, bytes ``start`` to ``stop`` - 1."""
+
+    token: int
+    what: str
+    start: int
+    stop: int
+
+
+def page_bytes(layout: ByteLayout, block_size: int = FLASHMLA_PAGE_TOKENS) -> int:
+    """Bytes of one page of one layer: ``block_size`` tokens of ``layout.bytes`` each (64 x 656 = 41,984 for
+    DeepSeek-V3.2's FP8 MLA entry)."""
+    check_type("layout", layout, ByteLayout)
+    return check_positive_int("block_size", block_size) * layout.bytes
+
+
+def page_spans(layout: ByteLayout, block_size: int = FLASHMLA_PAGE_TOKENS) -> tuple[PageSpan, ...]:
+    """Where each part of each token sits in one page, token after token, each token's parts in
+    ``layout``'s order (FlashMLA's FP8 cache: bytes [0, 512) the e4m3 latent, [512, 528) the four float32
+    scales, [528, 656) the bfloat16 RoPE key, then the next token at 656): token i's part starts at
+    i * layout.bytes + the bytes of the parts before it."""
+    page_bytes(layout, block_size)  # checks both arguments
+    spans, offset = [], 0
+    for token in range(block_size):
+        for part in layout.parts:
+            spans.append(PageSpan(token, part.what, offset, offset + part.bytes))
+            offset += part.bytes
+    return tuple(spans)
+
+
+def tokens_in_budget(layouts: tuple[ByteLayout, ...], n_layers: int, budget_bytes: int,
+                     block_size: int = FLASHMLA_PAGE_TOKENS) -> int:
+    """Tokens whose cache fits in ``budget_bytes`` when every token takes one entry of each of ``layouts`` in
+    each of ``n_layers`` layers, stored in whole pages of ``block_size`` tokens:
+    B floor(budget / (n_layers sum_layouts B bytes))."""
+    check_type("layouts", layouts, tuple)
+    if not layouts:
+        raise ValueError("layouts must name at least one ByteLayout, got an empty tuple")
+    check_positive_int("n_layers", n_layers)
+    check_positive_int("budget_bytes", budget_bytes)
+    per_page = n_layers * sum(page_bytes(layout, block_size) for layout in layouts)  # one page in every layer
+    return block_size * (budget_bytes // per_page)

@@ -128,6 +128,11 @@ CHAPTERS: tuple[Chapter, ...] = (
                   "quality against cache size",
             builds="measured decode time, the roofline, quality against cache size",
             short="How fast, really", video=None),
+    Chapter(16, "16_paged_kv_cache", "The paged KV cache and prefix sharing",
+            topic="Fixed-size pages and block tables (vLLM), fragmentation measured on simulated request streams, "
+                  "copy-on-write prefix sharing, DeepSeek-V3.2's cache in 64-token pages",
+            builds="a cache in pages: block tables, waste measured, shared prompts copied on write",
+            short="Paged cache", video=None, scene="PagedCacheScene", animation="ch16_paged_kv_cache"),
 )
 
 

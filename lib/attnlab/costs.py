@@ -760,3 +760,66 @@ def v4_decode_flops(model: V4Model | str, layer_type: str, context: int, rate: i
         attended = n_c
     parts["attention"] = 2 * h * 2 * c * (n_w + attended)
     return parts
+# paged caches: pages, waste and prefix sharing (vLLM's PagedAttention, Kwon et al., SOSP 2023, §3 and §4)
+#
+# A paged cache stores a sequence of n tokens in whole pages (blocks) of B token slots each, found through a
+# block table (§4.1); a contiguous cache reserves one run of slots per sequence in advance (§3). Slots
+# reserved but not holding a token are waste, of two kinds (§3, Fig. 3): *reservation*, slots that tokens
+# still to be generated will fill, and *internal fragmentation*, slots no token will ever fill (the request
+# stops before its reservation, or its last page, is full). :mod:`attnlab.paged` simulates request streams
+# with these counts.
+
+
+def pages_for(tokens: int, block_size: int) -> int:
+    """Pages a sequence of ``tokens`` tokens occupies: ceil(n / B) (PagedAttention §4.2: a new page is
+    allocated only when the last one is full)."""
+    check_non_negative_int("tokens", tokens)
+    check_positive_int("block_size", block_size)
+    return -(-tokens // block_size)  # ceil(n / B)
+
+
+def page_slack(tokens: int, block_size: int) -> int:
+    """Empty slots in the last page: B ceil(n / B) - n, between 0 and B - 1 (§4.2: a sequence's waste is
+    confined to its last block)."""
+    return pages_for(tokens, block_size) * block_size - tokens
+
+
+def waste_parts(used: int, final: int, reserved: int) -> dict[str, int]:
+    """Split the ``reserved`` slots of one request holding ``used`` tokens now and ``final`` = prompt + output
+    tokens when it finishes (used <= final) into the paper's kinds (§3, Fig. 3):
+
+        reservation = min(reserved, final) - used     slots future tokens of this request will fill
+        internal    = max(0, reserved - final)        slots no token will ever fill
+
+    Contiguous at the maximum length: reserved = L_max; at the actual length (an oracle): reserved = final,
+    internal 0; paged: reserved = B ceil(used / B), both at most B - 1."""
+    check_non_negative_int("used", used)
+    check_non_negative_int("final", final)
+    check_non_negative_int("reserved", reserved)
+    if used > final:
+        raise ValueError(f"used={used} must be at most final={final}: a request holds no more than it will")
+    if reserved < used:
+        raise ValueError(f"reserved={reserved} must be at least used={used}: every held token has a slot")
+    return {"reservation": min(reserved, final) - used, "internal": max(0, reserved - final)}
+
+
+def shared_prefix_pages(prefix: int, suffixes: tuple[int, ...] | list[int], block_size: int,
+                        share: bool = True) -> int:
+    """Pages held by N requests that all start with the same ``prefix`` tokens (a system prompt) and then
+    hold ``suffixes[i]`` tokens of their own.
+
+    Without sharing every request holds its own copy: sum_i ceil((P + s_i) / B). With sharing (§4.4, Fig. 8,
+    copy-on-write) the floor(P / B) full pages of the prefix are held once, and each request's first write
+    copies the partly filled last prefix page (when P mod B > 0) into a page of its own:
+    floor(P / B) + sum_i ceil((P mod B + s_i) / B)."""
+    check_non_negative_int("prefix", prefix)
+    check_positive_int("block_size", block_size)
+    check_bool("share", share)
+    if not isinstance(suffixes, (tuple, list)) or not suffixes:
+        raise ValueError(f"suffixes={suffixes!r} must be a non-empty list of token counts, one per request")
+    for s in suffixes:  # each request writes at least one token of its own (else it copies nothing)
+        check_positive_int("suffixes", s)
+    if not share:
+        return sum(pages_for(prefix + s, block_size) for s in suffixes)
+    full, rest = divmod(prefix, block_size)
+    return full + sum(pages_for(rest + s, block_size) for s in suffixes)
