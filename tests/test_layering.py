@@ -32,7 +32,7 @@ LIBRARY = Path(__file__).resolve().parents[1] / "lib" / "attnlab"
 WIDGETS = ("attnlab.widgets", "attnlab.interactive", "ipywidgets", "IPython")
 CATALOGUE = ("attnlab.sizing",)
 MATH_AND_COST = ("attention", "kv_cache", "gqa", "mla", "dsa", "rope", "quant", "sizing", "lowrank", "model",
-                 "tokenization", "costs", "schemes", "chapters", "_validate", "devices", "cache_formats")
+                 "tokenization", "costs", "schemes", "chapters", "_validate", "devices", "cache_formats", "flash")
 LAYERS = ("gqa", "mla", "dsa", "attention", "kv_cache", "rope", "quant", "model")
 
 

@@ -234,7 +234,7 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: b
         if causal and n_q > n_k:
             raise ValueError(f"n_q={n_q} must be <= n_k={n_k} with causal=True: queries are the last n_q "
                              "positions (or pass q_start)")
-        q_start = k_start + n_k - n_q
+        q_start = k_start + n_k - n_q if causal else 0  # without the mask positions do not matter
     check_non_negative_int("q_start", q_start)
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     acc = torch.promote_types(q.dtype, torch.float32)  # statistics and accumulator: float32 at least
