@@ -6,8 +6,12 @@ visited; bfloat16 and every device present; the benchmark's JSON."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+import runpy
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -57,7 +61,7 @@ def test_online_softmax_equals_softmax(n, block, seed):
     assert len(steps) == math.ceil(n / block)
     assert steps[-1].m == pytest.approx(float(scores.max()))
     assert steps[-1].l == pytest.approx(float(torch.exp(scores - scores.max()).sum()))
-    for before, after in zip(steps, steps[1:]):  # the running max never falls; alpha is exp(m_old - m_new)
+    for before, after in zip(steps, steps[1:], strict=False):  # m never falls; alpha = exp(m_old - m_new)
         assert after.m >= before.m
         assert after.alpha == pytest.approx(math.exp(before.m - after.m))
 
@@ -134,7 +138,7 @@ def test_tile_schedule_skips_the_future_and_forward_visits_exactly_its_tiles(mon
 def test_hbm_counts_against_a_direct_count_of_tiles(causal):
     for n_q, n_k, bq, bk in [(10, 10, 4, 3), (37, 37, 8, 5), (5, 37, 2, 16), (64, 64, 64, 64), (1, 33, 1, 4)]:
         rows = 0
-        for i, row in enumerate(flash.tile_schedule(n_q, n_k, bq, bk, causal=causal)):
+        for row in flash.tile_schedule(n_q, n_k, bq, bk, causal=causal):
             rows += sum(min(bk, n_k - j * bk) for j, cell in enumerate(row) if cell != "skipped")
         assert costs.flash_key_rows_loaded(n_q, n_k, bq, bk, causal) == rows
         d, d_v, b = 8, 6, 2
@@ -258,3 +262,82 @@ def test_committed_benchmark_shows_the_saving():
     longest = max(n for n, _ in rows)
     assert rows[longest, "tiled"]["peak_bytes"] < rows[longest, "tiled"]["score_bytes"] / 10
     assert rows[longest, "matrix"]["peak_bytes"] >= rows[longest, "matrix"]["score_bytes"]
+
+
+# --------------------------------------------------------------------------------------------------
+# chapter 15: exercises, solutions, the widget's numbers, the animation's numbers
+
+SOLUTIONS = Path(__file__).resolve().parents[1] / "notebooks" / "solutions" / "ch15.py"
+
+
+def test_solutions_pass_the_checks():
+    from attnlab.exercises import ch15
+
+    s = runpy.run_path(str(SOLUTIONS))
+    assert ch15.check_online_step(s["answer_online_step"]).startswith("✓")
+    assert ch15.check_merge(s["answer_merge"]).startswith("✓")
+    assert ch15.check_kv_bytes(s["answer_kv_bytes"]).startswith("✓")
+    assert s["answer_kv_bytes"] == ch15.expected_kv_bytes()
+    for check in (ch15.check_online_step, ch15.check_merge, ch15.check_kv_bytes):
+        assert "not attempted" in check(None)
+
+
+def test_exercise_checks_name_the_slip():
+    from attnlab.exercises import ch15
+    from attnlab.exercises.ch15 import _reference_step
+
+    for slip, words in (("no_rescale_l", "l is not rescaled"), ("no_rescale_o", "o is not rescaled"),
+                        ("inverted", "upside down")):
+        with pytest.raises(AssertionError, match=words):
+            ch15.check_online_step(lambda *a, slip=slip: _reference_step(*a, slip=slip))
+
+    def normalised(m, l, o, s, v):  # noqa: E741  divides at every step, keeps o normalised
+        m_new = torch.maximum(m, s.max())
+        p = torch.exp(s - m_new)
+        l_new = torch.exp(m - m_new) * l + p.sum()
+        return m_new, l_new, (torch.exp(m - m_new) * l * o + p @ v) / l_new
+
+    with pytest.raises(AssertionError, match="normalised"):
+        ch15.check_online_step(normalised)
+    merge = runpy.run_path(str(SOLUTIONS))["answer_merge"]
+    with pytest.raises(AssertionError, match="plain average"):
+        ch15.check_merge(lambda o1, l1, o2, l2: ((o1 + o2) / 2, torch.logaddexp(l1, l2)))
+    with pytest.raises(AssertionError, match="not the larger"):
+        ch15.check_merge(lambda o1, l1, o2, l2: (merge(o1, l1, o2, l2)[0], torch.maximum(l1, l2)))
+    with pytest.raises(AssertionError, match="raised ZeroDivisionError"):
+        ch15.check_merge(lambda *a: 1 / 0)
+    with pytest.raises(AssertionError, match="causal mask"):
+        ch15.check_kv_bytes(costs.flash_attention_hbm_bytes(4096, 4096, 128, 128, 64)["read K, V"])
+    with pytest.raises(AssertionError, match="K only"):
+        ch15.check_kv_bytes(ch15.expected_kv_bytes() // 2)
+
+
+def test_widget_numbers_come_from_costs():
+    from attnlab.interactive import flash as ui
+
+    f = ui.tile_figures(16_384, 128, 128, 64)
+    assert f["standard"] == costs.standard_attention_hbm_bytes(16_384, 16_384, 128, "bfloat16")
+    assert f["tiled"] == costs.flash_attention_hbm_bytes(16_384, 16_384, 128, 128, 64, "bfloat16", causal=True)
+    assert f["fits"] and not ui.tile_figures(16_384, 256, 256, 256)["fits"]
+    assert "does not fit" in ui.tile_readout_html(ui.tile_figures(16_384, 256, 256, 256))
+    explorer = ui.tile_explorer()
+    explorer.block_q.value = 32
+    assert explorer.readout.value == ui.tile_readout_html(ui.tile_figures(16_384, 128, 32, 64))
+    assert "B_r = 32" in explorer.readout.value and "512 query blocks" in explorer.readout.value
+    with pytest.raises(ValueError, match="block_q"):
+        ui.tile_explorer(block_q=48)  # not a slider option
+
+
+def test_animation_numbers_come_from_attnlab():
+    pytest.importorskip("manim")
+    root = Path(__file__).resolve().parents[1]
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    scene = importlib.import_module("animations.ch15_flash_attention")
+    data = scene.flash_scene_data()
+    assert data.schedule == flash.tile_schedule(scene.N, scene.N, scene.B_R, scene.B_C, causal=True)
+    for steps, lse, r in zip(data.steps, data.lse, (scene.B_R - 1, 2 * scene.B_R - 1), strict=True):
+        row = data.scores[r, :r + 1]
+        assert steps[-1].m == pytest.approx(float(row.max()))
+        assert steps[-1].m + math.log(steps[-1].l) == pytest.approx(lse)  # L = m + log l of the tiled forward
+        assert sum(1 for st in steps[1:] if st.alpha < 1) >= 1  # the maximum moves at least once
