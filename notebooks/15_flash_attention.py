@@ -276,10 +276,11 @@ display(Markdown(
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Split-KV decoding and the log-sum-exp merge
 #
-# Decoding has one query per sequence and head: the tiled forward would be a single query block streaming the
-# whole cache, one unit of work for a GPU with a hundred-odd multiprocessors. **FlashDecoding** (Dao, Haziza,
-# Massa and Sizov, 2023) splits the cached keys into chunks, attends each chunk in parallel, getting a partial
-# output $O_c$ normalised over its own keys and its log-sum-exp $L_c$, and merges:
+# Decoding has one query per sequence and head: the tiled forward is then a single query block streaming the
+# whole cache, so a small batch gives the GPU fewer units of work than it has multiprocessors (over a hundred)
+# and most of them idle. **FlashDecoding** (Dao, Haziza, Massa and Sizov, 2023) splits the cached keys into
+# chunks, attends each chunk in parallel, getting a partial output $O_c$ normalised over its own keys and its
+# log-sum-exp $L_c$, and merges:
 #
 # $$L = \log \sum_c e^{L_c}, \qquad O = \sum_c e^{L_c - L}\, O_c.$$
 #
