@@ -85,8 +85,8 @@ display(Markdown(
 # the shared memory of each streaming multiprocessor, is fast but a few hundred KiB. Standard attention
 # writes $S$ to HBM, reads it back to take the softmax, writes $P$, reads it back to multiply by $V$: four
 # passes over $n^2$ numbers per head, for arithmetic that is cheap per byte. FlashAttention loads blocks of
-# $Q$, $K$, $V$ into SRAM, does all three steps there, and writes only the output. To do the softmax on a
-# block it needs one idea.
+# $Q$, $K$, $V$ into SRAM, does all three steps there, and writes only the output (and one number per row).
+# To do the softmax on a block it needs one idea.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. The online softmax

@@ -35,8 +35,9 @@ arXiv:2205.14135, Algorithm 1) computes the same output one tile at a time and n
 The memory traffic each form causes is counted in :mod:`attnlab.costs` (``standard_attention_hbm_bytes``,
 ``flash_attention_hbm_bytes``, ``score_bytes_not_written``). Everything here is exact: in float64 it equals
 :func:`attnlab.attention.attention_matrix` and ``torch.nn.functional.scaled_dot_product_attention`` to
-rounding. It runs on any device and dtype; in bfloat16/float16 the running statistics and the accumulator
-are kept in float32, as the FlashAttention kernels keep them.
+rounding. It runs on any device and dtype; in bfloat16/float16 each tile's scores, the running statistics
+and the accumulator are float32 (the tiles are upcast as they are read), as the FlashAttention kernels
+accumulate them; the output is returned in the inputs' dtype, L in float32.
 
 ``python -m attnlab.flash --bench`` times the tiled loop against SDPA and the matrix form on this CPU
 (:func:`benchmark`).
@@ -242,7 +243,7 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: b
     out = torch.empty(b, n_kv, n_h // n_kv, n_q, d_v, dtype=q.dtype, device=q.device)
     lse = torch.empty(b, n_kv, n_h // n_kv, n_q, dtype=acc, device=q.device)
     for i0 in range(0, n_q, block_q):  # outer loop over query blocks Q_i (FlashAttention-2's order)
-        q_i = q[..., i0:i0 + block_q, :]  # (b, g, r, B_r, d), loaded once
+        q_i = q[..., i0:i0 + block_q, :].to(acc)  # (b, g, r, B_r, d), loaded once
         rows = q_i.shape[-2]
         m = torch.full((b, n_kv, n_h // n_kv, rows), float("-inf"), dtype=acc, device=q.device)  # running max
         l = torch.zeros_like(m)  # noqa: E741  running sum of exp(s - m)
@@ -251,7 +252,7 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: b
         stop = min(n_k, q_start + i0 + rows - k_start) if causal else n_k  # later key blocks: wholly masked, skipped
         for j0 in range(0, stop, block_k):  # inner loop over key blocks K_j, V_j
             k_j, v_j = k[..., j0:j0 + block_k, :], v[..., j0:j0 + block_k, :]  # (b, g, B_c, d), (b, g, B_c, d_v)
-            s = torch.einsum("bgrqd,bgkd->bgrqk", q_i, k_j).to(acc) * scale  # S_ij = Q_i K_j^T * scale (B_r x B_c)
+            s = torch.einsum("bgrqd,bgkd->bgrqk", q_i, k_j.to(acc)) * scale  # S_ij = Q_i K_j^T * scale (B_r x B_c)
             if causal and k_start + j0 + k_j.shape[-2] - 1 > q_start + i0:  # the diagonal cuts this tile
                 k_pos = torch.arange(k_start + j0, k_start + j0 + k_j.shape[-2], device=q.device)
                 s = s.masked_fill(k_pos[None, :] > q_pos[:, None], float("-inf"))
