@@ -309,6 +309,34 @@ display(Markdown(
     f"off by {float((averaged - dense).abs().max()):.3f}."
 ))
 
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### The same merge for MLA
+#
+# Absorbed MLA (chapter 8) decodes as multi-query attention over the cache: every head's query
+# $[W^{UK\top}_i q^C_i;\ q^R_i]$ meets the same keys $[c^{KV}_t;\ k^R_t]$, and the values are the latents
+# $c^{KV}_t$ themselves. So split-KV attention runs it unchanged, with one K/V head and $d_v = d_c$; FlashMLA
+# splits DeepSeek's latent cache the same way. The tiny MLA model's layer 1, decoding the last token of the
+# sentence, in 4 chunks:
+
+# %% slideshow={"slide_type": "-"}
+mla_model = load_checkpoint("tiny_mla").requires_grad_(False)
+mla = mla_model.blocks[1].attn
+x_m = layer_input(mla_model, ids, 1)  # (1, n, d_model)
+positions = torch.arange(ids.shape[1])
+q_nope, q_rope = mla.queries(x_m[:, -1:], positions[-1:])  # the newest token: (1, 1, h, d_h), (1, 1, h, d_h^R)
+c_kv, k_rope = mla.latents(x_m, positions)  # the cache: (1, n, d_c), (1, n, d_h^R)
+want, _ = mla.attend_absorbed(q_nope, q_rope, c_kv, k_rope, None)  # the layer's own decode, (1, 1, h, d_v)
+q_abs = torch.cat([torch.einsum("bshd,hdc->bshc", q_nope, mla.w_uk), q_rope], dim=-1).transpose(1, 2)
+keys = torch.cat([c_kv, k_rope], dim=-1)[:, None]  # (1, 1, n, d_c + d_h^R): one K/V head for all heads
+o_latent, _, _ = flash.split_kv_attention(q_abs, keys, c_kv[:, None], n_splits=4, scale=mla.config.softmax_scale)
+o_mla = torch.einsum("bhsc,hvc->bshv", o_latent, mla.w_uv)  # W^UV_i after the merge, as in chapter 8
+display(Markdown(
+    f"Queries {tuple(q_abs.shape)}, keys {tuple(keys.shape)}, values {tuple(c_kv[:, None].shape)}: "
+    f"{mla.config.n_heads} heads share one latent K/V head of width {keys.shape[-1]} (values {c_kv.shape[-1]}). "
+    f"Split into 4 chunks, merged, then multiplied by W^UV, the output differs from the layer's absorbed "
+    f"decode by {float((o_mla - want).abs().max()):.1e} in float32."
+))
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Explore: tile sizes and memory traffic
 #

@@ -223,6 +223,27 @@ def test_merge_is_exact_for_any_partition_and_order():
     assert not torch.allclose(naive, want)
 
 
+@pytest.mark.parametrize("n_splits", [1, 3, 7])
+def test_split_kv_runs_absorbed_mla_decode(n_splits):
+    """Absorbed MLA is MQA over the latent cache: keys [c^KV; k^R], values c^KV, one K/V head for all heads.
+    Split-KV attention then W^UV equals the layer's own absorbed decode (what FlashMLA's splits compute)."""
+    from attnlab.mla import MLAConfig, MultiHeadLatentAttention
+
+    torch.manual_seed(1)
+    mla = MultiHeadLatentAttention(MLAConfig(d_model=24, n_heads=4, kv_lora_rank=10, qk_nope_head_dim=6,
+                                             qk_rope_head_dim=4, v_head_dim=5, q_lora_rank=12)).double()
+    x = torch.randn(2, 19, 24, dtype=F64)
+    positions = torch.arange(19)
+    q_nope, q_rope = mla.queries(x[:, -1:], positions[-1:])
+    c_kv, k_rope = mla.latents(x, positions)
+    want, _ = mla.attend_absorbed(q_nope, q_rope, c_kv, k_rope, None)  # (2, 1, h, d_v)
+    q = torch.cat([torch.einsum("bshd,hdc->bshc", q_nope, mla.w_uk), q_rope], dim=-1).transpose(1, 2)
+    keys = torch.cat([c_kv, k_rope], dim=-1)[:, None]
+    o_latent, _, _ = flash.split_kv_attention(q, keys, c_kv[:, None], n_splits, scale=mla.config.softmax_scale)
+    got = torch.einsum("bhsc,hvc->bshv", o_latent, mla.w_uv)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
 # --------------------------------------------------------------------------------------------------
 # bad input and the benchmark
 
