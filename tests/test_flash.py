@@ -344,9 +344,25 @@ def test_widget_numbers_come_from_costs():
     explorer = ui.tile_explorer()
     explorer.block_q.value = 32
     assert explorer.readout.value == ui.tile_readout_html(ui.tile_figures(16_384, 128, 32, 64))
-    assert "B_r = 32" in explorer.readout.value and "512 query blocks" in explorer.readout.value
+    assert "B_r = 32" in explorer.readout.value and "past 512 query blocks" in explorer.readout.value
     with pytest.raises(ValueError, match="block_q"):
         ui.tile_explorer(block_q=48)  # not a slider option
+    for _, n in ui.LENGTH_OPTIONS:  # every value the sliders offer gives numbers, tiles within the length
+        for d in ui.HEAD_DIM_OPTIONS:
+            for b_r in ui.BLOCK_OPTIONS:
+                assert b_r <= n and ui.tile_figures(n, d, b_r, 64)["tiled"]["total"] > 0
+
+
+def test_widget_callbacks_never_print(capsys):
+    from attnlab.interactive import flash as ui
+
+    explorer = ui.tile_explorer()
+    for value in ui.BLOCK_OPTIONS:
+        explorer.block_k.value = value
+    explorer.length.value = 131_072
+    explorer.head_dim.value = 256
+    assert capsys.readouterr() == ("", "")
+    assert "131,072" in explorer.readout.value and "d = 256" in explorer.readout.value
 
 
 def test_animation_numbers_come_from_attnlab():

@@ -66,22 +66,24 @@ def tile_readout_html(f: dict) -> str:
     rows = [
         ("HBM traffic", format_bytes(f["standard"]["total"]), format_bytes(f["tiled"]["total"])),
         ("largest part", f"S and P: {format_bytes(2 * f['not_written'])}",
-         f"K, V for {streams:,} query blocks: {format_bytes(f['tiled']['read K, V'])}"),
+         f"K, V past {streams:,} query blocks: {format_bytes(f['tiled']['read K, V'])}"),
         ("written besides O", f"S, P: {format_bytes(f['not_written'])}", f"L: {format_bytes(f['tiled']['write L'])}"),
         ("SRAM per query block", "–", f"{kib(sram)}: {'fits' if fits else 'does not fit'} "
                                       f"({kib(H100_SMEM_BYTES)} on an H100)"),
         ("standard / tiled", "", f"{f['ratio']:.2f}×"),
     ]
-    td = 'style="padding:3px 10px;font-variant-numeric:tabular-nums;text-align:right"'
-    body = "".join(f"<tr><td style='padding:3px 10px 3px 0'>{html.escape(label)}</td><td {td}>{html.escape(a)}</td>"
-                   f"<td {td}><b>{html.escape(b)}</b></td></tr>" for label, a, b in rows)
-    head = (f"<tr><th style='text-align:left;padding:3px 10px 3px 0'>one head, n = {f['length']:,}, "
-            f"d = {f['head_dim']}, bfloat16{', causal' if f['causal'] else ''}</th>"
-            f"<th {td}>standard</th><th {td}>tiled, B_r = {f['block_q']}, B_c = {f['block_k']}</th></tr>")
+    td = 'style="padding:3px 10px;font-variant-numeric:tabular-nums;text-align:right;white-space:nowrap"'
+    body = "".join(f"<tr><td style='padding:3px 10px 3px 0;white-space:nowrap'>{html.escape(label)}</td>"
+                   f"<td {td}>{html.escape(a)}</td><td {td}><b>{html.escape(b)}</b></td></tr>"
+                   for label, a, b in rows)
+    head = (f"<tr><th></th><th {td}>standard</th><th {td}>tiled, B_r = {f['block_q']}, B_c = {f['block_k']}"
+            "</th></tr>")
+    caption = (f"<p style='margin:4px 0'>One head, n = {f['length']:,} tokens, d = {f['head_dim']}, bfloat16"
+               f"{', causal' if f['causal'] else ''}:</p>")
     table = f'<table style="border-collapse:collapse;font-size:14px">{head}{body}</table>'
     note = ("" if fits else '<p style="color:#d62728;margin:4px 0">These tiles do not fit one thread block\'s '
             "shared memory: a kernel would pick smaller ones (FlashAttention takes B_c = M / 4d).</p>")
-    return table + note
+    return caption + table + note
 
 
 class TileExplorer(widgets.VBox):
