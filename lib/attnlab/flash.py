@@ -370,6 +370,7 @@ class _AllocationCounter:
             del self.refs[key]
 
     def mode(self):
+        """A ``TorchDispatchMode`` that counts into this counter while it is active (``with counter.mode():``)."""
         import weakref
 
         from torch.utils._python_dispatch import TorchDispatchMode
