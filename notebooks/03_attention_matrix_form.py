@@ -409,9 +409,9 @@ display(Markdown(
     f"V together. One head's scores alone fill {gpu_gib} GiB at n ≈ {wall:,} tokens. The tiny model "
     f"never feels it: at its full context of {cfg.max_seq_len} tokens, all {cfg.n_layers * cfg.n_heads} "
     f"of its score matrices take {tiny / 2**20:.0f} MiB. Long contexts need two fixes: not comparing every "
-    f"query with every key (the sparse attention of chapters 10-12), and never storing the scores whole, "
-    f"which is how every production kernel computes attention (FlashAttention: the scores are made and "
-    f"used tile by tile, with a running softmax)."
+    f"query with every key (the sparse attention of chapters 10-12), and [never storing the scores whole]"
+    f"(15_flash_attention.ipynb), which is how every production kernel computes attention (FlashAttention, "
+    f"chapter 15: the scores are made and used tile by tile, with a running softmax)."
 ))
 
 # %% [markdown] slideshow={"slide_type": "slide"}

@@ -128,6 +128,11 @@ CHAPTERS: tuple[Chapter, ...] = (
                   "quality against cache size",
             builds="measured decode time, the roofline, quality against cache size",
             short="How fast, really", video=None),
+    Chapter(15, "15_flash_attention", "FlashAttention: attention without the score matrix",
+            topic="The online softmax, tiled attention equal to SDPA, HBM traffic against the matrix form, "
+                  "split-KV decoding and the log-sum-exp merge",
+            builds="exact attention tile by tile, never storing the n × n scores",
+            short="FlashAttention", video=None, scene="FlashAttentionScene", animation="ch15_flash_attention"),
     Chapter(16, "16_paged_kv_cache", "The paged KV cache and prefix sharing",
             topic="Fixed-size pages and block tables (vLLM), fragmentation measured on simulated request streams, "
                   "copy-on-write prefix sharing, DeepSeek-V3.2's cache in 64-token pages",

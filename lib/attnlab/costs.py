@@ -823,3 +823,128 @@ def shared_prefix_pages(prefix: int, suffixes: tuple[int, ...] | list[int], bloc
         return sum(pages_for(prefix + s, block_size) for s in suffixes)
     full, rest = divmod(prefix, block_size)
     return full + sum(pages_for(rest + s, block_size) for s in suffixes)
+# chapter 15: FlashAttention's memory traffic
+#
+# How many bytes one attention call moves between the GPU's large, slow memory (HBM) and its small, fast
+# on-chip memory (SRAM), for one head of one sequence unless n_heads and batch say otherwise, following
+# the IO analysis of FlashAttention (Dao et al. 2022, arXiv:2205.14135, §3.2 and Appendix C, Theorem 2).
+# Symbols: n_q queries, n_k keys, d the query/key width, d_v the value width, b bytes per element of the
+# inputs, B_r and B_c the tile sizes, M the SRAM size. Standard attention moves Theta(N d + N^2) bytes;
+# the tiled form Theta(N^2 d^2 / M). The scores S and probabilities P are the n_q x n_k matrices the
+# standard form writes and reads back; the tiled form keeps each (B_r x B_c) tile of them on chip.
+
+
+def _io_args(n_q: object, n_k: object, head_dim: object, v_head_dim: object, n_heads: object,
+             batch: object) -> tuple[int, int, int, int, int]:
+    check_positive_int("n_q", n_q)
+    check_positive_int("n_k", n_k)
+    check_positive_int("head_dim", head_dim)
+    d_v = head_dim if v_head_dim is None else check_positive_int("v_head_dim", v_head_dim)
+    check_positive_int("n_heads", n_heads)
+    check_positive_int("batch", batch)
+    return n_q, n_k, head_dim, d_v, n_heads * batch
+
+
+def standard_attention_hbm_bytes(n_q: int, n_k: int, head_dim: int, dtype: torch.dtype | str = torch.bfloat16, *,
+                                 v_head_dim: int | None = None, n_heads: int = 1, batch: int = 1) -> dict[str, int]:
+    """HBM bytes of standard attention (FlashAttention paper, Algorithm 0), which materialises S and P:
+
+        1. read Q, K (n_q d + n_k d), compute S = Q K^T, write S (n_q n_k)
+        2. read S (n_q n_k), compute P = softmax(S), write P (n_q n_k)
+        3. read P (n_q n_k) and V (n_k d_v), compute O = P V, write O (n_q d_v)
+
+    each element b bytes (S and P in the inputs' dtype, as PyTorch's matrix form keeps them). Returns
+    {"read Q, K", "write S", "read S, write P", "read P, V", "write O", "total"}: total
+    b (n_q d + n_k d + 4 n_q n_k + n_k d_v + n_q d_v), Theta(N d + N^2) for n_q = n_k = N (Theorem 2).
+    Times n_heads x batch."""
+    n_q, n_k, d, d_v, copies = _io_args(n_q, n_k, head_dim, v_head_dim, n_heads, batch)
+    b = _element_bytes(dtype) * copies
+    parts = {
+        "read Q, K": (n_q * d + n_k * d) * b,
+        "write S": n_q * n_k * b,  # S = Q K^T, n_q x n_k
+        "read S, write P": 2 * n_q * n_k * b,  # P = softmax(S)
+        "read P, V": (n_q * n_k + n_k * d_v) * b,
+        "write O": n_q * d_v * b,  # O = P V
+    }
+    return {**parts, "total": sum(parts.values())}
+
+
+def flash_key_rows_loaded(n_q: int, n_k: int, block_q: int, block_k: int, causal: bool = False) -> int:
+    """Rows of K (and of V) the tiled forward loads from HBM, summed over its ceil(n_q / B_r) query blocks.
+    Without the mask every query block streams all n_k keys. Under the causal mask (the queries are the last
+    n_q of n_k positions) a query block stops after the key block that holds its last query's position: it
+    loads whole key blocks of B_c up to there, min(n_k, B_c ceil(p / B_c)) rows with p = n_k - n_q + (its last
+    row) + 1 the keys its last query sees; the blocks after it are skipped."""
+    check_positive_int("n_q", n_q)
+    check_positive_int("n_k", n_k)
+    check_positive_int("block_q", block_q)
+    check_positive_int("block_k", block_k)
+    check_bool("causal", causal)
+    if causal and n_q > n_k:
+        raise ValueError(f"n_q={n_q} must be <= n_k={n_k} with causal=True: queries are the last n_q positions")
+    blocks = range(0, n_q, block_q)
+    if not causal:
+        return len(blocks) * n_k
+    seen = (n_k - n_q + min(i0 + block_q, n_q) for i0 in blocks)  # keys the block's last query sees
+    return sum(min(n_k, -(-p // block_k) * block_k) for p in seen)  # whole B_c blocks up to the diagonal
+
+
+def flash_attention_hbm_bytes(n_q: int, n_k: int, head_dim: int, block_q: int, block_k: int,
+                              dtype: torch.dtype | str = torch.bfloat16, *, v_head_dim: int | None = None,
+                              causal: bool = False, n_heads: int = 1, batch: int = 1) -> dict[str, int]:
+    """HBM bytes of the tiled forward (:func:`attnlab.flash.flash_attention`: the outer loop over query blocks
+    of FlashAttention-2, Dao 2023, Algorithm 1): each query block Q_i (B_r x d) is read once, streams the K_j,
+    V_j blocks it needs (:func:`flash_key_rows_loaded`), keeps S_ij, P_ij, m, l and O_i on chip, and writes
+    O_i and its log-sum-exp L_i once:
+
+        read Q: n_q d b     read K, V: R (d + d_v) b     write O: n_q d_v b     write L: 4 n_q (float32)
+
+    with R = ceil(n_q / B_r) n_k rows (fewer under the causal mask, where ``block_k`` B_c decides how far past
+    the diagonal the last loaded block reaches). With B_r = Theta(M / d) that is Theta(N^2 d^2 / M) for
+    n_q = n_k = N (FlashAttention, Theorem 2). Returns {"read Q", "read K, V", "write O", "write L", "total"},
+    times n_heads x batch."""
+    n_q, n_k, d, d_v, copies = _io_args(n_q, n_k, head_dim, v_head_dim, n_heads, batch)
+    check_positive_int("block_q", block_q)
+    check_positive_int("block_k", block_k)
+    b = _element_bytes(dtype) * copies
+    rows = flash_key_rows_loaded(n_q, n_k, block_q, block_k, causal)
+    parts = {
+        "read Q": n_q * d * b,
+        "read K, V": rows * (d + d_v) * b,
+        "write O": n_q * d_v * b,
+        "write L": n_q * 4 * copies,  # one float32 log-sum-exp per row, for the backward pass and merges
+    }
+    return {**parts, "total": sum(parts.values())}
+
+
+def flash_sram_bytes(block_q: int, block_k: int, head_dim: int, dtype: torch.dtype | str = torch.bfloat16, *,
+                     v_head_dim: int | None = None) -> dict[str, int]:
+    """On-chip bytes one query block of the tiled forward holds at once: the tiles Q_i (B_r x d), K_j
+    (B_c x d) and V_j (B_c x d_v) in the inputs' dtype, and in float32 (4 bytes, as the kernels accumulate)
+    the score tile S_ij / P_ij (B_r x B_c, P overwrites S), the output accumulator O_i (B_r x d_v) and the
+    running m and l (B_r each). Returns {"Q, K, V tiles", "S/P tile", "O accumulator", "m, l", "total"}.
+    FlashAttention picks B_c = ceil(M / 4d), B_r = min(B_c, d) so that this fits an SRAM of M elements."""
+    check_positive_int("block_q", block_q)
+    check_positive_int("block_k", block_k)
+    d = check_positive_int("head_dim", head_dim)
+    d_v = d if v_head_dim is None else check_positive_int("v_head_dim", v_head_dim)
+    b = _element_bytes(dtype)
+    parts = {
+        "Q, K, V tiles": (block_q * d + block_k * d + block_k * d_v) * b,
+        "S/P tile": block_q * block_k * 4,
+        "O accumulator": block_q * d_v * 4,
+        "m, l": 2 * block_q * 4,
+    }
+    return {**parts, "total": sum(parts.values())}
+
+
+def score_bytes_not_written(n_q: int, n_k: int, dtype: torch.dtype | str = torch.bfloat16, *, n_heads: int = 1,
+                            batch: int = 1) -> int:
+    """Bytes the tiled forward never writes to HBM (nor reads back): the scores S and the probabilities P,
+    two n_q x n_k matrices of b bytes per head and sequence, 2 n_q n_k b x n_heads x batch. The standard form
+    writes both whole (masked entries included) and reads both back; FlashAttention writes only O and L."""
+    check_positive_int("n_q", n_q)
+    check_positive_int("n_k", n_k)
+    check_positive_int("n_heads", n_heads)
+    check_positive_int("batch", batch)
+    return 2 * n_q * n_k * _element_bytes(dtype) * n_heads * batch
