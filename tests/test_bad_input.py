@@ -513,6 +513,8 @@ CASES: list[Case] = [
          lambda: sizing.layer_elements_per_token(SPEC, "window"), ValueError, "scheme"),
     Case("layer_cache_bytes: batch 0", sizing.layer_cache_bytes, lambda: sizing.layer_cache_bytes(SPEC, 4, 0),
          ValueError, "batch"),
+    Case("cache_layouts: unknown cache_format", sizing.cache_layouts,
+         lambda: sizing.cache_layouts("deepseek-v3.2", cache_format="int4"), ValueError, "cache_format"),
     Case("layer_plan: model is a dict", sizing.layer_plan, lambda: sizing.layer_plan({"n_layers": 2}), TypeError,
          "model"),
     # costs

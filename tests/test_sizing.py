@@ -150,8 +150,8 @@ def hand_bytes_per_token_bf16(cfg: dict) -> int:
     every window: each layer that keeps a cache holds it)."""
     if "layer_types" in cfg:
         return sum(hand_layer_bytes_bf16(cfg, 1))
-    if "kv_lora_rank" in cfg:  # MLA: latent + decoupled RoPE key, per layer
-        return (cfg["kv_lora_rank"] + cfg["qk_rope_head_dim"]) * cfg["num_hidden_layers"] * 2
+    if "kv_lora_rank" in cfg:  # MLA: latent + decoupled RoPE key, per layer (+ DSA's index key, V3.2)
+        return (cfg["kv_lora_rank"] + cfg["qk_rope_head_dim"] + cfg.get("index_head_dim", 0)) * cfg[L] * 2
     if "n_layer" in cfg:  # Falcon's RW config: multi_query = one KV head
         head_dim = cfg["hidden_size"] // cfg["n_head"]
         return 2 * (1 if cfg["multi_query"] else cfg["n_head"]) * head_dim * cfg["n_layer"] * 2
@@ -214,7 +214,50 @@ def test_specific_published_shapes():
     assert v2_shape == (60, 128, 512, 64, 128)
     v32 = MODELS["deepseek-v3.2"]
     assert (v32.index_n_heads, v32.index_head_dim, v32.index_topk) == (64, 128, 2048)
-    assert sizing.cache_bytes_per_token("deepseek-v3.2") == sizing.cache_bytes_per_token("deepseek-v3")
+    # V3.2 caches V3's MLA entry plus one 128-wide index key per token and layer
+    assert sizing.cache_bytes_per_token("deepseek-v3.2") == sizing.cache_bytes_per_token("deepseek-v3") + 128 * 61 * 2
+
+
+def test_v32_caches_v3_plus_index_keys_in_bf16():
+    # every cached number in bf16: (512 + 64) latent + RoPE key, + 128 index key, x 2 B, x 61 layers
+    v3, v32 = "deepseek-v3", "deepseek-v3.2"
+    assert sizing.layer_elements_per_token(v32) == [512 + 64 + 128] * 61
+    assert sizing.cache_bytes_per_token(v32) == (576 + 128) * 2 * 61 == 85_888
+    assert sizing.kv_cache_bytes(v32, K128) - sizing.kv_cache_bytes(v3, K128) == K128 * 128 * 2 * 61
+    assert sizing.kv_elements_per_token(v32, per_layer=True) == 576  # keys and values (Table 1) only
+    assert sizing.reduction_vs_mha(v32) == sizing.reduction_vs_mha(v3)
+    layouts = sizing.cache_layouts(v32)
+    assert [layout.bytes for layout in layouts] == [576 * 2, 128 * 2]
+    assert sizing.cache_bytes_per_token(v32, "float8") == (576 + 128) * 61
+    # a what-if scheme caches its own Table 1 parts: no index key
+    assert sizing.cache_bytes_per_token(v32, scheme="mha") == sizing.cache_bytes_per_token(v3, scheme="mha")
+
+
+def test_v32_fp8_format_is_656_plus_132_bytes():
+    # FlashMLA's FP8 entry: 512 e4m3 (1 B) + 4 fp32 scales (4 B) + 64 bf16 RoPE (2 B) = 656 B;
+    # the FP8 index key: 128 e4m3 + one fp32 scale = 132 B (DeepSeek-V3.2-Exp inference/model.py)
+    entry, index_key = sizing.cache_layouts("deepseek-v3.2", cache_format="deepseek-fp8")
+    assert entry.bytes == 512 * 1 + 4 * 4 + 64 * 2 == 656 and index_key.bytes == 128 + 4 == 132
+    assert sizing.cache_bytes_per_token("deepseek-v3.2", cache_format="deepseek-fp8") == (656 + 132) * 61
+    assert sizing.kv_cache_bytes("deepseek-v3.2", 1000, 2, cache_format="deepseek-fp8") == 2000 * 788 * 61
+    assert sizing.cache_bytes_per_token("deepseek-v3", cache_format="deepseek-fp8") == 656 * 61  # no indexer
+    t = sizing.tokens_that_fit("deepseek-v3.2", 80, cache_format="deepseek-fp8")
+    assert t == 80 * 2**30 // (788 * 61)
+    # the named format is not the default
+    assert sizing.cache_bytes_per_token("deepseek-v3.2") != sizing.cache_bytes_per_token(
+        "deepseek-v3.2", cache_format="deepseek-fp8")
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(model="llama-3-8b", cache_format="deepseek-fp8"), "stores an MLA entry of 576 numbers"),
+    (dict(model="deepseek-v3.2", scheme="mha", cache_format="deepseek-fp8"), "stores an MLA entry"),
+    (dict(model="deepseek-v3.2", cache_format="fp8"), "cache_format='fp8' must be None"),
+    (dict(model="deepseek-v3.2", dtype="float8", cache_format="deepseek-fp8"), "cannot go with cache_format"),
+    (dict(model="deepseek-v3.2", layer=61), "layer=61 must be < n_layers=61"),
+])
+def test_cache_layouts_rejects_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sizing.cache_layouts(**kwargs)
 
 
 # ----------------------------------------------------------------------------------------------------

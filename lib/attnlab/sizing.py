@@ -29,6 +29,12 @@ The counts themselves live in :mod:`attnlab.costs` (one function per quantity, o
 applies them to published models, by name, as published or "what if it used scheme X"
 (:meth:`ModelSpec.attention_shape` gives the shape a sizing uses).
 
+``dtype`` is the storage of every cached number. DeepSeek-V3.2 (MLA with DeepSeek Sparse Attention) caches,
+per token and layer, MLA's 512 + 64 numbers and its lightning indexer's 128-wide index key, so in bfloat16
+(576 + 128) x 2 B. DeepSeek's own kernels store a different, mixed layout (FlashMLA's FP8 entry of 656 B
+and an FP8 index key of 132 B): that is a second, named format, ``cache_format="deepseek-fp8"``
+(:data:`CACHE_FORMATS`, :func:`cache_layouts`), never the default.
+
 For MLA models ``head_dim`` is the per-head value (and non-RoPE key) width d_h = 128, which is what the
 MHA/MQA/GQA comparisons use; the query/key head is 192 wide (128 + 64) but that is not what is cached.
 """
@@ -52,6 +58,7 @@ from attnlab._validate import (
     check_real,
     check_type,
 )
+from attnlab.cache_formats import DEEPSEEK_V32_FP8_INDEX_KEY, DEEPSEEK_V32_FP8_MLA, ByteLayout, uniform_layout
 from attnlab.costs import DTYPES_BY_NAME, AttentionShape, get_dtype  # noqa: F401 (DTYPES_BY_NAME: re-exported)
 from attnlab.devices import dtype_bytes
 from attnlab.schemes import TABLE1_SCHEMES, get_scheme
@@ -62,6 +69,14 @@ from attnlab.schemes import TABLE1_SCHEMES, get_scheme
 SCHEMES: tuple[str, ...] = TABLE1_SCHEMES
 
 GIB = 2**30  # bytes in one GiB (the unit GPU memory is sold in)
+
+#: Published byte layouts a sizing may use instead of one dtype for every cached number (``cache_format=``):
+#: name -> (the MLA entry's layout, the index key's layout). "deepseek-fp8": FlashMLA's FP8 entry, 512 e4m3 +
+#: 4 fp32 scales + 64 bf16 = 656 B, and DeepSeek-V3.2's FP8 index key, 128 e4m3 + 1 fp32 scale = 132 B
+#: (:mod:`attnlab.cache_formats`, with sources). The index key counts only for a model with an indexer.
+CACHE_FORMATS: dict[str, tuple[ByteLayout, ByteLayout]] = {
+    "deepseek-fp8": (DEEPSEEK_V32_FP8_MLA, DEEPSEEK_V32_FP8_INDEX_KEY),
+}
 
 #: The kinds of layer a :class:`ModelSpec` lists in ``layer_types`` (Hugging Face writes "full_attention" and
 #: "sliding_attention"): a full layer attends to (and caches) every earlier token, a sliding one the last
@@ -433,17 +448,83 @@ def table1_elements(n_h: int, d_h: int, l: int, n_g: int, d_c: int, d_h_rope: in
 
 
 @cache
-def _layer_widths(spec: ModelSpec, scheme: str, n_g: int | None) -> tuple[int, ...]:
-    """Numbers per token each layer caches under ``scheme`` (0 for a layer that reads another's cache)."""
-    sources = spec.kv_sources
-    return tuple(costs.cache_elements_per_token(scheme, spec.layer_shape(i, n_g), per_layer=True)
-                 if sources[i] == i else 0 for i in range(spec.n_layers))
+def _layer_parts(spec: ModelSpec, layer: int, scheme: str, n_kv_heads: int | None) -> tuple[tuple[str, int], ...]:
+    """Numbers per token of each tensor one layer caches, {name: count} (empty for a layer that reads another
+    layer's cache). As published, an MLA model with a lightning indexer caches DSA's parts (MLA's c_kv and
+    k_rope plus the index key); a what-if scheme caches its own Table 1 parts only."""
+    if spec.kv_sources[layer] != layer:
+        return ()
+    key = "dsa" if scheme == spec.attention == "mla" and spec.index_head_dim else scheme
+    return tuple(costs.cache_widths(key, spec.layer_shape(layer, n_kv_heads)).items())
 
 
-def _widths(model: ModelSpec | str, scheme: str | None, n_kv_heads: int | None) -> tuple[ModelSpec, tuple[int, ...]]:
+def _cached_parts(spec: ModelSpec, layer: int, scheme: str, n_kv_heads: int | None) -> dict[str, int]:
+    return dict(_layer_parts(spec, layer, scheme, n_kv_heads))
+
+
+def _parts_text(names: list[str]) -> str:
+    return " + ".join(names).replace("c_kv", "c^KV").replace("k_rope", "k^R")
+
+
+def cache_layouts(model: ModelSpec | str, layer: int = 0, dtype: torch.dtype | str = torch.bfloat16,
+                  scheme: str | None = None, n_kv_heads: int | None = None, *,
+                  cache_format: str | None = None) -> tuple[ByteLayout, ...]:
+    """How one token is stored in layer ``layer``'s cache, as :class:`~attnlab.cache_formats.ByteLayout` s
+    whose ``bytes`` add up to what the sizing counts; () for a layer that reads another layer's cache.
+
+    ``cache_format`` None: the course's accounting, every cached number stored in ``dtype``
+    (:func:`attnlab.cache_formats.uniform_layout`): the keys and values (or MLA's c^KV + k^R), and for a
+    model with a lightning indexer its index key k^I, 576 + 128 numbers for DeepSeek-V3.2. A name from
+    :data:`CACHE_FORMATS` instead uses that published byte layout (``dtype`` then stays bfloat16: the format
+    fixes each part's storage): "deepseek-fp8" is FlashMLA's 656-byte FP8 MLA entry plus the 132-byte FP8
+    index key, 656 + 132 = 788 bytes for DeepSeek-V3.2."""
     spec = get_model(model)
     scheme, _ = _check_scheme(spec, scheme, n_kv_heads)
-    return spec, _layer_widths(spec, scheme, n_kv_heads)
+    check_non_negative_int("layer", layer)
+    if layer >= spec.n_layers:
+        raise ValueError(f"layer={layer} must be < n_layers={spec.n_layers}")
+    dtype = get_dtype(dtype)
+    if cache_format is not None:
+        if not isinstance(cache_format, str) or cache_format not in CACHE_FORMATS:
+            raise ValueError(f"cache_format={cache_format!r} must be None (every number in dtype) or one of "
+                             f"{tuple(CACHE_FORMATS)}")
+        if dtype != torch.bfloat16:
+            raise ValueError(f"dtype={dtype} cannot go with cache_format={cache_format!r}: the format fixes each "
+                             "part's storage (leave dtype at bfloat16)")
+    parts = _cached_parts(spec, layer, scheme, n_kv_heads)
+    if not parts:
+        return ()
+    index = parts.pop("index_key", 0)
+    if cache_format is None:
+        layouts = (uniform_layout(sum(parts.values()), dtype, _parts_text(list(parts))),)
+        return layouts + ((uniform_layout(index, dtype, "index key k^I"),) if index else ())
+    entry, index_key = CACHE_FORMATS[cache_format]
+    if set(parts) != {"c_kv", "k_rope"} or sum(parts.values()) != entry.numbers:
+        raise ValueError(f"cache_format={cache_format!r} stores an MLA entry of {entry.numbers} numbers; "
+                         f"{spec.name} under scheme={scheme!r} caches {_parts_text(list(parts))} = "
+                         f"{sum(parts.values())}")
+    if index and index != index_key.numbers:
+        raise ValueError(f"cache_format={cache_format!r} stores an index key of {index_key.numbers} numbers; "
+                         f"{spec.name} caches {index}")
+    return (entry, index_key) if index else (entry,)
+
+
+@cache
+def _layer_token_bytes(spec: ModelSpec, scheme: str | None, n_kv_heads: int | None, dtype: torch.dtype,
+                       cache_format: str | None) -> tuple[int, ...]:
+    """Bytes one token takes in each layer's cache (0 for a layer that reads another's)."""
+    return tuple(sum(layout.bytes for layout in cache_layouts(spec, i, dtype, scheme, n_kv_heads,
+                                                                 cache_format=cache_format))
+                 for i in range(spec.n_layers))
+
+
+def _token_bytes(model: ModelSpec | str, dtype: torch.dtype | str, scheme: str | None, n_kv_heads: int | None,
+                 cache_format: str | None) -> tuple[ModelSpec, tuple[int, ...]]:
+    spec = get_model(model)
+    scheme, _ = _check_scheme(spec, scheme, n_kv_heads)
+    if cache_format is not None and not isinstance(cache_format, str):
+        raise ArgumentTypeError(f"cache_format={cache_format!r} must be None or one of {tuple(CACHE_FORMATS)}")
+    return spec, _layer_token_bytes(spec, scheme, n_kv_heads, get_dtype(dtype), cache_format)
 
 
 def layer_tokens(model: ModelSpec | str, seq_len: int) -> list[int]:
@@ -461,18 +542,23 @@ def layer_tokens(model: ModelSpec | str, seq_len: int) -> list[int]:
 
 def layer_elements_per_token(model: ModelSpec | str, scheme: str | None = None,
                              n_kv_heads: int | None = None) -> list[int]:
-    """Numbers one token takes in each layer's cache while that layer keeps it (Table 1 of arXiv 2405.04434
-    on the layer's own shape, :meth:`ModelSpec.layer_shape`): MHA 2 n_h d_h, MQA 2 d_h, GQA 2 n_g d_h,
-    MLA d_c + d_h^R; 0 for a layer that reads another layer's cache. A list of ``n_layers`` ints.
+    """Numbers one token takes in each layer's cache while that layer keeps it: Table 1 of arXiv 2405.04434
+    on the layer's own shape (:meth:`ModelSpec.layer_shape`), MHA 2 n_h d_h, MQA 2 d_h, GQA 2 n_g d_h,
+    MLA d_c + d_h^R, plus the index key d^I of a model with a lightning indexer as published (DeepSeek-V3.2:
+    512 + 64 + 128 = 704); 0 for a layer that reads another layer's cache. A list of ``n_layers`` ints.
     ``scheme``/``n_kv_heads`` as in :func:`kv_cache_bytes`."""
-    return list(_widths(model, scheme, n_kv_heads)[1])
+    spec = get_model(model)
+    scheme, _ = _check_scheme(spec, scheme, n_kv_heads)
+    return [sum(_cached_parts(spec, i, scheme, n_kv_heads).values()) for i in range(spec.n_layers)]
 
 
 def kv_elements_per_token(model: ModelSpec | str, scheme: str | None = None, n_kv_heads: int | None = None,
                           *, per_layer: bool = False) -> int:
-    """Numbers the KV cache holds for one token (Table 1 of arXiv 2405.04434), summed over the layers that
+    """Numbers of keys and values one token adds (Table 1 of arXiv 2405.04434), summed over the layers that
     keep a cache of their own (l layers when every layer does) or, with ``per_layer=True``, for one layer:
-    MHA 2 n_h d_h, MQA 2 d_h, GQA 2 n_g d_h, MLA d_c + d_h^R.
+    MHA 2 n_h d_h, MQA 2 d_h, GQA 2 n_g d_h, MLA d_c + d_h^R. A lightning indexer's key is not a key or value
+    of the attention: :func:`indexer_elements_per_token` counts it, :func:`layer_elements_per_token` and the
+    byte counts include it.
 
     For a model with sliding windows this is what a token costs while it is inside every window: past the
     window the sliding layers drop it (:func:`layer_tokens`). ``per_layer=True`` needs one width for every
@@ -481,8 +567,12 @@ def kv_elements_per_token(model: ModelSpec | str, scheme: str | None = None, n_k
     is "what if it used that" (GQA takes ``n_kv_heads`` or the model's own; MLA on a non-MLA model uses
     :func:`mla_dims`).
     """
-    spec, widths = _widths(model, scheme, n_kv_heads)
-    if not check_bool("per_layer", per_layer):
+    spec = get_model(model)
+    scheme, _ = _check_scheme(spec, scheme, n_kv_heads)
+    per_layer = check_bool("per_layer", per_layer)
+    widths = [sum(v for k, v in _cached_parts(spec, i, scheme, n_kv_heads).items() if k != "index_key")
+              for i in range(spec.n_layers)]
+    if not per_layer:
         return sum(widths)
     distinct = sorted({w for w in widths if w})
     if len(distinct) > 1:
@@ -492,45 +582,50 @@ def kv_elements_per_token(model: ModelSpec | str, scheme: str | None = None, n_k
 
 
 def cache_bytes_per_token(model: ModelSpec | str, dtype: torch.dtype | str = torch.bfloat16,
-                          scheme: str | None = None, n_kv_heads: int | None = None) -> int:
-    """Bytes one more token adds to the cache while it is inside every layer's window: elements per token
-    (:func:`kv_elements_per_token`, every layer that keeps a cache) x bytes per element of ``dtype``
-    (bf16: 2, fp8: 1). For a model without windows, what each token of any context costs. For a windowed
-    one, the slope up to the window only: past it a token costs only the full layers' share
-    (:func:`kv_cache_bytes` sizes a context layer by layer)."""
-    return kv_elements_per_token(model, scheme, n_kv_heads) * dtype_bytes(get_dtype(dtype))
+                          scheme: str | None = None, n_kv_heads: int | None = None, *,
+                          cache_format: str | None = None) -> int:
+    """Bytes one more token adds to the cache while it is inside every layer's window: the bytes of
+    :func:`cache_layouts` summed over the layers that keep a cache, by default every cached number
+    (:func:`layer_elements_per_token`) x bytes per element of ``dtype`` (bf16: 2, fp8: 1). DeepSeek-V3.2 in
+    bf16: (576 + 128) x 2 x 61 = 85,888 B; with ``cache_format="deepseek-fp8"`` (656 + 132) x 61 = 48,068 B.
+
+    For a model without windows, what each token of any context costs. For a windowed one, the slope up to
+    the window only: past it a token costs only the full layers' share (:func:`kv_cache_bytes` sizes a
+    context layer by layer)."""
+    return sum(_token_bytes(model, dtype, scheme, n_kv_heads, cache_format)[1])
 
 
 def layer_cache_bytes(model: ModelSpec | str, seq_len: int = 1, batch: int = 1,
                       dtype: torch.dtype | str = torch.bfloat16, scheme: str | None = None,
-                      n_kv_heads: int | None = None) -> list[int]:
+                      n_kv_heads: int | None = None, *, cache_format: str | None = None) -> list[int]:
     """Bytes of each layer's cache for ``batch`` sequences of ``seq_len`` tokens:
 
-        bytes_i = batch x tokens_i(seq_len) x (numbers per token of layer i) x bytes(dtype)
+        bytes_i = batch x tokens_i(seq_len) x (bytes per token of layer i)
 
-    with tokens_i from :func:`layer_tokens` (T, min(T, W) or 0) and the widths from
-    :func:`layer_elements_per_token`. A list of ``n_layers`` ints; :func:`kv_cache_bytes` is its sum."""
+    with tokens_i from :func:`layer_tokens` (T, min(T, W) or 0) and a token's bytes from
+    :func:`cache_layouts` (by default :func:`layer_elements_per_token` x bytes(dtype)). A list of
+    ``n_layers`` ints; :func:`kv_cache_bytes` is its sum."""
     tokens = layer_tokens(model, seq_len)
-    widths = layer_elements_per_token(model, scheme, n_kv_heads)
     check_positive_int("batch", batch)
-    b = dtype_bytes(get_dtype(dtype))
-    return [batch * t * w * b for t, w in zip(tokens, widths, strict=True)]
+    per_token = _token_bytes(model, dtype, scheme, n_kv_heads, cache_format)[1]
+    return [batch * t * b for t, b in zip(tokens, per_token, strict=True)]
 
 
 def kv_cache_bytes(model: ModelSpec | str, seq_len: int = 1, batch: int = 1,
                    dtype: torch.dtype | str = torch.bfloat16, scheme: str | None = None,
-                   n_kv_heads: int | None = None) -> int:
+                   n_kv_heads: int | None = None, *, cache_format: str | None = None) -> int:
     """Size of the KV cache for ``batch`` sequences of ``seq_len`` tokens, summed over the layers
     (:func:`layer_cache_bytes`):
 
-        bytes = batch x sum_i tokens_i(seq_len) x (elements per token of layer i, Table 1) x bytes(dtype)
+        bytes = batch x sum_i tokens_i(seq_len) x (elements per token of layer i) x bytes(dtype)
 
     which for a model whose layers all attend to everything is batch x seq_len x l x (elements per token per
-    layer) x bytes(dtype). ``model`` is a :class:`ModelSpec` or a key of :data:`MODELS`; ``scheme`` None = as
-    published, else the what-if scheme ("mha", "mqa", "gqa" with ``n_kv_heads``, "mla"), the layers' windows
-    kept. Returns an int (bytes).
+    layer, Table 1, plus an index key under DSA) x bytes(dtype). ``model`` is a :class:`ModelSpec` or a key
+    of :data:`MODELS`; ``scheme`` None = as published, else the what-if scheme ("mha", "mqa", "gqa" with
+    ``n_kv_heads``, "mla"), the layers' windows kept; ``cache_format`` a published byte layout instead of
+    one dtype (:func:`cache_layouts`). Returns an int (bytes).
     """
-    return sum(layer_cache_bytes(model, seq_len, batch, dtype, scheme, n_kv_heads))
+    return sum(layer_cache_bytes(model, seq_len, batch, dtype, scheme, n_kv_heads, cache_format=cache_format))
 
 
 def reduction_vs_mha(model: ModelSpec | str, scheme: str | None = None,
@@ -574,10 +669,11 @@ def gib(n_bytes: int | float) -> float:
 
 def tokens_that_fit(model: ModelSpec | str, gpu_gib: float, dtype: torch.dtype | str = torch.bfloat16,
                     scheme: str | None = None, n_kv_heads: int | None = None,
-                    weights_dtype: torch.dtype | str | None = None) -> int | float:
+                    weights_dtype: torch.dtype | str | None = None, *,
+                    cache_format: str | None = None) -> int | float:
     """How many tokens of context fit in ``gpu_gib`` GiB: the largest T with :func:`kv_cache_bytes` (T) <=
     gpu_gib x 2^30 - weights. ``weights_dtype`` given: the model's weights (n_params x bytes) sit in the same
-    memory first; 0 when they alone do not fit.
+    memory first; 0 when they alone do not fit. ``cache_format`` as in :func:`cache_layouts`.
 
     Without windows the cache is T x :func:`cache_bytes_per_token`, so T = floor(budget / bytes per token),
     the tokens of one sequence or the sum over a batch's. With windows (W tokens) the cache grows by s_all
@@ -592,10 +688,9 @@ def tokens_that_fit(model: ModelSpec | str, gpu_gib: float, dtype: torch.dtype |
     if weights_dtype is not None:
         budget -= weight_bytes(model, weights_dtype)
     budget = max(budget, 0)
-    spec, widths = _widths(model, scheme, n_kv_heads)
-    b = dtype_bytes(get_dtype(dtype))
-    s_all = sum(widths) * b  # bytes per token inside every window
-    s_full = sum(w for w, kind in zip(widths, spec.layer_types, strict=True) if kind == "full") * b  # past them
+    spec, per_token = _token_bytes(model, dtype, scheme, n_kv_heads, cache_format)
+    s_all = sum(per_token)  # bytes per token inside every window
+    s_full = sum(b for b, kind in zip(per_token, spec.layer_types, strict=True) if kind == "full")  # past them
     window = spec.sliding_window
     if s_full == s_all or budget < window * s_all:
         return budget // s_all

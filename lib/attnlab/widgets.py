@@ -285,13 +285,15 @@ class CacheCalculator(widgets.VBox):
                                dtype=c.dtype.value, gpu_gib=float(c.gpu_gib.value))
 
     def _layers(self, n_layers: int, n_heads: int) -> dict:
-        """The loaded model's layer kinds (sliding windows, shared caches, the full layers' own widths), as
-        long as the layer count is still its own; with another count every layer is full."""
+        """The loaded model's indexer and layer kinds (sliding windows, shared caches, the full layers' own
+        widths); the layer kinds only as long as the layer count is still its own, else every layer is full."""
         model = MODELS[self.controls.model.value]
+        fields = {"index_n_heads": model.index_n_heads, "index_head_dim": model.index_head_dim,
+                  "index_topk": model.index_topk}
         if n_layers != model.n_layers:
-            return {}
-        fields = {"layer_types": model.layer_types, "sliding_window": model.sliding_window,
-                  "kv_shared_layers": model.kv_shared_layers, "global_head_dim": model.global_head_dim}
+            return fields
+        fields |= {"layer_types": model.layer_types, "sliding_window": model.sliding_window,
+                   "kv_shared_layers": model.kv_shared_layers, "global_head_dim": model.global_head_dim}
         if model.global_n_kv_heads and n_heads % model.global_n_kv_heads == 0:
             fields["global_n_kv_heads"] = model.global_n_kv_heads
         return fields
