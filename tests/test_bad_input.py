@@ -515,6 +515,10 @@ CASES: list[Case] = [
          ValueError, "batch"),
     Case("cache_layouts: unknown cache_format", sizing.cache_layouts,
          lambda: sizing.cache_layouts("deepseek-v3.2", cache_format="int4"), ValueError, "cache_format"),
+    Case("marginal_cache_bytes: seq_len is a float", sizing.marginal_cache_bytes,
+         lambda: sizing.marginal_cache_bytes(SPEC, 2.5), TypeError, "seq_len"),
+    Case("cache_scheme: unknown scheme", sizing.cache_scheme, lambda: sizing.cache_scheme(SPEC, "flash"),
+         ValueError, "scheme"),
     Case("layer_plan: model is a dict", sizing.layer_plan, lambda: sizing.layer_plan({"n_layers": 2}), TypeError,
          "model"),
     # costs

@@ -341,6 +341,14 @@ def test_windowed_caches_flatten_past_the_window(key):
     assert sizing.kv_cache_bytes(spec, 10 * w) <= 10 * w * sizing.cache_bytes_per_token(spec)
 
 
+def test_marginal_bytes_past_the_window():
+    # gpt-oss-120b: 73,728 B per token inside the 128-token window, its 18 full layers' 36,864 B past it
+    assert sizing.marginal_cache_bytes("gpt-oss-120b", 100) == 36 * 2048
+    assert sizing.marginal_cache_bytes("gpt-oss-120b", 128) == 18 * 2048
+    assert sizing.marginal_cache_bytes("mistral-7b-v0.1", 5000) == 0
+    assert sizing.marginal_cache_bytes("llama-3-8b", 10**6) == sizing.cache_bytes_per_token("llama-3-8b")
+
+
 @pytest.mark.parametrize("key", sorted(MODELS))
 @pytest.mark.parametrize("gpu_gib", [0.01, 0.3, 24, 80])
 def test_tokens_that_fit_is_the_largest_context_that_fits(key, gpu_gib):
@@ -447,6 +455,9 @@ def test_kv_formula_text():
     assert sizing.kv_formula("deepseek-v3") == "d_c + d_h^R = 512 + 64 = 576"
     assert sizing.kv_formula("llama-3-8b") == "2 n_g d_h = 2 × 8 × 128 = 2,048"
     assert sizing.kv_formula("falcon-7b") == "2 d_h = 2 × 64 = 128"
+    assert sizing.kv_formula("deepseek-v3.2") == "d_c + d_h^R + d^I = 512 + 64 + 128 = 704"
+    assert sizing.kv_formula("deepseek-v3.2", "mla") == sizing.kv_formula("deepseek-v3.2")
+    assert sizing.cache_scheme("deepseek-v3.2") == "dsa" and sizing.cache_scheme("deepseek-v3.2", "mha") == "mha"
 
 
 def test_format_bytes():

@@ -454,8 +454,16 @@ def _layer_parts(spec: ModelSpec, layer: int, scheme: str, n_kv_heads: int | Non
     k_rope plus the index key); a what-if scheme caches its own Table 1 parts only."""
     if spec.kv_sources[layer] != layer:
         return ()
-    key = "dsa" if scheme == spec.attention == "mla" and spec.index_head_dim else scheme
-    return tuple(costs.cache_widths(key, spec.layer_shape(layer, n_kv_heads)).items())
+    return tuple(costs.cache_widths(cache_scheme(spec, scheme), spec.layer_shape(layer, n_kv_heads)).items())
+
+
+def cache_scheme(model: ModelSpec | str, scheme: str | None = None) -> str:
+    """The scheme record (:mod:`attnlab.schemes`) whose cache rule sizes ``model`` under ``scheme``: the scheme
+    itself, except that an MLA model with a lightning indexer, as published, caches DSA's parts, c^KV + k^R +
+    the index key k^I ("dsa" for DeepSeek-V3.2)."""
+    spec = get_model(model)
+    scheme, _ = _check_scheme(spec, scheme, None)
+    return "dsa" if scheme == spec.attention == "mla" and spec.index_head_dim else scheme
 
 
 def _cached_parts(spec: ModelSpec, layer: int, scheme: str, n_kv_heads: int | None) -> dict[str, int]:
@@ -628,6 +636,18 @@ def kv_cache_bytes(model: ModelSpec | str, seq_len: int = 1, batch: int = 1,
     return sum(layer_cache_bytes(model, seq_len, batch, dtype, scheme, n_kv_heads, cache_format=cache_format))
 
 
+def marginal_cache_bytes(model: ModelSpec | str, seq_len: int, dtype: torch.dtype | str = torch.bfloat16,
+                         scheme: str | None = None, n_kv_heads: int | None = None, *,
+                         cache_format: str | None = None) -> int:
+    """Bytes the next token adds to one sequence's cache after ``seq_len`` tokens:
+    :func:`kv_cache_bytes` (seq_len + 1) - :func:`kv_cache_bytes` (seq_len). Inside every window it is
+    :func:`cache_bytes_per_token`; past a window the sliding layers drop their oldest token as they keep the new
+    one, so only the full layers grow (gpt-oss-120b past 128 tokens: its 18 full layers, half the bytes), and a
+    model without full layers (Mistral-7B-v0.1 past 4,096) adds 0."""
+    before = kv_cache_bytes(model, seq_len, 1, dtype, scheme, n_kv_heads, cache_format=cache_format)
+    return kv_cache_bytes(model, seq_len + 1, 1, dtype, scheme, n_kv_heads, cache_format=cache_format) - before
+
+
 def reduction_vs_mha(model: ModelSpec | str, scheme: str | None = None,
                      n_kv_heads: int | None = None) -> float:
     """How many times smaller the cache is than the same model's MHA cache: (2 n_h d_h) / (scheme's)."""
@@ -744,16 +764,18 @@ def format_ratio(ratio: float) -> str:
 
 
 def kv_formula(model: ModelSpec | str, scheme: str | None = None, n_kv_heads: int | None = None) -> str:
-    """The per-layer Table 1 formula with this model's numbers filled in, e.g. "2 n_g d_h = 2 × 8 × 128 =
-    2,048": the scheme's :attr:`~attnlab.schemes.Scheme.formula` on the model's shape. When the full layers'
-    widths differ from the sliding ones' (Gemma 4), one formula per kind: "sliding: ...; full: ..."."""
+    """The numbers one layer caches per token, as a formula with this model's numbers filled in, e.g. "2 n_g d_h
+    = 2 × 8 × 128 = 2,048" (Table 1): the :attr:`~attnlab.schemes.Scheme.formula` of :func:`cache_scheme` on
+    the model's shape (DeepSeek-V3.2 as published: "d_c + d_h^R + d^I = 512 + 64 + 128 = 704"). When the full
+    layers' widths differ from the sliding ones' (Gemma 4), one formula per kind: "sliding: ...; full: ..."."""
     spec = get_model(model)
     scheme, _ = _check_scheme(spec, scheme, n_kv_heads)
+    key = cache_scheme(spec, scheme)
     formulas = {}
     for i, kind in enumerate(spec.layer_types):
         shape = spec.layer_shape(i, n_kv_heads)
-        per = costs.cache_elements_per_token(scheme, shape, per_layer=True)
-        formulas.setdefault(kind, f"{get_scheme(scheme).formula.format(**vars(shape))} = {per:,}")
+        per = costs.cache_elements_per_token(key, shape, per_layer=True)
+        formulas.setdefault(kind, f"{get_scheme(key).formula.format(**vars(shape))} = {per:,}")
     if len(set(formulas.values())) == 1:
         return next(iter(formulas.values()))
     return "; ".join(f"{kind}: {text}" for kind, text in formulas.items())
