@@ -52,7 +52,7 @@ def model_table(context_lens: tuple[int, ...] = (4096, 32768, 131072), gpu_gib: 
 
 
 def _label(row: dict) -> str:
-    name = get_scheme(row["scheme"]).label
+    name = get_scheme(sizing.cache_scheme(row["model"], row["scheme"])).label  # DeepSeek-V3.2 as published: DSA
     if row["scheme"] == "gqa":
         name += f" ({row['n_kv_heads']} KV heads)"
     return name + (" — published" if row["published"] else " — what-if")
