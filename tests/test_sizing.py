@@ -360,6 +360,31 @@ def test_tokens_that_fit_is_the_largest_context_that_fits(key, gpu_gib):
         assert sizing.kv_cache_bytes(key, t) <= budget < sizing.kv_cache_bytes(key, t + 1)
 
 
+def test_what_ifs_keep_the_windows_and_the_sharing():
+    # Gemma-4-E2B as MHA: 8 heads on each caching layer, 2 x 8 x 256 on sliding, 2 x 8 x 512 on full ones
+    assert sizing.layer_elements_per_token("gemma-4-e2b", "mha")[:5] == [4096, 4096, 4096, 4096, 8192]
+    assert sizing.cache_bytes_per_token("gemma-4-e2b", scheme="mha") == (12 * 4096 + 3 * 8192) * 2
+    assert sizing.reduction_vs_mha("gemma-4-e2b") == 8.0
+    # a GQA what-if on gpt-oss-120b still slides on its even layers
+    assert sizing.kv_cache_bytes("gpt-oss-120b", K128, scheme="gqa", n_kv_heads=1) == 18 * 2 * 64 * 2 * (K128 + 128)
+
+
+def test_tokens_that_fit_beside_the_weights_with_windows():
+    # gpt-oss-20b in bf16 (41.8 GB of weights) on 80 GiB: past the 128 window only the 12 full layers grow
+    budget = 80 * 2**30 - 2 * MODELS["gpt-oss-20b"].n_params
+    t = sizing.tokens_that_fit("gpt-oss-20b", 80, weights_dtype="bfloat16")
+    assert t == 128 + (budget - 128 * 24 * 2048) // (12 * 2048)
+    assert sizing.kv_cache_bytes("gpt-oss-20b", t) <= budget < sizing.kv_cache_bytes("gpt-oss-20b", t + 1)
+
+
+def test_layer_shape():
+    spec = MODELS["gemma-4-e2b"]
+    assert (spec.layer_shape(3).head_dim, spec.layer_shape(4).head_dim) == (256, 512)
+    assert spec.layer_shape(4).n_layers == 1 and spec.layer_shape(4, n_kv_heads=2).n_kv_heads == 2
+    with pytest.raises(ValueError, match="layer=35 must be < n_layers=35"):
+        spec.layer_shape(35)
+
+
 def test_layer_tokens():
     assert sizing.layer_tokens("gpt-oss-20b", 1000)[:4] == [128, 1000, 128, 1000]
     assert sizing.layer_tokens("gemma-4-e2b", 600)[10:17] == [512, 512, 512, 512, 600, 0, 0]
