@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import lru_cache
 
 import torch
 
@@ -447,7 +447,7 @@ def table1_elements(n_h: int, d_h: int, l: int, n_g: int, d_c: int, d_h_rope: in
     return {scheme: costs.cache_elements_per_token(scheme, shape) for scheme in SCHEMES}
 
 
-@cache
+@lru_cache(maxsize=4096)  # the calculators build a new ModelSpec per slider move: keep the cache bounded
 def _layer_parts(spec: ModelSpec, layer: int, scheme: str, n_kv_heads: int | None) -> tuple[tuple[str, int], ...]:
     """Numbers per token of each tensor one layer caches, {name: count} (empty for a layer that reads another
     layer's cache). As published, an MLA model with a lightning indexer caches DSA's parts (MLA's c_kv and
@@ -517,7 +517,7 @@ def cache_layouts(model: ModelSpec | str, layer: int = 0, dtype: torch.dtype | s
     return (entry, index_key) if index else (entry,)
 
 
-@cache
+@lru_cache(maxsize=4096)  # the calculators build a new ModelSpec per slider move: keep the cache bounded
 def _layer_token_bytes(spec: ModelSpec, scheme: str | None, n_kv_heads: int | None, dtype: torch.dtype,
                        cache_format: str | None) -> tuple[int, ...]:
     """Bytes one token takes in each layer's cache (0 for a layer that reads another's)."""
