@@ -43,7 +43,7 @@ import torch
 from IPython.display import HTML, Markdown, display
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from attnlab import costs, schemes, show_source, sizing
+from attnlab import schemes, show_source, sizing
 from attnlab.exercises import ch00
 from attnlab.sizing import MODELS, SCHEMES, format_bytes, format_ratio, gib
 from attnlab.widgets import CalculatorState, cache_calculator, render_html
@@ -216,6 +216,9 @@ display(Markdown("\n".join(["| claim | verdict | computed |", "|---|---|---|",
 #   loads; Llama-3.1 kept the same attention shape and reached 128K): does one 80 GiB GPU hold one
 #   sequence's cache? With MLA?
 # * Switch the dtype to float8: everything halves against bfloat16.
+# * Gemma-2-9B, Gemma-3-27B or gpt-oss-120b: some of their layers attend only to a sliding window of recent
+#   tokens and cache only those. The readout gives the bytes per token inside the window and past it,
+#   where only the full layers still grow; Mistral-7B-v0.1's cache stops growing at its window.
 
 # %% slideshow={"slide_type": "-"}
 calc = cache_calculator("deepseek-v3")
@@ -237,11 +240,14 @@ display(HTML(render_html(state)))
 #
 # The cache grows linearly with the context, with a slope set by the scheme. Each line is a real model's
 # cache for one sequence in bfloat16, solid up to its published context window (`max_position_embeddings`)
-# and dotted beyond it. The grey dashed line is DeepSeek-V3's shape with plain MHA.
+# and dotted beyond it. The grey dashed line is DeepSeek-V3's shape with plain MHA. Models with
+# sliding-window layers (Gemma, Mistral-7B-v0.1) bend where the window ends: past it only their full
+# layers keep every token, and a model without full layers stays flat.
 
 # %% slideshow={"slide_type": "-"}
 lengths = [2**k for k in range(10, 21)]  # 1K ... 1M tokens
-shown = ["llama-2-7b", "llama-3-70b", "llama-3-8b", "deepseek-v3", "qwen2.5-7b", "falcon-7b"]
+shown = ["llama-2-7b", "llama-3-70b", "llama-3-8b", "deepseek-v3", "qwen2.5-7b", "falcon-7b", "gemma-3-27b",
+         "mistral-7b-v0.1"]
 shown.sort(key=lambda k: -sizing.cache_bytes_per_token(k))  # legend from largest to smallest
 colors = plt.get_cmap("tab10").colors
 
@@ -253,7 +259,9 @@ for i, key in enumerate(shown):
     inside = [n for n in lengths if n <= spec.max_context] + [spec.max_context]
     inside = sorted(set(inside))
     beyond = [spec.max_context] + [n for n in lengths if n > spec.max_context]
-    label = f"{spec.name} ({spec.attention.upper()}, {format_bytes(sizing.cache_bytes_per_token(spec))}/token)"
+    window = f", window {spec.sliding_window:,}" if spec.windowed else ""  # past it only full layers grow
+    label = (f"{spec.name} ({spec.attention.upper()}, {format_bytes(sizing.cache_bytes_per_token(spec))}/token"
+             f"{window})")
     ax.plot(inside, [gib(sizing.kv_cache_bytes(spec, n)) for n in inside], color=colors[i], linewidth=2.2,
             label=label)
     if len(beyond) > 1:
@@ -279,13 +287,27 @@ plt.show()
 # %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 at = 128 * 1024
 sizes = {key: gib(sizing.kv_cache_bytes(key, at)) for key in shown}
+
+
+def beyond(key: str) -> str:
+    """Say so when ``at`` is longer than the model's published context."""
+    n = MODELS[key].max_context
+    return f", beyond its {n // 1024}K context" if n < at else ""
+
+
+gemma3, mistral01 = MODELS["gemma-3-27b"], MODELS["mistral-7b-v0.1"]
 display(Markdown(
-    f"At {at:,} tokens the cache of one sequence ranges from {sizes['falcon-7b']:.2f} GiB (Falcon-7B, MQA) "
-    f"to {sizes['llama-2-7b']:.0f} GiB (Llama-2-7B, MHA). DeepSeek-V3, with {v3.n_params / 1e9:.0f} billion "
+    f"At {at:,} tokens the full-attention caches of one sequence range from {sizes['falcon-7b']:.2f} GiB "
+    f"(Falcon-7B, MQA{beyond('falcon-7b')}) to {sizes['llama-2-7b']:.0f} GiB (Llama-2-7B, MHA"
+    f"{beyond('llama-2-7b')}). DeepSeek-V3, with {v3.n_params / 1e9:.0f} billion "
     f"parameters, needs {sizes['deepseek-v3']:.2f} GiB with MLA, close to the "
     f"{sizes['qwen2.5-7b']:.2f} GiB of Qwen2.5-7B with GQA. "
     "Mistral-7B has the same cache shape as Llama-3-8B "
-    f"({format_bytes(sizing.cache_bytes_per_token('mistral-7b'))} per token), so its line is the same."
+    f"({format_bytes(sizing.cache_bytes_per_token('mistral-7b'))} per token), so its line is the same. "
+    f"{gemma3.name} caches the last {gemma3.sliding_window:,} tokens on {gemma3.layer_types.count('sliding')} of "
+    f"its {gemma3.n_layers} layers, so it needs {sizes['gemma-3-27b']:.2f} GiB instead of "
+    f"{gib(at * sizing.cache_bytes_per_token(gemma3)):.1f}; {mistral01.name}, whose every layer slides over "
+    f"{mistral01.sliding_window:,} tokens, needs {sizes['mistral-7b-v0.1']:.2f} GiB at any length past that."
 ))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -354,13 +376,14 @@ display(Markdown(
 # %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 v32 = MODELS["deepseek-v3.2"]
 index_extra = sizing.indexer_elements_per_token(v32) / sizing.kv_elements_per_token(v32)
-index_bytes = costs.indexer_cache_bytes_per_token(v32, per_layer=True)  # FP8 values + fp32 block scales
-mla_bytes = costs.cache_bytes_per_token("mla", v32, torch.bfloat16, per_layer=True)
+mla_layout, index_layout = sizing.cache_layouts(v32, cache_format="deepseek-fp8")  # DeepSeek's FP8 layout
 display(Markdown(
     f"{v32.name} caches {sizing.indexer_elements_per_token(v32, per_layer=True)} more numbers per token "
-    f"and layer for the indexer: {100 * index_extra:.0f}% more **numbers** than MLA's {width}. Counted in "
-    f"**bytes** as DeepSeek stores the index keys (FP8 with a scale, {index_bytes} B) beside a bfloat16 MLA "
-    f"cache ({mla_bytes:,} B), it is {100 * index_bytes / mla_bytes:.1f}% more. At {at:,} tokens of "
+    f"and layer for the indexer: {100 * index_extra:.1f}% more than MLA's {width}, so with every number in "
+    f"bfloat16 its cache is {format_bytes(sizing.cache_bytes_per_token(v32))} per token against "
+    f"{format_bytes(sizing.cache_bytes_per_token(v3))} for {v3.name}, {100 * index_extra:.1f}% more in bytes "
+    f"too. DeepSeek's kernels store both in FP8 with scales ({mla_layout.bytes} B and {index_layout.bytes} B "
+    f"per token and layer): {100 * index_layout.bytes / mla_layout.bytes:.1f}% more. At {at:,} tokens of "
     f"context, attention then reads the cache of only {v32.index_topk:,} selected tokens, "
     f"{100 * v32.index_topk / at:.1f}% of it, while the cheap indexer still scans every index key "
     "(chapters 10 to 12)."

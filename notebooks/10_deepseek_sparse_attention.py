@@ -514,22 +514,25 @@ display(Markdown(
 ))
 
 # %% slideshow={"slide_type": "subslide"}
+v3 = sizing.MODELS["deepseek-v3"]  # the same MLA without the indexer
 mla_elems = sizing.kv_elements_per_token(v32, per_layer=True)  # d_c + d_h^R = 576
 idx_elems = sizing.indexer_elements_per_token(v32, per_layer=True)  # d^I = 128
-mla_bytes = 2 * mla_elems  # bfloat16
-idx_bytes = c128["cache_bytes_dsa"] // L128k - c128["cache_bytes_dense"] // L128k  # FP8 + one fp32 scale
-assert idx_bytes == idx_elems + 4
-rows = ["| per token | MLA (dense) | DSA: MLA + index key |", "|---|---|---|",
+fmt = "deepseek-fp8"  # DeepSeek's layout: FP8 values with float32 scales, the RoPE key in bf16
+bf16 = [layout.bytes for layout in sizing.cache_layouts(v32)]  # every number in bfloat16: [1152, 256]
+fp8 = [layout.bytes for layout in sizing.cache_layouts(v32, cache_format=fmt)]  # [656, 132]
+rows = ["| per token | MLA (DeepSeek-V3, dense) | DSA (DeepSeek-V3.2): MLA + index key |", "|---|---|---|",
         f"| numbers per layer | {mla_elems} | {mla_elems} + {idx_elems} = {mla_elems + idx_elems} |",
-        f"| bytes per layer | {mla_bytes:,} (bf16) | {mla_bytes:,} + {idx_bytes} (FP8 + scale) = "
-        f"{mla_bytes + idx_bytes:,} |",
-        f"| bytes, all {v32.n_layers} layers | {mla_bytes * v32.n_layers:,} | "
-        f"{(mla_bytes + idx_bytes) * v32.n_layers:,} |",
-        f"| cache at {L128k:,} tokens | {sizing.gib(mla_bytes * v32.n_layers * L128k):.2f} GiB | "
-        f"{sizing.gib((mla_bytes + idx_bytes) * v32.n_layers * L128k):.2f} GiB |"]
+        f"| bytes per layer, bfloat16 | {bf16[0]:,} | {bf16[0]:,} + {bf16[1]} = {sum(bf16):,} |",
+        f"| bytes per layer, DeepSeek's FP8 layout | {fp8[0]} | {fp8[0]} + {fp8[1]} = {sum(fp8)} |",
+        f"| cache at {L128k:,} tokens, bfloat16 | {sizing.gib(sizing.kv_cache_bytes(v3, L128k)):.2f} GiB | "
+        f"{sizing.gib(sizing.kv_cache_bytes(v32, L128k)):.2f} GiB |",
+        f"| cache at {L128k:,} tokens, FP8 layout | "
+        f"{sizing.gib(sizing.kv_cache_bytes(v3, L128k, cache_format=fmt)):.2f} GiB | "
+        f"{sizing.gib(sizing.kv_cache_bytes(v32, L128k, cache_format=fmt)):.2f} GiB |"]
 display(Markdown("\n".join(rows)))
 display(Markdown(
-    f"The index keys make the cache {idx_bytes / mla_bytes:.1%} larger. In exchange, at {L128k:,} tokens a decoded "
+    f"The index keys make the cache {bf16[1] / bf16[0]:.1%} larger in bfloat16 ({fp8[1] / fp8[0]:.1%} in "
+    f"DeepSeek's FP8 layout). In exchange, at {L128k:,} tokens a decoded "
     f"token reads {sizing.format_bytes(c128['decode_bytes_dsa'])} per layer instead of "
     f"{sizing.format_bytes(c128['decode_bytes_dense'])} and spends {c128['decode_flops_dsa'] / 1e9:.2f} GFLOP "
     f"instead of {c128['decode_flops_dense'] / 1e9:.1f}. DSA saves reads and arithmetic, not memory: every "

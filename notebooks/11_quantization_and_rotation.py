@@ -519,16 +519,19 @@ index_bf16, index_fp8 = 2 * d_i, d_i + 4 * math.ceil(d_i / 128)
 mla_bf16 = 2 * sizing.kv_elements_per_token(v32, per_layer=True)  # (512 + 64) x 2
 mla_fp8 = d_c + 4 * (d_c // 128) + 2 * d_rope  # FlashMLA: 512 + 4 * 4 + 64 * 2
 assert (index_fp8, mla_fp8, mla_bf16) == (132, 656, 1152)
+# the same layouts as the course's sizing stores them (attnlab.cache_formats): every number in bf16, or FP8
+assert [layout.bytes for layout in sizing.cache_layouts(v32)] == [mla_bf16, index_bf16]
+assert [layout.bytes for layout in sizing.cache_layouts(v32, cache_format="deepseek-fp8")] == [mla_fp8, index_fp8]
 L128k = 131_072
 rows = ["| per token and layer | bfloat16 | FP8 | saved |", "|---|---|---|---|",
         f"| index key (d^I = {d_i}) | {index_bf16} B | {d_i} + 4 = {index_fp8} B | {index_bf16 / index_fp8:.2f}× |",
         f"| MLA cache (d_c + d_h^R = {d_c} + {d_rope}) | {mla_bf16:,} B | {d_c} + 4 × 4 + {d_rope} × 2 = {mla_fp8} B "
         f"| {mla_bf16 / mla_fp8:.2f}× |",
-        f"| both, all {v32.n_layers} layers | {(index_bf16 + mla_bf16) * v32.n_layers:,} B | "
-        f"{(index_fp8 + mla_fp8) * v32.n_layers:,} B | {(index_bf16 + mla_bf16) / (index_fp8 + mla_fp8):.2f}× |",
-        f"| both, all layers, {L128k:,} tokens | "
-        f"{sizing.gib((index_bf16 + mla_bf16) * v32.n_layers * L128k):.2f} GiB | "
-        f"{sizing.gib((index_fp8 + mla_fp8) * v32.n_layers * L128k):.2f} GiB | |"]
+        f"| both, all {v32.n_layers} layers | {sizing.cache_bytes_per_token(v32):,} B | "
+        f"{sizing.cache_bytes_per_token(v32, cache_format='deepseek-fp8'):,} B | "
+        f"{(index_bf16 + mla_bf16) / (index_fp8 + mla_fp8):.2f}× |",
+        f"| both, all layers, {L128k:,} tokens | {sizing.gib(sizing.kv_cache_bytes(v32, L128k)):.2f} GiB | "
+        f"{sizing.gib(sizing.kv_cache_bytes(v32, L128k, cache_format='deepseek-fp8')):.2f} GiB | |"]
 display(Markdown("\n".join(rows)))
 
 # %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]

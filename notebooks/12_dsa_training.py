@@ -49,7 +49,6 @@ from attnlab.dsa import (
     indexer_config_for,
     indexer_kl_loss,
     indexer_parameters,
-    layer_cost,
     set_training_stage,
 )
 from attnlab.exercises import ch12
@@ -463,22 +462,27 @@ display(Markdown(
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Memory at inference.** The indexer caches one key of width $d^I$ per token and layer, shared by all
 # index heads (`attnlab.sizing.indexer_elements_per_token`), next to MLA's latent and RoPE key. DeepSeek
-# stores it in FP8 with one fp32 scale per 128 values (chapter 11).
+# stores both in FP8 with float32 scales (chapter 11); the course's default counts every number in bfloat16.
 
 # %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 idx_elems = sizing.indexer_elements_per_token(spec, per_layer=True)
 mla_elems = sizing.kv_elements_per_token(spec, per_layer=True)
-cost_128k = layer_cost(spec, CONTEXT_128K, per_layer=False)
+fp8 = "deepseek-fp8"  # FlashMLA's 656 B MLA entry and the 132 B index key (chapter 11)
+with_index = {f: sizing.kv_cache_bytes(spec, CONTEXT_128K, cache_format=None if f == "bfloat16" else f)
+              for f in ("bfloat16", fp8)}
+without = {f: sizing.kv_cache_bytes("deepseek-v3", CONTEXT_128K, cache_format=None if f == "bfloat16" else f)
+           for f in ("bfloat16", fp8)}  # the same MLA, no indexer
 tiny_idx, tiny_mla_elems = dsa_model.config.indexer_config().cache_elements_per_token(), \
     dsa_model.config.mla_config().cache_elements_per_token()
 display(Markdown(
     f"Per token and layer, {spec.name} caches {mla_elems} numbers for MLA (d_c + d_h^R) and {idx_elems} for "
     f"the indexer ({idx_elems / mla_elems:.0%} more numbers; the tiny model: {tiny_idx} beside {tiny_mla_elems}). "
-    f"In bytes, with MLA in bfloat16 and the index keys in FP8, a 128K-token sequence takes "
-    f"{sizing.format_bytes(cost_128k['cache_bytes_dense'])} over {spec.n_layers} layers without the indexer "
-    f"and {sizing.format_bytes(cost_128k['cache_bytes_dsa'])} with it "
-    f"(+{cost_128k['cache_bytes_dsa'] / cost_128k['cache_bytes_dense'] - 1:.1%}). DSA does not shrink the "
-    "cache; it shrinks how much of it each query reads."
+    f"In bfloat16 a {CONTEXT_128K:,}-token sequence takes {sizing.format_bytes(without['bfloat16'])} over "
+    f"{spec.n_layers} layers without the indexer and {sizing.format_bytes(with_index['bfloat16'])} with it "
+    f"(+{with_index['bfloat16'] / without['bfloat16'] - 1:.1%}); in DeepSeek's FP8 layout "
+    f"{sizing.format_bytes(without[fp8])} and {sizing.format_bytes(with_index[fp8])} "
+    f"(+{with_index[fp8] / without[fp8] - 1:.1%}). DSA does not shrink the cache; it shrinks how much of it "
+    "each query reads."
 ))
 
 # %% [markdown] slideshow={"slide_type": "slide"}

@@ -60,14 +60,18 @@ display(Markdown(f"{len(rows)} claims: **{counts['right']}** right, **{counts['w
 # ### 128×, "4 MB → 31 kB", 8× and 57×
 #
 # All four follow from DeepSeek-V3's published shapes (61 layers, 128 heads, $d_h$ = 128, $d_c$ = 512,
-# $d_h^R$ = 64) in bfloat16, with the per-layer formulas of the DeepSeek-V2 paper's Table 1:
+# $d_h^R$ = 64) in bfloat16, with the per-layer formulas of the DeepSeek-V2 paper's Table 1. DeepSeek-V3
+# uses MLA only: its MHA, GQA and MQA rows are what-ifs on its shape, which is why the 128× and 8× rows of
+# the table above say "needs context" although their arithmetic holds.
 
 # %% slideshow={"slide_type": "-"}
 v3 = MODELS["deepseek-v3"]
 lines = ["| scheme | per layer (numbers) | per token, all layers (bf16) | vs MHA |", "|---|---|---:|---:|"]
 for scheme, n_kv in (("mha", None), ("gqa", 16), ("mqa", None), ("mla", None)):
     per = sizing.cache_bytes_per_token(v3, scheme=scheme, n_kv_heads=n_kv)
-    lines.append(f"| {scheme.upper()}{' (16 KV heads, what-if)' if n_kv else ''} | "
+    kind = "as published" if scheme == v3.attention else "what-if"
+    detail = f"{n_kv} KV heads, {kind}" if n_kv else kind
+    lines.append(f"| {scheme.upper()} ({detail}) | "
                  f"{sizing.kv_formula(v3, scheme, n_kv)} | {per:,} B ({format_bytes(per)}) | "
                  f"{format_ratio(sizing.reduction_vs_mha(v3, scheme, n_kv))}× |")
 display(Markdown("\n".join(lines)))
@@ -135,8 +139,11 @@ display(Markdown(" · ".join(f"{name}: **{loss:.3f}** nats" for name, loss in lo
 # ## 3. Real models: a cache explorer that gets the shapes right
 #
 # `attnlab.interactive.factcheck.model_table` sizes every model in `attnlab.sizing.MODELS` from its
-# published config.json. It gets head_dim, KV heads and MLA's RoPE key right where public calculators
-# get them wrong. As published, bfloat16, with the weights (bf16) beside the cache on one 80 GiB GPU:
+# published config.json, layer by layer. It gets head_dim, KV heads, MLA's RoPE key, DSA's index key and
+# sliding-window layers right where public calculators get them wrong. As published, bfloat16, with the
+# weights (bf16) beside the cache on one 80 GiB GPU; a size in *italics* is for a context longer than the
+# model's published one (`max_position_embeddings`, in brackets). A windowed model's cache is not
+# proportional to its tokens, so its last column is the longest single context that fits:
 
 # %% slideshow={"slide_type": "-"}
 table = fc_widgets.model_table()
@@ -144,10 +151,27 @@ lines = ["| model | scheme | bytes per token | cache at 4K | at 32K | at 128K | 
          "|---|---|---:|---:|---:|---:|---:|"]
 for r in table:
     if r["published"]:
-        fit = f"{r['tokens_fit']:,}" if r["weights_fit"] else f"0 ({r['note']})"
-        lines.append(f"| {r['name']} | {r['scheme'].upper()} | {r['bytes_per_token']:,} | "
-                     + " | ".join(format_bytes(b) for b in r["cache_bytes"].values()) + f" | {fit} |")
+        spec = MODELS[r["model"]]
+        fit = fc_widgets.fit_text(r["tokens_fit"], r["model"]) if r["weights_fit"] else f"0 ({r['note']})"
+        per = f"{r['bytes_per_token']:,}" + (f" up to {spec.sliding_window:,} tokens" if spec.windowed else "")
+        sizes = [f"*{format_bytes(b)}*" if r["beyond"][n] else format_bytes(b) for n, b in r["cache_bytes"].items()]
+        lines.append(f"| {r['name']} ({fc_widgets.context_label(spec.max_context)}) | "
+                     f"{sizing.cache_scheme(spec).upper()} | {per} | " + " | ".join(sizes) + f" | {fit} |")
 display(Markdown("\n".join(lines)))
+
+# %% slideshow={"slide_type": "subslide"}
+bf16_parts = " + ".join(f"{layout.numbers} × 2 B" for layout in sizing.cache_layouts(v32))
+fp8 = sizing.cache_layouts(v32, cache_format="deepseek-fp8")
+display(Markdown(
+    f"{v32.name}'s row counts what it caches per token and layer, MLA's {sizing.kv_formula(v3)} numbers and "
+    f"its indexer's {sizing.indexer_elements_per_token(v32, per_layer=True)}-wide key: ({bf16_parts}) × "
+    f"{v32.n_layers} layers = {sizing.cache_bytes_per_token(v32):,} B in bfloat16, "
+    f"{sizing.cache_bytes_per_token(v32) - sizing.cache_bytes_per_token(v3):,} B more than {v3.name}. "
+    f"DeepSeek's own kernels store another layout, FP8 with scales: "
+    f"{' + '.join(f'{layout.bytes} B' for layout in fp8)} per layer, "
+    f"{sizing.cache_bytes_per_token(v32, cache_format='deepseek-fp8'):,} B per token "
+    "(`cache_format=\"deepseek-fp8\"`)."
+))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Three mistakes, each computed:
@@ -159,6 +183,28 @@ for m in mistakes.values():
     lines.append(f"| {m['how']} | {MODELS[m['model']].name} | {m['right']:,} | {m['wrong']:,} | "
                  f"{m['ratio'] - 1:+.1%} |")
 display(Markdown("\n".join(lines)))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Sliding windows
+#
+# A sliding-window layer attends to the last W tokens only, so its cache never holds more than W; a
+# Gemma 4 layer that reads an earlier layer's cache holds none. A calculator that reads the shapes but not
+# `layer_types` sizes every layer as full. At each model's published context:
+
+# %% slideshow={"slide_type": "-"}
+lines = ["| model | layers | context | layer by layer | every layer full | too large by |",
+         "|---|---|---:|---:|---:|---:|"]
+for w in factcheck.windowed_sizes():
+    lines.append(f"| {MODELS[w['model']].name} | {w['plan']} | {w['context']:,} | {format_bytes(w['right'])} | "
+                 f"{format_bytes(w['wrong'])} | {w['ratio']:.2f}× |")
+display(Markdown("\n".join(lines)))
+gemma = MODELS["gemma-2-9b"]
+past = sizing.marginal_cache_bytes(gemma, gemma.sliding_window)
+display(Markdown(
+    f"Past its {gemma.sliding_window:,}-token window {gemma.name}'s cache grows by {past:,} B per token instead "
+    f"of {sizing.cache_bytes_per_token(gemma):,} B: only its full layers keep the new token for good. "
+    "Without full layers (Mistral-7B-v0.1) the cache stops growing at the window."
+))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Pick a model, a context, the GPU memory and the cache dtype: the table compares the published scheme
@@ -232,4 +278,5 @@ print(ch13.check_gpus_needed(answer_gpus_needed))
 #   model, which V3 is not.
 # - 576 is the width of MLA's cached vector (512 + 64), not a reduction factor.
 # - Speed-ups and price cuts compare whole systems, not one attention scheme.
-# - Real-model sizing needs the config's head_dim, its KV heads, and MLA's RoPE key.
+# - Real-model sizing needs the config's head_dim, its KV heads, MLA's RoPE key, DSA's index key, and
+#   its `layer_types`: sliding-window layers hold the window only, shared layers nothing.

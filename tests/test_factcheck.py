@@ -164,7 +164,9 @@ def test_model_table_covers_every_model_and_scheme_and_agrees_with_sizing():
         assert r["published"] == (r["scheme"] == spec.attention)
         assert r["bytes_per_token"] == sizing.cache_bytes_per_token(spec, "bfloat16", r["scheme"], r["n_kv_heads"])
         for n, b in r["cache_bytes"].items():
-            assert b == n * r["bytes_per_token"]
+            assert b == sizing.kv_cache_bytes(spec, n, 1, "bfloat16", r["scheme"], r["n_kv_heads"])
+            if not spec.windowed:
+                assert b == n * r["bytes_per_token"]
         assert r["weight_bytes"] == 2 * spec.n_params
         expected = sizing.tokens_that_fit(spec, 80, scheme=r["scheme"], n_kv_heads=r["n_kv_heads"],
                                           weights_dtype=torch.bfloat16)
@@ -260,3 +262,29 @@ def test_solutions_pass():
 def test_wrong_answers_fail(check, wrong, hint):
     with pytest.raises(AssertionError, match=hint):
         check(wrong)
+
+
+def test_windowed_sizes_against_a_full_cache():
+    rows = {r["model"]: r for r in factcheck.windowed_sizes()}
+    # Gemma-2-9B at its 8,192 tokens: 21 full layers x 8,192 + 21 sliding x 4,096, 8,192 B per token and layer
+    g = rows["gemma-2-9b"]
+    assert g["right"] == 21 * 8192 * (8192 + 4096) and g["wrong"] == 42 * 8192 * 8192 and g["ratio"] == 4 / 3
+    assert rows["mistral-7b-v0.1"]["ratio"] == 32_768 / 4096  # all sliding: the window against the context
+    with pytest.raises(ValueError, match="no sliding or shared layers"):
+        factcheck.windowed_sizes(("llama-3-8b",))
+
+
+def test_explorer_marks_beyond_context_and_windows():
+    text = shown_text(ui.table_html("gemma-2-9b", 131072, 80.0, torch.bfloat16))
+    assert "beyond its 8K context" in text and "21 sliding (window 4,096) + 21 full" in text
+    assert "inside the window" in text and "8,192 tokens" in text
+    assert "beyond" not in shown_text(ui.table_html("deepseek-v3", 131072, 80.0, torch.bfloat16))
+    text = shown_text(ui.table_html("mistral-7b-v0.1", 131072, 80.0, torch.bfloat16))
+    assert "any context (the cache stops growing at 4,096 tokens)" in text
+    rows = {r["scheme"]: r for r in ui.model_rows("llama-3-70b", 131072, 80, torch.bfloat16)}
+    assert rows["gqa"]["beyond"] == {131072: True}
+    assert ui.context_label(163_840) == "160K" and ui.context_label(1000) == "1,000"
+    assert ui.beyond_note("llama-3-70b", 8192) == ""
+    assert ui.beyond_note("llama-3-70b", 8193) == " (beyond its 8K context)"
+    with pytest.raises(ValueError, match="n_tokens"):
+        ui.context_label(0)

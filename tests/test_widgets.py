@@ -206,3 +206,29 @@ def test_state_validation():
         state_for("llama-3-8b", gqa_kv_heads=5)
     with pytest.raises(ValueError, match="seq_len=-1"):
         state_for("llama-3-8b", seq_len=-1)
+
+
+def test_windowed_models_flatten_past_the_window_in_the_readout():
+    # Gemma-2-9B: 21 sliding layers (window 4,096) + 21 full; at 128K, far beyond its published 8K context
+    calc = cache_calculator("gemma-2-9b")
+    state, text = calc.state(), calc.controls.readout.value
+    assert state.spec.layer_types == MODELS["gemma-2-9b"].layer_types
+    assert figures(state)["cache_bytes"] == sizing.kv_cache_bytes("gemma-2-9b", 2**17)
+    assert figures(state)["bytes_past_window"] == 21 * 2 * 8 * 256 * 2
+    assert "21 sliding (window 4,096) + 21 full" in text and "past the window" in text
+    assert "beyond its published 8,192-token context" in text
+    # Mistral-7B-v0.1: every layer slides, the cache stops growing at 4,096 tokens
+    calc.controls.model.value = "mistral-7b-v0.1"
+    assert "any context (the cache stops growing at 4,096 tokens)" in calc.controls.readout.value
+    assert f"{sizing.gib(sizing.kv_cache_bytes('mistral-7b-v0.1', 4096)):,.2f} GiB" in calc.controls.readout.value
+    # with another layer count the calculator has no pattern to follow: every layer full
+    calc.controls.n_layers.value = 30
+    assert not calc.state().spec.windowed
+
+
+def test_v32_readout_counts_the_index_key():
+    calc = cache_calculator("deepseek-v3.2")
+    text = calc.controls.readout.value
+    assert "d_c + d_h^R + d^I = 512 + 64 + 128 = 704" in text
+    assert f"{sizing.cache_bytes_per_token('deepseek-v3.2'):,} B" in text
+    assert figures(calc.state())["bytes_per_token"] == (576 + 128) * 2 * 61

@@ -102,7 +102,9 @@ def mqa_ratio_claim(claimed: float = 128, model: str = "deepseek-v3") -> Claim:
     verdict, note = _what_if(model, "mqa", ratio == claimed)
     return Claim("mqa_128x", f"MQA achieves {claimed:g}x memory reduction", SUMMARY_A,
                  verdict, f'cache_bytes_per_token("{model}", scheme="mha") / (scheme="mqa")',
-                 f"{mha:,} / {mqa:,} = {format_ratio(ratio)}, n_h{note}", f"MQA, arXiv 1911.02150; {V3_CONFIG}")
+                 f"per layer MHA {sizing.kv_formula(model, 'mha')} against MQA {sizing.kv_formula(model, 'mqa')} "
+                 f"numbers; per token {mha:,} B / {mqa:,} B = {format_ratio(ratio)} = n_h{note}",
+                 f"MQA, arXiv 1911.02150; {V3_CONFIG}")
 
 
 def bytes_per_token_claim(claimed_mha_mb: float = 4, claimed_mqa_kb: float = 31, model: str = "deepseek-v3") -> Claim:
@@ -125,8 +127,9 @@ def gqa_ratio_claim(claimed: float = 8, n_kv_heads: int = 16, model: str = "deep
         verdict, note = "needs context", f": {spec.name} has {spec.n_kv_heads} KV heads, not {n_kv_heads}"
     return Claim("gqa_8x", f"GQA gives a {claimed:g}-fold memory reduction vs MHA", SUMMARY_A,
                  verdict, f'reduction_vs_mha("{model}", "gqa", n_kv_heads={n_kv_heads})',
-                 f"{MODELS[model].n_heads} / {n_kv_heads} = {format_ratio(ratio)} (arithmetic holds for "
-                 f"{n_kv_heads} KV heads){note}", f"GQA, arXiv 2305.13245; {V2_PAPER}, Table 1")
+                 f"per layer MHA {sizing.kv_formula(model, 'mha')} against GQA "
+                 f"{sizing.kv_formula(model, 'gqa', n_kv_heads)} numbers: n_h / n_g = {MODELS[model].n_heads} / "
+                 f"{n_kv_heads} = {format_ratio(ratio)}{note}", f"GQA, arXiv 2305.13245; {V2_PAPER}, Table 1")
 
 
 def gqa_in_deepseek_claim(model: str = "deepseek-v3") -> Claim:
@@ -411,6 +414,31 @@ def gpus_needed(model: str, batch: int, seq_len: int, gpu_gib: float = 80, per_t
         per_token_bytes = sizing.cache_bytes_per_token(model)
     total = sizing.weight_bytes(model, weights_dtype) + batch * seq_len * per_token_bytes
     return math.ceil(total / (gpu_gib * sizing.GIB))
+
+
+#: The models with sliding-window layers chapter 13 sizes at their published context.
+WINDOWED_MODELS: tuple[str, ...] = ("gemma-2-9b", "gemma-3-27b", "gpt-oss-120b", "mistral-7b-v0.1", "gemma-4-e2b")
+
+
+def windowed_sizes(models: tuple[str, ...] = WINDOWED_MODELS, dtype: torch.dtype | str = torch.bfloat16) -> list[dict]:
+    """The slip of sizing a windowed model as if its windows were not there, at its published context.
+
+    One row per model: {"model", "context" (its max_context), "plan" (:func:`attnlab.sizing.layer_plan`),
+    "right" (:func:`attnlab.sizing.kv_cache_bytes`, layer by layer: a sliding layer holds min(T, W) tokens, a
+    shared one none), "wrong" (T x :func:`attnlab.sizing.cache_bytes_per_token`: every layer that keeps a cache
+    holding all T tokens, the arithmetic of a calculator that reads the shapes but not ``layer_types``),
+    "ratio" (wrong / right)}."""
+    out = []
+    for key in models:
+        spec = sizing.get_model(key)
+        if not spec.windowed or not spec.max_context:
+            raise ValueError(f"models holds {key!r}, which has no sliding or shared layers or no max_context")
+        t = spec.max_context
+        right = sizing.kv_cache_bytes(spec, t, 1, dtype)
+        wrong = t * sizing.cache_bytes_per_token(spec, dtype)
+        out.append({"model": key, "context": t, "plan": sizing.layer_plan(spec), "right": right, "wrong": wrong,
+                    "ratio": wrong / right})
+    return out
 
 
 def common_mistakes() -> dict[str, dict]:

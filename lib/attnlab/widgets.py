@@ -13,6 +13,7 @@ chart is inline SVG (crisp on a projector, no JavaScript). Callbacks only set wi
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass
 
 import ipywidgets as widgets
@@ -88,7 +89,10 @@ class CalculatorState:
 def figures(state: CalculatorState) -> dict:
     """The numbers the calculator shows, all from :mod:`attnlab.sizing`:
     per-scheme bytes per token, the selected scheme's bytes per token, cache bytes for
-    seq_len x batch, tokens that fit in gpu_gib, and each scheme's reduction against MHA."""
+    seq_len x batch, tokens that fit in gpu_gib, and each scheme's reduction against MHA. For a model with
+    sliding windows, bytes per token is the slope inside the window and ``bytes_past_window`` the slope past
+    it (the full layers only; 0 when the cache stops growing); ``beyond_context``: the context is longer
+    than the model's published ``max_context``."""
     spec = state.spec
     per_scheme = {
         s: sizing.cache_bytes_per_token(spec, state.dtype, s, state.gqa_kv_heads if s == "gqa" else None)
@@ -97,11 +101,15 @@ def figures(state: CalculatorState) -> dict:
     selected = spec.attention
     return {
         "scheme": selected,
-        "elements_per_layer": sizing.kv_elements_per_token(spec, per_layer=True),
+        "cache_scheme": sizing.cache_scheme(spec),  # DeepSeek-V3.2: MLA plus its indexer's key, "dsa"
+        "elements_per_layer": sizing.layer_elements_per_token(spec),
         "formula": sizing.kv_formula(spec),
         "bytes_per_token": sizing.cache_bytes_per_token(spec, state.dtype),
         "cache_bytes": sizing.kv_cache_bytes(spec, state.seq_len, state.batch, state.dtype),
         "tokens_that_fit": sizing.tokens_that_fit(spec, state.gpu_gib, state.dtype),
+        "bytes_past_window": (sizing.marginal_cache_bytes(spec, spec.sliding_window, state.dtype)
+                              if spec.sliding_window else None),
+        "beyond_context": 0 < spec.max_context < state.seq_len,
         "per_scheme": per_scheme,
         "reduction": {s: per_scheme["mha"] / per_scheme[s] for s in SCHEMES},
     }
@@ -129,20 +137,46 @@ def readout_html(state: CalculatorState) -> str:
     """The calculator's numbers as a small HTML table (pure: same state, same string)."""
     f = figures(state)
     spec = state.spec
-    scheme = get_scheme(f["scheme"]).label
+    scheme = get_scheme(f["cache_scheme"]).label
     dtype = _dtype_name(state.dtype)
     fit = f["tokens_that_fit"]
-    sequences = fit / state.seq_len if state.seq_len else 0.0
-    rows = [
-        (f"{scheme}: cached numbers per token per layer", html.escape(f["formula"])),
-        (f"Bytes per token ({spec.n_layers} layers, {dtype})",
-         f"{f['bytes_per_token']:,} B ({sizing.format_bytes(f['bytes_per_token'])})"),
-        (f"Cache for {_context_label(state.seq_len)} tokens × batch {state.batch}",
-         f"{sizing.gib(f['cache_bytes']):,.2f} GiB"),
-        (f"Tokens that fit in {state.gpu_gib:g} GiB (cache only)",
-         f"{fit:,} ({sequences:,.1f} sequences of {_context_label(state.seq_len)})"),
-        (f"{scheme} against MHA", f"{sizing.format_ratio(f['reduction'][f['scheme']])}× smaller"),
+    context = _context_label(state.seq_len)
+    one_sequence = sizing.kv_cache_bytes(spec, state.seq_len, 1, state.dtype)
+    if not spec.windowed:
+        sequences = fit / state.seq_len if state.seq_len else 0.0
+    else:  # a windowed cache is not proportional to its context: count whole sequences' caches
+        sequences = state.gpu_gib * sizing.GIB / one_sequence if one_sequence else math.inf
+    cache = f"{sizing.gib(f['cache_bytes']):,.2f} GiB"
+    if f["beyond_context"]:
+        cache += f" (beyond its published {spec.max_context:,}-token context)"
+    rows = [(f"{scheme}: cached numbers per token per layer", html.escape(f["formula"]))]
+    if spec.windowed:
+        past = f["bytes_past_window"]
+        rows += [
+            ("Layers", html.escape(sizing.layer_plan(spec))),
+            (f"Bytes per token inside the {spec.sliding_window:,}-token window ({dtype})",
+             f"{f['bytes_per_token']:,} B ({sizing.format_bytes(f['bytes_per_token'])})"),
+            (f"Bytes per token past the window ({dtype})",
+             f"{past:,} B ({sizing.format_bytes(past)}): the full layers" if past
+             else "0 B: every layer holds the window only, the cache stops growing"),
+        ]
+    else:
+        rows.append((f"Bytes per token ({spec.n_layers} layers, {dtype})",
+                     f"{f['bytes_per_token']:,} B ({sizing.format_bytes(f['bytes_per_token'])})"))
+    if fit == math.inf:
+        fit_text = f"any context (the cache stops growing at {spec.sliding_window:,} tokens)"
+    elif not spec.windowed:
+        fit_text = f"{fit:,} ({sequences:,.1f} sequences of {context})"
+    else:  # one sequence's context
+        fit_text = f"{fit:,}" + (f" (beyond its published {spec.max_context:,})" if 0 < spec.max_context < fit else "")
+    fits = "Context that fits" if spec.windowed else "Tokens that fit"
+    rows += [
+        (f"Cache for {context} tokens × batch {state.batch}", cache),
+        (f"{fits} in {state.gpu_gib:g} GiB (cache only)", fit_text),
     ]
+    if spec.windowed:
+        rows.append((f"Sequences of {context} that fit", f"{sequences:,.1f}" if sequences != math.inf else "any"))
+    rows.append((f"{scheme} against MHA", f"{sizing.format_ratio(f['reduction'][f['scheme']])}× smaller"))
     cells = "".join(
         f'<tr><td style="padding:2px 12px 2px 0">{html.escape(k)}</td>'
         f'<td style="padding:2px 0;text-align:right;font-variant-numeric:tabular-nums"><b>{v}</b></td></tr>'
@@ -279,9 +313,24 @@ class CacheCalculator(widgets.VBox):
             n_layers=c.n_layers.value, n_heads=n_h, n_kv_heads=kv_heads, head_dim=c.head_dim.value,
             attention=scheme, hidden_size=self._hidden_size, source="attnlab.widgets.cache_calculator",
             kv_lora_rank=c.d_c.value, qk_rope_head_dim=c.d_h_rope.value,
+            max_context=MODELS[c.model.value].max_context, **self._layers(c.n_layers.value, n_h),
         )
         return CalculatorState(spec=spec, gqa_kv_heads=n_g, seq_len=c.seq_len.value, batch=c.batch.value,
                                dtype=c.dtype.value, gpu_gib=float(c.gpu_gib.value))
+
+    def _layers(self, n_layers: int, n_heads: int) -> dict:
+        """The loaded model's indexer and layer kinds (sliding windows, shared caches, the full layers' own
+        widths); the layer kinds only as long as the layer count is still its own, else every layer is full."""
+        model = MODELS[self.controls.model.value]
+        fields = {"index_n_heads": model.index_n_heads, "index_head_dim": model.index_head_dim,
+                  "index_topk": model.index_topk}
+        if n_layers != model.n_layers:
+            return fields
+        fields |= {"layer_types": model.layer_types, "sliding_window": model.sliding_window,
+                   "kv_shared_layers": model.kv_shared_layers, "global_head_dim": model.global_head_dim}
+        if model.global_n_kv_heads and n_heads % model.global_n_kv_heads == 0:
+            fields["global_n_kv_heads"] = model.global_n_kv_heads
+        return fields
 
     def load(self, spec: ModelSpec) -> None:
         """Put a model's published shape into the sliders (MLA widths: its own, else d_c = 4 d_h and

@@ -5,6 +5,7 @@ beside the weights on one GPU. Every number comes from :mod:`attnlab.sizing`; re
 from __future__ import annotations
 
 import html
+import math
 
 import ipywidgets as widgets
 import torch
@@ -23,9 +24,11 @@ def model_table(context_lens: tuple[int, ...] = (4096, 32768, 131072), gpu_gib: 
     """One row per (model in MODELS, scheme in SCHEMES): the published scheme and the what-ifs.
 
     Each row: model (key), name, scheme, published (bool), n_kv_heads (for GQA: the model's own, or for an
-    MLA model the what-if n_h / 8 of :func:`attnlab.widgets.gqa_start`), bytes_per_token, cache_bytes
-    ({context: bytes}), weight_bytes (bf16), weights_fit (bool), tokens_fit (tokens of cache beside the
-    bf16 weights in ``gpu_gib`` GiB; 0 when the weights alone exceed it), note.
+    MLA model the what-if n_h / 8 of :func:`attnlab.widgets.gqa_start`), bytes_per_token (for a model with
+    sliding windows: inside the window), cache_bytes ({context: bytes}, layer by layer, so a windowed cache
+    flattens past its window), beyond ({context: the context is longer than the published max_context}),
+    weight_bytes (bf16), weights_fit (bool), tokens_fit (tokens of cache beside the bf16 weights in
+    ``gpu_gib`` GiB; 0 when the weights alone exceed it; ``math.inf`` when the cache stops growing), note.
     """
     for n in context_lens:
         check_positive_int("context_lens", n)
@@ -40,6 +43,7 @@ def model_table(context_lens: tuple[int, ...] = (4096, 32768, 131072), gpu_gib: 
                 "model": key, "name": spec.name, "scheme": scheme, "published": scheme == spec.attention,
                 "n_kv_heads": n_kv, "bytes_per_token": per,
                 "cache_bytes": {n: sizing.kv_cache_bytes(spec, n, 1, dtype, scheme, n_kv) for n in context_lens},
+                "beyond": {n: 0 < spec.max_context < n for n in context_lens},
                 "weight_bytes": weights, "weights_fit": fit,
                 "tokens_fit": sizing.tokens_that_fit(spec, gpu_gib, dtype, scheme, n_kv, weights_dtype=torch.bfloat16),
                 "note": "" if fit else f"weights alone exceed {gpu_gib:g} GiB",
@@ -48,7 +52,7 @@ def model_table(context_lens: tuple[int, ...] = (4096, 32768, 131072), gpu_gib: 
 
 
 def _label(row: dict) -> str:
-    name = get_scheme(row["scheme"]).label
+    name = get_scheme(sizing.cache_scheme(row["model"], row["scheme"])).label  # DeepSeek-V3.2 as published: DSA
     if row["scheme"] == "gqa":
         name += f" ({row['n_kv_heads']} KV heads)"
     return name + (" — published" if row["published"] else " — what-if")
@@ -61,21 +65,46 @@ def model_rows(model: str, seq_len: int, gpu_gib: float, dtype: torch.dtype | st
     return [r for r in model_table((seq_len,), gpu_gib, dtype) if r["model"] == model]
 
 
+def context_label(n_tokens: int) -> str:
+    """A context as the course writes it: 8192 -> "8K", 131072 -> "128K", 163840 -> "160K", 1000 -> "1,000"."""
+    check_positive_int("n_tokens", n_tokens)
+    return f"{n_tokens // 1024:,}K" if n_tokens % 1024 == 0 else f"{n_tokens:,}"
+
+
+def beyond_note(model: str, n_tokens: int) -> str:
+    """" (beyond its 8K context)" when ``n_tokens`` is longer than ``model``'s published max_context, else ""."""
+    spec = sizing.get_model(model)
+    check_positive_int("n_tokens", n_tokens)
+    return f" (beyond its {context_label(spec.max_context)} context)" if 0 < spec.max_context < n_tokens else ""
+
+
+def fit_text(tokens: int | float, model: str) -> str:
+    """Tokens that fit as text: "1,222,383", or for a cache that stops growing "any context"."""
+    if tokens == math.inf:
+        return f"any context (the cache stops growing at {sizing.get_model(model).sliding_window:,} tokens)"
+    return f"{tokens:,}"
+
+
 def table_html(model: str, seq_len: int, gpu_gib: float, dtype: torch.dtype | str) -> str:
-    """An HTML table: per scheme, bytes per token, the cache at ``seq_len`` and the tokens that fit. Pure."""
+    """An HTML table: per scheme, bytes per token, the cache at ``seq_len`` and the tokens that fit; a context
+    beyond the model's published one is marked, and a windowed model's layers are named. Pure."""
     rows = model_rows(model, seq_len, gpu_gib, dtype)
-    titles = ("scheme", "bytes per token", f"cache at {seq_len:,} tokens",
+    spec = MODELS[model]
+    per_token = f"bytes per token{' (inside the window)' if spec.windowed else ''}"
+    titles = ("scheme", per_token, f"cache at {seq_len:,} tokens{beyond_note(model, seq_len)}",
               f"tokens beside the weights ({gpu_gib:g} GiB)")
     head = "".join(f'<th style="padding:2px 10px;text-align:left">{h}</th>' for h in titles)
     body = "".join(
         f'<tr><td style="padding:2px 10px">{html.escape(_label(r))}</td>'
         f'<td style="padding:2px 10px">{r["bytes_per_token"]:,}</td>'
         f'<td style="padding:2px 10px">{format_bytes(r["cache_bytes"][seq_len])}</td>'
-        f'<td style="padding:2px 10px">{r["tokens_fit"]:,}{" (" + html.escape(r["note"]) + ")" if r["note"] else ""}'
+        f'<td style="padding:2px 10px">{html.escape(fit_text(r["tokens_fit"], model))}'
+        f'{" (" + html.escape(r["note"]) + ")" if r["note"] else ""}'
         f'</td></tr>' for r in rows)
-    summary = html_table([("model", MODELS[model].name),
+    summary = html_table([("model", spec.name), ("layers", sizing.layer_plan(spec)),
+                          ("published context", f"{spec.max_context:,} tokens"),
                           ("weights (bf16)", format_bytes(rows[0]["weight_bytes"])),
-                          ("source", MODELS[model].source)])
+                          ("source", spec.source)])
     return (summary + f'<table style="border-collapse:collapse;font-size:14px;font-variant-numeric:tabular-nums">'
             f"<tr>{head}</tr>{body}</table>")
 

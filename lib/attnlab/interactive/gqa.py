@@ -184,7 +184,8 @@ def gqa_readout_html(model: ModelSpec | str, n_kv_heads: int, dtype: torch.dtype
         ("Query heads n_h / KV heads n_g", f"{f['n_heads']} / {f['n_kv_heads']} (group size r = {f['group_size']}, "
                                            f"{get_scheme(f['kind']).label})"),
         ("Cached numbers per token per layer", f["formula"]),
-        (f"Bytes per token ({spec.n_layers} layers, {dtype_name})",
+        (f"Bytes per token inside the {spec.sliding_window:,}-token window ({dtype_name})" if spec.windowed
+         else f"Bytes per token ({spec.n_layers} layers, {dtype_name})",
          f"{f['bytes_per_token']:,} B ({sizing.format_bytes(f['bytes_per_token'])})"),
         (f"Cache of one {READOUT_CONTEXT:,}-token sequence", f"{sizing.gib(f['cache_bytes']):,.2f} GiB"),
         ("Against the same model with MHA", f"{sizing.format_ratio(f['reduction_vs_mha'])}× smaller"),
