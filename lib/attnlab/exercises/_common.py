@@ -1,10 +1,25 @@
-"""The shape every exercise check shares."""
+"""The shape every exercise check shares, and the guard that enforces what an exercise forbids.
+
+:func:`call_answer` runs a learner's function under a :class:`Guard`: it records every call of a forbidden
+:class:`Shortcut` (a function, however imported; a whole module; a torch function or Tensor method) and lets
+:class:`DerivedShapeWatch` look at the shape of every tensor the learner computes, so that a check can reject
+an answer that gets the right numbers the wrong way. :func:`run_prediction` runs a "predict, then run"
+question.
+"""
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import CodeType, ModuleType
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
 
 
 def run_check(name: str, answer: object, check: Callable[[object], str]) -> str:
@@ -31,3 +46,199 @@ def as_integer(answer: object, what: str) -> int:
     value = as_number(answer, what)
     assert value == int(value), f"{what} should be a whole number, got {answer!r}"
     return int(value)
+
+
+# ----------------------------------------------------------------------------------------------------
+# shortcuts an exercise forbids, and shapes it must never see
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    """A callable an exercise forbids.
+
+    ``label`` names it in the failure message; ``targets`` are what counts as calling it: a Python function
+    (however it was imported: the check watches its code object, not a module attribute), a module (every
+    function defined at its top level), or a torch function or ``Tensor`` method (seen by a
+    :class:`~torch.overrides.TorchFunctionMode`, which catches ``torch.softmax``, ``F.softmax`` and
+    ``x.softmax`` alike); ``instead`` says what the exercise asks for.
+    """
+
+    label: str
+    targets: tuple[object, ...]
+    instead: str
+
+
+#: A watcher sees every torch call made during the learner's call: ``(func, inputs, outputs)`` with the
+#: tensors flattened out of the arguments and the result; it returns a failure message, or None.
+Watcher = Callable[[object, list, list], "str | None"]
+
+
+def _code_objects(target: object) -> list[CodeType]:
+    """The code objects whose execution counts as calling ``target`` (a function or a module)."""
+    if isinstance(target, ModuleType):
+        return [code for fn in vars(target).values()
+                if inspect.isfunction(fn) and fn.__module__ == target.__name__
+                for code in _code_objects(fn)]
+    fn = inspect.unwrap(target) if callable(target) else target
+    code = getattr(fn, "__code__", None)
+    return [code] if isinstance(code, CodeType) else []
+
+
+class _TorchWatch(TorchFunctionMode):
+    """Sees every torch function and Tensor method the learner's code calls (not those torch calls inside
+    itself: the mode steps aside while it runs ``func``)."""
+
+    def __init__(self, guard: Guard) -> None:
+        super().__init__()
+        self.guard = guard
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        self.guard._saw_torch(func)
+        out = func(*args, **kwargs)
+        if self.guard.watchers:
+            inputs = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+            outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+            for watch in self.guard.watchers:
+                self.guard._flag(watch(func, inputs, outputs))
+        return out
+
+
+class Guard:
+    """Context manager that records, while the learner's code runs, every call of a forbidden
+    :class:`Shortcut` and every message a :data:`Watcher` returns. It never raises inside the learner's
+    code (which could catch it); :meth:`verdict` reports the first finding afterwards."""
+
+    def __init__(self, shortcuts: Iterable[Shortcut] = (), watchers: Iterable[Watcher] = ()) -> None:
+        self.shortcuts = tuple(shortcuts)
+        self.watchers = tuple(watchers)
+        self.findings: list[str] = []
+        self._by_code: dict[CodeType, Shortcut] = {}
+        self._by_torch: dict[int, Shortcut] = {}
+        for s in self.shortcuts:
+            for target in s.targets:
+                codes = _code_objects(target)
+                for code in codes:
+                    self._by_code[code] = s
+                if not codes:  # a builtin torch function or a Tensor method descriptor
+                    self._by_torch[id(target)] = s
+        self._previous_profile = None
+        self._mode = _TorchWatch(self)
+
+    def _flag(self, message: str | None) -> None:
+        if message and message not in self.findings:
+            self.findings.append(message)
+
+    def _hit(self, shortcut: Shortcut) -> None:
+        self._flag(f"your answer calls {shortcut.label}, which this exercise asks you not to use: "
+                   f"{shortcut.instead}")
+
+    def _saw_torch(self, func: object) -> None:
+        shortcut = self._by_torch.get(id(func))
+        if shortcut is None:
+            shortcut = self._by_code.get(getattr(inspect.unwrap(func), "__code__", None)) if callable(func) else None
+        if shortcut is not None:
+            self._hit(shortcut)
+
+    def _profile(self, frame, event, arg):
+        if event == "call" and frame.f_code in self._by_code:
+            self._hit(self._by_code[frame.f_code])
+        if self._previous_profile is not None:
+            self._previous_profile(frame, event, arg)
+
+    def __enter__(self) -> Guard:
+        if self._by_code:
+            self._previous_profile = sys.getprofile()
+            sys.setprofile(self._profile)
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._mode.__exit__(*exc)
+        if self._by_code:
+            sys.setprofile(self._previous_profile)
+
+    def verdict(self) -> None:
+        """Raise ``AssertionError`` with the first finding, if any."""
+        if self.findings:
+            raise AssertionError(self.findings[0])
+
+
+def describe_args(args: Iterable[object]) -> str:
+    """The arguments as a failure message shows them: tensors by shape, the rest by repr (shortened)."""
+    shown = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            shown.append(f"tensor of shape {tuple(a.shape)}")
+        else:
+            text = repr(a)
+            shown.append(text if len(text) <= 60 else text[:57] + "...")
+    return ", ".join(shown)
+
+
+def call_answer(fn: Callable, *args: object, shortcuts: Iterable[Shortcut] = (),
+                watchers: Iterable[Watcher] = ()) -> object:
+    """Call the learner's ``fn(*args)`` under a :class:`Guard`; return its result.
+
+    A forbidden shortcut or a watcher's finding fails the check with its message (before any error the call
+    raised: the shortcut is the slip to fix first); an exception from the learner's code becomes an
+    ``AssertionError`` naming the input that broke it."""
+    guard = Guard(shortcuts, watchers)
+    error: Exception | None = None
+    result = None
+    try:
+        with guard:
+            result = fn(*args)
+    except AssertionError:
+        guard.verdict()
+        raise
+    except Exception as err:  # a learner's bug: report it as a failed check, with the input that broke it
+        error = err
+    guard.verdict()
+    if error is not None:
+        raise AssertionError(f"calling your function on ({describe_args(args)}) raised "
+                             f"{type(error).__name__}: {error}") from error
+    return result
+
+
+class DerivedShapeWatch:
+    """A :data:`Watcher` for tensors computed from given sources: every torch output with a source (or a
+    tensor computed from one) among its inputs is itself "derived"; a derived tensor whose shape
+    ``forbidden(shape)`` accepts fails the check with ``message`` (``{shape}`` is filled in).
+
+    Chapter 8 uses it to reject rebuilt keys: anything computed from the cached latents that has a head-width
+    axis is a key (or a value) that absorption exists to avoid."""
+
+    def __init__(self, sources: Iterable[torch.Tensor], forbidden: Callable[[tuple[int, ...]], bool],
+                 message: str) -> None:
+        self._derived = {id(t) for t in sources}
+        self._keep: list[torch.Tensor] = list(sources)  # keeps ids from being reused while the call runs
+        self.forbidden = forbidden
+        self.message = message
+
+    def __call__(self, func: object, inputs: list, outputs: list) -> str | None:
+        if not any(id(t) in self._derived for t in inputs):
+            return None
+        finding = None
+        for t in outputs:
+            self._derived.add(id(t))
+            self._keep.append(t)
+            if finding is None and self.forbidden(tuple(t.shape)):
+                finding = self.message.format(shape=tuple(t.shape))
+        return finding
+
+
+# ----------------------------------------------------------------------------------------------------
+# predict, then run
+
+
+def run_prediction(name: str, guess: object, judge: Callable[[object], tuple[bool, str]]) -> str:
+    """A "predict, then run" question: ``guess is None`` returns a reminder (the experiment does not run, so
+    nothing gives the answer away); otherwise ``judge(guess)`` runs the experiment and returns ``(right,
+    explanation)``, the explanation built from the numbers it computed. A guess of the wrong kind raises
+    ``AssertionError``; a wrong guess is not an error: the verdict starts with ✗ and explains."""
+    if guess is None:
+        return (f"… {name}: write your prediction first (replace None), then run this cell: it runs the "
+                "experiment and compares")
+    right, explanation = judge(guess)
+    return f"{'✓' if right else '✗'} {name}: you predicted {guess!r}. {explanation}"
