@@ -19,6 +19,7 @@ from types import CodeType, ModuleType
 
 import torch
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 
@@ -68,7 +69,7 @@ class Shortcut:
     instead: str
 
 
-#: A watcher sees every torch call made during the learner's call: ``(func, inputs, outputs)`` with the
+#: A watcher sees every ATen operation run during the learner's call: ``(func, inputs, outputs)`` with the
 #: tensors flattened out of the arguments and the result; it returns a failure message, or None.
 Watcher = Callable[[object, list, list], "str | None"]
 
@@ -84,23 +85,36 @@ def _code_objects(target: object) -> list[CodeType]:
     return [code] if isinstance(code, CodeType) else []
 
 
+def _tensors(tree: object) -> list[torch.Tensor]:
+    return [t for t in tree_flatten(tree)[0] if isinstance(t, torch.Tensor)]
+
+
 class _TorchWatch(TorchFunctionMode):
-    """Sees every torch function and Tensor method the learner's code calls (not those torch calls inside
-    itself: the mode steps aside while it runs ``func``)."""
+    """Sees every torch function and Tensor method the learner's code calls (``torch.softmax``,
+    ``F.softmax`` and ``x.softmax`` alike), to catch forbidden ones."""
 
     def __init__(self, guard: Guard) -> None:
         super().__init__()
         self.guard = guard
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
         self.guard._saw_torch(func)
-        out = func(*args, **kwargs)
-        if self.guard.watchers:
-            inputs = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
-            outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
-            for watch in self.guard.watchers:
-                self.guard._flag(watch(func, inputs, outputs))
+        return func(*args, **(kwargs or {}))
+
+
+class _ShapeWatch(TorchDispatchMode):
+    """Sees every tensor operation at the ATen level, inside composite ones too (an einsum's reshapes and
+    batched matmuls), and shows its inputs and outputs to the guard's watchers."""
+
+    def __init__(self, guard: Guard) -> None:
+        super().__init__()
+        self.guard = guard
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs, outputs = _tensors((args, kwargs)), _tensors(out)
+        for watch in self.guard.watchers:
+            self.guard._flag(watch(func, inputs, outputs))
         return out
 
 
@@ -123,7 +137,7 @@ class Guard:
                 if not codes:  # a builtin torch function or a Tensor method descriptor
                     self._by_torch[id(target)] = s
         self._previous_profile = None
-        self._mode = _TorchWatch(self)
+        self._modes = [_TorchWatch(self)] + ([_ShapeWatch(self)] if self.watchers else [])
 
     def _flag(self, message: str | None) -> None:
         if message and message not in self.findings:
@@ -150,11 +164,13 @@ class Guard:
         if self._by_code:
             self._previous_profile = sys.getprofile()
             sys.setprofile(self._profile)
-        self._mode.__enter__()
+        for mode in self._modes:
+            mode.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._mode.__exit__(*exc)
+        for mode in reversed(self._modes):
+            mode.__exit__(*exc)
         if self._by_code:
             sys.setprofile(self._previous_profile)
 
