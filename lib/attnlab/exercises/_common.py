@@ -257,4 +257,5 @@ def run_prediction(name: str, guess: object, judge: Callable[[object], tuple[boo
         return (f"… {name}: write your prediction first (replace None), then run this cell: it runs the "
                 "experiment and compares")
     right, explanation = judge(guess)
-    return f"{'✓' if right else '✗'} {name}: you predicted {guess!r}. {explanation}"
+    shown = f"{guess:.4g}" if isinstance(guess, float) else repr(guess)
+    return f"{'✓' if right else '✗'} {name}: you predicted {shown}. {explanation}"
