@@ -74,15 +74,18 @@ class Shortcut:
 Watcher = Callable[[object, list, list], "str | None"]
 
 
-def _code_objects(target: object) -> list[CodeType]:
-    """The code objects whose execution counts as calling ``target`` (a function or a module)."""
+def _callables(target: object) -> list[object]:
+    """``target`` itself, or for a module every function defined at its top level (cached ones included)."""
     if isinstance(target, ModuleType):
-        return [code for fn in vars(target).values()
-                if inspect.isfunction(fn) and fn.__module__ == target.__name__
-                for code in _code_objects(fn)]
-    fn = inspect.unwrap(target) if callable(target) else target
-    code = getattr(fn, "__code__", None)
-    return [code] if isinstance(code, CodeType) else []
+        return [fn for fn in vars(target).values()
+                if callable(fn) and not isinstance(fn, type) and getattr(fn, "__module__", None) == target.__name__]
+    return [target]
+
+
+def _code_object(fn: object) -> CodeType | None:
+    """The code object whose execution counts as calling ``fn`` (None for a builtin)."""
+    code = getattr(inspect.unwrap(fn), "__code__", None)
+    return code if isinstance(code, CodeType) else None
 
 
 def _tensors(tree: object) -> list[torch.Tensor]:
@@ -129,13 +132,12 @@ class Guard:
         self.findings: list[str] = []
         self._by_code: dict[CodeType, Shortcut] = {}
         self._by_torch: dict[int, Shortcut] = {}
-        for s in self.shortcuts:
-            for target in s.targets:
-                codes = _code_objects(target)
-                for code in codes:
-                    self._by_code[code] = s
-                if not codes:  # a builtin torch function or a Tensor method descriptor
-                    self._by_torch[id(target)] = s
+        self._targets = [(fn, s) for s in self.shortcuts for target in s.targets for fn in _callables(target)]
+        for fn, s in self._targets:
+            code = _code_object(fn)
+            if code is not None:
+                self._by_code[code] = s
+            self._by_torch[id(fn)] = s  # a builtin or a method descriptor, as a torch function mode sees it
         self._previous_profile = None
         self._modes = [_TorchWatch(self)] + ([_ShapeWatch(self)] if self.watchers else [])
 
@@ -150,18 +152,23 @@ class Guard:
     def _saw_torch(self, func: object) -> None:
         shortcut = self._by_torch.get(id(func))
         if shortcut is None:
-            shortcut = self._by_code.get(getattr(inspect.unwrap(func), "__code__", None)) if callable(func) else None
+            shortcut = self._by_code.get(_code_object(func)) if callable(func) else None
         if shortcut is not None:
             self._hit(shortcut)
 
     def _profile(self, frame, event, arg):
         if event == "call" and frame.f_code in self._by_code:
             self._hit(self._by_code[frame.f_code])
+        elif event == "c_call" and id(arg) in self._by_torch:  # a builtin function called from Python
+            self._hit(self._by_torch[id(arg)])
         if self._previous_profile is not None:
             self._previous_profile(frame, event, arg)
 
     def __enter__(self) -> Guard:
-        if self._by_code:
+        for fn, _ in self._targets:  # a cached function runs its code only on a miss: empty its cache first
+            if callable(getattr(fn, "cache_clear", None)):
+                fn.cache_clear()
+        if self._by_code or self._by_torch:
             self._previous_profile = sys.getprofile()
             sys.setprofile(self._profile)
         for mode in self._modes:
@@ -171,7 +178,7 @@ class Guard:
     def __exit__(self, *exc) -> None:
         for mode in reversed(self._modes):
             mode.__exit__(*exc)
-        if self._by_code:
+        if self._by_code or self._by_torch:
             sys.setprofile(self._previous_profile)
 
     def verdict(self) -> None:
