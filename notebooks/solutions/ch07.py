@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+
 # Exercise 1. MLA caches ONE latent per token for both keys and values, so factor the stacked [W^K; W^V]:
 # by Eckart-Young its best rank-r approximation keeps the r largest singular values, U_r diag(s_r) V_r^T.
 # V_r^T is the down-projection W^DKV (r, d); U_r diag(s_r), split into its key rows and value rows, gives

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+
 # Exercise 1. Query t of the T sits at position p = S - T + t and may see keys 0 .. p. Hide the others with
 # -inf, take the top min(k, S) (torch.topk sorts best first), and where a query sees fewer than k tokens
 # (p + 1 < k) the slots from p + 1 on hold -inf keys: replace them with -1, the padding.

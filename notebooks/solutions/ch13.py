@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+
 # Exercise 1. Read the fields the way the model code does. MLA (kv_lora_rank set) caches the latent and the
 # shared RoPE key, d_c + d_h^R. Otherwise every KV head caches a key and a value of head_dim numbers: the
 # explicit head_dim when the config has one (Gemma-2: 256, not 3584 / 16 = 224), else hidden_size / heads;

@@ -158,7 +158,8 @@ def check_prediction_mean_abs_cos(prediction: object) -> str:
         elif not right and value > 0.3:
             slip = "In many dimensions random directions are nearly orthogonal: large |cos| is rare. "
         return right, (f"{slip}Measured over {COS_EXPERIMENT['pairs']:,} pairs in d = {d}: {measured:.3f}. "
-                       f"Theory: cos is about normal with standard deviation 1/√d = {sd:.3f}, and the mean of |N(0, σ²)| "
+                       f"Theory: cos is about normal with standard deviation 1/√d = {sd:.3f}, and the mean of "
+                       f"|N(0, σ²)| "
                        f"is σ·√(2/π), so E|cos| ≈ √(2/(π d)) = {theory:.3f}. At d = 768 it would be "
                        f"{math.sqrt(2 / (math.pi * 768)):.3f}: two unrelated embeddings look orthogonal.")
 

@@ -19,7 +19,6 @@ from attnlab import sizing
 from attnlab.exercises._common import as_number, run_check, run_prediction
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention, grouped_attention
 
-
 #: Exercise 1's layers: this width and head count, MHA against MQA.
 PARAMS_EXPERIMENT = {"d_model": 512, "n_heads": 8}
 

@@ -161,7 +161,8 @@ def check_prediction_gqa_flops(prediction: object) -> str:
         return right, (
             f"{slip}GQA spends {ratio:.2f} of MHA's attention FLOPs ({flops['gqa']:,} against {flops['mha']:,} per "
             f"layer): each of the {gqa.n_heads} query heads still scores every cached key and mixes every value. What "
-            f"shrinks is the cache read: {cache['gqa'] / 2**20:.0f} MiB against {cache['mha'] / 2**20:.0f} MiB per layer "
+            f"shrinks is the cache read: {cache['gqa'] / 2**20:.0f} MiB against {cache['mha'] / 2**20:.0f} MiB per "
+            "layer "
             f"in bfloat16, {cache['mha'] / cache['gqa']:.0f}× less. Decode is limited by memory traffic, so that is "
             "where GQA's speed comes from."
         )

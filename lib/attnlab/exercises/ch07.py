@@ -36,7 +36,8 @@ def _factor_cases() -> list[tuple[torch.Tensor, torch.Tensor, int]]:
     for hd_k, hd_v, d, r in ((12, 8, 10, 4), (6, 6, 16, 5), (20, 12, 9, 9), (8, 4, 6, 1)):
         cases.append((torch.randn(hd_k, d, generator=gen, dtype=torch.float64),
                       torch.randn(hd_v, d, generator=gen, dtype=torch.float64), r))
-    low = torch.randn(18, 3, generator=gen, dtype=torch.float64) @ torch.randn(3, 11, generator=gen, dtype=torch.float64)
+    low = (torch.randn(18, 3, generator=gen, dtype=torch.float64)
+           @ torch.randn(3, 11, generator=gen, dtype=torch.float64))
     cases.append((low[:10], low[10:], 3))
     return cases
 
@@ -48,7 +49,9 @@ def check_joint_factors(answer: object) -> str:
     (Eckart-Young). Compared with :func:`attnlab.lowrank.lowrank_approx`; :mod:`attnlab.lowrank` is forbidden."""
 
     def check(fn: object) -> str:
-        assert callable(fn), f"answer should be a function (w_k, w_v, r) -> (w_dkv, w_uk, w_uv), got {type(fn).__name__}"
+        assert callable(fn), (
+            f"answer should be a function (w_k, w_v, r) -> (w_dkv, w_uk, w_uv), got {type(fn).__name__}"
+        )
         cases = _factor_cases()
         for w_k, w_v, r in cases:
             got = call_answer(fn, w_k.clone(), w_v.clone(), r, shortcuts=[LOWRANK_SHORTCUT])
@@ -163,7 +166,8 @@ def check_prediction_random_rank(prediction: object) -> str:
         e, m = RANDOM_RANK, random_rank_errors()
         right = abs(value - m["random"]) <= 0.05
         return right, (
-            f"Measured: {m['random']:.3f}. Keeping {e['rank']} of {e['size']} directions ({m['kept']:.0%}) leaves most of "
+            f"Measured: {m['random']:.3f}. Keeping {e['rank']} of {e['size']} directions ({m['kept']:.0%}) leaves most "
+            "of "
             f"a random matrix behind: its energy is spread over all its singular values. A matrix of true rank "
             f"{e['rank']} plus 1% noise loses only {m['low_rank']:.3f}. MLA's small latent works only because "
             "trained keys and values are far from random; DeepSeek trains the compression from the start rather "

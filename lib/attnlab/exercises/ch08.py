@@ -144,7 +144,8 @@ def check_absorbed_output(answer: object) -> str:
             heads_out = torch.einsum("bsht,btc->bshc", weights, c)
             heads_out = torch.einsum("bshc,hvc->bshv", heads_out, w_uv)  # (b, s, h, d_v)
             if tuple(got.shape) == tuple(heads_out.shape):
-                raise AssertionError(f"that is every head's output o_h, shape {tuple(got.shape)}: concatenate the heads "
+                raise AssertionError(f"that is every head's output o_h, shape {tuple(got.shape)}: concatenate the "
+                                     "heads "
                                      "(flatten the last two axes) and apply W^O, out = [o_1; ...; o_h] @ w_o.T")
             assert tuple(got.shape) == tuple(want.shape), (
                 f"the output should have shape (batch, queries, d_model) = {tuple(want.shape)}, got {tuple(got.shape)}"

@@ -80,7 +80,8 @@ def check_causal_topk(answer: object) -> str:
             if future.any():
                 row = int(future.any(-1).nonzero()[0])
                 raise AssertionError(
-                    f"query {row} (position {s - t + row}) selected key {int(got[row][future[row]][0])}, in its future: "
+                    f"query {row} (position {s - t + row}) selected key {int(got[row][future[row]][0])}, in its "
+                    "future: "
                     "set the scores of keys j > position to -inf before taking the top k"
                 )
             short = want.eq(-1)
@@ -93,8 +94,10 @@ def check_causal_topk(answer: object) -> str:
                 )
             same_sets = torch.equal(got.sort(-1).values, want.sort(-1).values)
             if same_sets:
-                raise AssertionError("the right keys in the wrong order: best first (largest score first), padding last")
-            raise AssertionError(f"for {t} queries over {s} keys and k = {k} expected\n{want.tolist()}\ngot\n{got.tolist()}")
+                raise AssertionError("the right keys in the wrong order: best first (largest score first), "
+                                     "padding last")
+            raise AssertionError(f"for {t} queries over {s} keys and k = {k} expected\n{want.tolist()}\n"
+                                 f"got\n{got.tolist()}")
         L, k = PREFILL["length"], PREFILL["top_k"]
         pairs, dense = costs.selected_pairs(L, k), L * (L + 1) // 2
         return (f"matches topk_indices on {len(cases)} cases, padding included. Each query keeps min(k, t + 1) keys, "
@@ -160,12 +163,17 @@ def check_index_scores(answer: object) -> str:
                 "relu_outside": torch.relu(torch.einsum("tj,tjs->ts", w, logits)),
                 "no_weights": torch.relu(logits).sum(dim=1),
                 "softmax": torch.einsum("tj,tjs->ts", w, torch.softmax(logits, dim=-1)),
+                "raw_sum": logits.sum(dim=1),
             }
 
             def same(a: torch.Tensor, b: torch.Tensor, allowed: torch.Tensor = allowed) -> bool:
                 return torch.allclose(a[allowed], b[allowed], atol=1e-9, rtol=1e-9)
 
             if not same(got, want):
+                assert not same(got, variants["raw_sum"]), (
+                    "that adds the raw dot products over the heads, as the draft does: apply ReLU to each head's "
+                    "q[t, j] · k[s] and weight it by w[t, j] before summing"
+                )
                 assert not same(got, variants["no_relu"]), (
                     "negative dot products must not count: apply ReLU to each head's q[t, j] · k[s] first"
                 )

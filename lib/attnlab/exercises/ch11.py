@@ -174,18 +174,19 @@ def check_block_fp8(answer: object) -> str:
                 if torch.allclose(got_scales, fp32, rtol=1e-6):
                     raise AssertionError("those are fp32 scales, amax / 448: ue8m0 rounds each UP to a power of two, "
                                          "2^ceil(log2(amax / 448))")
-                if torch.equal(got_scales, want_scales / 2) or torch.equal(got_scales, torch.exp2(torch.floor(torch.log2(fp32)))):
+                floor = torch.exp2(torch.floor(torch.log2(fp32)))
+                if torch.equal(got_scales, want_scales / 2) or torch.equal(got_scales, floor):
                     raise AssertionError("the power of two is rounded DOWN: then amax / s exceeds 448 and the "
                                          "largest values overflow FP8; round the exponent up (ceil)")
                 if torch.allclose(got_scales, 1 / want_scales):
-                    raise AssertionError("the scale multiplies the FP8 values back, x ≈ s · x_fp8: s = 2^ceil(log2(amax "
-                                         "/ 448)), not its inverse")
+                    raise AssertionError("the scale multiplies the FP8 values back, x ≈ s · x_fp8: "
+                                         "s = 2^ceil(log2(amax / 448)), not its inverse")
                 raise AssertionError(f"for x of shape {shape} and block {block} the scales differ: one per block, "
                                      "2^ceil(log2(max(amax, 1e-4) / 448)) with amax the block's largest |x|")
             if not torch.equal(got_fp8.view(torch.uint8), want_fp8.view(torch.uint8)):
                 raise AssertionError("the scales are right but the FP8 values differ: divide each block by its own "
                                      "scale (broadcast scales[..., None] over the block), then cast to float8_e4m3fn")
-        err = {f: float(((fake_quantize_fp8(cases[0][0], 128, f) - cases[0][0]).norm() / cases[0][0].norm()))
+        err = {f: float((fake_quantize_fp8(cases[0][0], 128, f) - cases[0][0]).norm() / cases[0][0].norm())
                for f in ("fp32", "ue8m0")}
         return (f"bit for bit equal to quantize_fp8_blocks on {len(cases)} inputs, an all-zero block and an outlier "
                 f"included; on the outlier input the relative error is {err['ue8m0']:.4f} with ue8m0 scales and "
@@ -229,7 +230,8 @@ def check_prediction_ue8m0_cost(prediction: object) -> str:
             "floating point: a larger scale shifts every value's exponent down by at most one, and e4m3 keeps 3 "
             "mantissa bits at every exponent, so only values pushed into the subnormal range lose precision. A "
             f"fixed-point grid would lose a whole bit (INT8's error here is {m['int8']:.4f}, and it would double). "
-            "That is why DeepSeek can store its scales as bare exponents (ue8m0, one byte) and multiply by them exactly."
+            "That is why DeepSeek can store its scales as bare exponents (ue8m0, one byte) and multiply by them "
+            "exactly."
         )
 
     return run_prediction("cost of power-of-two scales", prediction, judge)

@@ -229,8 +229,9 @@ def check_prediction_flat_kl(prediction: object) -> str:
                 if 0 < value <= 1 and not right else "")
         return right, (
             f"{slip}KL(p || q) = Σ p log(p / q): p puts 1 on one token, flat scores give q = 1/{k:,} everywhere, so "
-            f"the loss is log {k:,} = {math.log(k):.3f}; indexer_kl_loss returns {m['one_hot']:.3f}. With the attention "
-            f"spread evenly it would be {m['uniform']:.1e}: flat scores are already right. An indexer whose scores carry "
+            f"the loss is log {k:,} = {math.log(k):.3f}; indexer_kl_loss returns {m['one_hot']:.3f}. With the "
+            f"attention spread evenly it would be {m['uniform']:.1e}: flat scores are already right. An indexer whose "
+            "scores carry "
             "no information pays about log k for every query whose attention is sharp; training brings that down."
         )
 

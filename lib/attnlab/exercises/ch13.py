@@ -15,7 +15,6 @@ from __future__ import annotations
 from attnlab import costs, factcheck, sizing
 from attnlab.exercises._common import Shortcut, as_integer, as_number, call_answer, run_check, run_prediction
 
-
 #: Exercise 1's configs: the fields of each model's config.json that size its cache, under the names
 #: transformers gives them (Falcon's own file says n_head; FalconConfig maps it to num_attention_heads).
 #: Sources: huggingface.co/meta-llama/Meta-Llama-3-70B, google/gemma-2-9b, tiiuae/falcon-7b,
@@ -115,7 +114,8 @@ def check_prediction_naive_cache(prediction: object) -> str:
         return right, (
             f"{slip}Per token and layer: MLA caches {c['kv_lora_rank']} + {d_r} = {mla} numbers; the naive mode's keys "
             f"and values take {heads} × ({d_h} + {d_r} + {d_v}) = {naive:,}, {naive / mla:.1f}× as much. Quoting "
-            f"\"{mha_128 / mla:.0f}×\" means comparing with MHA keys of width {d_h} ({heads} × 2 × {d_h} = {mha_128:,}): "
+            f"\"{mha_128 / mla:.0f}×\" means comparing with MHA keys of width {d_h} "
+            f"({heads} × 2 × {d_h} = {mha_128:,}): "
             "both are what-ifs, so a claim should say which one it uses."
         )
 

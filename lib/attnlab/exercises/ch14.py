@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from attnlab import bench, costs
 from attnlab.costs import AttentionShape
-from attnlab.exercises._common import Shortcut, as_integer, as_number, call_answer, run_check, run_prediction
+from attnlab.exercises._common import Shortcut, as_integer, call_answer, run_check, run_prediction
 from attnlab.schemes import get_scheme
 
 #: The context of exercises 1 and 2 (cached tokens L; the step attends to T = L + 1 keys).
@@ -129,7 +129,9 @@ def check_prediction_bounds(prediction: object) -> str:
     "compute"; the check measures each intensity (:func:`measure_step`)."""
 
     def judge(guess: object) -> tuple[bool, str]:
-        assert isinstance(guess, dict), f"answer with a dict scheme -> 'memory' or 'compute', got {type(guess).__name__}"
+        assert isinstance(guess, dict), (
+            f"answer with a dict scheme -> 'memory' or 'compute', got {type(guess).__name__}"
+        )
         assert set(guess) == set(PREDICT_SCHEMES), f"give exactly the keys {list(PREDICT_SCHEMES)}, got {sorted(guess)}"
         bad = {k: v for k, v in guess.items() if v not in ("memory", "compute")}
         assert not bad, f"every value must be 'memory' or 'compute', got {bad}"
@@ -170,9 +172,9 @@ def check_crossover_context(answer: object) -> str:
     """Exercise 3: the smallest number of cached tokens L at which one absorbed-MLA decode step (:data:`SHAPE`,
     float32) reaches :data:`BALANCE` FLOP/byte. The reference comes from two measured steps
     (:func:`crossover_context`)."""
-    expected = crossover_context()
 
     def check(a: object) -> str:
+        expected = crossover_context()
         value = as_integer(a, "the context")
         assert value != expected + 1, "one too many: the step attends to T = L + 1 keys, so solve for L = T - 1"
         if value == expected - 1:
