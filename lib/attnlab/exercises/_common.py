@@ -264,5 +264,8 @@ def run_prediction(name: str, guess: object, judge: Callable[[object], tuple[boo
         return (f"… {name}: write your prediction first (replace None), then run this cell: it runs the "
                 "experiment and compares")
     right, explanation = judge(guess)
-    shown = f"{guess:.4g}" if isinstance(guess, float) else repr(guess)
+    if isinstance(guess, float):
+        shown = f"{guess:,.0f}" if abs(guess) >= 1e4 else f"{guess:.4g}"
+    else:
+        shown = repr(guess)
     return f"{'✓' if right else '✗'} {name}: you predicted {shown}. {explanation}"
