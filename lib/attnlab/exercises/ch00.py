@@ -44,8 +44,8 @@ def check_prediction_cache_meets_weights(prediction: object) -> str:
         right = abs(value - m["tokens"]) <= 0.25 * m["tokens"]
         context = spec.max_context
         return right, (
-            f"About {m['tokens']:,.0f} tokens: the weights take {sizing.format_bytes(m['weights'])}, and each token adds "
-            f"2 (K and V) × {spec.n_kv_heads} KV heads × {spec.head_dim} × {spec.n_layers} layers × 2 bytes = "
+            f"About {m['tokens']:,.0f} tokens: the weights take {sizing.format_bytes(m['weights'])}, and each token "
+            f"adds 2 (K and V) × {spec.n_kv_heads} KV heads × {spec.head_dim} × {spec.n_layers} layers × 2 bytes = "
             f"{m['per_token']:,} bytes. That is beyond its published context of {context:,} tokens, so one sequence "
             f"never gets there (a full one caches {m['per_token'] * context / m['weights']:.2f}× the weights' size), "
             f"but a batch does: 32 full sequences cache {32 * m['per_token'] * context / m['weights']:.1f}×. When a "
