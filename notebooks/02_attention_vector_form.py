@@ -409,7 +409,8 @@ print(ch02.check_scaled_scores(answer_scaled_scores))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 3.** Put it together: the attention output $o = \sum_i a_i v_i$ for one query, with
-# `values` of shape `(n, d_v)`, returning shape `(d_v,)`. Your two functions above are allowed.
+# `values` of shape `(n, d_v)`, returning shape `(d_v,)`. Your two functions above are allowed; the library's
+# `attention_vector` is not (the check notices).
 
 # %% slideshow={"slide_type": "-"}
 def my_attend(q, keys, values):

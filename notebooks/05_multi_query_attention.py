@@ -512,7 +512,8 @@ print(ch05.check_prediction_mqa_parameters(prediction_mqa_parameters))
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 2.** Write causal multi-query attention as a function `(q, k, v) -> out` with
 # `q` of shape (batch, n_heads, seq, d) and `k`, `v` of shape (batch, 1, seq, d). Hint: you do not need
-# to copy `k` and `v` n_heads times; broadcasting does it.
+# to copy `k` and `v` n_heads times; broadcasting does it. The library's attention functions are off
+# limits (the check notices).
 
 # %% slideshow={"slide_type": "-"}
 answer_mqa_attention = None  # a function (q, k, v) -> out of shape (batch, n_heads, seq, d)

@@ -21,7 +21,7 @@ from torch.overrides import _get_current_function_mode_stack
 
 from attnlab import attention, costs, dsa, gqa, lowrank, quant, rope, sizing, tokenization
 from attnlab.attention import causal_mask as imported_causal_mask
-from attnlab.exercises import ch01, ch02, ch03, ch04, ch06, ch07, ch08, ch09, ch10, ch11, ch12, ch13, ch14
+from attnlab.exercises import ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10, ch11, ch12, ch13, ch14
 from attnlab.exercises._common import DerivedShapeWatch, Guard, Shortcut, call_answer, run_prediction
 from attnlab.tokenization import get_pair_counts as renamed_pair_counts
 
@@ -54,6 +54,13 @@ SHORTCUTS = [
      "answer_softmax"),
     ("ch02-attnlab.softmax", ch02.check_softmax, lambda s: attention.softmax(s, on_fully_masked="zeros"),
      "attnlab.attention.softmax", "ch02", "answer_softmax"),
+    ("ch02-attention_vector", ch02.check_attend, lambda q, k, v: attention.attention_vector(q, k, v)[0],
+     "attention_vector", "ch02", "answer_attend"),
+    ("ch05-grouped_attention", ch05.check_mqa_attention, lambda q, k, v: gqa.grouped_attention(q, k, v)[0],
+     "library attention", "ch05", "answer_mqa_attention"),
+    ("ch05-sdpa", ch05.check_mqa_attention,
+     lambda q, k, v: F.scaled_dot_product_attention(q, k.expand_as(q), v.expand_as(q), is_causal=True),
+     "library attention", "ch05", "answer_mqa_attention"),
     ("ch03-causal_mask", ch03.check_causal_mask, lambda n: imported_causal_mask(n, n),
      "attnlab.attention.causal_mask", "ch03", "answer_causal_mask"),
     ("ch06-mha_to_gqa", ch06.check_mean_pool, lambda w, h, g: _pool_through_library(w, h, g),

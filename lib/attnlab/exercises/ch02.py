@@ -33,6 +33,14 @@ SOFTMAX_SHORTCUT = Shortcut(
 )
 
 
+#: Exercise 3 builds attention from the learner's own pieces.
+ATTEND_SHORTCUT = Shortcut(
+    "a library attention (attention_vector, attention_matrix or scaled_dot_product_attention)",
+    (attention.attention_vector, attention.attention_matrix, F.scaled_dot_product_attention),
+    "combine your own scaled scores and softmax: o = Σ a_i v_i",
+)
+
+
 def _call(fn, *args, shortcuts=()):
     """Call the learner's function; report an exception or a forbidden shortcut as a failed check."""
     return call_answer(fn, *args, shortcuts=shortcuts)
@@ -138,7 +146,7 @@ def check_attend(answer: object) -> str:
             n, d = keys.shape
             values = torch.randn(n, 3, generator=gen)  # d_v = 3, unlike d, to catch a mix-up
             want, weights = attention_vector(q, keys, values)
-            got = _call(fn, q, keys, values)
+            got = _call(fn, q, keys, values, shortcuts=[ATTEND_SHORTCUT])
             assert torch.is_tensor(got), f"answer should return a torch.Tensor, got {type(got).__name__}"
             if got.shape == weights.shape and (got.shape != want.shape or _close(got.to(weights.dtype), weights)):
                 raise AssertionError("that returns the weights (one per key): return sum_i a_i v_i, a vector of "
