@@ -220,6 +220,38 @@ def test_ch08_rebuilt_values_fail_with_the_reason_for_absorption(cheat):
     assert "built per-head values" in str(failure.value) and "Absorption exists" in str(failure.value)
 
 
+def _absorbed_broadcast_matmul(q, w, c):
+    return torch.einsum("bshd,hdc->bshc", q, w) @ c.transpose(-1, -2)[:, None]  # reshapes (b s) inside
+
+
+def _absorbed_rows(q, w, c):
+    b, s, h, _ = q.shape
+    return (torch.einsum("bshd,hdc->bshc", q, w).reshape(b, s * h, -1) @ c.mT).view(b, s, h, -1)
+
+
+def _absorbed_head_by_head(q, w, c):
+    return torch.stack([(q[:, :, i] @ w[i]) @ c.mT for i in range(w.shape[0])], dim=2)
+
+
+def _absorbed_token_by_token(q, w, c):
+    q_latent = torch.einsum("bshd,hdc->bshc", q, w)
+    return torch.stack([(q_latent * c[:, t, None, None]).sum(-1) for t in range(c.shape[1])], dim=-1)
+
+
+@pytest.mark.parametrize("honest", [_absorbed_broadcast_matmul, _absorbed_rows, _absorbed_head_by_head,
+                                    _absorbed_token_by_token])
+def test_ch08_honest_absorbed_scores_are_not_flagged(honest):
+    """Whatever reshapes torch makes inside, no other size can pass for the head width (see ch08.CASES)."""
+    assert ch08.check_absorbed_scores(honest).startswith("✓")
+
+
+def test_ch08_honest_output_path_head_by_head_is_not_flagged():
+    def head_by_head(a, c, w_uv, w_o):
+        return torch.cat([(a[:, :, h] @ c) @ w_uv[h].T for h in range(w_uv.shape[0])], dim=-1) @ w_o.T
+
+    assert ch08.check_absorbed_output(head_by_head).startswith("✓")
+
+
 def test_ch08_absorbing_w_uv_into_w_o_is_allowed():
     """DeepSeek folds W^UV into W^O: mixing latents, then one (d_c -> d_model) map per head, builds no value."""
     def folded(a, c, w_uv, w_o):

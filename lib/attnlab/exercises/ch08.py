@@ -26,9 +26,11 @@ STEP_CONTEXT = 4096
 #: The prefill length of exercise 4.
 PREFILL_LENGTH = 4096
 
-#: Sizes (b, s, t, h, d_h, d_c) of the random cases of exercises 1 and 2. No product of the other sizes
-#: equals the head width d_h (or n_h d_h), so a head-width axis in a tensor can only come from W^UK or W^UV.
-CASES = ((1, 1, 5, 2, 3, 4), (2, 3, 7, 4, 6, 5), (1, 2, 11, 3, 8, 13), (3, 1, 9, 1, 2, 7))
+#: Sizes (b, s, t, h, d_h, d_c) of the random cases of exercises 1 and 2. The head width d_h is a prime that
+#: divides no other size, so no reshape of the other axes (b s, s h, b s h, ...) can take its width, nor
+#: n_h d_h's: a head-width axis in a tensor can only come from W^UK or W^UV. Likewise no such product equals
+#: the token count t in a tensor that also has a value-width axis.
+CASES = ((1, 1, 5, 2, 7, 4), (2, 3, 5, 4, 11, 6), (1, 2, 9, 3, 13, 8), (3, 1, 8, 1, 5, 4))
 
 WHY_ABSORB = (
     "Absorption exists so that decode never rebuilds per-head {what} from the cache: DeepSeek-V3 would turn "
