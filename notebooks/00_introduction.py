@@ -396,28 +396,19 @@ display(Markdown(
 # the numbers given, not with `attnlab.sizing`; the checks compare with it. Solutions are in
 # `notebooks/solutions/ch00.py`.
 #
-# **Exercise 1.** Llama-3-8B's `config.json` says `num_hidden_layers` 32, `num_attention_heads` 32,
-# `num_key_value_heads` 8, `hidden_size` 4096. How many bytes does one token add to its KV cache in
-# bfloat16, over all layers? (An integer.)
+# **Exercise 1 (predict, then run).** Llama-3-8B has 8 billion parameters and caches, per token, a key and
+# a value for each of its 8 KV heads (width 128) in each of its 32 layers. In bfloat16, at how many tokens of
+# one sequence does its KV cache weigh as much as its weights? Write your guess first; the check cell
+# computes it and explains.
 
 # %% slideshow={"slide_type": "-"}
-answer_llama3_bytes_per_token = None
+prediction_cache_meets_weights = None  # a number of tokens
 
 # %% slideshow={"slide_type": "-"}
-print(ch00.check_llama3_bytes_per_token(answer_llama3_bytes_per_token))
+print(ch00.check_prediction_cache_meets_weights(prediction_cache_meets_weights))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Exercise 2.** Take DeepSeek-V3's attention shape (128 query heads of width 128) and give it GQA
-# instead of MLA. How many KV heads make its cache 8× smaller than with MHA?
-
-# %% slideshow={"slide_type": "-"}
-answer_kv_heads_for_8x = None
-
-# %% slideshow={"slide_type": "-"}
-print(ch00.check_kv_heads_for_8x(answer_kv_heads_for_8x))
-
-# %% [markdown] slideshow={"slide_type": "subslide"}
-# **Exercise 3.** DeepSeek-V3 caches $d_c$ = 512 latent numbers and a $d_h^R$ = 64 wide RoPE key per
+# **Exercise 2.** DeepSeek-V3 caches $d_c$ = 512 latent numbers and a $d_h^R$ = 64 wide RoPE key per
 # token and layer, in 61 layers. How many GiB ($2^{30}$ bytes) does its cache take for one sequence of
 # 128K = 131,072 tokens in bfloat16? (To 0.01 GiB.)
 

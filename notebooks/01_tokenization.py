@@ -470,7 +470,8 @@ print(ch01.check_pair_counts(answer_pair_counts))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 2.** Write a function `(ids, pair, new_id) -> list` that replaces every occurrence of `pair`
-# by `new_id`, left to right, like `merge`. `([1, 2, 3, 1, 2], (1, 2), 4)` gives `[4, 3, 4]`.
+# by `new_id`, left to right, like `merge` (without calling it). `([1, 2, 3, 1, 2], (1, 2), 4)` gives
+# `[4, 3, 4]`.
 
 # %% slideshow={"slide_type": "-"}
 answer_merge = None
@@ -487,6 +488,17 @@ answer_bytes_per_token = None
 
 # %% slideshow={"slide_type": "-"}
 print(ch01.check_bytes_per_token(answer_bytes_per_token))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 4 (predict, then run).** Draw 2,000 pairs of random vectors in 64 dimensions (independent
+# standard normal entries), like an untrained embedding table's rows. What is the average |cos| between the
+# two vectors of a pair? Write your guess first; the check cell then runs the experiment and explains.
+
+# %% slideshow={"slide_type": "-"}
+prediction_mean_abs_cos = None  # a number between 0 and 1
+
+# %% slideshow={"slide_type": "-"}
+print(ch01.check_prediction_mean_abs_cos(prediction_mean_abs_cos))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary

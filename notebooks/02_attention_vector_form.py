@@ -383,7 +383,8 @@ display(Markdown(
 #
 # **Exercise 1.** Write a softmax for a 1-D tensor of scores that does not overflow: it must return
 # finite weights for `torch.tensor([1000.0, 1001.0, 1002.0])` in float32, and zeros where a score is
-# `-inf`. Do not call `torch.softmax` or the library's `softmax`.
+# `-inf`. Do not call `torch.softmax` (in any of its spellings: `F.softmax`, `scores.softmax`) or the
+# library's `softmax`: the check notices.
 
 # %% slideshow={"slide_type": "-"}
 def my_softmax(scores):
@@ -414,7 +415,8 @@ print(ch02.check_scaled_scores(answer_scaled_scores))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 3.** Put it together: the attention output $o = \sum_i a_i v_i$ for one query, with
-# `values` of shape `(n, d_v)`, returning shape `(d_v,)`. Your two functions above are allowed.
+# `values` of shape `(n, d_v)`, returning shape `(d_v,)`. Your two functions above are allowed; the library's
+# `attention_vector` is not (the check notices).
 
 # %% slideshow={"slide_type": "-"}
 def my_attend(q, keys, values):
@@ -426,6 +428,18 @@ answer_attend = None  # when it works: answer_attend = my_attend
 
 # %% slideshow={"slide_type": "-"}
 print(ch02.check_attend(answer_attend))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 4 (predict, then run).** Take a query and 16 keys in $d$ = 512 dimensions, all entries standard
+# normal, and apply softmax to the **raw** scores $q \cdot k_i$, without dividing by $\sqrt d$. On average
+# over many queries, how large is the largest of the 16 weights? Write your guess first; the check cell runs
+# the experiment and explains.
+
+# %% slideshow={"slide_type": "-"}
+prediction_unscaled_max_weight = None  # a number between 0 and 1
+
+# %% slideshow={"slide_type": "-"}
+print(ch02.check_prediction_unscaled_max_weight(prediction_unscaled_max_weight))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary

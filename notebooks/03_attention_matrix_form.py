@@ -421,7 +421,7 @@ display(Markdown(
 # `notebooks/solutions/ch03.py`; try first.
 #
 # **Exercise 1.** Write the causal mask: a function of `n` returning an `(n, n)` boolean tensor that is
-# `True` where query i may attend to key j. Do not call `causal_mask`.
+# `True` where query i may attend to key j. Do not call `causal_mask` (the check notices).
 
 # %% slideshow={"slide_type": "-"}
 def my_causal_mask(n):
@@ -465,6 +465,17 @@ answer_score_gib = None
 
 # %% slideshow={"slide_type": "-"}
 print(ch03.check_score_gib(answer_score_gib))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 4 (predict, then run).** Causal attention, one head, with no positional information of any
+# kind. Shuffle the order of tokens 0 to n − 2 and leave the last token where it is. Does the last token's
+# output change? Write `True` or `False` first; the check cell runs it and explains.
+
+# %% slideshow={"slide_type": "-"}
+prediction_last_output_changes = None  # True or False
+
+# %% slideshow={"slide_type": "-"}
+print(ch03.check_prediction_shuffled_past(prediction_last_output_changes))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary

@@ -619,6 +619,17 @@ answer_tokens_in_24gib = None
 # %% slideshow={"slide_type": "-"}
 print(ch04.check_llama3_tokens_in_24gib(answer_tokens_in_24gib))
 
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 4 (predict, then run).** A layer generates 100 tokens one at a time **without** a cache: step
+# $t$ runs it on the whole prefix so far. How many token positions pass through $W^K$ in total? Write your
+# guess first; the check cell counts them with a hook, and with a cache too.
+
+# %% slideshow={"slide_type": "-"}
+prediction_key_rows = None  # an int
+
+# %% slideshow={"slide_type": "-"}
+print(ch04.check_prediction_key_rows(prediction_key_rows))
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #

@@ -504,20 +504,21 @@ display(Markdown("\n".join(rows)))
 # Replace each `None` with your answer and run the check below it. Worked solutions are in
 # `notebooks/solutions/ch05.py`.
 #
-# **Exercise 1.** Falcon-7B's config (`huggingface.co/tiiuae/falcon-7b`) has `n_layer` 32, `n_head` 71,
-# `hidden_size` 4544 and `multi_query: true`. How many bytes does one token add to its KV cache in
-# bfloat16, over all layers? Work it out by hand (an int).
+# **Exercise 1 (predict, then run).** Build an MHA layer and an MQA layer, both with $d_\text{model}$ = 512
+# and 8 query heads of width 64. The MQA layer caches 8× less per token. How many times the MQA layer's
+# parameters does the MHA layer have? Write your guess first; the check cell counts them.
 
 # %% slideshow={"slide_type": "-"}
-answer_falcon_bytes_per_token = None
+prediction_mqa_parameters = None  # a positive number: MHA parameters / MQA parameters
 
 # %% slideshow={"slide_type": "-"}
-print(ch05.check_falcon_bytes_per_token(answer_falcon_bytes_per_token))
+print(ch05.check_prediction_mqa_parameters(prediction_mqa_parameters))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 2.** Write causal multi-query attention as a function `(q, k, v) -> out` with
 # `q` of shape (batch, n_heads, seq, d) and `k`, `v` of shape (batch, 1, seq, d). Hint: you do not need
-# to copy `k` and `v` n_heads times; broadcasting does it.
+# to copy `k` and `v` n_heads times; broadcasting does it. The library's attention functions are off
+# limits (the check notices).
 
 # %% slideshow={"slide_type": "-"}
 answer_mqa_attention = None  # a function (q, k, v) -> out of shape (batch, n_heads, seq, d)

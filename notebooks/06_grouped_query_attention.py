@@ -448,7 +448,7 @@ display(Markdown(
 # **Exercise 1.** Write the paper's conversion for one weight: a function `(w, n_heads, n_kv_heads)` that
 # takes a key (or value) projection weight `w` of shape (n_heads · d_h, d_model), whose rows
 # h·d_h … (h+1)·d_h − 1 belong to head h, and returns the mean-pooled weight of shape
-# (n_kv_heads · d_h, d_model). The check compares it with `mha_to_gqa`.
+# (n_kv_heads · d_h, d_model). The check compares it with `mha_to_gqa`, which you may not call.
 
 # %% slideshow={"slide_type": "-"}
 answer_mean_pool = None  # a function (w, n_heads, n_kv_heads) -> tensor
@@ -457,21 +457,24 @@ answer_mean_pool = None  # a function (w, n_heads, n_kv_heads) -> tensor
 print(ch06.check_mean_pool(answer_mean_pool))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Exercise 2.** List every number of K/V heads that GQA allows for a model with 12 query heads.
+# **Exercise 2.** Write causal grouped-query attention as a function `(q, k, v) -> out` with `q` of shape
+# (batch, n_heads, seq, d) and `k`, `v` of shape (batch, n_kv_heads, seq, d): query head $h$ reads KV head
+# $\lfloor h / r \rfloor$, $r$ = n_heads / n_kv_heads. Without `grouped_attention`, `repeat_kv` or
+# `F.scaled_dot_product_attention` (the check notices); viewing `q` as groups lets broadcasting share K and V.
 
 # %% slideshow={"slide_type": "-"}
-answer_valid_kv_heads = None  # a list of ints
+answer_gqa_attention = None  # a function (q, k, v) -> out of shape (batch, n_heads, seq, d)
 
 # %% slideshow={"slide_type": "-"}
-print(ch06.check_valid_kv_heads(answer_valid_kv_heads))
+print(ch06.check_gqa_attention(answer_gqa_attention))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Exercise 3.** Qwen2.5-7B's config (`huggingface.co/Qwen/Qwen2.5-7B`) has 28 layers, 28 attention
-# heads, 4 key/value heads and `hidden_size` 3584. How many bytes does one token add to its KV cache in
-# bfloat16, over all layers? Work it out by hand (an int).
+# **Exercise 3 (predict, then run).** Llama-3-8B has 32 query heads and 8 KV heads. One decode step at 8,192
+# tokens of context: what fraction of the attention FLOPs of an MHA version (32 KV heads) does it spend?
+# Write your guess first; the check cell computes it.
 
 # %% slideshow={"slide_type": "-"}
-answer_qwen_bytes_per_token = None
+prediction_gqa_flops = None  # a positive number: GQA FLOPs / MHA FLOPs
 
 # %% slideshow={"slide_type": "-"}
-print(ch06.check_qwen_bytes_per_token(answer_qwen_bytes_per_token))
+print(ch06.check_prediction_gqa_flops(prediction_gqa_flops))

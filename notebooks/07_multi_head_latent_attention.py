@@ -517,30 +517,33 @@ display(Markdown(
 # Each exercise has an answer cell (replace `None`) and a check cell. Solutions are in
 # `notebooks/solutions/ch07.py`.
 #
-# **Exercise 1.** DeepSeek-V2's `config.json` says `kv_lora_rank` 512, `qk_rope_head_dim` 64 and
-# `num_hidden_layers` 60. How many bytes does one token add to its MLA cache in bfloat16, over all layers?
-# Work it out by hand. (An integer.)
+# **Exercise 1.** One latent for keys and values. Write a function `(w_k, w_v, r) -> (w_dkv, w_uk, w_uv)`:
+# `w_k` ($n_h d_h$, $d$) and `w_v` ($n_h d_v$, $d$) are an MHA layer's key and value projections; return the
+# down-projection `w_dkv` ($r$, $d$) and the up-projections `w_uk` ($n_h d_h$, $r$), `w_uv` ($n_h d_v$, $r$)
+# whose product `[w_uk; w_uv] @ w_dkv` is the best rank-$r$ approximation of the stacked `[w_k; w_v]`. Use
+# `torch.linalg.svd`, not `attnlab.lowrank` (the check notices).
 
 # %% slideshow={"slide_type": "-"}
-answer_v2_bytes_per_token = None
+answer_joint_factors = None
 
 # %% slideshow={"slide_type": "-"}
-print(ch07.check_v2_bytes_per_token(answer_v2_bytes_per_token))
+print(ch07.check_joint_factors(answer_joint_factors))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Exercise 2.** With DeepSeek-V3's widths ($d_c$ = 512, $d_h^R$ = 64, $d_h$ = 128), how many K/V groups
-# $n_g$ would GQA need to cache exactly as many numbers per token as MLA?
+# **Exercise 2 (predict, then run).** Take a 256 × 256 matrix of independent standard normal numbers and
+# keep its best rank-32 approximation. What relative error $\lVert M - M_{32} \rVert_F / \lVert M \rVert_F$
+# is left? Write your guess first; the check cell runs it and explains.
 
 # %% slideshow={"slide_type": "-"}
-answer_gqa_groups = None
+prediction_random_rank_error = None  # a number between 0 and 1
 
 # %% slideshow={"slide_type": "-"}
-print(ch07.check_gqa_groups(answer_gqa_groups))
+print(ch07.check_prediction_random_rank(prediction_random_rank_error))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 3.** Write a function `(matrix, r) -> float` that returns the relative error
 # $\lVert M - M_r \rVert_F / \lVert M \rVert_F$ of the best rank-$r$ approximation of a 2-D tensor, using
-# `torch.linalg.svdvals` (without calling `attnlab.lowrank`). Assign the function itself.
+# `torch.linalg.svdvals` (without calling `attnlab.lowrank`: the check notices). Assign the function itself.
 
 # %% slideshow={"slide_type": "-"}
 answer_lowrank_error = None

@@ -492,7 +492,9 @@ display(Markdown(
 #
 # **Exercise 1.** Write a function `(q_nope, w_uk, c_kv) -> scores` with `q_nope` (batch, queries, heads,
 # $d_h$), `w_uk` (heads, $d_h$, $d_c$) and `c_kv` (batch, tokens, $d_c$), returning (batch, queries, heads,
-# tokens) with `scores[b, s, h, t]` $= q \cdot (W^{UK}_h c_t)$, without building any key: two einsums.
+# tokens) with `scores[b, s, h, t]` $= q \cdot (W^{UK}_h c_t)$, without building any key: two einsums. The
+# check watches every tensor your function computes: one made from `c_kv` with a head's width $d_h$ is a
+# rebuilt key, and fails it.
 
 # %% slideshow={"slide_type": "-"}
 answer_absorbed_scores = None
@@ -501,14 +503,17 @@ answer_absorbed_scores = None
 print(ch08.check_absorbed_scores(answer_absorbed_scores))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Exercise 2.** In absorbed mode, how many numbers wide is one head's query in DeepSeek-V3
-# ($d_c$ = 512, $d_h$ = 128, $d_h^R$ = 64)?
+# **Exercise 2.** The other half of absorption, the output path. Write a function
+# `(weights, c_kv, w_uv, w_o) -> out` with `weights` (batch, queries, heads, tokens), `c_kv` (batch, tokens,
+# $d_c$), `w_uv` (heads, $d_v$, $d_c$) and `w_o` ($d_\text{model}$, heads · $d_v$), returning (batch, queries,
+# $d_\text{model}$): $\text{out} = W^O [o_1; \dots; o_{n_h}]$ with $o_h = \sum_t a_{h,t} W^{UV}_h c_t$. Build no
+# per-token value $W^{UV}_h c_t$ (the check watches): mix the latents first, then apply $W^{UV}_h$ once.
 
 # %% slideshow={"slide_type": "-"}
-answer_absorbed_query_width = None
+answer_absorbed_output = None
 
 # %% slideshow={"slide_type": "-"}
-print(ch08.check_absorbed_query_width(answer_absorbed_query_width))
+print(ch08.check_absorbed_output(answer_absorbed_output))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 3.** How many multiply-adds does one absorbed decode step of one DeepSeek-V3 layer
@@ -520,6 +525,18 @@ answer_absorbed_step_macs = None
 
 # %% slideshow={"slide_type": "-"}
 print(ch08.check_absorbed_step_macs(answer_absorbed_step_macs))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 4 (predict, then run).** Now a prefill: 4,096 tokens through one DeepSeek-V3 layer, every token a
+# query, causal. The naive form expands K and V once per token and attends with 192-wide keys and 128-wide
+# values; the absorbed form attends in the latent space. Counting the attention core only, how many times the
+# FLOPs of the naive form does the absorbed form spend? Write your guess first; the check cell computes it.
+
+# %% slideshow={"slide_type": "-"}
+prediction_prefill_ratio = None  # a positive number: absorbed FLOPs / naive FLOPs
+
+# %% slideshow={"slide_type": "-"}
+print(ch08.check_prediction_prefill_ratio(prediction_prefill_ratio))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary

@@ -412,7 +412,7 @@ display(Markdown(
 #
 # **Exercise 1.** Write a function `(x, m, base) -> tensor` that applies RoPE in the **halves** convention
 # to a vector `x` of even width $d$ at position `m`: pair $i$ = `(x[i], x[i + d/2])` turns by $m\,\theta_i$,
-# $\theta_i$ = `base ** (-2 i / d)`. Do not call `attnlab.rope`.
+# $\theta_i$ = `base ** (-2 i / d)`. Do not call `attnlab.rope` (the check notices).
 
 # %% slideshow={"slide_type": "-"}
 answer_rope = None
@@ -431,14 +431,28 @@ answer_permutation = None
 print(ch09.check_permutation(answer_permutation))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Exercise 3.** DeepSeek-V3's query and key heads are $d_h + d_h^R$ = 128 + 64 wide, and YaRN extends its
-# context by a factor of 40 with `mscale` 1.0. What is its softmax scale? (A float.)
+# **Exercise 3.** Wire decoupled RoPE into a tiny layer by hand. `ch09.exercise_layer()` is an MLA layer
+# without query latent (`layer.w_q`: per head, rows $[W^{UQ}_i; W^{QR}_i]$; `layer.w_dkv`: rows
+# $[W^{DKV}; W^{KR}]$; `layer.kv_norm`; `layer.w_uk`; `layer.rope(t, positions)`; `layer.config`, with YaRN on).
+# Write `(layer, x) -> scores`: for `x` (batch, s, d_model) at positions 0 .. s−1, the pre-softmax, unmasked
+# scores (batch, s, heads, s), $(q^C_i \cdot W^{UK}_i c^{KV}_t + q^R_i \cdot k^R_t) \times$ the softmax scale,
+# without calling the layer's `queries`, `latents`, `attend_*` or `forward`.
 
 # %% slideshow={"slide_type": "-"}
-answer_v3_softmax_scale = None
+answer_decoupled_scores = None
 
 # %% slideshow={"slide_type": "-"}
-print(ch09.check_v3_softmax_scale(answer_v3_softmax_scale))
+print(ch09.check_decoupled_scores(answer_decoupled_scores))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 4 (predict, then run).** Run the same layer on the same tokens, but with every position shifted by
+# 1,000: queries and keys alike. Do the scores change? Write `True` or `False` first; the check cell runs it.
+
+# %% slideshow={"slide_type": "-"}
+prediction_scores_change = None  # True or False
+
+# %% slideshow={"slide_type": "-"}
+print(ch09.check_prediction_shifted_positions(prediction_scores_change))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary

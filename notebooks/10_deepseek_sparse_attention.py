@@ -545,28 +545,32 @@ display(Markdown(
 # Each exercise has an answer cell (replace `None`) and a check cell. Worked solutions are in
 # `notebooks/solutions/ch10.py`; try first.
 #
-# **Exercise 1.** A causal prefill of $L = 8192$ tokens runs DSA with $k = 2048$. How many query-key pairs
-# does the sparse attention score in one layer (and one head)? Query $t$ (counting from 1) sees $t$ tokens,
-# itself included. Give an int.
+# **Exercise 1.** Causal top-k with padding. Write `(scores, k) -> indices`: `scores` (T, S) are raw index
+# scores of T queries that are the last T positions of S keys (query t sits at position S − T + t and may see
+# keys 0 to S − T + t); return (T, min(k, S)) integer indices of each query's k best visible keys, best
+# first, with −1 in the slots of a query that sees fewer than k tokens. `torch.topk` is fine;
+# `dsa.topk_indices` is not (the check notices).
 
 # %% slideshow={"slide_type": "-"}
-answer_prefill_pairs = None
+answer_causal_topk = None
 
 # %% slideshow={"slide_type": "-"}
-print(ch10.check_prefill_pairs(answer_prefill_pairs))
+print(ch10.check_causal_topk(answer_causal_topk))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 2.** Write the indexer's score. `index_scores(q, w, k)` takes index queries `q` of shape
 # `(T, H, d)`, head weights `w` of shape `(T, H)` and index keys `k` of shape `(S, d)`, and returns
 # $I[t, s] = \sum_j w[t, j]\, \operatorname{ReLU}(q[t, j] \cdot k[s])$ of shape `(T, S)`, without the
-# $(d^I)^{-1/2}$ factor and without a mask. Then set `answer_index_scores = index_scores`.
+# $(d^I)^{-1/2}$ factor and without a mask. The draft below is NOT that formula yet: it sums the raw dot
+# products over the heads, with no ReLU and no weights. Fix it, then set `answer_index_scores = index_scores`
+# (the check names the slip it sees in a wrong version).
 
 # %% slideshow={"slide_type": "-"}
 def index_scores(q, w, k):
-    """q (T, H, d), w (T, H), k (S, d) -> I (T, S). A first draft: the dot products are right, but the
-    ReLU and the head weights w are still missing (the check says which slip it sees)."""
+    """q (T, H, d), w (T, H), k (S, d) -> (T, S). A draft, not yet I: the dot products are right, but it
+    adds them over the heads as they are, without the ReLU and without the weights w."""
     logits = torch.einsum("tjd,sd->tjs", q, k)  # q[t, j] · k[s], shape (T, H, S)
-    return logits.sum(dim=1)  # sums the heads as they are: no ReLU, no weights yet
+    return logits.sum(dim=1)  # sum_j q[t, j] · k[s]: ReLU and w[t, j] still missing
 
 
 answer_index_scores = None
@@ -590,6 +594,17 @@ answer_crossover = None
 
 # %% slideshow={"slide_type": "-"}
 print(ch10.check_crossover(answer_crossover))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 4 (predict, then run).** DeepSeek-V3.2 decodes one token at 128K tokens of context with
+# $k$ = 2,048. How many times fewer FLOPs does that token cost in one layer with DSA than with dense MLA?
+# Write your guess first; the check cell computes it and explains.
+
+# %% slideshow={"slide_type": "-"}
+prediction_decode_speedup = None  # a positive number: dense FLOPs / DSA FLOPs
+
+# %% slideshow={"slide_type": "-"}
+print(ch10.check_prediction_decode_speedup(prediction_decode_speedup))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary

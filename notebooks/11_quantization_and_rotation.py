@@ -586,15 +586,28 @@ answer_fwht = None
 print(ch11.check_fwht(answer_fwht))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Exercise 3.** DeepSeek-V3.2 with FlashMLA's FP8 MLA cache (656 bytes per token and layer, as in
-# section 8) and FP8 index keys (128 values plus one float32 scale): how many **bytes** does one token of
-# context take over all 61 layers? Give an int.
+# **Exercise 3.** Block FP8 with ue8m0 scales, as DeepSeek-V3.2's `act_quant` does it. Write
+# `(x, block) -> (x_fp8, scales)`: split the last axis of `x` (float32) into blocks of `block` values; give
+# each block the scale $s = 2^{\lceil \log_2(\max(a, 10^{-4}) / 448) \rceil}$, $a$ its largest $|x_i|$;
+# return `x / s` per block cast to `torch.float8_e4m3fn`, and the float32 scales (one per block). Do not
+# call `quant.quantize_fp8_blocks`, `quant.block_scales` or `quant.fake_quantize_fp8` (the check notices).
 
 # %% slideshow={"slide_type": "-"}
-answer_fp8_cache_bytes = None
+answer_block_fp8 = None
 
 # %% slideshow={"slide_type": "-"}
-print(ch11.check_fp8_cache_bytes(answer_fp8_cache_bytes))
+print(ch11.check_block_fp8(answer_block_fp8))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 4 (predict, then run).** Quantize blocks of 128 standard normal values to FP8, once with exact
+# fp32 scales (amax / 448) and once with ue8m0 scales, which round that scale up to a power of two: up to
+# 2× larger. How many times larger is the RMS error with ue8m0? Write your guess first; the check cell runs it.
+
+# %% slideshow={"slide_type": "-"}
+prediction_ue8m0_cost = None  # a positive number: RMS error with ue8m0 / RMS error with fp32 scales
+
+# %% slideshow={"slide_type": "-"}
+print(ch11.check_prediction_ue8m0_cost(prediction_ue8m0_cost))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary

@@ -497,8 +497,8 @@ display(Markdown(
 # (`-1` where a query has fewer than $k$ tokens). Return
 # $\sum_t \mathrm{KL}(p_{t,S_t} \,\|\, \mathrm{Softmax}(I_{t,S_t}))$ summed over batch and queries: $p_t$
 # summed over heads, kept on $S_t$ and renormalised there, and detached. `attnlab.dsa.selection_mask` turns
-# `selected` into a boolean mask; `torch.xlogy(p, p)` computes $p \log p$ with $0 \log 0 = 0$. Then set
-# `answer_selected_kl = selected_kl`.
+# `selected` into a boolean mask; `torch.xlogy(p, p)` computes $p \log p$ with $0 \log 0 = 0$;
+# `indexer_kl_loss` is off limits (the check notices). Then set `answer_selected_kl = selected_kl`.
 
 # %% slideshow={"slide_type": "-"}
 def selected_kl(attn_weights, index_scores, selected):
@@ -527,21 +527,16 @@ answer_kl_reach = None
 print(ch12.check_kl_reach(answer_kl_reach))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Exercise 3.** How many **bytes** does DeepSeek-V3.2's indexer key cache take for one sequence of 128K
-# tokens (131,072), over all its layers, with the keys in FP8 (one byte per number) and one fp32 scale per
-# block of 128 numbers? Use the shape below; give an int.
-
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
-display(Markdown(
-    f"{spec.name}: {spec.n_layers} layers, {spec.index_n_heads} index heads, index_head_dim "
-    f"{spec.index_head_dim}, top-k {spec.index_topk}."
-))
+# **Exercise 3 (predict, then run).** A fresh indexer gives every one of a query's $k$ = 2,048 selected tokens
+# the same score, while the main attention of that query sits entirely on one of them. What is stage 2's loss,
+# $\mathrm{KL}(p_{t,S_t} \,\|\, \mathrm{Softmax}(I_{t,S_t}))$, for that query? Write your guess first; the check
+# cell computes it with `indexer_kl_loss`.
 
 # %% slideshow={"slide_type": "-"}
-answer_index_cache_bytes = None
+prediction_flat_kl = None  # a number, in nats
 
 # %% slideshow={"slide_type": "-"}
-print(ch12.check_index_cache_bytes(answer_index_cache_bytes))
+print(ch12.check_prediction_flat_kl(prediction_flat_kl))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary

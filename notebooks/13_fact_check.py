@@ -242,24 +242,27 @@ display(Markdown(
 #
 # Replace `None` with your answer and run the check. Worked solutions: `notebooks/solutions/ch13.py`.
 #
-# **1.** How many bytes does one token add to Llama-3-70B's cache in bfloat16 (80 layers, 64 query heads,
-# 8 KV heads, head_dim 128)?
+# **1.** Read a config as the model code does. Write `config -> int`: the numbers one token adds to ONE
+# full-attention layer's cache, for a dict of `config.json` fields like those of `ch13.CONFIGS` (Llama-3-70B,
+# Gemma-2-9B, Falcon-7B, Qwen2.5-7B, DeepSeek-V3). Mind an explicit `head_dim`, a missing
+# `num_key_value_heads`, `multi_query`, and MLA's `kv_lora_rank`. Without `attnlab.sizing` (the check notices).
 
 # %% slideshow={"slide_type": "-"}
-answer_llama3_70b_bytes = None
+answer_cache_numbers = None
 
 # %% slideshow={"slide_type": "-"}
-print(ch13.check_llama3_70b_bytes(answer_llama3_70b_bytes))
+print(ch13.check_cache_numbers(answer_cache_numbers))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **2.** Gemma-2-9B's config.json: 42 layers, 16 query heads, 8 KV heads, hidden_size 3584, head_dim 256.
-# Bytes per token in bfloat16?
+# **2 (predict, then run).** DeepSeek-V3's naive MLA mode rebuilds, for every head, a key of width 128 + 64
+# (content and RoPE) and a value of width 128. If it cached those instead of the latent and the RoPE key, how
+# many times larger would its cache be? Write your guess first; the check cell computes it.
 
 # %% slideshow={"slide_type": "-"}
-answer_gemma2_bytes = None
+prediction_naive_cache = None  # a positive number
 
 # %% slideshow={"slide_type": "-"}
-print(ch13.check_gemma2_bytes(answer_gemma2_bytes))
+print(ch13.check_prediction_naive_cache(prediction_naive_cache))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **3.** How many 80 GiB GPUs hold DeepSeek-V3's weights in bfloat16 (671B parameters) plus the MLA cache

@@ -370,27 +370,31 @@ display(Markdown(
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
-# Use `attnlab.costs`' formulas or your own arithmetic; solutions are in `notebooks/solutions/ch14.py`.
+# Count by hand: every check measures its reference on the real layer (torch's FLOP counter, the bytes of the
+# weights and the cache), so `attnlab.costs` cannot answer for you, and exercise 1 may not call it. Solutions
+# are in `notebooks/solutions/ch14.py`.
 #
-# **1.** One MQA decode step at `ch14.CONTEXT` = 8192 cached tokens, `DEFAULT_SHAPE`, float32: what is its
-# arithmetic intensity in FLOP per byte, weights included?
+# **1.** Write `(shape, context) -> (flops, n_bytes)` for one MQA decode step of one layer in float32, batch 1,
+# after `context` cached tokens: the FLOPs (2 per multiply-add) and the bytes read, weights included. `shape`
+# has the fields `d_model`, `n_heads`, `head_dim`.
 
 # %% slideshow={"slide_type": "-"}
-answer_mqa_intensity = None  # a float
-print(ch14.check_mqa_intensity(answer_mqa_intensity))
+answer_mqa_counts = None  # a function (shape, context) -> (flops, n_bytes)
+print(ch14.check_mqa_counts(answer_mqa_counts))
 
 # %% [markdown] slideshow={"slide_type": "-"}
-# **2.** A machine has a balance of `ch14.BALANCE` = 4 FLOP/byte. At 8192 tokens, float32, which schemes'
-# decode steps are memory-bound and which compute-bound? Answer with a dict from every name in
-# `bench.SCHEMES` to `"memory"` or `"compute"`.
+# **2 (predict, then run).** A machine has a balance of `ch14.BALANCE` = 4 FLOP/byte. At 8192 cached tokens,
+# float32, `DEFAULT_SHAPE`: is one decode step of MHA, of MQA and of absorbed MLA memory-bound or
+# compute-bound? Write a dict from `"mha"`, `"mqa"`, `"mla_absorbed"` to `"memory"` or `"compute"` first; the
+# check measures each step.
 
 # %% slideshow={"slide_type": "-"}
-answer_bounds = None  # {"mha": "memory", ...}
-print(ch14.check_bounds(answer_bounds))
+prediction_bounds = None  # {"mha": "memory", ...}
+print(ch14.check_prediction_bounds(prediction_bounds))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **3.** On the same machine, from how many cached tokens $L$ on is absorbed MLA compute-bound? Give the
-# smallest such $L$.
+# smallest such $L$, counted by hand from `DEFAULT_SHAPE`'s fields.
 
 # %% slideshow={"slide_type": "-"}
 answer_crossover = None  # an int

@@ -21,9 +21,9 @@ from attnlab.costs import mla_decode_step_costs
 from attnlab.exercises import ch07, ch08, ch09
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention
 from attnlab.interactive import mla as ui
-from attnlab.mla import MLAConfig, MultiHeadLatentAttention, yarn_mscale
+from attnlab.mla import MLAConfig, MultiHeadLatentAttention
 from attnlab.model import TinyLM, TinyLMConfig
-from attnlab.rope import apply_rope, interleaved_to_halves, rotation_matrix
+from attnlab.rope import apply_rope, interleaved_to_halves
 from attnlab.sizing import MODELS
 
 SOLUTIONS = Path(__file__).resolve().parents[1] / "notebooks" / "solutions"
@@ -311,15 +311,19 @@ def solutions() -> dict[str, dict]:
 
 
 CHECKS = [
-    (ch07.check_v2_bytes_per_token, "ch07", "answer_v2_bytes_per_token"),
-    (ch07.check_gqa_groups, "ch07", "answer_gqa_groups"),
+    (ch07.check_joint_factors, "ch07", "answer_joint_factors"),
     (ch07.check_lowrank_error, "ch07", "answer_lowrank_error"),
     (ch08.check_absorbed_scores, "ch08", "answer_absorbed_scores"),
-    (ch08.check_absorbed_query_width, "ch08", "answer_absorbed_query_width"),
+    (ch08.check_absorbed_output, "ch08", "answer_absorbed_output"),
     (ch08.check_absorbed_step_macs, "ch08", "answer_absorbed_step_macs"),
     (ch09.check_rope, "ch09", "answer_rope"),
     (ch09.check_permutation, "ch09", "answer_permutation"),
-    (ch09.check_v3_softmax_scale, "ch09", "answer_v3_softmax_scale"),
+    (ch09.check_decoupled_scores, "ch09", "answer_decoupled_scores"),
+]
+PREDICTIONS = [
+    (ch07.check_prediction_random_rank, "ch07", "prediction_random_rank_error"),
+    (ch08.check_prediction_prefill_ratio, "ch08", "prediction_prefill_ratio"),
+    (ch09.check_prediction_shifted_positions, "ch09", "prediction_scores_change"),
 ]
 
 
@@ -329,23 +333,51 @@ def test_solutions_pass_and_none_is_not_attempted(solutions, check, chapter, nam
     assert "not attempted" in check(None)
 
 
+@pytest.mark.parametrize("check,chapter,name", PREDICTIONS, ids=[c[2] for c in PREDICTIONS])
+def test_worked_predictions_are_right_and_none_runs_nothing(solutions, check, chapter, name):
+    assert check(solutions[chapter][name]).startswith("✓")
+    assert "write your prediction first" in check(None)
+
+
 def _svd_error(m, r, shift=0, square=False):
     s = torch.linalg.svdvals(m)
     e = s[max(r - shift, 0):].square().sum() / s.square().sum()
     return float(e if square else e.sqrt())
 
 
+def _rope_by_hand(x, m, base, sign=1.0, interleaved=False):
+    """RoPE written out, so the slips below do not call attnlab.rope (which exercise 1 forbids)."""
+    d = x.shape[-1]
+    angle = sign * m * base ** (-2.0 * torch.arange(d // 2, dtype=torch.float64) / d)
+    cos, sin = angle.cos(), angle.sin()
+    a, b = (x[..., 0::2], x[..., 1::2]) if interleaved else (x[..., : d // 2], x[..., d // 2:])
+    first, second = a * cos - b * sin, a * sin + b * cos
+    if interleaved:
+        return torch.stack([first, second], dim=-1).flatten(-2)
+    return torch.cat([first, second], dim=-1)
+
+
+def _factors_smallest(w_k, w_v, r):
+    u, s, vh = torch.linalg.svd(torch.cat([w_k, w_v]), full_matrices=False)
+    up = u[:, -r:] * s[-r:]
+    return vh[-r:], up[: w_k.shape[0]], up[w_k.shape[0]:]
+
+
+def _factors_keys_only(w_k, w_v, r):
+    u, s, vh = torch.linalg.svd(w_k, full_matrices=False)
+    return vh[:r], u[:, :r] * s[:r], torch.zeros(w_v.shape[0], r, dtype=w_v.dtype)
+
+
+def _output_wrong_order(weights, c, w_uv, w_o):
+    o = torch.einsum("bshc,hvc->bshv", torch.einsum("bsht,btc->bshc", weights, c), w_uv)
+    return o.transpose(-1, -2).flatten(-2) @ w_o.T
+
+
 WRONG = [
-    (ch07.check_v2_bytes_per_token, 512 * 60 * 2, "RoPE key"),
-    (ch07.check_v2_bytes_per_token, 576 * 60 * 2 * 128, "shared by all"),
-    (ch07.check_v2_bytes_per_token, 576 * 2, "one layer"),
-    (ch07.check_v2_bytes_per_token, 576 * 60, "bytes"),
-    (ch07.check_v2_bytes_per_token, 70_272, "not yet"),  # DeepSeek-V3's 61 layers
-    (ch07.check_v2_bytes_per_token, "69120", "number"),
-    (ch07.check_gqa_groups, 2.0, "RoPE key"),
-    (ch07.check_gqa_groups, 4.5, "2 d_h"),
-    (ch07.check_gqa_groups, 128 / 2.25, "times smaller"),
-    (ch07.check_gqa_groups, 3, "not yet"),
+    (ch07.check_joint_factors, _factors_smallest, "SMALLEST"),
+    (ch07.check_joint_factors, _factors_keys_only, "TOGETHER"),
+    (ch07.check_joint_factors, lambda w_k, w_v, r: (w_k, w_k, w_v), "shape"),
+    (ch07.check_joint_factors, lambda w_k, w_v, r: w_k, "three tensors"),
     (ch07.check_lowrank_error, lambda m, r: _svd_error(m, r, square=True), "square root"),
     (ch07.check_lowrank_error, lambda m, r: _svd_error(m, r, shift=1), "off by one"),
     (ch07.check_lowrank_error, lambda m, r: 0.0, "expected"),
@@ -354,24 +386,20 @@ WRONG = [
     (ch08.check_absorbed_scores, lambda q, w, c: torch.einsum("bshd,hdc,btc->bsth", q, w, c), "shape"),
     (ch08.check_absorbed_scores, lambda q, w, c: torch.einsum("bshd,hdc,btc->bsht", q, w, c) * 2, "fold first"),
     (ch08.check_absorbed_scores, lambda q, w, c: torch.einsum("bshc,btc->bsht", q, c), "raised"),
-    (ch08.check_absorbed_query_width, 192, "WITHOUT absorption"),
-    (ch08.check_absorbed_query_width, 512, "RoPE part"),
-    (ch08.check_absorbed_query_width, 576 * 128, "all heads"),
-    (ch08.check_absorbed_query_width, 575.5, "whole number"),
+    (ch08.check_absorbed_output, _output_wrong_order, "head by head"),
+    (ch08.check_absorbed_output, lambda a, c, w_uv, w_o: torch.einsum(
+        "bshc,hvc->bshv", torch.einsum("bsht,btc->bshc", a, c), w_uv), "concatenate"),
+    (ch08.check_absorbed_output, lambda a, c, w_uv, w_o: torch.zeros(a.shape[0], a.shape[1], w_o.shape[0]), "differs"),
     (ch08.check_absorbed_step_macs, 587_202_560 - 16_777_216, "fold"),
     (ch08.check_absorbed_step_macs, 587_202_560 - 128 * 4096 * 64, "RoPE part"),
     (ch08.check_absorbed_step_macs, 2 * 587_202_560, "FLOPs"),
-    (ch09.check_rope, lambda x, m, base: apply_rope(x[None], torch.tensor([m]), base, interleaved=True)[0],
-     "interleaved"),
-    (ch09.check_rope, lambda x, m, base: rotation_matrix(m, x.shape[0], base).T @ x, "-m θ_i"),
-    (ch09.check_rope, lambda x, m, base: apply_rope(x[None], torch.tensor([m]), 10000.0)[0], "base"),
+    (ch09.check_rope, lambda x, m, base: _rope_by_hand(x, m, base, interleaved=True), "interleaved"),
+    (ch09.check_rope, lambda x, m, base: _rope_by_hand(x, m, base, sign=-1.0), "-m θ_i"),
+    (ch09.check_rope, lambda x, m, base: _rope_by_hand(x, m, 10000.0), "base"),
     (ch09.check_permutation, torch.argsort(interleaved_to_halves(8)).tolist(), "inverse"),
     (ch09.check_permutation, [0, 1, 2, 3, 4, 5, 6, 7], "in that order"),
     (ch09.check_permutation, [0, 2, 4, 6, 1, 3, 5, 5], "every index once"),
     (ch09.check_permutation, 7, "list"),
-    (ch09.check_v3_softmax_scale, 192**-0.5 * yarn_mscale(40.0), "square m"),
-    (ch09.check_v3_softmax_scale, 128**-0.5 * yarn_mscale(40.0) ** 2, "192"),
-    (ch09.check_v3_softmax_scale, 192**-0.5, "without YaRN"),
 ]
 
 
@@ -379,3 +407,44 @@ WRONG = [
 def test_wrong_answers_fail_with_a_hint(check, answer, hint):
     with pytest.raises(AssertionError, match=re.escape(hint)):
         check(answer)
+
+
+def _decoupled(solutions, slip):
+    """The worked decoupled-RoPE scores with one slip put in."""
+    good = solutions["ch09"]["answer_decoupled_scores"]
+
+    def answer(layer, x):
+        c = layer.config
+        if slip == "scale":
+            return good(layer, x) / c.softmax_scale * c.qk_head_dim**-0.5
+        if slip == "unscaled":
+            return good(layer, x) / c.softmax_scale
+        if slip == "key not rotated":
+            b, s, _ = x.shape
+            q = layer.w_q(x).view(b, s, c.n_heads, c.qk_head_dim)
+            q_nope, q_rope = q.split([c.qk_nope_head_dim, c.qk_rope_head_dim], dim=-1)
+            c_kv, k_rope = layer.w_dkv(x).split([c.kv_lora_rank, c.qk_rope_head_dim], dim=-1)
+            q_rope = layer.rope(q_rope, torch.arange(s))
+            content = torch.einsum("bshc,btc->bsht", torch.einsum("bshd,hdc->bshc", q_nope, layer.w_uk),
+                                   layer.kv_norm(c_kv))
+            return (content + torch.einsum("bshr,btr->bsht", q_rope, k_rope)) * c.softmax_scale
+        return good(layer, x).transpose(1, 2)
+
+    return answer
+
+
+@pytest.mark.parametrize("slip,hint", [("scale", "m^2"), ("unscaled", "not scaled"), ("key not rotated", "k^R"),
+                                       ("transposed", "transpose(1, 2)")])
+def test_decoupled_scores_slips_are_named(solutions, slip, hint):
+    with pytest.raises(AssertionError, match=re.escape(hint)):
+        ch09.check_decoupled_scores(_decoupled(solutions, slip))
+
+
+def test_predictions_explain_wrong_guesses():
+    assert ch07.check_prediction_random_rank(0.1).startswith("✗")
+    assert "3.40×" in ch08.check_prediction_prefill_ratio(0.3)
+    assert ch08.check_prediction_prefill_ratio(0.3).startswith("✗")
+    verdict = ch09.check_prediction_shifted_positions(True)
+    assert verdict.startswith("✗") and "n − m" in verdict
+    with pytest.raises(AssertionError, match="True"):
+        ch09.check_prediction_shifted_positions("no")

@@ -28,7 +28,7 @@ from attnlab.exercises import ch10, ch11  # noqa: E402
 from attnlab.interactive import dsa as W  # noqa: E402
 from attnlab.mla import MLAConfig  # noqa: E402
 from attnlab.model import TinyLM, TinyLMConfig, save_checkpoint  # noqa: E402
-from attnlab.quant import SCALE_FORMATS, fake_quantize_fp8, fwht  # noqa: E402
+from attnlab.quant import SCALE_FORMATS, fake_quantize_fp8, fwht, hadamard_rotation, quantize_fp8_blocks  # noqa: E402
 from attnlab.sizing import MODELS, format_bytes  # noqa: E402
 
 SOLUTIONS = Path(__file__).resolve().parents[1] / "notebooks" / "solutions"
@@ -378,25 +378,25 @@ def test_rotation_bad_input():
 
 def test_solutions_pass_the_checks():
     s10, s11 = load_solutions("ch10"), load_solutions("ch11")
-    assert ch10.check_prefill_pairs(s10.answer_prefill_pairs).startswith("✓")
+    assert ch10.check_causal_topk(s10.answer_causal_topk).startswith("✓")
     assert ch10.check_index_scores(s10.answer_index_scores).startswith("✓")
     assert ch10.check_crossover(s10.answer_crossover).startswith("✓")
+    assert ch10.check_prediction_decode_speedup(s10.prediction_decode_speedup).startswith("✓")
     assert ch11.check_ue8m0_scale(s11.answer_ue8m0_scale).startswith("✓")
     assert ch11.check_fwht(s11.answer_fwht).startswith("✓")
-    assert ch11.check_fp8_cache_bytes(s11.answer_fp8_cache_bytes).startswith("✓")
+    assert ch11.check_block_fp8(s11.answer_block_fp8).startswith("✓")
+    assert ch11.check_prediction_ue8m0_cost(s11.prediction_ue8m0_cost).startswith("✓")
 
 
 def test_unattempted_exercises_say_so():
-    for check in (ch10.check_prefill_pairs, ch10.check_index_scores, ch10.check_crossover,
-                  ch11.check_ue8m0_scale, ch11.check_fwht, ch11.check_fp8_cache_bytes):
+    for check in (ch10.check_causal_topk, ch10.check_index_scores, ch10.check_crossover,
+                  ch11.check_ue8m0_scale, ch11.check_fwht, ch11.check_block_fp8):
         assert "not attempted" in check(None)
+    for check in (ch10.check_prediction_decode_speedup, ch11.check_prediction_ue8m0_cost):
+        assert "write your prediction first" in check(None)
 
 
 def test_expected_answers_agree_with_the_library():
-    from attnlab.costs import selected_pairs
-
-    e = ch10.EXERCISE_1
-    assert ch10.expected_prefill_pairs() == selected_pairs(e["length"], e["top_k"])
     c = ch10.exercise_3_constants()
     k = ch10.EXERCISE_3["top_k"]
     assert ch10.expected_crossover() == (c["C_attn"] * k + c["F_proj"]) // (c["C_attn"] - c["C_idx"]) + 1
@@ -405,21 +405,43 @@ def test_expected_answers_agree_with_the_library():
     assert at["decode_flops_dsa"] < at["decode_flops_dense"]
     assert before["decode_flops_dsa"] >= before["decode_flops_dense"]
     assert ch11.expected_ue8m0_scale() == 2.0**-6
-    assert ch11.expected_fp8_cache_bytes() == (656 + 132) * 61
+
+
+def test_causal_topk_reports_the_prefill_pairs():
+    """The pair count the old arithmetic exercise asked for is now the check's lesson: k(k+1)/2 + (L - k) k."""
+    verdict = ch10.check_causal_topk(load_solutions("ch10").answer_causal_topk)
+    assert f"{2048 * 2049 // 2 + (8192 - 2048) * 2048:,} pairs" in verdict
+
+
+def _topk_unmasked(scores, k):
+    return scores.topk(min(k, scores.shape[1]), dim=-1).indices
+
+
+def _topk_unpadded(scores, k):
+    return load_solutions("ch10").answer_causal_topk(scores, k).clamp(min=0)
+
+
+def _topk_ascending(scores, k):
+    return _by_position(load_solutions("ch10").answer_causal_topk(scores, k))
+
+
+def _by_position(got):
+    """The right keys, sorted by position instead of by score (padding kept last)."""
+    key = torch.where(got < 0, got.shape[-1] * 10**6, got)
+    return got.gather(-1, key.argsort(-1))
 
 
 @pytest.mark.parametrize("wrong, hint", [
-    (8192 * 2048, "first queries see fewer"),
-    (8192 * 8193 // 2, "dense causal"),
-    (8192 * 8192, "without the causal mask"),
-    (ch10.expected_prefill_pairs() - 2048, "itself included"),
-    (ch10.expected_prefill_pairs() - 8192, "itself included"),
-    (ch10.expected_prefill_pairs() + 1, "not yet"),
-    ("14M", "should be a number"),
+    (_topk_unmasked, "in its future"),
+    (_topk_unpadded, "padding"),
+    (_topk_ascending, "wrong order"),
+    (lambda scores, k: scores, "integers"),
+    (lambda scores, k: torch.zeros(1, 1, dtype=torch.long), "shape"),
+    (3, "should be a function"),
 ])
-def test_wrong_prefill_pairs_fail(wrong, hint):
+def test_wrong_causal_topk_fail(wrong, hint):
     with pytest.raises(AssertionError, match=hint):
-        ch10.check_prefill_pairs(wrong)
+        ch10.check_causal_topk(wrong)
 
 
 def _no_relu(q, w, k):
@@ -503,25 +525,30 @@ def test_wrong_ue8m0_scales_fail(wrong, hint):
         ch11.check_ue8m0_scale(wrong)
 
 
+def _butterflies(x):
+    """The worked solution: the check forbids the library's fwht, so the slips below start from it."""
+    return load_solutions("ch11").answer_fwht(x)
+
+
 def _unnormalized(x):
-    return fwht(x) * x.shape[-1] ** 0.5
+    return _butterflies(x) * x.shape[-1] ** 0.5
 
 
 def _twice_scaled(x):
-    return fwht(x) / x.shape[-1] ** 0.5
+    return _butterflies(x) / x.shape[-1] ** 0.5
 
 
 def _first_axis(x):
-    return fwht(x.transpose(0, -1)).transpose(0, -1) if x.dim() > 1 else fwht(x)
+    return _butterflies(x.transpose(0, -1)).transpose(0, -1) if x.dim() > 1 else _butterflies(x)
 
 
 def _wrong_pairs(x):  # one butterfly stage too few
     n = x.shape[-1]
-    return fwht(x) if n <= 2 else fwht(x.reshape(*x.shape[:-1], 2, n // 2)).reshape(x.shape)
+    return _butterflies(x) if n <= 2 else _butterflies(x.reshape(*x.shape[:-1], 2, n // 2)).reshape(x.shape)
 
 
 def _flattened(x):
-    return fwht(x).flatten()
+    return _butterflies(x).flatten()
 
 
 @pytest.mark.parametrize("wrong, hint", [
@@ -539,22 +566,56 @@ def test_wrong_fwht_fail(wrong, hint):
         ch11.check_fwht(wrong)
 
 
-def test_library_fwht_passes_the_check():
-    assert ch11.check_fwht(fwht).startswith("✓")
+def test_library_hadamard_is_refused():
+    for shortcut in (fwht, lambda x: x @ hadamard_rotation(x.shape[-1], x.dtype, x.device)):
+        with pytest.raises(AssertionError, match="Hadamard"):
+            ch11.check_fwht(shortcut)
+
+
+def _fp32_scales(x, block):
+    blocks = x.reshape(*x.shape[:-1], -1, block)
+    scales = blocks.abs().amax(-1).clamp_min(1e-4) / 448
+    return (blocks / scales[..., None]).to(torch.float8_e4m3fn).reshape(x.shape), scales
+
+
+def _rounded_down(x, block):
+    blocks = x.reshape(*x.shape[:-1], -1, block)
+    scales = torch.exp2(torch.floor(torch.log2(blocks.abs().amax(-1).clamp_min(1e-4) / 448)))
+    return (blocks / scales[..., None]).clamp(-448, 448).to(torch.float8_e4m3fn).reshape(x.shape), scales
+
+
+def _no_floor(x, block):
+    blocks = x.reshape(*x.shape[:-1], -1, block)
+    scales = torch.exp2(torch.ceil(torch.log2(blocks.abs().amax(-1) / 448)))
+    return (blocks / scales[..., None]).to(torch.float8_e4m3fn).reshape(x.shape), scales
+
+
+def _not_fp8(x, block):
+    x_fp8, scales = load_solutions("ch11").answer_block_fp8(x, block)
+    return x_fp8.float(), scales
+
+
+def _one_scale(x, block):
+    scale = torch.exp2(torch.ceil(torch.log2(x.abs().amax().clamp_min(1e-4) / 448)))
+    return (x / scale).to(torch.float8_e4m3fn), scale.reshape(1)
 
 
 @pytest.mark.parametrize("wrong, hint", [
-    (656 + 132, "one layer"),
-    (656 * 61, "lightning indexer"),
-    ((1152 + 132) * 61, "bf16"),
-    ((656 + 256) * 61, "not bf16"),
-    ((656 + 128) * 61, "4-byte fp32 scale"),
-    (48_069, "not yet"),
-    (None, None),
+    (_fp32_scales, "fp32 scales"),
+    (_rounded_down, "rounded DOWN"),
+    (_no_floor, "clamp amax below"),
+    (_not_fp8, "float8_e4m3fn"),
+    (_one_scale, "one scale per block"),
+    (lambda x, block: quantize_fp8_blocks(x, block, "ue8m0"), "block quantizer"),
+    (lambda x, block: x, "two tensors"),
 ])
-def test_wrong_fp8_cache_bytes_fail(wrong, hint):
-    if wrong is None:
-        assert "not attempted" in ch11.check_fp8_cache_bytes(None)
-        return
+def test_wrong_block_fp8_fail(wrong, hint):
     with pytest.raises(AssertionError, match=hint):
-        ch11.check_fp8_cache_bytes(wrong)
+        ch11.check_block_fp8(wrong)
+
+
+def test_predictions_explain_wrong_guesses():
+    verdict = ch10.check_prediction_decode_speedup(64)
+    assert verdict.startswith("✗") and "L / k counts the attention alone" in verdict
+    verdict = ch11.check_prediction_ue8m0_cost(2.0)
+    assert verdict.startswith("✗") and "does NOT cost a factor" in verdict

@@ -169,8 +169,7 @@ def solutions():
 
 
 @pytest.mark.parametrize("check, name", [
-    (ch14.check_mqa_intensity, "answer_mqa_intensity"),
-    (ch14.check_bounds, "answer_bounds"),
+    (ch14.check_mqa_counts, "answer_mqa_counts"),
     (ch14.check_crossover_context, "answer_crossover"),
 ])
 def test_solutions_pass(solutions, check, name):
@@ -178,30 +177,57 @@ def test_solutions_pass(solutions, check, name):
     assert check(None).startswith("…")
 
 
-def test_expected_answers_are_what_the_formulas_say():
-    assert ch14.expected_bounds() == {"mha": "memory", "gqa": "memory", "mqa": "memory", "mla_naive": "compute",
-                                      "mla_absorbed": "compute", "dsa": "memory"}
+def test_worked_prediction_is_right(solutions):
+    assert ch14.check_prediction_bounds(solutions["prediction_bounds"]).startswith("✓")
+    assert "write your prediction first" in ch14.check_prediction_bounds(None)
+
+
+@pytest.mark.parametrize("scheme", ["mha", "mqa", "mla_absorbed"])
+def test_measured_references_agree_with_the_formulas(scheme):
+    """The checks measure; the course's formulas must say the same (else one of the two is wrong)."""
+    m = ch14.measure_step(scheme, ch14.SHAPE, 100)
+    assert m["flops"] == costs.decode_flops(scheme, ch14.SHAPE, 100)
+    assert m["bytes"] == costs.decode_bytes_read(scheme, ch14.SHAPE, 100, "float32")
+
+
+def test_measured_crossover_is_the_formulas_crossover():
     L = ch14.crossover_context()
     assert costs.arithmetic_intensity("mla_absorbed", ch14.SHAPE, L, "float32") >= ch14.BALANCE
     assert costs.arithmetic_intensity("mla_absorbed", ch14.SHAPE, L - 1, "float32") < ch14.BALANCE
 
 
-_RIGHT = costs.arithmetic_intensity("mqa", bench.DEFAULT_SHAPE, 8192, "float32")
-_BOUNDS = {"mha": "memory", "gqa": "memory", "mqa": "memory", "mla_naive": "compute", "mla_absorbed": "compute",
-           "dsa": "memory"}
+def test_the_formulas_cannot_answer_exercise_1():
+    def by_formula(shape, context):
+        return costs.decode_flops("mqa", shape, context), costs.decode_bytes_read("mqa", shape, context, "float32")
+
+    with pytest.raises(AssertionError, match="attnlab.costs or attnlab.bench"):
+        ch14.check_mqa_counts(by_formula)
+
+
+def _counts(solutions, slip):
+    good = solutions["answer_mqa_counts"]
+
+    def answer(shape, context):
+        flops, n_bytes = good(shape, context)
+        h, d_h, t = shape.n_heads, shape.head_dim, context + 1
+        return {"macs": (flops // 2, n_bytes), "own key": (flops - 4 * h * d_h, n_bytes),
+                "mha bytes": (flops, n_bytes + 4 * 2 * (h - 1) * d_h * t), "bf16": (flops, n_bytes // 2),
+                "no weights": (flops, 4 * 2 * d_h * t)}[slip]
+
+    return answer
+
+
+@pytest.mark.parametrize("slip, hint", [("macs", "multiply-add is 2 FLOPs"), ("own key", "T = L \\+ 1"),
+                                        ("mha bytes", "ONE key head"), ("bf16", "4 bytes"),
+                                        ("no weights", "weights too")])
+def test_mqa_count_slips_are_named(solutions, slip, hint):
+    with pytest.raises(AssertionError, match=hint):
+        ch14.check_mqa_counts(_counts(solutions, slip))
 
 
 @pytest.mark.parametrize("check, answer, hint", [
-    (ch14.check_mqa_intensity, 2 * _RIGHT, "bfloat16"),
-    (ch14.check_mqa_intensity, 1 / _RIGHT, "FLOPs per byte"),
-    (ch14.check_mqa_intensity, 8.0, "attention core alone"),
-    (ch14.check_mqa_intensity, 2.8, "not yet"),
-    (ch14.check_mqa_intensity, "2.9", "number"),
-    (ch14.check_bounds, {k: ("compute" if v == "memory" else "memory") for k, v in _BOUNDS.items()}, "swapped"),
-    (ch14.check_bounds, {**_BOUNDS, "mla_absorbed": "memory"}, "mla_absorbed"),
-    (ch14.check_bounds, {**_BOUNDS, "mha": "compute"}, "not yet"),
-    (ch14.check_bounds, {"mha": "memory"}, "keys"),
-    (ch14.check_bounds, {**_BOUNDS, "dsa": "slow"}, "'memory' or 'compute'"),
+    (ch14.check_prediction_bounds, {"mha": "memory"}, "keys"),
+    (ch14.check_prediction_bounds, {"mha": "memory", "mqa": "memory", "mla_absorbed": "slow"}, "'memory' or"),
     (ch14.check_crossover_context, 3764, "one too many"),
     (ch14.check_crossover_context, 3762, "one short"),
     (ch14.check_crossover_context, 4096, "not yet"),
@@ -210,3 +236,8 @@ _BOUNDS = {"mha": "memory", "gqa": "memory", "mqa": "memory", "mla_naive": "comp
 def test_wrong_answers_fail_with_a_hint(check, answer, hint):
     with pytest.raises(AssertionError, match=hint):
         check(answer)
+
+
+def test_a_wrong_prediction_is_explained():
+    verdict = ch14.check_prediction_bounds({"mha": "memory", "mqa": "compute", "mla_absorbed": "memory"})
+    assert verdict.startswith("✗") and "Wrong for mqa, mla_absorbed" in verdict and "6.44 FLOP/byte" in verdict

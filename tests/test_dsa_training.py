@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib.util
+import math
 from pathlib import Path
 
 import pytest
@@ -417,20 +418,31 @@ def test_solutions_pass_the_checks():
     sol = solutions()
     assert ch12.check_selected_kl(sol.answer_selected_kl).startswith("✓")
     assert ch12.check_kl_reach(sol.answer_kl_reach).startswith("✓")
-    assert ch12.check_index_cache_bytes(sol.answer_index_cache_bytes).startswith("✓")
+    assert ch12.check_prediction_flat_kl(sol.prediction_flat_kl).startswith("✓")
 
 
 def test_unattempted_exercises_say_so():
-    for check in (ch12.check_selected_kl, ch12.check_kl_reach, ch12.check_index_cache_bytes):
+    assert "write your prediction first" in ch12.check_prediction_flat_kl(None)
+    for check in (ch12.check_selected_kl, ch12.check_kl_reach):
         assert "not attempted" in check(None)
 
 
+def _kl_by_hand(w, i, sel, reduction="sum", dense=False):
+    """The stage-2 loss written out (the check forbids indexer_kl_loss), or stage 1's with ``dense``."""
+    allowed = torch.isfinite(i) if dense else torch.isfinite(i) & selection_mask(sel, i.shape[-1])
+    p = w.detach().sum(dim=1) * allowed
+    p = p / p.sum(dim=-1, keepdim=True)
+    log_q = torch.log_softmax(i.masked_fill(~allowed, float("-inf")), dim=-1).masked_fill(~allowed, 0.0)
+    kl = (torch.xlogy(p, p) - p * log_q).sum(dim=-1)
+    return kl.sum() if reduction == "sum" else kl.mean()
+
+
 def _dense_kl(w, i, sel):
-    return indexer_kl_loss(w, i, None, "sum")
+    return _kl_by_hand(w, i, sel, dense=True)
 
 
 def _mean_kl(w, i, sel):
-    return indexer_kl_loss(w, i, sel, "mean")
+    return _kl_by_hand(w, i, sel, "mean")
 
 
 def _not_detached(w, i, sel):  # the right value, but the target p is not detached
@@ -447,16 +459,20 @@ def _not_detached(w, i, sel):  # the right value, but the target p is not detach
     (lambda w, i, sel: ch12._kl_slip(w, i, sel, "reverse"), "wrong way round"),
     (lambda w, i, sel: ch12._kl_slip(w, i, sel, "no_renorm"), "renormalise p"),
     (lambda w, i, sel: ch12._kl_slip(w, i, sel, "softmax_all"), "over S_t only"),
-    (lambda w, i, sel: indexer_kl_loss(w, i, sel, "sum") * 1.1, "expected"),
+    (lambda w, i, sel: _kl_by_hand(w, i, sel) * 1.1, "expected"),
     (lambda w, i, sel: torch.tensor(float("nan")), "not finite"),
     (_not_detached, "detach it"),
-    (lambda w, i, sel: indexer_kl_loss(w, i, sel, "none"), "raised ValueError"),
+    (lambda w, i, sel: w.view(-1, 7), "raised RuntimeError"),
     (lambda w, i, sel: w.sum(dim=1), "return one number"),
     ("kl", "should be a function"),
 ])
 def test_wrong_selected_kl_fails(wrong, hint):
     with pytest.raises(AssertionError, match=hint):
         ch12.check_selected_kl(wrong)
+
+
+def test_the_hand_written_kl_passes():
+    assert ch12.check_selected_kl(_kl_by_hand).startswith("✓")
 
 
 def test_wrong_kl_reach_fails():
@@ -477,26 +493,10 @@ def test_wrong_kl_reach_fails():
     assert ch12.check_kl_reach(sorted(right)).startswith("✓")  # a list is fine
 
 
-def test_wrong_index_cache_bytes_fail():
-    right = ch12.expected_index_cache_bytes()
-    tokens = 131_072
-    for wrong, hint in [
-        (61 * tokens * 128, "scales"),
-        (61 * tokens * 256, "bfloat16"),
-        (61 * tokens * (2 * 128 + 4), "keys only"),
-        (right * 64, "share ONE key"),
-        (right // 61, "one layer"),
-        (61 * 128_000 * 132, "131,072"),
-        (right + 1, "not yet"),
-        ("1 GB", "should be a number"),
-    ]:
-        with pytest.raises(AssertionError, match=hint):
-            ch12.check_index_cache_bytes(wrong)
-
-
-def test_exercise_3_agrees_with_the_cost_model():
-    from attnlab.dsa import layer_cost
-    from attnlab.sizing import MODELS
-
-    cost = layer_cost(MODELS["deepseek-v3.2"], 131_072, per_layer=False)
-    assert cost["decode_bytes_indexer"] == ch12.expected_index_cache_bytes()
+def test_flat_indexer_prediction_is_log_k():
+    """One-hot attention against flat scores over k tokens costs log k nats; uniform attention costs nothing."""
+    kl = ch12.flat_index_kl()
+    assert kl["one_hot"] == pytest.approx(math.log(ch12.KL_EXPERIMENT["top_k"]))
+    assert kl["uniform"] == pytest.approx(0.0, abs=1e-12)
+    verdict = ch12.check_prediction_flat_kl(1.0)
+    assert verdict.startswith("✗") and "not bounded by 1" in verdict

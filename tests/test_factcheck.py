@@ -239,21 +239,48 @@ def test_gpu_and_dtype_change_the_readout(explorer):
 
 def test_solutions_pass():
     ns = runpy.run_path(str(SOLUTIONS / "ch13.py"))
-    assert ch13.check_llama3_70b_bytes(ns["answer_llama3_70b_bytes"]).startswith("✓")
-    assert ch13.check_gemma2_bytes(ns["answer_gemma2_bytes"]).startswith("✓")
+    assert ch13.check_cache_numbers(ns["answer_cache_numbers"]).startswith("✓")
+    assert ch13.check_prediction_naive_cache(ns["prediction_naive_cache"]).startswith("✓")
     assert ch13.check_gpus_needed(ns["answer_gpus_needed"]).startswith("✓")
     assert "not attempted" in ch13.check_gpus_needed(None)
+    assert "write your prediction first" in ch13.check_prediction_naive_cache(None)
+
+
+def test_exercise_configs_read_like_the_catalogue():
+    """The check reads the configs its own way; where the course's catalogue has the model, they agree."""
+    for name, key in [("Llama-3-70B", "llama-3-70b"), ("Gemma-2-9B", "gemma-2-9b"), ("Falcon-7B", "falcon-7b"),
+                      ("Qwen2.5-7B", "qwen2.5-7b"), ("DeepSeek-V3", "deepseek-v3")]:
+        spec = sizing.MODELS[key]
+        assert ch13.reference_numbers(ch13.CONFIGS[name]) == sizing.kv_elements_per_token(spec, per_layer=True)
+
+
+def _reads(slip):
+    def answer(config):
+        heads = config["num_attention_heads"]
+        if config.get("kv_lora_rank"):
+            return 2 * (config["kv_lora_rank"] + config["qk_rope_head_dim"]) if slip == "mla twice" else 576
+        n_kv = config.get("num_key_value_heads", heads)
+        if config.get("multi_query") and slip != "multi_query":
+            n_kv = 1
+        head_dim = config["hidden_size"] // heads if slip == "head_dim" else config.get("head_dim") or config[
+            "hidden_size"] // heads
+        return 2 * n_kv * head_dim
+
+    return answer
+
+
+@pytest.mark.parametrize("slip, hint", [("head_dim", "Gemma-2-9B: hidden_size / num_attention_heads"),
+                                        ("multi_query", "Falcon-7B: multi_query"),
+                                        ("mla twice", "DeepSeek-V3: MLA's latent serves keys AND values")])
+def test_config_slips_are_named(slip, hint):
+    with pytest.raises(AssertionError, match=hint):
+        ch13.check_cache_numbers(_reads(slip))
 
 
 @pytest.mark.parametrize("check,wrong,hint", [
-    (ch13.check_llama3_70b_bytes, 2 * 64 * 128 * 80 * 2, "query heads"),
-    (ch13.check_llama3_70b_bytes, 2 * 8 * 128 * 2, "one layer"),
-    (ch13.check_llama3_70b_bytes, 2 * 8 * 128 * 80, "numbers, not bytes"),
-    (ch13.check_llama3_70b_bytes, 12345, "not yet"),
-    (ch13.check_llama3_70b_bytes, "327680", "number"),
-    (ch13.check_gemma2_bytes, 2 * 8 * 224 * 42 * 2, "head_dim"),
-    (ch13.check_gemma2_bytes, 2 * 16 * 256 * 42 * 2, "query heads"),
-    (ch13.check_gemma2_bytes, 1, "not yet"),
+    (ch13.check_cache_numbers, lambda config: 0, "Llama-3-70B: expected 2,048"),
+    (ch13.check_cache_numbers, lambda config: "many", "number"),
+    (ch13.check_prediction_naive_cache, -1, "positive"),
     (ch13.check_gpus_needed, 19, "RoPE key"),
     (ch13.check_gpus_needed, 16, "weights alone"),
     (ch13.check_gpus_needed, 21, "not yet"),
@@ -288,3 +315,8 @@ def test_explorer_marks_beyond_context_and_windows():
     assert ui.beyond_note("llama-3-70b", 8193) == " (beyond its 8K context)"
     with pytest.raises(ValueError, match="n_tokens"):
         ui.context_label(0)
+
+
+def test_naive_cache_prediction_names_the_57x_comparison():
+    verdict = ch13.check_prediction_naive_cache(57)
+    assert verdict.startswith("✗") and "71.1×" in verdict and "128-wide keys" in verdict

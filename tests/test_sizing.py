@@ -572,10 +572,16 @@ def solutions() -> dict:
 
 
 CHECKS = {
-    "answer_llama3_bytes_per_token": ch00.check_llama3_bytes_per_token,
-    "answer_kv_heads_for_8x": ch00.check_kv_heads_for_8x,
     "answer_mla_cache_gib": ch00.check_mla_cache_gib,
 }
+
+
+def test_worked_prediction_is_right_and_a_wrong_one_is_explained(solutions):
+    check = ch00.check_prediction_cache_meets_weights
+    assert check(solutions["prediction_cache_meets_weights"]).startswith("✓")
+    assert "write your prediction first" in check(None)
+    verdict = check(1_000_000)
+    assert verdict.startswith("✗") and "131,072 bytes" in verdict
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))
@@ -589,15 +595,6 @@ def test_unattempted_answers_get_a_reminder(name):
 
 
 @pytest.mark.parametrize("name,wrong,hint", [
-    ("answer_llama3_bytes_per_token", 65_536, "key AND a value"),  # forgot K+V (or the 2 bytes)
-    ("answer_llama3_bytes_per_token", 524_288, "query heads"),  # counted all 32 query heads
-    ("answer_llama3_bytes_per_token", 4_096, "one layer"),
-    ("answer_llama3_bytes_per_token", 131_073, "not yet"),
-    ("answer_llama3_bytes_per_token", "131072", "should be a number"),
-    ("answer_kv_heads_for_8x", 8, "16× smaller"),
-    ("answer_kv_heads_for_8x", 5, "does not divide"),
-    ("answer_kv_heads_for_8x", 16.5, "whole number"),
-    ("answer_kv_heads_for_8x", True, "should be a number"),
     ("answer_mla_cache_gib", 7.625, "latent alone"),  # forgot the RoPE key
     ("answer_mla_cache_gib", 9.21, "GB"),  # decimal GB instead of GiB
     ("answer_mla_cache_gib", 8.0, "not yet"),

@@ -6,6 +6,7 @@ Each name matches an answer cell of ``notebooks/01_tokenization.ipynb``; for exa
 
 from __future__ import annotations
 
+import math
 from itertools import pairwise
 
 from attnlab import corpus, tokenization
@@ -43,3 +44,7 @@ def compute_bytes_per_token() -> float:
 
 
 answer_bytes_per_token = compute_bytes_per_token()
+
+# Exercise 4 (predict). In d dimensions the cosine of two random directions is nearly normal with mean 0 and
+# standard deviation 1/sqrt(d); the mean of |N(0, s^2)| is s * sqrt(2 / pi). At d = 64: sqrt(2 / (64 pi)).
+prediction_mean_abs_cos = math.sqrt(2 / (math.pi * 64))  # about 0.0997

@@ -30,3 +30,7 @@ def answer_split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
 # Exercise 3. One layer stores an n x n score matrix per head. With 32 heads, n = 65,536 tokens and
 # float32 (4 bytes a number): 32 x 65,536^2 x 4 bytes = 32 x 2^32 x 4 = 2^39 bytes; divided by 2^30 for GiB.
 answer_score_gib = 32 * 65_536**2 * 4 / 2**30  # 512.0 GiB
+
+# Exercise 4 (predict). The last token attends to ALL earlier tokens, and softmax(q k_j) v_j summed over j
+# does not depend on the order of the j: without positions, attention sees a set. The output stays.
+prediction_last_output_changes = False

@@ -36,3 +36,7 @@ def answer_decode_loop(layer, x: torch.Tensor) -> torch.Tensor:
 # 2 x 8 x 128 x 32 x 2 = 131,072 bytes, and the weights take 8.03e9 x 2 = 16.06e9 bytes.
 # 24 GiB = 24 x 2^30 = 25,769,803,776 bytes; what the weights leave, divided by the bytes per token:
 answer_tokens_in_24gib = (24 * 2**30 - 8_030_000_000 * 2) // (2 * 8 * 128 * 32 * 2)  # 74,079 tokens
+
+# Exercise 4 (predict). Without a cache, step t runs the layer on all t tokens so far, and W^K projects each:
+# 1 + 2 + ... + 100 = 100 x 101 / 2. With a cache each token is projected once: 100.
+prediction_key_rows = 100 * 101 // 2  # 5,050

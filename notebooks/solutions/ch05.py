@@ -1,7 +1,7 @@
 """Worked solutions to the exercises of chapter 5, Multi-query attention.
 
 Each name matches an answer cell in ``notebooks/05_multi_query_attention.ipynb``; for example
-``print(ch05.check_falcon_bytes_per_token(answer_falcon_bytes_per_token))`` passes with the value below.
+``print(ch05.check_mqa_attention(answer_mqa_attention))`` passes with the function below.
 The numbers are worked by hand from the published configs, not read off ``attnlab.sizing``.
 """
 
@@ -11,10 +11,9 @@ import math
 
 import torch
 
-# Exercise 1. Falcon-7B's config.json (https://huggingface.co/tiiuae/falcon-7b): n_layer 32, n_head 71,
-# hidden_size 4544, multi_query true. One head is 4544 / 71 = 64 wide. MQA caches ONE key and ONE value
-# per token and layer, whatever the number of query heads: 2 x 64 numbers, 32 layers, 2 bytes each.
-answer_falcon_bytes_per_token = 2 * 1 * 64 * 32 * 2  # 8,192 bytes; MHA would cache 71x that
+# Exercise 1 (predict). MHA: W^Q, W^K, W^V, W^O, each 512 x 512. MQA keeps W^Q and W^O and shrinks W^K and
+# W^V to one head, 512 x 64 each: 4 x 512^2 / (2 x 512^2 + 2 x 512 x 64), without biases.
+prediction_mqa_parameters = 4 * 512 * 512 / (2 * 512 * 512 + 2 * 512 * 64)  # about 1.78
 
 
 # Exercise 2. With one K/V head, k and v are (b, 1, n, d): broadcasting over the head axis gives every

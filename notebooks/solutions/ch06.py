@@ -6,6 +6,8 @@ Each name matches an answer cell in ``notebooks/06_grouped_query_attention.ipynb
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -19,12 +21,21 @@ def answer_mean_pool(w: torch.Tensor, n_heads: int, n_kv_heads: int) -> torch.Te
     return w.reshape(n_kv_heads, r, d, w.shape[1]).mean(dim=1).reshape(n_kv_heads * d, w.shape[1])
 
 
-# Exercise 2. Every KV head serves the same number r of query heads, so n_kv_heads must divide 12.
-# Both ends count: 1 is MQA, 12 is MHA.
-answer_valid_kv_heads = [n for n in range(1, 13) if 12 % n == 0]  # [1, 2, 3, 4, 6, 12]
+# Exercise 2. Query head h = g * r + j reads KV head g: view q as (b, n_kv_heads, r, n, d) and give k, v a
+# group axis of size 1, (b, n_kv_heads, 1, n, d); broadcasting then hands every one of a group's r query
+# heads the same keys and values, with no copy. The rest is plain causal attention.
+def answer_gqa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """q (b, h, n, d), k and v (b, g, n, d) -> (b, h, n, d)."""
+    b, h, n, d = q.shape
+    g = k.shape[1]
+    qg = q.view(b, g, h // g, n, d)  # (b, g, r, n, d)
+    scores = qg @ k[:, :, None].transpose(-2, -1) / math.sqrt(d)  # (b, g, r, n, n)
+    future = torch.ones(n, n, dtype=torch.bool).triu(1)  # key j > query i
+    weights = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+    return (weights @ v[:, :, None]).view(b, h, n, d)  # (b, g, r, n, d) -> (b, h, n, d)
 
-# Exercise 3. Qwen2.5-7B's config.json (https://huggingface.co/Qwen/Qwen2.5-7B): num_hidden_layers 28,
-# num_attention_heads 28, num_key_value_heads 4, hidden_size 3584, so head_dim = 3584 / 28 = 128.
-# Per token and layer: a key and a value for each of the 4 KV heads, 2 x 4 x 128 = 1,024 numbers;
-# 28 layers; 2 bytes each in bfloat16.
-answer_qwen_bytes_per_token = 2 * 4 * 128 * 28 * 2  # 57,344 bytes; 7x less than MHA's 28 KV heads
+
+# Exercise 3 (predict). Every query head still scores every cached key and mixes every value: the FLOPs
+# n_h t (d_h + d_v) do not depend on how many KV heads there are. GQA cuts the bytes read (4x here), not the
+# arithmetic.
+prediction_gqa_flops = 1.0

@@ -1,21 +1,29 @@
 """Worked solutions to the exercises of chapter 7, Multi-head latent attention.
 
 Each name matches an answer cell in ``notebooks/07_multi_head_latent_attention.ipynb``; for example
-``print(ch07.check_v2_bytes_per_token(answer_v2_bytes_per_token))`` passes with the value below.
+``print(ch07.check_joint_factors(answer_joint_factors))`` passes with the function below.
 """
 
 from __future__ import annotations
 
 import torch
 
-# Exercise 1. DeepSeek-V2's config.json (https://huggingface.co/deepseek-ai/DeepSeek-V2): kv_lora_rank
-# d_c = 512, qk_rope_head_dim d_h^R = 64, num_hidden_layers 60. Per token and layer MLA caches the latent
-# c^KV (512 numbers) and the shared RoPE key k^R (64), however many heads there are; bfloat16 = 2 bytes.
-answer_v2_bytes_per_token = (512 + 64) * 60 * 2  # 69,120 bytes, about 69 kB per token
 
-# Exercise 2. GQA caches 2 n_g d_h numbers per token and layer, MLA d_c + d_h^R. With DeepSeek-V3's
-# d_h = 128: 2 n_g 128 = 512 + 64, so n_g = 576 / 256.
-answer_gqa_groups = (512 + 64) / (2 * 128)  # 2.25
+# Exercise 1. MLA caches ONE latent per token for both keys and values, so factor the stacked [W^K; W^V]:
+# by Eckart-Young its best rank-r approximation keeps the r largest singular values, U_r diag(s_r) V_r^T.
+# V_r^T is the down-projection W^DKV (r, d); U_r diag(s_r), split into its key rows and value rows, gives
+# W^UK and W^UV (DeepSeek-V2 eqs. 41-42, 45).
+def answer_joint_factors(w_k: torch.Tensor, w_v: torch.Tensor, r: int):
+    """w_k (h d_h, d), w_v (h d_v, d), r -> w_dkv (r, d), w_uk (h d_h, r), w_uv (h d_v, r)."""
+    joint = torch.cat([w_k, w_v])  # (h d_h + h d_v, d)
+    u, s, vh = torch.linalg.svd(joint, full_matrices=False)  # singular values largest first
+    up = u[:, :r] * s[:r]  # (h d_h + h d_v, r)
+    return vh[:r], up[: w_k.shape[0]], up[w_k.shape[0]:]
+
+
+# Exercise 2 (predict). A random Gaussian matrix spreads its energy over all 256 singular values (they follow
+# the quarter-circle law), so keeping 32 of 256 directions leaves most of it: about 0.8.
+prediction_random_rank_error = 0.8
 
 
 def answer_lowrank_error(matrix: torch.Tensor, r: int) -> float:

@@ -1,7 +1,7 @@
 """Worked solutions to the exercises of chapter 10, DeepSeek Sparse Attention.
 
 Each name matches an answer cell in ``notebooks/10_deepseek_sparse_attention.ipynb``; for example
-``print(ch10.check_prefill_pairs(answer_prefill_pairs))`` passes with the value below.
+``print(ch10.check_causal_topk(answer_causal_topk))`` passes with the function below.
 The numbers are worked by hand from the shapes, not read off ``attnlab.dsa``.
 """
 
@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import torch
 
-# Exercise 1. Query t (counting from 1) can see t tokens, itself included, and keeps min(k, t) of them.
-# The first k queries keep all they see: 1 + 2 + ... + k = k(k+1)/2 pairs. Each of the other L - k
-# queries keeps exactly k. With L = 8192 and k = 2048:
-#   2048 * 2049 / 2 + (8192 - 2048) * 2048 = 2,098,176 + 12,582,912 = 14,681,088 pairs,
-# against 8192 * 8193 / 2 = 33,558,528 for dense causal attention.
-answer_prefill_pairs = 2048 * 2049 // 2 + (8192 - 2048) * 2048
+
+# Exercise 1. Query t of the T sits at position p = S - T + t and may see keys 0 .. p. Hide the others with
+# -inf, take the top min(k, S) (torch.topk sorts best first), and where a query sees fewer than k tokens
+# (p + 1 < k) the slots from p + 1 on hold -inf keys: replace them with -1, the padding.
+def answer_causal_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """scores (T, S), the last T positions of S keys -> indices (T, min(k, S)), best first, -1 padded."""
+    t, s = scores.shape
+    position = torch.arange(s - t, s)[:, None]  # (T, 1): each query's position
+    visible = torch.arange(s)[None, :] <= position  # (T, S)
+    kk = min(k, s)
+    order = scores.masked_fill(~visible, float("-inf")).topk(kk, dim=-1).indices  # (T, kk), best first
+    slots = torch.arange(kk)[None, :]  # (1, kk)
+    return order.masked_fill(slots > position, -1)  # query at p has p + 1 tokens: slot i is real iff i <= p
 
 
 # Exercise 2. Every index head j scores the ONE shared key k[s] with its own query q[t, j]; ReLU cuts the
@@ -33,3 +40,9 @@ def answer_index_scores(q: torch.Tensor, w: torch.Tensor, k: torch.Tensor) -> to
 # DSA is cheaper when C_attn L > F_proj + C_idx L + C_attn k, i.e. L > (C_attn k + F_proj) / (C_attn - C_idx)
 # = (278,528 * 1024 + 27,918,336) / 262,016 = 1195.06..., so the first whole L is 1196.
 answer_crossover = (278_528 * 1024 + 27_918_336) // (278_528 - 16_512) + 1  # 1,196 tokens
+
+
+# Exercise 4 (predict). Dense MLA: C_attn L FLOPs; DSA: F_proj + C_idx L + C_attn k. At L = 131,072,
+# k = 2048: dense 278,528 x 131,072 = 36.5 GFLOP; DSA 27.9 M + 16,512 x 131,072 + 278,528 x 2048 = 2.76 GFLOP.
+# About 13x, not the 64x of L / k: the indexer still touches every token.
+prediction_decode_speedup = (278_528 * 131_072) / (27_918_336 + 16_512 * 131_072 + 278_528 * 2048)

@@ -6,6 +6,8 @@ Each name matches an answer cell in ``notebooks/12_dsa_training.ipynb``; for exa
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from attnlab.dsa import indexer_loss, selection_mask, set_training_stage
@@ -45,7 +47,6 @@ def _reach() -> set[str]:
 answer_kl_reach = _reach()
 
 
-# Exercise 3. DeepSeek-V3.2 (config_671B_v3.2.json): 61 layers, index_head_dim 128. Each layer caches ONE
-# index key per token, shared by the 64 index heads, in FP8 (1 byte a number) with one fp32 scale (4 bytes)
-# per block of 128 numbers: 132 bytes per token and layer. 128K tokens = 131,072.
-answer_index_cache_bytes = 61 * 131_072 * (128 + 4)  # 1,055,391,744 bytes, about 1.06 GB
+# Exercise 3 (predict). KL(p || q) = sum_s p_s log(p_s / q_s). With p one-hot and q uniform over k = 2048
+# tokens only one term survives: 1 x log(1 / (1/2048)) = log 2048, about 7.62 nats.
+prediction_flat_kl = math.log(2048)

@@ -4,10 +4,12 @@
     print(ch02.check_softmax(answer_softmax))              # a function scores (n,) -> weights (n,)
     print(ch02.check_scaled_scores(answer_scaled_scores))  # a function (q (d,), keys (n, d)) -> (n,)
     print(ch02.check_attend(answer_attend))                # a function (q, keys, values) -> output (d_v,)
+    print(ch02.check_prediction_unscaled_max_weight(prediction_unscaled_max_weight))  # predict, then run
 
 Each check compares the learner's function with :mod:`attnlab.attention` on hand-picked and random
 inputs: ``None`` returns a reminder, a right answer "✓ ...", a wrong one raises ``AssertionError`` with a
-hint aimed at the usual slip.
+hint aimed at the usual slip. Exercise 1 must not call a library softmax (``torch.softmax``,
+``F.softmax``, ``Tensor.softmax``, ``attnlab.attention.softmax``): the check watches for each.
 """
 
 from __future__ import annotations
@@ -15,19 +17,33 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
+from attnlab import attention
 from attnlab.attention import attention_vector, softmax
-from attnlab.exercises._common import run_check
+from attnlab.exercises._common import Shortcut, as_number, call_answer, run_check, run_prediction
+
+#: Exercise 1 writes softmax, so no library softmax may do it: torch's (as a function, a method, in
+#: torch.nn.functional or torch.special, or through log_softmax) nor the course's.
+SOFTMAX_SHORTCUT = Shortcut(
+    "a library softmax (torch.softmax, F.softmax, Tensor.softmax, log_softmax or attnlab.attention.softmax)",
+    (torch.softmax, torch.Tensor.softmax, F.softmax, torch.special.softmax, torch.log_softmax,
+     torch.Tensor.log_softmax, F.log_softmax, torch.special.log_softmax, attention.softmax),
+    "build it from torch.exp, a max and a sum, which is the point of the exercise",
+)
 
 
-def _call(fn, *args):
-    """Call the learner's function; report an exception as a failed check naming the input shapes."""
-    try:
-        return fn(*args)
-    except Exception as err:
-        shapes = ", ".join(str(tuple(a.shape)) if torch.is_tensor(a) else repr(a) for a in args)
-        raise AssertionError(f"calling your function on inputs of shape {shapes} raised "
-                             f"{type(err).__name__}: {err}") from err
+#: Exercise 3 builds attention from the learner's own pieces.
+ATTEND_SHORTCUT = Shortcut(
+    "a library attention (attention_vector, attention_matrix or scaled_dot_product_attention)",
+    (attention.attention_vector, attention.attention_matrix, F.scaled_dot_product_attention),
+    "combine your own scaled scores and softmax: o = Σ a_i v_i",
+)
+
+
+def _call(fn, *args, shortcuts=()):
+    """Call the learner's function; report an exception or a forbidden shortcut as a failed check."""
+    return call_answer(fn, *args, shortcuts=shortcuts)
 
 
 def _as_tensor(got: object, like: torch.Tensor, what: str) -> torch.Tensor:
@@ -67,7 +83,7 @@ def check_softmax(answer: object) -> str:
         assert callable(fn), f"answer should be a function scores -> weights, got {type(fn).__name__}"
         for s in softmax_cases():
             before = s.clone()
-            got = _call(fn, s)
+            got = _call(fn, s, shortcuts=[SOFTMAX_SHORTCUT])
             assert torch.equal(s, before), "your function changed its input scores in place"
             got = _as_tensor(got, s, f"softmax of {s.tolist()}")
             want = softmax(s)
@@ -130,7 +146,7 @@ def check_attend(answer: object) -> str:
             n, d = keys.shape
             values = torch.randn(n, 3, generator=gen)  # d_v = 3, unlike d, to catch a mix-up
             want, weights = attention_vector(q, keys, values)
-            got = _call(fn, q, keys, values)
+            got = _call(fn, q, keys, values, shortcuts=[ATTEND_SHORTCUT])
             assert torch.is_tensor(got), f"answer should return a torch.Tensor, got {type(got).__name__}"
             if got.shape == weights.shape and (got.shape != want.shape or _close(got.to(weights.dtype), weights)):
                 raise AssertionError("that returns the weights (one per key): return sum_i a_i v_i, a vector of "
@@ -147,3 +163,45 @@ def check_attend(answer: object) -> str:
         return f"agrees with attnlab.attention.attention_vector on {len(scores_cases())} cases"
 
     return run_check("attention output", answer, check)
+
+
+# ----------------------------------------------------------------------------------------------------
+# exercise 4: predict, then run
+
+#: Exercise 4's experiment: queries and keys with standard normal entries, this wide, this many keys.
+SCALE_EXPERIMENT = {"dim": 512, "keys": 16, "queries": 500, "seed": 2}
+
+
+def measured_max_weights() -> dict[str, float]:
+    """Mean over the queries of the largest softmax weight, with raw scores q·k and with q·k/sqrt(d), and
+    the standard deviation of the raw scores."""
+    e = SCALE_EXPERIMENT
+    gen = torch.Generator().manual_seed(e["seed"])
+    q = torch.randn(e["queries"], e["dim"], generator=gen, dtype=torch.float64)
+    k = torch.randn(e["keys"], e["dim"], generator=gen, dtype=torch.float64)
+    raw = q @ k.T  # (queries, keys)
+    return {"unscaled": float(softmax(raw).max(-1).values.mean()),
+            "scaled": float(softmax(raw / math.sqrt(e["dim"])).max(-1).values.mean()),
+            "score_std": float(raw.std())}
+
+
+def check_prediction_unscaled_max_weight(prediction: object) -> str:
+    """Exercise 4, predict then run: with d = 512 and 16 keys, the average largest softmax weight of the RAW
+    scores q·k (no 1/sqrt(d)). Right within 0.1 of the measured value."""
+
+    def judge(guess: object) -> tuple[bool, str]:
+        value = as_number(guess, "your prediction")
+        assert 0 <= value <= 1, f"a softmax weight lies between 0 and 1, got {value}"
+        e, m = SCALE_EXPERIMENT, measured_max_weights()
+        right = abs(value - m["unscaled"]) <= 0.1
+        slip = ""
+        if not right and value < 0.5:
+            slip = (f"You may have pictured scores near 1; q·k adds {e['dim']} products of variance 1, so it "
+                    f"has variance d. ")
+        return right, (f"{slip}Measured over {e['queries']} queries: the raw scores have standard deviation "
+                       f"{m['score_std']:.1f} ≈ √{e['dim']} = {math.sqrt(e['dim']):.1f}, so one key wins by tens "
+                       f"and takes {m['unscaled']:.3f} of the weight on average: softmax has saturated and its "
+                       f"gradient vanishes. Divided by √d the scores have standard deviation 1 and the largest of "
+                       f"{e['keys']} weights is {m['scaled']:.3f} on average: attention can still spread.")
+
+    return run_prediction("largest weight without the 1/√d scale", prediction, judge)

@@ -4,10 +4,12 @@
     print(ch03.check_causal_mask(answer_causal_mask))  # a function n -> bool (n, n), True = may attend
     print(ch03.check_split_heads(answer_split_heads))  # a function (x, n_heads) -> (b, n_heads, s, d_h)
     print(ch03.check_score_gib(answer_score_gib))      # a float, GiB
+    print(ch03.check_prediction_shuffled_past(prediction_last_output_changes))  # predict, then run: a bool
 
 Each check compares the answer with :mod:`attnlab.attention` (or the layout of
 :meth:`attnlab.gqa.GroupedQueryAttention.project`): ``None`` returns a reminder, a right answer "✓ ...",
-a wrong one raises ``AssertionError`` with a hint aimed at the usual slip.
+a wrong one raises ``AssertionError`` with a hint aimed at the usual slip. Exercise 1 must not call
+:func:`attnlab.attention.causal_mask`.
 """
 
 from __future__ import annotations
@@ -17,9 +19,14 @@ import numbers
 
 import torch
 
-from attnlab.attention import causal_mask
+from attnlab import attention
+from attnlab.attention import attention_matrix, causal_mask
 from attnlab.devices import dtype_bytes
-from attnlab.exercises._common import run_check
+from attnlab.exercises._common import Shortcut, call_answer, run_check, run_prediction
+
+#: Exercise 1 writes the mask, so it may not ask the library for it.
+CAUSAL_MASK_SHORTCUT = Shortcut("attnlab.attention.causal_mask", (attention.causal_mask,),
+                                "compare the query positions with the key positions yourself (j <= i)")
 
 #: Exercise 3's model: query heads of one layer, sequence length, and the dtype of the stored scores.
 SCORE_HEADS = 32
@@ -29,13 +36,9 @@ SCORE_DTYPE = torch.float32
 GIB = 2**30
 
 
-def _call(fn, *args):
-    """Call the learner's function; report an exception as a failed check naming the input."""
-    try:
-        return fn(*args)
-    except Exception as err:
-        shown = ", ".join(f"tensor of shape {tuple(a.shape)}" if torch.is_tensor(a) else repr(a) for a in args)
-        raise AssertionError(f"calling your function on ({shown}) raised {type(err).__name__}: {err}") from err
+def _call(fn, *args, shortcuts=()):
+    """Call the learner's function; report an exception or a forbidden shortcut as a failed check."""
+    return call_answer(fn, *args, shortcuts=shortcuts)
 
 
 def check_causal_mask(answer: object) -> str:
@@ -45,7 +48,7 @@ def check_causal_mask(answer: object) -> str:
         assert callable(fn), f"answer should be a function n -> mask, got {type(fn).__name__}"
         sizes = [1, 2, 3, 5, 8, 16]
         for n in sizes:
-            got = _call(fn, n)
+            got = _call(fn, n, shortcuts=[CAUSAL_MASK_SHORTCUT])
             want = causal_mask(n, n)
             assert torch.is_tensor(got), f"for n={n} expected a torch.Tensor, got {type(got).__name__}"
             assert got.shape == (n, n), f"for n={n} expected shape ({n}, {n}), got {tuple(got.shape)}"
@@ -126,3 +129,48 @@ def check_score_gib(answer: object) -> str:
                 "of a single layer, before any weights or cache")
 
     return run_check("score matrix GiB", answer, check)
+
+
+# ----------------------------------------------------------------------------------------------------
+# exercise 4: predict, then run
+
+#: Exercise 4's experiment: one head of causal attention without positions, on random projections.
+SHUFFLE_EXPERIMENT = {"seq": 8, "d_model": 16, "seed": 3}
+
+
+def shuffled_past_changes() -> dict[str, float]:
+    """Largest change of the LAST token's output, and of token 1's, when tokens 0 .. n-2 are shuffled (a
+    fixed permutation that moves token 0) under causal attention with no positional information."""
+    e = SHUFFLE_EXPERIMENT
+    gen = torch.Generator().manual_seed(e["seed"])
+    n, d = e["seq"], e["d_model"]
+    x = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    w_q, w_k, w_v = (torch.randn(d, d, generator=gen, dtype=torch.float64) / math.sqrt(d) for _ in range(3))
+    order = torch.cat([torch.arange(n - 1).roll(1), torch.tensor([n - 1])])  # past rotated, last token kept
+
+    def outputs(tokens: torch.Tensor) -> torch.Tensor:
+        return attention_matrix(tokens @ w_q, tokens @ w_k, tokens @ w_v, causal=True)[0]  # (n, d)
+
+    before, after = outputs(x), outputs(x[order])
+    return {"last": float((after[-1] - before[-1]).abs().max()),
+            "token_1": float((after[1] - before[1]).abs().max()),
+            "size": float(before[-1].abs().max())}
+
+
+def check_prediction_shuffled_past(prediction: object) -> str:
+    """Exercise 4, predict then run: causal attention with no positional encoding; shuffle tokens 0 .. n-2
+    and keep the last token in place. Does the last token's output change? (True or False.)"""
+
+    def judge(guess: object) -> tuple[bool, str]:
+        assert isinstance(guess, bool), f"answer True (it changes) or False (it stays), got {guess!r}"
+        m = shuffled_past_changes()
+        changes = m["last"] > 1e-9 * m["size"]
+        return guess == changes, (
+            f"The last token's output moved by at most {m['last']:.1e} (its entries are of size "
+            f"{m['size']:.2f}): the same. It attends to every earlier token, and a weighted sum over a set does "
+            f"not care about the set's order; the mask only decides WHICH tokens are in it. Token 1's output, "
+            f"whose set did change, moved by {m['token_1']:.2f}. Without positional information attention sees "
+            "a bag of words: word order must be put in, which RoPE does (chapter 9 looks at it closely)."
+        )
+
+    return run_prediction("shuffled past, last token", prediction, judge)

@@ -4,6 +4,7 @@
     print(ch04.check_cache_bytes(answer_cache_bytes))                # an int, bytes
     print(ch04.check_decode_loop(answer_decode_loop))                # a function (layer, x) -> y
     print(ch04.check_llama3_tokens_in_24gib(answer_tokens_in_24gib)) # an int, tokens
+    print(ch04.check_prediction_key_rows(prediction_key_rows))       # predict, then run: an int
 
 Each check compares the answer with :mod:`attnlab.kv_cache`, :mod:`attnlab.gqa` and :mod:`attnlab.sizing`:
 ``None`` returns a reminder, a right answer "✓ ...", a wrong one raises ``AssertionError`` with a hint
@@ -16,7 +17,7 @@ import torch
 
 from attnlab import sizing
 from attnlab.devices import dtype_bytes
-from attnlab.exercises._common import as_number, run_check
+from attnlab.exercises._common import as_number, run_check, run_prediction
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention
 from attnlab.kv_cache import LayerCache
 
@@ -187,3 +188,57 @@ def check_llama3_tokens_in_24gib(answer: object) -> str:
                 f"{per_token:,} B per token")
 
     return run_check("Llama-3-8B tokens in 24 GiB", answer, check)
+
+
+# ----------------------------------------------------------------------------------------------------
+# exercise 4: predict, then run
+
+#: Exercise 4: generate this many tokens with a small layer, with and without a cache.
+GENERATE = {"tokens": 100, "config": AttentionConfig(d_model=16, n_heads=2, n_kv_heads=2), "seed": 4}
+
+
+def count_key_rows() -> dict[str, int]:
+    """Token positions projected by W^K while a layer produces GENERATE["tokens"] outputs one at a time:
+    without a cache (each step re-runs the whole prefix) and with one (each step projects its new token)."""
+    e = GENERATE
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(e["seed"])
+        layer = GroupedQueryAttention(e["config"]).eval()
+        x = torch.randn(1, e["tokens"], e["config"].d_model)
+    rows = [0]
+    handle = layer.w_k.register_forward_hook(lambda module, args, out: rows.__setitem__(0, rows[0] + out.shape[1]))
+    counts = {}
+    try:
+        with torch.no_grad():
+            for t in range(1, e["tokens"] + 1):  # no cache: step t runs the layer on tokens 0 .. t-1
+                layer(x[:, :t])
+            counts["no_cache"], rows[0] = rows[0], 0
+            cache = LayerCache()
+            for t in range(e["tokens"]):  # cache: step t runs the layer on token t alone
+                layer(x[:, t : t + 1], cache=cache)
+            counts["cache"] = rows[0]
+    finally:
+        handle.remove()
+    return counts
+
+
+def check_prediction_key_rows(prediction: object) -> str:
+    """Exercise 4, predict then run: generating 100 tokens one at a time WITHOUT a cache, how many token
+    positions pass through W^K in total? Right within 1% of the count a forward hook measures."""
+
+    def judge(guess: object) -> tuple[bool, str]:
+        value = as_number(guess, "your prediction")
+        counts, n = count_key_rows(), GENERATE["tokens"]
+        right = abs(value - counts["no_cache"]) <= 0.01 * counts["no_cache"]
+        slip = ""
+        if value == n:
+            slip = f"{n} is the count WITH a cache. "
+        elif value == n * n:
+            slip = f"{n}² counts a full prefix at every step; step t runs only its t tokens. "
+        return right, (
+            f"{slip}A hook on W^K counted {counts['no_cache']:,} rows without a cache: step t re-projects all t tokens "
+            f"of the prefix, 1 + 2 + ... + {n} = {n}·{n + 1}/2. With a cache it counted {counts['cache']}: each key is "
+            f"projected once and kept. The gap grows with length: at 4,096 tokens, {4096 * 4097 // 2:,} against 4,096."
+        )
+
+    return run_prediction("key projections without a cache", prediction, judge)

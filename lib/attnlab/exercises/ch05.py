@@ -1,7 +1,7 @@
 """Checks for chapter 5, Multi-query attention.
 
     from attnlab.exercises import ch05
-    print(ch05.check_falcon_bytes_per_token(answer_falcon_bytes_per_token))  # an int, bytes
+    print(ch05.check_prediction_mqa_parameters(prediction_mqa_parameters))  # predict, then run: a float
     print(ch05.check_mqa_attention(answer_mqa_attention))                    # a function (q, k, v) -> out
     print(ch05.check_cache_dominates(answer_cache_dominates))                # a pair of ints, batch sizes
 
@@ -14,37 +14,58 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
-from attnlab import sizing
-from attnlab.exercises._common import as_number, run_check
-from attnlab.gqa import grouped_attention
+from attnlab import attention, gqa, sizing
+from attnlab.exercises._common import Shortcut, as_number, call_answer, run_check, run_prediction
+from attnlab.gqa import AttentionConfig, GroupedQueryAttention, grouped_attention
+
+#: Exercise 2 writes the attention, so the library's may not do it.
+MQA_SHORTCUT = Shortcut("a library attention (grouped_attention, repeat_kv, attention_matrix or "
+                        "scaled_dot_product_attention)",
+                        (gqa.grouped_attention, gqa.repeat_kv, attention.attention_matrix,
+                         F.scaled_dot_product_attention),
+                        "write softmax(q k^T / √d + M) v yourself; broadcasting shares the one K/V head")
+
+#: Exercise 1's layers: this width and head count, MHA against MQA.
+PARAMS_EXPERIMENT = {"d_model": 512, "n_heads": 8}
 
 
-def check_falcon_bytes_per_token(answer: object) -> str:
-    """Exercise 1: bytes one token adds to Falcon-7B's KV cache in bfloat16, all layers.
+def layer_parameters() -> dict[str, int]:
+    """Parameters of one MHA and one MQA :class:`~attnlab.gqa.GroupedQueryAttention` of PARAMS_EXPERIMENT's
+    shape, counted on the layers themselves, and the numbers each caches per token."""
+    e = PARAMS_EXPERIMENT
+    out = {}
+    for name, n_kv in (("mha", e["n_heads"]), ("mqa", 1)):
+        config = AttentionConfig(e["d_model"], e["n_heads"], n_kv)
+        with torch.device("meta"):  # shapes only: no memory, no random numbers drawn
+            layer = GroupedQueryAttention(config)
+        out[name] = sum(p.numel() for p in layer.parameters())
+        out[f"{name}_cache"] = config.cache_elements_per_token()
+    return out
 
-    Falcon-7B uses MQA (config.json: multi_query true), so per token and layer it caches one key and one
-    value of width d_h = hidden_size / n_head. Expected: 2 x d_h x l x 2 bytes.
-    """
-    spec = sizing.MODELS["falcon-7b"]
-    expected = sizing.cache_bytes_per_token(spec, "bfloat16")
 
-    def check(a: object) -> str:
-        value = as_number(a, "bytes per token")
-        assert value != expected * spec.n_heads, (
-            f"that caches a K and a V for each of the {spec.n_heads} query heads: that is MHA. "
-            "With MQA all query heads share ONE key head and ONE value head"
+def check_prediction_mqa_parameters(prediction: object) -> str:
+    """Exercise 1, predict then run: how many times the parameters of an MQA layer does the MHA layer of the
+    same shape (d_model 512, 8 heads) have? Right within 10% of the counted ratio."""
+
+    def judge(guess: object) -> tuple[bool, str]:
+        value = as_number(guess, "your prediction")
+        assert value > 0, f"a ratio of parameter counts is positive, got {value}"
+        m, e = layer_parameters(), PARAMS_EXPERIMENT
+        ratio, cache_ratio = m["mha"] / m["mqa"], m["mha_cache"] / m["mqa_cache"]
+        right = abs(value - ratio) <= 0.1 * ratio
+        slip = (f"{cache_ratio:.0f}× is what the CACHE shrinks by, not the weights. "
+                if abs(value - cache_ratio) < 0.5 else "")
+        d, h = e["d_model"], e["n_heads"]
+        return right, (
+            f"{slip}Counted: MHA {m['mha']:,} parameters, MQA {m['mqa']:,}, {ratio:.2f}×. Only W^K and W^V shrink, "
+            f"from {d}×{d} to {d}×{d // h} each; W^Q and W^O stay {d}×{d}. The cache shrinks {cache_ratio:.0f}×. A "
+            "whole model shrinks far less, since its MLP and embeddings stay the same; still, to compare quality "
+            "fairly, Shazeer (2019) widened the MQA model's MLP until the parameter counts matched."
         )
-        assert value != expected // 2, "half the answer: the cache holds a key AND a value per token and layer"
-        assert value != expected // spec.n_layers, f"that is one layer; Falcon-7B has {spec.n_layers}"
-        assert value != expected * 2, "that is float32 (4 bytes a number); bfloat16 takes 2"
-        assert value == expected, (
-            "not yet: 2 (K and V) x 1 KV head x head dim x layers x 2 bytes; head dim = hidden_size / n_head"
-        )
-        return (f"{expected:,} bytes per token (2 × 1 × {spec.head_dim} × {spec.n_layers} × 2), "
-                f"{spec.n_heads}× less than MHA would cache")
 
-    return run_check("Falcon-7B bytes per token", answer, check)
+    return run_prediction("MHA / MQA parameters", prediction, judge)
 
 
 def _cases() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -69,11 +90,7 @@ def check_mqa_attention(answer: object) -> str:
         assert callable(fn), f"answer should be a function (q, k, v) -> out, got {type(fn).__name__}"
         cases = _cases()
         for q, k, v in cases:
-            try:
-                got = fn(q.clone(), k.clone(), v.clone())
-            except Exception as err:  # a learner's bug: report it with the shapes that broke it
-                raise AssertionError(f"with q {tuple(q.shape)} and k, v {tuple(k.shape)} your function raised "
-                                     f"{type(err).__name__}: {err}") from err
+            got = call_answer(fn, q.clone(), k.clone(), v.clone(), shortcuts=[MQA_SHORTCUT])
             if isinstance(got, tuple):
                 got = got[0]
             assert isinstance(got, torch.Tensor), f"expected a tensor, got {type(got).__name__}"

@@ -2,20 +2,32 @@
 
     from attnlab.exercises import ch06
     print(ch06.check_mean_pool(answer_mean_pool))              # a function (w, n_heads, n_kv_heads) -> w'
-    print(ch06.check_valid_kv_heads(answer_valid_kv_heads))    # the KV-head counts 12 query heads allow
-    print(ch06.check_qwen_bytes_per_token(answer_qwen_bytes_per_token))  # an int, bytes
+    print(ch06.check_gqa_attention(answer_gqa_attention))      # a function (q, k, v) -> out
+    print(ch06.check_prediction_gqa_flops(prediction_gqa_flops))  # predict, then run: a float
 
-Each check compares the answer with :mod:`attnlab.gqa` or :mod:`attnlab.sizing`: ``None`` returns a
+Each check compares the answer with :mod:`attnlab.gqa` or :mod:`attnlab.costs`; the functions the answers
+rewrite (``mha_to_gqa``, ``grouped_attention``, ``repeat_kv``) are forbidden in them. ``None`` returns a
 reminder, a right answer "✓ ...", a wrong one raises ``AssertionError`` with a hint aimed at the usual slip.
 """
 
 from __future__ import annotations
 
-import torch
+import dataclasses
 
-from attnlab import sizing
-from attnlab.exercises._common import as_number, run_check
-from attnlab.gqa import AttentionConfig, GroupedQueryAttention, mha_to_gqa
+import torch
+import torch.nn.functional as F
+
+from attnlab import costs, gqa, sizing
+from attnlab.exercises._common import Shortcut, as_number, call_answer, run_check, run_prediction
+from attnlab.gqa import AttentionConfig, GroupedQueryAttention, grouped_attention, mha_to_gqa
+
+#: Exercise 1 writes the conversion.
+POOL_SHORTCUT = Shortcut("attnlab.gqa.mha_to_gqa", (gqa.mha_to_gqa,),
+                         "view the rows as (n_kv_heads, r, head_dim, d_model) and average over r yourself")
+#: Exercise 2 writes the grouped attention.
+GQA_SHORTCUT = Shortcut("a library grouped attention (grouped_attention, repeat_kv or scaled_dot_product_attention)",
+                        (gqa.grouped_attention, gqa.repeat_kv, F.scaled_dot_product_attention),
+                        "view the query heads as (n_kv_heads, r) groups and let broadcasting share K and V")
 
 #: (d_model, n_heads, n_kv_heads) the mean-pool check converts.
 POOL_CASES: tuple[tuple[int, int, int], ...] = (
@@ -46,11 +58,7 @@ def check_mean_pool(answer: object) -> str:
                 layer = GroupedQueryAttention(AttentionConfig(d_model, n_heads, n_heads, rope=False)).double()
                 want = mha_to_gqa(layer, n_kv).w_k.weight.detach()
             w = layer.w_k.weight.detach().clone()
-            try:
-                got = fn(w.clone(), n_heads, n_kv)
-            except Exception as err:  # a learner's bug: report it with the case that broke it
-                raise AssertionError(f"with w {tuple(w.shape)}, n_heads={n_heads}, n_kv_heads={n_kv} your "
-                                     f"function raised {type(err).__name__}: {err}") from err
+            got = call_answer(fn, w.clone(), n_heads, n_kv, shortcuts=[POOL_SHORTCUT])
             assert isinstance(got, torch.Tensor), f"expected a tensor, got {type(got).__name__}"
             assert got.shape == want.shape, (
                 f"with w {tuple(w.shape)}, n_heads={n_heads}, n_kv_heads={n_kv} the result should be "
@@ -74,68 +82,89 @@ def check_mean_pool(answer: object) -> str:
     return run_check("mean-pool conversion", answer, check)
 
 
-VALID_FOR = 12  # the head count exercise 2 asks about
+# ----------------------------------------------------------------------------------------------------
+# exercise 2: grouped attention
 
 
-def check_valid_kv_heads(answer: object) -> str:
-    """Exercise 2: every KV-head count GQA allows for 12 query heads (a list, tuple or set of ints).
+def _gqa_cases() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Random float64 (q (b, h, n, d), k, v (b, g, n, d)) with 1 < g < h, so a wrong grouping shows."""
+    gen = torch.Generator().manual_seed(16)
+    shapes = [(1, 4, 5, 3, 2), (2, 6, 7, 4, 3), (1, 8, 6, 5, 2), (2, 6, 4, 8, 2)]
+    return [(torch.randn(b, h, n, d, generator=gen, dtype=torch.float64),
+             torch.randn(b, g, n, d, generator=gen, dtype=torch.float64),
+             torch.randn(b, g, n, d, generator=gen, dtype=torch.float64)) for b, h, n, d, g in shapes]
 
-    Expected: the n_kv_heads for which ``AttentionConfig(d_model, 12, n_kv_heads)`` is valid, i.e. the
-    divisors of 12.
-    """
 
-    def valid(n: int) -> bool:
-        try:
-            AttentionConfig(d_model=12 * 8, n_heads=VALID_FOR, n_kv_heads=n)
-        except ValueError:
-            return False
-        return True
+def check_gqa_attention(answer: object) -> str:
+    """Exercise 2: a function ``(q, k, v) -> out`` for causal grouped-query attention: q (b, n_heads, n, d),
+    k, v (b, n_kv_heads, n, d), out (b, n_heads, n, d), query head h reading KV head h // r with
+    r = n_heads / n_kv_heads (neighbouring heads share, as in the GQA paper and :func:`attnlab.gqa.mha_to_gqa`).
+    Compared with :func:`attnlab.gqa.grouped_attention`, which the answer may not call (nor ``repeat_kv`` or
+    ``F.scaled_dot_product_attention``)."""
 
-    expected = [n for n in range(1, VALID_FOR + 1) if valid(n)]
+    def check(fn: object) -> str:
+        assert callable(fn), f"answer should be a function (q, k, v) -> out, got {type(fn).__name__}"
+        cases = _gqa_cases()
+        for q, k, v in cases:
+            got = call_answer(fn, q.clone(), k.clone(), v.clone(), shortcuts=[GQA_SHORTCUT])
+            want = grouped_attention(q, k, v, causal=True)[0]
+            h, g = q.shape[1], k.shape[1]
+            assert isinstance(got, torch.Tensor), f"return a tensor (b, n_heads, n, d), got {type(got).__name__}"
+            assert tuple(got.shape) == tuple(want.shape), (
+                f"for q {tuple(q.shape)} and k, v {tuple(k.shape)} the output has shape {tuple(want.shape)}, "
+                f"got {tuple(got.shape)}"
+            )
+            got = got.double()
+            if torch.allclose(got, want, atol=1e-10, rtol=1e-9):
+                continue
+            r = h // g
+            strided = torch.arange(h) % g  # head h -> KV head h % g: the usual slip
+            if torch.allclose(got, grouped_attention(q, k[:, strided], v[:, strided], causal=True)[0], atol=1e-10):
+                raise AssertionError(f"query head h reads KV head h // r (r = {r}: heads 0..{r - 1} share KV head 0), "
+                                     f"not h % n_kv_heads; view q as (b, n_kv_heads, r, n, d)")
+            if torch.allclose(got, grouped_attention(q, k, v, causal=False)[0], atol=1e-10):
+                raise AssertionError("the attention is causal: mask the keys j > i before the softmax")
+            raise AssertionError(f"for q {tuple(q.shape)} and k, v {tuple(k.shape)} the output differs from "
+                                 "softmax(q k^T / √d + M) v with query head h reading KV head h // r")
+        return (f"equals grouped_attention on {len(cases)} cases: each KV head serves r neighbouring query heads, "
+                "with no copy of K or V needed")
 
-    def check(a: object) -> str:
-        assert isinstance(a, (list, tuple, set, frozenset, range)), (
-            f"answer should be a list of head counts, got {type(a).__name__} {a!r}"
+    return run_check("grouped-query attention", answer, check)
+
+
+# ----------------------------------------------------------------------------------------------------
+# exercise 3: predict, then run
+
+#: Exercise 3: Llama-3-8B's attention shape (32 query heads, 8 KV heads) at this context, against MHA.
+DECODE = {"model": "llama-3-8b", "context": 8192}
+
+
+def check_prediction_gqa_flops(prediction: object) -> str:
+    """Exercise 3, predict then run: one decode step of Llama-3-8B's attention core at 8,192 tokens; what
+    fraction of MHA's attention FLOPs does GQA with 8 KV heads spend? Right within 0.1
+    (:func:`attnlab.costs.decode_attention_flops`)."""
+
+    def judge(guess: object) -> tuple[bool, str]:
+        value = as_number(guess, "your prediction")
+        assert value > 0, f"a ratio of FLOPs is positive, got {value}"
+        e = DECODE
+        gqa = sizing.MODELS[e["model"]].attention_shape()
+        mha = dataclasses.replace(gqa, n_kv_heads=gqa.n_heads)
+        flops = {"gqa": costs.decode_attention_flops("gqa", gqa, e["context"]),
+                 "mha": costs.decode_attention_flops("mha", mha, e["context"])}
+        cache = {"gqa": costs.cache_bytes("gqa", gqa, e["context"], per_layer=True),
+                 "mha": costs.cache_bytes("mha", mha, e["context"], per_layer=True)}
+        ratio = flops["gqa"] / flops["mha"]
+        right = abs(value - ratio) <= 0.1
+        slip = (f"{value:g} is the cache's share, not the arithmetic's. "
+                if abs(value - cache["gqa"] / cache["mha"]) < 0.05 else "")
+        return right, (
+            f"{slip}GQA spends {ratio:.2f} of MHA's attention FLOPs ({flops['gqa']:,} against {flops['mha']:,} per "
+            f"layer): each of the {gqa.n_heads} query heads still scores every cached key and mixes every value. What "
+            f"shrinks is the cache read: {cache['gqa'] / 2**20:.0f} MiB against {cache['mha'] / 2**20:.0f} MiB per "
+            "layer "
+            f"in bfloat16, {cache['mha'] / cache['gqa']:.0f}× less. Decode is limited by memory traffic, so that is "
+            "where GQA's speed comes from."
         )
-        values = [as_number(x, "a head count") for x in a]
-        assert all(x == int(x) for x in values), "head counts are whole numbers"
-        got = sorted({int(x) for x in values})
-        wrong = [n for n in got if n not in expected]
-        assert not wrong, (
-            f"{wrong[0]} cannot be: {VALID_FOR} query heads do not split into {wrong[0]} equal groups "
-            f"(AttentionConfig raises: n_heads={VALID_FOR} is not divisible by n_kv_heads={wrong[0]})"
-            if wrong[0] > 0 else "head counts are positive"
-        )
-        missing = [n for n in expected if n not in got]
-        assert 1 not in missing, "1 is allowed too: one KV head for all 12 query heads is MQA, GQA's one end"
-        assert VALID_FOR not in missing, f"{VALID_FOR} is allowed too: one KV head per query head is MHA, the other end"
-        assert not missing, f"missing {missing}: every n_kv_heads that divides {VALID_FOR} works"
-        return f"{expected}: the divisors of {VALID_FOR} (1 is MQA, {VALID_FOR} is MHA, the rest GQA)"
 
-    return run_check("valid KV-head counts for 12 heads", answer, check)
-
-
-def check_qwen_bytes_per_token(answer: object) -> str:
-    """Exercise 3: bytes one token adds to Qwen2.5-7B's KV cache in bfloat16, all layers.
-
-    Qwen2.5-7B (config.json): 28 layers, 28 query heads, 4 KV heads, hidden_size 3584. Expected:
-    2 x n_g x d_h x l x 2 bytes with d_h = hidden_size / n_heads.
-    """
-    spec = sizing.MODELS["qwen2.5-7b"]
-    expected = sizing.cache_bytes_per_token(spec, "bfloat16")
-
-    def check(a: object) -> str:
-        value = as_number(a, "bytes per token")
-        assert value != expected * spec.group_size, (
-            f"that counts all {spec.n_heads} query heads (MHA); GQA caches only the {spec.n_kv_heads} KV heads"
-        )
-        assert value != expected // 2, "half the answer: the cache holds a key AND a value per KV head"
-        assert value != expected // spec.n_layers, f"that is one layer; the model has {spec.n_layers}"
-        assert value != expected * 2, "that is float32 (4 bytes a number); bfloat16 takes 2"
-        assert value == expected, (
-            "not yet: 2 (K and V) x KV heads x head dim x layers x 2 bytes; head dim = hidden_size / heads"
-        )
-        return (f"{expected:,} bytes per token (2 × {spec.n_kv_heads} × {spec.head_dim} × {spec.n_layers} × 2), "
-                f"{sizing.format_ratio(sizing.reduction_vs_mha(spec))}× less than MHA")
-
-    return run_check("Qwen2.5-7B bytes per token", answer, check)
+    return run_prediction("GQA / MHA decode FLOPs", prediction, judge)

@@ -1,12 +1,13 @@
 """Checks for chapter 7, Multi-head latent attention.
 
     from attnlab.exercises import ch07
-    print(ch07.check_v2_bytes_per_token(answer_v2_bytes_per_token))  # an int, bytes
-    print(ch07.check_gqa_groups(answer_gqa_groups))                  # a number, KV groups
+    print(ch07.check_joint_factors(answer_joint_factors))            # a function (w_k, w_v, r) -> 3 tensors
+    print(ch07.check_prediction_random_rank(prediction_random_rank_error))  # predict, then run: a float
     print(ch07.check_lowrank_error(answer_lowrank_error))            # a function (matrix, r) -> float
 
-Each check compares the answer with :mod:`attnlab.sizing` or :mod:`attnlab.lowrank`: ``None`` returns a
-reminder, a right answer "✓ ...", a wrong one raises ``AssertionError`` with a hint aimed at the usual slip.
+Each check compares the answer with :mod:`attnlab.lowrank`, which the answers themselves may not call:
+``None`` returns a reminder, a right answer "✓ ...", a wrong one raises ``AssertionError`` with a hint aimed
+at the usual slip.
 """
 
 from __future__ import annotations
@@ -15,64 +16,79 @@ import math
 
 import torch
 
-from attnlab import lowrank, sizing
-from attnlab.exercises._common import as_number, run_check
+from attnlab import lowrank
+from attnlab.exercises._common import Shortcut, as_number, call_answer, run_check, run_prediction
+
+#: Exercises 1 and 3 do by hand what attnlab.lowrank does.
+LOWRANK_SHORTCUT = Shortcut("attnlab.lowrank", (lowrank,),
+                            "use torch.linalg.svd or torch.linalg.svdvals and the Eckart-Young theorem yourself")
 
 
-def check_v2_bytes_per_token(answer: object) -> str:
-    """Exercise 1: bytes one token adds to DeepSeek-V2's MLA cache in bfloat16, all layers.
+# ----------------------------------------------------------------------------------------------------
+# exercise 1: one latent for keys and values
 
-    Expected (d_c + d_h^R) x l x 2 bytes = (512 + 64) x 60 x 2, from its config.json.
-    """
-    spec = sizing.MODELS["deepseek-v2"]
-    expected = sizing.cache_bytes_per_token(spec, "bfloat16")
-    d_c, d_h_rope = sizing.mla_dims(spec)
 
-    def check(a: object) -> str:
-        value = as_number(a, "bytes per token")
-        assert value != d_c * spec.n_layers * 2, (
-            "that is the latent alone: MLA also caches the decoupled RoPE key k^R (d_h^R numbers) per token and layer"
+def _factor_cases() -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+    """Random float64 (w_k (h d_h, d), w_v (h d_v, d), r): full-rank ones, and one whose joint [w_k; w_v] has
+    rank 3 (so rank 3 is exact)."""
+    gen = torch.Generator().manual_seed(17)
+    cases = []
+    for hd_k, hd_v, d, r in ((12, 8, 10, 4), (6, 6, 16, 5), (20, 12, 9, 9), (8, 4, 6, 1)):
+        cases.append((torch.randn(hd_k, d, generator=gen, dtype=torch.float64),
+                      torch.randn(hd_v, d, generator=gen, dtype=torch.float64), r))
+    low = (torch.randn(18, 3, generator=gen, dtype=torch.float64)
+           @ torch.randn(3, 11, generator=gen, dtype=torch.float64))
+    cases.append((low[:10], low[10:], 3))
+    return cases
+
+
+def check_joint_factors(answer: object) -> str:
+    """Exercise 1: a function ``(w_k, w_v, r) -> (w_dkv, w_uk, w_uv)`` that compresses K and V into ONE latent
+    of width r, as MLA does (DeepSeek-V2 eqs. 41-42, 45): w_k (h d_h, d), w_v (h d_v, d) -> w_dkv (r, d),
+    w_uk (h d_h, r), w_uv (h d_v, r) with [w_uk; w_uv] @ w_dkv the best rank-r approximation of [w_k; w_v]
+    (Eckart-Young). Compared with :func:`attnlab.lowrank.lowrank_approx`; :mod:`attnlab.lowrank` is forbidden."""
+
+    def check(fn: object) -> str:
+        assert callable(fn), (
+            f"answer should be a function (w_k, w_v, r) -> (w_dkv, w_uk, w_uv), got {type(fn).__name__}"
         )
-        assert value != expected * spec.n_heads, (
-            f"the latent is shared by all {spec.n_heads} heads: it is cached once per token and layer, not per head"
-        )
-        assert value != 2 * expected, (
-            "the latent already serves both K and V: there is no separate key and value to count twice"
-            " (or you used 4 bytes a number; bfloat16 takes 2)"
-        )
-        assert value != expected // spec.n_layers, f"that is one layer; DeepSeek-V2 has {spec.n_layers}"
-        assert value != expected // 2, "that counts numbers, not bytes: bfloat16 takes 2 bytes a number"
-        assert value == expected, "not yet: (d_c + d_h^R) x layers x 2 bytes"
-        return f"{expected:,} bytes per token = ({d_c} + {d_h_rope}) × {spec.n_layers} × 2"
+        cases = _factor_cases()
+        for w_k, w_v, r in cases:
+            got = call_answer(fn, w_k.clone(), w_v.clone(), r, shortcuts=[LOWRANK_SHORTCUT])
+            assert isinstance(got, (tuple, list)) and len(got) == 3 and all(isinstance(t, torch.Tensor) for t in got), (
+                "return three tensors: (w_dkv, w_uk, w_uv)"
+            )
+            w_dkv, w_uk, w_uv = (t.detach().double() for t in got)
+            d = w_k.shape[1]
+            assert tuple(w_dkv.shape) == (r, d), (
+                f"w_dkv maps a token (width d = {d}) to the latent (width r = {r}): shape ({r}, {d}), "
+                f"got {tuple(w_dkv.shape)}"
+            )
+            assert tuple(w_uk.shape) == (w_k.shape[0], r) and tuple(w_uv.shape) == (w_v.shape[0], r), (
+                f"w_uk and w_uv map the latent back to all heads' keys and values: shapes ({w_k.shape[0]}, {r}) and "
+                f"({w_v.shape[0]}, {r}), got {tuple(w_uk.shape)} and {tuple(w_uv.shape)}"
+            )
+            joint = torch.cat([w_k, w_v])  # (h d_h + h d_v, d)
+            want = lowrank.lowrank_approx(joint, r)
+            product = torch.cat([w_uk, w_uv]) @ w_dkv
+            if torch.allclose(product, want, atol=1e-9, rtol=1e-9):
+                continue
+            u, sv, vh = torch.linalg.svd(joint, full_matrices=False)
+            if torch.allclose(product, (u[:, -r:] * sv[-r:]) @ vh[-r:], atol=1e-9, rtol=1e-9):
+                raise AssertionError("you kept the r SMALLEST singular values: torch.linalg.svd sorts them largest "
+                                     "first, so keep u[:, :r], s[:r], vh[:r]")
+            k_only = lowrank.lowrank_approx(w_k, r)
+            if torch.allclose(product[: w_k.shape[0]], k_only, atol=1e-9, rtol=1e-9):
+                raise AssertionError("the latent serves the keys alone: factor K and V TOGETHER, the stacked "
+                                     "[w_k; w_v], so one cached latent rebuilds both")
+            err = float((product - want).norm() / want.norm())
+            raise AssertionError(f"[w_uk; w_uv] @ w_dkv differs from the best rank-{r} approximation of [w_k; w_v] "
+                                 f"(relative difference {err:.2e}): take the SVD of the stacked matrix, keep the r "
+                                 "largest singular values, and split U_r diag(s_r) into its key and value rows")
+        return (f"[w_uk; w_uv] @ w_dkv is the best rank-r approximation of [w_k; w_v] on {len(cases)} cases: one "
+                "latent of width r per token rebuilds every head's key and value")
 
-    return run_check("DeepSeek-V2 bytes per token", answer, check)
-
-
-def check_gqa_groups(answer: object) -> str:
-    """Exercise 2: how many K/V groups n_g would GQA need to cache as much per token as DeepSeek-V3's MLA?
-
-    Expected n_g with 2 n_g d_h = d_c + d_h^R, i.e. (512 + 64) / (2 x 128) = 2.25 (DeepSeek-V2 paper, Table 1).
-    """
-    spec = sizing.MODELS["deepseek-v3"]
-    d_c, d_h_rope = sizing.mla_dims(spec)
-    expected = (d_c + d_h_rope) / (2 * spec.head_dim)
-
-    def check(a: object) -> str:
-        value = as_number(a, "the number of groups")
-        assert not math.isclose(value, d_c / (2 * spec.head_dim)), (
-            "that leaves out the RoPE key: MLA caches d_c + d_h^R numbers per token and layer"
-        )
-        assert not math.isclose(value, (d_c + d_h_rope) / spec.head_dim), (
-            "GQA caches a key AND a value per group: 2 n_g d_h numbers, so divide by 2 d_h"
-        )
-        assert not math.isclose(value, spec.n_heads / expected), (
-            "that is how many times smaller than MHA; the question asks for the GQA group count n_g"
-        )
-        assert math.isclose(value, expected, rel_tol=1e-9), "not yet: solve 2 n_g d_h = d_c + d_h^R for n_g"
-        return (f"n_g = ({d_c} + {d_h_rope}) / (2 × {spec.head_dim}) = {expected:g}: "
-                "the paper's \u201cGQA with only 2.25 groups\u201d, not a whole number of heads")
-
-    return run_check("GQA groups with MLA's cache", answer, check)
+    return run_check("one latent for K and V", answer, check)
 
 
 def _matrices() -> list[tuple[torch.Tensor, int]]:
@@ -97,11 +113,10 @@ def check_lowrank_error(answer: object) -> str:
         cases = _matrices()
         for m, r in cases:
             want = lowrank.lowrank_error(m, r)[0]
-            try:
-                got = fn(m.clone(), r)
-            except Exception as err:
-                raise AssertionError(f"calling your function on a {tuple(m.shape)} matrix with r={r} raised "
-                                     f"{type(err).__name__}: {err}") from err
+            got = call_answer(fn, m.clone(), r, shortcuts=[LOWRANK_SHORTCUT])
+            assert isinstance(got, (int, float, torch.Tensor)) and not isinstance(got, bool), (
+                f"return the error as a number, got {type(got).__name__}"
+            )
             got = float(got)
             s = torch.linalg.svdvals(m)
             if not math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9):
@@ -119,3 +134,44 @@ def check_lowrank_error(answer: object) -> str:
         return f"agrees with lowrank.lowrank_error on {len(cases)} matrices and ranks, r = 0 and full rank included"
 
     return run_check("rank-r error", answer, check)
+
+
+# ----------------------------------------------------------------------------------------------------
+# exercise 2: predict, then run
+
+#: Exercise 2's experiment: a square matrix with standard normal entries, and the rank kept.
+RANDOM_RANK = {"size": 256, "rank": 32, "seed": 7}
+
+
+def random_rank_errors() -> dict[str, float]:
+    """Relative error of the best rank-r approximation of a random Gaussian matrix, and of a matrix of true
+    rank r plus 1% noise, both RANDOM_RANK["size"] square; and the share of dimensions kept."""
+    e = RANDOM_RANK
+    gen = torch.Generator().manual_seed(e["seed"])
+    n, r = e["size"], e["rank"]
+    noise = torch.randn(n, n, generator=gen, dtype=torch.float64)
+    low = torch.randn(n, r, generator=gen, dtype=torch.float64) @ torch.randn(r, n, generator=gen, dtype=torch.float64)
+    low = low + 0.01 * noise * low.norm() / noise.norm()
+    return {"random": lowrank.lowrank_error(noise, r)[0], "low_rank": lowrank.lowrank_error(low, r)[0],
+            "kept": r / n}
+
+
+def check_prediction_random_rank(prediction: object) -> str:
+    """Exercise 2, predict then run: the relative error ||M - M_r||_F / ||M||_F of the best rank-32
+    approximation of a random 256 x 256 Gaussian matrix. Right within 0.05 of the measured value."""
+
+    def judge(guess: object) -> tuple[bool, str]:
+        value = as_number(guess, "your prediction")
+        assert 0 <= value <= 1, f"a relative error of a best approximation lies between 0 and 1, got {value}"
+        e, m = RANDOM_RANK, random_rank_errors()
+        right = abs(value - m["random"]) <= 0.05
+        return right, (
+            f"Measured: {m['random']:.3f}. Keeping {e['rank']} of {e['size']} directions ({m['kept']:.0%}) leaves most "
+            "of "
+            f"a random matrix behind: its energy is spread over all its singular values. A matrix of true rank "
+            f"{e['rank']} plus 1% noise loses only {m['low_rank']:.3f}. MLA's small latent works only because "
+            "trained keys and values are far from random; DeepSeek trains the compression from the start rather "
+            "than cutting a trained MHA."
+        )
+
+    return run_prediction("rank-32 error of a random matrix", prediction, judge)

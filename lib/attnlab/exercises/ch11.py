@@ -3,10 +3,12 @@
     from attnlab.exercises import ch11
     print(ch11.check_ue8m0_scale(answer_ue8m0_scale))          # a float, the block's scale
     print(ch11.check_fwht(answer_fwht))                        # a function x -> x H / sqrt(n)
-    print(ch11.check_fp8_cache_bytes(answer_fp8_cache_bytes))  # an int, bytes per token
+    print(ch11.check_block_fp8(answer_block_fp8))              # a function (x, block) -> (x_fp8, scales)
+    print(ch11.check_prediction_ue8m0_cost(prediction_ue8m0_cost))  # predict, then run: a float
 
-Each check compares the answer with :mod:`attnlab.quant` and :mod:`attnlab.sizing`: ``None`` returns a
-reminder, a right answer "✓ ...", a wrong one raises ``AssertionError`` with a hint aimed at the usual slip.
+Each check compares the answer with :mod:`attnlab.quant`, whose Hadamard transforms (exercise 2) and block
+quantization (exercise 3) the answers may not call: ``None`` returns a reminder, a right answer "✓ ...", a
+wrong one raises ``AssertionError`` with a hint aimed at the usual slip.
 """
 
 from __future__ import annotations
@@ -15,14 +17,19 @@ import math
 
 import torch
 
-from attnlab.exercises._common import as_number, run_check
-from attnlab.quant import FP8_E4M3_MAX, block_scales, fwht
-from attnlab.sizing import MODELS, indexer_elements_per_token, kv_elements_per_token
+from attnlab import quant
+from attnlab.exercises._common import Shortcut, as_number, call_answer, run_check, run_prediction
+from attnlab.quant import FP8_E4M3_MAX, SCALE_FORMATS, block_scales, fake_quantize_fp8, fwht, quantize_fp8_blocks
 
-#: Exercise 3: FlashMLA's FP8 MLA cache per token and layer: 512 FP8 latent values, 4 fp32 scales (one per
-#: 128 values), the 64-wide RoPE key in bf16 (deepseek-ai/FlashMLA); the index key in FP8 with one fp32 scale.
-EXERCISE_3 = {"model": "deepseek-v3.2", "mla_fp8_bytes": 512 + 4 * 4 + 64 * 2}
-
+#: Exercise 2 writes the butterflies, so no library Hadamard may stand in for them.
+FWHT_SHORTCUT = Shortcut("attnlab.quant's Hadamard (fwht, hadamard_matrix or hadamard_rotation)",
+                         (quant.fwht, quant.hadamard_matrix, quant.hadamard_rotation),
+                         "write the log2(n) butterfly stages, (a, b) -> (a + b, a - b), yourself")
+#: Exercise 3 writes the block quantizer.
+QUANTIZE_SHORTCUT = Shortcut("attnlab.quant's block quantizer (quantize_fp8_blocks, block_scales or "
+                             "fake_quantize_fp8)",
+                             (quant.quantize_fp8_blocks, quant.block_scales, quant.fake_quantize_fp8),
+                             "compute each block's amax, its power-of-two scale and the FP8 cast yourself")
 
 # ----------------------------------------------------------------------------------------------------
 # exercise 1
@@ -86,13 +93,7 @@ def check_fwht(answer: object) -> str:
         assert callable(fn), f"answer should be a function x -> y, got {type(fn).__name__}"
         cases = _fwht_cases()
         for x in cases:
-            try:
-                got = fn(x.clone())
-            except AssertionError:
-                raise
-            except Exception as err:  # a learner's bug: report it as a failed check
-                raise AssertionError(f"calling your function on x of shape {tuple(x.shape)} raised "
-                                     f"{type(err).__name__}: {err}") from err
+            got = call_answer(fn, x.clone(), shortcuts=[FWHT_SHORTCUT])
             want = fwht(x)
             n = x.shape[-1]
             assert isinstance(got, torch.Tensor), f"return a tensor, got {type(got).__name__}"
@@ -122,42 +123,115 @@ def check_fwht(answer: object) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------
-# exercise 3
+# exercise 3: block FP8 with ue8m0 scales
 
 
-def expected_fp8_cache_bytes() -> int:
-    """Bytes one token adds over all layers of DeepSeek-V3.2 with FlashMLA's FP8 MLA cache (656 per layer)
-    and the FP8 index key (d^I bytes plus one fp32 scale per 128 values)."""
-    spec = MODELS[EXERCISE_3["model"]]
-    d_i = indexer_elements_per_token(spec, per_layer=True)
-    index_key = d_i + 4 * math.ceil(d_i / 128)
-    return (EXERCISE_3["mla_fp8_bytes"] + index_key) * spec.n_layers
+def _fp8_cases() -> list[tuple[torch.Tensor, int]]:
+    """float32 inputs with their block: an outlier channel, leading axes, an all-zero block, blocks of 32."""
+    g = torch.Generator().manual_seed(13)
+    outlier = torch.randn(2, 256, generator=g)
+    outlier[:, 7] *= 60.0
+    zero_block = torch.randn(1, 256, generator=g)
+    zero_block[:, 128:] = 0.0
+    return [(outlier, 128), (torch.randn(3, 4, 128, generator=g) * 1e-3, 128), (zero_block, 128),
+            (torch.randn(5, 96, generator=g) * 30.0, 32)]
 
 
-def check_fp8_cache_bytes(answer: object) -> str:
-    """Exercise 3: the cache bytes per token of DeepSeek-V3.2 over all its layers, FP8 MLA cache in
-    FlashMLA's format plus the FP8 index keys (an int)."""
-    spec = MODELS[EXERCISE_3["model"]]
-    expected = expected_fp8_cache_bytes()
-    layers = spec.n_layers
-    mla_fp8, mla_bf16 = EXERCISE_3["mla_fp8_bytes"], kv_elements_per_token(spec, per_layer=True) * 2
-    d_i = indexer_elements_per_token(spec, per_layer=True)
-    index_fp8 = d_i + 4 * math.ceil(d_i / 128)
+def check_block_fp8(answer: object) -> str:
+    """Exercise 3: a function ``(x, block) -> (x_fp8, scales)``: DeepSeek's block FP8 with ue8m0 scales
+    (DeepSeek-V3.2 ``inference/kernel.py``, ``act_quant`` with ``scale_fmt="ue8m0"``). x (..., n) float32,
+    n divisible by block -> x_fp8 (..., n) ``torch.float8_e4m3fn`` = round(x / s) per block and scales
+    (..., n / block) float32, s = 2^ceil(log2(max(amax, 1e-4) / 448)). Compared bit for bit with
+    :func:`attnlab.quant.quantize_fp8_blocks`, which the answer may not call (nor ``block_scales`` or
+    ``fake_quantize_fp8``)."""
 
-    def check(a: object) -> str:
-        value = as_number(a, "the bytes per token")
-        assert value != expected // layers, f"that is one layer; DeepSeek-V3.2 has {layers}"
-        assert value != mla_fp8 * layers, "the lightning indexer caches a key per token and layer too"
-        assert value != (mla_bf16 + index_fp8) * layers, (
-            f"that keeps the MLA cache in bf16 ({mla_bf16} B per layer); FlashMLA's FP8 format takes {mla_fp8}"
+    def check(fn: object) -> str:
+        assert callable(fn), f"answer should be a function (x, block) -> (x_fp8, scales), got {type(fn).__name__}"
+        cases = _fp8_cases()
+        for x, block in cases:
+            got = call_answer(fn, x.clone(), block, shortcuts=[QUANTIZE_SHORTCUT])
+            want_fp8, want_scales = quantize_fp8_blocks(x, block, "ue8m0")
+            assert isinstance(got, (tuple, list)) and len(got) == 2 and all(isinstance(t, torch.Tensor) for t in got), (
+                "return two tensors: (x_fp8, scales)"
+            )
+            got_fp8, got_scales = got
+            shape = tuple(x.shape)
+            assert tuple(got_scales.shape) == tuple(want_scales.shape), (
+                f"for x of shape {shape} and block {block}: one scale per block of {block} along the last axis, "
+                f"shape {tuple(want_scales.shape)}, got {tuple(got_scales.shape)}"
+            )
+            assert got_fp8.dtype == torch.float8_e4m3fn, (
+                f"x_fp8 should be stored in FP8: .to(torch.float8_e4m3fn), got {got_fp8.dtype}"
+            )
+            assert tuple(got_fp8.shape) == shape, f"x_fp8 keeps x's shape {shape}, got {tuple(got_fp8.shape)}"
+            got_scales = got_scales.float()
+            if not torch.isfinite(got_scales).all() or bool((got_scales == 0).any()):
+                raise AssertionError("a block of zeros got a zero (or non-finite) scale: clamp amax below at 1e-4 "
+                                     "first, as DeepSeek's act_quant does")
+            if not torch.equal(got_scales, want_scales):
+                blocks = x.reshape(*x.shape[:-1], -1, block)
+                fp32 = blocks.abs().amax(-1).clamp_min(1e-4) / FP8_E4M3_MAX
+                if torch.allclose(got_scales, fp32, rtol=1e-6):
+                    raise AssertionError("those are fp32 scales, amax / 448: ue8m0 rounds each UP to a power of two, "
+                                         "2^ceil(log2(amax / 448))")
+                floor = torch.exp2(torch.floor(torch.log2(fp32)))
+                if torch.equal(got_scales, want_scales / 2) or torch.equal(got_scales, floor):
+                    raise AssertionError("the power of two is rounded DOWN: then amax / s exceeds 448 and the "
+                                         "largest values overflow FP8; round the exponent up (ceil)")
+                if torch.allclose(got_scales, 1 / want_scales):
+                    raise AssertionError("the scale multiplies the FP8 values back, x ≈ s · x_fp8: "
+                                         "s = 2^ceil(log2(amax / 448)), not its inverse")
+                raise AssertionError(f"for x of shape {shape} and block {block} the scales differ: one per block, "
+                                     "2^ceil(log2(max(amax, 1e-4) / 448)) with amax the block's largest |x|")
+            if not torch.equal(got_fp8.view(torch.uint8), want_fp8.view(torch.uint8)):
+                raise AssertionError("the scales are right but the FP8 values differ: divide each block by its own "
+                                     "scale (broadcast scales[..., None] over the block), then cast to float8_e4m3fn")
+        err = {f: float((fake_quantize_fp8(cases[0][0], 128, f) - cases[0][0]).norm() / cases[0][0].norm())
+               for f in ("fp32", "ue8m0")}
+        return (f"bit for bit equal to quantize_fp8_blocks on {len(cases)} inputs, an all-zero block and an outlier "
+                f"included; on the outlier input the relative error is {err['ue8m0']:.4f} with ue8m0 scales and "
+                f"{err['fp32']:.4f} with fp32 ones")
+
+    return run_check("block FP8 with ue8m0 scales", answer, check)
+
+
+# ----------------------------------------------------------------------------------------------------
+# exercise 4: predict, then run
+
+#: Exercise 4's experiment: standard normal blocks of 128 values.
+SCALE_EXPERIMENT = {"blocks": 512, "block": 128, "seed": 11}
+
+
+def scale_format_errors() -> dict[str, float]:
+    """RMS quantization error relative to the RMS of the values, with fp32 and with ue8m0 block scales, and
+    with a uniform INT8 grid (scale amax / 127) for comparison."""
+    e = SCALE_EXPERIMENT
+    x = torch.randn(e["blocks"], e["block"], generator=torch.Generator().manual_seed(e["seed"]))
+    rms = x.pow(2).mean().sqrt()
+    out = {f: float((fake_quantize_fp8(x, e["block"], f) - x).pow(2).mean().sqrt() / rms) for f in SCALE_FORMATS}
+    s = x.abs().amax(-1, keepdim=True) / 127
+    out["int8"] = float(((x / s).round() * s - x).pow(2).mean().sqrt() / rms)
+    return out
+
+
+def check_prediction_ue8m0_cost(prediction: object) -> str:
+    """Exercise 4, predict then run: how many times larger is the RMS error of block FP8 with ue8m0
+    (power-of-two) scales than with exact fp32 scales, on standard normal data? Right within 0.15."""
+
+    def judge(guess: object) -> tuple[bool, str]:
+        value = as_number(guess, "your prediction")
+        assert value > 0, f"a ratio of errors is positive, got {value}"
+        m = scale_format_errors()
+        ratio = m["ue8m0"] / m["fp32"]
+        right = abs(value - ratio) <= 0.15
+        slip = ("Rounding the scale up by up to 2× does NOT cost a factor of up to 2. " if value >= 1.4 else "")
+        return right, (
+            f"{slip}Measured: {ratio:.3f}× ({m['ue8m0']:.4f} against {m['fp32']:.4f} of the values' RMS). FP8 is "
+            "floating point: a larger scale shifts every value's exponent down by at most one, and e4m3 keeps 3 "
+            "mantissa bits at every exponent, so only values pushed into the subnormal range lose precision. A "
+            f"fixed-point grid would lose a whole bit (INT8's error here is {m['int8']:.4f}, and it would double). "
+            "That is why DeepSeek can store its scales as bare exponents (ue8m0, one byte) and multiply by them "
+            "exactly."
         )
-        assert value != (mla_fp8 + 2 * d_i) * layers, "the index key is stored in FP8 (1 byte a value), not bf16"
-        assert value != (mla_fp8 + d_i) * layers, "each 128 FP8 values of the index key carry a 4-byte fp32 scale"
-        assert value == expected, (
-            "not yet: (FP8 MLA bytes per layer + FP8 index-key bytes per layer, scale included) × layers"
-        )
-        bf16 = (mla_bf16 + 2 * d_i) * layers
-        return (f"{expected:,} B per token = ({mla_fp8} + {index_fp8}) × {layers}, against {bf16:,} B with both in "
-                f"bf16 ({bf16 / expected:.2f}× more)")
 
-    return run_check("FP8 cache bytes per token", answer, check)
+    return run_prediction("cost of power-of-two scales", prediction, judge)

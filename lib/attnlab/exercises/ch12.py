@@ -3,11 +3,11 @@
     from attnlab.exercises import ch12
     print(ch12.check_selected_kl(answer_selected_kl))          # a function (weights, scores, selected) -> scalar
     print(ch12.check_kl_reach(answer_kl_reach))                # a set of parameter names
-    print(ch12.check_index_cache_bytes(answer_index_cache_bytes))  # an int, bytes
+    print(ch12.check_prediction_flat_kl(prediction_flat_kl))    # predict, then run: a float
 
 Each check compares the answer with :mod:`attnlab.dsa` (``indexer_kl_loss``, ``set_training_stage``,
-``indexer_loss``) and :mod:`attnlab.sizing`: ``None`` returns a reminder, a right answer "✓ ...", a wrong
-one raises ``AssertionError`` with a hint aimed at the usual slip.
+``indexer_loss``); exercise 1 may not call ``indexer_kl_loss``. ``None`` returns a reminder, a right answer
+"✓ ...", a wrong one raises ``AssertionError`` with a hint aimed at the usual slip.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import math
 
 import torch
 
-from attnlab import sizing
+from attnlab import dsa
 from attnlab.dsa import indexer_kl_loss, indexer_loss, selection_mask, set_training_stage, topk_indices
-from attnlab.exercises._common import as_number, run_check
+from attnlab.exercises._common import Shortcut, as_number, call_answer, run_check, run_prediction
 from attnlab.model import TinyLM, TinyLMConfig
 
 #: Exercise 2's model: a two-layer DSA TinyLM, seeded (its weights do not matter, only who reaches whom).
@@ -27,9 +27,9 @@ EXERCISE_2 = {"config": TinyLMConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64,
                                      index_topk=4),
               "seed": 12, "seq_len": 12}
 
-#: Exercise 3: DeepSeek-V3.2's indexer key cache for one sequence of 128K tokens, FP8 keys with one fp32
-#: scale per block of 128 values (DeepSeek-V3.2-Exp ``inference/model.py``).
-EXERCISE_3 = {"model": "deepseek-v3.2", "tokens": 128 * 1024, "fp8_bytes": 1, "scale_bytes": 4, "block": 128}
+#: Exercise 1 writes the loss, so it may not call the library's.
+KL_SHORTCUT = Shortcut("attnlab.dsa.indexer_kl_loss", (dsa.indexer_kl_loss,),
+                       "sum the heads, renormalise over S_t, detach, and take the KL against log_softmax yourself")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -66,13 +66,7 @@ def check_selected_kl(answer: object) -> str:
         for weights, scores, selected in cases:
             w = weights.clone().requires_grad_(True)
             i = scores.clone().requires_grad_(True)
-            try:
-                got = fn(w, i, selected.clone())
-            except AssertionError:
-                raise
-            except Exception as err:  # a learner's bug: report it as a failed check
-                raise AssertionError(f"calling your function on weights of shape {tuple(weights.shape)} raised "
-                                     f"{type(err).__name__}: {err}") from err
+            got = call_answer(fn, w, i, selected.clone(), shortcuts=[KL_SHORTCUT])
             shape = f" of shape {tuple(got.shape)}" if isinstance(got, torch.Tensor) else ""
             assert isinstance(got, torch.Tensor) and got.numel() == 1, (
                 f"return one number (a 0-dim tensor): the sum over batch and queries, got {type(got).__name__}{shape}"
@@ -203,41 +197,42 @@ def check_kl_reach(answer: object) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------
-# exercise 3: the indexer's cache
+# exercise 3: predict, then run
+
+#: Exercise 3: one query's selected set, this large (DeepSeek-V3.2's top-k).
+KL_EXPERIMENT = {"top_k": 2048}
 
 
-def expected_index_cache_bytes() -> int:
-    """Exercise 3's answer: layers x tokens x (d^I FP8 bytes + one fp32 scale per block of 128)."""
-    e = EXERCISE_3
-    spec = sizing.get_model(e["model"])
-    d_i = sizing.indexer_elements_per_token(spec, per_layer=True)
-    per_layer_token = d_i * e["fp8_bytes"] + math.ceil(d_i / e["block"]) * e["scale_bytes"]
-    return spec.n_layers * e["tokens"] * per_layer_token
+def flat_index_kl() -> dict[str, float]:
+    """Stage 2's loss for one query over k selected tokens when every index score is equal: with the
+    attention on ONE of them (one-hot p), and with the attention spread evenly (uniform p)."""
+    k = KL_EXPERIMENT["top_k"]
+    scores = torch.zeros(1, 1, k, dtype=torch.float64)  # I_{t,s} equal for every selected s
+    selected = torch.arange(k).view(1, 1, k)
+    one_hot = torch.zeros(1, 1, 1, k, dtype=torch.float64)
+    one_hot[..., 0] = 1.0
+    uniform = torch.full((1, 1, 1, k), 1.0 / k, dtype=torch.float64)
+    return {"one_hot": float(indexer_kl_loss(one_hot, scores, selected)),
+            "uniform": float(indexer_kl_loss(uniform, scores, selected))}
 
 
-def check_index_cache_bytes(answer: object) -> str:
-    """Exercise 3: bytes of DeepSeek-V3.2's indexer key cache for one sequence of 128K tokens (an int)."""
-    e = EXERCISE_3
-    spec = sizing.get_model(e["model"])
-    expected = expected_index_cache_bytes()
-    d_i, n_layers, tokens = spec.index_head_dim, spec.n_layers, e["tokens"]
+def check_prediction_flat_kl(prediction: object) -> str:
+    """Exercise 3, predict then run: the stage-2 KL of one query over its k = 2048 selected tokens when the
+    indexer scores them all alike and the main attention sits on a single one of them. Right within 0.1
+    of :func:`attnlab.dsa.indexer_kl_loss`."""
 
-    def check(a: object) -> str:
-        value = as_number(a, "the cache size in bytes")
-        assert value != n_layers * tokens * d_i, (
-            "that leaves out the scales: every block of 128 FP8 values carries one fp32 scale (4 bytes)"
+    def judge(guess: object) -> tuple[bool, str]:
+        value = as_number(guess, "your prediction")
+        k, m = KL_EXPERIMENT["top_k"], flat_index_kl()
+        right = abs(value - m["one_hot"]) <= 0.1
+        slip = ("The KL is not bounded by 1: it is measured in nats and grows with the size of the set. "
+                if 0 < value <= 1 and not right else "")
+        return right, (
+            f"{slip}KL(p || q) = Σ p log(p / q): p puts 1 on one token, flat scores give q = 1/{k:,} everywhere, so "
+            f"the loss is log {k:,} = {math.log(k):.3f}; indexer_kl_loss returns {m['one_hot']:.3f}. With the "
+            f"attention spread evenly it would be {m['uniform']:.1e}: flat scores are already right. An indexer whose "
+            "scores carry "
+            "no information pays about log k for every query whose attention is sharp; training brings that down."
         )
-        assert value != n_layers * tokens * d_i * 2, "that stores the keys in bfloat16; DeepSeek keeps them in FP8"
-        assert value != n_layers * tokens * (2 * d_i + 4) and value != n_layers * tokens * 2 * d_i * 2, (
-            "the indexer caches keys only (no values): one key per token"
-        )
-        assert value != expected * spec.index_n_heads, (
-            f"that caches one key per index head; the {spec.index_n_heads} index heads share ONE key per token"
-        )
-        assert value != expected // n_layers, f"that is one layer; DeepSeek-V3.2 has {n_layers}"
-        assert value != n_layers * 128_000 * (d_i + 4), "128K tokens is 128 x 1024 = 131,072 here"
-        assert value == expected, "not yet: layers x tokens x (128 FP8 bytes + 4 bytes of scale)"
-        return (f"{expected:,} bytes = {n_layers} layers × {tokens:,} tokens × ({d_i} + 4) B "
-                f"({sizing.format_bytes(expected)})")
 
-    return run_check("indexer cache bytes", answer, check)
+    return run_prediction("KL of a flat indexer", prediction, judge)
