@@ -5,7 +5,6 @@ asserted (timings vary)."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import torch
@@ -119,9 +118,7 @@ def test_weight_elements_equal_parameter_count(scheme):
 
 def test_quick_main_writes_complete_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    start = time.perf_counter()
     returned = bench.main(["--quick", "--contexts", "64,128", "--repeats", "1", "--out", str(out)])
-    assert time.perf_counter() - start < 20
     report = json.loads(out.read_text())
     assert report["schemes"] == list(SCHEMES) and report["contexts"] == [64, 128]
     assert report["dtype"] == "float32" and report["device"]["type"] == "cpu"
