@@ -128,6 +128,11 @@ CHAPTERS: tuple[Chapter, ...] = (
                   "quality against cache size",
             builds="measured decode time, the roofline, quality against cache size",
             short="How fast, really", video=None),
+    Chapter(17, "17_sliding_windows_and_sinks", "Sliding windows, sinks and shared KV",
+            topic="Sliding-window attention and its rolling cache, local/global layers, attention sinks (kept "
+                  "and learned), cross-layer KV sharing; quality against cache measured",
+            builds="a rolling cache for windowed layers, sinks, layers that share K/V",
+            short="Windows & sinks", video=None, scene="SlidingWindowScene", animation="ch17_sliding_windows"),
 )
 
 
