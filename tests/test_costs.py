@@ -147,9 +147,15 @@ def test_sizing_applies_the_same_counts_to_every_model(key):
     spec = MODELS[key]
     for scheme in TABLE1_SCHEMES:
         shape = spec.attention_shape()
-        assert sizing.cache_bytes_per_token(spec, "bfloat16", scheme) == costs.cache_bytes_per_token(scheme, shape)
-        assert sizing.kv_elements_per_token(spec, scheme, per_layer=True) == costs.cache_elements_per_token(
-            scheme, shape, per_layer=True)
+        # every layer that keeps a cache of its own, on its own shape (Gemma 4's full layers are wider)
+        widths = [costs.cache_elements_per_token(scheme, spec.layer_shape(i), per_layer=True)
+                  for i, source in enumerate(spec.kv_sources) if source == i]
+        assert sizing.cache_bytes_per_token(spec, "bfloat16", scheme) == 2 * sum(widths)
+        if not spec.windowed:
+            assert sizing.cache_bytes_per_token(spec, "bfloat16", scheme) == costs.cache_bytes_per_token(scheme, shape)
+        if len(set(widths)) == 1:
+            assert sizing.kv_elements_per_token(spec, scheme, per_layer=True) == costs.cache_elements_per_token(
+                scheme, shape, per_layer=True)
         assert sizing.attention_macs_per_cached_token(spec, scheme) == costs.macs_per_cached_token(scheme, shape)
         assert sizing.decode_flops_per_byte(spec, scheme) == costs.attention_intensity(scheme, shape)
     assert sizing.indexer_elements_per_token(spec) == costs.indexer_elements_per_token(spec.attention_shape())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import runpy
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,8 @@ def test_table1_mla_is_gqa_with_2_25_groups():
 
 def test_table1_matches_kv_elements_per_token_for_every_model():
     for key, spec in MODELS.items():
+        if spec.kv_shared_layers or spec.global_head_dim:  # layers of several widths: see the windowed tests
+            continue
         d_c, d_h_rope = sizing.mla_dims(spec)
         t = sizing.table1_elements(spec.n_heads, spec.head_dim, spec.n_layers, spec.n_kv_heads, d_c, d_h_rope)
         for scheme in SCHEMES:
@@ -107,13 +110,46 @@ CONFIGS = {
     "qwen2.5-7b": {L: 28, H: 28, KV: 4, D: 3584},
     "llama-3.1-405b": {L: 126, H: 128, KV: 8, D: 16384},
     "mixtral-8x7b": {L: 32, H: 32, KV: 8, D: 4096},
-    "gemma-2-9b": {L: 42, H: 16, KV: 8, D: 3584, "head_dim": 256},  # head_dim given, not D / H
+    # head_dim given, not D / H; layer_types alternate sliding (even) and full (odd)
+    "gemma-2-9b": {L: 42, H: 16, KV: 8, D: 3584, "head_dim": 256, "sliding_window": 4096,
+                   "layer_types": ["sliding_attention", "full_attention"] * 21},
+    "mistral-7b-v0.1": {L: 32, H: 32, KV: 8, D: 4096, "sliding_window": 4096,
+                        "layer_types": ["sliding_attention"] * 32},  # every layer windowed (rolling cache)
+    "gemma-3-27b": {L: 62, H: 32, KV: 16, D: 5376, "head_dim": 128, "sliding_window": 1024,
+                    "layer_types": (["sliding_attention"] * 5 + ["full_attention"]) * 10 + ["sliding_attention"] * 2},
+    "gemma-4-e2b": {L: 35, H: 8, KV: 1, D: 1536, "head_dim": 256, "global_head_dim": 512, "sliding_window": 512,
+                    "num_kv_shared_layers": 20, "layer_types": (["sliding_attention"] * 4 + ["full_attention"]) * 7},
+    "gpt-oss-120b": {L: 36, H: 64, KV: 8, D: 2880, "head_dim": 64, "sliding_window": 128,
+                     "layer_types": ["sliding_attention", "full_attention"] * 18},
+    "gpt-oss-20b": {L: 24, H: 64, KV: 8, D: 2880, "head_dim": 64, "sliding_window": 128,
+                    "layer_types": ["sliding_attention", "full_attention"] * 12},
     "deepseek-v2-lite": {L: 27, H: 16, D: 2048, "kv_lora_rank": 512, "qk_rope_head_dim": 64, "v_head_dim": 128},
 }
 
 
+def hand_layer_bytes_bf16(cfg: dict, seq_len: int) -> list[int]:
+    """Each layer's cache in bf16 after ``seq_len`` tokens, worked from raw config fields without attnlab:
+    a layer keeps K and V (2 x KV heads x its head_dim numbers) for every token it attends to, all of them
+    on a full layer, the last sliding_window on a sliding one; each of the last num_kv_shared_layers layers
+    reads an earlier layer's cache and keeps nothing (Gemma 4)."""
+    types = cfg.get("layer_types", ["full_attention"] * cfg[L])
+    first_shared = cfg[L] - cfg.get("num_kv_shared_layers", 0)
+    out = []
+    for i, kind in enumerate(types):
+        full = kind == "full_attention"
+        head_dim = cfg.get("head_dim", cfg[D] // cfg[H])
+        if full and "global_head_dim" in cfg:  # Gemma 4: the full layers' own width
+            head_dim = cfg["global_head_dim"]
+        tokens = 0 if i >= first_shared else seq_len if full else min(seq_len, cfg["sliding_window"])
+        out.append(2 * cfg[KV] * head_dim * tokens * 2)
+    return out
+
+
 def hand_bytes_per_token_bf16(cfg: dict) -> int:
-    """Per-token cache bytes in bf16 worked from raw config fields, without attnlab."""
+    """Per-token cache bytes in bf16 worked from raw config fields, without attnlab (while a token is inside
+    every window: each layer that keeps a cache holds it)."""
+    if "layer_types" in cfg:
+        return sum(hand_layer_bytes_bf16(cfg, 1))
     if "kv_lora_rank" in cfg:  # MLA: latent + decoupled RoPE key, per layer
         return (cfg["kv_lora_rank"] + cfg["qk_rope_head_dim"]) * cfg["num_hidden_layers"] * 2
     if "n_layer" in cfg:  # Falcon's RW config: multi_query = one KV head
@@ -134,7 +170,12 @@ def test_every_model_has_a_config_here():
 def test_model_bytes_per_token_against_hand_formula(key):
     cfg, spec = CONFIGS[key], MODELS[key]
     assert sizing.cache_bytes_per_token(key) == hand_bytes_per_token_bf16(cfg)
-    assert sizing.kv_cache_bytes(spec, seq_len=1000, batch=3) == 3000 * hand_bytes_per_token_bf16(cfg)
+    if "layer_types" in cfg:
+        for seq_len in (1, 100, 1000, 5000, 200_000):
+            assert sizing.layer_cache_bytes(spec, seq_len) == hand_layer_bytes_bf16(cfg, seq_len)
+            assert sizing.kv_cache_bytes(spec, seq_len, batch=3) == 3 * sum(hand_layer_bytes_bf16(cfg, seq_len))
+    else:
+        assert sizing.kv_cache_bytes(spec, seq_len=1000, batch=3) == 3000 * hand_bytes_per_token_bf16(cfg)
     assert spec.source.startswith("https://huggingface.co/")
     assert spec.source.endswith("config.json")
 
@@ -145,6 +186,11 @@ def test_model_spec_matches_config_fields(key):
     layers = cfg.get("num_hidden_layers", cfg.get("n_layer"))
     heads = cfg.get("num_attention_heads", cfg.get("n_head"))
     assert (spec.n_layers, spec.n_heads, spec.hidden_size) == (layers, heads, cfg["hidden_size"])
+    types = [kind.removesuffix("_attention") for kind in cfg.get("layer_types", ["full_attention"] * layers)]
+    assert spec.layer_types == tuple(types)
+    assert spec.sliding_window == cfg.get("sliding_window", 0)
+    assert spec.kv_shared_layers == cfg.get("num_kv_shared_layers", 0)
+    assert spec.global_head_dim == cfg.get("global_head_dim", 0)
     if "kv_lora_rank" in cfg:
         assert spec.attention == "mla"
         assert (spec.kv_lora_rank, spec.qk_rope_head_dim, spec.head_dim) == (
@@ -169,6 +215,120 @@ def test_specific_published_shapes():
     v32 = MODELS["deepseek-v3.2"]
     assert (v32.index_n_heads, v32.index_head_dim, v32.index_topk) == (64, 128, 2048)
     assert sizing.cache_bytes_per_token("deepseek-v3.2") == sizing.cache_bytes_per_token("deepseek-v3")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Windowed and shared layers, each model's cache worked by hand from its published config (bfloat16, 2 B)
+
+K128 = 128 * 1024
+
+
+def test_gpt_oss_alternating_window_128():
+    # 36 layers: even ones slide over 128 tokens, odd ones see everything; 8 K/V heads of 64:
+    # 2 x 8 x 64 = 1,024 numbers = 2,048 B per token and layer.
+    per_layer = 2 * 8 * 64 * 2
+    assert sizing.layer_elements_per_token("gpt-oss-120b") == [1024] * 36
+    assert sizing.cache_bytes_per_token("gpt-oss-120b") == 36 * per_layer == 73_728  # inside the window
+    # at 128K: 18 full layers x 131,072 tokens + 18 sliding layers x 128 tokens
+    assert sizing.kv_cache_bytes("gpt-oss-120b", K128) == 18 * per_layer * (K128 + 128) == 4_836_556_800
+    assert sizing.layer_cache_bytes("gpt-oss-120b", K128)[:2] == [128 * per_layer, K128 * per_layer]
+    # gpt-oss-20b: the same attention on 24 layers
+    assert sizing.kv_cache_bytes("gpt-oss-20b", K128) == 12 * per_layer * (K128 + 128) == 3_224_371_200
+
+
+def test_gemma_3_five_local_one_global():
+    # 62 layers, global iff (i + 1) % 6 == 0: 10 global (5, 11, ..., 59), 52 local with a 1,024 window;
+    # 16 K/V heads of 128: 2 x 16 x 128 = 4,096 numbers = 8,192 B per token and layer.
+    spec, per_layer = MODELS["gemma-3-27b"], 2 * 16 * 128 * 2
+    assert [i for i, kind in enumerate(spec.layer_types) if kind == "full"] == list(range(5, 62, 6))
+    assert sizing.kv_cache_bytes(spec, K128) == 10 * per_layer * K128 + 52 * per_layer * 1024 == 11_173_625_856
+    # against the same 62 layers with every cache full: 62 x 131,072 / (10 x 131,072 + 52 x 1,024) = 5.96x smaller
+    assert round(62 * per_layer * K128 / sizing.kv_cache_bytes(spec, K128), 2) == 5.96
+
+
+def test_gemma_4_e2b_shared_layers_add_nothing():
+    # 35 layers, full iff (i + 1) % 5 == 0; one K/V head, 256 wide on sliding layers, 512 on full ones:
+    # sliding 2 x 256 = 512 numbers (1,024 B), full 2 x 512 = 1,024 numbers (2,048 B) per token.
+    # The last 20 layers (15-34) read layer 13's (sliding) or 14's (full) cache: 12 sliding + 3 full keep one.
+    spec = MODELS["gemma-4-e2b"]
+    assert spec.kv_sources[15:] == tuple(14 if kind == "full" else 13 for kind in spec.layer_types[15:])
+    widths = sizing.layer_elements_per_token(spec)
+    assert widths[:15] == [512, 512, 512, 512, 1024] * 3 and widths[15:] == [0] * 20
+    assert sizing.cache_bytes_per_token(spec) == 12 * 1024 + 3 * 2048 == 18_432
+    assert sizing.kv_cache_bytes(spec, K128) == 12 * 1024 * 512 + 3 * 2048 * K128 == 811_597_824
+    assert sizing.layer_cache_bytes(spec, K128)[15:] == [0] * 20
+    # the same layers without sharing: 28 sliding + 7 full caches
+    unshared = replace(spec, kv_shared_layers=0)
+    assert sizing.kv_cache_bytes(unshared, K128) == 28 * 1024 * 512 + 7 * 2048 * K128
+    with pytest.raises(ValueError, match="use layer_elements_per_token"):
+        sizing.kv_elements_per_token(spec, per_layer=True)
+    assert sizing.kv_formula(spec) == "sliding: 2 d_h = 2 × 256 = 512; full: 2 d_h = 2 × 512 = 1,024"
+
+
+def test_mistral_v01_rolling_cache_stops_growing():
+    # 32 layers, all sliding with a 4,096 window; 8 K/V heads of 128: 2 x 8 x 128 x 2 = 4,096 B per token
+    # and layer, so the cache never exceeds 4,096 x 32 x 4,096 B = 512 MiB.
+    cap = 4096 * 32 * 4096
+    assert cap == 512 * 2**20
+    assert sizing.kv_cache_bytes("mistral-7b-v0.1", 4096) == cap
+    assert sizing.kv_cache_bytes("mistral-7b-v0.1", 32_768) == cap
+    assert sizing.kv_cache_bytes("mistral-7b-v0.1", 1000) == sizing.kv_cache_bytes("mistral-7b", 1000)
+    assert sizing.tokens_that_fit("mistral-7b-v0.1", 0.5) == math.inf  # the whole window fits: any context does
+    assert sizing.tokens_that_fit("mistral-7b-v0.1", 0.25) == 2048
+
+
+def test_gemma_2_9b_sized_with_its_windows():
+    # 42 layers alternating: 21 sliding (4,096) + 21 full; 8 K/V heads of 256 = 4,096 numbers = 8,192 B.
+    per_layer = 2 * 8 * 256 * 2
+    at_8k = sizing.kv_cache_bytes("gemma-2-9b", 8192)  # its published context
+    assert at_8k == 21 * per_layer * 8192 + 21 * per_layer * 4096 == 2_113_929_216
+    assert at_8k / (42 * per_layer * 8192) == 0.75  # a quarter smaller than a full cache on every layer
+    assert sizing.layer_plan("gemma-2-9b") == "21 sliding (window 4,096) + 21 full"
+
+
+@pytest.mark.parametrize("key", sorted(k for k, m in MODELS.items() if m.windowed))
+def test_windowed_caches_flatten_past_the_window(key):
+    spec = MODELS[key]
+    w = spec.sliding_window
+    full_bytes = sum(b for b, kind in zip(sizing.layer_elements_per_token(spec), spec.layer_types, strict=True)
+                     if kind == "full") * 2
+    # inside the window every caching layer grows; past it only the full ones
+    assert sizing.kv_cache_bytes(spec, w) - sizing.kv_cache_bytes(spec, w - 1) == sizing.cache_bytes_per_token(spec)
+    assert sizing.kv_cache_bytes(spec, w + 7) - sizing.kv_cache_bytes(spec, w + 6) == full_bytes
+    assert sizing.kv_cache_bytes(spec, 10 * w) <= 10 * w * sizing.cache_bytes_per_token(spec)
+
+
+@pytest.mark.parametrize("key", sorted(MODELS))
+@pytest.mark.parametrize("gpu_gib", [0.01, 0.3, 24, 80])
+def test_tokens_that_fit_is_the_largest_context_that_fits(key, gpu_gib):
+    t = sizing.tokens_that_fit(key, gpu_gib)
+    budget = int(gpu_gib * 2**30)
+    if t == math.inf:
+        assert sizing.kv_cache_bytes(key, 10**9) <= budget
+    else:
+        assert sizing.kv_cache_bytes(key, t) <= budget < sizing.kv_cache_bytes(key, t + 1)
+
+
+def test_layer_tokens():
+    assert sizing.layer_tokens("gpt-oss-20b", 1000)[:4] == [128, 1000, 128, 1000]
+    assert sizing.layer_tokens("gemma-4-e2b", 600)[10:17] == [512, 512, 512, 512, 600, 0, 0]
+    assert sizing.layer_tokens("llama-3-8b", 5) == [5] * 32
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(layer_types=("full",)), "layer_types lists 1 layers, must list n_layers=2"),
+    (dict(layer_types=("full", "local")), "layer_types holds 'local'"),
+    (dict(layer_types=("sliding", "full")), "sliding_window must be > 0"),
+    (dict(sliding_window=64), "sliding_window=64 needs a 'sliding' entry"),
+    (dict(kv_shared_layers=2), "kv_shared_layers=2 must be < n_layers=2"),
+    (dict(layer_types=("sliding", "full"), sliding_window=4, kv_shared_layers=1),
+     "a shared 'full' layer needs an earlier 'full' layer"),
+    (dict(global_head_dim=5), "global_head_dim=5 must be even"),
+    (dict(global_n_kv_heads=5), "n_heads=12 is not divisible by global_n_kv_heads=5"),
+])
+def test_model_spec_layer_validation(change, match):
+    with pytest.raises(ValueError, match=match.replace("(", r"\(").replace(".", r"\.")):
+        ModelSpec(**{**BASE, **change})
 
 
 # ----------------------------------------------------------------------------------------------------

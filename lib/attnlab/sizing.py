@@ -9,8 +9,20 @@ arXiv 2405.04434, Table 1; n_h query heads, n_g KV heads, d_h head width, l laye
     MQA   2 d_h            one key and one value shared by all heads
     MLA   d_c + d_h^R      one latent c^KV (width d_c) plus one decoupled RoPE key k^R (width d_h^R)
 
-numbers, times l for the whole model. :func:`kv_cache_bytes` multiplies that by the context length,
-the batch and the bytes of the dtype; :data:`MODELS` holds the published shapes of real models.
+numbers, times l for the whole model when every layer attends to every earlier token.
+
+Many current models do not: their configs list each layer's kind (Hugging Face ``layer_types``). A
+sliding-window layer attends to the last W tokens only (``sliding_window``; Mistral-7B-v0.1, Gemma 2/3/4,
+gpt-oss), so its cache holds min(T, W) of T tokens; a layer that reads an earlier layer's keys and values
+(Gemma 4's ``num_kv_shared_layers``) holds none. The sizing is therefore layer by layer,
+
+    bytes(T) = batch x sum over layers i of  tokens_i(T) x (numbers per token of layer i) x b
+    tokens_i(T) = T (full),  min(T, W) (sliding),  0 (shared)
+
+(:func:`layer_tokens`, :func:`layer_cache_bytes`; :func:`kv_cache_bytes` is their sum). For a model with
+windows no single "bytes per token" exists: up to the window every layer keeps the new token, past it only
+the full layers do, so the cache grows more slowly and, with no full layer at all, stops growing.
+:data:`MODELS` holds the published shapes of real models.
 
 The counts themselves live in :mod:`attnlab.costs` (one function per quantity, over an
 :class:`~attnlab.costs.AttentionShape`) and what each scheme caches in :mod:`attnlab.schemes`; this module
@@ -23,7 +35,9 @@ MHA/MQA/GQA comparisons use; the query/key head is 192 wide (128 + 64) but that 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
+from functools import cache
 
 import torch
 
@@ -36,6 +50,7 @@ from attnlab._validate import (
     check_non_negative_int,
     check_positive_int,
     check_real,
+    check_type,
 )
 from attnlab.costs import DTYPES_BY_NAME, AttentionShape, get_dtype  # noqa: F401 (DTYPES_BY_NAME: re-exported)
 from attnlab.devices import dtype_bytes
@@ -47,6 +62,11 @@ from attnlab.schemes import TABLE1_SCHEMES, get_scheme
 SCHEMES: tuple[str, ...] = TABLE1_SCHEMES
 
 GIB = 2**30  # bytes in one GiB (the unit GPU memory is sold in)
+
+#: The kinds of layer a :class:`ModelSpec` lists in ``layer_types`` (Hugging Face writes "full_attention" and
+#: "sliding_attention"): a full layer attends to (and caches) every earlier token, a sliding one the last
+#: ``sliding_window``.
+LAYER_TYPES: tuple[str, ...] = ("full", "sliding")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +81,13 @@ class ModelSpec:
     d_h^R = d_h / 2). n_params: total parameters (0 when unknown); max_context: the published
     ``max_position_embeddings``; q_lora_rank: MLA's query latent d'_c (0: none); index_*: DeepSeek Sparse
     Attention's lightning indexer (V3.2 only).
+
+    Layers, as Hugging Face configs list them: layer_types: one of :data:`LAYER_TYPES` per layer ("full" or
+    "sliding"; empty: every layer full, the tuple is filled in); sliding_window: W, the tokens a sliding layer
+    attends to and caches (0 when no layer slides); kv_shared_layers: the last N layers compute no keys and
+    values of their own but read those of the last earlier layer of their type (Gemma 4's
+    ``num_kv_shared_layers``), so they cache nothing; global_head_dim, global_n_kv_heads: the full layers'
+    own d_h and n_g when they differ from the sliding ones' (Gemma 4's ``global_head_dim``; 0: the same).
     """
 
     name: str
@@ -79,6 +106,11 @@ class ModelSpec:
     index_n_heads: int = 0
     index_head_dim: int = 0
     index_topk: int = 0
+    layer_types: tuple[str, ...] = ()
+    sliding_window: int = 0
+    kv_shared_layers: int = 0
+    global_head_dim: int = 0
+    global_n_kv_heads: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
@@ -88,7 +120,8 @@ class ModelSpec:
         for field in ("n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden_size"):
             check_positive_int(field, getattr(self, field))
         for field in ("kv_lora_rank", "qk_rope_head_dim", "q_lora_rank", "n_params", "max_context",
-                      "index_n_heads", "index_head_dim", "index_topk"):
+                      "index_n_heads", "index_head_dim", "index_topk", "sliding_window", "kv_shared_layers",
+                      "global_head_dim", "global_n_kv_heads"):
             check_non_negative_int(field, getattr(self, field))
         check_divisible("n_heads", self.n_heads, "n_kv_heads", self.n_kv_heads)
         check_even("head_dim", self.head_dim)
@@ -104,6 +137,36 @@ class ModelSpec:
             raise ValueError("attention='mla' needs kv_lora_rank (d_c) > 0, got kv_lora_rank=0")
         if not isinstance(self.source, str):
             raise ArgumentTypeError(f"source={self.source!r} must be a string (a URL or citation)")
+        self._check_layers()
+
+    def _check_layers(self) -> None:
+        """Fill in an empty ``layer_types`` (every layer full) and check the layer fields against each other."""
+        if isinstance(self.layer_types, list):
+            object.__setattr__(self, "layer_types", tuple(self.layer_types))
+        check_type("layer_types", self.layer_types, tuple, "a tuple of layer kinds")
+        if not self.layer_types:
+            object.__setattr__(self, "layer_types", ("full",) * self.n_layers)
+        if len(self.layer_types) != self.n_layers:
+            raise ValueError(f"layer_types lists {len(self.layer_types)} layers, must list n_layers={self.n_layers}")
+        for kind in self.layer_types:
+            if not isinstance(kind, str) or kind not in LAYER_TYPES:
+                raise ValueError(f"layer_types holds {kind!r}: each layer must be one of {LAYER_TYPES}")
+        slides = "sliding" in self.layer_types
+        if slides and self.sliding_window == 0:
+            raise ValueError("layer_types has sliding layers: sliding_window must be > 0, got 0")
+        if not slides and self.sliding_window:
+            raise ValueError(f"sliding_window={self.sliding_window} needs a 'sliding' entry in layer_types")
+        if self.kv_shared_layers >= self.n_layers:
+            raise ValueError(f"kv_shared_layers={self.kv_shared_layers} must be < n_layers={self.n_layers} "
+                             "(some layer must compute the keys and values the others read)")
+        owners = self.layer_types[:self.n_layers - self.kv_shared_layers]
+        for kind in set(self.layer_types[len(owners):]) - set(owners):
+            raise ValueError(f"kv_shared_layers={self.kv_shared_layers}: a shared {kind!r} layer needs an earlier "
+                             f"{kind!r} layer that keeps its own cache")
+        if self.global_head_dim:
+            check_even("global_head_dim", self.global_head_dim)
+        if self.global_n_kv_heads:
+            check_divisible("n_heads", self.n_heads, "global_n_kv_heads", self.global_n_kv_heads)
 
     @property
     def group_size(self) -> int:
@@ -121,9 +184,45 @@ class ModelSpec:
             qk_rope_head_dim=d_h_rope, q_lora_rank=self.q_lora_rank, index_n_heads=self.index_n_heads,
             index_head_dim=self.index_head_dim, index_topk=self.index_topk)
 
+    @property
+    def kv_sources(self) -> tuple[int, ...]:
+        """For each layer, the layer whose cache it reads: itself, or for one of the last ``kv_shared_layers``
+        layers the last earlier layer of the same type that keeps its own (Gemma 4: the sliding layers 15-34
+        read layer 13's cache, the full ones layer 14's; transformers ``Gemma4TextConfig.kv_sharing_modes``)."""
+        first_shared = self.n_layers - self.kv_shared_layers
+        owners = self.layer_types[:first_shared]
+        last_owner = {kind: first_shared - 1 - owners[::-1].index(kind) for kind in set(owners)}
+        return tuple(i if i < first_shared else last_owner[kind] for i, kind in enumerate(self.layer_types))
+
+    @property
+    def windowed(self) -> bool:
+        """True when some layer holds fewer than all tokens: a sliding layer or a shared one."""
+        return "sliding" in self.layer_types or self.kv_shared_layers > 0
+
+    def layer_shape(self, layer: int, n_kv_heads: int | None = None) -> AttentionShape:
+        """The :class:`~attnlab.costs.AttentionShape` of one layer (``n_layers=1``): :meth:`attention_shape`,
+        with a full layer's ``global_head_dim`` and ``global_n_kv_heads`` where the config gives them;
+        ``n_kv_heads`` (a GQA what-if) replaces every layer's."""
+        check_non_negative_int("layer", layer)
+        if layer >= self.n_layers:
+            raise ValueError(f"layer={layer} must be < n_layers={self.n_layers}")
+        shape = self.attention_shape(n_kv_heads)
+        full = self.layer_types[layer] == "full"
+        d_h = self.global_head_dim if full and self.global_head_dim else self.head_dim
+        n_g = shape.n_kv_heads
+        if n_kv_heads is None and full and self.global_n_kv_heads:
+            n_g = self.global_n_kv_heads
+        return replace(shape, n_layers=1, head_dim=d_h, v_head_dim=d_h, n_kv_heads=n_g)
+
 
 def _spec(name: str, source: str, **shape) -> ModelSpec:
     return ModelSpec(name=name, source=source, **shape)
+
+
+def _alternating(n_layers: int, every: int) -> tuple[str, ...]:
+    """Sliding layers with a full one every ``every``-th: layer i is full iff (i + 1) % every == 0, the rule
+    transformers' Gemma 2/3/4 and gpt-oss configs write (``sliding_window_pattern``)."""
+    return tuple("full" if (i + 1) % every == 0 else "sliding" for i in range(n_layers))
 
 
 #: Published shapes. Each entry cites the config.json (or paper) its numbers come from.
@@ -214,12 +313,13 @@ MODELS: dict[str, ModelSpec] = {
         n_params=46_700_000_000, max_context=32_768),
     # https://huggingface.co/google/gemma-2-9b/blob/main/config.json: num_hidden_layers 42,
     # num_attention_heads 16, num_key_value_heads 8, head_dim 256 (set explicitly: NOT hidden_size 3584 / 16
-    # = 224), max_position_embeddings 8192; 9.24B parameters. Every other layer uses a 4096-token sliding
-    # window, which a rolling cache could exploit; sized here as a full cache on every layer.
+    # = 224), max_position_embeddings 8192, sliding_window 4096; 9.24B parameters. Layers alternate, local
+    # first: even layers attend to a 4096-token window, odd ones to everything (Gemma 2 report, arXiv
+    # 2408.00118, §2.1; transformers Gemma2Config.layer_types, "sliding_attention" iff (i + 1) % 2).
     "gemma-2-9b": _spec(
         "Gemma-2-9B", "https://huggingface.co/google/gemma-2-9b/blob/main/config.json",
         n_layers=42, n_heads=16, n_kv_heads=8, head_dim=256, attention="gqa", hidden_size=3584,
-        n_params=9_240_000_000, max_context=8192),
+        n_params=9_240_000_000, max_context=8192, layer_types=_alternating(42, every=2), sliding_window=4096),
     # https://huggingface.co/deepseek-ai/DeepSeek-V2-Lite/blob/main/config.json: num_hidden_layers 27,
     # num_attention_heads 16, kv_lora_rank 512, qk_rope_head_dim 64, qk_nope_head_dim 128,
     # v_head_dim 128, hidden_size 2048, max_position_embeddings 163840, q_lora_rank null (no query latent);
@@ -228,6 +328,49 @@ MODELS: dict[str, ModelSpec] = {
         "DeepSeek-V2-Lite", "https://huggingface.co/deepseek-ai/DeepSeek-V2-Lite/blob/main/config.json",
         n_layers=27, n_heads=16, n_kv_heads=16, head_dim=128, attention="mla", hidden_size=2048,
         kv_lora_rank=512, qk_rope_head_dim=64, n_params=15_700_000_000, max_context=163_840),
+    # https://huggingface.co/mistralai/Mistral-7B-v0.1/blob/main/config.json: num_hidden_layers 32,
+    # num_attention_heads 32, num_key_value_heads 8, hidden_size 4096 (head_dim 128), sliding_window 4096,
+    # max_position_embeddings 32768. Every layer attends to the last 4096 tokens, and the paper's rolling
+    # buffer cache keeps only those (Mistral 7B, arXiv 2310.06825, §2 "Rolling Buffer Cache"); 7.24B parameters.
+    "mistral-7b-v0.1": _spec(
+        "Mistral-7B-v0.1", "https://huggingface.co/mistralai/Mistral-7B-v0.1/blob/main/config.json",
+        n_layers=32, n_heads=32, n_kv_heads=8, head_dim=128, attention="gqa", hidden_size=4096,
+        n_params=7_242_000_000, max_context=32_768, layer_types=("sliding",) * 32, sliding_window=4096),
+    # https://huggingface.co/google/gemma-3-27b-pt/blob/main/config.json (text_config): num_hidden_layers 62,
+    # num_attention_heads 32, num_key_value_heads 16, head_dim 128, hidden_size 5376, sliding_window 1024,
+    # sliding_window_pattern 6 (five local layers, then one global: global iff (i + 1) % 6 == 0, 10 of 62),
+    # max_position_embeddings 131072 (Gemma 3 report, arXiv 2503.19786, §2.1); 27B parameters.
+    "gemma-3-27b": _spec(
+        "Gemma-3-27B", "https://huggingface.co/google/gemma-3-27b-pt/blob/main/config.json",
+        n_layers=62, n_heads=32, n_kv_heads=16, head_dim=128, attention="gqa", hidden_size=5376,
+        n_params=27_000_000_000, max_context=131_072, layer_types=_alternating(62, every=6), sliding_window=1024),
+    # https://huggingface.co/google/gemma-4-E2B/blob/main/config.json (text_config): num_hidden_layers 35,
+    # num_attention_heads 8, num_key_value_heads 1 (one K/V head), head_dim 256 on the sliding layers and
+    # global_head_dim 512 on the full ones, hidden_size 1536, sliding_window 512, layer_types: four sliding
+    # then one full (full iff (i + 1) % 5 == 0), num_kv_shared_layers 20 (layers 15-34 read layer 13's or
+    # layer 14's cache and store none: transformers Gemma4TextConfig.kv_sharing_modes), attention_k_eq_v
+    # false, max_position_embeddings 131072; 5.1B parameters with the per-layer embeddings (model card).
+    "gemma-4-e2b": _spec(
+        "Gemma-4-E2B", "https://huggingface.co/google/gemma-4-E2B/blob/main/config.json",
+        n_layers=35, n_heads=8, n_kv_heads=1, head_dim=256, attention="mqa", hidden_size=1536,
+        n_params=5_100_000_000, max_context=131_072, layer_types=_alternating(35, every=5), sliding_window=512,
+        kv_shared_layers=20, global_head_dim=512),
+    # https://huggingface.co/openai/gpt-oss-120b/blob/main/config.json: num_hidden_layers 36,
+    # num_attention_heads 64, num_key_value_heads 8, head_dim 64, hidden_size 2880, sliding_window 128,
+    # layer_types alternating "sliding_attention" (even) and "full_attention" (odd), max_position_embeddings
+    # 131072; a learned sink logit per head, which caches nothing (gpt-oss model card, arXiv 2508.10925, §2);
+    # 116.8B parameters (5.1B active).
+    "gpt-oss-120b": _spec(
+        "gpt-oss-120b", "https://huggingface.co/openai/gpt-oss-120b/blob/main/config.json",
+        n_layers=36, n_heads=64, n_kv_heads=8, head_dim=64, attention="gqa", hidden_size=2880,
+        n_params=116_800_000_000, max_context=131_072, layer_types=_alternating(36, every=2), sliding_window=128),
+    # https://huggingface.co/openai/gpt-oss-20b/blob/main/config.json: num_hidden_layers 24, the same attention
+    # as gpt-oss-120b (64 heads, 8 K/V heads of 64, window 128 on even layers, context 131072); 20.9B
+    # parameters (3.6B active), gpt-oss model card, arXiv 2508.10925.
+    "gpt-oss-20b": _spec(
+        "gpt-oss-20b", "https://huggingface.co/openai/gpt-oss-20b/blob/main/config.json",
+        n_layers=24, n_heads=64, n_kv_heads=8, head_dim=64, attention="gqa", hidden_size=2880,
+        n_params=20_900_000_000, max_context=131_072, layer_types=_alternating(24, every=2), sliding_window=128),
 }
 
 
@@ -289,42 +432,105 @@ def table1_elements(n_h: int, d_h: int, l: int, n_g: int, d_c: int, d_h_rope: in
     return {scheme: costs.cache_elements_per_token(scheme, shape) for scheme in SCHEMES}
 
 
+@cache
+def _layer_widths(spec: ModelSpec, scheme: str, n_g: int | None) -> tuple[int, ...]:
+    """Numbers per token each layer caches under ``scheme`` (0 for a layer that reads another's cache)."""
+    sources = spec.kv_sources
+    return tuple(costs.cache_elements_per_token(scheme, spec.layer_shape(i, n_g), per_layer=True)
+                 if sources[i] == i else 0 for i in range(spec.n_layers))
+
+
+def _widths(model: ModelSpec | str, scheme: str | None, n_kv_heads: int | None) -> tuple[ModelSpec, tuple[int, ...]]:
+    spec = get_model(model)
+    scheme, _ = _check_scheme(spec, scheme, n_kv_heads)
+    return spec, _layer_widths(spec, scheme, n_kv_heads)
+
+
+def layer_tokens(model: ModelSpec | str, seq_len: int) -> list[int]:
+    """Tokens each layer's cache holds after ``seq_len`` tokens of context, layer by layer:
+
+        full: T,    sliding: min(T, W),    shared (reads an earlier layer's cache): 0
+
+    W is the config's ``sliding_window``: a query sees itself and the W - 1 tokens before it, so a rolling
+    cache never needs more than W (Mistral 7B, arXiv 2310.06825, §2). Returns a list of ``n_layers`` ints."""
+    spec = get_model(model)
+    t = check_non_negative_int("seq_len", seq_len)
+    return [0 if source != i else min(t, spec.sliding_window) if kind == "sliding" else t
+            for i, (kind, source) in enumerate(zip(spec.layer_types, spec.kv_sources, strict=True))]
+
+
+def layer_elements_per_token(model: ModelSpec | str, scheme: str | None = None,
+                             n_kv_heads: int | None = None) -> list[int]:
+    """Numbers one token takes in each layer's cache while that layer keeps it (Table 1 of arXiv 2405.04434
+    on the layer's own shape, :meth:`ModelSpec.layer_shape`): MHA 2 n_h d_h, MQA 2 d_h, GQA 2 n_g d_h,
+    MLA d_c + d_h^R; 0 for a layer that reads another layer's cache. A list of ``n_layers`` ints.
+    ``scheme``/``n_kv_heads`` as in :func:`kv_cache_bytes`."""
+    return list(_widths(model, scheme, n_kv_heads)[1])
+
+
 def kv_elements_per_token(model: ModelSpec | str, scheme: str | None = None, n_kv_heads: int | None = None,
                           *, per_layer: bool = False) -> int:
-    """Numbers the KV cache holds for one token (Table 1 of arXiv 2405.04434), over all l layers or,
-    with ``per_layer=True``, for one layer: MHA 2 n_h d_h, MQA 2 d_h, GQA 2 n_g d_h, MLA d_c + d_h^R.
+    """Numbers the KV cache holds for one token (Table 1 of arXiv 2405.04434), summed over the layers that
+    keep a cache of their own (l layers when every layer does) or, with ``per_layer=True``, for one layer:
+    MHA 2 n_h d_h, MQA 2 d_h, GQA 2 n_g d_h, MLA d_c + d_h^R.
 
-    ``scheme`` None sizes the model as published; "mha"/"mqa"/"gqa"/"mla" is "what if it used that"
-    (GQA takes ``n_kv_heads`` or the model's own; MLA on a non-MLA model uses :func:`mla_dims`).
+    For a model with sliding windows this is what a token costs while it is inside every window: past the
+    window the sliding layers drop it (:func:`layer_tokens`). ``per_layer=True`` needs one width for every
+    layer that caches (Gemma 4's full layers are twice as wide as its sliding ones: use
+    :func:`layer_elements_per_token`). ``scheme`` None sizes the model as published; "mha"/"mqa"/"gqa"/"mla"
+    is "what if it used that" (GQA takes ``n_kv_heads`` or the model's own; MLA on a non-MLA model uses
+    :func:`mla_dims`).
     """
-    spec = get_model(model)
-    scheme, n_g = _check_scheme(spec, scheme, n_kv_heads)
-    check_bool("per_layer", per_layer)
-    return costs.cache_elements_per_token(scheme, spec.attention_shape(n_g), per_layer=per_layer)
+    spec, widths = _widths(model, scheme, n_kv_heads)
+    if not check_bool("per_layer", per_layer):
+        return sum(widths)
+    distinct = sorted({w for w in widths if w})
+    if len(distinct) > 1:
+        raise ValueError(f"per_layer=True needs one width per layer, but {spec.name}'s layers cache "
+                         f"{distinct} numbers per token: use layer_elements_per_token")
+    return distinct[0]
 
 
 def cache_bytes_per_token(model: ModelSpec | str, dtype: torch.dtype | str = torch.bfloat16,
                           scheme: str | None = None, n_kv_heads: int | None = None) -> int:
-    """Bytes one more token of context adds to the cache: elements per token (all layers) x bytes per
-    element of ``dtype`` (bf16: 2, fp8: 1); :func:`attnlab.costs.cache_bytes_per_token` for ``model``."""
-    spec = get_model(model)
-    scheme, n_g = _check_scheme(spec, scheme, n_kv_heads)
-    return costs.cache_bytes_per_token(scheme, spec.attention_shape(n_g), get_dtype(dtype))
+    """Bytes one more token adds to the cache while it is inside every layer's window: elements per token
+    (:func:`kv_elements_per_token`, every layer that keeps a cache) x bytes per element of ``dtype``
+    (bf16: 2, fp8: 1). For a model without windows, what each token of any context costs. For a windowed
+    one, the slope up to the window only: past it a token costs only the full layers' share
+    (:func:`kv_cache_bytes` sizes a context layer by layer)."""
+    return kv_elements_per_token(model, scheme, n_kv_heads) * dtype_bytes(get_dtype(dtype))
+
+
+def layer_cache_bytes(model: ModelSpec | str, seq_len: int = 1, batch: int = 1,
+                      dtype: torch.dtype | str = torch.bfloat16, scheme: str | None = None,
+                      n_kv_heads: int | None = None) -> list[int]:
+    """Bytes of each layer's cache for ``batch`` sequences of ``seq_len`` tokens:
+
+        bytes_i = batch x tokens_i(seq_len) x (numbers per token of layer i) x bytes(dtype)
+
+    with tokens_i from :func:`layer_tokens` (T, min(T, W) or 0) and the widths from
+    :func:`layer_elements_per_token`. A list of ``n_layers`` ints; :func:`kv_cache_bytes` is its sum."""
+    tokens = layer_tokens(model, seq_len)
+    widths = layer_elements_per_token(model, scheme, n_kv_heads)
+    check_positive_int("batch", batch)
+    b = dtype_bytes(get_dtype(dtype))
+    return [batch * t * w * b for t, w in zip(tokens, widths, strict=True)]
 
 
 def kv_cache_bytes(model: ModelSpec | str, seq_len: int = 1, batch: int = 1,
                    dtype: torch.dtype | str = torch.bfloat16, scheme: str | None = None,
                    n_kv_heads: int | None = None) -> int:
-    """Size of the KV cache for ``batch`` sequences of ``seq_len`` tokens:
+    """Size of the KV cache for ``batch`` sequences of ``seq_len`` tokens, summed over the layers
+    (:func:`layer_cache_bytes`):
 
-        bytes = batch x seq_len x l x (elements per token per layer, Table 1) x bytes(dtype)
+        bytes = batch x sum_i tokens_i(seq_len) x (elements per token of layer i, Table 1) x bytes(dtype)
 
-    ``model`` is a :class:`ModelSpec` or a key of :data:`MODELS`; ``scheme`` None = as published, else
-    the what-if scheme ("mha", "mqa", "gqa" with ``n_kv_heads``, "mla"). Returns an int (bytes).
+    which for a model whose layers all attend to everything is batch x seq_len x l x (elements per token per
+    layer) x bytes(dtype). ``model`` is a :class:`ModelSpec` or a key of :data:`MODELS`; ``scheme`` None = as
+    published, else the what-if scheme ("mha", "mqa", "gqa" with ``n_kv_heads``, "mla"), the layers' windows
+    kept. Returns an int (bytes).
     """
-    check_non_negative_int("seq_len", seq_len)
-    check_positive_int("batch", batch)
-    return batch * seq_len * cache_bytes_per_token(model, dtype, scheme, n_kv_heads)
+    return sum(layer_cache_bytes(model, seq_len, batch, dtype, scheme, n_kv_heads))
 
 
 def reduction_vs_mha(model: ModelSpec | str, scheme: str | None = None,
@@ -368,15 +574,34 @@ def gib(n_bytes: int | float) -> float:
 
 def tokens_that_fit(model: ModelSpec | str, gpu_gib: float, dtype: torch.dtype | str = torch.bfloat16,
                     scheme: str | None = None, n_kv_heads: int | None = None,
-                    weights_dtype: torch.dtype | str | None = None) -> int:
-    """How many tokens of cache (summed over all sequences of a batch) fit in ``gpu_gib`` GiB:
-    floor((gpu_gib x 2^30 - weights) / cache_bytes_per_token). ``weights_dtype`` given: the model's weights
-    (n_params x bytes) sit in the same memory first; 0 when they alone do not fit."""
+                    weights_dtype: torch.dtype | str | None = None) -> int | float:
+    """How many tokens of context fit in ``gpu_gib`` GiB: the largest T with :func:`kv_cache_bytes` (T) <=
+    gpu_gib x 2^30 - weights. ``weights_dtype`` given: the model's weights (n_params x bytes) sit in the same
+    memory first; 0 when they alone do not fit.
+
+    Without windows the cache is T x :func:`cache_bytes_per_token`, so T = floor(budget / bytes per token),
+    the tokens of one sequence or the sum over a batch's. With windows (W tokens) the cache grows by s_all
+    bytes per token up to W (every caching layer) and by s_full past it (the full layers only):
+
+        T = floor(budget / s_all)                  if budget < W s_all
+        T = W + floor((budget - W s_all) / s_full)  otherwise (one sequence's context)
+
+    and when no layer is full (s_full = 0) the cache stops growing at W tokens: once W s_all fits, any
+    context fits and the answer is ``math.inf``."""
     budget = int(check_real("gpu_gib", gpu_gib, 0.0, strict=True) * GIB)
     if weights_dtype is not None:
         budget -= weight_bytes(model, weights_dtype)
-    per_token = cache_bytes_per_token(model, dtype, scheme, n_kv_heads)
-    return max(budget, 0) // per_token
+    budget = max(budget, 0)
+    spec, widths = _widths(model, scheme, n_kv_heads)
+    b = dtype_bytes(get_dtype(dtype))
+    s_all = sum(widths) * b  # bytes per token inside every window
+    s_full = sum(w for w, kind in zip(widths, spec.layer_types, strict=True) if kind == "full") * b  # past them
+    window = spec.sliding_window
+    if s_full == s_all or budget < window * s_all:
+        return budget // s_all
+    if s_full == 0:
+        return math.inf
+    return window + (budget - window * s_all) // s_full
 
 
 def weight_bytes(model: ModelSpec | str, dtype: torch.dtype | str = torch.bfloat16) -> int:
@@ -425,10 +650,30 @@ def format_ratio(ratio: float) -> str:
 
 def kv_formula(model: ModelSpec | str, scheme: str | None = None, n_kv_heads: int | None = None) -> str:
     """The per-layer Table 1 formula with this model's numbers filled in, e.g. "2 n_g d_h = 2 × 8 × 128 =
-    2,048": the scheme's :attr:`~attnlab.schemes.Scheme.formula` on the model's shape."""
+    2,048": the scheme's :attr:`~attnlab.schemes.Scheme.formula` on the model's shape. When the full layers'
+    widths differ from the sliding ones' (Gemma 4), one formula per kind: "sliding: ...; full: ..."."""
     spec = get_model(model)
-    scheme, n_g = _check_scheme(spec, scheme, n_kv_heads)
-    shape = spec.attention_shape(n_g)
-    per = costs.cache_elements_per_token(scheme, shape, per_layer=True)
-    text = get_scheme(scheme).formula.format(**vars(shape))
-    return f"{text} = {per:,}"
+    scheme, _ = _check_scheme(spec, scheme, n_kv_heads)
+    formulas = {}
+    for i, kind in enumerate(spec.layer_types):
+        shape = spec.layer_shape(i, n_kv_heads)
+        per = costs.cache_elements_per_token(scheme, shape, per_layer=True)
+        formulas.setdefault(kind, f"{get_scheme(scheme).formula.format(**vars(shape))} = {per:,}")
+    if len(set(formulas.values())) == 1:
+        return next(iter(formulas.values()))
+    return "; ".join(f"{kind}: {text}" for kind, text in formulas.items())
+
+
+def layer_plan(model: ModelSpec | str) -> str:
+    """The model's layers in words, from its config: "42 layers, all full", "21 sliding (window 4,096) + 21
+    full", "12 sliding (window 512) + 3 full keep a cache; 20 read an earlier layer's"."""
+    spec = get_model(model)
+    owners = spec.layer_types[:spec.n_layers - spec.kv_shared_layers]
+    n_sliding, n_full = owners.count("sliding"), owners.count("full")
+    parts = ([f"{n_sliding} sliding (window {spec.sliding_window:,})"] if n_sliding else []) + (
+        [f"{n_full} full"] if n_full else [])
+    if spec.kv_shared_layers:
+        return " + ".join(parts) + f" keep a cache; {spec.kv_shared_layers} read an earlier layer's"
+    if not n_sliding:
+        return f"{spec.n_layers} layers, all full"
+    return " + ".join(parts) if n_full else f"{parts[0]}, none full"

@@ -97,7 +97,7 @@ def figures(state: CalculatorState) -> dict:
     selected = spec.attention
     return {
         "scheme": selected,
-        "elements_per_layer": sizing.kv_elements_per_token(spec, per_layer=True),
+        "elements_per_layer": sizing.layer_elements_per_token(spec),
         "formula": sizing.kv_formula(spec),
         "bytes_per_token": sizing.cache_bytes_per_token(spec, state.dtype),
         "cache_bytes": sizing.kv_cache_bytes(spec, state.seq_len, state.batch, state.dtype),
@@ -279,9 +279,22 @@ class CacheCalculator(widgets.VBox):
             n_layers=c.n_layers.value, n_heads=n_h, n_kv_heads=kv_heads, head_dim=c.head_dim.value,
             attention=scheme, hidden_size=self._hidden_size, source="attnlab.widgets.cache_calculator",
             kv_lora_rank=c.d_c.value, qk_rope_head_dim=c.d_h_rope.value,
+            max_context=MODELS[c.model.value].max_context, **self._layers(c.n_layers.value, n_h),
         )
         return CalculatorState(spec=spec, gqa_kv_heads=n_g, seq_len=c.seq_len.value, batch=c.batch.value,
                                dtype=c.dtype.value, gpu_gib=float(c.gpu_gib.value))
+
+    def _layers(self, n_layers: int, n_heads: int) -> dict:
+        """The loaded model's layer kinds (sliding windows, shared caches, the full layers' own widths), as
+        long as the layer count is still its own; with another count every layer is full."""
+        model = MODELS[self.controls.model.value]
+        if n_layers != model.n_layers:
+            return {}
+        fields = {"layer_types": model.layer_types, "sliding_window": model.sliding_window,
+                  "kv_shared_layers": model.kv_shared_layers, "global_head_dim": model.global_head_dim}
+        if model.global_n_kv_heads and n_heads % model.global_n_kv_heads == 0:
+            fields["global_n_kv_heads"] = model.global_n_kv_heads
+        return fields
 
     def load(self, spec: ModelSpec) -> None:
         """Put a model's published shape into the sliders (MLA widths: its own, else d_c = 4 d_h and
