@@ -70,7 +70,8 @@ def rendered(tmp_path_factory):
 
 def test_registry_lists_every_chapter_module():
     chapters = [chapter for chapter, _, _ in registry.SCENES]
-    assert chapters == sorted(chapters) == list(range(len(chapters)))
+    assert chapters == sorted(set(chapters))  # in course order, one scene per chapter
+    assert chapters[:13] == list(range(13))  # the video's chapters 0-12 each have one; later ones may
     assert registry.SCENES == tuple((c.number, c.animation, c.scene) for c in CHAPTERS if c.scene is not None)
     for _, module, name in registry.SCENES:
         assert (ROOT / "animations" / f"{module}.py").is_file()
