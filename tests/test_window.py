@@ -275,6 +275,15 @@ def test_patterns_match_transformers_configs(transformers):
     assert all(p.source for p in PATTERNS.values())
 
 
+def test_patterns_agree_with_the_sizing_catalogue():
+    from attnlab import sizing
+
+    for name, pattern in PATTERNS.items():
+        spec = sizing.MODELS[name]
+        assert tuple("sliding" if w else "full" for w in pattern.windows()) == spec.layer_types, name
+        assert (spec.n_layers, spec.sliding_window) == (pattern.n_layers, pattern.window), name
+
+
 def test_layer_types_rule():
     assert layer_types(4, 2) == ("sliding_attention", "full_attention") * 2
     assert layer_types(3, 0) == ("sliding_attention",) * 3

@@ -15,7 +15,8 @@ repairs it:
 
     M_ij = 0  if  j < S  or  i - W < j <= i  (and j <= i),   else -inf
 
-gpt-oss (OpenAI 2025, model card sec. 2.2; ``openai/gpt-oss`` ``torch/model.py``, ``sdpa``) learns the sink
+gpt-oss (OpenAI 2025, gpt-oss model card; ``openai/gpt-oss`` ``gpt_oss/torch/model.py``: ``sdpa`` appends the
+sinks ``S`` to the scores, softmaxes and drops them; ``AttentionBlock`` slides on even layers) learns the sink
 instead: one logit s_h per query head joins the softmax's denominator and no value:
 
     a_ij = exp(z_ij) / (exp(s_h) + sum_k exp(z_ik))      (softmax over [z_i, s_h], the sink column dropped)
@@ -165,7 +166,8 @@ def sliding_window_mask(n: int, window: int | None = None, n_sinks: int = 0,
 
 def softmax_with_sink(scores: torch.Tensor, sink: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """gpt-oss's softmax: a_ij = exp(z_ij) / (exp(s) + sum_k exp(z_ik)), i.e. softmax over [z_i, s] with the
-    sink's column dropped (``openai/gpt-oss`` torch/model.py ``sdpa``; transformers' ``eager_attention_forward``).
+    sink's column dropped (``openai/gpt-oss`` gpt_oss/torch/model.py ``sdpa``; transformers'
+    ``eager_attention_forward`` in ``modeling_gpt_oss.py``).
 
     scores: (..., heads, n_q, n_k), masked entries -inf   sink: (heads,) one logit per head   ->   weights
     of the scores' shape; each row sums to 1 / (1 + exp(s - logsumexp_j z_ij)) < 1. A fully masked row gives
@@ -417,6 +419,9 @@ class WindowedAttention(GroupedQueryAttention):
 
     def _check_window_cache(self, cache: object) -> None:
         if isinstance(cache, RollingCache):
+            if cache.seq_dim not in (2, -2):
+                raise ValueError(f"cache.seq_dim={cache.seq_dim} must be -2 (or 2): a windowed layer caches "
+                                 "(batch, n_kv_heads, seq, head_dim)")
             if (cache.window, cache.n_sinks) != (self.window.window, self.window.n_sinks):
                 raise ValueError(f"cache has window={cache.window}, n_sinks={cache.n_sinks}; this layer has "
                                  f"window={self.window.window}, n_sinks={self.window.n_sinks}")
