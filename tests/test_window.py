@@ -2,7 +2,8 @@
 rolling cache against masked full attention (with and without sinks, any chunking), gpt-oss's learned sink
 against the softmax over [scores, sink] with the sink's column dropped, a shared-KV layer against recomputing
 with the source layer's K/V, the published patterns against transformers' configs, parity with transformers'
-GptOssAttention (sinks and window, prefill and token-by-token decode, float64), the tiny model's variants,
+GptOssAttention (sinks and window, prefill and token-by-token decode, float64) and MistralAttention (the
+rolling window of Mistral 7B v0.1, to float32 accuracy), the tiny model's variants,
 and the cost formulas against measured caches."""
 
 from __future__ import annotations
@@ -345,6 +346,52 @@ def test_matches_hugging_face_gpt_oss(transformers, window):
             w = w[..., -w_hf.shape[-1]:]  # the ring may hold one older key that no query sees
             torch.testing.assert_close(w, w_hf, rtol=1e-12, atol=1e-14)
             assert float(out.weights.detach().sum(dim=-1).max()) < 1  # the sink takes a share of every row
+
+
+@pytest.mark.parametrize("window", [2, 3, 5])
+def test_matches_hugging_face_mistral_rolling_window(transformers, window):
+    """Mistral 7B v0.1's layer (every layer sliding, no sinks, no biases): transformers' MistralAttention with its
+    DynamicSlidingWindowLayer cache and sliding mask, prefill and token-by-token decode, against WindowedAttention
+    through the RollingCache. Its eager softmax runs in float32 whatever the input dtype, so float64 agrees to
+    float32 accuracy; a window off by one would differ by far more."""
+    from transformers.cache_utils import DynamicCache
+    from transformers.masking_utils import create_sliding_window_causal_mask
+    from transformers.models.mistral import modeling_mistral as modeling
+
+    config = transformers.MistralConfig(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                        num_hidden_layers=1, sliding_window=window, max_position_embeddings=64,
+                                        intermediate_size=8, vocab_size=16)
+    config._attn_implementation = "eager"
+    torch.manual_seed(3)
+    hf = modeling.MistralAttention(config, 0).to(F64)
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.normal_(0.0, 0.5)
+    ours = WindowedAttention(AttentionConfig(32, 4, 2, 8), WindowConfig(window)).double()
+    wrong = WindowedAttention(AttentionConfig(32, 4, 2, 8), WindowConfig(window + 1)).double()
+    with torch.no_grad():
+        for layer in (ours, wrong):
+            for name, theirs in (("w_q", "q_proj"), ("w_k", "k_proj"), ("w_v", "v_proj"), ("w_o", "o_proj")):
+                getattr(layer, name).load_state_dict(getattr(hf, theirs).state_dict())
+    x = torch.randn(2, 9, 32, dtype=F64)
+    hf_cache, cache, wrong_cache = DynamicCache(config=config), ours.window.new_cache(), wrong.window.new_cache()
+    gaps = []
+    for start, end in ((0, 5), (5, 6), (6, 7), (7, 8), (8, 9)):
+        positions = torch.arange(start, end)
+        angles = rope_angles(positions, 8, config.rope_parameters["rope_theta"])
+        angles = torch.cat([angles, angles], dim=-1)  # rotate_half's cos and sin are full width
+        cos, sin = angles.cos()[None].expand(2, -1, -1), angles.sin()[None].expand(2, -1, -1)
+        xs = x[:, start:end]
+        mask = create_sliding_window_causal_mask(config=config, inputs_embeds=xs, attention_mask=None,
+                                                 cache=hf_cache, position_ids=positions[None].expand(2, -1))
+        y_hf, _ = attention_forward(hf, xs, (cos, sin), mask, hf_cache)
+        with torch.no_grad():
+            torch.testing.assert_close(ours(xs, cache=cache).output, y_hf, rtol=1e-5, atol=1e-5)
+            far = (wrong(xs, cache=wrong_cache).output - y_hf).abs().max()
+        if end > window:  # once the window is full, one more key changes the output
+            gaps.append(float(far))
+    assert max(gaps) > 100 * 1e-5  # far outside the float32 tolerance the right window meets
+    assert cache.n_tokens == window  # Hugging Face keeps W - 1 between steps; the ring keeps W
 
 
 # --- the tiny model --------------------------------------------------------------------------------------
