@@ -7,6 +7,7 @@ replayed token by token, so the ring drawn is the ring the library keeps.
 
 from __future__ import annotations
 
+import torch
 from manim import (
     DOWN,
     LEFT,
@@ -17,8 +18,6 @@ from manim import (
     Transform,
     VGroup,
 )
-
-import torch
 
 from animations.style import (
     CACHE,

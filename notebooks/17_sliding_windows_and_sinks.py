@@ -32,8 +32,6 @@
 # measures what they do to quality and to real models' caches.
 
 # %% slideshow={"slide_type": "-"}
-import math
-
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
@@ -41,9 +39,11 @@ from matplotlib.patches import Rectangle
 
 from attnlab import costs, show_source, sizing
 from attnlab.exercises import ch17
+from attnlab.gqa import AttentionConfig, grouped_attention
 from attnlab.interactive import window as window_widgets
 from attnlab.model import TinyLM, checkpoint_metrics, load_checkpoint, tiny_config
 from attnlab.plots import COLORS
+from attnlab.rope import apply_rope
 from attnlab.schemes import get_scheme
 from attnlab.train import TrainConfig, evaluate, token_ids
 from attnlab.window import (
@@ -52,14 +52,10 @@ from attnlab.window import (
     SharedKVAttention,
     WindowConfig,
     WindowedAttention,
-    ring_slot,
     sliding_window_mask,
     softmax_with_sink,
-    window_attention,
     window_mask,
 )
-from attnlab.gqa import AttentionConfig, grouped_attention
-from attnlab.rope import apply_rope
 
 torch.manual_seed(0)
 torch.set_num_threads(1)  # the tiny model's matrices are too small to gain from more threads
@@ -144,7 +140,7 @@ masks = {"causal (full)": sliding_window_mask(n_show),
          f"window W = {w_show}": sliding_window_mask(n_show, w_show),
          f"W = {w_show} + {s_show} sinks": sliding_window_mask(n_show, w_show, s_show)}
 fig, axes = plt.subplots(1, 3, figsize=(11, 3.9))
-for ax, (title, m) in zip(axes, masks.items()):
+for ax, (title, m) in zip(axes, masks.items(), strict=True):
     ax.imshow(m.numpy(), cmap="Blues", vmin=-0.3, vmax=1.2)
     ax.set_title(f"{title}: {int(m.sum())} pairs", fontsize=10)
     ax.set_xlabel("key j")
@@ -173,7 +169,7 @@ show_source(RollingCache._write, start="keep = ", stop="self._positions[slots] =
 W_RING, S_RING, T_RING = 4, 1, 10
 ring = RollingCache(W_RING, S_RING)
 held_by_step = []
-for t in range(T_RING):
+for _ in range(T_RING):
     ring.update(k=torch.zeros(1, 1, 1, 1))
     held_by_step.append(ring.positions.tolist())
 fig, ax = plt.subplots(figsize=(7.5, 4.4))
@@ -369,8 +365,9 @@ for name, (nbytes, loss) in points.items():
 gqa_bytes = points["tiny_gqa"][0]
 inference = [(costs.windowed_cache_bytes("gqa", gqa.config.attention_shape(), L_EVAL, "bfloat16",
                                          [w] * gqa.config.n_layers, 4) / 1024, window_loss[w, 4]) for w in windows]
-ax.plot(*zip(*inference), color=COLORS["muted"], ls="--", marker=".", label="tiny_gqa, window at inference (S = 4)")
-for (kib, loss), w in zip(inference, windows):
+ax.plot(*zip(*inference, strict=True), color=COLORS["muted"], ls="--", marker=".",
+        label="tiny_gqa, window at inference (S = 4)")
+for (kib, loss), w in zip(inference, windows, strict=True):
     ax.annotate(f"W={w}", (kib, loss), textcoords="offset points", xytext=(4, 4), fontsize=8)
 ax.set_xscale("log")
 ax.set_xlabel(f"KV cache at {L_EVAL} tokens (KiB, bf16, log scale)")
@@ -468,14 +465,16 @@ L = 131_072
 flops_sliding = costs.window_decode_attention_flops("gqa", shape, L, spec.sliding_window)
 flops_full = costs.window_decode_attention_flops("gqa", shape, L)
 per_token = costs.cache_bytes_per_token("gqa", shape, "bfloat16", per_layer=True)
+full_work = spec.layer_types.count("full") * flops_full  # attention FLOPs of one decoded token, all full layers
+sliding_work = spec.layer_types.count("sliding") * flops_sliding
 display(Markdown(
     f"gpt-oss-120b at {L:,} tokens of context, one decoded token: a sliding layer's attention costs "
     f"{flops_sliding / 1e6:,.1f} MFLOP against {flops_full / 1e9:,.2f} GFLOP in a full layer "
     f"({flops_full / flops_sliding:,.0f}×), and reads {spec.sliding_window:,} × {per_token:,} B = "
     f"{sizing.format_bytes(spec.sliding_window * per_token)} of cache against "
     f"{sizing.format_bytes(L * per_token)}. Over the whole model the full layers are "
-    f"{spec.layer_types.count('full') * flops_full / (spec.layer_types.count('full') * flops_full + spec.layer_types.count('sliding') * flops_sliding):.1%} "
-    "of the attention work: the windows halve the layers that grow, and those layers then dominate."))
+    f"{full_work / (full_work + sliding_work):.1%} of the attention work: the windows halve the layers that "
+    "grow, and those layers then dominate."))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises

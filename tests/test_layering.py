@@ -4,7 +4,8 @@ The rules (also in CONTRIBUTING.md, "Import layering"):
 
 1. **Math and cost modules never import widgets.** ``attention``, ``kv_cache``, ``gqa``, ``mla``, ``dsa``,
    ``rope``, ``quant``, ``sizing``, ``lowrank``, ``model``, ``tokenization``, ``costs``, ``schemes``,
-   ``chapters``, ``_validate``, ``devices``, ``cache_formats`` and ``window`` import none of ``attnlab.widgets``, ``attnlab.interactive``
+   ``chapters``, ``_validate``, ``devices``, ``cache_formats`` and ``window``
+   import none of ``attnlab.widgets``, ``attnlab.interactive``
    (or a module in it), ``ipywidgets`` and ``IPython``: they compute, and run where no notebook does.
 2. **Exercises never import widgets.** ``attnlab.exercises.*`` checks answers with the math and cost
    modules, never with a widget's or an ``interactive`` module's helpers (same list as rule 1).

@@ -266,7 +266,8 @@ def test_patterns_match_transformers_configs(transformers):
     """Each pattern's layer types against transformers' own default pattern for that architecture."""
     assert PATTERNS["gpt-oss-120b"].layer_types() == tuple(transformers.GptOssConfig(num_hidden_layers=36).layer_types)
     assert PATTERNS["gemma-2-9b"].layer_types() == tuple(transformers.Gemma2Config(num_hidden_layers=42).layer_types)
-    assert PATTERNS["gemma-3-27b"].layer_types() == tuple(transformers.Gemma3TextConfig(num_hidden_layers=62).layer_types)
+    gemma3 = transformers.Gemma3TextConfig(num_hidden_layers=62)
+    assert PATTERNS["gemma-3-27b"].layer_types() == tuple(gemma3.layer_types)
     assert transformers.GptOssConfig().sliding_window == PATTERNS["gpt-oss-120b"].window == 128
     assert transformers.MistralConfig().sliding_window == PATTERNS["mistral-7b-v0.1"].window == 4096
     gemma3 = [i for i, t in enumerate(PATTERNS["gemma-3-27b"].layer_types()) if t == "full_attention"]

@@ -39,10 +39,11 @@ from attnlab._validate import (
 from attnlab.corpus import load_text
 from attnlab.model import DATA_DIR, TinyLM, TinyLMConfig, checkpoint_path, save_checkpoint, tiny_config
 from attnlab.schemes import SCHEMES, VARIANTS
+from attnlab.tokenization import load_tokenizer
 
 #: What ``--attention`` takes: the schemes trained from scratch here and chapter 17's variants of GQA.
-TRAINED: tuple[str, ...] = tuple(key for key, s in (*SCHEMES.items(), *VARIANTS.items()) if s.trainer == "attnlab.train")
-from attnlab.tokenization import load_tokenizer
+TRAINED: tuple[str, ...] = tuple(key for key, s in (*SCHEMES.items(), *VARIANTS.items())
+                                 if s.trainer == "attnlab.train")
 
 
 @dataclass(frozen=True)
