@@ -42,6 +42,7 @@ from attnlab import (
     tokenization,
     train,
     v4,
+    window,
 )
 from attnlab import model as lm
 
@@ -63,6 +64,13 @@ GQA_CONFIG = gqa.AttentionConfig(d_model=8, n_heads=2, n_kv_heads=1)
 V4_FIELDS = dict(d_model=16, n_heads=2, q_lora_rank=8, o_groups=2, o_lora_rank=4, head_dim=8, rope_head_dim=4,
                  window=4, layer_type="csa", compress_rate=2, index_n_heads=2, index_head_dim=4, index_topk=2)
 GQA_LAYER = gqa.GroupedQueryAttention(GQA_CONFIG)
+
+
+def _rolling_cache() -> window.RollingCache:
+    """A ring of 4 slots that already holds one token of "k"."""
+    cache = window.RollingCache(4)
+    cache.update(k=torch.zeros(1, 1, 1, 2))
+    return cache
 X8 = torch.randn(1, 3, 8)
 Q4 = torch.randn(1, 2, 3, 4)  # (batch, heads, seq, head_dim)
 KV4 = torch.randn(1, 1, 3, 4)
@@ -889,6 +897,61 @@ CASES: list[Case] = [
          lambda: costs.flash_sram_bytes(2, 2, 4, v_head_dim=0), ValueError, "v_head_dim"),
     Case("score_bytes_not_written: negative n_heads", costs.score_bytes_not_written,
          lambda: costs.score_bytes_not_written(4, 4, n_heads=-1), ValueError, "n_heads"),
+    # window (chapter 17)
+    Case("layer_types.global_every", window.layer_types, lambda: window.layer_types(4, -1), ValueError,
+         "global_every"),
+    Case("LayerPattern.window", window.LayerPattern, lambda: window.LayerPattern("x", 4, 0, 2), ValueError, "window"),
+    Case("window_mask.k_positions float", window.window_mask,
+         lambda: window.window_mask(torch.arange(3), torch.zeros(3)), ValueError, "k_positions"),
+    Case("window_mask.n_sinks without window", window.window_mask,
+         lambda: window.window_mask(torch.arange(3), torch.arange(3), None, 2), ValueError, "n_sinks"),
+    Case("sliding_window_mask.window", window.sliding_window_mask, lambda: window.sliding_window_mask(4, 0),
+         ValueError, "window"),
+    Case("softmax_with_sink.sink heads", window.softmax_with_sink,
+         lambda: window.softmax_with_sink(torch.zeros(1, 2, 3, 3), torch.zeros(3)), ValueError, "sink"),
+    Case("softmax_with_sink.dim", window.softmax_with_sink,
+         lambda: window.softmax_with_sink(torch.zeros(1, 2, 3, 3), torch.zeros(2), dim=1), ValueError, "dim"),
+    Case("window_attention.k_positions length", window.window_attention,
+         lambda: window.window_attention(torch.zeros(1, 2, 3, 4), torch.zeros(1, 1, 3, 4), torch.zeros(1, 1, 3, 4),
+                                         torch.arange(3), torch.arange(2)), ValueError, "k_positions"),
+    Case("window_attention.sink", window.window_attention,
+         lambda: window.window_attention(torch.zeros(1, 2, 3, 4), torch.zeros(1, 1, 3, 4), torch.zeros(1, 1, 3, 4),
+                                         torch.arange(3), torch.arange(3), 2, 0, torch.zeros(3)), ValueError, "sink"),
+    Case("ring_slot.window", window.ring_slot, lambda: window.ring_slot(5, 0), ValueError, "window"),
+    Case("RollingCache.n_sinks", window.RollingCache, lambda: window.RollingCache(4, -1), ValueError, "n_sinks"),
+    Case("RollingCache.update names", window.RollingCache, lambda: _rolling_cache().update(q=torch.zeros(1, 1, 1, 2)),
+         ValueError, "cache"),
+    Case("WindowConfig.n_sinks without window", window.WindowConfig, lambda: window.WindowConfig(None, 2),
+         ValueError, "n_sinks"),
+    Case("WindowedAttention.window type", window.WindowedAttention,
+         lambda: window.WindowedAttention(GQA_CONFIG, {"window": 3}), TypeError, "window"),
+    Case("WindowedAttention.cache window", window.WindowedAttention,
+         lambda: window.WindowedAttention(GQA_CONFIG, window.WindowConfig(3))(torch.zeros(1, 2, 8),
+                                                                             cache=window.RollingCache(4)),
+         ValueError, "window"),
+    Case("SharedKVAttention.source", window.SharedKVAttention,
+         lambda: window.SharedKVAttention(GQA_CONFIG, GQA_LAYER), TypeError, "source"),
+    Case("SharedKVAttention.x before source", window.SharedKVAttention,
+         lambda: window.SharedKVAttention(GQA_CONFIG, window.WindowedAttention(GQA_CONFIG))(torch.zeros(1, 2, 8)),
+         ValueError, "source"),
+    Case("from_gpt_oss.attention", window.from_gpt_oss, lambda: window.from_gpt_oss(GQA_LAYER), ValueError,
+         "attention"),
+    Case("tiny_config.scheme", lm.tiny_config, lambda: lm.tiny_config("gqa_flash"), ValueError, "scheme"),
+    Case("TinyLMConfig.n_sinks without window", lm.TinyLMConfig, lambda: lm.TinyLMConfig(n_sinks=2), ValueError,
+         "n_sinks"),
+    Case("TinyLMConfig.kv_share", lm.TinyLMConfig, lambda: lm.TinyLMConfig(kv_share=0), ValueError, "kv_share"),
+    Case("window_cache_tokens.window", costs.window_cache_tokens, lambda: costs.window_cache_tokens(10, 0),
+         ValueError, "window"),
+    Case("layer_cache_tokens.kv_sources", costs.layer_cache_tokens,
+         lambda: costs.layer_cache_tokens(costs.AttentionShape(d_model=8, n_heads=2, head_dim=4, n_layers=2), 5,
+                                          kv_sources=[1, 1]), ValueError, "kv_sources"),
+    Case("windowed_cache_bytes.windows", costs.windowed_cache_bytes,
+         lambda: costs.windowed_cache_bytes("gqa", costs.AttentionShape(d_model=8, n_heads=2, head_dim=4), 5,
+                                            windows=[4, 4]), ValueError, "windows"),
+    Case("window_decode_attention_flops.scheme", costs.window_decode_attention_flops,
+         lambda: costs.window_decode_attention_flops("dsa", costs.AttentionShape(
+             d_model=8, n_heads=2, head_dim=4, kv_lora_rank=4, qk_rope_head_dim=2, index_n_heads=1,
+             index_head_dim=2, index_topk=2), 5, 4), ValueError, "scheme"),
 ]
 
 # Public names of the core modules that take no input a check could refuse, with the reason. Everything else
@@ -921,7 +984,7 @@ NO_CHECKABLE_INPUT: dict[Any, str] = {
 }
 
 CORE_MODULES = (attention, kv_cache, gqa, mla, dsa, rope, quant, sizing, lowrank, lm, tokenization, train, devices,
-                costs, schemes, cache_formats, v4, paged, flash)
+                costs, schemes, cache_formats, v4, paged, flash, window)
 
 
 def public_api(module) -> list:

@@ -29,9 +29,11 @@ TINY = AttentionShape(d_model=16, n_heads=4, head_dim=4, n_kv_heads=2, v_head_di
 
 def test_registry_order_and_groups():
     assert list(SCHEMES) == ["mha", "mqa", "gqa", "mla", "dsa"]  # the course's chapter order
-    assert list(VARIANTS) == ["mla_naive", "mla_absorbed"]
+    assert list(VARIANTS) == ["mla_naive", "mla_absorbed", "gqa_window", "gqa_shared"]
     assert [s.key for s in variants("mla")] == ["mla_naive", "mla_absorbed"] and variants("mha") == ()
-    assert all(s.base == "mla" and s.mode in ("naive", "absorbed") for s in VARIANTS.values())
+    assert [s.key for s in variants("gqa")] == ["gqa_window", "gqa_shared"]  # chapter 17
+    assert all(s.base == "mla" and s.mode in ("naive", "absorbed") for s in variants("mla"))
+    assert all(s.dense and s.caches == ("k", "v") and s.cache is schemes.GQA.cache for s in variants("gqa"))
     assert TABLE1_SCHEMES == ("mha", "mqa", "gqa", "mla") == sizing.SCHEMES
     assert BENCH_SCHEMES == ("mha", "gqa", "mqa", "mla_naive", "mla_absorbed", "dsa") == bench.SCHEMES
     assert bench.DENSE_SCHEMES == ("mha", "gqa", "mqa")
@@ -45,9 +47,11 @@ def test_labels_colours_and_markers_are_the_figures_own():
     assert {k: s.color for k, s in SCHEMES.items()} == colours == plots.SCHEME_COLORS
     markers = {"mha": "o", "gqa": "s", "mqa": "^", "mla_naive": "x", "mla_absorbed": "D", "dsa": "v"}
     assert {k: get_scheme(k).marker for k in BENCH_SCHEMES} == markers
-    assert all(get_scheme(k).color == colours["mla"] for k in VARIANTS)
+    assert all(s.color == colours["mla"] for s in variants("mla"))
+    # chapter 17's variants of GQA get colours of their own, none of the five schemes'
+    assert {s.key: s.color for s in variants("gqa")} == {"gqa_window": "#dd8452", "gqa_shared": "#937860"}
     labels = {"mha": "MHA", "mqa": "MQA", "gqa": "GQA", "mla": "MLA", "dsa": "DSA", "mla_naive": "MLA naive",
-              "mla_absorbed": "MLA absorbed"}
+              "mla_absorbed": "MLA absorbed", "gqa_window": "GQA window", "gqa_shared": "GQA shared KV"}
     assert {s.key: s.label for s in ALL} == labels
 
 
@@ -99,8 +103,8 @@ def test_layer_configs_carry_the_shape(record):
     if record.dense:
         assert isinstance(config, AttentionConfig)
         assert (config.d_model, config.n_heads, config.head_dim) == (16, 4, 4)
-        assert config.n_kv_heads == record.kv_heads(TINY) == {"mha": 4, "mqa": 1, "gqa": 2}[record.key]
-        assert config.kind == record.key
+        assert config.n_kv_heads == record.kv_heads(TINY) == {"mha": 4, "mqa": 1, "gqa": 2}[record.base or record.key]
+        assert config.kind == (record.base or record.key)
         return
     mla, indexer = config if record.indexer else (config, None)
     assert isinstance(mla, MLAConfig)
@@ -124,7 +128,8 @@ def test_the_library_lists_schemes_only_through_the_registry():
     assert model.ATTENTION_KINDS == tuple(SCHEMES)
     listed = subprocess.run([sys.executable, "-m", "attnlab.train", "--list"], capture_output=True, text=True,
                             check=True).stdout.split()
-    assert listed == [k for k, s in SCHEMES.items() if s.trainer == "attnlab.train"] == ["mha", "mqa", "gqa", "mla"]
+    trained = [k for k, s in (*SCHEMES.items(), *VARIANTS.items()) if s.trainer == "attnlab.train"]
+    assert listed == trained == ["mha", "mqa", "gqa", "mla", "gqa_window", "gqa_shared"]
     assert SCHEMES["dsa"].trainer == "attnlab.dsa_training"
     course = (ROOT / "course").read_text(encoding="utf-8")
     assert '$("$PY" -m attnlab.train --list)' in course and "mha gqa mqa mla" not in course

@@ -138,6 +138,11 @@ CHAPTERS: tuple[Chapter, ...] = (
                   "copy-on-write prefix sharing, DeepSeek-V3.2's cache in 64-token pages",
             builds="a cache in pages: block tables, waste measured, shared prompts copied on write",
             short="Paged cache", video=None, scene="PagedCacheScene", animation="ch16_paged_kv_cache"),
+    Chapter(17, "17_sliding_windows_and_sinks", "Sliding windows, sinks and shared KV",
+            topic="Sliding-window attention and its rolling cache, local/global layers, attention sinks (kept "
+                  "and learned), cross-layer KV sharing; quality against cache measured",
+            builds="a rolling cache for windowed layers, sinks, layers that share K/V",
+            short="Windows & sinks", video=None, scene="SlidingWindowScene", animation="ch17_sliding_windows"),
 )
 
 

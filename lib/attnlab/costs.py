@@ -948,3 +948,79 @@ def score_bytes_not_written(n_q: int, n_k: int, dtype: torch.dtype | str = torch
     check_positive_int("n_heads", n_heads)
     check_positive_int("batch", batch)
     return 2 * n_q * n_k * _element_bytes(dtype) * n_heads * batch
+# chapter 17: sliding windows, sinks and shared KV
+#
+# A sliding layer of window W that keeps S sink tokens (attnlab.window) holds min(L, S + W) tokens after L; a
+# global layer holds L; a layer that reads another layer's K/V (CLA, Gemma 3n/4) holds none. What a held token
+# costs is the scheme's rule above, unchanged: windows and sharing change how many tokens are held, not their
+# width. A decoded token attends to min(T, S + W) keys in a sliding layer (T = context + 1, its own included).
+
+
+def window_cache_tokens(seq_len: int, window: int | None = None, n_sinks: int = 0) -> int:
+    """Tokens one layer holds after ``seq_len`` tokens: min(L, S + W) for a sliding layer (the window and the
+    sinks, :class:`attnlab.window.RollingCache`), L for a global one (``window`` None)."""
+    check_non_negative_int("seq_len", seq_len)
+    check_non_negative_int("n_sinks", n_sinks)
+    if window is None:
+        if n_sinks:
+            raise ValueError(f"n_sinks={n_sinks} needs a window: a global layer keeps every token anyway")
+        return seq_len
+    return min(seq_len, n_sinks + check_positive_int("window", window))
+
+
+def _layer_plan(shape: AttentionShape, windows: object, kv_sources: object) -> tuple[list, list]:
+    """The per-layer windows and K/V sources, checked: one entry per layer of ``shape``; a source is an
+    earlier (or the same) layer that owns its cache."""
+    n = shape.n_layers
+    windows = [None] * n if windows is None else list(windows)
+    sources = list(range(n)) if kv_sources is None else list(kv_sources)
+    for name, values in (("windows", windows), ("kv_sources", sources)):
+        if len(values) != n:
+            raise ValueError(f"{name} has {len(values)} entries, the shape has n_layers={n}: one per layer")
+    for i, w in enumerate(windows):
+        if w is not None:
+            check_positive_int(f"windows[{i}]", w)
+    for i, j in enumerate(sources):
+        check_non_negative_int(f"kv_sources[{i}]", j)
+        if j > i or sources[j] != j:
+            raise ValueError(f"kv_sources[{i}]={j} must name layer {i} itself or an earlier layer that owns its "
+                             "cache (kv_sources[j] == j)")
+    return windows, sources
+
+
+def layer_cache_tokens(shape: AttentionShape, seq_len: int, windows: object = None, n_sinks: int = 0,
+                       kv_sources: object = None) -> list[int]:
+    """Tokens each layer holds after ``seq_len`` tokens: :func:`window_cache_tokens` of its window
+    (``windows[i]``, None = global; ``n_sinks`` kept by every sliding layer), 0 for a layer whose
+    ``kv_sources[i]`` is another layer (it reads that layer's cache)."""
+    s = as_shape(shape)
+    windows, sources = _layer_plan(s, windows, kv_sources)
+    check_non_negative_int("n_sinks", n_sinks)
+    return [0 if sources[i] != i else window_cache_tokens(seq_len, w, n_sinks if w is not None else 0)
+            for i, w in enumerate(windows)]
+
+
+def windowed_cache_bytes(scheme: str, shape: AttentionShape, seq_len: int, dtype: torch.dtype | str = torch.bfloat16,
+                         windows: object = None, n_sinks: int = 0, kv_sources: object = None, *,
+                         batch: int = 1) -> int:
+    """Bytes of a model's cache after ``seq_len`` tokens when layers slide or share: batch x b x the sum over
+    layers of (tokens held, :func:`layer_cache_tokens`) x (numbers per token and layer,
+    ``cache_elements_per_token(per_layer=True)``). With no windows and no sharing it equals :func:`cache_bytes`;
+    past S + W it stops growing in the sliding layers."""
+    held = layer_cache_tokens(shape, seq_len, windows, n_sinks, kv_sources)
+    check_positive_int("batch", batch)
+    per_token = cache_elements_per_token(scheme, shape, per_layer=True) * _element_bytes(dtype)
+    return batch * sum(held) * per_token
+
+
+def window_decode_attention_flops(scheme: str, shape: AttentionShape, context: int, window: int | None = None,
+                                  n_sinks: int = 0) -> int:
+    """:func:`decode_attention_flops` of one layer whose decoded token sees at most S + W keys:
+    2 x :func:`macs_per_cached_token` x min(T, S + W), T = context + 1 (dense: 4 n_h d_h min(T, S + W)). Constant
+    once the context passes the window: a sliding layer's decode step costs the same at 1K and at 1M tokens."""
+    record, s = _fitting(scheme, shape)
+    if record.indexer:
+        raise ValueError(f"scheme={record.key!r}: DSA's indexer scores every cached token; windows are for the "
+                         "dense schemes")
+    t = window_cache_tokens(_context(context), window, n_sinks)
+    return 2 * macs_per_cached_token(record.key, s) * t

@@ -40,9 +40,12 @@ from attnlab.dsa import IndexerConfig
 from attnlab.gqa import AttentionConfig
 from attnlab.kv_cache import KVCache
 from attnlab.mla import MLAConfig
-from attnlab.schemes import DSA, MHA, MLA, SCHEMES
+from attnlab.schemes import DSA, MHA, MLA, SCHEMES, SHARED_KV_DEFAULTS, VARIANTS, WINDOW_DEFAULTS
+from attnlab.window import SharedKVAttention, WindowConfig, WindowedAttention, layer_types
 
 ATTENTION_KINDS: tuple[str, ...] = tuple(SCHEMES)  # the course's schemes, attnlab.schemes.SCHEMES
+#: Chapter 17's tiny variants: the checkpoint ``tiny_<key>`` is the tiny GQA model with these fields set.
+TINY_VARIANTS: dict[str, dict[str, int]] = {"gqa_window": WINDOW_DEFAULTS, "gqa_shared": SHARED_KV_DEFAULTS}
 DATA_DIR = Path(__file__).parent / "data"
 
 
@@ -68,6 +71,10 @@ class TinyLMConfig:
     index_n_heads: int = 4  # H^I (DSA only)
     index_head_dim: int = 16  # d^I (DSA only)
     index_topk: int = 32  # k (DSA only)
+    window: int | None = None  # W of the sliding layers (chapter 17); None: every layer global
+    global_every: int = 0  # with a window: layer i global iff (i + 1) % global_every == 0; 0: every layer slides
+    n_sinks: int = 0  # StreamingLLM sink tokens the sliding layers keep beside their window
+    kv_share: int = 1  # cross-layer KV sharing (CLA): layer i reads layer i - i % kv_share's K/V; 1: none
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_seq_len",
@@ -80,6 +87,40 @@ class TinyLMConfig:
             self.mla_config()  # validates d_c and d_h^R against the head shape
         if self.attention == "dsa":
             self.indexer_config()
+        if self.window is not None:
+            check_positive_int("window", self.window)
+        check_non_negative_int("global_every", self.global_every)
+        check_non_negative_int("n_sinks", self.n_sinks)
+        check_positive_int("kv_share", self.kv_share)
+        if self.n_sinks and self.window is None:
+            raise ValueError(f"n_sinks={self.n_sinks} needs a window: a global layer keeps every token anyway")
+        if self.global_every and self.window is None:
+            raise ValueError(f"global_every={self.global_every} needs a window: without one every layer is global")
+        if self.windowed and not SCHEMES[self.attention].dense:
+            raise ValueError(f"window, n_sinks and kv_share apply to the dense schemes (mha, mqa, gqa), "
+                             f"not attention={self.attention!r}")
+
+    @property
+    def windowed(self) -> bool:
+        """True when a layer slides or shares its K/V (chapter 17's variants): layers are built by attnlab.window."""
+        return self.window is not None or self.kv_share != 1
+
+    def layer_window(self, layer: int) -> WindowConfig:
+        """Layer ``layer``'s window: sliding (W, the sinks) unless global by ``global_every`` or no window is set."""
+        self._check_layer(layer)
+        if self.window is None or layer_types(self.n_layers, self.global_every)[layer] == "full_attention":
+            return WindowConfig()
+        return WindowConfig(self.window, self.n_sinks)
+
+    def kv_source(self, layer: int) -> int:
+        """The layer whose K/V layer ``layer`` reads: itself, or with kv_share r the first of its group of r (CLA)."""
+        self._check_layer(layer)
+        return layer - layer % self.kv_share
+
+    def _check_layer(self, layer: int) -> None:
+        check_non_negative_int("layer", layer)
+        if layer >= self.n_layers:
+            raise ValueError(f"layer={layer} must be below n_layers={self.n_layers}")
 
     def attention_shape(self) -> AttentionShape:
         """Every layer's widths as an :class:`~attnlab.costs.AttentionShape` (per-head d_h = d_model / n_heads;
@@ -104,10 +145,20 @@ class TinyLMConfig:
         """The lightning indexer paired with :meth:`mla_config` when attention == "dsa"."""
         return DSA.layer_config(self.attention_shape(), rope_base=self.rope_base)[1]
 
-    def build_attention(self) -> AttentionLayer:
+    def build_attention(self, layer: int = 0, source: AttentionLayer | None = None) -> AttentionLayer:
         """One attention layer of the kind ``attention`` names, built by its record in :mod:`attnlab.schemes`;
-        all share forward(x, cache, return_weights) -> :class:`~attnlab.attention.AttentionOutput`."""
-        return SCHEMES[self.attention].build_layer(self.attention_shape(), **self._layer_options())
+        all share forward(x, cache, return_weights) -> :class:`~attnlab.attention.AttentionOutput`. A windowed
+        or shared-KV model (:attr:`windowed`) builds layer ``layer`` with :mod:`attnlab.window`: a
+        :class:`~attnlab.window.WindowedAttention`, or a :class:`~attnlab.window.SharedKVAttention` reading
+        ``source``'s K/V when :meth:`kv_source` names another layer."""
+        if not self.windowed:
+            return SCHEMES[self.attention].build_layer(self.attention_shape(), **self._layer_options())
+        config = self.attention_config()
+        if self.kv_source(layer) == layer:
+            return WindowedAttention(config, self.layer_window(layer))
+        if not isinstance(source, WindowedAttention):
+            raise ValueError(f"layer {layer} reads layer {self.kv_source(layer)}'s K/V: pass that layer as source")
+        return SharedKVAttention(config, source, self.layer_window(layer))
 
     def attention_config(self) -> AttentionConfig:
         """The :class:`AttentionConfig` of every layer, with n_kv_heads set by ``attention`` (MLA: the head
@@ -116,6 +167,18 @@ class TinyLMConfig:
         if not record.dense:
             return MHA.layer_config(self.attention_shape(), rope=True, rope_base=self.rope_base)
         return record.layer_config(self.attention_shape(), **self._layer_options())
+
+
+def tiny_config(scheme: str, **fields) -> TinyLMConfig:
+    """The tiny model of ``scheme``: one of :data:`ATTENTION_KINDS`, or a variant of :data:`TINY_VARIANTS` (its
+    base scheme with the variant's fields, e.g. "gqa_window" -> attention="gqa", window=32, n_sinks=4);
+    ``fields`` override any :class:`TinyLMConfig` field."""
+    allowed = (*ATTENTION_KINDS, *TINY_VARIANTS)
+    if not isinstance(scheme, str) or scheme not in allowed:
+        raise ValueError(f"scheme={scheme!r} must be one of {allowed}")
+    if scheme in TINY_VARIANTS:
+        return TinyLMConfig(**{"attention": VARIANTS[scheme].base, **TINY_VARIANTS[scheme], **fields})
+    return TinyLMConfig(**{"attention": scheme, **fields})
 
 
 class SwiGLU(nn.Module):
@@ -139,11 +202,11 @@ class SwiGLU(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: h += Attn(RMSNorm(h)); h += MLP(RMSNorm(h))."""
 
-    def __init__(self, config: TinyLMConfig) -> None:
+    def __init__(self, config: TinyLMConfig, layer: int = 0, source: AttentionLayer | None = None) -> None:
         super().__init__()
         check_type("config", config, TinyLMConfig)
         self.attn_norm = nn.RMSNorm(config.d_model)
-        self.attn = config.build_attention()
+        self.attn = config.build_attention(layer, source)
         self.mlp_norm = nn.RMSNorm(config.d_model)
         self.mlp = SwiGLU(config.d_model, config.d_ff)
 
@@ -164,7 +227,10 @@ class TinyLM(nn.Module):
         check_type("config", config, TinyLMConfig)
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.d_model)  # E
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.blocks = nn.ModuleList()
+        for i in range(config.n_layers):  # a shared-KV layer is built with the layer whose K/V it reads
+            source = self.blocks[config.kv_source(i)].attn if config.kv_source(i) != i else None
+            self.blocks.append(Block(config, i, source))
         self.norm = nn.RMSNorm(config.d_model)
         self.apply(self._init)
 
@@ -175,8 +241,17 @@ class TinyLM(nn.Module):
 
     def new_cache(self, window: int | None = None) -> KVCache:
         """An empty cache with one layer slot per block, room for max_seq_len tokens allocated at the first
-        call; ``window`` W keeps only each layer's last W tokens (sliding-window attention; not for DSA)."""
-        return KVCache(self.config.n_layers, window=window, capacity=self.config.max_seq_len)
+        call; ``window`` W keeps only each layer's last W tokens (sliding-window attention; not for DSA). A
+        windowed model (:attr:`TinyLMConfig.windowed`) gives each sliding layer its
+        :class:`~attnlab.window.RollingCache` and leaves a shared layer's slot empty."""
+        cache = KVCache(self.config.n_layers, window=window, capacity=self.config.max_seq_len)
+        if self.config.windowed:
+            if window is not None:
+                raise ValueError(f"window={window}: this model's layers bring their own windows (config.window)")
+            for i in range(self.config.n_layers):
+                if self.config.kv_source(i) == i and self.config.layer_window(i).window is not None:
+                    cache.layers[i] = self.config.layer_window(i).new_cache()
+        return cache
 
     def forward(self, ids: torch.Tensor, cache: KVCache | None = None, return_attention: bool = False):
         """Logits for every position; with ``cache``, ``ids`` are the NEW tokens after those cached.

@@ -10,7 +10,9 @@ One frozen :class:`Scheme` record per scheme, in the course's order (:data:`SCHE
 
 and the two ways the benchmark runs MLA's decode step, as variants of MLA (:data:`VARIANTS`, ``base="mla"``):
 ``mla_naive`` re-expands every cached latent into per-head keys and values, ``mla_absorbed`` folds W^UK and W^UV
-into the query and output and attends in latent space (DeepSeek's default).
+into the query and output and attends in latent space (DeepSeek's default). Chapter 17 adds two variants of GQA
+(``base="gqa"``) that cache the same numbers per held token but hold fewer: ``gqa_window`` (a sliding window
+with sink tokens, :mod:`attnlab.window`) and ``gqa_shared`` (every second layer reads the K/V below).
 
 Every module that lists, names, colours or sizes schemes reads them here: :mod:`attnlab.costs` (what each one
 costs), :mod:`attnlab.sizing`, :mod:`attnlab.bench`, :mod:`attnlab.model`, :mod:`attnlab.plots` and the widgets.
@@ -243,10 +245,46 @@ MLA_ABSORBED = replace(
     trainer=None, description="MLA decoding with W^UK folded into the query and W^UV into the output, in latent "
                               "space (DeepSeek-V3's default)")
 
+# ----------------------------------------------------------------------------------------------------
+# chapter 17: GQA whose layers slide over a window, or read another layer's K/V (attnlab.window)
+
+#: The tiny checkpoints' settings of chapter 17's variants (``TinyLMConfig`` fields on top of GQA), and the
+#: layers' defaults when a record builds one: a window of 32 with 4 sink tokens; every second layer shared.
+WINDOW_DEFAULTS: dict[str, int] = {"window": 32, "n_sinks": 4}
+SHARED_KV_DEFAULTS: dict[str, int] = {"kv_share": 2}
+
+
+def _build_window(shape: AttentionShape, window: int = WINDOW_DEFAULTS["window"],
+                  n_sinks: int = WINDOW_DEFAULTS["n_sinks"], learned_sink: bool = False, **options) -> nn.Module:
+    from attnlab.window import WindowConfig, WindowedAttention
+
+    return WindowedAttention(_dense_config(_groups)(shape, **options), WindowConfig(window, n_sinks, learned_sink))
+
+
+def _build_shared_source(shape: AttentionShape, **options) -> nn.Module:
+    from attnlab.window import WindowedAttention
+
+    return WindowedAttention(_dense_config(_groups)(shape, **options))
+
+
+GQA_WINDOW = replace(
+    GQA, key="gqa_window", label="GQA window", marker="P", color="#dd8452", base="gqa", table1=False,
+    description="GQA whose queries see only the last W tokens and the first S (sinks), so a layer caches at most "
+                "S + W tokens in a ring (Mistral 7B; StreamingLLM, Xiao et al. 2023)",
+    formula="2 n_g d_h = 2 × {n_kv_heads} × {head_dim} per held token, min(L, S + W) tokens held",
+    build_layer=_build_window, trainer="attnlab.train")
+
+GQA_SHARED = replace(
+    GQA, key="gqa_shared", label="GQA shared KV", marker="X", color="#937860", base="gqa", table1=False,
+    description="GQA where every second layer reads the K/V of the layer below and caches nothing "
+                "(CLA, Brandon et al. 2024)",
+    formula="2 n_g d_h = 2 × {n_kv_heads} × {head_dim} in each layer that owns a cache, 0 in a layer that reads one",
+    build_layer=_build_shared_source, trainer="attnlab.train")
+
 #: The course's schemes, in chapter order (chapters 2-4, 5, 6, 7-9, 10-12).
 SCHEMES: dict[str, Scheme] = {s.key: s for s in (MHA, MQA, GQA, MLA, DSA)}
 #: Ways of running a scheme that the benchmark times apart; each names its scheme in ``base``.
-VARIANTS: dict[str, Scheme] = {s.key: s for s in (MLA_NAIVE, MLA_ABSORBED)}
+VARIANTS: dict[str, Scheme] = {s.key: s for s in (MLA_NAIVE, MLA_ABSORBED, GQA_WINDOW, GQA_SHARED)}
 #: The DeepSeek-V2 paper's Table 1, the four cache layouts :mod:`attnlab.sizing` compares: MHA, MQA, GQA, MLA.
 TABLE1_SCHEMES: tuple[str, ...] = tuple(key for key, s in SCHEMES.items() if s.table1)
 #: What ``python -m attnlab.bench`` times, in its table's order: the dense schemes by shrinking cache, MLA's two

@@ -4,6 +4,7 @@
     python -m attnlab.train --attention gqa --n-kv-heads 2 --steps 600
     python -m attnlab.train --list                         # the schemes trained here from scratch
     python -m attnlab.train --attention mha --quick --out /tmp/x.pt   # a few steps, to try the command
+    python -m attnlab.train --attention gqa_window         # chapter 17: GQA with a window of 32 and 4 sinks
 
 On the command line a progress bar on stderr shows each run's loss (mean of the last steps) and tokens per
 second; :func:`train` shows it only when called with ``progress=True``, so notebooks stay silent.
@@ -36,9 +37,13 @@ from attnlab._validate import (
     check_type,
 )
 from attnlab.corpus import load_text
-from attnlab.model import DATA_DIR, TinyLM, TinyLMConfig, checkpoint_path, save_checkpoint
-from attnlab.schemes import SCHEMES
+from attnlab.model import DATA_DIR, TinyLM, TinyLMConfig, checkpoint_path, save_checkpoint, tiny_config
+from attnlab.schemes import SCHEMES, VARIANTS
 from attnlab.tokenization import load_tokenizer
+
+#: What ``--attention`` takes: the schemes trained from scratch here and chapter 17's variants of GQA.
+TRAINED: tuple[str, ...] = tuple(key for key, s in (*SCHEMES.items(), *VARIANTS.items())
+                                 if s.trainer == "attnlab.train")
 
 
 @dataclass(frozen=True)
@@ -204,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv is not None and (not isinstance(argv, (list, tuple)) or not all(isinstance(arg, str) for arg in argv)):
         raise ArgumentTypeError(f"argv={argv!r} must be None or a list of str, e.g. ['--attention', 'gqa']")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--attention", default="mha", choices=list(SCHEMES))
+    parser.add_argument("--attention", default="mha", choices=list(TRAINED))
     parser.add_argument("--n-kv-heads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=None,
                         help=f"training steps (default {TrainConfig.steps}, with --quick {QUICK.steps})")
@@ -219,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="print the schemes whose shipped checkpoint this module trains, and exit")
     args = parser.parse_args(argv)
     if args.list:
-        print(" ".join(key for key, scheme in SCHEMES.items() if scheme.trainer == "attnlab.train"))
+        print(" ".join(TRAINED))
         return
     if args.quick and args.name is not None:
         parser.error("--quick writes no checkpoint into lib/attnlab/data (--name); give --out PATH to keep one")
@@ -228,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     base = QUICK if args.quick else TrainConfig()
     cfg = TrainConfig(**{**asdict(base), "steps": base.steps if args.steps is None else args.steps})
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    model, metrics = train(TinyLMConfig(attention=args.attention, n_kv_heads=args.n_kv_heads), cfg, progress=True)
+    model, metrics = train(tiny_config(args.attention, n_kv_heads=args.n_kv_heads), cfg, progress=True)
     if args.out is None and args.quick:
         print(f"quick run: val loss {metrics['val_loss']:.3f}, {metrics['seconds']:.1f} s; no checkpoint written "
               "(--out PATH writes one)")
