@@ -29,6 +29,7 @@ from attnlab import (
     devices,
     dsa,
     dsa_training,
+    evidence,
     gqa,
     kv_cache,
     lowrank,
@@ -705,6 +706,28 @@ CASES: list[Case] = [
          "parts"),
     Case("uniform_layout.dtype", cache_formats.uniform_layout, lambda: cache_formats.uniform_layout(4, "int9"),
          ValueError, "dtype"),
+    # evidence
+    Case("CapabilityRow.capability", evidence.CapabilityRow,
+         lambda: evidence.CapabilityRow("mha", "MHA", "2 n_h d_h l", "Best", evidence.V2_TABLE1[0].source),
+         ValueError, "capability"),
+    Case("Arm.fact: unknown fact", evidence.Arm, lambda: evidence.V2_MOE_SMALL.arms[0].fact("FLOPs"), ValueError,
+         "name"),
+    Case("ScoreTable: uncited", evidence.ScoreTable,
+         lambda: dataclasses.replace(evidence.V2_DENSE_7B, source="a blog"), ValueError, "source"),
+    Case("ScoreTable.column: unknown arm", evidence.ScoreTable, lambda: evidence.V32_TABLE1.column("MHA-XXL"),
+         ValueError, "which"),
+    Case("GQARow: no table named", evidence.GQARow,
+         lambda: evidence.GQARow("MHA-XXL", "mha", "XXL", 1.51, 47.2, 0.0, evidence.GQA_PAPER), ValueError, "source"),
+    Case("CostCurve.phase", evidence.CostCurve,
+         lambda: dataclasses.replace(evidence.V32_COST_CURVES[0], phase="train"), ValueError, "phase"),
+    Case("TrainingStage: uncited", evidence.TrainingStage,
+         lambda: dataclasses.replace(evidence.V32_TRAINING[0], source=""), ValueError, "source"),
+    Case("gqa_row: unknown label", evidence.gqa_row, lambda: evidence.gqa_row("GQA-4-XXL"), ValueError, "label"),
+    Case("cost_curve: unknown model", evidence.cost_curve, lambda: evidence.cost_curve("decode", "V3"), ValueError,
+         "model"),
+    Case("parse_count: no unit", evidence.parse_count, lambda: evidence.parse_count("110.6"), ValueError, "printed"),
+    Case("within: negative tolerance", evidence.within,
+         lambda: evidence.within(evidence.V32_TABLE1, "dsa", "mla", -0.5), ValueError, "tolerance"),
 ]
 
 # Public names of the core modules that take no input a check could refuse, with the reason. Everything else
@@ -716,6 +739,7 @@ NO_CHECKABLE_INPUT: dict[Any, str] = {
     # Frozen records of what a forward call returned or decided; they store what the layer hands them and
     # compute nothing.
     dsa.IndexSelection: "a plain record, filled by DeepSeekSparseAttention.forward",
+    evidence.Benchmark: "a plain record of a paper's benchmark name, metric and shots; a ScoreTable holds it",
     attention.AttentionOutput: "a plain record, filled by every attention layer's forward",
     # No arguments at all, either.
     tokenization.course_metadata: "no arguments",
@@ -730,7 +754,7 @@ NO_CHECKABLE_INPUT: dict[Any, str] = {
 }
 
 CORE_MODULES = (attention, kv_cache, gqa, mla, dsa, rope, quant, sizing, lowrank, lm, tokenization, train, devices,
-                costs, schemes, cache_formats)
+                costs, schemes, cache_formats, evidence)
 
 
 def public_api(module) -> list:
