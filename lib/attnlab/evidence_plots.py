@@ -14,8 +14,8 @@ from attnlab._validate import check_real, check_type
 from attnlab.plots import COLORS, SCHEME_COLORS
 from attnlab.schemes import SCHEMES
 
-__all__ = ["score_bars", "gqa_tradeoff", "delta_bars", "cost_curves", "paper_gaps", "gap_points", "markdown_table",
-           "PAPER_GAPS"]
+__all__ = ["score_bars", "gqa_tradeoff", "delta_bars", "cost_curves", "paper_gaps", "gap_points", "category_gaps",
+           "markdown_table", "PAPER_GAPS"]
 
 
 def _short(source: str) -> str:
@@ -47,7 +47,7 @@ def score_bars(table: E.ScoreTable, ax=None, title: str | None = None):
     ax.set_xticks(range(len(table.benchmarks)), [f"{b.name}\n{b.metric} {b.shots}".strip() for b in table.benchmarks],
                   fontsize=9)
     low = min(min(row) for row in table.scores)
-    ax.set_ylim(max(0.0, low - 10), max(max(row) for row in table.scores) + 4)
+    ax.set_ylim(max(0.0, low - 10), max(max(row) for row in table.scores) + 7)  # room for the legend
     ax.set_ylabel("score (%)")
     ax.set_title(title or f"{table.title}\n({_short(table.source)})", fontsize=10)
     ax.legend(frameon=False, fontsize=8, loc="upper left", ncol=n)
@@ -167,6 +167,37 @@ def paper_gaps(ax=None):
     ax.set_yticks(ys, [label for label, *_ in PAPER_GAPS], fontsize=8.5)
     ax.set_xlabel("score difference, newer scheme minus baseline (points; dots: benchmarks, bar: mean)")
     ax.set_title("What the papers measured: quality of each scheme against its baseline", fontsize=10)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.grid(axis="x", alpha=0.3)
+    return ax
+
+
+def category_gaps(table: E.ScoreTable, new: str, old: str, ax=None):
+    """score(new) - score(old) per percentage benchmark of ``table``, grouped by the table's categories
+    (General, Search Agent, Code, ...): one row per category, a dot per benchmark (labelled), the category's
+    mean as a bar in ``new``'s scheme colour. Returns ax."""
+    check_type("table", table, E.ScoreTable)
+    deltas = table.deltas(new, old)
+    categories = list(dict.fromkeys(b.category for b in table.benchmarks if b.percent))
+    color = SCHEME_COLORS[table.arms[table.arm(new)].scheme or "mha"]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8.5, 0.75 * len(categories) + 1.2))
+    ys = list(range(len(categories)))[::-1]
+    for y, category in zip(ys, categories, strict=True):
+        names = [b.name for b in table.benchmarks if b.percent and b.category == category]
+        values = [deltas[n] for n in names]
+        ax.barh(y, sum(values) / len(values), color=color, alpha=0.35, height=0.6)
+        ax.scatter(values, [y] * len(values), color=color, s=26, zorder=3)
+        for i, (name, value) in enumerate(sorted(zip(names, values, strict=True), key=lambda nv: nv[1])):
+            ax.annotate(name.split(" (")[0], (value, y), xytext=(0, 7 if i % 2 == 0 else -11),
+                        textcoords="offset points", fontsize=7, ha="center")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(ys, categories, fontsize=9)
+    span = max(abs(deltas[b.name]) for b in table.benchmarks if b.percent) + 1.5
+    ax.set_xlim(-span, span)
+    ax.set_ylim(-0.7, len(categories) - 0.3)
+    ax.set_xlabel(f"{_arm_name(table, new)} minus {_arm_name(table, old)} (points; bar: category mean)")
+    ax.set_title(_short(table.source), fontsize=10)
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(axis="x", alpha=0.3)
     return ax
