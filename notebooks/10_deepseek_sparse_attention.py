@@ -33,7 +33,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from attnlab import corpus, show_source, sizing
+from attnlab import corpus, factcheck, show_source, sizing
 from attnlab import evidence as E
 from attnlab import evidence_plots as EP
 from attnlab.dsa import (
@@ -466,7 +466,8 @@ key_flops = 2 * v32.hidden_size * v32.index_head_dim  # the index key W^IK of on
 display(Markdown(
     f"At 1,024 tokens the sparse path would cost {c1k['prefill_flops_sparse_path'] / c1k['prefill_flops_dense']:.1f}× "
     f"the dense prefill: every pair is selected ($L \\le k$), and each costs $C_\\text{{attn}}$ = {c_attn:,} FLOPs "
-    f"instead of $C_\\text{{pre}}$ = {c_pre:,}. The masked MHA mode costs the dense {c1k['prefill_flops_dense'] / 1e9:.1f} GFLOP "
+    f"instead of $C_\\text{{pre}}$ = {c_pre:,}. The masked MHA mode costs the dense "
+    f"{c1k['prefill_flops_dense'] / 1e9:.1f} GFLOP "
     f"plus {key_flops:,} FLOPs per token for the index keys later steps read, "
     f"{c1k['prefill_flops_masked_mha'] / c1k['prefill_flops_dense']:.2f}× in all. Above $k$ the mask needs the "
     f"indexer's scores, and the sparse path wins from **L = {switch:,}**, where $C_\\text{{attn}}\\sum_t\\min(k,t)$ "
@@ -539,9 +540,11 @@ for n in (4096, 32_768, L128k):
     rows.append(f"| {n:,} | {c['decode_flops_dense'] / c['decode_flops_dsa']:.2f}× | {whole[n]:.2f}× |")
 display(Markdown("FLOPs per decoded token, whole model:\n\n" + "\n".join(rows)))
 display(Markdown(
-    "**API pricing: true, and understated.** DeepSeek's announcement of DeepSeek-V3.2-Exp (September 29, 2025) "
+    f"**API pricing:** {factcheck.verdict_label(factcheck.claim('dsa_price_50').verdict)} (chapter 13's "
+    "verdict), and understated. DeepSeek's announcement of DeepSeek-V3.2-Exp (September 29, 2025) "
     "cut its API prices by *more than* 50%.\n\n"
-    f"**Compute costs: needs context.** DSA has no single saving. Its core attention goes from $O(L^2)$ to "
+    f"**Compute costs:** {factcheck.verdict_label(factcheck.claim('dsa_compute_50').verdict)}. DSA has no single "
+    "saving. Its core attention goes from $O(L^2)$ to "
     f"$O(Lk)$, but the indexer it adds still scores every pair, $O(L^2)$, just with much cheaper arithmetic "
     f"({c_attn / c_idx:.0f}× fewer FLOPs per token pair than MLA's attention). In this cost model DSA saves "
     f"nothing below about {cross['decode_flops']:,} tokens of context; at {L128k:,} tokens a decoded token's "

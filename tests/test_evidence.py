@@ -155,3 +155,53 @@ def test_bad_lookups_name_the_argument():
         E.gqa_row("GQA-4-XXL")
     with pytest.raises(ValueError, match="printed"):
         E.parse_count("lots")
+
+
+# --- the figures and tables drawn from it (attnlab.evidence_plots) ------------------------------------------
+
+
+def test_figures_draw_the_published_numbers_in_the_scheme_colours():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    from attnlab import evidence_plots as EP
+    from attnlab.plots import SCHEME_COLORS
+
+    ax = EP.score_bars(E.V2_DENSE_7B)
+    heights = sorted(round(p.get_height(), 1) for p in ax.patches)
+    assert heights == sorted(v for row in E.V2_DENSE_7B.scores for v in row)
+    assert {to_hex(p.get_facecolor()) for p in ax.patches} == {SCHEME_COLORS[s] for s in ("mqa", "gqa", "mha")}
+    ax = EP.delta_bars(E.V32_TABLE1, "dsa", "mla")
+    assert len(ax.containers[0]) == sum(b.percent for b in E.V32_TABLE1.benchmarks)  # the rating left out
+    axes = EP.cost_curves()
+    for a, phase in zip(axes, ("prefill", "decode"), strict=True):
+        assert "read off" in a.get_title()
+        for line, model in zip(a.get_lines(), ("DeepSeek-V3.1-Terminus", "DeepSeek-V3.2-Exp"), strict=True):
+            assert list(line.get_ydata()) == list(E.cost_curve(phase, model).usd_per_million)
+    ax = EP.paper_gaps()
+    assert len(ax.get_yticks()) == len(EP.PAPER_GAPS)
+    assert EP.gap_points(E.GQA_T5_XXL, "MQA-XXL", "MHA-XXL") == [-0.6]
+    EP.gqa_tradeoff()
+    EP.category_gaps(E.V32_TABLE1, "dsa", "mla")
+    plt.close("all")
+    with pytest.raises(ValueError, match="ratings"):
+        EP.score_bars(E.V32_TABLE1)
+    with pytest.raises(ValueError, match="table"):
+        EP.delta_bars("Table 1", "dsa", "mla")
+
+
+def test_markdown_table_has_every_score_and_the_source():
+    from attnlab import evidence_plots as EP
+
+    text = EP.markdown_table(E.V2_MOE_LARGE, "mla", "mha")
+    lines = text.splitlines()
+    assert lines[0] == "| benchmark | Large MoE w/ MHA | Large MoE w/ MLA | MLA − MHA |"
+    assert "| BBH (EM, 3-shot) | 46.6 | 50.7 | +4.1 |" in lines
+    assert "| *KV Cache per Token (# Element)* | 860.2K | 34.6K | |" in lines
+    assert E.V2_MOE_LARGE.source in text
+    assert "| Codeforces-Div1 (Rating) | 2046 | 2121 | +75 |" in EP.markdown_table(E.V32_TABLE1, "dsa", "mla")
+    with pytest.raises(ValueError, match="together"):
+        EP.markdown_table(E.V32_TABLE1, "dsa")
