@@ -313,8 +313,8 @@ plt.show()
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### What the papers measured
 #
-# The GQA paper ran this conversion at full scale: T5-XXL's MHA checkpoint mean-pooled to 8 K/V heads (or to
-# one, MQA) and uptrained for a small share of its pre-training steps. Its Table 1, as cited data in
+# The GQA paper ran this conversion at full scale: T5-XXL's MHA checkpoint mean-pooled to a few K/V heads
+# (GQA-8) or to one (MQA), then uptrained for a small share of its pre-training steps. Its Table 1, as cited data in
 # `attnlab.evidence`, drawn the way its Figure 3 draws it:
 
 # %% slideshow={"slide_type": "-"}

@@ -455,8 +455,8 @@ display(Markdown(
 # ### What the papers measured
 #
 # DeepSeek-V2's Appendix D.2 trained two pairs of mixture-of-experts models that differ only in attention,
-# MHA or MLA: a small pair (about 16B parameters, 1.33T tokens) and a large one (about 250B, 420B tokens),
-# scored on four hard benchmarks (Table 9, cited data in `attnlab.evidence`):
+# MHA or MLA, a small pair and a large one, and scored them on the same hard benchmarks (Table 9, cited data
+# in `attnlab.evidence`):
 
 # %% slideshow={"slide_type": "-"}
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
@@ -470,6 +470,8 @@ share = {name: E.parse_count(t.arms[1].fact("KV Cache per Token (# Element)"))
          for name, t in (("small", E.V2_MOE_SMALL), ("large", E.V2_MOE_LARGE))}
 behind = [b for b, d in gaps["small"].items() if d < 0]
 display(Markdown(
+    f"The pairs: {E.V2_MOE_SMALL.title[0].lower()}{E.V2_MOE_SMALL.title[1:]}, {E.V2_MOE_SMALL.setting}; "
+    f"{E.V2_MOE_LARGE.title[0].lower()}{E.V2_MOE_LARGE.title[1:]}, {E.V2_MOE_LARGE.setting}. "
     f"At their scale MLA is ahead of MHA on {sum(d > 0 for g in gaps.values() for d in g.values())} of the "
     f"{sum(len(g) for g in gaps.values())} scores: on average {sum(gaps['small'].values()) / 4:+.1f} points for "
     f"the small pair (behind on {', '.join(behind)}, {gaps['small'][behind[0]]:+.1f}) and "

@@ -477,9 +477,9 @@ display(Markdown(
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### What the papers measured
 #
-# DeepSeek measured the cost of its deployed service, V3.1-Terminus against V3.2-Exp on H800 GPUs at 2 USD
-# per GPU hour, and published it as a plot (the report's Figure 3). Its values, read off the figure (they are
-# not printed anywhere, so they are approximate and marked so in `attnlab.evidence`):
+# DeepSeek measured the cost of its deployed service, V3.1-Terminus against V3.2-Exp on H800 GPUs at a
+# rental price per GPU hour, and published it as a plot (the report's Figure 3). Its values, read off the
+# figure (they are not printed anywhere, so they are approximate and marked so in `attnlab.evidence`):
 
 # %% slideshow={"slide_type": "-"}
 EP.cost_curves()
@@ -491,7 +491,8 @@ pre_old, pre_new = (E.cost_curve("prefill", m) for m in ("DeepSeek-V3.1-Terminus
 cheaper = [p for p in pre_new.positions if pre_new.at(p) < pre_old.at(p)]
 before = max(p for p in pre_new.positions if p < cheaper[0])
 display(Markdown(
-    f"At the 128K-th token V3.2-Exp costs about {ratio['prefill']:.1f}× less to prefill and {ratio['decode']:.1f}× "
+    f"(H800 at {E.V32_GPU_HOUR_USD:g} USD per GPU hour.) At the 128K-th token V3.2-Exp costs about "
+    f"{ratio['prefill']:.1f}× less to prefill and {ratio['decode']:.1f}× "
     f"less to decode. Short prefills cost about the same as V3.1-Terminus's, a little more (the masked MHA mode "
     f"plus the indexer), and V3.2-Exp's prefill becomes the cheaper one between the read-off points "
     f"{before // 1024}K and {cheaper[0] // 1024}K; this cost model puts the switch at {switch:,} and the break-even "
