@@ -7,7 +7,10 @@ a learner) can change an input and watch the verdict change. Claims that arithme
 the figures and the primary source the verdict rests on.
 
 Verdicts: "right" (the figure or statement holds as written), "wrong" (it does not), "needs context"
-(it holds only with a qualification the seed leaves out).
+(it holds only with a qualification the seed leaves out). Every chapter prints them as
+:data:`VERDICT_LABELS` through :func:`verdict_label`, looking the claim up with :func:`claim`, so the same
+claim carries the same label in chapters 0, 5, 7, 10 and 13. Claims about quality rest on the papers' own
+tables, :mod:`attnlab.evidence`.
 """
 
 from __future__ import annotations
