@@ -43,7 +43,7 @@ import torch
 from IPython.display import HTML, Markdown, display
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from attnlab import schemes, show_source, sizing
+from attnlab import factcheck, schemes, show_source, sizing
 from attnlab.exercises import ch00
 from attnlab.sizing import MODELS, SCHEMES, format_bytes, format_ratio, gib
 from attnlab.widgets import CalculatorState, cache_calculator, render_html
@@ -169,38 +169,35 @@ display(Markdown("\n".join(lines)))
 # ### What the seed summaries got right, and wrong
 #
 # The summaries of the video that this course started from quote these figures. Each verdict below is
-# computed from the published shapes, not typed in:
+# computed from the published shapes, not typed in: it is chapter 13's verdict for the same claim
+# (`attnlab.factcheck`), with the same label.
 
 # %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 d_c, d_h_rope = sizing.mla_dims(v3)
 width = sizing.kv_elements_per_token(v3, per_layer=True)
 v2, dense67 = MODELS["deepseek-v2"], MODELS["deepseek-67b"]
 v2_saving = 1 - sizing.kv_elements_per_token(v2) / sizing.kv_elements_per_token(dense67)
-verdicts = [
-    ("MQA: “128× less memory, 4 MB → 31 kB per token”",
-     "**Right arithmetic, for a what-if.**",
-     f"{format_bytes(per_scheme['mha'])} → {format_bytes(per_scheme['mqa'])} per token, "
-     f"{format_ratio(ratio['mqa'])}×: DeepSeek-V3's shape with MHA versus MQA. V3 uses neither."),
-    (f"GQA: “{gqa_heads} groups in DeepSeek V3/R1, 8× less”",
-     "**Wrong about the model, right arithmetic.**",
+verdicts = [  # (claim key in attnlab.factcheck, the claim, what the arithmetic shows)
+    ("mqa_128x", "MQA: “128× less memory, 4 MB → 31 kB per token”",
+     f"Right arithmetic, for a what-if: {format_bytes(per_scheme['mha'])} → {format_bytes(per_scheme['mqa'])} "
+     f"per token, {format_ratio(ratio['mqa'])}×: DeepSeek-V3's shape with MHA versus MQA. V3 uses neither."),
+    ("gqa_16_groups_v3", f"GQA: “{gqa_heads} groups in DeepSeek V3/R1, 8× less”",
      f"DeepSeek-V3 does not use GQA: its config has an MLA latent (kv_lora_rank {v3.kv_lora_rank}) and "
      f"num_key_value_heads = num_attention_heads = {v3.n_kv_heads}. *If* it had {gqa_heads} KV heads, "
      f"its cache would be {format_ratio(ratio['gqa'])}× smaller than MHA."),
-    (f"MLA: “{width}-dimensional compressed vector, 57× less”",
-     "**Right, read correctly.**",
+    ("mla_57x", "MLA: “57× less than multi-head attention”",
      f"{width} = {d_c} (latent) + {d_h_rope} (decoupled RoPE key) numbers per token and layer; "
      f"{format_ratio(ratio['mla'])}× smaller than MHA."),
-    (f"“Reduces the KV cache by {width} times”",
-     f"**Wrong: {width} is a width, not a factor.**",
-     f"The factor is {format_ratio(ratio['mla'])}×."),
-    ("“Six times faster generation”",
-     "**Not the comparison it sounds like.**",
+    ("mla_576_times", f"“Reduces the KV cache by {width} times”",
+     f"{width} is a width, not a factor. The factor is {format_ratio(ratio['mla'])}×."),
+    ("six_times_faster", "“Six times faster generation”",
      f"DeepSeek-V2's “5.76× throughput, 93.3% smaller cache” is against the dense {dense67.name} "
      f"(GQA with {dense67.n_kv_heads} KV heads, {dense67.n_layers} layers) and includes KV quantization. "
      f"By element count alone, V2's cache is {100 * v2_saving:.1f}% smaller. Chapter 13 checks the rest."),
 ]
 display(Markdown("\n".join(["| claim | verdict | computed |", "|---|---|---|",
-                            *[f"| {c} | {v} | {why} |" for c, v, why in verdicts]])))
+                            *[f"| {c} | {factcheck.verdict_label(factcheck.claim(key).verdict)} | {why} |"
+                              for key, c, why in verdicts]])))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Play with it: the KV-cache calculator

@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F
 from IPython.display import HTML, Markdown, display
 
+from attnlab import evidence as E
+from attnlab import evidence_plots as EP
 from attnlab import show_source, sizing
 from attnlab.attention import attention_matrix
 from attnlab.exercises import ch06
@@ -313,6 +315,32 @@ ax.set_title(f"Converting tiny_mha to GQA with {n_g} K/V heads (lower is better)
 ax.spines[["top", "right"]].set_visible(False)
 fig.tight_layout()
 plt.show()
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### What the papers measured
+#
+# The GQA paper ran this conversion at full scale: T5-XXL's MHA checkpoint mean-pooled to a few K/V heads
+# (GQA-8) or to one (MQA), then uptrained for a small share of its pre-training steps. Its Table 1, as cited data in
+# `attnlab.evidence`, drawn the way its Figure 3 draws it:
+
+# %% slideshow={"slide_type": "-"}
+EP.gqa_tradeoff()
+plt.tight_layout()
+plt.show()
+mha_xxl, mqa_xxl, gqa_xxl, mha_large = (E.gqa_row(n) for n in ("MHA-XXL", "MQA-XXL", "GQA-8-XXL", "MHA-Large"))
+d1_gqa, d1_mqa = E.V2_DENSE_7B.deltas("gqa", "mha"), E.V2_DENSE_7B.deltas("mqa", "mha")
+display(Markdown(
+    f"Uptrained on {gqa_xxl.uptrain_fraction:.0%} of the pre-training steps, GQA-8 keeps nearly all of MHA's "
+    f"quality ({gqa_xxl.average} against {mha_xxl.average}; MQA: {mqa_xxl.average}) at nearly MQA's speed "
+    f"({gqa_xxl.t_infer_s} s per sample against {mqa_xxl.t_infer_s} s; MHA: {mha_xxl.t_infer_s} s), and both "
+    f"beat the smaller MHA-Large ({mha_large.average}, {mha_large.t_infer_s} s). That is the middle ground "
+    "this chapter builds.\n\n"
+    f"Trained from scratch, DeepSeek-V2's 7B dense ablation (Appendix D.1) is less kind: GQA with 8 groups "
+    f"trails MHA by {-sum(d1_gqa.values()) / len(d1_gqa):.1f} points on average over {len(d1_gqa)} hard benchmarks, "
+    f"MQA by {-sum(d1_mqa.values()) / len(d1_mqa):.1f}. GQA sits between the two on "
+    f"{sum(d1_mqa[b] < d1_gqa[b] < 0 for b in d1_gqa)} of the {len(d1_gqa)}, as DeepSeek-V2's Table 1 ranks "
+    "them: MHA *strong*, GQA *moderate*, MQA *weak*."
+))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Real models use GQA

@@ -29,6 +29,7 @@ from attnlab import (
     devices,
     dsa,
     dsa_training,
+    evidence,
     flash,
     gqa,
     kv_cache,
@@ -445,6 +446,12 @@ CASES: list[Case] = [
     Case("layer_cost: context_len = 0", dsa.layer_cost, lambda: dsa.layer_cost(V32, 0), ValueError, "context_len"),
     Case("layer_cost: spec is a model name", dsa.layer_cost, lambda: dsa.layer_cost("deepseek-v3.2", 10), TypeError,
          "spec"),
+    Case("prefill_switch_context: max_context = 0", dsa.prefill_switch_context,
+         lambda: dsa.prefill_switch_context(V32, max_context=0), ValueError, "max_context"),
+    Case("dsa_layer_cost: unknown prefill_mode", costs.dsa_layer_cost,
+         lambda: costs.dsa_layer_cost(SHAPE, 10, prefill_mode="dense"), ValueError, "prefill_mode"),
+    Case("dsa_prefill_switch_context: prefill_mode given", costs.dsa_prefill_switch_context,
+         lambda: costs.dsa_prefill_switch_context(SHAPE, prefill_mode="sparse"), ValueError, "prefill_mode"),
     Case("crossover_context: max_context = 0", dsa.crossover_context,
          lambda: dsa.crossover_context(V32, max_context=0),
          ValueError, "max_context"),
@@ -952,6 +959,28 @@ CASES: list[Case] = [
          lambda: costs.window_decode_attention_flops("dsa", costs.AttentionShape(
              d_model=8, n_heads=2, head_dim=4, kv_lora_rank=4, qk_rope_head_dim=2, index_n_heads=1,
              index_head_dim=2, index_topk=2), 5, 4), ValueError, "scheme"),
+    # evidence
+    Case("CapabilityRow.capability", evidence.CapabilityRow,
+         lambda: evidence.CapabilityRow("mha", "MHA", "2 n_h d_h l", "Best", evidence.V2_TABLE1[0].source),
+         ValueError, "capability"),
+    Case("Arm.fact: unknown fact", evidence.Arm, lambda: evidence.V2_MOE_SMALL.arms[0].fact("FLOPs"), ValueError,
+         "name"),
+    Case("ScoreTable: uncited", evidence.ScoreTable,
+         lambda: dataclasses.replace(evidence.V2_DENSE_7B, source="a blog"), ValueError, "source"),
+    Case("ScoreTable.column: unknown arm", evidence.ScoreTable, lambda: evidence.V32_TABLE1.column("MHA-XXL"),
+         ValueError, "which"),
+    Case("GQARow: no table named", evidence.GQARow,
+         lambda: evidence.GQARow("MHA-XXL", "mha", "XXL", 1.51, 47.2, 0.0, evidence.GQA_PAPER), ValueError, "source"),
+    Case("CostCurve.phase", evidence.CostCurve,
+         lambda: dataclasses.replace(evidence.V32_COST_CURVES[0], phase="train"), ValueError, "phase"),
+    Case("TrainingStage: uncited", evidence.TrainingStage,
+         lambda: dataclasses.replace(evidence.V32_TRAINING[0], source=""), ValueError, "source"),
+    Case("gqa_row: unknown label", evidence.gqa_row, lambda: evidence.gqa_row("GQA-4-XXL"), ValueError, "label"),
+    Case("cost_curve: unknown model", evidence.cost_curve, lambda: evidence.cost_curve("decode", "V3"), ValueError,
+         "model"),
+    Case("parse_count: no unit", evidence.parse_count, lambda: evidence.parse_count("110.6"), ValueError, "printed"),
+    Case("within: negative tolerance", evidence.within,
+         lambda: evidence.within(evidence.V32_TABLE1, "dsa", "mla", -0.5), ValueError, "tolerance"),
 ]
 
 # Public names of the core modules that take no input a check could refuse, with the reason. Everything else
@@ -963,6 +992,7 @@ NO_CHECKABLE_INPUT: dict[Any, str] = {
     # Frozen records of what a forward call returned or decided; they store what the layer hands them and
     # compute nothing.
     dsa.IndexSelection: "a plain record, filled by DeepSeekSparseAttention.forward",
+    evidence.Benchmark: "a plain record of a paper's benchmark name, metric and shots; a ScoreTable holds it",
     attention.AttentionOutput: "a plain record, filled by every attention layer's forward",
     flash.OnlineSoftmaxStep: "a plain record, filled by online_softmax_trace",
     # No arguments at all, either.
@@ -984,7 +1014,7 @@ NO_CHECKABLE_INPUT: dict[Any, str] = {
 }
 
 CORE_MODULES = (attention, kv_cache, gqa, mla, dsa, rope, quant, sizing, lowrank, lm, tokenization, train, devices,
-                costs, schemes, cache_formats, v4, paged, flash, window)
+                costs, schemes, cache_formats, v4, paged, flash, window, evidence)
 
 
 def public_api(module) -> list:

@@ -95,8 +95,51 @@ def test_prefill_and_the_selected_pairs():
     assert costs.prefill_flops("mla_absorbed", V3, 10) == costs.prefill_flops("mla", V3, 10) == 2 * 139_264 * 55
     for n in (1, 1000, 4096):
         c = costs.dsa_layer_cost(V32, n)
-        assert costs.prefill_flops("dsa", V32, n) == c["prefill_flops_dsa"]
+        assert costs.prefill_flops("dsa", V32, n) == c["prefill_flops_sparse_path"]
+        assert costs.prefill_flops("dsa", V32, n) == costs.dsa_layer_cost(V32, n, prefill_mode="sparse")[
+            "prefill_flops_dsa"]
         assert costs.prefill_flops("mla_naive", V32, n) == c["prefill_flops_dense"]
+
+
+def test_short_prefills_run_the_masked_mha_mode():
+    """DeepSeek-V3.2-Exp prefills short prompts in MLA's MHA mode with the top-k as a mask (report §3,
+    Inference Costs; inference/model.py's "MHA prefill" branch): the DSA layer's prefill costs the cheaper of
+    the two modes, min(sparse path, dense + the indexer where it chooses)."""
+    c_pre, c_idx = 2 * 128 * (128 + 64 + 128), 2 * 64 * 128 + 2 * 64
+    f_proj, key_proj = 2 * (1536 * 64 * 128 + 7168 * 128 + 7168 * 64), 2 * 7168 * 128
+    short = costs.dsa_layer_cost(V32, 1024)  # L <= k: every token is selected, only the index keys are made
+    assert short["prefill_masked_mha"] == 1
+    assert short["prefill_flops_masked_mha"] == c_pre * 1024 * 1025 // 2 + key_proj * 1024 == short["prefill_flops_dsa"]
+    assert short["prefill_flops_dsa"] < short["prefill_flops_sparse_path"] / 4  # 4.3x before the switch
+    mid = costs.dsa_layer_cost(V32, 4096)  # L > k: the mask needs the indexer's top-k
+    pairs = 4096 * 4097 // 2
+    assert mid["prefill_flops_masked_mha"] == c_pre * pairs + 4096 * f_proj + c_idx * pairs == mid["prefill_flops_dsa"]
+    long = costs.dsa_layer_cost(V32, 131_072)
+    assert long["prefill_masked_mha"] == 0 and long["prefill_flops_dsa"] == long["prefill_flops_sparse_path"]
+    for n in (1, 100, 2048, 2049, 8192, 20_000, 131_072):
+        c = costs.dsa_layer_cost(V32, n)
+        assert c["prefill_flops_dsa"] == min(c["prefill_flops_sparse_path"], c["prefill_flops_masked_mha"])
+        assert c["prefill_flops_masked_mha"] >= c["prefill_flops_dense"]  # the switch never beats dense MLA
+        for mode, key in (("sparse", "prefill_flops_sparse_path"), ("masked_mha", "prefill_flops_masked_mha")):
+            assert costs.dsa_layer_cost(V32, n, prefill_mode=mode)["prefill_flops_dsa"] == c[key]
+    assert costs.dsa_layer_cost(V32, 4096, per_layer=False)["prefill_masked_mha"] == 1  # a flag, not scaled by l
+    with pytest.raises(ValueError, match="prefill_mode"):
+        costs.dsa_layer_cost(V32, 10, prefill_mode="dense")
+
+
+def test_prefill_switch_context():
+    switch = costs.dsa_prefill_switch_context(V32)
+    k, c_attn, c_pre = 2048, 278_528, 81_920
+    assert switch == 12_813
+    assert abs(switch - k * (c_attn + math.sqrt(c_attn * (c_attn - c_pre))) / c_pre) < 1  # the quadratic's root
+    before, at = (costs.dsa_layer_cost(V32, n) for n in (switch - 1, switch))
+    assert before["prefill_masked_mha"] == 1 and at["prefill_masked_mha"] == 0
+    # the DSA layer beats dense MLA only where its sparse path runs, so the prefill crossover comes after it
+    assert costs.dsa_crossover_context(V32, metric="prefill_flops") > switch
+    # absorbed dense prefill: C_attn per pair both ways, so the sparse path wins as soon as top-k drops a token
+    assert costs.dsa_prefill_switch_context(V32, prefill_dense_mode="absorbed") == k + 1
+    with pytest.raises(ValueError, match="prefill_mode"):
+        costs.dsa_prefill_switch_context(V32, prefill_mode="sparse")
 
 
 def test_mla_decode_step_costs_from_the_per_token_counts():

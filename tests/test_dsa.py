@@ -28,6 +28,7 @@ from attnlab.dsa import (
     indexer_kl_loss,
     indexer_loss,
     layer_cost,
+    prefill_switch_context,
     selection_mask,
     set_training_stage,
     sparse_attend_absorbed,
@@ -481,6 +482,19 @@ def test_crossover_context():
                       attention="mla", hidden_size=16, kv_lora_rank=8, qk_rope_head_dim=4, index_n_heads=64,
                       index_head_dim=128, index_topk=4)
     assert crossover_context(heavy, max_context=2**20) is None  # C_idx > C_attn: never cheaper
+
+
+def test_short_prefills_switch_to_the_masked_mha_mode():
+    """Below prefill_switch_context the DSA layer prefills like dense MLA (MHA mode, top-k as a mask), so
+    at 1K tokens it no longer costs 4x the dense prefill; above it, the sparse path."""
+    switch = prefill_switch_context(V32)
+    assert switch == 12_813
+    short, long = layer_cost(V32, 1024), layer_cost(V32, 131_072)
+    assert short["prefill_masked_mha"] == 1 and long["prefill_masked_mha"] == 0
+    assert short["prefill_flops_dsa"] / short["prefill_flops_dense"] < 1.05
+    assert short["prefill_flops_sparse_path"] / short["prefill_flops_dense"] > 4
+    assert layer_cost(V32, switch - 1)["prefill_masked_mha"] == 1 and layer_cost(V32, switch)["prefill_masked_mha"] == 0
+    assert prefill_switch_context(V32, top_k=512) < switch  # fewer selected tokens: the sparse path wins sooner
 
 
 # --- Hugging Face ---------------------------------------------------------------------------------------

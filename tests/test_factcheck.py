@@ -41,7 +41,8 @@ def test_every_seed_claim_is_listed_once(claims):
         "mqa_quality", "gqa_8x", "gqa_16_groups_v3", "gqa_quality", "qkv_one_latent", "mla_576_dim", "mla_57x",
         "mla_slightly_better", "dsa_september_2025", "dsa_price_50", "dsa_compute_50", "memory_bandwidth",
         "mqa_own_kv", "shared_projections", "fewer_parameters", "absorb_no_extra_compute", "mla_576_times",
-        "six_times_faster",
+        "six_times_faster", "dsa_matches_quality", "kv_caching_is_absorption", "mla_training_params",
+        "deago_benchmark", "mqa_mechanism", "gqa_mechanism", "mla_576_every_layer", "hundreds_of_millions",
     }
     assert set(claims) == expected
     assert {c.source for c in claims.values()} == set(factcheck.SOURCES)
@@ -57,6 +58,9 @@ def test_every_seed_claim_is_listed_once(claims):
     ("dsa_price_50", "right"), ("dsa_compute_50", "needs context"), ("mla_slightly_better", "needs context"),
     ("embeddings_cluster", "needs context"), ("mqa_quality", "right"), ("gqa_quality", "right"),
     ("absorb_no_extra_compute", "needs context"), ("memory_bandwidth", "right"), ("mha_2017_timeline", "right"),
+    ("dsa_matches_quality", "needs context"), ("kv_caching_is_absorption", "wrong"), ("mla_training_params", "wrong"),
+    ("deago_benchmark", "wrong"), ("mqa_mechanism", "right"), ("gqa_mechanism", "right"),
+    ("mla_576_every_layer", "right"), ("hundreds_of_millions", "needs context"),
 ])
 def test_verdicts(claims, key, verdict):
     assert claims[key].verdict == verdict, claims[key]
@@ -115,6 +119,44 @@ def test_other_computed_rows_flip():
     assert factcheck.query_latent_claim(512).verdict == "right"
     assert factcheck.mla_reference_claim("2405.04434").verdict == "right"
     assert factcheck.mla_reference_claim("2412.19437").verdict == "wrong"
+
+
+def test_evidence_rows_flip_and_cite_the_papers(claims):
+    """The rows the papers' own evidence decides (attnlab.evidence) change with their inputs."""
+    assert factcheck.dsa_quality_claim(tolerance=3.0).verdict == "right"  # HMMT 2025, -2.5, is the largest drop
+    assert factcheck.dsa_quality_claim(tolerance=0.05).verdict == "wrong"  # the mean is -0.11 points
+    for name in ("Humanity's Last Exam -1.9", "Aider-Polyglot -1.6", "HMMT 2025 -2.5", "8 of 13"):
+        assert name in claims["dsa_matches_quality"].evidence
+    assert "Table 1" in claims["dsa_matches_quality"].primary_source
+    assert factcheck.benchmark_name_claim("DROP").verdict == "right"
+    assert factcheck.benchmark_name_claim("agi-eval").verdict == "right"
+    assert factcheck.benchmark_name_claim("BBH").verdict == "right"
+    assert "no paper names it" in claims["deago_benchmark"].evidence
+    assert factcheck.research_cost_claim(claimed_usd=1e6).verdict == "right"
+    assert factcheck.research_cost_claim(usd_per_gpu_hour=100).verdict == "right"  # 140M USD at 100 USD/hour
+    assert "2.8M USD" in claims["hundreds_of_millions"].evidence
+    assert factcheck.gqa_mechanism_claim(8, 4).verdict == factcheck.mqa_mechanism_claim(16).verdict == "right"
+    assert "same cache" in claims["kv_caching_is_absorption"].evidence
+    assert "15.8B vs 15.7B" in claims["mla_training_params"].evidence
+    assert "35,136 = 61 layers" in claims["mla_576_every_layer"].evidence
+    assert factcheck.mla_quality_claim().verdict == "needs context"  # the paper: MLA ahead; tiny models: behind
+
+
+def test_one_verdict_label_per_claim_in_every_chapter(claims):
+    """Chapters 0, 5, 7 and 13 print a verdict only through factcheck.verdict_label(factcheck.claim(key)):
+    no verdict typed by hand, so the same claim reads the same everywhere."""
+    assert factcheck.verdict_label("needs context") == "**Needs context**"
+    assert factcheck.claim("mla_57x") == claims["mla_57x"]
+    with pytest.raises(ValueError, match="key"):
+        factcheck.claim("mla_58x")
+    with pytest.raises(ValueError, match="verdict"):
+        factcheck.verdict_label("half right")
+    notebooks = SOLUTIONS.parent
+    typed = re.compile(r"\*\*(Right|Wrong|Half right|Out of context|Needs context|Not the comparison)[^*]*\*\*")
+    for name in ("00_introduction", "05_multi_query_attention", "07_multi_head_latent_attention", "13_fact_check"):
+        source = (notebooks / f"{name}.py").read_text()
+        assert not typed.findall(source), f"{name}: a verdict typed by hand: {typed.findall(source)}"
+        assert "verdict_label(" in source, f"{name} prints no verdict through factcheck.verdict_label"
 
 
 def test_verdict_helper_and_claim_validation():

@@ -35,6 +35,7 @@ import torch
 from attnlab._validate import (
     ArgumentTypeError,
     check_bool,
+    check_choice,
     check_divisible,
     check_even,
     check_non_negative_int,
@@ -495,10 +496,16 @@ def _dsa_shape(shape: object, top_k: object, q_lora_rank: object) -> AttentionSh
     return dataclasses.replace(s, index_topk=top_k, q_lora_rank=q_lora_rank)
 
 
+#: How a DSA layer runs a prefill in :func:`dsa_layer_cost`: "switch" (DeepSeek's service: whichever of the
+#: two modes is cheaper for that length), "sparse" (always the indexer plus absorbed attention on the top-k),
+#: "masked_mha" (always MLA's MHA mode on every pair, the top-k applied as a mask).
+PREFILL_MODES: tuple[str, ...] = ("switch", "sparse", "masked_mha")
+
+
 def dsa_layer_cost(spec: AttentionShape, context_len: int, top_k: int | None = None, *,
                    q_lora_rank: int | None = None, kv_bytes_per_token: int | None = None,
                    index_bytes_per_token: int | None = None, prefill_dense_mode: str = "naive",
-                   per_layer: bool = True) -> dict[str, int]:
+                   prefill_mode: str = "switch", per_layer: bool = True) -> dict[str, int]:
     """FLOPs (2 per multiply-add) and bytes of dense MLA against DSA, one layer (``per_layer=False``: all l).
 
     ``spec``: an :class:`AttentionShape` or a :class:`~attnlab.sizing.ModelSpec` with an indexer (e.g.
@@ -518,6 +525,22 @@ def dsa_layer_cost(spec: AttentionShape, context_len: int, top_k: int | None = N
     ``index_bytes_per_token``). Prefilling L tokens (:func:`prefill_flops`):
         dense:  C_pre L(L+1)/2                DSA: L F_proj + C_idx L(L+1)/2 + C_attn sum_t min(k, t)
     with C_pre = C_mha (``prefill_dense_mode="naive"``, DeepSeek's dense prefill) or C_attn ("absorbed").
+    "prefill_flops_indexer" and "prefill_flops_sparse" are the two parts of that sparse path, and
+    "prefill_flops_sparse_path" their sum (:func:`prefill_flops` of "dsa").
+
+    The mode switch. Per query-key pair the sparse path's absorbed attention (C_attn) costs more than the
+    dense prefill's MHA mode (C_mha: 278,528 against 81,920 FLOPs for DeepSeek-V3.2), so for short prompts
+    DeepSeek does not run it: "for short-sequence prefilling, we specially implement a masked MHA mode to
+    simulate DSA" (DeepSeek-V3.2-Exp report, §3 Inference Costs; Appendix A: MHA mode for prefill). Its
+    reference code does the same, ``MLA.forward``'s ``if mask is not None:  # MHA prefill`` branch in
+    DeepSeek-V3.2-Exp ``inference/model.py``: scores of every pair in MHA mode plus the indexer's top-k as a
+    mask. That mode costs the dense prefill plus the indexer where it decides something:
+        masked MHA:  C_pre L(L+1)/2 + (L F_proj + C_idx L(L+1)/2 if L > k, else 2 d d^I L)
+    (with L <= k every earlier token is selected, the mask is the causal one, and only the index keys later
+    steps read are computed). ``prefill_mode``: "switch" (default) gives "prefill_flops_dsa" =
+    min(sparse path, masked MHA), "sparse" the sparse path alone (this function's count before the switch),
+    "masked_mha" the masked mode alone; "prefill_flops_masked_mha" is always the masked mode's count and
+    "prefill_masked_mha" is 1 when the DSA side runs it, else 0.
     Both sides share MLA's own projections, MLP and so on, which are left out; so are softmax and top-k.
     """
     s = _dsa_shape(spec, top_k, q_lora_rank)
@@ -525,6 +548,7 @@ def dsa_layer_cost(spec: AttentionShape, context_len: int, top_k: int | None = N
     check_bool("per_layer", per_layer)
     if not isinstance(prefill_dense_mode, str) or prefill_dense_mode not in ("naive", "absorbed"):
         raise ValueError(f"prefill_dense_mode={prefill_dense_mode!r} must be 'naive' or 'absorbed'")
+    check_choice("prefill_mode", prefill_mode, PREFILL_MODES)
     b_kv = (cache_bytes_per_token("mla", s, torch.bfloat16, per_layer=True) if kv_bytes_per_token is None
             else check_positive_int("kv_bytes_per_token", kv_bytes_per_token))
     b_idx = (indexer_cache_bytes_per_token(s, per_layer=True) if index_bytes_per_token is None
@@ -548,9 +572,17 @@ def dsa_layer_cost(spec: AttentionShape, context_len: int, top_k: int | None = N
     }
     for metric in COST_METRICS:
         cost[f"{metric}_dsa"] = cost[f"{metric}_indexer"] + cost[f"{metric}_sparse"]
+    # the mode switch: the masked MHA mode, its indexer only where top-k drops a token
+    mask_indexer = cost["prefill_flops_indexer"] if L > s.index_topk else L * 2 * s.d_model * s.index_head_dim
+    cost["prefill_flops_sparse_path"] = cost["prefill_flops_dsa"]
+    cost["prefill_flops_masked_mha"] = cost["prefill_flops_dense"] + mask_indexer
+    masked = {"switch": cost["prefill_flops_masked_mha"] < cost["prefill_flops_sparse_path"],
+              "sparse": False, "masked_mha": True}[prefill_mode]
+    if masked:
+        cost["prefill_flops_dsa"] = cost["prefill_flops_masked_mha"]
     if not per_layer:
         cost = {name: value * s.n_layers for name, value in cost.items()}
-    return {"context_len": L, "top_k": s.index_topk, "selected": k, **cost}
+    return {"context_len": L, "top_k": s.index_topk, "selected": k, **cost, "prefill_masked_mha": int(masked)}
 
 
 def dsa_crossover_context(spec: AttentionShape, top_k: int | None = None, metric: str = "decode_flops",
@@ -579,6 +611,36 @@ def dsa_crossover_context(spec: AttentionShape, top_k: int | None = None, metric
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if cheaper(mid) else (mid, hi)
+    return hi
+
+
+def dsa_prefill_switch_context(spec: AttentionShape, top_k: int | None = None, max_context: int = 2**40,
+                               **cost_options) -> int | None:
+    """The shortest prompt length L at which a DSA layer's sparse prefill path costs fewer FLOPs than its
+    masked MHA mode (:func:`dsa_layer_cost`, whose keyword options it passes on), or None up to
+    ``max_context``: below it DeepSeek's service runs the masked MHA mode, from it the sparse path.
+
+    Above k both modes pay the same indexer, so the sparse path wins once C_attn sum_t min(k, t) <
+    C_pre L(L+1)/2, with sum_t min(k, t) = k(k+1)/2 + (L - k) k: the difference is a concave quadratic in L,
+    so the set where the sparse path wins is [L*, inf), L* ~ k (C_attn + sqrt(C_attn (C_attn - C_pre))) / C_pre,
+    12,813 for DeepSeek-V3.2 with the naive (MHA-mode) dense prefill."""
+    check_positive_int("max_context", max_context)
+    if "prefill_mode" in cost_options:
+        raise ValueError("prefill_mode is what dsa_prefill_switch_context decides; leave it out")
+
+    def sparse_cheaper(length: int) -> bool:
+        cost = dsa_layer_cost(spec, length, top_k, **cost_options)
+        return cost["prefill_flops_sparse_path"] < cost["prefill_flops_masked_mha"]
+
+    hi = max(1, dsa_layer_cost(spec, 1, top_k, **cost_options)["top_k"])
+    while not sparse_cheaper(hi):
+        if hi >= max_context:
+            return None
+        hi = min(2 * hi, max_context)
+    lo = 0  # at L <= k the sparse path pays the indexer and C_attn > C_pre per pair
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if sparse_cheaper(mid) else (mid, hi)
     return hi
 
 

@@ -759,7 +759,8 @@ def layer_cost(spec: AttentionShape | ModelSpec, context_len: int, top_k: int | 
     ``context_len`` tokens of context and for a prefill of that many: :func:`attnlab.costs.dsa_layer_cost`,
     where the counts are derived. ``spec``: an :class:`~attnlab.costs.AttentionShape` or a model with an
     indexer (``attnlab.sizing.MODELS["deepseek-v3.2"]``); top_k None: the model's k; ``options``:
-    q_lora_rank, kv_bytes_per_token, index_bytes_per_token, prefill_dense_mode, per_layer."""
+    q_lora_rank, kv_bytes_per_token, index_bytes_per_token, prefill_dense_mode, prefill_mode (short prefills
+    run MLA's MHA mode with the top-k as a mask, as DeepSeek's service does: "switch", the default), per_layer."""
     return costs.dsa_layer_cost(spec, context_len, top_k, **options)
 
 
@@ -769,6 +770,14 @@ def crossover_context(spec: AttentionShape | ModelSpec, top_k: int | None = None
     "decode_bytes" or "prefill_flops") for ``spec``, or None up to ``max_context``:
     :func:`attnlab.costs.dsa_crossover_context` (2284 tokens of decode FLOPs for DeepSeek-V3.2)."""
     return costs.dsa_crossover_context(spec, top_k, metric, max_context, **options)
+
+
+def prefill_switch_context(spec: AttentionShape | ModelSpec, top_k: int | None = None, max_context: int = 2**40,
+                           **options) -> int | None:
+    """The shortest prompt at which a DSA layer of ``spec`` prefills more cheaply on its sparse path than in
+    the masked MHA mode DeepSeek runs short prompts in (DeepSeek-V3.2-Exp report, §3), or None up to
+    ``max_context``: :func:`attnlab.costs.dsa_prefill_switch_context` (12,813 tokens for DeepSeek-V3.2)."""
+    return costs.dsa_prefill_switch_context(spec, top_k, max_context, **options)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -7,11 +7,15 @@ a learner) can change an input and watch the verdict change. Claims that arithme
 the figures and the primary source the verdict rests on.
 
 Verdicts: "right" (the figure or statement holds as written), "wrong" (it does not), "needs context"
-(it holds only with a qualification the seed leaves out).
+(it holds only with a qualification the seed leaves out). Every chapter prints them as
+:data:`VERDICT_LABELS` through :func:`verdict_label`, looking the claim up with :func:`claim`, so the same
+claim carries the same label in chapters 0, 5, 7, 10 and 13. Claims about quality rest on the papers' own
+tables, :mod:`attnlab.evidence`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from datetime import date
@@ -19,6 +23,7 @@ from datetime import date
 import torch
 
 from attnlab import dsa, sizing
+from attnlab import evidence as E
 from attnlab.attention import attention_matrix, softmax
 from attnlab.model import load_checkpoint
 from attnlab.sizing import MODELS, format_bytes, format_ratio
@@ -28,6 +33,8 @@ SUMMARY_A = "summary A (Noiz notes)"
 SUMMARY_B = "summary B"
 SOURCES: tuple[str, ...] = (VIDEO, SUMMARY_A, SUMMARY_B)
 VERDICTS: tuple[str, ...] = ("right", "wrong", "needs context")
+#: How every chapter prints a verdict: one label per verdict, the same for the same claim everywhere.
+VERDICT_LABELS: dict[str, str] = {"right": "Right", "wrong": "Wrong", "needs context": "Needs context"}
 
 V2_PAPER = "DeepSeek-V2, arXiv 2405.04434"
 V3_CONFIG = "DeepSeek-V3 inference/configs/config_671B.json"
@@ -226,16 +233,23 @@ def dsa_compute_claim(context_len: int = 131_072, claimed_cut: float = 0.50, mod
                  "DeepSeek-V3.2-Exp tech report and inference/model.py")
 
 
-def mla_quality_claim(reported_better_in_paper: bool = True) -> Claim:
-    """"slight performance improvement" of MLA: the V2 paper's ablation; the tiny models here disagree."""
+def mla_quality_claim(reported_better_in_paper: bool | None = None) -> Claim:
+    """"slight performance improvement" of MLA: the V2 paper's ablation (Appendix D.2, Table 9, from
+    :mod:`attnlab.evidence`: MLA ahead on average at both scales unless ``reported_better_in_paper`` says
+    otherwise); the tiny models here disagree."""
     mha, mla = val_loss("tiny_mha"), val_loss("tiny_mla")
     tiny_better = mla < mha
+    gaps = [list(t.deltas("mla", "mha").values()) for t in (E.V2_MOE_SMALL, E.V2_MOE_LARGE)]
+    if reported_better_in_paper is None:
+        reported_better_in_paper = all(sum(g) > 0 for g in gaps)
     verdict = _verdict(reported_better_in_paper == tiny_better, "right", "needs context")
+    ahead = sum(d > 0 for g in gaps for d in g)
     return Claim("mla_slightly_better", "MLA brings a slight performance improvement over MHA", SUMMARY_A,
-                 verdict, 'load_checkpoint("tiny_mha" / "tiny_mla").metrics["val_loss"]',
-                 f"V2 paper (Appendix D): MLA beats MHA on its benchmarks; tiny models here: MHA "
-                 f"{mha:.3f}, MLA {mla:.3f} nats ({'MLA' if tiny_better else 'MHA'} better)",
-                 f"{V2_PAPER}, Appendix D")
+                 verdict, 'load_checkpoint("tiny_mha" / "tiny_mla").metrics["val_loss"]; evidence.V2_MOE_*',
+                 f"V2 paper (Appendix D.2): MLA ahead of MHA on {ahead} of {sum(map(len, gaps))} benchmark scores, "
+                 f"mean {sum(gaps[0]) / len(gaps[0]):+.1f} (small MoE) and {sum(gaps[1]) / len(gaps[1]):+.1f} "
+                 f"points (large MoE); tiny models here: MHA {mha:.3f}, MLA {mla:.3f} nats "
+                 f"({'MLA' if tiny_better else 'MHA'} better)", E.V2_MOE_SMALL.source)
 
 
 def mqa_quality_claim() -> Claim:
@@ -252,7 +266,7 @@ def mqa_quality_claim() -> Claim:
 def gqa_quality_claim() -> Claim:
     """"GQA preserves quality better than MQA": GQA paper (T5-XXL 47.1 vs 46.6) and the tiny models."""
     gqa, mqa = val_loss("tiny_gqa"), val_loss("tiny_mqa")
-    t5_gqa, t5_mqa = 47.1, 46.6
+    t5_gqa, t5_mqa = E.gqa_row("GQA-8-XXL").average, E.gqa_row("MQA-XXL").average
     return Claim("gqa_quality", "GQA preserves model quality better than MQA", SUMMARY_A,
                  _verdict(gqa < mqa and t5_gqa > t5_mqa),
                  'load_checkpoint("tiny_gqa" / "tiny_mqa").metrics["val_loss"]',
@@ -354,6 +368,179 @@ def mla_reference_claim(arxiv_id: str = "2405.04434") -> Claim:
                  f"{arxiv_id} = DeepSeek-V2 ({year}-{month:02d}), which introduces MLA", V2_PAPER)
 
 
+def _tiny(gap: float) -> str:
+    """A float64 rounding gap as text that does not depend on the CPU: "< 1e-12" (or the gap, if larger)."""
+    return "< 1e-12" if gap < 1e-12 else f"{gap:.0e}"
+
+
+# ----------------------------------------------------------------------------------------------------
+# the seed claims the papers' own evidence decides (attnlab.evidence), and the remaining seed sentences
+
+
+def dsa_quality_claim(tolerance: float = 1.0) -> Claim:
+    """"DSA matches earlier model performance": DeepSeek-V3.2-Exp's Table 1 against DeepSeek-V3.1-Terminus
+    (:data:`attnlab.evidence.V32_TABLE1`). "right" when every percentage benchmark is within ``tolerance``
+    points or better, "needs context" when the mean is within it but some benchmarks are worse by more,
+    "wrong" when the mean drops by more than ``tolerance``."""
+    table = E.V32_TABLE1
+    split = E.within(table, "dsa", "mla", tolerance)
+    deltas = table.deltas("dsa", "mla")
+    pct = [deltas[b.name] for b in table.benchmarks if b.percent]
+    mean = sum(pct) / len(pct)
+    verdict = "right" if not split["worse"] else _verdict(mean >= -tolerance, "needs context", "wrong")
+    rating = next(b.name for b in table.benchmarks if not b.percent)
+    worse = ", ".join(f"{n} {deltas[n]:+.1f}" for n in split["worse"])
+    return Claim("dsa_matches_quality", "DSA matches earlier model performance", SUMMARY_A, verdict,
+                 f"evidence.within(V32_TABLE1, 'dsa', 'mla', tolerance={tolerance:g})",
+                 f"V3.2-Exp vs V3.1-Terminus: {len(split['within'])} of {len(pct)} benchmarks within {tolerance:g} "
+                 f"point, {len(split['better'])} better by more, {len(split['worse'])} worse by more ({worse}); "
+                 f"mean {mean:+.2f} points; {rating} {deltas[rating]:+g} rating. The report blames fewer "
+                 "reasoning tokens for the GPQA, HLE and HMMT gaps", table.source)
+
+
+def kv_caching_section_claim(seed: int = 0) -> Claim:
+    """Summary B's "Introducing KV caching" section: "the model rearranges the query computation to use a
+    compressed latent space once for all attention heads ... this reduces memory storage". That is MLA's
+    absorption (fold W^UK_i into the query), not KV caching: run a small MLA layer with a cache both ways; the
+    rearrangement changes neither the output nor what the cache holds, so it cannot be what stores less."""
+    from attnlab.kv_cache import LayerCache
+    from attnlab.mla import MLAConfig, MultiHeadLatentAttention
+
+    torch.manual_seed(seed)
+    layer = MultiHeadLatentAttention(MLAConfig(d_model=32, n_heads=4, kv_lora_rank=8, qk_nope_head_dim=8,
+                                               qk_rope_head_dim=4, v_head_dim=8)).double()
+    x = torch.randn(1, 6, 32, dtype=torch.float64)
+    out, cached = {}, {}
+    for mode in ("naive", "absorbed"):
+        cache = LayerCache()
+        with torch.no_grad(), layer.using(mode):
+            out[mode] = layer(x, cache=cache).output
+        cached[mode] = cache.nbytes
+    gap = (out["naive"] - out["absorbed"]).abs().max().item()
+    per_token = {m: b // x.shape[1] for m, b in cached.items()}
+    rearrangement_shrinks_cache = cached["absorbed"] < cached["naive"]
+    return Claim("kv_caching_is_absorption", "“Introducing KV caching”: the model rearranges the query computation "
+                 "to use a compressed latent once for all heads, which reduces memory storage", SUMMARY_B,
+                 _verdict(rearrangement_shrinks_cache), "MultiHeadLatentAttention with a LayerCache, "
+                 "use('naive') vs use('absorbed')",
+                 f"the rearranged query is absorption (chapter 8), not caching (chapter 4): same output "
+                 f"(max |difference| {_tiny(gap)}) and the same cache, {per_token['naive']} B per token either way; "
+                 "the cache is small because it holds the latent (MLA), whatever the query does",
+                 f"{V2_PAPER}, §2.1.2 and §2.1.3 (absorbing W^UK into W^Q)")
+
+
+def mla_training_parameters_claim(model: str = "deepseek-v3") -> Claim:
+    """Summary B: MLA "increases computational complexity during training due to higher parameter counts". MLA
+    has fewer K/V weights than MHA on V3's shape, and DeepSeek-V2's own ablation models with MLA have fewer
+    parameters than their MHA twins (Appendix D.2, Table 9)."""
+    spec = MODELS[model]
+    d_c, d_h_rope = sizing.mla_dims(spec)
+    mha = 2 * spec.hidden_size * spec.n_heads * spec.head_dim  # W^K, W^V
+    mla = spec.hidden_size * (d_c + d_h_rope) + d_c * spec.n_heads * 2 * spec.head_dim  # W^DKV, W^KR, W^UK, W^UV
+    paper = [(t.arms[t.arm("mha")].fact("# Total Params"), t.arms[t.arm("mla")].fact("# Total Params"))
+             for t in (E.V2_MOE_SMALL, E.V2_MOE_LARGE)]
+    more = mla > mha or any(E.parse_count(b) > E.parse_count(a) for a, b in paper)
+    return Claim("mla_training_params", "MLA increases training complexity due to higher parameter counts",
+                 SUMMARY_B, _verdict(more), f'K/V projection weights of MODELS["{model}"]; evidence.V2_MOE_*',
+                 f"{spec.name} K/V weights per layer: MHA {mha:,}, MLA {mla:,} ({mla / mha:.0%}); V2's ablation "
+                 f"models, MHA vs MLA total parameters: {paper[0][0]} vs {paper[0][1]}, {paper[1][0]} vs "
+                 f"{paper[1][1]}: MLA has fewer", f"{E.V2_MOE_SMALL.source}; {V3_CONFIG}")
+
+
+def benchmark_name_claim(name: str = "DeAGO", close: float = 0.6) -> Claim:
+    """Summary B cites "the DeAGO benchmark". Look the name up among every benchmark the course's papers
+    report (DeepSeek-V2 §3.2.1 and Appendix D, DeepSeek-V3.2-Exp Table 1): "right" if one matches it (case
+    and punctuation ignored), else "wrong"; the nearest name by spelling is shown, and called a guess unless
+    its similarity reaches ``close``."""
+    import difflib
+
+    def plain(text: str) -> str:
+        return "".join(ch for ch in text.lower() if ch.isalnum())
+
+    known = list(E.V2_BENCHMARK_NAMES) + [b.name for t in E.ALL_TABLES for b in t.benchmarks]
+    found = any(plain(name) == plain(k) or plain(name) == plain(k.split(" (")[0]) for k in known)
+    score, nearest = max((difflib.SequenceMatcher(None, plain(name), plain(k)).ratio(), k) for k in known)
+    guess = ("close enough to be a likely garbling" if score >= close else
+             "too far to say what was meant: no paper names it")
+    return Claim("deago_benchmark", f"The model's results are shown on the {name} benchmark", SUMMARY_B,
+                 _verdict(found), f"difflib against evidence.V2_BENCHMARK_NAMES and the evidence tables ({len(known)})",
+                 f"no benchmark called {name} in DeepSeek-V2 (§3.2.1, Appendix D) or DeepSeek-V3.2-Exp (Table 1); "
+                 f"nearest spelling: {nearest} (similarity {score:.2f}), {guess}",
+                 f"{E.V2_BENCHMARKS_SOURCE}; {E.V32_TABLE1.source}")
+
+
+def mqa_mechanism_claim(n_heads: int = 8, seed: int = 0) -> Claim:
+    """Summary A: MQA shares "a single key and value vector across many query heads". Run an MQA layer
+    (n_kv_heads = 1) with a cache: it stores one K and one V per token, 2 d_h numbers, for all n_h heads."""
+    from attnlab.gqa import AttentionConfig, GroupedQueryAttention
+    from attnlab.kv_cache import LayerCache
+
+    torch.manual_seed(seed)
+    config = AttentionConfig(d_model=4 * n_heads, n_heads=n_heads, n_kv_heads=1)
+    cache = LayerCache()
+    with torch.no_grad():
+        GroupedQueryAttention(config)(torch.randn(1, 5, config.d_model), cache=cache)
+    k = cache.tensors["k"]  # (batch, n_kv_heads, seq, d_h)
+    head_dim = config.d_model // n_heads
+    return Claim("mqa_mechanism", "MQA shares a single key and value vector across many query heads", SUMMARY_A,
+                 _verdict(config.kind == "mqa" and k.shape[1] == 1), "GroupedQueryAttention(n_kv_heads=1) "
+                 "with a LayerCache", f"{n_heads} query heads, cached K of shape {tuple(k.shape)}: one K (and one "
+                 f"V) per token, {config.cache_elements_per_token()} = 2 d_h numbers (d_h = {head_dim})",
+                 "MQA, arXiv 1911.02150")
+
+
+def gqa_mechanism_claim(n_heads: int = 8, n_kv_heads: int = 2, seed: int = 0) -> Claim:
+    """Summary A: GQA "splits heads into groups; each group shares key/value pairs". grouped_attention with
+    n_g K/V heads equals plain attention per query head h on K/V head g(h) = floor(h / r), r = n_h / n_g."""
+    from attnlab.gqa import grouped_attention
+
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(1, n_heads, 5, 4, generator=gen, dtype=torch.float64)  # (b, n_h, s, d_h)
+    k, v = (torch.randn(1, n_kv_heads, 5, 4, generator=gen, dtype=torch.float64) for _ in range(2))  # (b, n_g, s, d_h)
+    out, _ = grouped_attention(q, k, v)  # (b, n_h, s, d_h)
+    r = n_heads // n_kv_heads
+    by_head = torch.stack([attention_matrix(q[0, h], k[0, h // r], v[0, h // r], causal=True)[0]
+                           for h in range(n_heads)])[None]  # each head on its group's K/V, g(h) = h // r
+    ok = torch.allclose(out, by_head)
+    return Claim("gqa_mechanism", "GQA splits the query heads into groups; each group shares one key/value pair",
+                 SUMMARY_A, _verdict(ok), "grouped_attention(q, k, v) vs attention per head on K/V head h // r",
+                 f"{n_heads} query heads, {n_kv_heads} K/V heads: every head equals attention on its group's K/V "
+                 f"(groups of r = {r}); max |difference| {_tiny((out - by_head).abs().max().item())}",
+                 "GQA, arXiv 2305.13245, §2.2")
+
+
+def mla_width_per_layer_claim(model: str = "deepseek-v3") -> Claim:
+    """Summary A asks "whether 576-d is constant across layers or configurable": one kv_lora_rank and one
+    qk_rope_head_dim serve every layer of the config; the total is n_layers x (d_c + d_h^R)."""
+    spec = MODELS[model]
+    d_c, d_h_rope = sizing.mla_dims(spec)
+    total = sizing.kv_elements_per_token(spec)
+    constant = total == spec.n_layers * (d_c + d_h_rope)
+    return Claim("mla_576_every_layer", f"MLA's {d_c + d_h_rope}-wide cache is the same in every layer", SUMMARY_A,
+                 _verdict(constant), f'kv_elements_per_token("{model}") vs n_layers x sum(mla_dims)',
+                 f"{total:,} = {spec.n_layers} layers x ({d_c} + {d_h_rope}): one kv_lora_rank and one "
+                 "qk_rope_head_dim in the config, shared by all layers; configurable per model (a config field), "
+                 "not per layer", V3_CONFIG)
+
+
+def research_cost_claim(claimed_usd: float = 1e8, usd_per_gpu_hour: float | None = None) -> Claim:
+    """Summary B: the work is "made possible with hundreds of millions of dollars". DeepSeek-V2 reports its
+    training compute: 172.8K H800 GPU hours per trillion tokens (§3.2.3) on 8.1T tokens; at the rental price
+    DeepSeek-V3.2-Exp's report prices H800s at (2 USD per GPU hour) that is about 2.8M USD. No paper states
+    research or hardware budgets, so "hundreds of millions" cannot be checked against them."""
+    price = E.V32_GPU_HOUR_USD if usd_per_gpu_hour is None else float(usd_per_gpu_hour)
+    hours = E.V2_TRAINING_COST["gpu_hours_per_trillion_tokens"]["deepseek-v2"] * E.V2_TRAINING_COST[
+        "corpus_trillion_tokens"]
+    usd = hours * price
+    return Claim("hundreds_of_millions", "The work was made possible with hundreds of millions of dollars",
+                 SUMMARY_B, _verdict(usd >= claimed_usd, "right", "needs context"),
+                 "V2 GPU hours per trillion tokens x corpus x price per GPU hour",
+                 f"{hours / 1e6:.2f}M H800 GPU hours to pre-train DeepSeek-V2, about {usd / 1e6:.1f}M USD at "
+                 f"{price:g} USD per GPU hour, {claimed_usd / usd:.0f}x less than the {claimed_usd / 1e6:.0f}M USD "
+                 "that 'hundreds of millions' starts at; the papers give no research or hardware budget",
+                 f"{E.V2_TRAINING_COST['source']}; {E.V32_COST_SOURCE}")
+
+
 def claims() -> list[Claim]:
     """Every checkable claim in the three seed files, one :class:`Claim` each, video description first."""
     return [
@@ -384,7 +571,36 @@ def claims() -> list[Claim]:
         absorb_compute_claim(),
         mla_576_times_claim(),
         speedup_claim(),
+        dsa_quality_claim(),
+        kv_caching_section_claim(),
+        mla_training_parameters_claim(),
+        benchmark_name_claim(),
+        mqa_mechanism_claim(),
+        gqa_mechanism_claim(),
+        mla_width_per_layer_claim(),
+        research_cost_claim(),
     ]
+
+
+def verdict_label(verdict: str) -> str:
+    """The label every chapter prints for ``verdict`` (:data:`VERDICT_LABELS`), in bold: "**Needs context**"."""
+    if verdict not in VERDICT_LABELS:
+        raise ValueError(f"verdict={verdict!r} must be one of {VERDICTS}")
+    return f"**{VERDICT_LABELS[verdict]}**"
+
+
+@functools.cache
+def _claims_by_key() -> dict[str, Claim]:
+    return {c.key: c for c in claims()}  # the defaults are the seeds' own figures: the same every call
+
+
+def claim(key: str) -> Claim:
+    """The claim whose :attr:`Claim.key` is ``key``, as :func:`claims` builds it (so chapters 0, 5, 7 and 13
+    print the same verdict for it); built once, then looked up."""
+    by_key = _claims_by_key()
+    if key not in by_key:
+        raise ValueError(f"key={key!r} must be one of {sorted(by_key)}")
+    return by_key[key]
 
 
 def markdown_table(rows: list[Claim]) -> str:
@@ -393,8 +609,8 @@ def markdown_table(rows: list[Claim]) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
     lines = ["| claim | source | verdict | computation | evidence | primary source |", "|---|---|---|---|---|---|"]
-    lines += [f"| {cell(c.text)} | {c.source} | **{c.verdict}** | `{cell(c.computation)}` | {cell(c.evidence)} "
-              f"| {cell(c.primary_source)} |" for c in rows]
+    lines += [f"| {cell(c.text)} | {c.source} | {verdict_label(c.verdict)} | `{cell(c.computation)}` "
+              f"| {cell(c.evidence)} | {cell(c.primary_source)} |" for c in rows]
     return "\n".join(lines)
 
 
