@@ -31,7 +31,8 @@ TYPE_COLORS: dict[str, str] = {"sliding": COLORS["muted"], "csa": COLORS["index"
 TYPE_LABELS: dict[str, str] = {"sliding": "sliding window only", "csa": "CSA (m = 4, top-k)", "hca": "HCA (m = 128)"}
 
 
-def _context_label(context: int) -> str:
+def context_label(context: int) -> str:
+    """A context length as the slider shows it: 131072 -> "128K", 1048576 -> "1M"."""
     return f"{context // 2**20}M" if context >= 2**20 else f"{context // 2**10}K"
 
 
@@ -82,7 +83,7 @@ def explorer_html(model: str, context: int, formats: str) -> str:
             "<th>bytes per layer</th><th>bytes, all of them</th></tr>")
     name = costs.V4_MODELS[model].name
     fmt = next(label for label, key in FORMATS.items() if key == formats)
-    caption = (f"One sequence of {context:,} tokens ({_context_label(context)}), {html.escape(fmt)}: {name} holds "
+    caption = (f"One sequence of {context:,} tokens ({context_label(context)}), {html.escape(fmt)}: {name} holds "
                f"<b>{format_bytes(v4)}</b>, DeepSeek-V3.2 <b>{format_bytes(v32)}</b>: "
                f"<b>{100 * v4 / v32:.1f}%</b> of V3.2's cache ({v32 / v4:.1f}× smaller)")
     return (f'<table style="border-collapse:collapse;text-align:right"><caption style="text-align:left">{caption}'
@@ -101,7 +102,7 @@ class V4CacheExplorer(widgets.VBox):
         self.model = widgets.ToggleButtons(options=list(MODELS.items()), value=model, description="model")
         self.formats = widgets.ToggleButtons(options=list(FORMATS.items()), value=formats, description="bytes",
                                              style={"button_width": "210px"})
-        self.context = widgets.SelectionSlider(options=[(_context_label(c), c) for c in CONTEXTS], value=context,
+        self.context = widgets.SelectionSlider(options=[(context_label(c), c) for c in CONTEXTS], value=context,
                                                description="context")
         self.table = widgets.HTML()
         for control in (self.model, self.formats, self.context):
