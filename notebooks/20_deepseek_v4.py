@@ -158,8 +158,9 @@ with torch.no_grad():
     rope_part = (attend(x, 0, False) - attend(x, 1000, False))[..., : tiny.head_dim - tiny.rope_head_dim].abs().max()
 display(Markdown(
     f"Positions 0..5 against 1000..1005, largest difference of the attention output: **{rotated:.1e}** rotated back, "
-    f"**{unrotated:.2f}** without the inverse rotation (and {float(rope_part):.1e} in the {tiny.head_dim - tiny.rope_head_dim} "
-    f"coordinates RoPE leaves alone: the absolute position hides in the rotated {tiny.rope_head_dim})."
+    f"**{unrotated:.2f}** without the inverse rotation (and {float(rope_part):.1e} in the "
+    f"{tiny.head_dim - tiny.rope_head_dim} coordinates RoPE leaves alone: the absolute position hides in the rotated "
+    f"{tiny.rope_head_dim})."
 ))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -254,7 +255,8 @@ show_source(DeepSeekV4Attention.forward, start="visible = torch.div(positions + 
 # Entry 0 has no window before it: its first-half slots get weight $e^{-\infty} = 0$.
 
 # %% slideshow={"slide_type": "-"}
-show_source(pool_windows, start="c_a, c_b = content.split", stop="return torch.einsum(\"bnjc,bnjc->bnc\", weights, slots_c)")
+show_source(pool_windows, start="c_a, c_b = content.split",
+            stop='return torch.einsum("bnjc,bnjc->bnc", weights, slots_c)')
 
 # %% slideshow={"slide_type": "-"}
 n_tok, fig = 20, plt.figure(figsize=(11, 3.4))
@@ -330,7 +332,7 @@ rows_drawn = [(FLASH.name, [costs.V4_RATIO_TYPES[r] for r in FLASH.compress_rati
               (PRO.name, [costs.V4_RATIO_TYPES[r] for r in PRO.compress_ratios]),
               (f"{v32.name} (MLA + DSA)", ["v3.2"] * costs.DEEPSEEK_V32_LAYERS)]
 colors = TYPE_COLORS | {"v3.2": COLORS["cache"]}
-for y, (name, kinds) in enumerate(rows_drawn):
+for y, (_, kinds) in enumerate(rows_drawn):
     for i, kind in enumerate(kinds):
         ax.add_patch(plt.Rectangle((i, y), 0.9, 0.8, color=colors[kind]))
 ax.set_xlim(0, costs.DEEPSEEK_V32_LAYERS)
@@ -348,8 +350,9 @@ plt.show()
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The grouped output projection
 #
-# $n_h$ heads of $c = 512$ make $n_h c$ numbers per token, too many for one dense $W^O$. V4 splits the heads into $g$ groups, projects each group alone to $d_g = 1024$ numbers, then maps the
-# $g\, d_g$ to the hidden size:
+# $n_h$ heads of $c = 512$ make $n_h c$ numbers per token, too many for one dense $W^O$. V4 splits the heads
+# into $g$ groups, projects each group alone to $d_g = 1024$ numbers, then maps the $g\, d_g$ to the hidden
+# size:
 #
 # $$u_t = W^{O_b}\,\big[\,W^{O_a}_1 o_{t,1:n_h/g};\ \dots;\ W^{O_a}_g o_{t,\,n_h - n_h/g+1:n_h}\big].$$
 
@@ -435,7 +438,7 @@ x27 = torch.randn(2, 27, 32, dtype=F64)
 parity, rows = {}, ["| layer | Hugging Face vs `attnlab.v4`, max abs difference (prefill) | (token by token) | "
                     "compressed entries, max abs difference |", "|---|---|---|---|"]
 with torch.no_grad():
-    for i, hf_type in enumerate(HF_TYPES):
+    for i in range(len(HF_TYPES)):
         torch.manual_seed(10 + i)
         hf_layer = hf_v4.DeepseekV4Attention(hf_config, i).to(F64)
         for p in hf_layer.parameters():
@@ -463,8 +466,9 @@ display(Markdown("\n".join(rows)))
 display(Markdown(
     f"Largest difference over the three layer types, prefill and decode: **{max(parity.values()):.1e}**, float32's "
     f"rounding inside Hugging Face's float64 layer. The CSA layer's closest call between a kept and a dropped entry "
-    f"differs by {tie_gap:.1e} in index score, far above that rounding: both layers keep the same entries. `tests/test_v4.py` checks the same, with and without YaRN, and "
-    "the compressors' unfinished windows against Hugging Face's cache."
+    f"differs by {tie_gap:.1e} in index score, far above that rounding: both layers keep the same entries. "
+    "`tests/test_v4.py` checks the same, with and without YaRN, and the compressors' unfinished windows against "
+    "Hugging Face's cache."
 ))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -548,8 +552,9 @@ rows = ["| model | context | V4, FP8 / FP4 | V3.2, FP8 | V4 / V3.2 | V4, bf16 | 
 for m in (PRO, FLASH):
     for context in (2**17, 2**20):
         a, b = costs.v4_vs_v32_cache(m, context, "fp8"), costs.v4_vs_v32_cache(m, context, "bf16")
-        rows.append(f"| {m.name} | {v4_widgets.context_label(context)} | {fmt(a['v4_bytes'])} | {fmt(a['v32_bytes'])} | "
-                    f"**{100 * a['ratio']:.1f}%** ({a['times_smaller']:.1f}× smaller) | {fmt(b['v4_bytes'])} | "
+        rows.append(f"| {m.name} | {v4_widgets.context_label(context)} | {fmt(a['v4_bytes'])} | "
+                    f"{fmt(a['v32_bytes'])} | **{100 * a['ratio']:.1f}%** ({a['times_smaller']:.1f}× smaller) | "
+                    f"{fmt(b['v4_bytes'])} | "
                     f"{fmt(b['v32_bytes'])} | {100 * b['ratio']:.1f}% ({b['times_smaller']:.1f}× smaller) |")
 display(Markdown("\n".join(rows)))
 bf16 = costs.V4_CACHE_FORMATS["bf16"]

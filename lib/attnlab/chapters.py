@@ -140,7 +140,8 @@ CHAPTERS: tuple[Chapter, ...] = (
             short="Paged cache", video=None, scene="PagedCacheScene", animation="ch16_paged_kv_cache"),
     Chapter(20, "20_deepseek_v4", "DeepSeek-V4: compressed sparse attention",
             topic="DeepSeek-V4's attention: shared-KV MQA with sinks and a 128-token window, CSA (4x compression, "
-                  "indexer top-k) and HCA (128x, dense), matched to Hugging Face; its cache against V3.2's at 1M tokens",
+                  "indexer top-k) and HCA (128x, dense), matched to Hugging Face; its cache against V3.2's at 1M "
+                  "tokens",
             builds="a window plus compressed entries: CSA selects them, HCA reads them all",
             short="DeepSeek-V4", video=None, scene="CompressedSparseScene", animation="ch20_deepseek_v4"),
 )

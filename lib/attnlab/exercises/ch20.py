@@ -57,7 +57,8 @@ def check_visible_entries(csa_entries: object, hca_entries: object) -> str:
             f"each CSA window spans 2m = {2 * m} tokens, but windows start every m = {m} tokens: one entry per "
             f"{m} tokens, so (t + 1) // {m}")
         assert got_csa != t + 1, "that counts raw tokens; CSA keeps one compressed entry per m tokens"
-        assert got_csa == want_csa, f"not yet: entry w is complete once token m w + m - 1 has arrived, w < (t + 1) // {m}"
+        assert got_csa == want_csa, (
+            f"not yet: entry w is complete once token m w + m - 1 has arrived, w < (t + 1) // {m}")
         assert got_hca != t2 // m2 or t2 // m2 == want_hca, (
             f"token {t2} is the last of block {t2 // m2}: the query there may already use it, (t + 1) // {m2}")
         assert got_hca == want_hca, f"not yet: the same rule with m = {m2}: w < (t + 1) // {m2}"
@@ -91,13 +92,17 @@ def check_entry_bytes(entry_bytes: object, csa_bytes_per_token: object) -> str:
     def check(a: object) -> str:
         got_entry = as_integer(a[0], "entry_bytes")
         assert got_entry != 512, "512 bytes would be every value in FP8; the 64 RoPE values stay in bfloat16 (2 B)"
-        assert got_entry != 1024, "1024 bytes is the bfloat16 entry (512 x 2 B): the FP8 layout stores 448 of them in 1 B"
-        assert got_entry != 448 + 128, "add the scales: one ue8m0 byte per 64 FP8 values, 448 / 64 = 7, and one pad byte"
+        assert got_entry != 1024, (
+            "1024 bytes is the bfloat16 entry (512 x 2 B): the FP8 layout stores 448 of them in 1 B")
+        assert got_entry != 448 + 128, (
+            "add the scales: one ue8m0 byte per 64 FP8 values, 448 / 64 = 7, and one pad byte")
         assert got_entry != 448 + 128 + 7, "one byte of padding rounds the entry to 584, a multiple of 8"
-        assert got_entry != DEEPSEEK_V32_FP8_MLA.bytes, "656 bytes is V3.2's MLA entry (512 e4m3 + 4 fp32 scales + 64 bf16)"
+        assert got_entry != DEEPSEEK_V32_FP8_MLA.bytes, (
+            "656 bytes is V3.2's MLA entry (512 e4m3 + 4 fp32 scales + 64 bf16)")
         assert got_entry == want_entry, "not yet: 448 x 1 B + 64 x 2 B + 448 / 64 scales x 1 B + 1 pad byte"
         got = as_number(a[1], "csa_bytes_per_token")
-        assert abs(got - (want_entry + key)) > 1e-9, "one entry per token? CSA pools 4 tokens into one entry: divide by 4"
+        assert abs(got - (want_entry + key)) > 1e-9, (
+            "one entry per token? CSA pools 4 tokens into one entry: divide by 4")
         assert abs(got - want_entry / 4) > 1e-9, f"the CSA layer also caches one FP4 index key ({key} B) per entry"
         assert abs(got - (want_entry + key) / 8) > 1e-9, (
             "windows of 8 tokens overlap: they start every 4 tokens, so one entry per 4 tokens, not 8")
