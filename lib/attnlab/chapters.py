@@ -143,6 +143,12 @@ CHAPTERS: tuple[Chapter, ...] = (
                   "and learned), cross-layer KV sharing; quality against cache measured",
             builds="a rolling cache for windowed layers, sinks, layers that share K/V",
             short="Windows & sinks", video=None, scene="SlidingWindowScene", animation="ch17_sliding_windows"),
+    Chapter(20, "20_deepseek_v4", "DeepSeek-V4: compressed sparse attention",
+            topic="DeepSeek-V4's attention: shared-KV MQA with sinks and a 128-token window, CSA (4x compression, "
+                  "indexer top-k) and HCA (128x, dense), matched to Hugging Face; its cache against V3.2's at 1M "
+                  "tokens",
+            builds="a window plus compressed entries: CSA selects them, HCA reads them all",
+            short="DeepSeek-V4", video=None, scene="CompressedSparseScene", animation="ch20_deepseek_v4"),
 )
 
 
