@@ -583,7 +583,7 @@ display(Markdown(
     f"per token in float32, of which the index key is {4 * cfg.index_head_dim}."
 ))
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 v3 = sizing.MODELS["deepseek-v3"]  # the same MLA without the indexer
 mla_elems = sizing.kv_elements_per_token(v32, per_layer=True)  # d_c + d_h^R = 576
 idx_elems = sizing.indexer_elements_per_token(v32, per_layer=True)  # d^I = 128

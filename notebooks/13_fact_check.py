@@ -208,7 +208,7 @@ for r in table:
                      f"{sizing.cache_scheme(spec).upper()} | {per} | " + " | ".join(sizes) + f" | {fit} |")
 display(Markdown("\n".join(lines)))
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 bf16_parts = " + ".join(f"{layout.numbers} × 2 B" for layout in sizing.cache_layouts(v32))
 fp8 = sizing.cache_layouts(v32, cache_format="deepseek-fp8")
 display(Markdown(

@@ -14,6 +14,14 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 16 · The paged KV cache and prefix sharing
 #
+# > **What you will learn:** how serving systems keep many sequences' caches in fixed-size pages with block
+# > tables, how much memory contiguous reservations waste on simulated requests, how a shared prompt is copied
+# > on write, and how DeepSeek's FP8 cache fills a page.
+# >
+# > **What it assumes:** [chapter 4](04_kv_caching.ipynb) (the KV cache); chapters
+# > [7](07_multi_head_latent_attention.ipynb) and [10](10_deepseek_sparse_attention.ipynb) for the MLA and DSA
+# > page layouts.
+#
 # Chapter 4 gave each sequence a cache that grows by one token per step. A server decodes **many**
 # sequences at once, and none of them knows how long it will get. If each sequence's cache must be one
 # contiguous buffer, the server has to reserve room for the longest answer it might write, and most of
@@ -302,7 +310,7 @@ fig.legend(loc="lower center", ncol=3, frameon=False)
 plt.tight_layout(rect=(0, 0.12, 1, 1))  # room for the legend under the panels
 plt.show()
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 chat = {r.label: r for r in results["chat"]}
 worst, oracle, p16 = chat[labels[0]], chat[labels[1]], chat["paged, B = 16"]
 display(Markdown(
@@ -466,7 +474,7 @@ display(Markdown(
 explorer = paged_widgets.paging_explorer(mix="chat", gib=4, block_size=16)
 explorer
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 explorer.mix.value, explorer.block_size.value = "long outputs", 128
 long_max, _, long_paged = paged_widgets.run("long outputs", 4, 128)
 display(Markdown(

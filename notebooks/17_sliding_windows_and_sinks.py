@@ -14,6 +14,12 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 17 · Sliding windows, sinks and shared KV
 #
+# > **What you will learn:** sliding-window attention and its rolling cache, local and global layers as
+# > Mistral, Gemma and gpt-oss mix them, attention sinks (kept first tokens and learned sink logits), layers
+# > that share another layer's keys and values, and what each costs in quality on the tiny model.
+# >
+# > **What it assumes:** [chapters 4 to 6](04_kv_caching.ipynb): the KV cache, MQA and GQA.
+#
 # Every scheme so far shrank what one token leaves in the cache (fewer K/V heads, a latent) or how many
 # cached tokens a query reads (DSA). The cache itself still grew with every token, in every layer.
 # The model cards of 2024-2026 show a different lever, one that bounds **how many tokens a layer keeps**:
@@ -377,7 +383,7 @@ ax.grid(alpha=0.3)
 plt.tight_layout()
 plt.show()
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 win_bytes, win_loss = points["tiny_gqa_window"]
 sh_bytes, sh_loss = points["tiny_gqa_shared"]
 mqa_bytes, mqa_loss = points["tiny_mqa"]
@@ -421,7 +427,7 @@ explorer
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### What the explorer shows
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 oss = window_widgets.explorer_numbers("gpt-oss-120b", 128, 0, 2, 131_072)
 oss_all = window_widgets.explorer_numbers("gpt-oss-120b", 128, 0, 0, 131_072)
 g3 = window_widgets.explorer_numbers("gemma-3-27b", 1024, 0, 6, 131_072)
@@ -458,7 +464,7 @@ show_source(costs.windowed_cache_bytes, start="held = layer_cache_tokens", stop=
 # %% slideshow={"slide_type": "-"}
 show_source(costs.window_decode_attention_flops, start="t = window_cache_tokens", stop="return 2 *")
 
-# %% slideshow={"slide_type": "-"}
+# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
 spec = sizing.MODELS["gpt-oss-120b"]
 shape = spec.attention_shape()
 L = 131_072
