@@ -135,7 +135,7 @@ def test_nsa_branches_reduce_to_their_plain_forms():
     cmp[..., 0] = 1.0
     out = bs.nsa_attention(q, k, v, cmp, 4, top_n=3, window=3)
     assert (out[:, :, :3] == 0).all()  # no complete block yet: the compressed branch reads nothing
-    k_bar, v_bar = bs.pool_keys(k, 4)[:, :, :2], bs.pool_keys(v, 4)[:, :, :2]  # query 10 sees blocks 0 and 1 (2 not complete)
+    k_bar, v_bar = bs.pool_keys(k, 4)[:, :, :2], bs.pool_keys(v, 4)[:, :, :2]  # query 10: blocks 0, 1
     want, _ = attention_matrix(q[:, :, 10:11], k_bar.expand(1, 2, 2, 4), v_bar.expand(1, 2, 2, 4))
     torch.testing.assert_close(out[:, :, 10:11], want)
 
