@@ -43,6 +43,7 @@ every query.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +64,10 @@ from attnlab.dsa import selection_mask, topk_indices
 #: The selection rules :func:`select` runs: token-level (per head, and DSA's one set for all heads),
 #: block-level (NSA, MoBA, Quest) and eviction (H2O, SnapKV).
 METHODS: tuple[str, ...] = ("token", "dsa", "nsa", "moba", "quest", "h2o", "snapkv")
+#: How tables and legends name each of :data:`METHODS`.
+METHOD_LABELS: dict[str, str] = {
+    "token": "token top-k, per head", "dsa": "DSA: one token top-k for all heads", "nsa": "NSA (selected blocks)",
+    "moba": "MoBA", "quest": "Quest", "h2o": "H2O (evicts)", "snapkv": "SnapKV (evicts)"}
 #: Which of :data:`METHODS` read whole blocks of B tokens.
 BLOCK_METHODS: tuple[str, ...] = ("nsa", "moba", "quest")
 #: NSA's always-chosen blocks (§4.1: "1 initial block and 2 local blocks").
@@ -478,3 +483,57 @@ def nsa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gates: torc
     o_win, _ = sparse_attention(q, k, v, recent)
     g = gates.unsqueeze(-1)  # (b, h, n_q, 3, 1)
     return g[..., 0, :] * o_cmp + g[..., 1, :] * o_slc + g[..., 2, :] * o_win
+
+
+@dataclass(frozen=True)
+class SelectionMeasure:
+    """What one selection rule holds and reads, averaged over batch, heads and the queries at positions >= the
+    budget (those that must leave tokens out): ``recall`` (share of the dense softmax mass selected),
+    ``error`` (||o_sparse - o_dense|| / ||o_dense|| per head and query), ``tokens`` read per query head,
+    ``segments`` (contiguous runs per query head) and ``group_tokens`` (tokens one KV head delivers to its
+    group of query heads: the union of their selections)."""
+
+    method: str
+    budget: int
+    block_size: int
+    recall: float
+    error: float
+    tokens: float
+    segments: float
+    group_tokens: float
+
+
+def measure_selections(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, methods: tuple[str, ...] = METHODS,
+                       budgets: tuple[int, ...] = (64,), block_size: int = 16, window: int = 8
+                       ) -> list[SelectionMeasure]:
+    """Run :func:`select` for every method and budget and measure each against dense attention (computed once):
+    q (b, h, n, d), k and v (b, h_kv, n, d) of positions 0..n-1 -> one :class:`SelectionMeasure` per (method,
+    budget), budgets outer, over the queries at positions >= the budget."""
+    _, n, group = _check_qk(q, k)
+    if not isinstance(methods, tuple) or not methods:
+        raise ValueError(f"methods={methods!r} must be a non-empty tuple of {METHODS}")
+    for method in methods:
+        check_choice("methods", method, METHODS)
+    if not isinstance(budgets, tuple) or not budgets:
+        raise ValueError(f"budgets={budgets!r} must be a non-empty tuple of token counts")
+    for budget in budgets:
+        check_positive_int("budgets", budget)
+        if budget >= n:
+            raise ValueError(f"budgets holds {budget} >= n={n}: with every token selected there is nothing to measure")
+    dense_out, dense_w = sparse_attention(q, k, v, torch.ones(*q.shape[:3], n, dtype=torch.bool, device=q.device))
+    norm = dense_out.norm(dim=-1).clamp(min=torch.finfo(dense_out.dtype).tiny)  # (b, h, n)
+    measures = []
+    for budget in budgets:
+        later = slice(budget, n)  # queries that see more than the budget
+        for method in methods:
+            mask = select(method, q, k, budget, block_size, window)
+            out, _ = sparse_attention(q, k, v, mask)
+            seen = mask[..., later, :]
+            measures.append(SelectionMeasure(
+                method=method, budget=budget, block_size=block_size,
+                recall=float(attention_recall(dense_w, mask)[..., later].mean()),
+                error=float(((out - dense_out).norm(dim=-1) / norm)[..., later].mean()),
+                tokens=float(seen.sum(-1).double().mean()),
+                segments=float(memory_segments(seen).double().mean()),
+                group_tokens=float(group_reads(seen, group).double().mean())))
+    return measures
