@@ -133,6 +133,11 @@ CHAPTERS: tuple[Chapter, ...] = (
                   "copy-on-write prefix sharing, DeepSeek-V3.2's cache in 64-token pages",
             builds="a cache in pages: block tables, waste measured, shared prompts copied on write",
             short="Paged cache", video=None, scene="PagedCacheScene", animation="ch16_paged_kv_cache"),
+    Chapter(19, "19_block_sparse_selection", "Selecting blocks instead of tokens",
+            topic="NSA, MoBA and Quest block selection and H2O/SnapKV eviction against DSA's token top-k at the same "
+                  "budget: attention recall measured on the tiny model, contiguous blocks against gathered rows",
+            builds="block-sparse selection: recall at a budget, and why kernels read blocks",
+            short="Block selection", video=None, scene="BlockSelectionScene", animation="ch19_block_sparse"),
 )
 
 
