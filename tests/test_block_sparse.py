@@ -201,3 +201,58 @@ def test_read_costs():
     assert costs.selection_score_macs(4096, 64, 128, 8, "mean") == 64 * 128 * 8
     assert costs.selection_score_macs(4096, 64, 128, 8, "bounds") == 2 * 64 * 128 * 8
     assert costs.selection_score_macs(4096, 1, 128, 8, "token") == 4096 * 128 * 8
+
+
+def _solutions():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "solutions" / "ch19.py"
+    spec = importlib.util.spec_from_file_location("solutions_ch19", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ch19_solutions_pass_and_slips_are_named():
+    from attnlab.exercises import ch19
+
+    sol = _solutions()
+    assert ch19.check_block_mask(sol.answer_block_mask).startswith("✓")
+    assert ch19.check_quest_bound(sol.answer_bound).startswith("✓")
+    assert ch19.check_recall_prediction(sol.answer_more, sol.answer_ever).startswith("✓")
+    assert sol.answer_bound == ch19.expected_quest_bound()
+    assert torch.equal(torch.tensor(sol.answer_block_mask), ch19.expected_block_mask())
+    for reminder in (ch19.check_block_mask(None), ch19.check_quest_bound(None), ch19.check_recall_prediction(None, 1)):
+        assert "not attempted" in reminder
+    p, j = torch.arange(10)[:, None], torch.arange(3)
+    with pytest.raises(AssertionError, match="complete blocks only"):
+        ch19.check_block_mask(j * 4 + 3 <= p)
+    with pytest.raises(AssertionError, match="off by one"):
+        ch19.check_block_mask(j * 4 < p)
+    with pytest.raises(AssertionError, match="future"):
+        ch19.check_block_mask(torch.ones(10, 3, dtype=torch.bool))
+    with pytest.raises(AssertionError, match="SMALLEST"):
+        ch19.check_quest_bound(1.0)  # q · M
+    with pytest.raises(AssertionError, match="exact best"):
+        ch19.check_quest_bound(3.0)
+    with pytest.raises(AssertionError, match="never"):
+        ch19.check_recall_prediction("token", True)
+    ran = ch19.run_recall()
+    assert ran["token"] >= max(ran["moba"], ran["quest"], ran["nsa"])
+
+
+def test_explorer_offers_only_valid_budgets_and_draws():
+    from attnlab.interactive import block_sparse as explorer
+
+    for method in bs.METHODS:
+        for block_size in explorer.BLOCK_SIZES:
+            for budget in explorer.valid_budgets(method, block_size):
+                q, k, _ = qkv(1, 2, 1, 140, 4)
+                bs.select(method, q, k, budget, block_size)  # every offered choice runs
+    assert explorer.valid_budgets("nsa", 32) == (96, 128)
+    widget = explorer.block_selection_explorer()
+    assert widget.image.value[:8] == b"\x89PNG\r\n\x1a\n" and "attention held" in widget.table.value
+    widget.method.value, widget.block_size.value = "nsa", 32
+    assert widget.budget.value in (96, 128)
+    assert "NSA" in widget.table.value
