@@ -154,8 +154,9 @@ display(Markdown(
 #   so the whole group reads one set of blocks (Eq. 10), with 1 initial and 2 local blocks always in (§4.1);
 # * **sliding**: the last $w$ tokens.
 #
-# The scores come free from the compressed branch. The paper chose blocks because "GPUs exhibit
-# significantly higher throughput for accessing contiguous blocks than random index-based reads" (§3.3.2).
+# The scores come free from the compressed branch. The paper chose blocks for the hardware (§3.3.2): GPUs
+# read contiguous blocks at a much higher throughput than rows at random indices, and blockwise computation
+# keeps the Tensor Cores busy.
 
 # %% slideshow={"slide_type": "-"}
 show_source(bs.nsa_scores, start="p_cmp = softmax", stop="return p_slc.masked_fill")

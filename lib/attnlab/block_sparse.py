@@ -7,8 +7,8 @@ may be partly filled. With q a query head and K_j = {k_s : s in block j}:
 
     MoBA  (Lu et al. 2025, "MoBA: Mixture of Block Attention for Long-Context LLMs", §2.2):
           s_j = q · mean(K_j)                     mean-pooled block key; the current block is always chosen,
-                                                  future blocks never; top-k blocks per query head (Eq. 5-6)
-    Quest (Tang et al. 2024, "Quest: Query-Aware Sparsity for Efficient Long-Context LLM Inference", §3.3):
+                                                  future blocks never; top-k blocks per query head
+    Quest (Tang et al. 2024, "Quest: Query-Aware Sparsity for Efficient Long-Context LLM Inference", §3):
           m_j = min_{s in j} k_s, M_j = max_{s in j} k_s   channel-wise key bounds per page
           U_j = sum_i max(q_i m_{j,i}, q_i M_{j,i}) = q⁺ · M_j + q⁻ · m_j  >=  q · k_s for every s in j
     NSA   (Yuan et al. 2025, "Native Sparse Attention", §3.3): three branches, o = sum_c g_c Attn(q, K̃_c, Ṽ_c)
@@ -16,8 +16,8 @@ may be partly filled. With q a query head and K_j = {k_s : s in block j}:
           Eq. 7), selected (the top-n blocks), sliding (the last w tokens). Blocks are scored by the
           compressed branch's own attention p^cmp = softmax(q K̃ᵀ) (Eq. 8), summed over the query heads of a
           GQA group so that the group reads one set of blocks (Eq. 10), with 1 initial and 2 local blocks
-          always chosen (§4.1); selection is by block "because GPUs read contiguous blocks faster than
-          random indices and blockwise computation uses Tensor Cores" (§3.3.2).
+          always chosen (§4.1). Selection is by block for the hardware (§3.3.2): GPUs read contiguous
+          blocks at a much higher throughput than rows at random indices, and blocks fit Tensor Core tiles.
 
 and two that evict tokens from the cache for good instead of choosing what to read:
 
@@ -173,7 +173,7 @@ def _blocked(k: torch.Tensor, block_size: int) -> tuple[torch.Tensor, torch.Tens
 
 
 def pool_keys(k: torch.Tensor, block_size: int) -> torch.Tensor:
-    """MoBA's block keys (Eq. 6's mean_pool): k (b, h, n, d) -> (b, h, n_blocks, d), the mean of each block's
+    """MoBA's block keys (its gate's mean_pool, §2.2): k (b, h, n, d) -> (b, h, n_blocks, d), the mean of each block's
     tokens (of the tokens present, for a partial last block). Also NSA's φ in this module (see above)."""
     check_floating("k", k)
     check_ndim("k", k, 4, "(batch, heads, n, d)")
@@ -184,7 +184,7 @@ def pool_keys(k: torch.Tensor, block_size: int) -> torch.Tensor:
 
 
 def moba_scores(q: torch.Tensor, k: torch.Tensor, block_size: int) -> torch.Tensor:
-    """MoBA's gate scores s_{i,j} = q_i · mean_pool(K_j) (Eq. 6), causal: -inf for future blocks, +inf for the
+    """MoBA's gate scores s_{i,j} = q_i · mean_pool(K_j) (§2.2), causal: -inf for future blocks, +inf for the
     query's own block (always routed to, §2.2). q (b, h, n_q, d), k (b, h_kv, n_k, d) -> (b, h, n_q, n_blocks)."""
     n_q, n_k, group = _check_qk(q, k)
     check_positive_int("block_size", block_size)
@@ -198,7 +198,7 @@ def moba_scores(q: torch.Tensor, k: torch.Tensor, block_size: int) -> torch.Tens
 
 
 def quest_bounds(k: torch.Tensor, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Quest's page metadata (§3.3): channel-wise m_j = min_{s in j} k_s and M_j = max_{s in j} k_s.
+    """Quest's page metadata (§3): channel-wise m_j = min_{s in j} k_s and M_j = max_{s in j} k_s.
     k (b, h, n, d) -> (m, M), each (b, h, n_blocks, d), over the tokens present in each block."""
     check_floating("k", k)
     check_ndim("k", k, 4, "(batch, heads, n, d)")
@@ -211,7 +211,7 @@ def quest_bounds(k: torch.Tensor, block_size: int) -> tuple[torch.Tensor, torch.
 
 
 def quest_upper_bound(q: torch.Tensor, m: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
-    """U_j = sum_i max(q_i m_{j,i}, q_i M_{j,i}) (Quest §3.3, Algorithm 1) = q⁺ · M_j + q⁻ · m_j, with
+    """U_j = sum_i max(q_i m_{j,i}, q_i M_{j,i}) (Quest §3) = q⁺ · M_j + q⁻ · m_j, with
     q⁺ = max(q, 0), q⁻ = min(q, 0): the largest q · k any key between the bounds can reach, so U_j >= q · k_s
     for every s in block j. q (b, h, n_q, d), m and M (b, h, n_b, d) -> (b, h, n_q, n_b)."""
     check_floating("q", q)

@@ -857,7 +857,7 @@ def selection_score_macs(context: int, block_size: int, key_dim: int, n_heads: i
     """Multiply-accumulates one query spends choosing what to read from a ``context``-token cache.
 
     "token": L * d * H (DSA: H^I index heads of width d^I score every token, Eq. 1 of the V3.2 report);
-    "mean": ceil(L / B) * d * H (one dot product per block and head, MoBA Eq. 6, NSA Eq. 8);
+    "mean": ceil(L / B) * d * H (one dot product per block and head, MoBA §2.2, NSA Eq. 8);
     "bounds": 2 * ceil(L / B) * d * H (Quest: q⁺ · M_j and q⁻ · m_j). The top-k that follows is left out."""
     check_positive_int("context", context)
     check_positive_int("block_size", block_size)
