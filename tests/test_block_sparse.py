@@ -256,3 +256,18 @@ def test_explorer_offers_only_valid_budgets_and_draws():
     widget.method.value, widget.block_size.value = "nsa", 32
     assert widget.budget.value in (96, 128)
     assert "NSA" in widget.table.value
+
+
+def test_measure_selections_counts_what_the_masks_hold():
+    q, k, v = qkv(2, 4, 2, 48, 8, 23)
+    ran = {(m.method, m.budget): m for m in bs.measure_selections(q, k, v, budgets=(12, 24), block_size=4, window=2)}
+    assert len(ran) == 2 * len(bs.METHODS)
+    for budget in (12, 24):
+        best = ran[("token", budget)]
+        assert all(best.recall >= m.recall - 1e-6 for (_, b), m in ran.items() if b == budget)
+        assert ran[("dsa", budget)].group_tokens == budget  # one set for every head: a KV head delivers it once
+        assert ran[("nsa", budget)].group_tokens == ran[("nsa", budget)].tokens  # shared by the group
+        assert ran[("moba", budget)].segments <= budget // 4 and best.tokens == budget
+    mask = bs.select("moba", q, k, 12, 4)
+    weights = softmax(bs.dense_scores(q, k))
+    assert abs(ran[("moba", 12)].recall - float(bs.attention_recall(weights, mask)[..., 12:].mean())) < 1e-9
