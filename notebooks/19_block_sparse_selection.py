@@ -203,11 +203,13 @@ show_source(bs.snapkv_mask, start="votes = csum", stop="keep = token_topk_mask")
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The selections, side by side
 #
-# One head of layer 2, all 256 queries (rows) over the keys (columns), at a budget of 64 tokens, blocks of 16.
+# One head of layer 2 on the first 256 validation tokens: every query (rows) over the keys (columns), at a
+# budget of 64 tokens, blocks of 16.
 # Grey: visible but not read; colour: read. Token top-$k$ per head is the best any 64 tokens can do: for one
 # query the softmax grows with $q \cdot k$, so the 64 largest scores hold the most attention. DSA shares one
 # set across all heads of the layer: the top 64 of the heads' summed attention, the target its lightning
-# indexer is trained to imitate (chapter 12).
+# indexer is trained to imitate (chapter 12); a trained indexer approaches it from below (chapter 10 measures
+# the tiny DSA model's own).
 
 # %% slideshow={"slide_type": "-"}
 from matplotlib.colors import ListedColormap

@@ -150,7 +150,7 @@ def selection_png(method: str, block_size: int, budget: int, layer: int, head: i
     right.set_xlabel("key position s")
     right.set_ylabel(f"dense attention of query {n - 1}")
     right.set_title(f"query {n - 1}: the selection holds {float(last[chosen].sum()):.0%} of its attention", fontsize=10)
-    right.legend(frameon=False, loc="upper left")
+    right.legend(loc="upper left", framealpha=0.9, edgecolor="none")
     fig.suptitle(f"layer {layer}, head {head}, budget {budget} tokens"
                  + (f", blocks of {block_size}" if method in BLOCK_METHODS else ""), fontsize=11)
     fig.tight_layout()
