@@ -24,6 +24,7 @@ import torch
 import attnlab
 from attnlab import (
     attention,
+    block_sparse,
     cache_formats,
     costs,
     devices,
@@ -981,6 +982,58 @@ CASES: list[Case] = [
     Case("parse_count: no unit", evidence.parse_count, lambda: evidence.parse_count("110.6"), ValueError, "printed"),
     Case("within: negative tolerance", evidence.within,
          lambda: evidence.within(evidence.V32_TABLE1, "dsa", "mla", -0.5), ValueError, "tolerance"),
+    # block_sparse (chapter 19)
+    Case("n_blocks.block_size", block_sparse.n_blocks, lambda: block_sparse.n_blocks(8, 0), ValueError, "block_size"),
+    Case("causal_block_mask.n_queries", block_sparse.causal_block_mask,
+         lambda: block_sparse.causal_block_mask(5, 4, 2), ValueError, "n_queries"),
+    Case("block_token_mask.block_indices", block_sparse.block_token_mask,
+         lambda: block_sparse.block_token_mask(torch.zeros(3, dtype=torch.long), 8, 4), ValueError, "block_indices"),
+    Case("select_blocks.block_scores", block_sparse.select_blocks,
+         lambda: block_sparse.select_blocks(torch.zeros(1, 4, 3), 2, 4, 8), ValueError, "block_scores"),
+    Case("pool_keys.k", block_sparse.pool_keys, lambda: block_sparse.pool_keys(torch.zeros(4, 8), 2), ValueError, "k"),
+    Case("moba_scores.q", block_sparse.moba_scores,
+         lambda: block_sparse.moba_scores(torch.zeros(1, 3, 4, 8), torch.zeros(1, 2, 4, 8), 2), ValueError, "q"),
+    Case("quest_bounds.block_size", block_sparse.quest_bounds,
+         lambda: block_sparse.quest_bounds(torch.zeros(1, 1, 4, 8), -1), ValueError, "block_size"),
+    Case("quest_upper_bound.m", block_sparse.quest_upper_bound,
+         lambda: block_sparse.quest_upper_bound(torch.zeros(1, 1, 4, 8), torch.zeros(1, 1, 2, 4),
+                                                torch.zeros(1, 1, 2, 8)), ValueError, "m"),
+    Case("quest_scores.k", block_sparse.quest_scores,
+         lambda: block_sparse.quest_scores(torch.zeros(1, 1, 6, 8), torch.zeros(1, 1, 4, 8), 2), ValueError, "k"),
+    Case("nsa_scores.n_local", block_sparse.nsa_scores,
+         lambda: block_sparse.nsa_scores(torch.zeros(1, 1, 4, 8), torch.zeros(1, 1, 4, 8), 2, n_local=-1),
+         ValueError, "n_local"),
+    Case("dense_scores.k", block_sparse.dense_scores,
+         lambda: block_sparse.dense_scores(torch.zeros(1, 1, 4, 8), torch.zeros(1, 1, 4, 6)), ValueError, "k"),
+    Case("token_topk_mask.top_k", block_sparse.token_topk_mask,
+         lambda: block_sparse.token_topk_mask(torch.zeros(1, 4, 4), 0), ValueError, "top_k"),
+    Case("h2o_mask.recent", block_sparse.h2o_mask,
+         lambda: block_sparse.h2o_mask(torch.zeros(1, 1, 4, 4), 2, 3), ValueError, "recent"),
+    Case("snapkv_mask.window", block_sparse.snapkv_mask,
+         lambda: block_sparse.snapkv_mask(torch.zeros(1, 4, 4), 4, 4), ValueError, "window"),
+    Case("select.method", block_sparse.select,
+         lambda: block_sparse.select("random", torch.zeros(1, 1, 4, 8), torch.zeros(1, 1, 4, 8), 2), ValueError,
+         "method"),
+    Case("sparse_attention.mask", block_sparse.sparse_attention,
+         lambda: block_sparse.sparse_attention(torch.zeros(1, 1, 4, 8), torch.zeros(1, 1, 4, 8),
+                                               torch.zeros(1, 1, 4, 8), torch.ones(1, 1, 4, 4)), ValueError, "mask"),
+    Case("attention_recall.mask", block_sparse.attention_recall,
+         lambda: block_sparse.attention_recall(torch.zeros(2, 4), torch.ones(2, 3, dtype=torch.bool)), ValueError,
+         "mask"),
+    Case("memory_segments.mask", block_sparse.memory_segments,
+         lambda: block_sparse.memory_segments(torch.ones(4)), ValueError, "mask"),
+    Case("group_reads.group_size", block_sparse.group_reads,
+         lambda: block_sparse.group_reads(torch.ones(1, 3, 2, 2, dtype=torch.bool), 2), ValueError, "group_size"),
+    Case("nsa_attention.gates", block_sparse.nsa_attention,
+         lambda: block_sparse.nsa_attention(torch.zeros(1, 1, 4, 8), torch.zeros(1, 1, 4, 8), torch.zeros(1, 1, 4, 8),
+                                            torch.zeros(1, 1, 4, 2), 2, 2, 2), ValueError, "gates"),
+    Case("measure_selections.budgets", block_sparse.measure_selections,
+         lambda: block_sparse.measure_selections(torch.zeros(1, 1, 4, 8), torch.zeros(1, 1, 4, 8),
+                                                 torch.zeros(1, 1, 4, 8), budgets=(4,)), ValueError, "budgets"),
+    Case("costs.selection_read.block_size", costs.selection_read, lambda: costs.selection_read(64, 0, 656), ValueError,
+         "block_size"),
+    Case("costs.selection_score_macs.scorer", costs.selection_score_macs,
+         lambda: costs.selection_score_macs(1024, 64, 128, 8, "blocks"), ValueError, "scorer"),
 ]
 
 # Public names of the core modules that take no input a check could refuse, with the reason. Everything else
@@ -1010,11 +1063,13 @@ NO_CHECKABLE_INPUT: dict[Any, str] = {
     # Chapter 16: an exception type and plain records of what was measured or where bytes sit.
     paged.OutOfBlocks: "an exception type, raised when a pool has no free page",
     paged.SimResult: "a plain record, filled by simulate",
+    # Chapter 19: a plain record of what a selection held and read.
+    block_sparse.SelectionMeasure: "a plain record, filled by measure_selections",
     cache_formats.PageSpan: "a plain record, filled by page_spans",
 }
 
 CORE_MODULES = (attention, kv_cache, gqa, mla, dsa, rope, quant, sizing, lowrank, lm, tokenization, train, devices,
-                costs, schemes, cache_formats, v4, paged, flash, window, evidence)
+                costs, schemes, cache_formats, v4, paged, flash, window, evidence, block_sparse)
 
 
 def public_api(module) -> list:

@@ -143,6 +143,11 @@ CHAPTERS: tuple[Chapter, ...] = (
                   "and learned), cross-layer KV sharing; quality against cache measured",
             builds="a rolling cache for windowed layers, sinks, layers that share K/V",
             short="Windows & sinks", video=None, scene="SlidingWindowScene", animation="ch17_sliding_windows"),
+    Chapter(19, "19_block_sparse_selection", "Selecting blocks instead of tokens",
+            topic="NSA, MoBA and Quest block selection and H2O/SnapKV eviction against DSA's token top-k at the same "
+                  "budget: attention recall measured on the tiny model, contiguous blocks against gathered rows",
+            builds="block-sparse selection: recall at a budget, and why kernels read blocks",
+            short="Block selection", video=None, scene="BlockSelectionScene", animation="ch19_block_sparse"),
     Chapter(20, "20_deepseek_v4", "DeepSeek-V4: compressed sparse attention",
             topic="DeepSeek-V4's attention: shared-KV MQA with sinks and a 128-token window, CSA (4x compression, "
                   "indexer top-k) and HCA (128x, dense), matched to Hugging Face; its cache against V3.2's at 1M "

@@ -1086,3 +1086,47 @@ def window_decode_attention_flops(scheme: str, shape: AttentionShape, context: i
                          "dense schemes")
     t = window_cache_tokens(_context(context), window, n_sinks)
     return 2 * macs_per_cached_token(record.key, s) * t
+
+
+# ----------------------------------------------------------------------------------------------------
+# chapter 19: block-sparse selection, contiguous blocks against gathered rows
+#
+# A sparse decode step reads k of the L cached tokens, each `bytes_per_token` bytes. Token-level top-k (DSA)
+# picks them anywhere: up to k separate rows, each its own address to compute and its own read. Block
+# selection (NSA, MoBA, Quest) picks k / B blocks of B consecutive tokens: the same bytes in k / B runs of
+# B * bytes_per_token bytes, each one tile a kernel loads whole (NSA §3.3.2, §3.4). Scoring costs differ too:
+# DSA's indexer scores every cached token, a block method one summary per block (MoBA and NSA a pooled key,
+# Quest two bound vectors). :mod:`attnlab.block_sparse` measures the runs real selections make.
+
+#: How a selection scores the cache: every token ("token", DSA's indexer), one pooled key per block ("mean",
+#: MoBA; NSA's compressed keys) or a min and a max vector per block ("bounds", Quest).
+SELECTION_SCORERS: tuple[str, ...] = ("token", "mean", "bounds")
+
+
+def selection_read(budget: int, block_size: int, bytes_per_token: int) -> dict[str, int]:
+    """What one query reads when it selects ``budget`` tokens in runs of ``block_size`` (1: single tokens).
+
+    tokens = k; segments = ceil(k / B) (separate contiguous runs at most: a token-level selection is scattered
+    in the worst case, k runs); bytes = k * bytes_per_token, the same for any B; bytes_per_segment =
+    B * bytes_per_token."""
+    check_positive_int("budget", budget)
+    check_positive_int("block_size", block_size)
+    check_positive_int("bytes_per_token", bytes_per_token)
+    return {"tokens": budget, "segments": -(-budget // block_size), "bytes": budget * bytes_per_token,
+            "bytes_per_segment": block_size * bytes_per_token}
+
+
+def selection_score_macs(context: int, block_size: int, key_dim: int, n_heads: int, scorer: str) -> int:
+    """Multiply-accumulates one query spends choosing what to read from a ``context``-token cache.
+
+    "token": L * d * H (DSA: H^I index heads of width d^I score every token, Eq. 1 of the V3.2 report);
+    "mean": ceil(L / B) * d * H (one dot product per block and head, MoBA §2.2, NSA Eq. 8);
+    "bounds": 2 * ceil(L / B) * d * H (Quest: q⁺ · M_j and q⁻ · m_j). The top-k that follows is left out."""
+    check_positive_int("context", context)
+    check_positive_int("block_size", block_size)
+    check_positive_int("key_dim", key_dim)
+    check_positive_int("n_heads", n_heads)
+    if not isinstance(scorer, str) or scorer not in SELECTION_SCORERS:
+        raise ValueError(f"scorer={scorer!r} must be one of {SELECTION_SCORERS}")
+    units = context if scorer == "token" else -(-context // block_size)
+    return (2 if scorer == "bounds" else 1) * units * key_dim * n_heads
