@@ -158,17 +158,23 @@ def test_gpus_needed():
 
 def test_model_table_covers_every_model_and_scheme_and_agrees_with_sizing():
     rows = ui.model_table()
-    assert {(r["model"], r["scheme"]) for r in rows} == {(k, s) for k in MODELS for s in SCHEMES}
+    v4_models = {k for k, m in MODELS.items() if m.v4 is not None}
+    assert {(r["model"], r["scheme"]) for r in rows} == (
+        {(k, s) for k in MODELS for s in SCHEMES} | {(k, "v4") for k in v4_models})
     for r in rows:
         spec = MODELS[r["model"]]
-        assert r["published"] == (r["scheme"] == spec.attention)
-        assert r["bytes_per_token"] == sizing.cache_bytes_per_token(spec, "bfloat16", r["scheme"], r["n_kv_heads"])
+        v4 = r["scheme"] == "v4"  # DeepSeek-V4 as published; its Table 1 rows are what-ifs
+        scheme = None if v4 else r["scheme"]
+        assert r["published"] == (v4 or (r["scheme"] == spec.attention and spec.v4 is None))
+        per = (sizing.growth_bytes_per_token(spec) if v4
+               else sizing.cache_bytes_per_token(spec, "bfloat16", scheme, r["n_kv_heads"]))
+        assert r["bytes_per_token"] == per
         for n, b in r["cache_bytes"].items():
-            assert b == sizing.kv_cache_bytes(spec, n, 1, "bfloat16", r["scheme"], r["n_kv_heads"])
-            if not spec.windowed:
+            assert b == sizing.kv_cache_bytes(spec, n, 1, "bfloat16", scheme, r["n_kv_heads"])
+            if spec.proportional or (spec.v4 is not None and not v4):
                 assert b == n * r["bytes_per_token"]
         assert r["weight_bytes"] == 2 * spec.n_params
-        expected = sizing.tokens_that_fit(spec, 80, scheme=r["scheme"], n_kv_heads=r["n_kv_heads"],
+        expected = sizing.tokens_that_fit(spec, 80, scheme=scheme, n_kv_heads=r["n_kv_heads"],
                                           weights_dtype=torch.bfloat16)
         assert r["tokens_fit"] == expected
         assert r["weights_fit"] == (r["weight_bytes"] <= 80 * 2**30)
