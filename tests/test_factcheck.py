@@ -14,7 +14,7 @@ import pytest
 import torch
 from traitlets import TraitError
 
-from attnlab import dsa, factcheck, sizing
+from attnlab import costs, dsa, factcheck, sizing
 from attnlab.exercises import ch13
 from attnlab.interactive import factcheck as ui
 from attnlab.sizing import MODELS, SCHEMES
@@ -41,7 +41,7 @@ def test_every_seed_claim_is_listed_once(claims):
         "mqa_quality", "gqa_8x", "gqa_16_groups_v3", "gqa_quality", "qkv_one_latent", "mla_576_dim", "mla_57x",
         "mla_slightly_better", "dsa_september_2025", "dsa_price_50", "dsa_compute_50", "memory_bandwidth",
         "mqa_own_kv", "shared_projections", "fewer_parameters", "absorb_no_extra_compute", "mla_576_times",
-        "six_times_faster",
+        "six_times_faster", "v4_98_percent",
     }
     assert set(claims) == expected
     assert {c.source for c in claims.values()} == set(factcheck.SOURCES)
@@ -57,6 +57,7 @@ def test_every_seed_claim_is_listed_once(claims):
     ("dsa_price_50", "right"), ("dsa_compute_50", "needs context"), ("mla_slightly_better", "needs context"),
     ("embeddings_cluster", "needs context"), ("mqa_quality", "right"), ("gqa_quality", "right"),
     ("absorb_no_extra_compute", "needs context"), ("memory_bandwidth", "right"), ("mha_2017_timeline", "right"),
+    ("v4_98_percent", "needs context"),
 ])
 def test_verdicts(claims, key, verdict):
     assert claims[key].verdict == verdict, claims[key]
@@ -115,6 +116,34 @@ def test_other_computed_rows_flip():
     assert factcheck.query_latent_claim(512).verdict == "right"
     assert factcheck.mla_reference_claim("2405.04434").verdict == "right"
     assert factcheck.mla_reference_claim("2412.19437").verdict == "wrong"
+
+
+def test_v4_98_percent_memory_worked_out():
+    rows = {r["comparison"]: r for r in factcheck.memory_savings()}
+    # MLA vs MHA on V3's shape (Table 1): 512 + 64 = 576 against 2 x 128 x 128 = 32,768: 1.76%, 98.2% less
+    mla = rows["MLA vs MHA, DeepSeek-V3's shape, numbers per token and layer"]
+    assert (mla["ours"], mla["theirs"]) == (576, 32_768) and round(100 * mla["saving"], 1) == 98.2
+    # V4-Pro vs V3.2 at 1M tokens. DeepSeek's layouts: 30 CSA layers of (128 + 262,144) x 584 + 262,144 x 68 B
+    # and 31 HCA layers of (128 + 8,192) x 584 B, against 61 x 1M x (656 + 132) B; bf16: 512/128 x 2 B against
+    # (576 + 128) x 2 B
+    m = 2**20
+    pro = rows["DeepSeek-V4-Pro vs DeepSeek-V3.2 at 1M tokens, DeepSeek's FP8/FP4 layouts"]
+    assert pro["ours"] == 30 * (262_272 * 584 + 262_144 * 68) + 31 * 8_320 * 584
+    assert pro["theirs"] == 61 * m * (656 + 132)
+    assert pro["ratio"] == costs.v4_vs_v32_cache("deepseek-v4-pro", m, "fp8")["ratio"]
+    assert round(pro["ratio"], 3) == 0.105  # the published "about 10%": 89.5% less, not 98%
+    bf16 = rows["DeepSeek-V4-Pro vs DeepSeek-V3.2 at 1M tokens, bfloat16"]
+    assert bf16["ours"] == 30 * (262_272 * 1024 + 262_144 * 256) + 31 * 8_320 * 1024
+    assert bf16["theirs"] == 61 * m * (576 + 128) * 2
+    assert round(1 / bf16["ratio"], 1) == 8.7
+    flash = rows["DeepSeek-V4-Flash vs DeepSeek-V3.2 at 1M tokens, DeepSeek's FP8/FP4 layouts"]
+    assert round(flash["ratio"], 3) == 0.073  # "about 7%"
+    # the verdict flips with the figure: 89% (V4-Pro vs V3.2) is right, 99.9% nothing gives
+    assert factcheck.v4_memory_claim(0.98).verdict == "needs context"
+    assert factcheck.v4_memory_claim(0.89).verdict == "right"
+    assert factcheck.v4_memory_claim(0.999).verdict == "wrong"
+    with pytest.raises(ValueError, match="context"):
+        factcheck.memory_savings(0)
 
 
 def test_verdict_helper_and_claim_validation():
