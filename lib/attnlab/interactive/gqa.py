@@ -290,8 +290,9 @@ def decode_read_bytes(model: ModelSpec | str, seq_len: int, batch: int = 1, sche
     return {"weights": weights, "cache": cache, "total": weights + cache, "per_token": (weights + cache) / batch}
 
 
-#: Dense models the decode widget offers (DeepSeek-V2/V3 are mixtures of experts: n_params is not read).
-DENSE_MODELS: tuple[str, ...] = tuple(k for k, m in MODELS.items() if m.attention != "mla")
+#: Dense models the decode widget offers (DeepSeek-V2/V3 are mixtures of experts: n_params is not read; V4's
+#: layers are none of the MHA/MQA pair the widget compares).
+DENSE_MODELS: tuple[str, ...] = tuple(k for k, m in MODELS.items() if m.attention != "mla" and m.v4 is None)
 
 
 def decode_svg(model: ModelSpec | str, seq_len: int, batch: int = 1,
