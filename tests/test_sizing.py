@@ -472,6 +472,8 @@ def test_qwen3_next_gated_deltanet_state_and_full_layers():
     assert sizing.cache_bytes_per_token(spec, scheme="mha") == 12 * 2 * 16 * 256 * 2
     assert sizing.kv_cache_bytes(spec, 10, scheme="mqa") == 39_518_208 + 10 * 12 * 2 * 256 * 2
     assert sizing.reduction_vs_mha(spec) == 8.0
+    # decoding reads cached tokens in the 12 full layers only: 2 n_h d_h = 2 x 16 x 256 multiply-adds each
+    assert sizing.attention_macs_per_cached_token(spec, per_layer=False) == 12 * 2 * 16 * 256
     assert sizing.kv_formula(spec).startswith("linear: state H_v d_k d_v + (2 H_k d_k + H_v d_v)(K - 1) = "
                                               "32 × 128 × 128 + 8,192 × 3 = 548,864 per sequence; full: 2 n_g d_h")
 

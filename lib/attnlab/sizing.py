@@ -923,12 +923,15 @@ def attention_macs_per_cached_token(model: ModelSpec | str, scheme: str | None =
     whatever the number of KV heads (sharing saves memory, not arithmetic).
     MLA in its absorbed mode (W^UK folded into the query, W^UV into the output; DeepSeek-V3
     ``inference/model.py``): each head scores the (d_c + d_h^R)-wide cached vector and mixes the
-    d_c-wide latent, n_h (2 d_c + d_h^R).
+    d_c-wide latent, n_h (2 d_c + d_h^R). ``per_layer=False`` sums over the layers that attend to cached
+    tokens (a hybrid's linear layers do not).
     """
     spec = get_model(model)
     _per_token_only(spec, scheme)
     scheme, n_g = _check_scheme(spec, scheme, n_kv_heads)
-    return costs.macs_per_cached_token(scheme, spec.attention_shape(n_g), per_layer=per_layer)
+    attending = spec.n_layers - spec.layer_types.count("linear")  # a hybrid's linear layers hold no tokens
+    shape = replace(spec.attention_shape(n_g), n_layers=attending)
+    return costs.macs_per_cached_token(scheme, shape, per_layer=per_layer)
 
 
 def decode_flops_per_byte(model: ModelSpec | str, scheme: str | None = None, n_kv_heads: int | None = None,
