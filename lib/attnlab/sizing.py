@@ -572,7 +572,7 @@ def _layer_parts(spec: ModelSpec, layer: int, scheme: str, n_kv_heads: int | Non
     layer's cache). As published, an MLA model with a lightning indexer caches DSA's parts (MLA's c_kv and
     k_rope plus the index key); a what-if scheme caches its own Table 1 parts only."""
     if spec.kv_sources[layer] != layer or spec.layer_types[layer] == "linear":
-        return ()  # a shared layer reads another's cache; a linear one keeps a fixed state (_state_parts)
+        return ()  # a shared layer reads another's cache; a linear one keeps a fixed state (linear_state_elements)
     return tuple(costs.cache_widths(cache_scheme(spec, scheme), spec.layer_shape(layer, n_kv_heads)).items())
 
 
@@ -618,7 +618,7 @@ def cache_layouts(model: ModelSpec | str, layer: int = 0, dtype: torch.dtype | s
         raise ValueError(f"layer={layer} must be < n_layers={spec.n_layers}")
     dtype = get_dtype(dtype)
     if cache_format is not None:
-        if spec.v4 is None and "linear" in spec.layer_types:
+        if "linear" in spec.layer_types:
             raise ValueError(f"cache_format={cache_format!r} is DeepSeek's layout; {spec.name} has linear layers "
                              "whose states it does not cover (leave cache_format None)")
         if not isinstance(cache_format, str) or cache_format not in CACHE_FORMATS:
