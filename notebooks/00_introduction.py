@@ -216,6 +216,10 @@ display(Markdown("\n".join(["| claim | verdict | computed |", "|---|---|---|",
 # * Gemma-2-9B, Gemma-3-27B or gpt-oss-120b: some of their layers attend only to a sliding window of recent
 #   tokens and cache only those. The readout gives the bytes per token inside the window and past it,
 #   where only the full layers still grow; Mistral-7B-v0.1's cache stops growing at its window.
+# * Qwen3-Next or Kimi Linear: most of their layers are linear attention and keep a fixed state per
+#   sequence, whatever the context; only the few full layers grow. DeepSeek-V4-Pro or -Flash: every layer
+#   keeps its last 128 tokens plus one compressed entry per 4 or per 128 tokens (chapter 20). The readout
+#   gives the fixed state, or V4's growth per token; the bars are what-ifs with every layer attending fully.
 
 # %% slideshow={"slide_type": "-"}
 calc = cache_calculator("deepseek-v3")
@@ -236,17 +240,32 @@ display(HTML(render_html(state)))
 # ## 5. Cache size against context length
 #
 # The cache grows linearly with the context, with a slope set by the scheme. Each line is a real model's
-# cache for one sequence in bfloat16, solid up to its published context window (`max_position_embeddings`)
-# and dotted beyond it. The grey dashed line is DeepSeek-V3's shape with plain MHA. Models with
-# sliding-window layers (Gemma, Mistral-7B-v0.1) bend where the window ends: past it only their full
-# layers keep every token, and a model without full layers stays flat.
+# cache for one sequence in bfloat16, solid up to its published context window (`max_position_embeddings`,
+# marked with a dot) and dotted beyond it. The grey dashed line is DeepSeek-V3's shape with plain MHA.
+# Models with sliding-window layers (Gemma, Mistral-7B-v0.1) bend where the window ends: past it only their
+# full layers keep every token, and a model without full layers stays flat. The hybrids (Qwen3-Next, Kimi
+# Linear) start from their linear layers' fixed state; DeepSeek-V4 grows by a compressed entry per 4 or
+# 128 tokens.
 
 # %% slideshow={"slide_type": "-"}
 lengths = [2**k for k in range(10, 21)]  # 1K ... 1M tokens
 shown = ["llama-2-7b", "llama-3-70b", "llama-3-8b", "deepseek-v3", "qwen2.5-7b", "falcon-7b", "gemma-3-27b",
-         "mistral-7b-v0.1"]
-shown.sort(key=lambda k: -sizing.cache_bytes_per_token(k))  # legend from largest to smallest
-colors = plt.get_cmap("tab10").colors
+         "mistral-7b-v0.1", "qwen3-next-80b-a3b", "kimi-linear-48b-a3b", "deepseek-v4-pro", "deepseek-v4-flash"]
+# legend from largest to smallest bytes per token (DeepSeek-V4: its average growth, an entry per 4 or 128 tokens)
+shown.sort(key=lambda k: -(sizing.growth_bytes_per_token(k) if MODELS[k].v4 else sizing.cache_bytes_per_token(k)))
+colors = plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2]  # tab10's, then lighter ones
+
+
+def map_label(spec: sizing.ModelSpec) -> str:
+    """Legend text: the scheme and what one more token costs (inside the window; V4: its average growth)."""
+    if spec.v4 is not None:  # an entry per 4 or 128 tokens, not a fixed number per token
+        return f"{spec.name} (CSA + HCA, {format_bytes(sizing.growth_bytes_per_token(spec))}/token on average)"
+    window = f", window {spec.sliding_window:,}" if spec.windowed else ""  # past it only full layers grow
+    state = (f" + {format_bytes(sizing.fixed_state_bytes(spec))} state" if "linear" in spec.layer_types
+             else "")  # the linear layers' fixed state
+    return (f"{spec.name} ({spec.attention.upper()}{' + linear' if state else ''}, "
+            f"{format_bytes(sizing.cache_bytes_per_token(spec))}/token{state}{window})")
+
 
 fig, ax = plt.subplots(figsize=(10.5, 5.2))
 ax.plot(lengths, [gib(sizing.kv_cache_bytes(v3, n, scheme="mha")) for n in lengths], color="0.55",
@@ -256,11 +275,10 @@ for i, key in enumerate(shown):
     inside = [n for n in lengths if n <= spec.max_context] + [spec.max_context]
     inside = sorted(set(inside))
     beyond = [spec.max_context] + [n for n in lengths if n > spec.max_context]
-    window = f", window {spec.sliding_window:,}" if spec.windowed else ""  # past it only full layers grow
-    label = (f"{spec.name} ({spec.attention.upper()}, {format_bytes(sizing.cache_bytes_per_token(spec))}/token"
-             f"{window})")
     ax.plot(inside, [gib(sizing.kv_cache_bytes(spec, n)) for n in inside], color=colors[i], linewidth=2.2,
-            label=label)
+            label=map_label(spec))
+    ax.plot([spec.max_context], [gib(sizing.kv_cache_bytes(spec, spec.max_context))], color=colors[i],
+            marker="o", markersize=5, clip_on=False)  # the published context
     if len(beyond) > 1:
         ax.plot(beyond, [gib(sizing.kv_cache_bytes(spec, n)) for n in beyond], color=colors[i],
                 linewidth=1.4, linestyle=":")
@@ -305,6 +323,31 @@ display(Markdown(
     f"its {gemma3.n_layers} layers, so it needs {sizes['gemma-3-27b']:.2f} GiB instead of "
     f"{gib(at * sizing.cache_bytes_per_token(gemma3)):.1f}; {mistral01.name}, whose every layer slides over "
     f"{mistral01.sliding_window:,} tokens, needs {sizes['mistral-7b-v0.1']:.2f} GiB at any length past that."
+))
+
+# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+newer = ["qwen3-next-80b-a3b", "kimi-linear-48b-a3b", "deepseek-v4-pro", "deepseek-v4-flash", "deepseek-v3.2"]
+points = [32 * 1024, 128 * 1024, 2**20]
+lines = ["| model (published context) | layers | 32K | 128K | 1M |", "|---|---|---:|---:|---:|"]
+for key in newer:
+    spec = MODELS[key]
+    cells = [f"{gib(sizing.kv_cache_bytes(spec, n)):.2f} GiB" for n in points]
+    cells = [f"*{c}*" if n > spec.max_context else c for c, n in zip(cells, points, strict=True)]  # beyond it
+    lines.append(f"| {spec.name} ({spec.max_context // 1024:,}K) | {sizing.layer_plan(spec)} | " + " | ".join(cells)
+                 + " |")
+qwen_next, v4_pro, v32 = MODELS["qwen3-next-80b-a3b"], MODELS["deepseek-v4-pro"], MODELS["deepseek-v3.2"]
+pro_1m, v32_1m = (sizing.kv_cache_bytes(m, 2**20) for m in (v4_pro, v32))
+pro_fp8, v32_fp8 = (sizing.kv_cache_bytes(m, 2**20, cache_format="deepseek-fp8") for m in (v4_pro, v32))
+display(Markdown(
+    "The newest designs change the shape of the curve itself. One sequence, bfloat16 (*italics*: beyond the "
+    "published context):\n\n" + "\n".join(lines) + "\n\n"
+    f"{qwen_next.name}'s {qwen_next.layer_types.count('linear')} Gated DeltaNet layers keep "
+    f"{format_bytes(sizing.fixed_state_bytes(qwen_next))} of state per sequence at any length; only its "
+    f"{qwen_next.layer_types.count('full')} full layers grow, by "
+    f"{format_bytes(sizing.cache_bytes_per_token(qwen_next))} per token. At 1M tokens {v4_pro.name} needs "
+    f"{gib(pro_1m):.2f} GiB against {gib(v32_1m):.2f} GiB for "
+    f"{v32.name}, {v32_1m / pro_1m:.1f}× less; in DeepSeek's own byte layouts (FP8 entries, FP4 index keys "
+    f"against V3.2's FP8 ones) {100 * pro_fp8 / v32_fp8:.0f}% of V3.2's cache, the published “about 10%”."
 ))
 
 # %% [markdown] slideshow={"slide_type": "slide"}

@@ -104,7 +104,7 @@ def test_gqa_figures_come_from_sizing(key):
         assert f["bytes_per_token"] == sizing.cache_bytes_per_token(spec, "bfloat16", "gqa", n_kv)
         # 2 n_g d_h numbers in bf16 on each layer that keeps a cache, at that layer's d_h (Gemma 4: 512 on full)
         head_dims = [spec.global_head_dim if kind == "full" and spec.global_head_dim else spec.head_dim
-                     for i, kind in enumerate(spec.layer_types) if spec.kv_sources[i] == i]
+                     for i, kind in enumerate(spec.layer_types) if spec.kv_sources[i] == i and kind != "linear"]
         assert f["bytes_per_token"] == sum(2 * n_kv * d_h * 2 for d_h in head_dims)
         assert f["reduction_vs_mha"] == spec.n_heads / n_kv
         assert f["cache_bytes"] == sizing.kv_cache_bytes(spec, ui.READOUT_CONTEXT, 1, "bfloat16", "gqa", n_kv)

@@ -191,12 +191,13 @@ def test_sizing_applies_the_same_counts_to_every_model(key):
     for scheme in TABLE1_SCHEMES:
         shape = spec.attention_shape()
         # every layer that keeps a cache of its own, on its own shape (Gemma 4's full layers are wider)
-        # (as published, a model with a lightning indexer caches DSA's parts: MLA's and the index key)
+        # (as published, a model with a lightning indexer caches DSA's parts: MLA's and the index key;
+        # a hybrid's linear layers keep a fixed state instead, no tokens)
         key = "dsa" if scheme == spec.attention and spec.index_head_dim else scheme
         widths = [costs.cache_elements_per_token(key, spec.layer_shape(i), per_layer=True)
-                  for i, source in enumerate(spec.kv_sources) if source == i]
+                  for i, source in enumerate(spec.kv_sources) if source == i and spec.layer_types[i] != "linear"]
         assert sizing.cache_bytes_per_token(spec, "bfloat16", scheme) == 2 * sum(widths)
-        if not spec.windowed:
+        if spec.proportional or spec.v4 is not None:  # a what-if scheme on V4: every layer full
             assert sizing.cache_bytes_per_token(spec, "bfloat16", scheme) == costs.cache_bytes_per_token(key, shape)
         if len(set(widths)) == 1:
             assert sizing.kv_elements_per_token(spec, scheme, per_layer=True) == costs.cache_elements_per_token(

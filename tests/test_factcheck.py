@@ -14,7 +14,7 @@ import pytest
 import torch
 from traitlets import TraitError
 
-from attnlab import dsa, factcheck, sizing
+from attnlab import costs, dsa, factcheck, sizing
 from attnlab.exercises import ch13
 from attnlab.interactive import factcheck as ui
 from attnlab.sizing import MODELS, SCHEMES
@@ -43,6 +43,7 @@ def test_every_seed_claim_is_listed_once(claims):
         "mqa_own_kv", "shared_projections", "fewer_parameters", "absorb_no_extra_compute", "mla_576_times",
         "six_times_faster", "dsa_matches_quality", "kv_caching_is_absorption", "mla_training_params",
         "deago_benchmark", "mqa_mechanism", "gqa_mechanism", "mla_576_every_layer", "hundreds_of_millions",
+        "v4_98_percent",
     }
     assert set(claims) == expected
     assert {c.source for c in claims.values()} == set(factcheck.SOURCES)
@@ -61,6 +62,7 @@ def test_every_seed_claim_is_listed_once(claims):
     ("dsa_matches_quality", "needs context"), ("kv_caching_is_absorption", "wrong"), ("mla_training_params", "wrong"),
     ("deago_benchmark", "wrong"), ("mqa_mechanism", "right"), ("gqa_mechanism", "right"),
     ("mla_576_every_layer", "right"), ("hundreds_of_millions", "needs context"),
+    ("v4_98_percent", "needs context"),
 ])
 def test_verdicts(claims, key, verdict):
     assert claims[key].verdict == verdict, claims[key]
@@ -159,6 +161,34 @@ def test_one_verdict_label_per_claim_in_every_chapter(claims):
         assert "verdict_label(" in source, f"{name} prints no verdict through factcheck.verdict_label"
 
 
+def test_v4_98_percent_memory_worked_out():
+    rows = {r["comparison"]: r for r in factcheck.memory_savings()}
+    # MLA vs MHA on V3's shape (Table 1): 512 + 64 = 576 against 2 x 128 x 128 = 32,768: 1.76%, 98.2% less
+    mla = rows["MLA vs MHA, DeepSeek-V3's shape, numbers per token and layer"]
+    assert (mla["ours"], mla["theirs"]) == (576, 32_768) and round(100 * mla["saving"], 1) == 98.2
+    # V4-Pro vs V3.2 at 1M tokens. DeepSeek's layouts: 30 CSA layers of (128 + 262,144) x 584 + 262,144 x 68 B
+    # and 31 HCA layers of (128 + 8,192) x 584 B, against 61 x 1M x (656 + 132) B; bf16: 512/128 x 2 B against
+    # (576 + 128) x 2 B
+    m = 2**20
+    pro = rows["DeepSeek-V4-Pro vs DeepSeek-V3.2 at 1M tokens, DeepSeek's FP8/FP4 layouts"]
+    assert pro["ours"] == 30 * (262_272 * 584 + 262_144 * 68) + 31 * 8_320 * 584
+    assert pro["theirs"] == 61 * m * (656 + 132)
+    assert pro["ratio"] == costs.v4_vs_v32_cache("deepseek-v4-pro", m, "fp8")["ratio"]
+    assert round(pro["ratio"], 3) == 0.105  # the published "about 10%": 89.5% less, not 98%
+    bf16 = rows["DeepSeek-V4-Pro vs DeepSeek-V3.2 at 1M tokens, bfloat16"]
+    assert bf16["ours"] == 30 * (262_272 * 1024 + 262_144 * 256) + 31 * 8_320 * 1024
+    assert bf16["theirs"] == 61 * m * (576 + 128) * 2
+    assert round(1 / bf16["ratio"], 1) == 8.7
+    flash = rows["DeepSeek-V4-Flash vs DeepSeek-V3.2 at 1M tokens, DeepSeek's FP8/FP4 layouts"]
+    assert round(flash["ratio"], 3) == 0.073  # "about 7%"
+    # the verdict flips with the figure: 89% (V4-Pro vs V3.2) is right, 99.9% nothing gives
+    assert factcheck.v4_memory_claim(0.98).verdict == "needs context"
+    assert factcheck.v4_memory_claim(0.89).verdict == "right"
+    assert factcheck.v4_memory_claim(0.999).verdict == "wrong"
+    with pytest.raises(ValueError, match="context"):
+        factcheck.memory_savings(0)
+
+
 def test_verdict_helper_and_claim_validation():
     assert factcheck._verdict(True) == "right" and factcheck._verdict(False) == "wrong"
     assert factcheck._verdict(False, "right", "needs context") == "needs context"
@@ -200,17 +230,23 @@ def test_gpus_needed():
 
 def test_model_table_covers_every_model_and_scheme_and_agrees_with_sizing():
     rows = ui.model_table()
-    assert {(r["model"], r["scheme"]) for r in rows} == {(k, s) for k in MODELS for s in SCHEMES}
+    v4_models = {k for k, m in MODELS.items() if m.v4 is not None}
+    assert {(r["model"], r["scheme"]) for r in rows} == (
+        {(k, s) for k in MODELS for s in SCHEMES} | {(k, "v4") for k in v4_models})
     for r in rows:
         spec = MODELS[r["model"]]
-        assert r["published"] == (r["scheme"] == spec.attention)
-        assert r["bytes_per_token"] == sizing.cache_bytes_per_token(spec, "bfloat16", r["scheme"], r["n_kv_heads"])
+        v4 = r["scheme"] == "v4"  # DeepSeek-V4 as published; its Table 1 rows are what-ifs
+        scheme = None if v4 else r["scheme"]
+        assert r["published"] == (v4 or (r["scheme"] == spec.attention and spec.v4 is None))
+        per = (sizing.growth_bytes_per_token(spec) if v4
+               else sizing.cache_bytes_per_token(spec, "bfloat16", scheme, r["n_kv_heads"]))
+        assert r["bytes_per_token"] == per
         for n, b in r["cache_bytes"].items():
-            assert b == sizing.kv_cache_bytes(spec, n, 1, "bfloat16", r["scheme"], r["n_kv_heads"])
-            if not spec.windowed:
+            assert b == sizing.kv_cache_bytes(spec, n, 1, "bfloat16", scheme, r["n_kv_heads"])
+            if spec.proportional or (spec.v4 is not None and not v4):
                 assert b == n * r["bytes_per_token"]
         assert r["weight_bytes"] == 2 * spec.n_params
-        expected = sizing.tokens_that_fit(spec, 80, scheme=r["scheme"], n_kv_heads=r["n_kv_heads"],
+        expected = sizing.tokens_that_fit(spec, 80, scheme=scheme, n_kv_heads=r["n_kv_heads"],
                                           weights_dtype=torch.bfloat16)
         assert r["tokens_fit"] == expected
         assert r["weights_fit"] == (r["weight_bytes"] <= 80 * 2**30)

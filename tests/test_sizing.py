@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnlab import sizing
+from attnlab import costs, sizing
+from attnlab.cache_formats import uniform_layout
 from attnlab.exercises import ch00
 from attnlab.sizing import MODELS, SCHEMES, ModelSpec
 
@@ -85,7 +86,8 @@ def test_table1_matches_kv_elements_per_token_for_every_model():
         if spec.kv_shared_layers or spec.global_head_dim:  # layers of several widths: see the windowed tests
             continue
         d_c, d_h_rope = sizing.mla_dims(spec)
-        t = sizing.table1_elements(spec.n_heads, spec.head_dim, spec.n_layers, spec.n_kv_heads, d_c, d_h_rope)
+        l = spec.n_layers - spec.layer_types.count("linear")  # a hybrid's linear layers cache no tokens
+        t = sizing.table1_elements(spec.n_heads, spec.head_dim, l, spec.n_kv_heads, d_c, d_h_rope)
         for scheme in SCHEMES:
             assert sizing.kv_elements_per_token(spec, scheme) == t[scheme], (key, scheme)
 
@@ -125,6 +127,22 @@ CONFIGS = {
                     "layer_types": ["sliding_attention", "full_attention"] * 12},
     "deepseek-v2-lite": {L: 27, H: 16, D: 2048, "kv_lora_rank": 512, "qk_rope_head_dim": 64, "v_head_dim": 128},
 }
+#: Hybrid and DeepSeek-V4 configs: linear-attention layers (a fixed state) or windows plus compressed entries.
+NEW_CONFIGS = {
+    # no layer_types: layer i is full attention iff (i + 1) % full_attention_interval == 0, else Gated DeltaNet
+    "qwen3-next-80b-a3b": {L: 48, H: 16, KV: 2, D: 2048, "head_dim": 256, "full_attention_interval": 4,
+                           "linear_num_key_heads": 16, "linear_key_head_dim": 128, "linear_num_value_heads": 32,
+                           "linear_value_head_dim": 128, "linear_conv_kernel_dim": 4},
+    # MLA layers listed 1-based in linear_attn_config; KDA has as many key as value heads
+    "kimi-linear-48b-a3b": {L: 27, H: 32, D: 2304, "kv_lora_rank": 512, "qk_rope_head_dim": 64, "v_head_dim": 128,
+                            "linear_attn_config": {"full_attn_layers": [4, 8, 12, 16, 20, 24, 27], "num_heads": 32,
+                                                   "head_dim": 128, "short_conv_kernel_size": 4}},
+    # compress_ratios without the MTP layer's entry: 0 sliding only, 4 CSA, 128 HCA; one 512-wide K = V vector
+    "deepseek-v4-pro": {L: 61, H: 128, D: 7168, "head_dim": 512, "sliding_window": 128, "index_head_dim": 128,
+                        "compress_ratios": [128, 128] + [4, 128] * 29 + [4]},
+    "deepseek-v4-flash": {L: 43, H: 64, D: 4096, "head_dim": 512, "sliding_window": 128, "index_head_dim": 128,
+                          "compress_ratios": [0, 0] + [4, 128] * 20 + [4]},
+}
 
 
 def hand_layer_bytes_bf16(cfg: dict, seq_len: int) -> list[int]:
@@ -160,7 +178,7 @@ def hand_bytes_per_token_bf16(cfg: dict) -> int:
 
 
 def test_every_model_has_a_config_here():
-    assert set(CONFIGS) == set(MODELS)
+    assert set(CONFIGS) | set(NEW_CONFIGS) == set(MODELS)
     for key in ("deepseek-v2", "deepseek-v3", "deepseek-v3.2", "llama-2-7b", "llama-3-8b", "llama-3-70b",
                 "mistral-7b", "falcon-7b", "qwen2.5-7b"):
         assert key in MODELS
@@ -375,6 +393,174 @@ def test_tokens_that_fit_beside_the_weights_with_windows():
     t = sizing.tokens_that_fit("gpt-oss-20b", 80, weights_dtype="bfloat16")
     assert t == 128 + (budget - 128 * 24 * 2048) // (12 * 2048)
     assert sizing.kv_cache_bytes("gpt-oss-20b", t) <= budget < sizing.kv_cache_bytes("gpt-oss-20b", t + 1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Hybrids (a linear layer's fixed state) and DeepSeek-V4 (a window plus compressed entries), from raw configs
+
+
+def hand_hybrid_layer_bytes(cfg: dict, seq_len: int, b: int = 2, entry: int | None = None,
+                            index_key: int | None = None) -> list[int]:
+    """Each layer's cache after ``seq_len`` tokens, ``b`` bytes per number, worked from raw config fields
+    without attnlab. A linear layer (Gated DeltaNet, KDA) keeps, once a token is in, its delta-rule state, one
+    d_k x d_v matrix per value head, and its short convolution's last kernel - 1 inputs over the q, k and v
+    channels (2 H_k d_k + H_v d_v). A full layer keeps every token: 2 x KV heads x head_dim (GQA) or
+    kv_lora_rank + qk_rope_head_dim (MLA). A DeepSeek-V4 layer keeps min(T, 128) raw 512-wide vectors plus one
+    per compress_ratio tokens, and in a ratio-4 (CSA) layer a 128-wide index key per compressed one;
+    ``entry``/``index_key``: bytes of each instead of 512 b / 128 b (DeepSeek's FP8 / FP4 layout)."""
+    if "compress_ratios" in cfg:
+        entry = cfg["head_dim"] * b if entry is None else entry
+        index_key = cfg["index_head_dim"] * b if index_key is None else index_key
+        out = []
+        for m in cfg["compress_ratios"]:
+            compressed = seq_len // m if m else 0
+            keys = compressed if m == 4 else 0
+            out.append((min(seq_len, cfg["sliding_window"]) + compressed) * entry + keys * index_key)
+        return out
+    if "linear_attn_config" in cfg:  # Kimi Linear: KDA with as many key as value heads, MLA elsewhere
+        lin = cfg["linear_attn_config"]
+        hk = hv = lin["num_heads"]
+        dk = dv = lin["head_dim"]
+        kernel = lin["short_conv_kernel_size"]
+        full = [i + 1 in lin["full_attn_layers"] for i in range(cfg[L])]
+        per_token = cfg["kv_lora_rank"] + cfg["qk_rope_head_dim"]
+    else:  # Qwen3-Next: Gated DeltaNet, full attention every full_attention_interval-th layer
+        hk, dk = cfg["linear_num_key_heads"], cfg["linear_key_head_dim"]
+        hv, dv = cfg["linear_num_value_heads"], cfg["linear_value_head_dim"]
+        kernel = cfg["linear_conv_kernel_dim"]
+        full = [(i + 1) % cfg["full_attention_interval"] == 0 for i in range(cfg[L])]
+        per_token = 2 * cfg[KV] * cfg["head_dim"]
+    state = hv * dk * dv + (2 * hk * dk + hv * dv) * (kernel - 1)
+    return [seq_len * per_token * b if f else (state * b if seq_len else 0) for f in full]
+
+
+HYBRID_CONTEXTS = (0, 1, 3, 127, 128, 129, 1000, 32_768, 131_072, 1_048_576)
+
+
+@pytest.mark.parametrize("key", sorted(NEW_CONFIGS))
+def test_hybrid_and_v4_models_against_their_configs(key):
+    cfg, spec = NEW_CONFIGS[key], MODELS[key]
+    assert (spec.n_layers, spec.n_heads, spec.hidden_size) == (cfg[L], cfg[H], cfg[D])
+    for seq_len in HYBRID_CONTEXTS:
+        assert sizing.layer_cache_bytes(spec, seq_len) == hand_hybrid_layer_bytes(cfg, seq_len), seq_len
+        assert sizing.kv_cache_bytes(spec, seq_len, batch=3) == 3 * sum(hand_hybrid_layer_bytes(cfg, seq_len))
+        f32 = sizing.kv_cache_bytes(spec, seq_len, dtype=torch.float32)
+        assert f32 == sum(hand_hybrid_layer_bytes(cfg, seq_len, b=4))
+    assert spec.source.startswith("https://huggingface.co/") and spec.source.endswith("config.json")
+    assert spec.max_context in (262_144, 1_048_576)
+
+
+def test_qwen3_next_gated_deltanet_state_and_full_layers():
+    # 48 layers, full iff (i + 1) % 4 == 0: layers 3, 7, ..., 47 (12), Gated DeltaNet on the other 36
+    spec = MODELS["qwen3-next-80b-a3b"]
+    assert [i for i, kind in enumerate(spec.layer_types) if kind == "full"] == list(range(3, 48, 4))
+    assert sizing.layer_plan(spec) == "36 linear (fixed state) + 12 full"
+    # state per layer: recurrent H_v d_k d_v = 32 x 128 x 128 = 524,288; conv (2 x 16 x 128 + 32 x 128) x (4 - 1)
+    # = 8,192 x 3 = 24,576; 548,864 numbers, x 2 B = 1,097,728 B, x 36 layers = 39,518,208 B per sequence
+    assert sizing.linear_state_elements(spec) == {"recurrent": 524_288, "conv": 24_576}
+    assert sizing.fixed_state_bytes(spec) == 36 * 548_864 * 2 == 39_518_208
+    assert sizing.fixed_state_bytes(spec, batch=2, dtype="float32") == 4 * 39_518_208
+    # per token only the 12 full layers grow: 2 x 2 KV heads x 256 = 1,024 numbers, 2,048 B each, 24,576 B
+    assert sizing.layer_elements_per_token(spec)[:4] == [0, 0, 0, 1024]
+    assert sizing.cache_bytes_per_token(spec) == 12 * 1024 * 2 == 24_576
+    assert sizing.growth_bytes_per_token(spec) == 24_576
+    # bytes(T) = 39,518,208 + 24,576 T for T > 0; nothing before the first token
+    assert sizing.kv_cache_bytes(spec, 0) == 0
+    assert sizing.kv_cache_bytes(spec, 32_768) == 39_518_208 + 24_576 * 32_768 == 844_824_576
+    assert sizing.marginal_cache_bytes(spec, 5000) == 24_576
+    # what-ifs touch the full layers only: MHA 2 x 16 x 256 on 12 layers, the states stay
+    assert sizing.cache_bytes_per_token(spec, scheme="mha") == 12 * 2 * 16 * 256 * 2
+    assert sizing.kv_cache_bytes(spec, 10, scheme="mqa") == 39_518_208 + 10 * 12 * 2 * 256 * 2
+    assert sizing.reduction_vs_mha(spec) == 8.0
+    # decoding reads cached tokens in the 12 full layers only: 2 n_h d_h = 2 x 16 x 256 multiply-adds each
+    assert sizing.attention_macs_per_cached_token(spec, per_layer=False) == 12 * 2 * 16 * 256
+    assert sizing.kv_formula(spec).startswith("linear: state H_v d_k d_v + (2 H_k d_k + H_v d_v)(K - 1) = "
+                                              "32 × 128 × 128 + 8,192 × 3 = 548,864 per sequence; full: 2 n_g d_h")
+
+
+def test_kimi_linear_kda_state_and_mla_layers():
+    # linear_attn_config lists the MLA layers 1-based: 4, 8, ..., 24, 27 -> 3, 7, 11, 15, 19, 23, 26 here
+    spec = MODELS["kimi-linear-48b-a3b"]
+    assert [i for i, kind in enumerate(spec.layer_types) if kind == "full"] == [3, 7, 11, 15, 19, 23, 26]
+    assert sizing.layer_plan(spec) == "20 linear (fixed state) + 7 full"
+    # KDA: 32 heads, d_k = d_v = 128: 524,288 + (3 x 32 x 128 = 12,288) x 3 = 561,152 numbers per layer
+    assert sizing.linear_state_elements(spec) == {"recurrent": 32 * 128 * 128, "conv": 12_288 * 3}
+    assert sizing.fixed_state_bytes(spec) == 20 * 561_152 * 2 == 22_446_080
+    # its 7 MLA layers cache d_c + d_h^R = 512 + 64 = 576 numbers per token: 8,064 B in bf16
+    assert sizing.kv_elements_per_token(spec) == 7 * 576
+    assert sizing.cache_bytes_per_token(spec) == 7 * 576 * 2 == 8_064
+    assert sizing.kv_cache_bytes(spec, 1_048_576) == 22_446_080 + 8_064 * 1_048_576
+    with pytest.raises(ValueError, match="has linear layers whose states it does not cover"):
+        sizing.kv_cache_bytes(spec, 10, cache_format="deepseek-fp8")
+
+
+@pytest.mark.parametrize("key,v4", [("deepseek-v4-pro", costs.DEEPSEEK_V4_PRO),
+                                    ("deepseek-v4-flash", costs.DEEPSEEK_V4_FLASH)])
+def test_v4_models_are_sized_by_the_v4_cost_functions(key, v4):
+    spec = MODELS[key]
+    assert spec.v4 is v4 and spec.layer_types == sizing.v4_layer_types(v4)
+    bf16 = (uniform_layout(512), uniform_layout(128))
+    for seq_len in HYBRID_CONTEXTS:
+        # every number in bf16: entries 512 x 2 B, index keys 128 x 2 B; DeepSeek's FP8 entry 584 B, FP4 key 68 B
+        assert sizing.kv_cache_bytes(spec, seq_len) == costs.v4_cache_bytes(v4, seq_len, *bf16)
+        assert sizing.kv_cache_bytes(spec, seq_len, cache_format="deepseek-fp8") == costs.v4_cache_bytes(v4, seq_len)
+        fp8 = hand_hybrid_layer_bytes(NEW_CONFIGS[key], seq_len, entry=584, index_key=68)
+        assert sizing.layer_cache_bytes(spec, seq_len, cache_format="deepseek-fp8") == fp8
+    # against V3.2 at 1M tokens, in DeepSeek's formats and in bf16: the published comparison
+    m = 2**20
+    for fmt, cache_format in (("fp8", "deepseek-fp8"), ("bf16", None)):
+        ratio = (sizing.kv_cache_bytes(spec, m, cache_format=cache_format)
+                 / sizing.kv_cache_bytes("deepseek-v3.2", m, cache_format=cache_format))
+        assert math.isclose(ratio, costs.v4_vs_v32_cache(v4, m, fmt)["ratio"])
+
+
+def test_v4_pro_cache_worked_by_hand():
+    spec = MODELS["deepseek-v4-pro"]
+    assert sizing.layer_plan(spec) == ("30 CSA (1 entry per 4 tokens) + 31 HCA (1 entry per 128), each keeping "
+                                       "its last 128 tokens")
+    # 1M tokens, bf16. CSA layer: (128 + 262,144) entries x 1,024 B + 262,144 index keys x 256 B = 335,675,392 B;
+    # HCA layer: (128 + 8,192) x 1,024 = 8,519,680 B; 30 CSA + 31 HCA layers = 10,334,371,840 B (9.62 GiB)
+    per_layer = sizing.layer_cache_bytes(spec, 2**20)
+    assert per_layer[:3] == [8_519_680, 8_519_680, 335_675_392]
+    assert sizing.kv_cache_bytes(spec, 2**20) == 30 * 335_675_392 + 31 * 8_519_680 == 10_334_371_840
+    # in DeepSeek's layout: CSA (128 + 262,144) x 584 + 262,144 x 68, HCA (128 + 8,192) x 584
+    fp8 = 30 * (262_272 * 584 + 262_144 * 68) + 31 * 8_320 * 584
+    assert sizing.kv_cache_bytes(spec, 2**20, cache_format="deepseek-fp8") == fp8
+    # past the window it grows by (1,024 + 256) / 4 per CSA layer and 1,024 / 128 per HCA layer, on average
+    assert sizing.growth_bytes_per_token(spec) == 30 * 1280 / 4 + 31 * 1024 / 128 == 9_848
+    # over whole 128-token blocks exactly (from 128 to 128 + 1,280: 320 CSA entries and 10 HCA ones per layer)
+    assert sizing.kv_cache_bytes(spec, 1408) - sizing.kv_cache_bytes(spec, 128) == 1280 * 9_848
+    # V4 holds vectors, not a fixed number per token: per-token figures need a what-if scheme
+    assert sizing.layer_tokens(spec, 1000)[:3] == [128 + 7, 128 + 7, 128 + 250]
+    with pytest.raises(ValueError, match="not a fixed number per token"):
+        sizing.cache_bytes_per_token(spec)
+    # a what-if makes every layer a full layer of that scheme: MLA = V3.2's 512 + 64 on 61 layers
+    assert sizing.cache_bytes_per_token(spec, scheme="mla") == sizing.cache_bytes_per_token("deepseek-v3", scheme="mla")
+    assert sizing.kv_cache_bytes(spec, 100, scheme="mqa") == 100 * 61 * 2 * 512 * 2
+
+
+def test_tokens_that_fit_with_fixed_states_and_v4():
+    # Qwen3-Next: the 39,518,208 B of states come first, then 24,576 B per token
+    assert sizing.tokens_that_fit("qwen3-next-80b-a3b", 1) == (2**30 - 39_518_208) // 24_576 == 42_082
+    assert sizing.tokens_that_fit("qwen3-next-80b-a3b", 0.03) == 0  # 32.2 MB: not even the states
+    # Kimi Linear beside its bf16 weights (96 GB) on 141 GiB
+    budget = 141 * 2**30 - 2 * 48_000_000_000 - 22_446_080
+    assert sizing.tokens_that_fit("kimi-linear-48b-a3b", 141, weights_dtype="bfloat16") == budget // 8_064
+    # V4: the largest context whose stepped cache fits (1 GiB in DeepSeek's layouts)
+    t = sizing.tokens_that_fit("deepseek-v4-pro", 1, cache_format="deepseek-fp8")
+    assert costs.v4_cache_bytes("deepseek-v4-pro", t) <= 2**30 < costs.v4_cache_bytes("deepseek-v4-pro", t + 1)
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(layer_types=("linear", "full")), "linear_key_heads must be > 0, got 0"),
+    (dict(layer_types=("linear", "full"), linear_key_heads=3, linear_key_dim=8, linear_value_heads=4,
+          linear_value_dim=8), "linear_value_heads=4 is not divisible by linear_key_heads=3"),
+    (dict(layer_types=("csa", "full")), "v4 must be the model's costs.V4Model, got None"),
+    (dict(v4=costs.DEEPSEEK_V4_FLASH), "layer_types must be v4_layer_types(v4)"),
+])
+def test_model_spec_hybrid_validation(change, match):
+    with pytest.raises(ValueError, match=match.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        ModelSpec(**{**BASE, **change})
 
 
 def test_layer_shape():

@@ -69,6 +69,11 @@ def test_model_dropdown_loads_shapes(calc, key):
         assert c.n_kv_heads.value == spec.n_kv_heads
     assert (c.d_c.value, c.d_h_rope.value) == sizing.mla_dims(spec)
     state = calc.state()
+    assert figures(state)["cache_bytes"] == sizing.kv_cache_bytes(key, c.seq_len.value)
+    if spec.v4 is not None:  # no bytes per token: an entry per 4 or 128 tokens, on average the growth
+        assert figures(state)["bytes_per_token"] is None
+        assert f"{sizing.growth_bytes_per_token(key):,.0f} B" in c.readout.value
+        return
     assert figures(state)["bytes_per_token"] == sizing.cache_bytes_per_token(key)
     assert f"{sizing.cache_bytes_per_token(key):,} B" in c.readout.value
 
@@ -232,3 +237,34 @@ def test_v32_readout_counts_the_index_key():
     assert "d_c + d_h^R + d^I = 512 + 64 + 128 = 704" in text
     assert f"{sizing.cache_bytes_per_token('deepseek-v3.2'):,} B" in text
     assert figures(calc.state())["bytes_per_token"] == (576 + 128) * 2 * 61
+
+
+def test_hybrid_readout_shows_the_fixed_state():
+    # Qwen3-Next: 12 GQA layers of 2 x 2 x 256 numbers per token, 36 Gated DeltaNet states of 548,864 numbers
+    calc = cache_calculator("qwen3-next-80b-a3b")
+    state, text = calc.state(), calc.controls.readout.value
+    assert state.spec.layer_types == MODELS["qwen3-next-80b-a3b"].layer_types
+    assert figures(state)["fixed_state"] == 36 * 548_864 * 2
+    assert "36 linear (fixed state) + 12 full" in text and "39,518,208 B (39.5 MB) at any context" in text
+    assert "Bytes per token (12 GQA layers, bfloat16)" in text and "24,576 B" in text
+    assert figures(state)["cache_bytes"] == 36 * 548_864 * 2 + 2**17 * 24_576
+    calc.controls.batch.value = 4  # every sequence keeps its own states
+    assert figures(calc.state())["fixed_state"] == 4 * 36 * 548_864 * 2
+    # what-ifs change the full layers only: MHA keeps 2 x 16 x 256 per token on each of the 12
+    calc.controls.scheme.value = "mha"
+    assert figures(calc.state())["bytes_per_token"] == 12 * 2 * 16 * 256 * 2
+
+
+def test_v4_readout_and_what_ifs():
+    calc = cache_calculator("deepseek-v4-flash")
+    f, text = figures(calc.state()), calc.controls.readout.value
+    assert f["scheme"] == "v4" and f["cache_bytes"] == sizing.kv_cache_bytes("deepseek-v4-flash", 2**17)
+    assert "2 sliding + 21 CSA (1 entry per 4 tokens) + 20 HCA (1 entry per 128)" in text
+    assert f["growth_per_token"] == 21 * (1024 + 256) / 4 + 20 * 1024 / 128
+    assert f["reduction"]["v4"] == sizing.kv_cache_bytes("deepseek-v4-flash", 2**17, scheme="mha") / f["cache_bytes"]
+    # no bar is V4's own: none is drawn as the selected scheme
+    assert 'font-weight="bold"' not in calc.controls.chart.value.split("</text>", 1)[1]
+    # another scheme: every layer a full layer of it, V3.2's MLA entry of 576 on 43 layers
+    calc.controls.scheme.value = "mla"
+    assert calc.state().spec.v4 is None
+    assert figures(calc.state())["bytes_per_token"] == 576 * 2 * 43

@@ -24,6 +24,7 @@ import torch
 
 from attnlab import dsa, sizing
 from attnlab import evidence as E
+from attnlab._validate import check_positive_int
 from attnlab.attention import attention_matrix, softmax
 from attnlab.model import load_checkpoint
 from attnlab.sizing import MODELS, format_bytes, format_ratio
@@ -31,7 +32,8 @@ from attnlab.sizing import MODELS, format_bytes, format_ratio
 VIDEO = "video description"
 SUMMARY_A = "summary A (Noiz notes)"
 SUMMARY_B = "summary B"
-SOURCES: tuple[str, ...] = (VIDEO, SUMMARY_A, SUMMARY_B)
+SIDEBAR = "video page sidebar (another video's title)"
+SOURCES: tuple[str, ...] = (VIDEO, SUMMARY_A, SUMMARY_B, SIDEBAR)
 VERDICTS: tuple[str, ...] = ("right", "wrong", "needs context")
 #: How every chapter prints a verdict: one label per verdict, the same for the same claim everywhere.
 VERDICT_LABELS: dict[str, str] = {"right": "Right", "wrong": "Wrong", "needs context": "Needs context"}
@@ -39,6 +41,7 @@ VERDICT_LABELS: dict[str, str] = {"right": "Right", "wrong": "Wrong", "needs con
 V2_PAPER = "DeepSeek-V2, arXiv 2405.04434"
 V3_CONFIG = "DeepSeek-V3 inference/configs/config_671B.json"
 DSA_NEWS = "DeepSeek API news, 29 September 2025 (DeepSeek-V3.2-Exp)"
+V4_REPORT = "DeepSeek-V4 report (April 2026): V4-Pro about 10%, V4-Flash about 7% of V3.2's KV cache at 1M tokens"
 
 
 @dataclass(frozen=True)
@@ -541,6 +544,54 @@ def research_cost_claim(claimed_usd: float = 1e8, usd_per_gpu_hour: float | None
                  f"{E.V2_TRAINING_COST['source']}; {E.V32_COST_SOURCE}")
 
 
+def memory_savings(context: int = 2**20, baseline: str = "deepseek-v3") -> list[dict]:
+    """The cache comparisons a "N% less memory" figure for DeepSeek could rest on, each {"comparison", "ours",
+    "theirs" (bytes or numbers), "ratio" = ours / theirs, "saving" = 1 - ratio}:
+
+    * MLA against MHA on ``baseline``'s shape, per token and layer (Table 1 of arXiv 2405.04434):
+      (d_c + d_h^R) / (2 n_h d_h) = 576 / 32,768 for DeepSeek-V3;
+    * DeepSeek-V4-Pro and -Flash against DeepSeek-V3.2 at ``context`` tokens, in DeepSeek's byte layouts (FP8
+      entries and FP4 index keys against V3.2's FP8 ones, where the published "about 10%" and "7%" hold) and
+      with every number in bfloat16 (:func:`attnlab.sizing.kv_cache_bytes`, layer by layer);
+    * DeepSeek-V4-Pro against ``baseline``'s shape with plain MHA at ``context`` tokens, bfloat16."""
+    context = check_positive_int("context", context)
+    spec = sizing.get_model(baseline)
+    label = (f"{context // 2**20:,}M" if context % 2**20 == 0 else f"{context // 1024:,}K" if context % 1024 == 0
+             else f"{context:,}")
+    mla, mha = (sizing.kv_elements_per_token(spec, scheme, per_layer=True) for scheme in ("mla", "mha"))
+    rows = [(f"MLA vs MHA, {spec.name}'s shape, numbers per token and layer", mla, mha)]
+    for key in ("deepseek-v4-pro", "deepseek-v4-flash"):
+        for cache_format, what in (("deepseek-fp8", "DeepSeek's FP8/FP4 layouts"), (None, "bfloat16")):
+            rows.append((f"{MODELS[key].name} vs DeepSeek-V3.2 at {label} tokens, {what}",
+                         sizing.kv_cache_bytes(key, context, cache_format=cache_format),
+                         sizing.kv_cache_bytes("deepseek-v3.2", context, cache_format=cache_format)))
+    rows.append((f"DeepSeek-V4-Pro vs {spec.name}'s shape with MHA at {label} tokens, bfloat16",
+                 sizing.kv_cache_bytes("deepseek-v4-pro", context), sizing.kv_cache_bytes(spec, context, scheme="mha")))
+    return [{"comparison": c, "ours": ours, "theirs": theirs, "ratio": ours / theirs, "saving": 1 - ours / theirs}
+            for c, ours, theirs in rows]
+
+
+def v4_memory_claim(claimed: float = 0.98, context: int = 2**20) -> Claim:
+    """"DeepSeek V4's Secret: 98% Less Memory": a saving s needs a cache of at most 1 - s of its baseline (98%:
+    2%, 50x smaller). Right if V4 saves that much against V3.2, the model it replaces, in either byte
+    accounting; "needs context" if only another comparison gives it (MLA against MHA, 98.2% on V3's shape: a
+    2024 saving, not V4's); wrong if none does (:func:`memory_savings`)."""
+    rows = memory_savings(context)
+    reaches = [round(100 * r["saving"]) >= round(100 * claimed) for r in rows]  # "98%" as written, rounded
+    v4_vs_v32 = any(ok for ok, r in zip(reaches, rows, strict=True) if "vs DeepSeek-V3.2" in r["comparison"])
+    verdict = "right" if v4_vs_v32 else _verdict(reaches[0], "needs context", "wrong")
+    mla, pro, flash = rows[0], rows[1], rows[3]
+    evidence = (f"{claimed:.0%} less needs at most {1 - claimed:.0%} of the baseline ({1 / (1 - claimed):.0f}x "
+                f"smaller). MLA vs MHA on V3's shape: {mla['ours']} / {mla['theirs']:,} = {mla['ratio']:.2%}, "
+                f"{mla['saving']:.1%} less (MLA, DeepSeek-V2, 2024). V4 vs V3.2 at {context:,} tokens: V4-Pro "
+                f"{pro['ratio']:.1%} ({pro['saving']:.1%} less) in DeepSeek's FP8/FP4 layouts, {rows[2]['ratio']:.1%} "
+                f"in bfloat16; V4-Flash {flash['ratio']:.1%} and {rows[4]['ratio']:.1%}. Against V3's shape with "
+                f"MHA (a what-if), V4-Pro keeps {rows[5]['ratio']:.2%} ({rows[5]['saving']:.1%} less)")
+    return Claim("v4_98_percent", f"DeepSeek V4's secret: {claimed:.0%} less memory", SIDEBAR, verdict,
+                 f"memory_savings({context}): kv_cache_bytes of V4 and V3.2; MLA vs MHA widths",
+                 evidence, f"{V4_REPORT}; {V2_PAPER}, Table 1")
+
+
 def claims() -> list[Claim]:
     """Every checkable claim in the three seed files, one :class:`Claim` each, video description first."""
     return [
@@ -579,6 +630,7 @@ def claims() -> list[Claim]:
         gqa_mechanism_claim(),
         mla_width_per_layer_claim(),
         research_cost_claim(),
+        v4_memory_claim(),
     ]
 
 

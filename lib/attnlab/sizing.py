@@ -19,7 +19,18 @@ gpt-oss), so its cache holds min(T, W) of T tokens; a layer that reads an earlie
     bytes(T) = batch x sum over layers i of  tokens_i(T) x (numbers per token of layer i) x b
     tokens_i(T) = T (full),  min(T, W) (sliding),  0 (shared)
 
-(:func:`layer_tokens`, :func:`layer_cache_bytes`; :func:`kv_cache_bytes` is their sum). For a model with
+(:func:`layer_tokens`, :func:`layer_cache_bytes`; :func:`kv_cache_bytes` is their sum). Two more kinds of
+layer hold something else than one entry per token:
+
+* a linear-attention layer (Gated DeltaNet in Qwen3-Next, Kimi Delta Attention in Kimi Linear) folds every
+  token into a fixed state, one d_k x d_v matrix per value head plus the last K - 1 inputs of its short
+  convolution, whatever the context (:func:`linear_state_elements`): bytes_i(T) = [T > 0] x state x b;
+* a DeepSeek-V4 layer keeps its last W = 128 tokens raw, one compressed entry per m tokens (CSA m = 4, HCA
+  m = 128, none on a sliding-only layer) and, in a CSA layer, one index key per entry, every entry one
+  512-wide vector that is key and value at once (:func:`attnlab.costs.v4_layer_cache_entries`):
+  bytes_i(T) = (min(T, W) + floor(T / m)) x entry bytes + [CSA] floor(T / m) x index-key bytes.
+
+For a model with
 windows no single "bytes per token" exists: up to the window every layer keeps the new token, past it only
 the full layers do, so the cache grows more slowly and, with no full layer at all, stops growing.
 :data:`MODELS` holds the published shapes of real models.
@@ -58,8 +69,23 @@ from attnlab._validate import (
     check_real,
     check_type,
 )
-from attnlab.cache_formats import DEEPSEEK_V32_FP8_INDEX_KEY, DEEPSEEK_V32_FP8_MLA, ByteLayout, uniform_layout
-from attnlab.costs import DTYPES_BY_NAME, AttentionShape, get_dtype  # noqa: F401 (DTYPES_BY_NAME: re-exported)
+from attnlab.cache_formats import (
+    DEEPSEEK_V4_FP4_INDEX_KEY,
+    DEEPSEEK_V4_FP8_ENTRY,
+    DEEPSEEK_V32_FP8_INDEX_KEY,
+    DEEPSEEK_V32_FP8_MLA,
+    ByteLayout,
+    uniform_layout,
+)
+from attnlab.costs import (  # noqa: F401 (DTYPES_BY_NAME: re-exported)
+    DEEPSEEK_V4_FLASH,
+    DEEPSEEK_V4_PRO,
+    DTYPES_BY_NAME,
+    V4_RATIO_TYPES,
+    AttentionShape,
+    V4Model,
+    get_dtype,
+)
 from attnlab.devices import dtype_bytes
 from attnlab.schemes import TABLE1_SCHEMES, get_scheme
 
@@ -77,11 +103,28 @@ GIB = 2**30  # bytes in one GiB (the unit GPU memory is sold in)
 CACHE_FORMATS: dict[str, tuple[ByteLayout, ByteLayout]] = {
     "deepseek-fp8": (DEEPSEEK_V32_FP8_MLA, DEEPSEEK_V32_FP8_INDEX_KEY),
 }
+#: The same formats for a DeepSeek-V4 layer: (its entry, its index key). "deepseek-fp8": the 584-byte FP8 entry
+#: (448 e4m3 + 64 bf16 RoPE + 7 ue8m0 scales + 1 pad) and the 68-byte FP4 index key, the layouts of DeepSeek's
+#: published V4 vs V3.2 comparison (:data:`attnlab.costs.V4_CACHE_FORMATS` "fp8").
+V4_CACHE_FORMATS: dict[str, tuple[ByteLayout, ByteLayout]] = {
+    "deepseek-fp8": (DEEPSEEK_V4_FP8_ENTRY, DEEPSEEK_V4_FP4_INDEX_KEY),
+}
 
-#: The kinds of layer a :class:`ModelSpec` lists in ``layer_types`` (Hugging Face writes "full_attention" and
-#: "sliding_attention"): a full layer attends to (and caches) every earlier token, a sliding one the last
-#: ``sliding_window``.
-LAYER_TYPES: tuple[str, ...] = ("full", "sliding")
+#: The kinds of layer a :class:`ModelSpec` lists in ``layer_types`` (Hugging Face writes "full_attention",
+#: "sliding_attention", "linear_attention", ...): a full layer attends to (and caches) every earlier token, a
+#: sliding one the last ``sliding_window``; a linear one (Gated DeltaNet, KDA) keeps a fixed state; "v4-sliding",
+#: "csa" and "hca" are DeepSeek-V4's layers (config ``compress_ratios`` 0, 4, 128), sized from ``ModelSpec.v4``.
+LAYER_TYPES: tuple[str, ...] = ("full", "sliding", "linear", "v4-sliding", "csa", "hca")
+#: DeepSeek-V4's layer kinds here, from :data:`attnlab.costs.V4_RATIO_TYPES`' names ("sliding" there).
+V4_LAYER_TYPES: dict[str, str] = {"sliding": "v4-sliding", "csa": "csa", "hca": "hca"}
+_V4_COST_TYPES = {kind: name for name, kind in V4_LAYER_TYPES.items()}  # back to costs' names
+
+
+def v4_layer_types(v4: V4Model) -> tuple[str, ...]:
+    """The ``layer_types`` of a DeepSeek-V4 model: its config's ``compress_ratios`` read as kinds, 0 ->
+    "v4-sliding", 4 -> "csa", 128 -> "hca" (Hugging Face ``_COMPRESS_RATIO_TO_LAYER_TYPE``)."""
+    check_type("v4", v4, V4Model)
+    return tuple(V4_LAYER_TYPES[V4_RATIO_TYPES[r]] for r in v4.compress_ratios)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +146,12 @@ class ModelSpec:
     values of their own but read those of the last earlier layer of their type (Gemma 4's
     ``num_kv_shared_layers``), so they cache nothing; global_head_dim, global_n_kv_heads: the full layers'
     own d_h and n_g when they differ from the sliding ones' (Gemma 4's ``global_head_dim``; 0: the same).
+
+    Linear-attention layers ("linear": Qwen3-Next's Gated DeltaNet, Kimi Linear's KDA), in their configs' names:
+    linear_key_heads H_k and linear_key_dim d_k (``linear_num_key_heads``, ``linear_key_head_dim``),
+    linear_value_heads H_v and linear_value_dim d_v, linear_conv_kernel K (``linear_conv_kernel_dim``; 0: no
+    short convolution). v4: a DeepSeek-V4 model's :class:`~attnlab.costs.V4Model` (window, entry and index-key
+    widths, ``compress_ratios``); its ``layer_types`` are then :func:`v4_layer_types` (v4).
     """
 
     name: str
@@ -126,6 +175,12 @@ class ModelSpec:
     kv_shared_layers: int = 0
     global_head_dim: int = 0
     global_n_kv_heads: int = 0
+    linear_key_heads: int = 0
+    linear_key_dim: int = 0
+    linear_value_heads: int = 0
+    linear_value_dim: int = 0
+    linear_conv_kernel: int = 0
+    v4: V4Model | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
@@ -136,7 +191,8 @@ class ModelSpec:
             check_positive_int(field, getattr(self, field))
         for field in ("kv_lora_rank", "qk_rope_head_dim", "q_lora_rank", "n_params", "max_context",
                       "index_n_heads", "index_head_dim", "index_topk", "sliding_window", "kv_shared_layers",
-                      "global_head_dim", "global_n_kv_heads"):
+                      "global_head_dim", "global_n_kv_heads", "linear_key_heads", "linear_key_dim",
+                      "linear_value_heads", "linear_value_dim", "linear_conv_kernel"):
             check_non_negative_int(field, getattr(self, field))
         check_divisible("n_heads", self.n_heads, "n_kv_heads", self.n_kv_heads)
         check_even("head_dim", self.head_dim)
@@ -182,6 +238,20 @@ class ModelSpec:
             check_even("global_head_dim", self.global_head_dim)
         if self.global_n_kv_heads:
             check_divisible("n_heads", self.n_heads, "global_n_kv_heads", self.global_n_kv_heads)
+        if "linear" in self.layer_types:
+            for field in ("linear_key_heads", "linear_key_dim", "linear_value_heads", "linear_value_dim"):
+                if getattr(self, field) == 0:
+                    raise ValueError(f"layer_types has linear layers: {field} must be > 0, got 0")
+            check_divisible("linear_value_heads", self.linear_value_heads, "linear_key_heads",
+                            self.linear_key_heads)
+        if self.v4 is not None:
+            check_type("v4", self.v4, V4Model, "a costs.V4Model or None")
+            if self.layer_types != v4_layer_types(self.v4):
+                raise ValueError(f"v4={self.v4.name}: layer_types must be v4_layer_types(v4), its compress_ratios "
+                                 "read as 'v4-sliding', 'csa', 'hca'")
+        elif set(self.layer_types) & set(V4_LAYER_TYPES.values()):
+            raise ValueError("layer_types has DeepSeek-V4 layers ('v4-sliding', 'csa', 'hca'): v4 must be the "
+                             "model's costs.V4Model, got None")
 
     @property
     def group_size(self) -> int:
@@ -213,6 +283,12 @@ class ModelSpec:
     def windowed(self) -> bool:
         """True when some layer holds fewer than all tokens: a sliding layer or a shared one."""
         return "sliding" in self.layer_types or self.kv_shared_layers > 0
+
+    @property
+    def proportional(self) -> bool:
+        """True when the cache is tokens x a fixed number of bytes per token: no sliding or shared layer, no
+        linear layer's fixed state, no DeepSeek-V4 window and compressed entries."""
+        return not self.windowed and self.v4 is None and "linear" not in self.layer_types
 
     def layer_shape(self, layer: int, n_kv_heads: int | None = None) -> AttentionShape:
         """The :class:`~attnlab.costs.AttentionShape` of one layer (``n_layers=1``): :meth:`attention_shape`,
@@ -386,6 +462,49 @@ MODELS: dict[str, ModelSpec] = {
         "gpt-oss-20b", "https://huggingface.co/openai/gpt-oss-20b/blob/main/config.json",
         n_layers=24, n_heads=64, n_kv_heads=8, head_dim=64, attention="gqa", hidden_size=2880,
         n_params=20_900_000_000, max_context=131_072, layer_types=_alternating(24, every=2), sliding_window=128),
+    # https://huggingface.co/Qwen/Qwen3-Next-80B-A3B-Instruct/blob/main/config.json: num_hidden_layers 48,
+    # full_attention_interval 4 (no layer_types: layer i is full attention iff (i + 1) % 4 == 0, 12 of 48, the
+    # other 36 Gated DeltaNet), num_attention_heads 16, num_key_value_heads 2, head_dim 256, hidden_size 2048,
+    # linear_num_key_heads 16, linear_key_head_dim 128, linear_num_value_heads 32, linear_value_head_dim 128,
+    # linear_conv_kernel_dim 4, max_position_embeddings 262144; 80B parameters (3B active), model card.
+    "qwen3-next-80b-a3b": _spec(
+        "Qwen3-Next-80B-A3B", "https://huggingface.co/Qwen/Qwen3-Next-80B-A3B-Instruct/blob/main/config.json",
+        n_layers=48, n_heads=16, n_kv_heads=2, head_dim=256, attention="gqa", hidden_size=2048,
+        n_params=80_000_000_000, max_context=262_144,
+        layer_types=tuple("full" if (i + 1) % 4 == 0 else "linear" for i in range(48)),
+        linear_key_heads=16, linear_key_dim=128, linear_value_heads=32, linear_value_dim=128, linear_conv_kernel=4),
+    # https://huggingface.co/moonshotai/Kimi-Linear-48B-A3B-Instruct/blob/main/config.json: num_hidden_layers 27,
+    # linear_attn_config full_attn_layers [4, 8, 12, 16, 20, 24, 27] (1-based: layers 3, 7, ..., 23, 26 here are
+    # MLA, the other 20 KDA), num_heads 32, head_dim 128, short_conv_kernel_size 4; MLA with
+    # num_attention_heads 32, kv_lora_rank 512, qk_rope_head_dim 64 (a slot kept though its MLA uses no RoPE),
+    # v_head_dim 128, q_lora_rank null, hidden_size 2304, max_position_embeddings 1048576; 48B parameters
+    # (3B active), model card (Kimi Linear report, arXiv 2510.26692).
+    "kimi-linear-48b-a3b": _spec(
+        "Kimi-Linear-48B-A3B", "https://huggingface.co/moonshotai/Kimi-Linear-48B-A3B-Instruct/blob/main/config.json",
+        n_layers=27, n_heads=32, n_kv_heads=32, head_dim=128, attention="mla", hidden_size=2304,
+        kv_lora_rank=512, qk_rope_head_dim=64, n_params=48_000_000_000, max_context=1_048_576,
+        layer_types=tuple("full" if i + 1 in (4, 8, 12, 16, 20, 24, 27) else "linear" for i in range(27)),
+        linear_key_heads=32, linear_key_dim=128, linear_value_heads=32, linear_value_dim=128, linear_conv_kernel=4),
+    # https://huggingface.co/deepseek-ai/DeepSeek-V4-Pro/blob/main/config.json: num_hidden_layers 61,
+    # compress_ratios [128, 128] + [4, 128] x 29 + [4] (+ the MTP layer's), num_attention_heads 128, one K = V
+    # head of head_dim 512 (qk_rope_head_dim 64), sliding_window 128, hidden_size 7168, q_lora_rank 1536,
+    # index_n_heads 64, index_head_dim 128, index_topk 1024, max_position_embeddings 1048576 (costs.DEEPSEEK_V4_PRO
+    # holds these); 1.6T parameters (49B active), DeepSeek-V4 report. kv_lora_rank 512 and qk_rope_head_dim 64
+    # are the MLA what-if's widths: V3.2's cache, the one V4 replaced.
+    "deepseek-v4-pro": _spec(
+        "DeepSeek-V4-Pro", "https://huggingface.co/deepseek-ai/DeepSeek-V4-Pro/blob/main/config.json",
+        n_layers=61, n_heads=128, n_kv_heads=1, head_dim=512, attention="mqa", hidden_size=7168,
+        kv_lora_rank=512, qk_rope_head_dim=64, q_lora_rank=1536, n_params=1_600_000_000_000, max_context=1_048_576,
+        layer_types=v4_layer_types(DEEPSEEK_V4_PRO), v4=DEEPSEEK_V4_PRO),
+    # https://huggingface.co/deepseek-ai/DeepSeek-V4-Flash/blob/main/config.json: num_hidden_layers 43,
+    # compress_ratios [0, 0] + [4, 128] x 20 + [4] (2 sliding-only, 21 CSA, 20 HCA), num_attention_heads 64, one
+    # K = V head of 512, sliding_window 128, hidden_size 4096, q_lora_rank 1024, index_topk 512,
+    # max_position_embeddings 1048576 (costs.DEEPSEEK_V4_FLASH); 284B parameters (13B active), DeepSeek-V4 report.
+    "deepseek-v4-flash": _spec(
+        "DeepSeek-V4-Flash", "https://huggingface.co/deepseek-ai/DeepSeek-V4-Flash/blob/main/config.json",
+        n_layers=43, n_heads=64, n_kv_heads=1, head_dim=512, attention="mqa", hidden_size=4096,
+        kv_lora_rank=512, qk_rope_head_dim=64, q_lora_rank=1024, n_params=284_000_000_000, max_context=1_048_576,
+        layer_types=v4_layer_types(DEEPSEEK_V4_FLASH), v4=DEEPSEEK_V4_FLASH),
 }
 
 
@@ -452,8 +571,8 @@ def _layer_parts(spec: ModelSpec, layer: int, scheme: str, n_kv_heads: int | Non
     """Numbers per token of each tensor one layer caches, {name: count} (empty for a layer that reads another
     layer's cache). As published, an MLA model with a lightning indexer caches DSA's parts (MLA's c_kv and
     k_rope plus the index key); a what-if scheme caches its own Table 1 parts only."""
-    if spec.kv_sources[layer] != layer:
-        return ()
+    if spec.kv_sources[layer] != layer or spec.layer_types[layer] == "linear":
+        return ()  # a shared layer reads another's cache; a linear one keeps a fixed state (linear_state_elements)
     return tuple(costs.cache_widths(cache_scheme(spec, scheme), spec.layer_shape(layer, n_kv_heads)).items())
 
 
@@ -485,20 +604,34 @@ def cache_layouts(model: ModelSpec | str, layer: int = 0, dtype: torch.dtype | s
     model with a lightning indexer its index key k^I, 576 + 128 numbers for DeepSeek-V3.2. A name from
     :data:`CACHE_FORMATS` instead uses that published byte layout (``dtype`` then stays bfloat16: the format
     fixes each part's storage): "deepseek-fp8" is FlashMLA's 656-byte FP8 MLA entry plus the 132-byte FP8
-    index key, 656 + 132 = 788 bytes for DeepSeek-V3.2."""
+    index key, 656 + 132 = 788 bytes for DeepSeek-V3.2.
+
+    A DeepSeek-V4 layer, as published, stores its cached vectors (window tokens and compressed entries alike) as
+    one 512-wide entry each, plus a 128-wide index key per CSA entry: these are the layouts of one vector, not
+    of one token (:func:`layer_cache_bytes` counts the vectors); "deepseek-fp8" is then the 584-byte FP8 entry
+    and the 68-byte FP4 index key (:data:`V4_CACHE_FORMATS`). A linear layer caches no tokens: ()."""
     spec = get_model(model)
+    published = scheme is None
     scheme, _ = _check_scheme(spec, scheme, n_kv_heads)
     check_non_negative_int("layer", layer)
     if layer >= spec.n_layers:
         raise ValueError(f"layer={layer} must be < n_layers={spec.n_layers}")
     dtype = get_dtype(dtype)
     if cache_format is not None:
+        if "linear" in spec.layer_types:
+            raise ValueError(f"cache_format={cache_format!r} is DeepSeek's layout; {spec.name} has linear layers "
+                             "whose states it does not cover (leave cache_format None)")
         if not isinstance(cache_format, str) or cache_format not in CACHE_FORMATS:
             raise ValueError(f"cache_format={cache_format!r} must be None (every number in dtype) or one of "
                              f"{tuple(CACHE_FORMATS)}")
         if dtype != torch.bfloat16:
             raise ValueError(f"dtype={dtype} cannot go with cache_format={cache_format!r}: the format fixes each "
                              "part's storage (leave dtype at bfloat16)")
+    if _v4_published(spec, published):
+        entry, index_key = ((uniform_layout(spec.v4.head_dim, dtype, "entry k = v"),
+                             uniform_layout(spec.v4.index_head_dim, dtype, "index key k^I"))
+                            if cache_format is None else V4_CACHE_FORMATS[cache_format])
+        return (entry, index_key) if spec.layer_types[layer] == "csa" else (entry,)
     parts = _cached_parts(spec, layer, scheme, n_kv_heads)
     if not parts:
         return ()
@@ -517,35 +650,149 @@ def cache_layouts(model: ModelSpec | str, layer: int = 0, dtype: torch.dtype | s
     return (entry, index_key) if index else (entry,)
 
 
+def _v4_published(spec: ModelSpec, published: bool) -> bool:
+    """A DeepSeek-V4 model sized as published: its layers hold windows and compressed entries. Any what-if
+    scheme (even its own "mqa") makes every layer a full layer of that scheme on the model's shape."""
+    return published and spec.v4 is not None
+
+
 @lru_cache(maxsize=4096)  # the calculators build a new ModelSpec per slider move: keep the cache bounded
-def _layer_token_bytes(spec: ModelSpec, scheme: str | None, n_kv_heads: int | None, dtype: torch.dtype,
-                       cache_format: str | None) -> tuple[int, ...]:
-    """Bytes one token takes in each layer's cache (0 for a layer that reads another's)."""
-    return tuple(sum(layout.bytes for layout in cache_layouts(spec, i, dtype, scheme, n_kv_heads,
-                                                                 cache_format=cache_format))
-                 for i in range(spec.n_layers))
+def _layer_accounts(spec: ModelSpec, scheme: str | None, n_kv_heads: int | None, dtype: torch.dtype,
+                    cache_format: str | None) -> tuple[tuple[str, int, int, int], ...]:
+    """Per layer (kind, bytes of one cached vector, bytes of one index key, bytes of its fixed state): kind
+    "full", "sliding" or "shared" (a cached vector is one token), "linear" (only a state), or a DeepSeek-V4
+    kind as published; under a what-if scheme a V4 layer is "full"."""
+    published = scheme is None
+    states = _state_bytes(spec, dtype)
+    out = []
+    for i, kind in enumerate(spec.layer_types):
+        layouts = cache_layouts(spec, i, dtype, scheme, n_kv_heads, cache_format=cache_format)
+        if spec.kv_sources[i] != i:
+            kind = "shared"
+        elif kind in V4_LAYER_TYPES.values() and not published:
+            kind = "full"
+        if kind in V4_LAYER_TYPES.values():
+            out.append((kind, layouts[0].bytes, layouts[1].bytes if len(layouts) > 1 else 0, 0))
+        else:
+            out.append((kind, sum(layout.bytes for layout in layouts), 0, states if kind == "linear" else 0))
+    return tuple(out)
+
+
+def _accounts(model: ModelSpec | str, dtype: torch.dtype | str, scheme: str | None, n_kv_heads: int | None,
+              cache_format: str | None) -> tuple[ModelSpec, tuple[tuple[str, int, int, int], ...]]:
+    spec = get_model(model)
+    _check_scheme(spec, scheme, n_kv_heads)
+    if cache_format is not None and not isinstance(cache_format, str):
+        raise ArgumentTypeError(f"cache_format={cache_format!r} must be None or one of {tuple(CACHE_FORMATS)}")
+    return spec, _layer_accounts(spec, scheme, n_kv_heads, get_dtype(dtype), cache_format)
 
 
 def _token_bytes(model: ModelSpec | str, dtype: torch.dtype | str, scheme: str | None, n_kv_heads: int | None,
                  cache_format: str | None) -> tuple[ModelSpec, tuple[int, ...]]:
+    """Bytes one token takes in each layer's cache while the layer keeps it (0: shared or linear layers). Not
+    defined for a DeepSeek-V4 model as published, whose layers keep compressed entries, not tokens."""
+    spec, accounts = _accounts(model, dtype, scheme, n_kv_heads, cache_format)
+    _per_token_only(spec, scheme)
+    return spec, tuple(token for _, token, _, _ in accounts)
+
+
+def _per_token_only(spec: ModelSpec, scheme: str | None) -> None:
+    if _v4_published(spec, scheme is None):
+        raise ValueError(f"{spec.name}'s layers cache a 128-token window plus one compressed entry per 4 or 128 "
+                         "tokens, not a fixed number per token: size it with kv_cache_bytes, layer_cache_bytes or "
+                         "growth_bytes_per_token, or pass a what-if scheme")
+
+
+def _layer_bytes(account: tuple[str, int, int, int], seq_len: int, window: int) -> int:
+    """Bytes one layer holds after ``seq_len`` tokens (one sequence), for its account from
+    :func:`_layer_accounts`: full T x b; sliding min(T, W) x b; shared 0; linear [T > 0] x state; DeepSeek-V4
+    (min(T, W) + floor(T / m)) x entry + [CSA] floor(T / m) x index key
+    (:func:`attnlab.costs.v4_layer_cache_entries`)."""
+    kind, vector, index, state = account
+    if kind == "linear":
+        return state if seq_len else 0
+    if kind in V4_LAYER_TYPES.values():
+        held = costs.v4_layer_cache_entries(_V4_COST_TYPES[kind], seq_len, window=window)
+        return (held["window"] + held["entries"]) * vector + held["index_keys"] * index
+    tokens = {"full": seq_len, "sliding": min(seq_len, window), "shared": 0}[kind]
+    return tokens * vector
+
+
+def linear_state_elements(model: ModelSpec | str) -> dict[str, int]:
+    """Numbers one linear-attention layer keeps per sequence, whatever the context, {"recurrent", "conv"}
+    ({} for a model without linear layers):
+
+        recurrent  H_v x d_k x d_v                 one d_k x d_v matrix S per value head, the delta rule's state
+                                                  (Gated DeltaNet, arXiv 2412.06464, eq. 10; KDA, Kimi Linear
+                                                  report arXiv 2510.26692, §3)
+        conv       (2 H_k d_k + H_v d_v) x (K - 1)  the short causal convolution over q, k and v keeps its
+                                                  last K - 1 inputs (0 when K = 0)
+
+    Qwen3-Next: 32 x 128 x 128 = 524,288 + (2 x 16 x 128 + 32 x 128) x 3 = 24,576. (Hugging Face keeps the
+    recurrent state in float32 and K conv columns; the sizing stores every number in one ``dtype``.)"""
     spec = get_model(model)
-    scheme, _ = _check_scheme(spec, scheme, n_kv_heads)
-    if cache_format is not None and not isinstance(cache_format, str):
-        raise ArgumentTypeError(f"cache_format={cache_format!r} must be None or one of {tuple(CACHE_FORMATS)}")
-    return spec, _layer_token_bytes(spec, scheme, n_kv_heads, get_dtype(dtype), cache_format)
+    if "linear" not in spec.layer_types:
+        return {}
+    conv_dim = 2 * spec.linear_key_heads * spec.linear_key_dim + spec.linear_value_heads * spec.linear_value_dim
+    return {"recurrent": spec.linear_value_heads * spec.linear_key_dim * spec.linear_value_dim,
+            "conv": conv_dim * max(spec.linear_conv_kernel - 1, 0)}
+
+
+def _state_bytes(spec: ModelSpec, dtype: torch.dtype) -> int:
+    """Bytes of one linear layer's fixed state in ``dtype``."""
+    return sum(linear_state_elements(spec).values()) * dtype_bytes(dtype)
+
+
+def fixed_state_bytes(model: ModelSpec | str, batch: int = 1, dtype: torch.dtype | str = torch.bfloat16) -> int:
+    """Bytes the linear layers keep for ``batch`` sequences whatever their length: batch x (linear layers) x
+    :func:`linear_state_elements` x bytes(dtype); 0 for a model without linear layers. Qwen3-Next in bfloat16:
+    36 x 548,864 x 2 = 39,518,208 B per sequence."""
+    spec = get_model(model)
+    check_positive_int("batch", batch)
+    return batch * spec.layer_types.count("linear") * _state_bytes(spec, get_dtype(dtype))
+
+
+def growth_bytes_per_token(model: ModelSpec | str, dtype: torch.dtype | str = torch.bfloat16,
+                           scheme: str | None = None, n_kv_heads: int | None = None, *,
+                           cache_format: str | None = None) -> float:
+    """Bytes the cache grows by per token at long context, past every window (one sequence):
+
+        sum over full layers of b_i  +  sum over CSA / HCA layers of (entry + [CSA] index key) / m
+
+    Sliding, shared and linear layers add nothing there. For a model without windows this is
+    :func:`cache_bytes_per_token`; for DeepSeek-V4 an average over one compressed block (an entry lands every
+    m tokens): V4-Pro in bfloat16, 30 x (1024 + 256) / 4 + 31 x 1024 / 128 = 9,848 B. A float."""
+    spec, accounts = _accounts(model, dtype, scheme, n_kv_heads, cache_format)
+    rates = {V4_LAYER_TYPES[kind]: ratio for ratio, kind in V4_RATIO_TYPES.items() if ratio}  # csa 4, hca 128
+    total = 0.0
+    for kind, vector, index, _ in accounts:
+        if kind == "full":
+            total += vector
+        elif kind in rates:
+            total += (vector + index) / rates[kind]
+    return total
 
 
 def layer_tokens(model: ModelSpec | str, seq_len: int) -> list[int]:
     """Tokens each layer's cache holds after ``seq_len`` tokens of context, layer by layer:
 
-        full: T,    sliding: min(T, W),    shared (reads an earlier layer's cache): 0
+        full: T,    sliding: min(T, W),    shared (reads an earlier layer's cache): 0,    linear: 0 (a state)
 
     W is the config's ``sliding_window``: a query sees itself and the W - 1 tokens before it, so a rolling
-    cache never needs more than W (Mistral 7B, arXiv 2310.06825, §2). Returns a list of ``n_layers`` ints."""
+    cache never needs more than W (Mistral 7B, arXiv 2310.06825, §2). A DeepSeek-V4 layer holds vectors, not
+    tokens: min(T, 128) raw ones and floor(T / m) compressed ones (CSA m = 4, HCA 128), their sum here.
+    Returns a list of ``n_layers`` ints."""
     spec = get_model(model)
     t = check_non_negative_int("seq_len", seq_len)
-    return [0 if source != i else min(t, spec.sliding_window) if kind == "sliding" else t
-            for i, (kind, source) in enumerate(zip(spec.layer_types, spec.kv_sources, strict=True))]
+    out = []
+    for i, (kind, source) in enumerate(zip(spec.layer_types, spec.kv_sources, strict=True)):
+        if kind in V4_LAYER_TYPES.values():
+            held = costs.v4_layer_cache_entries(_V4_COST_TYPES[kind], t, window=spec.v4.window)
+            out.append(held["window"] + held["entries"])
+        else:
+            out.append(0 if source != i or kind == "linear" else min(t, spec.sliding_window) if kind == "sliding"
+                       else t)
+    return out
 
 
 def layer_elements_per_token(model: ModelSpec | str, scheme: str | None = None,
@@ -553,9 +800,12 @@ def layer_elements_per_token(model: ModelSpec | str, scheme: str | None = None,
     """Numbers one token takes in each layer's cache while that layer keeps it: Table 1 of arXiv 2405.04434
     on the layer's own shape (:meth:`ModelSpec.layer_shape`), MHA 2 n_h d_h, MQA 2 d_h, GQA 2 n_g d_h,
     MLA d_c + d_h^R, plus the index key d^I of a model with a lightning indexer as published (DeepSeek-V3.2:
-    512 + 64 + 128 = 704); 0 for a layer that reads another layer's cache. A list of ``n_layers`` ints.
-    ``scheme``/``n_kv_heads`` as in :func:`kv_cache_bytes`."""
+    512 + 64 + 128 = 704); 0 for a layer that reads another layer's cache and for a linear layer (its fixed
+    state: :func:`linear_state_elements`). A list of ``n_layers`` ints. ``scheme``/``n_kv_heads`` as in
+    :func:`kv_cache_bytes`; a DeepSeek-V4 model needs a what-if scheme here (its layers cache entries per 4 or
+    128 tokens: :func:`layer_cache_bytes`)."""
     spec = get_model(model)
+    _per_token_only(spec, scheme)
     scheme, _ = _check_scheme(spec, scheme, n_kv_heads)
     return [sum(_cached_parts(spec, i, scheme, n_kv_heads).values()) for i in range(spec.n_layers)]
 
@@ -576,6 +826,7 @@ def kv_elements_per_token(model: ModelSpec | str, scheme: str | None = None, n_k
     :func:`mla_dims`).
     """
     spec = get_model(model)
+    _per_token_only(spec, scheme)
     scheme, _ = _check_scheme(spec, scheme, n_kv_heads)
     per_layer = check_bool("per_layer", per_layer)
     widths = [sum(v for k, v in _cached_parts(spec, i, scheme, n_kv_heads).items() if k != "index_key")
@@ -596,6 +847,8 @@ def cache_bytes_per_token(model: ModelSpec | str, dtype: torch.dtype | str = tor
     :func:`cache_layouts` summed over the layers that keep a cache, by default every cached number
     (:func:`layer_elements_per_token`) x bytes per element of ``dtype`` (bf16: 2, fp8: 1). DeepSeek-V3.2 in
     bf16: (576 + 128) x 2 x 61 = 85,888 B; with ``cache_format="deepseek-fp8"`` (656 + 132) x 61 = 48,068 B.
+    Linear layers add nothing per token (their state is fixed: :func:`fixed_state_bytes`); a DeepSeek-V4 model
+    as published has no such figure (:func:`growth_bytes_per_token`).
 
     For a model without windows, what each token of any context costs. For a windowed one, the slope up to
     the window only: past it a token costs only the full layers' share (:func:`kv_cache_bytes` sizes a
@@ -611,12 +864,17 @@ def layer_cache_bytes(model: ModelSpec | str, seq_len: int = 1, batch: int = 1,
         bytes_i = batch x tokens_i(seq_len) x (bytes per token of layer i)
 
     with tokens_i from :func:`layer_tokens` (T, min(T, W) or 0) and a token's bytes from
-    :func:`cache_layouts` (by default :func:`layer_elements_per_token` x bytes(dtype)). A list of
-    ``n_layers`` ints; :func:`kv_cache_bytes` is its sum."""
-    tokens = layer_tokens(model, seq_len)
+    :func:`cache_layouts` (by default :func:`layer_elements_per_token` x bytes(dtype)). A linear layer holds
+    its fixed state instead, [T > 0] x :func:`linear_state_elements` x bytes(dtype), whatever T; a DeepSeek-V4
+    layer (as published) (min(T, 128) + floor(T / m)) entries and, in CSA, floor(T / m) index keys, each in
+    :func:`cache_layouts`' bytes, as :func:`attnlab.costs.v4_cache_bytes` counts them. A list of ``n_layers``
+    ints; :func:`kv_cache_bytes` is its sum."""
+    spec = get_model(model)
+    t = check_non_negative_int("seq_len", seq_len)
     check_positive_int("batch", batch)
-    per_token = _token_bytes(model, dtype, scheme, n_kv_heads, cache_format)[1]
-    return [batch * t * b for t, b in zip(tokens, per_token, strict=True)]
+    spec, accounts = _accounts(spec, dtype, scheme, n_kv_heads, cache_format)
+    window = spec.v4.window if spec.v4 is not None else spec.sliding_window
+    return [batch * _layer_bytes(account, t, window) for account in accounts]
 
 
 def kv_cache_bytes(model: ModelSpec | str, seq_len: int = 1, batch: int = 1,
@@ -650,7 +908,8 @@ def marginal_cache_bytes(model: ModelSpec | str, seq_len: int, dtype: torch.dtyp
 
 def reduction_vs_mha(model: ModelSpec | str, scheme: str | None = None,
                      n_kv_heads: int | None = None) -> float:
-    """How many times smaller the cache is than the same model's MHA cache: (2 n_h d_h) / (scheme's)."""
+    """How many times smaller the cache is than the same model's MHA cache: (2 n_h d_h) / (scheme's), over the
+    layers that cache tokens (a hybrid's linear layers keep their states either way)."""
     mha = kv_elements_per_token(model, "mha")
     return mha / kv_elements_per_token(model, scheme, n_kv_heads)
 
@@ -664,11 +923,15 @@ def attention_macs_per_cached_token(model: ModelSpec | str, scheme: str | None =
     whatever the number of KV heads (sharing saves memory, not arithmetic).
     MLA in its absorbed mode (W^UK folded into the query, W^UV into the output; DeepSeek-V3
     ``inference/model.py``): each head scores the (d_c + d_h^R)-wide cached vector and mixes the
-    d_c-wide latent, n_h (2 d_c + d_h^R).
+    d_c-wide latent, n_h (2 d_c + d_h^R). ``per_layer=False`` sums over the layers that attend to cached
+    tokens (a hybrid's linear layers do not).
     """
     spec = get_model(model)
+    _per_token_only(spec, scheme)
     scheme, n_g = _check_scheme(spec, scheme, n_kv_heads)
-    return costs.macs_per_cached_token(scheme, spec.attention_shape(n_g), per_layer=per_layer)
+    attending = spec.n_layers - spec.layer_types.count("linear")  # a hybrid's linear layers hold no tokens
+    shape = replace(spec.attention_shape(n_g), n_layers=attending)
+    return costs.macs_per_cached_token(scheme, shape, per_layer=per_layer)
 
 
 def decode_flops_per_byte(model: ModelSpec | str, scheme: str | None = None, n_kv_heads: int | None = None,
@@ -677,6 +940,7 @@ def decode_flops_per_byte(model: ModelSpec | str, scheme: str | None = None, n_k
     2 x :func:`attention_macs_per_cached_token` / (elements per token per layer x bytes(dtype));
     :func:`attnlab.costs.attention_intensity` for ``model``."""
     spec = get_model(model)
+    _per_token_only(spec, scheme)
     scheme, n_g = _check_scheme(spec, scheme, n_kv_heads)
     return costs.attention_intensity(scheme, spec.attention_shape(n_g), get_dtype(dtype))
 
@@ -702,21 +966,33 @@ def tokens_that_fit(model: ModelSpec | str, gpu_gib: float, dtype: torch.dtype |
         T = floor(budget / s_all)                  if budget < W s_all
         T = W + floor((budget - W s_all) / s_full)  otherwise (one sequence's context)
 
-    and when no layer is full (s_full = 0) the cache stops growing at W tokens: once W s_all fits, any
-    context fits and the answer is ``math.inf``."""
+    A linear layer's fixed state comes out of the budget once the first token is in; a DeepSeek-V4 cache grows
+    in steps (an entry per 4 or 128 tokens). Every one of these caches grows monotonically with T, so T is
+    found by doubling and bisection on :func:`kv_cache_bytes` (one sequence), which gives the closed forms
+    above where they apply. When no layer grows past its window (no full, CSA or HCA layer) the cache stops
+    growing: once it fits at the longest window, any context fits and the answer is ``math.inf``."""
     budget = int(check_real("gpu_gib", gpu_gib, 0.0, strict=True) * GIB)
     if weights_dtype is not None:
         budget -= weight_bytes(model, weights_dtype)
     budget = max(budget, 0)
-    spec, per_token = _token_bytes(model, dtype, scheme, n_kv_heads, cache_format)
-    s_all = sum(per_token)  # bytes per token inside every window
-    s_full = sum(b for b, kind in zip(per_token, spec.layer_types, strict=True) if kind == "full")  # past them
-    window = spec.sliding_window
-    if s_full == s_all or budget < window * s_all:
-        return budget // s_all
-    if s_full == 0:
-        return math.inf
-    return window + (budget - window * s_all) // s_full
+    spec = get_model(model)
+
+    def size(t: int) -> int:
+        return kv_cache_bytes(spec, t, 1, dtype, scheme, n_kv_heads, cache_format=cache_format)
+
+    if growth_bytes_per_token(spec, dtype, scheme, n_kv_heads, cache_format=cache_format) == 0:
+        hi = max(spec.sliding_window, spec.v4.window if spec.v4 is not None else 0, 1)  # flat from here on
+        if size(hi) <= budget:
+            return math.inf
+    else:
+        hi = 1
+        while size(hi) <= budget:
+            hi *= 2
+    lo = 0  # size(lo) <= budget < size(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if size(mid) <= budget else (lo, mid)
+    return lo
 
 
 def weight_bytes(model: ModelSpec | str, dtype: torch.dtype | str = torch.bfloat16) -> int:
@@ -767,12 +1043,30 @@ def kv_formula(model: ModelSpec | str, scheme: str | None = None, n_kv_heads: in
     """The numbers one layer caches per token, as a formula with this model's numbers filled in, e.g. "2 n_g d_h
     = 2 × 8 × 128 = 2,048" (Table 1): the :attr:`~attnlab.schemes.Scheme.formula` of :func:`cache_scheme` on
     the model's shape (DeepSeek-V3.2 as published: "d_c + d_h^R + d^I = 512 + 64 + 128 = 704"). When the full
-    layers' widths differ from the sliding ones' (Gemma 4), one formula per kind: "sliding: ...; full: ..."."""
+    layers' widths differ from the sliding ones' (Gemma 4), one formula per kind: "sliding: ...; full: ...".
+    A linear layer's fixed state and, as published, a DeepSeek-V4 layer's window and compressed entries get
+    their own formula ("linear: H_v d_k d_v + (2 H_k d_k + H_v d_v)(K - 1) = ..."; "csa: (min(T, 128) + T/4)
+    × 512 + T/4 × 128")."""
     spec = get_model(model)
+    published = scheme is None
     scheme, _ = _check_scheme(spec, scheme, n_kv_heads)
     key = cache_scheme(spec, scheme)
     formulas = {}
     for i, kind in enumerate(spec.layer_types):
+        if kind == "linear":
+            state = linear_state_elements(spec)
+            conv = 2 * spec.linear_key_heads * spec.linear_key_dim + spec.linear_value_heads * spec.linear_value_dim
+            formulas.setdefault(kind, f"state H_v d_k d_v + (2 H_k d_k + H_v d_v)(K - 1) = {spec.linear_value_heads} "
+                                f"× {spec.linear_key_dim} × {spec.linear_value_dim} + {conv:,} × "
+                                f"{max(spec.linear_conv_kernel - 1, 0)} = {sum(state.values()):,} per sequence")
+            continue
+        if _v4_published(spec, published):
+            v4 = spec.v4
+            rate = {"csa": "T/4", "hca": "T/128", "v4-sliding": ""}[kind]
+            held = f"(min(T, {v4.window}) + {rate})" if rate else f"min(T, {v4.window})"
+            index = f" + {rate} × {v4.index_head_dim}" if kind == "csa" else ""
+            formulas.setdefault(kind, f"{held} × {v4.head_dim}{index}")
+            continue
         shape = spec.layer_shape(i, n_kv_heads)
         per = costs.cache_elements_per_token(key, shape, per_layer=True)
         formulas.setdefault(kind, f"{get_scheme(key).formula.format(**vars(shape))} = {per:,}")
@@ -786,11 +1080,16 @@ def layer_plan(model: ModelSpec | str) -> str:
     full", "12 sliding (window 512) + 3 full keep a cache; 20 read an earlier layer's"."""
     spec = get_model(model)
     owners = spec.layer_types[:spec.n_layers - spec.kv_shared_layers]
+    if spec.v4 is not None:  # "2 sliding + 21 CSA (1 entry per 4 tokens) + 20 HCA (per 128), each with ..."
+        named = {"v4-sliding": "sliding", "csa": "CSA (1 entry per 4 tokens)", "hca": "HCA (1 entry per 128)"}
+        return " + ".join(f"{owners.count(kind)} {name}" for kind, name in named.items() if kind in owners) + (
+            f", each keeping its last {spec.v4.window} tokens")
     n_sliding, n_full = owners.count("sliding"), owners.count("full")
+    n_linear = owners.count("linear")
     parts = ([f"{n_sliding} sliding (window {spec.sliding_window:,})"] if n_sliding else []) + (
-        [f"{n_full} full"] if n_full else [])
+        [f"{n_linear} linear (fixed state)"] if n_linear else []) + ([f"{n_full} full"] if n_full else [])
     if spec.kv_shared_layers:
         return " + ".join(parts) + f" keep a cache; {spec.kv_shared_layers} read an earlier layer's"
-    if not n_sliding:
+    if not n_sliding and not n_linear:
         return f"{spec.n_layers} layers, all full"
     return " + ".join(parts) if n_full else f"{parts[0]}, none full"

@@ -92,26 +92,37 @@ def figures(state: CalculatorState) -> dict:
     seq_len x batch, tokens that fit in gpu_gib, and each scheme's reduction against MHA. For a model with
     sliding windows, bytes per token is the slope inside the window and ``bytes_past_window`` the slope past
     it (the full layers only; 0 when the cache stops growing); ``beyond_context``: the context is longer
-    than the model's published ``max_context``."""
+    than the model's published ``max_context``. ``growth_per_token``: bytes per token past every window
+    (:func:`attnlab.sizing.growth_bytes_per_token`); ``fixed_state``: the linear layers' states for the batch.
+    A DeepSeek-V4 model as published (scheme "v4") has no bytes per token (None): its layers add an entry per 4
+    or 128 tokens; its bars are what-ifs, and ``reduction["v4"]`` is MHA's cache over its own at ``seq_len``."""
     spec = state.spec
     per_scheme = {
         s: sizing.cache_bytes_per_token(spec, state.dtype, s, state.gqa_kv_heads if s == "gqa" else None)
         for s in SCHEMES
     }
-    selected = spec.attention
+    v4 = spec.v4 is not None
+    selected = "v4" if v4 else spec.attention
+    cache = sizing.kv_cache_bytes(spec, state.seq_len, state.batch, state.dtype)
+    reduction = {s: per_scheme["mha"] / per_scheme[s] for s in SCHEMES}
+    if v4:
+        mha = sizing.kv_cache_bytes(spec, state.seq_len, state.batch, state.dtype, "mha")
+        reduction["v4"] = mha / cache if cache else math.nan
     return {
         "scheme": selected,
-        "cache_scheme": sizing.cache_scheme(spec),  # DeepSeek-V3.2: MLA plus its indexer's key, "dsa"
-        "elements_per_layer": sizing.layer_elements_per_token(spec),
+        "cache_scheme": selected if v4 else sizing.cache_scheme(spec),  # V3.2: MLA plus its index key, "dsa"
+        "elements_per_layer": None if v4 else sizing.layer_elements_per_token(spec),
         "formula": sizing.kv_formula(spec),
-        "bytes_per_token": sizing.cache_bytes_per_token(spec, state.dtype),
-        "cache_bytes": sizing.kv_cache_bytes(spec, state.seq_len, state.batch, state.dtype),
+        "bytes_per_token": None if v4 else sizing.cache_bytes_per_token(spec, state.dtype),
+        "growth_per_token": sizing.growth_bytes_per_token(spec, state.dtype),
+        "fixed_state": sizing.fixed_state_bytes(spec, state.batch, state.dtype),
+        "cache_bytes": cache,
         "tokens_that_fit": sizing.tokens_that_fit(spec, state.gpu_gib, state.dtype),
         "bytes_past_window": (sizing.marginal_cache_bytes(spec, spec.sliding_window, state.dtype)
                               if spec.sliding_window else None),
         "beyond_context": 0 < spec.max_context < state.seq_len,
         "per_scheme": per_scheme,
-        "reduction": {s: per_scheme["mha"] / per_scheme[s] for s in SCHEMES},
+        "reduction": reduction,
     }
 
 
@@ -137,22 +148,38 @@ def readout_html(state: CalculatorState) -> str:
     """The calculator's numbers as a small HTML table (pure: same state, same string)."""
     f = figures(state)
     spec = state.spec
-    scheme = get_scheme(f["cache_scheme"]).label
+    v4 = f["scheme"] == "v4"
+    scheme = "DeepSeek-V4 (CSA + HCA)" if v4 else get_scheme(f["cache_scheme"]).label
     dtype = _dtype_name(state.dtype)
     fit = f["tokens_that_fit"]
     context = _context_label(state.seq_len)
     one_sequence = sizing.kv_cache_bytes(spec, state.seq_len, 1, state.dtype)
-    if not spec.windowed:
+    n_linear = spec.layer_types.count("linear")
+    if spec.proportional:
         sequences = fit / state.seq_len if state.seq_len else 0.0
     else:  # a windowed cache is not proportional to its context: count whole sequences' caches
         sequences = state.gpu_gib * sizing.GIB / one_sequence if one_sequence else math.inf
     cache = f"{sizing.gib(f['cache_bytes']):,.2f} GiB"
     if f["beyond_context"]:
         cache += f" (beyond its published {spec.max_context:,}-token context)"
-    rows = [(f"{scheme}: cached numbers per token per layer", html.escape(f["formula"]))]
-    if spec.windowed:
+    if v4:
+        rows = [(f"{scheme}: cached numbers per layer after T tokens", html.escape(f["formula"])),
+                ("Layers", html.escape(sizing.layer_plan(spec))),
+                (f"Growth per token past the {spec.v4.window}-token window ({dtype})",
+                 f"{f['growth_per_token']:,.0f} B ({sizing.format_bytes(f['growth_per_token'])}): an entry per 4 "
+                 "tokens (CSA) or 128 (HCA), on average")]
+    elif n_linear:
+        rows = [(f"{scheme}: cached numbers per token per layer; linear layers: a fixed state",
+                 html.escape(f["formula"])),
+                ("Layers", html.escape(sizing.layer_plan(spec))),
+                (f"Bytes per token ({spec.n_layers - n_linear} {scheme} layers, {dtype})",
+                 f"{f['bytes_per_token']:,} B ({sizing.format_bytes(f['bytes_per_token'])})"),
+                (f"Fixed state ({n_linear} linear layers × batch {state.batch}, {dtype})",
+                 f"{f['fixed_state']:,} B ({sizing.format_bytes(f['fixed_state'])}) at any context")]
+    elif spec.windowed:
         past = f["bytes_past_window"]
-        rows += [
+        rows = [
+            (f"{scheme}: cached numbers per token per layer", html.escape(f["formula"])),
             ("Layers", html.escape(sizing.layer_plan(spec))),
             (f"Bytes per token inside the {spec.sliding_window:,}-token window ({dtype})",
              f"{f['bytes_per_token']:,} B ({sizing.format_bytes(f['bytes_per_token'])})"),
@@ -161,22 +188,28 @@ def readout_html(state: CalculatorState) -> str:
              else "0 B: every layer holds the window only, the cache stops growing"),
         ]
     else:
-        rows.append((f"Bytes per token ({spec.n_layers} layers, {dtype})",
-                     f"{f['bytes_per_token']:,} B ({sizing.format_bytes(f['bytes_per_token'])})"))
+        rows = [(f"{scheme}: cached numbers per token per layer", html.escape(f["formula"])),
+                (f"Bytes per token ({spec.n_layers} layers, {dtype})",
+                 f"{f['bytes_per_token']:,} B ({sizing.format_bytes(f['bytes_per_token'])})")]
     if fit == math.inf:
         fit_text = f"any context (the cache stops growing at {spec.sliding_window:,} tokens)"
-    elif not spec.windowed:
+    elif spec.proportional:
         fit_text = f"{fit:,} ({sequences:,.1f} sequences of {context})"
     else:  # one sequence's context
         fit_text = f"{fit:,}" + (f" (beyond its published {spec.max_context:,})" if 0 < spec.max_context < fit else "")
-    fits = "Context that fits" if spec.windowed else "Tokens that fit"
+    fits = "Tokens that fit" if spec.proportional else "Context that fits"
     rows += [
         (f"Cache for {context} tokens × batch {state.batch}", cache),
         (f"{fits} in {state.gpu_gib:g} GiB (cache only)", fit_text),
     ]
-    if spec.windowed:
+    if not spec.proportional:
         rows.append((f"Sequences of {context} that fit", f"{sequences:,.1f}" if sequences != math.inf else "any"))
-    rows.append((f"{scheme} against MHA", f"{sizing.format_ratio(f['reduction'][f['scheme']])}× smaller"))
+    reduction = f["reduction"][f["scheme"]]
+    if v4:  # not one ratio per token: MHA's cache over V4's at this context
+        rows.append((f"MHA on the same shape against {scheme} at {context}",
+                     f"{sizing.format_ratio(reduction)}× larger" if state.seq_len else "–"))
+    else:
+        rows.append((f"{scheme} against MHA", f"{sizing.format_ratio(reduction)}× smaller"))
     cells = "".join(
         f'<tr><td style="padding:2px 12px 2px 0">{html.escape(k)}</td>'
         f'<td style="padding:2px 0;text-align:right;font-variant-numeric:tabular-nums"><b>{v}</b></td></tr>'
@@ -270,7 +303,7 @@ class CacheCalculator(widgets.VBox):
             n_heads=slider("Query heads n_h", 1, 128),
             n_kv_heads=widgets.SelectionSlider(options=[1], value=1, description="KV heads n_g (GQA)",
                                                continuous_update=False, style=style, layout=layout),
-            head_dim=slider("Head dim d_h", 16, 256, 16),
+            head_dim=slider("Head dim d_h", 16, 512, 16),
             d_c=slider("Latent d_c (MLA)", 32, 2048, 32),
             d_h_rope=slider("RoPE dim d_h^R (MLA)", 0, 256, 8),
             seq_len=widgets.SelectionSlider(options=list(CONTEXT_OPTIONS), value=2**17,
@@ -320,14 +353,19 @@ class CacheCalculator(widgets.VBox):
 
     def _layers(self, n_layers: int, n_heads: int) -> dict:
         """The loaded model's indexer and layer kinds (sliding windows, shared caches, the full layers' own
-        widths); the layer kinds only as long as the layer count is still its own, else every layer is full."""
+        widths, linear layers' state shapes, DeepSeek-V4's windows and compressed entries); the layer kinds only
+        as long as the layer count is still its own, else every layer is full. DeepSeek-V4's layers only while
+        the scheme shown is its own too: another scheme is the what-if of every layer full with that scheme."""
         model = MODELS[self.controls.model.value]
         fields = {"index_n_heads": model.index_n_heads, "index_head_dim": model.index_head_dim,
                   "index_topk": model.index_topk}
-        if n_layers != model.n_layers:
+        if n_layers != model.n_layers or (model.v4 is not None and self.controls.scheme.value != model.attention):
             return fields
         fields |= {"layer_types": model.layer_types, "sliding_window": model.sliding_window,
-                   "kv_shared_layers": model.kv_shared_layers, "global_head_dim": model.global_head_dim}
+                   "kv_shared_layers": model.kv_shared_layers, "global_head_dim": model.global_head_dim,
+                   "v4": model.v4, "linear_key_heads": model.linear_key_heads, "linear_key_dim": model.linear_key_dim,
+                   "linear_value_heads": model.linear_value_heads, "linear_value_dim": model.linear_value_dim,
+                   "linear_conv_kernel": model.linear_conv_kernel}
         if model.global_n_kv_heads and n_heads % model.global_n_kv_heads == 0:
             fields["global_n_kv_heads"] = model.global_n_kv_heads
         return fields

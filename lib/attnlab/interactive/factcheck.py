@@ -29,6 +29,9 @@ def model_table(context_lens: tuple[int, ...] = (4096, 32768, 131072), gpu_gib: 
     flattens past its window), beyond ({context: the context is longer than the published max_context}),
     weight_bytes (bf16), weights_fit (bool), tokens_fit (tokens of cache beside the bf16 weights in
     ``gpu_gib`` GiB; 0 when the weights alone exceed it; ``math.inf`` when the cache stops growing), note.
+    A DeepSeek-V4 model's published row has scheme "v4" (its window and compressed entries; its four Table 1
+    rows are what-ifs with every layer full) and, as bytes_per_token, the average growth past the window
+    (:func:`attnlab.sizing.growth_bytes_per_token`, a float).
     """
     for n in context_lens:
         check_positive_int("context_lens", n)
@@ -36,11 +39,13 @@ def model_table(context_lens: tuple[int, ...] = (4096, 32768, 131072), gpu_gib: 
     for key, spec in MODELS.items():
         weights = sizing.weight_bytes(spec, torch.bfloat16)
         fit = weights <= int(float(gpu_gib) * sizing.GIB)
-        for scheme in SCHEMES:
+        for scheme in ((None,) if spec.v4 is not None else ()) + SCHEMES:
             n_kv = gqa_start(spec) if scheme == "gqa" else None
-            per = sizing.cache_bytes_per_token(spec, dtype, scheme, n_kv)
+            per = (sizing.growth_bytes_per_token(spec, dtype) if scheme is None
+                   else sizing.cache_bytes_per_token(spec, dtype, scheme, n_kv))
             rows.append({
-                "model": key, "name": spec.name, "scheme": scheme, "published": scheme == spec.attention,
+                "model": key, "name": spec.name, "scheme": scheme or "v4",
+                "published": scheme is None or (scheme == spec.attention and spec.v4 is None),
                 "n_kv_heads": n_kv, "bytes_per_token": per,
                 "cache_bytes": {n: sizing.kv_cache_bytes(spec, n, 1, dtype, scheme, n_kv) for n in context_lens},
                 "beyond": {n: 0 < spec.max_context < n for n in context_lens},
@@ -52,6 +57,8 @@ def model_table(context_lens: tuple[int, ...] = (4096, 32768, 131072), gpu_gib: 
 
 
 def _label(row: dict) -> str:
+    if row["scheme"] == "v4":
+        return "DeepSeek-V4 (CSA + HCA) — published"
     name = get_scheme(sizing.cache_scheme(row["model"], row["scheme"])).label  # DeepSeek-V3.2 as published: DSA
     if row["scheme"] == "gqa":
         name += f" ({row['n_kv_heads']} KV heads)"
@@ -91,12 +98,14 @@ def table_html(model: str, seq_len: int, gpu_gib: float, dtype: torch.dtype | st
     rows = model_rows(model, seq_len, gpu_gib, dtype)
     spec = MODELS[model]
     per_token = f"bytes per token{' (inside the window)' if spec.windowed else ''}"
+    if spec.v4 is not None:
+        per_token += " (V4: its average growth past the window)"
     titles = ("scheme", per_token, f"cache at {seq_len:,} tokens{beyond_note(model, seq_len)}",
               f"tokens beside the weights ({gpu_gib:g} GiB)")
     head = "".join(f'<th style="padding:2px 10px;text-align:left">{h}</th>' for h in titles)
     body = "".join(
         f'<tr><td style="padding:2px 10px">{html.escape(_label(r))}</td>'
-        f'<td style="padding:2px 10px">{r["bytes_per_token"]:,}</td>'
+        f'<td style="padding:2px 10px">{r["bytes_per_token"]:,.0f}</td>'
         f'<td style="padding:2px 10px">{format_bytes(r["cache_bytes"][seq_len])}</td>'
         f'<td style="padding:2px 10px">{html.escape(fit_text(r["tokens_fit"], model))}'
         f'{" (" + html.escape(r["note"]) + ")" if r["note"] else ""}'
@@ -121,7 +130,8 @@ def chart_svg(model: str, seq_len: int, gpu_gib: float, dtype: torch.dtype | str
         n_bytes = r["cache_bytes"][seq_len]
         w = (width - left - 90) * n_bytes / top
         parts.append(svg_text(left - 8, y + 18, _label(r), text_anchor="end"))
-        parts.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{SCHEME_COLORS[r["scheme"]]}"/>')
+        color = SCHEME_COLORS.get(r["scheme"], "#555555")  # DeepSeek-V4's own row has no Table 1 colour
+        parts.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{color}"/>')
         parts.append(svg_text(left + w + 6, y + 18, format_bytes(n_bytes)))
     parts.append("</svg>")
     return "".join(parts)

@@ -154,7 +154,8 @@ def gqa_figures(model: ModelSpec | str, n_kv_heads: int, dtype: torch.dtype | st
     """What the GQA explorer shows for ``model`` resized to ``n_kv_heads`` KV heads, all from
     :mod:`attnlab.sizing`: group size r, bytes per token (all layers), the per-layer formula, the cache
     of one :data:`READOUT_CONTEXT`-token sequence, the reduction against the same model's MHA, the bytes
-    per token as published, and whether this setting is the published one."""
+    per token as published (DeepSeek-V4: its average growth past the window, an entry per 4 or 128 tokens), and
+    whether this setting is the published one (never for MLA or V4 models, whose GQA is a what-if)."""
     spec = sizing.get_model(model)
     config = _attention_config(spec.n_heads, n_kv_heads)
     per_token = sizing.cache_bytes_per_token(spec, dtype, "gqa", n_kv_heads)
@@ -169,8 +170,9 @@ def gqa_figures(model: ModelSpec | str, n_kv_heads: int, dtype: torch.dtype | st
         "cache_bytes": sizing.kv_cache_bytes(spec, READOUT_CONTEXT, 1, dtype, "gqa", n_kv_heads),
         "reduction_vs_mha": sizing.reduction_vs_mha(spec, "gqa", n_kv_heads),
         "published_scheme": spec.attention,
-        "published_bytes_per_token": sizing.cache_bytes_per_token(spec, dtype),
-        "is_published": spec.attention != "mla" and n_kv_heads == spec.n_kv_heads,
+        "published_bytes_per_token": (sizing.growth_bytes_per_token(spec, dtype) if spec.v4 is not None
+                                      else sizing.cache_bytes_per_token(spec, dtype)),
+        "is_published": spec.attention != "mla" and spec.v4 is None and n_kv_heads == spec.n_kv_heads,
     }
 
 
@@ -185,7 +187,7 @@ def gqa_readout_html(model: ModelSpec | str, n_kv_heads: int, dtype: torch.dtype
                                            f"{get_scheme(f['kind']).label})"),
         ("Cached numbers per token per layer", f["formula"]),
         (f"Bytes per token inside the {spec.sliding_window:,}-token window ({dtype_name})" if spec.windowed
-         else f"Bytes per token ({spec.n_layers} layers, {dtype_name})",
+         else f"Bytes per token ({spec.n_layers - spec.layer_types.count('linear')} layers, {dtype_name})",
          f"{f['bytes_per_token']:,} B ({sizing.format_bytes(f['bytes_per_token'])})"),
         (f"Cache of one {READOUT_CONTEXT:,}-token sequence", f"{sizing.gib(f['cache_bytes']):,.2f} GiB"),
         ("Against the same model with MHA", f"{sizing.format_ratio(f['reduction_vs_mha'])}× smaller"),
@@ -196,7 +198,11 @@ def gqa_readout_html(model: ModelSpec | str, n_kv_heads: int, dtype: torch.dtype
         for k, v in rows
     )
     published = sizing.format_bytes(f["published_bytes_per_token"])
-    if f["published_scheme"] == "mla":
+    if spec.v4 is not None:
+        note = (f"{spec.name} does not use GQA: each layer keeps its last {spec.v4.window} tokens and compressed "
+                f"entries (chapter 20), {published} per token on average as published. Every GQA setting here is a "
+                "what-if with every layer full.")
+    elif f["published_scheme"] == "mla":
         note = (f"{spec.name} does not use GQA: it uses MLA (chapter 7), {published} per token as published. "
                 f"Every GQA setting here is a what-if.")
     elif f["is_published"]:
@@ -284,8 +290,9 @@ def decode_read_bytes(model: ModelSpec | str, seq_len: int, batch: int = 1, sche
     return {"weights": weights, "cache": cache, "total": weights + cache, "per_token": (weights + cache) / batch}
 
 
-#: Dense models the decode widget offers (DeepSeek-V2/V3 are mixtures of experts: n_params is not read).
-DENSE_MODELS: tuple[str, ...] = tuple(k for k, m in MODELS.items() if m.attention != "mla")
+#: Dense models the decode widget offers (DeepSeek-V2/V3 are mixtures of experts: n_params is not read; V4's
+#: layers are none of the MHA/MQA pair the widget compares).
+DENSE_MODELS: tuple[str, ...] = tuple(k for k, m in MODELS.items() if m.attention != "mla" and m.v4 is None)
 
 
 def decode_svg(model: ModelSpec | str, seq_len: int, batch: int = 1,
