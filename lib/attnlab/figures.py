@@ -26,11 +26,12 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
 import plotly.io as pio
+import torch
 from cycler import cycler
 from plotly.basedatatypes import BaseFigure
 
@@ -197,6 +198,91 @@ def figure_text(fig: go.Figure) -> str:
     return "\n".join(parts)
 
 
+def _rows(values, name: str) -> list[list[float]]:
+    rows = values.detach().to("cpu", torch.float64).tolist() if isinstance(values, torch.Tensor) else values
+    if (not isinstance(rows, (list, tuple)) or not rows or not all(isinstance(r, (list, tuple)) for r in rows)
+            or len({len(r) for r in rows}) != 1 or not rows[0]):
+        raise ValueError(f"{name} must be a non-empty 2-D tensor or list of equal rows (n_q, n_k)")
+    return [list(r) for r in rows]
+
+
+def heatmap_figure(weights, keys: Sequence[str], queries: Sequence[str] | None = None, title: str = "",
+                   zmax: float | None = None, selected=None, height: int | None = None,
+                   value_name: str = "weight") -> go.Figure:
+    """An attention matrix (n_q, n_k) as a heatmap, rows the queries, columns the keys, white (0) to blue
+    (``zmax``, default the largest entry); hovering a cell names the token pair, "query 'sat' (5) -> key
+    'cat' (2)", and its ``value_name``. ``queries`` label the rows (default: the last n_q keys, as in
+    causal self-attention). ``selected`` (a 0/1 matrix of the same shape, e.g. DSA's top-k) outlines the
+    chosen cells. Tokens are shown with escapes (``repr``), positions keep repeated tokens apart."""
+    z = _rows(weights, "weights")
+    n_q, n_k = len(z), len(z[0])
+    keys = [str(k) for k in keys]
+    if len(keys) != n_k:
+        raise ValueError(f"len(keys)={len(keys)} must equal the number of keys n_k={n_k}")
+    if queries is None:
+        if n_q > n_k:
+            raise ValueError(f"n_q={n_q} > n_k={n_k}: pass queries to label the rows")
+        queries = keys[n_k - n_q:]
+    queries = [str(q) for q in queries]
+    if len(queries) != n_q:
+        raise ValueError(f"len(queries)={len(queries)} must equal the number of queries n_q={n_q}")
+    show = [repr(t)[1:-1] for t in keys], [repr(t)[1:-1] for t in queries]
+    pairs = [[[show[1][i], i, show[0][j], j] for j in range(n_k)] for i in range(n_q)]
+    top = zmax if zmax is not None else (max(max(r) for r in z) or 1.0)
+    size = height or max(320, min(720, 60 + 22 * n_q))
+    fig = new_figure(title, "key (attended to)", "query (attending)", height=size)
+    fig.add_trace(go.Heatmap(
+        z=z, x=list(range(n_k)), y=list(range(n_q)), zmin=0.0, zmax=top, colorscale=[list(c) for c in WEIGHT_SCALE],
+        customdata=pairs, xgap=1, ygap=1, colorbar=dict(title=dict(text=value_name), thickness=12),
+        hovertemplate=f"query '%{{customdata[0]}}' (%{{customdata[1]}}) → key '%{{customdata[2]}}' "
+                      f"(%{{customdata[3]}})<br>{value_name} %{{z:.3f}}<extra></extra>"))
+    if selected is not None:
+        mask = _rows(selected, "selected")
+        if (len(mask), len(mask[0])) != (n_q, n_k):
+            raise ValueError(f"selected has shape ({len(mask)}, {len(mask[0])}), weights ({n_q}, {n_k})")
+        cells = [(j, i) for i in range(n_q) for j in range(n_k) if mask[i][j]]
+        fig.add_trace(go.Scatter(
+            x=[j for j, _ in cells], y=[i for _, i in cells], mode="markers", name="selected",
+            marker=dict(symbol="square-open", size=max(6, min(16, 300 // max(n_q, n_k))), color=COLORS["cache"],
+                        line=dict(width=1.5)), hoverinfo="skip", showlegend=False))
+    fig.update_xaxes(tickvals=list(range(n_k)), ticktext=show[0], tickangle=-90, showgrid=False, showline=False,
+                     ticks="")
+    fig.update_yaxes(tickvals=list(range(n_q)), ticktext=show[1], autorange="reversed", showgrid=False,
+                     showline=False, ticks="")
+    return fig
+
+
+def choice_figure(options: Mapping[str, go.Figure]) -> go.Figure:
+    """One figure that shows one of several (same axes, e.g. heatmaps of one sentence for several heads),
+    picked with buttons above it (plotly ``updatemenus``: works in a static page too). The first option
+    shows at first; each button shows its option's traces and title. The layout is the first option's."""
+    if not isinstance(options, Mapping) or not options:
+        raise ValueError("options must be a non-empty mapping of button label -> figure")
+    for label, fig in options.items():
+        _check_figure(f"options[{label!r}]", fig)
+    first = next(iter(options.values()))
+    combined = go.Figure(layout=first.layout)
+    spans = []
+    for fig in options.values():
+        start = len(combined.data)
+        for trace in fig.data:
+            combined.add_trace(trace)
+        spans.append((start, len(combined.data)))
+    n = len(combined.data)
+    buttons = []
+    for (label, fig), (start, end) in zip(options.items(), spans, strict=True):
+        visible = [start <= i < end for i in range(n)]
+        buttons.append(dict(label=label, method="update",
+                            args=[{"visible": visible}, {"title.text": fig.layout.title.text}]))
+    for i, trace in enumerate(combined.data):
+        trace.visible = spans[0][0] <= i < spans[0][1]
+    combined.update_layout(updatemenus=[dict(type="buttons", direction="right", buttons=buttons, x=0.0,
+                                             xanchor="left", y=1.0, yanchor="bottom", pad=dict(b=6),
+                                             showactive=True, active=0)],
+                           margin=dict(t=(first.layout.margin.t or 50) + 40))
+    return combined
+
+
 # --------------------------------------------------------------------------------------------------
 # the bar chart of the calculators
 
@@ -309,6 +395,6 @@ class LiveFigure(go.FigureWidget):
 
 
 __all__ = ["BACKGROUND", "CONFIG", "FAINT", "FONT", "FONT_FAMILY", "HIGHLIGHT", "INK", "MATPLOTLIB_RC",
-           "PLOTLY_SYMBOLS", "TEMPLATE", "WEIGHT_SCALE", "Bar", "LiveFigure", "Segment", "figure_html",
-           "figure_json", "figure_text", "hbar_figure", "mimebundle", "new_figure", "scheme_style", "show",
-           "trace_data"]
+           "PLOTLY_SYMBOLS", "TEMPLATE", "WEIGHT_SCALE", "Bar", "LiveFigure", "Segment", "choice_figure", "figure_html",
+           "figure_json", "figure_text", "hbar_figure", "heatmap_figure", "mimebundle", "new_figure",
+           "scheme_style", "show", "trace_data"]
