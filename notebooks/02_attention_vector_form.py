@@ -316,7 +316,7 @@ print(f"largest |difference| from the model's own weights: {diff_model:.1e}")
 # %% slideshow={"slide_type": "subslide"}
 # hover a bar for the token pair and its weight
 fig = figures.new_figure(f"layer {layer}, head {head}: where the query '{tokens[t]}' looks", "key", "weight")
-fig.add_bar(x=list(range(t + 1)), y=w_t.tolist(), marker_color=COLORS["query"],
+fig.add_bar(x=list(range(t + 1)), y=[round(w, 4) for w in w_t.tolist()], marker_color=COLORS["query"],
             customdata=[[tok, j] for j, tok in enumerate(tokens[: t + 1])],
             hovertemplate=f"query '{tokens[t]}' ({t}) → key '%{{customdata[0]}}' (%{{customdata[1]}})"
                           "<br>weight %{y:.3f}<extra></extra>")
