@@ -11,7 +11,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -227,15 +226,17 @@ def test_attention_captured():
         W.attention_captured(w, recent.float())
 
 
-def test_draw_selection_outlines_every_selected_cell():
+def test_selection_figure_outlines_every_selected_cell():
     scores = torch.randn(1, 6, 6).masked_fill(~torch.ones(6, 6, dtype=torch.bool).tril(), -torch.inf)
     selected = selection_mask(topk_indices(scores, 3), 6)[0]
-    fig, ax = plt.subplots()
-    W.draw_selection(ax, torch.softmax(scores[0], -1), selected, [str(i) for i in range(6)])
-    assert len(ax.patches) == int(selected.sum())
-    plt.close(fig)
+    weights = torch.softmax(scores[0], -1)
+    heat, outlined = W.selection_figure(weights, selected, [str(i) for i in range(6)]).data
+    cells = sorted((heat.y.index(q), heat.x.index(k)) for q, k in zip(outlined.y, outlined.x, strict=True))
+    assert cells == sorted(map(tuple, selected.nonzero().tolist()))
+    assert heat.z[5][2] == round(float(weights[5, 2]), 4)
+    assert (heat.y[5], heat.x[2]) == ("'5' 5", "'2' 2")  # hover: the query's and the key's token and position
     with pytest.raises(ValueError, match="selected must be a boolean"):
-        W.draw_selection(ax, torch.zeros(6, 6), torch.zeros(5, 5, dtype=torch.bool), list("abcdef"))
+        W.selection_figure(torch.zeros(6, 6), torch.zeros(5, 5, dtype=torch.bool), list("abcdef"))
 
 
 def test_tiny_dsa_model_prefers_the_trained_checkpoint(tmp_path):

@@ -210,11 +210,12 @@ def heatmap_figure(weights, keys: Sequence[str], queries: Sequence[str] | None =
                    zmax: float | None = None, selected=None, height: int | None = None,
                    value_name: str = "weight") -> go.Figure:
     """An attention matrix (n_q, n_k) as a heatmap, rows the queries, columns the keys, white (0) to blue
-    (``zmax``, default the largest entry); hovering a cell names the token pair, "query 'sat' (5) -> key
-    'cat' (2)", and its ``value_name``. ``queries`` label the rows (default: the last n_q keys, as in
+    (``zmax``, default the largest entry); hovering a cell names the token pair, "query 'sat' 5 -> key
+    'cat' 2" (token and position), and its ``value_name``. ``queries`` label the rows (default: the last n_q keys, as in
     causal self-attention). ``selected`` (a 0/1 matrix of the same shape, e.g. DSA's top-k) outlines the
-    chosen cells. Tokens are shown with escapes (``repr``), positions keep repeated tokens apart."""
-    z = _rows(weights, "weights")
+    chosen cells. Tokens are shown with escapes (``repr``) and their positions (repeated tokens stay apart); values are
+    stored to 4 decimals (what hover shows), so the figure is the same on every CPU."""
+    z = [[round(v, 4) for v in r] for r in _rows(weights, "weights")]  # the last bits differ between CPUs
     n_q, n_k = len(z), len(z[0])
     keys = [str(k) for k in keys]
     if len(keys) != n_k:
@@ -226,29 +227,27 @@ def heatmap_figure(weights, keys: Sequence[str], queries: Sequence[str] | None =
     queries = [str(q) for q in queries]
     if len(queries) != n_q:
         raise ValueError(f"len(queries)={len(queries)} must equal the number of queries n_q={n_q}")
-    show = [repr(t)[1:-1] for t in keys], [repr(t)[1:-1] for t in queries]
-    pairs = [[[show[1][i], i, show[0][j], j] for j in range(n_k)] for i in range(n_q)]
+    # each axis label names the token and its position, "'cat' 2", so repeated tokens stay apart
+    x = [f"{repr(t)} {j}" for j, t in enumerate(keys)]
+    y = [f"{repr(t)} {n_k - n_q + i}" for i, t in enumerate(queries)]
     top = zmax if zmax is not None else (max(max(r) for r in z) or 1.0)
     size = height or max(320, min(720, 60 + 22 * n_q))
     fig = new_figure(title, "key (attended to)", "query (attending)", height=size)
     fig.add_trace(go.Heatmap(
-        z=z, x=list(range(n_k)), y=list(range(n_q)), zmin=0.0, zmax=top, colorscale=[list(c) for c in WEIGHT_SCALE],
-        customdata=pairs, xgap=1, ygap=1, colorbar=dict(title=dict(text=value_name), thickness=12),
-        hovertemplate=f"query '%{{customdata[0]}}' (%{{customdata[1]}}) → key '%{{customdata[2]}}' "
-                      f"(%{{customdata[3]}})<br>{value_name} %{{z:.3f}}<extra></extra>"))
+        z=z, x=x, y=y, zmin=0.0, zmax=top, colorscale=[list(c) for c in WEIGHT_SCALE], xgap=1, ygap=1,
+        colorbar=dict(title=dict(text=value_name), thickness=12),
+        hovertemplate=f"query %{{y}} → key %{{x}}<br>{value_name} %{{z:.3f}}<extra></extra>"))
     if selected is not None:
         mask = _rows(selected, "selected")
         if (len(mask), len(mask[0])) != (n_q, n_k):
             raise ValueError(f"selected has shape ({len(mask)}, {len(mask[0])}), weights ({n_q}, {n_k})")
         cells = [(j, i) for i in range(n_q) for j in range(n_k) if mask[i][j]]
         fig.add_trace(go.Scatter(
-            x=[j for j, _ in cells], y=[i for _, i in cells], mode="markers", name="selected",
+            x=[x[j] for j, _ in cells], y=[y[i] for _, i in cells], mode="markers", name="selected",
             marker=dict(symbol="square-open", size=max(6, min(16, 300 // max(n_q, n_k))), color=COLORS["cache"],
                         line=dict(width=1.5)), hoverinfo="skip", showlegend=False))
-    fig.update_xaxes(tickvals=list(range(n_k)), ticktext=show[0], tickangle=-90, showgrid=False, showline=False,
-                     ticks="")
-    fig.update_yaxes(tickvals=list(range(n_q)), ticktext=show[1], autorange="reversed", showgrid=False,
-                     showline=False, ticks="")
+    fig.update_xaxes(type="category", tickangle=-90, showgrid=False, showline=False, ticks="")
+    fig.update_yaxes(type="category", autorange="reversed", showgrid=False, showline=False, ticks="")
     return fig
 
 

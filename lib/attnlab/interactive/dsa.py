@@ -5,7 +5,7 @@ Everything a widget shows is computed by a pure function, so tests check it with
 - chapter 10: :func:`tiny_dsa_model` (the course's tiny DSA model, or the tiny MLA model with fresh,
   untrained indexers when no trained one is shipped), :func:`index_scores` (the indexer's scores with either RoPE
   pairing), :func:`attention_captured` and :func:`recent_selection` (how much of the dense attention a
-  selection keeps), :func:`draw_selection` (an attention map with the selected cells outlined), and the
+  selection keeps), :func:`selection_figure` (an attention map with the selected cells outlined, plotly), and the
   cost explorer: :func:`decode_cost_figures` (numbers from :func:`attnlab.dsa.layer_cost`),
   :func:`cost_figure`, :func:`cost_readout_html`, :func:`cost_explorer`;
 - chapter 11: :func:`outlier_inputs` (queries and keys with a few large channels),
@@ -27,15 +27,14 @@ from pathlib import Path
 import ipywidgets as widgets
 import plotly.graph_objects as go
 import torch
-from matplotlib.patches import Rectangle
 from plotly.subplots import make_subplots
 
 from attnlab._validate import check_ndim, check_non_negative_int, check_positive_int
 from attnlab.dsa import DeepSeekSparseAttention, LightningIndexer, crossover_context, layer_cost
-from attnlab.figures import INK, Bar, LiveFigure, Segment, hbar_figure, new_figure
+from attnlab.figures import INK, Bar, LiveFigure, Segment, hbar_figure, heatmap_figure, new_figure
 from attnlab.interactive.svg import html_table as _table
 from attnlab.model import TinyLM, checkpoint_path, load_checkpoint
-from attnlab.plots import COLORS, SCHEME_COLORS, attention_heatmap
+from attnlab.plots import COLORS, SCHEME_COLORS
 from attnlab.quant import FP8_E4M3_MAX, SCALE_FORMATS, fake_quantize_fp8, fwht
 from attnlab.rope import rotate_pairs
 from attnlab.sizing import MODELS, ModelSpec, format_bytes, format_si, get_model
@@ -127,16 +126,14 @@ def attention_captured(weights: torch.Tensor, selected: torch.Tensor) -> torch.T
     return (a * selected).sum(dim=-1)
 
 
-def draw_selection(ax, weights: torch.Tensor, selected: torch.Tensor, tokens: Sequence[str],
-                   title: str | None = None, vmax: float | None = None, color: str = COLORS["cache"]):
-    """:func:`attnlab.plots.attention_heatmap` of ``weights`` (seq, seq) with every selected cell of
-    ``selected`` (seq, seq, boolean) outlined in ``color``. Returns the Axes."""
+def selection_figure(weights: torch.Tensor, selected: torch.Tensor, tokens: Sequence[str], title: str = "",
+                     zmax: float | None = None) -> go.Figure:
+    """:func:`attnlab.figures.heatmap_figure` of ``weights`` (seq, seq) with every selected cell of
+    ``selected`` (seq, seq, boolean: the indexer's top-k per query) outlined in red; hover names the token
+    pair and its weight."""
     if selected.shape != weights.shape or selected.dtype != torch.bool:
         raise ValueError(f"selected must be a boolean tensor of shape {tuple(weights.shape)}")
-    attention_heatmap(weights, tokens, ax=ax, title=title, vmax=vmax)
-    for t, s in selected.nonzero().tolist():
-        ax.add_patch(Rectangle((s - 0.5, t - 0.5), 1, 1, fill=False, edgecolor=color, linewidth=1.1))
-    return ax
+    return heatmap_figure(weights, tokens, title=title, zmax=zmax, selected=selected, height=640)
 
 
 # ----------------------------------------------------------------------------------------------------
