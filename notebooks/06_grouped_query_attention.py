@@ -384,7 +384,8 @@ fig = figures.new_figure("Cache against quality on the tiny model (hover a point
 hover = "%{text}<br>%{x:,} B per token<br>loss %{y:.3f}<extra></extra>"  # losses to 3 decimals, as printed above
 fig.add_scatter(x=xs, y=[round(conv_loss[n], 3) for n in kv_options], mode="lines+markers+text",
                 line=dict(color=COLORS["muted"], dash="dash"), marker=dict(size=9, color=COLORS["muted"]),
-                text=[f"n_g = {n}" for n in kv_options], textposition="top right", hovertemplate=hover,
+                text=[f"n_g = {n}" for n in kv_options], hovertemplate=hover,
+                textposition=["top right"] * (len(kv_options) - 1) + ["top left"],
                 name="tiny_mha mean-pooled, no uptraining")
 for name, model in scratch.items():
     style = figures.scheme_style(model.config.attention_config().kind)
@@ -396,6 +397,7 @@ fig.add_scatter(x=[tiny_cache_bytes_per_token(student)], y=[round(uptrained_loss
                 text=[f"n_g = {n_g}, uptrained"], hovertemplate=hover,
                 name=f"n_g = {n_g} conversion + {UPTRAIN.steps} steps uptraining")
 fig.update_xaxes(tickvals=xs, ticktext=[f"{x:,} B" for x in xs])
+fig.update_layout(legend=dict(orientation="h", x=0, y=-0.2, xanchor="left", yanchor="top"), height=480)
 figures.show(fig, "ch06-cache-vs-quality")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
