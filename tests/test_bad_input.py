@@ -722,6 +722,11 @@ CASES: list[Case] = [
     Case("Bar.segments", figures.Bar, lambda: figures.Bar("MHA", ()), ValueError, "segments"),
     Case("hbar_figure.bars", figures.hbar_figure, lambda: figures.hbar_figure([], "t"), ValueError, "bars"),
     Case("LiveFigure.figure", figures.LiveFigure, lambda: figures.LiveFigure(None), ValueError, "figure"),
+    Case("heatmap_figure.keys", figures.heatmap_figure,
+         lambda: figures.heatmap_figure(torch.ones(2, 3), ["a", "b"]), ValueError, "keys"),
+    Case("heatmap_figure.weights", figures.heatmap_figure, lambda: figures.heatmap_figure([1.0, 2.0], ["a"]),
+         ValueError, "weights"),
+    Case("choice_figure.options", figures.choice_figure, lambda: figures.choice_figure({}), ValueError, "options"),
 ]
 
 # Public names of the core modules that take no input a check could refuse, with the reason. Everything else

@@ -231,7 +231,7 @@ def heatmap_figure(weights, keys: Sequence[str], queries: Sequence[str] | None =
     x = [f"{repr(t)} {j}" for j, t in enumerate(keys)]
     y = [f"{repr(t)} {n_k - n_q + i}" for i, t in enumerate(queries)]
     top = zmax if zmax is not None else (max(max(r) for r in z) or 1.0)
-    size = height or max(320, min(720, 60 + 22 * n_q))
+    size = height or max(360, min(720, 200 + 18 * n_q))
     fig = new_figure(title, "key (attended to)", "query (attending)", height=size)
     fig.add_trace(go.Heatmap(
         z=z, x=x, y=y, zmin=0.0, zmax=top, colorscale=[list(c) for c in WEIGHT_SCALE], xgap=1, ygap=1,
@@ -246,8 +246,11 @@ def heatmap_figure(weights, keys: Sequence[str], queries: Sequence[str] | None =
             x=[x[j] for j, _ in cells], y=[y[i] for _, i in cells], mode="markers", name="selected",
             marker=dict(symbol="square-open", size=max(6, min(16, 300 // max(n_q, n_k))), color=COLORS["cache"],
                         line=dict(width=1.5)), hoverinfo="skip", showlegend=False))
-    fig.update_xaxes(type="category", tickangle=-90, showgrid=False, showline=False, ticks="")
-    fig.update_yaxes(type="category", autorange="reversed", showgrid=False, showline=False, ticks="")
+    small = dict(size=FONT_SIZE - 2) if max(n_q, n_k) > 24 else {}  # every token labelled, smaller when many
+    fig.update_xaxes(type="category", tickmode="array", tickvals=x, ticktext=x, tickangle=-90, tickfont=small,
+                     showgrid=False, showline=False, ticks="")
+    fig.update_yaxes(type="category", tickmode="array", tickvals=y, ticktext=y, autorange="reversed",
+                     tickfont=small, showgrid=False, showline=False, ticks="")
     return fig
 
 
@@ -323,8 +326,8 @@ def hbar_figure(bars: Sequence[Bar], title: str, x_title: str = "", format_value
     """Horizontal bars, first on top, on a linear axis from 0: trace j holds every bar's j-th segment
     (stacked), a text trace writes each bar's ``text`` after its end, hover gives label, segment and value
     (``format_value(v)``, default ``f"{v:,}"``). With ``fig`` (from ``plotly.subplots.make_subplots``) the
-    bars go into its panel (``row``, ``col``) and ``title`` is the panel's x-axis title. Pure: same bars,
-    same figure; the number of traces is the longest bar's segment count plus one."""
+    bars go into its panel (``row``, ``col``), whose subplot title names them (``title`` is then unused).
+    Pure: same bars, same figure; the number of traces is the longest bar's segment count plus one."""
     if not bars:
         raise ValueError("bars must not be empty")
     fmt = format_value or (lambda v: f"{v:,}")
@@ -336,13 +339,14 @@ def hbar_figure(bars: Sequence[Bar], title: str, x_title: str = "", format_value
         fig = new_figure(title, x_title, height=height or 90 + 44 * len(bars))
         fig.update_layout(barmode="stack", showlegend=False, bargap=0.3)
     depth = max(len(b.segments) for b in bars)
+    emphasis = not all(b.selected for b in bars)  # outline the selected bars only when some are not
     for j in range(depth):
         parts = [b.segments[j] if j < len(b.segments) else None for b in bars]
         fig.add_trace(go.Bar(
             y=labels, x=[p.value if p else 0 for p in parts], orientation="h", name=f"segment {j}",
             marker=dict(color=[p.color if p else BACKGROUND for p in parts],
                         opacity=[1.0 if b.selected else 0.55 for b in bars],
-                        line=dict(color=INK, width=[1.5 if b.selected else 0 for b in bars])),
+                        line=dict(color=INK, width=[1.5 if b.selected and emphasis else 0 for b in bars])),
             customdata=[[p.name if p else "", fmt(p.value) if p else ""] for p in parts],
             hovertemplate="%{y}<br>%{customdata[0]}: %{customdata[1]}<extra></extra>", showlegend=False),
             **panel)
@@ -353,8 +357,8 @@ def hbar_figure(bars: Sequence[Bar], title: str, x_title: str = "", format_value
         textfont=dict(size=FONT_SIZE, color=INK)), **panel)
     fig.update_xaxes(range=[0, longest * 1.6], rangemode="tozero", **panel)
     fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=labels, showgrid=False, **panel)
-    if panel:
-        fig.update_xaxes(title_text=x_title or title, **panel)
+    if panel and x_title:
+        fig.update_xaxes(title_text=x_title, **panel)
     return fig
 
 

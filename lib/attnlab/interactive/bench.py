@@ -313,8 +313,9 @@ def roofline_plotly(report: dict, schemes: Sequence[str] | None = None, context:
     fig.add_scatter(x=xs, y=[min(bw * x, peak) for x in xs], mode="lines", name="roofline",
                     line=dict(color=INK, width=2), showlegend=False,
                     hovertemplate="intensity %{x:.3g} FLOP/B<br>attainable %{y:.3g} FLOP/s<extra>roofline</extra>")
-    fig.add_vline(x=balance, line=dict(color="#999999", dash="dot", width=1),
-                  annotation_text=f"balance {balance:.1f} FLOP/B", annotation_position="bottom left")
+    fig.add_vline(x=balance, line=dict(color="#999999", dash="dot", width=1))
+    fig.add_annotation(x=math.log10(balance), y=0.02, xref="x", yref="paper", text=f"balance {balance:.1f} FLOP/B ",
+                       xanchor="right", yanchor="bottom", showarrow=False, font=dict(color="#555555"))  # log axis
     for r in rows:
         label = SCHEME_LABELS.get(r["scheme"], r["scheme"])
         fig.add_scatter(x=[r["intensity"]], y=[r["achieved_flops"]], mode="markers", name=label,

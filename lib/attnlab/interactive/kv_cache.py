@@ -323,6 +323,6 @@ def cache_context_figure(models: Sequence[str], lengths: Sequence[int], batches:
                 hovertemplate=f"{spec.name} weights: {w:,} B ({sizing.format_bytes(w)})<extra></extra>"))
     ticks = sorted(set(lengths))
     fig.update_xaxes(tickvals=ticks, ticktext=[f"{n // 1024}K" if n < 2**20 else f"{n // 2**20}M" for n in ticks])
-    fig.update_layout(legend=dict(x=0.01, y=0.99, xanchor="left", yanchor="top", font=dict(size=11)),
+    fig.update_layout(legend=dict(x=1.02, y=1.0, xanchor="left", yanchor="top", font=dict(size=11)),
                       hovermode="closest")
     return fig
