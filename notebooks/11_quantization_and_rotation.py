@@ -147,11 +147,13 @@ fig = figures.new_figure("FP8 e4m3: relative spacing of the representable number
 fig.add_scatter(x=positive[:-1].tolist(), y=gaps.tolist(), mode="lines+markers", line_shape="hv", showlegend=False,
                 line_color=COLORS["query"], marker_size=4, customdata=positive[1:].tolist(),
                 hovertemplate="value %{x:.6g}, next %{customdata:.6g}<br>gap / value = %{y:.4f}<extra></extra>")
-fig.add_vline(x=normal_min, line=dict(color=COLORS["muted"], dash="dash", width=1),
-              annotation_text="smallest normal 2⁻⁶: below it, fixed steps of 2⁻⁹", annotation_position="top right")
-fig.add_hline(y=2 * FP8_E4M3_RELATIVE_ERROR, line=dict(color=COLORS["cache"], dash="dot", width=1),
-              annotation_text="2⁻³: the widest normal step", annotation_position="bottom right",
-              annotation_font_color=COLORS["cache"])
+fig.add_vline(x=normal_min, line=dict(color=COLORS["muted"], dash="dash", width=1))
+fig.add_hline(y=2 * FP8_E4M3_RELATIVE_ERROR, line=dict(color=COLORS["cache"], dash="dot", width=1))
+# on a log axis an annotation sits at log10 of its value
+fig.add_annotation(x=math.log10(normal_min), y=0.98, xref="x", yref="paper", xanchor="left", yanchor="top",
+                   text=" smallest normal 2⁻⁶: below it, fixed steps of 2⁻⁹", showarrow=False)
+fig.add_annotation(x=math.log10(2**-5.8), y=math.log10(2 * FP8_E4M3_RELATIVE_ERROR), xanchor="left",
+                   yanchor="bottom", text="2⁻³: the widest normal step", showarrow=False, font_color=COLORS["cache"])
 figures.show(fig, "ch11-fp8-spacing")  # hover a step: the value, the next one and the relative gap
 
 # %% [markdown] slideshow={"slide_type": "slide"}

@@ -291,7 +291,7 @@ FULL = dt.DSATrainConfig(**full["dsa_train"])
 assert full["source"] == "tiny_mla" and dsa_model.config.index_topk == FULL.top_k
 w, s = full["warmup"], full["sparse"]
 
-fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07, specs=[[{"secondary_y": True}, {}, {}]],
+fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08,
                     subplot_titles=[f"Stage 1: dense warm-up, lr {FULL.warmup_lr:g}",
                                     f"Stage 2: sparse training, lr {FULL.sparse_lr:g}", "Stage 2: the indexer's KL"])
 step_hover = "step %{x}<br>%{y:.4f}<extra>%{fullData.name}</extra>"  # hover a point; drag to zoom a stretch
@@ -300,7 +300,7 @@ fig.add_scatter(x=w["step"], y=w["kl"], name="KL, each step", line=dict(color=CO
 fig.add_scatter(x=w["step"], y=smooth(w["kl"], 10), name="KL, running mean", line_color=COLORS["index"],
                 hovertemplate=step_hover, row=1, col=1)
 fig.add_scatter(x=w["eval_step"], y=w["recall"], name=f"top-{FULL.top_k} recall", mode="lines+markers",
-                line_color=COLORS["cache"], marker_size=5, hovertemplate=step_hover, row=1, col=1, secondary_y=True)
+                line_color=COLORS["cache"], marker_size=5, hovertemplate=step_hover, row=1, col=1)  # both in [0, 1]
 fig.add_scatter(x=s["eval_step"], y=s["val_loss_sparse"], name="DSA, sparse", mode="lines+markers",
                 line_color=SCHEME_COLORS["dsa"], marker_size=5, hovertemplate=step_hover, row=1, col=2)
 fig.add_scatter(x=[s["eval_step"][-1]], y=[full["val_loss"]["dsa_dense"]], name="DSA at the end, dense",
@@ -314,9 +314,8 @@ fig.add_scatter(x=s["step"], y=s["kl"], name="KL over S_t, each step", line=dict
 fig.add_scatter(x=s["step"], y=smooth(s["kl"], 10), name="KL over S_t, running mean", line_color=COLORS["index"],
                 hovertemplate=step_hover, row=1, col=3)
 fig.update_xaxes(title_text="step")
-fig.update_yaxes(title_text="KL(p_t || Softmax(I_t)), nats per query", row=1, col=1, secondary_y=False)
-fig.update_yaxes(title_text=f"top-{FULL.top_k} recall", range=[0, 1], row=1, col=1, secondary_y=True,
-                 title_font_color=COLORS["cache"], showgrid=False)
+fig.update_yaxes(title_text=f"KL(p_t || Softmax(I_t)) (nats) · top-{FULL.top_k} recall", rangemode="tozero",
+                 row=1, col=1)
 fig.update_yaxes(title_text="validation loss", row=1, col=2)
 fig.update_yaxes(title_text="KL over S_t, nats per query", row=1, col=3)
 fig.update_layout(template="attnlab", height=420, legend=dict(orientation="h", y=-0.25, x=0))
