@@ -314,7 +314,7 @@ fig.add_scatter(x=s["step"], y=s["kl"], name="KL over S_t, each step", line=dict
 fig.add_scatter(x=s["step"], y=smooth(s["kl"], 10), name="KL over S_t, running mean", line_color=COLORS["index"],
                 hovertemplate=step_hover, row=1, col=3)
 fig.update_xaxes(title_text="step")
-fig.update_yaxes(title_text=f"KL(p_t || Softmax(I_t)) (nats) · top-{FULL.top_k} recall", rangemode="tozero",
+fig.update_yaxes(title_text=f"KL (nats per query) · top-{FULL.top_k} recall", rangemode="tozero",
                  row=1, col=1)
 fig.update_yaxes(title_text="validation loss", row=1, col=2)
 fig.update_yaxes(title_text="KL over S_t, nats per query", row=1, col=3)
