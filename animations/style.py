@@ -1,7 +1,8 @@
 """One visual style for every course animation: colours per role, fonts, sizes and small builders.
 
 The colours are the course's roles from :data:`attnlab.plots.COLORS`, so a key is the same green in a
-plot, a widget and an animation. Sizes are chosen for a projector: at 480p (the low-quality render)
+plot, a widget and an animation; background, ink, faint and highlight colours and the font are those of
+:mod:`attnlab.figures`, the plots' style. Sizes are chosen for a projector: at 480p (the low-quality render)
 the frame is 8 units = 480 px high, one unit is 60 px, and a ``Text`` of ``font_size`` f has an em of
 about 0.83 f px (DejaVu Sans), a ``MathTex`` about 0.65 f px. :data:`MIN_FONT_SIZE` and
 :data:`MIN_MATH_FONT_SIZE` keep every glyph at an em of at least 24 px there; the tests check that no
@@ -34,6 +35,7 @@ from manim import (
     interpolate_color,
 )
 
+from attnlab import figures
 from attnlab.plots import COLORS, SCHEME_COLORS
 
 # --------------------------------------------------------------------------------------------------
@@ -49,15 +51,15 @@ INDEX = ManimColor(COLORS["index"])  # teal: DSA's lightning indexer
 MUTED = ManimColor(COLORS["muted"])  # grey: masked, inactive, secondary
 SCHEME = {name: ManimColor(hex_) for name, hex_ in SCHEME_COLORS.items()}  # per attention scheme
 
-BACKGROUND = ManimColor("#FFFFFF")
-INK = ManimColor("#1A1A1A")  # text and outlines
-FAINT = ManimColor("#E4E4E4")  # empty or masked cells
-HIGHLIGHT = ManimColor("#E8A400")  # the thing to look at right now (a merged pair, the new token)
+BACKGROUND = ManimColor(figures.BACKGROUND)  # white, as in every plot (attnlab.figures)
+INK = ManimColor(figures.INK)  # text and outlines
+FAINT = ManimColor(figures.FAINT)  # empty or masked cells
+HIGHLIGHT = ManimColor(figures.HIGHLIGHT)  # the thing to look at right now (a merged pair, the new token)
 
 # --------------------------------------------------------------------------------------------------
 # fonts and sizes (see the module docstring for the pixel arithmetic)
 
-FONT = "DejaVu Sans"
+FONT = figures.FONT  # DejaVu Sans, the plots' font too
 MONO = "DejaVu Sans Mono"
 MIN_FONT_SIZE = 30  # Text: em = 0.83 x 30 = 25 px at 480p
 MIN_MATH_FONT_SIZE = 38  # MathTex: em = 0.65 x 38 = 25 px at 480p

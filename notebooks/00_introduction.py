@@ -43,10 +43,10 @@ import torch
 from IPython.display import HTML, Markdown, display
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from attnlab import factcheck, schemes, show_source, sizing
+from attnlab import factcheck, figures, schemes, show_source, sizing
 from attnlab.exercises import ch00
 from attnlab.sizing import MODELS, SCHEMES, format_bytes, format_ratio, gib
-from attnlab.widgets import CalculatorState, cache_calculator, render_html
+from attnlab.widgets import CalculatorState, bar_chart_figure, cache_calculator, readout_html
 
 _ = torch.manual_seed(0)  # nothing below is random; every chapter fixes the seed all the same
 
@@ -226,7 +226,7 @@ calc = cache_calculator("deepseek-v3")
 calc
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# The calculator draws its readout with a pure function of its state, so the same view can be rendered
+# The calculator draws its readout and chart with pure functions of its state, so the same view can be rendered
 # without a live kernel. Here it is for Llama-3-70B serving a batch of sequences as long as its published
 # context window, in bfloat16:
 
@@ -234,7 +234,8 @@ calc
 llama70 = MODELS["llama-3-70b"]
 state = CalculatorState(spec=llama70, gqa_kv_heads=llama70.n_kv_heads, seq_len=llama70.max_context, batch=16)
 display(Markdown(f"{llama70.name}: batch {state.batch} × {state.seq_len:,} tokens"))
-display(HTML(render_html(state)))
+display(HTML(readout_html(state)))
+figures.show(bar_chart_figure(state), "ch00-llama-70b-cache")  # hover a bar for its exact bytes
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Cache size against context length

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
 
-from attnlab import show_source
+from attnlab import figures, show_source
 from attnlab.attention import attention_flops, attention_vector, softmax
 from attnlab.devices import dtype_bytes
 from attnlab.exercises import ch02
@@ -320,13 +320,14 @@ display(Markdown(
 print(f"largest |difference| from the model's own weights: {diff_model:.1e}")
 
 # %% slideshow={"slide_type": "subslide"}
-fig, ax = plt.subplots(figsize=(10.5, 3.6))
-ax.bar(range(t + 1), w_t.tolist(), color=COLORS["query"])
-ax.set_xticks(range(t + 1), tokens[: t + 1], rotation=60, ha="right", rotation_mode="anchor", fontsize=10)
-ax.set(ylabel="weight", title=f"layer {layer}, head {head}: where the query '{tokens[t]}' looks")
-ax.grid(axis="y", alpha=0.3)
-fig.tight_layout()
-plt.show()
+# hover a bar for the token pair and its weight
+fig = figures.new_figure(f"layer {layer}, head {head}: where the query '{tokens[t]}' looks", "key", "weight")
+fig.add_bar(x=list(range(t + 1)), y=[round(w, 4) for w in w_t.tolist()], marker_color=COLORS["query"],
+            customdata=[[tok, j] for j, tok in enumerate(tokens[: t + 1])],
+            hovertemplate=f"query '{tokens[t]}' ({t}) → key '%{{customdata[0]}}' (%{{customdata[1]}})"
+                          "<br>weight %{y:.3f}<extra></extra>")
+fig.update_xaxes(tickvals=list(range(t + 1)), ticktext=tokens[: t + 1], tickangle=-60)
+figures.show(fig, "ch02-query-weights")
 order = w_t.argsort(descending=True)[:3].tolist()
 display(Markdown(
     "The three keys with the most weight: "

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
 
-from attnlab import show_source, sizing
+from attnlab import figures, show_source, sizing
 from attnlab.attention import attention_flops, attention_matrix, attention_vector, causal_mask, softmax
 from attnlab.devices import dtype_bytes
 from attnlab.exercises import ch03
@@ -348,13 +348,12 @@ for p in ("previous", "first", "self"):
 short = "A function definition defines a user-defined function object."
 short_ids = tok.encode(short)
 maps = ia.attention_maps(model, torch.tensor(short_ids))
-fig, axes = plt.subplots(1, 3, figsize=(12, 5.2))
-for ax, (lay, h, p) in zip(axes, chosen, strict=True):
+heads = {}  # pick a head with the buttons, hover a cell for its token pair and weight
+for lay, h, p in chosen:
     view = ia.map_view(maps, ia.token_labels(tok, short_ids), lay, h)
-    view["title"] = f"layer {lay}, head {h}\n{view['scores'][p]:.0%} of the weight on {ia.PATTERNS[p]}"
-    ia.map_figure(view, ax=ax)
-fig.tight_layout()
-plt.show()
+    title = f"layer {lay}, head {h}: {view['scores'][p]:.0%} of the weight on {ia.PATTERNS[p]}"
+    heads[f"{p} (layer {lay}, head {h})"] = figures.heatmap_figure(view["weights"], view["tokens"], title=title)
+figures.show(figures.choice_figure(heads), "ch03-three-heads")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Try it

@@ -39,7 +39,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from attnlab import show_source, sizing
+from attnlab import figures, show_source, sizing
 from attnlab.attention import attention_flops
 from attnlab.devices import dtype_bytes
 from attnlab.exercises import ch04
@@ -429,23 +429,8 @@ display(Markdown("\n".join(rows) + "\n\nBold: the cache is larger than the model
 
 # %% slideshow={"slide_type": "subslide"}
 seq = [2**k for k in range(10, 18)]
-fig, ax = plt.subplots(figsize=(7.5, 4))
-styles = {"llama-2-7b": COLORS["cache"], "llama-3-8b": COLORS["key"]}
-for key in llamas:
-    spec = sizing.MODELS[key]
-    for b, ls in zip(batches, ("-", "--"), strict=True):
-        ax.plot(seq, [sizing.gib(sizing.kv_cache_bytes(spec, n, b)) for n in seq], ls, marker="o", ms=3,
-                color=styles[key], label=f"{spec.name} cache, batch {b}")
-    ax.axhline(sizing.gib(sizing.weight_bytes(spec)), color=styles[key], lw=1.2, ls=":",
-               label=f"{spec.name} weights, {sizing.gib(sizing.weight_bytes(spec)):.1f} GiB")
-ax.set_xscale("log", base=2)
-ax.set_yscale("log")
-ax.set_xticks(seq, [f"{n // 1024}K" for n in seq])
-ax.set(xlabel="context length (tokens)", ylabel="GiB (bfloat16)", title="KV cache of real models")
-ax.grid(alpha=0.3, which="both")
-ax.legend(fontsize=8, loc="upper left")
-fig.tight_layout()
-plt.show()
+# hover a line for model, batch, context and exact bytes; ◆ marks each model's published context window
+figures.show(kv_widgets.cache_context_figure(llamas, seq, batches, weights=True), "ch04-cache-vs-context")
 
 cross = {key: sizing.weight_bytes(key) // sizing.cache_bytes_per_token(key) for key in llamas}
 busy = batches[-1] * contexts["4K"]  # tokens cached for a batch of 4K-token conversations

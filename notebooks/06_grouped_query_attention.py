@@ -44,7 +44,7 @@ from IPython.display import HTML, Markdown, display
 
 from attnlab import evidence as E
 from attnlab import evidence_plots as EP
-from attnlab import show_source, sizing
+from attnlab import figures, show_source, sizing
 from attnlab.attention import attention_matrix
 from attnlab.exercises import ch06
 from attnlab.gqa import AttentionConfig, grouped_attention, mha_to_gqa, repeat_kv
@@ -411,28 +411,28 @@ def tiny_cache_bytes_per_token(model: TinyLM) -> int:
     return attn.cache_elements_per_token() * model.config.n_layers * model.embed.weight.element_size()
 
 
-fig, ax = plt.subplots(figsize=(10, 4))
 xs = [tiny_cache_bytes_per_token(conversions[n]) for n in kv_options]
-ax.plot(xs, [conv_loss[n] for n in kv_options], "o--", color=COLORS["muted"], lw=1.5,
-        label="tiny_mha mean-pooled, no uptraining")
-for n, x in zip(kv_options, xs, strict=True):
-    ax.annotate(f"n_g = {n}", (x, conv_loss[n]), textcoords="offset points", xytext=(6, 4), fontsize=9,
-                color=COLORS["muted"])
+fig = figures.new_figure("Cache against quality on the tiny model (hover a point; click the legend to hide a set)",
+                         f"KV-cache bytes per token ({tiny_mha.config.n_layers} layers, float32)",
+                         "validation loss (nats per token)", log_x=True, height=420)
+hover = "%{text}<br>%{x:,} B per token<br>loss %{y:.3f}<extra></extra>"  # losses to 3 decimals, as printed above
+fig.add_scatter(x=xs, y=[round(conv_loss[n], 3) for n in kv_options], mode="lines+markers+text",
+                line=dict(color=COLORS["muted"], dash="dash"), marker=dict(size=9, color=COLORS["muted"]),
+                text=[f"n_g = {n}" for n in kv_options], hovertemplate=hover,
+                textposition=["top right"] * (len(kv_options) - 1) + ["top left"],
+                name="tiny_mha mean-pooled, no uptraining")
 for name, model in scratch.items():
-    scheme = model.config.attention_config().kind
-    ax.plot(tiny_cache_bytes_per_token(model), scratch_losses[name], "s", ms=9, color=SCHEME_COLORS[scheme],
-            label=f"{name}, trained from scratch")
-ax.plot(tiny_cache_bytes_per_token(student), uptrained_loss, "*", ms=15, color=SCHEME_COLORS["gqa"], mec="black",
-        label=f"n_g = {n_g} conversion + {UPTRAIN.steps} steps uptraining")
-ax.set_xscale("log", base=2)
-ax.set_xticks(xs, [f"{x:,} B" for x in xs])
-ax.set(xlabel=f"KV-cache bytes per token ({tiny_mha.config.n_layers} layers, float32)",
-       ylabel="validation loss (nats per token)",
-       title="Cache against quality on the tiny model")
-ax.legend(frameon=False, fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-ax.spines[["top", "right"]].set_visible(False)
-fig.tight_layout()
-plt.show()
+    style = figures.scheme_style(model.config.attention_config().kind)
+    fig.add_scatter(x=[tiny_cache_bytes_per_token(model)], y=[round(scratch_losses[name], 3)], mode="markers",
+                    marker=dict(symbol=style["symbol"], size=13, color=style["color"]), text=[name],
+                    hovertemplate=hover, name=f"{name}, trained from scratch")
+fig.add_scatter(x=[tiny_cache_bytes_per_token(student)], y=[round(uptrained_loss, 3)], mode="markers",
+                marker=dict(symbol="star", size=18, color=SCHEME_COLORS["gqa"], line=dict(color=figures.INK, width=1)),
+                text=[f"n_g = {n_g}, uptrained"], hovertemplate=hover,
+                name=f"n_g = {n_g} conversion + {UPTRAIN.steps} steps uptraining")
+fig.update_xaxes(tickvals=xs, ticktext=[f"{x:,} B" for x in xs])
+fig.update_layout(legend=dict(orientation="h", x=0, y=-0.2, xanchor="left", yanchor="top"), height=480)
+figures.show(fig, "ch06-cache-vs-quality")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # At scale, the GQA paper measured the same trade on T5-XXL: the MHA model against MQA and GQA versions

@@ -37,7 +37,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import HTML, Markdown, display
 
-from attnlab import corpus, costs, factcheck, lowrank, show_source, sizing
+from attnlab import corpus, costs, factcheck, figures, lowrank, show_source, sizing
 from attnlab import evidence as E
 from attnlab import evidence_plots as EP
 from attnlab.exercises import ch07
@@ -331,15 +331,15 @@ budgets = [lowrank.budget_errors(k, v, c_mha.n_heads, budget_ranks) for k, v in 
 ways = {"shared": "one latent for K, V and all heads (MLA)", "per K and V": "one for K, one for V",
         "per head": "one per head, for K and for V"}
 budget_mean = {w: [sum(b[w][i] for b in budgets) / len(budgets) for i in range(len(budget_ranks))] for w in ways}
-fig, ax = plt.subplots(figsize=(8, 4))
+fig = figures.new_figure("tiny_mha, mean over layers: the same budget, spent three ways",
+                         "cache budget r (numbers per token and layer)", "relative error of [K, V] (%)")
 for (w, label), colour in zip(ways.items(), (COLORS["latent"], COLORS["query"], COLORS["muted"]), strict=True):
-    ax.plot(budget_ranks, [100 * e for e in budget_mean[w]], "o-", ms=4, lw=2, color=colour, label=label)
-ax.set(xlabel="cache budget r (numbers per token and layer)", ylabel="relative error of [K, V] (%)",
-       title="tiny_mha, mean over layers: the same budget, spent three ways", ylim=(0, None))
-ax.legend(frameon=False)
-ax.spines[["top", "right"]].set_visible(False)
-fig.tight_layout()
-plt.show()
+    fig.add_scatter(x=budget_ranks, y=[round(100 * e, 2) for e in budget_mean[w]], mode="lines+markers", name=label,
+                    line=dict(color=colour, width=2.5),  # 2 decimals of a percent: the same on every CPU
+                    hovertemplate=f"{label}<br>budget r = %{{x}}<br>error %{{y:.2f}}%<extra></extra>")
+fig.update_yaxes(rangemode="tozero")
+fig.update_layout(legend=dict(x=0.99, y=0.99, xanchor="right", yanchor="top"), hovermode="x unified")
+figures.show(fig, "ch07-budget-three-ways")  # hover a budget: the three errors side by side
 
 i64 = budget_ranks.index(c_mla.kv_lora_rank)
 display(Markdown(

@@ -37,8 +37,9 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 from matplotlib.colors import TwoSlopeNorm
+from plotly.subplots import make_subplots
 
-from attnlab import corpus, costs, lowrank, show_source, sizing
+from attnlab import corpus, costs, figures, lowrank, show_source, sizing
 from attnlab.exercises import ch09
 from attnlab.interactive import mla as mla_widgets
 from attnlab.mla import MLAConfig, MultiHeadLatentAttention, rope_on_latent_keys, yarn_frequencies, yarn_mscale
@@ -115,20 +116,35 @@ display(Markdown(
 positions = torch.arange(24)
 pair = torch.tensor([1.0, 0.3], dtype=torch.float64)  # one 2-D pair (x_a, x_b)
 shown_pairs = [0, 4, 8, 16]
-fig, axes = plt.subplots(1, 4, figsize=(13, 3.5), layout="constrained")
-for ax, p in zip(axes, shown_pairs, strict=True):
+fig = make_subplots(rows=1, cols=4, subplot_titles=[f"pair {p}: θ = {theta[p]:.3g} rad" for p in shown_pairs],
+                    horizontal_spacing=0.03)
+circle = torch.linspace(0, 2 * torch.pi, 97)
+for col, p in enumerate(shown_pairs, start=1):
     x = torch.zeros(len(positions), d_rope, dtype=torch.float64)
     x[:, p], x[:, p + d_rope // 2] = pair[0], pair[1]  # halves convention: pair p is (p, p + d/2)
     rotated = apply_rope(x, positions)
     xa, xb = rotated[:, p], rotated[:, p + d_rope // 2]
-    ax.add_patch(plt.Circle((0, 0), pair.norm().item(), fill=False, color="#dddddd"))
-    dots = ax.scatter(xa, xb, c=positions, cmap="viridis", s=30, zorder=3)
-    ax.scatter(xa[:1], xb[:1], s=110, facecolors="none", edgecolors="black", zorder=4)  # ring: position 0
-    ax.set(aspect="equal", xlim=(-1.25, 1.25), ylim=(-1.25, 1.25), xticks=[], yticks=[],
-           title=f"pair {p}: θ = {theta[p]:.3g} rad")
-fig.colorbar(dots, ax=axes, shrink=0.85, label="position m")
-fig.suptitle("One 2-D pair of a key at positions 0 to 23 (ringed: position 0); fast pairs wrap, slow ones creep")
-plt.show()
+    fig.add_scatter(x=(pair.norm() * circle.cos()).tolist(), y=(pair.norm() * circle.sin()).tolist(), mode="lines",
+                    line=dict(color=figures.FAINT), hoverinfo="skip", row=1, col=col)
+    fig.add_scatter(x=xa.round(decimals=6).tolist(), y=xb.round(decimals=6).tolist(), mode="markers", row=1, col=col,
+                    marker=dict(color=positions.tolist(), colorscale="Viridis", size=9, showscale=col == 4,
+                                colorbar=dict(title=dict(text="position m"), thickness=12)),
+                    customdata=[[m, round(m * theta[p].item(), 6), round(m * theta[p].item() % (2 * torch.pi), 6)]
+                                for m in positions.tolist()],
+                    hovertemplate=f"pair {p}<br>position m = %{{customdata[0]}}<br>angle m·θ = "
+                                  "%{customdata[1]:.3f} rad (%{customdata[2]:.3f} mod 2π)<br>"
+                                  "(x_a, x_b) = (%{x:.3f}, %{y:.3f})<extra></extra>")
+    fig.add_scatter(x=[round(xa[0].item(), 6)], y=[round(xb[0].item(), 6)], mode="markers", hoverinfo="skip",
+                    row=1, col=col,
+                    marker=dict(symbol="circle-open", size=16, color=figures.INK, line=dict(width=2)))  # position 0
+bare = dict(range=[-1.25, 1.25], showticklabels=False, showgrid=False, zeroline=False, showline=False, ticks="")
+fig.update_xaxes(**bare)
+fig.update_yaxes(**bare, scaleanchor="x", scaleratio=1)
+for col in range(2, 5):
+    fig.update_yaxes(scaleanchor=f"x{col}", row=1, col=col)
+fig.update_layout(template="attnlab", height=340, showlegend=False, title=dict(
+    text="One 2-D pair of a key at positions 0 to 23 (outlined: position 0); fast pairs wrap, slow ones creep"))
+figures.show(fig, "ch09-rope-pairs")  # hover a dot: its position and angle
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Why rotate?** Rotations compose and are orthogonal: $R_m^\top R_n = R_{n-m}$. So for a query at

@@ -39,7 +39,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from attnlab import corpus, factcheck, show_source, sizing
+from attnlab import corpus, factcheck, figures, show_source, sizing
 from attnlab import evidence as E
 from attnlab import evidence_plots as EP
 from attnlab.dsa import (
@@ -253,16 +253,12 @@ selected = selection_mask(sparse.selection.indices, T)[0]  # (T, T) boolean
 dense_mean, sparse_mean = dense_w[0].mean(dim=0), sparse.weights[0].mean(dim=0)  # (T, T)
 assert torch.equal(selected.sum(-1), torch.clamp(torch.arange(T) + 1, max=K_SHOW))
 
-fig, axes = plt.subplots(1, 2, figsize=(14, 7.2))
-vmax = float(dense_mean[1:].max())  # row 0 puts 1.0 on its only key
-dsa_widgets.draw_selection(axes[0], dense_mean, selected, labels, vmax=vmax,
-                           title=f"layer {LAYER}: dense attention, indexer's top-{K_SHOW} outlined")
-dsa_widgets.draw_selection(axes[1], sparse_mean, selected, labels, vmax=float(sparse_mean[1:].max()),
-                           title=f"layer {LAYER}: DSA, attention over the top-{K_SHOW} only")
-for ax in axes:
-    ax.tick_params(labelsize=7)
-fig.tight_layout()
-plt.show()
+# row 0 puts 1.0 on its only key: the colour scale tops out at the largest weight of the other rows
+maps = {"dense": dsa_widgets.selection_figure(dense_mean, selected, labels, zmax=float(dense_mean[1:].max()),
+                                              title=f"layer {LAYER}: dense attention, indexer's top-{K_SHOW} outlined"),
+        "DSA": dsa_widgets.selection_figure(sparse_mean, selected, labels, zmax=float(sparse_mean[1:].max()),
+                                            title=f"layer {LAYER}: DSA, attention over the top-{K_SHOW} only")}
+figures.show(figures.choice_figure(maps), "ch10-dsa-selection")  # hover a cell: the token pair and its weight
 
 # %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 captured_here = dsa_widgets.attention_captured(dense_w[0], selected)[K_SHOW:]  # queries that had to choose

@@ -42,7 +42,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from attnlab import show_source, sizing
+from attnlab import figures, show_source, sizing
 from attnlab.dsa import LightningIndexer, layer_cost
 from attnlab.exercises import ch11
 from attnlab.interactive import dsa as dsa_widgets
@@ -148,21 +148,19 @@ display(Markdown(
 
 # %% slideshow={"slide_type": "subslide"}
 gaps = (positive[1:] - positive[:-1]) / positive[:-1]  # relative distance to the next value
-fig, ax = plt.subplots(figsize=(8, 3.4))
-ax.step(positive[:-1].numpy(), gaps.numpy(), where="post", color=COLORS["query"])
-ax.axvline(normal_min, color=COLORS["muted"], ls="--", lw=1)
-ax.text(normal_min * 1.15, 0.6, "smallest normal $2^{-6}$:\nbelow it, fixed steps of $2^{-9}$", fontsize=9,
-        va="top")
-ax.axhline(2 * FP8_E4M3_RELATIVE_ERROR, color=COLORS["cache"], ls=":", lw=1)
-ax.text(2**-5.8, 2 * FP8_E4M3_RELATIVE_ERROR * 1.12, "$2^{-3}$: the widest normal step", fontsize=9,
-        color=COLORS["cache"])
-ax.set_xscale("log", base=2)
-ax.set_yscale("log", base=2)
-ax.set(xlabel="positive FP8 e4m3 value", ylabel="gap to the next value / value",
-       title="FP8 e4m3: relative spacing of the representable numbers")
-ax.grid(alpha=0.3, which="both")
-fig.tight_layout()
-plt.show()
+fig = figures.new_figure("FP8 e4m3: relative spacing of the representable numbers", "positive FP8 e4m3 value",
+                         "gap to the next value / value", log_x=True, log_y=True, height=360)
+fig.add_scatter(x=positive[:-1].tolist(), y=gaps.tolist(), mode="lines+markers", line_shape="hv", showlegend=False,
+                line_color=COLORS["query"], marker_size=4, customdata=positive[1:].tolist(),
+                hovertemplate="value %{x:.6g}, next %{customdata:.6g}<br>gap / value = %{y:.4f}<extra></extra>")
+fig.add_vline(x=normal_min, line=dict(color=COLORS["muted"], dash="dash", width=1))
+fig.add_hline(y=2 * FP8_E4M3_RELATIVE_ERROR, line=dict(color=COLORS["cache"], dash="dot", width=1))
+# on a log axis an annotation sits at log10 of its value
+fig.add_annotation(x=math.log10(normal_min), y=0.98, xref="x", yref="paper", xanchor="left", yanchor="top",
+                   text=" smallest normal 2⁻⁶: below it, fixed steps of 2⁻⁹", showarrow=False)
+fig.add_annotation(x=math.log10(2**-5.8), y=math.log10(2 * FP8_E4M3_RELATIVE_ERROR), xanchor="left",
+                   yanchor="bottom", text="2⁻³: the widest normal step", showarrow=False, font_color=COLORS["cache"])
+figures.show(fig, "ch11-fp8-spacing")  # hover a step: the value, the next one and the relative gap
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Block quantization: one scale per 128 values
@@ -251,18 +249,16 @@ for M in magnitudes:
     x_fp8, _ = quantize_fp8_blocks(xm, 128, "fp32")
     subnormal_share.append(float((x_fp8.float().abs() < 2**-6)[:, others].double().mean()))
 
-fig, ax = plt.subplots(figsize=(7.5, 3.8))
+fig = figures.new_figure("What one outlier does to the rest of its block",
+                         "outlier M in channel 5 (other channels: standard normal)",
+                         "relative error of the other 127", log_x=True, log_y=True)
 styles = {"FP8, fp32 scale": COLORS["query"], "FP8, ue8m0 scale": COLORS["index"], "INT8": COLORS["cache"]}
-for name, colour in styles.items():
-    ax.plot(magnitudes, outlier_err[name], "o-", color=colour, label=name)
-ax.set_xscale("log")
-ax.set_yscale("log")
-ax.set(xlabel="outlier M in channel 5 (other channels: standard normal)",
-       ylabel="relative error of the other 127", title="What one outlier does to the rest of its block")
-ax.grid(alpha=0.3, which="both")
-ax.legend(loc="upper left")
-fig.tight_layout()
-plt.show()
+for name, colour in styles.items():  # click a legend entry to hide a format; drag to zoom
+    errors = [float(f"{e:.4g}") for e in outlier_err[name]]  # 4 digits: the last bits differ between CPUs
+    fig.add_scatter(x=magnitudes, y=errors, mode="lines+markers", name=name, line_color=colour,
+                    hovertemplate=f"{name}<br>outlier M = %{{x:,}}<br>error of the others %{{y:.2%}}<extra></extra>")
+fig.update_layout(legend=dict(x=0.01, y=0.99, xanchor="left", yanchor="top"))
+figures.show(fig, "ch11-outlier-error")
 
 i100, i1k = magnitudes.index(100), magnitudes.index(10_000)
 fp8 = outlier_err["FP8, fp32 scale"]

@@ -40,11 +40,12 @@
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
+from plotly.subplots import make_subplots
 
 from attnlab import dsa_training as dt
 from attnlab import evidence as E
 from attnlab import evidence_plots as EP
-from attnlab import show_source, sizing
+from attnlab import figures, show_source, sizing
 from attnlab.dsa import (
     DeepSeekSparseAttention,
     LightningIndexer,
@@ -297,31 +298,35 @@ FULL = dt.DSATrainConfig(**full["dsa_train"])
 assert full["source"] == "tiny_mla" and dsa_model.config.index_topk == FULL.top_k
 w, s = full["warmup"], full["sparse"]
 
-fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-ax = axes[0]
-ax.plot(w["step"], w["kl"], color=COLORS["index"], alpha=0.3)
-ax.plot(w["step"], smooth(w["kl"], 10), color=COLORS["index"])
-ax.set(xlabel="step", ylabel="KL(p_t || Softmax(I_t)), nats per query",
-       title=f"Stage 1: dense warm-up, lr {FULL.warmup_lr:g}")
-twin = ax.twinx()
-twin.plot(w["eval_step"], w["recall"], "o-", color=COLORS["cache"], ms=3)
-twin.set_ylabel(f"top-{FULL.top_k} recall", color=COLORS["cache"])
-twin.set_ylim(0, 1)
-ax = axes[1]
-ax.plot(s["eval_step"], s["val_loss_sparse"], "o-", color=SCHEME_COLORS["dsa"], ms=3, label="DSA, sparse")
-ax.plot([s["eval_step"][-1]], [full["val_loss"]["dsa_dense"]], "x", color=SCHEME_COLORS["dsa"], ms=8, mew=2,
-        label="DSA at the end, dense")
-ax.axhline(full["val_loss"]["mla_dense"], color=SCHEME_COLORS["mla"], ls="--", label="tiny_mla, dense")
-ax.set(xlabel="step", ylabel="validation loss", title=f"Stage 2: sparse training, lr {FULL.sparse_lr:g}")
-ax.legend()
-ax = axes[2]
-ax.plot(s["step"], s["kl"], color=COLORS["index"], alpha=0.3)
-ax.plot(s["step"], smooth(s["kl"], 10), color=COLORS["index"])
-ax.set(xlabel="step", ylabel="KL over S_t, nats per query", title="Stage 2: the indexer's KL")
-for ax in axes:
-    ax.grid(alpha=0.3)
-fig.tight_layout()
-plt.show()
+fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08,
+                    subplot_titles=[f"Stage 1: dense warm-up, lr {FULL.warmup_lr:g}",
+                                    f"Stage 2: sparse training, lr {FULL.sparse_lr:g}", "Stage 2: the indexer's KL"])
+step_hover = "step %{x}<br>%{y:.4f}<extra>%{fullData.name}</extra>"  # hover a point; drag to zoom a stretch
+fig.add_scatter(x=w["step"], y=w["kl"], name="KL, each step", line=dict(color=COLORS["index"], width=1), opacity=0.35,
+                hovertemplate=step_hover, row=1, col=1)
+fig.add_scatter(x=w["step"], y=smooth(w["kl"], 10), name="KL, running mean", line_color=COLORS["index"],
+                hovertemplate=step_hover, row=1, col=1)
+fig.add_scatter(x=w["eval_step"], y=w["recall"], name=f"top-{FULL.top_k} recall", mode="lines+markers",
+                line_color=COLORS["cache"], marker_size=5, hovertemplate=step_hover, row=1, col=1)  # both in [0, 1]
+fig.add_scatter(x=s["eval_step"], y=s["val_loss_sparse"], name="DSA, sparse", mode="lines+markers",
+                line_color=SCHEME_COLORS["dsa"], marker_size=5, hovertemplate=step_hover, row=1, col=2)
+fig.add_scatter(x=[s["eval_step"][-1]], y=[full["val_loss"]["dsa_dense"]], name="DSA at the end, dense",
+                mode="markers", marker=dict(symbol="x", size=11, color=SCHEME_COLORS["dsa"]),
+                hovertemplate=step_hover, row=1, col=2)
+fig.add_scatter(x=[s["eval_step"][0], s["eval_step"][-1]], y=[full["val_loss"]["mla_dense"]] * 2,
+                name="tiny_mla, dense", mode="lines", line=dict(color=SCHEME_COLORS["mla"], dash="dash"),
+                hovertemplate=step_hover, row=1, col=2)
+fig.add_scatter(x=s["step"], y=s["kl"], name="KL over S_t, each step", line=dict(color=COLORS["index"], width=1),
+                opacity=0.35, hovertemplate=step_hover, row=1, col=3)
+fig.add_scatter(x=s["step"], y=smooth(s["kl"], 10), name="KL over S_t, running mean", line_color=COLORS["index"],
+                hovertemplate=step_hover, row=1, col=3)
+fig.update_xaxes(title_text="step")
+fig.update_yaxes(title_text=f"KL (nats per query) · top-{FULL.top_k} recall", rangemode="tozero",
+                 row=1, col=1)
+fig.update_yaxes(title_text="validation loss", row=1, col=2)
+fig.update_yaxes(title_text="KL over S_t, nats per query", row=1, col=3)
+fig.update_layout(template="attnlab", height=420, legend=dict(orientation="h", y=-0.25, x=0))
+figures.show(fig, "ch12-full-run")
 
 # %% slideshow={"slide_type": "subslide"}
 r, v = full["recall"], full["val_loss"]

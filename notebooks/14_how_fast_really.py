@@ -38,7 +38,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from attnlab import bench, costs, schemes, show_source
+from attnlab import bench, costs, figures, schemes, show_source
 from attnlab.exercises import ch14
 from attnlab.interactive import bench as bench_ui
 from attnlab.model import load_checkpoint
@@ -94,8 +94,7 @@ display(Markdown(
 # latent cache; DSA flattens out, reading the full latent of only $k$ = 256 tokens.
 
 # %% slideshow={"slide_type": "-"}
-fig = bench_ui.time_figure(report)
-plt.show()
+figures.show(bench_ui.time_plotly(report), "ch14-decode-time")  # hover a point; drag to zoom, double-click back
 
 # %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 big, small = max(contexts), min(contexts)
@@ -198,8 +197,7 @@ display(show_source(costs.decode_attention_flops, start="t = _context(context)")
 show_source(costs.cache_append_bytes, start="record, s = _fitting")
 
 # %% slideshow={"slide_type": "subslide"}
-fig = bench_ui.roofline_figure(report, context=big)
-plt.show()
+figures.show(bench_ui.roofline_plotly(report, context=big), "ch14-roofline")  # hover a scheme: achieved, attainable
 
 # %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
 rows_big = at_big

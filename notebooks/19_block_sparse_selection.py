@@ -45,7 +45,6 @@ from attnlab.gqa import grouped_attention
 from attnlab.interactive import block_sparse as explorer
 from attnlab.interactive.attention import layer_input
 from attnlab.model import load_checkpoint
-from attnlab.plots import COLORS
 from attnlab.tokenization import load_tokenizer
 
 torch.manual_seed(0)
@@ -243,7 +242,7 @@ plt.show()
 BUDGETS = (48, 64, 128)
 measured = {}  # (method, budget) -> [SelectionMeasure per layer]
 with torch.no_grad():
-    for layer, (q, k, v) in enumerate(qkv):
+    for q, k, v in qkv:
         for m in bs.measure_selections(q, k, v, budgets=BUDGETS, block_size=BLOCK):
             measured.setdefault((m.method, m.budget), []).append(m)
 

@@ -62,6 +62,21 @@ def drop_default_widget_state(nb: nbformat.NotebookNode) -> None:
                 del values[key]
 
 
+#: What an anywidget widget (plotly's FigureWidget) carries that the saved state need not: its JavaScript
+#: module and style sheet, about 5 MB for plotly, which the front end loads from the installed package.
+WIDGET_SOURCES = ("_esm", "_css")
+
+
+def drop_widget_sources(nb: nbformat.NotebookNode) -> None:
+    """Leave the JavaScript of anywidget widgets out of the saved widget state. What they show stays (a
+    FigureWidget's ``_widget_data`` and ``_widget_layout``: the static slides draw the figure from it)."""
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    for model in state.values():
+        if model.get("model_module") == "anywidget" or model["state"].get("_model_module") == "anywidget":
+            for key in WIDGET_SOURCES:
+                model["state"].pop(key, None)
+
+
 WIDGET_ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
 
 
@@ -104,6 +119,7 @@ def build(path: Path) -> float:
     seconds = time.perf_counter() - start
     strip_volatile(nb)
     drop_default_widget_state(nb)
+    drop_widget_sources(nb)
     # Keep cell ids stable across rebuilds: derive them from the cell position.
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{i:03d}"

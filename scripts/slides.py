@@ -8,8 +8,11 @@ notebook build adds to every chapter.
 ``python scripts/slides.py [notebooks/NN_topic.ipynb ...] [--out build/slides]`` (``./course slides``)
 exports static reveal.js slides from the stored, executed notebooks. Nothing in them is fetched from the
 internet: reveal.js, MathJax 2, require.js, jQuery and the Jupyter widget renderer are copied from
-``slides/node_modules`` (``npm ci --prefix slides``) into ``<out>/vendor``, and widgets show the state
-they were saved with. Open ``<out>/index.html`` in a browser; rendered animations (``./course
+``slides/node_modules`` (``npm ci --prefix slides``) into ``<out>/vendor``, plotly.js from the installed
+plotly package (:data:`PLOTLY_JS`), and widgets show the state they were saved with. The plotly figures
+(:func:`attnlab.figures.show`) draw themselves with that plotly.js; a live widget's chart (a plotly
+FigureWidget, whose JavaScript the stored notebooks leave out) is drawn from its saved figure by
+:func:`static_figure_widgets`. Open ``<out>/index.html`` in a browser; rendered animations (``./course
 animations``) are copied next to it so the videos play too.
 """
 
@@ -17,12 +20,14 @@ from __future__ import annotations
 
 import argparse
 import html
+import json
 import re
 import shutil
 import sys
 from pathlib import Path
 
 import nbformat
+import plotly
 from nbconvert import SlidesExporter
 from traitlets.config import Config
 
@@ -60,6 +65,10 @@ VENDOR = (
     ("mathjax/localization/en", "mathjax/localization/en"),
     ("mathjax/fonts/HTML-CSS/TeX/woff", "mathjax/fonts/HTML-CSS/TeX/woff"),
 )
+#: plotly.js as the installed plotly package ships it (the version its figures' JSON is written for); the
+#: slides load it as ``vendor/plotly.min.js``, before require.js, so that it defines ``window.Plotly``.
+PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+
 #: Source maps and the widget renderer's non-AMD bundle: the slides load neither.
 SKIP = shutil.ignore_patterns("*.map", "embed.js", "embed.js.LICENSE.txt")
 
@@ -106,6 +115,30 @@ def copy_vendor(out: Path) -> None:
             shutil.copytree(source, target, ignore=SKIP)
         else:
             shutil.copy2(source, target)
+    shutil.copy2(PLOTLY_JS, vendor / "plotly.min.js")
+
+
+def static_figure_widgets(nb: nbformat.NotebookNode) -> int:
+    """Turn each saved plotly FigureWidget (an anywidget model, which the static widget renderer cannot
+    load) into an HTML widget holding its saved figure, ``<div class="attnlab-live-figure" data-figure=
+    "...">``, which the slides' script draws with plotly.js. Returns how many were turned."""
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    turned = 0
+    for model_id, model in state.items():
+        saved = model.get("state", {})
+        if saved.get("_model_module") != "anywidget" or "_widget_data" not in saved:
+            continue
+        figure = {"data": saved["_widget_data"], "layout": saved.get("_widget_layout", {})}
+        value = (f'<div class="attnlab-live-figure" data-figure="{html.escape(json.dumps(figure), quote=True)}">'
+                 f"</div>")
+        controls = {"_model_module": "@jupyter-widgets/controls", "_model_module_version": "2.0.0",
+                    "_view_module": "@jupyter-widgets/controls", "_view_module_version": "2.0.0"}
+        state[model_id] = {"model_module": "@jupyter-widgets/controls", "model_module_version": "2.0.0",
+                           "model_name": "HTMLModel",
+                           "state": {**controls, "_model_name": "HTMLModel", "_view_name": "HTMLView",
+                                     "value": value}}
+        turned += 1
+    return turned
 
 
 def remote_references(text: str) -> list[str]:
@@ -117,6 +150,7 @@ def export(notebook: Path, out: Path) -> Path:
     """Write ``out/<name>.slides.html`` for one stored notebook; raise ``ValueError`` if it would fetch
     anything from the internet."""
     nb = nbformat.read(notebook, as_version=4)
+    static_figure_widgets(nb)
     body, _ = exporter().from_notebook_node(nb, resources={"metadata": {"name": notebook.stem}})
     remote = remote_references(body)
     if remote:

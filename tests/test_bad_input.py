@@ -31,6 +31,7 @@ from attnlab import (
     dsa,
     dsa_training,
     evidence,
+    figures,
     flash,
     gqa,
     kv_cache,
@@ -91,6 +92,7 @@ INDICES = torch.tensor([[[0, -1], [1, 0], [2, 1]]])  # (batch 1, seq 3, top_k 2)
 SPARSE_WEIGHTS = torch.rand(1, 3, 2, 2)  # (batch, seq, heads, top_k)
 ATTN_WEIGHTS = torch.full((1, 2, 3, 4), 0.25)  # (batch, heads, seq, keys)
 INDEX_SCORES = torch.zeros(1, 3, 4)
+FIGURE = figures.new_figure("a figure")
 
 TINY_CONFIG = lm.TinyLMConfig(vocab_size=32, d_model=16, n_layers=1, n_heads=2, n_kv_heads=1, d_ff=24,
                               max_seq_len=12)
@@ -1042,6 +1044,26 @@ CASES: list[Case] = [
          "block_size"),
     Case("costs.selection_score_macs.scorer", costs.selection_score_macs,
          lambda: costs.selection_score_macs(1024, 64, 128, 8, "blocks"), ValueError, "scorer"),
+    # figures
+    Case("scheme_style.key", figures.scheme_style, lambda: figures.scheme_style("nsa"), ValueError, "key"),
+    Case("new_figure.height", figures.new_figure, lambda: figures.new_figure("t", height=0), ValueError, "height"),
+    Case("figure_json.fig", figures.figure_json, lambda: figures.figure_json({"data": []}), ValueError, "fig"),
+    Case("figure_html.figure_id", figures.figure_html, lambda: figures.figure_html(FIGURE, "Fig 1"), ValueError,
+         "figure_id"),
+    Case("mimebundle.figure_id", figures.mimebundle, lambda: figures.mimebundle(FIGURE, "1st"), ValueError,
+         "figure_id"),
+    Case("show.figure_id", figures.show, lambda: figures.show(FIGURE, "a b"), ValueError, "figure_id"),
+    Case("trace_data.fig", figures.trace_data, lambda: figures.trace_data([]), ValueError, "fig"),
+    Case("figure_text.fig", figures.figure_text, lambda: figures.figure_text("title"), ValueError, "fig"),
+    Case("Segment.value", figures.Segment, lambda: figures.Segment("cache", -1, "#000000"), ValueError, "value"),
+    Case("Bar.segments", figures.Bar, lambda: figures.Bar("MHA", ()), ValueError, "segments"),
+    Case("hbar_figure.bars", figures.hbar_figure, lambda: figures.hbar_figure([], "t"), ValueError, "bars"),
+    Case("LiveFigure.figure", figures.LiveFigure, lambda: figures.LiveFigure(None), ValueError, "figure"),
+    Case("heatmap_figure.keys", figures.heatmap_figure,
+         lambda: figures.heatmap_figure(torch.ones(2, 3), ["a", "b"]), ValueError, "keys"),
+    Case("heatmap_figure.weights", figures.heatmap_figure, lambda: figures.heatmap_figure([1.0, 2.0], ["a"]),
+         ValueError, "weights"),
+    Case("choice_figure.options", figures.choice_figure, lambda: figures.choice_figure({}), ValueError, "options"),
 ]
 
 # Public names of the core modules that take no input a check could refuse, with the reason. Everything else
@@ -1077,7 +1099,7 @@ NO_CHECKABLE_INPUT: dict[Any, str] = {
 }
 
 CORE_MODULES = (attention, kv_cache, gqa, mla, dsa, rope, quant, sizing, lowrank, lm, tokenization, train, devices,
-                costs, schemes, cache_formats, v4, paged, flash, window, evidence, block_sparse)
+                costs, schemes, cache_formats, v4, paged, flash, window, evidence, block_sparse, figures)
 
 
 def public_api(module) -> list:

@@ -341,3 +341,26 @@ def test_exercise_answers_are_what_the_library_says():
     spec = sizing.ModelSpec(name="ex1", n_layers=24, n_heads=16, n_kv_heads=4, head_dim=128, attention="gqa",
                             hidden_size=2048, source="test")
     assert sizing.kv_cache_bytes(spec, 8192, 4, torch.float16) == ch04.expected_cache_bytes()
+
+
+def test_cache_context_figure_hovers_the_bytes_sizing_gives():
+    from attnlab import sizing
+
+    lengths = [2**k for k in range(10, 18)]
+    fig = kv_widgets.cache_context_figure(["llama-2-7b", "llama-3-8b"], lengths, batches=(1, 8), weights=True)
+    assert fig.layout.xaxis.type == fig.layout.yaxis.type == "log"
+    for trace in fig.data:
+        name = trace.name.split(",")[0].split(":")[0].removesuffix(" weights")
+        key = next(k for k, m in sizing.MODELS.items() if m.name == name)
+        if trace.customdata is None:  # the weights line
+            assert trace.y[0] == sizing.gib(sizing.weight_bytes(key))
+            continue
+        batch = 8 if "batch 8" in trace.name else 1
+        for n, (n_bytes, text) in zip(trace.x, trace.customdata, strict=True):
+            assert n_bytes == sizing.kv_cache_bytes(key, n, batch) and text == sizing.format_bytes(n_bytes)
+    windows = [t for t in fig.data if t.name.endswith("published window")]
+    assert sorted({t.x[0] for t in windows}) == [4096, 8192]  # Llama 2 and Llama 3's published windows
+    solid = [t for t in fig.data if t.showlegend is not False and t.customdata is not None]
+    assert all(max(t.x) <= (4096 if "Llama-2" in t.name else 8192) for t in solid)  # dotted beyond the window
+    with pytest.raises(ValueError, match="lengths"):
+        kv_widgets.cache_context_figure(["llama-2-7b"], [0, 1024])

@@ -15,6 +15,7 @@ import torch
 
 from attnlab import sizing
 from attnlab.exercises import ch05, ch06
+from attnlab.figures import figure_text, trace_data
 from attnlab.gqa import repeat_kv
 from attnlab.interactive import gqa as ui
 from attnlab.sizing import MODELS
@@ -196,17 +197,20 @@ def test_decode_explorer_follows_its_controls():
     assert repr(w) == "MQADecodeExplorer(model='llama-2-7b', seq_len=4096, batch=8)"
     assert set(w.model.options) == {(MODELS[k].name, k) for k in ui.DENSE_MODELS}
     assert "deepseek-v3" not in ui.DENSE_MODELS  # MoE: n_params are not all read per step
-    before = w.chart.value
+    chart, before = w.chart, trace_data(w.chart)
     w.batch.value = 64
     w.seq_len.value = 32768
-    assert w.chart.value != before
-    assert w.chart.value == ui.decode_svg("llama-2-7b", 32768, 64)
+    assert w.chart is chart and trace_data(w.chart) != before  # the same figure, updated in place
+    assert trace_data(w.chart) == trace_data(ui.decode_figure("llama-2-7b", 32768, 64))
     mha = ui.decode_read_bytes("llama-2-7b", 32768, 64, "mha")
-    assert sizing.format_bytes(mha["total"]) in w.chart.value
+    mqa = ui.decode_read_bytes("llama-2-7b", 32768, 64, "mqa")
+    weights, cache = w.chart.data[0], w.chart.data[1]  # stacked: weights, then the K/V cache
+    assert list(weights.x) == [mha["weights"], mqa["weights"]] and list(cache.x) == [mha["cache"], mqa["cache"]]
+    assert sizing.format_bytes(mha["total"]) in figure_text(w.chart)
     assert w.readout.value == ui.decode_readout_html("llama-2-7b", 32768, 64)
     w.model.value = "falcon-7b"
     assert "71× less" in shown_text(w.readout.value)
-    svg_root(w.chart.value)
+    assert "Falcon" in figure_text(w.chart)
 
 
 def test_decode_explorer_rejects_bad_arguments():

@@ -19,6 +19,7 @@ from traitlets import TraitError
 from attnlab import lowrank, sizing
 from attnlab.costs import mla_decode_step_costs
 from attnlab.exercises import ch07, ch08, ch09
+from attnlab.figures import trace_data
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention
 from attnlab.interactive import mla as ui
 from attnlab.mla import MLAConfig, MultiHeadLatentAttention
@@ -181,8 +182,11 @@ def test_moving_the_sliders_shows_what_sizing_gives(d_c, d_h_rope, capsys):
     assert f"{(d_c + d_h_rope) / 256:g} groups" in text
     rank = ui.tiny_rank(d_c, 16)
     assert f"rank {rank} of its [K, V]" in text
-    assert w.chart.value == ui.latent_svg(d_c, d_h_rope, fake_errors())
-    parse_svg(w.chart.value)
+    assert trace_data(w.chart) == trace_data(ui.latent_figure(d_c, d_h_rope, fake_errors()))
+    bars = w.chart.data[0]
+    assert list(bars.y) == ["MHA", "MLA"] and list(bars.x) == [mha, mla]
+    marked = w.chart.data[-1]  # one point per layer at the rank the slider's d_c gives
+    assert set(marked.x) == {rank} and list(marked.y) == list(fake_errors()[rank])
     assert capsys.readouterr().out == ""  # callbacks never print
     assert repr(w) == f"LatentExplorer(d_c={d_c}, d_h_rope={d_h_rope})"
 
@@ -250,12 +254,15 @@ def test_absorption_explorer_offers_valid_values_and_follows_its_sliders(capsys)
     w = ui.absorption_explorer()
     assert list(w.n_heads.options) == list(ui.HEAD_OPTIONS)
     assert [v for _, v in w.seq_len.options] == [n for _, n in ui.CONTEXT_OPTIONS]
-    before = w.chart.value
+    chart, before = w.chart, trace_data(w.chart)
     w.n_heads.value, w.seq_len.value = 16, 32768
-    assert w.chart.value != before and w.chart.value == ui.decode_costs_svg(16, 32768)
+    assert w.chart is chart and trace_data(w.chart) != before
+    assert trace_data(w.chart) == trace_data(ui.decode_costs_figure(16, 32768))
     costs = mla_decode_step_costs(ui.step_shape(16), 32768)
+    assert list(w.chart.data[0].x) == [costs[s]["flops"] for s in ui.STRATEGIES]  # FLOPs panel
+    assert list(w.chart.data[2].x) == [costs[s]["cache_bytes"] for s in ui.STRATEGIES]  # bytes: cache read
+    assert list(w.chart.data[3].x) == [costs[s]["extra_bytes"] for s in ui.STRATEGIES]  # bytes: rebuilt K/V
     assert f"{costs['naive']['flops'] / costs['absorbed']['flops']:.1f}× the FLOPs" in shown_text(w.readout.value)
-    parse_svg(w.chart.value)
     assert capsys.readouterr().out == ""
     assert repr(w) == "AbsorptionExplorer(seq_len=32768, n_heads=16)"
     with pytest.raises(ValueError, match="n_heads"):

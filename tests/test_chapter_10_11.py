@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -25,6 +23,7 @@ from attnlab.dsa import (  # noqa: E402
     topk_indices,
 )
 from attnlab.exercises import ch10, ch11  # noqa: E402
+from attnlab.figures import figure_text, trace_data  # noqa: E402
 from attnlab.interactive import dsa as W  # noqa: E402
 from attnlab.mla import MLAConfig  # noqa: E402
 from attnlab.model import TinyLM, TinyLMConfig, save_checkpoint  # noqa: E402
@@ -86,15 +85,18 @@ def test_decode_cost_figures_are_layer_cost(cost_widget):
 def test_moving_the_sliders_shows_layer_cost_numbers(cost_widget, n, k):
     cost_widget.context.value, cost_widget.top_k.value = n, k
     c = layer_cost(V32, n, k)
-    shown = cost_widget.chart.value + cost_widget.readout.value
+    shown = figure_text(cost_widget.chart) + cost_widget.readout.value
     assert W.format_flops(c["decode_flops_dense"]) in shown
     assert W.format_flops(c["decode_flops_dsa"]) in shown
     assert format_bytes(c["decode_bytes_dense"]) in shown
     assert format_bytes(c["decode_bytes_dsa"]) in shown
     assert f"{c['decode_flops_dense'] / c['decode_flops_dsa']:.2f}×" in cost_widget.readout.value
     assert f"L = {crossover_context(V32, k):,}" in cost_widget.readout.value
-    assert f"context L = {n:,}" in cost_widget.chart.value
-    assert cost_widget.chart.value == W.cost_svg(n, k)
+    assert f"context L = {n:,}" in figure_text(cost_widget.chart)
+    assert trace_data(cost_widget.chart) == trace_data(W.cost_figure(n, k))
+    first, second = (t.x for t in cost_widget.chart.data[:2])  # FLOPs panel: bars' 1st and 2nd segments
+    assert (first[0], first[1], second[1]) == (
+        c["decode_flops_dense"], c["decode_flops_indexer"], c["decode_flops_sparse"])  # dense; DSA stacked
     assert cost_widget.readout.value == W.cost_readout_html(n, k)
 
 
@@ -111,15 +113,12 @@ def test_slider_change_changes_the_shown_numbers(cost_widget):
 
 
 def test_cost_chart_says_which_side_is_cheaper():
-    assert "DSA" in W.cost_svg(1024, 2048) and "dearer" in W.cost_svg(1024, 2048)
-    assert "cheaper" in W.cost_svg(131_072, 2048)
+    assert "DSA" in figure_text(W.cost_figure(1024, 2048)) and "dearer" in figure_text(W.cost_figure(1024, 2048))
+    assert "cheaper" in figure_text(W.cost_figure(131_072, 2048))
 
 
-def test_cost_svg_is_pure_and_well_formed():
-    a = W.cost_svg(65_536, 1024)
-    assert a == W.cost_svg(65_536, 1024)
-    root = ET.fromstring(a)
-    assert root.tag.endswith("svg")
+def test_cost_figure_is_pure():
+    assert W.cost_figure(65_536, 1024).to_json() == W.cost_figure(65_536, 1024).to_json()
 
 
 def test_cost_callbacks_do_not_print(cost_widget, capsys):
@@ -227,15 +226,17 @@ def test_attention_captured():
         W.attention_captured(w, recent.float())
 
 
-def test_draw_selection_outlines_every_selected_cell():
+def test_selection_figure_outlines_every_selected_cell():
     scores = torch.randn(1, 6, 6).masked_fill(~torch.ones(6, 6, dtype=torch.bool).tril(), -torch.inf)
     selected = selection_mask(topk_indices(scores, 3), 6)[0]
-    fig, ax = plt.subplots()
-    W.draw_selection(ax, torch.softmax(scores[0], -1), selected, [str(i) for i in range(6)])
-    assert len(ax.patches) == int(selected.sum())
-    plt.close(fig)
+    weights = torch.softmax(scores[0], -1)
+    heat, outlined = W.selection_figure(weights, selected, [str(i) for i in range(6)]).data
+    cells = sorted((heat.y.index(q), heat.x.index(k)) for q, k in zip(outlined.y, outlined.x, strict=True))
+    assert cells == sorted(map(tuple, selected.nonzero().tolist()))
+    assert heat.z[5][2] == round(float(weights[5, 2]), 4)
+    assert (heat.y[5], heat.x[2]) == ("'5' 5", "'2' 2")  # hover: the query's and the key's token and position
     with pytest.raises(ValueError, match="selected must be a boolean"):
-        W.draw_selection(ax, torch.zeros(6, 6), torch.zeros(5, 5, dtype=torch.bool), list("abcdef"))
+        W.selection_figure(torch.zeros(6, 6), torch.zeros(5, 5, dtype=torch.bool), list("abcdef"))
 
 
 def test_tiny_dsa_model_prefers_the_trained_checkpoint(tmp_path):
@@ -300,9 +301,13 @@ def test_moving_the_outlier_slider_shows_the_experiment(rotation_widget, outlier
     shown = rotation_widget.readout.value
     assert f"{r['plain']['overlap']:.1%} · {r['rotated']['overlap']:.1%}" in shown
     assert f"{r['plain']['key_error']:.2%} · {r['rotated']['key_error']:.2%}" in shown
-    assert f"overlap {r['rotated']['overlap']:.1%}" in rotation_widget.chart.value
-    assert f"outlier = {outlier:g}" in rotation_widget.chart.value
-    assert rotation_widget.chart.value == W.rotation_svg(outlier, block, fmt)
+    assert trace_data(rotation_widget.chart) == trace_data(W.rotation_figure(outlier, block, fmt))
+    plain, rotated, now = rotation_widget.chart.data
+    at = W.OUTLIER_OPTIONS.index(outlier)
+    assert (plain.y[at], rotated.y[at]) == (r["plain"]["overlap"], r["rotated"]["overlap"])
+    assert list(now.y) == [r["plain"]["overlap"], r["rotated"]["overlap"]] and set(now.x) == {at}
+    assert f"overlap {r['rotated']['overlap']:.1%}" in " ".join(now.text)
+    assert rotation_widget.chart.layout.shapes[0].x0 == at  # the dashed line at the chosen magnitude
 
 
 def test_outlier_slider_change_changes_the_numbers(rotation_widget):
@@ -323,10 +328,8 @@ def test_rotation_callbacks_do_not_print(rotation_widget, capsys):
     assert capsys.readouterr() == ("", "")
 
 
-def test_rotation_svg_is_pure_and_well_formed():
-    a = W.rotation_svg(10, 128, "ue8m0")
-    assert a == W.rotation_svg(10, 128, "ue8m0")
-    assert ET.fromstring(a).tag.endswith("svg")
+def test_rotation_figure_is_pure():
+    assert W.rotation_figure(10, 128, "ue8m0").to_json() == W.rotation_figure(10, 128, "ue8m0").to_json()
 
 
 def test_rotation_repr():
@@ -361,7 +364,7 @@ def test_topk_overlap():
 
 def test_rotation_bad_input():
     with pytest.raises(ValueError, match="outlier=3"):
-        W.rotation_svg(3)
+        W.rotation_figure(3)
     with pytest.raises(ValueError, match="block=48"):
         W.rotation_explorer(block=48)
     with pytest.raises(ValueError, match="scale_format='e5m2'"):

@@ -122,6 +122,23 @@ def test_the_committed_run_has_its_targets_and_its_cost(report):
         ui.targets_markdown({k: v for k, v in report.items() if k != "targets"})
 
 
+def test_plotly_figures_carry_the_report(report):
+    time = ui.time_plotly(report)
+    assert [t.name for t in time.data] == [ui.SCHEME_LABELS[s] for s in report["schemes"]]
+    for trace, s in zip(time.data, report["schemes"], strict=True):
+        rows = [r for r in report["results"] if r["scheme"] == s]
+        assert list(trace.y) == [r["time_s"] * 1e3 for r in rows] and list(trace.x) == [r["context"] for r in rows]
+        assert trace.marker.color == ui.get_scheme(s).color
+    assert time.layout.xaxis.type == time.layout.yaxis.type == "log"
+    big = max(report["contexts"])
+    roof = ui.roofline_plotly(report, context=big)
+    line, *points = roof.data
+    machine = ui.roofline_machine(report)
+    assert max(line.y) == machine["peak"] and roof.layout.shapes[0].x0 == machine["balance"]
+    for point, r in zip(points, ui.select_rows(report, report["schemes"], big), strict=True):
+        assert (point.x[0], point.y[0]) == (r["intensity"], r["achieved_flops"])
+
+
 def test_figures_draw(report):
     import matplotlib.pyplot as plt
 

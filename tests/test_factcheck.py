@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import runpy
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from traitlets import TraitError
 
 from attnlab import costs, dsa, factcheck, sizing
 from attnlab.exercises import ch13
+from attnlab.figures import trace_data
 from attnlab.interactive import factcheck as ui
 from attnlab.sizing import MODELS, SCHEMES
 
@@ -297,8 +297,9 @@ def test_setting_model_and_context_shows_what_sizing_gives(explorer, key):
         assert f"{per:,}" in text
         assert sizing.format_bytes(sizing.kv_cache_bytes(key, 32768, scheme=scheme, n_kv_heads=n_kv)) in text
     assert explorer.table.value == ui.table_html(key, 32768, 80.0, torch.bfloat16)
-    assert explorer.chart.value == ui.chart_svg(key, 32768, 80.0, torch.bfloat16)
-    ET.fromstring(explorer.chart.value)  # well-formed SVG
+    assert trace_data(explorer.chart) == trace_data(ui.chart_figure(key, 32768, 80.0, torch.bfloat16))
+    rows = ui.model_rows(key, 32768, 80.0, torch.bfloat16)
+    assert list(explorer.chart.data[0].x) == [r["cache_bytes"][32768] for r in rows]  # exact bytes per bar
 
 
 def test_gpu_and_dtype_change_the_readout(explorer):

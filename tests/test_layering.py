@@ -5,8 +5,8 @@ The rules (also in CONTRIBUTING.md, "Import layering"):
 1. **Math and cost modules never import widgets.** ``attention``, ``kv_cache``, ``gqa``, ``mla``, ``dsa``,
    ``rope``, ``quant``, ``sizing``, ``lowrank``, ``model``, ``tokenization``, ``costs``, ``schemes``,
    ``chapters``, ``_validate``, ``devices`` and the later chapters' modules (:data:`MATH_AND_COST`) import
-   none of ``attnlab.widgets``, ``attnlab.interactive`` (or a module in it), ``ipywidgets`` and ``IPython``:
-   they compute, and run where no notebook does.
+   none of ``attnlab.widgets``, ``attnlab.interactive`` (or a module in it), ``ipywidgets`` and ``IPython``,
+   nor the plotting module ``attnlab.figures`` and ``plotly``: they compute, and run where no notebook does.
 2. **Exercises never import widgets.** ``attnlab.exercises.*`` checks answers with the math and cost
    modules, never with a widget's or an ``interactive`` module's helpers (same list as rule 1).
 3. **Layers never import the model catalogue.** ``gqa``, ``mla``, ``dsa``, ``attention``, ``kv_cache``,
@@ -31,7 +31,7 @@ import pytest
 
 LIBRARY = Path(__file__).resolve().parents[1] / "lib" / "attnlab"
 
-WIDGETS = ("attnlab.widgets", "attnlab.interactive", "ipywidgets", "IPython")
+WIDGETS = ("attnlab.widgets", "attnlab.interactive", "ipywidgets", "IPython", "attnlab.figures", "plotly")
 CATALOGUE = ("attnlab.sizing",)
 MATH_AND_COST = ("attention", "kv_cache", "gqa", "mla", "dsa", "rope", "quant", "sizing", "lowrank", "model",
                  "tokenization", "costs", "schemes", "chapters", "_validate", "devices", "cache_formats", "v4",

@@ -4,8 +4,6 @@ attnlab.sizing computes; its rendering is a pure function of the state."""
 from __future__ import annotations
 
 import dataclasses
-import re
-import xml.etree.ElementTree as ET
 
 import ipywidgets
 import pytest
@@ -16,12 +14,11 @@ from attnlab.sizing import MODELS, SCHEMES
 from attnlab.widgets import (
     CONTEXT_OPTIONS,
     CalculatorState,
-    bar_chart_svg,
+    bar_chart_figure,
     cache_calculator,
     divisors,
     figures,
     readout_html,
-    render_html,
 )
 
 
@@ -30,8 +27,15 @@ def calc():
     return cache_calculator()
 
 
+def chart_text(chart) -> str:
+    """What a plotly chart writes: its title, the bars' labels and the values written beside them."""
+    labels = [str(y) for trace in chart.data for y in (trace.y or ())]
+    written = [t for trace in chart.data if trace.type == "scatter" and trace.mode == "text" for t in trace.text]
+    return " ".join([chart.layout.title.text or "", *labels, *written])
+
+
 def shown(calc) -> str:
-    return calc.controls.readout.value + calc.controls.chart.value
+    return calc.controls.readout.value + chart_text(calc.controls.chart)
 
 
 def test_returns_a_widget_container(calc):
@@ -102,7 +106,7 @@ def test_moving_kv_heads_changes_shown_values(calc):
     assert expected == 2 * 2 * 128 * 32 * 2
     assert c.readout.value != before
     assert f"{expected:,} B" in c.readout.value
-    assert "GQA · 2 KV heads" in c.chart.value
+    assert "GQA · 2 KV heads" in chart_text(c.chart)
     gib = sizing.gib(sizing.kv_cache_bytes("llama-3-8b", 2**17, n_kv_heads=2))
     assert f"{gib:,.2f} GiB" in c.readout.value
 
@@ -113,7 +117,7 @@ def test_moving_kv_heads_changes_the_gqa_bar_on_an_mla_model(calc):
     assert figures(calc.state())["per_scheme"]["gqa"] == sizing.cache_bytes_per_token(
         "deepseek-v3", scheme="gqa", n_kv_heads=64)
     gqa_64 = sizing.cache_bytes_per_token("deepseek-v3", scheme="gqa", n_kv_heads=64)
-    assert sizing.format_bytes(gqa_64) in c.chart.value
+    assert sizing.format_bytes(gqa_64) in chart_text(c.chart)
 
 
 def test_moving_context_changes_shown_values(calc):
@@ -136,7 +140,7 @@ def test_batch_dtype_gpu_and_scheme(calc):
     assert f"{sizing.gib(expected_cache):,.2f} GiB" in c.readout.value
     fit = sizing.tokens_that_fit("deepseek-v3", 141.0, torch.float8_e4m3fn, scheme="mha")
     assert f"{fit:,}" in c.readout.value
-    assert "float8" in c.chart.value
+    assert "float8" in chart_text(c.chart)
 
 
 def test_changing_shape_sliders(calc):
@@ -178,32 +182,45 @@ def state_for(key: str, **kw) -> CalculatorState:
 
 def test_render_is_pure_and_matches_the_widget(calc):
     state = calc.state()
-    assert render_html(state) == render_html(dataclasses.replace(state))
+    assert readout_html(state) == readout_html(dataclasses.replace(state))
     assert readout_html(state) == calc.controls.readout.value
-    assert bar_chart_svg(state) == calc.controls.chart.value
+    assert bar_chart_figure(state).to_json() == bar_chart_figure(dataclasses.replace(state)).to_json()
+    shown, built = calc.controls.chart, bar_chart_figure(state)
+    assert [t.x for t in shown.data] == [t.x for t in built.data]
+    assert [t.y for t in shown.data] == [t.y for t in built.data]
 
 
-def test_svg_is_well_formed_with_one_labelled_bar_per_scheme():
+def test_chart_follows_the_sliders_in_place(calc):
+    """Moving a slider updates the same plotly FigureWidget (no new chart) to what attnlab.sizing gives."""
+    chart = calc.controls.chart
+    calc.controls.model.value = "llama-3-8b"
+    calc.controls.n_kv_heads.value = 2
+    assert calc.controls.chart is chart
+    spec = calc.state().spec
+    bars = dict(zip(chart.data[0].y, chart.data[0].x, strict=True))
+    assert bars["GQA · 2 KV heads"] == sizing.cache_bytes_per_token(spec, torch.bfloat16, "gqa", 2)
+    assert chart.data[0].x == bar_chart_figure(calc.state()).data[0].x
+
+
+def test_chart_has_one_labelled_bar_per_scheme_on_a_linear_axis():
     state = state_for("deepseek-v3", gqa_kv_heads=16)
-    svg = bar_chart_svg(state)
-    root = ET.fromstring(svg)
-    ns = "{http://www.w3.org/2000/svg}"
-    bars = [r for r in root.iter(f"{ns}rect") if r.get("fill") != "white"]
-    assert len(bars) == len(SCHEMES)
-    widths = [float(r.get("width")) for r in bars]
+    fig = bar_chart_figure(state)
+    bars, text = fig.data[0], fig.data[-1]
+    assert bars.type == "bar" and bars.orientation == "h" and len(bars.x) == len(SCHEMES)
     values = figures(state)["per_scheme"]
-    # linear scale: bar widths in proportion to bytes per token (up to the 2-pixel minimum and rounding)
-    assert widths[0] == max(widths)
-    assert abs(widths[2] / widths[0] - values["gqa"] / values["mha"]) < 0.01
-    texts = "".join(t.text or "" for t in root.iter(f"{ns}text"))
+    assert list(bars.x) == [values[s] for s in SCHEMES]  # exact bytes, linear scale from 0
+    assert fig.layout.xaxis.type == "linear" and fig.layout.xaxis.range[0] == 0
+    assert list(bars.marker.color) == [sizing.get_scheme(s).color for s in SCHEMES]
+    assert text.mode == "text" and list(text.x) == list(bars.x)  # each value written after its bar
     for label in ("4.00 MB · 1×", "31.2 kB · 128×", "500 kB · 8×", "70.3 kB · 56.9×"):
-        assert label in texts
+        assert any(label in t for t in text.text)
 
 
 def test_selected_scheme_is_highlighted():
-    svg = bar_chart_svg(state_for("llama-3-8b"))
-    assert re.search(r'font-weight="bold">GQA · 8 KV heads<', svg)
-    assert not re.search(r'font-weight="bold">MHA', svg)
+    bars = bar_chart_figure(state_for("llama-3-8b")).data[0]
+    selected = {y: w for y, w in zip(bars.y, bars.marker.line.width, strict=True) if w}
+    assert list(selected) == ["GQA · 8 KV heads"]
+    assert [o for o in bars.marker.opacity].count(1.0) == 1
 
 
 def test_state_validation():

@@ -5,9 +5,10 @@ into the sliders), or change layers, heads, head width, MLA's latent and RoPE wi
 dtype, and read bytes per token, the whole cache in GiB, the tokens that fit in a GPU, and a bar chart
 of MHA / MQA / GQA / MLA for the same shape. Every number comes from :mod:`attnlab.sizing`.
 
-The readout is rendered by pure functions (:func:`readout_html`, :func:`bar_chart_svg`,
-:func:`render_html`) from a frozen :class:`CalculatorState`, so tests check it without a browser; the
-chart is inline SVG (crisp on a projector, no JavaScript). Callbacks only set widget values.
+The readout and the chart are built by pure functions (:func:`readout_html`, :func:`bar_chart_figure`)
+from a frozen :class:`CalculatorState`, so tests check them without a browser; the chart is a plotly
+:class:`attnlab.figures.LiveFigure` updated in place (hover a bar for its exact bytes). Callbacks only set
+widget values.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import math
 from dataclasses import dataclass
 
 import ipywidgets as widgets
+import plotly.graph_objects as go
 import torch
 
 from attnlab import sizing
 from attnlab._validate import check_divisible, check_non_negative_int, check_positive_int
 from attnlab.costs import AttentionShape
+from attnlab.figures import Bar, LiveFigure, Segment, hbar_figure
 from attnlab.schemes import get_scheme
 from attnlab.sizing import MODELS, SCHEMES, ModelSpec
 
@@ -218,46 +221,23 @@ def readout_html(state: CalculatorState) -> str:
     return f'<table style="border-collapse:collapse;font-size:14px">{cells}</table>'
 
 
-def bar_chart_svg(state: CalculatorState, width: int = 680) -> str:
-    """Inline SVG: one horizontal bar per scheme (bytes per token, linear scale, same shape and dtype),
-    labelled with its value and its reduction against MHA; the selected scheme is drawn darker."""
+def bar_chart_bars(state: CalculatorState) -> list[Bar]:
+    """The bars of the calculator's chart: one per scheme (bytes per token, same shape and dtype), labelled
+    with what it keeps per token, its value and its reduction against MHA; the selected scheme outlined."""
     f = figures(state)
-    label_w, value_w, bar_h, gap, top = 215, 135, 26, 12, 30
-    plot_w = width - label_w - value_w
-    height = top + len(SCHEMES) * (bar_h + gap) + 4
-    largest = max(f["per_scheme"].values())
+    return [Bar(label=_scheme_label(state, scheme),
+                segments=(Segment("cache per token", f["per_scheme"][scheme], get_scheme(scheme).color),),
+                text=f"{sizing.format_bytes(f['per_scheme'][scheme])} · {sizing.format_ratio(f['reduction'][scheme])}×",
+                selected=scheme == f["scheme"])
+            for scheme in SCHEMES]
+
+
+def bar_chart_figure(state: CalculatorState) -> go.Figure:
+    """The calculator's chart: :func:`bar_chart_bars` as horizontal bars on a linear axis of bytes per token
+    (hover: scheme and exact bytes). Pure: same state, same figure."""
     title = (f"Bytes per token, {state.spec.n_layers} layers, {_dtype_name(state.dtype)}"
              f" (× = times smaller than MHA)")
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif" font-size="13">',
-        f'<rect width="{width}" height="{height}" fill="white"/>',
-        f'<text x="4" y="18" font-size="14" font-weight="bold">{html.escape(title)}</text>',
-    ]
-    for i, scheme in enumerate(SCHEMES):
-        y = top + i * (bar_h + gap)
-        value = f["per_scheme"][scheme]
-        w = max(2.0, plot_w * value / largest)
-        selected = scheme == f["scheme"]
-        weight = "bold" if selected else "normal"
-        opacity = "1" if selected else "0.55"
-        label = html.escape(_scheme_label(state, scheme))
-        text = f"{sizing.format_bytes(value)} · {sizing.format_ratio(f['reduction'][scheme])}×"
-        parts += [
-            f'<text x="{label_w - 8}" y="{y + bar_h * 0.7:.1f}" text-anchor="end" '
-            f'font-weight="{weight}">{label}</text>',
-            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{get_scheme(scheme).color}" '
-            f'fill-opacity="{opacity}" stroke="#333333" stroke-width="{1.5 if selected else 0}"/>',
-            f'<text x="{label_w + w + 6:.1f}" y="{y + bar_h * 0.7:.1f}" font-weight="{weight}">'
-            f'{html.escape(text)}</text>',
-        ]
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def render_html(state: CalculatorState) -> str:
-    """Readout table and bar chart in one HTML string (what the calculator displays)."""
-    return readout_html(state) + "<br>" + bar_chart_svg(state)
+    return hbar_figure(bar_chart_bars(state), title, "bytes per token", format_value=lambda v: f"{v:,} B")
 
 
 @dataclass
@@ -277,7 +257,7 @@ class CalculatorControls:
     dtype: widgets.Dropdown
     gpu_gib: widgets.BoundedFloatText
     readout: widgets.HTML
-    chart: widgets.HTML
+    chart: LiveFigure
 
 
 class CacheCalculator(widgets.VBox):
@@ -315,7 +295,7 @@ class CacheCalculator(widgets.VBox):
             gpu_gib=widgets.BoundedFloatText(value=80.0, min=1.0, max=100_000.0, step=8.0,
                                              description="GPU memory (GiB)", style=style, layout=layout),
             readout=widgets.HTML(),
-            chart=widgets.HTML(),
+            chart=LiveFigure(bar_chart_figure(CalculatorState(spec=spec, gqa_kv_heads=gqa_start(spec), seq_len=2**17))),
         )
         self.controls = c
         self._hidden_size = spec.hidden_size
@@ -413,7 +393,7 @@ class CacheCalculator(widgets.VBox):
             return
         state = self.state()
         self.controls.readout.value = readout_html(state)
-        self.controls.chart.value = bar_chart_svg(state)
+        self.controls.chart.show_figure(bar_chart_figure(state))
 
     def __repr__(self) -> str:
         # A short, deterministic text form (the notebook stores it as the cell's plain-text output).

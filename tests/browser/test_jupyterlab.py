@@ -1,10 +1,10 @@
 """The course as a learner meets it: JupyterLab in a real (headless) Chromium.
 
 Each test opens a notebook in JupyterLab, clears its outputs, runs every cell from the Run menu, waits
-for the kernel, and checks that no cell shows an error. Two tests then move the live widgets' sliders
-with the keyboard, as a learner would, and check that the numbers shown are exactly the ones
-:mod:`attnlab.sizing` computes for the new setting. A screenshot of each test's page is saved under
-``artifacts/browser/``.
+for the kernel, and checks that no cell shows an error. Three tests then move the live widgets' sliders
+with the keyboard, as a learner would, and check that the numbers shown, in the readouts and in the live
+plotly charts' figure data, are exactly the ones :mod:`attnlab.sizing` computes for the new setting. A
+screenshot of each test's page is saved under ``artifacts/browser/``.
 
 Needs the ``playwright`` Python package and Debian's ``chromium`` at /usr/bin/chromium (no browser is
 downloaded); without them the module is skipped.
@@ -12,7 +12,6 @@ downloaded); without them the module is skipped.
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from pathlib import Path
@@ -31,8 +30,10 @@ if not CHROMIUM.exists():
 import nbformat  # noqa: E402
 import torch  # noqa: E402
 from jlab import expect_text, explorer_rows, press, readout_cell, run_notebook, slider, widget_output  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
 
 from attnlab import chapters, sizing  # noqa: E402
+from attnlab.interactive.gqa import decode_read_bytes  # noqa: E402
 from attnlab.sizing import MODELS, format_bytes, format_ratio  # noqa: E402
 from attnlab.widgets import CONTEXT_OPTIONS  # noqa: E402
 
@@ -58,8 +59,19 @@ def _calculator_gqa_bar(n_kv_heads: int) -> tuple[str, str]:
     return f"GQA · {n_kv_heads} KV {heads}", f"{format_bytes(gqa)} · {format_ratio(mha / gqa)}×"
 
 
-def _svg_text(scope, text: str):
-    return scope.locator("svg text").filter(has_text=re.compile(f"^{re.escape(text)}$"))
+def _chart_texts(scope) -> list[str]:
+    """What the live plotly chart inside ``scope`` writes: its bars' labels and the values beside them,
+    read from the figure the browser draws (plotly.js keeps it on the graph div as ``.data``)."""
+    return scope.locator(".js-plotly-plot").first.evaluate(
+        "el => el.data.flatMap(t => t.orientation === 'h' ? Array.from(t.y) : (t.mode === 'text' ? "
+        "Array.from(t.text).map(s => s.trim()) : []))")
+
+
+def _expect_chart_text(scope, text: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in (shown := _chart_texts(scope)):
+        assert time.monotonic() < deadline, f"the chart does not show {text!r}: {shown}"
+        time.sleep(0.2)
 
 
 def test_introduction_calculator(page, lab):
@@ -75,7 +87,7 @@ def test_introduction_calculator(page, lab):
     expect_text(readout_cell(readout, label), value)
     expect_text(kv.locator(".widget-readout"), "16")
     for text in _calculator_gqa_bar(16):
-        assert _svg_text(calc, text).count() == 1, text
+        _expect_chart_text(calc, text)
 
     # Context: one step right (256K), then two left (64K).
     for key, times, seq_len in (("ArrowRight", 1, 2**18), ("ArrowLeft", 2, 2**16)):
@@ -90,7 +102,7 @@ def test_introduction_calculator(page, lab):
         press(page, kv, key, times)
         expect_text(kv.locator(".widget-readout"), str(n_kv))
         for text in _calculator_gqa_bar(n_kv):
-            expect_text(_svg_text(calc, text), text)
+            _expect_chart_text(calc, text)
     # The readout describes MLA as published, so the KV-heads slider leaves the cache row as it was.
     label, value = _calculator_cache(2**16)
     expect_text(readout_cell(readout, label), value)
@@ -123,6 +135,37 @@ def test_gqa_explorer(page, lab):
         for label, value in explorer_rows(n_kv).items():
             expect_text(readout_cell(readout, label), value)
     kv.scroll_into_view_if_needed()
+
+
+# -- chapter 5: a live plotly chart ---------------------------------------------------------------------------
+
+def test_live_plotly_chart_follows_its_slider(page, lab):
+    """Chapter 5's decode explorer draws with a plotly FigureWidget: move its batch slider and the bars the
+    browser draws (read from the graph div's figure data) are the bytes attnlab.sizing gives, the same
+    graph div updated in place, not drawn anew."""
+    run_notebook(page, lab, "05_multi_query_attention.ipynb")
+    explorer = widget_output(page, "Batch")
+    batch = slider(explorer, "Batch")
+    chart = explorer.locator(".js-plotly-plot")
+    expect(chart).to_have_count(1, timeout=60_000)
+    chart.evaluate("el => { el.dataset.seen = 'before the slider moved'; }")
+
+    def drawn() -> list[list[float]]:  # the stacked bars: weights, then the K/V cache, for MHA and MQA
+        return chart.evaluate("el => el.data.filter(t => t.type === 'bar').map(t => Array.from(t.x))")
+
+    for key, times, n in ((None, 0, 8), ("ArrowRight", 1, 16), ("ArrowLeft", 3, 2)):
+        if key:
+            press(page, batch, key, times)
+        expect_text(batch.locator(".widget-readout"), str(n))
+        mha, mqa = (decode_read_bytes("llama-2-7b", 4096, n, s) for s in ("mha", "mqa"))
+        want = [[mha["weights"], mqa["weights"]], [mha["cache"], mqa["cache"]]]
+        deadline = time.monotonic() + 30
+        while drawn() != want:
+            assert time.monotonic() < deadline, f"batch {n}: the chart draws {drawn()}, attnlab.sizing gives {want}"
+            time.sleep(0.2)
+        assert chart.evaluate("el => el.dataset.seen") == "before the slider moved"  # the same chart, restyled
+    assert sizing.format_bytes(mha["total"]) in " ".join(_chart_texts(explorer))
+    chart.scroll_into_view_if_needed()
 
 
 # -- every chapter -----------------------------------------------------------------------------------------

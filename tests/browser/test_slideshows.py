@@ -40,7 +40,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import slides  # noqa: E402
 
 CHAPTER = ROOT / "notebooks" / "06_grouped_query_attention.ipynb"
+LIVE_CHAPTER = ROOT / "notebooks" / "10_deepseek_sparse_attention.ipynb"  # live widgets with plotly charts
 WIDGET = "application/vnd.jupyter.widget-view+json"
+PLOTLY = "application/vnd.plotly.v1+json"
 
 
 def horizontal_slide(nb) -> list[int]:
@@ -52,6 +54,21 @@ def horizontal_slide(nb) -> list[int]:
             h += 1
         index.append(h)
     return index
+
+
+def figure_slide(nb) -> tuple[int, int]:
+    """(slide, sub-slide) reveal.js shows the chapter's first plotly figure on: the top-level index and
+    the count of sub-slides before it within that slide."""
+    h = v = -1
+    for cell in nb.cells:
+        kind = cell.metadata.get("slideshow", {}).get("slide_type")
+        if kind == "slide":
+            h, v = h + 1, 0
+        elif kind == "subslide":
+            v += 1
+        if any(PLOTLY in o.get("data", {}) for o in cell.get("outputs", [])):
+            return h, v
+    raise AssertionError("the chapter shows no plotly figure")
 
 
 def widget_slide(nb) -> int:
@@ -66,7 +83,8 @@ def shot(page, folder: Path, name: str) -> None:
 
 def test_rise_slideshow(page, lab, artifacts):
     """Chapter 6 as a teacher presents it: Run All in JupyterLab and save, then the RISE slideshow of
-    the same notebook: the title slide, one reveal.js section per slide, typeset math, the arrow keys
+    the same notebook: the title slide, one reveal.js section per slide, typeset math, the plotly figure
+    drawn with the data the notebook stores, the arrow keys
     reaching the widget's slide, and there the GQA explorer run from the slideshow on the same kernel:
     its slider, dragged with the mouse, updates the readout to what attnlab.sizing computes. A copy of
     the chapter in build/ is saved, not the course's own."""
@@ -118,21 +136,55 @@ def test_rise_slideshow(page, lab, artifacts):
         assert deck.locator(":scope > section").evaluate_all(
             "s => s.findIndex(x => x.classList.contains('present'))") == target
         shot(show, artifacts, "rise_widget_slide")
+
+        # on to the chapter's plotly figure, drawn by JupyterLab's plotly renderer with the data it stores
+        h, v = figure_slide(nb)
+        assert h > target, "the chapter's figure comes after its widget"
+        for key, times in (("ArrowRight", h - target), ("ArrowDown", v)):
+            for _ in range(times):
+                show.keyboard.press(key)
+        # JupyterLab's plotly renderer shows the picture it took when the notebook was saved, and draws the
+        # live figure as the pointer comes over it
+        rendered = show.locator(".reveal section.present .jp-RenderedPlotly")
+        expect(rendered).to_have_count(1, timeout=60_000)
+        rendered.scroll_into_view_if_needed()
+        rendered.hover()
+        plot = show.locator(".reveal section.present .js-plotly-plot")
+        expect(plot).to_have_count(1, timeout=60_000)
+        stored = next(o for cell in nb.cells for o in cell.get("outputs", []) if PLOTLY in o.get("data", {}))
+        drawn = plot.evaluate("el => el.data.map(t => Array.from(t.x))")
+        assert drawn == [t["x"] for t in stored["data"][PLOTLY]["data"]]
+        expect(plot.locator(".main-svg").first).to_be_visible()
+        shot(show, artifacts, "rise_plotly_slide")
     finally:
         shot(show, artifacts, "rise_last_seen")  # what the slideshow showed last, pass or fail
         show.close()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def test_static_slides_work_offline(browser, tmp_path, artifacts):
+def plotly_figures(nb) -> tuple[int, int]:
+    """(static plotly figures the cells display, live plotly charts in the saved widget state)."""
+    static = sum(PLOTLY in o.get("data", {}) for cell in nb.cells for o in cell.get("outputs", []))
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    live = sum(m["state"].get("_model_module") == "anywidget" for m in state.values())
+    return static, live
+
+
+@pytest.mark.parametrize("chapter", [CHAPTER, LIVE_CHAPTER], ids=lambda p: p.stem[:2])
+def test_static_slides_work_offline(browser, tmp_path, artifacts, chapter):
     """The exported slides load with every non-local request refused: reveal.js starts, MathJax
-    typesets, the saved widgets render, and nothing failed to load."""
+    typesets, the saved widgets render, every plotly figure is drawn by the plotly.js copied next to the
+    slides (the static ones and the live widgets' saved charts, their data as stored), and nothing failed
+    to load."""
     if not slides.NODE_MODULES.is_dir():
         pytest.skip("run npm ci --prefix slides (./course test does) for the slide export")
     slides.copy_vendor(tmp_path)
-    html_path = slides.export(CHAPTER, tmp_path)
-    nb = nbformat.read(CHAPTER, as_version=4)
+    assert (tmp_path / "vendor" / "plotly.min.js").read_bytes() == slides.PLOTLY_JS.read_bytes()
+    html_path = slides.export(chapter, tmp_path)
+    nb = nbformat.read(chapter, as_version=4)
     n_slides = horizontal_slide(nb)[-1] + 1
+    static, live = plotly_figures(nb)
+    assert static >= 1, f"{chapter.name} shows no plotly figure"
 
     page = browser.new_page()
     page.set_viewport_size({"width": 1280, "height": 720})
@@ -148,12 +200,20 @@ def test_static_slides_work_offline(browser, tmp_path, artifacts):
         expect(page.locator(".reveal .slides > section")).to_have_count(n_slides)
         expect(page.locator(".MathJax_CHTML, .mjx-chtml").first).to_be_attached(timeout=60_000)
         expect(page.locator(".widget-slider").first).to_be_attached(timeout=60_000)
-        shot(page, artifacts, "static_slides_title")
+        # every figure drawn: plotly.js puts its SVG into each graph div
+        expect(page.locator(".js-plotly-plot .main-svg").first).to_be_attached(timeout=60_000)
+        expect(page.locator(".js-plotly-plot")).to_have_count(static + live, timeout=60_000)
+        expect(page.locator(".attnlab-live-figure.js-plotly-plot")).to_have_count(live)
+        stored = next(o for cell in nb.cells for o in cell.get("outputs", []) if PLOTLY in o.get("data", {}))
+        first_id = re.search(r'<div id="([a-z0-9-]+)"', stored["data"]["text/html"]).group(1)
+        drawn = page.locator(f"#{first_id}").evaluate("el => el.data.map(t => t.name || null)")
+        assert drawn == [t.get("name") for t in stored["data"][PLOTLY]["data"]]
+        shot(page, artifacts, f"static_slides_title_{chapter.stem[:2]}")
         for _ in range(widget_slide(nb)):
             page.keyboard.press("ArrowRight")
         expect(page.locator("section.present .widget-slider").first).to_be_visible()
         page.wait_for_timeout(500)
-        shot(page, artifacts, "static_slides_widget")
+        shot(page, artifacts, f"static_slides_widget_{chapter.stem[:2]}")
     finally:
         page.close()
     assert not refused, f"the slides asked the internet for {refused}"

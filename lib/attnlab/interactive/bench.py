@@ -9,7 +9,8 @@ computed from a report by pure functions, so tests check it without a browser:
 - :func:`select_rows` joins the timing and roofline entries of some schemes at one context;
 - :func:`cache_matches_formula`, :func:`ratios_vs_mha`, :func:`peer_ratios` summarise it;
 - :func:`targets_markdown` and :func:`run_cost` give the goals against what was measured and what the run cost;
-- :func:`time_figure`, :func:`peer_figure`, :func:`roofline_figure` draw it (matplotlib figures);
+- :func:`time_figure`, :func:`peer_figure`, :func:`roofline_figure` draw it (matplotlib figures, for the README
+  and the widget's image); :func:`time_plotly` and :func:`roofline_plotly` draw it to explore (plotly: hover, zoom);
 - :func:`readout_html` is the widget's table.
 
 Reports written before the read-bandwidth and decode-matmul probes (no ``"roofline_bandwidth"`` in
@@ -22,13 +23,16 @@ and contexts and whose callbacks only set widget values.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+import plotly.graph_objects as go
 
 from attnlab.bench import roofline_bound
+from attnlab.figures import INK, new_figure, scheme_style
 from attnlab.interactive.svg import html_table as _table
 from attnlab.plots import figure_png
 from attnlab.schemes import BENCH_SCHEMES, get_scheme
@@ -265,6 +269,67 @@ def roofline_figure(report: dict, schemes: Sequence[str] | None = None, context:
     ax.set_title(f"Roofline at L = {context:,} · {report_label(report)}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def _scheme_marker(key: str) -> dict:
+    style = scheme_style(key) if key in SCHEME_STYLE else {"color": "#333333", "symbol": "circle", "label": key}
+    return {"color": style["color"], "symbol": style["symbol"]}
+
+
+def time_plotly(report: dict) -> go.Figure:
+    """:func:`time_figure` to explore: median decode-step time (ms) against the context, one line per scheme,
+    log-log axes one can zoom, a legend entry per scheme to toggle; hover gives scheme, context, median
+    time, the spread of the repeats and the bytes the step reads by formula."""
+    fig = new_figure(f"One layer, batch 1 · {report_label(report)}", "context L (cached tokens)",
+                     "decode step, median (ms)", log_x=True, log_y=True, height=420)
+    for s in report["schemes"]:
+        rows = [r for r in report["results"] if r["scheme"] == s]
+        fig.add_scatter(x=[r["context"] for r in rows], y=[r["time_s"] * 1e3 for r in rows], mode="lines+markers",
+                        name=SCHEME_LABELS.get(s, s), line_color=_scheme_marker(s)["color"],
+                        marker=dict(_scheme_marker(s), size=9),
+                        customdata=[[r["spread"] * 1e3] for r in rows],
+                        hovertemplate=f"{SCHEME_LABELS.get(s, s)}<br>L = %{{x:,}}<br>median %{{y:.3f}} ms "
+                                      f"(spread %{{customdata[0]:.3f}} ms)<extra></extra>")
+    fig.update_xaxes(tickvals=report["contexts"], ticktext=[f"{c:,}" for c in report["contexts"]])
+    return fig
+
+
+def roofline_plotly(report: dict, schemes: Sequence[str] | None = None, context: int | None = None) -> go.Figure:
+    """:func:`roofline_figure` to explore: the roofline of the report's machine (:func:`roofline_machine`),
+    attainable FLOP/s = min(bandwidth x intensity, ceiling) with the balance point marked, and each scheme's
+    decode step at ``context`` (default: the largest) at its formula intensity and achieved FLOP/s, on log
+    axes one can zoom; hover gives the intensity, the achieved and the attainable FLOP/s."""
+    schemes = _check_schemes(report, report["schemes"] if schemes is None else schemes)
+    context = max(report["contexts"]) if context is None else _check_context(report, context)
+    roof = roofline_machine(report)
+    bw, peak, balance = roof["bandwidth"], roof["peak"], roof["balance"]
+    rows = select_rows(report, schemes, context)
+    lo = min([r["intensity"] for r in rows] + [balance]) / 4
+    hi = max([r["intensity"] for r in rows] + [balance]) * 4
+    fig = new_figure(f"Roofline at L = {context:,} · {report_label(report)}", "arithmetic intensity (FLOP per byte)",
+                     "FLOP/s (achieved: formula FLOPs / median time)", log_x=True, log_y=True, height=440)
+    xs = [lo, balance, hi]
+    fig.add_scatter(x=xs, y=[min(bw * x, peak) for x in xs], mode="lines", name="roofline",
+                    line=dict(color=INK, width=2), showlegend=False,
+                    hovertemplate="intensity %{x:.3g} FLOP/B<br>attainable %{y:.3g} FLOP/s<extra>roofline</extra>")
+    fig.add_vline(x=balance, line=dict(color="#999999", dash="dot", width=1))
+    fig.add_annotation(x=math.log10(balance), y=0.02, xref="x", yref="paper", text=f"balance {balance:.1f} FLOP/B ",
+                       xanchor="right", yanchor="bottom", showarrow=False, font=dict(color="#555555"))  # log axis
+    for r in rows:
+        label = SCHEME_LABELS.get(r["scheme"], r["scheme"])
+        fig.add_scatter(x=[r["intensity"]], y=[r["achieved_flops"]], mode="markers", name=label,
+                        marker=dict(_scheme_marker(r["scheme"]), size=13, line=dict(color=INK, width=1)),
+                        customdata=[[min(bw * r["intensity"], peak), r["time_s"] * 1e3]],
+                        hovertemplate=f"{label}<br>intensity %{{x:.3f}} FLOP/B<br>achieved %{{y:.3g}} FLOP/s<br>"
+                                      f"attainable %{{customdata[0]:.3g}} FLOP/s<br>median %{{customdata[1]:.3f}} ms"
+                                      f"<extra></extra>")
+    fig.add_annotation(text=f"{roof['bandwidth_probe']}: {bw / 1e9:.1f} GB/s<br>{roof['peak_probe']}: "
+                            f"{peak / 1e9:.0f} GFLOP/s", xref="paper", yref="paper", x=0.99, y=0.02,
+                       xanchor="right", yanchor="bottom", showarrow=False, font=dict(size=11, color="#555555"),
+                       align="right")
+    fig.update_yaxes(range=[math.log10(min(r["achieved_flops"] for r in rows) / 4), math.log10(peak * 2.5)])
+    fig.update_layout(legend=dict(x=0.01, y=0.99, xanchor="left", yanchor="top"))
     return fig
 
 

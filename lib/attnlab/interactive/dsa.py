@@ -5,12 +5,12 @@ Everything a widget shows is computed by a pure function, so tests check it with
 - chapter 10: :func:`tiny_dsa_model` (the course's tiny DSA model, or the tiny MLA model with fresh,
   untrained indexers when no trained one is shipped), :func:`index_scores` (the indexer's scores with either RoPE
   pairing), :func:`attention_captured` and :func:`recent_selection` (how much of the dense attention a
-  selection keeps), :func:`draw_selection` (an attention map with the selected cells outlined), and the
+  selection keeps), :func:`selection_figure` (an attention map with the selected cells outlined, plotly), and the
   cost explorer: :func:`decode_cost_figures` (numbers from :func:`attnlab.dsa.layer_cost`),
-  :func:`cost_svg`, :func:`cost_readout_html`, :func:`cost_explorer`;
+  :func:`cost_figure`, :func:`cost_readout_html`, :func:`cost_explorer`;
 - chapter 11: :func:`outlier_inputs` (queries and keys with a few large channels),
   :func:`rotation_experiment` (FP8 block quantization with and without the Hadamard rotation: the
-  quantization error and the overlap of the top-k by q · k), :func:`rotation_svg`,
+  quantization error and the overlap of the top-k by q · k), :func:`rotation_figure`,
   :func:`rotation_readout_html`, :func:`rotation_explorer`.
 
 The explorers wrap them in ipywidgets containers whose sliders offer only valid values and whose callbacks
@@ -25,16 +25,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import ipywidgets as widgets
+import plotly.graph_objects as go
 import torch
-from matplotlib.patches import Rectangle
+from plotly.subplots import make_subplots
 
 from attnlab._validate import check_ndim, check_non_negative_int, check_positive_int
 from attnlab.dsa import DeepSeekSparseAttention, LightningIndexer, crossover_context, layer_cost
+from attnlab.figures import INK, Bar, LiveFigure, Segment, hbar_figure, heatmap_figure, new_figure
 from attnlab.interactive.svg import html_table as _table
-from attnlab.interactive.svg import svg_open as _svg_open
-from attnlab.interactive.svg import svg_text as _text
 from attnlab.model import TinyLM, checkpoint_path, load_checkpoint
-from attnlab.plots import COLORS, SCHEME_COLORS, attention_heatmap
+from attnlab.plots import COLORS, SCHEME_COLORS
 from attnlab.quant import FP8_E4M3_MAX, SCALE_FORMATS, fake_quantize_fp8, fwht
 from attnlab.rope import rotate_pairs
 from attnlab.sizing import MODELS, ModelSpec, format_bytes, format_si, get_model
@@ -126,16 +126,14 @@ def attention_captured(weights: torch.Tensor, selected: torch.Tensor) -> torch.T
     return (a * selected).sum(dim=-1)
 
 
-def draw_selection(ax, weights: torch.Tensor, selected: torch.Tensor, tokens: Sequence[str],
-                   title: str | None = None, vmax: float | None = None, color: str = COLORS["cache"]):
-    """:func:`attnlab.plots.attention_heatmap` of ``weights`` (seq, seq) with every selected cell of
-    ``selected`` (seq, seq, boolean) outlined in ``color``. Returns the Axes."""
+def selection_figure(weights: torch.Tensor, selected: torch.Tensor, tokens: Sequence[str], title: str = "",
+                     zmax: float | None = None) -> go.Figure:
+    """:func:`attnlab.figures.heatmap_figure` of ``weights`` (seq, seq) with every selected cell of
+    ``selected`` (seq, seq, boolean: the indexer's top-k per query) outlined in red; hover names the token
+    pair and its weight."""
     if selected.shape != weights.shape or selected.dtype != torch.bool:
         raise ValueError(f"selected must be a boolean tensor of shape {tuple(weights.shape)}")
-    attention_heatmap(weights, tokens, ax=ax, title=title, vmax=vmax)
-    for t, s in selected.nonzero().tolist():
-        ax.add_patch(Rectangle((s - 0.5, t - 0.5), 1, 1, fill=False, edgecolor=color, linewidth=1.1))
-    return ax
+    return heatmap_figure(weights, tokens, title=title, zmax=zmax, selected=selected, height=640)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -190,53 +188,36 @@ def _verdict(ratio: float) -> str:
     return f"DSA {format_times(1 / ratio)} dearer"
 
 
-def cost_svg(context_len: int, top_k: int, model: str = "deepseek-v3.2", width: int = 720) -> str:
-    """Inline SVG: for one decoded token in one layer, a bar for dense MLA and a stacked bar for DSA
-    (lightning indexer + attention over the k selected tokens), once for FLOPs and once for bytes read,
-    each pair drawn to its own scale, with the ratio beside it. Pure: same arguments, same string."""
+def cost_figure(context_len: int, top_k: int, model: str = "deepseek-v3.2") -> go.Figure:
+    """For one decoded token in one layer, a bar for dense MLA and a stacked bar for DSA (lightning indexer
+    + attention over the k selected tokens), in two panels, FLOPs and bytes read, each on its own linear
+    scale with the verdict (cheaper or dearer, and by how much) in its title; hover gives the exact
+    counts. Pure: same arguments, same figure."""
     f = decode_cost_figures(context_len, top_k, model)
     attn, index = SCHEME_COLORS["mla"], COLORS["index"]
-    parts = _svg_open(width, 262)
-    parts.append(_text(4, 18, f"One decoded token, one layer of {f['model']}: context L = {context_len:,}, "
-                              f"top-k = {top_k:,}", font_size=14, font_weight="bold"))
-    label_w, value_w, bar_h = 110, 200, 22
-    plot_w = width - label_w - value_w
     groups = [("FLOPs", "flops", format_flops), ("bytes read", "bytes", format_bytes)]
-    y = 40
-    for title, key, fmt in groups:
-        top = max(f[f"{key}_dense"], f[f"{key}_dsa"])
-        parts.append(_text(4, y + 12, title, font_weight="bold"))
-        parts.append(_text(width - 4, y + 12, _verdict(f[f"{key}_ratio"]), text_anchor="end", font_weight="bold",
-                           fill=COLORS["cache"] if f[f"{key}_ratio"] < 1 else "#2e7d32"))
-        y += 20
-        rows = [("dense MLA", [(f[f"{key}_dense"], attn)]),
-                ("DSA", [(f[f"{key}_indexer"], index), (f[f"{key}_sparse"], attn)])]
-        for name, segments in rows:
-            x = label_w
-            parts.append(_text(label_w - 8, y + bar_h * 0.72, name, text_anchor="end"))
-            for value, colour in segments:
-                w = plot_w * value / top
-                parts.append(f'<rect x="{x:.1f}" y="{y}" width="{max(w, 0.5):.1f}" height="{bar_h}" '
-                             f'fill="{colour}"/>')
-                x += w
-            total = sum(v for v, _ in segments)
-            parts.append(_text(x + 6, y + bar_h * 0.72, fmt(total), font_size=12))
-            y += bar_h + 6
-        y += 14
-    parts += [f'<rect x="{label_w}" y="{y}" width="12" height="12" fill="{attn}"/>',
-              _text(label_w + 18, y + 10, "MLA attention (all L tokens, or the k selected)", font_size=12),
-              f'<rect x="{label_w + 330}" y="{y}" width="12" height="12" fill="{index}"/>',
-              _text(label_w + 348, y + 10, "lightning indexer (scores all L tokens)", font_size=12)]
+    fig = make_subplots(rows=2, cols=1, vertical_spacing=0.3,
+                        subplot_titles=[f"{title}: {_verdict(f[f'{key}_ratio'])}" for title, key, _ in groups])
+    for i, (title, key, fmt) in enumerate(groups, start=1):
+        bars = [Bar("dense MLA", (Segment("MLA attention over all L tokens", f[f"{key}_dense"], attn),),
+                    fmt(f[f"{key}_dense"])),
+                Bar("DSA", (Segment("lightning indexer (scores all L tokens)", f[f"{key}_indexer"], index),
+                            Segment("MLA attention over the k selected", f[f"{key}_sparse"], attn)),
+                    fmt(f[f"{key}_dsa"]))]
+        hbar_figure(bars, title, format_value=fmt, fig=fig, row=i, col=1)
     cross = f["crossover_flops"]
     note = (f"With top-k = {top_k:,}, DSA needs fewer FLOPs from L = {cross:,} tokens on." if cross
             else f"With top-k = {top_k:,}, DSA never needs fewer FLOPs.")
-    parts.append(_text(4, y + 34, note, font_size=12, fill="#444"))
-    parts.append("</svg>")
-    return "".join(parts)
+    fig.update_layout(template="attnlab", barmode="stack", showlegend=False, bargap=0.3, height=330,
+                      margin=dict(t=90, b=40),
+                      title=dict(text=f"One decoded token, one layer of {f['model']}: context L = {context_len:,}, "
+                                      f"top-k = {top_k:,}<br><sup>purple: MLA attention · teal: lightning "
+                                      f"indexer · {note}</sup>"))
+    return fig
 
 
 def cost_readout_html(context_len: int, top_k: int, model: str = "deepseek-v3.2") -> str:
-    """The numbers of :func:`cost_svg` as an HTML table, plus the prefill and the crossovers. Pure."""
+    """The numbers of :func:`cost_figure` as an HTML table, plus the prefill and the crossovers. Pure."""
     f = decode_cost_figures(context_len, top_k, model)
     cross = {k: (f"L = {f[k]:,}" if f[k] else "never") for k in ("crossover_flops", "crossover_bytes")}
     rows = [
@@ -258,7 +239,8 @@ def cost_readout_html(context_len: int, top_k: int, model: str = "deepseek-v3.2"
 
 class CostExplorer(widgets.VBox):
     """The container :func:`cost_explorer` returns: ``.context`` and ``.top_k`` (SelectionSliders offering
-    :data:`CONTEXT_OPTIONS` and :data:`TOPK_OPTIONS`), ``.chart`` and ``.readout`` (HTML widgets)."""
+    :data:`CONTEXT_OPTIONS` and :data:`TOPK_OPTIONS`), ``.chart`` (:class:`attnlab.figures.LiveFigure`) and
+    ``.readout`` (HTML)."""
 
     def __init__(self, context_len: int = 131_072, top_k: int = 2048, model: str = "deepseek-v3.2") -> None:
         if context_len not in CONTEXT_OPTIONS:
@@ -272,7 +254,7 @@ class CostExplorer(widgets.VBox):
                                                description="context L", style=style, layout=layout)
         self.top_k = widgets.SelectionSlider(options=[(f"{k:,}", k) for k in TOPK_OPTIONS], value=top_k,
                                              description="top-k", style=style, layout=layout)
-        self.chart = widgets.HTML()
+        self.chart = LiveFigure(cost_figure(context_len, top_k, model))
         self.readout = widgets.HTML()
         for control in (self.context, self.top_k):
             control.observe(self._refresh, names="value")
@@ -280,8 +262,8 @@ class CostExplorer(widgets.VBox):
         self._refresh()
 
     def _refresh(self, change: dict | None = None) -> None:
-        # A callback: it only sets the HTML widgets' values.
-        self.chart.value = cost_svg(self.context.value, self.top_k.value, self.model)
+        # A callback: it only sets the widgets' values (the chart's in place).
+        self.chart.show_figure(cost_figure(self.context.value, self.top_k.value, self.model))
         self.readout.value = cost_readout_html(self.context.value, self.top_k.value, self.model)
 
     def __repr__(self) -> str:
@@ -387,53 +369,44 @@ def _check_rotation_args(outlier: object, block: object, scale_format: object) -
         raise ValueError(f"scale_format={scale_format!r} must be one of {SCALE_FORMATS}")
 
 
-def rotation_svg(outlier: int, block: int = 128, scale_format: str = "ue8m0", width: int = 720) -> str:
-    """Inline SVG: the top-k overlap of FP8 scores, plain and rotated, against the outlier magnitude (every
-    value of :data:`OUTLIER_OPTIONS`, for this block size and scale format), with the chosen magnitude
-    marked and its two overlaps written beside it. Pure: same arguments, same string."""
+def rotation_figure(outlier: int, block: int = 128, scale_format: str = "ue8m0") -> go.Figure:
+    """The top-k overlap of FP8 scores with exact q · k, without and with the Hadamard rotation, against the
+    outlier magnitude (every value of :data:`OUTLIER_OPTIONS`, for this block size and scale format, one
+    evenly spaced slot each), the chosen magnitude marked by a dashed line and two points; hover gives overlap and key
+    error. Pure: same arguments, same figure."""
     _check_rotation_args(outlier, block, scale_format)
     runs = [rotation_experiment(m, block, scale_format) for m in OUTLIER_OPTIONS]
     now = rotation_experiment(outlier, block, scale_format)
     colours = {"plain": COLORS["cache"], "rotated": COLORS["query"]}
-    parts = _svg_open(width, 330)
-    parts.append(_text(4, 18, f"Top-{now['top_k']} overlap after FP8 e4m3 (blocks of {block}, {scale_format} "
-                              f"scales) against exact q · k", font_size=14, font_weight="bold"))
-    px0, py0, pw, ph = 60, 40, width - 250, 230
-    parts.append(f'<rect x="{px0}" y="{py0}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
-    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
-        y = py0 + ph * (1 - tick)
-        parts += [f'<line x1="{px0 - 4}" y1="{y:.1f}" x2="{px0 + pw}" y2="{y:.1f}" stroke="#ddd"/>',
-                  _text(px0 - 8, y + 4, f"{tick:.0%}", text_anchor="end", font_size=11)]
-    n = len(OUTLIER_OPTIONS)
-    xs = [px0 + pw * i / (n - 1) for i in range(n)]  # one evenly spaced slot per offered magnitude
-    for x, m in zip(xs, OUTLIER_OPTIONS, strict=True):
-        parts.append(_text(x, py0 + ph + 16, f"{m:g}", text_anchor="middle", font_size=11))
-    parts.append(_text(px0 + pw / 2, py0 + ph + 34, "outlier added to 4 of 128 channels (typical entry: 1)",
-                       text_anchor="middle", font_size=12))
+    names = {"plain": "no rotation", "rotated": "Hadamard first"}
+    slots = list(range(len(OUTLIER_OPTIONS)))  # one evenly spaced slot per offered magnitude (0 has no log)
+    at = OUTLIER_OPTIONS.index(outlier)
+    fig = new_figure(f"Top-{now['top_k']} overlap after FP8 e4m3 (blocks of {block}, {scale_format} scales) "
+                     f"against exact q · k", "outlier added to 4 of 128 channels (typical entry: 1)",
+                     "top-k overlap", height=360)
     for name, colour in colours.items():
-        pts = " ".join(f"{x:.1f},{py0 + ph * (1 - r[name]['overlap']):.1f}" for x, r in zip(xs, runs, strict=True))
-        parts.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>')
-    x_now = xs[OUTLIER_OPTIONS.index(outlier)]
-    parts.append(f'<line x1="{x_now:.1f}" y1="{py0}" x2="{x_now:.1f}" y2="{py0 + ph}" stroke="#444" '
-                 f'stroke-dasharray="4 3"/>')
-    for name, colour in colours.items():
-        y = py0 + ph * (1 - now[name]["overlap"])
-        parts.append(f'<circle cx="{x_now:.1f}" cy="{y:.1f}" r="4.5" fill="{colour}"/>')
-    lx = px0 + pw + 18
-    for i, (name, colour) in enumerate(colours.items()):
-        y = py0 + 20 + i * 58
-        label = "no rotation" if name == "plain" else "Hadamard first"
-        parts += [f'<rect x="{lx}" y="{y - 10}" width="12" height="12" fill="{colour}"/>',
-                  _text(lx + 18, y, label, font_weight="bold", fill=colour),
-                  _text(lx + 18, y + 18, f"overlap {now[name]['overlap']:.1%}", font_size=12),
-                  _text(lx + 18, y + 34, f"key error {now[name]['key_error']:.2%}", font_size=12)]
-    parts.append(_text(lx, py0 + 150, f"outlier = {outlier:g}", font_weight="bold"))
-    parts.append("</svg>")
-    return "".join(parts)
+        fig.add_trace(go.Scatter(
+            x=slots, y=[r[name]["overlap"] for r in runs], mode="lines+markers", name=names[name],
+            line=dict(color=colour, width=2),
+            customdata=[[m, r[name]["key_error"]] for m, r in zip(OUTLIER_OPTIONS, runs, strict=True)],
+            hovertemplate=f"{names[name]}<br>outlier %{{customdata[0]:g}}<br>overlap %{{y:.1%}}<br>"
+                          f"key error %{{customdata[1]:.2%}}<extra></extra>"))
+    fig.add_trace(go.Scatter(
+        x=[at, at], y=[now["plain"]["overlap"], now["rotated"]["overlap"]], mode="markers",
+        marker=dict(color=[colours["plain"], colours["rotated"]], size=12, line=dict(color=INK, width=1.5)),
+        name=f"outlier = {outlier:g}", showlegend=False,
+        text=[f"no rotation: overlap {now['plain']['overlap']:.1%}, key error {now['plain']['key_error']:.2%}",
+              f"Hadamard first: overlap {now['rotated']['overlap']:.1%}, key error "
+              f"{now['rotated']['key_error']:.2%}"], hovertemplate="%{text}<extra></extra>"))
+    fig.add_vline(x=at, line=dict(color=INK, dash="dash", width=1))
+    fig.update_yaxes(range=[0, 1.05], tickformat=".0%")
+    fig.update_xaxes(tickvals=slots, ticktext=[f"{m:g}" for m in OUTLIER_OPTIONS])
+    fig.update_layout(legend=dict(x=0.01, y=0.05, xanchor="left", yanchor="bottom"))
+    return fig
 
 
 def rotation_readout_html(outlier: int, block: int = 128, scale_format: str = "ue8m0") -> str:
-    """The numbers of :func:`rotation_svg` at the chosen magnitude as an HTML table: key error, score
+    """The numbers of :func:`rotation_figure` at the chosen magnitude as an HTML table: key error, score
     error and top-k overlap without and with the rotation, and which keeps more of the top-k. Pure."""
     _check_rotation_args(outlier, block, scale_format)
     r = rotation_experiment(outlier, block, scale_format)
@@ -455,7 +428,7 @@ def rotation_readout_html(outlier: int, block: int = 128, scale_format: str = "u
 class RotationExplorer(widgets.VBox):
     """The container :func:`rotation_explorer` returns: ``.outlier`` (SelectionSlider over
     :data:`OUTLIER_OPTIONS`), ``.block`` (ToggleButtons over :data:`BLOCK_OPTIONS`), ``.scale_format``
-    (ToggleButtons "fp32" / "ue8m0"), ``.chart`` and ``.readout`` (HTML widgets)."""
+    (ToggleButtons "fp32" / "ue8m0"), ``.chart`` (:class:`attnlab.figures.LiveFigure`) and ``.readout`` (HTML)."""
 
     def __init__(self, outlier: int = 20, block: int = 128, scale_format: str = "ue8m0") -> None:
         _check_rotation_args(outlier, block, scale_format)
@@ -467,7 +440,7 @@ class RotationExplorer(widgets.VBox):
                                            style=style)
         self.scale_format = widgets.ToggleButtons(options=list(SCALE_FORMATS), value=scale_format,
                                                   description="scale format", style=style)
-        self.chart = widgets.HTML()
+        self.chart = LiveFigure(rotation_figure(outlier, block, scale_format))
         self.readout = widgets.HTML()
         for control in (self.outlier, self.block, self.scale_format):
             control.observe(self._refresh, names="value")
@@ -475,9 +448,9 @@ class RotationExplorer(widgets.VBox):
         self._refresh()
 
     def _refresh(self, change: dict | None = None) -> None:
-        # A callback: it only sets the HTML widgets' values.
+        # A callback: it only sets the widgets' values (the chart's in place).
         args = (self.outlier.value, self.block.value, self.scale_format.value)
-        self.chart.value = rotation_svg(*args)
+        self.chart.show_figure(rotation_figure(*args))
         self.readout.value = rotation_readout_html(*args)
 
     def __repr__(self) -> str:

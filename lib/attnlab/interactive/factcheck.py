@@ -8,11 +8,13 @@ import html
 import math
 
 import ipywidgets as widgets
+import plotly.graph_objects as go
 import torch
 
 from attnlab import sizing
 from attnlab._validate import check_positive_int
-from attnlab.interactive.svg import html_table, svg_open, svg_text
+from attnlab.figures import Bar, LiveFigure, Segment, hbar_figure
+from attnlab.interactive.svg import html_table
 from attnlab.plots import SCHEME_COLORS
 from attnlab.schemes import get_scheme
 from attnlab.sizing import MODELS, SCHEMES, format_bytes
@@ -118,29 +120,22 @@ def table_html(model: str, seq_len: int, gpu_gib: float, dtype: torch.dtype | st
             f"<tr>{head}</tr>{body}</table>")
 
 
-def chart_svg(model: str, seq_len: int, gpu_gib: float, dtype: torch.dtype | str, width: int = 640) -> str:
-    """Inline SVG bar chart of the cache at ``seq_len`` for each scheme, longest bar = largest cache. Pure."""
+def chart_figure(model: str, seq_len: int, gpu_gib: float, dtype: torch.dtype | str) -> go.Figure:
+    """The cache at ``seq_len`` for each scheme of :func:`model_rows` as horizontal bars on a linear axis
+    (the published scheme outlined, the what-ifs lighter); hover gives the exact bytes. Pure."""
     rows = model_rows(model, seq_len, gpu_gib, dtype)
-    top = max(r["cache_bytes"][seq_len] for r in rows) or 1
-    bar_h, left, height = 26, 230, 40 + 34 * len(rows)
-    parts = svg_open(width, height)
-    parts.append(svg_text(4, 20, f"{MODELS[model].name}: KV cache at {seq_len:,} tokens", font_weight="bold"))
-    for i, r in enumerate(rows):
-        y = 34 + 34 * i
-        n_bytes = r["cache_bytes"][seq_len]
-        w = (width - left - 90) * n_bytes / top
-        parts.append(svg_text(left - 8, y + 18, _label(r), text_anchor="end"))
-        color = SCHEME_COLORS.get(r["scheme"], "#555555")  # DeepSeek-V4's own row has no Table 1 colour
-        parts.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{color}"/>')
-        parts.append(svg_text(left + w + 6, y + 18, format_bytes(n_bytes)))
-    parts.append("</svg>")
-    return "".join(parts)
+    bars = [Bar(_label(r), (Segment(f"cache at {seq_len:,} tokens", r["cache_bytes"][seq_len],
+                                    SCHEME_COLORS.get(r["scheme"], "#555555")),),  # V4's own row: no Table 1 colour
+                format_bytes(r["cache_bytes"][seq_len]), selected=r["published"]) for r in rows]
+    return hbar_figure(bars, f"{MODELS[model].name}: KV cache at {seq_len:,} tokens", "bytes",
+                       format_value=lambda v: f"{v:,} B ({format_bytes(v)})")
 
 
 class ModelCacheExplorer(widgets.VBox):
     """The container :func:`model_cache_explorer` returns: ``.model`` (Dropdown over MODELS), ``.seq_len``
     (SelectionSlider over :data:`attnlab.widgets.CONTEXT_OPTIONS`), ``.gpu_gib`` (BoundedFloatText),
-    ``.dtype`` (Dropdown over :data:`attnlab.sizing.DTYPES_BY_NAME`), and the ``.table`` and ``.chart`` HTML."""
+    ``.dtype`` (Dropdown over :data:`attnlab.sizing.DTYPES_BY_NAME`), the ``.table`` (HTML) and the ``.chart``
+    (:class:`attnlab.figures.LiveFigure`)."""
 
     def __init__(self, model: str = "deepseek-v3", seq_len: int = 131072, gpu_gib: float = 80.0) -> None:
         if model not in MODELS:
@@ -157,7 +152,7 @@ class ModelCacheExplorer(widgets.VBox):
         self.dtype = widgets.Dropdown(options=list(sizing.DTYPES_BY_NAME.items()), value=torch.bfloat16,
                                       description="cache dtype", style=style)
         self.table = widgets.HTML()
-        self.chart = widgets.HTML()
+        self.chart = LiveFigure(chart_figure(model, seq_len, float(gpu_gib), torch.bfloat16))
         for control in (self.model, self.seq_len, self.gpu_gib, self.dtype):
             control.observe(self._refresh, names="value")
         super().__init__([row(widgets.VBox([self.model, self.seq_len]),
@@ -165,10 +160,10 @@ class ModelCacheExplorer(widgets.VBox):
         self._refresh()
 
     def _refresh(self, change: dict | None = None) -> None:
-        # A callback: it only sets the HTML widgets' values.
+        # A callback: it only sets the widgets' values (the chart's in place).
         args = (self.model.value, self.seq_len.value, float(self.gpu_gib.value), self.dtype.value)
         self.table.value = table_html(*args)
-        self.chart.value = chart_svg(*args)
+        self.chart.show_figure(chart_figure(*args))
 
     def __repr__(self) -> str:
         # A short, deterministic text form (the notebook stores it as the cell's plain-text output).

@@ -8,7 +8,7 @@ tests check it without a browser:
 - :func:`kv_head_of`: query head -> KV head it reads, from :class:`attnlab.gqa.AttentionConfig`
 - :func:`sharing_svg`: the diagram of which query heads share which K/V head (inline SVG)
 - :func:`gqa_figures`, :func:`gqa_readout_html`: a real model's cache bytes per token at n_kv_heads
-- :func:`decode_read_bytes`, :func:`decode_svg`: bytes one decode step reads, MHA against MQA
+- :func:`decode_read_bytes`, :func:`decode_figure`: bytes one decode step reads, MHA against MQA (plotly)
 
 :func:`gqa_explorer` (chapter 6) and :func:`mqa_decode_explorer` (chapter 5) wrap them in ipywidgets
 containers; their callbacks only set widget values (HTML, slider options), never print. Every byte count
@@ -20,10 +20,12 @@ from __future__ import annotations
 import html
 
 import ipywidgets as widgets
+import plotly.graph_objects as go
 import torch
 
 from attnlab import sizing
 from attnlab._validate import check_non_negative_int, check_positive_int
+from attnlab.figures import Bar, LiveFigure, Segment, hbar_figure
 from attnlab.gqa import AttentionConfig
 from attnlab.plots import COLORS
 from attnlab.schemes import get_scheme
@@ -295,51 +297,25 @@ def decode_read_bytes(model: ModelSpec | str, seq_len: int, batch: int = 1, sche
 DENSE_MODELS: tuple[str, ...] = tuple(k for k, m in MODELS.items() if m.attention != "mla" and m.v4 is None)
 
 
-def decode_svg(model: ModelSpec | str, seq_len: int, batch: int = 1,
-               dtype: torch.dtype | str = torch.bfloat16, width: int = 720) -> str:
-    """Inline SVG: two stacked bars, MHA and MQA of the same model, each split into weights (grey) and
-    K/V cache (red) read by one decode step of ``batch`` sequences at ``seq_len`` tokens; labelled with
-    the total and the share the cache takes. Pure: same arguments, same string."""
+def decode_figure(model: ModelSpec | str, seq_len: int, batch: int = 1,
+                  dtype: torch.dtype | str = torch.bfloat16) -> go.Figure:
+    """Two stacked bars, MHA and MQA of the same model, each split into weights (grey) and K/V cache (red)
+    read by one decode step of ``batch`` sequences at ``seq_len`` tokens (:func:`decode_read_bytes`),
+    labelled with the total and the share the cache takes; hover gives each part's bytes. Pure."""
     spec = sizing.get_model(model)
-    rows = {s: decode_read_bytes(spec, seq_len, batch, s, dtype) for s in ("mha", "mqa")}
-    label_w, value_w, bar_h, gap, top = 238, 170, 28, 14, 30
-    plot_w = width - label_w - value_w
-    height = top + 2 * (bar_h + gap) + 22
-    largest = max(r["total"] for r in rows.values())
-    title = f"Bytes read per decode step · {spec.name} · {seq_len:,} tokens × batch {batch}"
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif" font-size="13">',
-        f'<rect width="{width}" height="{height}" fill="white"/>',
-        f'<text x="4" y="18" font-size="14" font-weight="bold">{html.escape(title)}</text>',
-    ]
-    for i, scheme in enumerate(("mha", "mqa")):
-        y = top + i * (bar_h + gap)
-        r = rows[scheme]
-        w_weights = plot_w * r["weights"] / largest
-        w_cache = max(1.0, plot_w * r["cache"] / largest) if r["cache"] else 0.0
+    bars = []
+    for scheme in ("mha", "mqa"):
+        r = decode_read_bytes(spec, seq_len, batch, scheme, dtype)
         record = get_scheme(scheme)
         published = " (published)" if spec.attention == scheme else ""
-        label = f"{record.label} · {record.describe(spec.attention_shape())}{published}"
-        share = r["cache"] / r["total"]
-        text = f"{sizing.format_bytes(r['total'])} · cache {share:.0%}"
-        parts += [
-            f'<text x="{label_w - 8}" y="{y + bar_h * 0.68:.1f}" text-anchor="end" '
-            f'fill="{record.color}" font-weight="bold">{html.escape(label)}</text>',
-            f'<rect x="{label_w}" y="{y}" width="{w_weights:.1f}" height="{bar_h}" fill="{COLORS["muted"]}"/>',
-            f'<rect x="{label_w + w_weights:.1f}" y="{y}" width="{w_cache:.1f}" height="{bar_h}" '
-            f'fill="{COLORS["cache"]}"/>',
-            f'<text x="{label_w + w_weights + w_cache + 6:.1f}" y="{y + bar_h * 0.68:.1f}">{html.escape(text)}</text>',
-        ]
-    legend_y = height - 8
-    parts += [
-        f'<rect x="{label_w}" y="{legend_y - 10}" width="12" height="12" fill="{COLORS["muted"]}"/>',
-        f'<text x="{label_w + 16}" y="{legend_y}">weights (once per step)</text>',
-        f'<rect x="{label_w + 210}" y="{legend_y - 10}" width="12" height="12" fill="{COLORS["cache"]}"/>',
-        f'<text x="{label_w + 226}" y="{legend_y}">K/V cache (all sequences)</text>',
-        "</svg>",
-    ]
-    return "".join(parts)
+        bars.append(Bar(
+            label=f"{record.label} · {record.describe(spec.attention_shape())}{published}",
+            segments=(Segment("weights (once per step)", r["weights"], COLORS["muted"]),
+                      Segment("K/V cache (all sequences)", r["cache"], COLORS["cache"])),
+            text=f"{sizing.format_bytes(r['total'])} · cache {r['cache'] / r['total']:.0%}"))
+    title = (f"Bytes read per decode step · {spec.name} · {seq_len:,} tokens × batch {batch}"
+             f"<br><sup>grey: weights (once per step) · red: K/V cache (all sequences)</sup>")
+    return hbar_figure(bars, title, "bytes read", format_value=sizing.format_bytes, height=230)
 
 
 def decode_readout_html(model: ModelSpec | str, seq_len: int, batch: int = 1,
@@ -359,7 +335,7 @@ def decode_readout_html(model: ModelSpec | str, seq_len: int, batch: int = 1,
 
 class MQADecodeExplorer(widgets.VBox):
     """The container :func:`mqa_decode_explorer` returns: ``.model``, ``.seq_len`` and ``.batch``
-    controls, and the ``.chart`` and ``.readout`` HTML widgets the callbacks fill."""
+    controls, the ``.chart`` (:class:`attnlab.figures.LiveFigure`) and ``.readout`` (HTML) the callbacks fill."""
 
     def __init__(self, model: str = "llama-2-7b", seq_len: int = 4096, batch: int = 8,
                  dtype: torch.dtype | str = torch.bfloat16) -> None:
@@ -377,7 +353,7 @@ class MQADecodeExplorer(widgets.VBox):
                                                style=style, layout=widgets.Layout(width="420px"))
         self.batch = widgets.SelectionSlider(options=list(BATCH_OPTIONS), value=batch, description="Batch",
                                              style=style, layout=widgets.Layout(width="420px"))
-        self.chart = widgets.HTML()
+        self.chart = LiveFigure(decode_figure(model, seq_len, batch, self.dtype))
         self.readout = widgets.HTML()
         for control in (self.model, self.seq_len, self.batch):
             control.observe(self._refresh, names="value")
@@ -385,9 +361,9 @@ class MQADecodeExplorer(widgets.VBox):
         self._refresh()
 
     def _refresh(self, change: dict | None = None) -> None:
-        # A callback: it only sets the HTML widgets' values.
+        # A callback: it only sets the widgets' values (the chart's in place).
         args = (self.model.value, self.seq_len.value, self.batch.value, self.dtype)
-        self.chart.value = decode_svg(*args)
+        self.chart.show_figure(decode_figure(*args))
         self.readout.value = decode_readout_html(*args)
 
     def __repr__(self) -> str:

@@ -8,20 +8,24 @@ token in every layer and head. Step 0 is the **prefill** (the whole prompt at on
 
 :func:`step_html` renders one step of that record as HTML (a pure function: same trace and step, same
 string), so tests check what the widget shows without a browser. :func:`decode_stepper` wraps it in a
-slider; its callbacks only set the HTML widget's value.
+slider; its callbacks only set the HTML widget's value. :func:`cache_context_figure` draws real models'
+caches against the context (plotly), from :mod:`attnlab.sizing`.
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import ipywidgets as widgets
+import plotly.graph_objects as go
 import torch
 
-from attnlab import costs
-from attnlab._validate import check_ndim, check_non_negative_int
+from attnlab import costs, sizing
+from attnlab._validate import check_ndim, check_non_negative_int, check_positive_int
 from attnlab.costs import AttentionShape
+from attnlab.figures import new_figure
 from attnlab.plots import COLORS
 from attnlab.tokenization import BPETokenizer, visible_token
 from attnlab.widgets import row
@@ -260,3 +264,65 @@ def decode_stepper(model, tokenizer: BPETokenizer, prompt: str, n_new: int = 24)
     if not isinstance(prompt, str) or not prompt:
         raise ValueError(f"prompt={prompt!r} must be a non-empty str")
     return DecodeStepper(trace_decode(model, tokenizer, tokenizer.encode(prompt), n_new))
+
+
+# ----------------------------------------------------------------------------------------------------
+# real models' caches against the context (plotly: hover for the exact bytes)
+
+#: Line colours of the models in :func:`cache_context_figure`, in order (Okabe-Ito, colour-blind safe).
+MODEL_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+
+
+def cache_context_figure(models: Sequence[str], lengths: Sequence[int], batches: Sequence[int] = (1,),
+                         dtype: torch.dtype | str = torch.bfloat16, weights: bool = False) -> go.Figure:
+    """Each model's KV cache (:func:`attnlab.sizing.kv_cache_bytes`) against the context length, log-log,
+    one line per (model, batch): solid up to the model's published context window (``max_context``, marked
+    with a diamond), dotted beyond. Hover gives model, batch, context and the exact bytes. ``weights=True``
+    adds each model's weights (:func:`attnlab.sizing.weight_bytes`) as a dotted horizontal line."""
+    if not models:
+        raise ValueError("models must not be empty")
+    for n in lengths:
+        check_positive_int("lengths", n)
+    dtype_name = str(sizing.get_dtype(dtype)).removeprefix("torch.")
+    fig = new_figure(f"KV cache of real models ({dtype_name}); ◆ = published context window",
+                     "context length (tokens)", "cache (GiB)", log_x=True, log_y=True, height=440)
+    dashes = ("solid", "dash", "dashdot", "longdash")
+    for m, key in enumerate(models):
+        spec = sizing.get_model(key)
+        colour = MODEL_COLOURS[m % len(MODEL_COLOURS)]
+        window = spec.max_context
+        for b, batch in enumerate(batches):
+            check_positive_int("batches", batch)
+            points = sorted(set(lengths) | ({window} if window else set()))
+            size = [sizing.kv_cache_bytes(spec, n, batch, dtype) for n in points]
+            name = f"{spec.name}" + (f", batch {batch}" if len(batches) > 1 else "")
+            inside = [i for i, n in enumerate(points) if not window or n <= window]
+            beyond = [i for i, n in enumerate(points) if window and n >= window]
+            hover = (f"{spec.name} · batch {batch}<br>context %{{x:,}} tokens<br>%{{customdata[0]:,}} B "
+                     f"(%{{customdata[1]}})<extra></extra>")
+            for part, dash, legend in ((inside, dashes[b % len(dashes)], True), (beyond, "dot", False)):
+                if len(part) < 2:
+                    continue
+                fig.add_trace(go.Scatter(
+                    x=[points[i] for i in part], y=[sizing.gib(size[i]) for i in part], mode="lines",
+                    name=name, legendgroup=name, showlegend=legend, line=dict(color=colour, dash=dash, width=2),
+                    customdata=[[size[i], sizing.format_bytes(size[i])] for i in part], hovertemplate=hover))
+            if window:
+                at = points.index(window)
+                fig.add_trace(go.Scatter(
+                    x=[window], y=[sizing.gib(size[at])], mode="markers", legendgroup=name, showlegend=False,
+                    name=f"{name}: published window", marker=dict(symbol="diamond", size=10, color=colour),
+                    customdata=[[size[at], sizing.format_bytes(size[at])]],
+                    hovertemplate=f"{spec.name} · batch {batch}<br>published context window %{{x:,}} tokens<br>"
+                                  f"%{{customdata[0]:,}} B (%{{customdata[1]}})<extra></extra>"))
+        if weights:
+            w = sizing.weight_bytes(spec, dtype)
+            fig.add_trace(go.Scatter(
+                x=[min(lengths), max(lengths)], y=[sizing.gib(w)] * 2, mode="lines", legendgroup=spec.name,
+                name=f"{spec.name} weights, {sizing.gib(w):.1f} GiB", line=dict(color=colour, dash="dot", width=1.2),
+                hovertemplate=f"{spec.name} weights: {w:,} B ({sizing.format_bytes(w)})<extra></extra>"))
+    ticks = sorted(set(lengths))
+    fig.update_xaxes(tickvals=ticks, ticktext=[f"{n // 1024}K" if n < 2**20 else f"{n // 2**20}M" for n in ticks])
+    fig.update_layout(legend=dict(x=1.02, y=1.0, xanchor="left", yanchor="top", font=dict(size=11)),
+                      hovermode="closest")
+    return fig

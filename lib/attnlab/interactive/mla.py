@@ -3,10 +3,10 @@
 Everything a widget shows is rendered by a pure function, so tests check it without a browser:
 
 - chapter 7: :func:`latent_figures` (DeepSeek-V3's cache at any latent width d_c and RoPE width d_h^R, from
-  :mod:`attnlab.sizing`), :func:`tiny_rank` and :func:`latent_svg` / :func:`latent_readout_html` (the same
+  :mod:`attnlab.sizing`), :func:`tiny_rank` and :func:`latent_figure` / :func:`latent_readout_html` (the same
   ratio d_c / d_h applied to the tiny MHA model's real keys and values, whose rank-r errors are computed
   once by :mod:`attnlab.lowrank`), :func:`latent_diagram_svg` (what is cached and what is rebuilt);
-- chapter 8: :func:`decode_costs_svg` and :func:`decode_readout_html` (multiply-adds and bytes of one decode
+- chapter 8: :func:`decode_costs_figure` and :func:`decode_readout_html` (multiply-adds and bytes of one decode
   step for three ways to run MLA, from :func:`attnlab.costs.mla_decode_step_costs`);
 - chapter 9: :func:`rope_pair_state` (one RoPE pair of a query at position m and a key at position n),
   :func:`rope_pair_svg`, :func:`rope_readout_html`.
@@ -22,11 +22,14 @@ import math
 from collections.abc import Mapping, Sequence
 
 import ipywidgets as widgets
+import plotly.graph_objects as go
 import torch
+from plotly.subplots import make_subplots
 
 from attnlab import sizing
 from attnlab._validate import check_even, check_non_negative_int, check_positive_int
 from attnlab.costs import MLA_STRATEGIES, AttentionShape, mla_decode_step_costs
+from attnlab.figures import Bar, LiveFigure, Segment, hbar_figure
 from attnlab.interactive.svg import html_table as _table
 from attnlab.interactive.svg import svg_open as _svg_open
 from attnlab.interactive.svg import svg_text as _text
@@ -92,77 +95,57 @@ def _check_errors(errors: Mapping[int, Sequence[float]]) -> None:
         raise ValueError("errors must hold the same number (> 0) of per-layer values for every rank")
 
 
-def latent_svg(d_c: int, d_h_rope: int, errors: Mapping[int, Sequence[float]], tiny_head_dim: int = 16,
-               model: ModelSpec | str = "deepseek-v3", width: int = 720) -> str:
-    """Inline SVG in two panels. Top: bytes per token of ``model``'s shape with MHA and with MLA at
-    (d_c, d_h^R), bfloat16. Bottom: ``errors`` (rank -> relative error of the best rank-r approximation of
-    one layer's joint [K, V], one value per layer) as one curve per layer, with a marker at the rank
-    :func:`tiny_rank` gives for d_c. Pure: same arguments, same string."""
+def latent_figure(d_c: int, d_h_rope: int, errors: Mapping[int, Sequence[float]], tiny_head_dim: int = 16,
+                  model: ModelSpec | str = "deepseek-v3") -> go.Figure:
+    """Two panels. Top: bytes per token of ``model``'s shape with MHA and with MLA at (d_c, d_h^R),
+    bfloat16, as bars. Bottom: ``errors`` (rank -> relative error of the best rank-r approximation of one
+    layer's joint [K, V], one value per layer) as one curve per layer, the rank :func:`tiny_rank` gives for
+    d_c marked by a dashed line and one point per layer (hover: layer, rank, error). Pure."""
     _check_errors(errors)
     f = latent_figures(d_c, d_h_rope, model)
     rank = tiny_rank(d_c, tiny_head_dim, model)
     spec = sizing.get_model(model)
-    parts = _svg_open(width, 400)
-    # top panel: two bars
-    label_w, value_w, bar_h, top = 70, 310, 24, 30
-    plot_w = width - label_w - value_w
-    parts.append(_text(4, 18, f"{spec.name} shape, bytes per token ({f['n_layers']} layers, bfloat16)",
-                       font_size=14, font_weight="bold"))
-    bars = [("MHA", "mha", f["mha_bytes_per_token"], f"2 n_h d_h = {2 * spec.n_heads * spec.head_dim:,} per layer"),
-            ("MLA", "mla", f["mla_bytes_per_token"], f"d_c + d_h^R = {d_c} + {d_h_rope} per layer")]
-    for i, (name, scheme, value, note) in enumerate(bars):
-        y = top + i * (bar_h + 10)
-        w = max(2.0, plot_w * value / f["mha_bytes_per_token"])
-        parts += [
-            _text(label_w - 8, y + bar_h * 0.7, name, text_anchor="end", font_weight="bold",
-                  fill=SCHEME_COLORS[scheme]),
-            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{SCHEME_COLORS[scheme]}"/>',
-            _text(label_w + w + 6, y + bar_h * 0.7, f"{sizing.format_bytes(value)} · {note}", font_size=12),
-        ]
-    parts.append(_text(label_w, top + 2 * (bar_h + 10) + 10,
-                       f"MLA is {sizing.format_ratio(f['ratio_vs_mha'])}× smaller than MHA; the same cache as GQA "
-                       f"with {f['gqa_groups']:g} groups", font_size=12, fill="#444"))
-    # bottom panel: error curves
-    px0, py0, pw, ph = 70, 150, width - 110, 200  # plot box: left, top, width, height
+    fig = make_subplots(rows=2, cols=1, row_heights=[0.3, 0.7], vertical_spacing=0.2, subplot_titles=[
+        f"{spec.name} shape, bytes per token ({f['n_layers']} layers, bfloat16): MLA is "
+        f"{sizing.format_ratio(f['ratio_vs_mha'])}× smaller than MHA, as GQA with {f['gqa_groups']:g} groups",
+        f"Tiny MHA model: error of the best rank-r [K, V] at r = d_c × {tiny_head_dim} / {spec.head_dim} "
+        f"(same d_c / d_h)"])
+    bars = [Bar("MHA", (Segment("cache per token", f["mha_bytes_per_token"], SCHEME_COLORS["mha"]),),
+                f"{sizing.format_bytes(f['mha_bytes_per_token'])} · 2 n_h d_h = "
+                f"{2 * spec.n_heads * spec.head_dim:,} per layer"),
+            Bar("MLA", (Segment("cache per token", f["mla_bytes_per_token"], SCHEME_COLORS["mla"]),),
+                f"{sizing.format_bytes(f['mla_bytes_per_token'])} · d_c + d_h^R = {d_c} + {d_h_rope} per layer")]
+    hbar_figure(bars, "bytes per token", format_value=lambda v: f"{v:,} B", fig=fig, row=1, col=1)
     ranks = sorted(errors)
-    r_max = ranks[-1]
-    parts.append(_text(4, py0 - 14, f"Tiny MHA model: error of the best rank-r [K, V] at r = d_c × {tiny_head_dim}"
-                       f" / {spec.head_dim} (same d_c / d_h)", font_size=14, font_weight="bold"))
-    parts.append(f'<rect x="{px0}" y="{py0}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
-    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
-        y = py0 + ph * (1 - tick)
-        parts += [f'<line x1="{px0 - 4}" y1="{y:.1f}" x2="{px0 + pw}" y2="{y:.1f}" stroke="#ddd"/>',
-                  _text(px0 - 8, y + 4, f"{tick:.0%}", text_anchor="end", font_size=11)]
-    for r in range(0, r_max + 1, max(1, r_max // 8)):
-        x = px0 + pw * r / r_max
-        parts.append(_text(x, py0 + ph + 16, str(r), text_anchor="middle", font_size=11))
-    parts.append(_text(px0 + pw / 2, py0 + ph + 34, "rank r (numbers a latent would cache per token and layer)",
-                       text_anchor="middle", font_size=12))
     n_layers = len(next(iter(errors.values())))
     shades = ["#b39ddb", "#9575cd", "#7e57c2", "#5e35b1", "#4527a0", "#311b92"]
     for layer in range(n_layers):
-        pts = " ".join(f"{px0 + pw * r / r_max:.1f},{py0 + ph * (1 - errors[r][layer]):.1f}" for r in ranks)
-        parts.append(f'<polyline points="{pts}" fill="none" stroke="{shades[layer % len(shades)]}" '
-                     f'stroke-width="1.8"/>')
-    parts.append(_text(px0 + pw - 6, py0 + 16, f"one line per layer ({n_layers})", text_anchor="end",
-                       font_size=11, fill="#444"))
-    if rank in errors:
-        x = px0 + pw * rank / r_max
-        mean = sum(errors[rank]) / n_layers
-        parts += [f'<line x1="{x:.1f}" y1="{py0}" x2="{x:.1f}" y2="{py0 + ph}" stroke="{COLORS["cache"]}" '
-                  f'stroke-width="1.5" stroke-dasharray="4 3"/>']
-        parts += [f'<circle cx="{x:.1f}" cy="{py0 + ph * (1 - e):.1f}" r="3.5" fill="{COLORS["cache"]}"/>'
-                  for e in errors[rank]]
-        anchor, dx = ("start", 6) if rank < r_max * 0.6 else ("end", -6)
-        parts.append(_text(x + dx, py0 + 34, f"r = {rank}: mean error {mean:.1%}", text_anchor=anchor,
-                           font_weight="bold", fill=COLORS["cache"]))
-    parts.append("</svg>")
-    return "".join(parts)
+        fig.add_trace(go.Scatter(x=ranks, y=[errors[r][layer] for r in ranks], mode="lines",
+                                 name=f"layer {layer}", line=dict(color=shades[layer % len(shades)], width=1.8),
+                                 hovertemplate=f"layer {layer}<br>rank %{{x}}<br>error %{{y:.1%}}<extra></extra>"),
+                      row=2, col=1)
+    marked = errors.get(rank, [])
+    fig.add_trace(go.Scatter(x=[rank] * len(marked), y=list(marked), mode="markers", name=f"r = {rank}",
+                             marker=dict(color=COLORS["cache"], size=8),
+                             text=[f"layer {i}" for i in range(len(marked))],
+                             hovertemplate=f"%{{text}}<br>rank {rank}<br>error %{{y:.1%}}<extra></extra>"),
+                  row=2, col=1)
+    mean = sum(marked) / len(marked) if marked else float("nan")
+    fig.add_vline(x=rank, line=dict(color=COLORS["cache"], dash="dash", width=1.5), row=2, col=1,
+                  annotation=dict(text=f"r = {rank}: mean error {mean:.1%}" if marked else f"r = {rank}",
+                                  font=dict(color=COLORS["cache"]), yanchor="top"),
+                  annotation_position="top right" if rank < ranks[-1] * 0.6 else "top left")
+    fig.update_xaxes(title_text="rank r (numbers a latent would cache per token and layer)", range=[0, ranks[-1]],
+                     row=2, col=1)
+    fig.update_yaxes(title_text="relative error", range=[0, 1.02], tickformat=".0%", row=2, col=1)
+    fig.update_layout(template="attnlab", barmode="stack", bargap=0.3, height=520, showlegend=False,
+                      margin=dict(t=60))
+    return fig
 
 
 def latent_readout_html(d_c: int, d_h_rope: int, errors: Mapping[int, Sequence[float]], tiny_head_dim: int = 16,
                         model: ModelSpec | str = "deepseek-v3") -> str:
-    """The numbers of :func:`latent_svg` as an HTML table (bytes per token, ratio against MHA, the GQA
+    """The numbers of :func:`latent_figure` as an HTML table (bytes per token, ratio against MHA, the GQA
     group count with the same cache, the tiny model's rank and mean error). Pure."""
     _check_errors(errors)
     f = latent_figures(d_c, d_h_rope, model)
@@ -185,7 +168,8 @@ def latent_readout_html(d_c: int, d_h_rope: int, errors: Mapping[int, Sequence[f
 
 class LatentExplorer(widgets.VBox):
     """The container :func:`latent_explorer` returns: ``.d_c`` and ``.d_h_rope`` (SelectionSliders offering
-    :data:`DC_OPTIONS` and :data:`ROPE_OPTIONS`), ``.chart`` and ``.readout`` (HTML widgets)."""
+    :data:`DC_OPTIONS` and :data:`ROPE_OPTIONS`), ``.chart`` (:class:`attnlab.figures.LiveFigure`) and
+    ``.readout`` (HTML)."""
 
     def __init__(self, errors: Mapping[int, Sequence[float]], tiny_head_dim: int = 16, d_c: int = 512,
                  d_h_rope: int = 64, model: str = "deepseek-v3") -> None:
@@ -205,7 +189,7 @@ class LatentExplorer(widgets.VBox):
         self.d_h_rope = widgets.SelectionSlider(options=list(ROPE_OPTIONS), value=d_h_rope,
                                                 description="RoPE key d_h^R", style=style,
                                                 layout=widgets.Layout(width="520px"))
-        self.chart = widgets.HTML()
+        self.chart = LiveFigure(latent_figure(d_c, d_h_rope, self.errors, tiny_head_dim, model))
         self.readout = widgets.HTML()
         for control in (self.d_c, self.d_h_rope):
             control.observe(self._refresh, names="value")
@@ -213,9 +197,9 @@ class LatentExplorer(widgets.VBox):
         self._refresh()
 
     def _refresh(self, change: dict | None = None) -> None:
-        # A callback: it only sets the HTML widgets' values (the errors were computed beforehand).
+        # A callback: it only sets the widgets' values, the chart's in place (the errors were computed beforehand).
         args = (self.d_c.value, self.d_h_rope.value, self.errors, self.tiny_head_dim, self.model)
-        self.chart.value = latent_svg(*args)
+        self.chart.show_figure(latent_figure(*args))
         self.readout.value = latent_readout_html(*args)
 
     def __repr__(self) -> str:
@@ -325,50 +309,32 @@ def _si(n: float) -> str:
     return f"{n:.0f} "
 
 
-def decode_costs_svg(n_heads: int, seq_len: int, d_c: int = 512, d_h: int = 128, d_v: int = 128,
-                     d_h_rope: int = 64, width: int = 720) -> str:
-    """Inline SVG: FLOPs and bytes of one decode step of one layer (:func:`attnlab.costs.mla_decode_step_costs`,
-    bfloat16), one bar per strategy in each panel, on linear scales. Pure: same arguments, same string."""
+def decode_costs_figure(n_heads: int, seq_len: int, d_c: int = 512, d_h: int = 128, d_v: int = 128,
+                        d_h_rope: int = 64) -> go.Figure:
+    """FLOPs and bytes of one decode step of one layer (:func:`attnlab.costs.mla_decode_step_costs`,
+    bfloat16) in two panels, one bar per strategy on linear scales; the bytes split into the cache read
+    (red) and the K and V rebuilt in memory (the strategy's colour, lighter). Hover gives exact counts. Pure."""
     costs = mla_decode_step_costs(step_shape(n_heads, d_c, d_h, d_v, d_h_rope), seq_len)
     colours = {"expanded": SCHEME_COLORS["mha"], "naive": COLORS["muted"], "absorbed": SCHEME_COLORS["mla"]}
-    label_w, value_w, bar_h, gap = 190, 110, 22, 8
-    plot_w = width - label_w - value_w
-    panel_h = 3 * (bar_h + gap) + 26
-    parts = _svg_open(width, 2 * panel_h + 48)
-    parts.append(_text(4, 18, f"One decode step, one layer: {n_heads} heads, {seq_len:,} cached tokens, bfloat16",
-                       font_size=14, font_weight="bold"))
-    panels = [("FLOPs (2 per multiply-add)", lambda c: c["flops"], lambda v: f"{_si(v)}FLOP"),
-              ("bytes: cache read + K/V built in memory", lambda c: c["cache_bytes"] + c["extra_bytes"],
-               lambda v: sizing.format_bytes(v))]
-    for p, (title, value_of, fmt) in enumerate(panels):
-        y0 = 30 + p * panel_h
-        parts.append(_text(label_w, y0 + 12, title, font_weight="bold", fill="#333"))
-        largest = max(value_of(c) for c in costs.values()) or 1
-        for i, s in enumerate(STRATEGIES):
-            y = y0 + 20 + i * (bar_h + gap)
-            c = costs[s]
-            value = value_of(c)
-            w = max(1.5, plot_w * value / largest)
-            parts.append(_text(label_w - 8, y + bar_h * 0.7, STRATEGIES[s], text_anchor="end", font_size=12))
-            if p == 1 and c["extra_bytes"]:
-                w_cache = max(1.5, plot_w * c["cache_bytes"] / largest)
-                parts += [f'<rect x="{label_w}" y="{y}" width="{w_cache:.1f}" height="{bar_h}" '
-                          f'fill="{COLORS["cache"]}"/>',
-                          f'<rect x="{label_w + w_cache:.1f}" y="{y}" width="{max(0.0, w - w_cache):.1f}" '
-                          f'height="{bar_h}" fill="{colours[s]}" fill-opacity="0.6"/>']
-            else:
-                fill = COLORS["cache"] if p == 1 else colours[s]
-                parts.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{fill}"/>')
-            parts.append(_text(label_w + w + 6, y + bar_h * 0.7, fmt(value), font_size=12))
-    parts.append(_text(label_w, 2 * panel_h + 40, "red: cache read · grey: rebuilt K and V (written, then read)",
-                       font_size=11, fill="#444"))
-    parts.append("</svg>")
-    return "".join(parts)
+    fig = make_subplots(rows=2, cols=1, vertical_spacing=0.22, subplot_titles=[
+        "FLOPs (2 per multiply-add)", "bytes: cache read (red) + K/V rebuilt in memory (written, then read)"])
+    flops = [Bar(STRATEGIES[s], (Segment("FLOPs", costs[s]["flops"], colours[s]),), f"{_si(costs[s]['flops'])}FLOP")
+             for s in STRATEGIES]
+    hbar_figure(flops, "FLOPs", format_value=lambda v: f"{v:,} FLOP", fig=fig, row=1, col=1)
+    nbytes = [Bar(STRATEGIES[s], (Segment("cache read", costs[s]["cache_bytes"], COLORS["cache"]),
+                                  Segment("K/V rebuilt, written then read", costs[s]["extra_bytes"], colours[s])),
+                  sizing.format_bytes(costs[s]["cache_bytes"] + costs[s]["extra_bytes"])) for s in STRATEGIES]
+    hbar_figure(nbytes, "bytes", format_value=lambda v: f"{v:,} B", fig=fig, row=2, col=1)
+    fig.update_layout(template="attnlab", barmode="stack", bargap=0.3, height=420, showlegend=False,
+                      margin=dict(t=80),
+                      title=dict(text=f"One decode step, one layer: {n_heads} heads, {seq_len:,} cached tokens, "
+                                      f"bfloat16"))
+    return fig
 
 
 def decode_readout_html(n_heads: int, seq_len: int, d_c: int = 512, d_h: int = 128, d_v: int = 128,
                         d_h_rope: int = 64) -> str:
-    """The numbers of :func:`decode_costs_svg` as an HTML table: FLOPs, bytes and FLOPs per byte of each
+    """The numbers of :func:`decode_costs_figure` as an HTML table: FLOPs, bytes and FLOPs per byte of each
     strategy. Pure."""
     costs = mla_decode_step_costs(step_shape(n_heads, d_c, d_h, d_v, d_h_rope), seq_len)
     rows = []
@@ -384,7 +350,8 @@ def decode_readout_html(n_heads: int, seq_len: int, d_c: int = 512, d_h: int = 1
 
 class AbsorptionExplorer(widgets.VBox):
     """The container :func:`absorption_explorer` returns: ``.seq_len`` and ``.n_heads`` (SelectionSliders
-    over :data:`CONTEXT_OPTIONS` and :data:`HEAD_OPTIONS`), ``.chart`` and ``.readout`` (HTML widgets)."""
+    over :data:`CONTEXT_OPTIONS` and :data:`HEAD_OPTIONS`), ``.chart`` (:class:`attnlab.figures.LiveFigure`) and
+    ``.readout`` (HTML)."""
 
     def __init__(self, seq_len: int = 4096, n_heads: int = 128, d_c: int = 512, d_h: int = 128, d_v: int = 128,
                  d_h_rope: int = 64) -> None:
@@ -399,7 +366,7 @@ class AbsorptionExplorer(widgets.VBox):
                                                style=style, layout=widgets.Layout(width="420px"))
         self.n_heads = widgets.SelectionSlider(options=list(HEAD_OPTIONS), value=n_heads, description="heads n_h",
                                                style=style, layout=widgets.Layout(width="420px"))
-        self.chart = widgets.HTML()
+        self.chart = LiveFigure(decode_costs_figure(n_heads, seq_len, *self.widths))
         self.readout = widgets.HTML()
         for control in (self.seq_len, self.n_heads):
             control.observe(self._refresh, names="value")
@@ -407,9 +374,9 @@ class AbsorptionExplorer(widgets.VBox):
         self._refresh()
 
     def _refresh(self, change: dict | None = None) -> None:
-        # A callback: it only sets the HTML widgets' values.
+        # A callback: it only sets the widgets' values (the chart's in place).
         args = (self.n_heads.value, self.seq_len.value, *self.widths)
-        self.chart.value = decode_costs_svg(*args)
+        self.chart.show_figure(decode_costs_figure(*args))
         self.readout.value = decode_readout_html(*args)
 
     def __repr__(self) -> str:
