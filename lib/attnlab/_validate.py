@@ -305,3 +305,26 @@ def check_broadcastable(**shapes: torch.Size | tuple[int, ...]) -> torch.Size:
     except RuntimeError:
         named = ", ".join(f"{name} {tuple(shape)}" for name, shape in shapes.items())
         raise ValueError(f"shapes do not broadcast together: {named}") from None
+
+
+def check_grouped_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                      same_v_width: bool = True) -> tuple[int, int, int, int, int]:
+    """Queries, keys and values of grouped attention: q (b, n_heads, n_q, d), k (b, n_kv_heads, n_k, d) and v
+    like k (with ``same_v_width=False`` its last axis may differ), one dtype and device, n_kv_heads dividing
+    n_heads. Returns (b, n_heads, n_q, d, n_kv_heads)."""
+    check_ndim("q", q, 4, "(batch, n_heads, n_q, head_dim)")
+    check_ndim("k", k, 4, "(batch, n_kv_heads, n_k, head_dim)")
+    check_ndim("v", v, 4, "(batch, n_kv_heads, n_k, head_dim)")
+    check_floating("q", q)
+    b, n_heads, n_q, d = q.shape
+    n_kv = k.shape[1]
+    check_dim_size("k", k, 0, b, "batch")
+    check_dim_size("k", k, 3, d, "head_dim")
+    if (v.shape != k.shape) if same_v_width else (v.shape[:3] != k.shape[:3]):
+        rule = "they must match" if same_v_width else "batch, heads and keys must match"
+        raise ValueError(f"v has shape {tuple(v.shape)} but k has {tuple(k.shape)}: {rule}")
+    check_same_dtype(q=q, k=k, v=v)
+    check_same_device(q=q, k=k, v=v)
+    check_positive_int("n_kv_heads (k.shape[1])", n_kv)
+    check_divisible("n_heads", n_heads, "n_kv_heads", n_kv)
+    return b, n_heads, n_q, d, n_kv

@@ -21,16 +21,13 @@ from torch import nn
 from attnlab._validate import (
     check_bool,
     check_cache,
-    check_dim_size,
     check_divisible,
-    check_floating,
+    check_grouped_qkv,
     check_hidden_states,
     check_ndim,
     check_non_negative_int,
     check_positive_int,
     check_real,
-    check_same_device,
-    check_same_dtype,
     check_type,
 )
 from attnlab.attention import AttentionLayer, AttentionOutput, causal_mask, softmax
@@ -98,20 +95,7 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal:
     query head h = g * r + j reads KV head g, exactly as ``repeat_interleave`` would give. ``window`` W
     (with ``causal``): each query sees only its last W keys (:func:`~attnlab.attention.causal_mask`).
     """
-    check_ndim("q", q, 4, "(batch, n_heads, seq, head_dim)")
-    check_ndim("k", k, 4, "(batch, n_kv_heads, seq, head_dim)")
-    check_ndim("v", v, 4, "(batch, n_kv_heads, seq, head_dim)")
-    check_floating("q", q)
-    b, n_heads, n_q, d = q.shape
-    n_kv = k.shape[1]
-    check_dim_size("k", k, 0, b, "batch")
-    check_dim_size("k", k, 3, d, "head_dim")
-    if v.shape != k.shape:
-        raise ValueError(f"v has shape {tuple(v.shape)} but k has {tuple(k.shape)}: they must match")
-    check_same_dtype(q=q, k=k, v=v)
-    check_same_device(q=q, k=k, v=v)
-    check_positive_int("n_kv_heads (k.shape[1])", n_kv)
-    check_divisible("n_heads", n_heads, "n_kv_heads", n_kv)
+    b, n_heads, n_q, d, n_kv = check_grouped_qkv(q, k, v)
     check_bool("causal", causal)
     if scale is not None:
         check_real("scale", scale)

@@ -53,8 +53,8 @@ from attnlab._validate import (
     check_bool,
     check_cache,
     check_dim_size,
-    check_divisible,
     check_floating,
+    check_grouped_qkv,
     check_hidden_states,
     check_integer_tensor,
     check_ndim,
@@ -202,20 +202,7 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_positi
 
     q: (b, n_heads, n_q, d)   k, v: (b, n_kv_heads, n_k, d)   q_positions (n_q,), k_positions (n_k,) (keys in
     any order, -1 = empty)   ->   out (b, n_heads, n_q, d), weights (b, n_heads, n_q, n_k)."""
-    check_ndim("q", q, 4, "(batch, n_heads, n_q, head_dim)")
-    check_ndim("k", k, 4, "(batch, n_kv_heads, n_k, head_dim)")
-    check_ndim("v", v, 4, "(batch, n_kv_heads, n_k, head_dim)")
-    check_floating("q", q)
-    b, n_heads, n_q, d = q.shape
-    n_kv = k.shape[1]
-    check_dim_size("k", k, 0, b, "batch")
-    check_dim_size("k", k, 3, d, "head_dim")
-    if v.shape[:3] != k.shape[:3]:
-        raise ValueError(f"v has shape {tuple(v.shape)} but k has {tuple(k.shape)}: batch, heads and keys must match")
-    check_same_dtype(q=q, k=k, v=v)
-    check_same_device(q=q, k=k, v=v)
-    check_positive_int("n_kv_heads (k.shape[1])", n_kv)
-    check_divisible("n_heads", n_heads, "n_kv_heads", n_kv)
+    b, n_heads, n_q, d, n_kv = check_grouped_qkv(q, k, v, same_v_width=False)
     allowed = window_mask(q_positions, k_positions, window, n_sinks)  # (n_q, n_k), validates the positions
     check_dim_size("q_positions", q_positions, 0, n_q, "n_q (q.shape[2])")
     check_dim_size("k_positions", k_positions, 0, k.shape[2], "n_k (k.shape[2])")
