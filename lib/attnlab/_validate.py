@@ -312,9 +312,9 @@ def check_grouped_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     """Queries, keys and values of grouped attention: q (b, n_heads, n_q, d), k (b, n_kv_heads, n_k, d) and v
     like k (with ``same_v_width=False`` its last axis may differ), one dtype and device, n_kv_heads dividing
     n_heads. Returns (b, n_heads, n_q, d, n_kv_heads)."""
-    check_ndim("q", q, 4, "(batch, n_heads, n_q, head_dim)")
-    check_ndim("k", k, 4, "(batch, n_kv_heads, n_k, head_dim)")
-    check_ndim("v", v, 4, "(batch, n_kv_heads, n_k, head_dim)")
+    check_ndim("q", q, 4, "(batch, n_heads, seq, head_dim)")
+    check_ndim("k", k, 4, "(batch, n_kv_heads, seq, head_dim)")
+    check_ndim("v", v, 4, "(batch, n_kv_heads, seq, head_dim)")
     check_floating("q", q)
     b, n_heads, n_q, d = q.shape
     n_kv = k.shape[1]
