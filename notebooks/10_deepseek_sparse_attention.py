@@ -46,6 +46,7 @@ from attnlab.dsa import (
     LightningIndexer,
     crossover_context,
     gather_tokens,
+    index_scores,
     layer_cost,
     prefill_switch_context,
     selection_mask,
@@ -137,11 +138,11 @@ display(Markdown(
 #   no normalization over $s$; negative matches are simply cut to zero.
 #
 # DeepSeek's code also scales $I$ by $(H^I)^{-1/2}$ (on the weights) and $(d^I)^{-1/2}$. The library's
-# `score` is the formula as one matmul (every index head's query against the shared keys) and a weighted
-# sum over the heads:
+# `index_scores` (which `LightningIndexer.score` calls, then masks the future) is the formula as one matmul
+# (every index head's query against the shared keys) and a weighted sum over the heads:
 
 # %% slideshow={"slide_type": "-"}
-show_source(LightningIndexer.score, start="logits = ", stop="scores = torch.einsum")
+show_source(index_scores, start="logits = ")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # The keys are projected, normalized, rotated by RoPE and then passed through `prepare` (the Hadamard
