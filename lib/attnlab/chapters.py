@@ -133,6 +133,12 @@ CHAPTERS: tuple[Chapter, ...] = (
                   "copy-on-write prefix sharing, DeepSeek-V3.2's cache in 64-token pages",
             builds="a cache in pages: block tables, waste measured, shared prompts copied on write",
             short="Paged cache", video=None, scene="PagedCacheScene", animation="ch16_paged_kv_cache"),
+    Chapter(18, "18_linear_attention_hybrids", "Linear attention and hybrids",
+            topic="Linear attention as a recurrence, the delta rule and Gated DeltaNet, the chunkwise form equal to "
+                  "the recurrent one, a fixed state instead of a growing cache, recall measured, Qwen3-Next and "
+                  "Kimi Linear's 3:1 hybrids",
+            builds="a fixed-size state: linear attention, Gated DeltaNet, chunkwise = recurrent, recall measured",
+            short="Linear attention", video=None, scene="LinearAttentionScene", animation="ch18_linear_attention"),
 )
 
 

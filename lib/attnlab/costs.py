@@ -990,3 +990,14 @@ def hybrid_cache_bytes(model: HybridModel | str, context: int, cache_dtype: torc
     full = m.n_full * context * per_token
     linear = m.n_linear * state
     return {"full": full, "linear": linear, "total": full + linear, "all_full": m.n_layers * context * per_token}
+
+
+def linear_decode_flops(n_heads: int, d_k: int, d_v: int) -> int:
+    """FLOPs of one decode step of a (gated) delta-rule layer's core, per token, at any context: three
+    d_k x d_v products per head, the read S^T k, the rank-1 write k u^T and the read-out S^T q (2 FLOPs per
+    MAC each, the convention above), 6 n_heads d_k d_v; the gate's scaling of S and the projections are left
+    out, as softmax and the projections are in :func:`decode_attention_flops`."""
+    check_positive_int("n_heads", n_heads)
+    check_positive_int("d_k", d_k)
+    check_positive_int("d_v", d_v)
+    return 3 * 2 * n_heads * d_k * d_v

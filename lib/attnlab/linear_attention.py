@@ -440,8 +440,11 @@ class LinearAttention(AttentionLayer):
             self.W_beta = nn.Linear(c.d_model, c.n_heads, bias=False)
         if c.rule == "gated_delta":
             self.W_a = nn.Linear(c.d_model, c.n_heads, bias=False)
-            self.A_log = nn.Parameter(torch.log(torch.empty(c.n_heads).uniform_(1, 16)))  # Qwen3-Next's init
-            self.dt_bias = nn.Parameter(torch.ones(c.n_heads))
+            # Mamba-2's initialisation, which Qwen3-Next's gate follows: A in [1, 16], and dt_bias the inverse
+            # softplus of a step dt log-uniform in [0.001, 0.1], so that g = -A dt starts between -1.6 and -0.001
+            self.A_log = nn.Parameter(torch.log(torch.empty(c.n_heads).uniform_(1, 16)))
+            dt = torch.exp(torch.empty(c.n_heads).uniform_(math.log(1e-3), math.log(1e-1)))
+            self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # softplus(dt_bias) = dt
 
     def _conv(self, mixed: torch.Tensor, cache: RecurrentState | None) -> torch.Tensor:
         """Depthwise causal convolution over the sequence (mixed: (batch, seq, channels)), continuing from the
