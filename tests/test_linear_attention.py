@@ -297,10 +297,13 @@ def test_shipped_probe_results_are_consistent():
             column = [a[i] for a in r["accuracy"]]
             assert r["min"][i] == min(column) and r["max"][i] == max(column)
             assert abs(r["mean"][i] - sum(column) / len(column)) < 1e-12
-        assert max(r["seconds"]) < 150  # each run fits the chapter's budget
-    full = probe["results"]["full"]["mean"]
-    linear = probe["results"]["linear"]["mean"]
-    assert full[-1] > linear[-1]  # the finding the chapter reports: softmax attention recalls more at the most pairs
+        assert len(r["seconds"]) == len(s["seeds"]) and all(t > 0 for t in r["seconds"])
+    res = probe["results"]
+    # the findings the chapter reports: at the most pairs softmax attention and the hybrid recall more than the
+    # linear-only models
+    for strong in ("full", "hybrid_3_1"):
+        for weak in ("linear", "gated_deltanet"):
+            assert res[strong]["mean"][-1] > res[weak]["mean"][-1]
 
 
 # --- exercises ----------------------------------------------------------------------------------------------

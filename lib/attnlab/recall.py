@@ -64,10 +64,10 @@ class RecallTask:
     """The recall task: ``n_keys`` keys, ``n_values`` values; a sequence holds up to ``max_pairs`` pair tokens
     (left-padded to that many) followed by ``n_queries`` query tokens."""
 
-    n_keys: int = 64
-    n_values: int = 64
+    n_keys: int = 32
+    n_values: int = 32
     max_pairs: int = 32
-    n_queries: int = 8
+    n_queries: int = 16
 
     def __post_init__(self) -> None:
         check_positive_int("n_keys", self.n_keys)
@@ -122,10 +122,10 @@ class RecallModelConfig:
     ``d_model // n_heads`` in every layer, an MLP of ``d_ff`` after each."""
 
     pattern: str = "full"
-    d_model: int = 64
-    n_heads: int = 4
-    d_ff: int = 128
-    chunk_size: int = 32
+    d_model: int = 32
+    n_heads: int = 2
+    d_ff: int = 64
+    chunk_size: int = 64
 
     def __post_init__(self) -> None:
         check_choice("pattern", self.pattern, tuple(PATTERNS))
@@ -182,12 +182,12 @@ class ProbeSettings:
     batches of ``batch`` sequences whose pair count is drawn uniformly from 1..max_pairs; then accuracy on
     ``eval_batches`` batches of each P in ``pairs``."""
 
-    steps: int = 400
+    steps: int = 500
     batch: int = 32
-    lr: float = 3e-3
-    warmup: int = 30
+    lr: float = 1e-2
+    warmup: int = 50
     eval_batches: int = 4
-    pairs: tuple[int, ...] = (2, 4, 8, 16, 24, 32)
+    pairs: tuple[int, ...] = (2, 4, 8, 16, 32)
     task: RecallTask = field(default_factory=RecallTask)
     model: RecallModelConfig = field(default_factory=RecallModelConfig)
 
@@ -309,3 +309,26 @@ def probe_cache_numbers(config: RecallModelConfig, seq_len: int) -> dict[str, in
 def load_probe() -> dict:
     """The shipped results of :func:`run_probe` (``attnlab/data/recall_probe.json``)."""
     return json.loads(resources.files("attnlab").joinpath("data", PROBE_FILE).read_text())
+
+
+def merge_probes(*probes: dict) -> dict:
+    """One record from :func:`run_probe` records of the same settings run for different patterns (in parallel)."""
+    if not probes or any(p["settings"] != probes[0]["settings"] for p in probes):
+        raise ValueError("probes must be a non-empty list of run_probe records with equal settings")
+    results = {}
+    for p in probes:
+        results.update(p["results"])
+    return {"settings": probes[0]["settings"], "results": {k: results[k] for k in PATTERNS if k in results}}
+
+
+if __name__ == "__main__":  # python -m attnlab.recall full gated_deltanet --out probe.json  (OMP_NUM_THREADS=1)
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Train and score the recall probe's models (see run_probe).")
+    parser.add_argument("patterns", nargs="*", default=list(PATTERNS), choices=list(PATTERNS))
+    parser.add_argument("--out", required=True, help="where to write the JSON record")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    record = run_probe(ProbeSettings(), tuple(args.patterns))
+    with open(args.out, "w") as f:
+        json.dump(record, f, indent=1)
