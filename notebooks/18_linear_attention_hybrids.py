@@ -97,9 +97,9 @@ display(Markdown(
 # $$o_t = \frac{\sum_{j \le t} \text{sim}(q_t, k_j)\, v_j}{\sum_{j \le t} \text{sim}(q_t, k_j)}, \qquad
 #   \text{softmax: } \text{sim}(q, k) = e^{q^\top k / \sqrt{d}}.$$
 #
-# Katharopoulos et al. (§3.2) replace the exponential by a dot product of **features**,
+# Katharopoulos et al. (§3.2-3.4) replace the exponential by a dot product of **features**,
 # $\text{sim}(q, k) = \phi(q)^\top \phi(k)$ with $\phi(x) = \text{elu}(x) + 1 > 0$. Then $\phi(q_t)$ leaves the
-# sum, and what remains does not depend on the query (eq. 4-6, 18-20):
+# sum, and what remains does not depend on the query:
 #
 # $$o_t = \frac{\phi(q_t)^\top \overbrace{\textstyle\sum_{j \le t} \phi(k_j) v_j^\top}^{S_t \;(d_k \times d_v)}}
 #              {\phi(q_t)^\top \underbrace{\textstyle\sum_{j \le t} \phi(k_j)}_{z_t \;(d_k)}}, \qquad
@@ -126,7 +126,7 @@ show_source(linear_attention_recurrent, start="for t in range(L):", stop="outs.a
 # Linear attention only **adds**: a key written twice holds the sum of both values, and nothing is ever
 # removed, so the state fills with interference. The **delta rule** (Schlag et al. 2021; DeltaNet, Yang et al.
 # 2024) first reads what the state returns for $k_t$ and writes only the error, scaled by a learning rate
-# $\beta_t \in (0, 1)$; **Gated DeltaNet** (eq. 10) also fades the whole state by $\alpha_t \in (0, 1]$:
+# $\beta_t \in (0, 1)$; **Gated DeltaNet** (Yang, Kautz, Hatamizadeh 2025) also fades the whole state by $\alpha_t \in (0, 1]$:
 #
 # $$u_t = \beta_t\,(v_t - \alpha_t S_{t-1}^\top k_t), \qquad
 #   S_t = \alpha_t S_{t-1} + k_t u_t^\top = \alpha_t (I - \beta_t k_t k_t^\top) S_{t-1} + \beta_t k_t v_t^\top,
@@ -335,10 +335,10 @@ display(Markdown(
 # A softmax layer can always look a token up again; a linear layer must have written it into $d_k \times d_v$
 # numbers, and $d_k$ keys are all a head can hold apart exactly. Multi-query associative recall (Arora et al.,
 # *Zoology*, 2023) measures it: a sequence lists $P$ key-value pairs, then asks for the values of some keys.
-# Four small models (4 layers, width 32, 2 heads of 16), trained on this task with $P$ drawn from 1 to 32,
-# scored against $P$: all full, all linear (Katharopoulos), all Gated DeltaNet, and Qwen3-Next's pattern,
-# 3 Gated DeltaNet layers then 1 full. `recall.run_probe` trained them (three seeds each); the results ship in
-# `attnlab/data/recall_probe.json`, so nothing trains here.
+# Four small models of the same size, trained on this task and scored against $P$: all full, all linear
+# (Katharopoulos), all Gated DeltaNet, and Qwen3-Next's pattern, 3 Gated DeltaNet layers then 1 full.
+# `recall.run_probe` trained them from several seeds (`python -m attnlab.recall --out ...`); the results ship
+# in `attnlab/data/recall_probe.json`, so nothing trains here.
 
 # %% slideshow={"slide_type": "-"}
 probe = recall.load_probe()
@@ -373,7 +373,11 @@ display(Markdown("\n".join(rows)))
 # %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 res = probe["results"]
 s = probe["settings"]
+m = s["model"]
 display(Markdown(
+    f"Each model: {len(res['full']['layers'])} layers of width {m['d_model']}, {m['n_heads']} heads of "
+    f"{m['d_model'] // m['n_heads']}, an MLP of {m['d_ff']}; trained on sequences of 1 to {s['task']['max_pairs']} "
+    f"pairs over {s['task']['n_keys']} keys and {s['task']['n_values']} values, {s['task']['n_queries']} queries each. "
     f"At P = {pairs[-1]} the all-full model recalls {res['full']['mean'][-1]:.0%}, the hybrid "
     f"{res['hybrid_3_1']['mean'][-1]:.0%}, Gated DeltaNet {res['gated_deltanet']['mean'][-1]:.0%} and plain linear "
     f"attention {res['linear']['mean'][-1]:.0%} (mean of seeds {s['seeds']}; {s['steps']} steps of batch {s['batch']} "
@@ -385,10 +389,10 @@ display(Markdown(
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### What the tiny regime cannot show
 #
-# * **Scale.** Width 32, 4 layers, a few hundred steps: the capacity limit is reached at a few dozen pairs
-#   because $d_k = 16$. A real Gated DeltaNet head has $d_k = 128$ and 32 heads per layer, trained on trillions
-#   of tokens; its limit lies much further out, and the published comparisons (Gated DeltaNet §5, Kimi Linear
-#   §5) are on language modelling and long-context benchmarks, not on this toy.
+# * **Scale.** A few layers, narrow heads, a few hundred steps: the limit shows at a few dozen pairs because a
+#   head's $d_k$ here is small. A real Gated DeltaNet head has $d_k = 128$ and 32 heads per layer, trained on trillions
+#   of tokens; its limit lies much further out, and the published comparisons (the Gated DeltaNet and Kimi
+#   Linear papers) are on language modelling, recall-heavy and long-context benchmarks, not on this toy.
 # * **The task is made easy to learn.** Each pair is one token (key and value embedded together), so one layer
 #   can store it; the usual token-per-symbol form also needs an induction circuit, which a few hundred CPU
 #   steps do not reliably grow.

@@ -2,18 +2,18 @@
 
 Softmax attention (chapter 3) keeps every key and value: the cache grows by one entry per token. Drop the
 softmax and write the similarity as a dot product of features, sim(q, k) = phi(q)^T phi(k), and the sum over
-the past factors through one d_k x d_v matrix (Katharopoulos et al. 2020, "Transformers are RNNs", §3.2,
-eq. 4-6; here with a causal mask, §3.4):
+the past factors through one d_k x d_v matrix (Katharopoulos et al. 2020, "Transformers are RNNs", §3.2; with
+the causal mask of §3.3, as the recurrence of §3.4):
 
     S_t = S_{t-1} + phi(k_t) v_t^T          z_t = z_{t-1} + phi(k_t)            (the state: d_k x d_v and d_k)
     o_t = S_t^T phi(q_t) / (z_t^T phi(q_t))                                      (the output: d_v)
 
 phi(x) = elu(x) + 1 (§3.2.1). The state does not grow with t: that is the whole saving, and the whole loss.
 
-The delta rule (Schlag et al. 2021, "Linear Transformers Are Secretly Fast Weight Programmers", §4.2;
-DeltaNet, Yang et al. 2024, "Parallelizing Linear Transformers with the Delta Rule over Sequence Length",
-eq. 2) writes v_t over what the state already returns for k_t instead of adding to it; Gated DeltaNet
-(Yang, Kautz, Hatamizadeh, ICLR 2025, eq. 10) first fades the whole state by a gate alpha_t in (0, 1]:
+The delta rule (Schlag et al. 2021, "Linear Transformers Are Secretly Fast Weight Programmers"; DeltaNet,
+Yang et al. 2024, "Parallelizing Linear Transformers with the Delta Rule over Sequence Length") writes v_t over
+what the state already returns for k_t instead of adding to it; Gated DeltaNet (Yang, Kautz, Hatamizadeh,
+"Gated Delta Networks", ICLR 2025) first fades the whole state by a gate alpha_t in (0, 1]:
 
     S_t = alpha_t (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T               o_t = S_t^T q_t
 
@@ -136,8 +136,8 @@ class LinearState:
 
 
 def linear_attention_parallel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Causal linear attention in its quadratic, attention-like form (Katharopoulos et al. 2020, eq. 3 with
-    sim(q, k) = phi(q)^T phi(k) and the causal mask of §3.4):
+    """Causal linear attention in its quadratic, attention-like form (Katharopoulos et al. 2020, §3.2 with
+    sim(q, k) = phi(q)^T phi(k), and the causal mask of §3.3):
 
         o_i = sum_{j<=i} (phi(q_i)^T phi(k_j)) v_j / sum_{j<=i} phi(q_i)^T phi(k_j)
 
@@ -154,7 +154,7 @@ def linear_attention_parallel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor)
 
 def linear_attention_recurrent(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                                state: LinearState | None = None) -> tuple[torch.Tensor, LinearState]:
-    """Causal linear attention as a recurrence, one token at a time (Katharopoulos et al. 2020, eq. 18-20):
+    """Causal linear attention as a recurrence, one token at a time (Katharopoulos et al. 2020, §3.4):
 
         S_t = S_{t-1} + phi(k_t) v_t^T,   z_t = z_{t-1} + phi(k_t),   o_t = S_t^T phi(q_t) / z_t^T phi(q_t)
 
@@ -208,8 +208,8 @@ def linear_attention_chunkwise(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
 def delta_rule_recurrent(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor,
                          g: torch.Tensor | None = None,
                          state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (gated) delta rule, one token at a time (DeltaNet, Yang et al. 2024 eq. 2; Gated DeltaNet, Yang
-    et al. ICLR 2025 eq. 10), in the (d_k, d_v) layout of the module docstring:
+    """The (gated) delta rule, one token at a time (DeltaNet, Yang et al. 2024; Gated DeltaNet, Yang et al.
+    ICLR 2025), in the (d_k, d_v) layout of the module docstring:
 
         S'_t   = alpha_t S_{t-1}                       (gate; alpha_t = exp(g_t), 1 without ``g``)
         u_t    = beta_t (v_t - S'_t^T k_t)             (what to write: the error of the current read-out)
@@ -240,7 +240,7 @@ def delta_rule_recurrent(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta
 
 def _chunkwise_core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor, g: torch.Tensor | None,
                     chunk_size: int, state: torch.Tensor | None, delta: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """The chunkwise form (Yang et al. 2024 §3.2-3.3; Gated DeltaNet §3.3), already-checked tensors in the
+    """The chunkwise form (DeltaNet, Yang et al. 2024 §3; Gated DeltaNet §3), already-checked tensors in the
     work dtype. Within a chunk of C tokens write Gamma_r = prod_{s<=r} alpha_s (cumulative gate), S_0 the
     state entering the chunk. Unrolling the recurrence,
 
