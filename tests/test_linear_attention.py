@@ -337,3 +337,26 @@ def test_ch18_checks_name_the_slips():
         ch18.check_crossover(ch18.expected_crossover() * 2)
     with pytest.raises(AssertionError):
         ch18.check_overwrite_prediction(ch18.expected_overwrite()["linear"][::-1] + [0.0])
+
+
+# --- the explorer -------------------------------------------------------------------------------------------
+
+def test_hybrid_explorer_shows_the_cost_formulas():
+    from attnlab.interactive import linear as explorer_module
+
+    table = explorer_module.explorer_html("qwen3-next-80b-a3b", 2**17, None)
+    parts = costs.hybrid_cache_bytes("qwen3-next-80b-a3b", 2**17)
+    for key in ("full", "linear", "total", "all_full"):
+        assert f"{parts[key] / 2**30:,.3f}" in table
+    assert "12 full (GQA) layers" in table and "36 linear (Gated DeltaNet) layers" in table
+    every_full = explorer_module.explorer_html("kimi-linear-48b-a3b", 2**20, 0)
+    assert "27 full (MLA) layers" in every_full and "0 linear (KDA) layers" in every_full
+    assert "beyond its longest context" in explorer_module.explorer_html("qwen3-next-80b-a3b", 2**20, 3)
+    with pytest.raises(ValueError, match="context"):
+        explorer_module.explorer_html("qwen3-next-80b-a3b", 1000, None)
+    with pytest.raises(ValueError, match="ratio"):
+        explorer_module.explorer_html("qwen3-next-80b-a3b", 2**17, 2)
+    widget = explorer_module.hybrid_explorer()
+    widget.ratio.value = 0
+    assert widget.table.value == explorer_module.explorer_html("qwen3-next-80b-a3b", 2**17, 0)
+    assert repr(widget) == "HybridExplorer(model='qwen3-next-80b-a3b', context=131072, ratio=0)"
