@@ -286,6 +286,15 @@ def test_probe_model_patterns_build_and_run():
     assert recall.PATTERNS["hybrid_3_1"] == ("gdn", "gdn", "gdn", "full")
 
 
+def test_written_recall_measures_the_state_capacity():
+    delta = [recall.written_recall("delta", P, 16, trials=50) for P in (2, 8, 32, 64)]
+    linear = [recall.written_recall("linear", P, 16, trials=50) for P in (2, 8, 32, 64)]
+    assert delta[0] == 1.0  # two unit keys, beta = 1: both bindings read back exactly
+    assert delta == sorted(delta, reverse=True) and linear == sorted(linear, reverse=True)
+    assert all(d > lin for d, lin in zip(delta, linear, strict=True))  # the delta rule holds more than adding
+    assert delta[-1] < 0.5  # 64 keys in a 16-wide state: most are lost
+
+
 def test_shipped_probe_results_are_consistent():
     probe = recall.load_probe()
     s = probe["settings"]

@@ -41,7 +41,13 @@ from attnlab._validate import (
     check_type,
 )
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention
-from attnlab.linear_attention import LinearAttention, LinearAttentionConfig
+from attnlab.linear_attention import (
+    LinearAttention,
+    LinearAttentionConfig,
+    delta_rule_recurrent,
+    elu_feature_map,
+    linear_attention_recurrent,
+)
 
 #: Layer patterns of the probe's models, bottom layer first: "full" softmax attention, "linear" attention,
 #: "gdn" Gated DeltaNet. The hybrid puts its full layer last of four, as Qwen3-Next (full iff (i + 1) % 4 == 0).
@@ -304,6 +310,33 @@ def probe_cache_numbers(config: RecallModelConfig, seq_len: int) -> dict[str, in
             rule = "linear" if kind == "linear" else "gated_delta"
             linear += LinearAttentionConfig(config.d_model, config.n_heads, head_dim, rule=rule).state_numbers()
     return {"full_cache": full, "linear_state": linear}
+
+
+def written_recall(rule: str, n_pairs: int, d_k: int, n_values: int = 32, trials: int = 200,
+                   seed: int = 0) -> float:
+    """The state's capacity without any training: write ``n_pairs`` random unit keys (d_k wide) with one-hot
+    values (``n_values`` classes) into one head's state, read every key back, and count the reads whose
+    largest entry is the right value. ``rule``: "linear" (:func:`attnlab.linear_attention.linear_attention_recurrent`,
+    phi = elu + 1 with its normaliser) or "delta" (:func:`~attnlab.linear_attention.delta_rule_recurrent`,
+    beta = 1, no gate); the reads use the state after the last write. Mean over ``trials`` random sets. A full
+    layer's cache holds every pair and reads each exactly (a sharp enough softmax returns the stored value)."""
+    check_choice("rule", rule, ("linear", "delta"))
+    check_positive_int("n_pairs", n_pairs)
+    check_positive_int("d_k", d_k)
+    check_positive_int("n_values", n_values)
+    check_positive_int("trials", trials)
+    gen = torch.Generator().manual_seed(check_int("seed", seed))
+    k = F.normalize(torch.randn(trials, 1, n_pairs, d_k, generator=gen, dtype=torch.float64), dim=-1)
+    labels = torch.randint(0, n_values, (trials, n_pairs), generator=gen)
+    v = F.one_hot(labels, n_values).to(torch.float64).unsqueeze(1)  # (trials, 1, P, n_values)
+    if rule == "delta":
+        _, S = delta_rule_recurrent(k, k, v, torch.ones(trials, 1, n_pairs, dtype=torch.float64))
+        read = torch.einsum("bhde,bhpd->bhpe", S, k)  # S^T k_i for every stored key
+    else:
+        _, state = linear_attention_recurrent(k, k, v)
+        fk = elu_feature_map(k)
+        read = torch.einsum("bhde,bhpd->bhpe", state.S, fk)  # S^T phi(k_i); the normaliser does not move argmax
+    return float((read[:, 0].argmax(-1) == labels).double().mean())
 
 
 def load_probe() -> dict:
