@@ -112,6 +112,7 @@ display(Markdown(
 q, k, v = (torch.randn(1, 2, 50, 8, dtype=torch.float64) for _ in range(3))  # (batch, heads, seq, d)
 parallel = linear_attention_parallel(q, k, v)
 recurrent, state = linear_attention_recurrent(q, k, v)
+torch.testing.assert_close(recurrent, parallel, rtol=1e-12, atol=1e-12)  # the two forms agree
 display(Markdown(
     f"Parallel vs recurrent, float64: largest difference **{(parallel - recurrent).abs().max():.1e}**. After 50 tokens the "
     f"state is S {tuple(state.S.shape)} and z {tuple(state.z.shape)}: the same shapes after 50 tokens or 50 million."
@@ -149,15 +150,17 @@ show_source(delta_rule_recurrent, start="for t in range(L):", stop="outs.append"
 torch.manual_seed(3)
 x = torch.randn(1, 24, 16, dtype=torch.float64)
 softmax_layer = GroupedQueryAttention(AttentionConfig(d_model=16, n_heads=1)).double()
-panels = {"softmax (chapter 3)": softmax_layer(x, return_weights=True).weights[0, 0]}
-for rule, name in (("linear", "linear attention"), ("delta", "delta rule"), ("gated_delta", "gated delta rule")):
-    torch.manual_seed(4)
-    layer = LinearAttention(LinearAttentionConfig(d_model=16, n_heads=1, head_dim=16, rule=rule, chunk_size=8)).double()
-    panels[name] = layer(x, return_weights=True).weights[0, 0]
+with torch.no_grad():
+    panels = {"softmax (chapter 3)": softmax_layer(x, return_weights=True).weights[0, 0]}
+    for rule, name in (("linear", "linear attention"), ("delta", "delta rule"), ("gated_delta", "gated delta rule")):
+        torch.manual_seed(4)
+        layer = LinearAttention(LinearAttentionConfig(d_model=16, n_heads=1, head_dim=16, rule=rule,
+                                                      chunk_size=8)).double()
+        panels[name] = layer(x, return_weights=True).weights[0, 0]
 fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
 for ax, (name, W) in zip(axes, panels.items(), strict=True):
     lim = float(W.abs().max())
-    ax.imshow(W.detach(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+    ax.imshow(W, cmap="RdBu_r", vmin=-lim, vmax=lim)
     ax.set_title(name, fontsize=10)
     ax.set_xlabel("key position j")
 axes[0].set_ylabel("query position i")
@@ -332,67 +335,108 @@ display(Markdown(
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. What is lost: exact recall
 #
-# A softmax layer can always look a token up again; a linear layer must have written it into $d_k \times d_v$
-# numbers, and $d_k$ keys are all a head can hold apart exactly. Multi-query associative recall (Arora et al.,
-# *Zoology*, 2023) measures it: a sequence lists $P$ key-value pairs, then asks for the values of some keys.
-# Four small models of the same size, trained on this task and scored against $P$: all full, all linear
-# (Katharopoulos), all Gated DeltaNet, and Qwen3-Next's pattern, 3 Gated DeltaNet layers then 1 full.
-# `recall.run_probe` trained them from several seeds (`python -m attnlab.recall --out ...`); the results ship
-# in `attnlab/data/recall_probe.json`, so nothing trains here.
+# A softmax layer can always look a token up again: its cache holds every key and value. A linear layer must
+# have written each one into $d_k \times d_v$ numbers, and a head can keep only about $d_k$ keys apart. First
+# the state alone, no training: write $P$ random unit keys with one-hot values into one head ($d_k = 16$), read
+# every key back, and count the reads whose largest entry is the right value (`recall.written_recall`).
+
+# %% slideshow={"slide_type": "-"}
+D_K, written_pairs = 16, [2, 4, 8, 16, 32, 64]
+written = {rule: [recall.written_recall(rule, P, D_K) for P in written_pairs] for rule in ("delta", "linear")}
+fig, ax = plt.subplots(figsize=(7, 3.2))
+ax.plot(written_pairs, [1.0] * len(written_pairs), marker="o", color=COLORS["cache"],
+        label="full layer: every pair cached, read exactly")
+ax.plot(written_pairs, written["delta"], marker="o", color=COLORS["key"], label="delta rule state (β = 1)")
+ax.plot(written_pairs, written["linear"], marker="o", color=COLORS["muted"], label="linear attention state (φ = elu + 1)")
+ax.axvline(D_K, color="black", lw=0.8, ls=":")
+ax.annotate(f"d_k = {D_K}", (D_K, 0.05), textcoords="offset points", xytext=(4, 0), fontsize=8)
+ax.set_xscale("log", base=2)
+ax.set_xticks(written_pairs, [str(p) for p in written_pairs])
+ax.set_xlabel("pairs P written into one head")
+ax.set_ylabel("pairs read back correctly")
+ax.set_ylim(0, 1.05)
+ax.grid(alpha=0.3)
+ax.legend(frameon=False, fontsize=8, loc="lower left")
+plt.show()
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
+i16 = written_pairs.index(D_K)
+display(Markdown(
+    f"The delta rule reads back {written['delta'][0]:.0%} of {written_pairs[0]} pairs, {written['delta'][i16]:.0%} of "
+    f"{D_K} and {written['delta'][-1]:.0%} of {written_pairs[-1]}: past $d_k$ keys the writes overwrite each other. "
+    f"Plain linear attention only adds, and its positive features overlap: {written['linear'][0]:.0%} at "
+    f"{written_pairs[0]} pairs already. Random keys are not orthogonal, so even below $d_k$ some binding leaks."
+))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Trained models: multi-query associative recall
+#
+# The same question on trained models (Arora et al., *Zoology*, 2023): a sequence lists $P$ key-value pairs,
+# then asks for the values of some keys. Four small models of the same size, trained on the task and scored
+# against $P$: all full, all linear (Katharopoulos), all Gated DeltaNet, and Qwen3-Next's pattern, 3 Gated
+# DeltaNet layers then 1 full. `recall.run_probe` trained them from three seeds (`python -m attnlab.recall
+# --out ...`); the results ship in `attnlab/data/recall_probe.json`, so nothing trains here.
 
 # %% slideshow={"slide_type": "-"}
 probe = recall.load_probe()
 pairs = probe["settings"]["pairs"]
 colors = {"full": COLORS["cache"], "linear": COLORS["muted"], "gated_deltanet": COLORS["key"],
           "hybrid_3_1": COLORS["query"]}
+styles = {"full": "-", "linear": "-", "gated_deltanet": "-", "hybrid_3_1": "--"}  # full and hybrid overlap
 fig, ax = plt.subplots(figsize=(7.5, 3.6))
 for pattern, r in probe["results"].items():
-    ax.plot(pairs, r["mean"], marker="o", color=colors[pattern], label=r["label"])
+    ax.plot(pairs, r["mean"], styles[pattern], marker="o", color=colors[pattern], label=r["label"])
     ax.fill_between(pairs, r["min"], r["max"], color=colors[pattern], alpha=0.15)
-ax.axhline(1 / probe["settings"]["task"]["n_values"], color="black", lw=0.8, ls=":", label="chance")
+ax.plot(pairs, [1 / p for p in pairs], color="black", lw=0.8, ls=":", label="1 / P: a value of the sequence, at random")
 ax.set_xscale("log", base=2)
 ax.set_xticks(pairs, [str(p) for p in pairs])
 ax.set_xlabel("key-value pairs P in the sequence")
 ax.set_ylabel("recall accuracy")
 ax.set_ylim(0, 1.05)
 ax.grid(alpha=0.3)
-ax.legend(frameon=False, fontsize=8, loc="lower left")
+ax.legend(frameon=False, fontsize=8, loc="center right")
 ax.set_title(f"mean of {len(probe['settings']['seeds'])} seeds, band: lowest to highest seed", fontsize=10)
 plt.show()
 
 # %% slideshow={"slide_type": "subslide"}
-rows = ["| model | " + " | ".join(f"P = {p}" for p in pairs) + " | cache numbers per sequence |",
-        "|---|" + "---|" * (len(pairs) + 1)]
+rows = ["| model | " + " | ".join(f"P = {p}" for p in pairs) + " | final training loss | cache numbers per sequence |",
+        "|---|" + "---|" * (len(pairs) + 2)]
+task = probe["settings"]["task"]
 for r in probe["results"].values():
     cells = [f"{m:.2f} ({lo:.2f}-{hi:.2f})" for m, lo, hi in zip(r["mean"], r["min"], r["max"], strict=True)]
-    parts = [f"{r['full_cache']:,} (K, V of {probe['settings']['task']['max_pairs'] + probe['settings']['task']['n_queries']} tokens)"
-             if r["full_cache"] else "", f"{r['linear_state']:,} (fixed state)" if r["linear_state"] else ""]
-    rows.append(f"| {r['label']} | " + " | ".join(cells) + f" | {' + '.join(p for p in parts if p)} |")
+    parts = [f"{r['full_cache']:,} (K, V of {task['max_pairs'] + task['n_queries']} tokens)" if r["full_cache"] else "",
+             f"{r['linear_state']:,} (fixed state)" if r["linear_state"] else ""]
+    losses = ", ".join(f"{x:.2f}" for x in r["final_loss"])
+    rows.append(f"| {r['label']} | " + " | ".join(cells) + f" | {losses} | {' + '.join(p for p in parts if p)} |")
 display(Markdown("\n".join(rows)))
 
 # %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 res = probe["results"]
 s = probe["settings"]
 m = s["model"]
+gap = max(abs(a - 1 / p) for name in ("linear", "gated_deltanet") for a, p in zip(res[name]["mean"], pairs, strict=True))
 display(Markdown(
     f"Each model: {len(res['full']['layers'])} layers of width {m['d_model']}, {m['n_heads']} heads of "
     f"{m['d_model'] // m['n_heads']}, an MLP of {m['d_ff']}; trained on sequences of 1 to {s['task']['max_pairs']} "
-    f"pairs over {s['task']['n_keys']} keys and {s['task']['n_values']} values, {s['task']['n_queries']} queries each. "
-    f"At P = {pairs[-1]} the all-full model recalls {res['full']['mean'][-1]:.0%}, the hybrid "
-    f"{res['hybrid_3_1']['mean'][-1]:.0%}, Gated DeltaNet {res['gated_deltanet']['mean'][-1]:.0%} and plain linear "
-    f"attention {res['linear']['mean'][-1]:.0%} (mean of seeds {s['seeds']}; {s['steps']} steps of batch {s['batch']} "
-    f"each, at most {max(max(r['seconds']) for r in res.values()):.0f} s per run on one thread of a shared 2-core CPU). "
-    "One full layer "
-    "in four is enough to get the lookups back: it can read the pairs exactly, whatever the linear layers blurred."
+    f"pairs over {s['task']['n_keys']} keys and {s['task']['n_values']} values, {s['task']['n_queries']} queries each, "
+    f"{s['steps']} steps of batch {s['batch']} (at most {max(max(r['seconds']) for r in res.values()):.0f} s per run "
+    f"on one thread of a shared 2-core CPU). The all-full model and the hybrid recall at least "
+    f"{min(res['full']['mean'] + res['hybrid_3_1']['mean']):.0%} at every P. The two linear-only models "
+    f"stay within {gap:.2f} of 1/P: they learned which values a sequence holds, not which key holds which. "
+    "That is more than the capacity limit above (their states could hold the small P): in this budget they "
+    "did not learn to bind at all, while one full layer in four learned the lookup as fast as four did."
 ))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### What the tiny regime cannot show
 #
-# * **Scale.** A few layers, narrow heads, a few hundred steps: the limit shows at a few dozen pairs because a
-#   head's $d_k$ here is small. A real Gated DeltaNet head has $d_k = 128$ and 32 heads per layer, trained on trillions
-#   of tokens; its limit lies much further out, and the published comparisons (the Gated DeltaNet and Kimi
-#   Linear papers) are on language modelling, recall-heavy and long-context benchmarks, not on this toy.
+# * **Capacity against learning.** The trained linear-only models failed even where their state has room
+#   (small P), so the probe shows that softmax attention learns recall far more easily here, not where a
+#   trained Gated DeltaNet's capacity ends. Longer training, wider heads or a curriculum would be needed to see
+#   that limit in a trained model; the training-free measure above shows it for the state itself.
+# * **Scale.** A real Gated DeltaNet head has $d_k = 128$, 32 heads per layer, trained on trillions of tokens;
+#   its limit lies much further out, and the published comparisons (the Gated DeltaNet and Kimi Linear papers)
+#   are on language modelling, recall-heavy and long-context benchmarks, not on this toy.
 # * **The task is made easy to learn.** Each pair is one token (key and value embedded together), so one layer
 #   can store it; the usual token-per-symbol form also needs an induction circuit, which a few hundred CPU
 #   steps do not reliably grow.
@@ -435,7 +479,7 @@ display(Markdown(
 explorer = linear_widgets.hybrid_explorer(model="qwen3-next-80b-a3b", context=2**17)
 explorer
 
-# %% slideshow={"slide_type": "subslide"}
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 explorer.model.value, explorer.context.value, explorer.ratio.value = "kimi-linear-48b-a3b", 2**20, None
 kimi_parts = costs.hybrid_cache_bytes("kimi-linear-48b-a3b", 2**20)
 display(Markdown(
@@ -528,6 +572,7 @@ print(ch18.check_overwrite_prediction(answer_overwrite))
 #   Gated DeltaNet's $\alpha_t$ fades the past.
 # * The chunkwise form (UT transform inside chunks, the state passed between them) trains with matmuls and
 #   equals the recurrence to float64 rounding; the recurrent form decodes one token at a time.
-# * A state holds about $d_k$ bindings exactly: recall falls as the pairs grow, where softmax attention does not.
+# * A state holds about $d_k$ bindings: read-back falls as the pairs grow, where a full layer's cache does not.
+#   Trained tiny models showed it more starkly: the linear-only ones never learned to bind, the 3:1 hybrid did.
 # * Hybrids keep one full layer in four (Qwen3-Next: GQA, Kimi Linear: MLA): about a quarter of the full cache
 #   plus a few MiB of state per layer and sequence, and exact lookups where they are needed.
