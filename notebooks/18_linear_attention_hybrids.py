@@ -50,7 +50,6 @@ from attnlab.linear_attention import (
     _chunkwise_core,
     delta_rule_chunkwise,
     delta_rule_recurrent,
-    linear_attention_chunkwise,
     linear_attention_parallel,
     linear_attention_recurrent,
 )
@@ -84,7 +83,8 @@ per_token_full = QWEN.full_numbers_per_token() * 2  # bytes per token of one ful
 all_full = {L: costs.hybrid_cache_bytes(QWEN, L)["all_full"] for L in (2**15, 2**17, QWEN.max_context)}
 display(Markdown(
     f"{per_token_full:,} bytes per token and layer, {QWEN.n_layers * per_token_full / 1024:.0f} KiB per token over "
-    f"{QWEN.n_layers} layers: " + ", ".join(f"**{v / GIB:.0f} GiB** at {L // 1024}K tokens" for L, v in all_full.items())
+    f"{QWEN.n_layers} layers: "
+    + ", ".join(f"**{v / GIB:.0f} GiB** at {L // 1024}K tokens" for L, v in all_full.items())
     + " for ONE sequence, before any batching. Chapters 5-10 shrank the bytes per token; this chapter removes the "
     "dependence on the number of tokens from most layers."
 ))
@@ -114,7 +114,8 @@ parallel = linear_attention_parallel(q, k, v)
 recurrent, state = linear_attention_recurrent(q, k, v)
 torch.testing.assert_close(recurrent, parallel, rtol=1e-12, atol=1e-12)  # the two forms agree
 display(Markdown(
-    f"Parallel vs recurrent, float64: largest difference **{(parallel - recurrent).abs().max():.1e}**. After 50 tokens the "
+    f"Parallel vs recurrent, float64: largest difference **{(parallel - recurrent).abs().max():.1e}**. "
+    "After 50 tokens the "
     f"state is S {tuple(state.S.shape)} and z {tuple(state.z.shape)}: the same shapes after 50 tokens or 50 million."
 ))
 
@@ -127,7 +128,8 @@ show_source(linear_attention_recurrent, start="for t in range(L):", stop="outs.a
 # Linear attention only **adds**: a key written twice holds the sum of both values, and nothing is ever
 # removed, so the state fills with interference. The **delta rule** (Schlag et al. 2021; DeltaNet, Yang et al.
 # 2024) first reads what the state returns for $k_t$ and writes only the error, scaled by a learning rate
-# $\beta_t \in (0, 1)$; **Gated DeltaNet** (Yang, Kautz, Hatamizadeh 2025) also fades the whole state by $\alpha_t \in (0, 1]$:
+# $\beta_t \in (0, 1)$; **Gated DeltaNet** (Yang, Kautz, Hatamizadeh 2025) also fades the whole state by
+# $\alpha_t \in (0, 1]$:
 #
 # $$u_t = \beta_t\,(v_t - \alpha_t S_{t-1}^\top k_t), \qquad
 #   S_t = \alpha_t S_{t-1} + k_t u_t^\top = \alpha_t (I - \beta_t k_t k_t^\top) S_{t-1} + \beta_t k_t v_t^\top,
@@ -196,7 +198,8 @@ display(Markdown(
 # $W = T\beta\Gamma K$ with $T = (I + A)^{-1}$. The only sequential part is then $L/C$ steps of matmuls:
 #
 # $$U = U_0 - W S_0, \quad O = (\Gamma Q) S_0 + (QK^\top \odot D)\,U, \quad
-#   S_C = \Gamma_C S_0 + \big(\tfrac{\Gamma_C}{\Gamma} K\big)^\top U, \qquad D_{rs} = \tfrac{\Gamma_r}{\Gamma_s}[s \le r].$$
+#   S_C = \Gamma_C S_0 + \big(\tfrac{\Gamma_C}{\Gamma} K\big)^\top U, \qquad
+#   D_{rs} = \tfrac{\Gamma_r}{\Gamma_s}[s \le r].$$
 
 # %% slideshow={"slide_type": "subslide"}
 show_source(_chunkwise_core, start="if delta:", stop="return out.reshape")
@@ -274,7 +277,8 @@ plt.show()
 cross = costs.state_crossover_context(state_bytes[-1], kv_bytes[-1] // lengths[-1])
 display(Markdown(
     f"Same width, 4 heads of 8: the softmax layer holds {kv_bytes[-1] // lengths[-1]} bytes per token, the linear "
-    f"layer {state_bytes[-1]:,} bytes in all. From {cross} tokens on the cache is the larger, and the state never grows."
+    f"layer {state_bytes[-1]:,} bytes in all. From {cross} tokens on the cache is the larger, and the state never "
+    "grows."
 ))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -282,7 +286,8 @@ display(Markdown(
 #
 # One linear layer of a published model holds (`costs.linear_state_bytes`)
 #
-# $$\underbrace{H \cdot d_k \cdot d_v \cdot 4}_{\text{state, float32}} + \underbrace{C_{\text{conv}} \cdot (K - 1) \cdot 2}_{\text{conv inputs, bfloat16}}$$
+# $$\underbrace{H \cdot d_k \cdot d_v \cdot 4}_{\text{state, float32}}
+#   + \underbrace{C_{\text{conv}} \cdot (K - 1) \cdot 2}_{\text{conv inputs, bfloat16}}$$
 #
 # bytes per sequence, at every context. Hugging Face and vLLM keep the recurrent state in float32 even in a
 # bfloat16 model (the decays multiply it thousands of times). A full layer holds its per-token cache times $L$.
@@ -311,7 +316,8 @@ ax.legend(frameon=False, fontsize=8, loc="upper left")
 plt.show()
 
 # %% slideshow={"slide_type": "subslide"}
-rows = ["| model | layers (full + linear) | context | full layers' cache | linear layers' state | total | all layers full |",
+rows = ["| model | layers (full + linear) | context | full layers' cache | linear layers' state | total "
+        "| all layers full |",
         "|---|---|---|---|---|---|---|"]
 for m in (QWEN, KIMI):
     for L in (2**15, 2**17, 2**20):
@@ -347,7 +353,8 @@ fig, ax = plt.subplots(figsize=(7, 3.2))
 ax.plot(written_pairs, [1.0] * len(written_pairs), marker="o", color=COLORS["cache"],
         label="full layer: every pair cached, read exactly")
 ax.plot(written_pairs, written["delta"], marker="o", color=COLORS["key"], label="delta rule state (β = 1)")
-ax.plot(written_pairs, written["linear"], marker="o", color=COLORS["muted"], label="linear attention state (φ = elu + 1)")
+ax.plot(written_pairs, written["linear"], marker="o", color=COLORS["muted"],
+        label="linear attention state (φ = elu + 1)")
 ax.axvline(D_K, color="black", lw=0.8, ls=":")
 ax.annotate(f"d_k = {D_K}", (D_K, 0.05), textcoords="offset points", xytext=(4, 0), fontsize=8)
 ax.set_xscale("log", base=2)
@@ -414,7 +421,8 @@ display(Markdown("\n".join(rows)))
 res = probe["results"]
 s = probe["settings"]
 m = s["model"]
-gap = max(abs(a - 1 / p) for name in ("linear", "gated_deltanet") for a, p in zip(res[name]["mean"], pairs, strict=True))
+gap = max(abs(a - 1 / p) for name in ("linear", "gated_deltanet")
+          for a, p in zip(res[name]["mean"], pairs, strict=True))  # distance from 1/P, over every P
 display(Markdown(
     f"Each model: {len(res['full']['layers'])} layers of width {m['d_model']}, {m['n_heads']} heads of "
     f"{m['d_model'] // m['n_heads']}, an MLP of {m['d_ff']}; trained on sequences of 1 to {s['task']['max_pairs']} "

@@ -4,12 +4,14 @@ The rules (also in CONTRIBUTING.md, "Import layering"):
 
 1. **Math and cost modules never import widgets.** ``attention``, ``kv_cache``, ``gqa``, ``mla``, ``dsa``,
    ``rope``, ``quant``, ``sizing``, ``lowrank``, ``model``, ``tokenization``, ``costs``, ``schemes``,
-   ``chapters``, ``_validate``, ``devices``, ``paged``, ``linear_attention`` and ``recall`` import none of ``attnlab.widgets``, ``attnlab.interactive``
+   ``chapters``, ``_validate``, ``devices``, ``paged``, ``linear_attention`` and ``recall`` import
+   none of ``attnlab.widgets``, ``attnlab.interactive``
    (or a module in it), ``ipywidgets`` and ``IPython``: they compute, and run where no notebook does.
 2. **Exercises never import widgets.** ``attnlab.exercises.*`` checks answers with the math and cost
    modules, never with a widget's or an ``interactive`` module's helpers (same list as rule 1).
 3. **Layers never import the model catalogue.** ``gqa``, ``mla``, ``dsa``, ``attention``, ``kv_cache``,
-   ``rope``, ``quant``, ``model``, ``paged``, ``linear_attention`` and ``recall`` import nothing of ``attnlab.sizing`` (``MODELS``, ``ModelSpec``, its
+   ``rope``, ``quant``, ``model``, ``paged``, ``linear_attention`` and ``recall`` import nothing
+   of ``attnlab.sizing`` (``MODELS``, ``ModelSpec``, its
    cost formulas): a layer is built from its config, and the catalogue of published models sits above it.
 
 "Import" counts every import the module runs, at module level or inside a function, and every import

@@ -21,7 +21,6 @@ from attnlab.linear_attention import (
     RULES,
     LinearAttention,
     LinearAttentionConfig,
-    LinearState,
     RecurrentState,
     delta_rule_chunkwise,
     delta_rule_recurrent,

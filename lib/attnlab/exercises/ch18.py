@@ -85,7 +85,8 @@ def check_crossover(answer: object) -> str:
         assert got != expected_state_bytes() // (kv // 2) + 1 and got != 2 * want - 1 and got != want * 2, (
             "a full layer caches K and V: 2 x n_kv_heads x head_dim numbers per token, 2 bytes each")
         assert got != expected_state_bytes() // kv + 1, "each cached number is bfloat16: 2 bytes per token and number"
-        assert got != want - 1, "at that length the cache is still no larger than the state: floor(state / per token) + 1"
+        assert got != want - 1, (
+            "at that length the cache is still no larger than the state: floor(state / per token) + 1")
         assert got == want, "not yet: floor(state bytes / cache bytes per token) + 1"
         return (f"from {want:,} tokens on a full layer's cache ({kv * 2:,} bytes per token) outgrows the linear "
                 f"layer's state; at 128K it is {131_072 * kv * 2 / expected_state_bytes():.0f}× the state")
