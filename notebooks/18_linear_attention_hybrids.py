@@ -348,10 +348,11 @@ display(Markdown(
 
 # %% slideshow={"slide_type": "-"}
 D_K, written_pairs = 16, [2, 4, 8, 16, 32, 64]
-written = {rule: [recall.written_recall(rule, P, D_K) for P in written_pairs] for rule in ("delta", "linear")}
-fig, ax = plt.subplots(figsize=(7, 3.2))
-ax.plot(written_pairs, [1.0] * len(written_pairs), marker="o", color=COLORS["cache"],
-        label="full layer: every pair cached, read exactly")
+written = {rule: [recall.written_recall(rule, P, D_K) for P in written_pairs]
+           for rule in ("softmax", "delta", "linear")}
+fig, ax = plt.subplots(figsize=(7, 3.6))
+ax.plot(written_pairs, written["softmax"], marker="o", color=COLORS["cache"],
+        label=f"full layer: every pair cached, sharp softmax (scale {recall.SHARP_SCALE:.0f})")
 ax.plot(written_pairs, written["delta"], marker="o", color=COLORS["key"], label="delta rule state (β = 1)")
 ax.plot(written_pairs, written["linear"], marker="o", color=COLORS["muted"],
         label="linear attention state (φ = elu + 1)")
@@ -363,12 +364,14 @@ ax.set_xlabel("pairs P written into one head")
 ax.set_ylabel("pairs read back correctly")
 ax.set_ylim(0, 1.05)
 ax.grid(alpha=0.3)
-ax.legend(frameon=False, fontsize=8, loc="lower left")
+ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+plt.tight_layout()
 plt.show()
 
 # %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 i16 = written_pairs.index(D_K)
 display(Markdown(
+    f"The full layer reads back {min(written['softmax']):.0%} of the pairs at every P. "
     f"The delta rule reads back {written['delta'][0]:.0%} of {written_pairs[0]} pairs, {written['delta'][i16]:.0%} of "
     f"{D_K} and {written['delta'][-1]:.0%} of {written_pairs[-1]}: past $d_k$ keys the writes overwrite each other. "
     f"Plain linear attention only adds, and its positive features overlap: {written['linear'][0]:.0%} at "

@@ -863,7 +863,7 @@ CASES: list[Case] = [
          lambda: recall.run_probe(recall.ProbeSettings(steps=1), patterns=("mamba",)), ValueError, "patterns"),
     Case("probe_cache_numbers.seq_len", recall.probe_cache_numbers,
          lambda: recall.probe_cache_numbers(recall.RecallModelConfig(), 0), ValueError, "seq_len"),
-    Case("written_recall.rule", recall.written_recall, lambda: recall.written_recall("softmax", 4, 16), ValueError,
+    Case("written_recall.rule", recall.written_recall, lambda: recall.written_recall("mamba", 4, 16), ValueError,
          "rule"),
     Case("merge_probes: no records", recall.merge_probes, lambda: recall.merge_probes(), ValueError, "probes"),
     # chapter 18's costs

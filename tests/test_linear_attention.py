@@ -292,6 +292,7 @@ def test_written_recall_measures_the_state_capacity():
     assert delta == sorted(delta, reverse=True) and linear == sorted(linear, reverse=True)
     assert all(d > lin for d, lin in zip(delta, linear, strict=True))  # the delta rule holds more than adding
     assert delta[-1] < 0.5  # 64 keys in a 16-wide state: most are lost
+    assert recall.written_recall("softmax", 64, 16, trials=50) == 1.0  # the full layer's cache reads every pair
 
 
 def test_shipped_probe_results_are_consistent():

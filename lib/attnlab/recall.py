@@ -40,6 +40,7 @@ from attnlab._validate import (
     check_real,
     check_type,
 )
+from attnlab.attention import attention_matrix
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention
 from attnlab.linear_attention import (
     LinearAttention,
@@ -312,15 +313,21 @@ def probe_cache_numbers(config: RecallModelConfig, seq_len: int) -> dict[str, in
     return {"full_cache": full, "linear_state": linear}
 
 
+#: The softmax scale of :func:`written_recall`'s full-layer read: large enough that a unit key's own match
+#: (q.k = 1) outweighs every other key (q.k < 1) by a factor exp(50 (1 - q.k)).
+SHARP_SCALE = 50.0
+
+
 def written_recall(rule: str, n_pairs: int, d_k: int, n_values: int = 32, trials: int = 200,
                    seed: int = 0) -> float:
     """The state's capacity without any training: write ``n_pairs`` random unit keys (d_k wide) with one-hot
     values (``n_values`` classes) into one head's state, read every key back, and count the reads whose
     largest entry is the right value. ``rule``: "linear" (:func:`attnlab.linear_attention.linear_attention_recurrent`,
     phi = elu + 1 with its normaliser) or "delta" (:func:`~attnlab.linear_attention.delta_rule_recurrent`,
-    beta = 1, no gate); the reads use the state after the last write. Mean over ``trials`` random sets. A full
-    layer's cache holds every pair and reads each exactly (a sharp enough softmax returns the stored value)."""
-    check_choice("rule", rule, ("linear", "delta"))
+    beta = 1, no gate) or "softmax" (a full layer: every pair cached, read with softmax attention at a sharp
+    scale of ``SHARP_SCALE`` on the unit keys, :func:`attnlab.attention.attention_matrix`); the reads use the state
+    (or cache) after the last write. Mean over ``trials`` random sets."""
+    check_choice("rule", rule, ("linear", "delta", "softmax"))
     check_positive_int("n_pairs", n_pairs)
     check_positive_int("d_k", d_k)
     check_positive_int("n_values", n_values)
@@ -329,7 +336,9 @@ def written_recall(rule: str, n_pairs: int, d_k: int, n_values: int = 32, trials
     k = F.normalize(torch.randn(trials, 1, n_pairs, d_k, generator=gen, dtype=torch.float64), dim=-1)
     labels = torch.randint(0, n_values, (trials, n_pairs), generator=gen)
     v = F.one_hot(labels, n_values).to(torch.float64).unsqueeze(1)  # (trials, 1, P, n_values)
-    if rule == "delta":
+    if rule == "softmax":
+        read, _ = attention_matrix(k, k, v, scale=SHARP_SCALE)  # every stored key looks itself up in the cache
+    elif rule == "delta":
         _, S = delta_rule_recurrent(k, k, v, torch.ones(trials, 1, n_pairs, dtype=torch.float64))
         read = torch.einsum("bhde,bhpd->bhpe", S, k)  # S^T k_i for every stored key
     else:
