@@ -290,7 +290,7 @@ display(Markdown(
 #   + \underbrace{C_{\text{conv}} \cdot (K - 1) \cdot 2}_{\text{conv inputs, bfloat16}}$$
 #
 # bytes per sequence, at every context. Hugging Face and vLLM keep the recurrent state in float32 even in a
-# bfloat16 model (the decays multiply it thousands of times). A full layer holds its per-token cache times $L$.
+# bfloat16 model (it accumulates an update at every token). A full layer holds its per-token cache times $L$.
 
 # %% slideshow={"slide_type": "-"}
 contexts = [2**k for k in range(8, 21)]
@@ -463,10 +463,10 @@ display(Markdown(
 # context; the gate and the delta rule decide what to forget, they cannot add room. A full layer has no such
 # limit: its cache holds every token, at $O(L)$ memory and $O(L)$ work per step. The hybrids split the work:
 # most layers carry local and summarised information at a fixed cost, and one layer in four can still find any
-# token exactly. Qwen3-Next (full iff $(i+1) \bmod 4 = 0$) and Qwen3.5 and OLMo-Hybrid use Gated DeltaNet with
-# GQA; Kimi Linear pairs KDA with MLA, whose cache is already small (chapter 7), and drops RoPE from its MLA
-# layers: the linear layers' order-aware recurrence and convolution carry position. The next cell sets the
-# cache saved against the full layers kept:
+# token exactly. Qwen3-Next pairs Gated DeltaNet with GQA (full iff $(i+1) \bmod 4 = 0$), and Qwen3.5 and
+# OLMo-Hybrid keep the same one-in-four rhythm; Kimi Linear pairs KDA with MLA, whose cache is already small
+# (chapter 7), and drops RoPE from its MLA layers: the linear layers' order-aware recurrence and convolution
+# carry position. The next cell sets the cache saved against the full layers kept:
 
 # %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 lines = []
