@@ -865,6 +865,7 @@ CASES: list[Case] = [
          lambda: recall.probe_cache_numbers(recall.RecallModelConfig(), 0), ValueError, "seq_len"),
     Case("written_recall.rule", recall.written_recall, lambda: recall.written_recall("mamba", 4, 16), ValueError,
          "rule"),
+    Case("load_probe.budget", recall.load_probe, lambda: recall.load_probe("medium"), ValueError, "budget"),
     Case("merge_probes: no records", recall.merge_probes, lambda: recall.merge_probes(), ValueError, "probes"),
     # chapter 18's costs
     Case("HybridModel.full_layers beyond n_layers", costs.HybridModel,
@@ -932,7 +933,6 @@ NO_CHECKABLE_INPUT: dict[Any, str] = {
     # Chapter 18: records filled by the functions that check their input, and the shipped results.
     linear_attention.LinearState: "a plain record of a state, checked by the functions it is passed to",
     recall.RecallBatch: "a plain record, filled by recall_batch",
-    recall.load_probe: "no arguments",
 }
 
 CORE_MODULES = (attention, kv_cache, gqa, mla, dsa, rope, quant, sizing, lowrank, lm, tokenization, train, devices,

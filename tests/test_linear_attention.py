@@ -295,8 +295,9 @@ def test_written_recall_measures_the_state_capacity():
     assert recall.written_recall("softmax", 64, 16, trials=50) == 1.0  # the full layer's cache reads every pair
 
 
-def test_shipped_probe_results_are_consistent():
-    probe = recall.load_probe()
+@pytest.mark.parametrize("budget", ["long", "short"])
+def test_shipped_probe_results_are_consistent(budget):
+    probe = recall.load_probe(budget)
     s = probe["settings"]
     assert len(s["seeds"]) >= 3
     for pattern, r in probe["results"].items():
@@ -307,12 +308,20 @@ def test_shipped_probe_results_are_consistent():
             assert r["min"][i] == min(column) and r["max"][i] == max(column)
             assert abs(r["mean"][i] - sum(column) / len(column)) < 1e-12
         assert len(r["seconds"]) == len(s["seeds"]) and all(t > 0 for t in r["seconds"])
+        assert r == {**r, **recall.probe_cache_numbers(recall.RecallModelConfig(pattern=pattern, **s["model"]),
+                                                        recall.RecallTask(**s["task"]).seq_len)}
     res = probe["results"]
     # the findings the chapter reports: at the most pairs softmax attention and the hybrid recall more than the
     # linear-only models
     for strong in ("full", "hybrid_3_1"):
         for weak in ("linear", "gated_deltanet"):
             assert res[strong]["mean"][-1] > res[weak]["mean"][-1]
+
+
+def test_probe_budgets():
+    long, short = recall.load_probe("long")["settings"], recall.load_probe("short")["settings"]
+    assert long["steps"] == recall.ProbeSettings().steps and long["lr"] == recall.ProbeSettings().lr
+    assert short["steps"] < long["steps"] and short["task"] == long["task"] and short["model"] == long["model"]
 
 
 # --- exercises ----------------------------------------------------------------------------------------------

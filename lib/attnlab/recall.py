@@ -63,7 +63,9 @@ PATTERNS: dict[str, tuple[str, ...]] = {
 LABELS = {"full": "softmax attention (4 full)", "linear": "linear attention (4 linear)",
           "gated_deltanet": "Gated DeltaNet (4 GDN)", "hybrid_3_1": "hybrid 3:1 (3 GDN + 1 full)"}
 
-PROBE_FILE = "recall_probe.json"
+#: The shipped records of :func:`run_probe`: "long" with :class:`ProbeSettings`' defaults (the chapter's main
+#: result), "short" a third of the steps at a higher learning rate (how fast each model learns recall at all).
+PROBE_FILES = {"long": "recall_probe.json", "short": "recall_probe_short.json"}
 
 
 @dataclass(frozen=True)
@@ -189,9 +191,9 @@ class ProbeSettings:
     batches of ``batch`` sequences whose pair count is drawn uniformly from 1..max_pairs; then accuracy on
     ``eval_batches`` batches of each P in ``pairs``."""
 
-    steps: int = 500
+    steps: int = 1500
     batch: int = 32
-    lr: float = 1e-2
+    lr: float = 3e-3
     warmup: int = 50
     eval_batches: int = 4
     pairs: tuple[int, ...] = (2, 4, 8, 16, 32)
@@ -348,9 +350,11 @@ def written_recall(rule: str, n_pairs: int, d_k: int, n_values: int = 32, trials
     return float((read[:, 0].argmax(-1) == labels).double().mean())
 
 
-def load_probe() -> dict:
-    """The shipped results of :func:`run_probe` (``attnlab/data/recall_probe.json``)."""
-    return json.loads(resources.files("attnlab").joinpath("data", PROBE_FILE).read_text())
+def load_probe(budget: str = "long") -> dict:
+    """A shipped record of :func:`run_probe`: ``budget`` "long" (``attnlab/data/recall_probe.json``) or "short"
+    (``recall_probe_short.json``), see :data:`PROBE_FILES`."""
+    check_choice("budget", budget, tuple(PROBE_FILES))
+    return json.loads(resources.files("attnlab").joinpath("data", PROBE_FILES[budget]).read_text())
 
 
 def merge_probes(*probes: dict) -> dict:
@@ -364,6 +368,7 @@ def merge_probes(*probes: dict) -> dict:
 
 
 if __name__ == "__main__":  # python -m attnlab.recall full gated_deltanet --out probe.json  (OMP_NUM_THREADS=1)
+    # (the "short" record: ProbeSettings(steps=500, lr=1e-2))
     import argparse
 
     parser = argparse.ArgumentParser(description="Train and score the recall probe's models (see run_probe).")
