@@ -394,7 +394,7 @@ pairs = probe["settings"]["pairs"]
 colors = {"full": COLORS["cache"], "linear": COLORS["muted"], "gated_deltanet": COLORS["key"],
           "hybrid_3_1": COLORS["query"]}
 styles = {"full": "-", "linear": "-", "gated_deltanet": "-", "hybrid_3_1": "--"}  # full and hybrid overlap
-fig, ax = plt.subplots(figsize=(7.5, 3.6))
+fig, ax = plt.subplots(figsize=(7.5, 4.2))
 for pattern, r in probe["results"].items():
     ax.plot(pairs, r["mean"], styles[pattern], marker="o", color=colors[pattern], label=r["label"])
     ax.fill_between(pairs, r["min"], r["max"], color=colors[pattern], alpha=0.15)
@@ -405,8 +405,9 @@ ax.set_xlabel("key-value pairs P in the sequence")
 ax.set_ylabel("recall accuracy")
 ax.set_ylim(0, 1.05)
 ax.grid(alpha=0.3)
-ax.legend(frameon=False, fontsize=8, loc="center right")
+ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
 ax.set_title(f"mean of {len(probe['settings']['seeds'])} seeds, band: lowest to highest seed", fontsize=10)
+plt.tight_layout()
 plt.show()
 
 # %% slideshow={"slide_type": "subslide"}
