@@ -35,10 +35,12 @@ from attnlab import (
     flash,
     gqa,
     kv_cache,
+    linear_attention,
     lowrank,
     mla,
     paged,
     quant,
+    recall,
     rope,
     schemes,
     sizing,
@@ -112,6 +114,19 @@ SHAPE = costs.AttentionShape(d_model=16, n_heads=4, head_dim=4, n_kv_heads=2, kv
                              index_n_heads=2, index_head_dim=4, index_topk=3, n_layers=2)
 DENSE_SHAPE = costs.AttentionShape(d_model=16, n_heads=4, head_dim=4)  # no latent, no indexer
 M = torch.randn(6, 4, dtype=torch.float64)  # a matrix for the low-rank analysis
+
+
+LA_Q = torch.randn(1, 2, 5, 4)  # (batch, heads, seq, d_k)
+LA_V = torch.randn(1, 2, 5, 3)  # (batch, heads, seq, d_v)
+LA_BETA = torch.rand(1, 2, 5)
+LA_LAYER = linear_attention.LinearAttention(linear_attention.LinearAttentionConfig(d_model=8, n_heads=2, head_dim=4))
+
+
+def _filled_state() -> linear_attention.RecurrentState:
+    """A linear layer's cache after 2 tokens."""
+    state = linear_attention.RecurrentState()
+    LA_LAYER(torch.randn(1, 2, 8), cache=state)
+    return state
 
 
 def mla_fields(**change) -> dict:
@@ -837,6 +852,77 @@ CASES: list[Case] = [
     Case("waste_parts.used beyond final", costs.waste_parts, lambda: costs.waste_parts(9, 5, 16), ValueError, "used"),
     Case("shared_prefix_pages.suffixes", costs.shared_prefix_pages,
          lambda: costs.shared_prefix_pages(10, [], 16), ValueError, "suffixes"),
+    # linear attention (chapter 18)
+    Case("elu_feature_map: integer x", linear_attention.elu_feature_map,
+         lambda: linear_attention.elu_feature_map(torch.tensor([1, 2])), ValueError, "x"),
+    Case("linear_attention_parallel: k of another width", linear_attention.linear_attention_parallel,
+         lambda: linear_attention.linear_attention_parallel(LA_Q, torch.randn(1, 2, 5, 3), LA_V), ValueError, "k"),
+    Case("linear_attention_recurrent: state not a LinearState", linear_attention.linear_attention_recurrent,
+         lambda: linear_attention.linear_attention_recurrent(LA_Q, LA_Q, LA_V, state=torch.zeros(1)), TypeError,
+         "state"),
+    Case("linear_attention_chunkwise.chunk_size", linear_attention.linear_attention_chunkwise,
+         lambda: linear_attention.linear_attention_chunkwise(LA_Q, LA_Q, LA_V, chunk_size=0), ValueError,
+         "chunk_size"),
+    Case("delta_rule_recurrent: a positive log gate", linear_attention.delta_rule_recurrent,
+         lambda: linear_attention.delta_rule_recurrent(LA_Q, LA_Q, LA_V, LA_BETA, torch.ones(1, 2, 5)), ValueError,
+         "g"),
+    Case("delta_rule_chunkwise: beta of another length", linear_attention.delta_rule_chunkwise,
+         lambda: linear_attention.delta_rule_chunkwise(LA_Q, LA_Q, LA_V, torch.rand(1, 2, 4)), ValueError, "beta"),
+    Case("delta_rule_chunkwise: state of another d_v", linear_attention.delta_rule_chunkwise,
+         lambda: linear_attention.delta_rule_chunkwise(LA_Q, LA_Q, LA_V, LA_BETA, state=torch.zeros(1, 2, 4, 2)),
+         ValueError, "state"),
+    Case("delta_rule_weights: q of 3 dims", linear_attention.delta_rule_weights,
+         lambda: linear_attention.delta_rule_weights(torch.randn(2, 5, 4), LA_Q, LA_BETA), ValueError, "q"),
+    Case("LinearAttentionConfig.rule", linear_attention.LinearAttentionConfig,
+         lambda: linear_attention.LinearAttentionConfig(8, 2, 4, rule="softmax"), ValueError, "rule"),
+    Case("LinearAttentionConfig.conv_size", linear_attention.LinearAttentionConfig,
+         lambda: linear_attention.LinearAttentionConfig(8, 2, 4, conv_size=-1), ValueError, "conv_size"),
+    Case("LinearAttention.config", linear_attention.LinearAttention, lambda: linear_attention.LinearAttention({}),
+         TypeError, "config"),
+    Case("LinearAttention.forward: a LayerCache", linear_attention.LinearAttention,
+         lambda: LA_LAYER(torch.randn(1, 3, 8), cache=kv_cache.LayerCache()), TypeError, "cache"),
+    Case("LinearAttention.forward: x of another width", linear_attention.LinearAttention,
+         lambda: LA_LAYER(torch.randn(1, 3, 5)), ValueError, "x"),
+    Case("RecurrentState via LinearAttention: weights from a filled cache", linear_attention.RecurrentState,
+         lambda: LA_LAYER(torch.randn(1, 1, 8), cache=_filled_state(), return_weights=True), ValueError,
+         "return_weights"),
+    # the recall probe (chapter 18)
+    Case("RecallTask.max_pairs above n_keys", recall.RecallTask, lambda: recall.RecallTask(n_keys=4, max_pairs=5),
+         ValueError, "max_pairs"),
+    Case("recall_batch.n_pairs above max_pairs", recall.recall_batch,
+         lambda: recall.recall_batch(recall.RecallTask(max_pairs=4), 5, 2), ValueError, "n_pairs"),
+    Case("RecallModelConfig.pattern", recall.RecallModelConfig, lambda: recall.RecallModelConfig(pattern="mamba"),
+         ValueError, "pattern"),
+    Case("RecallModel.task", recall.RecallModel, lambda: recall.RecallModel(recall.RecallModelConfig(), 64),
+         TypeError, "task"),
+    Case("ProbeSettings.pairs beyond the task", recall.ProbeSettings, lambda: recall.ProbeSettings(pairs=(2, 99)),
+         ValueError, "pairs"),
+    Case("recall_accuracy.model", recall.recall_accuracy,
+         lambda: recall.recall_accuracy("model", recall.RecallTask(), 2), TypeError, "model"),
+    Case("train_recall.settings", recall.train_recall, lambda: recall.train_recall({}, 0), TypeError, "settings"),
+    Case("run_probe.patterns", recall.run_probe,
+         lambda: recall.run_probe(recall.ProbeSettings(steps=1), patterns=("mamba",)), ValueError, "patterns"),
+    Case("probe_cache_numbers.seq_len", recall.probe_cache_numbers,
+         lambda: recall.probe_cache_numbers(recall.RecallModelConfig(), 0), ValueError, "seq_len"),
+    Case("written_recall.rule", recall.written_recall, lambda: recall.written_recall("mamba", 4, 16), ValueError,
+         "rule"),
+    Case("load_probe.budget", recall.load_probe, lambda: recall.load_probe("medium"), ValueError, "budget"),
+    Case("merge_probes: no records", recall.merge_probes, lambda: recall.merge_probes(), ValueError, "probes"),
+    # chapter 18's costs
+    Case("HybridModel.full_layers beyond n_layers", costs.HybridModel,
+         lambda: dataclasses.replace(costs.QWEN3_NEXT, full_layers=(3, 48)), ValueError, "full_layers"),
+    Case("linear_state_bytes.d_k", costs.linear_state_bytes, lambda: costs.linear_state_bytes(32, 0, 128), ValueError,
+         "d_k"),
+    Case("state_crossover_context.bytes_per_token", costs.state_crossover_context,
+         lambda: costs.state_crossover_context(100, 0), ValueError, "bytes_per_token"),
+    Case("hybrid_full_layers.linear_per_full", costs.hybrid_full_layers, lambda: costs.hybrid_full_layers(48, -1),
+         ValueError, "linear_per_full"),
+    Case("linear_decode_flops.d_v", costs.linear_decode_flops, lambda: costs.linear_decode_flops(2, 4, 0), ValueError,
+         "d_v"),
+    Case("hybrid_cache_bytes.model", costs.hybrid_cache_bytes, lambda: costs.hybrid_cache_bytes("llama", 10),
+         ValueError, "model"),
+    Case("hybrid_cache_bytes.context", costs.hybrid_cache_bytes,
+         lambda: costs.hybrid_cache_bytes("qwen3-next-80b-a3b", -1), ValueError, "context"),
     # paged
     Case("BlockPool.num_blocks", paged.BlockPool, lambda: paged.BlockPool(0, 16), ValueError, "num_blocks"),
     Case("BlockPool.release of a free page", paged.BlockPool, lambda: paged.BlockPool(2, 4).release(1), ValueError,
@@ -1096,10 +1182,14 @@ NO_CHECKABLE_INPUT: dict[Any, str] = {
     # Chapter 19: a plain record of what a selection held and read.
     block_sparse.SelectionMeasure: "a plain record, filled by measure_selections",
     cache_formats.PageSpan: "a plain record, filled by page_spans",
+    # Chapter 18: records filled by the functions that check their input, and the shipped results.
+    linear_attention.LinearState: "a plain record of a state, checked by the functions it is passed to",
+    recall.RecallBatch: "a plain record, filled by recall_batch",
 }
 
 CORE_MODULES = (attention, kv_cache, gqa, mla, dsa, rope, quant, sizing, lowrank, lm, tokenization, train, devices,
-                costs, schemes, cache_formats, v4, paged, flash, window, evidence, block_sparse, figures)
+                costs, schemes, cache_formats, v4, paged, flash, window, evidence, block_sparse, figures,
+                linear_attention, recall)
 
 
 def public_api(module) -> list:

@@ -35,9 +35,9 @@ WIDGETS = ("attnlab.widgets", "attnlab.interactive", "ipywidgets", "IPython", "a
 CATALOGUE = ("attnlab.sizing",)
 MATH_AND_COST = ("attention", "kv_cache", "gqa", "mla", "dsa", "rope", "quant", "sizing", "lowrank", "model",
                  "tokenization", "costs", "schemes", "chapters", "_validate", "devices", "cache_formats", "v4",
-                 "paged", "flash", "window", "evidence", "block_sparse")
+                 "paged", "flash", "window", "evidence", "block_sparse", "linear_attention", "recall")
 LAYERS = ("gqa", "mla", "dsa", "attention", "kv_cache", "rope", "quant", "model", "v4", "paged", "window",
-          "block_sparse")
+          "block_sparse", "linear_attention", "recall")
 
 
 def _module_name(path: Path) -> str:

@@ -143,6 +143,12 @@ CHAPTERS: tuple[Chapter, ...] = (
                   "and learned), cross-layer KV sharing; quality against cache measured",
             builds="a rolling cache for windowed layers, sinks, layers that share K/V",
             short="Windows & sinks", video=None, scene="SlidingWindowScene", animation="ch17_sliding_windows"),
+    Chapter(18, "18_linear_attention_hybrids", "Linear attention and hybrids",
+            topic="Linear attention as a recurrence, the delta rule and Gated DeltaNet, the chunkwise form equal to "
+                  "the recurrent one, a fixed state instead of a growing cache, recall measured, Qwen3-Next and "
+                  "Kimi Linear's 3:1 hybrids",
+            builds="a fixed-size state: linear attention, Gated DeltaNet, chunkwise = recurrent, recall measured",
+            short="Linear attention", video=None, scene="LinearAttentionScene", animation="ch18_linear_attention"),
     Chapter(19, "19_block_sparse_selection", "Selecting blocks instead of tokens",
             topic="NSA, MoBA and Quest block selection and H2O/SnapKV eviction against DSA's token top-k at the same "
                   "budget: attention recall measured on the tiny model, contiguous blocks against gathered rows",

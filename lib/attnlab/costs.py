@@ -1130,3 +1130,181 @@ def selection_score_macs(context: int, block_size: int, key_dim: int, n_heads: i
         raise ValueError(f"scorer={scorer!r} must be one of {SELECTION_SCORERS}")
     units = context if scorer == "token" else -(-context // block_size)
     return (2 if scorer == "bounds" else 1) * units * key_dim * n_heads
+
+
+# ----------------------------------------------------------------------------------------------------
+# Linear attention and hybrids: a fixed state against a growing cache (chapter 18)
+#
+# A linear-attention layer (:mod:`attnlab.linear_attention`) keeps, per sequence, one d_k x d_v state per head
+# and the short convolution's last K - 1 inputs, whatever the context L; a full layer keeps its per-token cache,
+# which grows with L. A hybrid stack mixes both: Qwen3-Next 3 Gated DeltaNet layers per full GQA layer, Kimi
+# Linear 3 KDA layers per MLA layer. Bytes: the full layers' cache in ``cache_dtype`` (bfloat16 by default);
+# the recurrent state in ``state_dtype`` (float32: Hugging Face's and vLLM's choice for both models, even in a
+# bfloat16 model); the convolution's inputs in ``cache_dtype``. Hugging Face keeps K columns of convolution
+# state where K - 1 suffice; the formulas count K - 1.
+
+
+@dataclass(frozen=True, kw_only=True)
+class HybridModel:
+    """A published linear/full hybrid's attention, in its config.json's terms.
+
+    ``full_layers``: 0-based indices of the full-attention layers (every other layer is linear);
+    ``full_kind``: "gqa" (2 x ``n_kv_heads`` x ``head_dim`` numbers per token) or "mla" (``kv_lora_rank`` +
+    ``rope_head_dim`` per token); the linear layers: ``linear_kind`` ("gated_deltanet" or "kda"),
+    ``linear_heads`` value heads, each with a ``d_k`` x ``d_v`` state, a convolution of ``conv_kernel`` taps
+    over ``conv_channels`` channels."""
+
+    name: str
+    n_layers: int
+    full_layers: tuple[int, ...]
+    full_kind: str
+    linear_kind: str
+    linear_heads: int
+    d_k: int
+    d_v: int
+    conv_channels: int
+    conv_kernel: int
+    max_context: int
+    source: str
+    n_kv_heads: int = 0
+    head_dim: int = 0
+    kv_lora_rank: int = 0
+    rope_head_dim: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n_layers", "linear_heads", "d_k", "d_v", "conv_channels", "conv_kernel", "max_context"):
+            check_positive_int(name, getattr(self, name))
+        if not isinstance(self.full_kind, str) or self.full_kind not in ("gqa", "mla"):
+            raise ValueError(f"full_kind={self.full_kind!r} must be 'gqa' or 'mla'")
+        if not isinstance(self.linear_kind, str) or self.linear_kind not in ("gated_deltanet", "kda"):
+            raise ValueError(f"linear_kind={self.linear_kind!r} must be 'gated_deltanet' or 'kda'")
+        if not isinstance(self.full_layers, tuple) or any(
+                isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.n_layers for i in self.full_layers):
+            raise ValueError(f"full_layers={self.full_layers!r} must be a tuple of layer indices in "
+                             f"0..{self.n_layers - 1}")
+        if len(set(self.full_layers)) != len(self.full_layers):
+            raise ValueError(f"full_layers={self.full_layers!r} lists a layer twice")
+        if self.full_kind == "gqa":
+            check_positive_int("n_kv_heads", self.n_kv_heads)
+            check_positive_int("head_dim", self.head_dim)
+        else:
+            check_positive_int("kv_lora_rank", self.kv_lora_rank)
+            check_non_negative_int("rope_head_dim", self.rope_head_dim)
+
+    @property
+    def n_full(self) -> int:
+        """Full-attention layers."""
+        return len(self.full_layers)
+
+    @property
+    def n_linear(self) -> int:
+        """Linear-attention layers."""
+        return self.n_layers - self.n_full
+
+    def full_numbers_per_token(self) -> int:
+        """Numbers one full layer caches per token: 2 n_kv d_h (GQA), d_c + d_h^R (MLA)."""
+        if self.full_kind == "gqa":
+            return 2 * self.n_kv_heads * self.head_dim
+        return self.kv_lora_rank + self.rope_head_dim
+
+
+#: Qwen3-Next-80B-A3B (Qwen/Qwen3-Next-80B-A3B-Instruct config.json; transformers' Qwen3NextConfig): 48 layers,
+#: full iff (i + 1) % full_attention_interval == 0 with interval 4 (12 full GQA layers, 16 query / 2 KV heads of
+#: 256), 36 Gated DeltaNet layers with 32 value heads of a 128 x 128 state (16 key heads x 128), conv_dim
+#: 2 x 16 x 128 + 32 x 128 = 8192, linear_conv_kernel_dim 4; max_position_embeddings 262,144.
+QWEN3_NEXT = HybridModel(name="Qwen3-Next-80B-A3B", n_layers=48, full_layers=tuple(range(3, 48, 4)),
+                         full_kind="gqa", n_kv_heads=2, head_dim=256, linear_kind="gated_deltanet", linear_heads=32,
+                         d_k=128, d_v=128, conv_channels=2 * 16 * 128 + 32 * 128, conv_kernel=4,
+                         max_context=262_144,
+                         source="Qwen/Qwen3-Next-80B-A3B-Instruct config.json (full_attention_interval 4, "
+                                "linear_num_value_heads 32, linear_key_head_dim 128, ...)")
+#: Kimi-Linear-48B-A3B (moonshotai/Kimi-Linear-48B-A3B-Instruct config.json, linear_attn_config): 27 layers,
+#: full_attn_layers 4, 8, ..., 24, 27 (1-based) = 3, 7, 11, 15, 19, 23, 26 (0-based) are MLA (d_c 512 + d_h^R 64
+#: cached, no RoPE applied but the slot kept), 20 KDA layers of 32 heads x 128 (state 128 x 128 each), a short
+#: convolution of kernel 4 over q, k and v: 3 x 32 x 128 = 12,288 channels; model_max_length 1,048,576.
+KIMI_LINEAR = HybridModel(name="Kimi-Linear-48B-A3B", n_layers=27, full_layers=(3, 7, 11, 15, 19, 23, 26),
+                          full_kind="mla", kv_lora_rank=512, rope_head_dim=64, linear_kind="kda", linear_heads=32,
+                          d_k=128, d_v=128, conv_channels=3 * 32 * 128, conv_kernel=4, max_context=1_048_576,
+                          source="moonshotai/Kimi-Linear-48B-A3B-Instruct config.json (linear_attn_config: "
+                                 "full_attn_layers, kda_layers, num_heads 32, head_dim 128, short_conv_kernel_size 4)")
+HYBRID_MODELS: dict[str, HybridModel] = {"qwen3-next-80b-a3b": QWEN3_NEXT, "kimi-linear-48b-a3b": KIMI_LINEAR}
+
+
+def _hybrid_model(model: object) -> HybridModel:
+    if isinstance(model, str) and model in HYBRID_MODELS:
+        return HYBRID_MODELS[model]
+    if isinstance(model, HybridModel):
+        return model
+    error = ValueError if isinstance(model, str) else ArgumentTypeError
+    raise error(f"model={model!r} must be a HybridModel or one of {sorted(HYBRID_MODELS)}")
+
+
+def linear_state_bytes(n_heads: int, d_k: int, d_v: int, state_dtype: torch.dtype | str = torch.float32, *,
+                       conv_channels: int = 0, conv_kernel: int = 0,
+                       conv_dtype: torch.dtype | str = torch.bfloat16) -> int:
+    """Bytes one linear-attention layer holds per sequence, at any context:
+
+        n_heads x d_k x d_v x b_state  +  conv_channels x (conv_kernel - 1) x b_conv
+
+    the recurrent state S (one d_k x d_v matrix per head; Katharopoulos' normaliser z, n_heads x d_k more, is
+    left out: the delta rules have none) and the short convolution's last K - 1 inputs (none when
+    ``conv_kernel`` is 0). Qwen3-Next: 32 x 128 x 128 x 4 + 8192 x 3 x 2 = 2,146,304 bytes."""
+    check_positive_int("n_heads", n_heads)
+    check_positive_int("d_k", d_k)
+    check_positive_int("d_v", d_v)
+    check_non_negative_int("conv_channels", conv_channels)
+    check_non_negative_int("conv_kernel", conv_kernel)
+    state = n_heads * d_k * d_v * _element_bytes(state_dtype)
+    return state + conv_channels * max(conv_kernel - 1, 0) * _element_bytes(conv_dtype)
+
+
+def state_crossover_context(state_bytes: int, bytes_per_token: int) -> int:
+    """The shortest context L at which a full layer caching ``bytes_per_token`` per token holds more than a
+    linear layer's fixed ``state_bytes``: floor(state / per-token) + 1. Below it the growing cache is the
+    smaller one."""
+    check_positive_int("state_bytes", state_bytes)
+    check_positive_int("bytes_per_token", bytes_per_token)
+    return state_bytes // bytes_per_token + 1
+
+
+def hybrid_full_layers(n_layers: int, linear_per_full: int) -> tuple[int, ...]:
+    """The full layers of an ``n_layers`` stack with ``linear_per_full`` linear layers before each full one:
+    layer i is full iff (i + 1) % (r + 1) == 0 (Qwen3-Next's rule, ``full_attention_interval`` = r + 1).
+    r = 0: every layer full; r >= n_layers: none."""
+    check_positive_int("n_layers", n_layers)
+    check_non_negative_int("linear_per_full", linear_per_full)
+    return tuple(i for i in range(n_layers) if (i + 1) % (linear_per_full + 1) == 0)
+
+
+def hybrid_cache_bytes(model: HybridModel | str, context: int, cache_dtype: torch.dtype | str = torch.bfloat16,
+                       state_dtype: torch.dtype | str = torch.float32,
+                       full_layers: tuple[int, ...] | None = None) -> dict[str, int]:
+    """One sequence's cache in every layer of a hybrid at ``context`` L tokens:
+
+        "full"     = n_full x L x (numbers per token) x b_cache            grows with L
+        "linear"   = n_linear x :func:`linear_state_bytes`                  fixed
+        "total"    = full + linear
+        "all_full" = n_layers x L x (numbers per token) x b_cache          the same stack with no linear layer
+
+    ``full_layers`` replaces the model's pattern (e.g. from :func:`hybrid_full_layers`) to ask "what if"."""
+    m = _hybrid_model(model)
+    check_non_negative_int("context", context)
+    if full_layers is not None:
+        m = dataclasses.replace(m, full_layers=full_layers)  # __post_init__ checks the indices
+    per_token = m.full_numbers_per_token() * _element_bytes(cache_dtype)
+    state = linear_state_bytes(m.linear_heads, m.d_k, m.d_v, state_dtype, conv_channels=m.conv_channels,
+                               conv_kernel=m.conv_kernel, conv_dtype=cache_dtype)
+    full = m.n_full * context * per_token
+    linear = m.n_linear * state
+    return {"full": full, "linear": linear, "total": full + linear, "all_full": m.n_layers * context * per_token}
+
+
+def linear_decode_flops(n_heads: int, d_k: int, d_v: int) -> int:
+    """FLOPs of one decode step of a (gated) delta-rule layer's core, per token, at any context: three
+    d_k x d_v products per head, the read S^T k, the rank-1 write k u^T and the read-out S^T q (2 FLOPs per
+    MAC each, the convention above), 6 n_heads d_k d_v; the gate's scaling of S and the projections are left
+    out, as softmax and the projections are in :func:`decode_attention_flops`."""
+    check_positive_int("n_heads", n_heads)
+    check_positive_int("d_k", d_k)
+    check_positive_int("d_v", d_v)
+    return 3 * 2 * n_heads * d_k * d_v
