@@ -16,14 +16,12 @@
 #
 # *Course chapter (not in the video).*
 #
-# > **What you will learn:** how dropping the softmax turns attention into a recurrence with a fixed-size
-# > state; the delta rule and Gated DeltaNet's gate; the chunkwise form that trains it fast and equals the
-# > recurrence; what the "cache" becomes; what is lost (exact recall, measured); and why Qwen3-Next and Kimi
-# > Linear keep one full-attention layer in four.
+# > **What you will learn:** linear attention as a recurrence with a state that does not grow, the delta rule
+# > and its gate (Gated DeltaNet), the chunkwise form equal to the recurrence, what exact recall it loses, and
+# > why hybrid models keep a few full-attention layers.
 # >
-# > **What it assumes:** [chapter 3](03_attention_matrix_form.ipynb) (attention as matrices),
-# > [chapter 4](04_kv_caching.ipynb) (the KV cache), [chapter 6](06_grouped_query_attention.ipynb) and
-# > [chapter 7](07_multi_head_latent_attention.ipynb) (GQA and MLA, the full layers of the hybrids).
+# > **What it assumes:** [chapters 3](03_attention_matrix_form.ipynb) and [4](04_kv_caching.ipynb); [chapter
+# > 17](17_sliding_windows_and_sinks.ipynb) for caches that stop growing.
 #
 # Every scheme so far shrinks what each token caches. The cache still grows by one entry per token, and at a
 # million tokens even MLA's entries add up. Linear attention (Katharopoulos et al., *Transformers are RNNs*,
