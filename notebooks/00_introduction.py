@@ -80,7 +80,7 @@ show_animation("IntroductionScene")
 # and every method in this course attacks the first factor (MQA, GQA, MLA) or the second (DSA).
 # Here is the size of that read for DeepSeek-V3, whose shape is loaded from its published config:
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 v3 = MODELS["deepseek-v3"]
 context = 128 * 1024  # tokens ("128K")
 mla_read = sizing.kv_cache_bytes(v3, seq_len=context)  # MLA, as published, bfloat16
@@ -107,7 +107,7 @@ display(Markdown(
 # the course adds. The table is built from the course's chapter list, `attnlab.chapters`, and lists the
 # chapters whose notebook is in this folder.
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 from pathlib import Path
 
 from attnlab.chapters import CHAPTERS  # the course's one chapter list: number, title, video timestamp, ...
@@ -172,7 +172,7 @@ display(Markdown("\n".join(lines)))
 # computed from the published shapes, not typed in: it is chapter 13's verdict for the same claim
 # (`attnlab.factcheck`), with the same label.
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 d_c, d_h_rope = sizing.mla_dims(v3)
 width = sizing.kv_elements_per_token(v3, per_layer=True)
 v2, dense67 = MODELS["deepseek-v2"], MODELS["deepseek-67b"]
@@ -300,7 +300,7 @@ ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=Fals
 fig.tight_layout()
 plt.show()
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 at = 128 * 1024
 sizes = {key: gib(sizing.kv_cache_bytes(key, at)) for key in shown}
 
@@ -326,7 +326,7 @@ display(Markdown(
     f"{mistral01.sliding_window:,} tokens, needs {sizes['mistral-7b-v0.1']:.2f} GiB at any length past that."
 ))
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 newer = ["qwen3-next-80b-a3b", "kimi-linear-48b-a3b", "deepseek-v4-pro", "deepseek-v4-flash", "deepseek-v3.2"]
 points = [32 * 1024, 128 * 1024, 2**20]
 lines = ["| model (published context) | layers | 32K | 128K | 1M |", "|---|---|---:|---:|---:|"]
@@ -357,7 +357,7 @@ display(Markdown(
 # **Memory beside the weights.** The cache shares the GPU with the model's weights. What is left over
 # decides how many tokens, and so how many users, one GPU serves at once.
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 l8 = MODELS["llama-3-8b"]
 weights = sizing.weight_bytes(l8, torch.bfloat16)
 fit = sizing.tokens_that_fit(l8, gpu_gib, weights_dtype=torch.bfloat16)
@@ -414,7 +414,7 @@ display(Markdown(
 # **What DSA adds.** DeepSeek-V3.2 keeps V3's MLA cache and adds, per token and layer, one key for its
 # lightning indexer. In return, the main attention reads only the top-k selected tokens:
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 v32 = MODELS["deepseek-v3.2"]
 index_extra = sizing.indexer_elements_per_token(v32) / sizing.kv_elements_per_token(v32)
 mla_layout, index_layout = sizing.cache_layouts(v32, cache_format="deepseek-fp8")  # DeepSeek's FP8 layout

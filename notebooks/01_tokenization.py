@@ -176,7 +176,7 @@ show_source(tokenization.train_merges, start="for w in sorted(where.pop(pair))",
 # merge list; in particular the first merges are exactly the course tokenizer of 512 ids that ships
 # with the library (`load_tokenizer()`).
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 big = BPETokenizer().train(train_text, vocab_size=1024)
 tok = tokenization.load_tokenizer()
 display(Markdown(
@@ -201,7 +201,7 @@ display(Markdown("**The first merges** (`·` is a space, `↵` a newline)\n\n" +
 display(Markdown(f"**The longest tokens of the {tok.vocab_size} vocabulary**\n\n"
                  + merge_table(tok, longest)))
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 domain = [" statement", " exception", " attribute"]
 single = [w for w in domain if len(tok.encode(w)) == 1]
 display(Markdown(
@@ -328,7 +328,7 @@ for r in reports:
                 f"| {r['hf_utf8_bytes_per_token']:.3f} |")
 display(Markdown("\n".join(rows)))
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 gap = max(abs(r["ours_tokens"] / r["hf_tokens"] - 1) for r in reports)
 display(Markdown(
     f"The token counts differ by at most {100 * gap:.2f}%. What difference remains comes from tie-breaking "

@@ -179,7 +179,7 @@ display(Markdown(
 # The second form multiplies top and bottom by $e^{-m}$, so it is the same number. With $m = \max_j s_j$
 # every exponent is at most 0, which matters on a computer: float32 cannot hold $e^{89}$.
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 big = torch.tensor([90.0, 95.0, 100.0])  # float32 scores, as an unscaled wide head can produce
 naive = torch.exp(big) / torch.exp(big).sum()
 safe = softmax(big)
@@ -254,7 +254,7 @@ display(Markdown(
 # %% slideshow={"slide_type": "-"}
 show_source(attention_vector, start="scale = 1.0", stop="return output")
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 out, w = attention_vector(q, keys, values)
 sdpa = F.scaled_dot_product_attention(q[None], keys, values)[0]  # PyTorch's fused kernel, (d_v,)
 gen = torch.Generator().manual_seed(1)

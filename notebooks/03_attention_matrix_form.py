@@ -75,7 +75,7 @@ show_animation("AttentionMatrixScene")
 # its output. $M$ is the mask of section 2. A five-token example, with random vectors standing in for what
 # a trained layer would compute:
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 phrase = "The value is returned"
 labels = ia.token_labels(tok, tok.encode(phrase))
 n, d = len(labels), 4
@@ -232,7 +232,7 @@ show_source(GroupedQueryAttention.forward, start="out, weights = grouped_attenti
 # attention layers by hand from `project`, `attention_matrix` and $W^O$, and compare with the layer
 # itself. (`project` also rotates q and k by position, RoPE, which a later chapter explains.)
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 model = load_checkpoint("tiny_mha").requires_grad_(False)  # inference only: no gradients
 cfg = model.config
 sentence = "If the class has an __init__ method, it is called with the arguments passed to the class."
@@ -452,7 +452,7 @@ print(ch03.check_split_heads(answer_split_heads))
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 3.** The quadratic wall, by hand (the cell below states the numbers).
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 display(Markdown(
     f"A layer has {ch03.SCORE_HEADS} heads and the sequence is {ch03.SCORE_SEQ_LEN:,} tokens long. How many "
     f"GiB ($2^{{30}}$ bytes) do that layer's score matrices take in {str(ch03.SCORE_DTYPE).removeprefix('torch.')}"

@@ -382,7 +382,7 @@ display(Markdown(
 stepper = kv_widgets.decode_stepper(model, tok, prompt, n_new=24)
 stepper
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 stepper.step.value = 10
 f10 = kv_widgets.step_figures(stepper.trace, 10)
 display(Markdown(
@@ -591,7 +591,7 @@ print(ch04.check_decode_loop(answer_decode_loop))
 # bfloat16, takes the rest. How many tokens of cache fit (summed over all sequences)? Use the shape
 # below; give an int.
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 spec = sizing.MODELS["llama-3-8b"]
 display(Markdown(
     f"{spec.name}: {spec.n_layers} layers, {spec.n_heads} query heads, {spec.n_kv_heads} KV heads, "

@@ -189,7 +189,7 @@ fig.suptitle(f"tiny_mqa ({tiny['mqa'].config.n_layers} layers, {mqa_attn.n_heads
 fig.tight_layout()
 plt.show()
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 last = maps[-1][0]  # (n_heads, seq, seq)
 # total variation distance between two heads' attention rows: the share of weight that sits elsewhere
 spread = max(0.5 * (last[i] - last[j]).abs().sum(-1).mean().item() for i in range(4) for j in range(i))
@@ -206,7 +206,7 @@ display(Markdown(
 # gets its own set of keys and values."* That is the definition of **multi-head** attention, the thing
 # MQA replaces. The library classifies each reading from its head counts:
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 claim = AttentionConfig(d_model=128, n_heads=8, n_kv_heads=8)  # "each head its own keys and values"
 display(Markdown(
     f"{factcheck.verdict_label(factcheck.claim('mqa_own_kv').verdict)}. Each of the {claim.n_heads} heads with "
@@ -373,7 +373,7 @@ ax.spines[["top", "right"]].set_visible(False)
 fig.tight_layout()
 plt.show()
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 t_long = 32 * 1024
 long_mha = gqa_widgets.decode_read_bytes(llama2, t_long, batch, "mha")
 long_mqa = gqa_widgets.decode_read_bytes(llama2, t_long, batch, "mqa")
@@ -403,7 +403,7 @@ gqa_widgets.mqa_decode_explorer("llama-2-7b", seq_len=4096, batch=8)
 # Sharing one K/V head removes parameters and forces every head to read the same summary of each token,
 # so some quality is expected to go. In the paper (WMT14 English-German translation) the loss was small:
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 paper_bleu = {"mha": 26.7, "mqa": 26.5}  # arXiv 1911.02150, WMT14 EN-DE, BLEU
 display(Markdown(
     f"Shazeer's Transformer: BLEU **{paper_bleu['mha']}** with MHA and **{paper_bleu['mqa']}** with MQA "

@@ -115,7 +115,7 @@ try:
 except ValueError as err:
     print(f"ValueError: {err}")
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 valid_12 = gqa_widgets.kv_head_options(12)
 display(Markdown(
     f"For 12 query heads the valid choices are n_kv_heads ∈ {valid_12}: the divisors of 12. Falcon-7B's 71 "
@@ -233,7 +233,7 @@ display(Markdown(
 # `attnlab.train.train`, which accepts an existing model. The run is seeded, so it gives the same numbers
 # every time.
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 UPTRAIN = TrainConfig(steps=60, batch_size=8, seq_len=64, lr=2e-3, warmup=5, eval_every=60, eval_batches=1, seed=0)
 tiny_gqa = load_checkpoint("tiny_gqa")
 n_g = tiny_gqa.config.attention_config().n_kv_heads  # the K/V heads of the from-scratch GQA model
@@ -366,7 +366,7 @@ display(Markdown("\n".join(rows)))
 # reduction"*. The arithmetic is right, the attribution is not: DeepSeek-V3 (and R1, built on it) uses
 # multi-head latent attention (from chapter 7 on). 16 K/V heads on its 128 query heads is a **what-if**:
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 v3 = MODELS["deepseek-v3"]
 what_if = sizing.cache_bytes_per_token(v3, scheme="gqa", n_kv_heads=16)
 v3_mha = sizing.cache_bytes_per_token(v3, scheme="mha")

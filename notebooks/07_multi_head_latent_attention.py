@@ -103,7 +103,7 @@ display(Markdown(
 # query projection's weights too. Chapters 8 to 12 use it (DeepSeek's configs call $d'_c$ `q_lora_rank`);
 # the course's tiny models, like DeepSeek-V2-Lite, project queries straight from $h_t$.
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 d_q = v3.q_lora_rank  # d'_c
 q_width = v3.n_heads * (v3.head_dim + d_h_rope)  # n_h (d_h + d_h^R): every head's [q^C; q^R]
 direct, factored = v3.hidden_size * q_width, v3.hidden_size * d_q + d_q * q_width
@@ -135,7 +135,7 @@ show_source(MultiHeadLatentAttention.attend_naive, start="k_nope = torch.einsum"
 # The course's tiny language model comes in an MLA version, `tiny_mla`, trained on the same text with the
 # same recipe as `tiny_mha` (chapter 3). Its layer shapes, read off the loaded weights:
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 tiny_mla = load_checkpoint("tiny_mla")
 tiny_mha = load_checkpoint("tiny_mha")
 layer = tiny_mla.blocks[0].attn
@@ -158,7 +158,7 @@ display(Markdown("\n".join(rows)))
 # same matrices are used repeatedly by different heads". The **latent** is shared; the **up-projections
 # are not**. Compare every pair of heads' $W^{UK}_i$ in the trained model:
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 w_uk = layer.w_uk.detach()  # (n_heads, d_h, d_c)
 n_h = w_uk.shape[0]
 flat = torch.nn.functional.normalize(w_uk.reshape(n_h, -1), dim=1)
@@ -387,7 +387,7 @@ display(Markdown(
 #
 # In bytes (bfloat16, 2 bytes per element), per token over all layers, from DeepSeek-V3's config:
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 per_token = {s: sizing.cache_bytes_per_token(v3, "bfloat16", s, n_g if s == "gqa" else None) for s in sizing.SCHEMES}
 ratio_mla = per_token["mha"] / per_token["mla"]
 display(Markdown(
@@ -396,7 +396,7 @@ display(Markdown(
     f"{ratio_mla:.1f}×**."
 ))
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 v2, dense67 = MODELS["deepseek-v2"], MODELS["deepseek-67b"]
 v2_cut = 1 - sizing.kv_elements_per_token(v2) / sizing.kv_elements_per_token(dense67)
 kv_params_mha = 2 * v3.hidden_size * v3.n_heads * v3.head_dim  # W^K and W^V of MHA, one layer

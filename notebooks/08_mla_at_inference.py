@@ -142,7 +142,7 @@ with torch.no_grad():
         full_diffs.append((outputs["absorbed"] - block.attn(x).output).abs().max().item())  # one uncached pass
 scale = max(o.abs().max().item() for o in outputs.values())
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 # NBVAL_IGNORE_OUTPUT
 # The last bits of float64 rounding depend on the CPU's kernels, so these exact differences may change
 # from machine to machine; the cell after this one checks them against a bound.
@@ -152,7 +152,7 @@ display(Markdown(
     + f". Cached against one uncached pass: {max(full_diffs):.1e}. Outputs are of size up to {scale:.2f}."
 ))
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 tolerance = 1e-12
 display(Markdown(
     f"Every layer, all {x.shape[1]} positions: naive and absorbed agree to within {tolerance:g} "
@@ -233,7 +233,7 @@ for t in (1024, 4096, 32768, 131072):
 display(Markdown(f"{v3.name}, one layer, one decode step, bfloat16 (bytes: the cache read, plus the "
                  "rebuilt keys and values the naive form writes and reads back):\n\n" + "\n".join(rows)))
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 c4k = step_costs(v3.n_heads, 4096)
 bytes_ratio = c4k["expanded"]["cache_bytes"] / c4k["absorbed"]["cache_bytes"]
 display(Markdown(
@@ -290,7 +290,7 @@ for i, t in enumerate(contexts):
                 f"{predicted[t]['naive']['flops'] / predicted[t]['absorbed']['flops']:.0f}× |")
 display(Markdown("\n".join(rows)))
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 flop_ratios = [predicted[t]["naive"]["flops"] / predicted[t]["absorbed"]["flops"] for t in contexts]
 one_token = step_costs(bench_config.n_heads, 1)  # the work per cached token
 per_cached = {s: sum(v for k, v in one_token[s]["parts"].items() if k != "fold W^UK, W^UV") for s in one_token}
@@ -348,7 +348,7 @@ ax.spines[["top", "right"]].set_visible(False)
 fig.tight_layout()
 plt.show()
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 i_v3 = intensity(v3.n_heads, "absorbed")
 tp, mtp = 4, 2  # DeepSeek-V3's decode attention: TP4 (V3 report §3.4.2); MTP verifies one extra token per step
 heads_at_ridge = [r / intensity(1, "absorbed") for r in ridge]  # intensity grows in proportion to n_h

@@ -209,7 +209,7 @@ plt.show()
 # odd ones. That is how DeepSeek's interleaved checkpoints can run in a halves implementation
 # (`attnlab.mla.rope_to_halves` permutes the rows of $W^{QR}$ and $W^{KR}$).
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 p = interleaved_to_halves(d_small)
 x = torch.randn(5, d_small, generator=gen, dtype=torch.float64)
 pos5 = torch.tensor([0, 1, 2, 50, 999])
@@ -296,12 +296,12 @@ show_source(MultiHeadLatentAttention.latents, start="c_kv, k_rope =", stop="retu
 # %% slideshow={"slide_type": "-"}
 show_source(MultiHeadLatentAttention.attend_absorbed, start="q = torch.cat", stop="scores = torch.baddbmm")
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 # NBVAL_IGNORE_OUTPUT
 # The last bits of float64 rounding depend on the CPU's kernels; the next cell checks them against a bound.
 display(Markdown(f"Decoupled RoPE, same layer and input: largest |absorbed − naive| = {right.max():.1e}."))
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 display(Markdown(
     f"With the decoupled RoPE key, absorbed and naive agree to within 1e-12 at every position: "
     f"**{right.max().item() < 1e-12}**, against errors up to {per_position.max():.3f} without it."
@@ -315,7 +315,7 @@ display(Markdown(
 # 512, `qk_nope_head_dim` 128, `qk_rope_head_dim` 64, `v_head_dim` 128, YaRN with factor 40 over an
 # original 4,096-token context, `mscale` 1.0):
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 v3 = MODELS["deepseek-v3"]
 v3_config = MLAConfig(d_model=v3.hidden_size, n_heads=v3.n_heads, q_lora_rank=1536, kv_lora_rank=v3.kv_lora_rank,
                       qk_nope_head_dim=v3.head_dim, qk_rope_head_dim=v3.qk_rope_head_dim, v_head_dim=v3.head_dim,
@@ -381,7 +381,7 @@ gen = torch.Generator().manual_seed(3)
 q16, k16 = torch.randn(2, 16, generator=gen, dtype=torch.float64)
 mla_widgets.rope_explorer(q16, k16, m=5, n=2, pair=0)
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 shifts = (0, 8, 64, 960)
 scores_shifted = [mla_widgets.rope_pair_state(q16, k16, 5, 2, 0, shift=s)["score"] for s in shifts]
 display(Markdown(

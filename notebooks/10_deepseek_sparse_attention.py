@@ -104,7 +104,7 @@ show_animation("DSAScene")
 # $$S_t = \operatorname*{Top-}k_{\,s \le t}\; I_{t,s}, \qquad |S_t| = \min(k,\, t + 1), \qquad
 #   u_t = \operatorname{MLA}\bigl(h_t,\ \{c^{KV}_s, k^R_s : s \in S_t\}\bigr).$$
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 L128k = 131_072
 c128 = layer_cost(v32, L128k)  # one layer of DeepSeek-V3.2, top-k 2048; FLOPs count 2 per multiply-add
 display(Markdown(
@@ -261,7 +261,7 @@ maps = {"dense": dsa_widgets.selection_figure(dense_mean, selected, labels, zmax
                                             title=f"layer {LAYER}: DSA, attention over the top-{K_SHOW} only")}
 figures.show(figures.choice_figure(maps), "ch10-dsa-selection")  # hover a cell: the token pair and its weight
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 captured_here = dsa_widgets.attention_captured(dense_w[0], selected)[K_SHOW:]  # queries that had to choose
 recent_here = dsa_widgets.attention_captured(dense_w[0], dsa_widgets.recent_selection(T, K_SHOW))[K_SHOW:]
 display(Markdown(
@@ -516,7 +516,7 @@ display(Markdown(
 explorer = dsa_widgets.cost_explorer(context_len=L128k, top_k=v32.index_topk)
 explorer
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 explorer.context.value, explorer.top_k.value = 8192, 4096
 f = dsa_widgets.decode_cost_figures(8192, 4096)
 display(Markdown(
@@ -580,7 +580,7 @@ display(Markdown(
     f"per token in float32, of which the index key is {4 * cfg.index_head_dim}."
 ))
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 v3 = sizing.MODELS["deepseek-v3"]  # the same MLA without the indexer
 mla_elems = sizing.kv_elements_per_token(v32, per_layer=True)  # d_c + d_h^R = 576
 idx_elems = sizing.indexer_elements_per_token(v32, per_layer=True)  # d^I = 128
@@ -651,7 +651,7 @@ print(ch10.check_index_scores(answer_index_scores))
 # below, and give the smallest whole $L$ with $C_\text{attn} L > F_\text{proj} + C_\text{idx} L +
 # C_\text{attn} k$.
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 constants = ch10.exercise_3_constants()
 display(Markdown(", ".join(f"{name} = {value:,}" for name, value in constants.items())
                  + f" (FLOPs), k = {ch10.EXERCISE_3['top_k']:,}."))

@@ -486,7 +486,7 @@ display(Markdown(
 explorer = dsa_widgets.rotation_explorer(outlier=20, block=128, scale_format="ue8m0")
 explorer
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 explorer.outlier.value = 50
 explorer.block.value = 32
 explorer.scale_format.value = "fp32"
@@ -530,7 +530,7 @@ rows = ["| per token and layer | bfloat16 | FP8 | saved |", "|---|---|---|---|",
         f"{sizing.gib(sizing.kv_cache_bytes(v32, L128k, cache_format='deepseek-fp8')):.2f} GiB | |"]
 display(Markdown("\n".join(rows)))
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 per_query = (v32.index_n_heads + 1) * fwht_additions(d_i)  # the query's 64 heads and its own key
 score_flops = cost["decode_flops_indexer"]
 display(Markdown(
@@ -551,7 +551,7 @@ display(Markdown(
 # **Exercise 1.** Here is a block of 128 values. What scale does the **ue8m0** format give it? Give a
 # float (a power of two).
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 block = ch11.exercise_1_block()
 display(Markdown(f"The block: {block.numel()} values from {block[0].item():g} to {block[-1].item():g}, evenly spaced."))
 

@@ -502,7 +502,7 @@ display(Markdown(
 # index heads (`attnlab.sizing.indexer_elements_per_token`), next to MLA's latent and RoPE key. DeepSeek
 # stores both in FP8 with float32 scales (chapter 11); the course's default counts every number in bfloat16.
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 idx_elems = sizing.indexer_elements_per_token(spec, per_layer=True)
 mla_elems = sizing.kv_elements_per_token(spec, per_layer=True)
 fp8 = "deepseek-fp8"  # FlashMLA's 656 B MLA entry and the 132 B index key (chapter 11)

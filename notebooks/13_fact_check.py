@@ -50,7 +50,7 @@ torch.set_num_threads(1)
 # %% slideshow={"slide_type": "-"}
 show_source(factcheck._verdict)
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 rows = factcheck.claims()
 display(Markdown(factcheck.markdown_table(rows)))
 counts = {v: sum(c.verdict == v for c in rows) for v in factcheck.VERDICTS}
@@ -85,7 +85,7 @@ display(Markdown("\n".join(lines)))
 # The 8× figure is sound arithmetic for a GQA model with 16 KV heads, but DeepSeek-V3 is not one. And 576
 # is a width, not a factor: it is two vectors side by side.
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 d_c, d_h_rope = sizing.mla_dims(v3)
 width = sizing.kv_elements_per_token(v3, per_layer=True)
 display(Markdown(
@@ -102,7 +102,7 @@ display(Markdown(
 # a 93.3% smaller KV cache; that comparison includes KV quantization and a different model. Counting
 # cached numbers alone:
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 v2_elems, base_elems = sizing.kv_elements_per_token("deepseek-v2"), sizing.kv_elements_per_token("deepseek-67b")
 display(Markdown(
     f"DeepSeek-V2 caches {v2_elems:,} numbers per token, DeepSeek 67B {base_elems:,}: "
@@ -133,7 +133,7 @@ display(Markdown(f"DSA decodes with fewer FLOPs from **{crossover:,}** tokens of
 # The DeepSeek-V2 paper's ablation found MLA ahead of MHA on its benchmarks. The course's tiny models,
 # trained with one recipe, show the opposite, which is why the row's verdict is not a plain "right":
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 losses = {name: factcheck.val_loss(name) for name in ("tiny_mha", "tiny_gqa", "tiny_mqa", "tiny_mla")}
 display(Markdown(" · ".join(f"{name}: **{loss:.3f}** nats" for name, loss in losses.items())
                  + f". MLA − MHA = {losses['tiny_mla'] - losses['tiny_mha']:+.3f} nats on held-out text: "
@@ -191,7 +191,7 @@ display(Markdown(
 # baseline, 50× smaller. Which baseline? Every comparison the figure could rest on, computed layer by
 # layer (V4: a 128-token window plus one compressed entry per 4 or 128 tokens, chapter 20):
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 savings = factcheck.memory_savings()  # MLA vs MHA; V4-Pro, V4-Flash vs V3.2 (FP8/FP4, bf16); V4-Pro vs MHA
 lines = ["| comparison | ours | baseline | ratio | less |", "|---|---:|---:|---:|---:|"]
 for r in savings:
@@ -240,7 +240,7 @@ for r in table:
                      f"{scheme} | {per} | " + " | ".join(sizes) + f" | {fit} |")
 display(Markdown("\n".join(lines)))
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 bf16_parts = " + ".join(f"{layout.numbers} × 2 B" for layout in sizing.cache_layouts(v32))
 fp8 = sizing.cache_layouts(v32, cache_format="deepseek-fp8")
 display(Markdown(
@@ -301,7 +301,7 @@ explorer
 # A wrong calculator provisions the wrong number of GPUs. Serving DeepSeek-V3 (bf16 weights) to 32
 # sequences of 128K tokens on 80 GiB GPUs, counting weights and KV cache only:
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 batch, seq_len = ch13.BATCH, ch13.SEQ_LEN
 right = factcheck.gpus_needed("deepseek-v3", batch, seq_len)
 no_rope = factcheck.gpus_needed("deepseek-v3", batch, seq_len, per_token_bytes=mistakes["rope_key"]["wrong"])

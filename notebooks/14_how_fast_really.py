@@ -65,7 +65,7 @@ torch.set_num_threads(1)
 # the timed rounds; the run also keeps every time, the spread (how far the middle half of the rounds lie
 # apart) and the page faults of each step (fresh memory the kernel had to map in).
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 report = bench_ui.load_results()
 shape = bench.BenchShape(**report["shape"])
 contexts = report["contexts"]
@@ -96,7 +96,7 @@ display(Markdown(
 # %% slideshow={"slide_type": "-"}
 figures.show(bench_ui.time_plotly(report), "ch14-decode-time")  # hover a point; drag to zoom, double-click back
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 big, small = max(contexts), min(contexts)
 r_big = bench_ui.ratios_vs_mha(report, big)
 r_small = bench_ui.ratios_vs_mha(report, small)
@@ -158,7 +158,7 @@ display(Markdown(f"Every measured cache, every context, equals its formula: "
 fig = bench_ui.peer_figure(report)
 plt.show()
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 peers = bench_ui.peer_ratios(report)
 hf = peers["hf_over_absorbed"]
 hf_naive = peers["hf_over_naive"]
@@ -199,7 +199,7 @@ show_source(costs.cache_append_bytes, start="record, s = _fitting")
 # %% slideshow={"slide_type": "subslide"}
 figures.show(bench_ui.roofline_plotly(report, context=big), "ch14-roofline")  # hover a scheme: achieved, attainable
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 rows_big = at_big
 i_small = {s: r["intensity"] for s, r in at_small.items()}
 display(Markdown(
@@ -228,7 +228,7 @@ display(Markdown(
 # (DeepSeek-V3.2's indexer is another matter: its many index heads read one-byte FP8 keys, one multiply-add
 # per head for every byte.)
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 display(Markdown(
     f"From {small:,} to {big:,} tokens absorbed MLA moves from {i_small['mla_absorbed']:.2f} to "
     f"{rows_big['mla_absorbed']['intensity']:.2f} FLOP/byte; DSA stays between {i_small['dsa']:.2f} and "
@@ -249,7 +249,7 @@ display(Markdown(
 # table below is the run's own (`report["targets"]`): the goals, what was measured and how; a "no" is a goal
 # this CPU run missed.
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 display(Markdown(bench_ui.targets_markdown(report)))
 cost = bench_ui.run_cost(report)
 display(Markdown(
@@ -273,7 +273,7 @@ live = bench.run_benchmark("cpu", "float32", contexts=(64, 128, 256), repeats=3,
 # Timings change from run to run and machine to machine; the next cell checks only what cannot change.
 print(bench.format_report(live))
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 display(Markdown(
     f"Schemes measured: {', '.join(sorted(live['schemes']))}; contexts {live['contexts']}. Every cache equals "
     f"its formula: **{bench_ui.cache_matches_formula(live)}**."

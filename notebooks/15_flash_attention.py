@@ -73,7 +73,7 @@ show_animation("FlashAttentionScene")
 # held the scores, the masked scores and their exponentials, each an $n \times n$ matrix per head. How big is
 # one of them?
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 L128k = 128 * 1024
 one_head = costs.score_bytes_not_written(L128k, L128k, "bfloat16") // 2  # S alone: n^2 x 2 bytes
 q_k_v_o = 4 * L128k * 128 * 2  # Q, K, V and O of one head of width 128, bfloat16
@@ -207,7 +207,7 @@ display(Markdown(
 # its own attention (`grouped_attention`, which builds the weights) and once through the tiled forward, with
 # its 4 query heads sharing 2 K/V heads.
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 model = load_checkpoint("tiny_gqa").requires_grad_(False)
 tok = load_tokenizer()
 ids = torch.tensor([tok.encode("Return a new sorted list from the items in iterable; the sort is stable, "
@@ -258,7 +258,7 @@ for ax in (ax1, ax2):
 fig.tight_layout()
 plt.show()
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 n_big = lengths[-1]
 io_std = costs.standard_attention_hbm_bytes(n_big, n_big, d, "bfloat16")
 io_128 = costs.flash_attention_hbm_bytes(n_big, n_big, d, 128, 64, "bfloat16", causal=True)
@@ -299,7 +299,7 @@ display(Markdown(
 # %% slideshow={"slide_type": "-"}
 show_source(flash.merge_partials, start="lse_c = torch.stack", stop="return")
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 g = torch.Generator().manual_seed(5)
 q_dec = torch.randn(1, 8, 1, 64, generator=g, dtype=torch.float64)  # one new token, 8 query heads
 k_cache = torch.randn(1, 2, 4096, 64, generator=g, dtype=torch.float64)  # 4,096 cached tokens, 2 K/V heads
@@ -325,7 +325,7 @@ display(Markdown(
 # splits DeepSeek's latent cache the same way. The tiny MLA model's layer 1, decoding the last token of the
 # sentence, in 4 chunks:
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 mla_model = load_checkpoint("tiny_mla").requires_grad_(False)
 mla = mla_model.blocks[1].attn
 x_m = layer_input(mla_model, ids, 1)  # (1, n, d_model)
@@ -356,7 +356,7 @@ display(Markdown(
 explorer = flash_ui.tile_explorer(length=16_384, head_dim=128, block_q=128, block_k=64)
 explorer
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 small, big = flash_ui.tile_figures(16_384, 128, 32, 64), flash_ui.tile_figures(16_384, 128, 256, 256)
 display(Markdown(
     f"With B_r = 32 the tiled form moves {format_bytes(small['tiled']['total'])}, "
@@ -392,7 +392,7 @@ display(Markdown(f"**{bench['cpu']}**, torch {bench['torch_version']}, {bench['t
                  f"tiles {shape['block_q']} × {shape['block_k']}; median of {bench['repeats']} calls:\n\n"
                  + "\n".join(rows)))
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 top = bench_lengths[-1]
 slower = by[top, "tiled"]["time_s"] / by[top, "sdpa"]["time_s"]
 vs_matrix = by[top, "matrix"]["time_s"] / by[top, "tiled"]["time_s"]
@@ -421,7 +421,7 @@ display(Markdown(
 # storing it (one more $QK^\top$, paid for with far fewer bytes). It caches nothing new: the KV cache is the
 # scheme's own.
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 from attnlab.attention import attention_flops
 
 n, d, heads = 32_768, 128, 32

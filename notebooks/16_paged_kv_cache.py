@@ -310,7 +310,7 @@ fig.legend(loc="lower center", ncol=3, frameon=False)
 plt.tight_layout(rect=(0, 0.12, 1, 1))  # room for the legend under the panels
 plt.show()
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 chat = {r.label: r for r in results["chat"]}
 worst, oracle, p16 = chat[labels[0]], chat[labels[1]], chat["paged, B = 16"]
 display(Markdown(
@@ -474,7 +474,7 @@ display(Markdown(
 explorer = paged_widgets.paging_explorer(mix="chat", gib=4, block_size=16)
 explorer
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 explorer.mix.value, explorer.block_size.value = "long outputs", 128
 long_max, _, long_paged = paged_widgets.run("long outputs", 4, 128)
 display(Markdown(

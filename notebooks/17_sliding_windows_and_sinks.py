@@ -383,7 +383,7 @@ ax.grid(alpha=0.3)
 plt.tight_layout()
 plt.show()
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 win_bytes, win_loss = points["tiny_gqa_window"]
 sh_bytes, sh_loss = points["tiny_gqa_shared"]
 mqa_bytes, mqa_loss = points["tiny_mqa"]
@@ -427,7 +427,7 @@ explorer
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### What the explorer shows
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 oss = window_widgets.explorer_numbers("gpt-oss-120b", 128, 0, 2, 131_072)
 oss_all = window_widgets.explorer_numbers("gpt-oss-120b", 128, 0, 0, 131_072)
 g3 = window_widgets.explorer_numbers("gemma-3-27b", 1024, 0, 6, 131_072)
@@ -464,7 +464,7 @@ show_source(costs.windowed_cache_bytes, start="held = layer_cache_tokens", stop=
 # %% slideshow={"slide_type": "-"}
 show_source(costs.window_decode_attention_flops, start="t = window_cache_tokens", stop="return 2 *")
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 spec = sizing.MODELS["gpt-oss-120b"]
 shape = spec.attention_shape()
 L = 131_072

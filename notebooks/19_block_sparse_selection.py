@@ -123,7 +123,7 @@ show_source(bs.moba_scores, start="k_bar = ", stop="return s.masked_fill")
 # %% slideshow={"slide_type": "-"}
 show_source(bs.quest_upper_bound, start="q_pos, q_neg = ", stop="return torch.einsum")
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 q2, k2, _ = qkv[2]
 m2, M2 = bs.quest_bounds(k2, 16)  # (4, 2, 16 blocks, 16)
 U = bs.quest_upper_bound(q2, *(x.repeat_interleave(cfg.n_heads // cfg.n_kv_heads, dim=1) for x in (m2, M2)))
@@ -163,7 +163,7 @@ show_source(bs.nsa_scores, start="p_cmp = softmax", stop="return p_slc.masked_fi
 # %% slideshow={"slide_type": "subslide"}
 show_source(bs.nsa_attention, start="g = gates.unsqueeze", stop="return g[")
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 q64, k64, v64 = (x[:1].double() for x in qkv[2])  # one window of layer 2, float64
 dense64, _ = grouped_attention(q64, k64, v64, causal=True)
 gates = torch.zeros(*q64.shape[:3], 3, dtype=torch.float64)
@@ -278,7 +278,7 @@ for method in bs.METHODS:
                 + " | ".join(f"{mean_of(method, b, 'error'):.3f}" for b in BUDGETS) + f" | {per_layer} |")
 display(Markdown("\n".join(rows)))
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 NAME = {"token": "token top-$k$", "dsa": "DSA", "nsa": "NSA", "moba": "MoBA", "quest": "Quest", "h2o": "H2O",
         "snapkv": "SnapKV"}
 block_best = max(bs.BLOCK_METHODS, key=lambda m: mean_of(m, 64, "recall"))
@@ -326,7 +326,7 @@ for name, r in (("token top-k (DSA)", gather), (f"blocks of {NSA_BLOCK}", blocks
     rows.append(f"| {name} | {r['tokens']:,} | {r['bytes']:,} | {r['segments']:,} | {r['bytes_per_segment']:,} |")
 display(Markdown("\n".join(rows)))
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 display(Markdown(
     f"At DeepSeek-V3.2's $k$ = {K_V32:,} tokens of {entry}-byte FP8 entries, a decode step reads "
     f"{gather['bytes'] / 2**20:.2f} MiB per layer either way: as {gather['segments']:,} separate rows, or as "
@@ -349,7 +349,7 @@ display(Markdown(
 widget = explorer.block_selection_explorer(method="moba", block_size=16, budget=64, layer=2, head=0)
 widget
 
-# %% slideshow={"slide_type": "subslide"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 widget.method.value = "quest"
 quest_here = explorer.measures("quest", 16, 64, 2, 0)
 widget.block_size.value = 8
@@ -369,7 +369,7 @@ widget.method.value, widget.block_size.value = "moba", 16
 # context of $L$ = 128K tokens with one scorer of $H = 64$ heads of width $d = 128$ (DSA's indexer shape) and
 # blocks of $B = 64$:
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 L, H, D, B64 = 128 * 1024, 64, 128, 64
 score = {kind: costs.selection_score_macs(L, B64, D, H, kind) for kind in costs.SELECTION_SCORERS}
 rows = ["| method | cached besides K and V | scoring MACs per query | reads |", "|---|---|---|---|",
@@ -384,7 +384,7 @@ rows = ["| method | cached besides K and V | scoring MACs per query | reads |", 
         "| H2O, SnapKV | less: the cache is cut to the budget | accumulated or window attention | what is kept |"]
 display(Markdown("\n".join(rows)))
 
-# %% slideshow={"slide_type": "-"} jupyter={"source_hidden": true} tags=["hide-input"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 display(Markdown(
     f"Scoring blocks instead of tokens divides the scorer's work by $B$: {score['token'] / score['mean']:.0f}× fewer "
     f"multiply-adds here ({score['token'] / 1e9:.2f} G against {score['mean'] / 1e6:.1f} M per query), which is why a "

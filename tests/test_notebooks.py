@@ -33,6 +33,18 @@ def test_ipynb_matches_its_jupytext_source(source: Path):
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_ipynb_writes_back_to_its_source_text(source: Path):
+    """What JupyterLab's jupytext does when the .ipynb is the newer of the pair: write it as py:percent and
+    compare the text with the .py. Any difference (cell metadata in another order on a ``# %%`` line) makes
+    JupyterLab refuse to open the chapter. The version lines jupytext adds to the header are left out."""
+    written = jupytext.writes(jupytext.read(source.with_suffix(".ipynb")), fmt="py:percent")
+    versions = re.compile(r"^#\s+(format_version|jupytext_version): .*\n", re.M)
+    assert versions.sub("", written) == versions.sub("", source.read_text()), (
+        f"{source.name} is not what jupytext writes for its notebook (the # %% metadata in jupytext's order: "
+        "alphabetical); JupyterLab would refuse to open it")
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
 def test_ipynb_is_stored_executed_without_errors(source: Path):
     cells = json.loads(source.with_suffix(".ipynb").read_text())["cells"]
     code = [c for c in cells if c["cell_type"] == "code" and "".join(c["source"]).strip()]
