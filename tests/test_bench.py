@@ -317,8 +317,9 @@ def test_allocator_info_says_which_pages_a_run_used():
 
 
 def test_the_command_line_asks_for_huge_pages_before_torch_allocates():
-    """In a fresh process request_huge_pages() turns huge pages on wherever the kernel allows them (THP
-    "always" or "madvise")."""
+    """In a fresh process request_huge_pages() sets the allocator's variable before torch allocates, and reports
+    what the allocator then does. Whether the kernel hands out huge pages at that moment depends on its free
+    memory (a fragmented, busy machine has none), so the test asks for an honest report, not for huge pages."""
     import os
     import subprocess
     import sys
@@ -329,9 +330,14 @@ def test_the_command_line_asks_for_huge_pages_before_torch_allocates():
     except OSError:
         pytest.skip("no transparent huge pages here")
     env = {k: v for k, v in os.environ.items() if k != bench.HUGE_PAGES_VARIABLE}
-    code = "from attnlab import bench; print(bench.request_huge_pages(), bench.allocator_info()['huge_pages'])"
+    code = ("import os; from attnlab import bench; got = bench.request_huge_pages(); "
+            "print(os.environ[bench.HUGE_PAGES_VARIABLE], got, bench.allocator_info()['huge_pages'])")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert run.stdout.split() == [str(allowed)] * 2, run.stderr[-2000:]
+    variable, requested, reported = run.stdout.split()
+    assert variable == "1", run.stderr[-2000:]
+    assert requested == reported  # request_huge_pages() says what the allocator does
+    if not allowed:  # THP "never": no huge pages, whatever the variable says
+        assert requested == "False"
 
 
 def test_probes_return_positive_rates():

@@ -14,6 +14,7 @@ from attnlab.sizing import MODELS, SCHEMES
 from attnlab.widgets import (
     CONTEXT_OPTIONS,
     CalculatorState,
+    bar_chart_bars,
     bar_chart_figure,
     cache_calculator,
     divisors,
@@ -280,7 +281,7 @@ def test_v4_readout_and_what_ifs():
     assert f["growth_per_token"] == 21 * (1024 + 256) / 4 + 20 * 1024 / 128
     assert f["reduction"]["v4"] == sizing.kv_cache_bytes("deepseek-v4-flash", 2**17, scheme="mha") / f["cache_bytes"]
     # no bar is V4's own: none is drawn as the selected scheme
-    assert 'font-weight="bold"' not in calc.controls.chart.value.split("</text>", 1)[1]
+    assert not any(bar.selected for bar in bar_chart_bars(calc.state()))
     # another scheme: every layer a full layer of it, V3.2's MLA entry of 576 on 43 layers
     calc.controls.scheme.value = "mla"
     assert calc.state().spec.v4 is None

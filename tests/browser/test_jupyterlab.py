@@ -46,8 +46,10 @@ def _context_label(seq_len: int) -> str:
 def _calculator_cache(seq_len: int, scheme: str | None = None, n_kv_heads: int | None = None) -> tuple[str, str]:
     """(row label, value) of the calculator's cache row for DeepSeek-V3's shape (batch 1, bfloat16; MLA
     as published unless ``scheme`` says otherwise), formatted as the widget's readout formats it."""
-    cache = sizing.kv_cache_bytes(MODELS["deepseek-v3"], seq_len, 1, torch.bfloat16, scheme, n_kv_heads)
-    return f"Cache for {_context_label(seq_len)} tokens × batch 1", f"{sizing.gib(cache):,.2f} GiB"
+    v3 = MODELS["deepseek-v3"]
+    cache = sizing.kv_cache_bytes(v3, seq_len, 1, torch.bfloat16, scheme, n_kv_heads)
+    beyond = f" (beyond its published {v3.max_context:,}-token context)" if seq_len > v3.max_context else ""
+    return f"Cache for {_context_label(seq_len)} tokens × batch 1", f"{sizing.gib(cache):,.2f} GiB{beyond}"
 
 
 def _calculator_gqa_bar(n_kv_heads: int) -> tuple[str, str]:
