@@ -331,9 +331,9 @@ class LightningIndexer(nn.Module):
 def index_scores(q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor, softmax_scale: float) -> torch.Tensor:
     """I_{t,s} = sum_j w_{t,j} ReLU(q_{t,j} · k_s) * softmax_scale for every query t and key s, no mask.
 
-    q (b, s, H^I, d^I), weights (b, s, H^I), k (b, n, d^I) -> I (b, s, n). Two matmuls: every query head against
-    the keys, (b, s H^I, n) (the keys, the bulk of what is read, stream through once in their stored order),
-    then the weighted sum over the heads. :meth:`LightningIndexer.score` masks the future tokens after it;
+    q (b, s, H^I, d^I), weights (b, s, H^I), k (b, n, d^I) -> I (b, s, n). Two matmuls: the keys against every
+    query head, (b, n, s H^I) (the keys, the bulk of what is read, stream through in their stored order), then
+    the weighted sum over the heads. :meth:`LightningIndexer.score` masks the future tokens after it;
     DeepSeek-V4's indexer (:mod:`attnlab.v4`) scores its compressed entries with it."""
     check_ndim("q", q, 4, "(batch, seq, index_n_heads, index_head_dim)")
     check_ndim("weights", weights, 3, "(batch, seq, index_n_heads)")
@@ -347,9 +347,9 @@ def index_scores(q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor, softma
         raise ValueError(f"dtype mismatch: q is {q.dtype}, weights {weights.dtype}, k {k.dtype}")
     check_real("softmax_scale", softmax_scale, 0.0, strict=True)
     n = k.shape[1]
-    logits = q.reshape(b, s * h, d) @ k.mT  # q^I_{t,j} · k^I_s: every head against the shared keys, one matmul
+    logits = k @ q.reshape(b, s * h, d).mT  # k^I_s · q^I_{t,j}: the shared keys against every head, one matmul
     weights = weights * softmax_scale  # the scale on the H^I weights rather than on the n scores
-    return torch.einsum("bsj,bsjn->bsn", weights, logits.relu_().view(b, s, h, n))  # a batched matmul
+    return torch.einsum("bnsj,bsj->bsn", logits.relu_().view(b, n, s, h), weights)  # a batched matmul
 
 
 def _check_no_window(cache: LayerCache | None) -> None:
