@@ -739,8 +739,13 @@ def linear_state_elements(model: ModelSpec | str) -> dict[str, int]:
 
 
 def _state_bytes(spec: ModelSpec, dtype: torch.dtype) -> int:
-    """Bytes of one linear layer's fixed state in ``dtype``."""
-    return sum(linear_state_elements(spec).values()) * dtype_bytes(dtype)
+    """Bytes of one linear layer's fixed state, every number in ``dtype``: :func:`attnlab.costs.linear_state_bytes`
+    (chapter 18 calls it with Hugging Face's float32 state instead); 0 without linear layers."""
+    if "linear" not in spec.layer_types:
+        return 0
+    conv_dim = 2 * spec.linear_key_heads * spec.linear_key_dim + spec.linear_value_heads * spec.linear_value_dim
+    return costs.linear_state_bytes(spec.linear_value_heads, spec.linear_key_dim, spec.linear_value_dim, dtype,
+                                    conv_channels=conv_dim, conv_kernel=spec.linear_conv_kernel, conv_dtype=dtype)
 
 
 def fixed_state_bytes(model: ModelSpec | str, batch: int = 1, dtype: torch.dtype | str = torch.bfloat16) -> int:
