@@ -65,7 +65,7 @@ from attnlab.costs import AttentionShape
 from attnlab.kv_cache import LayerCache
 from attnlab.mla import MLAConfig, MultiHeadLatentAttention, _rope_settings, yarn_frequencies
 from attnlab.quant import SCALE_FORMATS, fake_quantize_fp8, hadamard_rotation
-from attnlab.rope import rope_frequencies, rotate_pairs
+from attnlab.rope import RopeTable, rope_frequencies
 
 if TYPE_CHECKING:
     from attnlab.sizing import ModelSpec
@@ -212,6 +212,7 @@ class LightningIndexer(nn.Module):
             raise ValueError(f"theta has shape {tuple(theta.shape)}, expected (rope_head_dim / 2,) = "
                              f"({c.rope_head_dim // 2},)")
         self.theta = theta.to(torch.float64)  # kept outside the state dict, like MLA's
+        self.rope_table = RopeTable()  # DeepSeekSparseAttention hands it MLA's: one cos, sin per step
         self.rope_amplitude = float(rope_amplitude)
 
     def rope(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -229,12 +230,10 @@ class LightningIndexer(nn.Module):
         d_rope = self.config.rope_head_dim
         if d_rope == 0:
             return x
-        angles = positions.to("cpu", torch.float64)[:, None] * self.theta  # (s, d^R / 2)
-        angles = angles.view(angles.shape[0], *([1] * (x.dim() - 3)), angles.shape[1])  # broadcast over heads
         x_rope, x_pass = x.split([d_rope, x.shape[-1] - d_rope], dim=-1)
-        x_rope = rotate_pairs(x_rope, angles, interleaved=False)
-        if self.rope_amplitude != 1.0:
-            x_rope = x_rope * self.rope_amplitude  # Hugging Face's YaRN scales the shared cos/sin
+        # the pairs in halves, by positions * theta; Hugging Face's YaRN scales the shared cos/sin (amplitude)
+        x_rope = self.rope_table.rotate(x_rope, positions, self.theta, interleaved=False,
+                                        amplitude=self.rope_amplitude)
         return torch.cat([x_rope, x_pass], dim=-1)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
@@ -288,7 +287,12 @@ class LightningIndexer(nn.Module):
         t = k.shape[1]
         if s > t:
             raise ValueError(f"q has seq={s} queries but k only {t} tokens: the queries are the last seq of them")
-        scores = index_scores(q, weights, k, c.softmax_scale)  # (b, s, t)
+        return self._score(q, weights, k)
+
+    def _score(self, q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """:meth:`score` on checked inputs."""
+        s, t = q.shape[1], k.shape[1]
+        scores = _index_scores(q, weights, k, self.config.softmax_scale)  # (b, s, t)
         if s == 1:  # one query, the last position: it sees every key
             return scores
         return scores.masked_fill_(~causal_mask(s, t, device=q.device), float("-inf"))
@@ -346,6 +350,12 @@ def index_scores(q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor, softma
     if weights.dtype != q.dtype or k.dtype != q.dtype:
         raise ValueError(f"dtype mismatch: q is {q.dtype}, weights {weights.dtype}, k {k.dtype}")
     check_real("softmax_scale", softmax_scale, 0.0, strict=True)
+    return _index_scores(q, weights, k, softmax_scale)
+
+
+def _index_scores(q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor, softmax_scale: float) -> torch.Tensor:
+    """:func:`index_scores` on checked inputs."""
+    b, s, h, d = q.shape
     n = k.shape[1]
     logits = k @ q.reshape(b, s * h, d).mT  # k^I_s · q^I_{t,j}: the shared keys against every head, one matmul
     weights = weights * softmax_scale  # the scale on the H^I weights rather than on the n scores
@@ -381,7 +391,6 @@ def topk_indices(scores: torch.Tensor, top_k: int, visible: torch.Tensor | None 
     if visible is None:
         if s > t:
             raise ValueError(f"scores has seq={s} queries but only {t} keys: queries are the last seq of the keys")
-        visible = torch.arange(t - s, t, device=scores.device) + 1  # tokens query p may see: p + 1
         fewest = t - s + 1  # the first query's, known without reading the tensor
     else:
         check_integer_tensor("visible", visible)
@@ -390,6 +399,15 @@ def topk_indices(scores: torch.Tensor, top_k: int, visible: torch.Tensor | None 
             raise ValueError(f"visible must hold seq={s} counts between 0 and keys={t}, got {visible.tolist()}")
         visible = visible.to(scores.device)
         fewest = int(visible.min()) if s else 0
+    return _topk(scores, top_k, visible, fewest)
+
+
+def _topk(scores: torch.Tensor, top_k: int, visible: torch.Tensor | None, fewest: int) -> torch.Tensor:
+    """:func:`topk_indices` on checked inputs: ``visible`` None means token-causal (query p sees p + 1 keys);
+    ``fewest`` is the smallest count any query sees."""
+    _, s, t = scores.shape
+    if visible is None and fewest < min(top_k, t):  # needed only when some query sees fewer than k keys
+        visible = torch.arange(t - s, t, device=scores.device) + 1  # tokens query p may see: p + 1
     if t == 0:
         return torch.empty(*scores.shape[:2], 0, dtype=torch.long, device=scores.device)
     if top_k < t:  # a real selection: torch.topk, with ties resolved as the stable sort below resolves them
@@ -397,6 +415,8 @@ def topk_indices(scores: torch.Tensor, top_k: int, visible: torch.Tensor | None 
         if order is not None:
             return order if fewest >= top_k else _pad_invisible(order, visible)
     k = min(top_k, t)
+    if fewest >= k:
+        return torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]  # (b, s, k)
     order = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]  # (b, s, k)
     valid = torch.arange(k, device=scores.device) < visible[:, None]  # (s, k)
     return order.masked_fill(~valid, -1)
@@ -461,6 +481,11 @@ def gather_tokens(cached: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"indices has batch={indices.shape[0]}, cached has batch={cached.shape[0]}")
     check_same_device(cached=cached, indices=indices)
     check_indices("indices", indices, cached.shape[1], "cached.shape[1]", padding=True)
+    return _gather(cached, indices)
+
+
+def _gather(cached: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """:func:`gather_tokens` on checked inputs."""
     if cached.shape[0] == 1:  # one sequence (a decode step): a plain row gather, faster than the indexing below
         rows = cached[0].index_select(0, indices.reshape(-1).clamp_min(0))  # (s k, width)
         return rows.view(1, *indices.shape[1:], cached.shape[-1])
@@ -498,15 +523,28 @@ def sparse_attend_absorbed(mla: MultiHeadLatentAttention, q_nope: torch.Tensor, 
             raise ValueError(f"dtype mismatch: {name} is {t.dtype} but the weights are {mla.w_o.weight.dtype}")
         check_same_device(**{name: t, "weights": mla.w_o.weight})
     check_indices("indices", indices, c_kv.shape[1], "c_kv.shape[1]", padding=True)
-    valid = indices >= 0  # (b, s, k)
-    c_sel = gather_tokens(c_kv, indices)  # (b, s, k, d_c): each query's own k latents
-    r_sel = gather_tokens(k_rope, indices)  # (b, s, k, d_h^R)
-    q_latent = torch.einsum("bshd,hdc->bshc", q_nope, mla.w_uk)  # W^UK_i^T q^C_{t,i}
-    scores = (torch.einsum("bshc,bskc->bshk", q_latent, c_sel)
-              + torch.einsum("bshr,bskr->bshk", q_rope, r_sel)) * mla.config.softmax_scale  # (b, s, h, k)
-    weights = softmax(scores.masked_fill(~valid[:, :, None, :], float("-inf")), dim=-1)
-    o_latent = torch.einsum("bshk,bskc->bshc", weights, c_sel)
-    return torch.einsum("bshc,hvc->bshv", o_latent, mla.w_uv), weights
+    return _sparse_attend(mla, q_nope, q_rope, c_kv, k_rope, indices, padded=bool((indices < 0).any()))
+
+
+def _sparse_attend(mla: MultiHeadLatentAttention, q_nope: torch.Tensor, q_rope: torch.Tensor, c_kv: torch.Tensor,
+                   k_rope: torch.Tensor, indices: torch.Tensor, padded: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`sparse_attend_absorbed` on checked inputs; ``padded``: some indices are -1 (masked out).
+
+    Each query has its own k tokens, so the b s queries are the batch of the matmuls: the h heads of a query
+    are the rows of its (h, d_c + d_h^R) absorbed query (:meth:`MultiHeadLatentAttention.absorbed_query`),
+    scored against its gathered latents by one matmul and one fused multiply-add (``baddbmm``)."""
+    b, s, h = q_nope.shape[:3]
+    k = indices.shape[-1]
+    c_sel = _gather(c_kv, indices).view(b * s, k, -1)  # (b s, k, d_c): each query's own k latents
+    r_sel = _gather(k_rope, indices).view(b * s, k, -1)  # (b s, k, d_h^R)
+    q_c, q_r = mla.absorbed_query(q_nope, q_rope)  # (b, s h, d_c), (b, s h, d_h^R), scaled
+    q_c, q_r = q_c.reshape(b * s, h, -1), q_r.reshape(b * s, h, -1)  # one query's heads per batch row
+    scores = torch.baddbmm(q_c @ c_sel.mT, q_r, r_sel.mT)  # (W^UK^T q^C) · c^KV_s + q^R · k^R_s: (b s, h, k)
+    if padded:  # a query that sees fewer than k tokens: its -1 slots get no weight (it always sees itself)
+        scores.masked_fill_((indices < 0).view(b * s, 1, k), float("-inf"))
+    weights = torch.softmax(scores, dim=-1)  # (b s, h, k)
+    o_latent = weights @ c_sel  # sum_s a_s c^KV_s: (b s, h, d_c)
+    return mla.absorbed_output(o_latent.view(b, s, h, -1)), weights.view(b, s, h, k)
 
 
 def scatter_weights(weights: torch.Tensor, indices: torch.Tensor, n_keys: int) -> torch.Tensor:
@@ -565,6 +603,7 @@ class DeepSeekSparseAttention(AttentionLayer):
         self.config, self.indexer_config = m, c
         self.mla = MultiHeadLatentAttention(m)
         self.indexer = LightningIndexer(c, theta=self.mla.theta, rope_amplitude=m.rope_amplitude)
+        self.indexer.rope_table = self.mla.rope_table  # same positions, same theta: cos and sin computed once
         self.top_k = c.index_topk
         self.detach_indexer_input = False
         self.keep_for_kl = False
@@ -625,16 +664,18 @@ class DeepSeekSparseAttention(AttentionLayer):
         if cache is not None:
             c_kv, k_rope, index_k = cache.update(c_kv=c_kv, k_rope=k_rope, index_key=index_k)
         t = c_kv.shape[1]
-        scores = self.indexer.score(index_q, index_w, index_k)  # I (b, s, t)
+        scores = self.indexer._score(index_q, index_w, index_k)  # I (b, s, t), shapes fixed by the layer
         need_weights = return_weights or self.keep_for_kl
         if self.implementation == "dense":  # stage 1: dense MLA, the indexer only watches
             indices = None
             mask = None if s == 1 else causal_mask(s, t, device=x.device)  # one query sees every key: no mask
             o, weights = self.mla.attend_absorbed(q_nope, q_rope, c_kv, k_rope, mask)
         else:
-            indices = topk_indices(scores, self.top_k)  # (b, s, min(top_k, t)), -1 padded
+            fewest = t - s + 1  # keys the first query sees; a query sees fewer than k only when this is short
+            indices = _topk(scores, self.top_k, None, fewest)  # (b, s, min(top_k, t)), -1 padded
             if self.implementation == "gather":
-                o, sparse_weights = sparse_attend_absorbed(self.mla, q_nope, q_rope, c_kv, k_rope, indices)
+                padded = fewest < indices.shape[-1]
+                o, sparse_weights = _sparse_attend(self.mla, q_nope, q_rope, c_kv, k_rope, indices, padded)
                 weights = scatter_weights(sparse_weights, indices, t) if need_weights else None
             else:
                 o, weights = self._attend_masked(q_nope, q_rope, c_kv, k_rope, indices)

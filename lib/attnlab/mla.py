@@ -63,7 +63,7 @@ from attnlab._validate import (
 )
 from attnlab.attention import AttentionLayer, AttentionOutput, causal_mask, softmax
 from attnlab.kv_cache import LayerCache
-from attnlab.rope import interleaved_to_halves, rope_frequencies, rotate_pairs
+from attnlab.rope import RopeTable, interleaved_to_halves, rope_frequencies, rotate_pairs
 
 #: The two ways :class:`MultiHeadLatentAttention` can compute attention from its latent cache (its
 #: :attr:`~attnlab.attention.AttentionLayer.IMPLEMENTATIONS`; "absorbed" is the default).
@@ -278,6 +278,7 @@ class MultiHeadLatentAttention(AttentionLayer):
         # RoPE frequencies, kept in float64 outside the state dict so module.to(bfloat16) cannot round them
         self.theta = yarn_frequencies(c.qk_rope_head_dim, c.rope_base, c.rope_factor, c.original_max_position,
                                       c.beta_fast, c.beta_slow)
+        self.rope_table = RopeTable()  # cos, sin of the last positions rotated (DSA's indexer shares it)
 
     @property
     def w_uk(self) -> torch.Tensor:
@@ -297,11 +298,9 @@ class MultiHeadLatentAttention(AttentionLayer):
         """RoPE(x) for x (b, s, d_h^R) or (b, s, heads, d_h^R) at positions (s,): rotate pair i by
         positions * theta_i (YaRN-corrected), times :attr:`MLAConfig.rope_amplitude` when it is not 1."""
         _check_rope_input(x, positions)
-        angles = positions.to("cpu", torch.float64)[:, None] * self.theta  # (s, d_h^R / 2)
-        angles = angles.view(angles.shape[0], *([1] * (x.dim() - 3)), angles.shape[1])  # broadcast over heads
-        out = rotate_pairs(x, angles, self.config.rope_interleaved)
-        amplitude = self.config.rope_amplitude
-        return out if amplitude == 1.0 else out * amplitude
+        # cos, sin of positions * theta (s, d_h^R / 2), shared with the other rotations at these positions
+        return self.rope_table.rotate(x, positions, self.theta, self.config.rope_interleaved,
+                                      self.config.rope_amplitude)
 
     def queries(self, x: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q^C (b, s, n_h, d_h) and the rotated q^R (b, s, n_h, d_h^R) (eqs. 37-39):
@@ -356,19 +355,31 @@ class MultiHeadLatentAttention(AttentionLayer):
         (stored apart) by one matmul and one fused multiply-add onto it (``baddbmm``). ``mask`` None: every
         query sees every key (a decode step's single query at the end of the keys), and no mask is applied."""
         self._check_attend_inputs(q_nope, q_rope, c_kv, k_rope, mask, allow_no_mask=True)
-        c = self.config
         b, s, h, t = *q_nope.shape[:3], c_kv.shape[1]
-        q_latent = torch.einsum("bshd,hdc->bshc", q_nope, self.w_uk)  # q~_{s,i} = W^UK_i^T q^C_{s,i}
-        q = torch.cat([q_latent, q_rope], dim=-1).view(b, s * h, -1) * c.softmax_scale  # [q~; q^R], a row per head
-        q_c, q_r = q.split([c.kv_lora_rank, c.qk_rope_head_dim], dim=-1)  # the parts facing c^KV and k^R
+        q_c, q_r = self.absorbed_query(q_nope, q_rope)  # (b, s h, d_c), (b, s h, d_h^R)
         scores = torch.baddbmm(q_c @ c_kv.mT, q_r, k_rope.mT)  # q~ · c^KV_t + q^R · k^R_t: (b, s h, t)
         if mask is None:
             weights = torch.softmax(scores, dim=-1)
         else:
             weights = softmax(scores.view(b, s, h, t).masked_fill_(~mask[None, :, None, :], float("-inf")), dim=-1)
         o_latent = weights.view(b, s * h, t) @ c_kv  # sum_t a_t c^KV_t, in latent space
-        o_latent, weights = o_latent.view(b, s, h, -1), weights.view(b, s, h, t)
-        return torch.einsum("bshc,hvc->bshv", o_latent, self.w_uv), weights  # W^UV_i applied once
+        return self.absorbed_output(o_latent.view(b, s, h, -1)), weights.view(b, s, h, t)
+
+    def absorbed_query(self, q_nope: torch.Tensor, q_rope: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The absorbed query, scaled: [W^UK_i^T q^C_{s,i}; q^R_{s,i}] * scale as one row per query and head,
+        split into the part facing c^KV and the part facing k^R. q_nope (b, s, h, d_h), q_rope (b, s, h, d_h^R)
+        -> (b, s h, d_c), (b, s h, d_h^R). Unchecked: :meth:`attend_absorbed` and DSA's sparse attention
+        check their inputs before calling it."""
+        c = self.config
+        b, s, h = q_nope.shape[:3]
+        q_latent = torch.einsum("bshd,hdc->bshc", q_nope, self.w_uk)  # q~_{s,i} = W^UK_i^T q^C_{s,i}
+        q = torch.cat([q_latent, q_rope], dim=-1).view(b, s * h, -1) * c.softmax_scale  # [q~; q^R], a row per head
+        q_c, q_r = q.split([c.kv_lora_rank, c.qk_rope_head_dim], dim=-1)  # the parts facing c^KV and k^R
+        return q_c, q_r
+
+    def absorbed_output(self, o_latent: torch.Tensor) -> torch.Tensor:
+        """o_{s,i} = W^UV_i o~_{s,i}: the latent output (b, s, h, d_c) -> (b, s, h, d_v), W^UV_i applied once."""
+        return torch.einsum("bshc,hvc->bshv", o_latent, self.w_uv)
 
     def _check_attend_inputs(self, q_nope, q_rope, c_kv, k_rope, mask, allow_no_mask: bool = False) -> None:
         """The shapes :meth:`attend_naive` and :meth:`attend_absorbed` document, in the layer's dtype; mask

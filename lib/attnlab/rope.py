@@ -99,6 +99,12 @@ def rotate_pairs(x: torch.Tensor, angles: torch.Tensor, interleaved: bool = True
                          f"{tuple(x.shape[:-1]) + (d // 2,)}")
     cos = angles.cos().to(device=x.device, dtype=x.dtype)
     sin = angles.sin().to(device=x.device, dtype=x.dtype)
+    return _rotate(x, cos, sin, interleaved)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool) -> torch.Tensor:
+    """:func:`rotate_pairs` with cos and sin already in x's dtype and device, unchecked."""
+    d = x.shape[-1]
     if interleaved:
         x_a, x_b = x[..., 0::2], x[..., 1::2]  # pair i = (2i, 2i+1)
     else:
@@ -108,6 +114,47 @@ def rotate_pairs(x: torch.Tensor, angles: torch.Tensor, interleaved: bool = True
     if interleaved:
         return torch.stack([out_a, out_b], dim=-1).flatten(-2)  # back to (2i, 2i+1) order
     return torch.cat([out_a, out_b], dim=-1)
+
+
+class RopeTable:
+    """cos and sin of the RoPE angles positions x theta, computed once for every rotation that shares them.
+
+    One decode step of DSA rotates four tensors at the same positions with the same frequencies (MLA's
+    query and key, the indexer's query and key: DeepSeek's code hands all of them one ``freqs_cis``); each
+    :func:`rotate_pairs` would compute the same cos and sin again. A table remembers the last ``positions``
+    tensor it was asked for (by identity: each forward call makes its own) with its theta, dtype and device,
+    and hands the same cos and sin back, bit for bit what :func:`rotate_pairs` computes.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple | None = None
+
+    def rotate(self, x: torch.Tensor, positions: torch.Tensor, theta: torch.Tensor, interleaved: bool,
+               amplitude: float = 1.0) -> torch.Tensor:
+        """RoPE of x (b, s, d) or (b, s, heads, d) at positions (s,): pair i rotated by positions * theta_i
+        (theta float64, (d / 2,)), paired interleaved (2i, 2i+1) or in halves (i, i + d/2), times
+        ``amplitude`` when it is not 1 -> x's shape."""
+        if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4) or not x.is_floating_point():
+            raise ValueError(f"x must be a floating tensor (b, s, d) or (b, s, heads, d), got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        if not isinstance(theta, torch.Tensor) or theta.dim() != 1 or x.shape[-1] != 2 * theta.shape[0]:
+            raise ValueError(f"theta must hold d/2 = {x.shape[-1] / 2:g} frequencies for x's last axis, got "
+                             f"{tuple(theta.shape) if isinstance(theta, torch.Tensor) else type(theta).__name__}")
+        if not isinstance(positions, torch.Tensor) or positions.shape != (x.shape[1],):
+            raise ValueError(f"positions must be a tensor of shape (s,) = ({x.shape[1]},), one per token of x")
+        last = self._last
+        if (last is not None and last[0] is positions and last[1] is theta and last[2] == x.dtype
+                and last[3] == x.device):
+            cos, sin = last[4], last[5]
+        else:
+            angles = positions.to("cpu", torch.float64)[:, None] * theta  # (s, d / 2)
+            cos = angles.cos().to(device=x.device, dtype=x.dtype)
+            sin = angles.sin().to(device=x.device, dtype=x.dtype)
+            self._last = (positions, theta, x.dtype, x.device, cos, sin)
+        if x.dim() == 4:  # (b, s, heads, d): broadcast over the heads
+            cos, sin = cos[:, None, :], sin[:, None, :]
+        out = _rotate(x, cos, sin, interleaved)
+        return out if amplitude == 1.0 else out * amplitude
 
 
 def interleaved_to_halves(d: int) -> torch.Tensor:
