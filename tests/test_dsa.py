@@ -772,3 +772,14 @@ def test_cost_model_rejects_bad_input():
         layer_cost(V32, 10, kv_bytes_per_token=0)
     with pytest.raises(ValueError, match="metric='flops'"):
         crossover_context(V32, metric="flops")
+
+
+def test_topk_matches_the_stable_sort_with_nan_in_one_row_and_ties_in_another():
+    """One row holds NaN (it compares false, so it counts no score >= its k-th value), another more ties at its
+    k-th value than k: neither may hide the other, and both follow the stable sort (NaN first, ties by position)."""
+    nan_row = torch.tensor([0.5, float("nan"), 0.1, 0.9, 0.3, 0.2])
+    tied_row = torch.ones(6)  # 6 scores >= its k-th value: with the NaN row's 0, the batch totals b k = 6
+    scores = torch.stack([nan_row, tied_row])[:, None, :]  # (b, 1, t): one query at the end sees every key
+    k = 3
+    expected = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]
+    assert torch.equal(topk_indices(scores, k), expected)

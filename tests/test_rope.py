@@ -9,7 +9,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnlab.rope import apply_rope, interleaved_to_halves, rope_angles, rope_frequencies, rotation_matrix
+from attnlab.rope import (
+    RopeTable,
+    apply_rope,
+    interleaved_to_halves,
+    rope_angles,
+    rope_frequencies,
+    rotate_pairs,
+    rotation_matrix,
+)
 
 F64 = torch.float64
 SETTINGS = settings(max_examples=30, deadline=None)
@@ -180,3 +188,21 @@ def test_errors():
         rotation_matrix(-1, 4)
     with pytest.raises(ValueError, match="position=1.5 must be a non-negative integer"):
         rotation_matrix(1.5, 4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("interleaved", [True, False])
+@pytest.mark.parametrize("shape", [(2, 5, 32), (2, 5, 3, 32), (1, 1, 4, 8)])
+def test_rope_table_equals_rotate_pairs_bit_for_bit(dtype, interleaved, shape):
+    """RopeTable's x * C + swap(x) * S computes the same products and sums as rotate_pairs, so the same bits;
+    a second rotation at the same positions reuses the table and stays equal."""
+    gen = torch.Generator().manual_seed(len(shape) + shape[-1])
+    x = torch.randn(*shape, generator=gen).to(dtype)
+    positions = torch.arange(7, 7 + shape[1])
+    theta = 10000.0 ** (-torch.arange(shape[-1] // 2, dtype=torch.float64) / (shape[-1] // 2))
+    angles = positions.double()[:, None] * theta
+    expected = rotate_pairs(x, angles[:, None, :] if x.dim() == 4 else angles, interleaved)
+    table = RopeTable()
+    assert torch.equal(table.rotate(x, positions, theta, interleaved), expected)
+    assert torch.equal(table.rotate(x, positions, theta, interleaved), expected)  # from the kept table
+    assert torch.equal(table.rotate(x, positions, theta, interleaved, amplitude=0.5), expected * 0.5)

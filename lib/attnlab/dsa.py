@@ -433,9 +433,10 @@ def _stable_topk(scores: torch.Tensor, k: int) -> torch.Tensor | None:
     b, s, _ = scores.shape
     values, found = torch.topk(scores, k, dim=-1, sorted=False)
     kth = values.amin(dim=-1, keepdim=True)  # v, (b, s, 1)
-    if torch.isnan(kth).any():  # topk ranks NaN above everything: a row holds NaN
-        return None
-    if int((scores >= kth).sum()) != b * s * k:  # scores tied at v beyond the k found: the first positions win
+    if bool(((scores >= kth).sum(dim=-1) != k).any()):  # a row tied at v beyond the k found, or with NaN (v NaN)
+        if torch.isnan(kth).any():  # topk ranks NaN above everything: a row holds NaN
+            return None
+        # scores tied at v beyond the k found: the first positions win
         above, tied = scores > kth, scores == kth
         keep = above | (tied & (tied.cumsum(dim=-1) <= k - above.sum(dim=-1, keepdim=True)))  # k per row
         found = keep.nonzero()[:, -1].view(b, s, k)

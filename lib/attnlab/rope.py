@@ -117,13 +117,21 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: 
 
 
 class RopeTable:
-    """cos and sin of the RoPE angles positions x theta, computed once for every rotation that shares them.
+    """RoPE at the positions of one forward call, its cos and sin computed once for every rotation that shares
+    them, laid out so that a rotation is two products and a sum.
 
     One decode step of DSA rotates four tensors at the same positions with the same frequencies (MLA's
     query and key, the indexer's query and key: DeepSeek's code hands all of them one ``freqs_cis``); each
     :func:`rotate_pairs` would compute the same cos and sin again. A table remembers the last ``positions``
-    tensor it was asked for (by identity: each forward call makes its own) with its theta, dtype and device,
-    and hands the same cos and sin back, bit for bit what :func:`rotate_pairs` computes.
+    tensor it was asked for (by identity: each forward call makes its own) with its theta, dtype and device.
+    For a pairing it keeps C and S, full width d, with
+
+        R x = x * C + swap(x) * S,     swap: each coordinate's partner in its pair,
+
+    interleaved (2i, 2i+1): C = (c_0, c_0, c_1, c_1, ...), S = (-s_0, s_0, -s_1, s_1, ...), swap flips each pair;
+    halves (i, i + d/2):    C = (c, c),                     S = (-s, s),                swap = roll by d/2.
+    Pair i's first coordinate is x_a c_i + x_b (-s_i) = x_a c_i - x_b s_i and its second x_b c_i + x_a s_i:
+    the same products and sums as :func:`rotate_pairs`, so the same numbers bit for bit.
     """
 
     def __init__(self) -> None:
@@ -143,17 +151,28 @@ class RopeTable:
         if not isinstance(positions, torch.Tensor) or positions.shape != (x.shape[1],):
             raise ValueError(f"positions must be a tensor of shape (s,) = ({x.shape[1]},), one per token of x")
         last = self._last
-        if (last is not None and last[0] is positions and last[1] is theta and last[2] == x.dtype
+        if not (last is not None and last[0] is positions and last[1] is theta and last[2] == x.dtype
                 and last[3] == x.device):
-            cos, sin = last[4], last[5]
-        else:
             angles = positions.to("cpu", torch.float64)[:, None] * theta  # (s, d / 2)
             cos = angles.cos().to(device=x.device, dtype=x.dtype)
             sin = angles.sin().to(device=x.device, dtype=x.dtype)
-            self._last = (positions, theta, x.dtype, x.device, cos, sin)
+            last = self._last = (positions, theta, x.dtype, x.device, cos, sin, {})
+        tables = last[6]
+        if interleaved not in tables:
+            cos, sin = last[4], last[5]
+            if interleaved:  # (c_0, c_0, c_1, c_1, ...), (-s_0, s_0, -s_1, s_1, ...)
+                tables[interleaved] = (torch.stack([cos, cos], dim=-1).flatten(-2),
+                                       torch.stack([-sin, sin], dim=-1).flatten(-2))
+            else:  # (c, c), (-s, s)
+                tables[interleaved] = (torch.cat([cos, cos], dim=-1), torch.cat([-sin, sin], dim=-1))
+        C, S = tables[interleaved]  # (s, d)
         if x.dim() == 4:  # (b, s, heads, d): broadcast over the heads
-            cos, sin = cos[:, None, :], sin[:, None, :]
-        out = _rotate(x, cos, sin, interleaved)
+            C, S = C[:, None, :], S[:, None, :]
+        if interleaved:
+            swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # (x_1, x_0, x_3, x_2, ...)
+        else:
+            swapped = x.roll(x.shape[-1] // 2, dims=-1)  # (x_b, x_a)
+        out = x * C + swapped * S
         return out if amplitude == 1.0 else out * amplitude
 
 
