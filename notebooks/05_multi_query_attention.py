@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from IPython.display import HTML, Markdown, display
 from matplotlib.patches import Patch
 
-from attnlab import corpus, factcheck, show_source, sizing
+from attnlab import corpus, factcheck, plots, quality, show_source, sizing
 from attnlab import evidence as E
 from attnlab import evidence_plots as EP
 from attnlab.attention import attention_matrix
@@ -438,51 +438,55 @@ display(Markdown(
 ))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# The tiny models' training metrics travel with their checkpoints (`model.metrics`): the settings, the
-# loss curve and the final validation loss.
+# ### The tiny models: several seeds, parameters matched
+#
+# One tiny model per scheme would be a single sample: a second seed of the *same* scheme can land as far
+# away as another scheme does. And sharing K/V heads removes parameters, so a smaller MQA model would be
+# measured against a bigger MHA one. The course's quality study (`attnlab.quality`, `python -m
+# attnlab.quality`) fixes both the way Shazeer did: it widens the MLP of the smaller models until every
+# scheme has the same parameter count within 2%, then trains each scheme with several seeds on the same
+# recipe and scores each model on the *whole* validation split.
 
 # %% slideshow={"slide_type": "-"}
-same_recipe = all(m.metrics["train"] == tiny["mha"].metrics["train"] for m in tiny.values())
-recipe = tiny["mha"].metrics["train"]
-n_params = {name: sum(p.numel() for p in model.parameters()) for name, model in tiny.items()}
-display(Markdown(
-    f"All three were trained with {'the same' if same_recipe else '**different**'} settings "
-    f"({recipe['steps']:,} steps of {recipe['batch_size']} × {recipe['seq_len']} tokens, seed {recipe['seed']}"
-    f"{'' if same_recipe else ' for tiny_mha'}) and the same width, depth and MLP, so the attention is the "
-    f"only design difference; but sharing K/V heads also removes parameters: tiny_mqa has "
-    f"{n_params['mqa']:,}, {1 - n_params['mqa'] / n_params['mha']:.0%} fewer than tiny_mha's "
-    f"{n_params['mha']:,}, so part of any quality gap is plain capacity (Shazeer's MQA paper widened the "
-    f"feed-forward layers to make up for it)."
-))
-
-fig, ax = plt.subplots(figsize=(7, 3.6))
-for name, model in tiny.items():
-    history = model.metrics["history"]
-    scheme = model.config.attention_config().kind
-    ax.plot(history["step"], history["val_loss"], "o-", ms=4, lw=2, color=SCHEME_COLORS[scheme],
-            label=f"tiny_{name} ({model.config.attention_config().n_kv_heads} K/V heads)")
-ax.set(xlabel="training step", ylabel="validation loss (nats per token)", title="Validation loss while training")
-ax.legend(frameon=False)
-ax.spines[["top", "right"]].set_visible(False)
+study = quality.load_study()
+shipped = {name: sum(p.numel() for p in model.parameters()) for name, model in tiny.items()}
+display(Markdown(study.markdown(("mha", "gqa", "mqa"))))
+fig, axes = plt.subplots(1, 2, figsize=(12.5, 3.8), gridspec_kw={"width_ratios": [1, 1.4]})
+plots.seed_spread(study, ("mha", "gqa", "mqa"), ax=axes[0])
+plots.seed_curves(study, ("mha", "gqa", "mqa"), ax=axes[1])
 fig.tight_layout()
 plt.show()
 
-rows = ["| model | K/V heads | parameters | final validation loss | cache bytes per token |", "|---|---|---|---|---|"]
-for name, model in tiny.items():
-    attn = model.config.attention_config()
-    per_token = attn.cache_elements_per_token() * model.config.n_layers * model.embed.weight.element_size()
-    rows.append(f"| tiny_{name} | {attn.n_kv_heads} | {n_params[name]:,} | {model.metrics['val_loss']:.3f} "
-                f"| {per_token:,} B |")
-display(Markdown("\n".join(rows)))
-
-loss = {name: model.metrics["val_loss"] for name, model in tiny.items()}
-gap = loss["mqa"] - loss["mha"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "fragment"} tags=["hide-input"]
+mqa_gap, gqa_gap = study.gap("mqa", "mha"), study.gap("gqa", "mha")
+recipe = study.recipe
 display(Markdown(
-    f"MQA's validation loss is {abs(gap):.3f} nats per token {'higher' if gap > 0 else 'lower'} than MHA's "
-    f"({loss['mqa']:.3f} against {loss['mha']:.3f}, {100 * gap / loss['mha']:+.1f}%), for a cache "
-    f"{mha_bpt / mqa_bpt:g}× smaller; GQA with 2 K/V heads lands at {loss['gqa']:.3f}. In the paper the BLEU "
-    f"score moved by {100 * (paper_bleu['mqa'] - paper_bleu['mha']) / paper_bleu['mha']:+.1f}%. Each tiny "
-    f"model is one training run, so read small differences as a single sample, not a law."
+    f"The shipped `tiny_mqa` above has {shipped['mqa']:,} parameters, {1 - shipped['mqa'] / shipped['mha']:.0%} "
+    f"fewer than `tiny_mha`'s {shipped['mha']:,}; in the study MQA's MLP is {study.d_ff['mqa']} wide instead of "
+    f"{study.d_ff['mla']}, and every model has {min(study.summary(s).params for s in ('mha', 'gqa', 'mqa')):,} to "
+    f"{max(study.summary(s).params for s in ('mha', 'gqa', 'mqa')):,} parameters "
+    f"(spread {study.param_spread():.2%}). Each of the {study.summary('mqa').n} seeds trains "
+    f"{recipe['steps']:,} steps of {recipe['batch_size']} × {recipe['seq_len']} tokens.\n\n"
+    f"- **MQA against MHA:** {mqa_gap.words()}; seed by seed "
+    f"{', '.join(f'{d:+.3f}' for d in mqa_gap.paired)}.\n"
+    f"- **GQA (2 K/V heads) against MHA:** {gqa_gap.words()}.\n\n"
+    f"In the paper the BLEU score moved by {100 * (paper_bleu['mqa'] - paper_bleu['mha']) / paper_bleu['mha']:+.1f}%; "
+    f"here MQA's loss moved by {100 * mqa_gap.delta / study.summary('mha').mean:+.2f}%, for a cache "
+    f"{mha_bpt / mqa_bpt:g}× smaller."
+))
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "fragment"} tags=["hide-input"]
+display(Markdown(
+    f"**What the tiny regime cannot show.** These models have {study.summary('mha').params / 1e6:.2f}M parameters "
+    f"and see {study.tokens_seen() / 1e6:.1f}M tokens in windows of {recipe['seq_len']}; DeepSeek-V2's dense "
+    f"comparison above used models of {E.V2_DENSE_7B.arms[0].fact('# Params')} parameters, "
+    f"{E.parse_count(E.V2_DENSE_7B.arms[0].fact('# Params')) / study.summary('mha').params:,.0f}× more, "
+    f"scored on hard benchmarks rather than next-token loss. At {recipe['seq_len']} tokens a cache is never the "
+    f"bottleneck and long-range recall, where one shared K/V head has the least room, is barely exercised; and the models are still learning when they "
+    f"stop (MHA's sampled validation loss fell {study.last_drop('mha'):.3f} nats over the last "
+    f"{recipe['eval_every']} steps), so the study ranks how fast each scheme learns as much as where it would end. "
+    f"What it does show: at equal parameters and with the seeds' luck measured, how big MQA's quality cost is "
+    f"*next to* that luck."
 ))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -507,7 +511,9 @@ rows.append(f"| tiny model: cache bytes per token (float32) | {mha_bpt:,.0f} | {
             f"{mha_bpt / mqa_bpt:g}× less |")
 rows.append(f"| tiny model: W^K and W^V parameters | {kv_params['mha']:,} | {kv_params['mqa']:,} | "
             f"{kv_params['mha'] / kv_params['mqa']:g}× fewer |")
-rows.append(f"| tiny model: validation loss | {loss['mha']:.3f} | {loss['mqa']:.3f} | {gap:+.3f} |")
+rows.append(f"| tiny models, parameters matched: validation loss, mean ± std of {study.summary('mha').n} seeds | "
+            f"{study.summary('mha').mean:.3f} ± {study.summary('mha').std:.3f} | {study.summary('mqa').mean:.3f} ± "
+            f"{study.summary('mqa').std:.3f} | {mqa_gap.delta:+.3f} |")
 for key in ("llama-2-7b", "falcon-7b"):
     spec = MODELS[key]
     a, c = (sizing.cache_bytes_per_token(spec, "bfloat16", s) for s in ("mha", "mqa"))

@@ -37,7 +37,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import HTML, Markdown, display
 
-from attnlab import corpus, costs, factcheck, figures, lowrank, show_source, sizing
+from attnlab import corpus, costs, factcheck, figures, lowrank, plots, quality, show_source, sizing
 from attnlab import evidence as E
 from attnlab import evidence_plots as EP
 from attnlab.exercises import ch07
@@ -427,34 +427,38 @@ display(Markdown("\n".join(["| claim | verdict | computed |", "|---|---|---|",
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. The tiny models: does the latent cost quality?
 #
-# `tiny_mla` and `tiny_mha` carry their training metrics (`model.metrics`). The DeepSeek-V2 paper reports
-# that, at its scale, MLA even scores better than MHA (§2.1, Table 1 and Appendix D). One tiny training run per
-# model is a single sample, not a law, but it shows the size of the effect here:
+# The DeepSeek-V2 paper reports that, at its scale, MLA even scores better than MHA (§2.1, Table 1 and
+# Appendix D). The course's quality study (`attnlab.quality`) trains tiny MHA and MLA models with several
+# seeds, their parameter counts matched (the MLP of the smaller one widened), on the same recipe, and scores
+# each on the whole validation split: the spread between seeds says how large a gap must be to mean anything.
 
 # %% slideshow={"slide_type": "-"}
-same_recipe = tiny_mla.metrics["train"] == tiny_mha.metrics["train"]
-recipe = tiny_mha.metrics["train"]
-n_params = {name: sum(p.numel() for p in m.parameters()) for name, m in (("mha", tiny_mha), ("mla", tiny_mla))}
-loss = {name: m.metrics["val_loss"] for name, m in (("mha", tiny_mha), ("mla", tiny_mla))}
-
-fig, ax = plt.subplots(figsize=(7, 3.6))
-for name, model in (("mha", tiny_mha), ("mla", tiny_mla)):
-    history = model.metrics["history"]
-    ax.plot(history["step"], history["val_loss"], "o-", ms=4, lw=2, color=SCHEME_COLORS[name],
-            label=f"tiny_{name} ({format_bytes(measured[name])} cache per token)")
-ax.set(xlabel="training step", ylabel="validation loss (nats per token)", title="Validation loss while training")
-ax.legend(frameon=False)
-ax.spines[["top", "right"]].set_visible(False)
+study = quality.load_study()
+display(Markdown(study.markdown(("mha", "mla"))))
+fig, axes = plt.subplots(1, 2, figsize=(11.5, 3.8), gridspec_kw={"width_ratios": [1, 1.6]})
+plots.seed_spread(study, ("mha", "mla"), ax=axes[0])
+plots.seed_curves(study, ("mha", "mla"), ax=axes[1])
 fig.tight_layout()
 plt.show()
 
-gap = loss["mla"] - loss["mha"]
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "fragment"} tags=["hide-input"]
+mla_gap = study.gap("mla", "mha")
+recipe = study.recipe
 display(Markdown(
-    f"Both trained with {'the same' if same_recipe else '**different**'} settings ({recipe['steps']:,} steps of "
-    f"{recipe['batch_size']} × {recipe['seq_len']} tokens, seed {recipe['seed']}). Final validation loss: "
-    f"tiny_mha **{loss['mha']:.3f}**, tiny_mla **{loss['mla']:.3f}** ({gap:+.3f} nats, "
-    f"{100 * gap / loss['mha']:+.1f}%), with {n_params['mha']:,} and {n_params['mla']:,} parameters, for a "
-    f"cache {measured['mha'] / measured['mla']:.2f}× smaller."
+    f"MLA against MHA: {mla_gap.words()}; seed by seed {', '.join(f'{d:+.3f}' for d in mla_gap.paired)}, "
+    f"with {study.summary('mha').params:,} and {study.summary('mla').params:,} parameters (MLP widths "
+    f"{study.d_ff['mha']} and {study.d_ff['mla']}), for a cache {measured['mha'] / measured['mla']:.2f}× "
+    f"smaller.\n\n"
+    f"**What the tiny regime cannot show.** Here the latent is $d_c$ = {c_mla.kv_lora_rank} for "
+    f"{c_mla.n_heads} heads of {tiny_spec.head_dim}, a cache {measured['mha'] / measured['mla']:.1f}× smaller "
+    f"than MHA's; DeepSeek-V3 squeezes {2 * MODELS['deepseek-v3'].n_heads * MODELS['deepseek-v3'].head_dim:,} "
+    f"numbers per token and layer into {MODELS['deepseek-v3'].kv_lora_rank + MODELS['deepseek-v3'].qk_rope_head_dim}, "
+    f"a far harder compression, and only the papers' models test it. The tiny models see "
+    f"{study.tokens_seen() / 1e6:.1f}M tokens in windows of {recipe['seq_len']} and stop while still learning "
+    f"(MLA's sampled validation loss fell {study.last_drop('mla'):.3f} nats over the last {recipe['eval_every']} "
+    f"steps), so the ranking is of early learning; DeepSeek-V2's ablation compares MoE models of "
+    f"{E.V2_MOE_SMALL.arms[0].fact('# Total Params')} and {E.V2_MOE_LARGE.arms[0].fact('# Total Params')} "
+    f"parameters on hard benchmarks, next."
 ))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -486,7 +490,9 @@ display(Markdown(
     f"{share['small']:.0%} and {share['large']:.0%} of MHA's. That is the evidence behind Table 1's "
     f"*stronger* and behind the claim of a \"slight performance improvement\" "
     f"({factcheck.verdict_label(factcheck.claim('mla_slightly_better').verdict)} in chapter 13): one pair of "
-    "runs per scale, by the scheme's authors, and the tiny models above do not reproduce it."
+    f"runs per scale, by the scheme's authors. The tiny models above "
+    + ("can neither confirm nor refute it: their gap is within the seeds' spread." if not mla_gap.clear else
+       "agree with it." if mla_gap.delta < 0 else "point the other way, beyond their seeds' spread.")
 ))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -541,7 +547,9 @@ rows.append(f"| {v3.name}: multiply-adds per cached token and step, per layer (M
 rows.append(f"| tiny models: cache bytes per token (float32) | {measured['mha']:,.0f} | {measured['mla']:,.0f} | "
             f"{measured['mha'] / measured['mla']:.2f}× less |")
 rows.append(f"| tiny models: K/V parameters | {tiny_kv_params['mha']:,} | {tiny_kv_params['mla']:,} | |")
-rows.append(f"| tiny models: validation loss | {loss['mha']:.3f} | {loss['mla']:.3f} | {gap:+.3f} |")
+rows.append(f"| tiny models, parameters matched: validation loss, mean ± std of {study.summary('mha').n} seeds | "
+            f"{study.summary('mha').mean:.3f} ± {study.summary('mha').std:.3f} | {study.summary('mla').mean:.3f} ± "
+            f"{study.summary('mla').std:.3f} | {mla_gap.delta:+.3f} |")
 display(Markdown("\n".join(rows)))
 display(Markdown(
     f"Memory is where MLA wins, by {ratio_mla:.0f}×. The price, if the keys and values are rebuilt naively at "

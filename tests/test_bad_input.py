@@ -40,6 +40,7 @@ from attnlab import (
     mla,
     paged,
     quant,
+    quality,
     recall,
     rope,
     schemes,
@@ -1150,6 +1151,27 @@ CASES: list[Case] = [
     Case("heatmap_figure.weights", figures.heatmap_figure, lambda: figures.heatmap_figure([1.0, 2.0], ["a"]),
          ValueError, "weights"),
     Case("choice_figure.options", figures.choice_figure, lambda: figures.choice_figure({}), ValueError, "options"),
+    Case("RopeTable.rotate.theta", rope.RopeTable,
+         lambda: rope.RopeTable().rotate(torch.zeros(1, 2, 8), torch.arange(2), torch.ones(3), True), ValueError, "theta"),
+    Case("RopeTable.rotate.positions", rope.RopeTable,
+         lambda: rope.RopeTable().rotate(torch.zeros(1, 2, 8), torch.arange(3), torch.ones(4), True), ValueError,
+         "positions"),
+    Case("matched_d_ff.tolerance", quality.matched_d_ff, lambda: quality.matched_d_ff(tolerance=1.5), ValueError,
+         "tolerance"),
+    Case("matched_d_ff.schemes", quality.matched_d_ff, lambda: quality.matched_d_ff(("mha", "gqa_window")),
+         ValueError, "schemes"),
+    Case("n_params.config", quality.n_params, lambda: quality.n_params("mha"), ValueError, "config"),
+    Case("heldout_loss.seq_len", quality.heldout_loss,
+         lambda: quality.heldout_loss(TINY, torch.arange(10), seq_len=0), ValueError,
+         "seq_len"),
+    Case("heldout_loss.data", quality.heldout_loss,
+         lambda: quality.heldout_loss(TINY, torch.arange(10), seq_len=16), ValueError,
+         "data"),
+    Case("run_study.seeds", quality.run_study, lambda: quality.run_study(seeds=()), ValueError, "seeds"),
+    Case("load_study.path", quality.load_study, lambda: quality.load_study("/nonexistent/study.json"), ValueError,
+         "study"),
+    Case("quality.main.argv", quality.main, lambda: quality.main("--quick"), ValueError, "argv"),
+    Case("Study.summary.scheme", quality.Study, lambda: quality.load_study().summary("xyz"), ValueError, "scheme"),
 ]
 
 # Public names of the core modules that take no input a check could refuse, with the reason. Everything else
@@ -1185,11 +1207,15 @@ NO_CHECKABLE_INPUT: dict[Any, str] = {
     # Chapter 18: records filled by the functions that check their input, and the shipped results.
     linear_attention.LinearState: "a plain record of a state, checked by the functions it is passed to",
     recall.RecallBatch: "a plain record, filled by recall_batch",
+    # The quality study's records, filled by run_study / load_study from the shipped JSON.
+    quality.Run: "a plain record of one trained model, filled by run_study",
+    quality.Summary: "a plain record, filled by Study.summary",
+    quality.Gap: "a plain record, filled by Study.gap",
 }
 
 CORE_MODULES = (attention, kv_cache, gqa, mla, dsa, rope, quant, sizing, lowrank, lm, tokenization, train, devices,
                 costs, schemes, cache_formats, v4, paged, flash, window, evidence, block_sparse, figures,
-                linear_attention, recall)
+                linear_attention, recall, quality)
 
 
 def public_api(module) -> list:

@@ -35,7 +35,7 @@ WIDGETS = ("attnlab.widgets", "attnlab.interactive", "ipywidgets", "IPython", "a
 CATALOGUE = ("attnlab.sizing",)
 MATH_AND_COST = ("attention", "kv_cache", "gqa", "mla", "dsa", "rope", "quant", "sizing", "lowrank", "model",
                  "tokenization", "costs", "schemes", "chapters", "_validate", "devices", "cache_formats", "v4",
-                 "paged", "flash", "window", "evidence", "block_sparse", "linear_attention", "recall")
+                 "paged", "flash", "window", "evidence", "block_sparse", "linear_attention", "recall", "quality")
 LAYERS = ("gqa", "mla", "dsa", "attention", "kv_cache", "rope", "quant", "model", "v4", "paged", "window",
           "block_sparse", "linear_attention", "recall")
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import torch
 
 from attnlab.schemes import SCHEMES
+
+if TYPE_CHECKING:
+    from attnlab.quality import Study
 
 #: One colour per role, shared by plots, widgets and animations.
 COLORS = {
@@ -66,3 +70,51 @@ def figure_png(fig, dpi: int = 110) -> bytes:
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
+
+
+def seed_spread(study: Study, schemes: Sequence[str] | None = None, ax=None, title: str | None = None):
+    """Validation loss of a :class:`~attnlab.quality.Study`, one column per scheme: every seed a dot, the mean a
+    bar with whiskers at mean +- one sample standard deviation, the value printed beside it. Returns the Axes."""
+    schemes = study.schemes() if schemes is None else tuple(schemes)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.5 * len(schemes) + 2.5, 3.6))
+    for x, scheme in enumerate(schemes):
+        s, losses = study.summary(scheme), study.losses(scheme)
+        colour = SCHEME_COLORS.get(scheme, COLORS["muted"])
+        offsets = [0.12 * (i - (len(losses) - 1) / 2) for i in range(len(losses))]
+        ax.scatter([x + o for o in offsets], list(losses.values()), s=26, color=colour, alpha=0.75, zorder=3,
+                   edgecolors="white", linewidths=0.5)
+        ax.errorbar([x + 0.3], [s.mean], yerr=[[s.std], [s.std]], fmt="_", ms=18, mew=2.5, color=colour,
+                    capsize=4, elinewidth=1.5, zorder=4)
+        ax.annotate(f"{s.mean:.3f}\n± {s.std:.3f}", (x + 0.38, s.mean), textcoords="offset points",
+                    xytext=(4, 0), va="center", fontsize=8.5, color=colour)
+    labels = [scheme.upper() + ("\n(sparse)" if scheme == "dsa" else "") for scheme in schemes]
+    ax.set_xticks(range(len(schemes)), labels)
+    ax.set_xlim(-0.5, len(schemes) - 0.1)
+    ax.set_ylabel("validation loss (nats / token)")
+    ax.set_title(title or f"{len(study.losses(schemes[0]))} seeds per scheme: dots, mean ± std", fontsize=10)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.grid(True, axis="y", alpha=0.3)
+    return ax
+
+
+def seed_curves(study: Study, schemes: Sequence[str] | None = None, ax=None, title: str | None = None):
+    """The validation loss while training, per scheme of a :class:`~attnlab.quality.Study`: the mean over seeds
+    as a line, the band between the best and the worst seed shaded. Returns the Axes."""
+    schemes = study.schemes() if schemes is None else tuple(schemes)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.6))
+    for scheme in schemes:
+        runs = [r for r in study.runs if r.scheme == scheme]
+        steps = runs[0].history["step"]
+        curves = torch.tensor([r.history["val_loss"] for r in runs])  # (seeds, evaluations)
+        colour = SCHEME_COLORS.get(scheme, COLORS["muted"])
+        ax.plot(steps, curves.mean(0).tolist(), "o-", ms=3.5, lw=2, color=colour,
+                label=f"{scheme.upper()} (mean of {len(runs)} seeds)")
+        ax.fill_between(steps, curves.min(0).values.tolist(), curves.max(0).values.tolist(), color=colour,
+                        alpha=0.18, lw=0)
+    ax.set(xlabel="training step", ylabel="validation loss (nats / token)")
+    ax.set_title(title or "Validation loss while training: mean line, best-to-worst seed band", fontsize=10)
+    ax.legend(frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    return ax

@@ -125,7 +125,9 @@ class Run:
     """One trained model of the study: ``scheme``, ``seed``, its MLP width ``d_ff``, parameter counts
     (``n_params`` all of them, ``n_indexer_params`` those of DSA's indexer, 0 elsewhere), ``val_loss`` on the
     whole validation split (nats per token; DSA: sparse, attention over the indexer's top-k),
-    ``history`` (steps and the recipe's sampled validation loss during training) and ``seconds``."""
+    ``history`` (steps and the recipe's sampled validation loss during training) and ``seconds``; for DSA
+    also ``dense_val_loss``, the same weights with dense attention (so ``val_loss - dense_val_loss`` is what
+    the top-k selection alone costs)."""
 
     scheme: str
     seed: int
@@ -135,6 +137,7 @@ class Run:
     val_loss: float
     history: dict
     seconds: float
+    dense_val_loss: float | None = None
 
     @property
     def matched_params(self) -> int:
@@ -165,10 +168,11 @@ def _dsa_one(mla_state: dict, d_ff: int, seed: int, quick: bool) -> Run:
     mla.load_state_dict(mla_state)
     cfg = replace(QUICK if quick else DSATrainConfig(), seed=seed)
     model, metrics = run(mla.eval(), cfg, source=f"mla seed {seed}")
-    sparse = metrics["sparse"]
+    sparse, val = metrics["sparse"], token_ids("val")
     return Run("dsa", seed, d_ff, metrics["n_params"], metrics["n_indexer_params"],
-               heldout_loss(model, token_ids("val"), cfg.seq_len, sparse=True),
-               {"step": sparse["step"], "val_loss": sparse["val_loss_sparse"]}, metrics["seconds"])
+               heldout_loss(model, val, cfg.seq_len, sparse=True),
+               {"step": sparse["eval_step"], "val_loss": sparse["val_loss_sparse"]}, metrics["seconds"],
+               dense_val_loss=heldout_loss(model, val, cfg.seq_len, sparse=False))
 
 
 def run_study(seeds: Sequence[int] = SEEDS, jobs: int = 2, quick: bool = False, steps: int | None = None,
@@ -284,6 +288,13 @@ class Study:
         """(largest - smallest) / largest matched parameter count over the schemes: at most ``tolerance``."""
         counts = [self.summary(s).params for s in self.schemes()]
         return (max(counts) - min(counts)) / max(counts)
+
+    def last_drop(self, scheme: str) -> float:
+        """How much ``scheme``'s sampled validation loss still fell over the last evaluation interval (mean over
+        seeds): well above zero means the models stopped while still learning."""
+        check_choice("scheme", scheme, self.schemes())
+        drops = [r.history["val_loss"][-2] - r.history["val_loss"][-1] for r in self.runs if r.scheme == scheme]
+        return statistics.fmean(drops)
 
     def tokens_seen(self) -> int:
         """Tokens each from-scratch model trained on: steps x batch x sequence length."""
