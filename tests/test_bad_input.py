@@ -77,6 +77,13 @@ def _rolling_cache() -> window.RollingCache:
     cache.update(k=torch.zeros(1, 1, 1, 2))
     return cache
 X8 = torch.randn(1, 3, 8)
+
+
+def _block_cache() -> block_sparse.BlockSparseCache:
+    """A block-sparse cache of blocks of 2 that holds 3 tokens of one K/V head of width 4."""
+    cache = block_sparse.BlockSparseCache(2)
+    cache.update(torch.randn(1, 1, 3, 4), torch.randn(1, 1, 3, 4))
+    return cache
 Q4 = torch.randn(1, 2, 3, 4)  # (batch, heads, seq, head_dim)
 KV4 = torch.randn(1, 1, 3, 4)
 
@@ -1110,6 +1117,35 @@ CASES: list[Case] = [
     Case("select.method", block_sparse.select,
          lambda: block_sparse.select("random", torch.zeros(1, 1, 4, 8), torch.zeros(1, 1, 4, 8), 2), ValueError,
          "method"),
+    Case("BlockSparseCache.block_size", block_sparse.BlockSparseCache,
+         lambda: block_sparse.BlockSparseCache(0), ValueError, "block_size"),
+    Case("BlockSparseCache.update: v of another length", block_sparse.BlockSparseCache,
+         lambda: block_sparse.BlockSparseCache(2).update(torch.zeros(1, 1, 3, 4), torch.zeros(1, 1, 2, 4)),
+         ValueError, "v"),
+    Case("BlockSparseCache.update: k of another width", block_sparse.BlockSparseCache,
+         lambda: _block_cache().update(torch.zeros(1, 1, 1, 6), torch.zeros(1, 1, 1, 4)), ValueError, "k"),
+    Case("BlockSparseCache.crop: beyond the tokens held", block_sparse.BlockSparseCache,
+         lambda: _block_cache().crop(9), ValueError, "seq_len"),
+    Case("BlockSparseCache.k: empty", block_sparse.BlockSparseCache,
+         lambda: block_sparse.BlockSparseCache(2).k, ValueError, "update"),
+    Case("quest_decode_attention.q: two queries", block_sparse.quest_decode_attention,
+         lambda: block_sparse.quest_decode_attention(torch.zeros(1, 2, 2, 4), _block_cache(), 2), ValueError, "q"),
+    Case("quest_decode_attention.top_blocks", block_sparse.quest_decode_attention,
+         lambda: block_sparse.quest_decode_attention(torch.zeros(1, 2, 1, 4), _block_cache(), 0), ValueError,
+         "top_blocks"),
+    Case("quest_decode_attention.cache: a LayerCache", block_sparse.quest_decode_attention,
+         lambda: block_sparse.quest_decode_attention(torch.zeros(1, 2, 1, 4), kv_cache.LayerCache(), 2), TypeError,
+         "cache"),
+    Case("quest_mask.top_blocks", block_sparse.quest_mask,
+         lambda: block_sparse.quest_mask(torch.zeros(1, 1, 4, 8), torch.zeros(1, 1, 4, 8), 0, 2), ValueError,
+         "top_blocks"),
+    Case("QuestAttention.block_size", block_sparse.QuestAttention,
+         lambda: block_sparse.QuestAttention(GQA_CONFIG, block_size=0), ValueError, "block_size"),
+    Case("QuestAttention.forward: a cache of another block size", block_sparse.QuestAttention,
+         lambda: block_sparse.QuestAttention(GQA_CONFIG, block_size=4)(X8, cache=block_sparse.BlockSparseCache(2)),
+         ValueError, "block_size"),
+    Case("QuestAttention.forward: a LayerCache", block_sparse.QuestAttention,
+         lambda: block_sparse.QuestAttention(GQA_CONFIG)(X8, cache=kv_cache.LayerCache()), TypeError, "cache"),
     Case("sparse_attention.mask", block_sparse.sparse_attention,
          lambda: block_sparse.sparse_attention(torch.zeros(1, 1, 4, 8), torch.zeros(1, 1, 4, 8),
                                                torch.zeros(1, 1, 4, 8), torch.ones(1, 1, 4, 4)), ValueError, "mask"),
