@@ -250,6 +250,29 @@ def test_crop_forgets_the_last_tokens_and_keeps_the_storage():
         cache.crop(8)
 
 
+@pytest.mark.parametrize("window", [None, 3, 8])
+@pytest.mark.parametrize("seq_len", [0, 2, 5])
+def test_load_holds_what_appending_leaves(window, seq_len):
+    """load(L, ...) of the held tokens gives the cache that appending L tokens leaves (with a window: the same W
+    tokens, but storage for W, not L); the next update returns the same tensors."""
+    k = torch.randn(1, 2, seq_len, 4)
+    appended = LayerCache(window=window)
+    if seq_len:
+        appended.update(k=k)
+    held = seq_len if window is None else min(seq_len, window)
+    loaded = LayerCache(window=window, capacity=4)
+    loaded.load(seq_len, k=k[:, :, seq_len - held:])
+    assert (loaded.seq_len, loaded.n_tokens, loaded.first_position) == (seq_len, held, seq_len - held)
+    assert loaded.capacity == max(held, 4) and loaded.nbytes == held * 2 * 4 * 4
+    new = torch.randn(1, 2, 1, 4)
+    expected = new if not seq_len else appended.update(k=new)[0]
+    assert torch.equal(loaded.update(k=new)[0], expected)
+    loaded.crop(seq_len)
+    assert loaded.seq_len == seq_len
+    with pytest.raises(ValueError, match="holds 1 tokens"):
+        loaded.load(seq_len + 5, k=new)
+
+
 def test_repr_and_model_cache_totals():
     cache = KVCache(n_layers=2, window=3, capacity=4)
     assert cache.window == 3 and cache.n_tokens == 0 and cache.capacity_nbytes == 0

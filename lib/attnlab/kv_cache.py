@@ -215,6 +215,25 @@ class LayerCache:
             self._start = max(self._start, self._end - self.window)  # drop all but the last W
         return tuple(self._buffers[name].narrow(self._dims[name], self._end - reach, reach) for name in new)
 
+    def load(self, seq_len: int, **tensors: torch.Tensor) -> None:
+        """Hold, directly, what this cache holds after ``seq_len`` tokens, without appending them: ``tensors``
+        are the held tokens (all seq_len of them, or with a window the last min(seq_len, W)) with that many
+        along ``seq_dim``; what the cache held before is dropped, and the storage has room for the held tokens
+        or the constructor's ``capacity``, whichever is more. Positions continue from seq_len. A benchmark fills
+        a windowed cache of L random tokens this way: appending L tokens would keep the same W but allocate L."""
+        check_non_negative_int("seq_len", seq_len)
+        _check_update(self.seq_dim, {}, tensors)
+        held = seq_len if self.window is None else min(seq_len, self.window)
+        for name, t in tensors.items():
+            if t.shape[self.seq_dim] != held:
+                raise ValueError(f"{name} holds {t.shape[self.seq_dim]} tokens along seq_dim={self.seq_dim}; after "
+                                 f"seq_len={seq_len} tokens this cache holds {held}")
+        self._buffers, self._dims = {}, {}
+        self._allocate(tensors, max(self._initial_capacity, held))
+        for name, t in tensors.items():
+            self._buffers[name].narrow(self._dims[name], 0, held).copy_(t)
+        self._start, self._end, self._seen = 0, held, seq_len
+
     def crop(self, seq_len: int) -> None:
         """Forget the tokens from position ``seq_len`` on, keeping the storage (e.g. to time a decode step
         again from the same cache). ``seq_len`` must lie between :attr:`first_position` and :attr:`seq_len`."""
