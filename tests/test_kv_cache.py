@@ -266,9 +266,10 @@ def test_load_holds_what_appending_leaves(window, seq_len):
     assert loaded.capacity == max(held, 4) and loaded.nbytes == held * 2 * 4 * 4
     new = torch.randn(1, 2, 1, 4)
     expected = new if not seq_len else appended.update(k=new)[0]
+    before = loaded.tensors["k"].clone()
     assert torch.equal(loaded.update(k=new)[0], expected)
-    loaded.crop(seq_len)
-    assert loaded.seq_len == seq_len
+    loaded.crop(seq_len)  # the step undone: the token it pushed out of the window is held again
+    assert loaded.seq_len == seq_len and loaded.n_tokens == held and torch.equal(loaded.tensors["k"], before)
     with pytest.raises(ValueError, match="holds 1 tokens"):
         loaded.load(seq_len + 5, k=new)
 
@@ -282,8 +283,8 @@ def test_repr_and_model_cache_totals():
     assert cache.nbytes == 2 * 2 * 3 * 2 * 4 and cache.bytes_per_token() == cache.nbytes / 3
     assert cache.capacity_nbytes >= cache.nbytes
     cache.crop(4)
-    assert cache.seq_len == 4 and cache.n_tokens == 2
-    assert repr(cache[0]) == "LayerCache(seq_len=4, n_tokens=2, capacity=5, window=3, names=['k', 'v'])"
+    assert cache.seq_len == 4 and cache.n_tokens == 3  # the window's 3 tokens at 4, still in the storage
+    assert repr(cache[0]) == "LayerCache(seq_len=4, n_tokens=3, capacity=5, window=3, names=['k', 'v'])"
 
 
 # --- a sliding window ---------------------------------------------------------------------------------------
@@ -327,7 +328,7 @@ def test_window_compacts_in_place_after_the_buffer_fills():
 def test_crop_within_the_window():
     cache = LayerCache(seq_dim=1, window=3)
     cache.update(x=torch.arange(5.0)[None, :, None])
-    cache.crop(4)
-    assert cache.seq_len == 4 and cache.n_tokens == 2 and cache.tensors["x"].flatten().tolist() == [2.0, 3.0]
+    cache.crop(4)  # the cache after 4 tokens: its window of 3 holds 1, 2, 3 again (still in the storage)
+    assert cache.seq_len == 4 and cache.n_tokens == 3 and cache.tensors["x"].flatten().tolist() == [1.0, 2.0, 3.0]
     (x,) = cache.update(x=torch.tensor([[[9.0]]]))
     assert x.flatten().tolist() == [2.0, 3.0, 9.0] and cache.first_position == 2

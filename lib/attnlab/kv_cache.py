@@ -142,6 +142,7 @@ class LayerCache:
         self._buffers: dict[str, torch.Tensor] = {}  # name -> storage with room for `capacity` tokens
         self._dims: dict[str, int] = {}  # name -> the buffer's sequence axis, counted from the front
         self._start = 0  # buffer index of the oldest held token
+        self._intact = 0  # buffer index from which the storage still holds every token appended (dropped included)
         self._end = 0  # buffer index one past the newest held token (the write position)
         self._seen = 0  # tokens appended since the cache was made (dropped ones included)
 
@@ -232,17 +233,22 @@ class LayerCache:
         self._allocate(tensors, max(self._initial_capacity, held))
         for name, t in tensors.items():
             self._buffers[name].narrow(self._dims[name], 0, held).copy_(t)
-        self._start, self._end, self._seen = 0, held, seq_len
+        self._start, self._end, self._seen, self._intact = 0, held, seq_len, 0
 
     def crop(self, seq_len: int) -> None:
         """Forget the tokens from position ``seq_len`` on, keeping the storage (e.g. to time a decode step
-        again from the same cache). ``seq_len`` must lie between :attr:`first_position` and :attr:`seq_len`."""
+        again from the same cache). ``seq_len`` must lie between :attr:`first_position` and :attr:`seq_len`.
+        With a window, the tokens the forgotten ones pushed out come back into the last W where the storage
+        still holds them (it does until the held tokens are moved to its front), so cropping after a decode
+        step gives the cache it was before."""
         check_non_negative_int("seq_len", seq_len)
         if not self.first_position <= seq_len <= self._seen:
             raise ValueError(f"seq_len={seq_len} must lie between first_position={self.first_position} and the "
                              f"cache's seq_len={self._seen}")
         self._end -= self._seen - seq_len
         self._seen = seq_len
+        if self.window is not None:
+            self._start = min(self._start, max(self._intact, self._end - self.window))
 
     def _allocate(self, new: dict[str, torch.Tensor], capacity: int) -> None:
         """Empty buffers shaped like the new tensors, with room for ``capacity`` tokens."""
@@ -273,7 +279,7 @@ class LayerCache:
                 grown = buffer.new_empty(shape)
                 grown.narrow(dim, 0, held).copy_(buffer.narrow(dim, self._start, held))
                 self._buffers[name] = grown
-        self._start, self._end = 0, held
+        self._start, self._end, self._intact = 0, held, 0
 
 
 class KVCache:
