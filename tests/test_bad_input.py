@@ -644,6 +644,10 @@ CASES: list[Case] = [
     Case("Scheme: colour is a name", schemes.Scheme, lambda: dataclasses.replace(schemes.MHA, color="blue"),
          ValueError, "color"),
     Case("get_scheme: key is an int", schemes.get_scheme, lambda: schemes.get_scheme(3), TypeError, "key"),
+    Case("NewerScheme: colour is a name", schemes.NewerScheme,
+         lambda: dataclasses.replace(schemes.NEWER_SCHEMES["quest"], color="gold"), ValueError, "color"),
+    Case("NewerScheme: chapter is a str", schemes.NewerScheme,
+         lambda: dataclasses.replace(schemes.NEWER_SCHEMES["quest"], chapter="19"), TypeError, "chapter"),
     Case("variants: unknown key", schemes.variants, lambda: schemes.variants("flash"), ValueError, "key"),
     # lowrank
     Case("attention_inputs: model is a layer", lowrank.attention_inputs,
