@@ -562,3 +562,10 @@ def test_targets_compare_the_largest_context_with_the_goals():
 def test_new_arguments_are_checked(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_free_memory_goes_back_to_the_system_between_contexts():
+    import platform
+
+    # glibc's malloc_trim where the C library is glibc; elsewhere the garbage is collected only
+    assert bench.release_free_memory() is (platform.libc_ver()[0] == "glibc")

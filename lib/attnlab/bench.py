@@ -80,6 +80,10 @@ CPU (the operands fit in L2, so it measures the arithmetic of a 16-row matmul, n
 uses the read bandwidth and the decode-shaped ceiling: attainable FLOP/s = min(ceiling, intensity x read
 bandwidth), balance = ceiling / read bandwidth; the old GEMM / copy balance stays in the JSON too.
 
+Between contexts (outside every timed region) :func:`release_free_memory` collects garbage and returns the C
+heap's free memory to the system (glibc's ``malloc_trim``), so that one context's leftovers do not stay
+resident under the next one's peak: the run's peak memory is that of its largest context.
+
 Peers, in the same run: PyTorch's ``scaled_dot_product_attention(..., enable_gqa=True)`` against
 :func:`attnlab.gqa.grouped_attention` for the dense schemes' attention core, and Hugging Face's
 ``DeepseekV3Attention`` (random weights, its DynamicCache filled directly with the same random latents the
@@ -851,6 +855,23 @@ def _cpu_details() -> dict:
     return details
 
 
+def release_free_memory() -> bool:
+    """Collect Python's garbage and hand the memory the C heap holds free back to the system (glibc's
+    ``malloc_trim(0)``), so that what one context freed (its caches, layers and temporaries, many of them
+    below glibc's mmap threshold and so kept in the heap) does not stay resident under the next context's
+    peak. Run between contexts, outside every timed region. Returns whether the C library had ``malloc_trim``
+    (glibc; elsewhere only the garbage is collected)."""
+    gc.collect()
+    try:
+        import ctypes
+
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True
+
+
 def process_wall_seconds() -> float | None:
     """Seconds since this process started (Linux: /proc), or None where that is unknown."""
     try:
@@ -1199,6 +1220,7 @@ def _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes
     show(format_header(header))
     results, roofline = [], []
     for context in contexts:
+        release_free_memory()  # the last context's leftovers do not add to this one's peak
         entries = bench_context(shape, context, device, dtype, repeats, warmup, SCHEMES + NEWER_SCHEMES,
                                 before=lambda name, c=context: step(f"{name} at {c:,} tokens"), newer=newer)
         mha = next(r for r in entries if r["scheme"] == "mha")
@@ -1219,6 +1241,7 @@ def _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes
     show(format_sdpa_table(sdpa))
     hf = []
     for context in contexts if hf_peer else ():
+        release_free_memory()
         hf.append(bench_hf_mla(shape, context, device, dtype, hf_repeats, warmup,
                                before=lambda name, c=context: step(f"Hugging Face peer at {c:,} tokens")))
     lap("hf_peer")
