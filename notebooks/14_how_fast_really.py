@@ -20,7 +20,7 @@
 # > layers with PyTorch's SDPA and Hugging Face's DeepSeek attention.
 # >
 # > **What it assumes:** [chapters 4 to 10](04_kv_caching.ipynb); memory bandwidth and FLOPs (the chapter
-# > explains both).
+# > explains both). One section looks ahead to the schemes of [chapters 17 to 20](17_sliding_windows_and_sinks.ipynb).
 #
 # The earlier chapters counted bytes and FLOPs on paper. This one runs the clock. One attention layer, batch
 # 1, decodes one new token against a cache of $L$ tokens, for every scheme of the course: MHA, GQA, MQA,
@@ -239,6 +239,73 @@ display(Markdown(
 ))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
+# ## The newer schemes on the same roofline
+#
+# Chapters 17 to 20 add four ways to keep a decode step from reading the whole cache: a **sliding window**
+# with a few sink tokens (chapter 17), a **linear-attention** layer whose cache is a fixed state, Gated
+# DeltaNet (chapter 18), **block-sparse selection** that reads a few whole blocks chosen by Quest's bound
+# (chapter 19), and DeepSeek-V4's **compressed** layers, CSA (a top-k of entries that each pool a few tokens)
+# and HCA (every entry, each pooling many tokens; chapter 20). Each chapter explains its scheme; here we only
+# ask what one decode step costs. The benchmark times one step of each, in the same interleaved rounds as the
+# six schemes above, on a layer of the same size, its cache filled directly and checked against its formula,
+# and places it on the same roofline with FLOPs and bytes from `attnlab.costs`.
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
+newer = bench_ui.newer_summary(report)
+ns, v4 = newer["settings"], newer["v4"]
+timed = newer["measured"]
+display(Markdown(
+    f"The layers: the window keeps $S$ = {ns.n_sinks} sinks and the last $W$ = {ns.window:,} tokens, GQA's "
+    f"{shape.n_kv_heads} K/V heads; Gated DeltaNet has {shape.n_heads} heads with a {shape.head_dim} × "
+    f"{shape.v_head_dim} state each and a convolution of {ns.conv_size} taps; Quest reads the top "
+    f"{ns.top_blocks} blocks of {ns.block_size} tokens, {ns.top_blocks * ns.block_size} tokens like DSA's "
+    f"top-$k$, its own block always among them; the V4 layer shares one vector of $c$ = {v4.head_dim} "
+    f"(its last {v4.rope_head_dim} rotated) per token or entry, keeps a window of {v4.window} raw tokens, and "
+    f"compresses by $m$ = {ns.csa_rate} (CSA, an indexer of {v4.index_n_heads} × {v4.index_head_dim} choosing "
+    f"{v4.index_topk} entries) or $m$ = {ns.hca_rate} (HCA, every entry read). "
+    + (f"The stored run timed {len(timed)} of them: "
+       f"{', '.join(bench_ui.NEWER_LABELS[s] for s in timed)}." if timed else
+       "The stored run predates them: the figures below draw them from the formulas alone, as their roofline "
+       "bounds on this machine, beside the six schemes' measured times and bounds.")
+))
+
+# %% slideshow={"slide_type": "subslide"}
+figures.show(bench_ui.newer_time_plotly(report), "ch14-newer-time")  # click a legend entry to hide a scheme
+
+# %% slideshow={"slide_type": "subslide"}
+figures.show(bench_ui.newer_roofline_plotly(report, context=big), "ch14-newer-roofline")  # hollow: a bound only
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
+per_token, nbytes = newer["bytes_per_token"], newer["bytes"]
+growth = newer["growth"]
+display(Markdown(
+    f"**What each curve shows.** The window's step is GQA's up to {newer['window_equal_gqa_until']:,} tokens; "
+    f"from $S + W$ = {newer['window_flat_from']:,} on its ring is full and the line is flat: at {big:,} tokens "
+    f"it moves {nbytes['gqa_window'][1] / 1e6:.1f} MB a step, where MHA moves {nbytes['mha'][1] / 1e6:.0f} MB. "
+    f"Gated DeltaNet is flat from the first token: {nbytes['gated_deltanet'][0] / 1e6:.1f} MB a step at "
+    f"{small:,} tokens and at {big:,}, its weights and its fixed state. Quest and CSA grow only with their "
+    f"scoring: Quest reads each block's two bound vectors, {per_token['quest']:.0f} bytes more a step per cached "
+    f"token, {1 / newer['quest_vs_gqa']:.0f}× less than GQA's full read ({per_token['gqa']:,.0f}), while the "
+    f"{ns.top_blocks} blocks it reads stay the same size; CSA scores one compressed index key per {ns.csa_rate} "
+    f"tokens, {per_token['v4_csa']:.0f} bytes per cached token, {newer['csa_vs_dsa']:.2f}× DSA's "
+    f"{per_token['dsa']:.0f}, and attends to {v4.index_topk} entries whatever $L$. HCA reads every entry, but "
+    f"one per {ns.hca_rate} tokens: {per_token['v4_hca']:.0f} bytes per cached token, 1/"
+    f"{1 / newer['hca_vs_uncompressed']:.0f} of reading every token's $c$-wide vector and 1/"
+    f"{1 / newer['hca_vs_mla']:.0f} of absorbed MLA's {per_token['mla_absorbed']:,.0f}. What none of them "
+    f"saves is the weights, read once a step: the V4 layers move {nbytes['v4_hca'][0] / 1e6:.1f} to "
+    f"{nbytes['v4_csa'][0] / 1e6:.1f} MB a step at {small:,} tokens, the GQA-sized window "
+    f"{nbytes['gqa_window'][0] / 1e6:.1f} MB.\n\n"
+    + (f"In this run, from {small:,} to {big:,} tokens, MHA's step grew {growth['mha']:.1f}× and the newer ones' "
+       + ", ".join(f"{bench_ui.NEWER_LABELS[s]} {growth[s]:.2f}×" for s in timed) + "."
+       if timed else
+       f"By the bounds, from {small:,} to {big:,} tokens MHA's step grows {newer['bound_growth']['mha']:.1f}× and "
+       "the newer ones' " + ", ".join(f"{bench_ui.NEWER_LABELS[s]} {newer['bound_growth'][s]:.2f}×"
+                                      for s in bench.NEWER_SCHEMES)
+       + "; the stored run predates these schemes, and `python -m attnlab.bench` times them beside the others "
+       "(the live run below does, on the small shape).")
+))
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Goals
 #
 # The benchmark holds every run to four goals at its largest context (`bench.TARGETS`) and stores them in
@@ -275,7 +342,8 @@ print(bench.format_report(live))
 
 # %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 display(Markdown(
-    f"Schemes measured: {', '.join(sorted(live['schemes']))}; contexts {live['contexts']}. Every cache equals "
+    f"Schemes measured: {', '.join(sorted(live['schemes']))}, and in the same rounds the newer "
+    f"{', '.join(live['newer_schemes'])}; contexts {live['contexts']}. Every cache equals "
     f"its formula: **{bench_ui.cache_matches_formula(live)}**."
 ))
 

@@ -125,14 +125,19 @@ def test_quick_main_writes_complete_json(tmp_path, capsys):
     assert report["torch_version"] == torch.__version__ and report["date"][:4].isdigit()
     assert report["shape"] == bench.shape_arguments(QUICK_SHAPE)
     assert BenchShape(**report["shape"]) == QUICK_SHAPE
-    assert {(r["scheme"], r["context"]) for r in report["results"]} == {(s, c) for s in SCHEMES for c in (64, 128)}
+    newer = bench.NewerSettings(**report["newer_settings"])
+    assert report["newer_schemes"] == list(bench.NEWER_SCHEMES) and newer == bench.newer_settings(QUICK_SHAPE)
+    timed = SCHEMES + bench.NEWER_SCHEMES
+    assert {(r["scheme"], r["context"]) for r in report["results"]} == {(s, c) for s in timed for c in (64, 128)}
+    assert all(r["group"] == bench.GROUPS[r["scheme"]] for r in report["results"] + report["roofline"])
     assert report["repeats"] == 1 and report["warmup"] == bench.DEFAULT_WARMUP and report["hf_repeats"] == 1
     for r in report["results"]:
         assert r["time_s"] > 0 and r["time_min_s"] > 0 and all(t > 0 for t in r["times_s"])
         assert len(r["times_s"]) == 1 and r["spread"] == 0.0  # one timed round
         assert r["faults_per_call"] >= 0 and r["faults_max"] >= r["faults_per_call"]  # page faults per call
-        assert r["cache_bytes_measured"] == r["cache_bytes_formula"] == cache_bytes(
-            r["scheme"], QUICK_SHAPE, r["context"], torch.float32)
+        formula = (cache_bytes(r["scheme"], QUICK_SHAPE, r["context"], torch.float32) if r["group"] == "course" else
+                   bench.newer_cache_bytes(r["scheme"], QUICK_SHAPE, r["context"], torch.float32, newer))
+        assert r["cache_bytes_measured"] == r["cache_bytes_formula"] == formula
         assert r["time_vs_mha"] > 0 and r["cache_vs_mha"] > 0
     machine = report["machine"]
     for probe in ("copy_bandwidth", "read_bandwidth", "matmul_rate", "decode_matmul_rate"):
@@ -144,13 +149,20 @@ def test_quick_main_writes_complete_json(tmp_path, capsys):
     assert machine["roofline_balance"] == pytest.approx(machine["decode_matmul_rate"] / machine["read_bandwidth"])
     assert len(report["roofline"]) == len(report["results"])
     for r in report["roofline"]:
-        assert r["flops"] == decode_flops(r["scheme"], QUICK_SHAPE, r["context"])
-        assert r["bytes_read"] == decode_bytes_read(r["scheme"], QUICK_SHAPE, r["context"], torch.float32)
-        assert r["bytes_appended"] == cache_append_bytes(r["scheme"], QUICK_SHAPE, torch.float32)
-        assert r["bytes"] == r["bytes_read"] + r["bytes_appended"] == decode_bytes_moved(
-            r["scheme"], QUICK_SHAPE, r["context"], torch.float32)
-        assert r["intensity"] == pytest.approx(costs.arithmetic_intensity(r["scheme"], QUICK_SHAPE, r["context"],
-                                                                          torch.float32, cache_append=True))
+        if r["group"] == "newer":  # the newer schemes' own formulas (attnlab.costs through newer_step_costs)
+            counts = bench.newer_step_costs(r["scheme"], QUICK_SHAPE, r["context"], torch.float32, newer)
+            assert (r["flops"], r["bytes_read"], r["bytes_appended"]) == (
+                counts["flops"], counts["bytes_read"], counts["bytes_appended"])
+            assert r["bytes"] == r["bytes_read"] + r["bytes_appended"]
+            assert r["intensity"] == pytest.approx(r["flops"] / r["bytes"])
+        else:
+            assert r["flops"] == decode_flops(r["scheme"], QUICK_SHAPE, r["context"])
+            assert r["bytes_read"] == decode_bytes_read(r["scheme"], QUICK_SHAPE, r["context"], torch.float32)
+            assert r["bytes_appended"] == cache_append_bytes(r["scheme"], QUICK_SHAPE, torch.float32)
+            assert r["bytes"] == r["bytes_read"] + r["bytes_appended"] == decode_bytes_moved(
+                r["scheme"], QUICK_SHAPE, r["context"], torch.float32)
+            assert r["intensity"] == pytest.approx(costs.arithmetic_intensity(r["scheme"], QUICK_SHAPE, r["context"],
+                                                                              torch.float32, cache_append=True))
         assert r["bound"] == roofline_bound(r["intensity"], machine["roofline_balance"])
         assert r["attainable_flops"] == min(machine["decode_matmul_rate"],
                                             r["intensity"] * machine["read_bandwidth"])
@@ -180,6 +192,7 @@ def test_quick_main_writes_complete_json(tmp_path, capsys):
     assert returned["results"] == report["results"]
     printed = capsys.readouterr().out
     assert "Roofline" in printed and "grouped/sdpa" in printed and "HF/absorbed" in printed
+    assert printed.count(bench.NEWER_HEADING) == 3  # one decode table per context, and the roofline
     assert "Targets at L = 128 tokens: goal vs measured" in printed and "Run: " in printed
 
 
@@ -197,6 +210,12 @@ def test_quick_main_writes_complete_json(tmp_path, capsys):
     (lambda: bench.run_benchmark("cpu", "float32", [64], 0, QUICK_SHAPE), "repeats=0"),
     (lambda: BenchShape(n_heads=16, n_groups=3), "n_groups=3"),
     (lambda: bench.n_kv_heads("dsa", TINY), "K/V heads"),
+    (lambda: bench.check_bench_scheme("sliding"), "scheme='sliding'"),
+    (lambda: bench.build_newer_layer("mha", QUICK_SHAPE, torch.device("cpu"), torch.float32), "scheme='mha'"),
+    (lambda: bench.NewerSettings(window=0), "window=0"),
+    (lambda: bench.v4_bench_config(QUICK_SHAPE, "sliding"), "layer_type='sliding'"),
+    (lambda: bench.newer_step_costs("quest", QUICK_SHAPE, -1, "float32"), "context=-1"),
+    (lambda: bench.run_benchmark("cpu", "float32", [64], 1, QUICK_SHAPE, newer={"window": 8}), "newer must be"),
     (lambda: bench.run_benchmark("cpu", "float32", [64], 1, {"d_model": 8}), "shape must be an AttentionShape"),
     (lambda: bench.run_benchmark("cpu", "float32", [64], 1, QUICK_SHAPE, progress="yes"), "progress='yes'"),
     (lambda: bench.run_benchmark("cpu", "float32", [64], 1, QUICK_SHAPE, on_table="print"), "on_table must be"),
@@ -289,6 +308,99 @@ def test_a_context_interleaves_every_scheme_each_round():
     for e in entries:
         assert len(e["times_s"]) == 3 and e["time_s"] == sorted(e["times_s"])[1]
         assert e["spread"] >= 0 and e["faults_per_call"] >= 0 and e["cache_bytes_measured"] == e["cache_bytes_formula"]
+
+
+def test_the_newer_schemes_share_the_rounds_of_the_others():
+    visits = []
+    timed = SCHEMES + bench.NEWER_SCHEMES
+    entries = bench.bench_context(QUICK_SHAPE, 72, torch.device("cpu"), torch.float32, repeats=2, warmup=1,
+                                  schemes=timed, before=visits.append)
+    rounds = [visits[i:i + len(timed)] for i in range(0, len(visits), len(timed))]
+    assert len(rounds) == 3 and all(sorted(r) == sorted(timed) for r in rounds)
+    assert [(e["scheme"], e["group"]) for e in entries] == [(s, bench.GROUPS[s]) for s in timed]
+    assert all(e["cache_bytes_measured"] == e["cache_bytes_formula"] for e in entries)
+
+
+# --- the newer schemes: layers, caches filled directly, their formulas --------------------------------------
+
+# a window and blocks small enough that the ring wraps and several blocks exist at these contexts
+SMALL = bench.NewerSettings(window=24, n_sinks=3, block_size=8, top_blocks=2, conv_size=4, v4_window=16,
+                            csa_rate=4, hca_rate=16)
+
+
+def test_newer_settings_of_the_default_layer():
+    """W = 4096 with 4 sinks, Quest 4 blocks of 64 (= DSA's top-k 256), V4's own window 128 and rates 4, 128;
+    the V4 layer sized like the bench layer: c = d_c = 256, d^R = 32, d'_c = 256, 2 output groups of 512."""
+    assert bench.newer_settings(DEFAULT_SHAPE) == bench.NewerSettings()
+    assert bench.NewerSettings() == bench.NewerSettings(window=4096, n_sinks=4, block_size=64, top_blocks=4,
+                                                        conv_size=4, v4_window=128, csa_rate=4, hca_rate=128)
+    csa = bench.v4_bench_config(DEFAULT_SHAPE, "csa")
+    assert (csa.d_model, csa.n_heads, csa.head_dim, csa.rope_head_dim, csa.q_lora_rank, csa.o_groups,
+            csa.o_lora_rank, csa.window, csa.compress_rate) == (1024, 16, 256, 32, 256, 2, 512, 128, 4)
+    assert (csa.index_n_heads, csa.index_head_dim, csa.index_topk) == (4, 64, 256)
+    assert bench.v4_bench_config(DEFAULT_SHAPE, "hca").compress_rate == 128
+    q = bench.newer_settings(QUICK_SHAPE)
+    assert q.block_size * q.top_blocks == QUICK_SHAPE.index_topk
+
+
+@pytest.mark.parametrize("scheme", bench.NEWER_SCHEMES)
+@pytest.mark.parametrize("context", [5, 40, 70])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_newer_caches_filled_directly_hold_what_the_formulas_count(scheme, context, dtype):
+    layer = bench.build_newer_layer(scheme, QUICK_SHAPE, torch.device("cpu"), dtype, SMALL)
+    cache = bench.filled_newer_cache(scheme, layer, context, torch.device("cpu"), dtype)
+    assert cache.seq_len == context
+    assert cache.nbytes == bench.newer_cache_bytes(scheme, QUICK_SHAPE, context, dtype, SMALL)
+    assert bench.newer_cache_bytes(scheme, QUICK_SHAPE, context, dtype, SMALL) > 0
+
+
+def _step_flops(layer, x, cache) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        layer(x, cache=cache)
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("scheme", bench.NEWER_SCHEMES)
+@pytest.mark.parametrize("context", [8, 40, 70])  # V4: 2 or more entries (torch counts no contraction of length 1)
+def test_newer_steps_do_the_flops_the_formulas_count_and_reset_exactly(scheme, context):
+    """One decode step of each newer layer on its directly filled cache: torch's FLOP counter counts the formula's
+    FLOPs (Gated DeltaNet's rank-1 write, an outer product torch does not count, aside); after the reset the
+    cache is as it was: the same nbytes, and the next step gives the very same output."""
+    layer = bench.build_newer_layer(scheme, QUICK_SHAPE, torch.device("cpu"), torch.float64, SMALL)
+    cache = bench.filled_newer_cache(scheme, layer, context, torch.device("cpu"), torch.float64)
+    reset = bench.newer_reset(scheme, cache, context)
+    nbytes = cache.nbytes
+    x = torch.randn(1, 1, QUICK_SHAPE.d_model, dtype=torch.float64)
+    counted = _step_flops(layer, x, cache)
+    if scheme == "gated_deltanet":
+        counted += 2 * QUICK_SHAPE.n_heads * QUICK_SHAPE.head_dim * QUICK_SHAPE.v_head_dim
+    assert counted == bench.newer_step_costs(scheme, QUICK_SHAPE, context, torch.float64, SMALL)["flops"]
+    for _ in range(3):
+        reset()
+        assert cache.nbytes == nbytes and cache.seq_len == context
+        with torch.no_grad():
+            first = layer(x, cache=cache).output
+        reset()
+        with torch.no_grad():
+            assert torch.equal(layer(x, cache=cache).output, first)
+
+
+def test_newer_step_costs_by_hand():
+    """The default layer at 32K tokens, float32: the window reads 4100 keys whatever L; Gated DeltaNet the same
+    at every L; HCA's entries grow as L / 128 and CSA's index keys as L / 4."""
+    s, f = DEFAULT_SHAPE, "float32"
+    w = bench.newer_step_costs("gqa_window", s, 32768, f)
+    assert w == bench.newer_step_costs("gqa_window", s, 100_000, f)
+    assert w["bytes_read"] == 4 * (weight_elements("gqa", s) + 2 * 4 * 64 * 4100)
+    assert bench.newer_step_costs("gqa_window", s, 1024, f)["flops"] == decode_flops("gqa", s, 1024)
+    g = bench.newer_step_costs("gated_deltanet", s, 32768, f)
+    assert g == bench.newer_step_costs("gated_deltanet", s, 1024, f)
+    hca = [bench.newer_step_costs("v4_hca", s, L, f)["bytes_read"] for L in (1024, 32768)]
+    assert hca[1] - hca[0] == 4 * (32769 // 128 - 1025 // 128) * 256
+    csa = [bench.newer_step_costs("v4_csa", s, L, f)["bytes_read"] for L in (1024, 32768)]
+    assert csa[1] - csa[0] == 4 * (32769 // 4 - 1025 // 4) * 64 + 4 * 128 * 0  # only index keys grow (k' = 256)
 
 
 def test_middle_spread_ignores_the_outer_quarters():
@@ -450,3 +562,10 @@ def test_targets_compare_the_largest_context_with_the_goals():
 def test_new_arguments_are_checked(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_free_memory_goes_back_to_the_system_between_contexts():
+    import platform
+
+    # glibc's malloc_trim where the C library is glibc; elsewhere the garbage is collected only
+    assert bench.release_free_memory() is (platform.libc_ver()[0] == "glibc")

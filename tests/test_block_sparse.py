@@ -271,3 +271,120 @@ def test_measure_selections_counts_what_the_masks_hold():
     mask = bs.select("moba", q, k, 12, 4)
     weights = softmax(bs.dense_scores(q, k))
     assert abs(ran[("moba", 12)].recall - float(bs.attention_recall(weights, mask)[..., 12:].mean())) < 1e-9
+
+
+# --- the real block-sparse decode step: BlockSparseCache, quest_decode_attention, QuestAttention --------------
+
+
+def _filled(k: torch.Tensor, v: torch.Tensor, block_size: int, split: int) -> bs.BlockSparseCache:
+    """A cache holding k, v: the first ``split`` tokens in one update, the rest one at a time (decode steps)."""
+    cache = bs.BlockSparseCache(block_size)
+    cache.update(k[:, :, :split], v[:, :, :split])
+    for i in range(split, k.shape[2]):
+        cache.update(k[:, :, i:i + 1], v[:, :, i:i + 1])
+    return cache
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 60), block_size=st.sampled_from([1, 2, 4, 8, 16]), group=st.sampled_from([1, 2, 4]),
+       cut=st.floats(0, 1), seed=st.integers(0, 100))
+def test_block_cache_bounds_follow_every_update_and_crop(n, block_size, group, cut, seed):
+    _, k, v = qkv(2, 2 * group, 2, n, 4, seed)
+    cache = _filled(k, v, block_size, int(cut * n))
+    m, M = bs.quest_bounds(k, block_size)
+    assert torch.equal(cache.key_min, m) and torch.equal(cache.key_max, M)
+    assert torch.equal(cache.k, k) and torch.equal(cache.v, v) and cache.capacity % block_size == 0
+    assert cache.nbytes == (2 * n + 2 * bs.n_blocks(n, block_size)) * 2 * 2 * 4 * 8  # K, V, m, M in float64
+    kept = int(cut * n)
+    cache.crop(kept)
+    if kept:
+        m, M = bs.quest_bounds(k[:, :, :kept], block_size)
+        assert torch.equal(cache.key_min, m) and torch.equal(cache.key_max, M)
+    assert cache.seq_len == kept and torch.equal(cache.k, k[:, :, :kept])
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 70), block_size=st.sampled_from([1, 2, 4, 8, 16]), group=st.sampled_from([1, 2, 4]),
+       seed=st.integers(0, 100))
+def test_decode_with_every_block_equals_dense_attention(n, block_size, group, seed):
+    q, k, v = qkv(2, 2 * group, 2, n, 8, seed)
+    q = q[:, :, -1:]  # the query of the last token, whose key the cache holds
+    cache = _filled(k, v, block_size, n // 2)
+    out, blocks = bs.quest_decode_attention(q, cache, top_blocks=bs.n_blocks(n, block_size) + 2)
+    dense, _ = grouped_attention(q, k, v, causal=False)
+    torch.testing.assert_close(out, dense, rtol=1e-12, atol=1e-12)
+    assert torch.equal(blocks.sort(-1).values, torch.arange(bs.n_blocks(n, block_size)).expand_as(blocks))
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(2, 90), block_size=st.sampled_from([2, 4, 8, 16]), group=st.sampled_from([1, 2, 4]),
+       top=st.integers(1, 5), seed=st.integers(0, 1000))
+def test_decode_with_fewer_blocks_equals_sparse_attention_over_the_quest_mask(n, block_size, group, top, seed):
+    q, k, v = qkv(2, 2 * group, 2, n, 8, seed)
+    q = q[:, :, -1:]
+    cache = _filled(k, v, block_size, n - 1)
+    out, blocks = bs.quest_decode_attention(q, cache, top)
+    mask = bs.quest_mask(q, k, top, block_size)
+    expected, _ = bs.sparse_attention(q, k, v, mask)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    # the blocks read are the mask's blocks, the query's own among them, and no more than top
+    own = (n - 1) // block_size
+    assert blocks.shape[-1] == min(top, own + 1) and (blocks == own).any(-1).all()
+    assert torch.equal(bs.block_token_mask(blocks[:, :, None], n, block_size), mask)
+    # select("quest") makes the same choice wherever it picks the query's own block too
+    q_all = torch.cat([torch.randn(2, 2 * group, n - 1, 8, dtype=torch.float64), q], dim=2)
+    chosen = bs.select("quest", q_all, k, top * block_size, block_size)[:, :, -1:]
+    picks_own = chosen[..., own * block_size:].any(-1)  # (b, h, 1)
+    assert torch.equal(chosen[picks_own], mask[picks_own])
+
+
+def test_decode_reads_only_the_chosen_blocks():
+    """Poison every block the step does not choose with NaN: the output does not change, so the step never read
+    them (no dense scoring, no per-token gather: index_select of whole blocks)."""
+    q, k, v = qkv(1, 8, 2, 200, 16, 7)
+    q = q[:, :, -1:]
+    cache = _filled(k, v, 16, 190)
+    out, blocks = bs.quest_decode_attention(q, cache, 3)
+    read = torch.zeros(2, cache.key_blocks.shape[2], dtype=torch.bool)
+    for head in range(8):
+        read[head // 4, blocks[0, head]] = True
+    cache.key_blocks[0][~read] = float("nan")
+    cache.value_blocks[0][~read] = float("nan")
+    again, same = bs.quest_decode_attention(q, cache, 3)
+    assert torch.equal(same, blocks) and torch.equal(again, out)
+
+
+def test_quest_layer_decodes_as_its_prefill_and_as_gqa_with_every_block():
+    from attnlab.gqa import AttentionConfig, GroupedQueryAttention
+
+    torch.manual_seed(0)
+    config = AttentionConfig(d_model=32, n_heads=4, n_kv_heads=2, head_dim=8)
+    layer = bs.QuestAttention(config, block_size=4, top_blocks=2).double()
+    x = torch.randn(2, 23, 32, dtype=torch.float64)
+    whole = layer(x, return_weights=True)  # the mask path, every query at once
+    cache = layer.make_cache()
+    layer(x[:, :20], cache=cache)
+    for t in range(20, 23):  # decode steps: the block path
+        step = layer(x[:, t:t + 1], cache=cache, return_weights=True)
+        torch.testing.assert_close(step.output, whole.output[:, t:t + 1], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(step.weights, whole.weights[:, :, t:t + 1, :t + 1], rtol=1e-12, atol=1e-12)
+    assert cache.seq_len == 23 and cache.nbytes == (2 * 23 + 2 * 6) * 2 * 2 * 8 * 8
+    dense = GroupedQueryAttention(config).double()
+    dense.load_state_dict(layer.state_dict())
+    every = bs.QuestAttention(config, block_size=4, top_blocks=6).double()
+    every.load_state_dict(layer.state_dict())
+    cache = every.make_cache()
+    every(x[:, :22], cache=cache)
+    torch.testing.assert_close(every(x[:, 22:], cache=cache).output, dense(x).output[:, 22:], rtol=1e-12,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_quest_decode_runs_in_low_precision(dtype):
+    q, k, v = qkv(1, 4, 2, 40, 8, 3, dtype=dtype)
+    cache = _filled(k, v, 8, 39)
+    out, _ = bs.quest_decode_attention(q[:, :, -1:], cache, 2)
+    expected, _ = bs.sparse_attention(q[:, :, -1:].double(), k.double(), v.double(),
+                                      bs.quest_mask(q[:, :, -1:].double(), k.double(), 2, 8))
+    assert out.dtype == dtype and torch.isfinite(out).all()
+    torch.testing.assert_close(out.double(), expected, rtol=0.05, atol=0.05)

@@ -63,11 +63,19 @@ def test_select_rows_validates(report):
         ui.select_rows(report, [], report["contexts"][0])
 
 
+def _course(row: dict) -> bool:
+    """A row of the six schemes (a report may also hold the newer schemes' rows, "group": "newer")."""
+    return row.get("group", "course") == "course"
+
+
 def test_committed_caches_match_the_formula_and_the_ratios_follow(report):
     assert ui.cache_matches_formula(report)
     shape = bench.BenchShape(**report["shape"])
+    newer = ui.newer_settings_of(report)
     for r in report["results"]:
-        assert r["cache_bytes_formula"] == costs.cache_bytes(r["scheme"], shape, r["context"], report["dtype"])
+        formula = (costs.cache_bytes(r["scheme"], shape, r["context"], report["dtype"]) if _course(r)
+                   else bench.newer_cache_bytes(r["scheme"], shape, r["context"], report["dtype"], newer))
+        assert r["cache_bytes_formula"] == formula
     big = max(report["contexts"])
     ratios = ui.ratios_vs_mha(report, big)
     assert ratios["mha"] == {"time": 1.0, "cache": 1.0}
@@ -83,6 +91,11 @@ def test_peer_ratios_and_roofline_entries_match_the_formulas(report):
     assert sorted(peers["hf_over_absorbed"]) == sorted(peers["hf_over_naive"]) == report["contexts"]
     shape = bench.BenchShape(**report["shape"])
     for r in report["roofline"]:  # bytes: read + the token appended to the cache
+        if not _course(r):
+            counts = bench.newer_step_costs(r["scheme"], shape, r["context"], report["dtype"],
+                                            ui.newer_settings_of(report))
+            assert (r["flops"], r["bytes"]) == (counts["flops"], counts["bytes_read"] + counts["bytes_appended"])
+            continue
         assert r["bytes"] == costs.decode_bytes_moved(r["scheme"], shape, r["context"], report["dtype"])
         assert r["intensity"] == pytest.approx(costs.arithmetic_intensity(r["scheme"], shape, r["context"],
                                                                           report["dtype"], cache_append=True))
@@ -120,6 +133,86 @@ def test_the_committed_run_has_its_targets_and_its_cost(report):
         assert len(r["times_s"]) == report["repeats"] and r["spread"] >= 0 and r["faults_per_call"] >= 0
     with pytest.raises(ValueError, match="no targets"):
         ui.targets_markdown({k: v for k, v in report.items() if k != "targets"})
+
+
+# ------------------------------------------------------------------------------ the newer schemes (chapters 17-20)
+
+
+@pytest.fixture(scope="module")
+def with_newer():
+    """A small run that timed the newer schemes beside the six (the committed run may predate them)."""
+    return bench.run_benchmark("cpu", "float32", [40, 72], 1, bench.QUICK_SHAPE, copy_bytes=2**20, gemm_n=64,
+                               hf_peer=False, warmup=0)
+
+
+def _without_newer(report: dict) -> dict:
+    """The report as a run written before the newer schemes were timed: no newer rows, settings or group."""
+    old = json.loads(json.dumps(report))
+    for key in ("results", "roofline"):
+        old[key] = [{k: v for k, v in r.items() if k != "group"} for r in old[key] if r["group"] == "course"]
+    for key in ("newer_schemes", "newer_settings"):
+        del old[key]
+    return old
+
+
+def test_the_newer_schemes_are_drawn_from_what_the_report_has(with_newer):
+    for report, timed in ((with_newer, bench.NEWER_SCHEMES), (_without_newer(with_newer), ())):
+        assert ui.newer_measured(report) == timed
+        assert ui.newer_settings_of(report) == bench.newer_settings(bench.QUICK_SHAPE)
+        points = ui.newer_points(report)
+        assert list(points) == [*ui.NEWER_REFERENCES, *bench.NEWER_SCHEMES]
+        roof = ui.roofline_machine(report)
+        for s, rows in points.items():
+            assert [r["context"] for r in rows] == [40, 72]
+            for r in rows:
+                assert r["bound_s"] == max(r["bytes"] / roof["bandwidth"], r["flops"] / roof["peak"])
+                assert (r["time_s"] is None) == (s not in timed and s not in ui.NEWER_REFERENCES)
+        fig = ui.newer_time_plotly(report)
+        solid = [t for t in fig.data if t.line.dash != "dash"]
+        dashed = [t for t in fig.data if t.line.dash == "dash"]
+        assert len(dashed) == len(points) and len(solid) == len(ui.NEWER_REFERENCES) + len(timed)
+        for trace in dashed:  # the bounds, from the formulas, for every scheme
+            rows = points[trace.legendgroup]
+            assert list(trace.y) == [r["bound_s"] * 1e3 for r in rows]
+            assert trace.showlegend == (trace.legendgroup not in timed and trace.legendgroup not in
+                                        ui.NEWER_REFERENCES)
+        for trace in solid:  # the measured medians, where the report has them
+            rows = [r for r in report["results"] if r["scheme"] == trace.legendgroup]
+            assert list(trace.y) == [r["time_s"] * 1e3 for r in rows]
+        names = [t.name for t in fig.data if t.showlegend is not False]
+        assert names == [ui.NEWER_LABELS.get(s) or ui.SCHEME_LABELS[s] for s in points] if timed else \
+            [ui.SCHEME_LABELS[s] for s in ui.NEWER_REFERENCES] + [f"{ui.NEWER_LABELS[s]} (bound only)"
+                                                                 for s in bench.NEWER_SCHEMES]
+        roofline = ui.newer_roofline_plotly(report)
+        line, *dots = roofline.data
+        assert len(dots) == len(points)
+        for dot, rows in zip(dots, points.values(), strict=True):
+            r = rows[-1]
+            expected = r["achieved_flops"] if r["achieved_flops"] is not None else min(
+                roof["bandwidth"] * r["intensity"], roof["peak"])
+            assert (dot.x[0], dot.y[0]) == (r["intensity"], expected)
+            assert dot.name.endswith("(bound)") == (r["achieved_flops"] is None)
+
+
+def test_the_newer_summary_quotes_the_formulas(with_newer, report):
+    """The numbers chapter 14's prose quotes: the window equals GQA until its ring is full, Gated DeltaNet adds
+    nothing per token, Quest adds 2 n_kv d_h / B (1/B of GQA's read), CSA c^I / m (a quarter of DSA's d^I
+    here), HCA c / m (1/m of reading every token's c-wide vector)."""
+    summary = ui.newer_summary(report)  # the committed run (whether or not it timed them)
+    ns, shape = summary["settings"], bench.BenchShape(**report["shape"])
+    assert ns == bench.NewerSettings() and summary["window_flat_from"] == 4100
+    assert summary["window_equal_gqa_until"] == 4096  # its last context that fits S + W
+    per_token = summary["bytes_per_token"]
+    assert per_token["gated_deltanet"] == 0 and summary["bytes"]["gated_deltanet"][0] == summary["bytes"][
+        "gated_deltanet"][1]
+    assert per_token["quest"] == 4 * 2 * shape.n_kv_heads * shape.head_dim / ns.block_size
+    assert summary["quest_vs_gqa"] == 1 / ns.block_size
+    assert per_token["v4_csa"] == 4 * shape.index_head_dim / ns.csa_rate and summary["csa_vs_dsa"] == 0.25
+    assert per_token["v4_hca"] == 4 * shape.kv_lora_rank / ns.hca_rate
+    assert summary["hca_vs_uncompressed"] == 1 / 128
+    small = ui.newer_summary(with_newer)
+    assert set(small["growth"]) == {*ui.NEWER_REFERENCES, *bench.NEWER_SCHEMES}
+    assert set(ui.newer_summary(_without_newer(with_newer))["growth"]) == set(ui.NEWER_REFERENCES)
 
 
 def test_plotly_figures_carry_the_report(report):

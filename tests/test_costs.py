@@ -286,3 +286,108 @@ def test_v4_decode_flops_equal_torchs_flop_counter(layer_type, context):
         with FlopCounterMode(display=False) as counter:
             layer(torch.randn(1, 1, 24, dtype=torch.float64), cache=cache)
     assert counter.get_total_flops() == sum(costs.v4_decode_flops(model, layer_type, context, rate).values())
+
+
+# --- the newer schemes the benchmark times: a sliding window, Gated DeltaNet, block-sparse selection, V4 ----------
+
+
+def test_window_block_sparse_and_linear_counts_by_hand():
+    """The benchmark's layer (d = 1024, 16 heads of 64, GQA 4 K/V heads; W = 4096, S = 4; blocks of 64, 4 read;
+    Gated DeltaNet 16 heads of 64, K = 4), float32, worked by hand."""
+    s = bench.DEFAULT_SHAPE
+    w = 1024 * 16 * 64 + 1024 * 4 * 128 + 16 * 64 * 1024  # GQA's weights: 3,145,728
+    assert costs.weight_elements("gqa", s) == w
+    # window: 2 w + 4 n_h d_h min(T, S + W); at 32K the ring holds 4100 keys, at 1K all 1025
+    assert costs.window_decode_flops("gqa", s, 32768, 4096, 4) == 2 * w + 4 * 16 * 64 * 4100
+    assert costs.window_decode_flops("gqa", s, 1024, 4096, 4) == costs.decode_flops("gqa", s, 1024)
+    assert costs.window_decode_bytes_read("gqa", s, 32768, "float32", 4096, 4) == 4 * (w + 512 * 4100)
+    # block-sparse: 4 n_h d_h ceil(T / B) for the bounds, 2 n_h (d_h + d_v) n' B for 4 blocks of 64
+    t = 32769
+    blocks = -(-t // 64)  # 513
+    assert costs.block_sparse_decode_flops("gqa", s, 32768, 64, 4) == 2 * w + 4 * 16 * 64 * blocks + 2 * 16 * 128 * 256
+    assert costs.block_sparse_decode_bytes_read("gqa", s, 32768, "float32", 64, 4) == 4 * (
+        w + 2 * 4 * 64 * blocks + 16 * 128 * 256)
+    assert costs.block_sparse_cache_bytes("gqa", s, 32768, "float32", 64) == 4 * (512 * 32768 + 2 * 4 * 64 * 512)
+    assert costs.block_sparse_append_bytes("gqa", s, "float32") == 4 * (512 + 512)
+    assert costs.block_sparse_blocks_read(100, 64, 4) == 2  # T = 101 tokens: 2 blocks exist
+    # Gated DeltaNet: C = 16 (64 + 64 + 64) = 3072 channels
+    weights = 1024 * 3072 + 16 * 64 * 1024 + 3072 * 4 + 2 * 1024 * 16 + 2 * 16
+    assert costs.linear_weight_elements(1024, 16, 64, 64) == weights
+    assert costs.linear_layer_decode_flops(1024, 16, 64, 64) == 2 * (weights - 3072 * 4 - 32) + 2 * 3072 * 4 + \
+        6 * 16 * 64 * 64
+    state = 4 * (16 * 64 * 64 + 3072 * 3)
+    assert costs.linear_decode_bytes(1024, 16, 64, 64, "float32") == {"read": 4 * weights + state, "written": state}
+    assert state == costs.linear_state_bytes(16, 64, 64, "float32", conv_channels=3072, conv_kernel=4,
+                                             conv_dtype="float32")
+
+
+def _quest_layer(shape: AttentionShape):
+    from attnlab.block_sparse import QuestAttention
+    from attnlab.gqa import AttentionConfig
+
+    return QuestAttention(AttentionConfig(shape.d_model, shape.n_heads, shape.n_kv_heads, shape.head_dim),
+                          block_size=8, top_blocks=3)
+
+
+@pytest.mark.parametrize("context", [5, 16, 40, 61])
+def test_block_sparse_decode_flops_equal_torchs_flop_counter(context):
+    shape = bench.QUICK_SHAPE
+    layer = _quest_layer(shape).double().eval()
+    assert sum(p.numel() for p in layer.parameters()) == costs.weight_elements("gqa", shape)
+    cache = layer.make_cache()
+    with torch.no_grad():
+        cache.update(torch.randn(1, shape.n_kv_heads, context, shape.head_dim, dtype=torch.float64),
+                     torch.randn(1, shape.n_kv_heads, context, shape.head_dim, dtype=torch.float64))
+        with FlopCounterMode(display=False) as counter:
+            layer(torch.randn(1, 1, shape.d_model, dtype=torch.float64), cache=cache)
+    assert counter.get_total_flops() == costs.block_sparse_decode_flops("gqa", shape, context, 8, 3)
+    assert cache.nbytes == costs.block_sparse_cache_bytes("gqa", shape, context + 1, torch.float64, 8)
+
+
+@pytest.mark.parametrize("context", [1, 100])
+def test_gated_deltanet_decode_flops_equal_torchs_flop_counter(context):
+    from attnlab.linear_attention import LinearAttention, LinearAttentionConfig, RecurrentState
+
+    layer = LinearAttention(LinearAttentionConfig(d_model=48, n_heads=3, head_dim=8, v_head_dim=6)).double()
+    layer.use("recurrent")
+    assert sum(p.numel() for p in layer.parameters()) == costs.linear_weight_elements(48, 3, 8, 6)
+    cache = RecurrentState()
+    with torch.no_grad():
+        layer(torch.randn(1, context, 48, dtype=torch.float64), cache=cache)
+        assert cache.nbytes == costs.linear_decode_bytes(48, 3, 8, 6, torch.float64)["written"]
+        with FlopCounterMode(display=False) as counter:
+            layer(torch.randn(1, 1, 48, dtype=torch.float64), cache=cache)
+    # the rank-1 write k u^T is an outer product, which torch runs as a broadcast multiply and does not count:
+    # the formula counts it as one of the recurrence's three d_k x d_v products (linear_decode_flops)
+    outer = 2 * 3 * 8 * 6
+    assert counter.get_total_flops() + outer == costs.linear_layer_decode_flops(48, 3, 8, 6)
+
+
+@pytest.mark.parametrize("layer_type", ["sliding", "csa", "hca"])
+def test_v4_weight_elements_equal_the_layers_parameters(layer_type):
+    from attnlab.v4 import DeepSeekV4Attention, V4AttentionConfig
+
+    model = costs.V4Model(name="tiny", compress_ratios=(4,), d_model=24, n_heads=4, q_lora_rank=12, o_groups=2,
+                          index_topk=3, source="test", head_dim=16, rope_head_dim=8, o_lora_rank=6, window=6,
+                          index_n_heads=3, index_head_dim=8)
+    rate = {"sliding": None, "csa": 4, "hca": 5}[layer_type]
+    layer = DeepSeekV4Attention(V4AttentionConfig(
+        d_model=24, n_heads=4, q_lora_rank=12, o_groups=2, o_lora_rank=6, head_dim=16, rope_head_dim=8, window=6,
+        layer_type=layer_type, compress_rate=rate, index_n_heads=3, index_head_dim=8, index_topk=3))
+    assert sum(p.numel() for p in layer.parameters()) == costs.v4_weight_elements(model, layer_type, rate)
+
+
+def test_v4_decode_bytes_by_hand():
+    """V4-Flash's shape (c 512, c^I 128, W 128, k 512), bfloat16, at 1M cached tokens: a CSA step reads every
+    index key and k entries, an HCA step every entry; both append the token and its compressor projections."""
+    L = 2**20
+    csa = costs.v4_decode_bytes("deepseek-v4-flash", "csa", L, "bfloat16")
+    n_c = (L + 1) // 4
+    assert csa["window"] == 2 * 128 * 512 and csa["index_keys"] == 2 * n_c * 128 and csa["entries"] == 2 * 512 * 512
+    assert csa["state"] == 0 and csa["appended"] == 2 * (512 + 4 * 512 + 4 * 128)
+    hca = costs.v4_decode_bytes("deepseek-v4-flash", "hca", L + 2, "bfloat16")
+    assert hca["entries"] == 2 * ((L + 3) // 128) * 512 and hca["index_keys"] == 0
+    assert hca["state"] == 2 * 2 * 2 * 512 and hca["appended"] == 2 * (512 + 2 * 512)  # 2 pending tokens
+    sliding = costs.v4_decode_bytes("deepseek-v4-flash", "sliding", L, "bfloat16")
+    assert sliding["entries"] == sliding["state"] == 0 and sliding["appended"] == 2 * 512
+    assert csa["weights"] == 2 * costs.v4_weight_elements("deepseek-v4-flash", "csa")

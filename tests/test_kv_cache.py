@@ -250,6 +250,30 @@ def test_crop_forgets_the_last_tokens_and_keeps_the_storage():
         cache.crop(8)
 
 
+@pytest.mark.parametrize("window", [None, 3, 8])
+@pytest.mark.parametrize("seq_len", [0, 2, 5])
+def test_load_holds_what_appending_leaves(window, seq_len):
+    """load(L, ...) of the held tokens gives the cache that appending L tokens leaves (with a window: the same W
+    tokens, but storage for W, not L); the next update returns the same tensors."""
+    k = torch.randn(1, 2, seq_len, 4)
+    appended = LayerCache(window=window)
+    if seq_len:
+        appended.update(k=k)
+    held = seq_len if window is None else min(seq_len, window)
+    loaded = LayerCache(window=window, capacity=4)
+    loaded.load(seq_len, k=k[:, :, seq_len - held:])
+    assert (loaded.seq_len, loaded.n_tokens, loaded.first_position) == (seq_len, held, seq_len - held)
+    assert loaded.capacity == max(held, 4) and loaded.nbytes == held * 2 * 4 * 4
+    new = torch.randn(1, 2, 1, 4)
+    expected = new if not seq_len else appended.update(k=new)[0]
+    before = loaded.tensors["k"].clone()
+    assert torch.equal(loaded.update(k=new)[0], expected)
+    loaded.crop(seq_len)  # the step undone: the token it pushed out of the window is held again
+    assert loaded.seq_len == seq_len and loaded.n_tokens == held and torch.equal(loaded.tensors["k"], before)
+    with pytest.raises(ValueError, match="holds 1 tokens"):
+        loaded.load(seq_len + 5, k=new)
+
+
 def test_repr_and_model_cache_totals():
     cache = KVCache(n_layers=2, window=3, capacity=4)
     assert cache.window == 3 and cache.n_tokens == 0 and cache.capacity_nbytes == 0
@@ -259,8 +283,8 @@ def test_repr_and_model_cache_totals():
     assert cache.nbytes == 2 * 2 * 3 * 2 * 4 and cache.bytes_per_token() == cache.nbytes / 3
     assert cache.capacity_nbytes >= cache.nbytes
     cache.crop(4)
-    assert cache.seq_len == 4 and cache.n_tokens == 2
-    assert repr(cache[0]) == "LayerCache(seq_len=4, n_tokens=2, capacity=5, window=3, names=['k', 'v'])"
+    assert cache.seq_len == 4 and cache.n_tokens == 3  # the window's 3 tokens at 4, still in the storage
+    assert repr(cache[0]) == "LayerCache(seq_len=4, n_tokens=3, capacity=5, window=3, names=['k', 'v'])"
 
 
 # --- a sliding window ---------------------------------------------------------------------------------------
@@ -304,7 +328,7 @@ def test_window_compacts_in_place_after_the_buffer_fills():
 def test_crop_within_the_window():
     cache = LayerCache(seq_dim=1, window=3)
     cache.update(x=torch.arange(5.0)[None, :, None])
-    cache.crop(4)
-    assert cache.seq_len == 4 and cache.n_tokens == 2 and cache.tensors["x"].flatten().tolist() == [2.0, 3.0]
+    cache.crop(4)  # the cache after 4 tokens: its window of 3 holds 1, 2, 3 again (still in the storage)
+    assert cache.seq_len == 4 and cache.n_tokens == 3 and cache.tensors["x"].flatten().tolist() == [1.0, 2.0, 3.0]
     (x,) = cache.update(x=torch.tensor([[[9.0]]]))
     assert x.flatten().tolist() == [2.0, 3.0, 9.0] and cache.first_position == 2

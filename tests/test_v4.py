@@ -228,6 +228,59 @@ def test_cache_holds_window_entries_index_keys_and_the_unfinished_window(layer_t
                                if t is not None)
 
 
+@pytest.mark.parametrize("layer_type", ["sliding", "csa", "hca"])
+@pytest.mark.parametrize("length", [3, 8, 17, 20, 23])
+def test_a_loaded_cache_decodes_as_the_prefilled_one(layer_type, length):
+    """V4Cache.load with a prefill's own tensors (window, entries, index keys, both compressors' running states)
+    gives a cache whose decode steps equal the prefilled cache's, across window completions; its nbytes is the
+    prefilled cache's and what attnlab.costs.v4_layer_cache_bytes counts."""
+    from attnlab.costs import V4Model, v4_layer_cache_bytes
+    from attnlab.v4 import CompressorState
+
+    cfg = config(layer_type)
+    layer = make_layer(cfg, seed=3)
+    x = torch.randn(2, length + 6, 24, dtype=F64)
+    prefilled = layer.make_cache()
+    layer(x[:, :length], cache=prefilled)
+
+    def copied(state: CompressorState) -> CompressorState:
+        out = CompressorState()
+        out.pending, out.previous = (None if t is None else t.clone() for t in (state.pending, state.previous))
+        out.entries = state.entries
+        return out
+
+    held = prefilled.compressed.tensors  # empty before the first entry: (b, 0, width) then
+    held = {"kv": torch.zeros(2, 0, cfg.head_dim, dtype=F64),
+            "index_key": torch.zeros(2, 0, cfg.index_head_dim, dtype=F64)} | held
+    loaded = layer.make_cache()
+    loaded.load(length, prefilled.window.tensors["kv"].clone(),
+                held["kv"].clone() if cfg.compressed else None,
+                held["index_key"].clone() if layer_type == "csa" else None,
+                copied(prefilled.compressor) if cfg.compressed else None,
+                copied(prefilled.indexer) if layer_type == "csa" else None)
+    assert loaded.seq_len == length and loaded.nbytes == prefilled.nbytes
+    model = V4Model(name="test", compress_ratios=(4,), d_model=24, n_heads=4, q_lora_rank=12, o_groups=2,
+                    index_topk=3, source="test", head_dim=16, rope_head_dim=8, o_lora_rank=6, window=6,
+                    index_n_heads=3, index_head_dim=8)
+    assert loaded.nbytes == 2 * v4_layer_cache_bytes(model, layer_type, length, F64, cfg.compress_rate)  # batch 2
+    for t in range(length, length + 6):  # 6 steps: the window slides, windows of m complete
+        ours = layer(x[:, t:t + 1], cache=loaded)
+        theirs = layer(x[:, t:t + 1], cache=prefilled)
+        torch.testing.assert_close(ours.output, theirs.output, rtol=0, atol=0)
+    assert loaded.nbytes == prefilled.nbytes
+
+
+def test_load_refuses_tensors_of_the_wrong_shapes():
+    layer = make_layer(config("csa"), seed=3)
+    cache = layer.make_cache()
+    with pytest.raises(ValueError, match="window has shape"):
+        cache.load(10, torch.zeros(1, 5, 16, dtype=F64))
+    with pytest.raises(ValueError, match="entries has shape"):
+        cache.load(10, torch.zeros(1, 6, 16, dtype=F64), torch.zeros(1, 3, 16, dtype=F64))
+    with pytest.raises(ValueError, match="entries must be None"):
+        make_layer(config("sliding")).make_cache().load(10, torch.zeros(1, 6, 16), torch.zeros(1, 2, 16))
+
+
 def test_csa_selects_only_among_visible_entries():
     layer = make_layer(config("csa", index_topk=2), seed=8)
     out = layer(torch.randn(1, 19, 24, dtype=F64), return_weights=True)

@@ -33,6 +33,7 @@ from attnlab.window import (
     WindowedAttention,
     from_gpt_oss,
     layer_types,
+    ring_positions,
     ring_slot,
     sliding_window_mask,
     softmax_with_sink,
@@ -127,6 +128,44 @@ def test_ring_slots_hold_the_sinks_and_the_last_w_tokens(window, n_sinks, n):
 def test_ring_slot_formula():
     assert [ring_slot(t, 4) for t in range(9)] == [0, 1, 2, 3, 0, 1, 2, 3, 0]  # t mod W (Mistral)
     assert [ring_slot(t, 3, 2) for t in range(8)] == [0, 1, 2, 3, 4, 2, 3, 4]  # sinks stay put
+
+
+@given(window=st.integers(1, 6), n_sinks=st.integers(0, 3), n=st.integers(0, 30), chunk=st.integers(1, 7))
+@SETTINGS
+def test_a_loaded_ring_is_the_ring_its_tokens_leave(window, n_sinks, n, chunk):
+    """ring_positions says which token each slot holds after n tokens, and load(n, ...) of the held entries gives
+    the very ring that appending them leaves: same positions, entries, count; the next decode step the same."""
+    layer = random_layer(WindowConfig(window, n_sinks))
+    x = torch.randn(1, n + 1, 16, dtype=F64)
+    ran = RollingCache(window, n_sinks)
+    with torch.no_grad():
+        if n:
+            run_chunks(layer, x[:, :n], [chunk] * (n // chunk) + [n % chunk] * bool(n % chunk), ran)
+        assert ring_positions(n, window, n_sinks).tolist() == (ran.positions.tolist() if n else
+                                                               [-1] * (window + n_sinks))
+        if not n:
+            return
+        loaded = RollingCache(window, n_sinks)
+        loaded.load(n, **{name: t.clone() for name, t in ran.tensors.items()})
+        assert torch.equal(loaded.positions, ran.positions) and loaded.seq_len == ran.seq_len == n
+        expected = costs.windowed_cache_bytes("gqa", layer_shape(), n, F64, [window], n_sinks)
+        assert loaded.nbytes == ran.nbytes == expected
+        saved = {name: t.clone() for name, t in loaded.tensors.items()}
+        step = layer(x[:, n:], cache=loaded).output
+        torch.testing.assert_close(step, layer(x[:, n:], cache=ran).output, rtol=0, atol=0)
+        # undo the step: the slot it wrote gets its old entries back (zeros if it held none), the count goes back
+        slot = ring_slot(n, window, n_sinks)
+        old = {name: (t.narrow(2, slot, 1) if slot < t.shape[2] else torch.zeros_like(t[:, :, :1]))
+               for name, t in saved.items()}
+        loaded.load(n, slots=torch.tensor([slot]), **old)
+        assert torch.equal(loaded.positions, ring_positions(n, window, n_sinks)) and loaded.seq_len == n
+        assert all(torch.equal(loaded.tensors[name], saved[name]) for name in saved)
+        torch.testing.assert_close(layer(x[:, n:], cache=loaded).output, step, rtol=0, atol=0)
+
+
+def layer_shape() -> costs.AttentionShape:
+    """random_layer's shape: d = 16, 4 heads of 4, 2 K/V heads."""
+    return costs.AttentionShape(d_model=16, n_heads=4, head_dim=4, n_kv_heads=2)
 
 
 # --- windowed decoding == masked full attention ------------------------------------------------------------

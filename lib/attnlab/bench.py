@@ -1,4 +1,5 @@
-"""Decode benchmark: step time, cache bytes, a roofline and goals for MHA, GQA, MQA, MLA (naive, absorbed) and DSA.
+"""Decode benchmark: step time, cache bytes, a roofline and goals for MHA, GQA, MQA, MLA (naive, absorbed) and DSA,
+and beside them the newer schemes of chapters 17-20 (a sliding window, Gated DeltaNet, Quest blocks, DeepSeek-V4).
 
 Run ``python -m attnlab.bench [--device cpu|cuda] [--dtype float32|bfloat16] [--contexts 1024,...,32768]
 [--repeats N] [--warmup N] [--out results.json] [--quick] [--threads N] [--huge-pages]``.
@@ -15,6 +16,23 @@ The default contexts are 1K to 32K tokens (:data:`DEFAULT_CONTEXTS`); ``--quick`
 
 For each scheme the cache is filled directly with random tensors of the right shape (no token-by-token
 prefill) and its measured size (:attr:`LayerCache.nbytes`) is checked against :func:`cache_bytes`.
+
+The newer schemes (:data:`NEWER_SCHEMES`; :class:`NewerSettings`, derived from the shape by
+:func:`newer_settings`) run in the same interleaved rounds, each against its own cache, filled directly too
+(:func:`filled_newer_cache`) and checked against its formula (:func:`newer_cache_bytes`):
+
+    gqa_window      GQA with a sliding window of W = 4096 and S = 4 sinks (chapter 17): a ring of S + W slots,
+                    so a step reads min(T, S + W) keys; equal to GQA up to 4K tokens, flat after
+    gated_deltanet  Gated DeltaNet, n_h = 16 heads of d_k = d_v = 64, a short convolution of K = 4 (chapter 18):
+                    one recurrent step on a fixed state, the same at every context
+    quest           GQA reading the top n = 4 blocks of B = 64 tokens (DSA's k = 256) by Quest's bound, its own
+                    block always among them (chapter 19): every block's bounds scored, 4 blocks read whole
+    v4_csa, v4_hca  a DeepSeek-V4 layer of d = 1024, n_h = 16, c = 256, d^R = 32, d'_c = 256, g = 2 x d_g = 512,
+                    a window of 128 (chapter 20): CSA compresses by m = 4 and an indexer of 4 x 64 picks k = 256
+                    entries; HCA compresses by m = 128 and reads every entry
+
+Their rows in the report carry "group": "newer" (the six above: "course"); their FLOPs and bytes are
+:func:`newer_step_costs`, from :mod:`attnlab.costs` like the others'.
 
 Timing (:func:`time_interleaved`): at one context every scheme's layer and cache exist side by side, and
 each round runs every scheme's step once, in an order that rotates from round to round, so that a busy
@@ -62,6 +80,10 @@ CPU (the operands fit in L2, so it measures the arithmetic of a 16-row matmul, n
 uses the read bandwidth and the decode-shaped ceiling: attainable FLOP/s = min(ceiling, intensity x read
 bandwidth), balance = ceiling / read bandwidth; the old GEMM / copy balance stays in the JSON too.
 
+Between contexts (outside every timed region) :func:`release_free_memory` collects garbage and returns the C
+heap's free memory to the system (glibc's ``malloc_trim``), so that one context's leftovers do not stay
+resident under the next one's peak: the run's peak memory is that of its largest context.
+
 Peers, in the same run: PyTorch's ``scaled_dot_product_attention(..., enable_gqa=True)`` against
 :func:`attnlab.gqa.grouped_attention` for the dense schemes' attention core, and Hugging Face's
 ``DeepseekV3Attention`` (random weights, its DynamicCache filled directly with the same random latents the
@@ -77,6 +99,7 @@ and peak memory (``getrusage().ru_maxrss``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import gc
 import inspect
@@ -88,6 +111,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -101,22 +125,47 @@ from attnlab._validate import (
     check_type,
 )
 from attnlab.attention import AttentionLayer
+from attnlab.block_sparse import BlockSparseCache, QuestAttention
 from attnlab.costs import (
     AttentionShape,
+    V4Model,
+    block_sparse_append_bytes,
+    block_sparse_cache_bytes,
+    block_sparse_decode_bytes_read,
+    block_sparse_decode_flops,
     cache_append_bytes,
     cache_bytes,
     decode_bytes_read,
     decode_flops,
+    linear_decode_bytes,
+    linear_layer_decode_flops,
+    linear_state_bytes,
+    v4_decode_bytes,
+    v4_decode_flops,
+    v4_layer_cache_bytes,
+    window_decode_bytes_read,
+    window_decode_flops,
+    windowed_cache_bytes,
 )
 from attnlab.devices import dtype_bytes
-from attnlab.gqa import grouped_attention
+from attnlab.gqa import AttentionConfig, grouped_attention
 from attnlab.huggingface import attention_forward
 from attnlab.kv_cache import LayerCache
+from attnlab.linear_attention import LinearAttention, LinearAttentionConfig, RecurrentState
 from attnlab.mla import from_transformers
 from attnlab.schemes import BENCH_SCHEMES, get_scheme
+from attnlab.schemes import NEWER_SCHEMES as NEWER_RECORDS
+from attnlab.v4 import CompressorState, DeepSeekV4Attention, V4AttentionConfig, V4Cache
+from attnlab.window import RollingCache, ring_slot
 
 #: The schemes benchmarked, in the table's order (:data:`attnlab.schemes.BENCH_SCHEMES`).
 SCHEMES: tuple[str, ...] = BENCH_SCHEMES
+#: The newer schemes of chapters 17-20 (:data:`attnlab.schemes.NEWER_SCHEMES`), timed in the same interleaved
+#: rounds as :data:`SCHEMES` at each context, reported in rows of their own (``"group": "newer"``): a sliding
+#: window, Gated DeltaNet, Quest block selection, DeepSeek-V4's CSA and HCA layers.
+NEWER_SCHEMES: tuple[str, ...] = tuple(NEWER_RECORDS)
+#: The group each timed scheme's rows carry in a report ("group" of "results" and "roofline").
+GROUPS: dict[str, str] = {**{key: "course" for key in SCHEMES}, **{key: "newer" for key in NEWER_SCHEMES}}
 #: The dense ones (GroupedQueryAttention with n_kv = n_heads / n_groups / 1), in the same order.
 DENSE_SCHEMES: tuple[str, ...] = tuple(key for key in SCHEMES if get_scheme(key).dense)
 #: dtypes the benchmark accepts, by name.
@@ -195,6 +244,15 @@ QUICK_SHAPE = BenchShape(d_model=128, n_heads=4, head_dim=32, n_groups=2, kv_lor
 def check_scheme(scheme: object) -> str:
     """Return ``scheme`` if it is one of :data:`SCHEMES`, else raise ValueError."""
     return get_scheme(scheme, "scheme", SCHEMES).key
+
+
+def check_bench_scheme(scheme: object) -> str:
+    """Return ``scheme`` if the benchmark times it (one of :data:`SCHEMES` or :data:`NEWER_SCHEMES`), else raise
+    ValueError naming the argument."""
+    if isinstance(scheme, str) and scheme in GROUPS:
+        return scheme
+    error = ValueError if isinstance(scheme, str) else ArgumentTypeError
+    raise error(f"scheme={scheme!r} must be one of {SCHEMES + NEWER_SCHEMES}")
 
 
 def check_context(context: object, name: str = "context") -> int:
@@ -300,6 +358,271 @@ def decode_call(scheme: str, layer: AttentionLayer, x: torch.Tensor, cache: Laye
     elif not record.dense:
         layer.use(record.mode)
     return lambda: layer(x, cache).output
+
+
+# ----------------------------------------------------------------------------------------------------
+# the newer schemes (chapters 17-20): their settings, layers, directly filled caches and formulas
+
+
+@dataclass(frozen=True)
+class NewerSettings:
+    """What the newer schemes add to a :func:`BenchShape` layer (:func:`newer_settings` derives them from it):
+
+    window W and n_sinks S of the sliding window (chapter 17; GQA's heads), block_size B and top_blocks n of
+    Quest's selection (chapter 19; GQA's heads; n B tokens read, the budget of DSA's top-k), conv_size K of
+    Gated DeltaNet's short convolution (chapter 18; the layer's n_h heads of d_k = d_v = d_h), and the
+    DeepSeek-V4 layer's window (v4_window), its CSA and HCA compression rates m (chapter 20;
+    :func:`v4_bench_config` gives its widths)."""
+
+    window: int = 4096
+    n_sinks: int = 4
+    block_size: int = 64
+    top_blocks: int = 4
+    conv_size: int = 4
+    v4_window: int = 128
+    csa_rate: int = 4
+    hca_rate: int = 128
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            (check_non_negative_int if f.name == "n_sinks" else check_positive_int)(f.name, getattr(self, f.name))
+
+
+def newer_settings(shape: AttentionShape) -> NewerSettings:
+    """The newer schemes' settings for a layer of ``shape``, scaled with DSA's top-k k so that every sparse
+    scheme reads the same budget: Quest reads n = 4 blocks of B = k / 4 tokens; the sliding window is W = 16 k
+    with S = 4 sinks; V4 keeps W = k / 2 raw tokens, compresses CSA by m = 4 (its indexer: the shape's H^I, d^I
+    and k) and HCA by m = k / 2. For :data:`DEFAULT_SHAPE` (k = 256): W = 4096 (Mistral 7B's and Gemma 2's
+    window, so the window equals GQA up to 4K tokens and stays flat after), B = 64, V4's W = 128 and HCA's
+    m = 128 (DeepSeek-V4's own), CSA's m = 4."""
+    check_type("shape", shape, AttentionShape, "an AttentionShape (attnlab.bench.BenchShape(...))")
+    k = check_positive_int("index_topk", shape.index_topk)
+    return NewerSettings(window=16 * k, n_sinks=4, block_size=max(1, k // 4), top_blocks=4, conv_size=4,
+                         v4_window=max(1, k // 2), csa_rate=4, hca_rate=max(1, k // 2))
+
+
+def _v4_widths(shape: AttentionShape) -> dict[str, int]:
+    """The V4 layer's widths for a bench shape: c = d_c, d^R = d_h^R (the shared vector as wide as MLA's latent,
+    its RoPE slice as MLA's RoPE key), d'_c = d / 4, g = n_h / 8 output groups (V4-Flash's 8 heads a group) of
+    d_g = n_h c / (4 g) (a fourth of a group's n_h c / g, as V4-Flash's 1024 of 4096)."""
+    groups = max(1, shape.n_heads // 8)
+    while shape.n_heads % groups:
+        groups -= 1
+    return {"head_dim": shape.kv_lora_rank, "rope_head_dim": shape.qk_rope_head_dim,
+            "q_lora_rank": max(1, shape.d_model // 4), "o_groups": groups,
+            "o_lora_rank": max(1, shape.n_heads * shape.kv_lora_rank // (4 * groups))}
+
+
+def v4_bench_config(shape: AttentionShape, layer_type: str, newer: NewerSettings | None = None) -> V4AttentionConfig:
+    """The DeepSeek-V4 layer the benchmark times, sized like the bench layer (d, n_h of ``shape``; widths of
+    :func:`_v4_widths`: for :data:`DEFAULT_SHAPE` c = 256, d^R = 32, d'_c = 256, g = 2 groups of d_g = 512), its
+    indexer the shape's H^I x d^I with top-k k, window and rates from ``newer`` (None: :func:`newer_settings`).
+    ``layer_type`` "csa" or "hca"."""
+    check_type("shape", shape, AttentionShape, "an AttentionShape (attnlab.bench.BenchShape(...))")
+    if not isinstance(layer_type, str) or layer_type not in ("csa", "hca"):
+        raise ValueError(f"layer_type={layer_type!r} must be 'csa' or 'hca'")
+    newer = newer_settings(shape) if newer is None else check_type("newer", newer, NewerSettings)
+    return V4AttentionConfig(d_model=shape.d_model, n_heads=shape.n_heads, window=newer.v4_window,
+                             layer_type=layer_type, compress_rate=newer.csa_rate if layer_type == "csa" else
+                             newer.hca_rate, index_n_heads=shape.index_n_heads, index_head_dim=shape.index_head_dim,
+                             index_topk=shape.index_topk, **_v4_widths(shape))
+
+
+def v4_bench_model(shape: AttentionShape, newer: NewerSettings | None = None) -> V4Model:
+    """The :class:`~attnlab.costs.V4Model` of :func:`v4_bench_config`'s layer, for the formulas of
+    :mod:`attnlab.costs` (``v4_decode_flops``, ``v4_decode_bytes``, ``v4_layer_cache_bytes``; pass the rate)."""
+    check_type("shape", shape, AttentionShape, "an AttentionShape (attnlab.bench.BenchShape(...))")
+    newer = newer_settings(shape) if newer is None else check_type("newer", newer, NewerSettings)
+    return V4Model(name="attnlab.bench layer", compress_ratios=(4, 128), d_model=shape.d_model,
+                   n_heads=shape.n_heads, index_topk=shape.index_topk, source="attnlab.bench.v4_bench_config",
+                   window=newer.v4_window, index_n_heads=shape.index_n_heads, index_head_dim=shape.index_head_dim,
+                   **_v4_widths(shape))
+
+
+def _v4_rate(scheme: str, newer: NewerSettings) -> tuple[str, int]:
+    return ("csa", newer.csa_rate) if scheme == "v4_csa" else ("hca", newer.hca_rate)
+
+
+def _newer_scheme(scheme: object) -> str:
+    if not isinstance(scheme, str) or scheme not in NEWER_SCHEMES:
+        error = ValueError if isinstance(scheme, str) else ArgumentTypeError
+        raise error(f"scheme={scheme!r} must be one of {NEWER_SCHEMES}")
+    return scheme
+
+
+def build_newer_layer(scheme: str, shape: AttentionShape, device: torch.device, dtype: torch.dtype,
+                      newer: NewerSettings | None = None) -> AttentionLayer:
+    """A randomly initialised layer of a newer ``scheme`` (one of :data:`NEWER_SCHEMES`) on ``device`` in ``dtype``,
+    eval mode, set to decode: "gqa_window" GQA with a window of W and S sinks (its record's builder);
+    "gated_deltanet" Gated DeltaNet of n_h heads of d_h, recurrent form; "quest" GQA reading n blocks of B
+    (:class:`~attnlab.block_sparse.QuestAttention`); "v4_csa", "v4_hca" :func:`v4_bench_config`'s layer (CSA
+    gathering its top-k entries)."""
+    scheme = _newer_scheme(scheme)
+    check_type("shape", shape, AttentionShape, "an AttentionShape (attnlab.bench.BenchShape(...))")
+    newer = newer_settings(shape) if newer is None else check_type("newer", newer, NewerSettings)
+    if scheme == "gqa_window":
+        layer = get_scheme("gqa_window").build_layer(shape, window=newer.window, n_sinks=newer.n_sinks)
+    elif scheme == "gated_deltanet":
+        layer = LinearAttention(LinearAttentionConfig(d_model=shape.d_model, n_heads=shape.n_heads,
+                                                      head_dim=shape.head_dim, v_head_dim=shape.v_head_dim,
+                                                      rule="gated_delta", conv_size=newer.conv_size)).use("recurrent")
+    elif scheme == "quest":
+        config = AttentionConfig(shape.d_model, shape.n_heads, shape.n_kv_heads, shape.head_dim)
+        layer = QuestAttention(config, block_size=newer.block_size, top_blocks=newer.top_blocks)
+    else:
+        layer = DeepSeekV4Attention(v4_bench_config(shape, _v4_rate(scheme, newer)[0], newer)).use("gather")
+    return layer.to(device=device, dtype=dtype).eval()
+
+
+def filled_newer_cache(scheme: str, layer: AttentionLayer, context: int, device: torch.device,
+                       dtype: torch.dtype) -> RollingCache | RecurrentState | BlockSparseCache | V4Cache:
+    """The cache of ``layer`` (built by :func:`build_newer_layer` for ``scheme``) after ``context`` L tokens,
+    filled directly with random tensors of the right shapes, no prefill, as :func:`filled_cache` fills the others:
+
+    - "gqa_window": a :class:`~attnlab.window.RollingCache` of S + W slots holding min(L, S + W) tokens' k, v
+      (1, n_kv, ., d_h), loaded at seq_len L (:meth:`~attnlab.window.RollingCache.load`);
+    - "gated_deltanet": a :class:`~attnlab.linear_attention.RecurrentState` with a random state S
+      (1, n_h, d_k, d_v) and K - 1 convolution inputs (1, K - 1, C), seq_len L;
+    - "quest": a :class:`~attnlab.block_sparse.BlockSparseCache` of L tokens' k, v (room for L + 1), its block
+      bounds computed as it takes them;
+    - "v4_csa", "v4_hca": a :class:`~attnlab.v4.V4Cache` loaded with min(W, L) window vectors, floor(L / m)
+      entries (CSA: and index keys) and the compressors' running state after L tokens: L mod m pending
+      projections, CSA's previous window's first halves (:meth:`~attnlab.v4.V4Cache.load`)."""
+    scheme = _newer_scheme(scheme)
+    check_context(context)
+
+    def randn(*size: int) -> torch.Tensor:
+        return torch.randn(*size, device=device, dtype=dtype)
+
+    if scheme == "gqa_window":
+        c, w = layer.config, layer.window
+        cache = RollingCache(w.window, w.n_sinks)
+        held = min(context, w.n_sinks + w.window)
+        cache.load(context, k=randn(1, c.n_kv_heads, held, c.head_dim), v=randn(1, c.n_kv_heads, held, c.head_dim))
+        return cache
+    if scheme == "gated_deltanet":
+        c = layer.config
+        cache = RecurrentState()
+        cache.S = randn(1, c.n_heads, c.head_dim, c.d_v)
+        cache.conv = randn(1, c.conv_size - 1, c.conv_channels) if c.conv_size else None
+        cache.seq_len = context
+        return cache
+    if scheme == "quest":
+        c = layer.config
+        cache = layer.make_cache(capacity=context + 1)  # no growth when timed
+        cache.update(randn(1, c.n_kv_heads, context, c.head_dim), randn(1, c.n_kv_heads, context, c.head_dim))
+        return cache
+    c = layer.config
+    m, n = c.compress_rate, context // c.compress_rate
+    rows = context % m
+
+    def state(width: int, k: int) -> CompressorState:
+        out = CompressorState()
+        out.entries = n
+        out.pending = randn(1, rows, 2 * k * width) if rows else None
+        out.previous = randn(1, m, 2 * width) if k == 2 and n else None
+        return out
+
+    csa = c.layer_type == "csa"
+    cache = layer.make_cache()
+    cache.load(context, randn(1, min(c.window, context), c.head_dim), randn(1, n, c.head_dim),
+               randn(1, n, c.index_head_dim) if csa else None, state(c.head_dim, 2 if csa else 1),
+               state(c.index_head_dim, 2) if csa else None)
+    return cache
+
+
+def newer_reset(scheme: str, cache: RollingCache | RecurrentState | BlockSparseCache | V4Cache,
+                context: int) -> Callable[[], None]:
+    """A zero-argument function that puts ``cache`` back to ``context`` tokens after a decode step, outside the
+    timed region and without copying the cache: the ring's one overwritten slot and count
+    (:meth:`~attnlab.window.RollingCache.load` with ``slots``), the recurrent state's tensors (a step replaces
+    them), the block cache cropped (its last block's bounds recomputed), V4's window and entries cropped and its
+    compressors' state restored."""
+    scheme = _newer_scheme(scheme)
+    check_context(context)
+    if scheme == "gqa_window":
+        slot = ring_slot(context, cache.window, cache.n_sinks)
+        held = cache.tensors  # before the step: the slot's old entries, or zeros where it held none yet
+        saved = {name: (t.narrow(2, slot, 1) if slot < t.shape[2] else torch.zeros_like(t.narrow(2, 0, 1))).clone()
+                 for name, t in held.items()}
+        slots = torch.tensor([slot], device=next(iter(held.values())).device)
+        return lambda: cache.load(context, slots=slots, **saved)
+    if scheme == "gated_deltanet":
+        saved = (cache.S, cache.z, cache.conv, cache.seq_len)
+
+        def reset_state() -> None:
+            cache.S, cache.z, cache.conv, cache.seq_len = saved
+        return reset_state
+    if scheme == "quest":
+        return lambda: cache.crop(context)
+    entries = cache.n_entries
+    states = [(s, s.pending, s.previous, s.entries) for s in (cache.compressor, cache.indexer)]
+
+    def reset_v4() -> None:
+        cache.window.crop(context)
+        if cache.compressed.seq_len > entries:
+            cache.compressed.crop(entries)
+        for s, pending, previous, count in states:
+            s.pending, s.previous, s.entries = pending, previous, count
+    return reset_v4
+
+
+def newer_cache_bytes(scheme: str, shape: AttentionShape, context: int, dtype: torch.dtype | str,
+                      newer: NewerSettings | None = None) -> int:
+    """What a newer scheme's cache holds at ``context`` L tokens, by formula (:mod:`attnlab.costs`), for the
+    measured nbytes to be checked against: the window's b 2 n_kv d_h min(L, S + W)
+    (``windowed_cache_bytes``); Gated DeltaNet's state, b (n_h d_k d_v + C (K - 1)) (``linear_state_bytes``);
+    Quest's K, V and block bounds (``block_sparse_cache_bytes``); V4's window, entries, index keys and
+    compressor state (``v4_layer_cache_bytes``)."""
+    scheme = _newer_scheme(scheme)
+    check_type("shape", shape, AttentionShape, "an AttentionShape (attnlab.bench.BenchShape(...))")
+    newer = newer_settings(shape) if newer is None else check_type("newer", newer, NewerSettings)
+    if scheme == "gqa_window":
+        return windowed_cache_bytes("gqa", shape, context, dtype, [newer.window], newer.n_sinks)
+    if scheme == "gated_deltanet":
+        d_k, d_v = shape.head_dim, shape.v_head_dim
+        return linear_state_bytes(shape.n_heads, d_k, d_v, dtype, conv_channels=shape.n_heads * (2 * d_k + d_v),
+                                  conv_kernel=newer.conv_size, conv_dtype=dtype)
+    if scheme == "quest":
+        return block_sparse_cache_bytes("gqa", shape, context, dtype, newer.block_size)
+    layer_type, rate = _v4_rate(scheme, newer)
+    return v4_layer_cache_bytes(v4_bench_model(shape, newer), layer_type, context, dtype, rate)
+
+
+def newer_step_costs(scheme: str, shape: AttentionShape, context: int, dtype: torch.dtype | str,
+                     newer: NewerSettings | None = None) -> dict[str, int]:
+    """FLOPs, bytes read and bytes written into the cache by one decode step of a newer scheme after ``context``
+    tokens, one layer, batch 1, all from :mod:`attnlab.costs` (weights included, as for :data:`SCHEMES`):
+
+        gqa_window      window_decode_flops, window_decode_bytes_read, cache_append_bytes       (min(T, S + W) keys)
+        gated_deltanet  linear_layer_decode_flops, linear_decode_bytes ("read"; "written": the state replaced)
+        quest           block_sparse_decode_flops, block_sparse_decode_bytes_read, block_sparse_append_bytes
+        v4_csa, v4_hca  v4_decode_flops (summed), v4_decode_bytes (all but "appended"; "appended")
+
+    -> {"flops", "bytes_read", "bytes_appended"}."""
+    scheme = _newer_scheme(scheme)
+    check_type("shape", shape, AttentionShape, "an AttentionShape (attnlab.bench.BenchShape(...))")
+    newer = newer_settings(shape) if newer is None else check_type("newer", newer, NewerSettings)
+    if scheme == "gqa_window":
+        return {"flops": window_decode_flops("gqa", shape, context, newer.window, newer.n_sinks),
+                "bytes_read": window_decode_bytes_read("gqa", shape, context, dtype, newer.window, newer.n_sinks),
+                "bytes_appended": cache_append_bytes("gqa", shape, dtype)}
+    if scheme == "gated_deltanet":
+        check_non_negative_int("context", context)
+        args = (shape.d_model, shape.n_heads, shape.head_dim, shape.v_head_dim)
+        moved = linear_decode_bytes(*args, dtype, newer.conv_size)
+        return {"flops": linear_layer_decode_flops(*args, newer.conv_size), "bytes_read": moved["read"],
+                "bytes_appended": moved["written"]}
+    if scheme == "quest":
+        b, n = newer.block_size, newer.top_blocks
+        return {"flops": block_sparse_decode_flops("gqa", shape, context, b, n),
+                "bytes_read": block_sparse_decode_bytes_read("gqa", shape, context, dtype, b, n),
+                "bytes_appended": block_sparse_append_bytes("gqa", shape, dtype)}
+    layer_type, rate = _v4_rate(scheme, newer)
+    model = v4_bench_model(shape, newer)
+    moved = v4_decode_bytes(model, layer_type, context, dtype, rate)
+    return {"flops": sum(v4_decode_flops(model, layer_type, context, rate).values()),
+            "bytes_read": sum(v for k, v in moved.items() if k != "appended"), "bytes_appended": moved["appended"]}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -532,6 +855,23 @@ def _cpu_details() -> dict:
     return details
 
 
+def release_free_memory() -> bool:
+    """Collect Python's garbage and hand the memory the C heap holds free back to the system (glibc's
+    ``malloc_trim(0)``), so that what one context freed (its caches, layers and temporaries, many of them
+    below glibc's mmap threshold and so kept in the heap) does not stay resident under the next context's
+    peak. Run between contexts, outside every timed region. Returns whether the C library had ``malloc_trim``
+    (glibc; elsewhere only the garbage is collected)."""
+    gc.collect()
+    try:
+        import ctypes
+
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True
+
+
 def process_wall_seconds() -> float | None:
     """Seconds since this process started (Linux: /proc), or None where that is unknown."""
     try:
@@ -557,28 +897,40 @@ def peak_rss_bytes() -> int:
 
 def bench_context(shape: AttentionShape, context: int, device: torch.device, dtype: torch.dtype, repeats: int,
                   warmup: int = DEFAULT_WARMUP, schemes: Sequence[str] = SCHEMES,
-                  before: Callable[[str], None] | None = None) -> list[dict]:
+                  before: Callable[[str], None] | None = None, newer: NewerSettings | None = None) -> list[dict]:
     """One decode step of every scheme against a cache of ``context`` tokens, timed interleaved
     (:func:`time_interleaved`; ``before(scheme)`` runs before each call); checks each cache's size.
+    ``schemes`` may mix :data:`SCHEMES` and :data:`NEWER_SCHEMES` (built with ``newer``, None:
+    :func:`newer_settings`): all of them share the same rounds.
 
-    Returns one entry per scheme: the :func:`timing_summary` fields (median, minimum, all times, spread,
-    page faults per call) and the measured and formula cache bytes (which must agree)."""
-    schemes = tuple(check_scheme(s) for s in schemes)
+    Returns one entry per scheme: its "group" ("course" or "newer", :data:`GROUPS`), the :func:`timing_summary`
+    fields (median, minimum, all times, spread, page faults per call) and the measured and formula cache bytes
+    (which must agree)."""
+    schemes = tuple(check_bench_scheme(s) for s in schemes)
     check_context(context)
+    newer = newer_settings(shape) if newer is None else check_type("newer", newer, NewerSettings)
     x = torch.randn(1, 1, shape.d_model, device=device, dtype=dtype)
     calls, resets, sizes = {}, {}, {}
     for scheme in schemes:
-        layer = build_layer(scheme, shape, device, dtype)
-        cache = filled_cache(scheme, shape, context, device, dtype)
-        measured, expected = cache.nbytes, cache_bytes(scheme, shape, context, dtype)
+        if GROUPS[scheme] == "course":
+            layer = build_layer(scheme, shape, device, dtype)
+            cache = filled_cache(scheme, shape, context, device, dtype)
+            expected = cache_bytes(scheme, shape, context, dtype)
+            calls[scheme] = decode_call(scheme, layer, x, cache)
+            resets[scheme] = (lambda c: lambda: c.crop(context))(cache)  # back to `context` tokens
+        else:
+            layer = build_newer_layer(scheme, shape, device, dtype, newer)
+            cache = filled_newer_cache(scheme, layer, context, device, dtype)
+            expected = newer_cache_bytes(scheme, shape, context, dtype, newer)
+            calls[scheme] = (lambda f, c: lambda: f(x, c).output)(layer, cache)
+            resets[scheme] = newer_reset(scheme, cache, context)
+        measured = cache.nbytes
         if measured != expected:
-            raise AssertionError(f"{scheme}: LayerCache.nbytes={measured} but the formula gives {expected}")
+            raise AssertionError(f"{scheme}: {type(cache).__name__}.nbytes={measured} but the formula gives {expected}")
         sizes[scheme] = (measured, expected)
-        calls[scheme] = decode_call(scheme, layer, x, cache)
-        resets[scheme] = (lambda c: lambda: c.crop(context))(cache)  # back to `context` tokens
     with torch.inference_mode():
         timings = time_interleaved(calls, device, repeats, warmup, resets, before)
-    return [{"scheme": scheme, "context": context, **timing_summary(timings[scheme]),
+    return [{"scheme": scheme, "context": context, "group": GROUPS[scheme], **timing_summary(timings[scheme]),
              "cache_bytes_measured": sizes[scheme][0], "cache_bytes_formula": sizes[scheme][1]}
             for scheme in schemes]
 
@@ -704,20 +1056,27 @@ def bench_hf_mla(shape: AttentionShape, context: int, device: torch.device, dtyp
 
 
 def roofline_entry(scheme: str, shape: AttentionShape, context: int, dtype: torch.dtype, seconds: float,
-                   machine: Mapping[str, float]) -> dict:
+                   machine: Mapping[str, float], newer: NewerSettings | None = None) -> dict:
     """Formula FLOPs and bytes of one decode step (bytes read + the token appended), intensity, bound, and
     what the measured time achieved, against the machine's roofline (``machine["roofline_bandwidth"]``,
-    ``machine["roofline_flops"]``: read bandwidth and decode matmul ceiling) and its copy bandwidth."""
-    flops = decode_flops(scheme, shape, context)
-    bytes_read = decode_bytes_read(scheme, shape, context, dtype)
-    appended = cache_append_bytes(scheme, shape, dtype)
+    ``machine["roofline_flops"]``: read bandwidth and decode matmul ceiling) and its copy bandwidth. A newer
+    scheme's counts are :func:`newer_step_costs` (with ``newer``; its "bytes_appended" is what the step writes
+    into its cache: Gated DeltaNet's whole state); its entry carries "group": "newer", the others "course"."""
+    if check_bench_scheme(scheme) in SCHEMES:
+        flops = decode_flops(scheme, shape, context)
+        bytes_read = decode_bytes_read(scheme, shape, context, dtype)
+        appended = cache_append_bytes(scheme, shape, dtype)
+    else:
+        counts = newer_step_costs(scheme, shape, context, dtype, newer)
+        flops, bytes_read, appended = counts["flops"], counts["bytes_read"], counts["bytes_appended"]
     n_bytes = bytes_read + appended
     intensity = flops / n_bytes
     bandwidth, peak = machine["roofline_bandwidth"], machine["roofline_flops"]
     achieved_bw = n_bytes / seconds
     achieved_flops = flops / seconds
     attainable = attainable_flops(intensity, bandwidth, peak)
-    return {"scheme": scheme, "context": context, "flops": flops, "bytes": n_bytes, "bytes_read": bytes_read,
+    return {"scheme": scheme, "context": context, "group": GROUPS[scheme], "flops": flops, "bytes": n_bytes,
+            "bytes_read": bytes_read,
             "bytes_appended": appended, "intensity": intensity, "bound": roofline_bound(intensity, peak / bandwidth),
             "achieved_bandwidth": achieved_bw, "bandwidth_fraction": achieved_bw / bandwidth,
             "copy_bandwidth_fraction": achieved_bw / machine["copy_bandwidth"], "achieved_flops": achieved_flops,
@@ -765,8 +1124,13 @@ def run_benchmark(device: torch.device | str = "cpu", dtype: torch.dtype | str =
                   shape: AttentionShape = DEFAULT_SHAPE, copy_bytes: int | None = None, gemm_n: int | None = None,
                   hf_peer: bool = True, progress: bool = False, on_table: Callable[[str], None] | None = None,
                   warmup: int = DEFAULT_WARMUP, hf_repeats: int | None = None,
-                  decode_tokens: int | None = None) -> dict:
+                  decode_tokens: int | None = None, newer: NewerSettings | None = None) -> dict:
     """Every scheme at every context, the peers, the roofline and the targets; returns the JSON-ready dict.
+
+    The newer schemes (:data:`NEWER_SCHEMES`, with ``newer``, None: :func:`newer_settings` of the shape) are
+    timed in the same rounds as :data:`SCHEMES`; their rows in "results" and "roofline" carry "group": "newer"
+    (the others "course"), the report lists them under "newer_schemes" and their settings under
+    "newer_settings" ("schemes" stays the six of :data:`SCHEMES`).
 
     ``repeats`` timed rounds after ``warmup`` untimed ones at each context (every scheme once per round,
     :func:`time_interleaved`); the Hugging Face peer runs ``hf_repeats`` rounds (None: min(repeats,
@@ -797,8 +1161,9 @@ def run_benchmark(device: torch.device | str = "cpu", dtype: torch.dtype | str =
     if on_table is not None and not callable(on_table):
         raise ArgumentTypeError(f"on_table must be None or callable (e.g. print), got {type(on_table).__name__}")
     show = on_table or (lambda text: None)
+    newer = newer_settings(shape) if newer is None else check_type("newer", newer, NewerSettings)
     report = _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes, gemm_n, decode_tokens,
-                  hf_peer, progress, show)
+                  hf_peer, progress, show, newer)
     report["targets"] = measure_targets(report)
     show(format_targets_table(report["targets"]))
     report["run"] = {"wall_s": time.perf_counter() - started, "sections_s": report.pop("sections_s"),
@@ -810,9 +1175,9 @@ def run_benchmark(device: torch.device | str = "cpu", dtype: torch.dtype | str =
 
 
 def _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes, gemm_n, decode_tokens, hf_peer,
-         progress, show) -> dict:
+         progress, show, newer) -> dict:
     rounds, hf_rounds = warmup + repeats, warmup + hf_repeats
-    steps = 4 + len(contexts) * rounds * (len(SCHEMES) + 2 * len(DENSE_SCHEMES)) + (
+    steps = 4 + len(contexts) * rounds * (len(SCHEMES) + len(NEWER_SCHEMES) + 2 * len(DENSE_SCHEMES)) + (
         len(contexts) * hf_rounds * 3 if hf_peer else 0)
     bar = tqdm(total=steps, desc="benchmark", unit="call", disable=not progress, file=sys.stderr, leave=False)
 
@@ -855,13 +1220,14 @@ def _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes
     show(format_header(header))
     results, roofline = [], []
     for context in contexts:
-        entries = bench_context(shape, context, device, dtype, repeats, warmup,
-                                before=lambda name, c=context: step(f"{name} at {c:,} tokens"))
+        release_free_memory()  # the last context's leftovers do not add to this one's peak
+        entries = bench_context(shape, context, device, dtype, repeats, warmup, SCHEMES + NEWER_SCHEMES,
+                                before=lambda name, c=context: step(f"{name} at {c:,} tokens"), newer=newer)
         mha = next(r for r in entries if r["scheme"] == "mha")
         for r in entries:
             r["time_vs_mha"] = r["time_s"] / mha["time_s"]
             r["cache_vs_mha"] = r["cache_bytes_measured"] / mha["cache_bytes_measured"]
-            roofline.append(roofline_entry(r["scheme"], shape, context, dtype, r["time_s"], machine))
+            roofline.append(roofline_entry(r["scheme"], shape, context, dtype, r["time_s"], machine, newer))
         results += entries
         show(format_decode_table(entries))
     lap("decode")
@@ -875,6 +1241,7 @@ def _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes
     show(format_sdpa_table(sdpa))
     hf = []
     for context in contexts if hf_peer else ():
+        release_free_memory()
         hf.append(bench_hf_mla(shape, context, device, dtype, hf_repeats, warmup,
                                before=lambda name, c=context: step(f"Hugging Face peer at {c:,} tokens")))
     lap("hf_peer")
@@ -896,6 +1263,8 @@ def _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes
         "contexts": list(contexts),
         "shape": shape_arguments(shape),
         "schemes": list(SCHEMES),
+        "newer_schemes": list(NEWER_SCHEMES),
+        "newer_settings": dataclasses.asdict(newer),
         "machine": machine,
         "allocator": header["allocator"],
         "results": results,
@@ -939,33 +1308,55 @@ def format_header(report: dict) -> str:
             f"shape {report['shape']}{timing}\n")
 
 
+def _by_group(rows: Sequence[dict]) -> tuple[list[dict], list[dict]]:
+    """Rows of the course's schemes and rows of the newer ones ("group"; rows written before it: by scheme)."""
+    course = [r for r in rows if r.get("group", GROUPS.get(r["scheme"], "course")) == "course"]
+    return course, [r for r in rows if r not in course]
+
+
+#: The heading of the newer schemes' rows in the printed tables.
+NEWER_HEADING = "Newer schemes (chapters 17-20), timed in the same rounds"
+
+
 def format_decode_table(results: Sequence[dict]) -> str:
     """The decode-step table: time, its spread and page faults, and the measured cache bytes of each scheme
-    (one row per scheme and context)."""
-    rows = [[r["scheme"], r["context"], f"{r['time_s'] * 1e3:.3f}", f"{r['time_min_s'] * 1e3:.3f}",
-             f"{r['spread']:.1%}", f"{r['faults_per_call']:.0f}", r["cache_bytes_measured"], r["cache_bytes_formula"],
-             f"{r['time_vs_mha']:.2f}", f"{r['cache_vs_mha']:.4f}"] for r in results]
-    return "\n".join(["Decode step (one layer, batch 1; median and min of the interleaved rounds)",
-                      format_table(["scheme", "context", "median ms", "min ms", "spread", "faults/call",
-                                    "cache B (measured)", "cache B (formula)", "time/MHA", "cache/MHA"], rows), ""])
+    (one row per scheme and context); the newer schemes' rows, if any, in a table of their own below."""
+    def rows(entries: Sequence[dict]) -> list[list]:
+        return [[r["scheme"], r["context"], f"{r['time_s'] * 1e3:.3f}", f"{r['time_min_s'] * 1e3:.3f}",
+                 f"{r['spread']:.1%}", f"{r['faults_per_call']:.0f}", r["cache_bytes_measured"],
+                 r["cache_bytes_formula"], f"{r['time_vs_mha']:.2f}", f"{r['cache_vs_mha']:.4f}"] for r in entries]
+
+    headers = ["scheme", "context", "median ms", "min ms", "spread", "faults/call", "cache B (measured)",
+               "cache B (formula)", "time/MHA", "cache/MHA"]
+    course, newer = _by_group(results)
+    out = ["Decode step (one layer, batch 1; median and min of the interleaved rounds)", format_table(headers,
+                                                                                                     rows(course))]
+    if newer:
+        out += [NEWER_HEADING, format_table(headers, rows(newer))]
+    return "\n".join([*out, ""])
 
 
 def format_roofline_table(machine: dict, roofline: Sequence[dict]) -> str:
     """Each scheme on the roofline of the measured read bandwidth and decode matmul ceiling."""
     m = machine
     rows, width, tokens = m["decode_matmul_shape"]
-    table = [[r["scheme"], r["context"], f"{r['flops'] / 1e6:.2f}", f"{r['bytes'] / 1e6:.3f}", r["bytes_appended"],
-              f"{r['intensity']:.2f}", r["bound"], f"{r['achieved_bandwidth'] / 1e9:.2f}",
-              f"{r['bandwidth_fraction']:.2f}", f"{r['copy_bandwidth_fraction']:.2f}",
-              f"{r['roofline_fraction']:.2f}"] for r in roofline]
+
+    def table(entries: Sequence[dict]) -> str:
+        return format_table(["scheme", "context", "MFLOP", "MB moved", "append B", "FLOP/B", "bound", "GB/s",
+                             "of read BW", "of copy BW", "of bound"],
+                            [[r["scheme"], r["context"], f"{r['flops'] / 1e6:.2f}", f"{r['bytes'] / 1e6:.3f}",
+                              r["bytes_appended"], f"{r['intensity']:.2f}", r["bound"],
+                              f"{r['achieved_bandwidth'] / 1e9:.2f}", f"{r['bandwidth_fraction']:.2f}",
+                              f"{r['copy_bandwidth_fraction']:.2f}", f"{r['roofline_fraction']:.2f}"] for r in entries])
+
+    course, newer = _by_group(roofline)
     return "\n".join([
         f"Roofline: read bandwidth {m['read_bandwidth'] / 1e9:.2f} GB/s (x.sum()), decode matmul "
         f"({rows} x {width}) @ ({width} x {tokens}) {m['decode_matmul_rate'] / 1e9:.1f} GFLOP/s, balance "
         f"{m['roofline_balance']:.1f} FLOP/byte\n          (copy bandwidth {m['copy_bandwidth'] / 1e9:.2f} GB/s, "
         f"{m['gemm_n']}^2 GEMM {m['matmul_rate'] / 1e9:.1f} GFLOP/s, their balance "
         f"{m['balance_flops_per_byte']:.1f} FLOP/byte)",
-        format_table(["scheme", "context", "MFLOP", "MB moved", "append B", "FLOP/B", "bound", "GB/s", "of read BW",
-                      "of copy BW", "of bound"], table), ""])
+        table(course), *([NEWER_HEADING, table(newer)] if newer else []), ""])
 
 
 def format_sdpa_table(sdpa: Sequence[dict]) -> str:

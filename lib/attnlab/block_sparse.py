@@ -33,6 +33,13 @@ Every method here turns into a boolean token mask (..., n_q, n_k), True where qu
 the mask holds, and :func:`memory_segments` counts the separate contiguous runs a kernel would read. With a
 budget that covers every token each method reads every visible token and equals dense attention.
 
+The masks say *what* a selection reads, not what reading it costs: scoring every token and masking reads
+the whole cache. :class:`BlockSparseCache`, :func:`quest_decode_attention` and :class:`QuestAttention` are a
+real block-sparse decode step (Quest's): the cache keeps K, V and each block's key bounds; one step scores the
+blocks by their bounds, picks the top n (its own block always among them) and reads those n blocks whole, as
+contiguous runs of B tokens, never touching the others. :func:`quest_mask` is the same selection as a token
+mask, for :func:`sparse_attention` to check it against.
+
 Simplifications, said where they happen: NSA's compression φ is a learned MLP with an intra-block position
 encoding over blocks of length l at stride d; here φ is the mean (no trained NSA weights exist for the course's
 tiny models) and l = d = l' = B, the aligned case in which p^slc = p^cmp (Eq. 9). SnapKV and H2O are run as if
@@ -49,17 +56,22 @@ import torch
 import torch.nn.functional as F
 
 from attnlab._validate import (
+    check_bool,
     check_choice,
     check_floating,
+    check_hidden_states,
     check_ndim,
     check_non_negative_int,
     check_positive_int,
+    check_real,
     check_same_device,
     check_same_dtype,
     check_tensor,
+    check_type,
 )
-from attnlab.attention import softmax
+from attnlab.attention import AttentionOutput, softmax
 from attnlab.dsa import selection_mask, topk_indices
+from attnlab.gqa import AttentionConfig, GroupedQueryAttention
 
 #: The selection rules :func:`select` runs: token-level (per head, and DSA's one set for all heads),
 #: block-level (NSA, MoBA, Quest) and eviction (H2O, SnapKV).
@@ -537,3 +549,295 @@ def measure_selections(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, method
                 segments=float(memory_segments(seen).double().mean()),
                 group_tokens=float(group_reads(seen, group).double().mean())))
     return measures
+
+
+# ----------------------------------------------------------------------------------------------------
+# a real block-sparse decode step: Quest's cache, its bound, and whole blocks read
+
+
+class BlockSparseCache:
+    """A GQA layer's cache laid out for block-sparse decoding (Quest §3, whose "pages" are the blocks here):
+
+        K, V      (b, h_kv, capacity, d), capacity a multiple of B: viewed, without a copy, as
+                  (b, h_kv, capacity / B, B, d), one row of B d contiguous numbers per block (:attr:`key_blocks`)
+        m_j, M_j  (b, h_kv, capacity / B, d): the channel-wise min and max of block j's keys, per K/V head,
+                  over the tokens it holds so far (the current, partial block's too)
+
+    :meth:`update` appends tokens and brings the bounds of the blocks they land in up to date (one new
+    token: an elementwise min and max, O(h_kv d)); :meth:`crop` forgets tokens (e.g. to time a decode step
+    again from the same cache). The storage grows by doubling, like :class:`~attnlab.kv_cache.LayerCache`.
+
+    >>> cache = BlockSparseCache(block_size=4)
+    >>> k, v = cache.update(k=torch.zeros(1, 2, 6, 8), v=torch.zeros(1, 2, 6, 8))
+    >>> cache.seq_len, cache.n_blocks, tuple(cache.key_max.shape), cache.nbytes
+    (6, 2, (1, 2, 2, 8), 1024)
+    """
+
+    seq_dim = 2  # (batch, kv_heads, seq, d), as GroupedQueryAttention caches
+
+    def __init__(self, block_size: int, capacity: int | None = None) -> None:
+        self.block_size = check_positive_int("block_size", block_size)
+        self._initial_capacity = 0 if capacity is None else check_positive_int("capacity", capacity)
+        self._k: torch.Tensor | None = None  # (b, h_kv, capacity, d)
+        self._v: torch.Tensor | None = None  # (b, h_kv, capacity, d_v)
+        self._min: torch.Tensor | None = None  # m_j: (b, h_kv, capacity / B, d)
+        self._max: torch.Tensor | None = None  # M_j
+        self._seen = 0
+
+    def __repr__(self) -> str:
+        return (f"BlockSparseCache(block_size={self.block_size}, seq_len={self.seq_len}, n_blocks={self.n_blocks}, "
+                f"capacity={self.capacity})")
+
+    @property
+    def seq_len(self) -> int:
+        """Tokens held (all of them): the position of the next token."""
+        return self._seen
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens held: :attr:`seq_len` (nothing is evicted)."""
+        return self._seen
+
+    @property
+    def n_blocks(self) -> int:
+        """Blocks holding tokens: ceil(seq_len / B), the last maybe partial."""
+        return n_blocks(self._seen, self.block_size)
+
+    @property
+    def capacity(self) -> int:
+        """Token slots allocated (a multiple of B; 0 before the first update)."""
+        return 0 if self._k is None else self._k.shape[2]
+
+    @property
+    def k(self) -> torch.Tensor:
+        """The held keys (b, h_kv, seq_len, d): a view of the storage."""
+        self._check_filled()
+        return self._k.narrow(2, 0, self._seen)
+
+    @property
+    def v(self) -> torch.Tensor:
+        """The held values (b, h_kv, seq_len, d_v): a view of the storage."""
+        self._check_filled()
+        return self._v.narrow(2, 0, self._seen)
+
+    @property
+    def key_min(self) -> torch.Tensor:
+        """m_j of the held blocks, (b, h_kv, n_blocks, d)."""
+        self._check_filled()
+        return self._min.narrow(2, 0, self.n_blocks)
+
+    @property
+    def key_max(self) -> torch.Tensor:
+        """M_j of the held blocks, (b, h_kv, n_blocks, d)."""
+        self._check_filled()
+        return self._max.narrow(2, 0, self.n_blocks)
+
+    @property
+    def key_blocks(self) -> torch.Tensor:
+        """Every allocated block of keys, (b, h_kv, capacity / B, B, d): a view of the storage, no copy."""
+        self._check_filled()
+        b, h_kv, cap, d = self._k.shape
+        return self._k.view(b, h_kv, cap // self.block_size, self.block_size, d)
+
+    @property
+    def value_blocks(self) -> torch.Tensor:
+        """Every allocated block of values, (b, h_kv, capacity / B, B, d_v): a view of the storage."""
+        self._check_filled()
+        b, h_kv, cap, d_v = self._v.shape
+        return self._v.view(b, h_kv, cap // self.block_size, self.block_size, d_v)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes holding tokens: K and V of seq_len tokens and two bound vectors per held block."""
+        if self._k is None:
+            return 0
+        return sum(t.numel() * t.element_size() for t in (self.k, self.v, self.key_min, self.key_max))
+
+    def _check_filled(self) -> None:
+        if self._k is None:
+            raise ValueError("the cache is empty: update(k=..., v=...) it first")
+
+    def _grow(self, needed: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Storage for at least ``needed`` tokens, rounded up to whole blocks; held tokens and bounds kept."""
+        B = self.block_size
+        capacity = max(needed, self._initial_capacity, 2 * self.capacity)
+        capacity = -(-capacity // B) * B
+        b, h_kv, _, d = k.shape
+        # zeros, not empty: the current block's slots past the last token are read (and masked), and a weight of
+        # 0 times uninitialised memory could be NaN
+        new_k = k.new_zeros(b, h_kv, capacity, d)
+        new_v = v.new_zeros(b, h_kv, capacity, v.shape[-1])
+        new_min, new_max = k.new_empty(b, h_kv, capacity // B, d), k.new_empty(b, h_kv, capacity // B, d)
+        if self._k is not None:
+            held, blocks = self._seen, self.n_blocks
+            new_k.narrow(2, 0, held).copy_(self.k)
+            new_v.narrow(2, 0, held).copy_(self.v)
+            new_min.narrow(2, 0, blocks).copy_(self.key_min)
+            new_max.narrow(2, 0, blocks).copy_(self.key_max)
+        self._k, self._v, self._min, self._max = new_k, new_v, new_min, new_max
+
+    def _refresh_bounds(self, first_block: int) -> None:
+        """m_j, M_j of blocks first_block .. n_blocks - 1 from the tokens they hold (:func:`quest_bounds`)."""
+        B = self.block_size
+        start = first_block * B
+        if start >= self._seen:
+            return
+        m, M = quest_bounds(self._k.narrow(2, start, self._seen - start).detach(), B)  # (b, h_kv, blocks, d)
+        self._min.narrow(2, first_block, m.shape[2]).copy_(m)
+        self._max.narrow(2, first_block, M.shape[2]).copy_(M)
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append s tokens, k (b, h_kv, s, d) and v (b, h_kv, s, d_v), and update the bounds of the blocks they
+        fall in; return every held key and value, (b, h_kv, seq_len, d) and (..., d_v), views of the storage."""
+        check_floating("k", k)
+        check_floating("v", v)
+        check_ndim("k", k, 4, "(batch, kv_heads, s, d)")
+        check_ndim("v", v, 4, "(batch, kv_heads, s, d_v)")
+        if k.shape[:3] != v.shape[:3]:
+            raise ValueError(f"k {tuple(k.shape)} and v {tuple(v.shape)} must share batch, kv_heads and s")
+        check_same_dtype(k=k, v=v)
+        check_same_device(k=k, v=v)
+        if self._k is not None:
+            for name, new, old in (("k", k, self._k), ("v", v, self._v)):
+                if (new.shape[:2], new.shape[3]) != (old.shape[:2], old.shape[3]) or new.dtype != old.dtype \
+                        or new.device != old.device:
+                    raise ValueError(f"{name} has shape {tuple(new.shape)} {new.dtype}; the cache holds "
+                                     f"{tuple(old.shape[:2])} x seq x {old.shape[3]} {old.dtype} on {old.device}")
+        s, B = k.shape[2], self.block_size
+        if self._k is None or self._seen + s > self.capacity:
+            self._grow(self._seen + s, k, v)
+        start = self._seen
+        self._k.narrow(2, start, s).copy_(k)
+        self._v.narrow(2, start, s).copy_(v)
+        self._seen += s
+        if s == 1 and start % B:  # one more token in a partial block: its bounds move by an elementwise min/max
+            j, new = start // B, k[:, :, 0].detach()  # bounds only choose blocks: no gradient flows through them
+            torch.minimum(self._min[:, :, j], new, out=self._min[:, :, j])
+            torch.maximum(self._max[:, :, j], new, out=self._max[:, :, j])
+        else:
+            self._refresh_bounds(start // B)
+        return self.k, self.v
+
+    def crop(self, seq_len: int) -> None:
+        """Forget the tokens from position ``seq_len`` on (keeping the storage), and recompute the bounds of the
+        block now last from the tokens it still holds. 0 <= seq_len <= :attr:`seq_len`."""
+        check_non_negative_int("seq_len", seq_len)
+        if seq_len > self._seen:
+            raise ValueError(f"seq_len={seq_len} must be <= the cache's seq_len={self._seen}")
+        self._seen = seq_len
+        if seq_len % self.block_size:
+            self._refresh_bounds(seq_len // self.block_size)
+
+
+def quest_decode_attention(q: torch.Tensor, cache: BlockSparseCache, top_blocks: int,
+                           scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One decode step of Quest-style block-sparse attention against a :class:`BlockSparseCache` whose last token
+    is the query's own (position p = seq_len - 1, in block c(p) = floor(p / B)):
+
+    1. score each visible block j <= c(p) by its bound, U_j = q⁺ · M_j + q⁻ · m_j (Quest §3; per query head,
+       against its K/V head's bounds), the own block always chosen (U = +inf, as MoBA routes to it);
+    2. keep the top n = min(top_blocks, c(p) + 1) blocks per query head, ties to the earlier block
+       (:func:`attnlab.dsa.topk_indices`, the rule :func:`select_blocks` follows);
+    3. read those blocks whole: the storage viewed as (b h_kv n_blocks, B, d) rows and ``index_select`` of n
+       rows per query head, n contiguous runs of B d numbers, no per-token gather;
+    4. o = softmax(q K_sel^T * scale) V_sel over the n B slots, the own block's slots past p masked.
+
+    q (b, h, 1, d), h a multiple of the cache's h_kv -> (o (b, h, 1, d_v), blocks (b, h, n) int64, best
+    first). Equal to :func:`sparse_attention` over :func:`quest_mask`; with top_blocks >= c(p) + 1, to dense
+    attention."""
+    check_type("cache", cache, BlockSparseCache)
+    check_positive_int("top_blocks", top_blocks)
+    check_floating("q", q)
+    check_ndim("q", q, 4, "(batch, heads, 1, d)")
+    cache._check_filled()
+    kb, vb = cache.key_blocks, cache.value_blocks  # (b, h_kv, n_cap, B, d), (b, h_kv, n_cap, B, d_v)
+    b, h_kv, n_cap, B, d = kb.shape
+    if q.shape[2] != 1 or q.shape[0] != b or q.shape[3] != d or q.shape[1] % h_kv:
+        raise ValueError(f"q has shape {tuple(q.shape)}; the cache holds batch={b}, kv_heads={h_kv} of d={d}: q "
+                         "must be (batch, a multiple of kv_heads, 1, d), one query per sequence")
+    check_same_dtype(q=q, cache=kb)
+    check_same_device(q=q, cache=kb)
+    if scale is not None:
+        check_real("scale", scale)
+    scale = d**-0.5 if scale is None else scale
+    h = q.shape[1]
+    g = h // h_kv
+    t = cache.seq_len
+    own = (t - 1) // B  # c(p)
+    qg = q.reshape(b, h_kv, g, d)  # query head i reads K/V head i // g
+    u = (torch.einsum("bkgd,bknd->bkgn", qg.clamp(min=0), cache.key_max)  # q⁺ · M_j
+         + torch.einsum("bkgd,bknd->bkgn", qg.clamp(max=0), cache.key_min))  # + q⁻ · m_j: (b, h_kv, g, c + 1)
+    u[..., own] = float("inf")  # the query's own block is always read
+    n = min(top_blocks, own + 1)
+    blocks = topk_indices(u.reshape(b * h, 1, own + 1), n).view(b, h_kv, g, n)  # every block visible: no -1
+    rows = torch.arange(b * h_kv, device=q.device).view(b, h_kv, 1, 1) * n_cap + blocks  # row in (b h_kv n_cap)
+    k_sel = kb.reshape(b * h_kv * n_cap, B, d).index_select(0, rows.flatten()).view(b, h_kv, g, n * B, d)
+    v_sel = vb.reshape(b * h_kv * n_cap, B, -1).index_select(0, rows.flatten()).view(b, h_kv, g, n * B, -1)
+    scores = torch.einsum("bkgd,bkgsd->bkgs", qg, k_sel) * scale  # (b, h_kv, g, n B)
+    positions = (blocks[..., None] * B + torch.arange(B, device=q.device)).flatten(-2)  # each slot's token
+    weights = torch.softmax(scores.masked_fill(positions > t - 1, float("-inf")), dim=-1)
+    out = torch.einsum("bkgs,bkgsd->bkgd", weights, v_sel)  # (b, h_kv, g, d_v)
+    return out.reshape(b, h, 1, -1), blocks.reshape(b, h, n)
+
+
+def quest_mask(q: torch.Tensor, k: torch.Tensor, top_blocks: int, block_size: int) -> torch.Tensor:
+    """The tokens :class:`QuestAttention` reads, as a mask: Quest's block scores (:func:`quest_scores`), each
+    query's own block forced (+inf), the top ``top_blocks`` blocks (:func:`select_blocks`), their tokens up to
+    the query (:func:`block_token_mask`). q (b, h, n_q, d), k (b, h_kv, n_k, d) -> (b, h, n_q, n_k) bool.
+    The same as ``select("quest", ...)`` wherever that picks the query's own block."""
+    n_q, n_k, _ = _check_qk(q, k)
+    check_positive_int("top_blocks", top_blocks)
+    check_positive_int("block_size", block_size)
+    scores = quest_scores(q, k, block_size)  # (b, h, n_q, n_blocks), -inf for future blocks
+    own = _query_positions(n_q, n_k, q.device) // block_size  # c(p), (n_q,)
+    current = torch.arange(scores.shape[-1], device=q.device) == own[:, None]  # (n_q, n_blocks)
+    chosen = select_blocks(scores.masked_fill(current, float("inf")), top_blocks, block_size, n_k)
+    return block_token_mask(chosen, n_k, block_size)
+
+
+class QuestAttention(GroupedQueryAttention):
+    """:class:`~attnlab.gqa.GroupedQueryAttention` (MHA/MQA/GQA heads, RoPE) whose queries read only the top
+    ``top_blocks`` blocks of ``block_size`` tokens by Quest's bound, their own block always among them.
+
+    x (batch, seq, d_model) -> :class:`~attnlab.attention.AttentionOutput`. ``cache``: a
+    :class:`BlockSparseCache` of this block size, or None. A decode step (one token with a cache) runs the
+    block path, :func:`quest_decode_attention`; several tokens (a prefill) or no cache, the same selection
+    as a mask, :func:`quest_mask` and :func:`sparse_attention`. ``return_weights`` gives the weights over
+    every key (b, n_heads, seq, keys), zero where a query read nothing."""
+
+    IMPLEMENTATIONS = ("blocks",)
+
+    def __init__(self, config: AttentionConfig, block_size: int = 64, top_blocks: int = 4) -> None:
+        super().__init__(config)
+        self.block_size = check_positive_int("block_size", block_size)
+        self.top_blocks = check_positive_int("top_blocks", top_blocks)
+
+    def make_cache(self, capacity: int | None = None) -> BlockSparseCache:
+        """An empty :class:`BlockSparseCache` for this layer (room for ``capacity`` tokens at first)."""
+        return BlockSparseCache(self.block_size, capacity)
+
+    def forward(self, x: torch.Tensor, cache: BlockSparseCache | None = None,
+                return_weights: bool = False) -> AttentionOutput:
+        """y = concat_h(softmax over the selected blocks' keys (q_h k^T / sqrt(d)) V) W^O."""
+        check_hidden_states(x, self.config.d_model, self.w_q.weight)
+        if cache is not None:
+            check_type("cache", cache, BlockSparseCache)
+            if cache.block_size != self.block_size:
+                raise ValueError(f"cache has block_size={cache.block_size}, this layer {self.block_size}: make it "
+                                 "with layer.make_cache()")
+        check_bool("return_weights", return_weights)
+        b, s, _ = x.shape
+        start = 0 if cache is None else cache.seq_len
+        q, k, v = self.project(x, start)  # (b, n_heads, s, d), (b, n_kv_heads, s, d) x 2
+        if cache is not None:
+            k, v = cache.update(k, v)  # every held token, the new ones last
+        weights = None
+        if cache is not None and s == 1:
+            out, blocks = quest_decode_attention(q, cache, self.top_blocks)
+            if return_weights:
+                weights = softmax(dense_scores(q, k).masked_fill(
+                    ~block_token_mask(blocks[:, :, None], k.shape[2], self.block_size), float("-inf")))
+        else:
+            out, weights = sparse_attention(q, k, v, quest_mask(q, k, self.top_blocks, self.block_size))
+        y = self.w_o(out.transpose(1, 2).reshape(b, s, -1))
+        return AttentionOutput(y, weights if return_weights else None)

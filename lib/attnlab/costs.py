@@ -822,6 +822,99 @@ def v4_decode_flops(model: V4Model | str, layer_type: str, context: int, rate: i
         attended = n_c
     parts["attention"] = 2 * h * 2 * c * (n_w + attended)
     return parts
+
+
+def _v4_rate(m: V4Model, layer_type: str, rate: int | None) -> int:
+    """The compression rate m of a CSA or HCA layer: ``rate``, or the release's (4, 128)."""
+    if not isinstance(layer_type, str) or layer_type not in ("sliding", "csa", "hca"):
+        raise ValueError(f"layer_type={layer_type!r} must be one of ('sliding', 'csa', 'hca')")
+    if layer_type == "sliding":
+        return 0
+    return check_positive_int("rate", rate) if rate is not None else (4 if layer_type == "csa" else 128)
+
+
+def v4_weight_elements(model: V4Model | str, layer_type: str, rate: int | None = None) -> int:
+    """Parameters of one V4 attention layer (:class:`attnlab.v4.DeepSeekV4Attention`):
+
+        d d_c + d_c + d_c n_h c + d c + c + n_h + d_g n_h c + g d_g d
+            (W^DQ, its RMSNorm, W^UQ, W^KV, its RMSNorm, the sinks, the grouped W^O_a, W^O_b)
+        CSA, HCA: + 2 d k c + m k c + c     (the compressor's W^C and W^Z, its position bias B, RMSNorm; k = 2, 1)
+        CSA:      + 2 d 2 c^I + m 2 c^I + c^I + d_c H^I c^I + d H^I   (the indexer's compressor, W^IUQ, W^w)"""
+    m = _v4_model(model)
+    rate = _v4_rate(m, layer_type, rate)
+    d, dq, h, c, g, dg = m.d_model, m.q_lora_rank, m.n_heads, m.head_dim, m.o_groups, m.o_lora_rank
+    total = d * dq + dq + dq * h * c + d * c + c + h + dg * h * c + g * dg * d
+    if layer_type == "sliding":
+        return total
+    k = 2 if layer_type == "csa" else 1
+    total += 2 * d * k * c + rate * k * c + c
+    if layer_type == "csa":
+        ci, hi = m.index_head_dim, m.index_n_heads
+        total += 2 * d * 2 * ci + rate * 2 * ci + ci + dq * hi * ci + d * hi
+    return total
+
+
+def _v4_state_numbers(m: V4Model, layer_type: str, rate: int, context: int) -> dict[str, int]:
+    """Numbers of the compressors' running state after ``context`` tokens: "pending" the projections [C; Z] of
+    the L mod m tokens of the unfinished window (2 k c each; CSA also 2 2 c^I for the indexer's), "previous"
+    (CSA, once an entry exists) the last complete window's first halves, m 2 c + m 2 c^I."""
+    if layer_type == "sliding":
+        return {"pending": 0, "previous": 0}
+    rows = context % rate
+    k = 2 if layer_type == "csa" else 1
+    pending = rows * 2 * k * m.head_dim + (rows * 2 * 2 * m.index_head_dim if layer_type == "csa" else 0)
+    previous = rate * 2 * (m.head_dim + m.index_head_dim) if layer_type == "csa" and context >= rate else 0
+    return {"pending": pending, "previous": previous}
+
+
+def v4_layer_cache_bytes(model: V4Model | str, layer_type: str, context: int, dtype: torch.dtype | str,
+                         rate: int | None = None) -> int:
+    """Bytes one V4 layer's cache (:class:`attnlab.v4.V4Cache`) holds at ``context`` L tokens, every number in
+    ``dtype`` (b bytes), the compressors' running state included (:func:`v4_cache_bytes` leaves that constant out):
+
+        b ((min(W, L) + floor(L / m)) c + [CSA] floor(L / m) c^I + (L mod m) 2 k c + [CSA] (L mod m) 4 c^I
+           + [CSA, L >= m] 2 m (c + c^I))
+
+    (:func:`v4_layer_cache_entries` counts the vectors; k = 2 for CSA, 1 for HCA.)"""
+    m = _v4_model(model)
+    rate = _v4_rate(m, layer_type, rate)
+    held = v4_layer_cache_entries(layer_type, context, rate or None, m.window)
+    state = _v4_state_numbers(m, layer_type, rate, context)
+    numbers = (held["window"] + held["entries"]) * m.head_dim + held["index_keys"] * m.index_head_dim
+    return _element_bytes(dtype) * (numbers + state["pending"] + state["previous"])
+
+
+def v4_decode_bytes(model: V4Model | str, layer_type: str, context: int, dtype: torch.dtype | str,
+                    rate: int | None = None) -> dict[str, int]:
+    """Bytes one decoded token moves in one V4 layer with ``context`` cached tokens, by part, every number in
+    ``dtype`` (b bytes; T = context + 1, n_w = min(W, T), n_c = floor(T / m), k' = min(k, n_c), as in
+    :func:`v4_decode_flops`):
+
+        "weights"     b :func:`v4_weight_elements`                      read once
+        "window"      b n_w c                                           the window's key/values (its own included)
+        "index_keys"  b n_c c^I                                         CSA: every complete entry's index key
+        "entries"     b k' c (CSA, the selected), b n_c c (HCA, all)
+        "state"       b (context mod m) (2 k c [+ 4 c^I])               the unfinished window's projections
+        "appended"    b (c + 2 k c [+ 4 c^I])                           written: the token's key/value into the
+                                                                        window, its projections into the pending
+                                                                        window (the last two: none when sliding)
+
+    Reading is everything but "appended". Pooling a completed window (once per m tokens: the pending and
+    previous projections read, one entry written) is left out, as it is in the FLOPs."""
+    m = _v4_model(model)
+    rate = _v4_rate(m, layer_type, rate)
+    check_non_negative_int("context", context)
+    b = _element_bytes(dtype)
+    held = v4_layer_cache_entries(layer_type, context + 1, rate or None, m.window)  # T = context + 1 positions
+    c, ci = m.head_dim, m.index_head_dim
+    n_c = held["entries"]
+    attended = min(m.index_topk, n_c) if layer_type == "csa" else n_c
+    k = 2 if layer_type == "csa" else 1
+    projections = 0 if layer_type == "sliding" else 2 * k * c + (2 * 2 * ci if layer_type == "csa" else 0)
+    return {"weights": b * v4_weight_elements(m, layer_type, rate or None), "window": b * held["window"] * c,
+            "index_keys": b * held["index_keys"] * ci, "entries": b * attended * c,
+            "state": b * _v4_state_numbers(m, layer_type, rate, context)["pending"],
+            "appended": b * (c + projections)}
 # paged caches: pages, waste and prefix sharing (vLLM's PagedAttention, Kwon et al., SOSP 2023, §3 and §4)
 #
 # A paged cache stores a sequence of n tokens in whole pages (blocks) of B token slots each, found through a
@@ -1088,6 +1181,27 @@ def window_decode_attention_flops(scheme: str, shape: AttentionShape, context: i
     return 2 * macs_per_cached_token(record.key, s) * t
 
 
+def window_decode_flops(scheme: str, shape: AttentionShape, context: int, window: int | None = None,
+                        n_sinks: int = 0) -> int:
+    """FLOPs to decode one token in a layer that sees at most S + W keys, batch 1: :func:`projection_flops` +
+    :func:`window_decode_attention_flops` (dense: 2 W_elements + 4 n_h d_h min(T, S + W)); the same as
+    :func:`decode_flops` up to T = S + W, constant after."""
+    return projection_flops(scheme, shape) + window_decode_attention_flops(scheme, shape, context, window, n_sinks)
+
+
+def window_decode_bytes_read(scheme: str, shape: AttentionShape, context: int, dtype: torch.dtype | str,
+                             window: int | None = None, n_sinks: int = 0) -> int:
+    """Bytes one decode step of a sliding layer reads: b (W_elements + 2 n_kv d_h min(T, S + W)), the weights
+    and the min(T, S + W) keys and values its ring holds (:class:`attnlab.window.RollingCache`), T = context + 1.
+    (It appends one token, :func:`cache_append_bytes`, over the oldest one once the ring is full.)"""
+    record, s = _fitting(scheme, shape)
+    if not record.dense:
+        raise ValueError(f"scheme={record.key!r}: windows are counted here for the dense schemes only")
+    t = window_cache_tokens(_context(context), window, n_sinks)
+    per_token = cache_elements_per_token(record.key, s, per_layer=True)
+    return _element_bytes(dtype) * (weight_elements(record.key, s) + per_token * t)
+
+
 # ----------------------------------------------------------------------------------------------------
 # chapter 19: block-sparse selection, contiguous blocks against gathered rows
 #
@@ -1130,6 +1244,80 @@ def selection_score_macs(context: int, block_size: int, key_dim: int, n_heads: i
         raise ValueError(f"scorer={scorer!r} must be one of {SELECTION_SCORERS}")
     units = context if scorer == "token" else -(-context // block_size)
     return (2 if scorer == "bounds" else 1) * units * key_dim * n_heads
+
+
+# One decode step of Quest-style block-sparse attention over a dense layer's cache (:class:`attnlab.block_sparse.
+# QuestAttention`, T = context + 1 tokens held after the new one, B tokens a block, n blocks chosen per query head):
+# the cache holds K, V and each block's key bounds (m_j, M_j) per K/V head; the step scores the ceil(T / B)
+# blocks by the bound (two dot products per block and query head), keeps n' = min(n, ceil(T / B)) of them (its
+# own among them) and attends over their n' B slots, read whole (the own block's slots past the query are read
+# and masked). Each query head reads its own n' blocks (index_select per head; a GQA group's heads may pick the
+# same block, which is then read once per head).
+
+
+def block_sparse_blocks_read(context: int, block_size: int, top_blocks: int) -> int:
+    """n' = min(n, ceil(T / B)), T = context + 1: blocks one query head reads in a decode step."""
+    check_positive_int("block_size", block_size)
+    check_positive_int("top_blocks", top_blocks)
+    return min(top_blocks, -(-_context(context) // block_size))
+
+
+def block_sparse_decode_flops(scheme: str, shape: AttentionShape, context: int, block_size: int,
+                              top_blocks: int) -> int:
+    """FLOPs of one block-sparse decode step (the section above), one layer, batch 1:
+
+        :func:`projection_flops` + 2 x :func:`selection_score_macs` (T, B, d_h, n_h, "bounds")
+                                 + 2 n_h (d_h + d_v) n' B                  (scores and weighted sum, whole blocks)
+
+    i.e. 2 W + 4 n_h d_h ceil(T / B) + 2 n_h (d_h + d_v) n' B: the scoring grows with T / B, the attention
+    stops growing once n' = n."""
+    record, s = _fitting(scheme, shape)
+    if not record.dense:
+        raise ValueError(f"scheme={record.key!r}: block-sparse selection is counted here over a dense layer's K/V")
+    t = _context(context)
+    score = selection_score_macs(t, block_size, s.head_dim, s.n_heads, "bounds")
+    slots = block_sparse_blocks_read(context, block_size, top_blocks) * block_size
+    return projection_flops(record.key, s) + 2 * score + 2 * s.n_heads * (s.head_dim + s.v_head_dim) * slots
+
+
+def block_sparse_decode_bytes_read(scheme: str, shape: AttentionShape, context: int, dtype: torch.dtype | str,
+                                   block_size: int, top_blocks: int) -> int:
+    """Bytes one block-sparse decode step reads, b bytes each: the weights, every block's bounds (m_j, M_j of
+    each K/V head) and each query head's n' blocks of keys and values (:func:`selection_read` of n' B tokens
+    of d_h + d_v numbers):
+
+        b (W + 2 n_kv d_h ceil(T / B) + n_h (d_h + d_v) n' B)"""
+    record, s = _fitting(scheme, shape)
+    if not record.dense:
+        raise ValueError(f"scheme={record.key!r}: block-sparse selection is counted here over a dense layer's K/V")
+    b = _element_bytes(dtype)
+    blocks = -(-_context(context) // check_positive_int("block_size", block_size))
+    kv_heads = record.kv_heads(s)
+    read = selection_read(block_sparse_blocks_read(context, block_size, top_blocks) * block_size, block_size,
+                          (s.head_dim + s.v_head_dim) * b)
+    return b * (weight_elements(record.key, s) + 2 * kv_heads * s.head_dim * blocks) + s.n_heads * read["bytes"]
+
+
+def block_sparse_cache_bytes(scheme: str, shape: AttentionShape, context: int, dtype: torch.dtype | str,
+                             block_size: int) -> int:
+    """Bytes of a block-sparse cache of ``context`` L tokens, one layer, batch 1: the dense cache
+    (:func:`cache_bytes`) and two bound vectors per block and K/V head, b (2 n_kv d_h L + 2 n_kv d_h ceil(L / B))
+    (:attr:`attnlab.block_sparse.BlockSparseCache.nbytes`): 1 / B more than the dense cache's keys."""
+    record, s = _fitting(scheme, shape)
+    if not record.dense:
+        raise ValueError(f"scheme={record.key!r}: block-sparse selection is counted here over a dense layer's K/V")
+    blocks = -(-check_non_negative_int("context", context) // check_positive_int("block_size", block_size))
+    bounds = 2 * record.kv_heads(s) * s.head_dim * blocks * _element_bytes(dtype)
+    return cache_bytes(record.key, s, context, dtype, per_layer=True) + bounds
+
+
+def block_sparse_append_bytes(scheme: str, shape: AttentionShape, dtype: torch.dtype | str) -> int:
+    """Bytes one block-sparse decode step writes into the cache: the new token's K and V
+    (:func:`cache_append_bytes`) and its block's updated bounds, b 2 n_kv d_h more."""
+    record, s = _fitting(scheme, shape)
+    if not record.dense:
+        raise ValueError(f"scheme={record.key!r}: block-sparse selection is counted here over a dense layer's K/V")
+    return cache_append_bytes(record.key, s, dtype) + 2 * record.kv_heads(s) * s.head_dim * _element_bytes(dtype)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -1308,3 +1496,50 @@ def linear_decode_flops(n_heads: int, d_k: int, d_v: int) -> int:
     check_positive_int("d_k", d_k)
     check_positive_int("d_v", d_v)
     return 3 * 2 * n_heads * d_k * d_v
+
+
+# One Gated DeltaNet layer of :mod:`attnlab.linear_attention` (``LinearAttentionConfig(rule="gated_delta")``): n_h
+# heads with keys and queries of d_k and values of d_v, a depthwise causal convolution of K taps over the
+# C = n_h (2 d_k + d_v) q, k, v channels; its cache, a :class:`~attnlab.linear_attention.RecurrentState`, is the
+# state S (n_h d_k d_v) and the K - 1 last inputs of the convolution (C (K - 1)), whatever the context.
+
+
+def linear_weight_elements(d_model: int, n_heads: int, d_k: int, d_v: int, conv_size: int = 4) -> int:
+    """Parameters of one Gated DeltaNet layer:
+
+        d n_h (2 d_k + d_v) + n_h d_v d + C K + 2 d n_h + 2 n_h
+        (W_q, W_k, W_v; W_o; the convolution; W_beta and W_a; A_log and dt_bias), C = n_h (2 d_k + d_v)."""
+    for name, value in (("d_model", d_model), ("n_heads", n_heads), ("d_k", d_k), ("d_v", d_v)):
+        check_positive_int(name, value)
+    check_non_negative_int("conv_size", conv_size)
+    channels = n_heads * (2 * d_k + d_v)
+    return d_model * channels + n_heads * d_v * d_model + channels * conv_size + 2 * d_model * n_heads + 2 * n_heads
+
+
+def linear_layer_decode_flops(d_model: int, n_heads: int, d_k: int, d_v: int, conv_size: int = 4) -> int:
+    """FLOPs of one Gated DeltaNet decode step, whole layer, at any context (2 per MAC):
+
+        2 (d C + n_h d_v d + 2 d n_h)   projections (q, k, v; o; beta and the gate's a)
+        + 2 C K                         the convolution over the new input and the K - 1 kept ones
+        + 6 n_h d_k d_v                 the recurrence's three products, :func:`linear_decode_flops`
+
+    with C = n_h (2 d_k + d_v); norms, SiLU, the gate's exp and softplus left out as everywhere here."""
+    for name, value in (("d_model", d_model), ("n_heads", n_heads), ("d_k", d_k), ("d_v", d_v)):
+        check_positive_int(name, value)
+    check_non_negative_int("conv_size", conv_size)
+    channels = n_heads * (2 * d_k + d_v)
+    projections = d_model * channels + n_heads * d_v * d_model + 2 * d_model * n_heads
+    return 2 * projections + 2 * channels * conv_size + linear_decode_flops(n_heads, d_k, d_v)
+
+
+def linear_decode_bytes(d_model: int, n_heads: int, d_k: int, d_v: int, dtype: torch.dtype | str,
+                        conv_size: int = 4, state_dtype: torch.dtype | str | None = None) -> dict[str, int]:
+    """Bytes one Gated DeltaNet decode step moves, at any context: {"read": b :func:`linear_weight_elements` +
+    the state it reads, "written": the state it writes back}, the state being :func:`linear_state_bytes`
+    (S in ``state_dtype``, None: ``dtype``, as :class:`~attnlab.linear_attention.LinearAttention` keeps it; the
+    K - 1 convolution inputs in ``dtype``). The step replaces both: S_t = alpha_t (I - beta_t k_t k_t^T) S_{t-1}
+    + beta_t k_t v_t^T touches every number of S, and the convolution's window moves by one input."""
+    state = linear_state_bytes(n_heads, d_k, d_v, dtype if state_dtype is None else state_dtype,
+                               conv_channels=n_heads * (2 * d_k + d_v), conv_kernel=conv_size, conv_dtype=dtype)
+    weights = linear_weight_elements(d_model, n_heads, d_k, d_v, conv_size) * _element_bytes(dtype)
+    return {"read": weights + state, "written": state}

@@ -142,6 +142,7 @@ class LayerCache:
         self._buffers: dict[str, torch.Tensor] = {}  # name -> storage with room for `capacity` tokens
         self._dims: dict[str, int] = {}  # name -> the buffer's sequence axis, counted from the front
         self._start = 0  # buffer index of the oldest held token
+        self._intact = 0  # buffer index from which the storage still holds every token appended (dropped included)
         self._end = 0  # buffer index one past the newest held token (the write position)
         self._seen = 0  # tokens appended since the cache was made (dropped ones included)
 
@@ -215,15 +216,39 @@ class LayerCache:
             self._start = max(self._start, self._end - self.window)  # drop all but the last W
         return tuple(self._buffers[name].narrow(self._dims[name], self._end - reach, reach) for name in new)
 
+    def load(self, seq_len: int, **tensors: torch.Tensor) -> None:
+        """Hold, directly, what this cache holds after ``seq_len`` tokens, without appending them: ``tensors``
+        are the held tokens (all seq_len of them, or with a window the last min(seq_len, W)) with that many
+        along ``seq_dim``; what the cache held before is dropped, and the storage has room for the held tokens
+        or the constructor's ``capacity``, whichever is more. Positions continue from seq_len. A benchmark fills
+        a windowed cache of L random tokens this way: appending L tokens would keep the same W but allocate L."""
+        check_non_negative_int("seq_len", seq_len)
+        _check_update(self.seq_dim, {}, tensors)
+        held = seq_len if self.window is None else min(seq_len, self.window)
+        for name, t in tensors.items():
+            if t.shape[self.seq_dim] != held:
+                raise ValueError(f"{name} holds {t.shape[self.seq_dim]} tokens along seq_dim={self.seq_dim}; after "
+                                 f"seq_len={seq_len} tokens this cache holds {held}")
+        self._buffers, self._dims = {}, {}
+        self._allocate(tensors, max(self._initial_capacity, held))
+        for name, t in tensors.items():
+            self._buffers[name].narrow(self._dims[name], 0, held).copy_(t)
+        self._start, self._end, self._seen, self._intact = 0, held, seq_len, 0
+
     def crop(self, seq_len: int) -> None:
         """Forget the tokens from position ``seq_len`` on, keeping the storage (e.g. to time a decode step
-        again from the same cache). ``seq_len`` must lie between :attr:`first_position` and :attr:`seq_len`."""
+        again from the same cache). ``seq_len`` must lie between :attr:`first_position` and :attr:`seq_len`.
+        With a window, the tokens the forgotten ones pushed out come back into the last W where the storage
+        still holds them (it does until the held tokens are moved to its front), so cropping after a decode
+        step gives the cache it was before."""
         check_non_negative_int("seq_len", seq_len)
         if not self.first_position <= seq_len <= self._seen:
             raise ValueError(f"seq_len={seq_len} must lie between first_position={self.first_position} and the "
                              f"cache's seq_len={self._seen}")
         self._end -= self._seen - seq_len
         self._seen = seq_len
+        if self.window is not None:
+            self._start = min(self._start, max(self._intact, self._end - self.window))
 
     def _allocate(self, new: dict[str, torch.Tensor], capacity: int) -> None:
         """Empty buffers shaped like the new tensors, with room for ``capacity`` tokens."""
@@ -254,7 +279,7 @@ class LayerCache:
                 grown = buffer.new_empty(shape)
                 grown.narrow(dim, 0, held).copy_(buffer.narrow(dim, self._start, held))
                 self._buffers[name] = grown
-        self._start, self._end = 0, held
+        self._start, self._end, self._intact = 0, held, 0
 
 
 class KVCache:

@@ -21,6 +21,10 @@ A new scheme is one more record here (its cache rule, colour, layer builder), pl
 
 This module imports no layer module at import time (the layer builders import theirs when called), so every
 other module can import it without a cycle.
+
+The benchmark also times the newer layers of chapters 17-20 beside these (:data:`NEWER_SCHEMES`: a sliding
+window, Gated DeltaNet, Quest block selection, DeepSeek-V4's CSA and HCA); each has a :class:`NewerScheme`,
+its name, colour and marker, since what they cache is no count per token.
 """
 
 from __future__ import annotations
@@ -290,6 +294,61 @@ TABLE1_SCHEMES: tuple[str, ...] = tuple(key for key, s in SCHEMES.items() if s.t
 #: What ``python -m attnlab.bench`` times, in its table's order: the dense schemes by shrinking cache, MLA's two
 #: decode forms, DSA.
 BENCH_SCHEMES: tuple[str, ...] = ("mha", "gqa", "mqa", "mla_naive", "mla_absorbed", "dsa")
+
+
+# ----------------------------------------------------------------------------------------------------
+# chapters 17-20 in the benchmark: layers timed beside BENCH_SCHEMES whose caches no per-token rule describes
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewerScheme:
+    """How the benchmark names and draws a scheme of chapters 17-20 that it times beside :data:`BENCH_SCHEMES`
+    (:data:`attnlab.bench.NEWER_SCHEMES`): key, label, name, description, color, marker as in :class:`Scheme`,
+    ``chapter`` the chapter that builds it and ``module`` the layer module. What its layer caches and costs
+    is in that module and in :mod:`attnlab.costs`: a window's ring, a fixed recurrent state, a cache with
+    per-block summaries, compressed entries; none of them is a count per token and layer."""
+
+    key: str
+    label: str
+    name: str
+    description: str
+    color: str
+    marker: str
+    chapter: int
+    module: str
+
+    def __post_init__(self) -> None:
+        for name in ("key", "label", "name", "description", "marker", "module"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ArgumentTypeError(f"{name}={getattr(self, name)!r} must be a non-empty string")
+        if not re.fullmatch(r"#[0-9a-f]{6}", self.color):
+            raise ValueError(f"color={self.color!r} must be a colour '#rrggbb' (lower-case hex)")
+        if isinstance(self.chapter, bool) or not isinstance(self.chapter, int) or self.chapter < 1:
+            raise ArgumentTypeError(f"chapter={self.chapter!r} must be a positive chapter number")
+
+
+#: The newer schemes the benchmark times, in the order of the course: chapter 17's sliding window (GQA_WINDOW's
+#: own name and colour), 18's Gated DeltaNet, 19's Quest block selection, 20's two DeepSeek-V4 layer types.
+NEWER_SCHEMES: dict[str, NewerScheme] = {s.key: s for s in (
+    NewerScheme(key=GQA_WINDOW.key, label=GQA_WINDOW.label, name="sliding-window GQA with sinks",
+                description=GQA_WINDOW.description, color=GQA_WINDOW.color, marker=GQA_WINDOW.marker, chapter=17,
+                module="attnlab.window"),
+    NewerScheme(key="gated_deltanet", label="Gated DeltaNet", name="Gated DeltaNet (linear attention)",
+                description="a fixed d_k x d_v state per head, faded by a gate and written by the delta rule, "
+                            "instead of a cache (Yang et al. 2025; Qwen3-Next's linear layers)",
+                color="#da8bc3", marker="h", chapter=18, module="attnlab.linear_attention"),
+    NewerScheme(key="quest", label="Quest blocks", name="block-sparse selection (Quest)",
+                description="GQA whose queries read only the top-n blocks of B tokens by an upper bound from each "
+                            "block's key min and max (Tang et al. 2024)",
+                color="#ccb974", marker="p", chapter=19, module="attnlab.block_sparse"),
+    NewerScheme(key="v4_csa", label="V4 CSA", name="DeepSeek-V4 compressed sparse attention",
+                description="a window of raw tokens plus one entry per 4 tokens, of which an indexer picks the "
+                            "top k (DeepSeek-V4)",
+                color="#2a9d8f", marker="<", chapter=20, module="attnlab.v4"),
+    NewerScheme(key="v4_hca", label="V4 HCA", name="DeepSeek-V4 heavily compressed attention",
+                description="a window of raw tokens plus one entry per 128 tokens, every one read (DeepSeek-V4)",
+                color="#6a4c93", marker=">", chapter=20, module="attnlab.v4"),
+)}
 
 
 def get_scheme(key: object, name: str = "key", among: tuple[str, ...] | None = None) -> Scheme:

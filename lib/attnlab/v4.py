@@ -372,6 +372,69 @@ class V4Cache:
         """Tokens seen so far: the next token's position."""
         return self.window.seq_len
 
+    def load(self, seq_len: int, window: torch.Tensor, entries: torch.Tensor | None = None,
+             index_keys: torch.Tensor | None = None, compressor: CompressorState | None = None,
+             indexer: CompressorState | None = None) -> None:
+        """Hold, directly, what this cache holds after ``seq_len`` L tokens, without a prefill (a benchmark fills
+        it with random numbers of the right shapes this way; a test with a prefill's own tensors):
+
+            window       (b, min(W, L), c)   the last raw tokens' key/values
+            entries      (b, floor(L / m), c) the compressed entries (CSA, HCA; None for a sliding layer)
+            index_keys   (b, floor(L / m), c^I) their index keys (CSA only)
+            compressor   the compressor's :class:`CompressorState` after L tokens: ``entries`` = floor(L / m),
+                         ``pending`` the projections of the last L mod m tokens (b, L mod m, 2 k c) or None when
+                         none, ``previous`` (CSA, once an entry exists) (b, m, 2 c)
+            indexer      the same for the index keys' compressor (CSA only; width c^I)
+
+        The tensors are stored (window and entries copied into storage with room for one more token); the
+        states are kept as given. Storage: the window W + 1 slots, the entries floor(L / m) + 1."""
+        c = self.config
+        check_non_negative_int("seq_len", seq_len)
+        check_tensor("window", window)
+        n_window, n_entries = min(c.window, seq_len), seq_len // c.compress_rate if c.compressed else 0
+        if window.dim() != 3 or window.shape[1] != n_window or window.shape[2] != c.head_dim:
+            raise ValueError(f"window has shape {tuple(window.shape)}; after seq_len={seq_len} tokens the layer holds "
+                             f"(batch, {n_window}, {c.head_dim})")
+        parts = {"entries": (entries, c.compressed, c.head_dim), "index_keys": (index_keys, c.layer_type == "csa",
+                                                                                c.index_head_dim)}
+        for name, (t, needed, width) in parts.items():
+            if not needed:
+                if t is not None:
+                    raise ValueError(f"{name} must be None: a {c.layer_type} layer keeps none")
+                continue
+            check_tensor(name, t)
+            if tuple(t.shape) != (window.shape[0], n_entries, width) or t.dtype != window.dtype:
+                raise ValueError(f"{name} has shape {tuple(t.shape)} {t.dtype}; after seq_len={seq_len} tokens it "
+                                 f"is ({window.shape[0]}, {n_entries}, {width}) in {window.dtype}")
+        states = {"compressor": (compressor, c.compressed, c.head_dim, 2 if c.overlap else 1),
+                  "indexer": (indexer, c.layer_type == "csa", c.index_head_dim, 2)}
+        for name, (state, needed, width, k) in states.items():
+            if not needed:
+                if state is not None:
+                    raise ValueError(f"{name} must be None: a {c.layer_type} layer runs no such compressor")
+                continue
+            check_type(name, state, CompressorState)
+            rows = seq_len % c.compress_rate
+            pending = 0 if state.pending is None else state.pending.shape[1]
+            if state.entries != n_entries or pending != rows or (
+                    state.pending is not None and tuple(state.pending.shape[::2]) != (window.shape[0], 2 * k * width)):
+                raise ValueError(f"{name} has entries={state.entries} and {pending} pending tokens; after seq_len="
+                                 f"{seq_len} tokens it has entries={n_entries} and {rows} pending tokens of width "
+                                 f"{2 * k * width}")
+            if k == 2 and n_entries and (state.previous is None or tuple(state.previous.shape) != (
+                    window.shape[0], c.compress_rate, 2 * width)):
+                raise ValueError(f"{name}.previous must be (batch, m, 2 width) = ({window.shape[0]}, "
+                                 f"{c.compress_rate}, {2 * width}) once an entry exists")
+        self.window = LayerCache(seq_dim=1, window=c.window, capacity=c.window + 1)
+        self.window.load(seq_len, kv=window)
+        self.compressed = LayerCache(seq_dim=1, capacity=n_entries + 1)
+        if c.layer_type == "csa":
+            self.compressed.load(n_entries, kv=entries, index_key=index_keys)
+        elif c.compressed:
+            self.compressed.load(n_entries, kv=entries)
+        self.compressor = compressor if compressor is not None else CompressorState()
+        self.indexer = indexer if indexer is not None else CompressorState()
+
     @property
     def n_entries(self) -> int:
         """Compressed entries held."""

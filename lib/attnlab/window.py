@@ -240,6 +240,22 @@ def ring_slot(t: int, window: int, n_sinks: int = 0) -> int:
     return t if t < n_sinks else n_sinks + (t - n_sinks) % window
 
 
+def ring_positions(seq_len: int, window: int, n_sinks: int = 0) -> torch.Tensor:
+    """The token each of the n_sinks + W slots of a ring holds after ``seq_len`` tokens (-1: still empty):
+    slot i < S holds token i (a sink); slot S + r the last token t < seq_len past the sinks with
+    (t - S) mod W = r, i.e. t = S + r + W floor((seq_len - S - 1 - r) / W) (:func:`ring_slot` inverted).
+    -> (n_sinks + window,) int64."""
+    check_non_negative_int("seq_len", seq_len)
+    check_positive_int("window", window)
+    check_non_negative_int("n_sinks", n_sinks)
+    sinks = torch.arange(n_sinks)
+    sinks = torch.where(sinks < seq_len, sinks, -1)
+    r = torch.arange(window)
+    past = seq_len - n_sinks  # tokens after the sinks
+    last = n_sinks + r + torch.div(past - 1 - r, window, rounding_mode="floor") * window
+    return torch.cat([sinks, torch.where(r < past, last, -1)])
+
+
 class RollingCache:
     """A layer's cache of fixed size: ``n_sinks`` + ``window`` slots per named tensor (the rolling buffer).
 
@@ -334,6 +350,58 @@ class RollingCache:
         self.last_positions = torch.cat([self._positions[: self.n_tokens], new_positions])
         self._write(new, new_positions)
         return out
+
+    def load(self, seq_len: int, slots: torch.Tensor | None = None, **tensors: torch.Tensor) -> None:
+        """Hold, directly, what the ring holds after ``seq_len`` tokens, without running them through
+        :meth:`update` (a benchmark fills a cache of L random tokens this way): the slots' positions become
+        :func:`ring_positions` (seq_len, W, S), the seen count seq_len.
+
+        ``slots`` None: ``tensors`` hold every held slot, min(seq_len, S + W) entries along ``seq_dim`` in
+        slot order, and the ring is allocated afresh (S + W slots, zeros). ``slots`` a 1-D integer tensor:
+        the tensors hold just those slots' entries, written into the ring already allocated (same names), the
+        other slots kept: how a benchmark undoes one decode step (the slot it overwrote, and the count) before
+        timing the next."""
+        check_non_negative_int("seq_len", seq_len)
+        if not tensors:
+            raise ValueError("load() needs the held tensors by name, e.g. load(seq_len, k=k, v=v)")
+        if slots is None:
+            _check_update(self.seq_dim, {}, tensors)
+            n = min(seq_len, self.slots)
+            for name, t in tensors.items():
+                if t.shape[self.seq_dim] != n:
+                    raise ValueError(f"{name} holds {t.shape[self.seq_dim]} tokens along seq_dim={self.seq_dim}; after "
+                                     f"seq_len={seq_len} tokens a ring of {self.slots} slots holds {n}")
+            first = next(iter(tensors.values()))
+            self._buffers = {}
+            for name, t in tensors.items():
+                shape = list(t.shape)
+                shape[self.seq_dim % t.dim()] = self.slots
+                self._buffers[name] = t.new_zeros(shape)
+                self._buffers[name].narrow(self.seq_dim, 0, n).copy_(t)
+            device = first.device
+        else:
+            check_integer_tensor("slots", slots)
+            check_ndim("slots", slots, 1, "(n,)")
+            if not self._buffers:
+                raise ValueError("slots needs a ring already allocated: load(seq_len, k=..., v=...) it whole first")
+            if bool(((slots < 0) | (slots >= self.slots)).any()):
+                raise ValueError(f"slots must lie in 0..{self.slots - 1}, got {slots.tolist()}")
+            if set(tensors) != set(self._buffers):
+                raise ValueError(f"the ring holds {sorted(self._buffers)}, load got {sorted(tensors)}")
+            for name, t in tensors.items():
+                held = self._buffers[name]
+                check_tensor(name, t)
+                if t.dim() != held.dim() or t.shape[self.seq_dim] != len(slots) or t.dtype != held.dtype or \
+                        [n for i, n in enumerate(t.shape) if i != self.seq_dim % t.dim()] != \
+                        [n for i, n in enumerate(held.shape) if i != self.seq_dim % held.dim()]:
+                    raise ValueError(f"{name} has shape {tuple(t.shape)} {t.dtype}: it must hold {len(slots)} slots "
+                                     f"of the ring's {tuple(held.shape)} {held.dtype} along seq_dim={self.seq_dim}")
+            for name, t in tensors.items():
+                self._buffers[name].index_copy_(self.seq_dim % t.dim(), slots.to(t.device), t)
+            device = next(iter(self._buffers.values())).device
+        self._positions = ring_positions(seq_len, self.window, self.n_sinks).to(device)
+        self._seen = seq_len
+        self.last_positions = None
 
     def _write(self, new: Mapping[str, torch.Tensor], new_positions: torch.Tensor) -> None:
         """Copy each new token into its ring slot; only the sinks and the last W of them survive."""

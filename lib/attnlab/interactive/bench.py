@@ -11,7 +11,13 @@ computed from a report by pure functions, so tests check it without a browser:
 - :func:`targets_markdown` and :func:`run_cost` give the goals against what was measured and what the run cost;
 - :func:`time_figure`, :func:`peer_figure`, :func:`roofline_figure` draw it (matplotlib figures, for the README
   and the widget's image); :func:`time_plotly` and :func:`roofline_plotly` draw it to explore (plotly: hover, zoom);
-- :func:`readout_html` is the widget's table.
+- :func:`readout_html` is the widget's table;
+- the newer schemes of chapters 17-20 (:data:`attnlab.bench.NEWER_SCHEMES`, rows with ``"group": "newer"``):
+  :func:`newer_measured` says which of them a report timed, :func:`newer_points` gives each one's formula FLOPs
+  and bytes and its roofline bound at every context (and its measured time where the report has it),
+  :func:`newer_time_plotly` and :func:`newer_roofline_plotly` draw them beside MHA, absorbed MLA and DSA,
+  :func:`newer_summary` gives the numbers chapter 14's prose about them quotes. A report written before
+  they were timed draws them from the formulas alone: their roofline bounds, dashed.
 
 Reports written before the read-bandwidth and decode-matmul probes (no ``"roofline_bandwidth"`` in
 ``report["machine"]``) are drawn against their copy bandwidth and square-GEMM rate, as they were.
@@ -31,11 +37,12 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import plotly.graph_objects as go
 
+from attnlab import bench, costs
 from attnlab.bench import roofline_bound
-from attnlab.figures import INK, new_figure, scheme_style
+from attnlab.figures import INK, PLOTLY_SYMBOLS, new_figure, scheme_style
 from attnlab.interactive.svg import html_table as _table
 from attnlab.plots import figure_png
-from attnlab.schemes import BENCH_SCHEMES, get_scheme
+from attnlab.schemes import BENCH_SCHEMES, NEWER_SCHEMES, get_scheme
 from attnlab.sizing import format_bytes
 from attnlab.widgets import row
 
@@ -49,6 +56,12 @@ SCHEME_STYLE: dict[str, tuple[str, str]] = {key: (get_scheme(key).color, get_sch
 
 #: Readable names for the benchmarked schemes (:attr:`attnlab.schemes.Scheme.label`).
 SCHEME_LABELS: dict[str, str] = {key: get_scheme(key).label for key in BENCH_SCHEMES}
+
+#: Colour and marker, and label, of each newer scheme (:data:`attnlab.schemes.NEWER_SCHEMES`).
+NEWER_STYLE: dict[str, tuple[str, str]] = {key: (s.color, s.marker) for key, s in NEWER_SCHEMES.items()}
+NEWER_LABELS: dict[str, str] = {key: s.label for key, s in NEWER_SCHEMES.items()}
+#: The course's schemes drawn beside the newer ones for reference.
+NEWER_REFERENCES: tuple[str, ...] = ("mha", "mla_absorbed", "dsa")
 
 
 def load_results(path: str | Path | None = None) -> dict:
@@ -273,6 +286,9 @@ def roofline_figure(report: dict, schemes: Sequence[str] | None = None, context:
 
 
 def _scheme_marker(key: str) -> dict:
+    if key in NEWER_STYLE:
+        color, marker = NEWER_STYLE[key]
+        return {"color": color, "symbol": PLOTLY_SYMBOLS[marker]}
     style = scheme_style(key) if key in SCHEME_STYLE else {"color": "#333333", "symbol": "circle", "label": key}
     return {"color": style["color"], "symbol": style["symbol"]}
 
@@ -396,3 +412,186 @@ def bench_explorer(report: dict | None = None, schemes: Sequence[str] = ("mha", 
     report = load_results() if report is None else report
     context = max(report["contexts"]) if context is None else context
     return BenchExplorer(report, schemes, context)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the newer schemes (chapters 17-20) on the same roofline
+
+
+def _label(key: str) -> str:
+    return NEWER_LABELS.get(key) or SCHEME_LABELS.get(key, key)
+
+
+def newer_settings_of(report: dict) -> bench.NewerSettings:
+    """The newer schemes' settings a report ran with (``report["newer_settings"]``), or for a report written
+    before they were timed, those :func:`attnlab.bench.newer_settings` gives its shape now."""
+    stored = report.get("newer_settings")
+    if stored is not None:
+        return bench.NewerSettings(**stored)
+    return bench.newer_settings(bench.BenchShape(**report["shape"]))
+
+
+def newer_measured(report: dict) -> tuple[str, ...]:
+    """The newer schemes the report timed (rows with ``"group": "newer"``), in :data:`attnlab.bench.NEWER_SCHEMES`
+    order; () for a report written before they were."""
+    timed = {r["scheme"] for r in report["results"] if r.get("group") == "newer"}
+    return tuple(key for key in bench.NEWER_SCHEMES if key in timed)
+
+
+def newer_points(report: dict, schemes: Sequence[str] | None = None) -> dict[str, list[dict]]:
+    """For each scheme (default: the references MHA, absorbed MLA, DSA and every newer scheme) and each of the
+    report's contexts: the formula counts of one decode step in the report's dtype (:mod:`attnlab.costs`:
+    "flops", "bytes" read + written, "intensity"), its roofline bound "bound_s" = max(bytes / bandwidth,
+    FLOPs / ceiling) on the report's machine (:func:`roofline_machine`), and "time_s" and "achieved_flops"
+    where the report timed it (else None). {scheme: [one dict per context, in the report's order]}."""
+    schemes = (*NEWER_REFERENCES, *bench.NEWER_SCHEMES) if schemes is None else tuple(schemes)
+    shape, dtype = bench.BenchShape(**report["shape"]), report["dtype"]
+    newer = newer_settings_of(report)
+    roof = roofline_machine(report)
+    timing = {(r["scheme"], r["context"]): r for r in report["results"]}
+    out: dict[str, list[dict]] = {}
+    for s in schemes:
+        if s not in bench.NEWER_SCHEMES and s not in report["schemes"]:
+            raise ValueError(f"scheme={s!r} must be one of the report's schemes {report['schemes']} or "
+                             f"{bench.NEWER_SCHEMES}")
+        rows = []
+        for context in report["contexts"]:
+            if s in bench.NEWER_SCHEMES:
+                counts = bench.newer_step_costs(s, shape, context, dtype, newer)
+                flops, n_bytes = counts["flops"], counts["bytes_read"] + counts["bytes_appended"]
+            else:
+                flops, n_bytes = costs.decode_flops(s, shape, context), costs.decode_bytes_moved(s, shape, context,
+                                                                                                  dtype)
+            measured = timing.get((s, context))
+            rows.append({"scheme": s, "context": context, "flops": flops, "bytes": n_bytes,
+                         "intensity": flops / n_bytes,
+                         "bound_s": max(n_bytes / roof["bandwidth"], flops / roof["peak"]),
+                         "time_s": None if measured is None else measured["time_s"],
+                         "achieved_flops": None if measured is None else flops / measured["time_s"]})
+        out[s] = rows
+    return out
+
+
+def newer_time_plotly(report: dict) -> go.Figure:
+    """Decode step time against the context for the newer schemes beside MHA, absorbed MLA and DSA, log-log.
+    Every scheme has a thin dashed line, its roofline bound from the formulas (max(bytes / bandwidth, FLOPs /
+    ceiling) on the report's machine: what its step cannot beat there), and where the report timed it a
+    solid line with markers, the measured median; a scheme without measurements is named "(bound only)". One
+    legend entry per scheme toggles both. Hover: scheme, context, time, the step's bytes and FLOPs."""
+    points = newer_points(report)
+    fig = new_figure(f"Newer schemes, one layer, batch 1 · {report_label(report)}", "context L (cached tokens)",
+                     "decode step (ms)", log_x=True, log_y=True, height=460)
+    for s, rows in points.items():
+        measured = all(r["time_s"] is not None for r in rows)
+        label = _label(s) + ("" if measured else " (bound only)")
+        marker = _scheme_marker(s)
+        data = [[r["bytes"] / 1e6, r["flops"] / 1e6] for r in rows]
+        width = 2.5 if s in bench.NEWER_SCHEMES else 1.5
+        fig.add_scatter(x=[r["context"] for r in rows], y=[r["bound_s"] * 1e3 for r in rows], mode="lines",
+                        name=label, legendgroup=s, showlegend=not measured,
+                        line=dict(color=marker["color"], dash="dash", width=1.2), customdata=data,
+                        hovertemplate=f"{_label(s)}, roofline bound<br>L = %{{x:,}}<br>%{{y:.3f}} ms<br>"
+                                      f"%{{customdata[0]:.3f}} MB, %{{customdata[1]:.2f}} MFLOP by formula"
+                                      f"<extra></extra>")
+        if measured:
+            fig.add_scatter(x=[r["context"] for r in rows], y=[r["time_s"] * 1e3 for r in rows],
+                            mode="lines+markers", name=label, legendgroup=s, line=dict(color=marker["color"],
+                                                                                        width=width),
+                            marker=dict(marker, size=9), customdata=data,
+                            hovertemplate=f"{label}, measured median<br>L = %{{x:,}}<br>%{{y:.3f}} ms<br>"
+                                          f"%{{customdata[0]:.3f}} MB, %{{customdata[1]:.2f}} MFLOP by formula"
+                                          f"<extra></extra>")
+    fig.add_annotation(text="solid: measured median · dashed: roofline bound from the formulas", xref="paper",
+                       yref="paper", x=0.99, y=0.01, xanchor="right", yanchor="bottom", showarrow=False,
+                       font=dict(size=11, color="#555555"))
+    fig.update_xaxes(tickvals=report["contexts"], ticktext=[f"{c:,}" for c in report["contexts"]])
+    return fig
+
+
+def newer_roofline_plotly(report: dict, context: int | None = None) -> go.Figure:
+    """:func:`roofline_plotly` for the newer schemes and the references at ``context`` (default: the largest): each
+    step at its formula intensity; up, the FLOP/s its measured median achieved (filled marker), or for a
+    scheme the report did not time, the roofline's attainable FLOP/s at that intensity (hollow marker, "bound"
+    in its name)."""
+    context = max(report["contexts"]) if context is None else _check_context(report, context)
+    points = {s: next(r for r in rows if r["context"] == context) for s, rows in newer_points(report).items()}
+    roof = roofline_machine(report)
+    bw, peak, balance = roof["bandwidth"], roof["peak"], roof["balance"]
+    intensities = [r["intensity"] for r in points.values()]
+    lo, hi = min(intensities + [balance]) / 4, max(intensities + [balance]) * 4
+    fig = new_figure(f"Newer schemes on the roofline at L = {context:,} · {report_label(report)}",
+                     "arithmetic intensity (FLOP per byte)", "FLOP/s (achieved, or attainable)", log_x=True,
+                     log_y=True, height=440)
+    xs = [lo, balance, hi]
+    fig.add_scatter(x=xs, y=[min(bw * x, peak) for x in xs], mode="lines", name="roofline",
+                    line=dict(color=INK, width=2), showlegend=False,
+                    hovertemplate="intensity %{x:.3g} FLOP/B<br>attainable %{y:.3g} FLOP/s<extra>roofline</extra>")
+    fig.add_vline(x=balance, line=dict(color="#999999", dash="dot", width=1))
+    ys = []
+    for s, r in points.items():
+        attainable = min(bw * r["intensity"], peak)
+        measured = r["achieved_flops"] is not None
+        y = r["achieved_flops"] if measured else attainable
+        ys.append(y)
+        label = _label(s) + ("" if measured else " (bound)")
+        marker = _scheme_marker(s)
+        fig.add_scatter(x=[r["intensity"]], y=[y], mode="markers", name=label,
+                        marker=dict(color=marker["color"] if measured else "rgba(0,0,0,0)", symbol=marker["symbol"],
+                                    size=13, line=dict(color=marker["color"] if not measured else INK, width=2)),
+                        customdata=[[attainable, r["bytes"] / 1e6]],
+                        hovertemplate=f"{label}<br>intensity %{{x:.3f}} FLOP/B<br>%{{y:.3g}} FLOP/s<br>attainable "
+                                      f"%{{customdata[0]:.3g}} FLOP/s<br>%{{customdata[1]:.3f}} MB a step"
+                                      f"<extra></extra>")
+    fig.add_annotation(text=f"{roof['bandwidth_probe']}: {bw / 1e9:.1f} GB/s<br>{roof['peak_probe']}: "
+                            f"{peak / 1e9:.0f} GFLOP/s", xref="paper", yref="paper", x=0.99, y=0.02,
+                       xanchor="right", yanchor="bottom", showarrow=False, font=dict(size=11, color="#555555"),
+                       align="right")
+    fig.update_yaxes(range=[math.log10(min(ys) / 4), math.log10(peak * 2.5)])
+    fig.update_layout(legend=dict(x=0.01, y=0.99, xanchor="left", yanchor="top"))
+    return fig
+
+
+def _per_token(rows: Sequence[dict], key: str) -> float:
+    """How much ``key`` grows per added cached token between the first and the last context."""
+    return (rows[-1][key] - rows[0][key]) / (rows[-1]["context"] - rows[0]["context"])
+
+
+def newer_summary(report: dict) -> dict:
+    """The numbers chapter 14 says about the newer schemes, from the formulas (the report's shape, dtype and
+    newer settings) and, where the report timed them, its measurements:
+
+    "settings" (:class:`~attnlab.bench.NewerSettings`), "small" and "big" (the first and last context),
+    "measured" (the newer schemes timed), "bytes" {scheme: (bytes a step at small, at big)}, "bytes_per_token"
+    {scheme: bytes a step adds per cached token, between small and big}, "window_equal_gqa_until" (the last
+    context at which the window's step equals GQA's), "window_flat_from" (S + W: the ring is full),
+    "hca_vs_uncompressed" (HCA's growth over that of reading every token's c-wide vector: 1 / m),
+    "csa_vs_dsa", "quest_vs_gqa", "hca_vs_mla" (ratios of bytes per token), "growth" {scheme: time at big /
+    time at small, measured, for the newer schemes timed and the references} and "bound_growth" (the same
+    from the roofline bounds)."""
+    shape, dtype = bench.BenchShape(**report["shape"]), report["dtype"]
+    newer = newer_settings_of(report)
+    points = newer_points(report)
+    small, big = min(report["contexts"]), max(report["contexts"])
+    gqa = [{"context": c, "bytes": costs.decode_bytes_moved("gqa", shape, c, dtype)} for c in (small, big)]
+    per_token = {s: _per_token(rows, "bytes") for s, rows in points.items()}
+    per_token["gqa"] = _per_token(gqa, "bytes")
+    model = bench.v4_bench_model(shape, newer)
+    b = costs.dtype_bytes(costs.get_dtype(dtype))
+    equal = [c for c in report["contexts"] if bench.newer_step_costs("gqa_window", shape, c, dtype, newer)["flops"]
+             == costs.decode_flops("gqa", shape, c)]
+    measured = newer_measured(report)
+    timed = [s for s in (*NEWER_REFERENCES, *measured)]
+    return {
+        "settings": newer, "small": small, "big": big, "measured": measured,
+        "bytes": {s: (rows[0]["bytes"], rows[-1]["bytes"]) for s, rows in points.items()},
+        "bytes_per_token": per_token,
+        "window_equal_gqa_until": max(equal) if equal else None,
+        "window_flat_from": newer.window + newer.n_sinks,
+        "hca_vs_uncompressed": per_token["v4_hca"] / (model.head_dim * b),
+        "csa_vs_dsa": per_token["v4_csa"] / per_token["dsa"],
+        "quest_vs_gqa": per_token["quest"] / per_token["gqa"],
+        "hca_vs_mla": per_token["v4_hca"] / per_token["mla_absorbed"],
+        "growth": {s: points[s][-1]["time_s"] / points[s][0]["time_s"] for s in timed},
+        "bound_growth": {s: rows[-1]["bound_s"] / rows[0]["bound_s"] for s, rows in points.items()},
+        "v4": model,
+    }
