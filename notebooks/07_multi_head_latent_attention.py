@@ -44,7 +44,7 @@ from attnlab.exercises import ch07
 from attnlab.interactive import mla as mla_widgets
 from attnlab.mla import MultiHeadLatentAttention
 from attnlab.model import load_checkpoint
-from attnlab.plots import COLORS, SCHEME_COLORS
+from attnlab.plots import COLORS
 from attnlab.sizing import MODELS, format_bytes, format_ratio
 from attnlab.tokenization import load_tokenizer
 

@@ -60,7 +60,7 @@ from attnlab._validate import (
     check_same_device,
     check_type,
 )
-from attnlab.attention import AttentionLayer, AttentionOutput, causal_mask, softmax
+from attnlab.attention import AttentionLayer, AttentionOutput, causal_mask
 from attnlab.costs import AttentionShape
 from attnlab.kv_cache import LayerCache
 from attnlab.mla import MLAConfig, MultiHeadLatentAttention, _rope_settings, yarn_frequencies

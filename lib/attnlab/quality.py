@@ -200,7 +200,8 @@ def run_study(seeds: Sequence[int] = SEEDS, jobs: int = 2, quick: bool = False, 
             run = future.result()
             log(f"dsa seed {run.seed}: val (sparse) {run.val_loss:.4f}, {run.seconds:.0f} s")
             runs.append(run)
-    from attnlab.dsa_training import QUICK as DSA_QUICK, DSATrainConfig
+    from attnlab.dsa_training import QUICK as DSA_QUICK  # the DSA stages' settings, as run above
+    from attnlab.dsa_training import DSATrainConfig
     from attnlab.train import QUICK, TrainConfig
 
     return {"recipe": asdict(QUICK if quick else TrainConfig()) | ({} if steps is None else {"steps": steps}),
