@@ -783,3 +783,16 @@ def test_topk_matches_the_stable_sort_with_nan_in_one_row_and_ties_in_another():
     k = 3
     expected = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]
     assert torch.equal(topk_indices(scores, k), expected)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_topk_follows_the_stable_sort_on_scores_full_of_ties(seed):
+    """Small integer scores tie inside the top k, at its boundary and beyond it, and some rows hold NaN: the
+    fast path (no tie anywhere), the tie-breaking path and the sort fallback all give the stable sort's order."""
+    gen = torch.Generator().manual_seed(seed)
+    b, t, k = 3, 40, 7
+    scores = torch.randint(0, 6 if seed % 2 else 1000, (b, 1, t), generator=gen).double()
+    if seed % 5 == 0:
+        scores[seed % b, 0, seed % t] = float("nan")
+    expected = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]
+    assert torch.equal(topk_indices(scores, k), expected)

@@ -429,14 +429,18 @@ def _stable_topk(scores: torch.Tensor, k: int) -> torch.Tensor | None:
     torch.topk finds the k-th largest value v of each row (its values are determined; only which of several
     equal scores it returns is not). The stable sort's first k are every score above v, then the first
     positions scoring exactly v, up to k in all; sorted by score, ties by position, as the sort orders them.
-    When no row has more than k scores >= v, topk's k positions are exactly those."""
+    When no row has more than k scores >= v, topk's k positions are exactly those; when moreover the k values
+    strictly decrease, topk's own order is the sort's, and nothing is sorted again."""
     b, s, _ = scores.shape
-    values, found = torch.topk(scores, k, dim=-1, sorted=False)
-    kth = values.amin(dim=-1, keepdim=True)  # v, (b, s, 1)
-    if bool(((scores >= kth).sum(dim=-1) != k).any()):  # a row tied at v beyond the k found, or with NaN (v NaN)
-        if torch.isnan(kth).any():  # topk ranks NaN above everything: a row holds NaN
-            return None
-        # scores tied at v beyond the k found: the first positions win
+    values, found = torch.topk(scores, k, dim=-1)  # sorted, best first
+    kth = values[..., -1:]  # v, (b, s, 1)
+    # the common case: in every row exactly k scores reach v and the k found strictly decrease, so there is no
+    # tie to break and topk's order is the stable sort's (NaN, which compares false, never passes this test)
+    if not bool((((scores >= kth).sum(dim=-1) != k) | (values[..., 1:] == values[..., :-1]).any(dim=-1)).any()):
+        return found
+    if bool(torch.isnan(values).any()):  # topk ranks NaN above everything: a row holds NaN
+        return None
+    if bool(((scores >= kth).sum(dim=-1) != k).any()):  # a row tied at v beyond the k found: first positions win
         above, tied = scores > kth, scores == kth
         keep = above | (tied & (tied.cumsum(dim=-1) <= k - above.sum(dim=-1, keepdim=True)))  # k per row
         found = keep.nonzero()[:, -1].view(b, s, k)
