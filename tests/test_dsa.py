@@ -783,6 +783,8 @@ def test_topk_matches_the_stable_sort_with_nan_in_one_row_and_ties_in_another():
     k = 3
     expected = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]
     assert torch.equal(topk_indices(scores, k), expected)
+    for row in range(scores.shape[0]):  # one row alone: a decode step's path
+        assert torch.equal(topk_indices(scores[row : row + 1], k), expected[row : row + 1])
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -796,3 +798,5 @@ def test_topk_follows_the_stable_sort_on_scores_full_of_ties(seed):
         scores[seed % b, 0, seed % t] = float("nan")
     expected = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]
     assert torch.equal(topk_indices(scores, k), expected)
+    for row in range(scores.shape[0]):  # one row alone: a decode step's path
+        assert torch.equal(topk_indices(scores[row : row + 1], k), expected[row : row + 1])

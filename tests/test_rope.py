@@ -206,3 +206,17 @@ def test_rope_table_equals_rotate_pairs_bit_for_bit(dtype, interleaved, shape):
     assert torch.equal(table.rotate(x, positions, theta, interleaved), expected)
     assert torch.equal(table.rotate(x, positions, theta, interleaved), expected)  # from the kept table
     assert torch.equal(table.rotate(x, positions, theta, interleaved, amplitude=0.5), expected * 0.5)
+
+
+def test_rope_table_reads_decode_steps_from_chunks_that_give_the_same_numbers():
+    """Positions one after another (decode steps), a jump back, a span longer than a chunk and no position at
+    all: every rotation equals rotate_pairs bit for bit, whichever chunk it was read from."""
+    theta = 10000.0 ** (-torch.arange(8, dtype=torch.float64) / 8)
+    table = RopeTable()
+    gen = torch.Generator().manual_seed(0)
+    steps = [torch.arange(p, p + 1) for p in (0, 1, 2, 1023, 1024, 5000, 3)] + [torch.arange(10, 10 + 2500)]
+    for positions in [*steps, torch.arange(0)]:
+        x = torch.randn(2, positions.numel(), 3, 16, generator=gen)
+        for interleaved in (True, False):
+            expected = rotate_pairs(x, (positions.double()[:, None] * theta)[:, None, :], interleaved)
+            assert torch.equal(table.rotate(x, positions, theta, interleaved), expected), (positions, interleaved)

@@ -359,7 +359,8 @@ def _index_scores(q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor, softm
     n = k.shape[1]
     logits = k @ q.reshape(b, s * h, d).mT  # k^I_s · q^I_{t,j}: the shared keys against every head, one matmul
     weights = weights * softmax_scale  # the scale on the H^I weights rather than on the n scores
-    return torch.einsum("bnsj,bsj->bsn", logits.relu_().view(b, n, s, h), weights)  # a batched matmul
+    relu = logits.relu_().view(b, n, s, h).transpose(1, 2)  # (b, s, n, H^I), a view
+    return (relu @ weights[..., None]).view(b, s, n)  # sum_j w_{t,j} ReLU(...): a batched matmul
 
 
 def _check_no_window(cache: LayerCache | None) -> None:
@@ -436,7 +437,10 @@ def _stable_topk(scores: torch.Tensor, k: int) -> torch.Tensor | None:
     kth = values[..., -1:]  # v, (b, s, 1)
     # the common case: in every row exactly k scores reach v and the k found strictly decrease, so there is no
     # tie to break and topk's order is the stable sort's (NaN, which compares false, never passes this test)
-    if not bool((((scores >= kth).sum(dim=-1) != k) | (values[..., 1:] == values[..., :-1]).any(dim=-1)).any()):
+    if b * s == 1:  # one row (a decode step): the two tests as two numbers
+        if int((scores >= kth).sum()) == k and bool((values[..., :-1] > values[..., 1:]).all()):
+            return found
+    elif not bool((((scores >= kth).sum(dim=-1) != k) | (values[..., 1:] == values[..., :-1]).any(dim=-1)).any()):
         return found
     if bool(torch.isnan(values).any()):  # topk ranks NaN above everything: a row holds NaN
         return None
@@ -540,8 +544,13 @@ def _sparse_attend(mla: MultiHeadLatentAttention, q_nope: torch.Tensor, q_rope: 
     scored against its gathered latents by one matmul and one fused multiply-add (``baddbmm``)."""
     b, s, h = q_nope.shape[:3]
     k = indices.shape[-1]
-    c_sel = _gather(c_kv, indices).view(b * s, k, -1)  # (b s, k, d_c): each query's own k latents
-    r_sel = _gather(k_rope, indices).view(b * s, k, -1)  # (b s, k, d_h^R)
+    if b == 1:  # one sequence (a decode step): plain row gathers with one flat index, -1 read as row 0
+        flat = indices.reshape(-1).clamp_min(0) if padded else indices.reshape(-1)
+        c_sel = c_kv[0].index_select(0, flat).view(s, k, -1)  # (s, k, d_c): each query's own k latents
+        r_sel = k_rope[0].index_select(0, flat).view(s, k, -1)  # (s, k, d_h^R)
+    else:
+        c_sel = _gather(c_kv, indices).view(b * s, k, -1)  # (b s, k, d_c)
+        r_sel = _gather(k_rope, indices).view(b * s, k, -1)  # (b s, k, d_h^R)
     q_c, q_r = mla.absorbed_query(q_nope, q_rope)  # (b, s h, d_c), (b, s h, d_h^R), scaled
     q_c, q_r = q_c.reshape(b * s, h, -1), q_r.reshape(b * s, h, -1)  # one query's heads per batch row
     scores = torch.baddbmm(q_c @ c_sel.mT, q_r, r_sel.mT)  # (W^UK^T q^C) · c^KV_s + q^R · k^R_s: (b s, h, k)

@@ -371,15 +371,19 @@ class MultiHeadLatentAttention(AttentionLayer):
         -> (b, s h, d_c), (b, s h, d_h^R). Unchecked: :meth:`attend_absorbed` and DSA's sparse attention
         check their inputs before calling it."""
         c = self.config
-        b, s, h = q_nope.shape[:3]
-        q_latent = torch.einsum("bshd,hdc->bshc", q_nope, self.w_uk)  # q~_{s,i} = W^UK_i^T q^C_{s,i}
-        q = torch.cat([q_latent, q_rope], dim=-1).view(b, s * h, -1) * c.softmax_scale  # [q~; q^R], a row per head
-        q_c, q_r = q.split([c.kv_lora_rank, c.qk_rope_head_dim], dim=-1)  # the parts facing c^KV and k^R
+        b, s, h, d = q_nope.shape
+        # q~_{s,i} = W^UK_i^T q^C_{s,i}: per head i, the (b s, d_h) queries times W^UK_i (d_h, d_c), one bmm
+        q_latent = (q_nope.reshape(b * s, h, d).transpose(0, 1) @ self.w_uk).transpose(0, 1)  # (b s, h, d_c)
+        q_c = q_latent.reshape(b, s * h, -1) * c.softmax_scale  # the part facing c^KV, a row per query and head
+        q_r = q_rope.reshape(b, s * h, -1) * c.softmax_scale  # the part facing k^R
         return q_c, q_r
 
     def absorbed_output(self, o_latent: torch.Tensor) -> torch.Tensor:
-        """o_{s,i} = W^UV_i o~_{s,i}: the latent output (b, s, h, d_c) -> (b, s, h, d_v), W^UV_i applied once."""
-        return torch.einsum("bshc,hvc->bshv", o_latent, self.w_uv)
+        """o_{s,i} = W^UV_i o~_{s,i}: the latent output (b, s, h, d_c) -> (b, s, h, d_v), W^UV_i applied once
+        (per head i, the (b s, d_c) latent outputs times W^UV_i^T, one bmm)."""
+        b, s, h, c = o_latent.shape
+        o = o_latent.reshape(b * s, h, c).transpose(0, 1) @ self.w_uv.mT  # (h, b s, d_v)
+        return o.transpose(0, 1).reshape(b, s, h, -1)
 
     def _check_attend_inputs(self, q_nope, q_rope, c_kv, k_rope, mask, allow_no_mask: bool = False) -> None:
         """The shapes :meth:`attend_naive` and :meth:`attend_absorbed` document, in the layer's dtype; mask

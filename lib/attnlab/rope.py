@@ -123,8 +123,9 @@ class RopeTable:
     One decode step of DSA rotates four tensors at the same positions with the same frequencies (MLA's
     query and key, the indexer's query and key: DeepSeek's code hands all of them one ``freqs_cis``); each
     :func:`rotate_pairs` would compute the same cos and sin again. A table remembers the last ``positions``
-    tensor it was asked for (by identity: each forward call makes its own) with its theta, dtype and device.
-    For a pairing it keeps C and S, full width d, with
+    tensor it was asked for (by identity: each forward call makes its own) with its theta, dtype and device,
+    and computes cos and sin for :attr:`CHUNK` positions at a time, so that decode steps mostly read rows of
+    a table. For a pairing it keeps C and S, full width d, with
 
         R x = x * C + swap(x) * S,     swap: each coordinate's partner in its pair,
 
@@ -134,8 +135,37 @@ class RopeTable:
     the same products and sums as :func:`rotate_pairs`, so the same numbers bit for bit.
     """
 
+    #: Positions whose C and S a table computes at once; a decode step then reads its row from them.
+    CHUNK = 1024
+
     def __init__(self) -> None:
-        self._last: tuple | None = None
+        self._last: tuple | None = None  # the last call's positions and its C, S by pairing
+        self._chunks: dict[bool, tuple] = {}  # pairing -> (theta, dtype, device, first position, C, S)
+
+    def _lookup(self, positions: torch.Tensor, theta: torch.Tensor, dtype: torch.dtype, device: torch.device,
+                interleaved: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """C and S (s, 1, d) at ``positions``, read from the chunk of :attr:`CHUNK` positions that holds them
+        (computed anew, from the lowest of them, when none does): decode steps at positions t, t + 1, ...
+        compute cos and sin once per chunk. Each row is cos and sin of position x theta in float64, rounded
+        to ``dtype``: the same numbers whichever chunk holds them."""
+        if positions.numel() == 0:  # no token: nothing to rotate
+            empty = torch.empty(0, 1, 2 * theta.shape[0], dtype=dtype, device=device)
+            return empty, empty
+        lo, hi = (int(v) for v in positions.aminmax())
+        chunk = self._chunks.get(interleaved)
+        if (chunk is None or chunk[0] is not theta or chunk[1] != dtype or chunk[2] != device or lo < chunk[3]
+                or hi >= chunk[3] + chunk[4].shape[0]):
+            n = max(self.CHUNK, hi - lo + 1)
+            angles = torch.arange(lo, lo + n, dtype=torch.float64)[:, None] * theta  # (n, d / 2)
+            cos = angles.cos().to(device=device, dtype=dtype)
+            sin = angles.sin().to(device=device, dtype=dtype)
+            if interleaved:  # (c_0, c_0, c_1, c_1, ...), (-s_0, s_0, -s_1, s_1, ...)
+                C, S = torch.stack([cos, cos], dim=-1).flatten(-2), torch.stack([-sin, sin], dim=-1).flatten(-2)
+            else:  # (c, c), (-s, s)
+                C, S = torch.cat([cos, cos], dim=-1), torch.cat([-sin, sin], dim=-1)
+            chunk = self._chunks[interleaved] = (theta, dtype, device, lo, C[:, None], S[:, None])  # (n, 1, d)
+        rows = (positions - chunk[3]).to(device)
+        return chunk[4].index_select(0, rows), chunk[5].index_select(0, rows)
 
     def rotate(self, x: torch.Tensor, positions: torch.Tensor, theta: torch.Tensor, interleaved: bool,
                amplitude: float = 1.0) -> torch.Tensor:
@@ -153,21 +183,13 @@ class RopeTable:
         last = self._last
         if not (last is not None and last[0] is positions and last[1] is theta and last[2] == x.dtype
                 and last[3] == x.device):
-            angles = positions.to("cpu", torch.float64)[:, None] * theta  # (s, d / 2)
-            cos = angles.cos().to(device=x.device, dtype=x.dtype)
-            sin = angles.sin().to(device=x.device, dtype=x.dtype)
-            last = self._last = (positions, theta, x.dtype, x.device, cos, sin, {})
-        tables = last[6]
+            last = self._last = (positions, theta, x.dtype, x.device, {})
+        tables = last[4]
         if interleaved not in tables:
-            cos, sin = last[4], last[5]
-            if interleaved:  # (c_0, c_0, c_1, c_1, ...), (-s_0, s_0, -s_1, s_1, ...)
-                tables[interleaved] = (torch.stack([cos, cos], dim=-1).flatten(-2),
-                                       torch.stack([-sin, sin], dim=-1).flatten(-2))
-            else:  # (c, c), (-s, s)
-                tables[interleaved] = (torch.cat([cos, cos], dim=-1), torch.cat([-sin, sin], dim=-1))
-        C, S = tables[interleaved]  # (s, d)
-        if x.dim() == 4:  # (b, s, heads, d): broadcast over the heads
-            C, S = C[:, None, :], S[:, None, :]
+            tables[interleaved] = self._lookup(positions, theta, x.dtype, x.device, interleaved)
+        C, S = tables[interleaved]  # (s, 1, d): broadcast over the heads of (b, s, heads, d)
+        if x.dim() == 3:  # (b, s, d)
+            C, S = C[:, 0], S[:, 0]
         if interleaved:
             swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # (x_1, x_0, x_3, x_2, ...)
         else:
