@@ -444,8 +444,9 @@ class LinearAttention(AttentionLayer):
     both give the same numbers. With "chunkwise" a call of one token (a decode step) still runs one step of the
     recurrence, as Hugging Face's Qwen3-Next does once its cache holds a state: padding one token to a chunk of
     C would do C times the work for the same numbers. The cache is a :class:`RecurrentState`: prefill then
-    token-by-token decode equals one call over the whole sequence. ``return_weights=True`` returns the implicit attention matrix
-    (:func:`delta_rule_weights`, or linear attention's normalised phi(q)^T phi(k)) of a call from an empty cache.
+    token-by-token decode equals one call over the whole sequence. ``return_weights=True`` returns the implicit
+    attention matrix (:func:`delta_rule_weights`, or linear attention's normalised phi(q)^T phi(k)) of a call
+    from an empty cache.
     """
 
     IMPLEMENTATIONS = ("chunkwise", "recurrent")
