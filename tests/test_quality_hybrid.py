@@ -140,3 +140,30 @@ def test_the_command_refuses_a_quick_merge_into_a_full_study(tmp_path, capsys):
                       "--out", str(tmp_path / "o.json")])
     assert "trained without --quick" in capsys.readouterr().err
 
+
+
+def test_seed_spread_draws_each_seed_and_the_mean_plus_minus_std():
+    import matplotlib
+    import matplotlib.collections
+    import matplotlib.pyplot as plt
+
+    from attnlab import plots
+    from attnlab.schemes import get_scheme
+
+    losses = {"gqa": {0: 2.78, 1: 2.80, 2: 2.79}, "gqa_hybrid": {0: 2.90, 1: 2.95}}
+    ax = plots.seed_spread(losses, title="three seeds")
+    bars = ax.patches
+    assert len(bars) == 2 and [t.get_text() for t in ax.get_xticklabels()] == ["GQA", "GQA hybrid 3:1"]
+    assert bars[0].get_y() == pytest.approx(2.79 - 0.01) and bars[0].get_height() == pytest.approx(0.02)
+    assert bars[1].get_y() + bars[1].get_height() / 2 == pytest.approx(2.925)
+    points = [c.get_offsets() for c in ax.collections if isinstance(c, matplotlib.collections.PathCollection)]
+    assert [sorted(p[:, 1].tolist()) for p in points] == [pytest.approx([2.78, 2.79, 2.80]),
+                                                          pytest.approx([2.9, 2.95])]
+    assert matplotlib.colors.to_hex(bars[1].get_facecolor()) == get_scheme("gqa_hybrid").color
+    plt.close("all")
+    with pytest.raises(ValueError, match="losses\\['gqa'\\] must map at least 2 seeds"):
+        plots.seed_spread({"gqa": {0: 2.8}})
+    with pytest.raises(ValueError, match="key='flash'"):
+        plots.seed_spread({"flash": {0: 1.0, 1: 1.0}})
+    with pytest.raises(ValueError, match="losses must be a non-empty mapping"):
+        plots.seed_spread({})

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+import statistics
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import torch
 
-from attnlab.schemes import SCHEMES
+from attnlab.schemes import SCHEMES, get_scheme
 
 #: One colour per role, shared by plots, widgets and animations.
 COLORS = {
@@ -66,3 +67,38 @@ def figure_png(fig, dpi: int = 110) -> bytes:
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
+
+
+def seed_spread(losses: Mapping[str, Mapping[int, float]], ax=None, title: str | None = None,
+                ylabel: str = "validation loss (nats per token)"):
+    """Each scheme's loss over its seeds, side by side: one marker per seed (the scheme's colour and marker from
+    :mod:`attnlab.schemes`), a bar from mean - std to mean + std (sample standard deviation, n - 1) and a line at
+    the mean, so a gap between two schemes can be read against the seeds' own spread.
+
+    ``losses``: {scheme key: {seed: loss}} in the order to draw, e.g. ``{s: study.losses(s) for s in ("mha",
+    "gqa", "gqa_hybrid")}`` of an :class:`attnlab.quality.Study`; every scheme needs at least 2 seeds.
+    Returns the Axes."""
+    if not isinstance(losses, Mapping) or not losses:
+        raise ValueError(f"losses must be a non-empty mapping {{scheme: {{seed: loss}}}}, got {losses!r}")
+    for key, by_seed in losses.items():
+        get_scheme(key, "losses' key")
+        if not isinstance(by_seed, Mapping) or len(by_seed) < 2:
+            raise ValueError(f"losses[{key!r}] must map at least 2 seeds to their losses (a spread needs two), "
+                             f"got {by_seed!r}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.6 + 1.3 * len(losses), 3.4))
+    for x, (key, by_seed) in enumerate(losses.items()):
+        record, values = get_scheme(key), [float(v) for v in by_seed.values()]
+        mean, std = statistics.fmean(values), statistics.stdev(values)
+        ax.bar(x, 2 * std, bottom=mean - std, width=0.5, color=record.color, alpha=0.25, edgecolor="none")
+        ax.hlines(mean, x - 0.25, x + 0.25, color=record.color, lw=2)
+        offsets = [0.16 * (i - (len(values) - 1) / 2) for i in range(len(values))]  # seeds side by side
+        ax.scatter([x + o for o in offsets], values, color=record.color, marker=record.marker, s=28, zorder=3,
+                   edgecolor="white", linewidth=0.6)
+    ax.set_xticks(range(len(losses)), [get_scheme(key).label for key in losses])
+    ax.set_xlim(-0.6, len(losses) - 0.4)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, axis="y")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
