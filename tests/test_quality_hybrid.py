@@ -10,7 +10,7 @@ from dataclasses import asdict
 import pytest
 
 from attnlab import quality
-from attnlab.model import TinyLMConfig, tiny_config
+from attnlab.model import TinyLMConfig, load_checkpoint, tiny_config
 from attnlab.quality import (
     SCHEMES_EXTRA,
     SCHEMES_TRAINED,
@@ -85,6 +85,19 @@ def test_merge_adds_the_runs_and_both_studies_load(tmp_path):
     assert after.gap("gqa_hybrid", "gqa").paired == pytest.approx((0.09, 0.099, 0.108))  # GQA: 2.81 + seed / 1000
     assert after.param_spread() <= quality.TOLERANCE
     assert "| GQA_HYBRID | 356 |" in after.markdown()
+
+
+def test_merged_runs_take_the_shape_of_the_studys_runs(tmp_path):
+    """A field the study's runs carry (DSA's dense loss, null elsewhere) is null in the merged runs too, so a
+    reader of either schema loads the merged study."""
+    study = _study()
+    for r in study["runs"]:
+        r["dense_val_loss"] = None
+    merged = merge_study(study, _extra())
+    assert all(r["dense_val_loss"] is None and set(r) == set(study["runs"][0]) for r in merged["runs"])
+    path = tmp_path / "merged.json"
+    path.write_text(json.dumps(merged))
+    assert all(r.dense_val_loss is None for r in load_study(path).runs)
 
 
 def test_merge_refuses_what_would_not_compare():
@@ -167,3 +180,21 @@ def test_seed_spread_draws_each_seed_and_the_mean_plus_minus_std():
         plots.seed_spread({"flash": {0: 1.0, 1: 1.0}})
     with pytest.raises(ValueError, match="losses must be a non-empty mapping"):
         plots.seed_spread({})
+
+
+# --- the shipped study ------------------------------------------------------------------------------------
+
+
+def test_the_shipped_study_holds_the_hybrids_three_seeds():
+    study = load_study()
+    assert study.schemes()[-1] == "gqa_hybrid" and set(study.losses("gqa_hybrid")) == set(SEEDS)
+    assert study.d_ff["gqa_hybrid"] == matched_d_ff(SCHEMES_EXTRA)["gqa_hybrid"]
+    assert {s: study.d_ff[s] for s in SCHEMES_TRAINED} == matched_d_ff()  # its widths were not moved
+    assert study.param_spread() <= study.tolerance
+    runs = [r for r in study.runs if r.scheme == "gqa_hybrid"]
+    assert all(r.n_params == n_params(tiny_config("gqa_hybrid", d_ff=r.d_ff)) for r in runs)
+    assert all(2.0 < r.val_loss < 4.0 for r in runs)
+    blob = json.loads(quality.STUDY_PATH.read_text())
+    assert blob["merged"][-1]["schemes"] == ["gqa_hybrid"] and blob["recipe"] == asdict(TrainConfig())
+    # the shipped checkpoint is trained on the same recipe at the base width: seed 0's study run is not it
+    assert load_checkpoint("tiny_gqa_hybrid").config.d_ff == TinyLMConfig().d_ff != study.d_ff["gqa_hybrid"]

@@ -142,7 +142,9 @@ class Run:
     """One trained model of the study: ``scheme``, ``seed``, its MLP width ``d_ff``, parameter counts
     (``n_params`` all of them, ``n_indexer_params`` those of DSA's indexer, 0 elsewhere), ``val_loss`` on the
     whole validation split (nats per token; DSA: sparse, attention over the indexer's top-k),
-    ``history`` (steps and the recipe's sampled validation loss during training) and ``seconds``."""
+    ``history`` (steps and the recipe's sampled validation loss during training) and ``seconds``;
+    ``dense_val_loss``, where a study records it, DSA's loss on the same split with dense attention (None
+    elsewhere and when not recorded)."""
 
     scheme: str
     seed: int
@@ -152,6 +154,7 @@ class Run:
     val_loss: float
     history: dict
     seconds: float
+    dense_val_loss: float | None = None
 
     @property
     def matched_params(self) -> int:
@@ -253,8 +256,9 @@ def train_extra(schemes: Sequence[str] = SCHEMES_EXTRA, seeds: Sequence[int] = S
 
 def merge_study(study: dict, extra: dict) -> dict:
     """``study`` (a record of :func:`run_study`, as its JSON holds it) with the runs of ``extra`` (a record of
-    :func:`train_extra`) added: their runs, their widths under "d_ff", and a line under "merged" saying what was
-    added and how long it took. Refuses runs of another recipe, widths that would not match the study's (its
+    :func:`train_extra`) added: their runs (shaped like the study's: a field its runs carry and the extra runs
+    lack, such as DSA's dense loss, is null), their widths under "d_ff", and a line under "merged" saying what
+    was added and how long it took. Refuses runs of another recipe, widths that would not match the study's (its
     base schemes' widths differ from :func:`matched_d_ff`'s now), and a scheme and seed the study already has."""
     check_type("study", study, dict)
     check_type("extra", extra, dict)
@@ -274,8 +278,10 @@ def merge_study(study: dict, extra: dict) -> dict:
     twice = sorted(f"{r['scheme']} seed {r['seed']}" for r in extra["runs"] if (r["scheme"], r["seed"]) in held)
     if twice:
         raise ValueError(f"extra repeats runs the study already has: {', '.join(twice)}")
+    shape = {key for r in study["runs"] for key in r}  # the study's run records: a field they have and extra's
+    added = [{**{key: None for key in sorted(shape - set(r))}, **r} for r in extra["runs"]]  # lack is null there
     merged = dict(study)
-    merged["runs"] = [*study["runs"], *extra["runs"]]
+    merged["runs"] = [*study["runs"], *added]
     merged["d_ff"] = {**study["d_ff"], **extra["d_ff"]}
     merged["merged"] = [*study.get("merged", []), {"schemes": sorted({r["scheme"] for r in extra["runs"]}),
                                                    "seeds": extra.get("seeds"), "seconds": extra.get("seconds")}]
