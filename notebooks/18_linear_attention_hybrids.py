@@ -17,8 +17,8 @@
 # *Course chapter (not in the video).*
 #
 # > **What you will learn:** linear attention as a recurrence with a state that does not grow, the delta rule
-# > and its gate (Gated DeltaNet), the chunkwise form equal to the recurrence, what exact recall it loses, and
-# > why hybrid models keep a few full-attention layers.
+# > and its gate (Gated DeltaNet), the chunkwise form equal to the recurrence, what exact recall it loses, why
+# > hybrid models keep a few full-attention layers, and a tiny 3:1 hybrid trained on the course corpus beside GQA.
 # >
 # > **What it assumes:** [chapters 3](03_attention_matrix_form.ipynb) and [4](04_kv_caching.ipynb); [chapter
 # > 17](17_sliding_windows_and_sinks.ipynb) for caches that stop growing.
@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
 
-from attnlab import costs, recall, show_source
+from attnlab import costs, plots, quality, recall, show_source
 from attnlab.costs import AttentionShape
 from attnlab.exercises import ch18
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention
@@ -51,7 +51,11 @@ from attnlab.linear_attention import (
     linear_attention_parallel,
     linear_attention_recurrent,
 )
+from attnlab.model import checkpoint_metrics, generate, load_checkpoint
 from attnlab.plots import COLORS
+from attnlab.schemes import get_scheme
+from attnlab.tokenization import load_tokenizer
+from attnlab.train import token_ids
 
 torch.manual_seed(0)
 torch.set_num_threads(1)  # the tensors here are tiny: more threads only add overhead
@@ -514,7 +518,168 @@ display(Markdown(
 explorer.model.value, explorer.context.value = "qwen3-next-80b-a3b", 2**17
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## 10. What it costs
+# ## 10. A tiny hybrid trained like the others
+#
+# The recall probe trained small models on a synthetic task. The course's own tiny language model (`TinyLM`,
+# chapters 4-17) can be a hybrid too: `TinyLMConfig(full_every=4)` keeps GQA in layer 3 (full iff
+# $(i+1) \bmod 4 = 0$, Qwen3-Next's rule) and puts a Gated DeltaNet layer (`LinearAttention` with the model's
+# heads and the 4-tap convolution) in layers 0-2. `python -m attnlab.train --attention gqa_hybrid` trains it on
+# the course corpus with the recipe of `tiny_mha`, `tiny_gqa` and the others. `attnlab.quality` trains every
+# scheme from three seeds with the MLP widened to one parameter count and scores each on the whole validation
+# split; the hybrid joins that study (`python -m attnlab.quality --schemes gqa_hybrid --merge ...`), so its seeds
+# compare with MHA's and GQA's on equal terms.
+
+# %% slideshow={"slide_type": "-"}
+study = quality.load_study()
+compared = ("mha", "gqa", "gqa_hybrid")
+fig, ax = plt.subplots(figsize=(6, 3.4))
+plots.seed_spread(study, compared, ax=ax)
+plt.tight_layout()
+plt.show()
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "fragment"} tags=["hide-input"]
+summary = {key: study.summary(key) for key in compared}
+gap = study.gap("gqa_hybrid", "gqa")
+judged = ("more than twice the larger seed spread: three seeds can tell it from luck" if gap.clear else
+          "within twice the larger seed spread: three seeds cannot tell it from luck")
+display(Markdown(
+    "Validation loss on the whole split (nats per token), mean ± std over seeds: "
+    + ", ".join(f"{get_scheme(k).label} **{summary[k].mean:.3f} ± {summary[k].std:.3f}**" for k in compared)
+    + f". The hybrid's MLP is {study.d_ff['gqa_hybrid']} wide against GQA's {study.d_ff['gqa']}, which brings it to "
+    f"{summary['gqa_hybrid'].params:,} parameters (all of the study's models lie within "
+    f"{100 * study.param_spread():.1f}% of each other). Against GQA it is {gap.delta:+.3f} nats "
+    f"(per seed {', '.join(f'{d:+.3f}' for d in gap.paired)}), {judged}."
+))
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "fragment"} tags=["hide-input"]
+shipped = {name: checkpoint_metrics(name) for name in ("tiny_gqa", "tiny_gqa_hybrid")}
+hist = shipped["tiny_gqa_hybrid"]["history"]
+best = min(range(len(hist["val_loss"])), key=hist["val_loss"].__getitem__)
+fits_more = hist["train_loss"][-1] < shipped["tiny_gqa"]["history"]["train_loss"][-1]
+generalises_less = shipped["tiny_gqa_hybrid"]["val_loss"] > shipped["tiny_gqa"]["val_loss"]
+display(Markdown(
+    f"The shipped checkpoint `tiny_gqa_hybrid` (seed 0, the base MLP width, {shipped['tiny_gqa_hybrid']['n_params']:,} "
+    f"parameters) ends its {hist['step'][-1]} steps at a training loss of {hist['train_loss'][-1]:.2f} against "
+    f"`tiny_gqa`'s {shipped['tiny_gqa']['history']['train_loss'][-1]:.2f}, and at a sampled validation loss of "
+    f"{hist['val_loss'][-1]:.3f} against {shipped['tiny_gqa']['val_loss']:.3f}; its validation loss was lowest at "
+    f"step {hist['step'][best]} ({hist['val_loss'][best]:.3f}). "
+    + ("The hybrid fits the small training split faster, and that does not carry over to held-out text."
+       if fits_more and generalises_less else "")
+))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Its cache as the context grows
+#
+# Both checkpoints read the same validation text, 16 tokens at a time, into the caches `model.new_cache()` gives
+# them: `tiny_gqa` a `LayerCache` per layer, the hybrid a `RecurrentState` in each linear layer and a `LayerCache`
+# in its GQA layer. The bytes are what the caches hold (`KVCache.nbytes`, float32), measured.
+
+# %% slideshow={"slide_type": "-"}
+tiny = {name: load_checkpoint(name) for name in ("tiny_gqa", "tiny_gqa_hybrid")}
+text_ids = token_ids("val")[None, :tiny["tiny_gqa"].config.max_seq_len]  # (1, 256) tokens of held-out text
+caches = {name: model.new_cache() for name, model in tiny.items()}
+measured = {"context": [], "tiny_gqa": [], "tiny_gqa_hybrid": [], "state": []}
+with torch.no_grad():
+    for L in range(16, text_ids.shape[1] + 1, 16):
+        for name, model in tiny.items():
+            model(text_ids[:, caches[name].seq_len:L], cache=caches[name])
+            measured[name].append(caches[name].nbytes)
+        measured["context"].append(L)
+        measured["state"].append(caches["tiny_gqa_hybrid"].state_nbytes)
+fig, ax = plt.subplots(figsize=(7, 3.4))
+for name, key in (("tiny_gqa", "gqa"), ("tiny_gqa_hybrid", "gqa_hybrid")):
+    ax.plot(measured["context"], [b / 1024 for b in measured[name]], marker=get_scheme(key).marker, ms=4,
+            color=get_scheme(key).color, label=f"{name}: the whole cache")
+hybrid_cfg = tiny["tiny_gqa_hybrid"].config
+lin, n_linear = hybrid_cfg.linear_config(), hybrid_cfg.layer_types().count("linear_attention")
+one_state = costs.linear_state_bytes(lin.n_heads, lin.head_dim, lin.d_v, torch.float32,
+                                     conv_channels=lin.conv_channels, conv_kernel=lin.conv_size,
+                                     conv_dtype=torch.float32)  # section 6's formula, in the model's float32
+assert set(measured["state"]) == {n_linear * one_state}  # flat, and what the formula says
+ax.plot(measured["context"], [b / 1024 for b in measured["state"]], ls="--", color=get_scheme("gqa_hybrid").color,
+        label="tiny_gqa_hybrid: its 3 linear layers' states")
+ax.axvline(study.recipe["seq_len"], color="black", lw=0.8, ls=":")
+ax.annotate("training window", (study.recipe["seq_len"], 10), textcoords="offset points", xytext=(4, 0), fontsize=8)
+ax.set_xlabel("context (tokens read)")
+ax.set_ylabel("KiB, one sequence, float32")
+ax.grid(alpha=0.3)
+ax.legend(frameon=False, fontsize=8)
+plt.show()
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "fragment"} tags=["hide-input"]
+per_token = {name: caches[name].bytes_per_token() for name in tiny}
+replaced = int(per_token["tiny_gqa"] - per_token["tiny_gqa_hybrid"])  # bytes a token of the 3 layers' K/V
+even = costs.state_crossover_context(n_linear * one_state, replaced)
+longest = measured["context"][-1]
+at = {L: {name: measured[name][measured["context"].index(L)] for name in tiny}
+      for L in (study.recipe["seq_len"], longest)}
+display(Markdown(
+    f"The hybrid's {n_linear} states hold {n_linear} × {one_state:,} = **{n_linear * one_state:,} bytes** at every "
+    f"context (`costs.linear_state_bytes`: {lin.n_heads} heads of {lin.head_dim} × {lin.d_v} and the convolution's "
+    f"last {lin.conv_size - 1} inputs of {lin.conv_channels} channels); only its GQA layer grows, by "
+    f"**{per_token['tiny_gqa_hybrid']:,.0f} bytes a token** (`KVCache.bytes_per_token` counts the growing part) "
+    f"against `tiny_gqa`'s {per_token['tiny_gqa']:,.0f} over 4 layers. At this width the fixed states weigh as much "
+    f"as {n_linear * one_state / replaced:.0f} tokens of the K/V the three layers would otherwise hold: from {even} "
+    "tokens on the hybrid holds less than `tiny_gqa`, before that at least as much. At the "
+    f"{study.recipe['seq_len']}-token training window it holds {at[study.recipe['seq_len']]['tiny_gqa_hybrid']:,} "
+    f"bytes against {at[study.recipe['seq_len']]['tiny_gqa']:,}, at {longest} tokens (`max_seq_len`) "
+    f"{at[longest]['tiny_gqa_hybrid']:,} against {at[longest]['tiny_gqa']:,} "
+    f"({at[longest]['tiny_gqa_hybrid'] / at[longest]['tiny_gqa']:.0%}); the ratio falls toward "
+    f"{per_token['tiny_gqa_hybrid'] / per_token['tiny_gqa']:.0%} as the context grows."
+))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Cached generation equals uncached
+#
+# `generate` decodes from the cache one token at a time: the linear layers then run one step of the recurrence
+# each (a one-token call never pads to a chunk), the GQA layer attends over its cache. Without the cache every
+# step re-runs the whole sequence through the chunkwise form. Greedy decoding must give the same tokens:
+
+# %% slideshow={"slide_type": "-"}
+tokenizer, window = load_tokenizer(), study.recipe["seq_len"]
+hybrid = tiny["tiny_gqa_hybrid"]
+prompt = torch.tensor([tokenizer.encode("The dictionary")])  # (1, prompt tokens)
+with torch.no_grad():
+    cached = generate(hybrid, prompt, max_new_tokens=60, use_cache=True)
+    uncached = generate(hybrid, prompt, max_new_tokens=60, use_cache=False)
+assert torch.equal(cached, uncached)
+print(tokenizer.decode(cached[0].tolist()))
+hybrid64, n_prefill = load_checkpoint("tiny_gqa_hybrid", dtype=torch.float64), 40
+cache64 = hybrid64.new_cache()
+with torch.no_grad():  # float64: a prefill (chunkwise) then one-token steps (recurrent) against one forward
+    one_forward = hybrid64(text_ids[:, :window])
+    stepped = torch.cat([hybrid64(text_ids[:, :n_prefill], cache=cache64)]
+                        + [hybrid64(text_ids[:, t:t + 1], cache=cache64) for t in range(n_prefill, window)], dim=1)
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "fragment"} tags=["hide-input"]
+display(Markdown(
+    f"Cached and uncached generation give the same {cached.shape[1] - prompt.shape[1]} tokens. In float64, a prefill "
+    f"of {n_prefill} tokens (chunkwise) then {window - n_prefill} one-token steps (recurrent) give logits within "
+    f"**{float((stepped - one_forward).abs().max()):.1e}** of one forward over the {window} tokens: the two forms are "
+    "one computation, in the model as in section 4."
+))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### What this tiny hybrid cannot show
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "fragment"} tags=["hide-input"]
+passes = study.tokens_seen() / token_ids("train").numel()
+display(Markdown(
+    f"* **No long context.** Every training and scoring window is {window} tokens. The GQA layer sees all of them and "
+    f"the states never carry more than {window}, so the loss above says nothing about the long-context recall a "
+    "hybrid's full layers exist for. The recall probe of section 7 measures what the state loses: there Gated "
+    f"DeltaNet alone recalled {gdn[-1]:.0%} of the pairs at P = {pairs[-1]}, the 3:1 hybrid "
+    f"{res['hybrid_3_1']['mean'][-1]:.0%}.\n"
+    f"* **Scale.** {summary['gqa_hybrid'].params / 1e6:.2f}M parameters trained on {study.tokens_seen() / 1e6:.1f}M "
+    f"tokens, about {passes:.0f} passes over a training split of {token_ids('train').numel() / 1e3:.0f}K tokens. "
+    f"{QWEN.name} was trained on trillions of tokens; whether a hybrid matches full attention on language is what its papers "
+    "measure, not what these seeds can.\n"
+    f"* **Noise.** With {summary['gqa_hybrid'].n} seeds, a gap below about twice the seeds' spread "
+    f"({2 * gap.noise:.3f} nats here) cannot be told from luck."
+))
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 11. What it costs
 #
 # Per decode step a linear layer's core does three $d_k \times d_v$ products per head (read $S^\top k$, write
 # $k u^\top$, read $S^\top q$): $6 H d_k d_v$ FLOPs, at any context (`costs.linear_decode_flops`). A full layer's
@@ -602,3 +767,6 @@ print(ch18.check_overwrite_prediction(answer_overwrite))
 #   and the 3:1 hybrid recalls every pair, as the all-full model does.
 # * Hybrids keep one full layer in four (Qwen3-Next: GQA, Kimi Linear: MLA): about a quarter of the full cache
 #   plus a few MiB of state per layer and sequence, and exact lookups where they are needed.
+# * The course's tiny model as a 3:1 hybrid (`tiny_gqa_hybrid`, `TinyLMConfig(full_every=4)`) trains with the
+#   others' recipe and joins the seeded, parameter-matched study; its cache is three flat states plus one growing
+#   GQA layer, and decoding with recurrent steps gives the tokens of the uncached, chunkwise forward.

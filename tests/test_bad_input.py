@@ -137,6 +137,21 @@ def _filled_state() -> linear_attention.RecurrentState:
     return state
 
 
+def _states_only() -> kv_cache.KVCache:
+    """A cache whose only layer is a linear layer's state after 2 tokens: it holds no token."""
+    cache = kv_cache.KVCache(1)
+    cache.layers[0] = _filled_state()
+    return cache
+
+
+def _hybrid_cache() -> kv_cache.KVCache:
+    """A tiny 2-layer hybrid's cache (a Gated DeltaNet layer, then GQA) after 3 tokens."""
+    model = lm.TinyLM(dataclasses.replace(TINY_CONFIG, n_layers=2, full_every=2))
+    cache = model.new_cache()
+    model(IDS[:, :3], cache=cache)
+    return cache
+
+
 def mla_fields(**change) -> dict:
     fields = {"d_model": 12, "n_heads": 3, "kv_lora_rank": 5, "qk_nope_head_dim": 4, "qk_rope_head_dim": 4}
     return fields | change
@@ -927,6 +942,25 @@ CASES: list[Case] = [
     Case("RecurrentState via LinearAttention: weights from a filled cache", linear_attention.RecurrentState,
          lambda: LA_LAYER(torch.randn(1, 1, 8), cache=_filled_state(), return_weights=True), ValueError,
          "return_weights"),
+    Case("RecurrentState.crop: a state cannot forget tokens", linear_attention.RecurrentState,
+         lambda: _filled_state().crop(1), ValueError, "seq_len"),
+    # the tiny linear/full hybrid (chapter 18)
+    Case("TinyLMConfig.full_every = 1", lm.TinyLMConfig, lambda: lm.TinyLMConfig(full_every=1), ValueError,
+         "full_every"),
+    Case("TinyLMConfig.full_every beyond n_layers", lm.TinyLMConfig, lambda: lm.TinyLMConfig(full_every=5),
+         ValueError, "full_every"),
+    Case("TinyLMConfig.full_every is a float", lm.TinyLMConfig, lambda: lm.TinyLMConfig(full_every=2.0), ValueError,
+         "full_every"),
+    Case("TinyLMConfig.full_every with a window", lm.TinyLMConfig, lambda: lm.TinyLMConfig(full_every=2, window=8),
+         ValueError, "full_every"),
+    Case("TinyLMConfig.full_every with DSA", lm.TinyLMConfig,
+         lambda: lm.TinyLMConfig(full_every=2, attention="dsa"), ValueError, "attention"),
+    Case("TinyLMConfig.is_linear: layer beyond n_layers", lm.TinyLMConfig,
+         lambda: lm.tiny_config("gqa_hybrid").is_linear(4), ValueError, "layer"),
+    Case("KVCache.bytes_per_token: only fixed-size states", kv_cache.KVCache, lambda: _states_only().bytes_per_token(),
+         ValueError, "bytes_per_token"),
+    Case("KVCache.crop: a hybrid's linear layer", kv_cache.KVCache, lambda: _hybrid_cache().crop(1), ValueError,
+         "seq_len"),
     # the recall probe (chapter 18)
     Case("RecallTask.max_pairs above n_keys", recall.RecallTask, lambda: recall.RecallTask(n_keys=4, max_pairs=5),
          ValueError, "max_pairs"),

@@ -10,8 +10,18 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from attnlab import costs, linear_attention
 from attnlab import model as model_module
-from attnlab.model import TinyLM, TinyLMConfig, checkpoint_metrics, generate, load_checkpoint, save_checkpoint
+from attnlab.linear_attention import RecurrentState
+from attnlab.model import (
+    TinyLM,
+    TinyLMConfig,
+    checkpoint_metrics,
+    generate,
+    load_checkpoint,
+    save_checkpoint,
+    tiny_config,
+)
 from attnlab.train import TrainConfig, lr_at, sample_batch, train
 
 F64 = torch.float64
@@ -336,3 +346,172 @@ def test_short_training_run_lowers_the_loss():
     assert history["val_loss"][1] < start - 0.1
     assert all(math.isfinite(x) for x in history["train_loss"] + history["val_loss"])
 
+
+
+# --- the linear/full hybrid (chapter 18) -------------------------------------------------------------------
+
+
+@st.composite
+def hybrid_configs(draw):
+    n_layers = draw(st.integers(2, 4))
+    return TinyLMConfig(vocab_size=draw(st.integers(5, 40)), d_model=16, n_layers=n_layers, n_heads=4,
+                        n_kv_heads=draw(st.sampled_from([1, 2, 4])), d_ff=draw(st.integers(4, 24)), max_seq_len=16,
+                        attention=draw(st.sampled_from(model_module.HYBRID_FULL_KINDS)), kv_lora_rank=8,
+                        qk_rope_head_dim=2, full_every=draw(st.integers(2, n_layers)))
+
+
+def test_hybrid_layers_follow_full_every():
+    config = tiny_config("gqa_hybrid", n_layers=8)
+    assert config.full_every == 4 and config.attention == "gqa" and config.hybrid
+    full = tuple(i for i, kind in enumerate(config.layer_types()) if kind == "full_attention")
+    assert full == (3, 7) == costs.hybrid_full_layers(8, 3)  # Qwen3-Next's rule, full_attention_interval 4
+    model = TinyLM(config)
+    kinds = [type(block.attn).__name__ for block in model.blocks]
+    assert kinds == ["LinearAttention"] * 3 + ["GroupedQueryAttention"] + ["LinearAttention"] * 3 + [
+        "GroupedQueryAttention"]
+    linear = model.blocks[0].attn.config
+    assert (linear.d_model, linear.n_heads, linear.head_dim, linear.d_v) == (128, 8, 16, 16)
+    assert (linear.rule, linear.conv_size, linear.chunk_size) == ("gated_delta", 4, 64)
+    assert not TinyLM(tiny_config("gqa")).config.hybrid and tiny_config("gqa").layer_types() == ("full_attention",) * 4
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"full_every": 1}, "full_every=1 makes every layer full"),
+    ({"full_every": 5}, "full_every=5 > n_layers=4 leaves no full layer"),
+    ({"full_every": -1}, "full_every=-1 must be a non-negative integer"),
+    ({"full_every": 2.0}, "full_every=2.0 must be a non-negative integer"),
+    ({"full_every": 2, "window": 8}, "full_every=2 cannot be combined with window"),
+    ({"full_every": 2, "kv_share": 2}, "full_every=2 cannot be combined with window, n_sinks or kv_share"),
+    ({"full_every": 2, "attention": "dsa"}, "full_every=2 with attention='dsa'"),
+])
+def test_hybrid_config_errors_teach(fields, message):
+    with pytest.raises(ValueError, match=message):
+        TinyLMConfig(**fields)
+
+
+@settings(max_examples=12, deadline=None)
+@given(config=hybrid_configs(), batch=st.integers(1, 2), prompt=st.integers(1, 4), new=st.integers(1, 6), seed=seeds)
+def test_hybrid_cached_generation_equals_uncached(config, batch, prompt, new, seed):
+    model = make_model(config, seed)
+    ids = torch.randint(0, config.vocab_size, (batch, prompt), generator=torch.Generator().manual_seed(seed))
+    cached = generate(model, ids, new, use_cache=True)
+    assert torch.equal(cached, generate(model, ids, new, use_cache=False))
+    logits = model(cached[:, :-1])  # greedy: every new token is the argmax of one uncached forward
+    assert torch.equal(cached[:, prompt:], logits[:, prompt - 1:].argmax(-1))
+
+
+def _hybrid_f64(seed: int = 0, **fields) -> TinyLM:
+    """The tiny hybrid's shape in float64, with weights large enough that the layers' outputs matter."""
+    torch.manual_seed(seed)
+    model = TinyLM(tiny_config("gqa_hybrid", **fields)).double().eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("weight"):  # std 0.16 instead of the init's 0.02; the gates' A and dt stay in range
+                p.mul_(8.0)
+    return model
+
+
+def test_hybrid_decode_equals_prefill_over_several_chunks():
+    """Prefill 70 tokens (two chunks of 64, the second partial), then 80 one-token steps, against one forward over
+    all 150: the linear layers' chunkwise form, recurrence and carried state agree in float64."""
+    model = _hybrid_f64(max_seq_len=160)
+    ids = torch.randint(0, 512, (2, 150), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = model(ids)
+        cache = model.new_cache()
+        steps = [model(ids[:, :70], cache=cache)] + [model(ids[:, t:t + 1], cache=cache) for t in range(70, 150)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-10, atol=1e-10)
+    assert cache.seq_len == 150 and cache.n_tokens == 150
+
+
+def test_a_decode_step_of_the_linear_layers_is_one_step_of_the_recurrence(monkeypatch):
+    """In the model, a prefill runs the linear layers' chunkwise form and a one-token step the recurrent form;
+    the step's logits and the state it leaves equal a chunkwise prefill over one token more (float64)."""
+    model = _hybrid_f64()
+    calls = {"chunkwise": 0, "recurrent": 0}
+
+    def counted(name, function):
+        def run(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return run
+
+    monkeypatch.setattr(linear_attention, "delta_rule_chunkwise",
+                        counted("chunkwise", linear_attention.delta_rule_chunkwise))
+    monkeypatch.setattr(linear_attention, "delta_rule_recurrent",
+                        counted("recurrent", linear_attention.delta_rule_recurrent))
+    ids = torch.randint(0, 512, (2, 41), generator=torch.Generator().manual_seed(2))
+    stepped, prefilled = model.new_cache(), model.new_cache()
+    with torch.no_grad():
+        model(ids[:, :40], cache=stepped)
+        assert calls == {"chunkwise": 3, "recurrent": 0}  # three linear layers, one chunkwise call each
+        step = model(ids[:, 40:], cache=stepped)
+        assert calls == {"chunkwise": 3, "recurrent": 3}  # the step: one recurrent update per linear layer
+        whole = model(ids, cache=prefilled)
+    torch.testing.assert_close(step, whole[:, 40:], rtol=1e-10, atol=1e-10)
+    for i in (0, 1, 2):
+        a, b = stepped[i], prefilled[i]
+        assert isinstance(a, RecurrentState) and a.seq_len == b.seq_len == 41
+        torch.testing.assert_close(a.S, b.S, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(a.conv, b.conv, rtol=1e-10, atol=1e-12)  # the convolution's last 3 inputs
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_hybrid_cache_bytes_are_the_fixed_states_plus_the_full_layers_kv(dtype):
+    """KVCache of the tiny hybrid: each linear layer's RecurrentState holds costs.linear_state_bytes (state and
+    convolution inputs in the model's dtype) at every length; the full layer's K/V grows by 2 n_kv d_h numbers a
+    token. bytes_per_token counts the growing part only; chapter 18's hybrid_cache_bytes gives the same total."""
+    model = TinyLM(tiny_config("gqa_hybrid")).to(dtype).eval()
+    c, size = model.config, torch.finfo(dtype).bits // 8
+    lin = c.linear_config()
+    state = costs.linear_state_bytes(lin.n_heads, lin.head_dim, lin.d_v, dtype, conv_channels=lin.conv_channels,
+                                     conv_kernel=lin.conv_size, conv_dtype=dtype)
+    per_token = 2 * c.n_kv_heads * (c.d_model // c.n_heads) * size  # one full GQA layer
+    tiny = costs.HybridModel(name="tiny_gqa_hybrid", n_layers=c.n_layers, full_layers=(3,), full_kind="gqa",
+                             n_kv_heads=c.n_kv_heads, head_dim=c.d_model // c.n_heads, linear_kind="gated_deltanet",
+                             linear_heads=lin.n_heads, d_k=lin.head_dim, d_v=lin.d_v, conv_channels=lin.conv_channels,
+                             conv_kernel=lin.conv_size, max_context=c.max_seq_len, source="tiny_config('gqa_hybrid')")
+    batch, cache = 2, model.new_cache()
+    ids = torch.randint(0, c.vocab_size, (batch, 100))
+    with torch.no_grad():
+        model(ids[:, :30], cache=cache)
+        for length in (30, 31, 100):
+            if length > cache.seq_len:
+                model(ids[:, cache.seq_len:length], cache=cache)
+            assert cache.state_nbytes == batch * 3 * state
+            assert cache.nbytes == batch * (3 * state + 1 * length * per_token)
+            assert cache.nbytes == batch * costs.hybrid_cache_bytes(tiny, length, dtype, dtype)["total"]
+            assert cache.bytes_per_token() == batch * per_token  # one more token: the full layer's K/V only
+            assert cache.n_tokens == length and cache.window is None
+    gqa_cache = TinyLM(tiny_config("gqa")).to(dtype).new_cache()
+    TinyLM(tiny_config("gqa")).to(dtype)(ids, cache=gqa_cache)
+    assert gqa_cache.bytes_per_token() == 4 * cache.bytes_per_token() and gqa_cache.state_nbytes == 0
+    with pytest.raises(ValueError, match="seq_len=50: a recurrent state cannot be cropped"):
+        cache.crop(50)
+
+
+def test_hybrid_attention_maps():
+    """return_attention gives each layer's (batch, heads, seq, seq) weights: softmax in the full layer, the
+    linear layers' implicit ones (rows need not sum to 1); a cached call refuses it in a linear layer."""
+    model = _hybrid_f64()
+    ids = torch.randint(0, 512, (1, 9))
+    with torch.no_grad():
+        logits, maps = model(ids, return_attention=True)
+        torch.testing.assert_close(logits, model(ids))
+        assert all(w.shape == (1, 8, 9, 9) and torch.all(w.triu(1) == 0) for w in maps)
+        torch.testing.assert_close(maps[3].sum(-1), torch.ones(1, 8, 9, dtype=F64))
+        cache = model.new_cache()
+        model(ids[:, :5], cache=cache)
+        with pytest.raises(ValueError, match="return_weights=True needs an empty cache"):
+            model(ids[:, 5:], cache=cache, return_attention=True)
+
+
+def test_shipped_hybrid_checkpoint():
+    model = load_checkpoint("tiny_gqa_hybrid")
+    assert model.config == tiny_config("gqa_hybrid")
+    metrics = checkpoint_metrics("tiny_gqa_hybrid")
+    assert metrics["train"] == checkpoint_metrics("tiny_gqa")["train"]  # trained like the others
+    assert metrics["n_params"] == sum(p.numel() for p in model.parameters())
+    assert 2.0 < metrics["val_loss"] < 4.0
+    ids = torch.randint(0, 512, (1, 6), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(generate(model, ids, 20), generate(model, ids, 20, use_cache=False))

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnlab import bench, model, plots, schemes, sizing
+from attnlab import bench, costs, model, plots, schemes, sizing
 from attnlab.costs import AttentionShape
 from attnlab.dsa import IndexerConfig
 from attnlab.gqa import AttentionConfig
 from attnlab.kv_cache import LayerCache
+from attnlab.linear_attention import LinearAttention, RecurrentState
 from attnlab.mla import MLAConfig
 from attnlab.schemes import BENCH_SCHEMES, SCHEMES, TABLE1_SCHEMES, VARIANTS, get_scheme, variants
 
@@ -29,9 +30,9 @@ TINY = AttentionShape(d_model=16, n_heads=4, head_dim=4, n_kv_heads=2, v_head_di
 
 def test_registry_order_and_groups():
     assert list(SCHEMES) == ["mha", "mqa", "gqa", "mla", "dsa"]  # the course's chapter order
-    assert list(VARIANTS) == ["mla_naive", "mla_absorbed", "gqa_window", "gqa_shared"]
+    assert list(VARIANTS) == ["mla_naive", "mla_absorbed", "gqa_window", "gqa_shared", "gqa_hybrid"]
     assert [s.key for s in variants("mla")] == ["mla_naive", "mla_absorbed"] and variants("mha") == ()
-    assert [s.key for s in variants("gqa")] == ["gqa_window", "gqa_shared"]  # chapter 17
+    assert [s.key for s in variants("gqa")] == ["gqa_window", "gqa_shared", "gqa_hybrid"]  # chapters 17 and 18
     assert all(s.base == "mla" and s.mode in ("naive", "absorbed") for s in variants("mla"))
     assert all(s.dense and s.caches == ("k", "v") and s.cache is schemes.GQA.cache for s in variants("gqa"))
     assert TABLE1_SCHEMES == ("mha", "mqa", "gqa", "mla") == sizing.SCHEMES
@@ -48,10 +49,14 @@ def test_labels_colours_and_markers_are_the_figures_own():
     markers = {"mha": "o", "gqa": "s", "mqa": "^", "mla_naive": "x", "mla_absorbed": "D", "dsa": "v"}
     assert {k: get_scheme(k).marker for k in BENCH_SCHEMES} == markers
     assert all(s.color == colours["mla"] for s in variants("mla"))
-    # chapter 17's variants of GQA get colours of their own, none of the five schemes'
-    assert {s.key: s.color for s in variants("gqa")} == {"gqa_window": "#dd8452", "gqa_shared": "#937860"}
+    # the variants of GQA of chapters 17 and 18 get colours and markers of their own, none of the five schemes'
+    assert {s.key: s.color for s in variants("gqa")} == {"gqa_window": "#dd8452", "gqa_shared": "#937860",
+                                                         "gqa_hybrid": "#da8bc3"}
+    assert len({s.color for s in ALL if s.base != "mla"}) == len(ALL) - 2
+    assert len({s.marker for s in variants("gqa")} | set(markers.values())) == len(markers) + 3
     labels = {"mha": "MHA", "mqa": "MQA", "gqa": "GQA", "mla": "MLA", "dsa": "DSA", "mla_naive": "MLA naive",
-              "mla_absorbed": "MLA absorbed", "gqa_window": "GQA window", "gqa_shared": "GQA shared KV"}
+              "mla_absorbed": "MLA absorbed", "gqa_window": "GQA window", "gqa_shared": "GQA shared KV",
+              "gqa_hybrid": "GQA hybrid 3:1"}
     assert {s.key: s.label for s in ALL} == labels
 
 
@@ -94,6 +99,27 @@ def test_each_record_caches_what_its_layer_caches(record):
     assert cache.nbytes == 2 * 7 * sum(widths.values()) * 8
 
 
+def test_the_hybrids_linear_layer_caches_a_state_that_does_not_grow():
+    """The hybrid's record describes its full layer's cache, per token; its other layers are Gated DeltaNet and
+    hold a fixed state instead, no entry per token: the same bytes after 5 tokens as after 7, equal to
+    costs.linear_state_bytes (state and convolution inputs in the layer's dtype)."""
+    shape = dataclasses.replace(TINY, v_head_dim=TINY.head_dim)
+    layer = schemes.GQA_HYBRID.build_layer(shape, linear=True).double()
+    assert isinstance(layer, LinearAttention) and layer.config.rule == "gated_delta"
+    cache = RecurrentState()
+    x = torch.randn(2, 7, TINY.d_model, dtype=torch.float64)
+    sizes = []
+    with torch.no_grad():
+        for chunk in (x[:, :5], x[:, 5:6], x[:, 6:]):
+            layer(chunk, cache=cache)
+            sizes.append(cache.nbytes)
+    c = layer.config
+    state = costs.linear_state_bytes(c.n_heads, c.head_dim, c.d_v, torch.float64, conv_channels=c.conv_channels,
+                                     conv_kernel=c.conv_size, conv_dtype=torch.float64)
+    assert sizes == [2 * state] * 3 and cache.n_tokens == 0 and cache.seq_len == 7
+    assert schemes.GQA_HYBRID.build_layer(shape, linear=True, chunk_size=4).config.chunk_size == 4
+
+
 @pytest.mark.parametrize("record", ALL, ids=lambda s: s.key)
 def test_layer_configs_carry_the_shape(record):
     if record.dense:
@@ -129,7 +155,7 @@ def test_the_library_lists_schemes_only_through_the_registry():
     listed = subprocess.run([sys.executable, "-m", "attnlab.train", "--list"], capture_output=True, text=True,
                             check=True).stdout.split()
     trained = [k for k, s in (*SCHEMES.items(), *VARIANTS.items()) if s.trainer == "attnlab.train"]
-    assert listed == trained == ["mha", "mqa", "gqa", "mla", "gqa_window", "gqa_shared"]
+    assert listed == trained == ["mha", "mqa", "gqa", "mla", "gqa_window", "gqa_shared", "gqa_hybrid"]
     assert SCHEMES["dsa"].trainer == "attnlab.dsa_training"
     course = (ROOT / "course").read_text(encoding="utf-8")
     assert '$("$PY" -m attnlab.train --list)' in course and "mha gqa mqa mla" not in course

@@ -461,7 +461,7 @@ def test_tiny_variants_decode_as_they_prefill(key, fields):
 def test_tiny_variants_settings():
     assert tiny_config("gqa_window").window == WINDOW_DEFAULTS["window"]
     assert tiny_config("gqa_shared").kv_share == SHARED_KV_DEFAULTS["kv_share"]
-    assert set(TINY_VARIANTS) == {GQA_WINDOW.key, GQA_SHARED.key}
+    assert set(TINY_VARIANTS) == {GQA_WINDOW.key, GQA_SHARED.key, "gqa_hybrid"}  # chapter 18 adds the hybrid
     shared = TinyLM(tiny_config("gqa_shared"))
     assert [type(b.attn).__name__ for b in shared.blocks] == ["WindowedAttention", "SharedKVAttention"] * 2
     assert shared.blocks[1].attn.source is shared.blocks[0].attn

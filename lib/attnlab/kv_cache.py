@@ -285,6 +285,12 @@ class LayerCache:
 class KVCache:
     """A model's cache: one :class:`LayerCache` per layer (``seq_dim``, ``window`` and ``capacity`` as there).
 
+    A model may put another cache in a layer's slot (``cache.layers[i] = ...``): a windowed layer's ring
+    (:class:`~attnlab.window.RollingCache`), or a linear-attention layer's fixed-size state
+    (:class:`~attnlab.linear_attention.RecurrentState`, whose ``holds_tokens`` is False). Such a state keeps
+    no token: :attr:`n_tokens` and :meth:`bytes_per_token` read the layers that hold tokens, :attr:`nbytes`
+    counts everything, :attr:`state_nbytes` the fixed part alone.
+
     >>> cache = KVCache(n_layers=2)
     >>> cache.nbytes, cache.seq_len
     (0, 0)
@@ -302,10 +308,15 @@ class KVCache:
     def __len__(self) -> int:
         return len(self.layers)
 
+    def _token_layers(self) -> list:
+        """The layer slots that hold tokens (every one but a fixed-size state's)."""
+        return [layer for layer in self.layers if getattr(layer, "holds_tokens", True)]
+
     @property
     def window(self) -> int | None:
-        """The layers' sliding window (None: every token is kept)."""
-        return self.layers[0].window
+        """The layers' sliding window (None: every token is kept), read from the first layer holding tokens."""
+        held = self._token_layers()
+        return held[0].window if held else None
 
     @property
     def seq_len(self) -> int:
@@ -314,13 +325,20 @@ class KVCache:
 
     @property
     def n_tokens(self) -> int:
-        """Tokens held per layer: seq_len, or at most the window."""
-        return self.layers[0].n_tokens
+        """Tokens held per layer that holds tokens: seq_len, or at most the window (0 when every layer holds a
+        fixed-size state)."""
+        held = self._token_layers()
+        return held[0].n_tokens if held else 0
 
     @property
     def nbytes(self) -> int:
-        """Total bytes holding tokens, all layers."""
+        """Total bytes the cache holds, all layers: the per-token caches and any fixed-size state."""
         return sum(layer.nbytes for layer in self.layers)
+
+    @property
+    def state_nbytes(self) -> int:
+        """Bytes of the fixed-size states (linear-attention layers): the same at every context; 0 without them."""
+        return sum(layer.nbytes for layer in self.layers if not getattr(layer, "holds_tokens", True))
 
     @property
     def capacity_nbytes(self) -> int:
@@ -328,10 +346,12 @@ class KVCache:
         return sum(layer.capacity_nbytes for layer in self.layers)
 
     def bytes_per_token(self) -> float:
-        """nbytes / n_tokens: the measured cost of one more token of context (all layers, whole batch)."""
+        """(nbytes - state_nbytes) / n_tokens: the measured cost of one more token of context (all layers that
+        hold tokens, whole batch). A fixed-size state does not grow with the context and is not counted."""
         if self.n_tokens == 0:
-            raise ValueError("the cache is empty: bytes_per_token needs at least one cached token")
-        return self.nbytes / self.n_tokens
+            raise ValueError("the cache is empty: bytes_per_token needs at least one cached token in a layer that "
+                             "keeps tokens (a linear layer's fixed-size state keeps none)")
+        return (self.nbytes - self.state_nbytes) / self.n_tokens
 
     def crop(self, seq_len: int) -> None:
         """Forget the tokens from position ``seq_len`` on, in every layer (:meth:`LayerCache.crop`)."""

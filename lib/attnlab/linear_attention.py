@@ -390,6 +390,10 @@ class RecurrentState:
     (5, (1, 2, 4, 4), (1, 3, 24))
     """
 
+    #: A :class:`~attnlab.kv_cache.KVCache` slot may hold this instead of a per-token cache: it keeps no token,
+    #: so the cache's token counts and bytes per token skip it (:attr:`KVCache.state_nbytes` counts it).
+    holds_tokens = False
+
     def __init__(self) -> None:
         self.S: torch.Tensor | None = None
         self.z: torch.Tensor | None = None
@@ -405,6 +409,24 @@ class RecurrentState:
         """Bytes the cache holds: the same after 10 tokens as after 10 million."""
         return sum(t.numel() * t.element_size() for t in (self.S, self.z, self.conv) if t is not None)
 
+    @property
+    def n_tokens(self) -> int:
+        """Tokens held: none. Every token seen is folded into S; none can be read back one by one."""
+        return 0
+
+    @property
+    def capacity_nbytes(self) -> int:
+        """Bytes allocated: what it holds (:attr:`nbytes`); the state is replaced, never grown."""
+        return self.nbytes
+
+    def crop(self, seq_len: int) -> None:
+        """Only a no-op is possible: a state cannot forget its last tokens (they are folded into S), so
+        ``seq_len`` must be the tokens already seen; anything else raises ValueError."""
+        check_non_negative_int("seq_len", seq_len)
+        if seq_len != self.seq_len:
+            raise ValueError(f"seq_len={seq_len}: a recurrent state cannot be cropped, its {self.seq_len} tokens are "
+                             "folded into one state; keep a copy of the state from before them instead")
+
 
 class LinearAttention(AttentionLayer):
     """A linear-attention layer with the course's interface: ``layer(x, cache=None, return_weights=False)``.
@@ -419,9 +441,12 @@ class LinearAttention(AttentionLayer):
 
     then the output projection. (Qwen3-Next also gates the output with a sigmoid of x and an RMSNorm, which
     change no cache and are left out.) ``use("chunkwise")`` (default) or ``use("recurrent")`` picks the form;
-    both give the same numbers. The cache is a :class:`RecurrentState`: prefill then token-by-token decode
-    equals one call over the whole sequence. ``return_weights=True`` returns the implicit attention matrix
-    (:func:`delta_rule_weights`, or linear attention's normalised phi(q)^T phi(k)) of a call from an empty cache.
+    both give the same numbers. With "chunkwise" a call of one token (a decode step) still runs one step of the
+    recurrence, as Hugging Face's Qwen3-Next does once its cache holds a state: padding one token to a chunk of
+    C would do C times the work for the same numbers. The cache is a :class:`RecurrentState`: prefill then
+    token-by-token decode equals one call over the whole sequence. ``return_weights=True`` returns the implicit
+    attention matrix (:func:`delta_rule_weights`, or linear attention's normalised phi(q)^T phi(k)) of a call
+    from an empty cache.
     """
 
     IMPLEMENTATIONS = ("chunkwise", "recurrent")
@@ -482,10 +507,11 @@ class LinearAttention(AttentionLayer):
         k = k.view(B, L, c.n_heads, c.head_dim).transpose(1, 2)
         v = v.view(B, L, c.n_heads, c.d_v).transpose(1, 2)  # (b, h, seq, d_v)
         weights = None
+        chunkwise = self.implementation == "chunkwise" and L > 1  # one token: one step of the recurrence
         if c.rule == "linear":
             state = None if cache is None or cache.S is None else LinearState(cache.S, cache.z)
-            form = linear_attention_chunkwise if self.implementation == "chunkwise" else linear_attention_recurrent
-            kwargs = {"chunk_size": c.chunk_size} if self.implementation == "chunkwise" else {}
+            form = linear_attention_chunkwise if chunkwise else linear_attention_recurrent
+            kwargs = {"chunk_size": c.chunk_size} if chunkwise else {}
             o, new = form(q, k, v, state=state, **kwargs)
             S, z = new.S, new.z
             if return_weights:
@@ -500,7 +526,7 @@ class LinearAttention(AttentionLayer):
             if c.rule == "gated_delta":
                 g = (-self.A_log.exp() * F.softplus(self.W_a(x) + self.dt_bias)).transpose(1, 2)  # log alpha_t
             state = None if cache is None else cache.S
-            if self.implementation == "chunkwise":
+            if chunkwise:
                 o, S = delta_rule_chunkwise(q, k, v, beta, g, chunk_size=c.chunk_size, state=state)
             else:
                 o, S = delta_rule_recurrent(q, k, v, beta, g, state=state)

@@ -1,7 +1,8 @@
 """A small decoder-only language model whose attention layer is pluggable.
 
     h_0 = E[ids]
-    h_l = h_{l-1} + Attn_l(RMSNorm(h_{l-1}))          (Attn = MHA, MQA or GQA; MLA and DSA plug in later)
+    h_l = h_{l-1} + Attn_l(RMSNorm(h_{l-1}))          (Attn = MHA, MQA or GQA; MLA and DSA plug in later;
+                                                     a hybrid puts Gated DeltaNet in all but every r-th layer)
     h_l = h_l + MLP_l(RMSNorm(h_l))                  (SwiGLU MLP)
     logits = RMSNorm(h_L) E^T                        (output head tied to the embedding)
 
@@ -39,13 +40,27 @@ from attnlab.costs import AttentionShape
 from attnlab.dsa import IndexerConfig
 from attnlab.gqa import AttentionConfig
 from attnlab.kv_cache import KVCache
+from attnlab.linear_attention import LinearAttention, LinearAttentionConfig, RecurrentState
 from attnlab.mla import MLAConfig
-from attnlab.schemes import DSA, MHA, MLA, SCHEMES, SHARED_KV_DEFAULTS, VARIANTS, WINDOW_DEFAULTS
+from attnlab.schemes import (
+    DSA,
+    HYBRID_DEFAULTS,
+    MHA,
+    MLA,
+    SCHEMES,
+    SHARED_KV_DEFAULTS,
+    VARIANTS,
+    WINDOW_DEFAULTS,
+)
 from attnlab.window import SharedKVAttention, WindowConfig, WindowedAttention, layer_types
 
 ATTENTION_KINDS: tuple[str, ...] = tuple(SCHEMES)  # the course's schemes, attnlab.schemes.SCHEMES
-#: Chapter 17's tiny variants: the checkpoint ``tiny_<key>`` is the tiny GQA model with these fields set.
-TINY_VARIANTS: dict[str, dict[str, int]] = {"gqa_window": WINDOW_DEFAULTS, "gqa_shared": SHARED_KV_DEFAULTS}
+#: The tiny variants of chapters 17 and 18: the checkpoint ``tiny_<key>`` is the tiny GQA model with these fields
+#: set (a window and sinks, shared K/V, or Gated DeltaNet in three layers of four).
+TINY_VARIANTS: dict[str, dict[str, int]] = {"gqa_window": WINDOW_DEFAULTS, "gqa_shared": SHARED_KV_DEFAULTS,
+                                            "gqa_hybrid": HYBRID_DEFAULTS}
+#: The schemes a hybrid's full layers may use: the dense ones (Qwen3-Next: GQA) and MLA (Kimi Linear).
+HYBRID_FULL_KINDS: tuple[str, ...] = ("mha", "mqa", "gqa", "mla")
 DATA_DIR = Path(__file__).parent / "data"
 
 
@@ -55,7 +70,11 @@ class TinyLMConfig:
     "gqa" (``n_kv_heads``, a divisor of n_heads), "mla" (latent ``kv_lora_rank`` = d_c and decoupled
     RoPE key ``qk_rope_head_dim`` = d_h^R; the DeepSeek-V2 paper's choices d_c = 4 d_h, d_h^R = d_h / 2)
     or "dsa" (MLA plus a lightning indexer of ``index_n_heads`` heads of width ``index_head_dim`` that
-    picks ``index_topk`` tokens per query)."""
+    picks ``index_topk`` tokens per query).
+
+    ``full_every`` r > 0 makes a linear/full hybrid (chapter 18): layer i keeps ``attention`` iff
+    (i + 1) % r == 0 and is otherwise a Gated DeltaNet layer (:meth:`linear_config`), as Qwen3-Next's
+    ``full_attention_interval`` = 4 does."""
 
     vocab_size: int = 512
     d_model: int = 128
@@ -75,6 +94,7 @@ class TinyLMConfig:
     global_every: int = 0  # with a window: layer i global iff (i + 1) % global_every == 0; 0: every layer slides
     n_sinks: int = 0  # StreamingLLM sink tokens the sliding layers keep beside their window
     kv_share: int = 1  # cross-layer KV sharing (CLA): layer i reads layer i - i % kv_share's K/V; 1: none
+    full_every: int = 0  # hybrid: layer i full iff (i + 1) % full_every == 0, the rest Gated DeltaNet; 0: all full
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_seq_len",
@@ -99,6 +119,28 @@ class TinyLMConfig:
         if self.windowed and not SCHEMES[self.attention].dense:
             raise ValueError(f"window, n_sinks and kv_share apply to the dense schemes (mha, mqa, gqa), "
                              f"not attention={self.attention!r}")
+        self._check_full_every()
+
+    def _check_full_every(self) -> None:
+        """``full_every``: 0 (no linear layer), or 2..n_layers, with a scheme whose full layers a hybrid may keep."""
+        check_non_negative_int("full_every", self.full_every)
+        if not self.full_every:
+            return
+        if self.full_every == 1:
+            raise ValueError("full_every=1 makes every layer full, which is the plain model: write full_every=0 "
+                             "(no linear layer), or e.g. 4 for one full layer in four (Qwen3-Next)")
+        if self.full_every > self.n_layers:
+            raise ValueError(f"full_every={self.full_every} > n_layers={self.n_layers} leaves no full layer: layer i "
+                             f"is full iff (i + 1) % full_every == 0, and a hybrid keeps at least one (the layer that "
+                             "can still look any token up)")
+        if self.windowed:
+            raise ValueError(f"full_every={self.full_every} cannot be combined with window, n_sinks or kv_share: a "
+                             "model is a hybrid (chapter 18) or a windowed/shared-KV model (chapter 17), not both")
+        if self.attention not in HYBRID_FULL_KINDS:
+            raise ValueError(f"full_every={self.full_every} with attention={self.attention!r}: a hybrid's full layers "
+                             f"are one of {HYBRID_FULL_KINDS} (DSA's indexer is trained over a model whose every "
+                             "layer is DSA)")
+        check_divisible("d_model", self.d_model, "n_heads", self.n_heads)
 
     @property
     def windowed(self) -> bool:
@@ -116,6 +158,28 @@ class TinyLMConfig:
         """The layer whose K/V layer ``layer`` reads: itself, or with kv_share r the first of its group of r (CLA)."""
         self._check_layer(layer)
         return layer - layer % self.kv_share
+
+    @property
+    def hybrid(self) -> bool:
+        """True when some layers are Gated DeltaNet (``full_every`` > 0): a linear/full hybrid (chapter 18)."""
+        return self.full_every > 0
+
+    def is_linear(self, layer: int) -> bool:
+        """Whether layer ``layer`` is a Gated DeltaNet layer: in a hybrid, iff (layer + 1) % full_every != 0."""
+        self._check_layer(layer)
+        return self.hybrid and (layer + 1) % self.full_every != 0
+
+    def layer_types(self) -> tuple[str, ...]:
+        """"linear_attention" or "full_attention" per layer, as Hugging Face's Qwen3-Next config spells them."""
+        return tuple("linear_attention" if self.is_linear(i) else "full_attention" for i in range(self.n_layers))
+
+    def linear_config(self) -> LinearAttentionConfig:
+        """The :class:`~attnlab.linear_attention.LinearAttentionConfig` of a hybrid's linear layers: Gated DeltaNet
+        with the model's heads, n_heads x d_h (d_h = d_model / n_heads) for keys, queries and values, and
+        Qwen3-Next's short convolution of 4 taps; chunks of 64 tokens in the chunkwise form."""
+        check_divisible("d_model", self.d_model, "n_heads", self.n_heads)
+        return LinearAttentionConfig(self.d_model, self.n_heads, self.d_model // self.n_heads, rule="gated_delta",
+                                     conv_size=4, chunk_size=64)
 
     def _check_layer(self, layer: int) -> None:
         check_non_negative_int("layer", layer)
@@ -150,7 +214,10 @@ class TinyLMConfig:
         all share forward(x, cache, return_weights) -> :class:`~attnlab.attention.AttentionOutput`. A windowed
         or shared-KV model (:attr:`windowed`) builds layer ``layer`` with :mod:`attnlab.window`: a
         :class:`~attnlab.window.WindowedAttention`, or a :class:`~attnlab.window.SharedKVAttention` reading
-        ``source``'s K/V when :meth:`kv_source` names another layer."""
+        ``source``'s K/V when :meth:`kv_source` names another layer. A hybrid's linear layers (:meth:`is_linear`)
+        are :class:`~attnlab.linear_attention.LinearAttention` of :meth:`linear_config`."""
+        if self.is_linear(layer):
+            return LinearAttention(self.linear_config())
         if not self.windowed:
             return SCHEMES[self.attention].build_layer(self.attention_shape(), **self._layer_options())
         config = self.attention_config()
@@ -171,7 +238,8 @@ class TinyLMConfig:
 
 def tiny_config(scheme: str, **fields) -> TinyLMConfig:
     """The tiny model of ``scheme``: one of :data:`ATTENTION_KINDS`, or a variant of :data:`TINY_VARIANTS` (its
-    base scheme with the variant's fields, e.g. "gqa_window" -> attention="gqa", window=32, n_sinks=4);
+    base scheme with the variant's fields, e.g. "gqa_window" -> attention="gqa", window=32, n_sinks=4;
+    "gqa_hybrid" -> attention="gqa", full_every=4);
     ``fields`` override any :class:`TinyLMConfig` field."""
     allowed = (*ATTENTION_KINDS, *TINY_VARIANTS)
     if not isinstance(scheme, str) or scheme not in allowed:
@@ -243,8 +311,14 @@ class TinyLM(nn.Module):
         """An empty cache with one layer slot per block, room for max_seq_len tokens allocated at the first
         call; ``window`` W keeps only each layer's last W tokens (sliding-window attention; not for DSA). A
         windowed model (:attr:`TinyLMConfig.windowed`) gives each sliding layer its
-        :class:`~attnlab.window.RollingCache` and leaves a shared layer's slot empty."""
+        :class:`~attnlab.window.RollingCache` and leaves a shared layer's slot empty. A hybrid
+        (:attr:`TinyLMConfig.hybrid`) gives each linear layer a :class:`~attnlab.linear_attention.RecurrentState`:
+        a fixed-size state, which the cache's :attr:`~attnlab.kv_cache.KVCache.state_nbytes` counts and its
+        bytes per token leave out (it does not grow)."""
         cache = KVCache(self.config.n_layers, window=window, capacity=self.config.max_seq_len)
+        for i in range(self.config.n_layers):
+            if self.config.is_linear(i):
+                cache.layers[i] = RecurrentState()
         if self.config.windowed:
             if window is not None:
                 raise ValueError(f"window={window}: this model's layers bring their own windows (config.window)")

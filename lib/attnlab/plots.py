@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import torch
 
-from attnlab.schemes import SCHEMES
+from attnlab.schemes import SCHEMES, get_scheme
 
 if TYPE_CHECKING:
     from attnlab.quality import Study
@@ -80,7 +80,7 @@ def seed_spread(study: Study, schemes: Sequence[str] | None = None, ax=None, tit
         _, ax = plt.subplots(figsize=(1.5 * len(schemes) + 2.5, 3.6))
     for x, scheme in enumerate(schemes):
         s, losses = study.summary(scheme), study.losses(scheme)
-        colour = SCHEME_COLORS.get(scheme, COLORS["muted"])
+        colour = get_scheme(scheme).color  # a scheme's or a variant's (gqa_hybrid) colour
         offsets = [0.12 * (i - (len(losses) - 1) / 2) for i in range(len(losses))]
         ax.scatter([x + o for o in offsets], list(losses.values()), s=26, color=colour, alpha=0.75, zorder=3,
                    edgecolors="white", linewidths=0.5)
@@ -88,7 +88,7 @@ def seed_spread(study: Study, schemes: Sequence[str] | None = None, ax=None, tit
                     capsize=4, elinewidth=1.5, zorder=4)
         ax.annotate(f"{s.mean:.3f}\n± {s.std:.3f}", (x + 0.38, s.mean), textcoords="offset points",
                     xytext=(4, 0), va="center", fontsize=8.5, color=colour)
-    labels = [scheme.upper() + ("\n(sparse)" if scheme == "dsa" else "") for scheme in schemes]
+    labels = [get_scheme(scheme).label + ("\n(sparse)" if scheme == "dsa" else "") for scheme in schemes]
     ax.set_xticks(range(len(schemes)), labels)
     ax.set_xlim(-0.5, len(schemes) - 0.1)
     ax.set_ylabel("validation loss (nats / token)")
@@ -108,9 +108,9 @@ def seed_curves(study: Study, schemes: Sequence[str] | None = None, ax=None, tit
         runs = [r for r in study.runs if r.scheme == scheme]
         steps = runs[0].history["step"]
         curves = torch.tensor([r.history["val_loss"] for r in runs])  # (seeds, evaluations)
-        colour = SCHEME_COLORS.get(scheme, COLORS["muted"])
+        colour = get_scheme(scheme).color
         ax.plot(steps, curves.mean(0).tolist(), "o-", ms=3.5, lw=2, color=colour,
-                label=f"{scheme.upper()} (mean of {len(runs)} seeds)")
+                label=f"{get_scheme(scheme).label} (mean of {len(runs)} seeds)")
         ax.fill_between(steps, curves.min(0).values.tolist(), curves.max(0).values.tolist(), color=colour,
                         alpha=0.18, lw=0)
     ax.set(xlabel="training step", ylabel="validation loss (nats / token)")

@@ -20,6 +20,10 @@ the second for MQA (arXiv 1911.02150, §4: "we increase the width of the feed-fo
 - :func:`load_study` reads it back as a :class:`Study`: per-seed losses, :meth:`Study.summary` (mean,
   sample standard deviation, range) and :meth:`Study.gap` (the difference of two schemes' means against the
   seeds' spread), which chapters 5, 6, 7 and 14 and the fact check show.
+- :func:`train_extra` and :func:`merge_study` add a scheme of :data:`SCHEMES_EXTRA` (chapter 18's hybrid) to an
+  existing study, matched to the same parameter target and trained on the same recipe, without retraining it:
+
+      python -m attnlab.quality --schemes gqa_hybrid --merge lib/attnlab/data/quality_seeds.json --jobs 1
 
 DSA's indexer adds parameters (:data:`INDEXER` in the records), but they only choose which tokens each query
 reads: the attention itself is MLA's, with MLA's weights. So DSA is matched on the parameters outside its
@@ -43,11 +47,14 @@ import torch
 
 from attnlab._validate import ArgumentTypeError, check_choice, check_positive_int, check_real, check_type
 from attnlab.dsa_training import attention_mode
-from attnlab.model import DATA_DIR, TinyLM, TinyLMConfig, tiny_config
+from attnlab.model import DATA_DIR, TINY_VARIANTS, TinyLM, TinyLMConfig, tiny_config
 
 #: The schemes trained from scratch in the study, and the one continued from MLA.
 SCHEMES_TRAINED: tuple[str, ...] = ("mha", "gqa", "mqa", "mla")
 SCHEMES_ALL: tuple[str, ...] = (*SCHEMES_TRAINED, "dsa")
+#: Schemes trained on request (``--schemes ... --merge PATH``) and merged into a study: chapter 18's tiny hybrid.
+#: They are matched to the four base schemes' target, so adding them changes no width the study already has.
+SCHEMES_EXTRA: tuple[str, ...] = ("gqa_hybrid",)
 SEEDS: tuple[int, ...] = (0, 1, 2)
 TOLERANCE = 0.02  # parameter counts within 2% of the largest
 STUDY_PATH = DATA_DIR / "quality_seeds.json"
@@ -63,7 +70,9 @@ def n_params(config: TinyLMConfig) -> int:
 def matched_d_ff(schemes: Sequence[str] = SCHEMES_TRAINED, base: TinyLMConfig | None = None,
                  tolerance: float = TOLERANCE) -> dict[str, int]:
     """The MLP width of each scheme's model that matches parameter counts: the target is the largest count at
-    the base width; each scheme's d_ff is the width at or above base's that lands nearest the target.
+    the base width; each scheme's d_ff is the width at or above base's that lands nearest the target. With a
+    scheme of :data:`SCHEMES_EXTRA` among ``schemes`` the target is the study's own, the largest count of all of
+    :data:`SCHEMES_TRAINED` at the base width, so an extra scheme never moves the base schemes' widths.
 
     Widening SwiGLU by one unit adds 3 d_model parameters per layer (W_1, W_3 gain a row, W_2 a column), so
     the nearest width is base.d_ff + round(deficit / (3 d_model L)); a ValueError says when that misses the
@@ -75,14 +84,16 @@ def matched_d_ff(schemes: Sequence[str] = SCHEMES_TRAINED, base: TinyLMConfig | 
     if isinstance(schemes, str) or not schemes:
         raise ValueError(f"schemes={schemes!r} must be a non-empty sequence of scheme names, e.g. ('mha', 'mqa')")
     for scheme in schemes:
-        check_choice("schemes", scheme, SCHEMES_TRAINED)
-    counts = {s: n_params(tiny_config(s, **_fields(base))) for s in schemes}
+        check_choice("schemes", scheme, (*SCHEMES_TRAINED, *SCHEMES_EXTRA))
+    counts = {s: n_params(_config(s, base)) for s in schemes}
     target = max(counts.values())
+    if set(schemes) & set(SCHEMES_EXTRA):  # the study's target: the base schemes' largest count
+        target = max(n_params(_config(s, base)) for s in SCHEMES_TRAINED)
     per_unit = 3 * base.d_model * base.n_layers  # parameters one more unit of d_ff adds to the model
     widths = {}
     for scheme, count in counts.items():
         d_ff = base.d_ff + round((target - count) / per_unit)
-        matched = n_params(tiny_config(scheme, **{**_fields(base), "d_ff": d_ff}))
+        matched = n_params(_config(scheme, base, d_ff=d_ff))
         if abs(matched - target) > tolerance * target:
             raise ValueError(f"{scheme}: {matched:,} parameters at d_ff={d_ff} is more than {tolerance:.0%} from "
                              f"the target {target:,}; widening the MLP cannot match it")
@@ -95,6 +106,12 @@ def _fields(base: TinyLMConfig) -> dict:
     fields = asdict(base)
     fields.pop("attention")
     return fields
+
+
+def _config(scheme: str, base: TinyLMConfig, **change) -> TinyLMConfig:
+    """``scheme``'s tiny model on ``base``'s fields: a variant (e.g. "gqa_hybrid") keeps its own fields
+    (:data:`attnlab.model.TINY_VARIANTS`) over base's, then ``change`` applies."""
+    return tiny_config(scheme, **{**_fields(base), **TINY_VARIANTS.get(scheme, {}), **change})
 
 
 @torch.no_grad()
@@ -208,6 +225,69 @@ def run_study(seeds: Sequence[int] = SEEDS, jobs: int = 2, quick: bool = False, 
             "dsa_recipe": asdict(DSA_QUICK if quick else DSATrainConfig()),
             "base": asdict(TinyLMConfig()), "d_ff": widths, "tolerance": TOLERANCE, "threads_per_run": 1,
             "quick": quick, "seconds": time.perf_counter() - start, "runs": [asdict(r) for r in runs]}
+
+
+def train_extra(schemes: Sequence[str] = SCHEMES_EXTRA, seeds: Sequence[int] = SEEDS, jobs: int = 1,
+                quick: bool = False, steps: int | None = None, log=print) -> dict:
+    """Train schemes of :data:`SCHEMES_EXTRA` with every seed of ``seeds`` (``jobs`` runs at a time, one thread
+    each), each at its :func:`matched_d_ff` width against the study's target and on the study's recipe; returns
+    {"recipe", "d_ff", "seeds", "seconds", "runs"}, which :func:`merge_study` adds to a study."""
+    if isinstance(schemes, str) or not schemes:
+        raise ValueError(f"schemes={schemes!r} must be a non-empty sequence of scheme names, e.g. ('gqa_hybrid',)")
+    for scheme in schemes:
+        check_choice("schemes", scheme, SCHEMES_EXTRA)
+    if isinstance(seeds, str) or len(seeds) < 1:
+        raise ValueError(f"seeds={seeds!r} must be a non-empty sequence of ints, e.g. (0, 1, 2)")
+    check_positive_int("jobs", jobs)
+    widths = matched_d_ff(tuple(schemes))
+    start = time.perf_counter()
+    runs = []
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(_train_one, s, seed, widths[s], steps, quick) for s in schemes for seed in seeds]
+        for future in futures:
+            run, _ = future.result()
+            log(f"{run.scheme} seed {run.seed}: d_ff {run.d_ff}, {run.n_params:,} parameters, val {run.val_loss:.4f}, "
+                f"{run.seconds:.0f} s")
+            runs.append(run)
+    from attnlab.train import QUICK, TrainConfig
+
+    return {"recipe": asdict(QUICK if quick else TrainConfig()) | ({} if steps is None else {"steps": steps}),
+            "d_ff": widths, "seeds": list(seeds), "seconds": time.perf_counter() - start,
+            "runs": [asdict(r) for r in runs]}
+
+
+def merge_study(study: dict, extra: dict) -> dict:
+    """``study`` (a record of :func:`run_study`, as its JSON holds it) with the runs of ``extra`` (a record of
+    :func:`train_extra`) added: their runs (shaped like the study's: a field its runs carry and the extra runs
+    lack, such as DSA's dense loss, is null), their widths under "d_ff", and a line under "merged" saying what
+    was added and how long it took. Refuses runs of another recipe, widths that would not match the study's (its
+    base schemes' widths differ from :func:`matched_d_ff`'s now), and a scheme and seed the study already has."""
+    check_type("study", study, dict)
+    check_type("extra", extra, dict)
+    for name, record in (("study", study), ("extra", extra)):
+        missing = {"recipe", "d_ff", "runs"} - set(record)
+        if missing:
+            raise ValueError(f"{name} lacks {sorted(missing)}: pass the JSON record of "
+                             f"{'run_study' if name == 'study' else 'train_extra'}")
+    if extra["recipe"] != study["recipe"]:
+        raise ValueError(f"extra was trained with recipe {extra['recipe']}, the study with {study['recipe']}: runs "
+                         "of different recipes are not comparable")
+    base = {s: w for s, w in study["d_ff"].items() if s in SCHEMES_TRAINED}
+    if base and matched_d_ff(tuple(base)) != base:
+        raise ValueError(f"study has the widths {base}, matching gives {matched_d_ff(tuple(base))} now: the "
+                         "parameter target moved, so extra's widths would not match the study's")
+    held = {(r["scheme"], r["seed"]) for r in study["runs"]}
+    twice = sorted(f"{r['scheme']} seed {r['seed']}" for r in extra["runs"] if (r["scheme"], r["seed"]) in held)
+    if twice:
+        raise ValueError(f"extra repeats runs the study already has: {', '.join(twice)}")
+    shape = {key for r in study["runs"] for key in r}  # the study's run records: a field they have and extra's
+    added = [{**{key: None for key in sorted(shape - set(r))}, **r} for r in extra["runs"]]  # lack is null there
+    merged = dict(study)
+    merged["runs"] = [*study["runs"], *added]
+    merged["d_ff"] = {**study["d_ff"], **extra["d_ff"]}
+    merged["merged"] = [*study.get("merged", []), {"schemes": sorted({r["scheme"] for r in extra["runs"]}),
+                                                   "seeds": extra.get("seeds"), "seconds": extra.get("seconds")}]
+    return merged
 
 
 @dataclass(frozen=True)
@@ -335,7 +415,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each (default 2)")
     parser.add_argument("--quick", action="store_true", help="a few steps per run, to try the command")
     parser.add_argument("--out", default=None, help=f"where to write the JSON (default {STUDY_PATH})")
+    parser.add_argument("--schemes", nargs="+", choices=list(SCHEMES_EXTRA), default=None,
+                        help="train these extra schemes only and merge them into the study --merge names")
+    parser.add_argument("--merge", default=None, metavar="PATH",
+                        help="with --schemes: the study JSON to add their runs to (written back there, or to --out)")
     args = parser.parse_args(argv)
+    if (args.schemes is None) != (args.merge is None):
+        parser.error("--schemes and --merge go together: --schemes gqa_hybrid --merge PATH trains the extra schemes "
+                     "and adds their runs to the study at PATH")
+    if args.merge is not None:
+        _merge_main(parser, args)
+        return
     out = Path(args.out) if args.out else STUDY_PATH
     if args.quick and out.resolve() == STUDY_PATH.resolve():
         parser.error(f"--quick must not overwrite the shipped study {STUDY_PATH}; give --out PATH")
@@ -344,6 +434,26 @@ def main(argv: list[str] | None = None) -> None:
     study = load_study(out)
     print(study.markdown())
     print(f"wrote {out}; parameters within {study.param_spread():.2%}; {record['seconds']:.0f} s")
+
+
+def _merge_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--schemes ... --merge PATH``: train the extra schemes, add their runs to the study at PATH, write it."""
+    source = Path(args.merge)
+    if not source.exists():
+        parser.error(f"--merge {source}: no study there; `python -m attnlab.quality` trains one")
+    out = Path(args.out) if args.out else source
+    if args.quick and out.resolve() == STUDY_PATH.resolve():
+        parser.error(f"--quick must not overwrite the shipped study {STUDY_PATH}; give --out PATH")
+    study = json.loads(source.read_text())
+    if args.quick != study.get("quick", False):
+        parser.error(f"--merge {source}: its runs were trained {'with' if study.get('quick') else 'without'} "
+                     "--quick; train the extra schemes the same way")
+    extra = train_extra(args.schemes, args.seeds, args.jobs, args.quick)
+    out.write_text(json.dumps(merge_study(study, extra), indent=1) + "\n")
+    merged = load_study(out)
+    print(merged.markdown())
+    print(f"wrote {out}: {', '.join(args.schemes)} merged into {source}; parameters within "
+          f"{merged.param_spread():.2%}; {extra['seconds']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@ and the two ways the benchmark runs MLA's decode step, as variants of MLA (:data
 ``mla_naive`` re-expands every cached latent into per-head keys and values, ``mla_absorbed`` folds W^UK and W^UV
 into the query and output and attends in latent space (DeepSeek's default). Chapter 17 adds two variants of GQA
 (``base="gqa"``) that cache the same numbers per held token but hold fewer: ``gqa_window`` (a sliding window
-with sink tokens, :mod:`attnlab.window`) and ``gqa_shared`` (every second layer reads the K/V below).
+with sink tokens, :mod:`attnlab.window`) and ``gqa_shared`` (every second layer reads the K/V below). Chapter 18
+adds ``gqa_hybrid``: GQA in one layer of four, Gated DeltaNet (:mod:`attnlab.linear_attention`) in the others,
+whose caches are fixed-size states; its record's layer is the full one, ``build_layer(shape, linear=True)`` a
+linear one.
 
 Every module that lists, names, colours or sizes schemes reads them here: :mod:`attnlab.costs` (what each one
 costs), :mod:`attnlab.sizing`, :mod:`attnlab.bench`, :mod:`attnlab.model`, :mod:`attnlab.plots` and the widgets.
@@ -285,10 +288,38 @@ GQA_SHARED = replace(
     formula="2 n_g d_h = 2 × {n_kv_heads} × {head_dim} in each layer that owns a cache, 0 in a layer that reads one",
     build_layer=_build_shared_source, trainer="attnlab.train")
 
+# ----------------------------------------------------------------------------------------------------
+# chapter 18: GQA in one layer of four, Gated DeltaNet in the others (attnlab.linear_attention)
+
+#: The tiny hybrid's setting (a ``TinyLMConfig`` field on top of GQA): layer i is full GQA iff (i + 1) % 4 == 0,
+#: the others Gated DeltaNet, as Qwen3-Next-80B-A3B (``full_attention_interval`` 4).
+HYBRID_DEFAULTS: dict[str, int] = {"full_every": 4}
+
+
+def _build_hybrid(shape: AttentionShape, linear: bool = False, **options) -> nn.Module:
+    """A layer of the hybrid: its full GQA layer, or with ``linear=True`` one of its Gated DeltaNet layers (a
+    :class:`~attnlab.linear_attention.LinearAttention` with the shape's heads and widths; ``options`` then go
+    to its :class:`~attnlab.linear_attention.LinearAttentionConfig`, e.g. ``chunk_size``)."""
+    if not linear:
+        return _build_dense(_groups)(shape, **options)
+    from attnlab.linear_attention import LinearAttention, LinearAttentionConfig
+
+    return LinearAttention(LinearAttentionConfig(shape.d_model, shape.n_heads, shape.head_dim, shape.v_head_dim,
+                                                 rule="gated_delta", **options))
+
+
+GQA_HYBRID = replace(
+    GQA, key="gqa_hybrid", label="GQA hybrid 3:1", marker="h", color="#da8bc3", base="gqa", table1=False,
+    description="GQA in one layer of four and Gated DeltaNet, a fixed-size state, in the other three: "
+                "Qwen3-Next's 3:1 layout (full iff (i + 1) % 4 == 0; Yang, Kautz, Hatamizadeh 2025)",
+    formula="2 n_g d_h = 2 × {n_kv_heads} × {head_dim} per token in each full layer (one in "
+            f"{HYBRID_DEFAULTS['full_every']}); a linear layer holds a fixed state instead, at any context",
+    build_layer=_build_hybrid, trainer="attnlab.train")
+
 #: The course's schemes, in chapter order (chapters 2-4, 5, 6, 7-9, 10-12).
 SCHEMES: dict[str, Scheme] = {s.key: s for s in (MHA, MQA, GQA, MLA, DSA)}
 #: Ways of running a scheme that the benchmark times apart; each names its scheme in ``base``.
-VARIANTS: dict[str, Scheme] = {s.key: s for s in (MLA_NAIVE, MLA_ABSORBED, GQA_WINDOW, GQA_SHARED)}
+VARIANTS: dict[str, Scheme] = {s.key: s for s in (MLA_NAIVE, MLA_ABSORBED, GQA_WINDOW, GQA_SHARED, GQA_HYBRID)}
 #: The DeepSeek-V2 paper's Table 1, the four cache layouts :mod:`attnlab.sizing` compares: MHA, MQA, GQA, MLA.
 TABLE1_SCHEMES: tuple[str, ...] = tuple(key for key, s in SCHEMES.items() if s.table1)
 #: What ``python -m attnlab.bench`` times, in its table's order: the dense schemes by shrinking cache, MLA's two

@@ -5,6 +5,7 @@
     python -m attnlab.train --list                         # the schemes trained here from scratch
     python -m attnlab.train --attention mha --quick --out /tmp/x.pt   # a few steps, to try the command
     python -m attnlab.train --attention gqa_window         # chapter 17: GQA with a window of 32 and 4 sinks
+    python -m attnlab.train --attention gqa_hybrid         # chapter 18: Gated DeltaNet in 3 layers of 4, GQA in 1
 
 On the command line a progress bar on stderr shows each run's loss (mean of the last steps) and tokens per
 second; :func:`train` shows it only when called with ``progress=True``, so notebooks stay silent.
@@ -41,7 +42,7 @@ from attnlab.model import DATA_DIR, TinyLM, TinyLMConfig, checkpoint_path, save_
 from attnlab.schemes import SCHEMES, VARIANTS
 from attnlab.tokenization import load_tokenizer
 
-#: What ``--attention`` takes: the schemes trained from scratch here and chapter 17's variants of GQA.
+#: What ``--attention`` takes: the schemes trained from scratch here and the variants of GQA of chapters 17 and 18.
 TRAINED: tuple[str, ...] = tuple(key for key, s in (*SCHEMES.items(), *VARIANTS.items())
                                  if s.trainer == "attnlab.train")
 
