@@ -107,13 +107,16 @@ show_animation("AbsorptionScene")
 show_source(MultiHeadLatentAttention.attend_naive, start="k_nope = torch.einsum", stop="return torch.einsum")
 
 # %% [markdown] slideshow={"slide_type": "-"}
-# The absorbed form folds $W^{UK}_i$ into the query (`hdc`: head, key width, latent), stacks every head's
-# $[\tilde q_i; q^R_i]$ as the rows of one matrix, scores them against the cached latents and RoPE keys in
-# one matmul (plus a fused add for the RoPE part), mixes the latents, and applies $W^{UV}_i$ last. No
-# tensor with a per-head key or value axis for the cached tokens appears:
+# The absorbed form folds $W^{UK}_i$ into the query (`absorbed_query`: one batched matmul, the queries of
+# head $i$ times its $d_h \times d_c$ matrix), stacks every head's $[\tilde q_i; q^R_i]$ (scaled) as the rows
+# of one matrix, scores them against the cached latents and RoPE keys in one matmul (plus a fused add for
+# the RoPE part), mixes the latents, and applies $W^{UV}_i$ last (`absorbed_output`). No tensor with a
+# per-head key or value axis for the cached tokens appears:
 
 # %% slideshow={"slide_type": "-"}
-show_source(MultiHeadLatentAttention.attend_absorbed, start="q_latent = torch.einsum", stop="return torch.einsum")
+display(show_source(MultiHeadLatentAttention.absorbed_query, start="q_latent = (", stop="q_r = q_rope"))
+show_source(MultiHeadLatentAttention.attend_absorbed, start="q_c, q_r = self.absorbed_query",
+            stop="return self.absorbed_output")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Proof: the same numbers

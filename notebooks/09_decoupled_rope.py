@@ -294,7 +294,8 @@ display(Markdown(
 show_source(MultiHeadLatentAttention.latents, start="c_kv, k_rope =", stop="return")
 
 # %% slideshow={"slide_type": "-"}
-show_source(MultiHeadLatentAttention.attend_absorbed, start="q = torch.cat", stop="scores = torch.baddbmm")
+display(show_source(MultiHeadLatentAttention.absorbed_query, start="q_c = q_latent", stop="q_r = q_rope"))
+show_source(MultiHeadLatentAttention.attend_absorbed, start="scores = torch.baddbmm", stop="scores = torch.baddbmm")
 
 # %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 # NBVAL_IGNORE_OUTPUT

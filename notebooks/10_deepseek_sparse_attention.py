@@ -39,18 +39,16 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from attnlab import corpus, factcheck, figures, show_source, sizing
+from attnlab import corpus, dsa, factcheck, figures, show_source, sizing
 from attnlab import evidence as E
 from attnlab import evidence_plots as EP
 from attnlab.dsa import (
     LightningIndexer,
     crossover_context,
     gather_tokens,
-    index_scores,
     layer_cost,
     prefill_switch_context,
     selection_mask,
-    sparse_attend_absorbed,
     topk_indices,
 )
 from attnlab.exercises import ch10
@@ -142,7 +140,7 @@ display(Markdown(
 # (every index head's query against the shared keys) and a weighted sum over the heads:
 
 # %% slideshow={"slide_type": "-"}
-show_source(index_scores, start="logits = ")
+show_source(dsa._index_scores, start="logits = ")  # index_scores checks its input, then runs this
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # The keys are projected, normalized, rotated by RoPE and then passed through `prepare` (the Hadamard
@@ -229,7 +227,7 @@ else:
 # DSA equals dense attention there.
 
 # %% slideshow={"slide_type": "-"}
-show_source(topk_indices, start="k = min(top_k, t)", stop="return order.masked_fill")
+show_source(dsa._topk, start="k = min(top_k, t)", stop="return order.masked_fill")  # topk_indices, checked
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Here is one layer of the tiny model on a sentence from the validation text, with $k = 8$ so that the
@@ -330,10 +328,10 @@ display(Markdown(
 # latents and RoPE keys out of the cache, a real copy of $k$ rows instead of a read of all $t$:
 
 # %% slideshow={"slide_type": "-"}
-show_source(gather_tokens, start="batch = torch.arange", stop="return cached[batch")
+show_source(dsa._gather, start="if cached.shape[0] == 1", stop="return cached[batch")  # gather_tokens, checked
 
 # %% slideshow={"slide_type": "-"}
-show_source(sparse_attend_absorbed, start="valid = indices >= 0", stop="weights = softmax(")
+show_source(dsa._sparse_attend, start="if b == 1:", stop="weights = torch.softmax")  # sparse_attend_absorbed
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # The same set $S_t$ serves every MLA head, and the softmax runs over the $k$ gathered slots only. Two

@@ -672,8 +672,8 @@ display(Markdown(
     f"{res['hybrid_3_1']['mean'][-1]:.0%}.\n"
     f"* **Scale.** {summary['gqa_hybrid'].params / 1e6:.2f}M parameters trained on {study.tokens_seen() / 1e6:.1f}M "
     f"tokens, about {passes:.0f} passes over a training split of {token_ids('train').numel() / 1e3:.0f}K tokens. "
-    f"{QWEN.name} was trained on trillions of tokens; whether a hybrid matches full attention on language is what its papers "
-    "measure, not what these seeds can.\n"
+    f"{QWEN.name} was trained on trillions of tokens; whether a hybrid matches full attention on language is "
+    "what its papers measure, not what these seeds can.\n"
     f"* **Noise.** With {summary['gqa_hybrid'].n} seeds, a gap below about twice the seeds' spread "
     f"({2 * gap.noise:.3f} nats here) cannot be told from luck."
 ))

@@ -99,12 +99,6 @@ def rotate_pairs(x: torch.Tensor, angles: torch.Tensor, interleaved: bool = True
                          f"{tuple(x.shape[:-1]) + (d // 2,)}")
     cos = angles.cos().to(device=x.device, dtype=x.dtype)
     sin = angles.sin().to(device=x.device, dtype=x.dtype)
-    return _rotate(x, cos, sin, interleaved)
-
-
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool) -> torch.Tensor:
-    """:func:`rotate_pairs` with cos and sin already in x's dtype and device, unchecked."""
-    d = x.shape[-1]
     if interleaved:
         x_a, x_b = x[..., 0::2], x[..., 1::2]  # pair i = (2i, 2i+1)
     else:
