@@ -14,7 +14,7 @@ the second for MQA (arXiv 1911.02150, §4: "we increase the width of the feed-fo
   on the whole validation split (:func:`heldout_loss`). The results ship as JSON
   (``lib/attnlab/data/quality_seeds.json``):
 
-      python -m attnlab.quality              # about 30 minutes on 2 cores (2 runs at a time, 1 thread each)
+      python -m attnlab.quality              # about 40 minutes on 2 cores (2 runs at a time, 1 thread each)
       python -m attnlab.quality --quick --out /tmp/q.json   # a few steps per run, to try the command
 
 - :func:`load_study` reads it back as a :class:`Study`: per-seed losses, :meth:`Study.summary` (mean,
