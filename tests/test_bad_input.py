@@ -657,6 +657,9 @@ CASES: list[Case] = [
     Case("dsa_crossover_context: unknown metric", costs.dsa_crossover_context,
          lambda: costs.dsa_crossover_context(SHAPE, metric="flops"), ValueError, "metric"),
     # schemes
+    Case("SchemeName: empty label", schemes.SchemeName,
+         lambda: schemes.SchemeName(key="x", label="", name="x", description="x", color="#000000", marker="o"),
+         ValueError, "label"),
     Case("Scheme: colour is a name", schemes.Scheme, lambda: dataclasses.replace(schemes.MHA, color="blue"),
          ValueError, "color"),
     Case("get_scheme: key is an int", schemes.get_scheme, lambda: schemes.get_scheme(3), TypeError, "key"),

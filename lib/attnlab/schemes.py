@@ -46,7 +46,28 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Scheme:
+class SchemeName:
+    """What every figure and table needs to show a scheme: key (the name code passes around), label (how
+    tables and legends write it), name (the full name), description (one sentence), color and marker (its
+    colour and matplotlib marker in every figure). :class:`Scheme` and :class:`NewerScheme` start with it."""
+
+    key: str
+    label: str
+    name: str
+    description: str
+    color: str
+    marker: str
+
+    def __post_init__(self) -> None:
+        for name in ("key", "label", "name", "description", "marker"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ArgumentTypeError(f"{name}={getattr(self, name)!r} must be a non-empty string")
+        if not re.fullmatch(r"#[0-9a-f]{6}", self.color):
+            raise ValueError(f"color={self.color!r} must be a colour '#rrggbb' (lower-case hex)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scheme(SchemeName):
     """One attention scheme.
 
     key: the name code passes around ("mha", "mla_absorbed"); label: how tables and legends write it ("MHA",
@@ -66,12 +87,6 @@ class Scheme:
     checkpoint ``tiny_<key>`` (None for variants).
     """
 
-    key: str
-    label: str
-    name: str
-    description: str
-    color: str
-    marker: str
     caches: tuple[str, ...]
     cache: Callable[[AttentionShape], dict[str, int]]
     formula: str
@@ -85,11 +100,9 @@ class Scheme:
     trainer: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("key", "label", "name", "description", "formula", "marker"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ArgumentTypeError(f"{name}={getattr(self, name)!r} must be a non-empty string")
-        if not re.fullmatch(r"#[0-9a-f]{6}", self.color):
-            raise ValueError(f"color={self.color!r} must be a colour '#rrggbb' (lower-case hex)")
+        super().__post_init__()
+        if not isinstance(self.formula, str) or not self.formula:
+            raise ArgumentTypeError(f"formula={self.formula!r} must be a non-empty string")
         if not isinstance(self.caches, tuple) or not self.caches or not all(isinstance(c, str) for c in self.caches):
             raise ArgumentTypeError(f"caches={self.caches!r} must be a non-empty tuple of cached tensor names")
         for name in ("cache", "layer_config", "build_layer"):
@@ -332,28 +345,20 @@ BENCH_SCHEMES: tuple[str, ...] = ("mha", "gqa", "mqa", "mla_naive", "mla_absorbe
 
 
 @dataclass(frozen=True, kw_only=True)
-class NewerScheme:
+class NewerScheme(SchemeName):
     """How the benchmark names and draws a scheme of chapters 17-20 that it times beside :data:`BENCH_SCHEMES`
     (:data:`attnlab.bench.NEWER_SCHEMES`): key, label, name, description, color, marker as in :class:`Scheme`,
     ``chapter`` the chapter that builds it and ``module`` the layer module. What its layer caches and costs
     is in that module and in :mod:`attnlab.costs`: a window's ring, a fixed recurrent state, a cache with
     per-block summaries, compressed entries; none of them is a count per token and layer."""
 
-    key: str
-    label: str
-    name: str
-    description: str
-    color: str
-    marker: str
     chapter: int
     module: str
 
     def __post_init__(self) -> None:
-        for name in ("key", "label", "name", "description", "marker", "module"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ArgumentTypeError(f"{name}={getattr(self, name)!r} must be a non-empty string")
-        if not re.fullmatch(r"#[0-9a-f]{6}", self.color):
-            raise ValueError(f"color={self.color!r} must be a colour '#rrggbb' (lower-case hex)")
+        super().__post_init__()
+        if not isinstance(self.module, str) or not self.module:
+            raise ArgumentTypeError(f"module={self.module!r} must be a non-empty string")
         if isinstance(self.chapter, bool) or not isinstance(self.chapter, int) or self.chapter < 1:
             raise ArgumentTypeError(f"chapter={self.chapter!r} must be a positive chapter number")
 

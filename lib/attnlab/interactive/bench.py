@@ -311,6 +311,19 @@ def time_plotly(report: dict) -> go.Figure:
     return fig
 
 
+def _roofline_frame(fig: go.Figure, roof: dict, lowest: float) -> go.Figure:
+    """The roofline figures' shared frame: the machine's two probes written in the corner, the log y axis from
+    ``lowest`` / 4 (the lowest point drawn) up to 2.5x the ceiling, the legend top left."""
+    bw, peak = roof["bandwidth"], roof["peak"]
+    fig.add_annotation(text=f"{roof['bandwidth_probe']}: {bw / 1e9:.1f} GB/s<br>{roof['peak_probe']}: "
+                            f"{peak / 1e9:.0f} GFLOP/s", xref="paper", yref="paper", x=0.99, y=0.02,
+                       xanchor="right", yanchor="bottom", showarrow=False, font=dict(size=11, color="#555555"),
+                       align="right")
+    fig.update_yaxes(range=[math.log10(lowest / 4), math.log10(peak * 2.5)])
+    fig.update_layout(legend=dict(x=0.01, y=0.99, xanchor="left", yanchor="top"))
+    return fig
+
+
 def roofline_plotly(report: dict, schemes: Sequence[str] | None = None, context: int | None = None) -> go.Figure:
     """:func:`roofline_figure` to explore: the roofline of the report's machine (:func:`roofline_machine`),
     attainable FLOP/s = min(bandwidth x intensity, ceiling) with the balance point marked, and each scheme's
@@ -340,13 +353,7 @@ def roofline_plotly(report: dict, schemes: Sequence[str] | None = None, context:
                         hovertemplate=f"{label}<br>intensity %{{x:.3f}} FLOP/B<br>achieved %{{y:.3g}} FLOP/s<br>"
                                       f"attainable %{{customdata[0]:.3g}} FLOP/s<br>median %{{customdata[1]:.3f}} ms"
                                       f"<extra></extra>")
-    fig.add_annotation(text=f"{roof['bandwidth_probe']}: {bw / 1e9:.1f} GB/s<br>{roof['peak_probe']}: "
-                            f"{peak / 1e9:.0f} GFLOP/s", xref="paper", yref="paper", x=0.99, y=0.02,
-                       xanchor="right", yanchor="bottom", showarrow=False, font=dict(size=11, color="#555555"),
-                       align="right")
-    fig.update_yaxes(range=[math.log10(min(r["achieved_flops"] for r in rows) / 4), math.log10(peak * 2.5)])
-    fig.update_layout(legend=dict(x=0.01, y=0.99, xanchor="left", yanchor="top"))
-    return fig
+    return _roofline_frame(fig, roof, min(r["achieved_flops"] for r in rows))
 
 
 def readout_html(report: dict, schemes: Sequence[str], context: int) -> str:
@@ -542,13 +549,7 @@ def newer_roofline_plotly(report: dict, context: int | None = None) -> go.Figure
                         hovertemplate=f"{label}<br>intensity %{{x:.3f}} FLOP/B<br>%{{y:.3g}} FLOP/s<br>attainable "
                                       f"%{{customdata[0]:.3g}} FLOP/s<br>%{{customdata[1]:.3f}} MB a step"
                                       f"<extra></extra>")
-    fig.add_annotation(text=f"{roof['bandwidth_probe']}: {bw / 1e9:.1f} GB/s<br>{roof['peak_probe']}: "
-                            f"{peak / 1e9:.0f} GFLOP/s", xref="paper", yref="paper", x=0.99, y=0.02,
-                       xanchor="right", yanchor="bottom", showarrow=False, font=dict(size=11, color="#555555"),
-                       align="right")
-    fig.update_yaxes(range=[math.log10(min(ys) / 4), math.log10(peak * 2.5)])
-    fig.update_layout(legend=dict(x=0.01, y=0.99, xanchor="left", yanchor="top"))
-    return fig
+    return _roofline_frame(fig, roof, min(ys))
 
 
 def _per_token(rows: Sequence[dict], key: str) -> float:
