@@ -1291,6 +1291,9 @@ CASES: list[Case] = [
     Case("run_study.seeds", quality.run_study, lambda: quality.run_study(seeds=()), ValueError, "seeds"),
     Case("load_study.path", quality.load_study, lambda: quality.load_study("/nonexistent/study.json"), ValueError,
          "study"),
+    Case("train_extra.schemes", quality.train_extra, lambda: quality.train_extra(schemes=("mha",)), ValueError,
+         "schemes"),
+    Case("merge_study.extra", quality.merge_study, lambda: quality.merge_study({}, []), ValueError, "extra"),
     Case("quality.main.argv", quality.main, lambda: quality.main("--quick"), ValueError, "argv"),
     Case("Study.summary.scheme", quality.Study, lambda: quality.load_study().summary("xyz"), ValueError, "scheme"),
 ]
