@@ -278,6 +278,13 @@ figures.show(bench_ui.newer_roofline_plotly(report, context=big), "ch14-newer-ro
 # %% jupyter={"source_hidden": true} slideshow={"slide_type": "subslide"} tags=["hide-input"]
 per_token, nbytes = newer["bytes_per_token"], newer["bytes"]
 growth = newer["growth"]
+
+
+def ms(scheme: str, context: int) -> float:
+    """The stored run's median step time of ``scheme`` at ``context`` tokens, in ms."""
+    return next(r["time_s"] for r in report["results"] if r["scheme"] == scheme and r["context"] == context) * 1e3
+
+
 display(Markdown(
     f"**What each curve shows.** The window's step is GQA's up to {newer['window_equal_gqa_until']:,} tokens; "
     f"from $S + W$ = {newer['window_flat_from']:,} on its ring is full and the line is flat: at {big:,} tokens "
@@ -295,8 +302,11 @@ display(Markdown(
     f"saves is the weights, read once a step: the V4 layers move {nbytes['v4_hca'][0] / 1e6:.1f} to "
     f"{nbytes['v4_csa'][0] / 1e6:.1f} MB a step at {small:,} tokens, the GQA-sized window "
     f"{nbytes['gqa_window'][0] / 1e6:.1f} MB.\n\n"
-    + (f"In this run, from {small:,} to {big:,} tokens, MHA's step grew {growth['mha']:.1f}× and the newer ones' "
-       + ", ".join(f"{bench_ui.NEWER_LABELS[s]} {growth[s]:.2f}×" for s in timed) + "."
+    + (f"In this run, from {small:,} to {big:,} tokens, MHA's step went from {ms('mha', small):.2f} to "
+       f"{ms('mha', big):.2f} ms ({growth['mha']:.1f}×), and the newer ones' "
+       + ", ".join(f"{bench_ui.NEWER_LABELS[s]} from {ms(s, small):.2f} to {ms(s, big):.2f} ms" for s in timed)
+       + (" (a step that got faster with more context had a noisy first point: its spread is in the run's "
+          "table)" if any(growth[s] < 1 for s in timed) else "") + "."
        if timed else
        f"By the bounds, from {small:,} to {big:,} tokens MHA's step grows {newer['bound_growth']['mha']:.1f}× and "
        "the newer ones' " + ", ".join(f"{bench_ui.NEWER_LABELS[s]} {newer['bound_growth'][s]:.2f}×"
