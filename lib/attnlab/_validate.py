@@ -200,6 +200,19 @@ def check_dim(name: str, dim: object, ndim: int) -> int:
     return dim
 
 
+def check_tiling(n_q: object, n_k: object, block_q: object, block_k: object, causal: object) -> None:
+    """Raise ``ValueError`` unless n_q queries against n_k keys tile into blocks of block_q x block_k (all
+    positive) and, with ``causal``, the queries can be the last n_q of the n_k positions (n_q <= n_k):
+    what FlashAttention's tile schedule and its HBM count both take."""
+    check_positive_int("n_q", n_q)
+    check_positive_int("n_k", n_k)
+    check_positive_int("block_q", block_q)
+    check_positive_int("block_k", block_k)
+    check_bool("causal", causal)
+    if causal and n_q > n_k:
+        raise ValueError(f"n_q={n_q} must be <= n_k={n_k} with causal=True: queries are the last n_q positions")
+
+
 def check_positions(positions: object, seq: int) -> torch.Tensor:
     """Raise unless ``positions`` is an integer tensor (seq,): one position per token of a sequence of ``seq``."""
     check_integer_tensor("positions", positions)

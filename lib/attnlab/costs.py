@@ -41,6 +41,7 @@ from attnlab._validate import (
     check_non_negative_int,
     check_positive_int,
     check_sized_dtype,
+    check_tiling,
     check_type,
 )
 from attnlab.cache_formats import (
@@ -1030,13 +1031,7 @@ def flash_key_rows_loaded(n_q: int, n_k: int, block_q: int, block_k: int, causal
     n_q of n_k positions) a query block stops after the key block that holds its last query's position: it
     loads whole key blocks of B_c up to there, min(n_k, B_c ceil(p / B_c)) rows with p = n_k - n_q + (its last
     row) + 1 the keys its last query sees; the blocks after it are skipped."""
-    check_positive_int("n_q", n_q)
-    check_positive_int("n_k", n_k)
-    check_positive_int("block_q", block_q)
-    check_positive_int("block_k", block_k)
-    check_bool("causal", causal)
-    if causal and n_q > n_k:
-        raise ValueError(f"n_q={n_q} must be <= n_k={n_k} with causal=True: queries are the last n_q positions")
+    check_tiling(n_q, n_k, block_q, block_k, causal)
     blocks = range(0, n_q, block_q)
     if not causal:
         return len(blocks) * n_k

@@ -68,6 +68,7 @@ from attnlab._validate import (
     check_real,
     check_same_device,
     check_same_dtype,
+    check_tiling,
 )
 
 #: The committed CPU run of :func:`benchmark`, shown by chapter 15.
@@ -184,13 +185,7 @@ def tile_schedule(n_q: int, n_k: int, block_q: int = BLOCK_Q, block_k: int = BLO
 
     Queries are the last n_q of the n_k positions, as in :func:`attnlab.attention.causal_mask`: query i sits at
     position n_k - n_q + i."""
-    check_positive_int("n_q", n_q)
-    check_positive_int("n_k", n_k)
-    check_positive_int("block_q", block_q)
-    check_positive_int("block_k", block_k)
-    check_bool("causal", causal)
-    if causal and n_q > n_k:
-        raise ValueError(f"n_q={n_q} must be <= n_k={n_k} with causal=True: queries are the last n_q positions")
+    check_tiling(n_q, n_k, block_q, block_k, causal)
     offset = n_k - n_q
     grid = []
     for i0 in range(0, n_q, block_q):

@@ -109,6 +109,13 @@ class ConcatCache:
         return tuple(self.tensors[name] for name in new)
 
 
+def _held_nbytes(tensors: dict[str, torch.Tensor]) -> int:
+    """Bytes of a cache's named tensors: the sum of numel * element_size (what :attr:`LayerCache.nbytes` and
+    :attr:`~attnlab.window.RollingCache.nbytes` count over their held views, and ``capacity_nbytes`` over
+    their whole buffers)."""
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
 class LayerCache:
     """One layer's cache: named tensors that grow along the sequence axis ``seq_dim``, in preallocated storage.
 
@@ -184,13 +191,13 @@ class LayerCache:
 
     @property
     def nbytes(self) -> int:
-        """Bytes holding tokens: sum over the held tensors of numel * element_size."""
-        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+        """Bytes holding tokens: numel * element_size of the held tensors."""
+        return _held_nbytes(self.tensors)
 
     @property
     def capacity_nbytes(self) -> int:
         """Bytes allocated: the whole buffers, empty room included (nbytes <= capacity_nbytes)."""
-        return sum(b.numel() * b.element_size() for b in self._buffers.values())
+        return _held_nbytes(self._buffers)
 
     def update(self, **new: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Append each new tensor along ``seq_dim``; return the cached tensors in argument order.

@@ -310,10 +310,11 @@ def _spec(name: str, source: str, **shape) -> ModelSpec:
     return ModelSpec(name=name, source=source, **shape)
 
 
-def _alternating(n_layers: int, every: int) -> tuple[str, ...]:
-    """Sliding layers with a full one every ``every``-th: layer i is full iff (i + 1) % every == 0, the rule
-    transformers' Gemma 2/3/4 and gpt-oss configs write (``sliding_window_pattern``)."""
-    return tuple("full" if (i + 1) % every == 0 else "sliding" for i in range(n_layers))
+def _alternating(n_layers: int, every: int, other: str = "sliding") -> tuple[str, ...]:
+    """``other`` layers (sliding, or linear in a hybrid) with a full one every ``every``-th: layer i is full
+    iff (i + 1) % every == 0, the rule transformers' Gemma 2/3/4 and gpt-oss configs write
+    (``sliding_window_pattern``) and Qwen3-Next's ``full_attention_interval``."""
+    return tuple("full" if (i + 1) % every == 0 else other for i in range(n_layers))
 
 
 #: Published shapes. Each entry cites the config.json (or paper) its numbers come from.
@@ -471,7 +472,7 @@ MODELS: dict[str, ModelSpec] = {
         "Qwen3-Next-80B-A3B", "https://huggingface.co/Qwen/Qwen3-Next-80B-A3B-Instruct/blob/main/config.json",
         n_layers=48, n_heads=16, n_kv_heads=2, head_dim=256, attention="gqa", hidden_size=2048,
         n_params=80_000_000_000, max_context=262_144,
-        layer_types=tuple("full" if (i + 1) % 4 == 0 else "linear" for i in range(48)),
+        layer_types=_alternating(48, every=4, other="linear"),
         linear_key_heads=16, linear_key_dim=128, linear_value_heads=32, linear_value_dim=128, linear_conv_kernel=4),
     # https://huggingface.co/moonshotai/Kimi-Linear-48B-A3B-Instruct/blob/main/config.json: num_hidden_layers 27,
     # linear_attn_config full_attn_layers [4, 8, 12, 16, 20, 24, 27] (1-based: layers 3, 7, ..., 23, 26 here are

@@ -68,7 +68,7 @@ from attnlab._validate import (
 )
 from attnlab.attention import AttentionLayer, AttentionOutput
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention
-from attnlab.kv_cache import LayerCache, _check_update
+from attnlab.kv_cache import LayerCache, _check_update, _held_nbytes
 from attnlab.rope import apply_rope
 
 # ----------------------------------------------------------------------------------------------------
@@ -319,12 +319,12 @@ class RollingCache:
     @property
     def nbytes(self) -> int:
         """Bytes holding tokens: numel * element_size of the held slots."""
-        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+        return _held_nbytes(self.tensors)
 
     @property
     def capacity_nbytes(self) -> int:
         """Bytes allocated: the whole ring, (n_sinks + window) slots, from the first update on."""
-        return sum(b.numel() * b.element_size() for b in self._buffers.values())
+        return _held_nbytes(self._buffers)
 
     def update(self, **new: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Write the new tokens into their slots; return what they attend over, in argument order (positions

@@ -249,18 +249,25 @@ def peer_figure(report: dict):
     return fig
 
 
+def _roofline_points(report: dict, schemes: Sequence[str] | None, context: int | None):
+    """What both roofline figures draw: the context (default the largest), the machine's roofline
+    (:func:`roofline_machine`), the schemes' rows at that context, and the intensity axis's range (a factor 4
+    beyond the outermost point or the balance)."""
+    schemes = _check_schemes(report, report["schemes"] if schemes is None else schemes)
+    context = max(report["contexts"]) if context is None else _check_context(report, context)
+    roof = roofline_machine(report)
+    rows = select_rows(report, schemes, context)
+    intensities = [r["intensity"] for r in rows] + [roof["balance"]]
+    return context, roof, rows, (min(intensities) / 4, max(intensities) * 4)
+
+
 def roofline_figure(report: dict, schemes: Sequence[str] | None = None, context: int | None = None):
     """Log-log roofline of the report's machine (:func:`roofline_machine`: read bandwidth and decode-shaped
     matmul ceiling): attainable FLOP/s = min(bandwidth x intensity, ceiling), the balance point marked; each
     scheme's decode step at ``context`` (default: the largest) placed at its formula intensity and its
     achieved FLOP/s (formula FLOPs / median time)."""
-    schemes = _check_schemes(report, report["schemes"] if schemes is None else schemes)
-    context = max(report["contexts"]) if context is None else _check_context(report, context)
-    roof = roofline_machine(report)
+    context, roof, rows, (lo, hi) = _roofline_points(report, schemes, context)
     bw, peak, balance = roof["bandwidth"], roof["peak"], roof["balance"]
-    rows = select_rows(report, schemes, context)
-    lo = min([r["intensity"] for r in rows] + [balance]) / 4
-    hi = max([r["intensity"] for r in rows] + [balance]) * 4
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     xs = [lo, balance, hi]
     ax.plot(xs, [min(bw * x, peak) for x in xs], color="#333333", linewidth=2)
@@ -329,13 +336,8 @@ def roofline_plotly(report: dict, schemes: Sequence[str] | None = None, context:
     attainable FLOP/s = min(bandwidth x intensity, ceiling) with the balance point marked, and each scheme's
     decode step at ``context`` (default: the largest) at its formula intensity and achieved FLOP/s, on log
     axes one can zoom; hover gives the intensity, the achieved and the attainable FLOP/s."""
-    schemes = _check_schemes(report, report["schemes"] if schemes is None else schemes)
-    context = max(report["contexts"]) if context is None else _check_context(report, context)
-    roof = roofline_machine(report)
+    context, roof, rows, (lo, hi) = _roofline_points(report, schemes, context)
     bw, peak, balance = roof["bandwidth"], roof["peak"], roof["balance"]
-    rows = select_rows(report, schemes, context)
-    lo = min([r["intensity"] for r in rows] + [balance]) / 4
-    hi = max([r["intensity"] for r in rows] + [balance]) * 4
     fig = new_figure(f"Roofline at L = {context:,} · {report_label(report)}", "arithmetic intensity (FLOP per byte)",
                      "FLOP/s (achieved: formula FLOPs / median time)", log_x=True, log_y=True, height=440)
     xs = [lo, balance, hi]
