@@ -51,7 +51,7 @@ torch.set_num_threads(1)
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The committed CPU run
 #
-# `python -m attnlab.bench --threads 1 --out lib/attnlab/data/bench_cpu.json` wrote this file (the defaults:
+# `python -m attnlab.bench --out lib/attnlab/data/bench_cpu.json` wrote this file (the defaults: one thread,
 # contexts 1K to 32K tokens, 9 timed rounds after 2 warm-up rounds; the lines below read them from the file).
 # The layer is `bench.DEFAULT_SHAPE`: $d = 1024$, 16 query heads of 64; GQA keeps 4 K/V heads, MQA one; MLA
 # caches a latent of $d_c = 256$ plus a RoPE key of $d_h^R = 32$; DSA adds a 4-head indexer of width 64 and
@@ -64,6 +64,13 @@ torch.set_num_threads(1)
 # preallocated, so a step writes its one new token in place and copies nothing. Each point is the median of
 # the timed rounds; the run also keeps every time, the spread (how far the middle half of the rounds lie
 # apart) and the page faults of each step (fresh memory the kernel had to map in).
+#
+# **Where the bytes sit.** MHA's cache stores V transposed (`LayerCache(..., transposed=("v",))`): the same
+# numbers, but each feature of a head holds its $L$ tokens side by side, as llama.cpp stores V. A decode step's
+# mix $\sum_s a_s v_s$ is then, per head, $d_h$ rows of $L$ numbers against the weights, which BLAS streams
+# faster than $L$ rows of $d_h$. Where $r$ query heads share a V head (GQA, MQA) the mix is an $r$-row product
+# that the usual layout serves as well, so only MHA's is transposed (`bench.transposed_names`); section 1's
+# peer comparison times both layouts for every dense scheme.
 
 # %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 report = bench_ui.load_results()
@@ -176,6 +183,18 @@ display(Markdown(
     f"{peers['sdpa_mha'][big]:.2f}× at {big:,}; for MQA at {big:,} the ratio is {mqa_sdpa:.2f}"
     + (": on this CPU build the fused kernel loses to the einsum once few K/V heads are shared by many query "
        "heads." if mqa_sdpa < 1 else ".")
+))
+vt = {scheme: peers[f"vt_{scheme}"] for scheme in bench.DENSE_SCHEMES}
+faster_from = min((c for c in contexts if vt["mha"][c] > 1), default=None)
+display(Markdown(
+    f"**The transposed V, measured.** The same attention core with V in rows takes {vt['mha'][big]:.2f}× its "
+    f"time with V transposed for MHA at {big:,} tokens and {vt['mha'][small]:.2f}× at {small:,}"
+    + (f" (the transposed layout wins from {faster_from:,} tokens on, once V no longer sits in the caches)"
+       if faster_from is not None and faster_from > small else "")
+    + f"; for GQA at {big:,} the ratio is {vt['gqa'][big]:.2f} and for MQA {vt['mqa'][big]:.2f}"
+    + (": no clear gain where query heads share a V head, so their V stays in rows."
+       if max(vt["gqa"][big], vt["mqa"][big]) < 1.1 else
+       ": in this run the shared V heads gain too, though the benchmark keeps their V in rows.")
 ))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -332,19 +351,26 @@ dsa_rows = sorted((r for r in report["results"] if r["scheme"] == "dsa"), key=la
 dsa_roof = next(r for r in report["roofline"] if r["scheme"] == "dsa" and r["context"] == big)
 mla_big = next(r for r in report["results"] if r["scheme"] == "mla_absorbed" and r["context"] == big)
 floor_s = dsa_roof["bytes"] / report["machine"]["read_bandwidth"]  # DSA's bytes at the read bandwidth
+parts = report["dsa_parts"]
+part_ms = {name: parts[f"{name}_time_s"] * 1e3 for name in ("step", "index_scores", "topk")}
+rest_ms = part_ms["step"] - part_ms["index_scores"] - part_ms["topk"]
 display(Markdown(
     f"**Where DSA's step goes.** At {big:,} tokens DSA moves {dsa_roof['bytes'] / 1e6:.1f} MB a step (its "
     f"weights, every index key, {report['shape']['index_topk']} gathered latents): at this CPU's read "
     f"bandwidth that is {floor_s * 1e3:.2f} ms, and a step that fast would be "
     f"{mla_big['time_s'] / floor_s:.0f}× faster than absorbed MLA. It takes {dsa_rows[-1]['time_s'] * 1e3:.2f} ms, "
     f"and already {dsa_rows[0]['time_s'] * 1e3:.2f} ms at {dsa_rows[0]['context']:,} tokens: most of the step "
-    f"is a cost that does not grow with the context. The weights are read by single-row matmuls (the new "
-    f"token times each projection), which do not reach the read bandwidth; the index scores, "
-    f"{report['shape']['index_n_heads']} heads against every key, are a matmul only "
-    f"{report['shape']['index_n_heads']} columns wide, which runs far below the square GEMM's rate; and the "
-    f"rest is many small tensor operations (RoPE, norms, the top-k, the gathers), each with a fixed cost in "
-    f"PyTorch on a CPU. Fused GPU kernels (DeepSeek's FlashMLA and DeepGEMM) remove the last two; here they "
-    f"are what stands between the measured ratio and the bytes' ratio."
+    f"is a cost that does not grow with the context. The run also times two parts of the step alone, each "
+    f"call starting from cold caches (`bench.bench_dsa_parts`; the whole step took {part_ms['step']:.2f} ms "
+    f"there): the index scores, {report['shape']['index_n_heads']} heads against every key, take "
+    f"{part_ms['index_scores']:.2f} ms, a matmul only {report['shape']['index_n_heads']} columns wide that runs at "
+    f"{parts['index_scores_flop_rate'] / 1e9:.0f} GFLOP/s (the square GEMM: {m['matmul_rate'] / 1e9:.0f}) and "
+    f"reads the keys at {parts['index_scores_bandwidth'] / 1e9:.0f} GB/s (the read probe: "
+    f"{m['read_bandwidth'] / 1e9:.0f}); the top-k takes {part_ms['topk']:.2f} ms; the other "
+    f"{rest_ms:.2f} ms are the single-row matmuls that read the weights (the new token times each projection, "
+    f"below the read bandwidth) and many small tensor operations (RoPE, norms, the gathers, the sparse "
+    f"attention), each with a fixed cost in PyTorch on a CPU. Fused GPU kernels (DeepSeek's FlashMLA and "
+    f"DeepGEMM) remove most of that; here it is what stands between the measured ratio and the bytes' ratio."
 ))
 cost = bench_ui.run_cost(report)
 display(Markdown(

@@ -248,6 +248,8 @@ CASES: list[Case] = [
     # kv_cache
     Case("LayerCache: seq_dim is a str", kv_cache.LayerCache, lambda: kv_cache.LayerCache(seq_dim="1"),
          TypeError, "seq_dim"),
+    Case("LayerCache: transposed is one str, not a sequence of names", kv_cache.LayerCache,
+         lambda: kv_cache.LayerCache(transposed="v"), ValueError, "transposed"),
     Case("LayerCache.update: a list instead of a tensor", kv_cache.LayerCache,
          lambda: kv_cache.LayerCache().update(k=[1.0, 2.0]), TypeError, "k"),
     Case("LayerCache.update: seq_dim beyond the tensor", kv_cache.LayerCache,

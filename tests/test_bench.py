@@ -110,6 +110,24 @@ def test_cache_bytes_equal_layer_cache_nbytes(scheme, dtype):
     assert cache.nbytes == cache_bytes(scheme, TINY, 7, dtype)
 
 
+@pytest.mark.parametrize("scheme", bench.DENSE_SCHEMES)
+def test_transposed_v_gives_the_same_decode_step(scheme):
+    """MHA's benchmark cache stores V transposed (the token axis innermost), GQA's and MQA's do not; a decode
+    step on it returns, in float64, what the same layer returns on the same tokens in the usual layout."""
+    from attnlab.kv_cache import LayerCache
+
+    cache = filled_cache(scheme, QUICK_SHAPE, 40, torch.device("cpu"), torch.float64)
+    transposed = scheme == "mha"
+    assert bench.transposed_names(scheme, QUICK_SHAPE) == (("v",) if transposed else ())
+    assert (cache.tensors["v"].stride(2) == 1) == transposed and cache.tensors["k"].stride(3) == 1
+    plain = LayerCache(seq_dim=2)
+    plain.update(**{name: t.contiguous() for name, t in cache.tensors.items()})
+    layer = bench.build_layer(scheme, QUICK_SHAPE, torch.device("cpu"), torch.float64)
+    x = torch.randn(1, 1, QUICK_SHAPE.d_model, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x, cache).output, layer(x, plain).output, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_weight_elements_equal_parameter_count(scheme):
     layer = bench.build_layer(scheme, QUICK_SHAPE, torch.device("cpu"), torch.float32)
@@ -174,6 +192,16 @@ def test_quick_main_writes_complete_json(tmp_path, capsys):
     assert {(r["scheme"], r["context"]) for r in sdpa} == {(s, c) for s in bench.DENSE_SCHEMES for c in (64, 128)}
     assert all(r["ratio_grouped_attention_over_sdpa"] > 0 and r["ratio_grouped_attention_over_sdpa_min"] > 0
                and r["max_abs_diff"] < 1e-4 for r in sdpa)
+    assert all(r["ratio_grouped_attention_over_v_t"] == pytest.approx(r["grouped_attention_s"] / r["v_t_s"])
+               and r["max_abs_diff_v_t"] < 1e-5 for r in sdpa)
+    parts = report["dsa_parts"]  # DSA's step and two of its parts, at the largest context
+    shape = QUICK_SHAPE
+    assert parts["context"] == 128
+    assert parts["index_scores_flops"] == 2 * shape.index_n_heads * shape.index_head_dim * 129
+    assert parts["index_key_bytes"] == 129 * shape.index_head_dim * 4
+    for name in ("step", "index_scores", "topk"):
+        assert parts[f"{name}_time_s"] > 0 and len(parts[f"{name}_times_s"]) == report["repeats"]
+    assert parts["index_scores_flop_rate"] == pytest.approx(parts["index_scores_flops"] / parts["index_scores_time_s"])
     hf = report["peers"]["hf_deepseek_v3"]
     assert [r["context"] for r in hf] == [64, 128]
     for r in hf:  # Hugging Face against the library's naive and absorbed MLA, same weights, same cache
@@ -219,6 +247,10 @@ def test_quick_main_writes_complete_json(tmp_path, capsys):
     (lambda: bench.run_benchmark("cpu", "float32", [64], 1, {"d_model": 8}), "shape must be an AttentionShape"),
     (lambda: bench.run_benchmark("cpu", "float32", [64], 1, QUICK_SHAPE, progress="yes"), "progress='yes'"),
     (lambda: bench.run_benchmark("cpu", "float32", [64], 1, QUICK_SHAPE, on_table="print"), "on_table must be"),
+    (lambda: bench.bench_dsa_parts(QUICK_SHAPE, 0, torch.device("cpu"), torch.float32, 1), "context=0"),
+    (lambda: bench.bench_dsa_parts(QUICK_SHAPE, 64, torch.device("cpu"), torch.float32, 1, flush_bytes=0),
+     "flush_bytes=0"),
+    (lambda: bench.main(["--quick", "--threads", "0"]), "threads=0"),
 ])
 def test_bad_arguments_raise_value_error(call, match):
     with pytest.raises(ValueError, match=match):
@@ -245,20 +277,21 @@ def test_cuda_without_gpu_raises():
 
 def test_tables_arrive_as_measured_and_match_the_report():
     """on_table receives each section as soon as its numbers exist: the header, one decode table per
-    context, the roofline, the SDPA peer; each is what format_report shows for those numbers."""
+    context, the roofline, DSA's parts, the SDPA peer; each is what format_report shows for those numbers."""
     tables = []
     report = bench.run_benchmark("cpu", "float32", [40, 48], 1, QUICK_SHAPE, copy_bytes=2**20, gemm_n=64,
                                  hf_peer=False, on_table=tables.append)
-    assert [t.split()[0] for t in tables] == ["device", "Decode", "Decode", "Roofline:", "Attention", "Targets",
-                                              "Run:"]
+    assert [t.split()[0] for t in tables] == ["device", "Decode", "Decode", "Roofline:", "DSA's", "Attention",
+                                              "Targets", "Run:"]
     results = report["results"]
     assert tables[0] == bench.format_header(report)
     assert tables[1] == bench.format_decode_table([r for r in results if r["context"] == 40])
     assert tables[2] == bench.format_decode_table([r for r in results if r["context"] == 48])
     assert tables[3] == bench.format_roofline_table(report["machine"], report["roofline"])
-    assert tables[4] == bench.format_sdpa_table(report["peers"]["sdpa"])
-    assert tables[5] == bench.format_targets_table(report["targets"])
-    assert tables[6] == bench.format_run(report["run"])
+    assert tables[4] == bench.format_dsa_parts(report["dsa_parts"])
+    assert tables[5] == bench.format_sdpa_table(report["peers"]["sdpa"])
+    assert tables[6] == bench.format_targets_table(report["targets"])
+    assert tables[7] == bench.format_run(report["run"])
     assert "\n".join(tables) == bench.format_report(report)
     hf_target = report["targets"][-1]  # no Hugging Face peer in this run: measured None, met None
     assert hf_target["measured"] is None and hf_target["met"] is None

@@ -87,7 +87,11 @@ def test_committed_caches_match_the_formula_and_the_ratios_follow(report):
 
 def test_peer_ratios_and_roofline_entries_match_the_formulas(report):
     peers = ui.peer_ratios(report)
-    assert set(peers) == {"sdpa_mha", "sdpa_gqa", "sdpa_mqa", "hf_over_absorbed", "hf_over_naive"}
+    dense = ("mha", "gqa", "mqa")
+    assert set(peers) == {*(f"{kind}_{s}" for kind in ("sdpa", "vt") for s in dense), "hf_over_absorbed",
+                          "hf_over_naive"}
+    for r in report["peers"]["sdpa"]:  # V in rows over V transposed, from the same rounds' medians
+        assert peers[f"vt_{r['scheme']}"][r["context"]] == pytest.approx(r["grouped_attention_s"] / r["v_t_s"])
     assert sorted(peers["hf_over_absorbed"]) == sorted(peers["hf_over_naive"]) == report["contexts"]
     shape = bench.BenchShape(**report["shape"])
     for r in report["roofline"]:  # bytes: read + the token appended to the cache

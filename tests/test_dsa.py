@@ -787,6 +787,18 @@ def test_topk_matches_the_stable_sort_with_nan_in_one_row_and_ties_in_another():
         assert torch.equal(topk_indices(scores[row : row + 1], k), expected[row : row + 1])
 
 
+@pytest.mark.parametrize("scores", [[5.0, 4.0, 1.0, 3.0, 2.0, 3.0], [3.0, 4.0, 3.0, 5.0, 3.0, 0.0],
+                                    [2.0, float("-inf"), 7.0, float("-inf"), float("-inf"), float("-inf")]])
+def test_topk_breaks_a_tie_at_the_kth_score_by_position(scores):
+    """The k found strictly decrease but the (k+1)-th score equals the k-th (one more reaches it than k): the
+    k + 1 values read by the fast test are not strict, so the tie goes to the earlier position, as the sort
+    gives it (the third row ties at -inf)."""
+    row = torch.tensor(scores)[None, None, :]
+    k = 3
+    expected = torch.sort(row, dim=-1, descending=True, stable=True).indices[..., :k]
+    assert torch.equal(topk_indices(row, k), expected)
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_topk_follows_the_stable_sort_on_scores_full_of_ties(seed):
     """Small integer scores tie inside the top k, at its boundary and beyond it, and some rows hold NaN: the

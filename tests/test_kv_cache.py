@@ -217,12 +217,14 @@ def test_capacity_preallocates_and_no_step_reallocates():
     assert cache.capacity == 16 and cache.nbytes == 9 * 3 * 4 < cache.capacity_nbytes
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(steps=st.lists(st.integers(0, 5), min_size=1, max_size=8), seq_dim=st.sampled_from([0, 1, 2, -1, -2]),
-       capacity=st.sampled_from([None, 1, 4, 32]))
-def test_same_tensors_as_the_concatenating_cache(steps, seq_dim, capacity):
-    """LayerCache returns, at every update, exactly what the torch.cat version returns, for any axis."""
-    ours, reference = LayerCache(seq_dim=seq_dim, capacity=capacity), kv_cache.ConcatCache(seq_dim=seq_dim)
+       capacity=st.sampled_from([None, 1, 4, 32]), transposed=st.sampled_from([(), ("v",), ("k", "v")]))
+def test_same_tensors_as_the_concatenating_cache(steps, seq_dim, capacity, transposed):
+    """LayerCache returns, at every update, exactly what the torch.cat version returns, for any axis, and
+    with any names stored transposed (the token axis innermost, through growth included)."""
+    ours = LayerCache(seq_dim=seq_dim, capacity=capacity, transposed=transposed)
+    reference = kv_cache.ConcatCache(seq_dim=seq_dim)
     g = torch.Generator().manual_seed(len(steps))
     for n in steps:
         shape = [2, 3, 2]
@@ -232,7 +234,31 @@ def test_same_tensors_as_the_concatenating_cache(steps, seq_dim, capacity):
         assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
         assert ours.seq_len == ours.n_tokens == reference.seq_len == reference.n_tokens
         assert ours.nbytes == reference.nbytes
+        for name, held in zip(new, got, strict=True):  # the layout asked for, in the views returned
+            innermost = seq_dim if name in transposed else -1  # the token axis, or the usual last one
+            assert held.stride(innermost) == 1 or held.shape[innermost] <= 1
     assert all(torch.equal(ours.tensors[name], reference.tensors[name]) for name in ("k", "v"))
+
+
+@pytest.mark.parametrize("window", [None, 3])
+def test_transposed_storage_keeps_its_layout_through_compaction_crop_and_load(window):
+    """A name stored transposed keeps the token axis innermost when a window compacts the buffer, after a
+    crop and after load; its values match the usual layout's at every step; a missing name is refused."""
+    plain, transposed = LayerCache(window=window), LayerCache(window=window, transposed=("v",))
+    g = torch.Generator().manual_seed(0)
+    for _ in range(12):
+        new = {"k": torch.randn(1, 2, 1, 4, generator=g), "v": torch.randn(1, 2, 1, 4, generator=g)}
+        want, got = plain.update(**new), transposed.update(**new)
+        assert all(torch.equal(a, b) for a, b in zip(want, got, strict=True))
+        assert got[1].stride(2) == 1 and got[0].stride(3) == 1
+    plain.crop(10), transposed.crop(10)
+    assert torch.equal(plain.tensors["v"], transposed.tensors["v"]) and transposed.tensors["v"].stride(2) == 1
+    held = plain.tensors
+    transposed.load(10, **held)
+    assert torch.equal(transposed.tensors["v"], held["v"]) and transposed.tensors["v"].stride(2) == 1
+    assert "transposed=['v']" in repr(transposed)
+    with pytest.raises(ValueError, match=r"transposed names \['v'\], which the update lacks"):
+        LayerCache(transposed=("v",)).update(k=torch.zeros(1, 1, 1, 2))
 
 
 def test_crop_forgets_the_last_tokens_and_keeps_the_storage():

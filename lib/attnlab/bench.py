@@ -2,7 +2,7 @@
 and beside them the newer schemes of chapters 17-20 (a sliding window, Gated DeltaNet, Quest blocks, DeepSeek-V4).
 
 Run ``python -m attnlab.bench [--device cpu|cuda] [--dtype float32|bfloat16] [--contexts 1024,...,32768]
-[--repeats N] [--warmup N] [--out results.json] [--quick] [--threads N] [--huge-pages]``.
+[--repeats N] [--warmup N] [--out results.json] [--quick] [--threads N (default 1)] [--huge-pages]``.
 
 One attention layer, batch 1, one new token decoded against a cache of L tokens (so it attends to
 T = L + 1 keys). The default shape (:data:`DEFAULT_SHAPE`) is a moderate layer:
@@ -15,7 +15,9 @@ The default contexts are 1K to 32K tokens (:data:`DEFAULT_CONTEXTS`); ``--quick`
 (d = 128, 4 heads of 32, ...) with tiny contexts, for tests.
 
 For each scheme the cache is filled directly with random tensors of the right shape (no token-by-token
-prefill) and its measured size (:attr:`LayerCache.nbytes`) is checked against :func:`cache_bytes`.
+prefill) and its measured size (:attr:`LayerCache.nbytes`) is checked against :func:`cache_bytes`. MHA's V is
+stored transposed, the token axis innermost (:func:`transposed_names`), which its decode step's mix reads
+faster; the SDPA peer below times both layouts for every dense scheme.
 
 The newer schemes (:data:`NEWER_SCHEMES`; :class:`NewerSettings`, derived from the shape by
 :func:`newer_settings`) run in the same interleaved rounds, each against its own cache, filled directly too
@@ -84,8 +86,12 @@ Between contexts (outside every timed region) :func:`release_free_memory` collec
 heap's free memory to the system (glibc's ``malloc_trim``), so that one context's leftovers do not stay
 resident under the next one's peak: the run's peak memory is that of its largest context.
 
+DSA's parts (:func:`bench_dsa_parts`), at the largest context: the whole step beside its index scores and its
+top-k timed alone, each call from cold caches, so the report says where DSA's time goes.
+
 Peers, in the same run: PyTorch's ``scaled_dot_product_attention(..., enable_gqa=True)`` against
-:func:`attnlab.gqa.grouped_attention` for the dense schemes' attention core, and Hugging Face's
+:func:`attnlab.gqa.grouped_attention` for the dense schemes' attention core (and grouped_attention on V stored
+transposed), and Hugging Face's
 ``DeepseekV3Attention`` (random weights, its DynamicCache filled directly with the same random latents the
 library's cache holds, K/V re-expanded from the latent every step) against this library's naive and
 absorbed MLA decode with identical weights (:func:`attnlab.mla.from_transformers`).
@@ -148,6 +154,7 @@ from attnlab.costs import (
     windowed_cache_bytes,
 )
 from attnlab.devices import dtype_bytes
+from attnlab.dsa import _index_scores, _topk
 from attnlab.gqa import AttentionConfig, grouped_attention
 from attnlab.huggingface import attention_forward
 from attnlab.kv_cache import LayerCache
@@ -331,11 +338,23 @@ def build_layer(scheme: str, shape: AttentionShape, device: torch.device, dtype:
     return record.build_layer(shape, **options).to(device=device, dtype=dtype).eval()
 
 
+def transposed_names(scheme: str, shape: AttentionShape) -> tuple[str, ...]:
+    """The cached tensors the benchmark stores transposed (:class:`LayerCache`'s ``transposed``, the token axis
+    innermost): V when each K/V head serves one query head (MHA). A decode step's mix a V is then, per head,
+    d_h rows of L numbers against a, a matrix-vector product that BLAS streams faster than L rows of d_h
+    (:func:`bench_sdpa` times both layouts for every dense scheme). Where r query heads share a V head
+    (GQA, MQA) the mix is an (r x L)(L x d_h) product, which the usual layout runs as fast or faster, so it
+    stays; MLA's latent is both K and V and stays as it is."""
+    record = get_scheme(check_scheme(scheme), "scheme")
+    return ("v",) if record.dense and record.kv_heads(shape) == shape.n_heads else ()
+
+
 def filled_cache(scheme: str, shape: AttentionShape, context: int, device: torch.device,
                  dtype: torch.dtype) -> LayerCache:
     """A :class:`LayerCache` holding ``context`` tokens of random entries in the layout ``scheme`` uses, one
-    tensor per name and width of its record's cache rule: dense k, v (1, n_kv, L, d_h); latent c_kv
-    (1, L, d_c), k_rope (1, L, d_h^R), and DSA's index_key (1, L, d^I)."""
+    tensor per name and width of its record's cache rule: dense k, v (1, n_kv, L, d_h) (MHA's v stored
+    transposed, :func:`transposed_names`); latent c_kv (1, L, d_c), k_rope (1, L, d_h^R), and DSA's index_key
+    (1, L, d^I)."""
     record = get_scheme(check_scheme(scheme), "scheme")
     check_context(context)
     widths = record.cache(shape)  # {cached tensor: numbers per token}
@@ -344,7 +363,8 @@ def filled_cache(scheme: str, shape: AttentionShape, context: int, device: torch
         sizes = {name: (1, g, context, width // g) for name, width in widths.items()}
     else:  # (batch, tokens, width)
         sizes = {name: (1, context, width) for name, width in widths.items()}
-    cache = LayerCache(seq_dim=2 if record.dense else 1, capacity=context + 1)  # no growth when timed
+    cache = LayerCache(seq_dim=2 if record.dense else 1, capacity=context + 1,  # no growth when timed
+                       transposed=transposed_names(scheme, shape))
     cache.update(**{name: torch.randn(*size, device=device, dtype=dtype) for name, size in sizes.items()})
     return cache
 
@@ -935,23 +955,75 @@ def bench_context(shape: AttentionShape, context: int, device: torch.device, dty
             for scheme in schemes]
 
 
+def bench_dsa_parts(shape: AttentionShape, context: int, device: torch.device, dtype: torch.dtype, repeats: int,
+                    warmup: int = DEFAULT_WARMUP, flush_bytes: int = 2**27,
+                    before: Callable[[str], None] | None = None) -> dict:
+    """Where DSA's decode step goes at ``context``: the whole step (as :func:`bench_context` times it) and two of
+    its parts timed alone, the same functions the step runs, in interleaved rounds:
+
+    "index_scores": I_s = sum_j w_j ReLU(q_j · k_s) (d^I)^-0.5 over the T = L + 1 index keys, a matmul H^I
+    columns wide (2 H^I d^I T FLOPs, the T d^I keys read once);
+    "topk": the top k of those T scores, best first, ties by position.
+
+    Before every call a read of ``flush_bytes`` (more than the last-level cache) evicts what the previous call
+    left, so each starts cold, as it does among the benchmark's schemes. Returns the medians and spreads
+    (:func:`timing_summary` under "step_", "index_scores_", "topk_"), the index scores' FLOPs and key bytes,
+    and their achieved FLOP/s and bytes/s."""
+    check_context(context)
+    check_positive_int("flush_bytes", flush_bytes)
+    layer = build_layer("dsa", shape, device, dtype)
+    cache = filled_cache("dsa", shape, context, device, dtype)
+    x = torch.randn(1, 1, shape.d_model, device=device, dtype=dtype)
+    step = decode_call("dsa", layer, x, cache)
+    flush = torch.randn(max(1, flush_bytes // dtype_bytes(dtype)), device=device, dtype=dtype)
+    t = context + 1
+    with torch.inference_mode():
+        positions = torch.arange(context, t)
+        q = layer.indexer.queries(layer.query_input(x), positions)  # (1, 1, H^I, d^I)
+        w = layer.indexer.head_weights(x)  # (1, 1, H^I)
+        keys = torch.randn(1, t, shape.index_head_dim, device=device, dtype=dtype)  # what the step scores
+        scale = layer.indexer_config.softmax_scale
+        scores = _index_scores(q, w, keys, scale)  # (1, 1, T)
+        calls = {"step": step, "index_scores": lambda: _index_scores(q, w, keys, scale),
+                 "topk": lambda: _topk(scores, layer.top_k, None, t)}
+        resets = {"step": lambda: (cache.crop(context), flush.sum()), "index_scores": flush.sum,
+                  "topk": flush.sum}
+        timings = time_interleaved(calls, device, repeats, warmup, resets, before)
+    out = {"context": context, "flush_bytes": flush.numel() * flush.element_size()}
+    for name in calls:
+        out.update(timing_summary(timings[name], prefix=f"{name}_"))
+    flops = 2 * shape.index_n_heads * shape.index_head_dim * t
+    key_bytes = keys.numel() * keys.element_size()
+    out.update({"index_scores_flops": flops, "index_key_bytes": key_bytes,
+                "index_scores_flop_rate": flops / out["index_scores_time_s"],
+                "index_scores_bandwidth": key_bytes / out["index_scores_time_s"]})
+    return out
+
+
 def bench_sdpa(scheme: str, shape: AttentionShape, context: int, device: torch.device, dtype: torch.dtype,
                repeats: int, warmup: int = DEFAULT_WARMUP, before: Callable[[str], None] | None = None) -> dict:
     """The dense attention core of one decode step: q (1, n_h, 1, d_h) against k, v (1, n_kv, T, d_h),
-    :func:`grouped_attention` against ``F.scaled_dot_product_attention(..., enable_gqa=True)``, interleaved."""
+    :func:`grouped_attention` against ``F.scaled_dot_product_attention(..., enable_gqa=True)``, and
+    grouped_attention again with the same v stored transposed (``v_t``, the token axis innermost, as
+    :func:`transposed_names` stores MHA's), the three interleaved. ``ratio_grouped_attention_over_v_t`` above 1
+    means the transposed V is faster; the decode step uses it where :func:`transposed_names` says so."""
     t = check_context(context) + 1
     g = n_kv_heads(scheme, shape)
     q = torch.randn(1, shape.n_heads, 1, shape.head_dim, device=device, dtype=dtype)
     k = torch.randn(1, g, t, shape.head_dim, device=device, dtype=dtype)
     v = torch.randn(1, g, t, shape.head_dim, device=device, dtype=dtype)
+    v_t = v.mT.contiguous().mT  # the same (1, g, T, d_h) values, strides (.., 1, T)
     calls = {"grouped_attention": lambda: grouped_attention(q, k, v, causal=True),
+             "v_t": lambda: grouped_attention(q, k, v_t, causal=True),
              "sdpa": lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)}
     with torch.inference_mode():
         timings = time_interleaved(calls, device, repeats, warmup, before=before)
-        diff = (grouped_attention(q, k, v)[0].float() - F.scaled_dot_product_attention(
-            q, k, v, enable_gqa=True).float()).abs().max().item()
+        ours = grouped_attention(q, k, v)[0].float()
+        diff = (ours - F.scaled_dot_product_attention(q, k, v, enable_gqa=True).float()).abs().max().item()
+        diff_t = (ours - grouped_attention(q, k, v_t)[0].float()).abs().max().item()
     return {"scheme": scheme, "context": context,
-            **_peer_stats(timings, [("grouped_attention", "sdpa")]), "max_abs_diff": diff}
+            **_peer_stats(timings, [("grouped_attention", "sdpa"), ("grouped_attention", "v_t")]),
+            "max_abs_diff": diff, "max_abs_diff_v_t": diff_t}
 
 
 def _peer_stats(timings: Mapping[str, Mapping[str, list]], ratios: Sequence[tuple[str, str]]) -> dict:
@@ -1177,7 +1249,7 @@ def run_benchmark(device: torch.device | str = "cpu", dtype: torch.dtype | str =
 def _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes, gemm_n, decode_tokens, hf_peer,
          progress, show, newer) -> dict:
     rounds, hf_rounds = warmup + repeats, warmup + hf_repeats
-    steps = 4 + len(contexts) * rounds * (len(SCHEMES) + len(NEWER_SCHEMES) + 2 * len(DENSE_SCHEMES)) + (
+    steps = 4 + 3 * rounds + len(contexts) * rounds * (len(SCHEMES) + len(NEWER_SCHEMES) + 3 * len(DENSE_SCHEMES)) + (
         len(contexts) * hf_rounds * 3 if hf_peer else 0)
     bar = tqdm(total=steps, desc="benchmark", unit="call", disable=not progress, file=sys.stderr, leave=False)
 
@@ -1230,8 +1302,12 @@ def _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes
             roofline.append(roofline_entry(r["scheme"], shape, context, dtype, r["time_s"], machine, newer))
         results += entries
         show(format_decode_table(entries))
+    largest = max(contexts)
+    dsa_parts = bench_dsa_parts(shape, largest, device, dtype, repeats, warmup, copy_bytes,
+                                before=lambda name: step(f"DSA's parts at {largest:,} tokens"))
     lap("decode")
     show(format_roofline_table(machine, roofline))
+    show(format_dsa_parts(dsa_parts))
     sdpa = []
     for context in contexts:
         for scheme in DENSE_SCHEMES:
@@ -1269,6 +1345,7 @@ def _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes
         "allocator": header["allocator"],
         "results": results,
         "roofline": roofline,
+        "dsa_parts": dsa_parts,
         "peers": {"sdpa": sdpa, "hf_deepseek_v3": hf},
         "sections_s": sections,
         "notes": ("T = context + 1 keys per decode step; formulas in attnlab.bench's docstring count each byte "
@@ -1359,15 +1436,31 @@ def format_roofline_table(machine: dict, roofline: Sequence[dict]) -> str:
         table(course), *([NEWER_HEADING, table(newer)] if newer else []), ""])
 
 
+def format_dsa_parts(parts: dict) -> str:
+    """DSA's step at the largest context beside its index scores and top-k timed alone (:func:`bench_dsa_parts`)."""
+    step, scores, topk = (parts[f"{name}_time_s"] for name in ("step", "index_scores", "topk"))
+    rows = [["whole step", f"{step * 1e3:.3f}", "100%", ""],
+            ["index scores", f"{scores * 1e3:.3f}", f"{scores / step:.0%}",
+             f"{parts['index_scores_flop_rate'] / 1e9:.1f} GFLOP/s, {parts['index_scores_bandwidth'] / 1e9:.1f} GB/s "
+             f"of keys"],
+            ["top-k", f"{topk * 1e3:.3f}", f"{topk / step:.0%}", ""],
+            ["the rest", f"{(step - scores - topk) * 1e3:.3f}", f"{(step - scores - topk) / step:.0%}",
+             "projections, RoPE, norms, gathers, sparse attention"]]
+    return "\n".join([f"DSA's decode step at L = {parts['context']:,} tokens, each part timed alone from cold caches",
+                      format_table(["part", "ms", "of the step", "rate"], rows), ""])
+
+
 def format_sdpa_table(sdpa: Sequence[dict]) -> str:
     """The attention core against torch's scaled_dot_product_attention."""
     rows = [[r["scheme"], r["context"], f"{r['grouped_attention_s'] * 1e3:.3f}", f"{r['sdpa_s'] * 1e3:.3f}",
              f"{r['ratio_grouped_attention_over_sdpa']:.2f}", f"{r['ratio_grouped_attention_over_sdpa_min']:.2f}",
-             f"{r['max_abs_diff']:.1e}"] for r in sdpa]
-    title = "Attention core: attnlab grouped_attention vs torch scaled_dot_product_attention(enable_gqa=True)"
+             f"{r['max_abs_diff']:.1e}", f"{r['v_t_s'] * 1e3:.3f}", f"{r['ratio_grouped_attention_over_v_t']:.2f}"]
+            for r in sdpa]
+    title = ("Attention core: attnlab grouped_attention vs torch scaled_dot_product_attention(enable_gqa=True), "
+             "and with V stored transposed (V^T)")
     return "\n".join([title,
                       format_table(["scheme", "context", "grouped ms", "sdpa ms", "grouped/sdpa", "(min/min)",
-                                    "max|diff|"], rows), ""])
+                                    "max|diff|", "V^T ms", "grouped/V^T"], rows), ""])
 
 
 def format_hf_table(hf: Sequence[dict]) -> str:
@@ -1410,7 +1503,10 @@ def format_report(report: dict) -> str:
     """The result dict of :func:`run_benchmark` as plain-text tables (the sections, in the order measured)."""
     out = [format_header(report), *(format_decode_table([r for r in report["results"] if r["context"] == c])
                                     for c in report["contexts"]),
-           format_roofline_table(report["machine"], report["roofline"]), format_sdpa_table(report["peers"]["sdpa"])]
+           format_roofline_table(report["machine"], report["roofline"])]
+    if "dsa_parts" in report:
+        out.append(format_dsa_parts(report["dsa_parts"]))
+    out.append(format_sdpa_table(report["peers"]["sdpa"]))
     if report["peers"]["hf_deepseek_v3"]:
         out.append(format_hf_table(report["peers"]["hf_deepseek_v3"]))
     if "targets" in report:
@@ -1436,15 +1532,25 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed rounds before them")
     parser.add_argument("--out", default=None, help="write the results as JSON to this path")
     parser.add_argument("--quick", action="store_true", help="tiny shape and contexts, for tests")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's own choice); recorded in the JSON")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (default 1: one decode stream on one core, what the "
+                             "bandwidth probes measure and the targets assume); recorded in the JSON")
     parser.add_argument("--huge-pages", action="store_true",
                         help=f"set {HUGE_PAGES_VARIABLE}=1: large temporaries fault in as 2 MiB pages, not 4 KiB")
     args = parser.parse_args(argv)
     if args.huge_pages:
         request_huge_pages()  # before the first CPU tensor, or PyTorch never reads it
-    if args.threads is not None:
-        torch.set_num_threads(check_positive_int("threads", args.threads))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(check_positive_int("threads", args.threads))
+    try:
+        report = _main(args)
+    finally:
+        torch.set_num_threads(threads)  # a caller in the same process (a test, a notebook) keeps its own
+    return report
+
+
+def _main(args: argparse.Namespace) -> dict:
+    """:func:`main` after the threads are set."""
     options = {"warmup": args.warmup, "progress": True, "on_table": _print_now}
     if args.quick:
         contexts = QUICK_CONTEXTS if args.contexts is None else args.contexts

@@ -431,17 +431,17 @@ def _stable_topk(scores: torch.Tensor, k: int) -> torch.Tensor | None:
     equal scores it returns is not). The stable sort's first k are every score above v, then the first
     positions scoring exactly v, up to k in all; sorted by score, ties by position, as the sort orders them.
     When no row has more than k scores >= v, topk's k positions are exactly those; when moreover the k values
-    strictly decrease, topk's own order is the sort's, and nothing is sorted again."""
+    strictly decrease, topk's own order is the sort's, and nothing is sorted again. Both tests read the k + 1
+    largest values (k < t): they strictly decrease exactly when the k found do and the (k+1)-th lies below v,
+    that is when only k scores reach v; the row itself is not scanned again."""
     b, s, _ = scores.shape
-    values, found = torch.topk(scores, k, dim=-1)  # sorted, best first
+    values, found = torch.topk(scores, k + 1, dim=-1)  # sorted, best first: the k wanted and the next
+    # the common case: the k + 1 values strictly decrease, so no tie is to be broken and topk's order is the
+    # stable sort's (NaN, which compares false, never passes this test)
+    if bool((values[..., :-1] > values[..., 1:]).all()):
+        return found[..., :k]
+    values, found = values[..., :k], found[..., :k]
     kth = values[..., -1:]  # v, (b, s, 1)
-    # the common case: in every row exactly k scores reach v and the k found strictly decrease, so there is no
-    # tie to break and topk's order is the stable sort's (NaN, which compares false, never passes this test)
-    if b * s == 1:  # one row (a decode step): the two tests as two numbers
-        if int((scores >= kth).sum()) == k and bool((values[..., :-1] > values[..., 1:]).all()):
-            return found
-    elif not bool((((scores >= kth).sum(dim=-1) != k) | (values[..., 1:] == values[..., :-1]).any(dim=-1)).any()):
-        return found
     if bool(torch.isnan(values).any()):  # topk ranks NaN above everything: a row holds NaN
         return None
     if bool(((scores >= kth).sum(dim=-1) != k).any()):  # a row tied at v beyond the k found: first positions win

@@ -111,7 +111,9 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal:
     scores = (k @ q.mT).mT.view(b, n_kv, r, n_q, n_k)  # (b, g, r, n_q, n_k)
     if causal and (n_q > 1 or (window is not None and window < n_k)):  # one query, no window: sees every key
         scores = scores.masked_fill(~causal_mask(n_q, n_k, device=q.device, window=window), float("-inf"))
-    weights = softmax(scores, dim=-1)
+        weights = softmax(scores, dim=-1)
+    else:  # nothing masked, so no row is all -inf: torch's fused softmax, one pass instead of five (as MLA's)
+        weights = torch.softmax(scores, dim=-1)
     out = torch.einsum("bgrqk,bgkd->bgrqd", weights, v)  # (b, g, r, n_q, d)
     return out.reshape(b, n_heads, n_q, d), weights.reshape(b, n_heads, n_q, -1)
 

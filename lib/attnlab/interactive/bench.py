@@ -189,11 +189,14 @@ def ratios_vs_mha(report: dict, context: int) -> dict[str, dict[str, float]]:
 def peer_ratios(report: dict) -> dict[str, dict[int, float]]:
     """Median-time ratios against the peers, by context: {"sdpa_<scheme>": grouped_attention / SDPA, ...,
     "hf_over_absorbed": Hugging Face DeepseekV3Attention / attnlab absorbed MLA, "hf_over_naive": the same
-    over attnlab naive MLA} (the Hugging Face ones only when the report ran that peer; "hf_over_naive" only
-    in reports that timed the naive form beside it)."""
+    over attnlab naive MLA, "vt_<scheme>": grouped_attention with V in rows / with V stored transposed (above 1:
+    the transposed V is faster)} (the Hugging Face ones only when the report ran that peer; "hf_over_naive" and
+    "vt_<scheme>" only in reports that timed them)."""
     out: dict[str, dict[int, float]] = {}
     for r in report["peers"]["sdpa"]:
         out.setdefault(f"sdpa_{r['scheme']}", {})[r["context"]] = r["ratio_grouped_attention_over_sdpa"]
+        if "ratio_grouped_attention_over_v_t" in r:
+            out.setdefault(f"vt_{r['scheme']}", {})[r["context"]] = r["ratio_grouped_attention_over_v_t"]
     for r in report["peers"].get("hf_deepseek_v3", []):
         out.setdefault("hf_over_absorbed", {})[r["context"]] = r["ratio_hf_over_attnlab_absorbed"]
         if "ratio_hf_over_attnlab_naive" in r:
@@ -226,15 +229,20 @@ def time_figure(report: dict):
 
 
 def peer_figure(report: dict):
-    """The peers' median-time ratios against the context: grouped_attention / SDPA per dense scheme, and
-    Hugging Face DeepseekV3Attention / attnlab absorbed MLA and / attnlab naive MLA (dashed); a dashed grey
-    line at 1 (equal speed)."""
+    """The peers' median-time ratios against the context: grouped_attention / SDPA per dense scheme, MHA's
+    attention core with V in rows / with V transposed (dotted: what MHA's transposed cache gains), and Hugging
+    Face DeepseekV3Attention / attnlab absorbed MLA and / attnlab naive MLA (dashed); a dashed grey line at 1
+    (equal speed)."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     ratios = peer_ratios(report)
     for key, by_ctx in ratios.items():
         ctx = sorted(by_ctx)
         style = "-"
-        if key == "hf_over_absorbed":
+        if key.startswith("vt_"):
+            if key != "vt_mha":  # GQA's and MQA's keep V in rows: their ratios stay in the text
+                continue
+            (color, marker), label, style = SCHEME_STYLE["mha"], "V in rows / V transposed, MHA", ":"
+        elif key == "hf_over_absorbed":
             (color, marker), label = SCHEME_STYLE["mla_absorbed"], "HF DeepseekV3Attention / attnlab MLA absorbed"
         elif key == "hf_over_naive":
             (color, marker), label = SCHEME_STYLE["mla_naive"], "HF DeepseekV3Attention / attnlab MLA naive"
