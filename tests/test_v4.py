@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from attnlab.attention import attention_matrix, causal_mask
 from attnlab.devices import supported_dtypes
-from attnlab.huggingface import cache_keyword
+from attnlab.huggingface import attention_forward
 from attnlab.v4 import (
     DeepSeekV4Attention,
     V4AttentionConfig,
@@ -352,15 +352,15 @@ def window_mask(start: int, s: int, n_keys: int, window: int, batch: int) -> tor
 
 
 def hf_call(attention, rotary, x, start, cache):
-    """One call of transformers' DeepseekV4Attention on x (tokens start .. start + s), cache under the keyword
-    the installed version takes."""
+    """One call of transformers' DeepseekV4Attention on x (tokens start .. start + s) through
+    ``attention_forward``: the cache under the keyword the installed version takes, the mask by name (V4 takes
+    position_ids third)."""
     b, s, _ = x.shape
     positions = torch.arange(start, start + s)[None].expand(b, -1)
     embeddings = {kind: rotary(x, positions, layer_type=kind) for kind in ("main", "compress")}
     n_keys = s + (0 if cache is None else min(start, attention.config.sliding_window - 1))
-    kwargs = {} if cache is None else {cache_keyword(attention): cache}
-    return attention(x, embeddings, position_ids=positions,
-                     attention_mask=window_mask(start, s, n_keys, attention.config.sliding_window, b), **kwargs)[0]
+    mask = window_mask(start, s, n_keys, attention.config.sliding_window, b)
+    return attention_forward(attention, x, embeddings, mask, cache, position_ids=positions)[0]
 
 
 def assert_clear_choices(selection, k: int) -> None:

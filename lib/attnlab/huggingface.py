@@ -43,9 +43,10 @@ def cache_keyword(module: nn.Module) -> str:
 def attention_forward(module: nn.Module, hidden_states: torch.Tensor,
                       position_embeddings: tuple[torch.Tensor, torch.Tensor],
                       attention_mask: torch.Tensor | None, cache=None, **kwargs):
-    """``module(hidden_states, position_embeddings, attention_mask, <cache keyword>=cache, **kwargs)`` for a
+    """``module(hidden_states, position_embeddings, attention_mask=..., <cache keyword>=cache, **kwargs)`` for a
     transformers attention layer (``DeepseekV3Attention``, ``DeepseekV32Attention``, ...); returns what the
-    layer returns, (output, attention weights)."""
+    layer returns, (output, attention weights). The mask goes by name: ``DeepseekV4Attention`` takes
+    ``position_ids`` third, where a positional mask would land."""
     if cache is not None:
         kwargs[cache_keyword(module)] = cache
-    return module(hidden_states, position_embeddings, attention_mask, **kwargs)
+    return module(hidden_states, position_embeddings, attention_mask=attention_mask, **kwargs)
