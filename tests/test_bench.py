@@ -399,8 +399,9 @@ def _step_flops(layer, x, cache) -> int:
 @pytest.mark.parametrize("context", [8, 40, 70])  # V4: 2 or more entries (torch counts no contraction of length 1)
 def test_newer_steps_do_the_flops_the_formulas_count_and_reset_exactly(scheme, context):
     """One decode step of each newer layer on its directly filled cache: torch's FLOP counter counts the formula's
-    FLOPs (Gated DeltaNet's rank-1 write, an outer product torch does not count, aside); after the reset the
-    cache is as it was: the same nbytes, and the next step gives the very same output."""
+    FLOPs (Gated DeltaNet's rank-1 write, an outer product, and its one-token convolution, a multiply and a sum,
+    which torch does not count, aside); after the reset the cache is as it was: the same nbytes, and the next
+    step gives the very same output."""
     layer = bench.build_newer_layer(scheme, QUICK_SHAPE, torch.device("cpu"), torch.float64, SMALL)
     cache = bench.filled_newer_cache(scheme, layer, context, torch.device("cpu"), torch.float64)
     reset = bench.newer_reset(scheme, cache, context)
@@ -409,6 +410,7 @@ def test_newer_steps_do_the_flops_the_formulas_count_and_reset_exactly(scheme, c
     counted = _step_flops(layer, x, cache)
     if scheme == "gated_deltanet":
         counted += 2 * QUICK_SHAPE.n_heads * QUICK_SHAPE.head_dim * QUICK_SHAPE.v_head_dim
+        counted += 2 * layer.config.conv_channels * layer.config.conv_size  # sum_j w_j x_j per channel
     assert counted == bench.newer_step_costs(scheme, QUICK_SHAPE, context, torch.float64, SMALL)["flops"]
     for _ in range(3):
         reset()
@@ -457,8 +459,20 @@ def test_page_faults_are_counted_per_call():
 
 def test_allocator_info_says_which_pages_a_run_used():
     info = bench.allocator_info()
-    assert set(info) == {bench.HUGE_PAGES_VARIABLE, "transparent_hugepage", "huge_pages"}
+    assert set(info) == {bench.HUGE_PAGES_VARIABLE, "transparent_hugepage", "huge_pages", "malloc"}
     assert isinstance(info["huge_pages"], bool)
+    assert info["malloc"] is None  # this process never called steady_heap (the command line's own does)
+
+
+def test_the_command_line_keeps_the_heap_steady_and_says_so(tmp_path):
+    """python -m attnlab.bench fixes glibc's malloc thresholds in its own process and records them."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "quick.json"
+    subprocess.run([sys.executable, "-m", "attnlab.bench", "--quick", "--contexts", "40", "--repeats", "1",
+                    "--out", str(out)], check=True, capture_output=True)
+    assert json.loads(out.read_text())["allocator"]["malloc"] == bench.STEADY_HEAP
 
 
 def test_the_command_line_asks_for_huge_pages_before_torch_allocates():

@@ -51,8 +51,10 @@ them in 4 KiB page by page on every call, about a third of its time: that is par
 costs in PyTorch on a CPU, and the faults column says how much. ``--huge-pages`` asks PyTorch for
 transparent huge pages (:func:`request_huge_pages`: ``THP_MEM_ALLOC_ENABLE=1``), 512 times fewer faults
 for the same memory, but where the kernel compacts memory on demand (THP defrag "madvise") some calls then
-stall for hundreds of ms, so the default keeps 4 KiB pages. The report records which was in effect
-(``"allocator"``).
+stall for hundreds of ms, so the default keeps 4 KiB pages. Smaller temporaries would fault too, now and
+then, depending on what ran before them; the command line first fixes glibc's thresholds
+(:func:`steady_heap`) so that blocks under 32 MiB are reused from the heap. The report records which
+settings were in effect (``"allocator"``).
 
 The counts come from :mod:`attnlab.costs` (2 FLOPs per multiply-add, b = bytes per element, T = L + 1,
 k' = min(k, T); derivations in each function's docstring):
@@ -762,17 +764,51 @@ def huge_pages_in_effect() -> bool:
     return minor_page_faults() - faults < 2**26 // 4096 // 4
 
 
+#: glibc's malloc settings :func:`steady_heap` makes (``mallopt``): mmap threshold, its largest fixed value, and the
+#: trim threshold, in bytes.
+STEADY_HEAP = {"mmap_threshold": 32 * 2**20, "trim_threshold": 256 * 2**20}
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers (malloc.h)
+_steady_heap: dict | None = None  # what steady_heap set in this process, if it did
+
+
+def steady_heap() -> dict | None:
+    """Keep freed memory below 32 MiB in the C heap for the next call (glibc ``mallopt``: :data:`STEADY_HEAP`).
+
+    By default glibc maps a block above its mmap threshold (128 KiB at first, raised as such blocks are freed)
+    afresh from the system and returns the heap's free top once it exceeds the trim threshold; which of a
+    step's temporaries fault in page by page then depends on what ran before (a Quest step's gathered blocks
+    faulted 100 to 240 pages per call at 1K tokens in one run, none in the next context). With the mmap
+    threshold fixed at 32 MiB and a 256 MiB trim threshold, temporaries under 32 MiB are served from memory
+    the heap keeps; larger ones (naive MLA's and Hugging Face's expanded keys and values) still fault, and
+    the faults column shows it. :func:`release_free_memory` still trims between contexts. ``python -m
+    attnlab.bench`` calls this first; it changes the whole process, so :func:`main` and :func:`run_benchmark`
+    called from elsewhere (a notebook's live run, a test) do not. Returns the settings, or None where the C
+    library has no ``mallopt`` (not glibc)."""
+    global _steady_heap
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return None
+    if not (mallopt(_M_MMAP_THRESHOLD, STEADY_HEAP["mmap_threshold"])
+            and mallopt(_M_TRIM_THRESHOLD, STEADY_HEAP["trim_threshold"])):
+        return None
+    _steady_heap = dict(STEADY_HEAP)
+    return _steady_heap
+
+
 def allocator_info() -> dict:
     """The memory settings a run ran with: the huge-page variable as set (or None), the kernel's THP setting
-    (the bracketed choice of /sys/kernel/mm/transparent_hugepage/enabled, or None) and whether huge pages
-    were in effect (:func:`huge_pages_in_effect`)."""
+    (the bracketed choice of /sys/kernel/mm/transparent_hugepage/enabled, or None), whether huge pages
+    were in effect (:func:`huge_pages_in_effect`) and the malloc settings :func:`steady_heap` made (or None)."""
     try:
         with open(_THP_SETTING, encoding="utf-8") as f:
             setting = f.read().split("[", 1)[1].split("]", 1)[0]
     except (OSError, IndexError):
         setting = None
     return {HUGE_PAGES_VARIABLE: os.environ.get(HUGE_PAGES_VARIABLE), "transparent_hugepage": setting,
-            "huge_pages": huge_pages_in_effect()}
+            "huge_pages": huge_pages_in_effect(), "malloc": _steady_heap}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -1569,4 +1605,5 @@ def _main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
+    steady_heap()  # the command line's own process only: a caller of main() keeps its malloc settings
     main()

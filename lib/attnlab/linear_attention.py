@@ -473,7 +473,12 @@ class LinearAttention(AttentionLayer):
 
     def _conv(self, mixed: torch.Tensor, cache: RecurrentState | None) -> torch.Tensor:
         """Depthwise causal convolution over the sequence (mixed: (batch, seq, channels)), continuing from the
-        inputs the cache kept; y_t = SiLU(sum_j w_j x_{t - K + 1 + j}). Updates ``cache.conv``."""
+        inputs the cache kept; y_t = SiLU(sum_j w_j x_{t - K + 1 + j}). Updates ``cache.conv``.
+
+        One new token (a decode step) is the sum itself over the K inputs held, a multiply and a sum per channel
+        (what causal-conv1d's ``causal_conv1d_update`` computes); longer inputs run ``F.conv1d``. (On a CPU,
+        PyTorch hands conv1d to oneDNN, whose setup for so small a call costs more than the sum, and now and
+        then, in the benchmark's rounds, far more: chapter 14's Gated DeltaNet curve once showed it.)"""
         K = self.config.conv_size
         past = None if cache is None else cache.conv
         if past is None:
@@ -481,6 +486,8 @@ class LinearAttention(AttentionLayer):
         full = torch.cat([past, mixed], dim=1)  # (b, K - 1 + seq, channels)
         if cache is not None:
             cache.conv = full[:, full.shape[1] - (K - 1):].detach().clone()
+        if mixed.shape[1] == 1:  # sum_j w_{c,j} x_{j,c} over the K inputs: (b, K, channels) -> (b, 1, channels)
+            return F.silu((full * self.conv_weight[:, 0].T).sum(dim=1, keepdim=True))
         y = F.conv1d(full.transpose(1, 2), self.conv_weight, groups=mixed.shape[-1])  # (b, channels, seq)
         return F.silu(y.transpose(1, 2))
 
