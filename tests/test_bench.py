@@ -29,6 +29,7 @@ from attnlab.costs import (
     weight_elements,
 )
 from attnlab.dsa import layer_cost
+from attnlab.kv_cache import LayerCache
 from attnlab.sizing import ModelSpec, attention_macs_per_cached_token, kv_elements_per_token
 
 # d = 8, n_h = 4 heads of d_h = 2, GQA n_kv = 2, d_c = 4, d_h^R = 2, H^I = 2 x d^I = 4, k = 3
@@ -114,8 +115,6 @@ def test_cache_bytes_equal_layer_cache_nbytes(scheme, dtype):
 def test_transposed_v_gives_the_same_decode_step(scheme):
     """MHA's benchmark cache stores V transposed (the token axis innermost), GQA's and MQA's do not; a decode
     step on it returns, in float64, what the same layer returns on the same tokens in the usual layout."""
-    from attnlab.kv_cache import LayerCache
-
     cache = filled_cache(scheme, QUICK_SHAPE, 40, torch.device("cpu"), torch.float64)
     transposed = scheme == "mha"
     assert bench.transposed_names(scheme, QUICK_SHAPE) == (("v",) if transposed else ())
@@ -197,7 +196,7 @@ def test_quick_main_writes_complete_json(tmp_path, capsys):
     parts = report["dsa_parts"]  # DSA's step and two of its parts, at the largest context
     shape = QUICK_SHAPE
     assert parts["context"] == 128
-    assert parts["index_scores_flops"] == 2 * shape.index_n_heads * shape.index_head_dim * 129
+    assert parts["index_scores_flops"] == 2 * (shape.index_n_heads * shape.index_head_dim + shape.index_n_heads) * 129
     assert parts["index_key_bytes"] == 129 * shape.index_head_dim * 4
     for name in ("step", "index_scores", "topk"):
         assert parts[f"{name}_time_s"] > 0 and len(parts[f"{name}_times_s"]) == report["repeats"]

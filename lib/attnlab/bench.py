@@ -145,6 +145,7 @@ from attnlab.costs import (
     cache_bytes,
     decode_bytes_read,
     decode_flops,
+    indexer_macs_per_cached_token,
     linear_decode_bytes,
     linear_layer_decode_flops,
     linear_state_bytes,
@@ -998,7 +999,8 @@ def bench_dsa_parts(shape: AttentionShape, context: int, device: torch.device, d
     its parts timed alone, the same functions the step runs, in interleaved rounds:
 
     "index_scores": I_s = sum_j w_j ReLU(q_j · k_s) (d^I)^-0.5 over the T = L + 1 index keys, a matmul H^I
-    columns wide (2 H^I d^I T FLOPs, the T d^I keys read once);
+    columns wide, then the weighted sum (2 (H^I d^I + H^I) T FLOPs,
+    :func:`~attnlab.costs.indexer_macs_per_cached_token`; the T d^I keys read once);
     "topk": the top k of those T scores, best first, ties by position.
 
     Before every call a read of ``flush_bytes`` (more than the last-level cache) evicts what the previous call
@@ -1028,7 +1030,7 @@ def bench_dsa_parts(shape: AttentionShape, context: int, device: torch.device, d
     out = {"context": context, "flush_bytes": flush.numel() * flush.element_size()}
     for name in calls:
         out.update(timing_summary(timings[name], prefix=f"{name}_"))
-    flops = 2 * shape.index_n_heads * shape.index_head_dim * t
+    flops = 2 * indexer_macs_per_cached_token(shape) * t
     key_bytes = keys.numel() * keys.element_size()
     out.update({"index_scores_flops": flops, "index_key_bytes": key_bytes,
                 "index_scores_flop_rate": flops / out["index_scores_time_s"],
