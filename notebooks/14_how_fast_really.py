@@ -71,6 +71,13 @@ torch.set_num_threads(1)
 # faster than $L$ rows of $d_h$. Where $r$ query heads share a V head (GQA, MQA) the mix is an $r$-row product
 # that the usual layout serves as well, so only MHA's is transposed (`bench.transposed_names`); section 1's
 # peer comparison times both layouts for every dense scheme.
+#
+# The weights have a layout too. `nn.Linear` keeps $W$ as (out, in), one row per output, so one token times
+# $W^\top$ is a dot product per output. The benchmark's layers, every scheme alike, keep the same matrices
+# column-major (`bench.column_major_projections`): $W^\top$'s rows lie one after another, and the product
+# becomes $\sum_i x_i\,(W^\top)_{i,:}$, one pass from start to end that BLAS streams faster. MLA's $W^{UKV}$
+# stays in rows: the absorbed step reads it as per-head views ($W^{UK}_i$, $W^{UV}_i$). The run times both
+# layouts too (`bench.bench_projection_layouts`), below.
 
 # %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 report = bench_ui.load_results()
@@ -195,6 +202,19 @@ display(Markdown(
     + (": no clear gain where query heads share a V head, so their V stays in rows."
        if max(vt["gqa"][big], vt["mqa"][big]) < 1.1 else
        ": in this run the shared V heads gain too, though the benchmark keeps their V in rows.")
+))
+layouts = {r["scheme"]: r for r in report["projection_layouts"]}
+saved_ms = {scheme: (r["rows_time_s"] - r["columns_time_s"]) * 1e3 for scheme, r in layouts.items()}
+display(Markdown(
+    "**The projections' layout, measured.** One token through every projection of a layer, from cold caches: "
+    + "; ".join(f"{bench_ui.SCHEME_LABELS[scheme]} "
+                f"{r['rows_time_s'] * 1e3:.2f} ms in rows, {r['columns_time_s'] * 1e3:.2f} ms column-major "
+                f"({r['weight_bytes'] / 2**20:.1f} MiB at {r['rows_bandwidth'] / 1e9:.0f} → "
+                f"{r['columns_bandwidth'] / 1e9:.0f} GB/s)" for scheme, r in layouts.items())
+    + f". Column-major saves {min(saved_ms.values()):.2f} to {max(saved_ms.values()):.2f} ms a step, the same "
+    f"for a short context as for a long one; both are below the read probe's "
+    f"{m['read_bandwidth'] / 1e9:.0f} GB/s, because a product of one row does too little work per number read "
+    f"to hide the memory's latency on one core."
 ))
 
 # %% [markdown] slideshow={"slide_type": "slide"}

@@ -1279,6 +1279,8 @@ CASES: list[Case] = [
     Case("RopeTable.rotate.positions", rope.RopeTable,
          lambda: rope.RopeTable().rotate(torch.zeros(1, 2, 8), torch.arange(3), torch.ones(4), True), ValueError,
          "positions"),
+    Case("RopeTable.positions.start", rope.RopeTable, lambda: rope.RopeTable().positions(-1, 2), ValueError,
+         "start=-1"),
     Case("matched_d_ff.tolerance", quality.matched_d_ff, lambda: quality.matched_d_ff(tolerance=1.5), ValueError,
          "tolerance"),
     Case("matched_d_ff.schemes", quality.matched_d_ff, lambda: quality.matched_d_ff(("mha", "gqa_window")),

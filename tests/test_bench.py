@@ -4,6 +4,7 @@ asserted (timings vary)."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -127,6 +128,46 @@ def test_transposed_v_gives_the_same_decode_step(scheme):
         torch.testing.assert_close(layer(x, cache).output, layer(x, plain).output, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("scheme", SCHEMES + bench.NEWER_SCHEMES)
+def test_column_major_projections_keep_every_value_and_the_decode_step(scheme):
+    """The benchmark's layers store each projection column-major (W^T's rows contiguous) but MLA's W^UKV, which
+    the absorbed path views per head: the same parameters, values and decode step, in float64, as the layer
+    as built."""
+    device, dtype = torch.device("cpu"), torch.float64
+    torch.manual_seed(0)
+    built = bench.build_layer(scheme, QUICK_SHAPE, device, dtype) if scheme in SCHEMES else \
+        bench.build_newer_layer(scheme, QUICK_SHAPE, device, dtype, SMALL)
+    rows = copy.deepcopy(built)
+    with torch.no_grad():  # back to the usual row-major storage
+        for module in rows.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight = torch.nn.Parameter(module.weight.contiguous())
+    linears = {name: m.weight for name, m in built.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert linears
+    for name, w in linears.items():
+        row_major = name.rsplit(".", 1)[-1] in bench.ROW_MAJOR_PROJECTIONS
+        assert w.stride() == ((w.shape[1], 1) if row_major else (1, w.shape[0])), name
+    assert [n for n, _ in built.named_parameters()] == [n for n, _ in rows.named_parameters()]
+    for (name, a), (_, b) in zip(built.named_parameters(), rows.named_parameters(), strict=True):
+        assert torch.equal(a, b) and a.requires_grad == b.requires_grad, name
+    x = torch.randn(1, 1, QUICK_SHAPE.d_model, dtype=dtype)
+    if scheme in SCHEMES:
+        caches = [filled_cache(scheme, QUICK_SHAPE, 40, device, dtype) for _ in range(2)]
+        for name, t in caches[0].tensors.items():
+            caches[1].tensors[name].copy_(t)
+    else:
+        caches = []
+        for layer in (built, rows):  # the same random entries in both
+            torch.manual_seed(1)
+            caches.append(bench.filled_newer_cache(scheme, layer, 40, device, dtype))
+    if scheme in SCHEMES:
+        decode = bench.decode_call(scheme, built, x, caches[0]), bench.decode_call(scheme, rows, x, caches[1])
+    else:
+        decode = (lambda: built(x, caches[0]).output), (lambda: rows(x, caches[1]).output)
+    with torch.no_grad():
+        torch.testing.assert_close(decode[0](), decode[1](), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_weight_elements_equal_parameter_count(scheme):
     layer = bench.build_layer(scheme, QUICK_SHAPE, torch.device("cpu"), torch.float32)
@@ -201,6 +242,16 @@ def test_quick_main_writes_complete_json(tmp_path, capsys):
     for name in ("step", "index_scores", "topk"):
         assert parts[f"{name}_time_s"] > 0 and len(parts[f"{name}_times_s"]) == report["repeats"]
     assert parts["index_scores_flop_rate"] == pytest.approx(parts["index_scores_flops"] / parts["index_scores_time_s"])
+    layouts = report["projection_layouts"]  # each course scheme's projections, row- against column-major
+    assert [r["scheme"] for r in layouts] == [s for s in SCHEMES if s != "mla_naive"]
+    for r in layouts:
+        scheme_layer = bench.build_layer(r["scheme"], QUICK_SHAPE, torch.device("cpu"), torch.float32)
+        assert r["weight_bytes"] == 4 * sum(m.weight.numel() for name, m in scheme_layer.named_modules()
+                                            if isinstance(m, torch.nn.Linear) and not name.endswith("w_ukv"))
+        for layout in ("rows", "columns"):
+            assert len(r[f"{layout}_times_s"]) == report["repeats"]
+            assert r[f"{layout}_bandwidth"] == pytest.approx(r["weight_bytes"] / r[f"{layout}_time_s"])
+        assert r["ratio_rows_over_columns"] == pytest.approx(r["rows_time_s"] / r["columns_time_s"])
     hf = report["peers"]["hf_deepseek_v3"]
     assert [r["context"] for r in hf] == [64, 128]
     for r in hf:  # Hugging Face against the library's naive and absorbed MLA, same weights, same cache
@@ -240,6 +291,9 @@ def test_quick_main_writes_complete_json(tmp_path, capsys):
     (lambda: bench.check_bench_scheme("sliding"), "scheme='sliding'"),
     (lambda: bench.build_newer_layer("mha", QUICK_SHAPE, torch.device("cpu"), torch.float32), "scheme='mha'"),
     (lambda: bench.NewerSettings(window=0), "window=0"),
+    (lambda: bench.column_major_projections("layer"), "layer must be a torch.nn.Module"),
+    (lambda: bench.bench_projection_layouts(QUICK_SHAPE, torch.device("cpu"), torch.float32, 1, flush_bytes=0),
+     "flush_bytes=0"),
     (lambda: bench.v4_bench_config(QUICK_SHAPE, "sliding"), "layer_type='sliding'"),
     (lambda: bench.newer_step_costs("quest", QUICK_SHAPE, -1, "float32"), "context=-1"),
     (lambda: bench.run_benchmark("cpu", "float32", [64], 1, QUICK_SHAPE, newer={"window": 8}), "newer must be"),
@@ -280,17 +334,18 @@ def test_tables_arrive_as_measured_and_match_the_report():
     tables = []
     report = bench.run_benchmark("cpu", "float32", [40, 48], 1, QUICK_SHAPE, copy_bytes=2**20, gemm_n=64,
                                  hf_peer=False, on_table=tables.append)
-    assert [t.split()[0] for t in tables] == ["device", "Decode", "Decode", "Roofline:", "DSA's", "Attention",
-                                              "Targets", "Run:"]
+    assert [t.split()[0] for t in tables] == ["device", "Decode", "Decode", "Roofline:", "DSA's", "Projections",
+                                              "Attention", "Targets", "Run:"]
     results = report["results"]
     assert tables[0] == bench.format_header(report)
     assert tables[1] == bench.format_decode_table([r for r in results if r["context"] == 40])
     assert tables[2] == bench.format_decode_table([r for r in results if r["context"] == 48])
     assert tables[3] == bench.format_roofline_table(report["machine"], report["roofline"])
     assert tables[4] == bench.format_dsa_parts(report["dsa_parts"])
-    assert tables[5] == bench.format_sdpa_table(report["peers"]["sdpa"])
-    assert tables[6] == bench.format_targets_table(report["targets"])
-    assert tables[7] == bench.format_run(report["run"])
+    assert tables[5] == bench.format_projection_layouts(report["projection_layouts"])
+    assert tables[6] == bench.format_sdpa_table(report["peers"]["sdpa"])
+    assert tables[7] == bench.format_targets_table(report["targets"])
+    assert tables[8] == bench.format_run(report["run"])
     assert "\n".join(tables) == bench.format_report(report)
     hf_target = report["targets"][-1]  # no Hugging Face peer in this run: measured None, met None
     assert hf_target["measured"] is None and hf_target["met"] is None

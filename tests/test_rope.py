@@ -208,6 +208,27 @@ def test_rope_table_equals_rotate_pairs_bit_for_bit(dtype, interleaved, shape):
     assert torch.equal(table.rotate(x, positions, theta, interleaved, amplitude=0.5), expected * 0.5)
 
 
+@pytest.mark.parametrize("interleaved", [True, False])
+def test_rope_table_positions_slice_the_table_and_give_the_same_bits(interleaved, monkeypatch):
+    """Positions made by the table's positions() run start, start + 1, ...: a rotation at them slices rows of
+    the table (no aminmax, no index_select) and equals rotate_pairs bit for bit, for decode steps, a prefill,
+    a jump back and a span past a chunk; the same values in a tensor of one's own take the general path."""
+    theta = 10000.0 ** (-torch.arange(8, dtype=torch.float64) / 8)
+    table, plain = RopeTable(), RopeTable()
+    gen = torch.Generator().manual_seed(1)
+    for start, s in [(0, 5), (5, 1), (6, 1), (1023, 1), (1024, 1), (2, 3), (4000, 1500)]:
+        x = torch.randn(1, s, 2, 16, generator=gen)
+        expected = rotate_pairs(x, (torch.arange(start, start + s).double()[:, None] * theta)[:, None, :], interleaved)
+        positions = table.positions(start, s)
+        assert torch.equal(positions, torch.arange(start, start + s))
+        with monkeypatch.context() as patched:  # the span is read from Python ints and sliced, not gathered
+            patched.setattr(torch.Tensor, "aminmax", lambda *a, **k: pytest.fail("aminmax on a span"))
+            patched.setattr(torch.Tensor, "index_select", lambda *a, **k: pytest.fail("index_select on a span"))
+            got = table.rotate(x, positions, theta, interleaved)
+        assert torch.equal(got, expected), (start, s)
+        assert torch.equal(plain.rotate(x, torch.arange(start, start + s), theta, interleaved), expected)
+
+
 def test_rope_table_reads_decode_steps_from_chunks_that_give_the_same_numbers():
     """Positions one after another (decode steps), a jump back, a span longer than a chunk and no position at
     all: every rotation equals rotate_pairs bit for bit, whichever chunk it was read from."""

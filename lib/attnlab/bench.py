@@ -17,7 +17,9 @@ The default contexts are 1K to 32K tokens (:data:`DEFAULT_CONTEXTS`); ``--quick`
 For each scheme the cache is filled directly with random tensors of the right shape (no token-by-token
 prefill) and its measured size (:attr:`LayerCache.nbytes`) is checked against :func:`cache_bytes`. MHA's V is
 stored transposed, the token axis innermost (:func:`transposed_names`), which its decode step's mix reads
-faster; the SDPA peer below times both layouts for every dense scheme.
+faster; the SDPA peer below times both layouts for every dense scheme. Every scheme's projections are stored
+column-major (:func:`column_major_projections`): one token times W^T then reads W^T row after row, which
+BLAS streams faster than W's rows (:func:`bench_projection_layouts` times both).
 
 The newer schemes (:data:`NEWER_SCHEMES`; :class:`NewerSettings`, derived from the shape by
 :func:`newer_settings`) run in the same interleaved rounds, each against its own cache, filled directly too
@@ -89,7 +91,9 @@ heap's free memory to the system (glibc's ``malloc_trim``), so that one context'
 resident under the next one's peak: the run's peak memory is that of its largest context.
 
 DSA's parts (:func:`bench_dsa_parts`), at the largest context: the whole step beside its index scores and its
-top-k timed alone, each call from cold caches, so the report says where DSA's time goes.
+top-k timed alone, each call from cold caches, so the report says where DSA's time goes. The projection
+layouts (:func:`bench_projection_layouts`): each course scheme's projections for one token with W row-major
+and column-major, the second being how the benchmark's layers store them.
 
 Peers, in the same run: PyTorch's ``scaled_dot_product_attention(..., enable_gqa=True)`` against
 :func:`attnlab.gqa.grouped_attention` for the dense schemes' attention core (and grouped_attention on V stored
@@ -335,10 +339,32 @@ def attainable_flops(intensity: float, bandwidth: float, peak_flops: float) -> f
 
 def build_layer(scheme: str, shape: AttentionShape, device: torch.device, dtype: torch.dtype) -> AttentionLayer:
     """A randomly initialised layer of ``scheme`` on ``device`` in ``dtype`` (eval mode), built by the scheme's
-    record (:mod:`attnlab.schemes`); latent layers rotate RoPE in halves, like Hugging Face's peer."""
+    record (:mod:`attnlab.schemes`); latent layers rotate RoPE in halves, like Hugging Face's peer. Its
+    projections are stored column-major (:func:`column_major_projections`)."""
     record = get_scheme(check_scheme(scheme), "scheme")
     options = {} if record.dense else {"rope_interleaved": False}
-    return record.build_layer(shape, **options).to(device=device, dtype=dtype).eval()
+    return column_major_projections(record.build_layer(shape, **options).to(device=device, dtype=dtype).eval())
+
+
+ROW_MAJOR_PROJECTIONS = ("w_ukv",)
+"""Projections :func:`column_major_projections` leaves row-major: MLA's W^UKV, which the absorbed path reads
+as per-head views (:attr:`~attnlab.mla.MultiHeadLatentAttention.w_uk`, ``w_uv``) of its rows."""
+
+
+def column_major_projections(layer: torch.nn.Module) -> torch.nn.Module:
+    """Store every projection W (out, in) of ``layer`` (its ``nn.Linear`` weights, but those named in
+    :data:`ROW_MAJOR_PROJECTIONS`) column-major: the same matrix, its values unchanged, laid out as W^T (in, out)
+    contiguous, so that ``W.stride() == (1, out)``. A decode step multiplies one token x (1, in) by each W^T;
+    BLAS then adds x_i times row i of W^T, reading W^T from start to end, where with W's rows it runs one dot
+    product per output; on this course's CPU the first order streams the weights about a third faster (the
+    benchmark's layers, every scheme alike, are built this way). Returns ``layer``, changed in place."""
+    check_type("layer", layer, torch.nn.Module, "a torch.nn.Module")
+    with torch.no_grad():
+        for name, module in layer.named_modules():
+            if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in ROW_MAJOR_PROJECTIONS:
+                w = module.weight
+                module.weight = torch.nn.Parameter(w.detach().t().contiguous().t(), requires_grad=w.requires_grad)
+    return layer
 
 
 def transposed_names(scheme: str, shape: AttentionShape) -> tuple[str, ...]:
@@ -494,7 +520,7 @@ def build_newer_layer(scheme: str, shape: AttentionShape, device: torch.device, 
         layer = QuestAttention(config, block_size=newer.block_size, top_blocks=newer.top_blocks)
     else:
         layer = DeepSeekV4Attention(v4_bench_config(shape, _v4_rate(scheme, newer)[0], newer)).use("gather")
-    return layer.to(device=device, dtype=dtype).eval()
+    return column_major_projections(layer.to(device=device, dtype=dtype).eval())
 
 
 def filled_newer_cache(scheme: str, layer: AttentionLayer, context: int, device: torch.device,
@@ -1038,6 +1064,48 @@ def bench_dsa_parts(shape: AttentionShape, context: int, device: torch.device, d
     return out
 
 
+def bench_projection_layouts(shape: AttentionShape, device: torch.device, dtype: torch.dtype, repeats: int,
+                             warmup: int = DEFAULT_WARMUP, flush_bytes: int = 2**27,
+                             before: Callable[[str], None] | None = None) -> list[dict]:
+    """One token x times every projection of each course scheme's layer, y = x W^T for each ``nn.Linear`` weight W
+    that :func:`column_major_projections` stores column-major, in both layouts: "rows" as ``nn.Linear`` makes
+    W (out, in), each output a dot product of x with a row; "columns" as the benchmark's layers hold it, W^T's
+    rows contiguous, the output the sum of x_i times row i of W^T. Both layouts of every scheme run in the same
+    interleaved rounds, each call after a read of ``flush_bytes`` (more than the last-level cache), so it
+    starts from cold caches, as a decode step does among the schemes. naive MLA has absorbed MLA's projections
+    and is left out.
+
+    Returns one entry per scheme: its weight bytes, :func:`timing_summary` for each layout (prefixes "rows_",
+    "columns_"), the weights read per second in each, and ``ratio_rows_over_columns`` (above 1: column-major
+    is faster)."""
+    check_positive_int("flush_bytes", flush_bytes)
+    schemes = [s for s in SCHEMES if s != "mla_naive"]
+    calls, sizes = {}, {}
+    for scheme in schemes:
+        record = get_scheme(scheme, "scheme")
+        layer = record.build_layer(shape).to(device=device, dtype=dtype).eval()
+        rows = [m.weight.detach() for name, m in layer.named_modules()
+                if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in ROW_MAJOR_PROJECTIONS]
+        columns = [w.t().contiguous().t() for w in rows]  # the same (out, in) matrices, strides (1, out)
+        inputs = [torch.randn(1, w.shape[1], device=device, dtype=dtype) for w in rows]
+        sizes[scheme] = sum(w.numel() * w.element_size() for w in rows)
+        for layout, weights in (("rows", rows), ("columns", columns)):
+            pairs = list(zip(inputs, weights, strict=True))
+            calls[f"{scheme}:{layout}"] = (lambda ps: lambda: [F.linear(x, w) for x, w in ps])(pairs)
+    flush = torch.randn(max(1, flush_bytes // dtype_bytes(dtype)), device=device, dtype=dtype)
+    with torch.inference_mode():
+        timings = time_interleaved(calls, device, repeats, warmup, {name: flush.sum for name in calls}, before)
+    out = []
+    for scheme in schemes:
+        entry = {"scheme": scheme, "weight_bytes": sizes[scheme]}
+        for layout in ("rows", "columns"):
+            entry.update(timing_summary(timings[f"{scheme}:{layout}"], prefix=f"{layout}_"))
+            entry[f"{layout}_bandwidth"] = sizes[scheme] / entry[f"{layout}_time_s"]
+        entry["ratio_rows_over_columns"] = entry["rows_time_s"] / entry["columns_time_s"]
+        out.append(entry)
+    return out
+
+
 def bench_sdpa(scheme: str, shape: AttentionShape, context: int, device: torch.device, dtype: torch.dtype,
                repeats: int, warmup: int = DEFAULT_WARMUP, before: Callable[[str], None] | None = None) -> dict:
     """The dense attention core of one decode step: q (1, n_h, 1, d_h) against k, v (1, n_kv, T, d_h),
@@ -1287,8 +1355,8 @@ def run_benchmark(device: torch.device | str = "cpu", dtype: torch.dtype | str =
 def _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes, gemm_n, decode_tokens, hf_peer,
          progress, show, newer) -> dict:
     rounds, hf_rounds = warmup + repeats, warmup + hf_repeats
-    steps = 4 + 3 * rounds + len(contexts) * rounds * (len(SCHEMES) + len(NEWER_SCHEMES) + 3 * len(DENSE_SCHEMES)) + (
-        len(contexts) * hf_rounds * 3 if hf_peer else 0)
+    steps = 4 + 3 * rounds + 2 * (len(SCHEMES) - 1) * rounds + len(contexts) * rounds * (
+        len(SCHEMES) + len(NEWER_SCHEMES) + 3 * len(DENSE_SCHEMES)) + (len(contexts) * hf_rounds * 3 if hf_peer else 0)
     bar = tqdm(total=steps, desc="benchmark", unit="call", disable=not progress, file=sys.stderr, leave=False)
 
     def step(what: str) -> None:
@@ -1343,9 +1411,12 @@ def _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes
     largest = max(contexts)
     dsa_parts = bench_dsa_parts(shape, largest, device, dtype, repeats, warmup, copy_bytes,
                                 before=lambda name: step(f"DSA's parts at {largest:,} tokens"))
+    layouts = bench_projection_layouts(shape, device, dtype, repeats, warmup, copy_bytes,
+                                       before=lambda name: step(f"projection layouts: {name}"))
     lap("decode")
     show(format_roofline_table(machine, roofline))
     show(format_dsa_parts(dsa_parts))
+    show(format_projection_layouts(layouts))
     sdpa = []
     for context in contexts:
         for scheme in DENSE_SCHEMES:
@@ -1384,6 +1455,7 @@ def _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes
         "results": results,
         "roofline": roofline,
         "dsa_parts": dsa_parts,
+        "projection_layouts": layouts,
         "peers": {"sdpa": sdpa, "hf_deepseek_v3": hf},
         "sections_s": sections,
         "notes": ("T = context + 1 keys per decode step; formulas in attnlab.bench's docstring count each byte "
@@ -1488,6 +1560,18 @@ def format_dsa_parts(parts: dict) -> str:
                       format_table(["part", "ms", "of the step", "rate"], rows), ""])
 
 
+def format_projection_layouts(layouts: Sequence[dict]) -> str:
+    """Each course scheme's projections for one token, row-major against column-major
+    (:func:`bench_projection_layouts`)."""
+    rows = [[r["scheme"], f"{r['weight_bytes'] / 2**20:.1f}", f"{r['rows_time_s'] * 1e3:.3f}",
+             f"{r['columns_time_s'] * 1e3:.3f}", f"{r['ratio_rows_over_columns']:.2f}",
+             f"{r['rows_bandwidth'] / 1e9:.1f} -> {r['columns_bandwidth'] / 1e9:.1f}"] for r in layouts]
+    return "\n".join(["Projections of one token, W row-major (nn.Linear) vs column-major (the benchmark's layers), "
+                      "each call from cold caches",
+                      format_table(["scheme", "weights MiB", "rows ms", "columns ms", "rows / columns", "GB/s"], rows),
+                      ""])
+
+
 def format_sdpa_table(sdpa: Sequence[dict]) -> str:
     """The attention core against torch's scaled_dot_product_attention."""
     rows = [[r["scheme"], r["context"], f"{r['grouped_attention_s'] * 1e3:.3f}", f"{r['sdpa_s'] * 1e3:.3f}",
@@ -1544,6 +1628,8 @@ def format_report(report: dict) -> str:
            format_roofline_table(report["machine"], report["roofline"])]
     if "dsa_parts" in report:
         out.append(format_dsa_parts(report["dsa_parts"]))
+    if "projection_layouts" in report:
+        out.append(format_projection_layouts(report["projection_layouts"]))
     out.append(format_sdpa_table(report["peers"]["sdpa"]))
     if report["peers"]["hf_deepseek_v3"]:
         out.append(format_hf_table(report["peers"]["hf_deepseek_v3"]))

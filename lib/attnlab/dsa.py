@@ -325,7 +325,7 @@ class LightningIndexer(nn.Module):
         check_cache(cache, (1, -2), "DSA", "(batch, seq, width)")
         _check_no_window(cache)
         start = 0 if cache is None else cache.seq_len
-        positions = torch.arange(start, start + x.shape[1])
+        positions = self.rope_table.positions(start, x.shape[1])  # rotations slice its rows
         q, k, w = self.queries(q_input, positions), self.keys(x, positions), self.head_weights(x)
         if cache is not None:
             (k,) = cache.update(index_key=k)  # (b, start + s, d^I)
@@ -666,7 +666,7 @@ class DeepSeekSparseAttention(AttentionLayer):
         check_bool("return_weights", return_weights)
         start = 0 if cache is None else cache.seq_len
         b, s, _ = x.shape
-        positions = torch.arange(start, start + s)
+        positions = self.mla.rope_table.positions(start, s)  # the four rotations slice its rows
         q_nope, q_rope = self.mla.queries(x, positions)  # (b, s, h, d_h), (b, s, h, d_h^R)
         c_kv, k_rope = self.mla.latents(x, positions)  # (b, s, d_c), (b, s, d_h^R)
         x_index, q_input = x, self.query_input(x)

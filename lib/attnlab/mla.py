@@ -421,7 +421,7 @@ class MultiHeadLatentAttention(AttentionLayer):
         check_bool("return_weights", return_weights)
         start = 0 if cache is None else cache.seq_len
         b, s, _ = x.shape
-        positions = torch.arange(start, start + s)
+        positions = self.rope_table.positions(start, s)  # both rotations slice its rows
         q_nope, q_rope = self.queries(x, positions)
         c_kv, k_rope = self.latents(x, positions)
         if cache is not None:

@@ -135,6 +135,18 @@ class RopeTable:
     def __init__(self) -> None:
         self._last: tuple | None = None  # the last call's positions and its C, S by pairing
         self._chunks: dict[bool, tuple] = {}  # pairing -> (theta, dtype, device, first position, C, S)
+        self._span: tuple[torch.Tensor, int] | None = None  # the last positions() made, and its first position
+
+    def positions(self, start: int, s: int, device: torch.device | str | None = None) -> torch.Tensor:
+        """``torch.arange(start, start + s)``: the positions of s tokens following ``start`` earlier ones, as a
+        layer's forward call makes them. The table remembers that they run start, start + 1, ..., so rotations
+        at them take rows start.. of its chunk as a slice (a view), without reading the tensor back to find
+        them: a decode step's rotations then launch no gather."""
+        check_non_negative_int("start", start)
+        check_non_negative_int("s", s)
+        positions = torch.arange(start, start + s, device=device)
+        self._span = (positions, start)
+        return positions
 
     def _lookup(self, positions: torch.Tensor, theta: torch.Tensor, dtype: torch.dtype, device: torch.device,
                 interleaved: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,7 +157,9 @@ class RopeTable:
         if positions.numel() == 0:  # no token: nothing to rotate
             empty = torch.empty(0, 1, 2 * theta.shape[0], dtype=dtype, device=device)
             return empty, empty
-        lo, hi = (int(v) for v in positions.aminmax())
+        span = self._span
+        consecutive = span is not None and span[0] is positions  # made by positions(): lo, lo + 1, ..., hi
+        lo, hi = (span[1], span[1] + positions.shape[0] - 1) if consecutive else (int(v) for v in positions.aminmax())
         chunk = self._chunks.get(interleaved)
         if (chunk is None or chunk[0] is not theta or chunk[1] != dtype or chunk[2] != device or lo < chunk[3]
                 or hi >= chunk[3] + chunk[4].shape[0]):
@@ -158,6 +172,8 @@ class RopeTable:
             else:  # (c, c), (-s, s)
                 C, S = torch.cat([cos, cos], dim=-1), torch.cat([-sin, sin], dim=-1)
             chunk = self._chunks[interleaved] = (theta, dtype, device, lo, C[:, None], S[:, None])  # (n, 1, d)
+        if consecutive:  # rows lo - first .. hi - first: a slice of the chunk
+            return chunk[4].narrow(0, lo - chunk[3], hi - lo + 1), chunk[5].narrow(0, lo - chunk[3], hi - lo + 1)
         rows = (positions - chunk[3]).to(device)
         return chunk[4].index_select(0, rows), chunk[5].index_select(0, rows)
 
