@@ -62,7 +62,7 @@ from attnlab.dsa import (
     topk_indices,
 )
 from attnlab.model import DATA_DIR, TinyLM, checkpoint_path, load_checkpoint, save_checkpoint
-from attnlab.train import TrainConfig, _Progress, evaluate, sample_batch, token_ids
+from attnlab.train import TrainConfig, TrainingProgress, evaluate, sample_batch, token_ids
 
 #: Seed of the fixed validation windows that recall and validation loss are measured on (as
 #: :func:`attnlab.train.evaluate` uses).
@@ -333,7 +333,7 @@ def warmup_indexer(model: TinyLM, cfg: DSATrainConfig = DSATrainConfig(),
     params = list(indexer_parameters(model))
     opt = _adamw(params, cfg.warmup_lr, cfg)
     model.train()
-    with _Progress(progress, cfg.warmup_steps, "indexer warm-up", cfg.batch_size * cfg.seq_len) as bar:
+    with TrainingProgress(progress, cfg.warmup_steps, "indexer warm-up", cfg.batch_size * cfg.seq_len) as bar:
         for step in range(cfg.warmup_steps):
             ids = sample_batch(train_data, cfg.batch_size, cfg.seq_len, gen)[:, :-1]  # (b, seq_len)
             loss = warmup_loss(model, ids)  # dense attention; the indexers imitate it
@@ -382,7 +382,7 @@ def train_sparse(model: TinyLM, cfg: DSATrainConfig = DSATrainConfig(),
     rest = [p for p in model.parameters() if id(p) not in indexer_ids]
     opt = _adamw([{"params": rest}, {"params": indexer}], cfg.sparse_lr, cfg)
     model.train()
-    with _Progress(progress, cfg.sparse_steps, "sparse training", cfg.batch_size * cfg.seq_len) as bar:
+    with TrainingProgress(progress, cfg.sparse_steps, "sparse training", cfg.batch_size * cfg.seq_len) as bar:
         for step in range(cfg.sparse_steps):
             lm, kl = sparse_losses(model, sample_batch(train_data, cfg.batch_size, cfg.seq_len, gen))
             opt.zero_grad(set_to_none=True)

@@ -74,13 +74,19 @@ class TrainConfig:
 QUICK = TrainConfig(steps=10, batch_size=4, seq_len=64, warmup=2, eval_every=5, eval_batches=2)
 
 
-class _Progress:
+class TrainingProgress:
     """A tqdm progress bar on stderr for a training loop (nothing at all when not ``enabled``): one tick per
     step, its postfix the mean of each named loss over the last ``window`` steps and the tokens per second
     (``tokens_per_step`` tokens a step over the seconds since the loop started, evaluation included).
-    :meth:`log` writes a line through ``log`` above the bar. A context manager that closes the bar."""
+    :meth:`log` writes a line through ``log`` above the bar. A context manager that closes the bar; the
+    training loops here (:func:`train`, :mod:`attnlab.dsa_training`'s stages) run under one."""
 
     def __init__(self, enabled: bool, total: int, desc: str, tokens_per_step: int, window: int = 20):
+        check_bool("enabled", enabled)
+        check_non_negative_int("total", total)
+        check_type("desc", desc, str, "a str")
+        check_positive_int("tokens_per_step", tokens_per_step)
+        check_positive_int("window", window)
         self.bar = None
         if enabled:
             from tqdm import tqdm  # only when asked: the library's silent default needs no tqdm
@@ -110,7 +116,7 @@ class _Progress:
         with self.bar.external_write_mode():
             log(line)
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> TrainingProgress:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -182,7 +188,7 @@ def train(model_config: TinyLMConfig, cfg: TrainConfig = TrainConfig(), log=prin
     history = {"step": [], "train_loss": [], "val_loss": []}
     start, running = time.perf_counter(), []
     model.train()
-    with _Progress(progress, cfg.steps, f"train {model.config.attention}", cfg.batch_size * cfg.seq_len) as bar:
+    with TrainingProgress(progress, cfg.steps, f"train {model.config.attention}", cfg.batch_size * cfg.seq_len) as bar:
         for step in range(cfg.steps):
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg)
