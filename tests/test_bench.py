@@ -243,7 +243,7 @@ def test_quick_main_writes_complete_json(tmp_path, capsys):
         assert parts[f"{name}_time_s"] > 0 and len(parts[f"{name}_times_s"]) == report["repeats"]
     assert parts["index_scores_flop_rate"] == pytest.approx(parts["index_scores_flops"] / parts["index_scores_time_s"])
     layouts = report["projection_layouts"]  # each course scheme's projections, row- against column-major
-    assert [r["scheme"] for r in layouts] == [s for s in SCHEMES if s != "mla_naive"]
+    assert [r["scheme"] for r in layouts] == [s for s in SCHEMES if s != "mla_naive"] == list(bench.LAYOUT_SCHEMES)
     for r in layouts:
         scheme_layer = bench.build_layer(r["scheme"], QUICK_SHAPE, torch.device("cpu"), torch.float32)
         assert r["weight_bytes"] == 4 * sum(m.weight.numel() for name, m in scheme_layer.named_modules()

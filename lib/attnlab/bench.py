@@ -351,19 +351,24 @@ ROW_MAJOR_PROJECTIONS = ("w_ukv",)
 as per-head views (:attr:`~attnlab.mla.MultiHeadLatentAttention.w_uk`, ``w_uv``) of its rows."""
 
 
+def _projections(layer: torch.nn.Module) -> list[torch.nn.Linear]:
+    """The ``nn.Linear`` modules of ``layer`` that :func:`column_major_projections` stores column-major."""
+    return [module for name, module in layer.named_modules()
+            if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in ROW_MAJOR_PROJECTIONS]
+
+
 def column_major_projections(layer: torch.nn.Module) -> torch.nn.Module:
     """Store every projection W (out, in) of ``layer`` (its ``nn.Linear`` weights, but those named in
     :data:`ROW_MAJOR_PROJECTIONS`) column-major: the same matrix, its values unchanged, laid out as W^T (in, out)
     contiguous, so that ``W.stride() == (1, out)``. A decode step multiplies one token x (1, in) by each W^T;
     BLAS then adds x_i times row i of W^T, reading W^T from start to end, where with W's rows it runs one dot
-    product per output; on this course's CPU the first order streams the weights about a third faster (the
-    benchmark's layers, every scheme alike, are built this way). Returns ``layer``, changed in place."""
+    product per output; :func:`bench_projection_layouts` measures what the first order gains (the benchmark's
+    layers, every scheme alike, are built this way). Returns ``layer``, changed in place."""
     check_type("layer", layer, torch.nn.Module, "a torch.nn.Module")
     with torch.no_grad():
-        for name, module in layer.named_modules():
-            if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in ROW_MAJOR_PROJECTIONS:
-                w = module.weight
-                module.weight = torch.nn.Parameter(w.detach().t().contiguous().t(), requires_grad=w.requires_grad)
+        for module in _projections(layer):
+            w = module.weight
+            module.weight = torch.nn.Parameter(w.detach().t().contiguous().t(), requires_grad=w.requires_grad)
     return layer
 
 
@@ -1064,6 +1069,11 @@ def bench_dsa_parts(shape: AttentionShape, context: int, device: torch.device, d
     return out
 
 
+#: The schemes :func:`bench_projection_layouts` times: every course scheme but naive MLA, whose projections are
+#: absorbed MLA's.
+LAYOUT_SCHEMES: tuple[str, ...] = tuple(s for s in SCHEMES if s != "mla_naive")
+
+
 def bench_projection_layouts(shape: AttentionShape, device: torch.device, dtype: torch.dtype, repeats: int,
                              warmup: int = DEFAULT_WARMUP, flush_bytes: int = 2**27,
                              before: Callable[[str], None] | None = None) -> list[dict]:
@@ -1072,21 +1082,16 @@ def bench_projection_layouts(shape: AttentionShape, device: torch.device, dtype:
     W (out, in), each output a dot product of x with a row; "columns" as the benchmark's layers hold it, W^T's
     rows contiguous, the output the sum of x_i times row i of W^T. Both layouts of every scheme run in the same
     interleaved rounds, each call after a read of ``flush_bytes`` (more than the last-level cache), so it
-    starts from cold caches, as a decode step does among the schemes. naive MLA has absorbed MLA's projections
-    and is left out.
+    starts from cold caches, as a decode step does among the schemes. The schemes are :data:`LAYOUT_SCHEMES`.
 
     Returns one entry per scheme: its weight bytes, :func:`timing_summary` for each layout (prefixes "rows_",
     "columns_"), the weights read per second in each, and ``ratio_rows_over_columns`` (above 1: column-major
     is faster)."""
     check_positive_int("flush_bytes", flush_bytes)
-    schemes = [s for s in SCHEMES if s != "mla_naive"]
     calls, sizes = {}, {}
-    for scheme in schemes:
-        record = get_scheme(scheme, "scheme")
-        layer = record.build_layer(shape).to(device=device, dtype=dtype).eval()
-        rows = [m.weight.detach() for name, m in layer.named_modules()
-                if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in ROW_MAJOR_PROJECTIONS]
-        columns = [w.t().contiguous().t() for w in rows]  # the same (out, in) matrices, strides (1, out)
+    for scheme in LAYOUT_SCHEMES:
+        columns = [m.weight.detach() for m in _projections(build_layer(scheme, shape, device, dtype))]
+        rows = [w.contiguous() for w in columns]  # the same (out, in) matrices, strides (in, 1)
         inputs = [torch.randn(1, w.shape[1], device=device, dtype=dtype) for w in rows]
         sizes[scheme] = sum(w.numel() * w.element_size() for w in rows)
         for layout, weights in (("rows", rows), ("columns", columns)):
@@ -1096,7 +1101,7 @@ def bench_projection_layouts(shape: AttentionShape, device: torch.device, dtype:
     with torch.inference_mode():
         timings = time_interleaved(calls, device, repeats, warmup, {name: flush.sum for name in calls}, before)
     out = []
-    for scheme in schemes:
+    for scheme in LAYOUT_SCHEMES:
         entry = {"scheme": scheme, "weight_bytes": sizes[scheme]}
         for layout in ("rows", "columns"):
             entry.update(timing_summary(timings[f"{scheme}:{layout}"], prefix=f"{layout}_"))
@@ -1355,7 +1360,7 @@ def run_benchmark(device: torch.device | str = "cpu", dtype: torch.dtype | str =
 def _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes, gemm_n, decode_tokens, hf_peer,
          progress, show, newer) -> dict:
     rounds, hf_rounds = warmup + repeats, warmup + hf_repeats
-    steps = 4 + 3 * rounds + 2 * (len(SCHEMES) - 1) * rounds + len(contexts) * rounds * (
+    steps = 4 + 3 * rounds + 2 * len(LAYOUT_SCHEMES) * rounds + len(contexts) * rounds * (
         len(SCHEMES) + len(NEWER_SCHEMES) + 3 * len(DENSE_SCHEMES)) + (len(contexts) * hf_rounds * 3 if hf_peer else 0)
     bar = tqdm(total=steps, desc="benchmark", unit="call", disable=not progress, file=sys.stderr, leave=False)
 
