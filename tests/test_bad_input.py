@@ -995,6 +995,12 @@ CASES: list[Case] = [
     # chapter 18's costs
     Case("HybridModel.full_layers beyond n_layers", costs.HybridModel,
          lambda: dataclasses.replace(costs.QWEN3_NEXT, full_layers=(3, 48)), ValueError, "full_layers"),
+    Case("HybridModel.linear_key_heads must divide linear_heads", costs.HybridModel,
+         lambda: dataclasses.replace(costs.QWEN3_NEXT, linear_key_heads=12), ValueError, "linear_key_heads"),
+    Case("linear_conv_channels.key_heads", costs.linear_conv_channels,
+         lambda: costs.linear_conv_channels(32, 128, 128, key_heads=0), ValueError, "key_heads"),
+    Case("hybrid_shape.model", sizing.hybrid_shape, lambda: sizing.hybrid_shape("qwen3-next-80b-a3b"),
+         TypeError, "model"),
     Case("linear_weight_elements.n_heads", costs.linear_weight_elements,
          lambda: costs.linear_weight_elements(64, 0, 16, 16), ValueError, "n_heads"),
     Case("linear_layer_decode_flops.conv_size", costs.linear_layer_decode_flops,

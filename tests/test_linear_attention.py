@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnlab import costs, recall
+from attnlab import costs, recall, sizing
 from attnlab.linear_attention import (
     RULES,
     LinearAttention,
@@ -249,6 +249,20 @@ def test_published_hybrids():
     kimi_parts = costs.hybrid_cache_bytes("kimi-linear-48b-a3b", L)
     assert kimi_parts["full"] == 7 * L * 576 * 2
     assert costs.hybrid_cache_bytes(qwen, L, full_layers=())["full"] == 0
+
+
+@pytest.mark.parametrize("key", sorted(costs.HYBRID_MODELS))
+def test_catalogue_and_hybrid_formula_agree(key):
+    """sizing.MODELS takes a published hybrid's layers from its costs.HybridModel; its per-layer accounting
+    (layer_cache_bytes: linear layers hold linear_state_elements, full ones grow) must then give the total that
+    costs.hybrid_cache_bytes gives, with every number in one dtype, at any length."""
+    record, spec = costs.HYBRID_MODELS[key], sizing.MODELS[key]
+    assert tuple(i for i, kind in enumerate(spec.layer_types) if kind == "full") == record.full_layers
+    assert (spec.name, spec.max_context) == (record.name, record.max_context)
+    for length in (1, 4096, 131_072):
+        for dtype in (torch.bfloat16, torch.float32):
+            parts = costs.hybrid_cache_bytes(record, length, cache_dtype=dtype, state_dtype=dtype)
+            assert sizing.kv_cache_bytes(spec, length, dtype=dtype) == parts["total"]
 
 
 def test_crossover():

@@ -469,7 +469,7 @@ def test_hybrid_cache_bytes_are_the_fixed_states_plus_the_full_layers_kv(dtype):
     per_token = 2 * c.n_kv_heads * (c.d_model // c.n_heads) * size  # one full GQA layer
     tiny = costs.HybridModel(name="tiny_gqa_hybrid", n_layers=c.n_layers, full_layers=(3,), full_kind="gqa",
                              n_kv_heads=c.n_kv_heads, head_dim=c.d_model // c.n_heads, linear_kind="gated_deltanet",
-                             linear_heads=lin.n_heads, d_k=lin.head_dim, d_v=lin.d_v, conv_channels=lin.conv_channels,
+                             linear_heads=lin.n_heads, linear_key_heads=lin.n_heads, d_k=lin.head_dim, d_v=lin.d_v,
                              conv_kernel=lin.conv_size, max_context=c.max_seq_len, source="tiny_config('gqa_hybrid')")
     batch, cache = 2, model.new_cache()
     ids = torch.randint(0, c.vocab_size, (batch, 100))

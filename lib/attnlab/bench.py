@@ -150,6 +150,7 @@ from attnlab.costs import (
     decode_bytes_read,
     decode_flops,
     indexer_macs_per_cached_token,
+    linear_conv_channels,
     linear_decode_bytes,
     linear_layer_decode_flops,
     linear_state_bytes,
@@ -635,8 +636,9 @@ def newer_cache_bytes(scheme: str, shape: AttentionShape, context: int, dtype: t
         return windowed_cache_bytes("gqa", shape, context, dtype, [newer.window], newer.n_sinks)
     if scheme == "gated_deltanet":
         d_k, d_v = shape.head_dim, shape.v_head_dim
-        return linear_state_bytes(shape.n_heads, d_k, d_v, dtype, conv_channels=shape.n_heads * (2 * d_k + d_v),
-                                  conv_kernel=newer.conv_size, conv_dtype=dtype)
+        conv = linear_conv_channels(shape.n_heads, d_k, d_v)
+        return linear_state_bytes(shape.n_heads, d_k, d_v, dtype, conv_channels=conv, conv_kernel=newer.conv_size,
+                                  conv_dtype=dtype)
     if scheme == "quest":
         return block_sparse_cache_bytes("gqa", shape, context, dtype, newer.block_size)
     layer_type, rate = _v4_rate(scheme, newer)

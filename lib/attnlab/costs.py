@@ -1334,8 +1334,10 @@ class HybridModel:
     ``full_layers``: 0-based indices of the full-attention layers (every other layer is linear);
     ``full_kind``: "gqa" (2 x ``n_kv_heads`` x ``head_dim`` numbers per token) or "mla" (``kv_lora_rank`` +
     ``rope_head_dim`` per token); the linear layers: ``linear_kind`` ("gated_deltanet" or "kda"),
-    ``linear_heads`` value heads, each with a ``d_k`` x ``d_v`` state, a convolution of ``conv_kernel`` taps
-    over ``conv_channels`` channels."""
+    ``linear_heads`` value heads H_v, each with a ``d_k`` x ``d_v`` state, ``linear_key_heads`` key heads H_k
+    (H_v a multiple), a convolution of ``conv_kernel`` taps over q, k and v (:attr:`conv_channels`).
+    :data:`attnlab.sizing.MODELS` takes a published hybrid's layers from its record here
+    (:func:`attnlab.sizing.hybrid_shape`)."""
 
     name: str
     n_layers: int
@@ -1343,9 +1345,9 @@ class HybridModel:
     full_kind: str
     linear_kind: str
     linear_heads: int
+    linear_key_heads: int
     d_k: int
     d_v: int
-    conv_channels: int
     conv_kernel: int
     max_context: int
     source: str
@@ -1355,8 +1357,9 @@ class HybridModel:
     rope_head_dim: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("n_layers", "linear_heads", "d_k", "d_v", "conv_channels", "conv_kernel", "max_context"):
+        for name in ("n_layers", "linear_heads", "linear_key_heads", "d_k", "d_v", "conv_kernel", "max_context"):
             check_positive_int(name, getattr(self, name))
+        check_divisible("linear_heads", self.linear_heads, "linear_key_heads", self.linear_key_heads)
         if not isinstance(self.full_kind, str) or self.full_kind not in ("gqa", "mla"):
             raise ValueError(f"full_kind={self.full_kind!r} must be 'gqa' or 'mla'")
         if not isinstance(self.linear_kind, str) or self.linear_kind not in ("gated_deltanet", "kda"):
@@ -1373,6 +1376,11 @@ class HybridModel:
         else:
             check_positive_int("kv_lora_rank", self.kv_lora_rank)
             check_non_negative_int("rope_head_dim", self.rope_head_dim)
+
+    @property
+    def conv_channels(self) -> int:
+        """Channels of the linear layers' short convolution: :func:`linear_conv_channels`."""
+        return linear_conv_channels(self.linear_heads, self.d_k, self.d_v, self.linear_key_heads)
 
     @property
     def n_full(self) -> int:
@@ -1397,7 +1405,7 @@ class HybridModel:
 #: 2 x 16 x 128 + 32 x 128 = 8192, linear_conv_kernel_dim 4; max_position_embeddings 262,144.
 QWEN3_NEXT = HybridModel(name="Qwen3-Next-80B-A3B", n_layers=48, full_layers=tuple(range(3, 48, 4)),
                          full_kind="gqa", n_kv_heads=2, head_dim=256, linear_kind="gated_deltanet", linear_heads=32,
-                         d_k=128, d_v=128, conv_channels=2 * 16 * 128 + 32 * 128, conv_kernel=4,
+                         linear_key_heads=16, d_k=128, d_v=128, conv_kernel=4,
                          max_context=262_144,
                          source="Qwen/Qwen3-Next-80B-A3B-Instruct config.json (full_attention_interval 4, "
                                 "linear_num_value_heads 32, linear_key_head_dim 128, ...)")
@@ -1407,7 +1415,7 @@ QWEN3_NEXT = HybridModel(name="Qwen3-Next-80B-A3B", n_layers=48, full_layers=tup
 #: convolution of kernel 4 over q, k and v: 3 x 32 x 128 = 12,288 channels; model_max_length 1,048,576.
 KIMI_LINEAR = HybridModel(name="Kimi-Linear-48B-A3B", n_layers=27, full_layers=(3, 7, 11, 15, 19, 23, 26),
                           full_kind="mla", kv_lora_rank=512, rope_head_dim=64, linear_kind="kda", linear_heads=32,
-                          d_k=128, d_v=128, conv_channels=3 * 32 * 128, conv_kernel=4, max_context=1_048_576,
+                          linear_key_heads=32, d_k=128, d_v=128, conv_kernel=4, max_context=1_048_576,
                           source="moonshotai/Kimi-Linear-48B-A3B-Instruct config.json (linear_attn_config: "
                                  "full_attn_layers, kda_layers, num_heads 32, head_dim 128, short_conv_kernel_size 4)")
 HYBRID_MODELS: dict[str, HybridModel] = {"qwen3-next-80b-a3b": QWEN3_NEXT, "kimi-linear-48b-a3b": KIMI_LINEAR}
@@ -1420,6 +1428,20 @@ def _hybrid_model(model: object) -> HybridModel:
         return model
     error = ValueError if isinstance(model, str) else ArgumentTypeError
     raise error(f"model={model!r} must be a HybridModel or one of {sorted(HYBRID_MODELS)}")
+
+
+def linear_conv_channels(value_heads: int, d_k: int, d_v: int, key_heads: int | None = None) -> int:
+    """Channels C of a linear-attention layer's short causal convolution, which runs over its q, k and v:
+
+        C = 2 H_k d_k + H_v d_v
+
+    with H_v = ``value_heads`` and H_k = ``key_heads`` (None: H_v, the course's layers). Qwen3-Next (16 key and
+    32 value heads of 128): 8,192; Kimi Linear's KDA (32 and 32): 12,288."""
+    check_positive_int("value_heads", value_heads)
+    check_positive_int("d_k", d_k)
+    check_positive_int("d_v", d_v)
+    key_heads = value_heads if key_heads is None else check_positive_int("key_heads", key_heads)
+    return 2 * key_heads * d_k + value_heads * d_v
 
 
 def linear_state_bytes(n_heads: int, d_k: int, d_v: int, state_dtype: torch.dtype | str = torch.float32, *,
@@ -1507,7 +1529,7 @@ def linear_weight_elements(d_model: int, n_heads: int, d_k: int, d_v: int, conv_
     for name, value in (("d_model", d_model), ("n_heads", n_heads), ("d_k", d_k), ("d_v", d_v)):
         check_positive_int(name, value)
     check_non_negative_int("conv_size", conv_size)
-    channels = n_heads * (2 * d_k + d_v)
+    channels = linear_conv_channels(n_heads, d_k, d_v)
     return d_model * channels + n_heads * d_v * d_model + channels * conv_size + 2 * d_model * n_heads + 2 * n_heads
 
 
@@ -1522,7 +1544,7 @@ def linear_layer_decode_flops(d_model: int, n_heads: int, d_k: int, d_v: int, co
     for name, value in (("d_model", d_model), ("n_heads", n_heads), ("d_k", d_k), ("d_v", d_v)):
         check_positive_int(name, value)
     check_non_negative_int("conv_size", conv_size)
-    channels = n_heads * (2 * d_k + d_v)
+    channels = linear_conv_channels(n_heads, d_k, d_v)
     projections = d_model * channels + n_heads * d_v * d_model + 2 * d_model * n_heads
     return 2 * projections + 2 * channels * conv_size + linear_decode_flops(n_heads, d_k, d_v)
 
@@ -1535,6 +1557,7 @@ def linear_decode_bytes(d_model: int, n_heads: int, d_k: int, d_v: int, dtype: t
     K - 1 convolution inputs in ``dtype``). The step replaces both: S_t = alpha_t (I - beta_t k_t k_t^T) S_{t-1}
     + beta_t k_t v_t^T touches every number of S, and the convolution's window moves by one input."""
     state = linear_state_bytes(n_heads, d_k, d_v, dtype if state_dtype is None else state_dtype,
-                               conv_channels=n_heads * (2 * d_k + d_v), conv_kernel=conv_size, conv_dtype=dtype)
+                               conv_channels=linear_conv_channels(n_heads, d_k, d_v), conv_kernel=conv_size,
+                               conv_dtype=dtype)
     weights = linear_weight_elements(d_model, n_heads, d_k, d_v, conv_size) * _element_bytes(dtype)
     return {"read": weights + state, "written": state}

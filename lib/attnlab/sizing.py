@@ -81,10 +81,14 @@ from attnlab.costs import (  # noqa: F401 (DTYPES_BY_NAME: re-exported)
     DEEPSEEK_V4_FLASH,
     DEEPSEEK_V4_PRO,
     DTYPES_BY_NAME,
+    KIMI_LINEAR,
+    QWEN3_NEXT,
     V4_RATIO_TYPES,
     AttentionShape,
+    HybridModel,
     V4Model,
     get_dtype,
+    linear_conv_channels,
 )
 from attnlab.devices import dtype_bytes
 from attnlab.schemes import TABLE1_SCHEMES, get_scheme
@@ -125,6 +129,20 @@ def v4_layer_types(v4: V4Model) -> tuple[str, ...]:
     "v4-sliding", 4 -> "csa", 128 -> "hca" (Hugging Face ``_COMPRESS_RATIO_TO_LAYER_TYPE``)."""
     check_type("v4", v4, V4Model)
     return tuple(V4_LAYER_TYPES[V4_RATIO_TYPES[r]] for r in v4.compress_ratios)
+
+
+def hybrid_shape(model: HybridModel) -> dict[str, object]:
+    """The :class:`ModelSpec` fields of a published linear/full hybrid, read from its
+    :class:`~attnlab.costs.HybridModel` (the one record of its layers): name, n_layers, layer_types ("full" at
+    ``full_layers``, "linear" elsewhere), the linear layers' heads, widths and convolution, max_context, and the
+    full layers' cached widths (GQA: n_kv_heads, head_dim; MLA: kv_lora_rank, qk_rope_head_dim)."""
+    m = check_type("model", model, HybridModel, "a costs.HybridModel (costs.QWEN3_NEXT, costs.KIMI_LINEAR)")
+    full = ({"n_kv_heads": m.n_kv_heads, "head_dim": m.head_dim} if m.full_kind == "gqa"
+            else {"kv_lora_rank": m.kv_lora_rank, "qk_rope_head_dim": m.rope_head_dim})
+    return {"name": m.name, "n_layers": m.n_layers, "max_context": m.max_context,
+            "layer_types": tuple("full" if i in m.full_layers else "linear" for i in range(m.n_layers)),
+            "linear_key_heads": m.linear_key_heads, "linear_key_dim": m.d_k, "linear_value_heads": m.linear_heads,
+            "linear_value_dim": m.d_v, "linear_conv_kernel": m.conv_kernel, **full}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -463,29 +481,21 @@ MODELS: dict[str, ModelSpec] = {
         "gpt-oss-20b", "https://huggingface.co/openai/gpt-oss-20b/blob/main/config.json",
         n_layers=24, n_heads=64, n_kv_heads=8, head_dim=64, attention="gqa", hidden_size=2880,
         n_params=20_900_000_000, max_context=131_072, layer_types=_alternating(24, every=2), sliding_window=128),
-    # https://huggingface.co/Qwen/Qwen3-Next-80B-A3B-Instruct/blob/main/config.json: num_hidden_layers 48,
-    # full_attention_interval 4 (no layer_types: layer i is full attention iff (i + 1) % 4 == 0, 12 of 48, the
-    # other 36 Gated DeltaNet), num_attention_heads 16, num_key_value_heads 2, head_dim 256, hidden_size 2048,
-    # linear_num_key_heads 16, linear_key_head_dim 128, linear_num_value_heads 32, linear_value_head_dim 128,
-    # linear_conv_kernel_dim 4, max_position_embeddings 262144; 80B parameters (3B active), model card.
-    "qwen3-next-80b-a3b": _spec(
-        "Qwen3-Next-80B-A3B", "https://huggingface.co/Qwen/Qwen3-Next-80B-A3B-Instruct/blob/main/config.json",
-        n_layers=48, n_heads=16, n_kv_heads=2, head_dim=256, attention="gqa", hidden_size=2048,
-        n_params=80_000_000_000, max_context=262_144,
-        layer_types=_alternating(48, every=4, other="linear"),
-        linear_key_heads=16, linear_key_dim=128, linear_value_heads=32, linear_value_dim=128, linear_conv_kernel=4),
-    # https://huggingface.co/moonshotai/Kimi-Linear-48B-A3B-Instruct/blob/main/config.json: num_hidden_layers 27,
-    # linear_attn_config full_attn_layers [4, 8, 12, 16, 20, 24, 27] (1-based: layers 3, 7, ..., 23, 26 here are
-    # MLA, the other 20 KDA), num_heads 32, head_dim 128, short_conv_kernel_size 4; MLA with
-    # num_attention_heads 32, kv_lora_rank 512, qk_rope_head_dim 64 (a slot kept though its MLA uses no RoPE),
-    # v_head_dim 128, q_lora_rank null, hidden_size 2304, max_position_embeddings 1048576; 48B parameters
-    # (3B active), model card (Kimi Linear report, arXiv 2510.26692).
-    "kimi-linear-48b-a3b": _spec(
-        "Kimi-Linear-48B-A3B", "https://huggingface.co/moonshotai/Kimi-Linear-48B-A3B-Instruct/blob/main/config.json",
-        n_layers=27, n_heads=32, n_kv_heads=32, head_dim=128, attention="mla", hidden_size=2304,
-        kv_lora_rank=512, qk_rope_head_dim=64, n_params=48_000_000_000, max_context=1_048_576,
-        layer_types=tuple("full" if i + 1 in (4, 8, 12, 16, 20, 24, 27) else "linear" for i in range(27)),
-        linear_key_heads=32, linear_key_dim=128, linear_value_heads=32, linear_value_dim=128, linear_conv_kernel=4),
+    # https://huggingface.co/Qwen/Qwen3-Next-80B-A3B-Instruct/blob/main/config.json: num_attention_heads 16,
+    # hidden_size 2048; 80B parameters (3B active), model card. Its layers (full_attention_interval 4: 12 GQA
+    # layers of 2 K/V heads of 256, 36 Gated DeltaNet), linear widths and context: costs.QWEN3_NEXT.
+    "qwen3-next-80b-a3b": ModelSpec(
+        source="https://huggingface.co/Qwen/Qwen3-Next-80B-A3B-Instruct/blob/main/config.json",
+        n_heads=16, attention="gqa", hidden_size=2048, n_params=80_000_000_000, **hybrid_shape(QWEN3_NEXT)),
+    # https://huggingface.co/moonshotai/Kimi-Linear-48B-A3B-Instruct/blob/main/config.json: MLA with
+    # num_attention_heads 32, v_head_dim 128, q_lora_rank null, hidden_size 2304; 48B parameters (3B active),
+    # model card (Kimi Linear report, arXiv 2510.26692). Its layers (7 MLA, 20 KDA), the MLA cache widths
+    # (kv_lora_rank 512, qk_rope_head_dim 64: a slot kept though its MLA uses no RoPE) and context:
+    # costs.KIMI_LINEAR.
+    "kimi-linear-48b-a3b": ModelSpec(
+        source="https://huggingface.co/moonshotai/Kimi-Linear-48B-A3B-Instruct/blob/main/config.json",
+        n_heads=32, n_kv_heads=32, head_dim=128, attention="mla", hidden_size=2304, n_params=48_000_000_000,
+        **hybrid_shape(KIMI_LINEAR)),
     # https://huggingface.co/deepseek-ai/DeepSeek-V4-Pro/blob/main/config.json: num_hidden_layers 61,
     # compress_ratios [128, 128] + [4, 128] x 29 + [4] (+ the MTP layer's), num_attention_heads 128, one K = V
     # head of head_dim 512 (qk_rope_head_dim 64), sliding_window 128, hidden_size 7168, q_lora_rank 1536,
@@ -734,7 +744,8 @@ def linear_state_elements(model: ModelSpec | str) -> dict[str, int]:
     spec = get_model(model)
     if "linear" not in spec.layer_types:
         return {}
-    conv_dim = 2 * spec.linear_key_heads * spec.linear_key_dim + spec.linear_value_heads * spec.linear_value_dim
+    conv_dim = linear_conv_channels(spec.linear_value_heads, spec.linear_key_dim, spec.linear_value_dim,
+                                    spec.linear_key_heads)
     return {"recurrent": spec.linear_value_heads * spec.linear_key_dim * spec.linear_value_dim,
             "conv": conv_dim * max(spec.linear_conv_kernel - 1, 0)}
 
@@ -744,7 +755,8 @@ def _state_bytes(spec: ModelSpec, dtype: torch.dtype) -> int:
     (chapter 18 calls it with Hugging Face's float32 state instead); 0 without linear layers."""
     if "linear" not in spec.layer_types:
         return 0
-    conv_dim = 2 * spec.linear_key_heads * spec.linear_key_dim + spec.linear_value_heads * spec.linear_value_dim
+    conv_dim = linear_conv_channels(spec.linear_value_heads, spec.linear_key_dim, spec.linear_value_dim,
+                                    spec.linear_key_heads)
     return costs.linear_state_bytes(spec.linear_value_heads, spec.linear_key_dim, spec.linear_value_dim, dtype,
                                     conv_channels=conv_dim, conv_kernel=spec.linear_conv_kernel, conv_dtype=dtype)
 
@@ -1061,7 +1073,8 @@ def kv_formula(model: ModelSpec | str, scheme: str | None = None, n_kv_heads: in
     for i, kind in enumerate(spec.layer_types):
         if kind == "linear":
             state = linear_state_elements(spec)
-            conv = 2 * spec.linear_key_heads * spec.linear_key_dim + spec.linear_value_heads * spec.linear_value_dim
+            conv = linear_conv_channels(spec.linear_value_heads, spec.linear_key_dim, spec.linear_value_dim,
+                                        spec.linear_key_heads)
             formulas.setdefault(kind, f"state H_v d_k d_v + (2 H_k d_k + H_v d_v)(K - 1) = {spec.linear_value_heads} "
                                 f"× {spec.linear_key_dim} × {spec.linear_value_dim} + {conv:,} × "
                                 f"{max(spec.linear_conv_kernel - 1, 0)} = {sum(state.values()):,} per sequence")
