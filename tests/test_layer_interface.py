@@ -18,12 +18,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from attnlab import bench
 from attnlab.attention import AttentionLayer, AttentionOutput, causal_mask
 from attnlab.dsa import DeepSeekSparseAttention, IndexSelection, indexer_config_for
 from attnlab.gqa import AttentionConfig, GroupedQueryAttention, repeat_kv
 from attnlab.kv_cache import ConcatCache, KVCache, LayerCache
 from attnlab.mla import MLAConfig, MultiHeadLatentAttention
 from attnlab.model import ATTENTION_KINDS, TinyLM, TinyLMConfig
+from attnlab.window import SharedKVAttention
 
 F64 = torch.float64
 SETTINGS = settings(max_examples=30, deadline=None)
@@ -100,6 +102,41 @@ def test_every_layer_has_the_same_forward_and_output(kind):
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 2, 5))
     with pytest.raises(AttributeError):
         out.output = x  # a frozen record
+
+
+def every_layer() -> dict[str, AttentionLayer]:
+    """One float64 layer of every scheme the course builds (the benchmark's small shape), and a shared-KV layer
+    reading a windowed one."""
+    shape, cpu = bench.QUICK_SHAPE, torch.device("cpu")
+    out = {s: bench.build_layer(s, shape, cpu, F64) for s in bench.SCHEMES}
+    out.update({s: bench.build_newer_layer(s, shape, cpu, F64) for s in bench.NEWER_SCHEMES})
+    source = out["gqa_window"]
+    out["shared_kv"] = SharedKVAttention(source.config, source, source.window).to(F64)
+    return out
+
+
+def _subclasses(cls: type) -> set[type]:
+    return {sub for direct in cls.__subclasses__() for sub in {direct} | _subclasses(direct)}
+
+
+def test_every_layer_class_is_checked_below():
+    covered = {type(layer) for layer in every_layer().values()}
+    missing = {cls.__qualname__ for cls in _subclasses(AttentionLayer)
+               if cls.__module__.startswith("attnlab.")} - {cls.__qualname__ for cls in covered}
+    assert not missing, f"add these layers to every_layer(): {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", [*bench.SCHEMES, *bench.NEWER_SCHEMES, "shared_kv"])
+def test_every_layer_refuses_bad_hidden_states_before_torch(name):
+    """The same four rules, the same words, for every layer: x is (batch, seq, d_model), of the layer's width
+    and dtype, with at least one token; each a ValueError raised before any projection runs."""
+    layer = every_layer()[name]
+    d = bench.QUICK_SHAPE.d_model
+    x = torch.randn(1, 3, d, dtype=F64)
+    for bad, message in ((x[0], "x must have 3 dims"), (x[..., :d - 1], f"d_model={d - 1}"),
+                         (x.float(), "dtype mismatch"), (x[:, :0], "seq=0")):
+        with pytest.raises(ValueError, match=message):
+            layer(bad)
 
 
 @pytest.mark.parametrize(("kind", "implementations"), [

@@ -548,15 +548,7 @@ def test_config_normalises_defaults():
 
 def test_forward_rejects_bad_input():
     layer = make_layer(small_config(), seed=15)
-    x = torch.randn(1, 3, 12, dtype=F64)
-    with pytest.raises(ValueError, match="x must have 3 dims"):
-        layer(x[0])
-    with pytest.raises(ValueError, match="d_model=11"):
-        layer(x[..., :11])
-    with pytest.raises(ValueError, match="dtype mismatch"):
-        layer(x.float())
-    with pytest.raises(ValueError, match="seq=0"):
-        layer(x[:, :0])
+    x = torch.randn(1, 3, 12, dtype=F64)  # bad hidden states: test_layer_interface, for every layer
     with pytest.raises(ValueError, match="implementation='absorb' must be one of"):
         layer.use("absorb")
     assert layer.implementation == "absorbed"  # a refused choice changes nothing

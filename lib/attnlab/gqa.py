@@ -167,7 +167,7 @@ class GroupedQueryAttention(AttentionLayer):
         """y = concat_h(softmax(q_h K_g(h)^T / sqrt(d) + M) V_g(h)) W^O, g(h) = h // group_size.
 
         Returns y (b, s, d_model) and, with return_weights, the weights (b, n_heads, s, keys)."""
-        check_hidden_states(x, self.config.d_model, self.w_q.weight, nonempty=False)
+        check_hidden_states(x, self.config.d_model, self.w_q.weight)
         check_cache(cache, (2, -2), "GQA", "(batch, n_kv_heads, seq, head_dim)")
         check_bool("return_weights", return_weights)
         start = 0 if cache is None else cache.seq_len

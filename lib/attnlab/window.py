@@ -491,7 +491,7 @@ class WindowedAttention(GroupedQueryAttention):
         """y = concat_h(softmax(q_h K^T / sqrt(d) + M) V) W^O with the window/sink mask M (and the learned sink).
 
         Returns y (b, s, d_model) and, with return_weights, the weights (b, n_heads, s, keys)."""
-        check_hidden_states(x, self.config.d_model, self.w_q.weight, nonempty=False)
+        check_hidden_states(x, self.config.d_model, self.w_q.weight)
         self._check_window_cache(cache)
         check_bool("return_weights", return_weights)
         start = 0 if cache is None else cache.seq_len
@@ -547,7 +547,7 @@ class SharedKVAttention(AttentionLayer):
     def forward(self, x: torch.Tensor, cache: object = None, return_weights: bool = False) -> AttentionOutput:
         """y = concat_h(softmax(q_h K_src^T / sqrt(d) + M) V_src) W^O: the source's keys and values, this layer's
         queries (rotated at the same positions)."""
-        check_hidden_states(x, self.config.d_model, self.w_q.weight, nonempty=False)
+        check_hidden_states(x, self.config.d_model, self.w_q.weight)
         check_bool("return_weights", return_weights)
         if cache is not None and getattr(cache, "nbytes", 0):
             raise ValueError("a shared-KV layer caches nothing: pass cache=None or its own empty cache")
