@@ -128,13 +128,14 @@ def test_every_layer_class_is_checked_below():
 
 @pytest.mark.parametrize("name", [*bench.SCHEMES, *bench.NEWER_SCHEMES, "shared_kv"])
 def test_every_layer_refuses_bad_hidden_states_before_torch(name):
-    """The same four rules, the same words, for every layer: x is (batch, seq, d_model), of the layer's width
-    and dtype, with at least one token; each a ValueError raised before any projection runs."""
+    """The same rules, the same words, for every layer: x is (batch, seq, d_model), of the layer's width and
+    dtype, with at least one sequence of at least one token; each a ValueError raised before any projection
+    runs."""
     layer = every_layer()[name]
     d = bench.QUICK_SHAPE.d_model
     x = torch.randn(1, 3, d, dtype=F64)
     for bad, message in ((x[0], "x must have 3 dims"), (x[..., :d - 1], f"d_model={d - 1}"),
-                         (x.float(), "dtype mismatch"), (x[:, :0], "seq=0")):
+                         (x.float(), "dtype mismatch"), (x[:, :0], "seq=0"), (x[:0], "batch=0")):
         with pytest.raises(ValueError, match=message):
             layer(bad)
 

@@ -292,11 +292,14 @@ def check_same_device(**tensors: torch.Tensor) -> torch.device:
 def check_hidden_states(x: torch.Tensor, d_model: int, weight: torch.Tensor | None = None, *,
                         nonempty: bool = True, owner: str = "layer", name: str = "x") -> None:
     """Raise ``ValueError`` unless ``x`` is the input a module of width ``d_model`` takes: (batch, seq,
-    d_model), at least one token when ``nonempty``, and, given the module's ``weight``, on its dtype and
-    device. ``owner`` names the module in the message ("layer", "indexer"), ``name`` the argument."""
+    d_model), at least one sequence of at least one token when ``nonempty``, and, given the module's ``weight``,
+    on its dtype and device. ``owner`` names the module in the message ("layer", "indexer"), ``name`` the
+    argument."""
     check_ndim(name, x, 3, "(batch, seq, d_model)")
     if x.shape[-1] != d_model:
         raise ValueError(f"{name} has d_model={x.shape[-1]}, this {owner} expects {d_model}")
+    if nonempty and x.shape[0] == 0:
+        raise ValueError(f"{name} has batch=0: pass at least one sequence")
     if nonempty and x.shape[1] == 0:
         raise ValueError(f"{name} has seq=0: pass at least one token")
     if weight is not None:

@@ -334,6 +334,8 @@ class TinyLM(nn.Module):
         check_ndim("ids", ids, 2, "(batch, seq)")
         if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
             raise ValueError(f"ids must be an integer tensor of token ids, got {ids.dtype}")
+        if 0 in ids.shape:
+            raise ValueError(f"ids has shape {tuple(ids.shape)}: pass at least one sequence of at least one token")
         if cache is not None:
             check_type("cache", cache, KVCache, "a KVCache (model.new_cache())")
         check_bool("return_attention", return_attention)
