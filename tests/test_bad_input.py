@@ -184,6 +184,8 @@ def filled_cache(window: int | None = None) -> kv_cache.LayerCache:
 
 CASES: list[Case] = [
     # attention
+    Case("softmax: nothing to normalise", attention.softmax, lambda: attention.softmax(torch.zeros(2, 0)), ValueError,
+         "size 0 along dim=-1"),
     Case("softmax: scores is a list", attention.softmax, lambda: attention.softmax([1.0, 2.0]), TypeError, "scores"),
     Case("softmax: integer scores", attention.softmax, lambda: attention.softmax(torch.tensor([[1, 2]])),
          ValueError, "scores"),
@@ -211,6 +213,9 @@ CASES: list[Case] = [
          ValueError, "implementation"),
     Case("AttentionLayer.use: implementation is not a str", attention.AttentionLayer, lambda: GQA_LAYER.use(1),
          ValueError, "implementation"),
+    Case("attention_matrix: no key", attention.attention_matrix,
+         lambda: attention.attention_matrix(torch.zeros(2, 4), torch.zeros(0, 4), torch.zeros(0, 4)), ValueError,
+         "n_k=0"),
     Case("attention_matrix: q is a list", attention.attention_matrix,
          lambda: attention.attention_matrix([[1.0]], torch.zeros(1, 1), torch.zeros(1, 1)), TypeError, "q"),
     Case("attention_matrix: float mask", attention.attention_matrix,
@@ -301,6 +306,10 @@ CASES: list[Case] = [
          lambda: gqa.grouped_attention(Q4, KV4, KV4, causal=False, window=2), ValueError, "window"),
     Case("grouped_attention: no K/V heads", gqa.grouped_attention,
          lambda: gqa.grouped_attention(Q4, KV4[:, :0], KV4[:, :0]), ValueError, "n_kv_heads"),
+    Case("grouped_attention: no query", gqa.grouped_attention,
+         lambda: gqa.grouped_attention(Q4[:, :, :0], KV4, KV4), ValueError, "n_q=0"),
+    Case("grouped_attention: no key", gqa.grouped_attention,
+         lambda: gqa.grouped_attention(Q4, KV4[:, :, :0], KV4[:, :, :0]), ValueError, "n_k=0"),
     Case("repeat_kv: n_rep = 0", gqa.repeat_kv, lambda: gqa.repeat_kv(KV4, 0), ValueError, "n_rep"),
     Case("repeat_kv: x with 3 dims", gqa.repeat_kv, lambda: gqa.repeat_kv(KV4[0], 2), ValueError, "x"),
     Case("GroupedQueryAttention: config is a dict", gqa.GroupedQueryAttention,

@@ -222,3 +222,13 @@ def test_rejects_bad_arguments():
         dequantize_fp8_blocks(x_fp8, scales[0])
     with pytest.raises(ValueError, match="do not divide"):
         dequantize_fp8_blocks(x_fp8, torch.ones(2, 3))
+
+
+def test_no_rows_quantize_to_no_rows():
+    """A tensor with no rows (an empty batch of keys) has no blocks to scale: every function returns the empty
+    shapes a row-wise result implies, as a cache with no tokens yet would need."""
+    x = torch.zeros(3, 0, 256)
+    x_fp8, scales = quantize_fp8_blocks(x, 128)
+    assert x_fp8.shape == (3, 0, 256) and x_fp8.dtype == torch.float8_e4m3fn and scales.shape == (3, 0, 2)
+    assert dequantize_fp8_blocks(x_fp8, scales).shape == (3, 0, 256)
+    assert fake_quantize_fp8(x, 128).shape == (3, 0, 256)

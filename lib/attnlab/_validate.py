@@ -343,4 +343,8 @@ def check_grouped_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     check_same_device(q=q, k=k, v=v)
     check_positive_int("n_kv_heads (k.shape[1])", n_kv)
     check_divisible("n_heads", n_heads, "n_kv_heads", n_kv)
+    if b == 0 or n_q == 0:
+        raise ValueError(f"q has batch={b} and n_q={n_q}: pass at least one sequence of at least one query")
+    if k.shape[2] == 0:
+        raise ValueError("k has n_k=0 keys: a query needs at least one key to attend to")
     return b, n_heads, n_q, d, n_kv

@@ -69,6 +69,8 @@ def softmax(scores: torch.Tensor, dim: int = -1, on_fully_masked: str = "error")
         raise ValueError(f"on_fully_masked={on_fully_masked!r} must be 'error' or 'zeros'")
     check_floating("scores", scores)
     check_dim("dim", dim, scores.dim())
+    if scores.shape[dim] == 0:
+        raise ValueError(f"scores has size 0 along dim={dim}: a softmax needs at least one score to normalise")
     row_max = scores.amax(dim=dim, keepdim=True)  # max_j s_j, -inf on fully masked rows
     fully_masked = torch.isneginf(row_max)
     if fully_masked.any():
@@ -199,6 +201,8 @@ def attention_matrix(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: 
             raise ValueError(f"{name} must have at least 2 dims (..., seq, dim), got shape {tuple(t.shape)}")
     check_dim_size("k", k, -1, q.shape[-1], "d (query width)")
     check_dim_size("v", v, -2, k.shape[-2], "n_k (number of keys)")
+    if k.shape[-2] == 0:
+        raise ValueError("k has n_k=0 rows: a query needs at least one key to attend to")
     check_same_dtype(q=q, k=k, v=v)
     check_same_device(q=q, k=k, v=v)
     check_broadcastable(q=q.shape[:-2], k=k.shape[:-2], v=v.shape[:-2])  # leading (batch, head) dims

@@ -93,7 +93,7 @@ def quantize_fp8_blocks(x: torch.Tensor, block: int = 128,
     x's dtype (float32 for bfloat16 and float16 input) and rounds once, to nearest even."""
     scales = block_scales(x, block, scale_format)  # (..., n/B)
     work = x.to(torch.promote_types(x.dtype, torch.float32))
-    blocks = work.reshape(*x.shape[:-1], -1, block) / scales.to(work.dtype).unsqueeze(-1)  # (..., n/B, B)
+    blocks = work.reshape(*scales.shape, block) / scales.to(work.dtype).unsqueeze(-1)  # (..., n/B, B)
     x_fp8 = blocks.clamp(-FP8_E4M3_MAX, FP8_E4M3_MAX).to(torch.float8_e4m3fn)
     return x_fp8.reshape(x.shape), scales
 
