@@ -371,25 +371,30 @@ dsa_roof = next(r for r in report["roofline"] if r["scheme"] == "dsa" and r["con
 mla_big = next(r for r in report["results"] if r["scheme"] == "mla_absorbed" and r["context"] == big)
 floor_s = dsa_roof["bytes"] / report["machine"]["read_bandwidth"]  # DSA's bytes at the read bandwidth
 parts = report["dsa_parts"]
-part_ms = {name: parts[f"{name}_time_s"] * 1e3 for name in ("step", "index_scores", "topk")}
-rest_ms = part_ms["step"] - part_ms["index_scores"] - part_ms["topk"]
+part_ms = {name: parts[f"{name}_time_s"] * 1e3 for name in bench.DSA_PARTS}
+rest_ms = bench.dsa_rest_seconds(parts) * 1e3
 display(Markdown(
     f"**Where DSA's step goes.** At {big:,} tokens DSA moves {dsa_roof['bytes'] / 1e6:.1f} MB a step (its "
     f"weights, every index key, {report['shape']['index_topk']} gathered latents): at this CPU's read "
     f"bandwidth that is {floor_s * 1e3:.2f} ms, and a step that fast would be "
     f"{mla_big['time_s'] / floor_s:.0f}× faster than absorbed MLA. It takes {dsa_rows[-1]['time_s'] * 1e3:.2f} ms, "
     f"and already {dsa_rows[0]['time_s'] * 1e3:.2f} ms at {dsa_rows[0]['context']:,} tokens: most of the step "
-    f"is a cost that does not grow with the context. The run also times two parts of the step alone, each "
+    f"is a cost that does not grow with the context. The run also times three parts of the step alone, each "
     f"call starting from cold caches (`bench.bench_dsa_parts`; the whole step took {part_ms['step']:.2f} ms "
     f"there): the index scores, {report['shape']['index_n_heads']} heads against every key, take "
     f"{part_ms['index_scores']:.2f} ms, a matmul only {report['shape']['index_n_heads']} columns wide that runs at "
     f"{parts['index_scores_flop_rate'] / 1e9:.0f} GFLOP/s (the square GEMM: {m['matmul_rate'] / 1e9:.0f}) and "
     f"reads the keys at {parts['index_scores_bandwidth'] / 1e9:.0f} GB/s (the read probe: "
-    f"{m['read_bandwidth'] / 1e9:.0f}); the top-k takes {part_ms['topk']:.2f} ms; the other "
-    f"{rest_ms:.2f} ms are the single-row matmuls that read the weights (the new token times each projection, "
-    f"below the read bandwidth) and many small tensor operations (RoPE, norms, the gathers, the sparse "
-    f"attention), each with a fixed cost in PyTorch on a CPU. Fused GPU kernels (DeepSeek's FlashMLA and "
-    f"DeepGEMM) remove most of that; here it is what stands between the measured ratio and the bytes' ratio."
+    f"{m['read_bandwidth'] / 1e9:.0f}); the top-k takes {part_ms['topk']:.2f} ms; the projections, the new token "
+    f"times each of the layer's weight matrices, {part_ms['projections']:.2f} ms (the weights read at "
+    f"{parts['projections_bandwidth'] / 1e9:.0f} GB/s). The other {rest_ms:.2f} ms "
+    f"({rest_ms / part_ms['step']:.0%} of the step) are many small tensor operations (RoPE, norms, the cache "
+    f"append, the gathers, the sparse attention over {report['shape']['index_topk']} tokens), each with a fixed "
+    f"cost in PyTorch on a CPU, and that cost is largest from cold caches: right after another step, with what "
+    f"it reads and the code of every operation it runs still cached as far as the caches hold them, the same step "
+    f"takes {part_ms['step_warm']:.2f} ms, {part_ms['step_warm'] / part_ms['step']:.0%} of the cold one. Fused GPU "
+    f"kernels (DeepSeek's FlashMLA and DeepGEMM) remove most of those operations; here they are what stands "
+    f"between the measured ratio and the bytes' ratio."
 ))
 cost = bench_ui.run_cost(report)
 display(Markdown(

@@ -239,9 +239,16 @@ def test_quick_main_writes_complete_json(tmp_path, capsys):
     assert parts["context"] == 128
     assert parts["index_scores_flops"] == 2 * (shape.index_n_heads * shape.index_head_dim + shape.index_n_heads) * 129
     assert parts["index_key_bytes"] == 129 * shape.index_head_dim * 4
-    for name in ("step", "index_scores", "topk"):
+    for name in bench.DSA_PARTS:
         assert parts[f"{name}_time_s"] > 0 and len(parts[f"{name}_times_s"]) == report["repeats"]
     assert parts["index_scores_flop_rate"] == pytest.approx(parts["index_scores_flops"] / parts["index_scores_time_s"])
+    dsa_layer = bench.build_layer("dsa", shape, torch.device("cpu"), torch.float32)
+    assert parts["projection_weight_bytes"] == 4 * sum(m.weight.numel() for name, m in dsa_layer.named_modules()
+                                                       if isinstance(m, torch.nn.Linear) and name != "mla.w_ukv")
+    assert parts["projections_bandwidth"] == pytest.approx(
+        parts["projection_weight_bytes"] / parts["projections_time_s"])
+    assert bench.dsa_rest_seconds(parts) == pytest.approx(
+        parts["step_time_s"] - parts["index_scores_time_s"] - parts["topk_time_s"] - parts["projections_time_s"])
     layouts = report["projection_layouts"]  # each course scheme's projections, row- against column-major
     assert [r["scheme"] for r in layouts] == [s for s in SCHEMES if s != "mla_naive"] == list(bench.LAYOUT_SCHEMES)
     for r in layouts:

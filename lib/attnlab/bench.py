@@ -90,8 +90,9 @@ Between contexts (outside every timed region) :func:`release_free_memory` collec
 heap's free memory to the system (glibc's ``malloc_trim``), so that one context's leftovers do not stay
 resident under the next one's peak: the run's peak memory is that of its largest context.
 
-DSA's parts (:func:`bench_dsa_parts`), at the largest context: the whole step beside its index scores and its
-top-k timed alone, each call from cold caches, so the report says where DSA's time goes. The projection
+DSA's parts (:func:`bench_dsa_parts`), at the largest context: the whole step beside its index scores, its
+top-k and its projections timed alone, each call from cold caches, and the step again with warm caches, so the
+report says where DSA's time goes. The projection
 layouts (:func:`bench_projection_layouts`): each course scheme's projections for one token with W row-major
 and column-major, the second being how the benchmark's layers store them.
 
@@ -1025,21 +1026,31 @@ def bench_context(shape: AttentionShape, context: int, device: torch.device, dty
             for scheme in schemes]
 
 
+#: What :func:`bench_dsa_parts` times, in its rounds: the whole step from cold caches, three of its parts alone
+#: from cold caches, and the whole step again right after another (warm).
+DSA_PARTS: tuple[str, ...] = ("step", "index_scores", "topk", "projections", "step_warm")
+
+
 def bench_dsa_parts(shape: AttentionShape, context: int, device: torch.device, dtype: torch.dtype, repeats: int,
                     warmup: int = DEFAULT_WARMUP, flush_bytes: int = 2**27,
                     before: Callable[[str], None] | None = None) -> dict:
-    """Where DSA's decode step goes at ``context``: the whole step (as :func:`bench_context` times it) and two of
-    its parts timed alone, the same functions the step runs, in interleaved rounds:
+    """Where DSA's decode step goes at ``context``: the whole step (as :func:`bench_context` times it), three of
+    its parts timed alone, the same functions the step runs, and the step once more with warm caches, all in
+    interleaved rounds (:data:`DSA_PARTS`):
 
     "index_scores": I_s = sum_j w_j ReLU(q_j · k_s) (d^I)^-0.5 over the T = L + 1 index keys, a matmul H^I
     columns wide, then the weighted sum (2 (H^I d^I + H^I) T FLOPs,
     :func:`~attnlab.costs.indexer_macs_per_cached_token`; the T d^I keys read once);
-    "topk": the top k of those T scores, best first, ties by position.
+    "topk": the top k of those T scores, best first, ties by position;
+    "projections": the new token through every projection of the layer (its ``nn.Linear`` weights, stored as
+    the step holds them), each weight read once;
+    "step_warm": the whole step right after an untimed one, so that its weights, its index keys (when they fit
+    the last-level cache) and the code of every operation it runs are still in the caches.
 
-    Before every call a read of ``flush_bytes`` (more than the last-level cache) evicts what the previous call
-    left, so each starts cold, as it does among the benchmark's schemes. Returns the medians and spreads
-    (:func:`timing_summary` under "step_", "index_scores_", "topk_"), the index scores' FLOPs and key bytes,
-    and their achieved FLOP/s and bytes/s."""
+    Before every other call a read of ``flush_bytes`` (more than the last-level cache) evicts what the previous
+    call left, so each starts cold, as it does among the benchmark's schemes. Returns the medians and spreads
+    (:func:`timing_summary` under each part's name and "_"), the index scores' FLOPs and key bytes and their
+    achieved FLOP/s and bytes/s, and the projections' weight bytes and bytes/s."""
     check_context(context)
     check_positive_int("flush_bytes", flush_bytes)
     layer = build_layer("dsa", shape, device, dtype)
@@ -1048,6 +1059,8 @@ def bench_dsa_parts(shape: AttentionShape, context: int, device: torch.device, d
     step = decode_call("dsa", layer, x, cache)
     flush = torch.randn(max(1, flush_bytes // dtype_bytes(dtype)), device=device, dtype=dtype)
     t = context + 1
+    weights = [m.weight for m in _projections(layer)]  # as the step holds them (column-major)
+    inputs = [torch.randn(1, 1, w.shape[1], device=device, dtype=dtype) for w in weights]
     with torch.inference_mode():
         positions = torch.arange(context, t)
         q = layer.indexer.queries(layer.query_input(x), positions)  # (1, 1, H^I, d^I)
@@ -1056,18 +1069,24 @@ def bench_dsa_parts(shape: AttentionShape, context: int, device: torch.device, d
         scale = layer.indexer_config.softmax_scale
         scores = _index_scores(q, w, keys, scale)  # (1, 1, T)
         calls = {"step": step, "index_scores": lambda: _index_scores(q, w, keys, scale),
-                 "topk": lambda: _topk(scores, layer.top_k, None, t)}
+                 "topk": lambda: _topk(scores, layer.top_k, None, t),
+                 "projections": lambda: [F.linear(u, weight) for u, weight in zip(inputs, weights, strict=True)],
+                 "step_warm": step}
         resets = {"step": lambda: (cache.crop(context), flush.sum()), "index_scores": flush.sum,
-                  "topk": flush.sum}
+                  "topk": flush.sum, "projections": flush.sum,
+                  "step_warm": lambda: (cache.crop(context), step(), cache.crop(context))}  # one step untimed
         timings = time_interleaved(calls, device, repeats, warmup, resets, before)
     out = {"context": context, "flush_bytes": flush.numel() * flush.element_size()}
-    for name in calls:
+    for name in DSA_PARTS:
         out.update(timing_summary(timings[name], prefix=f"{name}_"))
     flops = 2 * indexer_macs_per_cached_token(shape) * t
     key_bytes = keys.numel() * keys.element_size()
+    weight_bytes = sum(weight.numel() * weight.element_size() for weight in weights)
     out.update({"index_scores_flops": flops, "index_key_bytes": key_bytes,
                 "index_scores_flop_rate": flops / out["index_scores_time_s"],
-                "index_scores_bandwidth": key_bytes / out["index_scores_time_s"]})
+                "index_scores_bandwidth": key_bytes / out["index_scores_time_s"],
+                "projection_weight_bytes": weight_bytes,
+                "projections_bandwidth": weight_bytes / out["projections_time_s"]})
     return out
 
 
@@ -1362,7 +1381,7 @@ def run_benchmark(device: torch.device | str = "cpu", dtype: torch.dtype | str =
 def _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes, gemm_n, decode_tokens, hf_peer,
          progress, show, newer) -> dict:
     rounds, hf_rounds = warmup + repeats, warmup + hf_repeats
-    steps = 4 + 3 * rounds + 2 * len(LAYOUT_SCHEMES) * rounds + len(contexts) * rounds * (
+    steps = 4 + len(DSA_PARTS) * rounds + 2 * len(LAYOUT_SCHEMES) * rounds + len(contexts) * rounds * (
         len(SCHEMES) + len(NEWER_SCHEMES) + 3 * len(DENSE_SCHEMES)) + (len(contexts) * hf_rounds * 3 if hf_peer else 0)
     bar = tqdm(total=steps, desc="benchmark", unit="call", disable=not progress, file=sys.stderr, leave=False)
 
@@ -1553,16 +1572,27 @@ def format_roofline_table(machine: dict, roofline: Sequence[dict]) -> str:
         table(course), *([NEWER_HEADING, table(newer)] if newer else []), ""])
 
 
+def dsa_rest_seconds(parts: Mapping) -> float:
+    """What :func:`bench_dsa_parts`' cold step spends outside the parts it times alone (index scores, top-k,
+    projections): RoPE, the norms, the cache append, the gathers, the sparse attention and W^UKV's per-head
+    products, many small operations."""
+    return parts["step_time_s"] - sum(parts[f"{name}_time_s"] for name in ("index_scores", "topk", "projections"))
+
+
 def format_dsa_parts(parts: dict) -> str:
-    """DSA's step at the largest context beside its index scores and top-k timed alone (:func:`bench_dsa_parts`)."""
-    step, scores, topk = (parts[f"{name}_time_s"] for name in ("step", "index_scores", "topk"))
+    """DSA's step at the largest context beside its parts timed alone, and the step warm
+    (:func:`bench_dsa_parts`)."""
+    step, scores, topk, proj, warm = (parts[f"{name}_time_s"] for name in DSA_PARTS)
+    rest = dsa_rest_seconds(parts)
     rows = [["whole step", f"{step * 1e3:.3f}", "100%", ""],
             ["index scores", f"{scores * 1e3:.3f}", f"{scores / step:.0%}",
              f"{parts['index_scores_flop_rate'] / 1e9:.1f} GFLOP/s, {parts['index_scores_bandwidth'] / 1e9:.1f} GB/s "
              f"of keys"],
             ["top-k", f"{topk * 1e3:.3f}", f"{topk / step:.0%}", ""],
-            ["the rest", f"{(step - scores - topk) * 1e3:.3f}", f"{(step - scores - topk) / step:.0%}",
-             "projections, RoPE, norms, gathers, sparse attention"]]
+            ["projections", f"{proj * 1e3:.3f}", f"{proj / step:.0%}",
+             f"{parts['projections_bandwidth'] / 1e9:.1f} GB/s of weights"],
+            ["the rest", f"{rest * 1e3:.3f}", f"{rest / step:.0%}", "RoPE, norms, append, gathers, sparse attention"],
+            ["whole step, warm", f"{warm * 1e3:.3f}", f"{warm / step:.0%}", "right after another step"]]
     return "\n".join([f"DSA's decode step at L = {parts['context']:,} tokens, each part timed alone from cold caches",
                       format_table(["part", "ms", "of the step", "rate"], rows), ""])
 
