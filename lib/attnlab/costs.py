@@ -180,8 +180,17 @@ def cache_elements_per_token(scheme: str, shape: AttentionShape, *, per_layer: b
     """Numbers one token adds to the cache (DeepSeek-V2 paper, Table 1), over all l layers or, with
     ``per_layer=True``, in one: MHA 2 n_h d_h, GQA 2 n_g d_h, MQA 2 d_h, MLA d_c + d_h^R (the latent c^KV_t of
     eq. 41 and the RoPE key k^R_t of eq. 43, both shared by all heads), DSA d_c + d_h^R + d^I (plus the
-    indexer's key k^I_t). DeepSeek-V3: MHA 2 x 128 x 128 = 32,768, MLA 512 + 64 = 576 per layer."""
+    indexer's key k^I_t). DeepSeek-V3: MHA 2 x 128 x 128 = 32,768, MLA 512 + 64 = 576 per layer.
+
+    Over all layers only for a scheme whose every layer caches that (``Scheme.every_layer``): a windowed,
+    shared-KV or hybrid stack is counted layer by layer by :func:`windowed_cache_bytes`,
+    :func:`hybrid_cache_bytes` or :func:`attnlab.sizing.kv_cache_bytes`."""
     record, s = _fitting(scheme, shape)
+    if not per_layer and not record.every_layer:
+        raise ValueError(f"scheme={record.key!r}: its layers do not all cache {record.formula.split(' = ')[0]} per "
+                         "token, so l times one layer would be wrong; pass per_layer=True for one layer that "
+                         "caches, or count the stack layer by layer (costs.windowed_cache_bytes for windows and "
+                         "sharing, costs.hybrid_cache_bytes for a hybrid, sizing.kv_cache_bytes for a model)")
     return sum(record.cache(s).values()) * _layers(s, per_layer)
 
 

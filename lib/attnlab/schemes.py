@@ -84,7 +84,10 @@ class Scheme(SchemeName):
     ``mode=``); base: for a variant, the scheme it is a way of running; indexer: the layer has a lightning
     indexer and attends to its top-k tokens; table1: one of the four rows of the DeepSeek-V2 paper's
     Table 1 (what :mod:`attnlab.sizing` compares); trainer: the module whose ``main`` trains the tiny
-    checkpoint ``tiny_<key>`` (None for variants).
+    checkpoint ``tiny_<key>`` (None for variants); every_layer: every layer caches ``cache(shape)`` per token
+    at any context, so a model's cache is l times one layer's (False for the window, shared-KV and hybrid
+    variants, whose layers differ: :func:`attnlab.costs.windowed_cache_bytes`, ``hybrid_cache_bytes`` and
+    :func:`attnlab.sizing.kv_cache_bytes` count them layer by layer).
     """
 
     caches: tuple[str, ...]
@@ -98,6 +101,7 @@ class Scheme(SchemeName):
     indexer: bool = False
     table1: bool = False
     trainer: str | None = None
+    every_layer: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -114,6 +118,9 @@ class Scheme(SchemeName):
             raise ValueError(f"mode={self.mode!r} must be None, 'naive' or 'absorbed'")
         if self.base is not None and not isinstance(self.base, str):
             raise ArgumentTypeError(f"base={self.base!r} must be None or a scheme name")
+        for name in ("indexer", "table1", "every_layer"):
+            if not isinstance(getattr(self, name), bool):
+                raise ArgumentTypeError(f"{name}={getattr(self, name)!r} must be True or False")
 
     @property
     def dense(self) -> bool:
@@ -292,14 +299,14 @@ GQA_WINDOW = replace(
     description="GQA whose queries see only the last W tokens and the first S (sinks), so a layer caches at most "
                 "S + W tokens in a ring (Mistral 7B; StreamingLLM, Xiao et al. 2023)",
     formula="2 n_g d_h = 2 × {n_kv_heads} × {head_dim} per held token, min(L, S + W) tokens held",
-    build_layer=_build_window, trainer="attnlab.train")
+    build_layer=_build_window, trainer="attnlab.train", every_layer=False)
 
 GQA_SHARED = replace(
     GQA, key="gqa_shared", label="GQA shared KV", marker="X", color="#937860", base="gqa", table1=False,
     description="GQA where every second layer reads the K/V of the layer below and caches nothing "
                 "(CLA, Brandon et al. 2024)",
     formula="2 n_g d_h = 2 × {n_kv_heads} × {head_dim} in each layer that owns a cache, 0 in a layer that reads one",
-    build_layer=_build_shared_source, trainer="attnlab.train")
+    build_layer=_build_shared_source, trainer="attnlab.train", every_layer=False)
 
 # ----------------------------------------------------------------------------------------------------
 # chapter 18: GQA in one layer of four, Gated DeltaNet in the others (attnlab.linear_attention)
@@ -327,7 +334,7 @@ GQA_HYBRID = replace(
                 "Qwen3-Next's 3:1 layout (full iff (i + 1) % 4 == 0; Yang, Kautz, Hatamizadeh 2025)",
     formula="2 n_g d_h = 2 × {n_kv_heads} × {head_dim} per token in each full layer (one in "
             f"{HYBRID_DEFAULTS['full_every']}); a linear layer holds a fixed state instead, at any context",
-    build_layer=_build_hybrid, trainer="attnlab.train")
+    build_layer=_build_hybrid, trainer="attnlab.train", every_layer=False)
 
 #: The course's schemes, in chapter order (chapters 2-4, 5, 6, 7-9, 10-12).
 SCHEMES: dict[str, Scheme] = {s.key: s for s in (MHA, MQA, GQA, MLA, DSA)}
