@@ -36,9 +36,20 @@ def sources(args: list[str]) -> list[Path]:
 
 
 def strip_volatile(nb: nbformat.NotebookNode) -> None:
-    """Drop per-run metadata (timings) so the stored notebook is deterministic."""
+    """Drop per-run metadata (timings) so the stored notebook is deterministic, and join each run of printed
+    output into one stream output: the kernel flushes stdout in chunks whose boundaries vary from run to run."""
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
+        outputs = []
+        for output in cell.get("outputs", []):
+            previous = outputs[-1] if outputs else None
+            if (output.get("output_type") == "stream" and previous is not None
+                    and previous.get("output_type") == "stream" and previous.get("name") == output.get("name")):
+                previous["text"] = "".join(previous["text"]) + "".join(output["text"])
+            else:
+                outputs.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = outputs
 
 
 def drop_default_widget_state(nb: nbformat.NotebookNode) -> None:
@@ -75,6 +86,23 @@ def drop_widget_sources(nb: nbformat.NotebookNode) -> None:
         if model.get("model_module") == "anywidget" or model["state"].get("_model_module") == "anywidget":
             for key in WIDGET_SOURCES:
                 model["state"].pop(key, None)
+
+
+def stable_trace_uids(nb: nbformat.NotebookNode) -> None:
+    """Give the traces of every saved FigureWidget the uids "trace-0", "trace-1", ... in their order. Plotly draws
+    a random uuid for each trace (it ties a trace to its updates within one figure), which would change the
+    saved widget state, and the stored notebook, on every rebuild; each uid is replaced wherever the widget's
+    state mentions it."""
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    for model in state.values():
+        traces = model.get("state", {}).get("_widget_data")
+        if not isinstance(traces, list):
+            continue
+        text = json.dumps(model["state"])
+        for i, trace in enumerate(traces):
+            if isinstance(trace, dict) and isinstance(trace.get("uid"), str):
+                text = text.replace(json.dumps(trace["uid"]), json.dumps(f"trace-{i}"))
+        model["state"] = json.loads(text)
 
 
 WIDGET_ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
@@ -120,6 +148,7 @@ def build(path: Path) -> float:
     strip_volatile(nb)
     drop_default_widget_state(nb)
     drop_widget_sources(nb)
+    stable_trace_uids(nb)
     # Keep cell ids stable across rebuilds: derive them from the cell position.
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{i:03d}"

@@ -56,6 +56,26 @@ def test_ipynb_is_stored_executed_without_errors(source: Path):
     assert counts == list(range(1, len(code) + 1)), "cells were not executed top to bottom in one run"
 
 
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_stored_notebook_has_nothing_a_rebuild_would_change(source: Path):
+    """What varies from run to run is stored in one fixed form (scripts/build_notebooks.py), so rebuilding an
+    unchanged chapter rewrites the same bytes: widget model ids numbered, each saved FigureWidget's traces
+    "trace-0", "trace-1", ... rather than plotly's random uuids, and printed output one stream per run of
+    prints rather than the kernel's chunks."""
+    nb = json.loads(source.with_suffix(".ipynb").read_text())
+    state = nb["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    for model_id, model in state.items():
+        assert re.fullmatch(r"0{16}[0-9a-f]{16}", model_id), f"widget model id {model_id} was not renumbered"
+        for i, trace in enumerate(model["state"].get("_widget_data", [])):
+            uid = trace.get("uid", f"trace-{i}")
+            assert uid == f"trace-{i}", f"trace {i} of widget {model_id} has uid {uid}"
+    for cell in nb["cells"]:
+        outputs = cell.get("outputs", [])
+        for a, b in zip(outputs, outputs[1:], strict=False):
+            assert not (a["output_type"] == b["output_type"] == "stream" and a["name"] == b["name"]), (
+                f"two {a['name']} outputs in a row in a cell of {source.stem}: a rebuild joins them")
+
+
 UNFINISHED = re.compile(r"\bTODO\b|\bFIXME\b|\bXXX\b|coming soon|placeholder|NotImplementedError", re.I)
 
 
