@@ -359,6 +359,14 @@ def _projections(layer: torch.nn.Module) -> list[torch.nn.Linear]:
             if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in ROW_MAJOR_PROJECTIONS]
 
 
+def _one_token_through(weights: Sequence[torch.Tensor]) -> tuple[Callable[[], list[torch.Tensor]], int]:
+    """A call that runs one random token x through each weight W, y = x W^T (``F.linear``, as a decode step's
+    projections do), and the bytes of the weights it reads."""
+    inputs = [torch.randn(1, w.shape[1], device=w.device, dtype=w.dtype) for w in weights]
+    nbytes = sum(w.numel() * w.element_size() for w in weights)
+    return (lambda: [F.linear(x, w) for x, w in zip(inputs, weights, strict=True)]), nbytes
+
+
 def column_major_projections(layer: torch.nn.Module) -> torch.nn.Module:
     """Store every projection W (out, in) of ``layer`` (its ``nn.Linear`` weights, but those named in
     :data:`ROW_MAJOR_PROJECTIONS`) column-major: the same matrix, its values unchanged, laid out as W^T (in, out)
@@ -1026,9 +1034,11 @@ def bench_context(shape: AttentionShape, context: int, device: torch.device, dty
             for scheme in schemes]
 
 
-#: What :func:`bench_dsa_parts` times, in its rounds: the whole step from cold caches, three of its parts alone
-#: from cold caches, and the whole step again right after another (warm).
-DSA_PARTS: tuple[str, ...] = ("step", "index_scores", "topk", "projections", "step_warm")
+#: The parts of DSA's step that :func:`bench_dsa_parts` times alone (:func:`dsa_rest_seconds`: the step less these).
+DSA_ALONE: tuple[str, ...] = ("index_scores", "topk", "projections")
+#: What :func:`bench_dsa_parts` times, in its rounds: the whole step from cold caches, the parts alone from cold
+#: caches, and the whole step again right after another (warm).
+DSA_PARTS: tuple[str, ...] = ("step", *DSA_ALONE, "step_warm")
 
 
 def bench_dsa_parts(shape: AttentionShape, context: int, device: torch.device, dtype: torch.dtype, repeats: int,
@@ -1059,8 +1069,8 @@ def bench_dsa_parts(shape: AttentionShape, context: int, device: torch.device, d
     step = decode_call("dsa", layer, x, cache)
     flush = torch.randn(max(1, flush_bytes // dtype_bytes(dtype)), device=device, dtype=dtype)
     t = context + 1
-    weights = [m.weight for m in _projections(layer)]  # as the step holds them (column-major)
-    inputs = [torch.randn(1, 1, w.shape[1], device=device, dtype=dtype) for w in weights]
+    # the layer's own projections, column-major as the step reads them
+    project, weight_bytes = _one_token_through([m.weight.detach() for m in _projections(layer)])
     with torch.inference_mode():
         positions = torch.arange(context, t)
         q = layer.indexer.queries(layer.query_input(x), positions)  # (1, 1, H^I, d^I)
@@ -1070,7 +1080,7 @@ def bench_dsa_parts(shape: AttentionShape, context: int, device: torch.device, d
         scores = _index_scores(q, w, keys, scale)  # (1, 1, T)
         calls = {"step": step, "index_scores": lambda: _index_scores(q, w, keys, scale),
                  "topk": lambda: _topk(scores, layer.top_k, None, t),
-                 "projections": lambda: [F.linear(u, weight) for u, weight in zip(inputs, weights, strict=True)],
+                 "projections": project,
                  "step_warm": step}
         resets = {"step": lambda: (cache.crop(context), flush.sum()), "index_scores": flush.sum,
                   "topk": flush.sum, "projections": flush.sum,
@@ -1081,7 +1091,6 @@ def bench_dsa_parts(shape: AttentionShape, context: int, device: torch.device, d
         out.update(timing_summary(timings[name], prefix=f"{name}_"))
     flops = 2 * indexer_macs_per_cached_token(shape) * t
     key_bytes = keys.numel() * keys.element_size()
-    weight_bytes = sum(weight.numel() * weight.element_size() for weight in weights)
     out.update({"index_scores_flops": flops, "index_key_bytes": key_bytes,
                 "index_scores_flop_rate": flops / out["index_scores_time_s"],
                 "index_scores_bandwidth": key_bytes / out["index_scores_time_s"],
@@ -1113,11 +1122,8 @@ def bench_projection_layouts(shape: AttentionShape, device: torch.device, dtype:
     for scheme in LAYOUT_SCHEMES:
         columns = [m.weight.detach() for m in _projections(build_layer(scheme, shape, device, dtype))]
         rows = [w.contiguous() for w in columns]  # the same (out, in) matrices, strides (in, 1)
-        inputs = [torch.randn(1, w.shape[1], device=device, dtype=dtype) for w in rows]
-        sizes[scheme] = sum(w.numel() * w.element_size() for w in rows)
         for layout, weights in (("rows", rows), ("columns", columns)):
-            pairs = list(zip(inputs, weights, strict=True))
-            calls[f"{scheme}:{layout}"] = (lambda ps: lambda: [F.linear(x, w) for x, w in ps])(pairs)
+            calls[f"{scheme}:{layout}"], sizes[scheme] = _one_token_through(weights)
     flush = torch.randn(max(1, flush_bytes // dtype_bytes(dtype)), device=device, dtype=dtype)
     with torch.inference_mode():
         timings = time_interleaved(calls, device, repeats, warmup, {name: flush.sum for name in calls}, before)
@@ -1576,7 +1582,7 @@ def dsa_rest_seconds(parts: Mapping) -> float:
     """What :func:`bench_dsa_parts`' cold step spends outside the parts it times alone (index scores, top-k,
     projections): RoPE, the norms, the cache append, the gathers, the sparse attention and W^UKV's per-head
     products, many small operations."""
-    return parts["step_time_s"] - sum(parts[f"{name}_time_s"] for name in ("index_scores", "topk", "projections"))
+    return parts["step_time_s"] - sum(parts[f"{name}_time_s"] for name in DSA_ALONE)
 
 
 def format_dsa_parts(parts: dict) -> str:
