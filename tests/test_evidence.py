@@ -26,11 +26,12 @@ def test_every_record_names_its_paper_and_table_or_figure():
     records = list(_records())
     assert len(records) >= 4 + 4 + 4 + 2  # V2 Table 1 rows, 4 score tables, 4 GQA rows, 4 curves, 2 stages
     for record in records:
-        if isinstance(record, (E.Benchmark, E.Arm)):
-            continue  # parts of a ScoreTable, cited by it
-        assert any(p in record.source for p in (E.V2_PAPER, E.GQA_PAPER, E.V32_REPORT)), record
+        if isinstance(record, (E.Benchmark, E.Arm, E.MQAVariant)):
+            continue  # parts of a ScoreTable or of an MQA paper row, cited by it
+        assert any(p in record.source for p in (E.MQA_PAPER, E.V2_PAPER, E.GQA_PAPER, E.V32_REPORT)), record
         assert any(w in record.source for w in ("Table", "Figure", "§", "Appendix")), record
     assert E.V2_TRAINING_COST["source"].startswith(E.V2_PAPER)
+    assert E.MQA_SETUP["source"].startswith(E.MQA_PAPER) and E.MQA_SPEED_TEXT["source"].startswith(E.MQA_PAPER)
     assert E.V2_BENCHMARKS_SOURCE.startswith(E.V2_PAPER)
 
 
@@ -50,6 +51,72 @@ def test_scores_are_rectangular_and_schemes_are_course_schemes():
     assert {row.scheme for row in E.GQA_T5_XXL} == {"mha", "mqa", "gqa"}
     with pytest.raises(ValueError, match="3 score rows for 4 benchmarks"):
         dataclasses.replace(E.V2_DENSE_7B, scores=E.V2_DENSE_7B.scores[:-1])
+
+
+def _mqa_layer_params(model: E.MQAVariant, task: str) -> int:
+    """Attention and feed-forward weights of one of the MQA paper's models (§4.1): per attention layer
+    W^Q, W^O (d x h d_k) and, one K/V head for multi-query or h of them, W^K, W^V; per layer a d x d_ff
+    feed-forward pair. Embeddings and norms are the same in every variant and left out."""
+    d, setup = E.MQA_SETUP["d_model"], E.MQA_SETUP[task]
+    kv_heads = 1 if model.scheme == "mqa" else model.heads
+    attention = 2 * d * model.heads * model.d_kv + 2 * d * kv_heads * model.d_kv
+    layers = setup["encoder_layers"] + setup["decoder_layers"]
+    attentions = (setup["encoder_layers"] * setup["attention_per_encoder_layer"]
+                  + setup["decoder_layers"] * setup["attention_per_decoder_layer"])
+    return attentions * attention + layers * 2 * d * model.d_ff
+
+
+@pytest.mark.parametrize("table, task", [(E.MQA_WMT14, "translation"), (E.MQA_LM1B, "language_model")])
+def test_mqa_paper_widened_feed_forward_matches_parameters_exactly(table, task):
+    """§4.1: every variant has the baseline's parameter count, the feed-forward layers widened to make up for
+    what attention lost. With Table 1's and 3's d_ff that balance is exact, to the weight, for every row: a
+    mistyped width or head count would break it."""
+    counts = {row.model: _mqa_layer_params(row.model, task) for row in table}
+    assert len(set(counts.values())) == 1, counts
+    assert next(iter(counts.values())) < E.MQA_SETUP[task]["params_stated"]  # embeddings make up the rest
+
+
+def test_mqa_paper_table2_is_its_section_4_3_timings_divided_by_tokens():
+    text = E.MQA_SPEED_TEXT
+    for scheme in ("mha", "mqa"):
+        row = E.mqa_row(E.MQA_COSTS, scheme)
+        assert round(1e3 * text["train_step_ms"][scheme] / text["train_step_tokens"], 1) == row.training
+        tokens = text["batch"] * text["source_tokens"]
+        assert round(1e3 * text["encoder_ms"][scheme] / tokens, 1) == row.greedy[0]
+        # the decoder's per-token times are printed to two significant figures (46, 3.8)
+        assert float(f"{1e3 * text['decoder_step_ms'][scheme] / text['batch']:.2g}") == row.greedy[1]
+
+
+def test_mqa_paper_conclusions_match_its_tables():
+    """§4.2: MQA "slightly worse" than the baseline on dev ln(PPL) and dev BLEU "but much closer than any of the
+    alternatives involving decreasing h, d_k and d_v"; "the highest BLEU score (28.5) with beam-4 decoding";
+    on Billion-Word "slightly worse than the baseline, but significantly better than any of the alternatives"."""
+    mha, mqa = (E.mqa_row(E.MQA_WMT14, s) for s in ("mha", "mqa"))
+    assert mqa.ln_ppl_dev > mha.ln_ppl_dev and mqa.bleu_dev < mha.bleu_dev
+    reduced = [r for r in E.MQA_WMT14 if r.model.d_ff == 6784]
+    assert len(reduced) == 4
+    assert all(mqa.ln_ppl_dev < r.ln_ppl_dev and mqa.bleu_dev > r.bleu_dev for r in reduced)
+    assert max(r.bleu_test[1] for r in E.MQA_WMT14 if r.bleu_test) == mqa.bleu_test[1] == 28.5
+    assert "(28.5)" in E.MQA_QUALITY_CONCLUSION
+    lm_mha, lm_mqa = (E.mqa_row(E.MQA_LM1B, s) for s in ("mha", "mqa"))
+    assert lm_mha.dev_ppl < lm_mqa.dev_ppl < min(r.dev_ppl for r in E.MQA_LM1B if r.model.d_ff == 9984)
+    pairs = E.mqa_quality_pairs()
+    assert [q.mqa_better for q in pairs] == [False, False, False, True, False]
+    assert (pairs[3].mha, pairs[3].mqa) == (mha.bleu_test[1], mqa.bleu_test[1])
+    # local attention and multi-query are orthogonal: each local model is within 0.3 BLEU of its global twin
+    for scheme in ("mha", "mqa"):
+        assert abs(E.mqa_row(E.MQA_WMT14, scheme, local=True).bleu_dev - E.mqa_row(E.MQA_WMT14, scheme).bleu_dev) <= 0.3
+
+
+def test_mqa_row_refuses_what_the_tables_lack():
+    with pytest.raises(ValueError, match="table must be one of"):
+        E.mqa_row(E.GQA_T5_XXL, "mha")
+    with pytest.raises(ValueError, match="scheme"):
+        E.mqa_row(E.MQA_WMT14, "gqa")
+    with pytest.raises(ValueError, match="no local mha row"):
+        E.mqa_row(E.MQA_LM1B, "mha", local=True)
+    with pytest.raises(ValueError, match="local"):
+        E.mqa_row(E.MQA_WMT14, "mha", local="yes")
 
 
 def test_v2_table1_capability_matches_appendix_d():

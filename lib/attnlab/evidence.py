@@ -5,6 +5,11 @@ nothing is computed or estimated, except the cost curves of DeepSeek-V3.2-Exp's 
 gives only as a plot: they are read off the figure, and the record says so (``read_off=True``, with the
 reading's resolution). Numbers that could not be checked against the paper itself are left out.
 
+- :data:`MQA_WMT14`, :data:`MQA_COSTS`, :data:`MQA_LM1B`: the MQA paper (Shazeer, arXiv 1911.02150), Tables 1
+  to 3: WMT14 English-German quality (dev log-perplexity, dev BLEU, test BLEU with greedy and beam-4 decoding),
+  TPUv2 time per output token (training, greedy and beam-4 inference), Billion-Word language-model perplexity;
+  :func:`mqa_row` picks the baseline or the multi-query model, :func:`mqa_quality_pairs` sets every quality
+  number of the two side by side.
 - :data:`V2_TABLE1`: DeepSeek-V2 (arXiv 2405.04434) §2.1.4, Table 1: KV cache per token and capability of
   MHA, GQA, MQA and MLA.
 - :data:`V2_DENSE_7B`: DeepSeek-V2 Appendix D.1, Table 8: 7B dense models with MQA, GQA (8 groups) and MHA.
@@ -28,8 +33,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from attnlab._validate import check_choice, check_real, check_type
+from attnlab._validate import check_bool, check_choice, check_positive_int, check_real, check_type
 
+MQA_PAPER = "MQA (Shazeer, Fast Transformer Decoding: One Write-Head is All You Need), arXiv 1911.02150"
 V2_PAPER = "DeepSeek-V2, arXiv 2405.04434"
 GQA_PAPER = "GQA (Ainslie et al.), arXiv 2305.13245"
 V32_REPORT = "DeepSeek-V3.2-Exp report (DeepSeek_V3_2.pdf, deepseek-ai/DeepSeek-V3.2-Exp)"
@@ -197,11 +203,195 @@ class TrainingStage:
         return self.steps * self.sequences_per_step * self.sequence_tokens
 
 
+@dataclass(frozen=True)
+class MQAVariant:
+    """Which model of the MQA paper a row describes: ``label`` as printed ("multi-head", "multi-query local"),
+    ``scheme`` (course key: "mha" or "mqa"), ``local`` (the paper's "local" rows: decoder self-attention sees
+    the current position and the previous 31 only), ``heads`` h, ``d_kv`` (d_k = d_v) and ``d_ff`` (the
+    feed-forward width; the paper widens it where attention has fewer parameters, so every model has the same
+    parameter count)."""
+
+    label: str
+    scheme: str
+    local: bool
+    heads: int
+    d_kv: int
+    d_ff: int
+
+    def __post_init__(self) -> None:
+        check_choice("scheme", self.scheme, ("mha", "mqa"))
+        check_bool("local", self.local)
+        for name in ("heads", "d_kv", "d_ff"):
+            check_positive_int(name, getattr(self, name))
+
+
+@dataclass(frozen=True)
+class TranslationRow:
+    """One row of the MQA paper's Table 1 (WMT14 English-German): the ``model``, ``ln_ppl_dev`` (log-perplexity
+    on the dev set, per subword token; lower is better), ``bleu_dev`` (dev BLEU) and ``bleu_test`` (test BLEU
+    with greedy and with beam-4 decoding; None where the table leaves the cell blank)."""
+
+    model: MQAVariant
+    ln_ppl_dev: float
+    bleu_dev: float
+    bleu_test: tuple[float, float] | None
+    source: str
+
+    def __post_init__(self) -> None:
+        _check_source(self.source)
+
+
+@dataclass(frozen=True)
+class DecodeCostRow:
+    """One row of the MQA paper's Table 2: amortized TPUv2 microseconds per output token (sequence length
+    128) for ``training`` and for greedy (``greedy``) and beam-4 (``beam4``) inference, each as (encoder,
+    decoder): incremental decoding is the decoder's part."""
+
+    model: MQAVariant
+    training: float
+    greedy: tuple[float, float]
+    beam4: tuple[float, float]
+    source: str
+
+    def __post_init__(self) -> None:
+        _check_source(self.source)
+
+
+@dataclass(frozen=True)
+class LanguageModelRow:
+    """One row of the MQA paper's Table 3 (Billion-Word language-modeling benchmark): ``dev_ppl`` (dev-set
+    perplexity per word; lower is better)."""
+
+    model: MQAVariant
+    dev_ppl: float
+    source: str
+
+    def __post_init__(self) -> None:
+        _check_source(self.source)
+
+
 def _check_source(source: object) -> None:
-    if not isinstance(source, str) or not any(p in source for p in (V2_PAPER, GQA_PAPER, V32_REPORT)):
-        raise ValueError(f"source={source!r} must name the paper ({V2_PAPER!r}, {GQA_PAPER!r} or {V32_REPORT!r})")
+    papers = (MQA_PAPER, V2_PAPER, GQA_PAPER, V32_REPORT)
+    if not isinstance(source, str) or not any(p in source for p in papers):
+        raise ValueError(f"source={source!r} must name the paper (one of {papers!r})")
     if not any(w in source for w in ("Table", "Figure", "§", "Appendix", "Abstract")):
         raise ValueError(f"source={source!r} must name the table, figure or section")
+
+
+# ----------------------------------------------------------------------------------------------------
+# The MQA paper, §4 Tables 1-3 (an encoder-decoder Transformer on WMT14 EN-DE; a decoder-only LM on Billion-Word)
+
+_MHA, _MQA = MQAVariant("multi-head", "mha", False, 8, 128, 4096), MQAVariant("multi-query", "mqa", False, 8, 128, 5440)
+_MHA_LOCAL = MQAVariant("multi-head local", "mha", True, 8, 128, 4096)
+_MQA_LOCAL = MQAVariant("multi-query local", "mqa", True, 8, 128, 5440)
+_MQA_T1 = f"{MQA_PAPER}, §4.2, Table 1 (dev: greedy decoding of newstest2013; test: newstest2014)"
+MQA_WMT14: tuple[TranslationRow, ...] = (
+    TranslationRow(_MHA, 1.424, 26.7, (27.7, 28.4), _MQA_T1),
+    TranslationRow(_MQA, 1.439, 26.5, (27.5, 28.5), _MQA_T1),
+    TranslationRow(_MHA_LOCAL, 1.427, 26.6, (27.5, 28.3), _MQA_T1),
+    TranslationRow(_MQA_LOCAL, 1.437, 26.5, (27.6, 28.2), _MQA_T1),
+    TranslationRow(MQAVariant("multi-head", "mha", False, 1, 128, 6784), 1.518, 25.8, None, _MQA_T1),
+    TranslationRow(MQAVariant("multi-head", "mha", False, 2, 64, 6784), 1.480, 26.2, (26.8, 27.9), _MQA_T1),
+    TranslationRow(MQAVariant("multi-head", "mha", False, 4, 32, 6784), 1.488, 26.1, None, _MQA_T1),
+    TranslationRow(MQAVariant("multi-head", "mha", False, 8, 16, 6784), 1.513, 25.8, None, _MQA_T1),
+)
+_MQA_T2 = f"{MQA_PAPER}, §4.3, Table 2 (one TPUv2, 8 cores)"
+MQA_COSTS: tuple[DecodeCostRow, ...] = (
+    DecodeCostRow(_MHA, 13.2, (1.7, 46), (2.0, 203), _MQA_T2),
+    DecodeCostRow(_MQA, 13.0, (1.5, 3.8), (1.6, 32), _MQA_T2),
+    DecodeCostRow(_MHA_LOCAL, 13.2, (1.7, 23), (1.9, 47), _MQA_T2),
+    DecodeCostRow(_MQA_LOCAL, 13.0, (1.5, 3.3), (1.6, 16), _MQA_T2),
+)
+_MQA_T3 = f"{MQA_PAPER}, §4.2, Table 3"
+MQA_LM1B: tuple[LanguageModelRow, ...] = (
+    LanguageModelRow(MQAVariant("multi-head", "mha", False, 8, 128, 8192), 29.9, _MQA_T3),
+    LanguageModelRow(MQAVariant("multi-query", "mqa", False, 8, 128, 9088), 30.2, _MQA_T3),
+    LanguageModelRow(MQAVariant("multi-head", "mha", False, 1, 128, 9984), 31.2, _MQA_T3),
+    LanguageModelRow(MQAVariant("multi-head", "mha", False, 2, 64, 9984), 31.1, _MQA_T3),
+    LanguageModelRow(MQAVariant("multi-head", "mha", False, 4, 32, 9984), 31.0, _MQA_T3),
+    LanguageModelRow(MQAVariant("multi-head", "mha", False, 8, 16, 9984), 30.9, _MQA_T3),
+)
+
+
+def mqa_row(table: tuple, scheme: str, local: bool = False):
+    """The row of one of the MQA paper's tables (:data:`MQA_WMT14`, :data:`MQA_COSTS`, :data:`MQA_LM1B`) for
+    the paper's baseline (``scheme`` "mha": 8 heads of 128) or its multi-query model ("mqa"), global or
+    ``local``: the pair the paper compares; the other rows vary the heads of multi-head attention."""
+    if table not in (MQA_WMT14, MQA_COSTS, MQA_LM1B):
+        raise ValueError("table must be one of the MQA paper's tables: evidence.MQA_WMT14, MQA_COSTS or MQA_LM1B")
+    check_choice("scheme", scheme, ("mha", "mqa"))
+    check_bool("local", local)
+    rows = [r for r in table if r.model.scheme == scheme and r.model.local == local and r.model.heads == 8
+            and r.model.d_kv == 128]
+    if not rows:
+        raise ValueError(f"local={local!r}: the table has no {'local ' if local else ''}{scheme} row "
+                         "(Table 3 has no local models)")
+    return rows[0]
+
+
+@dataclass(frozen=True)
+class QualityPair:
+    """One quality number the MQA paper gives for both its baseline (``mha``) and its multi-query model
+    (``mqa``): ``metric`` (what and where), ``lower_is_better`` (perplexities) and ``source``."""
+
+    metric: str
+    mha: float
+    mqa: float
+    lower_is_better: bool
+    source: str
+
+    def __post_init__(self) -> None:
+        _check_source(self.source)
+
+    @property
+    def mqa_better(self) -> bool:
+        """True when the multi-query model scored strictly better than the baseline."""
+        return self.mqa < self.mha if self.lower_is_better else self.mqa > self.mha
+
+
+def mqa_quality_pairs() -> tuple[QualityPair, ...]:
+    """Every quality number of the MQA paper's baseline beside its multi-query model's (global attention, 8
+    heads of 128): Table 1's dev log-perplexity, dev BLEU and test BLEU (greedy, beam 4), Table 3's dev
+    perplexity, in that order."""
+    t1 = {s: mqa_row(MQA_WMT14, s) for s in ("mha", "mqa")}
+    t3 = {s: mqa_row(MQA_LM1B, s) for s in ("mha", "mqa")}
+    return (
+        QualityPair("WMT14 EN-DE dev ln(PPL)", t1["mha"].ln_ppl_dev, t1["mqa"].ln_ppl_dev, True, _MQA_T1),
+        QualityPair("WMT14 EN-DE dev BLEU (greedy)", t1["mha"].bleu_dev, t1["mqa"].bleu_dev, False, _MQA_T1),
+        QualityPair("WMT14 EN-DE test BLEU, greedy", t1["mha"].bleu_test[0], t1["mqa"].bleu_test[0], False, _MQA_T1),
+        QualityPair("WMT14 EN-DE test BLEU, beam 4", t1["mha"].bleu_test[1], t1["mqa"].bleu_test[1], False, _MQA_T1),
+        QualityPair("Billion-Word LM dev perplexity", t3["mha"].dev_ppl, t3["mqa"].dev_ppl, True, _MQA_T3),
+    )
+
+
+#: The MQA paper's §4.1 setup: d_model, layers, the attention layers in each layer (the translation model is an
+#: encoder-decoder: self-attention in the encoder; self- and encoder-decoder attention in the decoder; the language
+#: model is decoder-only), and the total parameters stated, the same for every variant of a task.
+MQA_SETUP = {
+    "d_model": 1024,
+    "translation": {"encoder_layers": 6, "decoder_layers": 6, "attention_per_encoder_layer": 1,
+                    "attention_per_decoder_layer": 2, "params_stated": 211e6},
+    "language_model": {"encoder_layers": 0, "decoder_layers": 6, "attention_per_encoder_layer": 0,
+                       "attention_per_decoder_layer": 1, "params_stated": 192e6},
+    "source": f"{MQA_PAPER}, §4.1 (Experimental Setup)",
+}
+
+#: The MQA paper's §4.3 timings before amortization (Table 2 divides them by the tokens): milliseconds per training
+#: step of ``train_step_tokens`` target tokens, per encoder pass and per incremental decoder step of a batch of
+#: ``batch`` sequences of ``source_tokens`` input tokens.
+MQA_SPEED_TEXT = {
+    "train_step_ms": {"mha": 433, "mqa": 425}, "train_step_tokens": 32_768,
+    "encoder_ms": {"mha": 222, "mqa": 195}, "decoder_step_ms": {"mha": 47, "mqa": 3.9},
+    "batch": 1024, "source_tokens": 128,
+    "source": f"{MQA_PAPER}, §4.3 (Speed)",
+}
+
+#: The MQA paper's own reading of Tables 1 and 3 (§4.2), word for word.
+MQA_QUALITY_CONCLUSION = (
+    "According to both of these metrics, the multi-query attention model seems to be slightly worse than the "
+    "baseline, but much closer than any of the alternatives involving decreasing h, d_k and d_v. [...] Again, "
+    "the multi-query model performed similarly to the baseline, and actually had the highest BLEU score (28.5) "
+    "with beam-4 decoding.")
 
 
 # ----------------------------------------------------------------------------------------------------
