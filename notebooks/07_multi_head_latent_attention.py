@@ -126,10 +126,11 @@ show_source(MultiHeadLatentAttention.latents, start="c_kv, k_rope =", stop="retu
 
 # %% [markdown] slideshow={"slide_type": "-"}
 # and how the plain ("naive") form rebuilds every head's keys and values from the cached latents, one
-# einsum each (`c` is the latent index, `h` the head, `d` and `v` the key and value widths):
+# einsum each (`c` is the latent index, `h` the head, `d` and `v` the key and value widths), with the one
+# shared RoPE key appended to every head's key:
 
 # %% slideshow={"slide_type": "-"}
-show_source(MultiHeadLatentAttention.attend_naive, start="k_nope = torch.einsum", stop="v = torch.einsum")
+show_source(MultiHeadLatentAttention.attend_naive, start="k = torch.einsum", stop="v = torch.einsum")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # The course's tiny language model comes in an MLA version, `tiny_mla`, trained on the same text with the

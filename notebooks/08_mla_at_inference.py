@@ -104,7 +104,7 @@ show_animation("AbsorptionScene")
 # then runs ordinary multi-head attention:
 
 # %% slideshow={"slide_type": "-"}
-show_source(MultiHeadLatentAttention.attend_naive, start="k_nope = torch.einsum", stop="return torch.einsum")
+show_source(MultiHeadLatentAttention.attend_naive, start="k = torch.einsum", stop="return torch.einsum")
 
 # %% [markdown] slideshow={"slide_type": "-"}
 # The absorbed form folds $W^{UK}_i$ into the query (`absorbed_query`: one batched matmul, the queries of

@@ -328,15 +328,17 @@ class MultiHeadLatentAttention(AttentionLayer):
 
     def attend_naive(self, q_nope: torch.Tensor, q_rope: torch.Tensor, c_kv: torch.Tensor, k_rope: torch.Tensor,
                      mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eqs. 42-46 as written: expand every cached latent into per-head keys and values, then MHA.
+        """Eqs. 42-46 as written: expand every cached latent into per-head keys and values, then MHA. (k^C is
+        rebound to the full key once the RoPE part is appended, so the two expanded key tensors and the values,
+        hundreds of MB each at 32K tokens, are never all alive at once.)
 
         q_nope (b, s, h, d_h), q_rope (b, s, h, d_h^R), c_kv (b, t, d_c), k_rope (b, t, d_h^R),
         mask (s, t) -> o (b, s, h, d_v), weights (b, s, h, t)."""
         self._check_attend_inputs(q_nope, q_rope, c_kv, k_rope, mask)
         c = self.config
-        k_nope = torch.einsum("btc,hdc->bthd", c_kv, self.w_uk)  # k^C_{t,i} = W^UK_i c^KV_t  (42)
+        k = torch.einsum("btc,hdc->bthd", c_kv, self.w_uk)  # k^C_{t,i} = W^UK_i c^KV_t  (42)
+        k = torch.cat([k, k_rope[:, :, None, :].expand(-1, -1, c.n_heads, -1)], dim=-1)  # [k^C_{t,i}; k^R_t]  (44)
         v = torch.einsum("btc,hvc->bthv", c_kv, self.w_uv)  # v^C_{t,i} = W^UV_i c^KV_t  (45)
-        k = torch.cat([k_nope, k_rope[:, :, None, :].expand(-1, -1, c.n_heads, -1)], dim=-1)  # (44)
         q = torch.cat([q_nope, q_rope], dim=-1)  # (40)
         scores = torch.einsum("bshd,bthd->bsht", q, k) * c.softmax_scale  # (b, s, h, t)
         weights = softmax(scores.masked_fill(~mask[None, :, None, :], float("-inf")), dim=-1)
