@@ -201,7 +201,8 @@ def test_quick_main_writes_complete_json(tmp_path, capsys):
     for probe in ("copy_bandwidth", "read_bandwidth", "matmul_rate", "decode_matmul_rate"):
         assert machine[probe] > 0, probe
     assert machine["balance_flops_per_byte"] == pytest.approx(machine["matmul_rate"] / machine["copy_bandwidth"])
-    assert machine["decode_matmul_shape"] == [4, 64 + 16, 1024]  # n_h x (d_c + d_h^R) @ (d_c + d_h^R) x N
+    # n_h x (d_c + d_h^R) @ (d_c + d_h^R) x N
+    assert machine["decode_matmul_shape"] == [4, 64 + 16, bench.DECODE_MATMUL_TOKENS["cpu"]]
     assert (machine["roofline_bandwidth"], machine["roofline_flops"]) == (machine["read_bandwidth"],
                                                                           machine["decode_matmul_rate"])
     assert machine["roofline_balance"] == pytest.approx(machine["decode_matmul_rate"] / machine["read_bandwidth"])

@@ -81,8 +81,9 @@ once more per step.) Achieved bandwidths below are "useful bytes / time".
 
 Machine probes: copy bandwidth (``dst.copy_(src)``, 2 x nbytes / time), read bandwidth (``x.sum()`` over a
 buffer larger than the caches, nbytes / time), an n x n GEMM rate (2 n^3 / time) and a decode-shaped matmul
-ceiling: (n_h x w) @ (w x N) with w = d_c + d_h^R, the shape of absorbed MLA's scores, N = 1024 tokens on a
-CPU (the operands fit in L2, so it measures the arithmetic of a 16-row matmul, not memory). The roofline
+ceiling: (n_h x w) @ (w x N) with w = d_c + d_h^R, the shape of absorbed MLA's scores, N = 384 tokens on a
+CPU (:data:`DECODE_MATMUL_TOKENS`: the operands, 0.45 MB in float32, sit inside one core's L2, so it measures
+the arithmetic of a 16-row matmul, not memory). The roofline
 uses the read bandwidth and the decode-shaped ceiling: attainable FLOP/s = min(ceiling, intensity x read
 bandwidth), balance = ceiling / read bandwidth; the old GEMM / copy balance stays in the JSON too.
 
@@ -196,8 +197,11 @@ DEFAULT_REPEATS = 9
 DEFAULT_WARMUP = 2
 #: Timed rounds of the Hugging Face peer (its step is the slowest of the run; three implementations per round).
 DEFAULT_HF_REPEATS = 4
-#: Columns N of the decode-shaped matmul probe, (n_h x w) @ (w x N), on a CPU (operands in L2) and on CUDA.
-DECODE_MATMUL_TOKENS = {"cpu": 1024, "cuda": 32768}
+#: Columns N of the decode-shaped matmul probe, (n_h x w) @ (w x N), on a CPU and on CUDA. On a CPU the (w x N)
+#: operand must sit inside one core's L2 (0.5 to 2 MiB on current cores), or the probe times the next cache level:
+#: with w = 288, N = 384 is 0.44 MB in float32. (N = 1024, 1.18 MB, spilled the 1 MiB L2 of the CPU the stored run
+#: used, and its rate swung between 58 and 81 GFLOP/s from one process to the next; N = 256 to 768 gave 78 to 90.)
+DECODE_MATMUL_TOKENS = {"cpu": 384, "cuda": 32768}
 
 #: The goals a run is held to, at its largest context (32K tokens in a full run): what is compared, the goal
 #: (a lower bound on "measured") and how "measured" is computed from the run.
@@ -1345,8 +1349,9 @@ def run_benchmark(device: torch.device | str = "cpu", dtype: torch.dtype | str =
     ``repeats`` timed rounds after ``warmup`` untimed ones at each context (every scheme once per round,
     :func:`time_interleaved`); the Hugging Face peer runs ``hf_repeats`` rounds (None: min(repeats,
     :data:`DEFAULT_HF_REPEATS`)). copy_bytes sizes the copy and read probes, gemm_n the square GEMM,
-    decode_tokens the decode-shaped matmul's columns (None: 128 MiB, 1024 and 1024 on CPU; 1 GiB, 8192 and
-    32768 on CUDA). Every context must exceed the DSA top-k, so the sparse path really selects.
+    decode_tokens the decode-shaped matmul's columns (None: 128 MiB, 1024 and 384 on CPU; 1 GiB, 8192 and
+    32768 on CUDA: :data:`DECODE_MATMUL_TOKENS`). Every context must exceed the DSA top-k, so the sparse path
+    really selects.
     ``progress`` shows a bar (on stderr) over every timed call; ``on_table`` receives each table of the
     report as text as soon as its numbers are measured (the command line prints them), the same text
     :func:`format_report` gives at the end, the goal-vs-measured targets and the run's cost last."""
