@@ -414,11 +414,11 @@ gqa_widgets.mqa_decode_explorer("llama-2-7b", seq_len=4096, batch=8)
 
 # %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"} tags=["hide-input"]
 paper_quality = E.mqa_quality_pairs()
-behind = [q for q in paper_quality if not q.mqa_better and q.mqa != q.mha]
-ahead = [q for q in paper_quality if q.mqa_better]
+behind = [q for q in paper_quality if q.standing == "behind"]
+ahead = [q for q in paper_quality if q.standing == "ahead"]
 rows = ["| the paper's measure | MHA | MQA | MQA against MHA |", "|---|---:|---:|---|"]
 rows += [f"| {q.metric} ({'lower' if q.lower_is_better else 'higher'} is better) | {q.mha:g} | {q.mqa:g} | "
-         f"{'ahead' if q.mqa_better else 'behind' if q.mqa != q.mha else 'level'} ({q.mqa - q.mha:+.3g}) |"
+         f"{q.standing} ({q.mqa - q.mha:+.3g}) |"
          for q in paper_quality]
 paper_bleu = {"mha": paper_quality[1].mha, "mqa": paper_quality[1].mqa}  # dev BLEU, greedy: the paper's first
 display(Markdown(

@@ -101,7 +101,11 @@ def test_mqa_paper_conclusions_match_its_tables():
     lm_mha, lm_mqa = (E.mqa_row(E.MQA_LM1B, s) for s in ("mha", "mqa"))
     assert lm_mha.dev_ppl < lm_mqa.dev_ppl < min(r.dev_ppl for r in E.MQA_LM1B if r.model.d_ff == 9984)
     pairs = E.mqa_quality_pairs()
-    assert [q.mqa_better for q in pairs] == [False, False, False, True, False]
+    assert [q.standing for q in pairs] == ["behind", "behind", "behind", "ahead", "behind"]
+    level = E.QualityPair("a tie", 1.0, 1.0, True, pairs[0].source)
+    lower = dataclasses.replace(level, mqa=0.9)
+    assert (level.standing, lower.standing, dataclasses.replace(lower, lower_is_better=False).standing) == (
+        "level", "ahead", "behind")
     assert (pairs[3].mha, pairs[3].mqa) == (mha.bleu_test[1], mqa.bleu_test[1])
     # local attention and multi-query are orthogonal: each local model is within 0.3 BLEU of its global twin
     for scheme in ("mha", "mqa"):

@@ -321,8 +321,9 @@ def mqa_row(table: tuple, scheme: str, local: bool = False):
         raise ValueError("table must be one of the MQA paper's tables: evidence.MQA_WMT14, MQA_COSTS or MQA_LM1B")
     check_choice("scheme", scheme, ("mha", "mqa"))
     check_bool("local", local)
-    rows = [r for r in table if r.model.scheme == scheme and r.model.local == local and r.model.heads == 8
-            and r.model.d_kv == 128]
+    baseline = table[0].model  # each table lists the paper's baseline first: 8 heads of 128
+    rows = [r for r in table if r.model.scheme == scheme and r.model.local == local
+            and (r.model.heads, r.model.d_kv) == (baseline.heads, baseline.d_kv)]
     if not rows:
         raise ValueError(f"local={local!r}: the table has no {'local ' if local else ''}{scheme} row "
                          "(Table 3 has no local models)")
@@ -344,9 +345,12 @@ class QualityPair:
         _check_source(self.source)
 
     @property
-    def mqa_better(self) -> bool:
-        """True when the multi-query model scored strictly better than the baseline."""
-        return self.mqa < self.mha if self.lower_is_better else self.mqa > self.mha
+    def standing(self) -> str:
+        """Where the multi-query model stands against the baseline on this number: "ahead" (strictly better),
+        "behind" (strictly worse) or "level"."""
+        if self.mqa == self.mha:
+            return "level"
+        return "ahead" if (self.mqa < self.mha) == self.lower_is_better else "behind"
 
 
 def mqa_quality_pairs() -> tuple[QualityPair, ...]:

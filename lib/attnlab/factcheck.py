@@ -280,8 +280,8 @@ def mqa_quality_claim() -> Claim:
     quality study clearly say otherwise."""
     gap = tiny_gap("mqa", "mha")
     pairs = E.mqa_quality_pairs()
-    behind = [q for q in pairs if not q.mqa_better and q.mqa != q.mha]
-    ahead = [q for q in pairs if q.mqa_better]
+    behind = [q for q in pairs if q.standing == "behind"]
+    ahead = [q for q in pairs if q.standing == "ahead"]
     dense = E.V2_DENSE_7B.deltas("mqa", "mha")
     papers = len(behind) > len(pairs) / 2 and sum(dense.values()) < 0
     return Claim("mqa_quality", "MQA costs some expressive power (quality)", SUMMARY_A,

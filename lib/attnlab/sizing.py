@@ -729,6 +729,12 @@ def _layer_bytes(account: tuple[str, int, int, int], seq_len: int, window: int) 
     return tokens * vector
 
 
+def _conv_channels(spec: ModelSpec) -> int:
+    """Channels of a hybrid's linear layers' short convolution, 2 H_k d_k + H_v d_v (:func:`linear_conv_channels`)."""
+    return linear_conv_channels(spec.linear_value_heads, spec.linear_key_dim, spec.linear_value_dim,
+                                spec.linear_key_heads)
+
+
 def linear_state_elements(model: ModelSpec | str) -> dict[str, int]:
     """Numbers one linear-attention layer keeps per sequence, whatever the context, {"recurrent", "conv"}
     ({} for a model without linear layers):
@@ -744,10 +750,8 @@ def linear_state_elements(model: ModelSpec | str) -> dict[str, int]:
     spec = get_model(model)
     if "linear" not in spec.layer_types:
         return {}
-    conv_dim = linear_conv_channels(spec.linear_value_heads, spec.linear_key_dim, spec.linear_value_dim,
-                                    spec.linear_key_heads)
     return {"recurrent": spec.linear_value_heads * spec.linear_key_dim * spec.linear_value_dim,
-            "conv": conv_dim * max(spec.linear_conv_kernel - 1, 0)}
+            "conv": _conv_channels(spec) * max(spec.linear_conv_kernel - 1, 0)}
 
 
 def _state_bytes(spec: ModelSpec, dtype: torch.dtype) -> int:
@@ -755,10 +759,9 @@ def _state_bytes(spec: ModelSpec, dtype: torch.dtype) -> int:
     (chapter 18 calls it with Hugging Face's float32 state instead); 0 without linear layers."""
     if "linear" not in spec.layer_types:
         return 0
-    conv_dim = linear_conv_channels(spec.linear_value_heads, spec.linear_key_dim, spec.linear_value_dim,
-                                    spec.linear_key_heads)
     return costs.linear_state_bytes(spec.linear_value_heads, spec.linear_key_dim, spec.linear_value_dim, dtype,
-                                    conv_channels=conv_dim, conv_kernel=spec.linear_conv_kernel, conv_dtype=dtype)
+                                    conv_channels=_conv_channels(spec), conv_kernel=spec.linear_conv_kernel,
+                                    conv_dtype=dtype)
 
 
 def fixed_state_bytes(model: ModelSpec | str, batch: int = 1, dtype: torch.dtype | str = torch.bfloat16) -> int:
@@ -1073,8 +1076,7 @@ def kv_formula(model: ModelSpec | str, scheme: str | None = None, n_kv_heads: in
     for i, kind in enumerate(spec.layer_types):
         if kind == "linear":
             state = linear_state_elements(spec)
-            conv = linear_conv_channels(spec.linear_value_heads, spec.linear_key_dim, spec.linear_value_dim,
-                                        spec.linear_key_heads)
+            conv = _conv_channels(spec)
             formulas.setdefault(kind, f"state H_v d_k d_v + (2 H_k d_k + H_v d_v)(K - 1) = {spec.linear_value_heads} "
                                 f"× {spec.linear_key_dim} × {spec.linear_value_dim} + {conv:,} × "
                                 f"{max(spec.linear_conv_kernel - 1, 0)} = {sum(state.values()):,} per sequence")
