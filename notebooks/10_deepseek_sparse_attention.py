@@ -137,10 +137,11 @@ display(Markdown(
 #
 # DeepSeek's code also scales $I$ by $(H^I)^{-1/2}$ (on the weights) and $(d^I)^{-1/2}$. The library's
 # `index_scores` (which `LightningIndexer.score` calls, then masks the future) is the formula as one matmul
-# (every index head's query against the shared keys) and a weighted sum over the heads:
+# (every index head's query against the shared keys) and a weighted sum over the heads. (A decode step on a
+# CPU runs the same formula as one fused C loop over the keys, `attnlab.fused`; chapter 14 times both.)
 
 # %% slideshow={"slide_type": "-"}
-show_source(dsa._index_scores, start="logits = ")  # index_scores checks its input, then runs this
+show_source(dsa._index_scores_matmul, start="logits = ")  # index_scores checks its input, then runs this
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # The keys are projected, normalized, rotated by RoPE and then passed through `prepare` (the Hadamard

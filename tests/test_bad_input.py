@@ -33,6 +33,7 @@ from attnlab import (
     evidence,
     figures,
     flash,
+    fused,
     gqa,
     kv_cache,
     linear_attention,
@@ -879,6 +880,22 @@ CASES: list[Case] = [
     Case("index_scores: k of another width", dsa.index_scores,
          lambda: dsa.index_scores(torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3), torch.zeros(1, 5, 6), 0.5),
          ValueError, "k"),
+    Case("index_scores_fused: two queries", fused.index_scores_fused,
+         lambda: fused.index_scores_fused(torch.zeros(1, 2, 4, 16), torch.zeros(1, 2, 4), torch.zeros(1, 5, 16), 0.5),
+         ValueError, "seq=2"),
+    Case("index_scores_fused: float64", fused.index_scores_fused,
+         lambda: fused.index_scores_fused(torch.zeros(1, 1, 4, 16, dtype=torch.float64),
+                                          torch.zeros(1, 1, 4, dtype=torch.float64),
+                                          torch.zeros(1, 5, 16, dtype=torch.float64), 0.5), ValueError, "float32"),
+    Case("index_scores_fused: d^I = 8", fused.index_scores_fused,
+         lambda: fused.index_scores_fused(torch.zeros(1, 1, 4, 8), torch.zeros(1, 1, 4), torch.zeros(1, 5, 8), 0.5),
+         ValueError, "index_head_dim=8"),
+    Case("index_scores_fused: keys read across a row", fused.index_scores_fused,
+         lambda: fused.index_scores_fused(torch.zeros(1, 1, 4, 16), torch.zeros(1, 1, 4),
+                                          torch.zeros(1, 16, 5).mT, 0.5), ValueError, "strides"),
+    Case("index_scores_fused: scale 0", fused.index_scores_fused,
+         lambda: fused.index_scores_fused(torch.zeros(1, 1, 4, 16), torch.zeros(1, 1, 4), torch.zeros(1, 5, 16), 0.0),
+         ValueError, "softmax_scale"),
     Case("topk_indices: visible beyond the keys", dsa.topk_indices,
          lambda: dsa.topk_indices(torch.zeros(1, 2, 3), 2, visible=torch.tensor([1, 4])), ValueError, "visible"),
     # costs: DeepSeek-V4
@@ -1352,12 +1369,14 @@ NO_CHECKABLE_INPUT: dict[Any, str] = {
     devices.available_devices: "no arguments",
     devices.default_device: "no arguments",
     evidence.mqa_quality_pairs: "no arguments",
+    fused.kernel_status: "no arguments",
     # Frozen records of what a forward call returned or decided; they store what the layer hands them and
     # compute nothing.
     dsa.IndexSelection: "a plain record, filled by DeepSeekSparseAttention.forward",
     evidence.Benchmark: "a plain record of a paper's benchmark name, metric and shots; a ScoreTable holds it",
     attention.AttentionOutput: "a plain record, filled by every attention layer's forward",
     flash.OnlineSoftmaxStep: "a plain record, filled by online_softmax_trace",
+    fused.KernelStatus: "a plain record, filled by kernel_status",
     # No arguments at all, either.
     tokenization.course_metadata: "no arguments",
     tokenization.train_course_tokenizer: "no arguments",
@@ -1387,7 +1406,7 @@ NO_CHECKABLE_INPUT: dict[Any, str] = {
 
 CORE_MODULES = (attention, kv_cache, gqa, mla, dsa, rope, quant, sizing, lowrank, lm, tokenization, train, devices,
                 costs, schemes, cache_formats, v4, paged, flash, window, evidence, block_sparse, figures,
-                linear_attention, recall, quality)
+                linear_attention, recall, quality, fused)
 
 
 def public_api(module) -> list:

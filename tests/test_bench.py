@@ -243,6 +243,12 @@ def test_quick_main_writes_complete_json(tmp_path, capsys):
     for name in bench.DSA_PARTS:
         assert parts[f"{name}_time_s"] > 0 and len(parts[f"{name}_times_s"]) == report["repeats"]
     assert parts["index_scores_flop_rate"] == pytest.approx(parts["index_scores_flops"] / parts["index_scores_time_s"])
+    assert parts["index_scores_matmul_bandwidth"] == pytest.approx(
+        parts["index_key_bytes"] / parts["index_scores_matmul_time_s"])
+    # the step's index scores ran the fused kernel exactly when this process built it (float32 on a CPU here)
+    kernel = report["fused_kernel"]
+    assert kernel == bench.fused_kernel_info()
+    assert parts["index_scores_path"] == (f"fused kernel, {kernel['target']}" if kernel["available"] else "matmuls")
     dsa_layer = bench.build_layer("dsa", shape, torch.device("cpu"), torch.float32)
     assert parts["projection_weight_bytes"] == 4 * sum(m.weight.numel() for name, m in dsa_layer.named_modules()
                                                        if isinstance(m, torch.nn.Linear) and name != "mla.w_ukv")

@@ -93,7 +93,9 @@ resident under the next one's peak: the run's peak memory is that of its largest
 
 DSA's parts (:func:`bench_dsa_parts`), at the largest context: the whole step beside its index scores, its
 top-k and its projections timed alone, each call from cold caches, and the step again with warm caches, so the
-report says where DSA's time goes. The projection
+report says where DSA's time goes; the index scores are timed both as the step computes them (on a CPU, the
+fused kernel of :mod:`attnlab.fused` where a C compiler built it; ``"fused_kernel"`` in the report says
+whether) and as PyTorch's matmuls. The projection
 layouts (:func:`bench_projection_layouts`): each course scheme's projections for one token with W row-major
 and column-major, the second being how the benchmark's layers store them.
 
@@ -164,7 +166,8 @@ from attnlab.costs import (
     windowed_cache_bytes,
 )
 from attnlab.devices import dtype_bytes
-from attnlab.dsa import _index_scores, _topk
+from attnlab.dsa import _index_scores, _index_scores_matmul, _topk
+from attnlab.fused import _fusable, kernel_status
 from attnlab.gqa import AttentionConfig, grouped_attention
 from attnlab.huggingface import attention_forward
 from attnlab.kv_cache import LayerCache
@@ -907,6 +910,13 @@ def measure_decode_matmul_rate(device: torch.device, dtype: torch.dtype, rows: i
     return 2 * rows * width * tokens / seconds
 
 
+def fused_kernel_info() -> dict:
+    """Whether DSA's index scores run the fused CPU kernel of :mod:`attnlab.fused` in this process: "available",
+    "reason" (how it was built, or why not) and "target" (the instruction set its loader picked)."""
+    status = kernel_status()
+    return {"available": status.available, "reason": status.reason, "target": status.target}
+
+
 def device_info(device: torch.device) -> dict:
     """Device name (the GPU's on CUDA, else the CPU's), CPU count, threads, platform, and the CPU's details
     (model name, family and model numbers, the vector ISA torch uses, cache sizes) where Linux gives them."""
@@ -1041,8 +1051,9 @@ def bench_context(shape: AttentionShape, context: int, device: torch.device, dty
 #: The parts of DSA's step that :func:`bench_dsa_parts` times alone (:func:`dsa_rest_seconds`: the step less these).
 DSA_ALONE: tuple[str, ...] = ("index_scores", "topk", "projections")
 #: What :func:`bench_dsa_parts` times, in its rounds: the whole step from cold caches, the parts alone from cold
-#: caches, and the whole step again right after another (warm).
-DSA_PARTS: tuple[str, ...] = ("step", *DSA_ALONE, "step_warm")
+#: caches, the index scores by PyTorch's two matmuls (the step's own path where the fused kernel is not built),
+#: and the whole step again right after another (warm).
+DSA_PARTS: tuple[str, ...] = ("step", *DSA_ALONE, "index_scores_matmul", "step_warm")
 
 
 def bench_dsa_parts(shape: AttentionShape, context: int, device: torch.device, dtype: torch.dtype, repeats: int,
@@ -1052,19 +1063,22 @@ def bench_dsa_parts(shape: AttentionShape, context: int, device: torch.device, d
     its parts timed alone, the same functions the step runs, and the step once more with warm caches, all in
     interleaved rounds (:data:`DSA_PARTS`):
 
-    "index_scores": I_s = sum_j w_j ReLU(q_j · k_s) (d^I)^-0.5 over the T = L + 1 index keys, a matmul H^I
-    columns wide, then the weighted sum (2 (H^I d^I + H^I) T FLOPs,
-    :func:`~attnlab.costs.indexer_macs_per_cached_token`; the T d^I keys read once);
+    "index_scores": I_s = sum_j w_j ReLU(q_j · k_s) (d^I)^-0.5 over the T = L + 1 index keys as the step
+    computes them: by the fused kernel of :mod:`attnlab.fused` on a CPU in float32 where it is built, else by
+    PyTorch's matmuls (2 (H^I d^I + H^I) T FLOPs, :func:`~attnlab.costs.indexer_macs_per_cached_token`; the
+    T d^I keys read once); "index_scores_path" says which ("fused kernel, <target>" or "matmuls");
     "topk": the top k of those T scores, best first, ties by position;
     "projections": the new token through every projection of the layer (its ``nn.Linear`` weights, stored as
     the step holds them), each weight read once;
+    "index_scores_matmul": the same scores by PyTorch's two matmuls, a matmul H^I columns wide and the weighted
+    sum (the kernel's "before": the same call with the kernel switched off);
     "step_warm": the whole step right after an untimed one, so that its weights, its index keys (when they fit
     the last-level cache) and the code of every operation it runs are still in the caches.
 
     Before every other call a read of ``flush_bytes`` (more than the last-level cache) evicts what the previous
     call left, so each starts cold, as it does among the benchmark's schemes. Returns the medians and spreads
     (:func:`timing_summary` under each part's name and "_"), the index scores' FLOPs and key bytes and their
-    achieved FLOP/s and bytes/s, and the projections' weight bytes and bytes/s."""
+    achieved FLOP/s and bytes/s (both paths), and the projections' weight bytes and bytes/s."""
     check_context(context)
     check_positive_int("flush_bytes", flush_bytes)
     layer = build_layer("dsa", shape, device, dtype)
@@ -1085,12 +1099,15 @@ def bench_dsa_parts(shape: AttentionShape, context: int, device: torch.device, d
         calls = {"step": step, "index_scores": lambda: _index_scores(q, w, keys, scale),
                  "topk": lambda: _topk(scores, layer.top_k, None, t),
                  "projections": project,
+                 "index_scores_matmul": lambda: _index_scores_matmul(q, w, keys, scale),
                  "step_warm": step}
         resets = {"step": lambda: (cache.crop(context), flush.sum()), "index_scores": flush.sum,
-                  "topk": flush.sum, "projections": flush.sum,
+                  "topk": flush.sum, "projections": flush.sum, "index_scores_matmul": flush.sum,
                   "step_warm": lambda: (cache.crop(context), step(), cache.crop(context))}  # one step untimed
         timings = time_interleaved(calls, device, repeats, warmup, resets, before)
-    out = {"context": context, "flush_bytes": flush.numel() * flush.element_size()}
+        fused = _fusable(q, w, keys)
+    out = {"context": context, "flush_bytes": flush.numel() * flush.element_size(),
+           "index_scores_path": f"fused kernel, {kernel_status().target}" if fused else "matmuls"}
     for name in DSA_PARTS:
         out.update(timing_summary(timings[name], prefix=f"{name}_"))
     flops = 2 * indexer_macs_per_cached_token(shape) * t
@@ -1098,6 +1115,8 @@ def bench_dsa_parts(shape: AttentionShape, context: int, device: torch.device, d
     out.update({"index_scores_flops": flops, "index_key_bytes": key_bytes,
                 "index_scores_flop_rate": flops / out["index_scores_time_s"],
                 "index_scores_bandwidth": key_bytes / out["index_scores_time_s"],
+                "index_scores_matmul_flop_rate": flops / out["index_scores_matmul_time_s"],
+                "index_scores_matmul_bandwidth": key_bytes / out["index_scores_matmul_time_s"],
                 "projection_weight_bytes": weight_bytes,
                 "projections_bandwidth": weight_bytes / out["projections_time_s"]})
     return out
@@ -1430,7 +1449,7 @@ def _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes
               "torch_version": torch.__version__,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "shape": shape_arguments(shape), "machine": machine, "repeats": repeats, "warmup": warmup,
-              "allocator": allocator_info()}
+              "allocator": allocator_info(), "fused_kernel": fused_kernel_info()}
     lap("probes")
     show(format_header(header))
     results, roofline = [], []
@@ -1489,6 +1508,7 @@ def _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes
         "newer_settings": dataclasses.asdict(newer),
         "machine": machine,
         "allocator": header["allocator"],
+        "fused_kernel": header["fused_kernel"],
         "results": results,
         "roofline": roofline,
         "dsa_parts": dsa_parts,
@@ -1527,6 +1547,10 @@ def format_header(report: dict) -> str:
         pages = "transparent huge pages" if a["huge_pages"] else "4 KiB pages"
         timing += (f"; memory: {pages} ({HUGE_PAGES_VARIABLE}={a[HUGE_PAGES_VARIABLE]}, kernel THP "
                    f"{a['transparent_hugepage']})")
+    if "fused_kernel" in report:
+        k = report["fused_kernel"]
+        timing += ("\nDSA's index scores on a CPU: " + (f"fused kernel ({k['target']}; {k['reason']})"
+                                                        if k["available"] else f"matmuls ({k['reason']})"))
     return (f"device {dev['type']} ({dev['name']}, {dev['cpu_count']} CPUs{cpu}), {dev.get('torch_threads', '?')} "
             f"torch threads, dtype {report['dtype']}, torch {report['torch_version']}, {report['date']}\n"
             f"shape {report['shape']}{timing}\n")
@@ -1593,16 +1617,21 @@ def dsa_rest_seconds(parts: Mapping) -> float:
 def format_dsa_parts(parts: dict) -> str:
     """DSA's step at the largest context beside its parts timed alone, and the step warm
     (:func:`bench_dsa_parts`)."""
-    step, scores, topk, proj, warm = (parts[f"{name}_time_s"] for name in DSA_PARTS)
+    step, scores, topk, proj, matmul, warm = (parts[f"{name}_time_s"] for name in DSA_PARTS)
     rest = dsa_rest_seconds(parts)
+
+    def rates(prefix: str) -> str:
+        return (f"{parts[f'{prefix}_flop_rate'] / 1e9:.1f} GFLOP/s, {parts[f'{prefix}_bandwidth'] / 1e9:.1f} GB/s "
+                "of keys")
+
     rows = [["whole step", f"{step * 1e3:.3f}", "100%", ""],
-            ["index scores", f"{scores * 1e3:.3f}", f"{scores / step:.0%}",
-             f"{parts['index_scores_flop_rate'] / 1e9:.1f} GFLOP/s, {parts['index_scores_bandwidth'] / 1e9:.1f} GB/s "
-             f"of keys"],
+            [f"index scores ({parts['index_scores_path']})", f"{scores * 1e3:.3f}", f"{scores / step:.0%}",
+             rates("index_scores")],
             ["top-k", f"{topk * 1e3:.3f}", f"{topk / step:.0%}", ""],
             ["projections", f"{proj * 1e3:.3f}", f"{proj / step:.0%}",
              f"{parts['projections_bandwidth'] / 1e9:.1f} GB/s of weights"],
             ["the rest", f"{rest * 1e3:.3f}", f"{rest / step:.0%}", "RoPE, norms, append, gathers, sparse attention"],
+            ["index scores by matmuls", f"{matmul * 1e3:.3f}", f"{matmul / step:.0%}", rates("index_scores_matmul")],
             ["whole step, warm", f"{warm * 1e3:.3f}", f"{warm / step:.0%}", "right after another step"]]
     return "\n".join([f"DSA's decode step at L = {parts['context']:,} tokens, each part timed alone from cold caches",
                       format_table(["part", "ms", "of the step", "rate"], rows), ""])

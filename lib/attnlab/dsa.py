@@ -62,6 +62,7 @@ from attnlab._validate import (
 )
 from attnlab.attention import AttentionLayer, AttentionOutput, causal_mask
 from attnlab.costs import AttentionShape
+from attnlab.fused import _fusable, _index_scores_fused
 from attnlab.kv_cache import LayerCache
 from attnlab.mla import MLAConfig, MultiHeadLatentAttention, _rope_settings, yarn_frequencies
 from attnlab.quant import SCALE_FORMATS, fake_quantize_fp8, hadamard_rotation
@@ -337,7 +338,9 @@ def index_scores(q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor, softma
 
     q (b, s, H^I, d^I), weights (b, s, H^I), k (b, n, d^I) -> I (b, s, n). Two matmuls: the keys against every
     query head, (b, n, s H^I) (the keys, the bulk of what is read, stream through in their stored order), then
-    the weighted sum over the heads. :meth:`LightningIndexer.score` masks the future tokens after it;
+    the weighted sum over the heads; a decode step on a CPU runs the fused kernel of :mod:`attnlab.fused`
+    instead where it is built (same scores up to float32 rounding). :meth:`LightningIndexer.score` masks the
+    future tokens after it;
     DeepSeek-V4's indexer (:mod:`attnlab.v4`) scores its compressed entries with it."""
     check_ndim("q", q, 4, "(batch, seq, index_n_heads, index_head_dim)")
     check_ndim("weights", weights, 3, "(batch, seq, index_n_heads)")
@@ -354,7 +357,16 @@ def index_scores(q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor, softma
 
 
 def _index_scores(q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor, softmax_scale: float) -> torch.Tensor:
-    """:func:`index_scores` on checked inputs."""
+    """:func:`index_scores` on checked inputs: a decode step on a CPU in float32 goes through the fused kernel
+    of :mod:`attnlab.fused` where it is built (each key read once, no (n, H^I) logits), the rest through
+    :func:`_index_scores_matmul`."""
+    if _fusable(q, weights, k):
+        return _index_scores_fused(q, weights * softmax_scale, k)
+    return _index_scores_matmul(q, weights, k, softmax_scale)
+
+
+def _index_scores_matmul(q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor, softmax_scale: float) -> torch.Tensor:
+    """:func:`index_scores` as two matmuls, on checked inputs (any device, dtype, query count; differentiable)."""
     b, s, h, d = q.shape
     n = k.shape[1]
     logits = k @ q.reshape(b, s * h, d).mT  # k^I_s · q^I_{t,j}: the shared keys against every head, one matmul

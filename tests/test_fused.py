@@ -1,0 +1,160 @@
+"""The fused index-score kernel (:mod:`attnlab.fused`) computes what the matmul path computes.
+
+- it is built wherever a C compiler is present (the course's install has one), and says why not otherwise;
+- I_s = sum_j w_j ReLU(q_j · k_s) * scale against a float64 reference, on random shapes: batches, key counts,
+  head counts that are not a multiple of four, d^I from 16 to 128, cache views with spare rows;
+- :func:`attnlab.dsa.index_scores` hands it exactly the decode steps it can take, and a DSA decode step selects
+  the same tokens and returns the same output with it and without it;
+- a compiler that fails, or ``ATTNLAB_FUSED=0``, leaves the matmul path in place.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from attnlab import dsa, fused
+from attnlab.dsa import DeepSeekSparseAttention, IndexerConfig
+from attnlab.kv_cache import LayerCache
+from attnlab.mla import MLAConfig
+
+F64 = torch.float64
+seeds = st.integers(0, 2**31 - 1)
+needs_kernel = pytest.mark.skipif(fused._compiler() is None, reason="no C compiler on this machine")
+
+
+def reference(q: torch.Tensor, w: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
+    """Equation 1 in float64, one head at a time: (b, 1, h, d), (b, 1, h), (b, n, d) -> (b, 1, n)."""
+    q, w, k = q.to(F64), w.to(F64), k.to(F64)
+    total = torch.zeros(k.shape[0], 1, k.shape[1], dtype=F64)
+    for j in range(q.shape[2]):
+        dots = torch.einsum("bd,bnd->bn", q[:, 0, j], k)  # q_j · k_s
+        total[:, 0] += w[:, 0, j, None] * dots.clamp_min(0.0)
+    return total * scale
+
+
+@pytest.fixture
+def restore_kernel():
+    """Tests that rebuild or switch off the kernel put the process's kernel back afterwards."""
+    yield
+    fused._load(reload=True)
+
+
+@needs_kernel
+def test_the_kernel_is_built_where_a_compiler_is_present():
+    status = fused.kernel_status()
+    assert status.available, status.reason
+    assert status.library is not None and status.target
+
+
+@needs_kernel
+@settings(max_examples=80, deadline=None)
+@given(batch=st.integers(1, 3), n_keys=st.integers(1, 300), n_heads=st.integers(1, 9),
+       head_dim=st.sampled_from([16, 32, 48, 64, 128]), spare=st.integers(0, 7), seed=seeds)
+def test_fused_scores_equal_equation_1(batch, n_keys, n_heads, head_dim, spare, seed):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(batch, 1, n_heads, head_dim, generator=g)
+    w = torch.randn(batch, 1, n_heads, generator=g)  # negative weights too: DeepSeek's are not constrained
+    storage = torch.randn(batch, n_keys + spare, head_dim, generator=g)  # a preallocated cache, spare rows
+    k = storage[:, :n_keys]
+    scale = head_dim**-0.5
+    got = fused.index_scores_fused(q, w, k, scale)
+    assert got.shape == (batch, 1, n_keys) and got.dtype == torch.float32
+    want = reference(q, w, k, scale)
+    # float32 sums of d products: a few units in the last place of the largest term
+    bound = 4 * torch.finfo(torch.float32).eps * head_dim * (q.abs().amax() * k.abs().amax() * w.abs().sum() * scale)
+    assert (got.to(F64) - want).abs().max() <= bound
+
+
+@needs_kernel
+def test_relu_zeroes_negative_dots_exactly():
+    q = torch.ones(1, 1, 4, 16)
+    k = -torch.rand(1, 10, 16)  # every dot product negative
+    assert torch.equal(fused.index_scores_fused(q, torch.ones(1, 1, 4), k, 0.25), torch.zeros(1, 1, 10))
+
+
+@needs_kernel
+@pytest.mark.parametrize("n_heads,head_dim", [(4, 64), (1, 16), (6, 32), (64, 128)])
+def test_dsa_index_scores_use_the_kernel_for_a_cpu_decode_step(n_heads, head_dim, monkeypatch):
+    g = torch.Generator().manual_seed(n_heads)
+    q = torch.randn(2, 1, n_heads, head_dim, generator=g)
+    w = torch.randn(2, 1, n_heads, generator=g)
+    k = torch.randn(2, 50, head_dim, generator=g)
+    assert fused._fusable(q, w, k)
+    calls = []
+    monkeypatch.setattr(dsa, "_index_scores_fused", lambda *a: calls.append(a) or fused._index_scores_fused(*a))
+    got = dsa.index_scores(q, w, k, head_dim**-0.5)
+    assert len(calls) == 1
+    torch.testing.assert_close(got.to(F64), reference(q, w, k, head_dim**-0.5), rtol=1e-5, atol=1e-5)
+
+
+@needs_kernel
+def test_dsa_index_scores_keep_the_matmuls_where_the_kernel_does_not_apply(monkeypatch):
+    monkeypatch.setattr(dsa, "_index_scores_fused", lambda *a: pytest.fail("the kernel was called"))
+    g = torch.Generator().manual_seed(0)
+    q, w, k = torch.randn(1, 1, 4, 64, generator=g), torch.randn(1, 1, 4, generator=g), torch.randn(1, 9, 64)
+    others = {
+        "float64": (q.double(), w.double(), k.double()),
+        "prefill": (q.expand(1, 3, 4, 64), w.expand(1, 3, 4), k),
+        "d^I = 8": (q[..., :8], w, k[..., :8].contiguous()),
+        "keys not in rows": (q, w, k.mT.contiguous().mT),
+        "no keys": (q, w, k[:, :0]),
+        "a gradient wanted": (q.clone().requires_grad_(), w, k),
+    }
+    for name, (qq, ww, kk) in others.items():
+        assert not fused._fusable(qq, ww, kk), name
+        dsa.index_scores(qq, ww, kk, 0.125)
+    with torch.no_grad():  # no gradient is wanted inside no_grad: the kernel takes it
+        assert fused._fusable(q.clone().requires_grad_(), w, k)
+
+
+@needs_kernel
+def test_a_dsa_decode_step_selects_the_same_tokens_with_and_without_the_kernel(restore_kernel):
+    """The benchmark's layer shape, scaled down: one decode step after 600 cached tokens, top-k 64."""
+    mla = MLAConfig(d_model=128, n_heads=4, kv_lora_rank=64, qk_nope_head_dim=32, qk_rope_head_dim=16,
+                    v_head_dim=32, q_lora_rank=None)
+    index = IndexerConfig(d_model=128, q_lora_rank=None, index_n_heads=4, index_head_dim=64, rope_head_dim=16,
+                          index_topk=64)
+    torch.manual_seed(0)
+    layer = DeepSeekSparseAttention(mla, index).eval()
+    x = torch.randn(1, 601, 128)
+    outputs = []
+    for switch in ("1", "0"):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(fused.ENV_SWITCH, switch)
+            assert fused._load(reload=True)[0].available == (switch == "1")
+            cache = LayerCache(seq_dim=1, capacity=700)
+            with torch.no_grad():
+                layer(x[:, :600], cache=cache)
+                outputs.append(layer(x[:, 600:], cache=cache))
+    fast, plain = outputs
+    assert torch.equal(fast.selection.indices, plain.selection.indices)
+    torch.testing.assert_close(fast.selection.scores, plain.selection.scores, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast.output, plain.output, rtol=1e-5, atol=1e-6)
+
+
+def test_a_failing_compiler_leaves_the_matmul_path(tmp_path, restore_kernel):
+    status, lib = fused._load(compiler="/bin/false", cache=tmp_path, reload=True)
+    assert not status.available and lib is None
+    assert "failed" in status.reason and "/bin/false" in status.reason
+    q, w, k = torch.ones(1, 1, 4, 16), torch.ones(1, 1, 4), torch.ones(1, 3, 16)
+    assert not fused._fusable(q, w, k)
+    torch.testing.assert_close(dsa.index_scores(q, w, k, 0.25), torch.full((1, 1, 3), 16.0))
+    with pytest.raises(ValueError, match="not available: building the kernel"):
+        fused.index_scores_fused(q, w, k, 0.25)
+
+
+def test_the_switch_turns_the_kernel_off(monkeypatch, restore_kernel):
+    monkeypatch.setenv(fused.ENV_SWITCH, "0")
+    status, lib = fused._load(reload=True)
+    assert not status.available and lib is None and "ATTNLAB_FUSED=0" in status.reason
+
+
+@needs_kernel
+def test_a_built_kernel_is_reused_from_the_cache(tmp_path, restore_kernel):
+    first = fused._load(cache=tmp_path, reload=True)[0]
+    second = fused._load(cache=tmp_path, reload=True)[0]
+    assert first.reason.startswith("compiled") and second.reason.startswith("cached")
+    assert first.library == second.library and len(list(tmp_path.iterdir())) == 1
