@@ -55,7 +55,8 @@ torch.set_num_threads(1)
 # contexts 1K to 32K tokens, 9 timed rounds after 2 warm-up rounds; the lines below read them from the file).
 # The layer is `bench.DEFAULT_SHAPE`: $d = 1024$, 16 query heads of 64; GQA keeps 4 K/V heads, MQA one; MLA
 # caches a latent of $d_c = 256$ plus a RoPE key of $d_h^R = 32$; DSA adds a 4-head indexer of width 64 and
-# attends to the top $k = 256$ tokens only.
+# attends to the top $k = 256$ tokens only. On a CPU, DSA's index scores run as one fused C loop
+# (`attnlab.fused`, built with the system's C compiler); section 3 times it against PyTorch's matmuls.
 #
 # **How it times.** At each context every scheme's layer and cache are built side by side, the cache filled
 # directly with random numbers of the right shape. Then come rounds: each round runs every scheme's decode
@@ -388,12 +389,13 @@ display(Markdown(
     f"is a cost that does not grow with the context. The run also times parts of the step alone, each "
     f"call starting from cold caches (`bench.bench_dsa_parts`; the whole step took {part_ms['step']:.2f} ms "
     f"there). The index scores, {report['shape']['index_n_heads']} heads against every key, by PyTorch's own "
-    f"operations (`dsa.index_scores`: a matmul only {report['shape']['index_n_heads']} columns wide, a ReLU, a "
-    f"second matmul) take {part_ms['index_scores_matmul']:.2f} ms: the matmul runs at "
+    f"operations (a matmul only {report['shape']['index_n_heads']} columns wide, a ReLU, a second matmul: "
+    f"`dsa.index_scores` anywhere but a CPU decode step) take {part_ms['index_scores_matmul']:.2f} ms: the "
+    f"matmul runs at "
     f"{parts['index_scores_matmul_flop_rate'] / 1e9:.0f} GFLOP/s (the square GEMM: {m['matmul_rate'] / 1e9:.0f}) "
     f"and reads the keys at {parts['index_scores_matmul_bandwidth'] / 1e9:.0f} GB/s (the read probe: "
     f"{m['read_bandwidth'] / 1e9:.0f}). "
-    + (f"The step runs a fused kernel instead (`attnlab.fused`, built for {report['fused_kernel']['target']}): "
+    + (f"The step runs a fused kernel instead, `attnlab.fused` compiled for {report['fused_kernel']['target']}: "
        f"one C loop that reads each key once and keeps its {report['shape']['index_n_heads']} dot products, the "
        f"ReLU and the weighted sum in registers, as DeepSeek's own indexer does on a GPU (`fp8_index_kernel`). "
        f"It takes {part_ms['index_scores']:.2f} ms, the keys read at {parts['index_scores_bandwidth'] / 1e9:.0f} "
