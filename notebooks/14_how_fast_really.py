@@ -38,7 +38,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from attnlab import bench, costs, figures, quality, schemes, show_source
+from attnlab import bench, costs, figures, fused, quality, schemes, show_source
 from attnlab.exercises import ch14
 from attnlab.interactive import bench as bench_ui
 from attnlab.model import load_checkpoint
@@ -421,6 +421,17 @@ display(Markdown(
     f"{cost['wall_s']:.0f} s and at most {cost['peak_gib']:.2f} GiB of memory: "
     + ", ".join(f"{name.replace('_', ' ')} {sec:.0f} s" for name, sec in cost["sections_s"].items()) + "."
 ))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **The fused kernel.** Its loop, from `lib/attnlab/csrc/index_scores.c`, for one sequence: for every key
+# $k_s$, the dot products with four index heads at once, 16 numbers at a time (`v16` is a vector of 16
+# floats: one AVX-512 register, two AVX2 ones), the four 16-lane partial sums added up together
+# (`sum4x16`), the ReLU by keeping only the lanes above 0, the weighted sum over the heads, one score out.
+# `attnlab.fused` compiles it on first use; where no C compiler is found, `dsa.index_scores` keeps its
+# matmuls, and `fused.kernel_status()` says why.
+
+# %% slideshow={"slide_type": "-"}
+show_source(fused.SOURCE, start="void score_keys", stop="/* score_keys */")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. A live run, here and now

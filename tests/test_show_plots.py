@@ -47,6 +47,14 @@ def test_source_lines_cut_between_start_and_stop():
     )
 
 
+def test_source_lines_read_a_source_file_by_path(tmp_path):
+    source = tmp_path / "kernel.c"
+    source.write_text("/* a kernel */\nvoid f(void) {\n    g();  /* the call */\n}  /* f */\n")
+    assert source_lines(source, start="void f", stop="/* f */") == (
+        "void f(void) {\n    g();  /* the call */\n}  /* f */")
+    assert show_source(source, start="g();", stop="g();").data == "```c\ng();  /* the call */\n```"
+
+
 def test_source_lines_dedents_nested_blocks():
     assert source_lines(sample, start="if z", stop="return z") == "if z > 3:  # step three\n    return z"
 

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import inspect
 import textwrap
+from pathlib import Path
+
+#: Highlighting for source files shown by path (the library's one C kernel); objects are Python.
+LANGUAGES = {".c": "c", ".py": "python"}
 
 
 def source_lines(obj: object, start: str | None = None, stop: str | None = None) -> str:
-    """Return the source of ``obj`` (function, class or method), cut to the lines between the first line
-    containing ``start`` and the first line from there on containing ``stop`` (both included) when given.
+    """Return the source of ``obj`` (function, class or method, or a source file's :class:`~pathlib.Path`), cut
+    to the lines between the first line containing ``start`` and the first line from there on containing
+    ``stop`` (both included) when given.
 
     ``stop`` may match the start line itself: ``start=stop`` shows that one line."""
-    lines = textwrap.dedent(inspect.getsource(obj)).splitlines()
+    text = obj.read_text(encoding="utf-8") if isinstance(obj, Path) else inspect.getsource(obj)
+    lines = textwrap.dedent(text).splitlines()
     if start is not None:
         idx = next((i for i, line in enumerate(lines) if start in line), None)
         if idx is None:
@@ -26,7 +32,9 @@ def source_lines(obj: object, start: str | None = None, stop: str | None = None)
 
 
 def show_source(obj: object, start: str | None = None, stop: str | None = None):
-    """Display the (optionally cut) source of ``obj`` as a highlighted Python block in a notebook."""
+    """Display the (optionally cut) source of ``obj`` as a highlighted block in a notebook: Python, or the
+    language of a source file given by path (:data:`LANGUAGES`)."""
     from IPython.display import Markdown
 
-    return Markdown(f"```python\n{source_lines(obj, start, stop)}\n```")
+    language = LANGUAGES.get(obj.suffix, "") if isinstance(obj, Path) else "python"
+    return Markdown(f"```{language}\n{source_lines(obj, start, stop)}\n```")

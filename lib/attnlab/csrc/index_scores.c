@@ -71,7 +71,7 @@ static inline __attribute__((always_inline)) void score_keys(const float *restri
         }
         out[s] = (total[0] + total[1]) + (total[2] + total[3]);  /* sum over the heads */
     }
-}
+}  /* score_keys */
 
 DISPATCH
 void index_scores_f32(const float *k, index_t k_batch_stride, index_t batch, index_t n, index_t d, const float *q,
