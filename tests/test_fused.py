@@ -5,10 +5,16 @@
   head counts that are not a multiple of four, d^I from 16 to 128, cache views with spare rows;
 - :func:`attnlab.dsa.index_scores` hands it exactly the decode steps it can take, and a DSA decode step selects
   the same tokens and returns the same output with it and without it;
-- a compiler that fails, or ``ATTNLAB_FUSED=0``, leaves the matmul path in place.
+- its other builds (one version for the compiler's default target, GCC 11's shuffle builtin) agree with it;
+- a compiler that fails, or ``ATTNLAB_FUSED=0``, leaves the matmul path in place; a read-only cache moves
+  the build to a temporary directory.
 """
 
 from __future__ import annotations
+
+import ctypes
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -158,3 +164,36 @@ def test_a_built_kernel_is_reused_from_the_cache(tmp_path, restore_kernel):
     second = fused._load(cache=tmp_path, reload=True)[0]
     assert first.reason.startswith("compiled") and second.reason.startswith("cached")
     assert first.library == second.library and len(list(tmp_path.iterdir())) == 1
+
+
+@needs_kernel
+@pytest.mark.parametrize("extra", [("-DATTNLAB_NO_CLONES",), ("-DATTNLAB_GNU_SHUFFLE",),
+                                   ("-DATTNLAB_GNU_SHUFFLE", "-DATTNLAB_NO_CLONES")],
+                         ids=["default target", "GCC 11 shuffle", "both"])
+def test_every_build_of_the_source_scores_alike(extra, tmp_path):
+    """What a machine without AVX2 or with an older GCC would build, against the process's own kernel."""
+    library = tmp_path / "variant.so"
+    assert fused._compile(fused._compiler(), library, extra) is None
+    lib = fused._bind(ctypes.CDLL(str(library)))
+    g = torch.Generator().manual_seed(len(extra))
+    q, w, k = torch.randn(2, 1, 6, 48, generator=g), torch.randn(2, 1, 6, generator=g), torch.randn(2, 77, 48)
+    variant, own = fused._index_scores_fused(q, w, k, lib), fused._index_scores_fused(q, w, k)
+    torch.testing.assert_close(variant, own, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(variant.to(F64), reference(q, w, k, 1.0), rtol=1e-5, atol=1e-5)
+
+
+@needs_kernel
+def test_a_cache_it_may_not_write_moves_the_build_to_a_temporary_directory(tmp_path, monkeypatch, restore_kernel):
+    locked, build = tmp_path / "locked", fused._build
+
+    def refuse(compiler, cache):  # a read-only home (root may write anywhere, so the refusal is simulated)
+        if cache == locked:
+            raise PermissionError(13, "Permission denied", str(cache))
+        return build(compiler, cache)
+
+    monkeypatch.setattr(fused, "_build", refuse)
+    status = fused._load(cache=locked, reload=True)[0]
+    assert status.available, status.reason
+    built_in = Path(status.library).parent
+    assert built_in.name.startswith("attnlab-") and not locked.exists()
+    shutil.rmtree(built_in)

@@ -88,6 +88,17 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "attnlab"
 
 
+def _compile(compiler: str, out: Path, extra: tuple[str, ...] = ()) -> str | None:
+    """Compile SOURCE into the shared library ``out`` with FLAGS and ``extra``: None, or the compiler's last
+    error line. ``-DATTNLAB_NO_CLONES`` builds one version for the compiler's default target;
+    ``-DATTNLAB_GNU_SHUFFLE`` takes the shuffle builtin of GCC before 12 (the tests build both)."""
+    run = subprocess.run([compiler, *FLAGS, *extra, str(SOURCE), "-o", str(out)], capture_output=True, text=True,
+                         timeout=120)
+    if run.returncode == 0:
+        return None
+    return run.stderr.strip().splitlines()[-1] if run.stderr.strip() else f"exit {run.returncode}"
+
+
 def _build(compiler: str, cache: Path) -> tuple[Path, str]:
     """Compile SOURCE into cache (once per source, compiler and machine type) -> (library path, how)."""
     source = SOURCE.read_bytes()
@@ -101,19 +112,29 @@ def _build(compiler: str, cache: Path) -> tuple[Path, str]:
     for extra in ((), ("-DATTNLAB_NO_CLONES",)):  # a compiler without target_clones builds one version
         with tempfile.NamedTemporaryFile(dir=cache, suffix=".so", delete=False) as tmp:
             out = Path(tmp.name)
-        run = subprocess.run([compiler, *FLAGS, *extra, str(SOURCE), "-o", str(out)], capture_output=True,
-                             text=True, timeout=120)
-        if run.returncode == 0:
+        error = _compile(compiler, out, extra)
+        if error is None:
             os.replace(out, library)  # atomic: processes compiling at once each install a whole file
             return library, "compiled" + (" without target_clones" if extra else "")
         out.unlink(missing_ok=True)
-        errors.append(run.stderr.strip().splitlines()[-1] if run.stderr.strip() else f"exit {run.returncode}")
+        errors.append(error)
     raise RuntimeError("; ".join(errors))
+
+
+def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """Declare the library's two functions to ctypes (index_t is 64-bit, as c_longlong)."""
+    P, N = ctypes.c_void_p, ctypes.c_longlong
+    lib.index_scores_f32.argtypes = [P, N, N, N, N, P, P, N, P]
+    lib.index_scores_f32.restype = None
+    lib.index_scores_target.argtypes = []
+    lib.index_scores_target.restype = ctypes.c_char_p
+    return lib
 
 
 def _load(compiler: str | None = None, cache: Path | None = None,
           reload: bool = False) -> tuple[KernelStatus, ctypes.CDLL | None]:
-    """The process's kernel (built on first use); ``compiler``, ``cache`` and ``reload`` are for tests."""
+    """The process's kernel (built on first use); ``compiler``, ``cache`` and ``reload`` are for tests. Where
+    the cache directory cannot be written, the kernel is built in a fresh temporary one."""
     global _loaded
     with _lock:
         if _loaded is not None and not reload:
@@ -126,16 +147,14 @@ def _load(compiler: str | None = None, cache: Path | None = None,
             _loaded = (KernelStatus(False, "no C compiler found (cc, gcc, clang or $CC)"), None)
             return _loaded
         try:
-            library, how = _build(compiler, cache or _cache_dir())
-            lib = ctypes.CDLL(str(library))
+            try:
+                library, how = _build(compiler, cache or _cache_dir())
+            except PermissionError:  # a read-only home: build where this process may write
+                library, how = _build(compiler, Path(tempfile.mkdtemp(prefix="attnlab-")))
+            lib = _bind(ctypes.CDLL(str(library)))
         except (OSError, RuntimeError, subprocess.SubprocessError) as error:
             _loaded = (KernelStatus(False, f"building the kernel with {compiler} failed: {error}", compiler), None)
             return _loaded
-        P, N = ctypes.c_void_p, ctypes.c_longlong
-        lib.index_scores_f32.argtypes = [P, N, N, N, N, P, P, N, P]
-        lib.index_scores_f32.restype = None
-        lib.index_scores_target.argtypes = []
-        lib.index_scores_target.restype = ctypes.c_char_p
         target = lib.index_scores_target().decode()
         _loaded = (KernelStatus(True, f"{how} with {compiler}", compiler, str(library), target), lib)
         return _loaded
@@ -192,9 +211,11 @@ def index_scores_fused(q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor, 
     return _index_scores_fused(q, weights * softmax_scale, k)
 
 
-def _index_scores_fused(q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """The kernel call on checked inputs (the kernel loaded), ``weights`` already scaled."""
-    lib = _load()[1]
+def _index_scores_fused(q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor,
+                        lib: ctypes.CDLL | None = None) -> torch.Tensor:
+    """The kernel call on checked inputs, ``weights`` already scaled; ``lib``: another build (tests), else the
+    process's kernel (loaded)."""
+    lib = lib or _load()[1]
     b, _, h, d = q.shape
     n = k.shape[1]
     pad = -h % HEAD_GROUP  # zero-weight heads: w_j ReLU(.) = 0 exactly

@@ -24,7 +24,14 @@ typedef int i4 __attribute__((vector_size(16)));
 #define DISPATCH
 #endif
 
-#define SHUFFLE __builtin_shufflevector
+/* SHUFFLE(a, b, i0, ..., i15): lane i of the result is lane i_i of the 32 lanes of a then b. Clang and
+   GCC 12+ have __builtin_shufflevector; older GCC has __builtin_shuffle with the indices as a vector. */
+#if (defined(__clang__) || __GNUC__ >= 12) && !defined(ATTNLAB_GNU_SHUFFLE)
+#define SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+typedef int i16 __attribute__((vector_size(64)));
+#define SHUFFLE(a, b, ...) __builtin_shuffle(a, b, (i16){__VA_ARGS__})
+#endif
 
 static inline v16 load16(const float *p) {  /* unaligned load of 16 floats */
     v16 v;
@@ -42,7 +49,7 @@ static inline v4 sum4x16(v16 a, v16 b, v16 c, v16 e) {
           + SHUFFLE(ab, ce, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);  /* 4 lanes each */
     y += SHUFFLE(y, y, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);  /* 2 lanes each */
     y += SHUFFLE(y, y, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);  /* 1 lane each */
-    return SHUFFLE(y, y, 0, 4, 8, 12);
+    return (v4){y[0], y[4], y[8], y[12]};
 }
 
 typedef long long index_t;  /* 64-bit on every platform, as ctypes.c_longlong */
