@@ -197,3 +197,19 @@ def test_a_cache_it_may_not_write_moves_the_build_to_a_temporary_directory(tmp_p
     built_in = Path(status.library).parent
     assert built_in.name.startswith("attnlab-") and not locked.exists()
     shutil.rmtree(built_in)
+
+
+@needs_kernel
+def test_equal_keys_score_exactly_alike_so_ties_go_to_the_earlier_position():
+    """Ties included: the kernel computes a key's score from the key alone, so equal keys tie exactly and
+    dsa.topk_indices keeps the earlier of them, as the stable sort does."""
+    g = torch.Generator().manual_seed(7)
+    k = torch.randn(1, 40, 64, generator=g)
+    k[:, 20:30] = k[:, 0:10]  # ten keys cached twice
+    q, w = torch.randn(1, 1, 4, 64, generator=g), torch.rand(1, 1, 4, generator=g)
+    scores = fused.index_scores_fused(q, w, k, 0.125)
+    assert torch.equal(scores[..., 20:30], scores[..., 0:10])
+    order = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :15]
+    assert torch.equal(dsa.topk_indices(scores, 15), order)
+    twins = [i for i in order[0, 0].tolist() if i < 10 and i + 20 in order[0, 0].tolist()]
+    assert twins and all(order[0, 0].tolist().index(i) < order[0, 0].tolist().index(i + 20) for i in twins)
