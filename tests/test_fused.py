@@ -213,3 +213,13 @@ def test_equal_keys_score_exactly_alike_so_ties_go_to_the_earlier_position():
     assert torch.equal(dsa.topk_indices(scores, 15), order)
     twins = [i for i in order[0, 0].tolist() if i < 10 and i + 20 in order[0, 0].tolist()]
     assert twins and all(order[0, 0].tolist().index(i) < order[0, 0].tolist().index(i + 20) for i in twins)
+
+
+@needs_kernel
+def test_a_nan_key_scores_nan_as_with_the_matmuls():
+    """ReLU(NaN) is NaN in PyTorch; the kernel keeps it, so dsa.topk_indices sees the same scores either way."""
+    q, w, k = torch.ones(1, 1, 4, 16), torch.ones(1, 1, 4), torch.ones(1, 5, 16)
+    k[0, 2, 3] = float("nan")
+    fast, plain = fused.index_scores_fused(q, w, k, 0.25), dsa._index_scores_matmul(q, w, k, 0.25)
+    assert torch.isnan(fast[0, 0, 2]) and torch.isnan(plain[0, 0, 2])
+    torch.testing.assert_close(fast, plain, equal_nan=True)

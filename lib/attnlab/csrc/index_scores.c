@@ -71,7 +71,7 @@ static inline __attribute__((always_inline)) void score_keys(const float *restri
                 a3 += load16(q_j + 3 * d + i) * key;
             }
             v4 dots = sum4x16(a0, a1, a2, a3);
-            v4 relu = (v4)((i4)dots & (dots > (v4){0}));  /* ReLU(q_j . k_s) */
+            v4 relu = (v4)((i4)dots & ((dots > (v4){0}) | (dots != dots)));  /* ReLU(q_j . k_s); NaN stays NaN */
             v4 w_j;
             __builtin_memcpy(&w_j, w + j, sizeof w_j);
             total += w_j * relu;
