@@ -97,7 +97,10 @@ display(Markdown(
     f"matmul shaped like a decode step's, {roof['peak_probe'].removeprefix('decode matmul ')}, runs at "
     f"{m['decode_matmul_rate'] / 1e9:.0f} GFLOP/s, a square {m['gemm_n']}² GEMM at {m['matmul_rate'] / 1e9:.0f}. "
     f"Its **balance** is {roof['balance']:.1f} FLOP per byte ({m['decode_matmul_rate'] / 1e9:.0f} GFLOP/s / "
-    f"{m['read_bandwidth'] / 1e9:.1f} GB/s): a step that does fewer FLOPs per byte it moves is memory-bound here."
+    f"{m['read_bandwidth'] / 1e9:.1f} GB/s): a step that does fewer FLOPs per byte it moves is memory-bound here. "
+    f"Each probe ran twice, before and after the decode rounds, and these are the better passes (the read "
+    f"bandwidth: {' and '.join(f'{v / 1e9:.1f}' for v in m['probe_passes']['read_bandwidth'])} GB/s): on a "
+    f"shared machine a busy moment lowers a probe as it slows a step, and a ceiling must not be taken in one."
 ))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}

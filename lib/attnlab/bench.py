@@ -85,7 +85,10 @@ ceiling: (n_h x w) @ (w x N) with w = d_c + d_h^R, the shape of absorbed MLA's s
 CPU (:data:`DECODE_MATMUL_TOKENS`: the operands, 0.45 MB in float32, sit inside one core's L2, so it measures
 the arithmetic of a 16-row matmul, not memory). The roofline
 uses the read bandwidth and the decode-shaped ceiling: attainable FLOP/s = min(ceiling, intensity x read
-bandwidth), balance = ceiling / read bandwidth; the old GEMM / copy balance stays in the JSON too.
+bandwidth), balance = ceiling / read bandwidth; the old GEMM / copy balance stays in the JSON too. Each
+probe runs twice, before and after the decode rounds, and the better pass is the machine's ceiling
+(:func:`machine_record`): on a shared host a busy moment during one pass would otherwise set the ceiling
+below what the schemes reach in the quiet rounds around it.
 
 Between contexts (outside every timed region) :func:`release_free_memory` collects garbage and returns the C
 heap's free memory to the system (glibc's ``malloc_trim``), so that one context's leftovers do not stay
@@ -865,6 +868,32 @@ def allocator_info() -> dict:
 # the machine
 
 
+#: The machine's probes; a run measures each twice, before and after its decode rounds (:func:`machine_record`).
+PROBES: tuple[str, ...] = ("copy_bandwidth", "read_bandwidth", "matmul_rate", "decode_matmul_rate")
+
+
+def machine_record(first: Mapping[str, float], second: Mapping[str, float], copy_bytes: int, gemm_n: int,
+                   decode_shape: Sequence[int]) -> dict:
+    """The report's "machine": each probe's rate (:data:`PROBES`) as the better of its two passes, one before
+    and one after the decode rounds, with both passes kept under "probe_passes". A probe is a ceiling, what the
+    machine can do: on a shared host a busy moment lowers it as it slows the schemes, and a ceiling taken in
+    such a moment alone would put a scheme timed in a quiet one above 100% of it. Then the balances and the
+    roofline's two ceilings (read bandwidth, decode-shaped matmul)."""
+    for name, rates in (("first", first), ("second", second)):
+        if set(rates) != set(PROBES) or not all(isinstance(v, float) and v > 0 for v in rates.values()):
+            raise ValueError(f"{name} must map each of {PROBES} to a positive rate, got {dict(rates)}")
+    best = {probe: max(first[probe], second[probe]) for probe in PROBES}
+    return {"copy_bandwidth": best["copy_bandwidth"], "copy_bytes": copy_bytes, "matmul_rate": best["matmul_rate"],
+            "gemm_n": gemm_n, "balance_flops_per_byte": best["matmul_rate"] / best["copy_bandwidth"],
+            "read_bandwidth": best["read_bandwidth"], "read_bytes": copy_bytes,
+            "decode_matmul_rate": best["decode_matmul_rate"], "decode_matmul_shape": list(decode_shape),
+            "roofline_bandwidth": best["read_bandwidth"], "roofline_flops": best["decode_matmul_rate"],
+            "roofline_balance": best["decode_matmul_rate"] / best["read_bandwidth"],
+            "roofline_uses": "read bandwidth (x.sum()) and the decode-shaped matmul ceiling",
+            "probe_passes": {probe: [first[probe], second[probe]] for probe in PROBES},
+            "probes_use": "the better of two passes, before and after the decode rounds"}
+
+
 def measure_copy_bandwidth(device: torch.device, dtype: torch.dtype, n_bytes: int, repeats: int) -> float:
     """Bytes per second of ``dst.copy_(src)`` on a tensor of about n_bytes: 2 x nbytes (read + write) / median time."""
     n = max(1, n_bytes // dtype_bytes(dtype))
@@ -1411,7 +1440,7 @@ def run_benchmark(device: torch.device | str = "cpu", dtype: torch.dtype | str =
 def _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes, gemm_n, decode_tokens, hf_peer,
          progress, show, newer) -> dict:
     rounds, hf_rounds = warmup + repeats, warmup + hf_repeats
-    steps = 4 + len(DSA_PARTS) * rounds + 2 * len(LAYOUT_SCHEMES) * rounds + len(contexts) * rounds * (
+    steps = 2 * len(PROBES) + len(DSA_PARTS) * rounds + 2 * len(LAYOUT_SCHEMES) * rounds + len(contexts) * rounds * (
         len(SCHEMES) + len(NEWER_SCHEMES) + 3 * len(DENSE_SCHEMES)) + (len(contexts) * hf_rounds * 3 if hf_peer else 0)
     bar = tqdm(total=steps, desc="benchmark", unit="call", disable=not progress, file=sys.stderr, leave=False)
 
@@ -1428,31 +1457,29 @@ def _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes
 
     torch.manual_seed(0)
     probe_repeats = max(repeats, 5)
-    bar.set_postfix_str("copy bandwidth")
-    copy_bw = measure_copy_bandwidth(device, dtype, copy_bytes, probe_repeats)
-    step("read bandwidth")
-    read_bw = measure_read_bandwidth(device, dtype, copy_bytes, probe_repeats)
-    step("matmul rate")
-    matmul_rate = measure_matmul_rate(device, dtype, gemm_n, 3 * probe_repeats)  # short calls: more of them
-    step("decode-shaped matmul")
     rows, width, tokens = decode_matmul_shape(shape, decode_tokens)
-    decode_rate = measure_decode_matmul_rate(device, dtype, rows, width, tokens, 3 * probe_repeats)
-    step("decode steps")
-    machine = {"copy_bandwidth": copy_bw, "copy_bytes": copy_bytes, "matmul_rate": matmul_rate, "gemm_n": gemm_n,
-               "balance_flops_per_byte": matmul_rate / copy_bw,
-               "read_bandwidth": read_bw, "read_bytes": copy_bytes,
-               "decode_matmul_rate": decode_rate, "decode_matmul_shape": [rows, width, tokens],
-               "roofline_bandwidth": read_bw, "roofline_flops": decode_rate,
-               "roofline_balance": decode_rate / read_bw,
-               "roofline_uses": "read bandwidth (x.sum()) and the decode-shaped matmul ceiling"}
+
+    def probes(when: str) -> dict[str, float]:  # one pass of the machine's four probes
+        step(f"copy bandwidth ({when})")
+        rates = {"copy_bandwidth": measure_copy_bandwidth(device, dtype, copy_bytes, probe_repeats)}
+        step(f"read bandwidth ({when})")
+        rates["read_bandwidth"] = measure_read_bandwidth(device, dtype, copy_bytes, probe_repeats)
+        step(f"matmul rate ({when})")
+        rates["matmul_rate"] = measure_matmul_rate(device, dtype, gemm_n, 3 * probe_repeats)  # short calls: more
+        step(f"decode-shaped matmul ({when})")
+        rates["decode_matmul_rate"] = measure_decode_matmul_rate(device, dtype, rows, width, tokens,
+                                                                 3 * probe_repeats)
+        return rates
+
+    first = probes("before the decode rounds")
     header = {"device": device_info(device), "dtype": str(dtype).removeprefix("torch."),
               "torch_version": torch.__version__,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "shape": shape_arguments(shape), "machine": machine, "repeats": repeats, "warmup": warmup,
+              "shape": shape_arguments(shape), "repeats": repeats, "warmup": warmup,
               "allocator": allocator_info(), "fused_kernel": fused_kernel_info()}
     lap("probes")
     show(format_header(header))
-    results, roofline = [], []
+    results = []
     for context in contexts:
         release_free_memory()  # the last context's leftovers do not add to this one's peak
         entries = bench_context(shape, context, device, dtype, repeats, warmup, SCHEMES + NEWER_SCHEMES,
@@ -1461,7 +1488,6 @@ def _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes
         for r in entries:
             r["time_vs_mha"] = r["time_s"] / mha["time_s"]
             r["cache_vs_mha"] = r["cache_bytes_measured"] / mha["cache_bytes_measured"]
-            roofline.append(roofline_entry(r["scheme"], shape, context, dtype, r["time_s"], machine, newer))
         results += entries
         show(format_decode_table(entries))
     largest = max(contexts)
@@ -1470,6 +1496,9 @@ def _run(device, dtype, contexts, repeats, warmup, hf_repeats, shape, copy_bytes
     layouts = bench_projection_layouts(shape, device, dtype, repeats, warmup, copy_bytes,
                                        before=lambda name: step(f"projection layouts: {name}"))
     lap("decode")
+    machine = machine_record(first, probes("after the decode rounds"), copy_bytes, gemm_n, [rows, width, tokens])
+    roofline = [roofline_entry(r["scheme"], shape, r["context"], dtype, r["time_s"], machine, newer) for r in results]
+    lap("probes_again")
     show(format_roofline_table(machine, roofline))
     show(format_dsa_parts(dsa_parts))
     show(format_projection_layouts(layouts))
