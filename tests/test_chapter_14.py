@@ -132,7 +132,7 @@ def test_the_committed_run_has_its_targets_and_its_cost(report):
     assert bench.measure_targets(report) == report["targets"]  # recomputed from the stored numbers
     cost = ui.run_cost(report)
     assert 0 < cost["wall_s"] < 60 and 0 < cost["peak_gib"] < 1.5
-    assert set(cost["sections_s"]) == {"probes", "decode", "sdpa_peer", "hf_peer"}
+    assert set(cost["sections_s"]) == {"probes", "decode", "probes_again", "sdpa_peer", "hf_peer"}
     for r in report["results"]:  # the timing of every point: its rounds, spread and page faults
         assert len(r["times_s"]) == report["repeats"] and r["spread"] >= 0 and r["faults_per_call"] >= 0
     with pytest.raises(ValueError, match="no targets"):
