@@ -160,21 +160,31 @@ def _load(compiler: str | None = None, cache: Path | None = None,
         return _loaded
 
 
-def _fusable(q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor) -> bool:
-    """Whether :func:`attnlab.dsa.index_scores` hands (q, weights, k) to the kernel: one query on a CPU in
-    float32, no gradient wanted, key rows contiguous with d^I a multiple of 16, and the kernel built."""
-    if not all(isinstance(t, torch.Tensor) for t in (q, weights, k)):
-        return False
-    if q.dim() != 4 or weights.dim() != 3 or k.dim() != 3 or q.shape[1] != 1:
-        return False
-    if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in (q, weights, k)):
-        return False
+def _refusal(q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor) -> str | None:
+    """Why the kernel cannot take (q, weights, k), shaped as :func:`index_scores_fused` documents, or None:
+    the one list of its rules, which :func:`_fusable` asks and :func:`index_scores_fused` raises."""
+    s, d = q.shape[1], q.shape[-1]
+    if s != 1:
+        return (f"q has seq={s} queries: the fused kernel scores one query per sequence (a decode step); prefill "
+                "scores go through attnlab.dsa.index_scores' matmuls")
+    for name, t in (("q", q), ("weights", weights), ("k", k)):
+        if t.dtype != torch.float32 or t.device.type != "cpu":
+            return f"{name} is {t.dtype} on {t.device}: the fused kernel takes float32 tensors on a CPU"
+    if d % LANES:
+        return f"index_head_dim={d} must be a multiple of {LANES}: the kernel reads {LANES} floats at once"
+    if k.stride(-1) != 1 or k.stride(1) != d:
+        return f"k has strides {k.stride()}: each key's {d} numbers must be contiguous (rows of a cache)"
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, weights, k)):
-        return False
-    d = q.shape[-1]
-    if d % LANES or k.shape[1] == 0 or k.stride(-1) != 1 or k.stride(1) != d:
-        return False
-    return _load()[0].available
+        return ("q, weights or k requires grad: the fused kernel has no backward pass (the indexer's KL loss "
+                "trains through attnlab.dsa.index_scores' matmuls)")
+    return None
+
+
+def _fusable(q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor) -> bool:
+    """Whether :func:`attnlab.dsa.index_scores` hands its checked (q, weights, k) to the kernel: one query on a
+    CPU in float32, no gradient wanted, key rows contiguous with d^I a multiple of 16 (:func:`_refusal`), and
+    the kernel built."""
+    return _refusal(q, weights, k) is None and _load()[0].available
 
 
 def index_scores_fused(q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor, softmax_scale: float) -> torch.Tensor:
@@ -188,26 +198,16 @@ def index_scores_fused(q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor, 
     check_ndim("k", k, 3, "(batch, keys, index_head_dim)")
     check_floating("q", q)
     b, s, h, d = q.shape
-    if s != 1:
-        raise ValueError(f"q has seq={s} queries: the fused kernel scores one query per sequence (a decode step); "
-                         "prefill scores go through attnlab.dsa.index_scores' matmuls")
-    if tuple(weights.shape) != (b, 1, h) or k.shape[0] != b or k.shape[2] != d:
+    if tuple(weights.shape) != (b, s, h) or k.shape[0] != b or k.shape[2] != d:
         raise ValueError(f"q {tuple(q.shape)}, weights {tuple(weights.shape)} and k {tuple(k.shape)} must be "
                          "(b, 1, H^I, d^I), (b, 1, H^I) and (b, n, d^I)")
-    for name, t in (("q", q), ("weights", weights), ("k", k)):
-        if t.dtype != torch.float32 or t.device.type != "cpu":
-            raise ValueError(f"{name} is {t.dtype} on {t.device}: the fused kernel takes float32 tensors on a CPU")
-    if d % LANES:
-        raise ValueError(f"index_head_dim={d} must be a multiple of {LANES}: the kernel reads {LANES} floats at once")
-    if k.stride(-1) != 1 or k.stride(1) != d:
-        raise ValueError(f"k has strides {k.stride()}: each key's {d} numbers must be contiguous (rows of a cache)")
+    refusal = _refusal(q, weights, k)
+    if refusal is not None:
+        raise ValueError(refusal)
     check_real("softmax_scale", softmax_scale, 0.0, strict=True)
-    status, lib = _load()
-    if lib is None:
+    status = _load()[0]
+    if not status.available:
         raise ValueError(f"the fused kernel is not available: {status.reason}")
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, weights, k)):
-        raise ValueError("q, weights or k requires grad: the fused kernel has no backward pass (the indexer's "
-                         "KL loss trains through attnlab.dsa.index_scores' matmuls)")
     return _index_scores_fused(q, weights * softmax_scale, k)
 
 
